@@ -1,0 +1,336 @@
+"""The single source of truth: one frozen dataclass tree.
+
+The generator (fixar.gen), the golden model (fixar.golden), the testbenches
+(fixar.tb), the cost model and the docs all read their widths from here; none
+of them types a width of its own. Variants are made by copying with
+``dataclasses.replace`` (or :meth:`FixarConfig.variant`), as Gemmini does.
+
+Every object validates itself on construction, so an impossible config fails
+where it is made, with a message that names the field.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROUNDINGS = ("floor", "rne", "stochastic")
+OVERFLOWS = ("saturate", "wrap")
+
+# The golden model computes exact sums with int64 arithmetic (see
+# docs/numerics.md); an accumulator lane wider than this cannot be modelled
+# exactly there, so such a config is rejected rather than silently mis-modelled.
+GOLDEN_MAX_ACC_BITS = 62
+
+
+class ConfigError(ValueError):
+    """An impossible or unsupported configuration. The message names the field."""
+
+
+class PEMode(enum.IntEnum):
+    """Run-time mode of a PE (the value driven on its ``mode`` port)."""
+
+    FXP32 = 0  # one 32x32 MAC: the two 32x16 products are recombined
+    FXP16 = 1  # two packed 16-bit activations, two separate partial sums
+
+
+def _check_int(where: str, value, lo: int | None = None, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{where}: {value} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{where}: {value} is above the maximum {hi}")
+
+
+@dataclass(frozen=True)
+class FixedFormat:
+    """A two's-complement (or unsigned) fixed-point format.
+
+    ``rounding`` and ``overflow`` say what happens when a wider value is
+    converted *into* this format: floor (truncate toward -inf), rne
+    (round to nearest, ties to even) or stochastic (add random bits from the
+    PRNG below the kept LSB, then floor); saturate to [min, max] or wrap
+    modulo 2**bits.
+    """
+
+    bits: int
+    frac: int
+    signed: bool = True
+    rounding: str = "rne"
+    overflow: str = "saturate"
+
+    def __post_init__(self) -> None:
+        _check_int("bits", self.bits, 1, 64)
+        _check_int("frac", self.frac, 0)
+        if self.frac > self.bits:
+            raise ConfigError(
+                f"frac: {self.frac} fraction bits do not fit in a {self.bits}-bit word"
+            )
+        if not isinstance(self.signed, bool):
+            raise ConfigError(f"signed: expected true/false, got {self.signed!r}")
+        if self.rounding not in ROUNDINGS:
+            raise ConfigError(f"rounding: {self.rounding!r} is not one of {ROUNDINGS}")
+        if self.overflow not in OVERFLOWS:
+            raise ConfigError(f"overflow: {self.overflow!r} is not one of {OVERFLOWS}")
+
+    @property
+    def min_int(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def max_int(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    @property
+    def lsb(self) -> float:
+        return 2.0 ** -self.frac
+
+    @property
+    def min_value(self) -> float:
+        return self.min_int * self.lsb
+
+    @property
+    def max_value(self) -> float:
+        return self.max_int * self.lsb
+
+    def __str__(self) -> str:
+        integer = self.bits - self.frac
+        kind = "Q" if self.signed else "UQ"
+        return f"{kind}{integer}.{self.frac}/{self.rounding}/{self.overflow}"
+
+
+@dataclass(frozen=True)
+class PrngConfig:
+    """The hardware pseudo-random generator (stochastic rounding, exploration noise).
+
+    xorshift32 (Marsaglia 2003) is a linear-feedback generator over GF(2) with
+    period 2**32 - 1 whose every step yields 32 fresh bits; a plain one-bit
+    Galois LFSR would give correlated, shifted words from cycle to cycle.
+    """
+
+    kind: str = "xorshift32"
+    seed: int = 0x2545F491
+
+    def __post_init__(self) -> None:
+        if self.kind != "xorshift32":
+            raise ConfigError(f"prng.kind: {self.kind!r} is not supported (only 'xorshift32')")
+        _check_int("prng.seed", self.seed, 1, (1 << 32) - 1)
+
+    @property
+    def width(self) -> int:
+        return 32
+
+
+@dataclass(frozen=True)
+class PEConfig:
+    """FIXAR's dual-mode PE: two (weight x lane) signed multipliers.
+
+    FXP32 mode: the 32-bit activation is split into an unsigned low lane and a
+    signed high lane; both products are accumulated separately and recombined
+    as hi * 2**lane_bits + lo at the output, which is one 32x32 MAC.
+    FXP16 mode: the same word holds two signed 16-bit activations, each with
+    its own partial sum, for twice the throughput.
+    """
+
+    weight: FixedFormat = FixedFormat(32, 20)
+    act32: FixedFormat = FixedFormat(32, 20)
+    act16: FixedFormat = FixedFormat(16, 15)
+    out: FixedFormat = FixedFormat(32, 20)
+    lane_bits: int = 16
+    acc_bits: int = 58  # per lane: 48-bit product + 10 guard bits (docs/numerics.md)
+
+    def __post_init__(self) -> None:
+        _check_int("pe.lane_bits", self.lane_bits, 1, 16)
+        for name in ("weight", "act32", "act16", "out"):
+            fmt = getattr(self, name)
+            if not isinstance(fmt, FixedFormat):
+                raise ConfigError(f"pe.{name}: expected a FixedFormat, got {fmt!r}")
+            if not fmt.signed:
+                raise ConfigError(f"pe.{name}: the PE multiplies signed operands only")
+        # The golden model splits weights into two 16-bit limbs for exact BLAS.
+        _check_int("pe.weight.bits", self.weight.bits, 2, 32)
+        if self.act32.bits != 2 * self.lane_bits:
+            raise ConfigError(
+                f"pe.act32.bits: a {self.act32.bits}-bit activation word must hold exactly "
+                f"two {self.lane_bits}-bit lanes ({2 * self.lane_bits} bits)"
+            )
+        if self.act16.bits != self.lane_bits:
+            raise ConfigError(
+                f"pe.act16.bits: a packed activation is one lane ({self.lane_bits} bits), "
+                f"not {self.act16.bits}"
+            )
+        _check_int("pe.acc_bits", self.acc_bits, 1, GOLDEN_MAX_ACC_BITS)
+        if self.acc_bits < self.product_bits:
+            raise ConfigError(
+                f"pe.acc_bits: a {self.acc_bits}-bit accumulator is narrower than one "
+                f"{self.weight.bits}x{self.lane_bits} lane product ({self.product_bits} bits)"
+            )
+        if self.out.bits > self.acc_bits:
+            raise ConfigError(
+                f"pe.out.bits: a {self.out.bits}-bit output is wider than the "
+                f"{self.acc_bits}-bit accumulator"
+            )
+        for mode, shift in (("FXP32", self.shift32), ("FXP16", self.shift16)):
+            if shift < 0:
+                raise ConfigError(
+                    f"pe.out.frac: in {mode} mode the product has fewer fraction bits than "
+                    f"the output ({self.out.frac}); the PE only shifts right"
+                )
+
+    @property
+    def product_bits(self) -> int:
+        """Signed width that holds any weight x lane product (unsigned lane included)."""
+        return self.weight.bits + self.lane_bits
+
+    @property
+    def guard_bits(self) -> int:
+        """Sums of up to 2**guard_bits products never wrap the accumulator."""
+        return self.acc_bits - self.product_bits
+
+    @property
+    def shift32(self) -> int:
+        """Right shift from the FXP32 product's binary point to the output's."""
+        return self.weight.frac + self.act32.frac - self.out.frac
+
+    @property
+    def shift16(self) -> int:
+        """Right shift from a packed-lane product's binary point to the output's."""
+        return self.weight.frac + self.act16.frac - self.out.frac
+
+    @property
+    def rnd_bits(self) -> int:
+        """Width of each random word the PE takes for stochastic rounding."""
+        return max(self.shift32, self.shift16, 1)
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """The adaptive array: ``cores`` cores of ``rows`` x ``cols`` PEs (the array issue fills this in)."""
+
+    cores: int = 2
+    rows: int = 16
+    cols: int = 16
+
+    def __post_init__(self) -> None:
+        _check_int("array.cores", self.cores, 1, 64)
+        _check_int("array.rows", self.rows, 1, 256)
+        _check_int("array.cols", self.cols, 1, 256)
+
+    @property
+    def pes(self) -> int:
+        return self.cores * self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """On-chip memory sizes in 32-bit words (FIXAR: 1.05 MB weights, 1.05 MB gradients)."""
+
+    weight_words: int = 262_144
+    grad_words: int = 262_144
+    act_words_per_core: int = 1_024
+
+    def __post_init__(self) -> None:
+        for name in ("weight_words", "grad_words", "act_words_per_core"):
+            _check_int(f"memory.{name}", getattr(self, name), 1)
+
+
+@dataclass(frozen=True)
+class FixarConfig:
+    name: str = "default"
+    pe: PEConfig = PEConfig()
+    array: ArrayConfig = ArrayConfig()
+    memory: MemoryConfig = MemoryConfig()
+    prng: PrngConfig = PrngConfig()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ConfigError(f"name: {self.name!r} must be an identifier (it names generated files)")
+
+    def variant(self, **changes) -> "FixarConfig":
+        """A copy with some top-level fields replaced, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def digest(self) -> str:
+        """Short stable hash: names build folders of generated variants."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FixarConfig":
+        return _build(cls, data, "")
+
+    @classmethod
+    def from_json(cls, text: str) -> "FixarConfig":
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "FixarConfig":
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+
+def _build(cls, data, where: str):
+    """Build dataclass ``cls`` from nested dicts; unknown keys are errors, not ignored."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(known)}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, path)
+        else:
+            kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        msg = str(exc)
+        # Messages of leaf formats name only their own field; prefix the path.
+        raise ConfigError(msg if not where or msg.startswith(where) else f"{where}.{msg}") from None
+
+
+DEFAULT = FixarConfig()
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def load(name_or_path: str | Path | None) -> FixarConfig:
+    """``None`` or 'default' -> DEFAULT; a name of a shipped config; or a TOML path."""
+    if name_or_path is None or name_or_path == "default":
+        return DEFAULT
+    shipped = CONFIG_DIR / f"{name_or_path}.toml"
+    if shipped.exists():
+        return FixarConfig.from_toml(shipped)
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        return FixarConfig.from_toml(path)
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+    raise ConfigError(f"{name_or_path!r} is neither a shipped config {['default', *names]} nor a TOML file")
