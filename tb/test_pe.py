@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -68,3 +67,4 @@ def test_bench_catches_planted_bug(tmp_path):
     (bug_dir / "fixar_pe.v").write_text(mutated)
     res = _pe("verilator", cfg, bug_dir, "planted-bug", 1000, testcase="test_corners")
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong saturation limit"
+

@@ -1,0 +1,51 @@
+"""Deliberately slow, obviously-correct Python-int references for the golden model.
+
+They use unbounded Python integers and Fraction, no numpy tricks, so a bug
+in the vectorized golden code cannot be copied here by construction.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+from fixar.config import FixedFormat, PEConfig, PEMode
+
+
+def overflow(q: int, fmt: FixedFormat) -> int:
+    if fmt.overflow == "saturate":
+        return max(fmt.min_int, min(fmt.max_int, q))
+    q &= (1 << fmt.bits) - 1
+    return q - (1 << fmt.bits) if fmt.signed and q >> (fmt.bits - 1) else q
+
+
+def round_shift(v: int, shift: int, fmt: FixedFormat, rnd: int = 0, rnd_bits: int = 0) -> int:
+    """v / 2**shift rounded by fmt.rounding, then fmt.overflow."""
+    if fmt.rounding == "floor":
+        q = v // (1 << shift)
+    elif fmt.rounding == "rne":
+        q = round(Fraction(v, 1 << shift))  # Python rounds halves to even
+    else:
+        q = (v + (rnd >> (rnd_bits - shift) if shift else 0)) // (1 << shift)
+    return overflow(q, fmt)
+
+
+def signed(u: int, bits: int) -> int:
+    u &= (1 << bits) - 1
+    return u - (1 << bits) if u >> (bits - 1) else u
+
+
+def pe_step_outputs(cfg: PEConfig, mode, acc_en, clear, a, w, rnd_lo, rnd_hi):
+    """Cycle-by-cycle PE reference (list in, list of (y_lo, y_hi) out)."""
+    L, acc_lo, acc_hi, out = cfg.lane_bits, 0, 0, []
+    for m, en, clr, word, wt, r_lo, r_hi in zip(mode, acc_en, clear, a, w, rnd_lo, rnd_hi):
+        lo_u = word & ((1 << L) - 1)
+        lo = signed(lo_u, L) if m == PEMode.FXP16 else lo_u
+        hi = signed(word >> L, L)
+        acc_lo = signed((0 if clr else acc_lo) + (wt * lo if en else 0), cfg.acc_bits)
+        acc_hi = signed((0 if clr else acc_hi) + (wt * hi if en else 0), cfg.acc_bits)
+        if m == PEMode.FXP32:
+            y = round_shift(acc_hi * (1 << L) + acc_lo, cfg.shift32, cfg.out, r_lo, cfg.rnd_bits)
+            out.append((y, 0))
+        else:
+            out.append((round_shift(acc_lo, cfg.shift16, cfg.out, r_lo, cfg.rnd_bits),
+                        round_shift(acc_hi, cfg.shift16, cfg.out, r_hi, cfg.rnd_bits)))
+    return out

@@ -1,0 +1,122 @@
+"""The vectorized golden model against slow Python-int references."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import reference as ref
+from fixar.config import FixedFormat, PEMode, load
+from fixar.golden import dequantize, pe_matmul, pe_trace, quantize, requantize
+from fixar.golden.prng import stream
+from fixar.tb.pe_vectors import concat, corners, random_trace
+
+CONFIGS = ["default", "narrow", "stochastic"]
+FORMATS = [FixedFormat(32, 20, rounding=r, overflow=o)
+           for r in ("floor", "rne", "stochastic") for o in ("saturate", "wrap")]
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=str)
+@pytest.mark.parametrize("hi_shift,shift", [(16, 20), (0, 15), (16, 4), (8, 10), (0, 0)])
+def test_requantize_matches_python_ints(fmt, hi_shift, shift):
+    rng = np.random.default_rng(1)
+    n = 4000
+    big = 1 << 57
+    hi = np.concatenate([rng.integers(-big, big, n), rng.integers(-40, 40, n), [0, -1, 1, big - 1, -big]])
+    lo = np.concatenate([rng.integers(-big, big, n), rng.integers(-(1 << 22), 1 << 22, n), [0, 1 << 19, -(1 << 19), 3 << 19, 0]])
+    if hi_shift == 0:
+        hi = np.zeros_like(hi)
+    rnd = rng.integers(0, 1 << 20, len(hi))
+    got = requantize(hi, lo, hi_shift, shift, fmt, rnd, 20)
+    want = [ref.round_shift(int(h) * (1 << hi_shift) + int(l), shift, fmt, int(r), 20)
+            for h, l, r in zip(hi, lo, rnd)]
+    assert got.tolist() == want
+
+
+def test_rne_ties_go_to_even():
+    fmt = FixedFormat(16, 0)
+    got = requantize(0, np.array([1, 3, 5, -1, -3, 2, 7]), 0, 1, fmt)  # x / 2
+    assert got.tolist() == [0, 2, 2, 0, -2, 1, 4]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_pe_trace_matches_cycle_reference(name):
+    cfg = load(name).pe
+    rng = np.random.default_rng(2)
+    trace = concat(corners(cfg, PEMode.FXP32, rng), corners(cfg, PEMode.FXP16, rng),
+                   random_trace(cfg, 3000, rng, None, switch_prob=0.05))
+    y_lo, y_hi = pe_trace(cfg, *(trace[k] for k in ("mode", "acc_en", "clear", "a", "w", "rnd_lo", "rnd_hi")))
+    want = ref.pe_step_outputs(cfg, *(trace[k].tolist() for k in ("mode", "acc_en", "clear", "a", "w", "rnd_lo", "rnd_hi")))
+    assert list(zip(y_lo.tolist(), y_hi.tolist())) == want
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("mode", list(PEMode), ids=lambda m: m.name)
+def test_pe_matmul_matches_python_ints(name, mode):
+    cfg = load(name).pe
+    rng = np.random.default_rng(3)
+    act = cfg.act32 if mode == PEMode.FXP32 else cfg.act16
+    M, K, N = 7, 33, 5
+    W = rng.integers(cfg.weight.min_int, cfg.weight.max_int + 1, (M, K))
+    X = rng.integers(act.min_int, act.max_int + 1, (K, N))
+    W[0, :] = cfg.weight.min_int  # extreme rows: exactness at the limits
+    X[:, 0] = act.min_int
+    rnd = rng.integers(0, 1 << cfg.rnd_bits, (M, N))
+    got = pe_matmul(cfg, W, X, mode, rnd)
+    L = cfg.lane_bits
+    for i in range(M):
+        for j in range(N):
+            if mode == PEMode.FXP32:
+                # One 32x32 MAC per term: the word's value is the signed code.
+                s_lo = ref.signed(sum(int(W[i, k]) * (int(X[k, j]) & ((1 << L) - 1)) for k in range(K)), cfg.acc_bits)
+                s_hi = ref.signed(sum(int(W[i, k]) * (int(X[k, j]) >> L) for k in range(K)), cfg.acc_bits)
+                want = ref.round_shift(s_hi * (1 << L) + s_lo, cfg.shift32, cfg.out, int(rnd[i, j]), cfg.rnd_bits)
+            else:
+                s = ref.signed(sum(int(W[i, k]) * int(X[k, j]) for k in range(K)), cfg.acc_bits)
+                want = ref.round_shift(s, cfg.shift16, cfg.out, int(rnd[i, j]), cfg.rnd_bits)
+            assert got[i, j] == want, (i, j)
+
+
+def test_fxp32_matmul_is_a_true_32bit_product():
+    """With a wide enough output, FXP32 equals the rounded exact real product."""
+    cfg = load("default").pe
+    wide = dataclasses.replace(cfg, out=FixedFormat(58, 20, rounding="floor"))
+    rng = np.random.default_rng(4)
+    W = rng.integers(-(1 << 31), 1 << 31, (4, 16))
+    X = rng.integers(-(1 << 31), 1 << 31, (16, 3))
+    exact = [[sum(int(W[i, k]) * int(X[k, j]) for k in range(16)) >> cfg.shift32 for j in range(3)] for i in range(4)]
+    assert pe_matmul(wide, W, X).tolist() == exact
+
+
+def test_matmul_rejects_out_of_range_codes_and_shapes():
+    cfg = load("default").pe
+    with pytest.raises(ValueError, match="outside"):
+        pe_matmul(cfg, np.array([[1 << 31]]), np.array([[1]]))
+    with pytest.raises(ValueError, match="outside"):
+        pe_matmul(cfg, np.array([[1]]), np.array([[1 << 15]]), PEMode.FXP16)
+    with pytest.raises(ValueError, match="inner dimensions"):
+        pe_matmul(cfg, np.ones((2, 3), dtype=np.int64), np.ones((4, 1), dtype=np.int64))
+
+
+def test_quantize_round_trip_and_saturation():
+    fmt = load("default").pe.act32
+    x = np.array([0.0, 1.0, -1.0, 0.3, 1e9, -1e9, fmt.lsb / 2, 3 * fmt.lsb / 2])
+    q = quantize(x, fmt)
+    assert q.tolist()[:4] == [0, 1 << 20, -(1 << 20), round(0.3 * (1 << 20))]
+    assert q[4] == fmt.max_int and q[5] == fmt.min_int
+    assert q[6] == 0 and q[7] == 2  # ties to even
+    assert np.all(np.abs(dequantize(q[:4], fmt) - x[:4]) <= fmt.lsb / 2)
+    with pytest.raises(ValueError, match="NaN"):
+        quantize(np.array([np.nan]), fmt)
+
+
+def test_prng_stream_matches_scalar_xorshift():
+    cfg = load("default").prng
+    x, want = cfg.seed, []
+    for _ in range(100):
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        want.append(x)
+    assert stream(cfg, 100).tolist() == want
