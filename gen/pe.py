@@ -51,9 +51,12 @@ def requantize(m: Module, value, shift: int, fmt: FixedFormat, rnd, rnd_bits: in
     m.d.comb += q.eq(shifted)
     if fmt.overflow == "wrap" or len(q) <= fmt.bits:
         return q[:fmt.bits].as_signed()
-    return Mux(q > fmt.max_int, Const(fmt.max_int, signed(fmt.bits)),
-               Mux(q < fmt.min_int, Const(fmt.min_int, signed(fmt.bits)),
-                   q[:fmt.bits].as_signed()))
+    # In range iff every bit from the output's sign bit up equals the sign:
+    # a few LUTs of AND/OR instead of two full-width magnitude comparators.
+    top = q[fmt.bits - 1:]
+    fits = top.all() | ~top.any()
+    limit = Mux(q[-1], Const(fmt.min_int, signed(fmt.bits)), Const(fmt.max_int, signed(fmt.bits)))
+    return Mux(fits, q[:fmt.bits].as_signed(), limit)
 
 
 class PE(wiring.Component):

@@ -6,41 +6,47 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [48:0] \$1 ;
   wire \$10 ;
-  wire [31:0] \$11 ;
-  wire [31:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [31:0] \$15 ;
-  wire [31:0] \$16 ;
-  wire [31:0] \$17 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [31:0] \$13 ;
+  wire [31:0] \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
   wire \$18 ;
-  wire \$19 ;
+  wire [31:0] \$19 ;
   wire [47:0] \$2 ;
   wire [31:0] \$20 ;
   wire [31:0] \$21 ;
-  wire [31:0] \$22 ;
-  wire [88:0] \$23 ;
-  wire [89:0] \$24 ;
-  wire [20:0] \$25 ;
-  wire [15:0] \$26 ;
-  wire [15:0] \$27 ;
-  reg \$28 ;
-  reg \$29 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [31:0] \$26 ;
+  wire [31:0] \$27 ;
+  wire [31:0] \$28 ;
+  wire [88:0] \$29 ;
   wire [57:0] \$3 ;
-  reg \$30 ;
-  reg [31:0] \$31 ;
-  reg [31:0] \$32 ;
-  reg [47:0] \$33 ;
-  reg [47:0] \$34 ;
+  wire [89:0] \$30 ;
+  wire [20:0] \$31 ;
+  wire [15:0] \$32 ;
+  wire [15:0] \$33 ;
+  reg \$34 ;
   reg \$35 ;
   reg \$36 ;
-  reg \$37 ;
-  reg [57:0] \$38 ;
-  reg [57:0] \$39 ;
+  reg [31:0] \$37 ;
+  reg [31:0] \$38 ;
+  reg [47:0] \$39 ;
   wire [47:0] \$4 ;
-  reg \$40 ;
-  reg [31:0] \$41 ;
-  reg [31:0] \$42 ;
+  reg [47:0] \$40 ;
+  reg \$41 ;
+  reg \$42 ;
+  reg \$43 ;
+  reg [57:0] \$44 ;
+  reg [57:0] \$45 ;
+  reg \$46 ;
+  reg [31:0] \$47 ;
+  reg [31:0] \$48 ;
   wire [58:0] \$5 ;
   wire [57:0] \$6 ;
   wire [47:0] \$7 ;
@@ -86,13 +92,25 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   output [31:0] y_lo;
   reg [31:0] y_lo = 32'd0;
   always @(posedge clk)
-    acc_hi <= \$39 ;
+    p_lo <= \$39 ;
   always @(posedge clk)
-    mode3 <= \$40 ;
+    p_hi <= \$40 ;
   always @(posedge clk)
-    y_lo <= \$41 ;
+    mode2 <= \$41 ;
   always @(posedge clk)
-    y_hi <= \$42 ;
+    en2 <= \$42 ;
+  always @(posedge clk)
+    clr2 <= \$43 ;
+  always @(posedge clk)
+    acc_lo <= \$44 ;
+  always @(posedge clk)
+    acc_hi <= \$45 ;
+  always @(posedge clk)
+    mode3 <= \$46 ;
+  always @(posedge clk)
+    y_lo <= \$47 ;
+  always @(posedge clk)
+    y_hi <= \$48 ;
   assign \$1  = $signed(w1) * $signed(lo_ext);
   assign \$2  = $signed(w1) * $signed(a1[31:16]);
   assign \$3  = clr2 ? 58'h000000000000000 : acc_lo;
@@ -101,158 +119,152 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   assign \$6  = clr2 ? 58'h000000000000000 : acc_hi;
   assign \$7  = en2 ? p_hi : 48'h000000000000;
   assign \$8  = $signed(\$6 ) + $signed(\$7 );
-  assign \$9  = $signed(fxp16_lo_q) > $signed(32'd2147483647);
-  assign \$10  = $signed(fxp16_lo_q) < $signed(32'd2147483648);
-  assign \$11  = \$10  ? 32'd2147483648 : fxp16_lo_q[31:0];
-  assign \$12  = \$9  ? 32'd2147483647 : \$11 ;
-  assign \$13  = $signed(fxp32_q) > $signed(32'd2147483647);
-  assign \$14  = $signed(fxp32_q) < $signed(32'd2147483648);
-  assign \$15  = \$14  ? 32'd2147483648 : fxp32_q[31:0];
-  assign \$16  = \$13  ? 32'd2147483647 : \$15 ;
-  assign \$17  = mode3 ? \$12  : \$16 ;
-  assign \$18  = $signed(fxp16_hi_q) > $signed(32'd2147483647);
-  assign \$19  = $signed(fxp16_hi_q) < $signed(32'd2147483648);
-  assign \$20  = \$19  ? 32'd2147483648 : fxp16_hi_q[31:0];
-  assign \$21  = \$18  ? 32'd2147483647 : \$20 ;
-  assign \$22  = mode3 ? \$21  : 32'd0;
+  assign \$9  = & fxp16_lo_q[58:31];
+  assign \$10  = | fxp16_lo_q[58:31];
+  assign \$11  = ~ \$10 ;
+  assign \$12  = \$9  | \$11 ;
+  assign \$13  = fxp16_lo_q[58] ? 32'd2147483648 : 32'd2147483647;
+  assign \$14  = \$12  ? fxp16_lo_q[31:0] : \$13 ;
+  assign \$15  = & fxp32_q[75:31];
+  assign \$16  = | fxp32_q[75:31];
+  assign \$17  = ~ \$16 ;
+  assign \$18  = \$15  | \$17 ;
+  assign \$19  = fxp32_q[75] ? 32'd2147483648 : 32'd2147483647;
+  assign \$20  = \$18  ? fxp32_q[31:0] : \$19 ;
+  assign \$21  = mode3 ? \$14  : \$20 ;
+  assign \$22  = & fxp16_hi_q[58:31];
+  assign \$23  = | fxp16_hi_q[58:31];
+  assign \$24  = ~ \$23 ;
+  assign \$25  = \$22  | \$24 ;
+  assign \$26  = fxp16_hi_q[58] ? 32'd2147483648 : 32'd2147483647;
+  assign \$27  = \$25  ? fxp16_hi_q[31:0] : \$26 ;
+  assign \$28  = mode3 ? \$27  : 32'd0;
   assign lo_ext = mode1 ? { a1[15], a1[15:0] } : { 1'h0, a1[15:0] };
-  assign \$24  = $signed(\$23 ) + $signed(acc_lo);
-  assign \$25  = 19'h7ffff + \$24 [20];
-  assign fxp32_rounded = $signed(\$24 [74:0]) + $signed({ 1'h0, \$25  });
-  assign \$26  = 14'h3fff + acc_lo[15];
-  assign fxp16_lo_rounded = $signed(acc_lo) + $signed({ 1'h0, \$26  });
-  assign \$27  = 14'h3fff + acc_hi[15];
-  assign fxp16_hi_rounded = $signed(acc_hi) + $signed({ 1'h0, \$27  });
+  assign \$30  = $signed(\$29 ) + $signed(acc_lo);
+  assign \$31  = 19'h7ffff + \$30 [20];
+  assign fxp32_rounded = $signed(\$30 [74:0]) + $signed({ 1'h0, \$31  });
+  assign \$32  = 14'h3fff + acc_lo[15];
+  assign fxp16_lo_rounded = $signed(acc_lo) + $signed({ 1'h0, \$32  });
+  assign \$33  = 14'h3fff + acc_hi[15];
+  assign fxp16_hi_rounded = $signed(acc_hi) + $signed({ 1'h0, \$33  });
   always @(posedge clk)
-    mode1 <= \$28 ;
+    mode1 <= \$34 ;
   always @(posedge clk)
-    en1 <= \$29 ;
+    en1 <= \$35 ;
   always @(posedge clk)
-    clr1 <= \$30 ;
+    clr1 <= \$36 ;
   always @(posedge clk)
-    a1 <= \$31 ;
+    a1 <= \$37 ;
   always @(posedge clk)
-    w1 <= \$32 ;
-  always @(posedge clk)
-    p_lo <= \$33 ;
-  always @(posedge clk)
-    p_hi <= \$34 ;
-  always @(posedge clk)
-    mode2 <= \$35 ;
-  always @(posedge clk)
-    en2 <= \$36 ;
-  always @(posedge clk)
-    clr2 <= \$37 ;
-  always @(posedge clk)
-    acc_lo <= \$38 ;
+    w1 <= \$38 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$40  = mode2;
+    \$40  = \$2 ;
     if (rst) begin
-      \$40  = 1'h0;
+      \$40  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = \$17 ;
+    \$41  = mode1;
     if (rst) begin
-      \$41  = 32'd0;
+      \$41  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = \$22 ;
+    \$42  = en1;
     if (rst) begin
-      \$42  = 32'd0;
+      \$42  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$28  = mode;
+    \$43  = clr1;
     if (rst) begin
-      \$28  = 1'h0;
+      \$43  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$29  = acc_en;
+    \$44  = \$5 [57:0];
     if (rst) begin
-      \$29  = 1'h0;
+      \$44  = 58'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$30  = clear;
+    \$45  = \$8 [57:0];
     if (rst) begin
-      \$30  = 1'h0;
+      \$45  = 58'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$31  = a;
+    \$46  = mode2;
     if (rst) begin
-      \$31  = 32'd0;
+      \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$32  = w;
+    \$47  = \$21 ;
     if (rst) begin
-      \$32  = 32'd0;
+      \$47  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$33  = \$1 [47:0];
+    \$48  = \$28 ;
     if (rst) begin
-      \$33  = 48'h000000000000;
+      \$48  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$34  = \$2 ;
+    \$34  = mode;
     if (rst) begin
-      \$34  = 48'h000000000000;
+      \$34  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$35  = mode1;
+    \$35  = acc_en;
     if (rst) begin
       \$35  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$36  = en1;
+    \$36  = clear;
     if (rst) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$37  = clr1;
+    \$37  = a;
     if (rst) begin
-      \$37  = 1'h0;
+      \$37  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$38  = \$5 [57:0];
+    \$38  = w;
     if (rst) begin
-      \$38  = 58'h000000000000000;
+      \$38  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$39  = \$8 [57:0];
+    \$39  = \$1 [47:0];
     if (rst) begin
-      \$39  = 58'h000000000000000;
+      \$39  = 48'h000000000000;
     end
   end
-  assign total = \$24 [74:0];
+  assign total = \$30 [74:0];
   assign fxp16_lo_q = { fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58:15] };
-  assign \$23  = { acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi, 16'h0000 };
+  assign \$29  = { acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi, 16'h0000 };
   assign fxp32_q = { fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75:20] };
   assign fxp16_hi_q = { fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58:15] };
 endmodule

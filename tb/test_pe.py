@@ -56,10 +56,10 @@ def test_bench_catches_planted_bug(tmp_path):
     cfg = load("default")
     src = (shipped_rtl() / "fixar_pe.v").read_text()
     max_int = cfg.pe.out.max_int
-    # The first value the output saturates to (Amaranth writes it in decimal).
-    pattern = f"? {cfg.pe.out.bits}'d{max_int} :"
+    # The first positive limit the output saturates to (Amaranth writes it in decimal).
+    pattern = f"{cfg.pe.out.bits}'d{max_int};"
     assert pattern in src, f"saturation constant {pattern!r} not found in the generated PE"
-    mutated = src.replace(pattern, f"? {cfg.pe.out.bits}'d{max_int - 1} :", 1)
+    mutated = src.replace(pattern, f"{cfg.pe.out.bits}'d{max_int - 1};", 1)
     bug_dir = BUILD_ROOT / "planted_bug"
     bug_dir.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((shipped_rtl() / "manifest.json").read_text())

