@@ -27,12 +27,14 @@ help:
 	@echo "make bench      measure figures into bench/results/summary.json"
 	@echo "make bitstream  U50 image (not implemented yet: fails with a message)"
 
-# System packages: Icarus (second simulator) and ccache. Installed with
+# System packages: Icarus (second simulator), ccache, and the lz4 header
+# that Verilator's FST writer (WAVES=1) compiles against. Installed with
 # apt-get when missing and we are root; otherwise a clear message.
 sysdeps:
 	@missing=""; \
 	command -v iverilog >/dev/null || missing="$$missing iverilog"; \
 	command -v ccache   >/dev/null || missing="$$missing ccache"; \
+	test -f /usr/include/lz4.h     || missing="$$missing liblz4-dev"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "apt-get install$$missing"; \
@@ -42,8 +44,9 @@ sysdeps:
 	  fi; \
 	fi
 
-$(STAMP): pyproject.toml
-	@$(MAKE) --no-print-directory sysdeps
+# sysdeps is order-only: checked on every run (fast when all is there),
+# but it never makes the venv stale by itself.
+$(STAMP): pyproject.toml | sysdeps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[synth,axi]'

@@ -136,7 +136,8 @@ def run_bench(
     version = check_simulator(sim)
     seed = seed_from_env() if seed is None else seed
     waves = os.environ.get("WAVES", "0") == "1" if waves is None else waves
-    build_dir = BUILD_ROOT / sim / f"{top}-{tag}"
+    # Traced and untraced builds differ; separate folders avoid rebuilds when toggling.
+    build_dir = BUILD_ROOT / sim / f"{top}-{tag}{'-waves' if waves else ''}"
     build_args: list[str] = []
     if sim == "verilator":
         build_args = ["-Wno-WIDTH", "-O3"]
