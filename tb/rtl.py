@@ -1,11 +1,12 @@
-"""Where a bench finds its RTL: the committed rtl/ for the default config,
-freshly generated folders under sim_build/ for variants."""
+"""Where a bench finds its RTL (the committed rtl/ for the default config,
+freshly generated folders under sim_build/ for variants) and how it runs on it."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fixar.config import FixarConfig
-from fixar.tb.runner import BUILD_ROOT, RTL_DIR
+from fixar.tb.runner import BUILD_ROOT, RTL_DIR, SimResult, run_bench
 
 
 def shipped_rtl() -> Path:
@@ -18,3 +19,17 @@ def generated(cfg: FixarConfig) -> Path:
     out = BUILD_ROOT / "gen" / f"{cfg.name}-{cfg.digest}"
     emit(cfg, out)
     return out
+
+
+def run_module(sim: str, cfg: FixarConfig, rtl_dir: Path, module: str, test_module: str,
+               *, tag: str | None = None, env: dict[str, str] | None = None, **kwargs) -> SimResult:
+    """Run ``test_module`` against ``module`` of a generated folder, checking
+    that the folder was generated from ``cfg`` and passing on its latency."""
+    manifest = json.loads((rtl_dir / "manifest.json").read_text())
+    if manifest["config_digest"] != cfg.digest:
+        raise RuntimeError(f"{rtl_dir} was generated from config {manifest['config_name']} "
+                           f"({manifest['config_digest']}), not {cfg.name} ({cfg.digest}): run `make verilog`")
+    mod = manifest["modules"][module]
+    return run_bench(sim=sim, top=module, sources=[rtl_dir / mod["file"]], test_module=test_module,
+                     cfg=cfg, tag=tag or cfg.digest,
+                     env={"FIXAR_LATENCY": str(mod["latency"]), **(env or {})}, **kwargs)

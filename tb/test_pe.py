@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from fixar.config import load
-from fixar.tb.rtl import generated, shipped_rtl
-from fixar.tb.runner import BUILD_ROOT, run_bench
+from fixar.tb.rtl import generated, run_module, shipped_rtl
+from fixar.tb.runner import BUILD_ROOT
 
 VECTORS = int(os.environ.get("FIXAR_VECTORS", "100000"))
 
@@ -17,14 +16,8 @@ pytestmark = pytest.mark.sim
 
 
 def _pe(sim, cfg, rtl_dir, tag, vectors, testcase=None):
-    manifest = json.loads((rtl_dir / "manifest.json").read_text())
-    assert manifest["config_digest"] == cfg.digest, "RTL was generated from another config"
-    mod = manifest["modules"]["fixar_pe"]
-    return run_bench(
-        sim=sim, top="fixar_pe", sources=[rtl_dir / mod["file"]], test_module="fixar.tb.pe_bench",
-        cfg=cfg, tag=tag, testcase=testcase,
-        env={"FIXAR_LATENCY": str(mod["latency"]), "FIXAR_VECTORS": str(vectors)},
-    )
+    return run_module(sim, cfg, rtl_dir, "fixar_pe", "fixar.tb.pe_bench", tag=tag,
+                      testcase=testcase, env={"FIXAR_VECTORS": str(vectors)})
 
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
