@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,7 @@ class SimResult:
     failed: int
     results_xml: Path
     bench_json: Path
+    build_s: float = 0.0  # wall time of the (possibly incremental) build
 
     @property
     def passed(self) -> bool:
@@ -149,6 +151,7 @@ def run_bench(
     print(f"[fixar.tb] {sim}: {version}; seed {seed}; build {build_dir}", file=sys.stderr)
 
     runner = get_runner(sim)
+    t_build = time.perf_counter()
     runner.build(
         sources=[str(s) for s in sources],
         hdl_toplevel=top,
@@ -158,6 +161,7 @@ def run_bench(
         timescale=("1ns", "1ps"),
         log_file=build_dir / "build.log",
     )
+    build_s = time.perf_counter() - t_build
     bench_env = {
         "FIXAR_CONFIG_JSON": cfg.to_json(),
         "FIXAR_BENCH_JSON": str(bench_json),
@@ -182,4 +186,4 @@ def run_bench(
         tests, failed = get_results(xml)
     except RuntimeError:
         tests, failed = 0, 0
-    return SimResult(tests, failed, xml, bench_json)
+    return SimResult(tests, failed, xml, bench_json, build_s)
