@@ -120,3 +120,29 @@ def test_prng_stream_matches_scalar_xorshift():
         x ^= (x << 5) & 0xFFFFFFFF
         want.append(x)
     assert stream(cfg, 100).tolist() == want
+
+
+@pytest.mark.parametrize("mode", list(PEMode), ids=lambda m: m.name)
+def test_pe_matmul_wraps_long_reductions_like_the_accumulator(mode):
+    """Beyond 2**guard_bits terms the lane sums wrap modulo 2**acc_bits (narrow: 64 terms).
+    The output saturates here, so a missing wrap would show (with a wrapping
+    output narrower than acc_bits - shift it would not)."""
+    narrow = load("narrow").pe
+    cfg = dataclasses.replace(narrow, out=dataclasses.replace(narrow.out, overflow="saturate"))
+    act = cfg.act32 if mode == PEMode.FXP32 else cfg.act16
+    K = 5 * (1 << cfg.guard_bits) + 3
+    rng = np.random.default_rng(6)
+    W = np.where(rng.random((3, K)) < 0.8, cfg.weight.min_int, rng.integers(cfg.weight.min_int, cfg.weight.max_int + 1, (3, K)))
+    X = np.where(rng.random((K, 2)) < 0.8, act.min_int, rng.integers(act.min_int, act.max_int + 1, (K, 2)))
+    got = pe_matmul(cfg, W, X, mode)
+    L = cfg.lane_bits
+    for i in range(3):
+        for j in range(2):
+            if mode == PEMode.FXP32:
+                s_lo = ref.signed(sum(int(W[i, k]) * (int(X[k, j]) & ((1 << L) - 1)) for k in range(K)), cfg.acc_bits)
+                s_hi = ref.signed(sum(int(W[i, k]) * (int(X[k, j]) >> L) for k in range(K)), cfg.acc_bits)
+                want = ref.round_shift(s_hi * (1 << L) + s_lo, cfg.shift32, cfg.out)
+            else:
+                s = ref.signed(sum(int(W[i, k]) * int(X[k, j]) for k in range(K)), cfg.acc_bits)
+                want = ref.round_shift(s, cfg.shift16, cfg.out)
+            assert got[i, j] == want, (i, j)

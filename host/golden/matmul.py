@@ -18,7 +18,6 @@ import numpy as np
 
 from fixar.config import PEConfig, PEMode
 from fixar.golden.fixed import I64, requantize, wrap
-from fixar.golden.pe import split_lanes
 
 MAX_REDUCTION = (1 << 16) - 1  # int64 headroom: K * 2**47 < 2**63
 LIMB = 16
@@ -44,13 +43,11 @@ def exact_matmul_lanes(W, lanes) -> list[np.ndarray]:
     """Exact int64 W @ L for each lane matrix L (entries within +-2**16), one BLAS call."""
     W = np.asarray(W, dtype=I64)
     rows = W.shape[0]
-    # Limbs by float arithmetic (exact: |W| < 2**32 and 2**-16 scaling is
-    # exact), written straight into one stacked operand: fewer passes than
-    # integer shifts, masks, casts and a vstack.
-    w = W.astype(np.float64)
+    # Both limbs written straight into one stacked operand (assignment casts
+    # to float64 exactly: every limb is below 2**16 in magnitude).
     A = np.empty((2 * rows, W.shape[1]))
-    np.floor(w * 2.0 ** -LIMB, out=A[:rows])   # signed high limb
-    np.subtract(w, A[:rows] * 2.0 ** LIMB, out=A[rows:])  # low limb in [0, 2**16)
+    A[:rows] = W >> I64(LIMB)                 # signed high limb
+    A[rows:] = W & I64((1 << LIMB) - 1)       # unsigned low limb
     cols = [np.asarray(lane).shape[1] for lane in lanes]
     stacked = A @ np.concatenate(lanes, axis=1, dtype=np.float64)
     out, start = [], 0
@@ -75,13 +72,18 @@ def pe_matmul(cfg: PEConfig, W, X, mode: PEMode = PEMode.FXP32, rnd=None) -> np.
     _check_codes("W", W, cfg.weight)
     _check_codes("X", X, cfg.act32 if mode == PEMode.FXP32 else cfg.act16)
     fmt, rb = cfg.out, cfg.rnd_bits
+    K = W.shape[1]
+    # Sums of at most 2**guard_bits products cannot wrap the accumulator, so
+    # the modulo step can be skipped without changing a bit.
+    reduce = (lambda v: v) if K <= (1 << cfg.guard_bits) else (lambda v: wrap(v, cfg.acc_bits))
     if mode == PEMode.FXP32:
-        lo, hi = split_lanes(X, PEMode.FXP32, cfg.lane_bits)
+        # In-range codes: the low lane is the low bits, the high lane the
+        # arithmetic shift (what split_lanes computes in general).
+        lo = X & I64((1 << cfg.lane_bits) - 1)
+        hi = X >> I64(cfg.lane_bits)
         s_lo, s_hi = exact_matmul_lanes(W, [lo, hi])
-        s_lo, s_hi = wrap(s_lo, cfg.acc_bits), wrap(s_hi, cfg.acc_bits)
-        return requantize(s_hi, s_lo, cfg.lane_bits, cfg.shift32, fmt, rnd, rb)
+        return requantize(reduce(s_hi), reduce(s_lo), cfg.lane_bits, cfg.shift32, fmt, rnd, rb)
     if mode == PEMode.FXP16:
         (s,) = exact_matmul_lanes(W, [X])
-        s = wrap(s, cfg.acc_bits)
-        return requantize(np.zeros_like(s), s, 0, cfg.shift16, fmt, rnd, rb)
+        return requantize(np.zeros_like(s), reduce(s), 0, cfg.shift16, fmt, rnd, rb)
     raise ValueError(f"unknown PE mode {mode!r}")
