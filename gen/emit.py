@@ -16,6 +16,7 @@ from amaranth.hdl import Shape
 
 from fixar.config import FixarConfig
 from fixar.gen.activation import ActivationUnit
+from fixar.gen.core import ArrayCore
 from fixar.gen.pe import PE
 from fixar.gen.prng import Xorshift32
 
@@ -28,20 +29,28 @@ def _ports(component) -> dict:
     return ports
 
 
-def designs(cfg: FixarConfig) -> dict:
-    """module name -> (component factory, extra manifest facts)."""
-    return {
+def designs(cfg: FixarConfig, array: bool = False) -> dict:
+    """module name -> (component factory, extra manifest facts).
+
+    The array core is generated on request only: for the default 16 x 16
+    config its Verilog is large, so rtl/ holds the building blocks and the
+    benches generate cores into sim_build/ (docs/array-plan.md).
+    """
+    found = {
         "fixar_pe": (lambda: PE(cfg.pe), {"latency": PE.LATENCY}),
         "fixar_prng": (lambda: Xorshift32(cfg.prng), {"latency": 0}),
         "fixar_act": (lambda: ActivationUnit(cfg), {"latency": ActivationUnit.LATENCY}),
     }
+    if array:
+        found["fixar_core"] = (lambda: ArrayCore(cfg), {"latency": ArrayCore.LATENCY})
+    return found
 
 
-def emit(cfg: FixarConfig, out_dir: str | Path) -> dict:
+def emit(cfg: FixarConfig, out_dir: str | Path, array: bool = False) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     modules = {}
-    for name, (factory, facts) in designs(cfg).items():
+    for name, (factory, facts) in designs(cfg, array).items():
         component = factory()
         ports = _ports(component)
         text = verilog.convert(component, name=name, emit_src=False)

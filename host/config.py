@@ -217,11 +217,15 @@ class ArrayConfig:
     cores: int = 2
     rows: int = 16
     cols: int = 16
+    # Partial-sum buffer entries per column: batch vectors in flight on one
+    # weight tile (FXP16 packs two vectors per entry). FIXAR's largest batch is 512.
+    psum_slots: int = 512
 
     def __post_init__(self) -> None:
         _check_int("array.cores", self.cores, 1, 64)
         _check_int("array.rows", self.rows, 1, 256)
         _check_int("array.cols", self.cols, 1, 256)
+        _check_int("array.psum_slots", self.psum_slots, 1, 1 << 16)
 
     @property
     def pes(self) -> int:

@@ -13,11 +13,11 @@ def shipped_rtl() -> Path:
     return RTL_DIR
 
 
-def generated(cfg: FixarConfig) -> Path:
+def generated(cfg: FixarConfig, array: bool = False) -> Path:
     from fixar.gen.emit import emit  # the bench harness needs RTL; the golden model never imports gen
 
-    out = BUILD_ROOT / "gen" / f"{cfg.name}-{cfg.digest}"
-    emit(cfg, out)
+    out = BUILD_ROOT / "gen" / f"{cfg.name}-{cfg.digest}{'-array' if array else ''}"
+    emit(cfg, out, array=array)
     return out
 
 
@@ -35,14 +35,16 @@ def run_module(sim: str, cfg: FixarConfig, rtl_dir: Path, module: str, test_modu
                      env={"FIXAR_LATENCY": str(mod["latency"]), **(env or {})}, **kwargs)
 
 
-def run_mutated(cfg: FixarConfig, module: str, test_module: str, old: str, new: str, **kwargs) -> SimResult:
-    """Run a bench on a copy of the shipped ``module`` with the first ``old``
-    replaced by ``new``: a planted bug the bench is expected to catch."""
-    src = (RTL_DIR / f"{module}.v").read_text()
+def run_mutated(cfg: FixarConfig, module: str, test_module: str, old: str, new: str,
+                src_dir: Path = RTL_DIR, **kwargs) -> SimResult:
+    """Run a bench on a copy of ``module`` (from rtl/ or another generated
+    folder) with the first ``old`` replaced by ``new``: a planted bug the
+    bench is expected to catch."""
+    src = (src_dir / f"{module}.v").read_text()
     if old not in src:
         raise AssertionError(f"{old!r} not found in rtl/{module}.v: the planted bug needs updating")
     bug_dir = BUILD_ROOT / "planted_bug" / module
     bug_dir.mkdir(parents=True, exist_ok=True)
-    (bug_dir / "manifest.json").write_text((RTL_DIR / "manifest.json").read_text())
+    (bug_dir / "manifest.json").write_text((src_dir / "manifest.json").read_text())
     (bug_dir / f"{module}.v").write_text(src.replace(old, new, 1))
     return run_module("verilator", cfg, bug_dir, module, test_module, tag=f"{cfg.digest}-planted-bug", **kwargs)

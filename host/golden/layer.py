@@ -1,0 +1,44 @@
+"""Fully-connected layer as the array computes it: Y = act(W X + b).
+
+Every output element is one exact wide sum (each lane modulo 2**acc_bits,
+as in the PE), the bias enters that sum as its start value shifted to the
+product's binary point, the result is rounded once into ``pe.out`` and then
+goes through the activation unit. No tiling, core count or parallelism
+mode changes a bit of it (docs/array-plan.md).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fixar.config import ActFunc, FixarConfig, PEMode
+from fixar.golden.activation import activate
+from fixar.golden.fixed import I64, requantize, wrap
+from fixar.golden.matmul import _check, _check_codes, exact_matmul_lanes
+
+
+def linear(cfg: FixarConfig, W, X, bias=None, func: ActFunc = ActFunc.IDENTITY,
+           mode: PEMode = PEMode.FXP32) -> np.ndarray:
+    """W: (M, K) weight codes; X: (K, B) act32 codes (FXP32) or act16 codes
+    (FXP16); bias: (M,) codes of ``pe.out`` or None. Returns (M, B) codes."""
+    pe = cfg.pe
+    W = np.asarray(W, dtype=I64)
+    X = np.asarray(X, dtype=I64)
+    _check(W, X)
+    _check_codes("W", W, pe.weight)
+    _check_codes("X", X, pe.act32 if mode == PEMode.FXP32 else pe.act16)
+    b = np.zeros(W.shape[0], dtype=I64) if bias is None else np.asarray(bias, dtype=I64)
+    if b.shape != (W.shape[0],):
+        raise ValueError(f"bias has shape {b.shape}, expected ({W.shape[0]},)")
+    _check_codes("bias", b, pe.out)
+    L = pe.lane_bits
+    if mode == PEMode.FXP32:
+        s_lo, s_hi = exact_matmul_lanes(W, [X & I64((1 << L) - 1), X >> I64(L)])
+        s_lo = wrap(s_lo + (b << I64(pe.shift32))[:, None], pe.acc_bits)
+        y = requantize(wrap(s_hi, pe.acc_bits), s_lo, L, pe.shift32, pe.out)
+    elif mode == PEMode.FXP16:
+        (s,) = exact_matmul_lanes(W, [X])
+        s = wrap(s + (b << I64(pe.shift16))[:, None], pe.acc_bits)
+        y = requantize(np.zeros_like(s), s, 0, pe.shift16, pe.out)
+    else:
+        raise ValueError(f"unknown PE mode {mode!r}")
+    return activate(cfg, func, y)
