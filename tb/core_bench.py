@@ -137,7 +137,7 @@ async def test_ddpg_layers(dut):
     tb.record("ddpg_layers", 2 * len(shapes))
 
 
-@cocotb.test()
+@cocotb.test(skip=not os.environ.get("FIXAR_BENCH_LAYERS"))
 async def test_bench_layers(dut):
     """Layers listed in FIXAR_BENCH_LAYERS (JSON [[M, K, B, mode], ...]) for `make bench`:
     checked like the others, and their cycles and utilization recorded."""
@@ -158,3 +158,4 @@ async def test_bench_layers(dut):
         if os.environ.get("FIXAR_BENCH_JSON"):
             with open(os.environ["FIXAR_BENCH_JSON"], "a") as f:
                 f.write(json.dumps(rec) + "\n")
+    tb.record("bench_layers", len(spec))

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 from fixar.config import FixarConfig
+from fixar.bench.cold import run_cold
 from fixar.tb.rtl import run_module, shipped_rtl
-from fixar.tb.runner import BUILD_ROOT
 
 
 def _speed(res) -> int:
@@ -17,18 +15,7 @@ def _speed(res) -> int:
 
 def pe_sim(cfg: FixarConfig, vectors: int) -> dict:
     env = {"FIXAR_VECTORS": str(vectors)}
-    # A cold Verilator build (fresh folder, no ccache) measures what a new
-    # design costs; the incremental builds of `make test` are near-instant.
-    cold_tag = f"{cfg.digest}-cold"
-    shutil.rmtree(BUILD_ROOT / "verilator" / f"fixar_pe-{cold_tag}", ignore_errors=True)
-    saved = os.environ.pop("OBJCACHE", None)
-    os.environ["OBJCACHE"] = ""
-    try:
-        res = run_module("verilator", cfg, shipped_rtl(), "fixar_pe", "fixar.tb.pe_bench", tag=cold_tag, env=env)
-    finally:
-        os.environ.pop("OBJCACHE")
-        if saved is not None:
-            os.environ["OBJCACHE"] = saved
+    res = run_cold(cfg, shipped_rtl(), "fixar_pe", "fixar.tb.pe_bench", env=env)
     icarus = run_module("icarus", cfg, shipped_rtl(), "fixar_pe", "fixar.tb.pe_bench", env=env)
     for r in (res, icarus):
         if not r.passed:
