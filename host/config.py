@@ -17,7 +17,7 @@ import json
 import math
 import tomllib
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROUNDINGS = ("floor", "rne", "stochastic")

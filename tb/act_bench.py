@@ -6,7 +6,6 @@ table range), with the function changing every cycle.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -18,6 +17,7 @@ from cocotb.triggers import FallingEdge
 from fixar.config import FixarConfig
 from fixar.golden.activation import activate_trace
 from fixar.golden.fixed import to_unsigned
+from fixar.tb.figures import record
 
 
 def stimulus(cfg: FixarConfig, rng: np.random.Generator, n_random: int):
@@ -72,7 +72,4 @@ async def test_activation_bit_exact(dut):
     assert len(bad) == 0, f"{len(bad)} of {n} activation outputs differ from the golden model"
     rec = {"test": "activation", "sim": cocotb.SIM_NAME, "vectors": n, "cycles": n + lat,
            "wall_s": round(wall, 3), "cycles_per_s": round((n + lat) / wall, 1)}
-    dut._log.info("%s", rec)
-    if os.environ.get("FIXAR_BENCH_JSON"):
-        with open(os.environ["FIXAR_BENCH_JSON"], "a") as f:
-            f.write(json.dumps(rec) + "\n")
+    record(dut, rec)

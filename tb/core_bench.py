@@ -18,6 +18,7 @@ from cocotb.triggers import FallingEdge
 
 from fixar.config import ActFunc, FixarConfig, PEMode
 from fixar.golden.layer import linear
+from fixar.tb.figures import record
 from fixar.tb.core_schedule import Layer, cycles, slots, stream, unpack_outputs
 
 PORTS = ("w_ld", "w_row", "w_data", "w_swap", "valid", "a", "slot", "first", "last", "bias", "func", "mode")
@@ -62,7 +63,6 @@ class TB:
         outputs = []
         n = 0
         start = time.perf_counter()
-        first_out = None
 
         def sample():
             if dut.out_valid.value:
@@ -100,10 +100,7 @@ class TB:
     def record(self, label: str, cases: int) -> None:
         rec = {"test": label, "sim": cocotb.SIM_NAME, "cases": cases, "cycles": self.total_cycles,
                "wall_s": round(self.wall, 3), "cycles_per_s": round(self.total_cycles / max(self.wall, 1e-9), 1)}
-        self.dut._log.info("%s", rec)
-        if os.environ.get("FIXAR_BENCH_JSON"):
-            with open(os.environ["FIXAR_BENCH_JSON"], "a") as f:
-                f.write(json.dumps(rec) + "\n")
+        record(self.dut, rec)
 
 
 @cocotb.test()
@@ -154,8 +151,5 @@ async def test_bench_layers(dut):
         peak = R * C * (2 if mode == "FXP16" else 1)
         rec = {"test": "bench_layer", "M": M, "K": K, "B": B, "mode": mode, "cycles": spent,
                "utilization": round(M * K * B / (peak * spent), 4)}
-        dut._log.info("%s", rec)
-        if os.environ.get("FIXAR_BENCH_JSON"):
-            with open(os.environ["FIXAR_BENCH_JSON"], "a") as f:
-                f.write(json.dumps(rec) + "\n")
+        record(dut, rec)
     tb.record("bench_layers", len(spec))

@@ -8,7 +8,6 @@ The seed is cocotb's (COCOTB_RANDOM_SEED, set by the runner from FIXAR_SEED).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -20,6 +19,7 @@ from cocotb.triggers import FallingEdge
 from fixar.config import FixarConfig, PEMode
 from fixar.golden.fixed import to_unsigned
 from fixar.golden.pe import pe_trace
+from fixar.tb.figures import record
 from fixar.tb.pe_vectors import concat, corners, random_trace
 
 
@@ -98,13 +98,8 @@ class TB:
         self.log.info("%s: %d vectors bit-exact", label, len(e_lo))
 
     def _record(self, label: str, vectors: int, cycles: int, wall: float) -> None:
-        path = os.environ.get("FIXAR_BENCH_JSON")
-        rec = {"test": label, "sim": cocotb.SIM_NAME, "vectors": vectors, "cycles": cycles,
-               "wall_s": round(wall, 3), "cycles_per_s": round(cycles / wall, 1)}
-        self.log.info("%s", rec)
-        if path:
-            with open(path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+        record(self.dut, {"test": label, "sim": cocotb.SIM_NAME, "vectors": vectors, "cycles": cycles,
+                          "wall_s": round(wall, 3), "cycles_per_s": round(cycles / wall, 1)})
 
 
 def coverage(cfg, trace, exp_lo, exp_hi) -> dict[str, int]:

@@ -14,8 +14,11 @@ pytestmark = pytest.mark.sim
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
 def test_core_layers_bit_exact_and_cycle_exact(sim):
     cfg = load("small")
+    # Icarus is ~5x slower here: fewer random layers and a smaller DDPG batch.
     cases = os.environ.get("FIXAR_CASES", "1000" if sim == "verilator" else "200")
-    res = run_module(sim, cfg, generated(cfg, array=True), "fixar_core", "fixar.tb.core_bench", env={"FIXAR_CASES": cases})
+    batch = "8" if sim == "verilator" else "4"
+    res = run_module(sim, cfg, generated(cfg, array=True), "fixar_core", "fixar.tb.core_bench",
+                     env={"FIXAR_CASES": cases, "FIXAR_DDPG_BATCH": batch})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
 
 
