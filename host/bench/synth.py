@@ -4,7 +4,8 @@ The script is synth_xilinx -family xcup -noiopad, with one change: this
 yowasp build ends silently (exit 0, no netlist) inside ABC9, which
 synth_xilinx always uses for LUT mapping, so the map_luts step is run by
 hand with the classic ``abc -luts`` and the same commands around it.
-Yosys counts LUTs per cell; Vivado packs LUT pairs into LUT6_2 sites, so
+The design is flattened, so submodules (activation units in a core) are
+counted in the top module's cells. Yosys counts LUTs per cell; Vivado packs LUT pairs into LUT6_2 sites, so
 these figures are an upper bound on Vivado's LUT count, not a replica.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 SCRIPT = """\
 read_verilog {src}
-synth_xilinx -family xcup -noiopad -top {top} -run :map_luts
+synth_xilinx -family xcup -noiopad -flatten -top {top} -run :map_luts
 opt_expr -mux_undef -noclkinv
 abc -luts 2:2,3,6:5,10,20
 clean
@@ -63,4 +64,6 @@ def summarize(cells: dict[str, int]) -> dict[str, int]:
         "lut": sum(v for k, v in cells.items() if k.startswith("LUT")),
         "ff": sum(v for k, v in cells.items() if k.startswith("FD")),
         "carry": sum(v for k, v in cells.items() if k.startswith("CARRY")),
+        # in 36 Kb units: two RAMB18E2 halves make one RAMB36E2 site
+        "bram36": cells.get("RAMB36E2", 0) + cells.get("RAMB18E2", 0) / 2,
     }
