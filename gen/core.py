@@ -12,8 +12,13 @@ Stream interface, one item per cycle (``valid``):
   slot       partial-sum buffer entry (batch vector, or vector pair in FXP16)
   first      start from the bias instead of the buffer (first k-tile)
   last       emit the result (last k-tile)
-  bias       C bias codes of ``pe.out`` (used when ``first``)
+  bias       C bias codes of ``pe.out`` (used when ``first`` and ``bias_en``)
+  bias_en    start the first k-tile from the bias (else from zero)
   func, mode activation function and PE mode of this item
+Cross-core accumulation (intra-layer mode): ``sum_lo``/``sum_hi`` are this
+core's finished wide column sums (both lanes, ``acc_bits`` each), valid one
+stage before rounding; ``xin_lo``/``xin_hi`` are added to them before the
+rounding (the other cores' sums, or zero).
 Weights: ``w_ld`` writes row ``w_row`` of the shadow weights from ``w_data``
 (C words); ``w_swap`` makes the shadow weights active for the item presented
 in the same cycle and all later ones (a load in the same cycle still goes to
@@ -38,13 +43,19 @@ from fixar.gen.pe import requantize
 
 
 class ArrayCore(wiring.Component):
-    # input register, products, column sums, accumulate, rounding, activation (2)
-    LATENCY = 6
+    # input register, products, column sums, accumulate, cross-core add,
+    # rounding into the activation unit's input register, activation output
+    LATENCY = 7
 
-    def __init__(self, cfg: FixarConfig):
+    @staticmethod
+    def check(cfg: FixarConfig) -> None:
+        """Reject what the core cannot build, with the field's name."""
         if cfg.pe.out.rounding == "stochastic":
             raise ConfigError("pe.out.rounding: the array core does not take random words yet; "
                               "use floor or rne (stochastic rounding is PE-level only so far)")
+
+    def __init__(self, cfg: FixarConfig):
+        self.check(cfg)
         self.cfg = cfg
         pe, ar = cfg.pe, cfg.array
         R, C, ob = ar.rows, ar.cols, pe.out.bits
@@ -52,7 +63,10 @@ class ArrayCore(wiring.Component):
         super().__init__({
             "w_ld": In(1), "w_row": In(range(R)), "w_data": In(unsigned(C * pe.weight.bits)), "w_swap": In(1),
             "valid": In(1), "a": In(unsigned(R * pe.act32.bits)), "slot": In(unsigned(slot_bits)),
-            "first": In(1), "last": In(1), "bias": In(unsigned(C * ob)), "func": In(2), "mode": In(1),
+            "first": In(1), "last": In(1), "bias": In(unsigned(C * ob)), "bias_en": In(1),
+            "func": In(2), "mode": In(1),
+            "sum_lo": Out(unsigned(C * pe.acc_bits)), "sum_hi": Out(unsigned(C * pe.acc_bits)),
+            "xin_lo": In(unsigned(C * pe.acc_bits)), "xin_hi": In(unsigned(C * pe.acc_bits)),
             "out_valid": Out(1), "out_slot": Out(unsigned(slot_bits)),
             "out_lo": Out(unsigned(C * ob)), "out_hi": Out(unsigned(C * ob)),
         })
@@ -73,7 +87,8 @@ class ArrayCore(wiring.Component):
             m.d.sync += [active[r][c].eq(shadow[r][c]) for r in range(R) for c in range(C)]
 
         # Stage 0: input register (the item meets the weights made active with it).
-        meta = [("valid", 1), ("slot", len(self.slot)), ("first", 1), ("last", 1), ("func", 2), ("mode", 1)]
+        meta = [("valid", 1), ("slot", len(self.slot)), ("first", 1), ("last", 1), ("bias_en", 1),
+                ("func", 2), ("mode", 1)]
         s0 = {n: Signal(w, name=f"{n}0") for n, w in meta}
         a0 = Signal(unsigned(R * pe.act32.bits))
         bias0 = Signal(unsigned(C * ob))
@@ -118,7 +133,7 @@ class ArrayCore(wiring.Component):
         new_lo = [Signal(signed(A), name=f"acc_lo_{c}") for c in range(C)]
         new_hi = [Signal(signed(A), name=f"acc_hi_{c}") for c in range(C)]
         for c in range(C):
-            b = bias2[c * ob:(c + 1) * ob].as_signed()
+            b = Mux(s2["bias_en"], bias2[c * ob:(c + 1) * ob].as_signed(), 0)
             start_lo = Mux(s2["mode"], b << pe.shift16, b << pe.shift32)
             start_hi = Mux(s2["mode"], b << pe.shift16, 0)
             old_lo = rp.data[(2 * c) * A:(2 * c + 1) * A].as_signed()
@@ -134,23 +149,35 @@ class ArrayCore(wiring.Component):
         fin_hi = [Signal(signed(A), name=f"fin_hi_{c}") for c in range(C)]
         m.d.sync += [fin_lo[c].eq(new_lo[c]) for c in range(C)] + [fin_hi[c].eq(new_hi[c]) for c in range(C)]
 
-        # Stages 4-5: round once into pe.out, then the activation units
+        m.d.comb += [self.sum_lo.eq(Cat(*fin_lo)), self.sum_hi.eq(Cat(*fin_hi))]
+
+        # Stage 4: add the other cores' sums (intra-layer mode; zero otherwise).
+        # Each lane wraps modulo 2**acc_bits like every other sum, so the
+        # order of cores does not matter.
+        s4 = follow(s3, 4)
+        tot_lo = [Signal(signed(A), name=f"tot_lo_{c}") for c in range(C)]
+        tot_hi = [Signal(signed(A), name=f"tot_hi_{c}") for c in range(C)]
+        for c in range(C):
+            m.d.sync += [tot_lo[c].eq(fin_lo[c] + self.xin_lo[c * A:(c + 1) * A].as_signed()),
+                         tot_hi[c].eq(fin_hi[c] + self.xin_hi[c * A:(c + 1) * A].as_signed())]
+
+        # Stages 5-6: round once into pe.out, then the activation units
         # (their input and output registers).
         out_lo, out_hi = [], []
         for c in range(C):
             total = Signal(signed(A + L + 1), name=f"total_{c}")
-            m.d.comb += total.eq((fin_hi[c] << L) + fin_lo[c])
+            m.d.comb += total.eq((tot_hi[c] << L) + tot_lo[c])
             y32 = requantize(m, total, pe.shift32, pe.out, None, 0, f"fxp32_{c}")
-            y16_lo = requantize(m, fin_lo[c], pe.shift16, pe.out, None, 0, f"fxp16_lo_{c}")
-            y16_hi = requantize(m, fin_hi[c], pe.shift16, pe.out, None, 0, f"fxp16_hi_{c}")
-            for lane, x in (("lo", Mux(s3["mode"], y16_lo, y32)), ("hi", Mux(s3["mode"], y16_hi, 0))):
+            y16_lo = requantize(m, tot_lo[c], pe.shift16, pe.out, None, 0, f"fxp16_lo_{c}")
+            y16_hi = requantize(m, tot_hi[c], pe.shift16, pe.out, None, 0, f"fxp16_hi_{c}")
+            for lane, x in (("lo", Mux(s4["mode"], y16_lo, y32)), ("hi", Mux(s4["mode"], y16_hi, 0))):
                 unit = ActivationUnit(cfg)
                 m.submodules[f"act_{lane}_{c}"] = unit
-                m.d.comb += [unit.x.eq(x), unit.func.eq(s3["func"])]
+                m.d.comb += [unit.x.eq(x), unit.func.eq(s4["func"])]
                 (out_lo if lane == "lo" else out_hi).append(unit.y)
-        s4 = follow(s3, 4)
         s5 = follow(s4, 5)
-        assert ActivationUnit.LATENCY == 2  # s3 -> act input reg (s4) -> act output reg (s5)
-        m.d.comb += [self.out_valid.eq(s5["valid"] & s5["last"]), self.out_slot.eq(s5["slot"]),
+        s6 = follow(s5, 6)
+        assert ActivationUnit.LATENCY == 2  # s4 -> act input reg (s5) -> act output reg (s6)
+        m.d.comb += [self.out_valid.eq(s6["valid"] & s6["last"]), self.out_slot.eq(s6["slot"]),
                      self.out_lo.eq(Cat(*out_lo)), self.out_hi.eq(Cat(*out_hi))]
         return m

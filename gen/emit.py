@@ -15,8 +15,9 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 
 from fixar.config import FixarConfig
+from fixar.gen import ram
 from fixar.gen.activation import ActivationUnit
-from fixar.gen.core import ArrayCore
+from fixar.gen.array import Array
 from fixar.gen.pe import PE
 from fixar.gen.prng import Xorshift32
 
@@ -32,9 +33,9 @@ def _ports(component) -> dict:
 def designs(cfg: FixarConfig, array: bool = False) -> dict:
     """module name -> (component factory, extra manifest facts).
 
-    The array core is generated on request only: for the default 16 x 16
-    config its Verilog is large, so rtl/ holds the building blocks and the
-    benches generate cores into sim_build/ (docs/array-plan.md).
+    The array and its core are generated on request only: for the default
+    2 x 16 x 16 config their Verilog is large, so rtl/ holds the building
+    blocks and the benches generate the array into sim_build/ (docs/array.md).
     """
     found = {
         "fixar_pe": (lambda: PE(cfg.pe), {"latency": PE.LATENCY}),
@@ -42,7 +43,8 @@ def designs(cfg: FixarConfig, array: bool = False) -> dict:
         "fixar_act": (lambda: ActivationUnit(cfg), {"latency": ActivationUnit.LATENCY}),
     }
     if array:
-        found["fixar_core"] = (lambda: ArrayCore(cfg), {"latency": ArrayCore.LATENCY})
+        found["fixar_array"] = (lambda: Array(cfg), {"latency": Array.LATENCY, "pipe": Array.PIPE,
+                                                     "sources": [ram.VERILOG.name]})
     return found
 
 
@@ -56,6 +58,8 @@ def emit(cfg: FixarConfig, out_dir: str | Path, array: bool = False) -> dict:
         text = verilog.convert(component, name=name, emit_src=False)
         (out / f"{name}.v").write_text(text)
         modules[name] = {"file": f"{name}.v", "ports": ports, **facts}
+    # Hand-written Verilog that generated modules instantiate (the RAM template).
+    (out / ram.VERILOG.name).write_text(ram.VERILOG.read_text())
     manifest = {
         "config_name": cfg.name,
         "config_digest": cfg.digest,

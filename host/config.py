@@ -270,14 +270,24 @@ class ActivationConfig:
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    """On-chip memory sizes in 32-bit words (FIXAR: 1.05 MB weights, 1.05 MB gradients)."""
+    """On-chip memory sizes in words of their formats (FIXAR: 1.05 MB of
+    weights in 16 banks, 1.05 MB of gradients).
+
+    Weights live in ``array.cols`` banks, activations in rows of
+    ``array.rows`` words per core, biases in rows of ``array.cols`` words
+    (docs/array.md), so each size must be a whole number of rows. FIXAR keeps
+    about 2.9 KB of activations per core; here a core holds the input and
+    output of a whole layer for its half of a 512 batch (400 + 300 features x
+    256 vectors), hence 1 MB per core (URAM on the U50).
+    """
 
     weight_words: int = 262_144
     grad_words: int = 262_144
-    act_words_per_core: int = 1_024
+    act_words_per_core: int = 262_144
+    bias_words: int = 4_096
 
     def __post_init__(self) -> None:
-        for name in ("weight_words", "grad_words", "act_words_per_core"):
+        for name in ("weight_words", "grad_words", "act_words_per_core", "bias_words"):
             _check_int(f"memory.{name}", getattr(self, name), 1)
 
 
@@ -297,6 +307,19 @@ class FixarConfig:
             raise ConfigError(
                 f"activation.tanh_segments_log2: {self.activation.tanh_segments_log2} segment-index bits "
                 f"exceed the {self.pe.out.frac} fraction bits of pe.out, which the unit's input is in")
+        ar, mem = self.array, self.memory
+        if ar.rows != ar.cols:
+            # The skewed weight layout serves a square tile along either axis
+            # (forward and transposed products from one copy of W).
+            raise ConfigError(f"array.rows ({ar.rows}) must equal array.cols ({ar.cols}): the weight memory "
+                              "layout that avoids transposes needs square tiles")
+        for name, words, unit in (("weight_words", mem.weight_words, "array.cols"),
+                                  ("bias_words", mem.bias_words, "array.cols"),
+                                  ("act_words_per_core", mem.act_words_per_core, "array.rows")):
+            per_row = ar.cols if unit == "array.cols" else ar.rows
+            if words % per_row:
+                raise ConfigError(f"memory.{name}: {words} words is not a whole number of rows of "
+                                  f"{unit} = {per_row} words")
 
     def variant(self, **changes) -> "FixarConfig":
         """A copy with some top-level fields replaced, validated again."""

@@ -30,7 +30,8 @@ def run_module(sim: str, cfg: FixarConfig, rtl_dir: Path, module: str, test_modu
         raise RuntimeError(f"{rtl_dir} was generated from config {manifest['config_name']} "
                            f"({manifest['config_digest']}), not {cfg.name} ({cfg.digest}): run `make verilog`")
     mod = manifest["modules"][module]
-    return run_bench(sim=sim, top=module, sources=[rtl_dir / mod["file"]], test_module=test_module,
+    sources = [rtl_dir / mod["file"]] + [rtl_dir / f for f in mod.get("sources", [])]
+    return run_bench(sim=sim, top=module, sources=sources, test_module=test_module,
                      cfg=cfg, tag=tag or cfg.digest,
                      env={"FIXAR_LATENCY": str(mod["latency"]), **(env or {})}, **kwargs)
 

@@ -1,0 +1,258 @@
+"""The adaptive array: N cores, the shared banked weight memory, per-core
+activation memories, the bias memory and the controller that runs one layer
+operation (docs/array.md).
+
+Host side (idle only): ``wm_*`` writes one weight memory row (one word per
+bank), ``am_*`` one activation row of the cores selected by ``am_we``,
+``bm_*`` one bias row. An operation is described on the ``op_*`` ports
+(latched by ``start``; see ``fixar.array_ops.Descriptor`` for their meaning)
+and runs until ``done``, a one-cycle pulse in the cycle the last output is
+visible; ``start`` is taken only when ``busy`` is low.
+
+Schedule (the same as ``fixar.array_ops.cycles`` counts): a prologue of R
+cycles loads the first tile's weights, one PE row per cycle; then each tile
+step takes P = max(S, R) cycles: a swap to the loaded weights, S batch items,
+and meanwhile the next step's R rows. Every request goes to the memories in
+one cycle, their registered data is rotated/masked and registered in the
+next, and reaches the cores in the cycle after: PIPE = 2 cycles.
+
+Layouts: weight word (i, j) of a C x C tile is in bank (i + j) mod C at row
+T*C + i. PE row r of the forward product needs the tile's column r (bank b
+at row T*C + (b - r) mod C); the transposed product needs the tile's row r
+(every bank at row T*C + r). Either way PE column c takes bank (c + r) mod C.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array as MuxArray, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from fixar.config import FixarConfig
+from fixar.gen.core import ArrayCore
+from fixar.gen.ram import TwoPortRAM
+
+
+def _delay(m: Module, value, n: int, name: str):
+    """``value`` delayed by ``n`` clock cycles (a shift register)."""
+    prev = value
+    for i in range(n):
+        nxt = Signal(value.shape(), name=f"{name}_d{i + 1}")
+        m.d.sync += nxt.eq(prev)
+        prev = nxt
+    return prev
+
+
+class Array(wiring.Component):
+    PIPE = 2
+    LATENCY = PIPE + ArrayCore.LATENCY
+
+    def __init__(self, cfg: FixarConfig):
+        ArrayCore.check(cfg)
+        self.cfg = cfg
+        ar, mem, pe = cfg.array, cfg.memory, cfg.pe
+        R, C, N = ar.rows, ar.cols, ar.cores
+        self.w_rows, self.a_rows, self.b_rows = mem.weight_words // C, mem.act_words_per_core // R, \
+            mem.bias_words // C
+        tiles = range(self.w_rows // C + 1)
+        ob = pe.out.bits
+        slot_bits = max((ar.psum_slots - 1).bit_length(), 1)
+        super().__init__({
+            "start": In(1), "busy": Out(1), "done": Out(1),
+            "op_transpose": In(1), "op_intra": In(1), "op_mode": In(1), "op_func": In(2),
+            "op_bias": In(1), "op_store": In(1),
+            "op_n_ot": In(tiles), "op_n_kt": In(tiles), "op_n_kr": In(tiles),
+            "op_slots": In(range(ar.psum_slots + 1)),
+            "op_w_base": In(range(self.w_rows)), "op_x_base": In(range(self.a_rows)),
+            "op_y_base": In(range(self.a_rows)), "op_b_base": In(range(self.b_rows)),
+            "wm_we": In(1), "wm_addr": In(range(self.w_rows)), "wm_data": In(unsigned(C * pe.weight.bits)),
+            "am_we": In(N), "am_addr": In(range(self.a_rows)), "am_data": In(unsigned(R * pe.act32.bits)),
+            "bm_we": In(1), "bm_addr": In(range(self.b_rows)), "bm_data": In(unsigned(C * ob)),
+            "out_valid": Out(N), "out_tile": Out(tiles), "out_slot": Out(unsigned(slot_bits)),
+            "out_lo": Out(unsigned(N * C * ob)), "out_hi": Out(unsigned(N * C * ob)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        ar, pe = cfg.array, cfg.pe
+        R, C, N = ar.rows, ar.cols, ar.cores
+        wb, ab, ob, A = pe.weight.bits, pe.act32.bits, pe.out.bits, pe.acc_bits
+        m = Module()
+
+        # ---- descriptor, latched at start
+        names = ("transpose", "intra", "mode", "func", "bias", "store", "n_ot", "n_kt", "n_kr", "slots",
+                 "w_base", "x_base", "y_base", "b_base")
+        d = {n: Signal.like(getattr(self, f"op_{n}"), name=f"d_{n}") for n in names}
+
+        # ---- sequencer state
+        IDLE, PRO, RUN = 0, 1, 2
+        phase = Signal(2)
+        t = Signal(range(max(ar.psum_slots, R) + 1))
+        it = Signal.like(d["n_ot"], name="it")
+        j = Signal.like(d["n_kr"], name="j")
+        P = Signal.like(t, name="period")
+        m.d.comb += P.eq(Mux(d["slots"] > R, d["slots"], R))
+        last_round = Signal()
+        last_step = Signal()
+        m.d.comb += [last_round.eq(j == d["n_kr"] - 1), last_step.eq(last_round & (it == d["n_ot"] - 1))]
+
+        final_out = Signal()  # the op's last output is visible (from the delay line below)
+        pending = Signal(range(2))  # an op whose outputs have not all left the pipeline
+        m.d.comb += [self.busy.eq((phase != IDLE) | (pending & ~final_out)), self.done.eq(final_out)]
+        with m.If(final_out):
+            m.d.sync += pending.eq(0)
+
+        with m.Switch(phase):
+            with m.Case(IDLE):
+                with m.If(self.start & ~self.busy):
+                    m.d.sync += [d[n].eq(getattr(self, f"op_{n}")) for n in names]
+                    m.d.sync += [phase.eq(PRO), t.eq(0), it.eq(0), j.eq(0), pending.eq(1)]
+            with m.Case(PRO):
+                m.d.sync += t.eq(t + 1)
+                with m.If(t == R - 1):
+                    m.d.sync += [phase.eq(RUN), t.eq(0)]
+            with m.Default():  # RUN
+                m.d.sync += t.eq(t + 1)
+                with m.If(last_step & (t == d["slots"] - 1)):
+                    m.d.sync += phase.eq(IDLE)  # no loads follow the last step's items
+                with m.Elif(t == P - 1):
+                    m.d.sync += t.eq(0)
+                    with m.If(last_round):
+                        m.d.sync += [j.eq(0), it.eq(it + 1)]
+                    with m.Else():
+                        m.d.sync += j.eq(j + 1)
+
+        # ---- requests of this cycle
+        item = Signal()
+        load = Signal()
+        swap = Signal()
+        m.d.comb += [item.eq((phase == RUN) & (t < d["slots"])),
+                     load.eq((phase == PRO) | ((phase == RUN) & (t < R) & ~last_step)),
+                     swap.eq((phase == RUN) & (t == 0))]
+        # the step whose weights load now: (0, 0) in the prologue, else the next one
+        l_it = Signal.like(it, name="load_it")
+        l_j = Signal.like(j, name="load_j")
+        with m.If(phase == PRO):
+            m.d.comb += [l_it.eq(0), l_j.eq(0)]
+        with m.Elif(last_round):
+            m.d.comb += [l_it.eq(it + 1), l_j.eq(0)]
+        with m.Else():
+            m.d.comb += [l_it.eq(it), l_j.eq(j + 1)]
+        row = t[:max((R - 1).bit_length(), 1)]  # the PE row being loaded (t < R while loading)
+
+        def k_tile(jj, n):
+            """Core n's k-tile in round jj (intra-layer mode interleaves cores)."""
+            return Mux(d["intra"], jj * N + n, jj)
+
+        # ---- weight memory: C banks; one read port per core (two cores per RAM instance)
+        banks = [[TwoPortRAM(wb, self.w_rows, f"wmem_b{b}_p{q}") for q in range((N + 1) // 2)] for b in range(C)]
+        for b in range(C):
+            for q, ram in enumerate(banks[b]):
+                m.submodules[f"wmem_b{b}_p{q}"] = ram.instance
+        w_zero = []
+        for n in range(N):
+            kt = Signal.like(d["n_kt"], name=f"load_kt_{n}")
+            m.d.comb += kt.eq(k_tile(l_j, n))
+            zero = Signal(name=f"load_zero_{n}")
+            m.d.comb += zero.eq(kt >= d["n_kt"])
+            tile = Signal(range(self.w_rows // C + 1), name=f"load_tile_{n}")
+            m.d.comb += tile.eq(Mux(d["transpose"], kt * d["n_ot"] + l_it, l_it * d["n_kt"] + kt))
+            base = Signal(range(self.w_rows + C), name=f"load_base_{n}")
+            m.d.comb += base.eq(d["w_base"] + tile * C)
+            for b in range(C):
+                skew = Mux(row == 0, b, b + C - row) if b == 0 else Mux(b >= row, b - row, b + C - row)  # (b - r) mod C
+                addr = Mux(d["transpose"], base + row, base + skew)
+                ram = banks[b][n // 2]
+                if n % 2 == 0:
+                    m.d.comb += ram.a_addr.eq(addr)
+                else:
+                    m.d.comb += ram.b_addr.eq(Mux(self.wm_we, self.wm_addr, addr))
+            w_zero.append(_delay(m, zero, 1, f"load_zero_{n}"))
+        for b in range(C):
+            for ram in banks[b]:
+                if N % 2 == 1 and ram is banks[b][-1]:
+                    m.d.comb += ram.b_addr.eq(self.wm_addr)
+                m.d.comb += [ram.b_we.eq(self.wm_we), ram.b_wdata.eq(self.wm_data[b * wb:(b + 1) * wb])]
+        row1 = _delay(m, row, 1, "load_row")
+        w_data = []
+        for n in range(N):
+            port = [(banks[b][n // 2].a_data if n % 2 == 0 else banks[b][n // 2].b_data) for b in range(C)]
+            rotated = []
+            for c in range(C):
+                word = Signal(wb, name=f"w_rot_{n}_{c}")
+                m.d.comb += word.eq(MuxArray([port[(c + r) % C] for r in range(R)])[row1])
+                rotated.append(word)
+            wd = Signal(C * wb, name=f"w_data_{n}")
+            m.d.sync += wd.eq(Mux(w_zero[n], 0, Cat(*rotated)))
+            w_data.append(wd)
+
+        # ---- activation memories (one per core) and the bias memory
+        amem = [TwoPortRAM(R * ab, self.a_rows, f"amem_{n}") for n in range(N)]
+        bmem = TwoPortRAM(C * ob, self.b_rows, "bmem")
+        m.submodules.bmem = bmem.instance
+        m.d.comb += [bmem.a_addr.eq(d["b_base"] + it), bmem.b_addr.eq(self.bm_addr),
+                     bmem.b_we.eq(self.bm_we), bmem.b_wdata.eq(self.bm_data)]
+        bias = Signal(C * ob)
+        m.d.sync += bias.eq(bmem.a_data)
+        a_data, a_zero = [], []
+        for n in range(N):
+            m.submodules[f"amem_{n}"] = amem[n].instance
+            kt = Signal.like(d["n_kt"], name=f"item_kt_{n}")
+            m.d.comb += kt.eq(k_tile(j, n))
+            zero = Signal(name=f"item_zero_{n}")
+            m.d.comb += zero.eq(kt >= d["n_kt"])
+            m.d.comb += amem[n].a_addr.eq(d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t)
+            z1 = _delay(m, zero, 1, f"item_zero_{n}")
+            a = Signal(R * ab, name=f"a_{n}")
+            m.d.sync += a.eq(Mux(z1, 0, amem[n].a_data))
+            a_data.append(a)
+
+        # ---- control to the cores, PIPE cycles after the request
+        ctl = {"valid": item, "slot": t, "first": j == 0, "last": last_round, "w_ld": load, "w_row": row,
+               "w_swap": swap}
+        ctl_d = {k: _delay(m, v, self.PIPE, f"ctl_{k}") for k, v in ctl.items()}
+
+        # ---- output bookkeeping, LATENCY cycles after the request
+        y_addr = Signal(range(self.a_rows * 2 + ar.psum_slots), name="y_addr")
+        m.d.comb += y_addr.eq(d["y_base"] + it * d["slots"] + t)
+        out_y_addr = _delay(m, y_addr, self.LATENCY, "y_addr")
+        out_tile = _delay(m, it, self.LATENCY, "tile")
+        m.d.comb += final_out.eq(_delay(m, item & last_step & (t == d["slots"] - 1), self.LATENCY, "final"))
+        m.d.comb += self.out_tile.eq(out_tile)
+
+        cores = []
+        for n in range(N):
+            core = ArrayCore(cfg)
+            m.submodules[f"core_{n}"] = core
+            cores.append(core)
+            m.d.comb += [
+                core.w_ld.eq(ctl_d["w_ld"]), core.w_row.eq(ctl_d["w_row"]), core.w_swap.eq(ctl_d["w_swap"]),
+                core.w_data.eq(w_data[n]),
+                core.valid.eq(ctl_d["valid"]), core.slot.eq(ctl_d["slot"]), core.first.eq(ctl_d["first"]),
+                core.last.eq(ctl_d["last"]), core.a.eq(a_data[n]), core.bias.eq(bias),
+                core.bias_en.eq(d["bias"] & (Const(n == 0) | ~d["intra"])),
+                core.func.eq(d["func"]), core.mode.eq(d["mode"]),
+            ]
+        # cross-core accumulation: core 0 adds the others' wide sums in intra-layer mode
+        for lane in ("lo", "hi"):
+            for c in range(C):
+                others = [getattr(cores[n], f"sum_{lane}")[c * A:(c + 1) * A].as_signed() for n in range(1, N)]
+                total = sum(others) if others else 0
+                m.d.comb += getattr(cores[0], f"xin_{lane}")[c * A:(c + 1) * A].eq(Mux(d["intra"], total, 0))
+            for n in range(1, N):
+                m.d.comb += getattr(cores[n], f"xin_{lane}").eq(0)
+
+        # ---- outputs, and results stored back as the next layer's activations (FXP32)
+        valid = [cores[n].out_valid & (Const(n == 0) | ~d["intra"]) for n in range(N)]
+        m.d.comb += [self.out_valid.eq(Cat(*valid)), self.out_slot.eq(cores[0].out_slot),
+                     self.out_lo.eq(Cat(*[c.out_lo for c in cores])),
+                     self.out_hi.eq(Cat(*[c.out_hi for c in cores]))]
+        store = d["store"] & (d["mode"] == 0)
+        for n in range(N):
+            src = cores[0] if N > 1 else cores[n]
+            result = Mux(d["intra"], src.out_lo, cores[n].out_lo)
+            we = store & Mux(d["intra"], cores[0].out_valid, cores[n].out_valid)
+            with m.If(self.am_we[n]):
+                m.d.comb += [amem[n].b_addr.eq(self.am_addr), amem[n].b_we.eq(1), amem[n].b_wdata.eq(self.am_data)]
+            with m.Else():
+                m.d.comb += [amem[n].b_addr.eq(out_y_addr), amem[n].b_we.eq(we), amem[n].b_wdata.eq(result)]
+        return m

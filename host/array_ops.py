@@ -1,0 +1,270 @@
+"""Layer operations on the adaptive array: memory layouts, the descriptor the
+array's controller executes, the cycle model, and output unpacking.
+
+This is host-side software shared by every path that talks to the array (the
+cocotb benches now, the program compiler and the board's DMA buffers later),
+so what the benches verify is what the host will send. It imports neither the
+generator nor the golden model; the hardware implements the same layouts and
+schedule independently (gen/array.py), and the benches check that they agree.
+
+Memories (docs/array.md):
+* weights: ``array.cols`` banks of ``memory.weight_words / C`` words. A
+  layer's W (M x K, zero-padded to C x C tiles) takes tile rows from
+  ``w_base``; tile T = it * n_kc + kt covers rows ``w_base + T*C ...``; word
+  (i, j) of a tile sits in bank (i + j) mod C at row ``T*C + i``. A tile
+  column and a tile row are then each one word per bank, so the forward
+  product (W's columns down the PE rows) and the transposed product (W's
+  rows down the PE rows) read the same copy of W: no transpose.
+* activations: per core, rows of R words. Vector slot s of k-tile kt is row
+  ``x_base + kt * S + s`` (S = slots per core); FXP16 packs vectors 2s and
+  2s+1 into the low and high lanes of each word.
+* biases: rows of C words of ``pe.out``; output tile it uses row ``b_base + it``.
+
+Parallelism:
+* intra-batch (training): core n takes batch slots [n*S, (n+1)*S) and all
+  cores use the same weight tiles.
+* intra-layer (one vector, inference): every core holds the whole vector,
+  core n takes k-tiles n, n+N, ... ("rounds" of N k-tiles), and core 0 adds
+  the other cores' wide sums before rounding. Only core 0's outputs are valid.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from fixar.config import ActFunc, FixarConfig, PEMode
+
+
+class ArrayOpError(ValueError):
+    """A layer operation that the array cannot run as asked (shape, batch or
+    memory). Raised when the operation is built, never during execution."""
+
+
+@dataclass(frozen=True)
+class LayerOp:
+    """One array operation: Y = act(W X + b) (``transpose=False``) or
+    Y = W^T X (``transpose=True``, no bias; backpropagation's data product)."""
+
+    M: int                      # rows of the stored W
+    K: int                      # columns of the stored W
+    batch: int
+    mode: PEMode = PEMode.FXP32
+    func: ActFunc = ActFunc.IDENTITY
+    transpose: bool = False
+    intra_layer: bool = False   # one vector across all cores (inference)
+    bias: bool = True
+    store: bool = False         # write Y back to activation memory (FXP32 only)
+    w_base: int = 0             # weight memory row of the layer's first tile row
+    x_base: int = 0             # activation memory row of X (per core)
+    y_base: int = 0             # activation memory row of Y when stored
+    b_base: int = 0             # bias memory row of the layer's bias
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """What the controller's registers hold for one operation."""
+
+    transpose: int
+    intra: int
+    mode: int
+    func: int
+    bias: int
+    store: int
+    n_ot: int   # output tiles (C outputs each)
+    n_kt: int   # k-tiles of the reduction
+    n_kr: int   # k-tile rounds per output tile (n_kt, or ceil(n_kt / cores) in intra-layer mode)
+    slots: int  # batch slots per core
+    w_base: int
+    x_base: int
+    y_base: int
+    b_base: int
+
+    def ports(self) -> dict[str, int]:
+        return {f"op_{k}": int(v) for k, v in self.__dict__.items()}
+
+
+def vectors_per_slot(mode: PEMode) -> int:
+    return 2 if mode == PEMode.FXP16 else 1
+
+
+def out_dims(op: LayerOp) -> tuple[int, int]:
+    """(outputs, reduction length) of the product."""
+    return (op.K, op.M) if op.transpose else (op.M, op.K)
+
+
+def weight_rows(cfg: FixarConfig, M: int, K: int) -> int:
+    C = cfg.array.cols
+    return math.ceil(M / C) * math.ceil(K / C) * C
+
+
+def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
+    """Check that ``op`` fits the array and its memories; build its descriptor."""
+    ar, mem = cfg.array, cfg.memory
+    R, C, N = ar.rows, ar.cols, ar.cores
+    for name in ("M", "K", "batch"):
+        if getattr(op, name) < 1:
+            raise ArrayOpError(f"{name} = {getattr(op, name)}: must be at least 1")
+    mode = PEMode(op.mode)
+    per = vectors_per_slot(mode)
+    n_out, n_red = out_dims(op)
+    n_ot, n_kt = math.ceil(n_out / C), math.ceil(n_red / R)
+    if op.intra_layer:
+        if op.batch > per:
+            raise ArrayOpError(f"intra-layer mode computes one vector ({per} packed in {mode.name}); "
+                               f"batch {op.batch} needs intra-batch mode")
+        S, n_kr = 1, math.ceil(n_kt / N)
+    else:
+        S, n_kr = math.ceil(math.ceil(op.batch / per) / N), n_kt
+    if S > ar.psum_slots:
+        raise ArrayOpError(f"batch {op.batch} needs {S} partial-sum slots per core in {mode.name}; "
+                           f"array.psum_slots = {ar.psum_slots} (largest batch {ar.psum_slots * per * N})")
+    if op.transpose and op.bias:
+        raise ArrayOpError("the transposed product takes no bias (set bias=False)")
+    if op.store and (mode != PEMode.FXP32 or cfg.pe.out != cfg.pe.act32):
+        raise ArrayOpError("store needs FXP32 mode and pe.out == pe.act32: FXP16 results need the "
+                           "QAT quantizer before they can feed a layer")
+    w_rows = mem.weight_words // C
+    need = weight_rows(cfg, op.M, op.K)
+    if op.w_base < 0 or op.w_base + need > w_rows:
+        raise ArrayOpError(f"W ({op.M} x {op.K}) needs weight rows {op.w_base}..{op.w_base + need - 1}; "
+                           f"the weight memory has {w_rows} rows of {C} words")
+    a_rows = mem.act_words_per_core // R
+    for name, base, tiles in (("X", op.x_base, n_kt), ("Y", op.y_base, n_ot if op.store else 0)):
+        if base < 0 or base + tiles * S > a_rows:
+            raise ArrayOpError(f"{name} needs activation rows {base}..{base + tiles * S - 1} per core; "
+                               f"a core's activation memory has {a_rows} rows of {R} words")
+    if op.bias and (op.b_base < 0 or op.b_base + n_ot > mem.bias_words // C):
+        raise ArrayOpError(f"the bias needs bias rows {op.b_base}..{op.b_base + n_ot - 1}; "
+                           f"the bias memory has {mem.bias_words // C} rows of {C} words")
+    return Descriptor(transpose=int(op.transpose), intra=int(op.intra_layer), mode=int(mode), func=int(op.func),
+                      bias=int(op.bias), store=int(op.store), n_ot=n_ot, n_kt=n_kt, n_kr=n_kr, slots=S,
+                      w_base=op.w_base, x_base=op.x_base, y_base=op.y_base, b_base=op.b_base)
+
+
+def cycles(cfg: FixarConfig, d: Descriptor, latency: int) -> int:
+    """Cycle model, from the clock edge that takes ``start`` up to and
+    including the cycle in which ``done`` (and the last output) is visible.
+
+    R cycles load the first tile's weights (one PE row per cycle); each of the
+    G = n_ot * n_kr tile steps takes P = max(S, R) cycles (S items, while the
+    next tile's R rows load into the shadow weights); the last step's S items
+    leave ``latency`` cycles later.
+    """
+    R = cfg.array.rows
+    G = d.n_ot * d.n_kr
+    return R + (G - 1) * max(d.slots, R) + d.slots + latency
+
+
+def useful_macs(op: LayerOp) -> int:
+    return op.M * op.K * op.batch
+
+
+def utilization(cfg: FixarConfig, op: LayerOp, n_cycles: int) -> float:
+    """Useful MACs / (PEs x cycles); a PE does two lane MACs per cycle in FXP16."""
+    peak = cfg.array.pes * vectors_per_slot(PEMode(op.mode))
+    return useful_macs(op) / (peak * n_cycles)
+
+
+# ---------------------------------------------------------------- layouts
+
+def _pack(values: np.ndarray, width: int) -> list[int]:
+    """Rows of ``values`` (2-D, codes) -> one integer per row, element i at bits i*width."""
+    mask = (1 << width) - 1
+    out = []
+    for row in np.asarray(values, dtype=np.int64):
+        word = 0
+        for i, v in enumerate(row.tolist()):
+            word |= (v & mask) << (i * width)
+        out.append(word)
+    return out
+
+
+def weight_image(cfg: FixarConfig, W: np.ndarray) -> list[int]:
+    """The weight memory rows of W (M x K codes), each a C-word integer (bank b at bits b*w)."""
+    C = cfg.array.cols
+    M, K = W.shape
+    n_it, n_kc = math.ceil(M / C), math.ceil(K / C)
+    Wp = np.zeros((n_it * C, n_kc * C), dtype=np.int64)
+    Wp[:M, :K] = W
+    tiles = Wp.reshape(n_it, C, n_kc, C).transpose(0, 2, 1, 3).reshape(n_it * n_kc, C, C)
+    i = np.arange(C)[:, None]
+    b = np.arange(C)[None, :]
+    skewed = tiles[:, i, (b - i) % C]          # [T, i, bank] = tile[T, i, (bank - i) mod C]
+    return _pack(skewed.reshape(-1, C), cfg.pe.weight.bits)
+
+
+def bias_image(cfg: FixarConfig, bias: np.ndarray) -> list[int]:
+    C = cfg.array.cols
+    n = math.ceil(len(bias) / C)
+    bp = np.zeros(n * C, dtype=np.int64)
+    bp[:len(bias)] = bias
+    return _pack(bp.reshape(n, C), cfg.pe.out.bits)
+
+
+def core_vectors(cfg: FixarConfig, op: LayerOp, d: Descriptor, core: int) -> range:
+    """Which batch vectors core ``core`` computes (all of them in intra-layer mode)."""
+    per = vectors_per_slot(PEMode(op.mode))
+    if op.intra_layer:
+        return range(op.batch)
+    lo = core * d.slots * per
+    return range(min(lo, op.batch), min(lo + d.slots * per, op.batch))
+
+
+def activation_image(cfg: FixarConfig, op: LayerOp, d: Descriptor, X: np.ndarray, core: int) -> list[int]:
+    """Activation memory rows (from ``x_base``) of core ``core`` for X (reduction x batch codes)."""
+    R, L = cfg.array.rows, cfg.pe.lane_bits
+    per = vectors_per_slot(PEMode(op.mode))
+    vecs = core_vectors(cfg, op, d, core)
+    Xp = np.zeros((d.n_kt * R, d.slots * per), dtype=np.int64)
+    Xp[:X.shape[0], :len(vecs)] = X[:, vecs.start:vecs.stop]
+    if per == 2:
+        mask = (1 << L) - 1
+        words = ((Xp[:, 1::2] & mask) << L) | (Xp[:, 0::2] & mask)
+    else:
+        words = Xp
+    # rows ordered (kt, slot): R words each
+    rows = words.reshape(d.n_kt, R, d.slots).transpose(0, 2, 1).reshape(-1, R)
+    return _pack(rows, cfg.pe.act32.bits)
+
+
+def unpack_outputs(cfg: FixarConfig, op: LayerOp, d: Descriptor,
+                   outputs: list[tuple[int, int, int, int, int]]) -> np.ndarray:
+    """Output beats (core, tile, slot, lo, hi) -> Y (outputs x batch) codes.
+    Each (core, tile, slot) must arrive exactly once."""
+    C, ob = cfg.array.cols, cfg.pe.out.bits
+    per = vectors_per_slot(PEMode(op.mode))
+    n_out, _ = out_dims(op)
+    Y = np.zeros((d.n_ot * C, op.batch), dtype=np.int64)
+    seen = set()
+    shifts = np.arange(C) * ob
+
+    def lanes(word: int) -> np.ndarray:
+        v = np.array([(word >> int(s)) & ((1 << ob) - 1) for s in shifts], dtype=np.int64)
+        return np.where(v >> (ob - 1), v - (1 << ob), v)
+
+    for core, tile, slot, lo, hi in outputs:
+        key = (core, tile, slot)
+        if key in seen:
+            raise AssertionError(f"output (core {core}, tile {tile}, slot {slot}) arrived twice")
+        seen.add(key)
+        base = core_vectors(cfg, op, d, core).start + slot * per
+        for lane, word in enumerate((lo, hi)[:per]):
+            if base + lane < op.batch:
+                Y[tile * C:(tile + 1) * C, base + lane] = lanes(word)
+    cores = 1 if op.intra_layer else cfg.array.cores
+    want = {(c, t, s) for c in range(cores) for t in range(d.n_ot) for s in range(d.slots)
+            if base_in_batch(cfg, op, d, c, s)}
+    missing = want - seen
+    if missing:
+        raise AssertionError(f"{len(missing)} output beats never arrived, e.g. (core, tile, slot) = "
+                             f"{sorted(missing)[0]}")
+    return Y[:n_out]
+
+
+def base_in_batch(cfg: FixarConfig, op: LayerOp, d: Descriptor, core: int, slot: int) -> bool:
+    """Whether (core, slot) carries at least one real batch vector."""
+    per = vectors_per_slot(PEMode(op.mode))
+    vecs = core_vectors(cfg, op, d, core)
+    return vecs.start + slot * per < vecs.stop

@@ -1,0 +1,297 @@
+"""cocotb bench: the whole adaptive array (cores, memories, controller) running
+layer operations, checked bit for bit against the golden model and cycle for
+cycle against the cycle model of ``fixar.array_ops``.
+
+The bench writes the memories through the host ports in the layouts of
+``fixar.array_ops`` (the same code the host will use), describes an
+operation, pulses ``start``, collects the output beats until ``done`` and
+compares. Environment: FIXAR_CONFIG_JSON, FIXAR_LATENCY, FIXAR_CASES
+(random operations, default 1000), FIXAR_DDPG_BATCH (default 8),
+FIXAR_BENCH_OPS (JSON list for `make bench`), FIXAR_BENCH_JSON (figures).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge
+
+from fixar.array_ops import (LayerOp, activation_image, bias_image, cycles, describe, out_dims,
+                             unpack_outputs, useful_macs, weight_image, weight_rows)
+from fixar.config import ActFunc, FixarConfig, PEMode
+from fixar.golden.layer import linear
+from fixar.tb.figures import record
+
+PRIMES = [1, 2, 3, 5, 7, 11, 13, 17, 23, 29, 31, 37]
+HOST_PORTS = ("wm_we", "am_we", "bm_we", "start")
+
+
+class TB:
+    def __init__(self, dut):
+        self.dut = dut
+        self.cfg = FixarConfig.from_json(os.environ["FIXAR_CONFIG_JSON"])
+        self.latency = int(os.environ["FIXAR_LATENCY"])
+        self.rng = np.random.default_rng(cocotb.RANDOM_SEED)
+        self.edge = FallingEdge(dut.clk)
+        self.op_cycles = 0
+        self.op_wall = 0.0
+
+    async def reset(self):
+        Clock(self.dut.clk, 10, unit="ns").start()
+        for p in HOST_PORTS:
+            getattr(self.dut, p).value = 0
+        self.dut.rst.value = 1
+        for _ in range(2):
+            await self.edge
+        self.dut.rst.value = 0
+        await self.edge
+
+    async def write_rows(self, prefix: str, base: int, rows: list[int], we: int = 1):
+        dut = self.dut
+        we_h, addr_h, data_h = (getattr(dut, f"{prefix}_{x}") for x in ("we", "addr", "data"))
+        for i, word in enumerate(rows):
+            we_h.value, addr_h.value, data_h.value = we, base + i, word
+            await self.edge
+        we_h.value = 0
+
+    # ------------------------------------------------------------ operations
+    def codes(self, fmt, shape, scale_frac):
+        """Random codes: mostly near +-1.0 (so sums stay in range and exercise
+        rounding), one in five anywhere in the format (saturation, wrap)."""
+        rng = self.rng
+        wide = rng.integers(fmt.min_int, fmt.max_int + 1, shape)
+        one = min(1 << max(scale_frac, 0), fmt.max_int)
+        near = rng.integers(-one, one + 1, shape)
+        return np.where(rng.random(shape) < 0.2, wide, near)
+
+    def random_operands(self, op: LayerOp):
+        pe = self.cfg.pe
+        act = pe.act32 if op.mode == PEMode.FXP32 else pe.act16
+        _, n_red = out_dims(op)
+        W = self.codes(pe.weight, (op.M, op.K), pe.weight.frac - 2)
+        X = self.codes(act, (n_red, op.batch), act.frac)
+        b = self.codes(pe.out, (op.M,), pe.out.frac) if op.bias else None
+        return W, X, b
+
+    def golden(self, op: LayerOp, W, X, b):
+        if op.transpose:
+            return linear(self.cfg, W.T, X, None, op.func, op.mode)
+        return linear(self.cfg, W, X, b, op.func, op.mode)
+
+    async def load(self, op: LayerOp, W=None, X=None, b=None):
+        """Write whichever of W, X, b are given into the memories of ``op``."""
+        d = describe(self.cfg, op)
+        if W is not None:
+            await self.write_rows("wm", op.w_base, weight_image(self.cfg, W))
+        if b is not None:
+            await self.write_rows("bm", op.b_base, bias_image(self.cfg, b))
+        if X is not None:
+            N = self.cfg.array.cores
+            images = [activation_image(self.cfg, op, d, X, n) for n in range(N)]
+            if all(img == images[0] for img in images):
+                await self.write_rows("am", op.x_base, images[0], we=(1 << N) - 1)
+            else:
+                for n, img in enumerate(images):
+                    await self.write_rows("am", op.x_base, img, we=1 << n)
+
+    async def execute(self, op: LayerOp, label: str):
+        """Run one loaded operation; return (Y from the output beats, measured cycles)."""
+        dut, cfg = self.dut, self.cfg
+        d = describe(cfg, op)
+        N, C, ob = cfg.array.cores, cfg.array.cols, cfg.pe.out.bits
+        for k, v in d.ports().items():
+            getattr(dut, k).value = v
+        dut.start.value = 1
+        beats = []
+        n = 0
+        limit = 4 * cycles(cfg, d, self.latency) + 100
+        start = time.perf_counter()
+        while True:
+            await self.edge
+            dut.start.value = 0
+            n += 1
+            valid = dut.out_valid.value.to_unsigned()
+            if valid:
+                tile, slot = dut.out_tile.value.to_unsigned(), dut.out_slot.value.to_unsigned()
+                lo, hi = dut.out_lo.value.to_unsigned(), dut.out_hi.value.to_unsigned()
+                mask = (1 << (C * ob)) - 1
+                for core in range(N):
+                    if valid >> core & 1:
+                        beats.append((core, tile, slot, (lo >> (core * C * ob)) & mask,
+                                      (hi >> (core * C * ob)) & mask))
+            if dut.done.value:
+                break
+            assert n < limit, f"{label}: no done after {n} cycles"
+        self.op_wall += time.perf_counter() - start
+        self.op_cycles += n
+        assert not dut.busy.value, f"{label}: busy still high in the done cycle"
+        return unpack_outputs(cfg, op, d, beats), n
+
+    async def check(self, op: LayerOp, W, X, b, label: str, want=None):
+        got, n = await self.execute(op, label)
+        if want is None:
+            want = self.golden(op, W, X, b)
+        bad = np.argwhere(got != want)
+        for i, v in bad[:6]:
+            self.dut._log.error("%s: Y[%d, %d] expected %d got %d", label, i, v, want[i, v], got[i, v])
+        assert len(bad) == 0, f"{label}: {len(bad)} of {want.size} outputs differ from the golden model"
+        model = cycles(self.cfg, describe(self.cfg, op), self.latency)
+        assert n == model, f"{label}: {n} cycles measured, the cycle model says {model}"
+        return got, n
+
+    def record(self, label: str, cases: int, **extra) -> None:
+        rec = {"test": label, "sim": cocotb.SIM_NAME, "cases": cases, "cycles": self.op_cycles,
+               "wall_s": round(self.op_wall, 3),
+               "cycles_per_s": round(self.op_cycles / max(self.op_wall, 1e-9), 1), **extra}
+        record(self.dut, rec)
+
+
+def random_op(tb: TB) -> LayerOp:
+    """A random operation that fits the config: any shape (primes and 1 often),
+    batch 1..512, both formats, both parallelism modes, forward or transposed,
+    every function, random memory bases."""
+    cfg, rng = tb.cfg, tb.rng
+    R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
+    dim = lambda hi: int(rng.choice(PRIMES)) if rng.random() < 0.5 else int(rng.integers(1, hi + 1))
+    M, K = dim(3 * C), dim(3 * R)
+    mode, func = PEMode(int(rng.integers(2))), ActFunc(int(rng.integers(3)))
+    intra = bool(rng.random() < 0.25)
+    per = 2 if mode == PEMode.FXP16 else 1
+    if intra:
+        batch = int(rng.integers(1, per + 1))
+    else:
+        u = rng.random()
+        batch = int(rng.integers(1, 4)) if u < 0.3 else int(rng.integers(1, 2 * R * N * per + 1)) if u < 0.97 \
+            else int(rng.integers(2 * R * N, min(512, cfg.array.psum_slots * per * N) + 1))
+    transpose = bool(rng.random() < 0.3)
+    op = LayerOp(M=M, K=K, batch=batch, mode=mode, func=func, transpose=transpose, intra_layer=intra,
+                 bias=not transpose and rng.random() < 0.8)
+    d = describe(cfg, op)
+    w_free = cfg.memory.weight_words // C - weight_rows(cfg, M, K)
+    x_free = cfg.memory.act_words_per_core // R - d.n_kt * d.slots
+    b_free = cfg.memory.bias_words // C - d.n_ot
+    pick = lambda free: int(rng.integers(0, min(free, 1000) + 1))
+    return LayerOp(**{**op.__dict__, "w_base": pick(w_free), "x_base": pick(x_free), "b_base": pick(b_free)})
+
+
+@cocotb.test()
+async def test_random_ops(dut):
+    """Random operations back to back, each bit-exact and cycle-exact."""
+    tb = TB(dut)
+    await tb.reset()
+    n = int(os.environ.get("FIXAR_CASES", "1000"))
+    for case in range(n):
+        op = random_op(tb)
+        W, X, b = tb.random_operands(op)
+        await tb.load(op, W, X, b)
+        kind = "W^T X" if op.transpose else "W X + b" if op.bias else "W X"
+        await tb.check(op, W, X, b, f"case {case} ({kind}, {op.M}x{op.K}, B={op.batch}, {op.mode.name}, "
+                                    f"{'intra-layer' if op.intra_layer else 'intra-batch'}, {op.func.name})")
+    tb.record("random_ops", n)
+
+
+# HalfCheetah's DDPG networks (state 17, action 6): actor 17-400-300-6, critic (17+6)-400-300-1.
+ACTOR = [(400, 17, ActFunc.RELU), (300, 400, ActFunc.RELU), (6, 300, ActFunc.TANH)]
+CRITIC = [(400, 23, ActFunc.RELU), (300, 400, ActFunc.RELU), (1, 300, ActFunc.IDENTITY)]
+
+
+async def network_forward(tb: TB, layers, batch: int, mode: PEMode, intra: bool, label: str):
+    """Chained forward pass on chip: in FXP32 each layer's output is stored into
+    activation memory and is the next layer's input; in FXP16 (whose outputs
+    need the QAT quantizer first) the bench loads each layer's input. Returns
+    the total measured cycles and useful MACs."""
+    cfg = tb.cfg
+    C = cfg.array.cols
+    w_base, b_base, x_base = 0, 0, 0
+    store = mode == PEMode.FXP32
+    act = cfg.pe.act32 if mode == PEMode.FXP32 else cfg.pe.act16
+    X = tb.codes(act, (layers[0][1], batch), act.frac)
+    total, macs = 0, 0
+    ops = []
+    for M, K, func in layers:
+        op = LayerOp(M=M, K=K, batch=batch, mode=mode, func=func, intra_layer=intra, w_base=w_base,
+                     b_base=b_base)
+        ops.append(op)
+        w_base += weight_rows(cfg, M, K)
+        b_base += -(-M // C)
+    # weights and biases of the whole network first (they stay on chip)
+    params = []
+    for op in ops:
+        W = tb.codes(cfg.pe.weight, (op.M, op.K), cfg.pe.weight.frac - 3)
+        b = tb.codes(cfg.pe.out, (op.M,), cfg.pe.out.frac - 2)
+        await tb.load(op, W=W, b=b)
+        params.append((W, b))
+    first = True
+    for i, (op, (W, b)) in enumerate(zip(ops, params)):
+        d = describe(cfg, op)
+        y_base = x_base + d.n_kt * d.slots
+        op = LayerOp(**{**op.__dict__, "x_base": x_base, "y_base": y_base, "store": store})
+        if first or not store:
+            await tb.load(op, X=X)
+        want = tb.golden(op, W, X, b)
+        _, n = await tb.check(op, W, X, b, f"{label} layer {i} ({op.K}->{op.M})", want=want)
+        total += n
+        macs += useful_macs(op)
+        X = want if store else np.clip(want >> (cfg.pe.out.frac - act.frac), act.min_int, act.max_int)
+        x_base, first = y_base, False
+    return total, macs, params
+
+
+async def network_backward(tb: TB, layers, params, batch: int, mode: PEMode, label: str):
+    """The transposed products of every layer (W^T D), intra-batch, same stored weights."""
+    cfg = tb.cfg
+    act = cfg.pe.act32 if mode == PEMode.FXP32 else cfg.pe.act16
+    w_base, total, macs = 0, 0, 0
+    for (M, K, _), (W, _) in zip(layers, params):
+        op = LayerOp(M=M, K=K, batch=batch, mode=mode, transpose=True, bias=False, w_base=w_base)
+        D = tb.codes(act, (M, batch), act.frac)
+        await tb.load(op, X=D)
+        _, n = await tb.check(op, W, D, None, f"{label} W^T D ({M}x{K})")
+        total += n
+        macs += useful_macs(op)
+        w_base += weight_rows(cfg, M, K)
+    return total, macs
+
+
+@cocotb.test()
+async def test_ddpg_networks(dut):
+    """The HalfCheetah actor and critic: chained forward passes in both
+    parallelism modes and both formats, and every transposed product."""
+    tb = TB(dut)
+    await tb.reset()
+    B = int(os.environ.get("FIXAR_DDPG_BATCH", "8"))
+    for mode in PEMode:
+        for name, layers in (("actor", ACTOR), ("critic", CRITIC)):
+            await network_forward(tb, layers, 1, mode, True, f"{name} intra-layer {mode.name}")
+            _, _, params = await network_forward(tb, layers, B, mode, False, f"{name} B={B} {mode.name}")
+            await network_backward(tb, layers, params, B, mode, f"{name} B={B} {mode.name}")
+    tb.record("ddpg_networks", 12)
+
+
+@cocotb.test(skip=not os.environ.get("FIXAR_BENCH_OPS"))
+async def test_bench_figures(dut):
+    """`make bench`: the workloads behind the array_* figures, checked like the
+    others. FIXAR_BENCH_OPS is a JSON list of [label, batch, mode]; label
+    'infer' is the actor's forward pass for one vector in intra-layer mode,
+    'train' the forward and transposed products of both networks."""
+    tb = TB(dut)
+    await tb.reset()
+    for label, batch, mode_name in json.loads(os.environ["FIXAR_BENCH_OPS"]):
+        mode = PEMode[mode_name]
+        tb.op_cycles, tb.op_wall = 0, 0.0
+        cyc, macs = 0, 0
+        if label == "infer":
+            c, m, _ = await network_forward(tb, ACTOR, batch, mode, True, "bench actor intra-layer")
+            cyc, macs = cyc + c, macs + m
+        else:
+            for layers in (ACTOR, CRITIC):
+                c, m, params = await network_forward(tb, layers, batch, mode, False, f"bench B={batch}")
+                cb, mb = await network_backward(tb, layers, params, batch, mode, f"bench B={batch}")
+                cyc, macs = cyc + c + cb, macs + m + mb
+        peak = tb.cfg.array.pes * (2 if mode == PEMode.FXP16 else 1)
+        tb.record("bench_workload", 1, label=label, batch=batch, mode=mode_name, workload_cycles=cyc,
+                  macs=macs, utilization=round(macs / (peak * cyc), 4))
