@@ -21,9 +21,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
 from fixar.array_ops import (LayerOp, activation_image, bias_image, cycles, describe, out_dims,
-                             unpack_outputs, useful_macs, weight_image, weight_rows)
+                             unpack_outputs, useful_macs, utilization, weight_image, weight_rows)
 from fixar.config import ActFunc, FixarConfig, PEMode
-from fixar.golden.layer import linear
+from fixar.golden.layer import linear, transposed
 from fixar.tb.figures import record
 
 PRIMES = [1, 2, 3, 5, 7, 11, 13, 17, 23, 29, 31, 37]
@@ -39,6 +39,7 @@ class TB:
         self.edge = FallingEdge(dut.clk)
         self.op_cycles = 0
         self.op_wall = 0.0
+        self.log_ops = False  # record every operation's cycles (make bench)
 
     async def reset(self):
         Clock(self.dut.clk, 10, unit="ns").start()
@@ -79,7 +80,7 @@ class TB:
 
     def golden(self, op: LayerOp, W, X, b):
         if op.transpose:
-            return linear(self.cfg, W.T, X, None, op.func, op.mode)
+            return transposed(self.cfg, W, X, op.func, op.mode)
         return linear(self.cfg, W, X, b, op.func, op.mode)
 
     async def load(self, op: LayerOp, W=None, X=None, b=None):
@@ -141,6 +142,10 @@ class TB:
         assert len(bad) == 0, f"{label}: {len(bad)} of {want.size} outputs differ from the golden model"
         model = cycles(self.cfg, describe(self.cfg, op), self.latency)
         assert n == model, f"{label}: {n} cycles measured, the cycle model says {model}"
+        if self.log_ops:
+            record(self.dut, {"test": "bench_op", "M": op.M, "K": op.K, "batch": op.batch, "mode": op.mode.name,
+                              "transpose": op.transpose, "intra": op.intra_layer, "cycles": n,
+                              "utilization": round(utilization(self.cfg, op, n), 4)})
         return got, n
 
     def record(self, label: str, cases: int, **extra) -> None:
@@ -279,6 +284,7 @@ async def test_bench_figures(dut):
     'infer' is the actor's forward pass for one vector in intra-layer mode,
     'train' the forward and transposed products of both networks."""
     tb = TB(dut)
+    tb.log_ops = True
     await tb.reset()
     for label, batch, mode_name in json.loads(os.environ["FIXAR_BENCH_OPS"]):
         mode = PEMode[mode_name]

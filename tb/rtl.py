@@ -48,4 +48,6 @@ def run_mutated(cfg: FixarConfig, module: str, test_module: str, old: str, new: 
     bug_dir.mkdir(parents=True, exist_ok=True)
     (bug_dir / "manifest.json").write_text((src_dir / "manifest.json").read_text())
     (bug_dir / f"{module}.v").write_text(src.replace(old, new, 1))
+    for extra in json.loads((src_dir / "manifest.json").read_text())["modules"][module].get("sources", []):
+        (bug_dir / extra).write_text((src_dir / extra).read_text())
     return run_module("verilator", cfg, bug_dir, module, test_module, tag=f"{cfg.digest}-planted-bug", **kwargs)

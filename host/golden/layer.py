@@ -42,3 +42,11 @@ def linear(cfg: FixarConfig, W, X, bias=None, func: ActFunc = ActFunc.IDENTITY,
     else:
         raise ValueError(f"unknown PE mode {mode!r}")
     return activate(cfg, func, y)
+
+
+def transposed(cfg: FixarConfig, W, D, func: ActFunc = ActFunc.IDENTITY,
+               mode: PEMode = PEMode.FXP32) -> np.ndarray:
+    """W^T D, backpropagation's data product, from the same (M, K) W the forward
+    product uses: D is (M, B), the result (K, B). No bias; same exact sum,
+    single rounding and activation as :func:`linear`."""
+    return linear(cfg, np.asarray(W).T, D, None, func, mode)

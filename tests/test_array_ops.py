@@ -1,0 +1,147 @@
+"""Host side of the array: layouts, descriptors, the cycle model, and errors
+for operations that do not fit (fixar.array_ops), plus the golden model's
+transposed product. The RTL side is checked by tb/array_bench.py."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import reference as ref
+from fixar.array_ops import (ArrayOpError, LayerOp, activation_image, cycles, describe, unpack_outputs,
+                             weight_image)
+from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, load
+from fixar.golden.layer import linear, transposed
+
+
+def words(word: int, n: int, bits: int) -> list[int]:
+    return [ref.signed((word >> (i * bits)) & ((1 << bits) - 1), bits) for i in range(n)]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (4, 4), (5, 3), (13, 29), (29, 13)])
+def test_weight_layout_serves_tile_columns_and_rows(shape):
+    """Reading one word per bank at the documented addresses and rotating gives
+    PE row r a tile's column r (forward) or row r (transposed) of W."""
+    cfg = load("small")
+    C, bits = cfg.array.cols, cfg.pe.weight.bits
+    rng = np.random.default_rng(1)
+    W = rng.integers(-1000, 1000, shape)
+    rows = [words(w, C, bits) for w in weight_image(cfg, W)]
+    M, K = shape
+    n_it, n_kc = -(-M // C), -(-K // C)
+    Wp = np.zeros((n_it * C, n_kc * C), dtype=np.int64)
+    Wp[:M, :K] = W
+    for it in range(n_it):
+        for kt in range(n_kc):
+            base = (it * n_kc + kt) * C
+            for r in range(C):
+                fwd = [rows[base + (b - r) % C][b] for b in range(C)]
+                tr = [rows[base + r][b] for b in range(C)]
+                col = [fwd[(c + r) % C] for c in range(C)]
+                row = [tr[(c + r) % C] for c in range(C)]
+                assert col == list(Wp[it * C:(it + 1) * C, kt * C + r])
+                assert row == list(Wp[it * C + r, kt * C:(kt + 1) * C])
+
+
+def test_intra_batch_splits_the_batch_across_cores_and_packs_fxp16_pairs():
+    cfg = load("small")
+    op = LayerOp(M=3, K=5, batch=7, mode=PEMode.FXP16)
+    d = describe(cfg, op)
+    assert d.slots == 2  # 7 vectors -> 4 pairs -> 2 per core
+    X = np.arange(35).reshape(5, 7) - 17
+    L = cfg.pe.lane_bits
+    img1 = activation_image(cfg, op, d, X, 1)  # vectors 4, 5 (slot 0) and 6, padding (slot 1)
+    first = words(img1[0], cfg.array.rows, cfg.pe.act32.bits)
+    assert [ref.signed(w & 0xFFFF, L) for w in first] == list(X[:4, 4])
+    assert [ref.signed((w >> L) & 0xFFFF, L) for w in first] == list(X[:4, 5])
+    slot1 = words(img1[1], cfg.array.rows, cfg.pe.act32.bits)
+    assert [(w >> L) & 0xFFFF for w in slot1] == [0] * 4
+
+
+def test_cycle_model_hides_weight_loads_at_large_batch():
+    cfg = load("default")
+    fwd = describe(cfg, LayerOp(M=300, K=400, batch=64))
+    assert (fwd.n_ot, fwd.n_kt, fwd.slots) == (19, 25, 32)
+    assert cycles(cfg, fwd, 9) == 16 + (19 * 25 - 1) * 32 + 32 + 9
+    one = describe(cfg, LayerOp(M=300, K=400, batch=1, intra_layer=True))
+    assert one.n_kr == 13  # 25 k-tiles in rounds of 2 cores
+    assert cycles(cfg, one, 9) == 16 + (19 * 13 - 1) * 16 + 1 + 9
+
+
+@pytest.mark.parametrize("op, message", [
+    (LayerOp(M=0, K=3, batch=1), "M = 0"),
+    (LayerOp(M=3, K=3, batch=2, intra_layer=True), "intra-layer mode computes one vector"),
+    (LayerOp(M=3, K=3, batch=4000), "partial-sum slots"),
+    (LayerOp(M=3, K=3, batch=1, transpose=True), "takes no bias"),
+    (LayerOp(M=3, K=3, batch=1, mode=PEMode.FXP16, store=True), "store needs FXP32"),
+    (LayerOp(M=4000, K=4000, batch=1), "weight memory has"),
+    (LayerOp(M=3, K=3, batch=1, w_base=65534), "weight memory has"),
+    (LayerOp(M=3, K=300, batch=512), "activation memory has"),
+    (LayerOp(M=3, K=3, batch=1, store=True, y_base=16383), "Y needs activation rows"),
+    (LayerOp(M=3, K=3, batch=1, b_base=5000), "bias memory has"),
+])
+def test_operations_that_do_not_fit_are_rejected_when_built(op, message):
+    with pytest.raises(ArrayOpError, match=message):
+        describe(load("small"), op)
+
+
+def test_outputs_missing_or_duplicated_are_errors():
+    cfg = load("small")
+    op = LayerOp(M=5, K=3, batch=2)
+    d = describe(cfg, op)
+    with pytest.raises(AssertionError, match="never arrived"):
+        unpack_outputs(cfg, op, d, [(0, 0, 0, 0, 0)])
+    with pytest.raises(AssertionError, match="arrived twice"):
+        unpack_outputs(cfg, op, d, [(0, 0, 0, 0, 0), (0, 0, 0, 0, 0)])
+
+
+def test_array_config_needs_square_tiles_and_whole_rows():
+    cfg = load("small")
+    with pytest.raises(ConfigError, match="must equal array.cols"):
+        cfg.variant(array=dataclasses.replace(cfg.array, rows=8))
+    with pytest.raises(ConfigError, match="memory.act_words_per_core: 30 words"):
+        cfg.variant(memory=dataclasses.replace(cfg.memory, act_words_per_core=30))
+
+
+@pytest.mark.parametrize("mode", list(PEMode), ids=lambda m: m.name)
+def test_golden_transposed_product_is_w_transpose_times_d(mode):
+    """Property: W^T D from the stored W equals the exact sum over W's rows
+    (Python ints), for random shapes including primes and 1."""
+    cfg = load("default")
+    pe = cfg.pe
+    act = pe.act32 if mode == PEMode.FXP32 else pe.act16
+    rng = np.random.default_rng(3)
+    for M, K, B in [(1, 1, 1), (7, 3, 2), (17, 23, 5), (31, 1, 3)]:
+        W = rng.integers(pe.weight.min_int, pe.weight.max_int + 1, (M, K))
+        D = rng.integers(act.min_int, act.max_int + 1, (M, B))
+        got = transposed(cfg, W, D, ActFunc.IDENTITY, mode)
+        assert got.shape == (K, B)
+        L = pe.lane_bits
+        for k in range(K):
+            for j in range(B):
+                if mode == PEMode.FXP32:
+                    lo = ref.signed(sum(int(W[i, k]) * (int(D[i, j]) & ((1 << L) - 1)) for i in range(M)), pe.acc_bits)
+                    hi = ref.signed(sum(int(W[i, k]) * (int(D[i, j]) >> L) for i in range(M)), pe.acc_bits)
+                    want = ref.round_shift(hi * (1 << L) + lo, pe.shift32, pe.out)
+                else:
+                    s = ref.signed(sum(int(W[i, k]) * int(D[i, j]) for i in range(M)), pe.acc_bits)
+                    want = ref.round_shift(s, pe.shift16, pe.out)
+                assert got[k, j] == want, (M, K, B, k, j)
+
+
+def test_golden_fxp32_product_is_exact_integer_arithmetic_when_in_range():
+    """Property: with small enough operands that nothing saturates, the FXP32
+    layer equals round-to-nearest-even of the exact rational W X + b."""
+    cfg = load("default")
+    pe = cfg.pe
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        M, K, B = (int(v) for v in rng.integers(1, 40, 3))
+        W = rng.integers(-(1 << 20), 1 << 20, (M, K))
+        X = rng.integers(-(1 << 20), 1 << 20, (K, B))
+        b = rng.integers(-(1 << 20), 1 << 20, M)
+        got = linear(cfg, W, X, b)
+        exact = W.astype(object) @ X.astype(object) + (b.astype(object) << pe.shift32)[:, None]
+        want = np.vectorize(lambda v: ref.round_shift(int(v), pe.shift32, pe.out))(exact)
+        assert np.array_equal(got, want.astype(np.int64))
