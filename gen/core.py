@@ -1,5 +1,5 @@
 """One adaptive-array core: R x C weight-stationary PEs, column sums, partial-sum
-buffer, output rounding and activation units (docs/array-plan.md).
+buffer, output rounding and activation units (docs/array.md).
 
 PE(r, c) holds weight W[i0 + c, k0 + r]; PE row r receives activation word
 a[r] (one value, or two batch vectors packed in FXP16); column c sums its R

@@ -148,8 +148,8 @@ class TB:
                               "utilization": round(utilization(self.cfg, op, n), 4)})
         return got, n
 
-    def record(self, label: str, cases: int, **extra) -> None:
-        rec = {"test": label, "sim": cocotb.SIM_NAME, "cases": cases, "cycles": self.op_cycles,
+    def record(self, test: str, cases: int, **extra) -> None:
+        rec = {"test": test, "sim": cocotb.SIM_NAME, "cases": cases, "cycles": self.op_cycles,
                "wall_s": round(self.op_wall, 3),
                "cycles_per_s": round(self.op_cycles / max(self.op_wall, 1e-9), 1), **extra}
         record(self.dut, rec)

@@ -24,3 +24,11 @@ def test_pe_maps_multipliers_to_dsp_slices():
     # The two accumulators alone are 2 * acc_bits flip-flops.
     assert s["ff"] >= 2 * DEFAULT.pe.acc_bits, s
     assert s["lut"] > 0, s
+
+
+def test_ram_template_is_inferred_as_block_ram():
+    """The hand-written RAM every array memory instantiates must become block
+    RAM, not thousands of flip-flops (default parameters: 1024 x 32)."""
+    s = summarize(synth(RTL / "fixar_ram.v", "fixar_ram"))
+    assert s["bram36"] >= 1, s
+    assert s["ff"] < 100, s

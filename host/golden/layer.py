@@ -4,7 +4,7 @@ Every output element is one exact wide sum (each lane modulo 2**acc_bits,
 as in the PE), the bias enters that sum as its start value shifted to the
 product's binary point, the result is rounded once into ``pe.out`` and then
 goes through the activation unit. No tiling, core count or parallelism
-mode changes a bit of it (docs/array-plan.md).
+mode changes a bit of it (docs/array.md).
 """
 from __future__ import annotations
 

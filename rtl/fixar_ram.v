@@ -1,0 +1,31 @@
+// Two-port synchronous RAM, hand-written so that no initial block is emitted
+// (Amaranth's Memory writes one initialiser line per word: 383 KB of Verilog
+// for one 16K-word bank) and so that Vivado and Yosys infer block RAM or
+// UltraRAM from the usual template. Port A reads; port B writes when b_we is
+// high and reads otherwise (a true-dual-port BRAM with one read-only port).
+// Reads are registered: data appears the cycle after the address.
+// The generator instantiates it through an Amaranth Instance (gen/ram.py).
+module fixar_ram #(
+    parameter WIDTH = 32,
+    parameter DEPTH = 1024,
+    parameter ABITS = 10
+) (
+    input  wire             clk,
+    input  wire [ABITS-1:0] a_addr,
+    output reg  [WIDTH-1:0] a_data,
+    input  wire [ABITS-1:0] b_addr,
+    input  wire             b_we,
+    input  wire [WIDTH-1:0] b_wdata,
+    output reg  [WIDTH-1:0] b_data
+);
+    reg [WIDTH-1:0] mem [0:DEPTH-1];
+
+    always @(posedge clk)
+        a_data <= mem[a_addr];
+
+    always @(posedge clk) begin
+        if (b_we)
+            mem[b_addr] <= b_wdata;
+        b_data <= mem[b_addr];
+    end
+endmodule
