@@ -21,6 +21,20 @@ def test_generator_rejects_unknown_config(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_generator_says_what_the_array_cannot_build(tmp_path):
+    res = run(sys.executable, "-m", "fixar.gen", "--config", "stochastic", "--array", "--out", str(tmp_path))
+    assert res.returncode == 2
+    assert "pe.out.rounding: the array core does not take random words yet" in res.stderr
+
+
+def test_generator_rejects_non_square_array(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[array]\nrows = 8\n')
+    res = run(sys.executable, "-m", "fixar.gen", "--config", str(bad), "--out", str(tmp_path / "out"))
+    assert res.returncode == 2
+    assert "array.rows (8) must equal array.cols (16)" in res.stderr
+
+
 def test_generator_rejects_impossible_config(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\n[pe]\nacc_bits = 40\n')
