@@ -1,0 +1,68 @@
+"""Checkpoints: one .npz holding the arrays (backend state, replay buffer, the
+current episode's actions) and a JSON header (format, version, the run's
+settings, the loop's counters and generator state). Written to a temporary
+file and renamed, so an interrupt never leaves half a checkpoint; read back
+with every mismatch or corruption reported, never half-loaded."""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT, VERSION = "fixar-checkpoint", 1
+# Settings that must match for a resume to continue the same run; steps,
+# evaluation and checkpoint intervals and the output folder may change.
+MUST_MATCH = ("env", "backend", "seed", "warmup", "replay_size", "hyper")
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def save_checkpoint(path: Path, run, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {"format": FORMAT, "version": VERSION, "settings": run.to_dict(), **meta}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, run) -> tuple[dict, dict[str, np.ndarray]]:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no checkpoint to resume from")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        header = json.loads(bytes(arrays.pop("__header__")).decode())
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a readable fixar checkpoint (corrupt or truncated: {exc})") from None
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a fixar checkpoint")
+    if header.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {header.get('version')}, this fixar reads {VERSION}")
+    saved, now = header["settings"], json.loads(json.dumps(run.to_dict()))  # tuples as JSON lists
+    diff = [k for k in MUST_MATCH if saved.get(k) != now.get(k)]
+    if diff:
+        detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now.get(k)!r}" for k in diff)
+        raise CheckpointError(f"{path}: checkpoint is of a different run ({detail})")
+    return header, arrays
+
+
+def read_settings(path: Path) -> dict:
+    """The run settings stored in a checkpoint (for `fixar eval`)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            header = json.loads(bytes(z["__header__"]).decode())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a readable fixar checkpoint (corrupt or truncated: {exc})") from None
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a fixar checkpoint")
+    return header["settings"]

@@ -1,0 +1,205 @@
+"""The DDPG training loop: environment, replay buffer, warm-up, batches to the
+backend, evaluation, logs and checkpoints. It does not know which backend it
+drives.
+
+Determinism: episode k of the run resets the environment with seed
+``seed * 1000003 + k``, evaluation episode j with ``seed * 1000003 + 10**9 + j``,
+and all sampling uses generators seeded from ``seed``; so a run is a function
+of (seed, backend, settings), and a checkpoint taken in the middle of an
+episode resumes exactly by replaying that episode's recorded actions into the
+re-seeded environment (gymnasium's classic-control and MuJoCo tasks are
+deterministic given the seed).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fixar.rl.backends import make_backend
+from fixar.rl.checkpoint import load_checkpoint, save_checkpoint
+from fixar.rl.envs import make_env, to_env_action
+from fixar.rl.hyper import Hyper
+from fixar.rl.replay import Replay
+
+EPISODE_SEED_STRIDE = 1_000_003
+EVAL_SEED_OFFSET = 10**9
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    env: str = "Pendulum-v1"
+    backend: str = "float"
+    steps: int = 20_000
+    seed: int = 0
+    warmup: int = 1_000           # random actions before the first update
+    eval_every: int = 5_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 5_000
+    replay_size: int = 1_000_000
+    out: str = "runs/latest"
+    hyper: Hyper = field(default_factory=Hyper)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "replay_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup: must be >= 0, got {self.warmup}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hyper"] = self.hyper.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunSettings":
+        d = dict(d)
+        d["hyper"] = Hyper.from_dict(d["hyper"])
+        return cls(**d)
+
+
+def episode_seed(seed: int, k: int) -> int:
+    return seed * EPISODE_SEED_STRIDE + k
+
+
+def evaluate(backend, env_name: str, seed: int, episodes: int) -> float:
+    """Mean return of ``episodes`` noise-free episodes on a separate environment."""
+    env = make_env(env_name)
+    total = 0.0
+    for j in range(episodes):
+        s, _ = env.reset(seed=episode_seed(seed, 0) + EVAL_SEED_OFFSET + j)
+        done = False
+        while not done:
+            s, r, term, trunc, _ = env.step(to_env_action(env, backend.act(s, explore=False)))
+            total += float(r)
+            done = term or trunc
+    env.close()
+    return total / episodes
+
+
+class Trainer:
+    def __init__(self, run: RunSettings, resume: bool = False, log=print):
+        self.run, self.log = run, log
+        self.out = Path(run.out)
+        self.ckpt_path = self.out / "checkpoint.npz"
+        self.env = make_env(run.env)
+        obs_dim = self.env.observation_space.shape[0]
+        act_dim = self.env.action_space.shape[0]
+        self.backend = make_backend(run.backend, obs_dim, act_dim, run.hyper, run.seed)
+        self.replay = Replay(run.replay_size, obs_dim, act_dim)
+        self.rng = np.random.default_rng(run.seed + 2)      # warm-up actions and batch sampling
+        self.step = 0
+        self.episode = 0
+        self.ep_actions: list[np.ndarray] = []              # this episode's normalized actions
+        self.ep_return = 0.0
+        self.evals: list[tuple[int, float]] = []
+        self.timers = {"env": 0.0, "host": 0.0, "accel": 0.0}
+        if resume:
+            self._resume()
+        self.state = self._start_episode(replay_actions=self.ep_actions)
+
+    # ------------------------------------------------------------- episodes
+    def _start_episode(self, replay_actions=()):
+        s, _ = self.env.reset(seed=episode_seed(self.run.seed, self.episode))
+        for a in replay_actions:  # resume in the middle of an episode: same states again
+            s, *_ = self.env.step(to_env_action(self.env, a))
+        return s
+
+    def _resume(self) -> None:
+        meta, arrays = load_checkpoint(self.ckpt_path, self.run)
+        self.backend.load_state_dict({k[8:]: v for k, v in arrays.items() if k.startswith("backend.")})
+        self.replay.load_state_dict({k[7:]: v for k, v in arrays.items() if k.startswith("replay.")})
+        self.rng.bit_generator.state = meta["rng"]
+        self.step, self.episode, self.ep_return = meta["step"], meta["episode"], meta["ep_return"]
+        self.evals = [tuple(e) for e in meta["evals"]]
+        self.ep_actions = list(arrays["episode_actions"])
+        self.log(f"resumed {self.ckpt_path} at step {self.step} (episode {self.episode})")
+
+    def save(self) -> Path:
+        arrays = {f"backend.{k}": v for k, v in self.backend.state_dict().items()}
+        arrays.update({f"replay.{k}": v for k, v in self.replay.state_dict().items()})
+        act_dim = self.env.action_space.shape[0]
+        arrays["episode_actions"] = np.array(self.ep_actions, np.float32).reshape(-1, act_dim)
+        meta = {"step": self.step, "episode": self.episode, "ep_return": self.ep_return, "evals": self.evals,
+                "rng": self.rng.bit_generator.state}
+        save_checkpoint(self.ckpt_path, self.run, meta, arrays)
+        return self.ckpt_path
+
+    # ------------------------------------------------------------- the loop
+    def train(self, progress: bool = True) -> dict:
+        run = self.run
+        self.out.mkdir(parents=True, exist_ok=True)
+        log_path = self.out / "log.csv"
+        new_log = not log_path.exists() or self.step == 0
+        logf = open(log_path, "w" if new_log else "a", newline="")
+        writer = csv.writer(logf)
+        if new_log:
+            writer.writerow(["step", "episode", "episode_return", "eval_return", "critic_loss", "q_mean"])
+        stats = {"critic_loss": float("nan"), "q_mean": float("nan")}
+        t0, step0 = time.perf_counter(), self.step
+        try:
+            while self.step < run.steps:
+                t = time.perf_counter()
+                if self.step < run.warmup:
+                    a = self.rng.uniform(-1, 1, self.env.action_space.shape).astype(np.float32)
+                else:
+                    a = self.backend.act(self.state, explore=True)
+                t1 = time.perf_counter()
+                s2, r, term, trunc, _ = self.env.step(to_env_action(self.env, a))
+                t2 = time.perf_counter()
+                self.replay.add(self.state, a, r, s2, term)
+                self.ep_actions.append(np.asarray(a, np.float32))
+                self.ep_return += float(r)
+                self.state = s2
+                self.step += 1
+                t3 = time.perf_counter()
+                if self.step >= run.warmup and self.replay.n >= run.hyper.batch:
+                    stats = self.backend.train(*self.replay.sample(self.rng, run.hyper.batch))
+                t4 = time.perf_counter()
+                self.timers["accel"] += (t1 - t) + (t4 - t3)
+                self.timers["env"] += t2 - t1
+                self.timers["host"] += t3 - t2
+                eval_ret = ""
+                if self.step % run.eval_every == 0 or self.step == run.steps:
+                    eval_ret = evaluate(self.backend, run.env, run.seed, run.eval_episodes)
+                    self.evals.append((self.step, eval_ret))
+                if term or trunc:
+                    writer.writerow([self.step, self.episode, round(self.ep_return, 3), eval_ret,
+                                     stats["critic_loss"], stats["q_mean"]])
+                    logf.flush()
+                    self.episode += 1
+                    self.ep_actions, self.ep_return = [], 0.0
+                    self.state = self._start_episode()
+                elif eval_ret != "":
+                    writer.writerow([self.step, self.episode, "", eval_ret, stats["critic_loss"], stats["q_mean"]])
+                if self.step % run.checkpoint_every == 0:
+                    self.save()
+                if progress and (self.step % 1000 == 0 or self.step == run.steps):
+                    rate = (self.step - step0) / max(time.perf_counter() - t0, 1e-9)
+                    last = f"{self.evals[-1][1]:.1f} @ {self.evals[-1][0]}" if self.evals else "-"
+                    self.log(f"step {self.step}/{run.steps}  {rate:.0f} steps/s  episode {self.episode}  "
+                             f"eval return {last}")
+        except KeyboardInterrupt:
+            path = self.save()
+            logf.close()
+            self.log(f"interrupted at step {self.step}: checkpoint saved to {path}; continue with --resume")
+            raise
+        logf.close()
+        self.save()
+        result = self.summary()
+        (self.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
+    def summary(self) -> dict:
+        busy = sum(self.timers.values())
+        return {"env": self.run.env, "backend": self.run.backend, "seed": self.run.seed, "steps": self.step,
+                "episodes": self.episode, "evals": self.evals,
+                "final_eval_return": self.evals[-1][1] if self.evals else None,
+                "time_s": {k: round(v, 3) for k, v in self.timers.items()},
+                "ips": round(self.run.hyper.batch * self.step / busy, 1) if busy else None}

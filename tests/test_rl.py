@@ -1,0 +1,109 @@
+"""The host RL loop with the float backend: gradients, determinism, exact
+resume, and clear errors for bad environments, backends and checkpoints."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fixar.rl.backends import BackendUnavailable, make_backend
+from fixar.rl.checkpoint import CheckpointError
+from fixar.rl.envs import EnvError, make_env
+from fixar.rl.float_backend import MLP
+from fixar.rl.hyper import Hyper
+from fixar.rl.loop import RunSettings, Trainer
+
+SMALL = Hyper(hidden=(16, 8), batch=8, actor_lr=1e-3, critic_lr=1e-3)
+
+
+def settings(tmp_path, **kw):
+    base = dict(steps=300, warmup=100, eval_every=300, eval_episodes=1, checkpoint_every=150,
+                out=str(tmp_path), hyper=SMALL, seed=3)
+    return RunSettings(**{**base, **kw})
+
+
+def test_mlp_backward_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    for out_act in ("tanh", "identity"):
+        net = MLP([3, 5, 4, 2], out_act, rng)
+        net.W = [w.astype(np.float64) * 50 for w in net.W]  # away from ReLU kinks and tiny last layer
+        net.b = [b.astype(np.float64) for b in net.b]
+        x = rng.normal(size=(3, 4))
+        dy = rng.normal(size=(2, 4))
+        y, acts = net.forward(x, keep=True)
+        grads, dx = net.backward(acts, dy)
+        eps = 1e-6
+        for p, g in zip(net.params(), grads):
+            idx = tuple(rng.integers(0, s) for s in p.shape)
+            old = p[idx]
+            p[idx] = old + eps
+            up = np.sum(dy * net.forward(x))
+            p[idx] = old - eps
+            down = np.sum(dy * net.forward(x))
+            p[idx] = old
+            assert abs((up - down) / (2 * eps) - g[idx]) < 1e-5 * max(1, abs(g[idx]))
+        xp = x.copy()
+        xp[1, 2] += eps
+        xm = x.copy()
+        xm[1, 2] -= eps
+        assert abs((np.sum(dy * net.forward(xp)) - np.sum(dy * net.forward(xm))) / (2 * eps) - dx[1, 2]) < 1e-5
+
+
+def test_same_seed_same_run(tmp_path):
+    a = Trainer(settings(tmp_path / "a"), log=lambda *_: None)
+    a.train(progress=False)
+    b = Trainer(settings(tmp_path / "b"), log=lambda *_: None)
+    b.train(progress=False)
+    for k, v in a.backend.state_dict().items():
+        assert np.array_equal(v, b.backend.state_dict()[k]), k
+
+
+def test_resume_in_the_middle_of_an_episode_is_exact(tmp_path):
+    """Stop at step 250 (mid-episode: Pendulum episodes are 200 steps), resume to 300."""
+    straight = Trainer(settings(tmp_path / "s"), log=lambda *_: None)
+    straight.train(progress=False)
+    first = Trainer(settings(tmp_path / "r", steps=250), log=lambda *_: None)
+    first.train(progress=False)
+    resumed = Trainer(settings(tmp_path / "r"), resume=True, log=lambda *_: None)
+    resumed.train(progress=False)
+    for k, v in straight.backend.state_dict().items():
+        assert np.array_equal(v, resumed.backend.state_dict()[k]), k
+    assert straight.evals[-1] == resumed.evals[-1]  # the shorter first run also evaluated at its end
+
+
+def test_mismatched_and_corrupt_checkpoints_are_rejected(tmp_path):
+    Trainer(settings(tmp_path, steps=150), log=lambda *_: None).train(progress=False)
+    with pytest.raises(CheckpointError, match="different run.*seed"):
+        Trainer(settings(tmp_path, seed=4), resume=True)
+    ckpt = tmp_path / "checkpoint.npz"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        Trainer(settings(tmp_path), resume=True)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Trainer(settings(tmp_path / "empty"), resume=True)
+
+
+def test_bad_environments_are_clear_errors():
+    with pytest.raises(EnvError, match="unknown or unavailable environment 'Pendulum-v99'"):
+        make_env("Pendulum-v99")
+    with pytest.raises(EnvError, match="Discrete actions; DDPG needs continuous"):
+        make_env("CartPole-v1")
+
+
+def test_backends_not_built_yet_say_so():
+    for name, issue in (("golden", "issue 4"), ("rtl", "issue 4"), ("xrt", "issue 6")):
+        with pytest.raises(BackendUnavailable, match=issue):
+            make_backend(name, 3, 1, SMALL, 0)
+    with pytest.raises(BackendUnavailable, match="unknown backend 'gpu'"):
+        make_backend("gpu", 3, 1, SMALL, 0)
+
+
+def test_cli_reports_errors_with_exit_code_2(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "golden", "--precision", "qat",
+                          "--out", str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 2 and "not built yet (issue 4)" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "fixar.cli", "eval", str(tmp_path / "nothing")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "no such checkpoint" in res.stderr
