@@ -292,6 +292,50 @@ class MemoryConfig:
 
 
 @dataclass(frozen=True)
+class AdamConfig:
+    """The fixed-point Adam unit (docs/adam.md): number formats and the
+    reciprocal-square-root method. Hyper-parameters (lr, betas, eps) are run
+    time; `fixar.golden.adam` checks that they are representable here."""
+
+    grad: FixedFormat = FixedFormat(32, 26)                  # Q6.26 weight gradients
+    m: FixedFormat = FixedFormat(32, 26)                     # first moment, the gradient's scale
+    v: FixedFormat = FixedFormat(60, 58, signed=False)       # second moment UQ2.58: g^2 down to 3.5e-18
+    coef_frac: int = 30       # beta1, 1 - beta1, beta2, 1 - beta2
+    lr_frac: int = 31         # the per-step size lr_t, UQ0.31
+    rsqrt_frac: int = 30      # rsqrt mantissa y, (0.5, 1]
+    rsqrt_table_bits: int = 8  # seed table: 2^(bits-1) segments of [1, 2) and of [2, 4)
+    rsqrt_newton: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("grad", "m"):
+            fmt = getattr(self, name)
+            if not fmt.signed or fmt.bits > 32:
+                raise ConfigError(f"adam.{name}: a signed format of at most 32 bits is needed, got {fmt}")
+        if self.v.signed or self.v.bits > 60:
+            raise ConfigError(f"adam.v: an unsigned format of at most 60 bits is needed (int64 limbs), got {self.v}")
+        if self.m.frac < self.grad.frac or self.m.frac - self.grad.frac + self.grad.bits > 32:
+            raise ConfigError("adam.m.frac: the first moment needs at least the gradient's fraction bits "
+                              "and must hold a shifted gradient in 32 bits")
+        _check_int("adam.coef_frac", self.coef_frac, 8, 30)
+        _check_int("adam.lr_frac", self.lr_frac, 8, 31)
+        _check_int("adam.rsqrt_frac", self.rsqrt_frac, 8, 30)
+        _check_int("adam.rsqrt_table_bits", self.rsqrt_table_bits, 2, 12)
+        _check_int("adam.rsqrt_newton", self.rsqrt_newton, 0, 4)
+
+    def rsqrt_table(self) -> list[int]:
+        """Seeds 1/sqrt(midpoint) of each mantissa segment, RNE with rsqrt_frac bits;
+        the first half covers [1, 2), the second [2, 4). One definition for the
+        golden model and the generator."""
+        half = 1 << (self.rsqrt_table_bits - 1)
+        seeds = []
+        for lo, width in ((1.0, 1.0), (2.0, 2.0)):
+            for i in range(half):
+                mid = lo + width * (i + 0.5) / half
+                seeds.append(round(2.0 ** self.rsqrt_frac / math.sqrt(mid)))
+        return seeds
+
+
+@dataclass(frozen=True)
 class FixarConfig:
     name: str = "default"
     pe: PEConfig = PEConfig()
@@ -299,6 +343,7 @@ class FixarConfig:
     memory: MemoryConfig = MemoryConfig()
     prng: PrngConfig = PrngConfig()
     activation: ActivationConfig = ActivationConfig()
+    adam: AdamConfig = AdamConfig()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():

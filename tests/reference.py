@@ -49,3 +49,30 @@ def pe_step_outputs(cfg: PEConfig, mode, acc_en, clear, a, w, rnd_lo, rnd_hi):
             out.append((round_shift(acc_lo, cfg.shift16, cfg.out, r_lo, cfg.rnd_bits),
                         round_shift(acc_hi, cfg.shift16, cfg.out, r_hi, cfg.rnd_bits)))
     return out
+
+
+def adam_reference(cfg, codes, lr_code: int, w: int, g: int, m: int, v: int) -> tuple[int, int, int]:
+    """One fixed-point Adam update of one weight, with Python ints and Fractions
+    (docs/adam.md), independent of fixar.golden.adam's numpy limbs and shifts."""
+    ad, wf = cfg.adam, cfg.pe.weight
+    cf, rf = ad.coef_frac, ad.rsqrt_frac
+    m = round_shift(codes.b1 * m + codes.c1 * g * 2 ** (ad.m.frac - ad.grad.frac), cf, ad.m)
+    g2 = Fraction(g * g) * Fraction(2) ** (ad.v.frac - 2 * ad.grad.frac)
+    g2 = min(round(g2), ad.v.max_int)  # exact when d >= 0; rne otherwise
+    v = round_shift(codes.b2 * v + codes.c2 * g2, cf, ad.v)
+    x = v + codes.e2
+    e = x.bit_length() - 1
+    k = e - ad.v.frac
+    odd = k % 2
+    mant = (x * 2 ** rf // 2 ** e) * 2 ** odd  # floor-normalised mantissa in [1, 4), rf fraction bits
+    half = ad.rsqrt_table_bits - 1
+    seg = (mant - (2 ** (rf + odd))) // 2 ** (rf + odd - half)
+    y = ad.rsqrt_table()[seg + odd * 2 ** half]
+    for _ in range(ad.rsqrt_newton):
+        t1 = y * y // 2 ** rf
+        t2 = mant * t1 // 2 ** rf
+        y = y * (3 * 2 ** rf - t2) // 2 ** (rf + 1)
+    s = -(k - odd) // 2
+    p = round_shift(m * y, rf, ad.m)
+    d = round(Fraction(p * lr_code) * Fraction(2) ** s / 2 ** (ad.m.frac + ad.lr_frac - wf.frac))
+    return max(wf.min_int, min(wf.max_int, w - d)), m, v

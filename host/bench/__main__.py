@@ -58,6 +58,10 @@ def measure(what: str, vectors: int) -> dict:
         figs.update(matmul_ratio(cfg))
         from fixar.golden.activation import tanh_max_abs_error
         figs["act_tanh_max_abs_error"] = float(f"{tanh_max_abs_error(cfg):.3g}")
+        from fixar.bench.adam_accuracy import rsqrt_max_rel_error, trajectory_error
+        print("golden: fixed-point Adam vs float64 ...", flush=True)
+        figs["adam_rsqrt_max_rel_error"] = float(f"{rsqrt_max_rel_error(cfg):.3g}")
+        figs.update(trajectory_error(cfg))
     if what in ("all", "pe"):
         from fixar.bench.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
