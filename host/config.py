@@ -305,8 +305,14 @@ class AdamConfig:
     rsqrt_frac: int = 30      # rsqrt mantissa y, (0.5, 1]
     rsqrt_table_bits: int = 8  # seed table: 2^(bits-1) segments of [1, 2) and of [2, 4)
     rsqrt_newton: int = 2
+    # The actor's gradient starts as -1/B at the critic's output and shrinks
+    # through the critic's small last-layer weights to tens of LSBs of
+    # pe.act32; computing it 2^k times larger keeps its precision, and Adam's
+    # update m / sqrt(v) does not change (eps aside). docs/adam.md.
+    actor_grad_scale_log2: int = 8
 
     def __post_init__(self) -> None:
+        _check_int("adam.actor_grad_scale_log2", self.actor_grad_scale_log2, 0, 16)
         for name in ("grad", "m"):
             fmt = getattr(self, name)
             if not fmt.signed or fmt.bits > 32:

@@ -51,22 +51,24 @@ def test_mlp_backward_matches_finite_differences():
         assert abs((np.sum(dy * net.forward(xp)) - np.sum(dy * net.forward(xm))) / (2 * eps) - dx[1, 2]) < 1e-5
 
 
-def test_same_seed_same_run(tmp_path):
-    a = Trainer(settings(tmp_path / "a"), log=lambda *_: None)
+@pytest.mark.parametrize("backend", ["float", "golden"])
+def test_same_seed_same_run(tmp_path, backend):
+    a = Trainer(settings(tmp_path / "a", backend=backend), log=lambda *_: None)
     a.train(progress=False)
-    b = Trainer(settings(tmp_path / "b"), log=lambda *_: None)
+    b = Trainer(settings(tmp_path / "b", backend=backend), log=lambda *_: None)
     b.train(progress=False)
     for k, v in a.backend.state_dict().items():
         assert np.array_equal(v, b.backend.state_dict()[k]), k
 
 
-def test_resume_in_the_middle_of_an_episode_is_exact(tmp_path):
+@pytest.mark.parametrize("backend", ["float", "golden"])
+def test_resume_in_the_middle_of_an_episode_is_exact(tmp_path, backend):
     """Stop at step 250 (mid-episode: Pendulum episodes are 200 steps), resume to 300."""
-    straight = Trainer(settings(tmp_path / "s"), log=lambda *_: None)
+    straight = Trainer(settings(tmp_path / "s", backend=backend), log=lambda *_: None)
     straight.train(progress=False)
-    first = Trainer(settings(tmp_path / "r", steps=250), log=lambda *_: None)
+    first = Trainer(settings(tmp_path / "r", steps=250, backend=backend), log=lambda *_: None)
     first.train(progress=False)
-    resumed = Trainer(settings(tmp_path / "r"), resume=True, log=lambda *_: None)
+    resumed = Trainer(settings(tmp_path / "r", backend=backend), resume=True, log=lambda *_: None)
     resumed.train(progress=False)
     for k, v in straight.backend.state_dict().items():
         assert np.array_equal(v, resumed.backend.state_dict()[k]), k
@@ -93,7 +95,7 @@ def test_bad_environments_are_clear_errors():
 
 
 def test_backends_not_built_yet_say_so():
-    for name, issue in (("golden", "issue 4"), ("rtl", "issue 4"), ("xrt", "issue 6")):
+    for name, issue in (("rtl", "issue 4"), ("xrt", "issue 6")):
         with pytest.raises(BackendUnavailable, match=issue):
             make_backend(name, 3, 1, SMALL, 0)
     with pytest.raises(BackendUnavailable, match="unknown backend 'gpu'"):
@@ -101,9 +103,12 @@ def test_backends_not_built_yet_say_so():
 
 
 def test_cli_reports_errors_with_exit_code_2(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "rtl", "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "issue 4" in res.stderr
     res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "golden", "--precision", "qat",
                           "--out", str(tmp_path)], capture_output=True, text=True)
-    assert res.returncode == 2 and "not built yet (issue 4)" in res.stderr
+    assert res.returncode == 2 and "FXP32 phase only so far" in res.stderr
     res = subprocess.run([sys.executable, "-m", "fixar.cli", "eval", str(tmp_path / "nothing")],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "no such checkpoint" in res.stderr

@@ -62,6 +62,12 @@ def measure(what: str, vectors: int) -> dict:
         print("golden: fixed-point Adam vs float64 ...", flush=True)
         figs["adam_rsqrt_max_rel_error"] = float(f"{rsqrt_max_rel_error(cfg):.3g}")
         figs.update(trajectory_error(cfg))
+        from fixar.bench.golden_ddpg import gradient_errors, step_time_ratio
+        print("golden: fixed-point DDPG step vs float64 and float32 (HalfCheetah networks, B = 64) ...", flush=True)
+        err = gradient_errors(cfg)
+        figs["golden_grad_rel_err_critic_b64"] = float(f"{err['critic']:.3g}")
+        figs["golden_grad_rel_err_actor_b64"] = float(f"{err['actor']:.3g}")
+        figs.update(step_time_ratio(cfg))
     if what in ("all", "pe"):
         from fixar.bench.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)

@@ -124,14 +124,10 @@ def rsqrt(cfg: FixarConfig, x) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bit_length(x: np.ndarray) -> np.ndarray:
-    """Bit length of positive int64 codes (exact: by shifting, not log2)."""
-    n = np.zeros_like(x)
-    v = x.copy()
-    for step in (32, 16, 8, 4, 2, 1):
-        big = v >= (I64(1) << I64(step))
-        n = n + np.where(big, step, 0)
-        v = np.where(big, v >> I64(step), v)
-    return n + (v > 0)
+    """Bit length of positive int64 codes below 2^62, exactly: the float64
+    exponent, corrected where rounding to 53 bits carried into the next power of two."""
+    e = np.frexp(x.astype(np.float64))[1].astype(I64)
+    return e - ((x >> (e - 1)) == 0)
 
 
 def _rne_shift(q: np.ndarray, sh: np.ndarray) -> np.ndarray:

@@ -1,0 +1,208 @@
+"""One DDPG training step in fixed point, bit-exact: the golden definition of
+what the accelerator computes (docs/training.md), and the `golden` backend's
+engine. FXP32 phase only so far (the QAT switch to 16-bit activations is
+issue 4's remaining work).
+
+Everything is integer codes: weights ``pe.weight``; activations, errors and
+outputs ``pe.act32`` = ``pe.out`` (required, so a layer's output is the next
+layer's input); gradients, moments ``cfg.adam``. Products through the array
+are :func:`fixar.golden.layer.linear` (forward) and
+:func:`fixar.golden.layer.transposed` (backward data); weight gradients are
+one exact sum over the batch rounded once into the gradient format.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fixar.config import ActFunc, ConfigError, FixarConfig
+from fixar.golden.adam import AdamCodes, StepSize, adam_update
+from fixar.golden.fixed import I64, quantize, requantize, saturate
+from fixar.golden.layer import linear, transposed
+from fixar.golden.matmul import exact_matmul_lanes
+from fixar.golden.prng import step as xorshift_step
+
+COEF_FRAC = 30  # gamma, tau, 2/B, noise scale: fraction bits of the scalar multipliers
+
+
+def _coef(name: str, value: float, rel: float = 1e-3) -> int:
+    c = int(np.rint(np.ldexp(value, COEF_FRAC)))
+    if c < 1 or abs(c * 2.0 ** -COEF_FRAC - value) > rel * abs(value):
+        raise ConfigError(f"ddpg: {name} = {value!r} cannot be represented with {COEF_FRAC} fraction bits")
+    return c
+
+
+def _scale(x, c: int, fmt) -> np.ndarray:
+    """rne(x * c / 2^COEF_FRAC) in ``fmt`` (x in ``fmt``'s codes)."""
+    x = np.asarray(x, dtype=I64)
+    return requantize(np.zeros_like(x), x * I64(c), 0, COEF_FRAC, fmt)
+
+
+def weight_grad(cfg: FixarConfig, D, X) -> np.ndarray:
+    """dW = D X^T summed over the batch, one exact sum rounded into ``adam.grad``."""
+    pe, gf = cfg.pe, cfg.adam.grad
+    L = pe.lane_bits
+    Xt = np.asarray(X, dtype=I64).T
+    s_lo, s_hi = exact_matmul_lanes(D, [Xt & I64((1 << L) - 1), Xt >> I64(L)])
+    return requantize(s_hi, s_lo, L, pe.act32.frac * 2 - gf.frac, gf)
+
+
+def bias_grad(cfg: FixarConfig, D) -> np.ndarray:
+    gf, af = cfg.adam.grad, cfg.pe.act32
+    s = np.asarray(D, dtype=I64).sum(axis=1)
+    return saturate(s << I64(gf.frac - af.frac), gf)
+
+
+@dataclass
+class Net:
+    """Codes of one network's parameters, with their Adam moments."""
+
+    W: list[np.ndarray]
+    b: list[np.ndarray]
+    funcs: list[ActFunc]
+
+    def forward(self, cfg: FixarConfig, X) -> list[np.ndarray]:
+        acts = [np.asarray(X, dtype=I64)]
+        for W, b, f in zip(self.W, self.b, self.funcs):
+            acts.append(linear(cfg, W, acts[-1], b, f))
+        return acts
+
+    def copy(self) -> "Net":
+        return Net([w.copy() for w in self.W], [b.copy() for b in self.b], list(self.funcs))
+
+
+class FixedDDPG:
+    def __init__(self, cfg: FixarConfig, actor: Net, critic: Net, obs_dim: int, *, batch: int, gamma: float,
+                 tau: float, noise: float, actor_lr: float, critic_lr: float, beta1: float, beta2: float,
+                 eps: float, seed: int):
+        pe = cfg.pe
+        if pe.out != pe.act32 or pe.weight != pe.out:
+            raise ConfigError("ddpg: training needs pe.out == pe.act32 (a layer's output feeds the next layer) "
+                              "and pe.weight == pe.out (biases are updated like weights)")
+        if cfg.adam.grad.frac < pe.act32.frac:
+            raise ConfigError("ddpg: adam.grad needs at least pe.act32's fraction bits (bias gradients)")
+        self.cfg, self.obs_dim, self.batch = cfg, obs_dim, batch
+        self.actor, self.critic = actor, critic
+        self.actor_t, self.critic_t = actor.copy(), critic.copy()
+        self.gamma = _coef("gamma", gamma)
+        self.tau = _coef("tau", tau)
+        self.loss_scale = _coef("2 / batch", 2.0 / batch)
+        self.noise_scale = _coef("noise * sqrt(3)", noise * np.sqrt(3.0)) if noise > 0 else 0
+        self.adam = AdamCodes.build(cfg, beta1, beta2, eps)
+        self.steps = {"actor": StepSize(cfg, actor_lr, beta1, beta2), "critic": StepSize(cfg, critic_lr, beta1, beta2)}
+        self.moments = {name: (np.zeros(n, dtype=I64), np.zeros(n, dtype=I64))
+                        for name, n in (("actor", self._size(actor)), ("critic", self._size(critic)))}
+        self.prng = np.uint32(seed & 0xFFFFFFFF or 1)
+
+    @classmethod
+    def _size(cls, net: Net) -> int:
+        return sum(p.size for p in cls._params(net))
+
+    @staticmethod
+    def _params(net: Net) -> list[np.ndarray]:
+        return [p for pair in zip(net.W, net.b) for p in pair]
+
+    # ------------------------------------------------------------ acting
+    def noise(self, n: int) -> np.ndarray:
+        """n exploration-noise codes: each the Irwin-Hall sum of four 16-bit
+        uniforms from the xorshift32 stream (two words), centred, times
+        noise * sqrt(3): mean 0, standard deviation ``noise``."""
+        out = np.empty(n, dtype=I64)
+        for i in range(n):
+            words = []
+            for _ in range(2):
+                self.prng = xorshift_step(self.prng)
+                words.append(int(self.prng))
+            u = sum((w >> 16) + (w & 0xFFFF) for w in words)
+            centred = u - (2 << 16)                 # 16 fraction bits, in (-2, 2)
+            frac = self.cfg.pe.act32.frac
+            out[i] = (centred * self.noise_scale + (1 << (COEF_FRAC + 16 - frac - 1))) >> (COEF_FRAC + 16 - frac)
+        return out
+
+    def act(self, s_codes: np.ndarray, explore: bool) -> np.ndarray:
+        a = self.actor.forward(self.cfg, np.asarray(s_codes, dtype=I64).reshape(-1, 1))[-1][:, 0]
+        if explore and self.noise_scale:
+            one = 1 << self.cfg.pe.act32.frac
+            a = np.clip(a + self.noise(a.size), -one, one)
+        return a
+
+    # ------------------------------------------------------------ training
+    def _backward(self, net: Net, acts: list[np.ndarray], D: np.ndarray, want_input: bool = False):
+        """Gradients of net for output error D (pre-activation of the last layer)."""
+        cfg = self.cfg
+        grads = []
+        for i in range(len(net.W) - 1, -1, -1):
+            grads.append((weight_grad(cfg, D, acts[i]), bias_grad(cfg, D)))
+            if i > 0 or want_input:
+                D = transposed(cfg, net.W[i], D)
+                if i > 0:
+                    D = np.where(acts[i] > 0, D, 0)   # ReLU of the layer below
+        flat = [g for pair in reversed(grads) for g in pair]
+        return flat, D
+
+    def _update(self, name: str, net: Net, grads: list[np.ndarray]) -> None:
+        """Adam on all of a network's parameters at once (one flat vector)."""
+        params = self._params(net)
+        flat_p = np.concatenate([p.ravel() for p in params])
+        flat_g = np.concatenate([g.ravel() for g in grads])
+        m, v = self.moments[name]
+        new_p, m, v = adam_update(self.cfg, self.adam, self.steps[name].next(), flat_p, flat_g, m, v)
+        self.moments[name] = (m, v)
+        start = 0
+        for p in params:
+            p[...] = new_p[start:start + p.size].reshape(p.shape)
+            start += p.size
+
+    def critic_gradients(self, S, A, R, S2, done):
+        """Critic parameter gradients for the TD loss; returns (grads, q, y)."""
+        cfg, fmt = self.cfg, self.cfg.pe.act32
+        # TD target y = r + gamma (1 - done) Q'(s', mu'(s'))
+        mu2 = self.actor_t.forward(cfg, S2)[-1]
+        q2 = self.critic_t.forward(cfg, np.vstack([S2, mu2]))[-1]
+        y = saturate(R + np.where(done, 0, _scale(q2, self.gamma, fmt)), fmt)
+        # d loss / dQ = 2 (Q - y) / B
+        c_acts = self.critic.forward(cfg, np.vstack([S, A]))
+        q = c_acts[-1]
+        dq = _scale(saturate(q - y, fmt), self.loss_scale, fmt)
+        grads, _ = self._backward(self.critic, c_acts, dq)
+        return grads, q, y
+
+    def actor_gradients(self, S):
+        """Actor parameter gradients of -mean Q(s, mu(s)), times 2^adam.actor_grad_scale_log2:
+        dQ/da backpropagated through the critic (which is not updated), then through tanh."""
+        cfg, fmt = self.cfg, self.cfg.pe.act32
+        a_acts = self.actor.forward(cfg, S)
+        mu = a_acts[-1]
+        qa_acts = self.critic.forward(cfg, np.vstack([S, mu]))
+        k = cfg.adam.actor_grad_scale_log2
+        inv_b = requantize(I64(0), I64(self.loss_scale), 0, COEF_FRAC - fmt.frac + 1 - k, fmt)  # 2^k / B
+        d_out = -np.full((1, S.shape[1]), inv_b, dtype=I64)
+        _, dx = self._backward(self.critic, qa_acts, d_out, want_input=True)
+        da = dx[self.obs_dim:]
+        one = I64(1 << fmt.frac)
+        dtanh = one - requantize(np.zeros_like(mu), mu * mu, 0, fmt.frac, fmt)
+        d_mu = requantize(np.zeros_like(da), da * dtanh, 0, fmt.frac, fmt)
+        grads, _ = self._backward(self.actor, a_acts, d_mu)
+        return grads
+
+    def train(self, s, a, r, s2, done) -> dict:
+        """One step on a batch of codes (columns are samples): critic update,
+        actor update through the updated critic, soft target updates."""
+        cfg, fmt = self.cfg, self.cfg.pe.act32
+        S, A, S2 = (np.asarray(x, dtype=I64) for x in (s, a, s2))
+        R, Dn = np.asarray(r, dtype=I64)[None, :], np.asarray(done, dtype=bool)[None, :]
+        c_grads, q, y = self.critic_gradients(S, A, R, S2, Dn)
+        self._update("critic", self.critic, c_grads)
+        self._update("actor", self.actor, self.actor_gradients(S))
+        wf = cfg.pe.weight
+        for net, tgt in ((self.actor, self.actor_t), (self.critic, self.critic_t)):
+            for p, pt in zip(self._params(net), self._params(tgt)):
+                pt[...] = saturate(pt + _scale(p - pt, self.tau, wf), wf)
+        qf = q.astype(np.float64) * fmt.lsb
+        yf = y.astype(np.float64) * fmt.lsb
+        return {"critic_loss": float(np.mean((qf - yf) ** 2)), "q_mean": float(np.mean(qf))}
+
+
+def quantize_net(cfg: FixarConfig, W: list[np.ndarray], b: list[np.ndarray], funcs: list[ActFunc]) -> Net:
+    return Net([quantize(w, cfg.pe.weight) for w in W], [quantize(x, cfg.pe.out) for x in b], funcs)
