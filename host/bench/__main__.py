@@ -1,4 +1,4 @@
-"""python -m fixar.bench [all|pe|array|synth|synth-array|golden]: measure figures into bench/results/summary.json.
+"""python -m fixar.bench [all|golden|pendulum|pe|array|synth|synth-array]: measure figures into bench/results/summary.json.
 
 summary.json is one flat object of named figures. Each run updates the keys
 it measured and keeps the others (later issues add their own), and stamps
@@ -68,6 +68,10 @@ def measure(what: str, vectors: int) -> dict:
         figs["golden_grad_rel_err_critic_b64"] = float(f"{err['critic']:.3g}")
         figs["golden_grad_rel_err_actor_b64"] = float(f"{err['actor']:.3g}")
         figs.update(step_time_ratio(cfg))
+    if what in ("all", "pendulum"):
+        from fixar.bench.pendulum import STEPS, pendulum_golden
+        print(f"pendulum: `make train`'s run ({STEPS} steps, golden backend, 64-64 networks) ...", flush=True)
+        figs.update(pendulum_golden())
     if what in ("all", "pe"):
         from fixar.bench.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
@@ -136,7 +140,7 @@ def update_readme(summary: dict) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fixar.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", default="all", choices=["all", "pe", "array", "synth", "synth-array", "golden"])
+    ap.add_argument("what", nargs="?", default="all", choices=["all", "golden", "pendulum", "pe", "array", "synth", "synth-array"])
     ap.add_argument("--vectors", type=int, default=100_000, help="random PE vectors per mode")
     args = ap.parse_args(argv)
     figs = measure(args.what, args.vectors)
