@@ -44,7 +44,8 @@ def _train(args) -> int:
     except KeyboardInterrupt:
         return 130
     print(f"done: final evaluation return {result['final_eval_return']:.1f}; log {run.out}/log.csv, "
-          f"checkpoint {run.out}/checkpoint.npz, summary {run.out}/result.json")
+          f"curve {run.out}/learning_curve.png, checkpoint {run.out}/checkpoint.npz, "
+          f"summary {run.out}/result.json")
     return 0
 
 

@@ -112,3 +112,26 @@ def test_cli_reports_errors_with_exit_code_2(tmp_path):
     res = subprocess.run([sys.executable, "-m", "fixar.cli", "eval", str(tmp_path / "nothing")],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "no such checkpoint" in res.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
+    """SIGINT in the middle of `fixar train`: exit 130, a checkpoint, and
+    `--resume` finishes the run with its curve and summary."""
+    import json
+    import signal
+
+    args = [sys.executable, "-u", "-m", "fixar.cli", "train", "--hidden", "16,8", "--batch", "8", "--warmup", "100",
+            "--eval-every", "100000", "--eval-episodes", "1", "--out", str(tmp_path)]
+    proc = subprocess.Popen(args + ["--steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("step 1000/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out = proc.stdout.read()
+    assert proc.wait(timeout=60) == 130, out
+    assert "checkpoint saved" in out and (tmp_path / "checkpoint.npz").exists()
+    res = subprocess.run(args + ["--steps", "1500", "--resume"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "resumed" in res.stdout
+    assert json.loads((tmp_path / "result.json").read_text())["steps"] == 1500
+    assert (tmp_path / "learning_curve.png").stat().st_size > 1000

@@ -194,6 +194,7 @@ class Trainer:
         self.save()
         result = self.summary()
         (self.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        plot_curve(log_path, self.out / "learning_curve.png", f"{run.env}, {run.backend} backend, seed {run.seed}")
         return result
 
     def summary(self) -> dict:
@@ -203,3 +204,30 @@ class Trainer:
                 "final_eval_return": self.evals[-1][1] if self.evals else None,
                 "time_s": {k: round(v, 3) for k, v in self.timers.items()},
                 "ips": round(self.run.hyper.batch * self.step / busy, 1) if busy else None}
+
+
+def plot_curve(log_csv: Path, png: Path, title: str) -> None:
+    """Episode returns and evaluation returns against environment steps."""
+    import matplotlib
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    ep, ev = [], []
+    with open(log_csv) as f:
+        for row in csv.DictReader(f):
+            if row["episode_return"]:
+                ep.append((int(row["step"]), float(row["episode_return"])))
+            if row["eval_return"]:
+                ev.append((int(row["step"]), float(row["eval_return"])))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if ep:
+        ax.plot(*zip(*ep), ".", alpha=0.4, label="training episode return")
+    if ev:
+        ax.plot(*zip(*ev), "o-", label="evaluation (mean of episodes, no noise)")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
