@@ -33,9 +33,10 @@ def _train(args) -> int:
         hyper = Hyper(batch=args.batch, hidden=hidden)
         run = RunSettings(env=args.env, backend=args.backend, steps=args.steps, seed=args.seed,
                           warmup=args.warmup, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                          checkpoint_every=args.checkpoint_every, out=args.out, hyper=hyper)
+                          checkpoint_every=args.checkpoint_every, out=args.out, precision=precision,
+                          qat_delay=(args.qat_delay if args.qat_delay is not None else args.steps // 2)
+                          if precision == "qat" else args.qat_delay, hyper=hyper)
         trainer = Trainer(run, resume=args.resume)
-        trainer.backend.set_precision_phase(precision)
     except (ValueError, EnvError, BackendUnavailable, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -78,7 +79,9 @@ def main(argv=None) -> int:
     t.add_argument("--backend", default="float",
                    help="float (float32 numpy) or golden (bit-exact fixed point); rtl, xrt: not built yet")
     t.add_argument("--precision", default=None, choices=PRECISIONS,
-                   help="fp32 (float backend) or fxp32 (golden); qat and fxp16 need the QAT switch (issue 4)")
+                   help="fp32 (float backend), fxp32 or qat (golden: 16-bit activations after --qat-delay); "
+                        "fxp16 from scratch: not built yet")
+    t.add_argument("--qat-delay", type=int, default=None, help="qat: switch step (default: half of --steps)")
     t.add_argument("--steps", type=int, default=20_000)
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--hidden", default="400,300", help="the two hidden layer sizes (FIXAR: 400,300)")

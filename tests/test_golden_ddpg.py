@@ -30,3 +30,44 @@ def test_formats_that_cannot_chain_layers_are_rejected():
     odd = cfg.variant(pe=dataclasses.replace(cfg.pe, out=FixedFormat(32, 18)))
     with pytest.raises(ConfigError, match="pe.out == pe.act32"):
         GoldenBackend(3, 1, Hyper(), 0, odd)
+
+
+def test_qat_quantizer_is_the_papers_affine_formula():
+    import numpy as np
+
+    from fixar.golden.fixed import dequantize
+    from fixar.golden.qat import LayerQuantizers
+    cfg = load("default")
+    rng = np.random.default_rng(5)
+    lq = LayerQuantizers(cfg, 1)
+    X = rng.integers(-3 << 20, 5 << 20, (7, 50))
+    lq.track(0, X)
+    lq.freeze()
+    a_min, a_max = X.min() / 2**20, X.max() / 2**20
+    delta = (abs(a_min) + abs(a_max)) / 2**16
+    z = np.floor(-a_min / delta)
+    want = np.clip(np.floor(X / 2**20 / delta) + z, 0, 2**16 - 1)
+    assert np.array_equal(lq.quantize(0, X), want)
+    back = dequantize(lq.dequantize(0, lq.quantize(0, X)), cfg.pe.act32)
+    assert np.max(np.abs(back - X / 2**20)) <= delta + 2**-20
+
+
+def test_qat_layer_equals_the_layer_on_dequantized_inputs():
+    """The FXP16 array sum, scaled and zero-point corrected by the vector unit,
+    is W delta (q - z) + b up to the two roundings."""
+    import numpy as np
+
+    from fixar.config import ActFunc
+    from fixar.golden.fixed import dequantize
+    from fixar.golden.qat import LayerQuantizers
+    cfg = load("default")
+    rng = np.random.default_rng(6)
+    W = rng.integers(-(1 << 17), 1 << 17, (30, 40))
+    b = rng.integers(-(1 << 20), 1 << 20, 30)
+    X = rng.integers(-(2 << 20), 3 << 20, (40, 9))
+    lq = LayerQuantizers(cfg, 1)
+    lq.track(0, X)
+    lq.freeze()
+    y, x_hat = lq.layer(0, W, b, X, ActFunc.IDENTITY)
+    want = dequantize(W, cfg.pe.weight) @ dequantize(x_hat, cfg.pe.act32) + dequantize(b, cfg.pe.out)[:, None]
+    assert np.max(np.abs(dequantize(y, cfg.pe.out) - want)) < 40 * 2**-20 * 8

@@ -106,9 +106,9 @@ def test_cli_reports_errors_with_exit_code_2(tmp_path):
     res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "rtl", "--out", str(tmp_path)],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "issue 4" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "golden", "--precision", "qat",
+    res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "golden", "--precision", "fxp16",
                           "--out", str(tmp_path)], capture_output=True, text=True)
-    assert res.returncode == 2 and "FXP32 phase only so far" in res.stderr
+    assert res.returncode == 2 and "FXP16 from scratch" in res.stderr
     res = subprocess.run([sys.executable, "-m", "fixar.cli", "eval", str(tmp_path / "nothing")],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "no such checkpoint" in res.stderr
@@ -135,3 +135,18 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
     assert "resumed" in res.stdout
     assert json.loads((tmp_path / "result.json").read_text())["steps"] == 1500
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+
+
+def test_qat_run_switches_and_resumes_exactly_across_the_switch(tmp_path):
+    """precision qat with the switch at step 200: a run stopped at 250 and
+    resumed to 300 ends with the same weights as a straight run."""
+    kw = dict(backend="golden", precision="qat", qat_delay=200)
+    straight = Trainer(settings(tmp_path / "s", **kw), log=lambda *_: None)
+    straight.train(progress=False)
+    assert straight.backend.ddpg.phase == "fxp16"
+    first = Trainer(settings(tmp_path / "r", steps=250, **kw), log=lambda *_: None)
+    first.train(progress=False)
+    resumed = Trainer(settings(tmp_path / "r", **kw), resume=True, log=lambda *_: None)
+    resumed.train(progress=False)
+    for k, v in straight.backend.state_dict().items():
+        assert np.array_equal(v, resumed.backend.state_dict()[k]), k

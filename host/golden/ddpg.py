@@ -22,6 +22,7 @@ from fixar.golden.fixed import I64, quantize, requantize, saturate
 from fixar.golden.layer import linear, transposed
 from fixar.golden.matmul import exact_matmul_lanes
 from fixar.golden.prng import step as xorshift_step
+from fixar.golden.qat import LayerQuantizers
 
 COEF_FRAC = 30  # gamma, tau, 2/B, noise scale: fraction bits of the scalar multipliers
 
@@ -62,10 +63,20 @@ class Net:
     b: list[np.ndarray]
     funcs: list[ActFunc]
 
-    def forward(self, cfg: FixarConfig, X) -> list[np.ndarray]:
+    def forward(self, cfg: FixarConfig, X, qat: "LayerQuantizers | None" = None,
+                track: bool = False) -> list[np.ndarray]:
+        """Every layer's input and the output. With frozen quantizers (QAT phase
+        2) the inputs are the dequantized values the layers actually used; with
+        ``track`` (phase 1 of QAT) each layer's input range is recorded."""
         acts = [np.asarray(X, dtype=I64)]
-        for W, b, f in zip(self.W, self.b, self.funcs):
-            acts.append(linear(cfg, W, acts[-1], b, f))
+        for i, (W, b, f) in enumerate(zip(self.W, self.b, self.funcs)):
+            if qat is not None and qat.frozen:
+                y, acts[i] = qat.layer(i, W, b, acts[i], f)
+            else:
+                if track and qat is not None:
+                    qat.track(i, acts[i])
+                y = linear(cfg, W, acts[i], b, f)
+            acts.append(y)
         return acts
 
     def copy(self) -> "Net":
@@ -94,6 +105,30 @@ class FixedDDPG:
         self.moments = {name: (np.zeros(n, dtype=I64), np.zeros(n, dtype=I64))
                         for name, n in (("actor", self._size(actor)), ("critic", self._size(critic)))}
         self.prng = np.uint32(seed & 0xFFFFFFFF or 1)
+        # QAT: None (plain FXP32), or per-network quantizers tracking ranges until the switch
+        self.qat: dict[str, LayerQuantizers] | None = None
+
+    def enable_qat(self) -> None:
+        """Start tracking layer-input ranges (QAT phase 1)."""
+        if self.qat is None:
+            self.qat = {"actor": LayerQuantizers(self.cfg, len(self.actor.W)),
+                        "critic": LayerQuantizers(self.cfg, len(self.critic.W))}
+
+    def switch_to_fxp16(self) -> None:
+        """The QAT switch: freeze the quantizers; activations are 16-bit from now on."""
+        self.enable_qat()
+        for q in self.qat.values():
+            if not q.frozen:
+                q.freeze()
+
+    @property
+    def phase(self) -> str:
+        if self.qat is None:
+            return "fxp32"
+        return "fxp16" if self.qat["actor"].frozen else "qat-tracking"
+
+    def _q(self, name: str):
+        return None if self.qat is None else self.qat[name]
 
     @classmethod
     def _size(cls, net: Net) -> int:
@@ -121,7 +156,7 @@ class FixedDDPG:
         return out
 
     def act(self, s_codes: np.ndarray, explore: bool) -> np.ndarray:
-        a = self.actor.forward(self.cfg, np.asarray(s_codes, dtype=I64).reshape(-1, 1))[-1][:, 0]
+        a = self.actor.forward(self.cfg, np.asarray(s_codes, dtype=I64).reshape(-1, 1), self._q("actor"))[-1][:, 0]
         if explore and self.noise_scale:
             one = 1 << self.cfg.pe.act32.frac
             a = np.clip(a + self.noise(a.size), -one, one)
@@ -158,11 +193,11 @@ class FixedDDPG:
         """Critic parameter gradients for the TD loss; returns (grads, q, y)."""
         cfg, fmt = self.cfg, self.cfg.pe.act32
         # TD target y = r + gamma (1 - done) Q'(s', mu'(s'))
-        mu2 = self.actor_t.forward(cfg, S2)[-1]
-        q2 = self.critic_t.forward(cfg, np.vstack([S2, mu2]))[-1]
+        mu2 = self.actor_t.forward(cfg, S2, self._q("actor"))[-1]
+        q2 = self.critic_t.forward(cfg, np.vstack([S2, mu2]), self._q("critic"))[-1]
         y = saturate(R + np.where(done, 0, _scale(q2, self.gamma, fmt)), fmt)
         # d loss / dQ = 2 (Q - y) / B
-        c_acts = self.critic.forward(cfg, np.vstack([S, A]))
+        c_acts = self.critic.forward(cfg, np.vstack([S, A]), self._q("critic"), track=True)
         q = c_acts[-1]
         dq = _scale(saturate(q - y, fmt), self.loss_scale, fmt)
         grads, _ = self._backward(self.critic, c_acts, dq)
@@ -172,9 +207,9 @@ class FixedDDPG:
         """Actor parameter gradients of -mean Q(s, mu(s)), times 2^adam.actor_grad_scale_log2:
         dQ/da backpropagated through the critic (which is not updated), then through tanh."""
         cfg, fmt = self.cfg, self.cfg.pe.act32
-        a_acts = self.actor.forward(cfg, S)
+        a_acts = self.actor.forward(cfg, S, self._q("actor"), track=True)
         mu = a_acts[-1]
-        qa_acts = self.critic.forward(cfg, np.vstack([S, mu]))
+        qa_acts = self.critic.forward(cfg, np.vstack([S, mu]), self._q("critic"))
         k = cfg.adam.actor_grad_scale_log2
         inv_b = requantize(I64(0), I64(self.loss_scale), 0, COEF_FRAC - fmt.frac + 1 - k, fmt)  # 2^k / B
         d_out = -np.full((1, S.shape[1]), inv_b, dtype=I64)

@@ -15,7 +15,7 @@ import numpy as np
 FORMAT, VERSION = "fixar-checkpoint", 1
 # Settings that must match for a resume to continue the same run; steps,
 # evaluation and checkpoint intervals and the output folder may change.
-MUST_MATCH = ("env", "backend", "seed", "warmup", "replay_size", "hyper")
+MUST_MATCH = ("env", "backend", "seed", "warmup", "replay_size", "precision", "qat_delay", "hyper")
 
 
 class CheckpointError(ValueError):

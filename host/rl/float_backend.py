@@ -122,6 +122,9 @@ class FloatBackend:
                 pt += hp.tau * (p - pt)
         return {"critic_loss": float(np.mean((q - y) ** 2)), "q_mean": float(np.mean(q))}
 
+    def switch_to_fxp16(self) -> None:
+        raise ValueError("the float backend has no 16-bit phase")
+
     def set_precision_phase(self, phase: str) -> None:
         if phase != "fp32":
             raise ValueError(f"the float backend computes in float32 only; phase {phase!r} needs a "

@@ -4,6 +4,8 @@ actions and rewards are quantized at this boundary (round to nearest even,
 saturating), as the host does before sending a batch to the board."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from fixar.config import ActFunc, FixarConfig, load
@@ -42,9 +44,16 @@ class GoldenBackend:
         return self.ddpg.train(self._q(s).T, self._q(a).T, self._q(r), self._q(s2).T, np.asarray(done) > 0.5)
 
     def set_precision_phase(self, phase: str) -> None:
-        if phase != "fxp32":
-            raise ValueError(f"precision phase {phase!r}: the golden backend runs the FXP32 phase only so far "
-                             "(the QAT switch to 16-bit activations is issue 4's remaining work)")
+        """fxp32: 32-bit throughout; qat: 32-bit while tracking activation
+        ranges, 16-bit after :meth:`switch_to_fxp16`."""
+        if phase == "qat":
+            self.ddpg.enable_qat()
+        elif phase != "fxp32":
+            raise ValueError(f"precision {phase!r}: the golden backend runs fxp32 and qat; FXP16 from scratch "
+                             "needs activation ranges before any were seen and is not built yet")
+
+    def switch_to_fxp16(self) -> None:
+        self.ddpg.switch_to_fxp16()
 
     # ------------------------------------------------------------- checkpoint
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -65,6 +74,8 @@ class GoldenBackend:
             out[f"{name}_opt.t"] = np.array(st["t"])
             out[f"{name}_opt.p"] = np.array([st["p1"], st["p2"]])
         out["prng"] = np.array(int(self.ddpg.prng), dtype=np.uint32)
+        qat = None if self.ddpg.qat is None else {k: q.state() for k, q in self.ddpg.qat.items()}
+        out["qat"] = np.frombuffer(json.dumps(qat).encode(), dtype=np.uint8)
         return out
 
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
@@ -73,7 +84,7 @@ class GoldenBackend:
         if missing:
             raise ValueError(f"checkpoint lacks {missing[:3]} (not a golden-backend checkpoint?)")
         for k, ref in mine.items():
-            if np.shape(d[k]) != np.shape(ref):
+            if k != "qat" and np.shape(d[k]) != np.shape(ref):
                 raise ValueError(f"checkpoint entry {k} has shape {np.shape(d[k])}, this network needs "
                                  f"{np.shape(ref)} (different environment or layer sizes?)")
         for k, arr in self._arrays().items():
@@ -85,3 +96,9 @@ class GoldenBackend:
             p1, p2 = d[f"{name}_opt.p"]
             sched.load({"t": int(d[f"{name}_opt.t"]), "p1": float(p1), "p2": float(p2)})
         dd.prng = np.uint32(int(d["prng"]))
+        qat = json.loads(bytes(d["qat"]).decode())
+        dd.qat = None
+        if qat is not None:
+            dd.enable_qat()
+            for k, st in qat.items():
+                dd.qat[k].load(st)

@@ -43,9 +43,17 @@ class RunSettings:
     checkpoint_every: int = 5_000
     replay_size: int = 1_000_000
     out: str = "runs/latest"
+    precision: str = "auto"       # fp32 (float backend), fxp32 or qat (golden); auto: the backend's own
+    qat_delay: int | None = None  # qat: the step at which activations switch to 16 bits
     hyper: Hyper = field(default_factory=Hyper)
 
     def __post_init__(self) -> None:
+        if self.precision == "qat":
+            if self.qat_delay is None or not 0 <= self.qat_delay <= self.steps:
+                raise ValueError(f"qat_delay: needs a step in [0, {self.steps}] for precision qat, "
+                                 f"got {self.qat_delay}")
+        elif self.qat_delay is not None:
+            raise ValueError(f"qat_delay is only meaningful with precision qat (precision is {self.precision})")
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "replay_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -92,6 +100,8 @@ class Trainer:
         obs_dim = self.env.observation_space.shape[0]
         act_dim = self.env.action_space.shape[0]
         self.backend = make_backend(run.backend, obs_dim, act_dim, run.hyper, run.seed)
+        self.precision = run.precision if run.precision != "auto" else "fp32" if run.backend == "float" else "fxp32"
+        self.backend.set_precision_phase(self.precision)
         self.replay = Replay(run.replay_size, obs_dim, act_dim)
         self.rng = np.random.default_rng(run.seed + 2)      # warm-up actions and batch sampling
         self.step = 0
@@ -145,6 +155,9 @@ class Trainer:
         t0, step0 = time.perf_counter(), self.step
         try:
             while self.step < run.steps:
+                if run.precision == "qat" and self.step == run.qat_delay:
+                    self.backend.switch_to_fxp16()
+                    self.log(f"step {self.step}: QAT switch, activations are 16-bit from here")
                 t = time.perf_counter()
                 if self.step < run.warmup:
                     a = self.rng.uniform(-1, 1, self.env.action_space.shape).astype(np.float32)
