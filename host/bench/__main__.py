@@ -70,7 +70,8 @@ def measure(what: str, vectors: int) -> dict:
         figs.update(step_time_ratio(cfg))
     if what in ("all", "pendulum"):
         from fixar.bench.pendulum import STEPS, pendulum_golden
-        print(f"pendulum: `make train`'s run ({STEPS} steps, golden backend, 64-64 networks) ...", flush=True)
+        print(f"pendulum: `make train`'s run and its QAT twin ({STEPS} steps each, golden backend, 64-64 networks) ...",
+              flush=True)
         figs.update(pendulum_golden())
     if what in ("all", "pe"):
         from fixar.bench.pe_sim import pe_sim
