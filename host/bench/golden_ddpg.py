@@ -16,11 +16,8 @@ from fixar.rl.hyper import Hyper
 
 
 def _float_net(cfg: FixarConfig, net, out_act: str) -> MLP:
-    m = object.__new__(MLP)
-    m.sizes, m.out_act = None, out_act
-    m.W = [dequantize(w, cfg.pe.weight) for w in net.W]
-    m.b = [dequantize(b, cfg.pe.out) for b in net.b]
-    return m
+    return MLP.of([dequantize(w, cfg.pe.weight) for w in net.W], [dequantize(b, cfg.pe.out) for b in net.b],
+                  out_act)
 
 
 def gradient_errors(cfg: FixarConfig, obs: int = 17, act: int = 6, batch: int = 64, seed: int = 0) -> dict:

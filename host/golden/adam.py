@@ -31,6 +31,16 @@ from fixar.config import ConfigError, FixarConfig
 from fixar.golden.fixed import I64, requantize, saturate
 
 
+def scalar_code(where: str, name: str, value: float, frac: int, rel: float) -> int:
+    """A positive hyper-parameter as an integer with ``frac`` fraction bits,
+    rejected when the nearest code is zero or more than ``rel`` off."""
+    c = int(np.rint(np.ldexp(value, frac)))
+    if c < 1 or abs(c * 2.0 ** -frac - value) > rel * abs(value):
+        raise ConfigError(f"{where}: {name} = {value!r} cannot be represented with {frac} fraction bits "
+                          f"(nearest code {c} = {c * 2.0 ** -frac:.6g}, more than {rel:.1%} off)")
+    return c
+
+
 @dataclass(frozen=True)
 class AdamCodes:
     """Hyper-parameters as the Adam unit's integer codes (checked representable)."""
@@ -45,13 +55,7 @@ class AdamCodes:
     def build(cls, cfg: FixarConfig, beta1: float, beta2: float, eps: float) -> "AdamCodes":
         ad = cfg.adam
         cf = ad.coef_frac
-
-        def code(name, value, frac, rel):
-            c = int(np.rint(np.ldexp(value, frac)))
-            if c < 1 or abs(c * 2.0 ** -frac - value) > rel * value:
-                raise ConfigError(f"adam: {name} = {value!r} cannot be represented with {frac} fraction bits "
-                                  f"(nearest code {c} = {c * 2.0 ** -frac:.6g}, more than {rel:.1%} off)")
-            return c
+        code = lambda name, value, frac, rel: scalar_code("adam", name, value, frac, rel)
 
         for name, b in (("beta1", beta1), ("beta2", beta2)):
             if not 0 < b < 1:

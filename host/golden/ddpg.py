@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fixar.config import ActFunc, ConfigError, FixarConfig
-from fixar.golden.adam import AdamCodes, StepSize, adam_update
+from fixar.golden.adam import AdamCodes, StepSize, adam_update, scalar_code
 from fixar.golden.fixed import I64, quantize, requantize, saturate
 from fixar.golden.layer import linear, transposed
 from fixar.golden.matmul import exact_matmul_lanes
@@ -27,11 +27,8 @@ from fixar.golden.qat import LayerQuantizers
 COEF_FRAC = 30  # gamma, tau, 2/B, noise scale: fraction bits of the scalar multipliers
 
 
-def _coef(name: str, value: float, rel: float = 1e-3) -> int:
-    c = int(np.rint(np.ldexp(value, COEF_FRAC)))
-    if c < 1 or abs(c * 2.0 ** -COEF_FRAC - value) > rel * abs(value):
-        raise ConfigError(f"ddpg: {name} = {value!r} cannot be represented with {COEF_FRAC} fraction bits")
-    return c
+def _coef(name: str, value: float) -> int:
+    return scalar_code("ddpg", name, value, COEF_FRAC, 1e-3)
 
 
 def _scale(x, c: int, fmt) -> np.ndarray:

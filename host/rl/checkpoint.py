@@ -66,3 +66,16 @@ def read_settings(path: Path) -> dict:
     if header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fixar checkpoint")
     return header["settings"]
+
+
+def check_backend_state(expected: dict, got: dict, opaque: tuple[str, ...] = ()) -> None:
+    """A backend's saved arrays must all be there with this run's shapes
+    (``opaque`` entries are serialised blobs whose length varies)."""
+    missing = sorted(set(expected) - set(got))
+    if missing:
+        raise ValueError(f"checkpoint lacks {missing[:3]}{'...' if len(missing) > 3 else ''} "
+                         "(a checkpoint of another backend?)")
+    for k, ref in expected.items():
+        if k not in opaque and np.shape(got[k]) != np.shape(ref):
+            raise ValueError(f"checkpoint entry {k} has shape {np.shape(got[k])}, this network needs "
+                             f"{np.shape(ref)} (different environment or layer sizes?)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fixar.rl.checkpoint import check_backend_state
 from fixar.rl.hyper import Hyper
 
 F32 = np.float32
@@ -26,6 +27,15 @@ class MLP:
             lim = 3e-3 if i == len(sizes) - 2 else 1 / np.sqrt(fan_in)
             self.W.append(rng.uniform(-lim, lim, (fan_out, fan_in)).astype(F32))
             self.b.append(rng.uniform(-lim, lim, fan_out).astype(F32))
+
+    @classmethod
+    def of(cls, W: list[np.ndarray], b: list[np.ndarray], out_act: str) -> "MLP":
+        """A network with the given parameters (copied), no initialisation."""
+        net = object.__new__(cls)
+        net.sizes = [W[0].shape[1]] + [w.shape[0] for w in W]
+        net.out_act = out_act
+        net.W, net.b = [w.copy() for w in W], [x.copy() for x in b]
+        return net
 
     def params(self) -> list[np.ndarray]:
         return [p for pair in zip(self.W, self.b) for p in pair]
@@ -80,18 +90,12 @@ class FloatBackend:
         h1, h2 = hyper.hidden
         self.actor = MLP([obs_dim, h1, h2, act_dim], "tanh", rng)
         self.critic = MLP([obs_dim + act_dim, h1, h2, 1], "identity", rng)
-        self.actor_t = self._copy(self.actor)
-        self.critic_t = self._copy(self.critic)
+        self.actor_t = MLP.of(self.actor.W, self.actor.b, self.actor.out_act)
+        self.critic_t = MLP.of(self.critic.W, self.critic.b, self.critic.out_act)
         hp = hyper
         self.actor_opt = Adam(self.actor.params(), hp.actor_lr, hp.adam_beta1, hp.adam_beta2, hp.adam_eps)
         self.critic_opt = Adam(self.critic.params(), hp.critic_lr, hp.adam_beta1, hp.adam_beta2, hp.adam_eps)
 
-    @staticmethod
-    def _copy(net: MLP) -> MLP:
-        twin = object.__new__(MLP)
-        twin.sizes, twin.out_act = net.sizes, net.out_act
-        twin.W, twin.b = [w.copy() for w in net.W], [b.copy() for b in net.b]
-        return twin
 
     def act(self, state: np.ndarray, explore: bool) -> np.ndarray:
         a = self.actor.forward(np.asarray(state, F32).reshape(-1, 1))[:, 0]
@@ -145,14 +149,7 @@ class FloatBackend:
         return out
 
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
-        expected = self.state_dict()
-        missing = sorted(set(expected) - set(d))
-        if missing:
-            raise ValueError(f"checkpoint lacks {missing[:3]}{'...' if len(missing) > 3 else ''}")
-        for k, ref in expected.items():
-            if k != "noise_rng" and np.shape(d[k]) != np.shape(ref):
-                raise ValueError(f"checkpoint entry {k} has shape {np.shape(d[k])}, this network needs "
-                                 f"{np.shape(ref)} (different environment or layer sizes?)")
+        check_backend_state(self.state_dict(), d, opaque=("noise_rng",))
         for name, net in (("actor", self.actor), ("critic", self.critic), ("actor_t", self.actor_t),
                           ("critic_t", self.critic_t)):
             for i, p in enumerate(net.params()):

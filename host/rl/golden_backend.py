@@ -9,8 +9,9 @@ import json
 import numpy as np
 
 from fixar.config import ActFunc, FixarConfig, load
-from fixar.golden.ddpg import FixedDDPG, Net, quantize_net
+from fixar.golden.ddpg import FixedDDPG, quantize_net
 from fixar.golden.fixed import dequantize, quantize
+from fixar.rl.checkpoint import check_backend_state
 from fixar.rl.float_backend import MLP
 from fixar.rl.hyper import Hyper
 
@@ -79,14 +80,7 @@ class GoldenBackend:
         return out
 
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
-        mine = self.state_dict()
-        missing = sorted(set(mine) - set(d))
-        if missing:
-            raise ValueError(f"checkpoint lacks {missing[:3]} (not a golden-backend checkpoint?)")
-        for k, ref in mine.items():
-            if k != "qat" and np.shape(d[k]) != np.shape(ref):
-                raise ValueError(f"checkpoint entry {k} has shape {np.shape(d[k])}, this network needs "
-                                 f"{np.shape(ref)} (different environment or layer sizes?)")
+        check_backend_state(self.state_dict(), d, opaque=("qat",))
         for k, arr in self._arrays().items():
             arr[...] = d[k]
         dd = self.ddpg
