@@ -193,7 +193,7 @@ class Array(wiring.Component):
                      bmem.b_we.eq(self.bm_we), bmem.b_wdata.eq(self.bm_data)]
         bias = Signal(C * ob)
         m.d.sync += bias.eq(bmem.a_data)
-        a_data, a_zero = [], []
+        a_data = []
         for n in range(N):
             m.submodules[f"amem_{n}"] = amem[n].instance
             kt = Signal.like(d["n_kt"], name=f"item_kt_{n}")

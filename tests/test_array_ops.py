@@ -11,7 +11,7 @@ import pytest
 import reference as ref
 from fixar.array_ops import (ArrayOpError, LayerOp, activation_image, cycles, describe, unpack_outputs,
                              weight_image)
-from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, load
+from fixar.config import ActFunc, ConfigError, PEMode, load
 from fixar.golden.layer import linear, transposed
 
 
