@@ -17,6 +17,7 @@ from amaranth.hdl import Shape
 from fixar.config import FixarConfig
 from fixar.gen import ram
 from fixar.gen.activation import ActivationUnit
+from fixar.gen.adam import AdamUnit
 from fixar.gen.array import Array
 from fixar.gen.pe import PE
 from fixar.gen.prng import Xorshift32
@@ -41,6 +42,7 @@ def designs(cfg: FixarConfig, array: bool = False) -> dict:
         "fixar_pe": (lambda: PE(cfg.pe), {"latency": PE.LATENCY}),
         "fixar_prng": (lambda: Xorshift32(cfg.prng), {"latency": 0}),
         "fixar_act": (lambda: ActivationUnit(cfg), {"latency": ActivationUnit.LATENCY}),
+        "fixar_adam": (lambda: AdamUnit(cfg), {"latency": AdamUnit.latency(cfg)}),
     }
     if array:
         found["fixar_array"] = (lambda: Array(cfg), {"latency": Array.LATENCY, "pipe": Array.PIPE,

@@ -98,3 +98,10 @@ def test_unrepresentable_hyper_parameters_are_rejected(kw, message):
 def test_too_small_learning_rate_is_rejected():
     with pytest.raises(ConfigError, match="lr = 1e-09 is too small"):
         StepSize(CFG, 1e-9, 0.9, 0.999)
+
+
+def test_step_size_beyond_its_format_is_rejected():
+    """A bias-corrected step size of 2 or more does not fit the unit's UQ1.31 port."""
+    steps = StepSize(load("default"), 0.9, 0.999, 0.1)   # lr sqrt(1 - 0.1) / (1 - 0.999) = 854 at t = 1
+    with pytest.raises(ConfigError, match="beyond the step-size format"):
+        steps.next()

@@ -88,7 +88,11 @@ class StepSize:
         self.p1 *= self.beta1
         self.p2 *= self.beta2
         lr_t = self.lr * math.sqrt(1.0 - self.p2) / (1.0 - self.p1)
-        return int(np.rint(np.ldexp(lr_t, self.frac)))
+        code = int(np.rint(np.ldexp(lr_t, self.frac)))
+        if code >= 1 << (self.frac + 1):  # the Adam unit's step-size port is UQ1.<lr_frac>
+            raise ConfigError(f"adam: the bias-corrected step size {lr_t:.6g} at step {self.t} is >= 2, "
+                              f"beyond the step-size format (lr {self.lr}, beta1 {self.beta1}, beta2 {self.beta2})")
+        return code
 
     def state(self) -> dict:
         return {"t": self.t, "p1": self.p1, "p2": self.p2}
