@@ -30,26 +30,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ConfigError, FixarConfig, FixedFormat
-
-
-def _rne(m: Module, value, shift: int, name: str):
-    """Round-half-even of a signed ``value`` by ``shift`` bits (arithmetic shift)."""
-    if shift <= 0:
-        return value
-    add = Const((1 << (shift - 1)) - 1, shift) + value[shift]
-    rounded = Signal(signed(len(value) + 2), name=f"{name}_rounded")
-    m.d.comb += rounded.eq(value.as_signed() + add)
-    return rounded >> shift
-
-
-def _saturate(m: Module, value, fmt: FixedFormat, name: str):
-    """``value`` clamped into ``fmt``'s codes (signed compare, any width)."""
-    q = Signal(signed(max(len(value), fmt.bits) + 1), name=f"{name}_q")
-    m.d.comb += q.eq(value)
-    out = Signal(signed(fmt.bits + 1) if not fmt.signed else signed(fmt.bits), name=f"{name}_sat")
-    m.d.comb += out.eq(Mux(q > fmt.max_int, fmt.max_int, Mux(q < fmt.min_int, fmt.min_int, q)))
-    return out
+from fixar.config import ConfigError, FixarConfig
+from fixar.gen.arith import rne as _rne, saturate as _saturate
 
 
 class AdamUnit(wiring.Component):

@@ -21,6 +21,7 @@ from fixar.gen.adam import AdamUnit
 from fixar.gen.array import Array
 from fixar.gen.pe import PE
 from fixar.gen.prng import Xorshift32
+from fixar.gen.vector import VectorUnit
 
 
 def _ports(component) -> dict:
@@ -43,6 +44,7 @@ def designs(cfg: FixarConfig, array: bool = False) -> dict:
         "fixar_prng": (lambda: Xorshift32(cfg.prng), {"latency": 0}),
         "fixar_act": (lambda: ActivationUnit(cfg), {"latency": ActivationUnit.LATENCY}),
         "fixar_adam": (lambda: AdamUnit(cfg), {"latency": AdamUnit.latency(cfg)}),
+        "fixar_vector": (lambda: VectorUnit(cfg), {"latency": VectorUnit.LATENCY}),
     }
     if array:
         found["fixar_array"] = (lambda: Array(cfg), {"latency": Array.LATENCY, "pipe": Array.PIPE,

@@ -268,6 +268,35 @@ class ActivationConfig:
         return tuple(round(math.tanh(k * h) * (1 << frac)) for k in range(self.tanh_points))
 
 
+class VecOp(enum.IntEnum):
+    """Element-wise operations of the vector unit (docs/vector.md): the
+    opcode the program and the hardware use. a, b are rows of ``pe.act32``
+    codes, flag one bit per element, c an unsigned coefficient with
+    ``vector.coef_frac`` fraction bits."""
+
+    ADD = 0         # a + b
+    SUB = 1         # a - b                                  (Q - y)
+    SCALE = 2       # a c                                    (2/B)
+    TD = 3          # a + (flag ? 0 : b c)                   (r + gamma (1 - done) Q')
+    SOFT = 4        # b + (a - b) c                          (target <- target + tau (w - target))
+    RELU_MASK = 5   # b > 0 ? a : 0                          (error through a ReLU)
+    DTANH = 6       # a (1 - b^2), b clipped to [-1, 1]      (error through tanh)
+    NOISE = 7       # clip(a + c n, -1, 1), n ~ Irwin-Hall   (exploration)
+
+
+@dataclass(frozen=True)
+class VectorConfig:
+    """The vector unit: element-wise steps of DDPG on rows of ``array.rows``
+    words (docs/vector.md). Coefficients (gamma, tau, 2/B, noise scale) are
+    unsigned with ``coef_frac`` fraction bits; noise is the centred sum of
+    four ``prng.width / 2``-bit uniforms (two PRNG words per element)."""
+
+    coef_frac: int = 30
+
+    def __post_init__(self) -> None:
+        _check_int("vector.coef_frac", self.coef_frac, 8, 30)
+
+
 @dataclass(frozen=True)
 class MemoryConfig:
     """On-chip memory sizes in words of their formats (FIXAR: 1.05 MB of
@@ -350,6 +379,7 @@ class FixarConfig:
     prng: PrngConfig = PrngConfig()
     activation: ActivationConfig = ActivationConfig()
     adam: AdamConfig = AdamConfig()
+    vector: VectorConfig = VectorConfig()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():

