@@ -86,10 +86,10 @@ class VectorUnit(wiring.Component):
         with m.If(self.seed_we):
             m.d.sync += state.eq(self.seed)
         with m.Elif(valid0 & (op0 == VecOp.NOISE)):
-            with m.Switch(count0):
-                for n in range(1, L + 1):
-                    with m.Case(n):
-                        m.d.sync += state.eq(chain[2 * n])
+            advanced = chain[0]               # count 0 draws nothing
+            for n in range(1, L + 1):
+                advanced = Mux(count0 == n, chain[2 * n], advanced)
+            m.d.sync += state.eq(advanced)
 
         # ---- stage 1 per lane
         valid1 = reg(1, "valid1", valid0)
