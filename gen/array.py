@@ -59,7 +59,7 @@ class Array(wiring.Component):
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1),
             "op_transpose": In(1), "op_intra": In(1), "op_mode": In(1), "op_func": In(2),
-            "op_bias": In(1), "op_store": In(1),
+            "op_bias": In(1), "op_store": In(1), "op_grad": In(1), "op_batch": In(range(ar.psum_slots + 1)),
             "op_n_ot": In(tiles), "op_n_kt": In(tiles), "op_n_kr": In(tiles),
             "op_slots": In(range(ar.psum_slots + 1)),
             "op_w_base": In(range(self.w_rows)), "op_x_base": In(range(self.a_rows)),
@@ -79,8 +79,8 @@ class Array(wiring.Component):
         m = Module()
 
         # ---- descriptor, latched at start
-        names = ("transpose", "intra", "mode", "func", "bias", "store", "n_ot", "n_kt", "n_kr", "slots",
-                 "w_base", "x_base", "y_base", "b_base")
+        names = ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "n_ot", "n_kt", "n_kr",
+                 "slots", "w_base", "x_base", "y_base", "b_base")
         d = {n: Signal.like(getattr(self, f"op_{n}"), name=f"d_{n}") for n in names}
 
         # ---- sequencer state
@@ -140,9 +140,23 @@ class Array(wiring.Component):
         row = t[:max((R - 1).bit_length(), 1)]  # the PE row being loaded (t < R while loading)
 
         def k_tile(jj, n):
-            """Core n's k-tile in round jj (intra-layer mode interleaves cores)."""
+            """Core n's k-tile in round jj (intra-layer mode interleaves cores;
+            a gradient product reduces over each core's own batch rows)."""
             return Mux(d["intra"], jj * N + n, jj)
 
+        # Gradient product dW = D X^T: each core reduces over its own batch
+        # rows; the "weights" are D, read from the core's activation memory
+        # (port B, one slot-major row = one PE row of the tile: D[ot*C + c, b]),
+        # rows of batch entries beyond op_batch read as zero.
+        g_rowb = Signal(range(ar.psum_slots + 2 * R), name="grad_load_b")
+        m.d.comb += g_rowb.eq(l_j * R + row)
+        g_addr = Signal(range(self.a_rows * 2 + ar.psum_slots * (self.w_rows // C + 1)), name="grad_load_addr")
+        m.d.comb += g_addr.eq(d["w_base"] + l_it * d["batch"] + g_rowb)
+        g_zero = _delay(m, g_rowb >= d["batch"], 1, "grad_load_zero")
+        grad_load = Signal(name="grad_load")
+        m.d.comb += grad_load.eq(d["grad"] & load)
+
+        amem = [TwoPortRAM(R * ab, self.a_rows, f"amem_{n}") for n in range(N)]
         # ---- weight memory: C banks; one read port per core (two cores per RAM instance)
         banks = [[TwoPortRAM(wb, self.w_rows, f"wmem_b{b}_p{q}") for q in range((N + 1) // 2)] for b in range(C)]
         for b in range(C):
@@ -182,11 +196,11 @@ class Array(wiring.Component):
                 m.d.comb += word.eq(MuxArray([port[(c + r) % C] for r in range(R)])[row1])
                 rotated.append(word)
             wd = Signal(C * wb, name=f"w_data_{n}")
-            m.d.sync += wd.eq(Mux(w_zero[n], 0, Cat(*rotated)))
+            from_weights = Mux(w_zero[n], 0, Cat(*rotated))
+            m.d.sync += wd.eq(Mux(d["grad"], Mux(g_zero, 0, amem[n].b_data), from_weights))
             w_data.append(wd)
 
         # ---- activation memories (one per core) and the bias memory
-        amem = [TwoPortRAM(R * ab, self.a_rows, f"amem_{n}") for n in range(N)]
         bmem = TwoPortRAM(C * ob, self.b_rows, "bmem")
         m.submodules.bmem = bmem.instance
         m.d.comb += [bmem.a_addr.eq(d["b_base"] + it), bmem.b_addr.eq(self.bm_addr),
@@ -230,29 +244,34 @@ class Array(wiring.Component):
                 core.valid.eq(ctl_d["valid"]), core.slot.eq(ctl_d["slot"]), core.first.eq(ctl_d["first"]),
                 core.last.eq(ctl_d["last"]), core.a.eq(a_data[n]), core.bias.eq(bias),
                 core.bias_en.eq(d["bias"] & (Const(n == 0) | ~d["intra"])),
-                core.func.eq(d["func"]), core.mode.eq(d["mode"]),
+                core.func.eq(d["func"]), core.mode.eq(d["mode"]), core.grad.eq(d["grad"]),
             ]
-        # cross-core accumulation: core 0 adds the others' wide sums in intra-layer mode
+        # cross-core accumulation: core 0 adds the others' wide sums in intra-layer
+        # mode and in gradient products (each core summed its own batch rows)
+        reduce_all = Signal()
+        m.d.comb += reduce_all.eq(d["intra"] | d["grad"])
         for lane in ("lo", "hi"):
             for c in range(C):
                 others = [getattr(cores[n], f"sum_{lane}")[c * A:(c + 1) * A].as_signed() for n in range(1, N)]
                 total = sum(others) if others else 0
-                m.d.comb += getattr(cores[0], f"xin_{lane}")[c * A:(c + 1) * A].eq(Mux(d["intra"], total, 0))
+                m.d.comb += getattr(cores[0], f"xin_{lane}")[c * A:(c + 1) * A].eq(Mux(reduce_all, total, 0))
             for n in range(1, N):
                 m.d.comb += getattr(cores[n], f"xin_{lane}").eq(0)
 
         # ---- outputs, and results stored back as the next layer's activations (FXP32)
-        valid = [cores[n].out_valid & (Const(n == 0) | ~d["intra"]) for n in range(N)]
+        valid = [cores[n].out_valid & (Const(n == 0) | ~reduce_all) for n in range(N)]
         m.d.comb += [self.out_valid.eq(Cat(*valid)), self.out_slot.eq(cores[0].out_slot),
                      self.out_lo.eq(Cat(*[c.out_lo for c in cores])),
                      self.out_hi.eq(Cat(*[c.out_hi for c in cores]))]
-        store = d["store"] & (d["mode"] == 0)
+        store = d["store"] & (d["mode"] == 0) & ~d["grad"]
         for n in range(N):
             src = cores[0] if N > 1 else cores[n]
             result = Mux(d["intra"], src.out_lo, cores[n].out_lo)
             we = store & Mux(d["intra"], cores[0].out_valid, cores[n].out_valid)
             with m.If(self.am_we[n]):
                 m.d.comb += [amem[n].b_addr.eq(self.am_addr), amem[n].b_we.eq(1), amem[n].b_wdata.eq(self.am_data)]
+            with m.Elif(d["grad"]):
+                m.d.comb += amem[n].b_addr.eq(g_addr)
             with m.Else():
                 m.d.comb += [amem[n].b_addr.eq(out_y_addr), amem[n].b_we.eq(we), amem[n].b_wdata.eq(result)]
         return m

@@ -15,6 +15,8 @@ Stream interface, one item per cycle (``valid``):
   bias       C bias codes of ``pe.out`` (used when ``first`` and ``bias_en``)
   bias_en    start the first k-tile from the bias (else from zero)
   func, mode activation function and PE mode of this item
+  grad       round into the gradient format ``adam.grad`` instead of ``pe.out``
+             (a weight-gradient product; FXP32, identity function)
 Cross-core accumulation (intra-layer mode): ``sum_lo``/``sum_hi`` are this
 core's finished wide column sums (both lanes, ``acc_bits`` each), valid one
 stage before rounding; ``xin_lo``/``xin_hi`` are added to them before the
@@ -53,6 +55,11 @@ class ArrayCore(wiring.Component):
         if cfg.pe.out.rounding == "stochastic":
             raise ConfigError("pe.out.rounding: the array core does not take random words yet; "
                               "use floor or rne (stochastic rounding is PE-level only so far)")
+        gf, pe = cfg.adam.grad, cfg.pe
+        if gf.bits != pe.out.bits or not 0 < pe.weight.frac + pe.act32.frac - gf.frac:
+            raise ConfigError(f"adam.grad: weight gradients leave the array on its {pe.out.bits}-bit output "
+                              f"lanes: the format needs {pe.out.bits} bits and fewer than "
+                              f"{pe.weight.frac + pe.act32.frac} fraction bits, got {gf}")
 
     def __init__(self, cfg: FixarConfig):
         self.check(cfg)
@@ -64,7 +71,7 @@ class ArrayCore(wiring.Component):
             "w_ld": In(1), "w_row": In(range(R)), "w_data": In(unsigned(C * pe.weight.bits)), "w_swap": In(1),
             "valid": In(1), "a": In(unsigned(R * pe.act32.bits)), "slot": In(unsigned(slot_bits)),
             "first": In(1), "last": In(1), "bias": In(unsigned(C * ob)), "bias_en": In(1),
-            "func": In(2), "mode": In(1),
+            "func": In(2), "mode": In(1), "grad": In(1),
             "sum_lo": Out(unsigned(C * pe.acc_bits)), "sum_hi": Out(unsigned(C * pe.acc_bits)),
             "xin_lo": In(unsigned(C * pe.acc_bits)), "xin_hi": In(unsigned(C * pe.acc_bits)),
             "out_valid": Out(1), "out_slot": Out(unsigned(slot_bits)),
@@ -88,7 +95,7 @@ class ArrayCore(wiring.Component):
 
         # Stage 0: input register (the item meets the weights made active with it).
         meta = [("valid", 1), ("slot", len(self.slot)), ("first", 1), ("last", 1), ("bias_en", 1),
-                ("func", 2), ("mode", 1)]
+                ("func", 2), ("mode", 1), ("grad", 1)]
         s0 = {n: Signal(w, name=f"{n}0") for n, w in meta}
         a0 = Signal(unsigned(R * pe.act32.bits))
         bias0 = Signal(unsigned(C * ob))
@@ -168,9 +175,12 @@ class ArrayCore(wiring.Component):
             total = Signal(signed(A + L + 1), name=f"total_{c}")
             m.d.comb += total.eq((tot_hi[c] << L) + tot_lo[c])
             y32 = requantize(m, total, pe.shift32, pe.out, None, 0, f"fxp32_{c}")
+            yg = requantize(m, total, pe.weight.frac + pe.act32.frac - cfg.adam.grad.frac, cfg.adam.grad,
+                            None, 0, f"grad_{c}")
             y16_lo = requantize(m, tot_lo[c], pe.shift16, pe.out, None, 0, f"fxp16_lo_{c}")
             y16_hi = requantize(m, tot_hi[c], pe.shift16, pe.out, None, 0, f"fxp16_hi_{c}")
-            for lane, x in (("lo", Mux(s4["mode"], y16_lo, y32)), ("hi", Mux(s4["mode"], y16_hi, 0))):
+            for lane, x in (("lo", Mux(s4["mode"], y16_lo, Mux(s4["grad"], yg, y32))),
+                            ("hi", Mux(s4["mode"], y16_hi, 0))):
                 unit = ActivationUnit(cfg)
                 m.submodules[f"act_{lane}_{c}"] = unit
                 m.d.comb += [unit.x.eq(x), unit.func.eq(s4["func"])]

@@ -26,6 +26,16 @@ Parallelism:
 * intra-layer (one vector, inference): every core holds the whole vector,
   core n takes k-tiles n, n+N, ... ("rounds" of N k-tiles), and core 0 adds
   the other cores' wide sums before rounding. Only core 0's outputs are valid.
+
+Weight gradients (``grad=True``): dW = D X^T for D (M x B) and X (K x B),
+rounded once into ``adam.grad``. Core n reduces over its own batch slice
+[n*S, (n+1)*S) (the slice it computed D and X for in intra-batch mode) and
+core 0 adds the cores' wide sums, as in intra-layer mode. Both operands come
+from the core's activation memory: D slot-major as the transposed product
+stored it (row ``w_base + ot*S + b``: D[ot*R .. ot*R + R-1, b], one PE row of
+a weight tile per row), X^T feature-major (row ``x_base + j*K + k``:
+X[k, j*R .. j*R + R-1] of the slice). Output slot k of tile ot carries
+dW[ot*C .. ot*C + C-1, k].
 """
 from __future__ import annotations
 
@@ -56,6 +66,7 @@ class LayerOp:
     intra_layer: bool = False   # one vector across all cores (inference)
     bias: bool = True
     store: bool = False         # write Y back to activation memory (FXP32 only)
+    grad: bool = False          # weight gradient dW = D X^T (M x K) of D (M x batch), X (K x batch)
     w_base: int = 0             # weight memory row of the layer's first tile row
     x_base: int = 0             # activation memory row of X (per core)
     y_base: int = 0             # activation memory row of Y when stored
@@ -80,6 +91,8 @@ class Descriptor:
     x_base: int
     y_base: int
     b_base: int
+    grad: int = 0   # weight-gradient product
+    batch: int = 0  # gradient products: batch entries per core (rows of D beyond it read as zero)
 
     def ports(self) -> dict[str, int]:
         return {f"op_{k}": int(v) for k, v in self.__dict__.items()}
@@ -106,6 +119,8 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
     for name in ("M", "K", "batch"):
         if getattr(op, name) < 1:
             raise ArrayOpError(f"{name} = {getattr(op, name)}: must be at least 1")
+    if op.grad:
+        return _describe_grad(cfg, op)
     mode = PEMode(op.mode)
     per = vectors_per_slot(mode)
     n_out, n_red = out_dims(op)
@@ -141,6 +156,28 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
     return Descriptor(transpose=int(op.transpose), intra=int(op.intra_layer), mode=int(mode), func=int(op.func),
                       bias=int(op.bias), store=int(op.store), n_ot=n_ot, n_kt=n_kt, n_kr=n_kr, slots=S,
                       w_base=op.w_base, x_base=op.x_base, y_base=op.y_base, b_base=op.b_base)
+
+
+def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
+    ar, mem = cfg.array, cfg.memory
+    R, C, N = ar.rows, ar.cols, ar.cores
+    if op.mode != PEMode.FXP32 or op.transpose or op.intra_layer or op.bias or op.store \
+            or op.func != ActFunc.IDENTITY:
+        raise ArrayOpError("a weight-gradient product is FXP32, intra-batch, with no bias, store, transpose "
+                           "or activation function")
+    if op.K > ar.psum_slots:
+        raise ArrayOpError(f"a weight gradient with K = {op.K} inputs needs {op.K} partial-sum slots; "
+                           f"array.psum_slots = {ar.psum_slots}")
+    S = math.ceil(op.batch / N)
+    n_ot, n_kr = math.ceil(op.M / C), math.ceil(S / R)
+    a_rows = mem.act_words_per_core // R
+    for name, base, rows in (("D", op.w_base, n_ot * S), ("X^T", op.x_base, n_kr * op.K)):
+        if base < 0 or base + rows > a_rows:
+            raise ArrayOpError(f"{name} needs activation rows {base}..{base + rows - 1} per core; "
+                               f"a core's activation memory has {a_rows} rows of {R} words")
+    return Descriptor(transpose=0, intra=0, mode=0, func=int(ActFunc.IDENTITY), bias=0, store=0, n_ot=n_ot,
+                      n_kt=n_kr, n_kr=n_kr, slots=op.K, w_base=op.w_base, x_base=op.x_base, y_base=0,
+                      b_base=0, grad=1, batch=S)
 
 
 def cycles(cfg: FixarConfig, d: Descriptor, latency: int) -> int:
@@ -233,6 +270,8 @@ def unpack_outputs(cfg: FixarConfig, op: LayerOp, d: Descriptor,
                    outputs: list[tuple[int, int, int, int, int]]) -> np.ndarray:
     """Output beats (core, tile, slot, lo, hi) -> Y (outputs x batch) codes.
     Each (core, tile, slot) must arrive exactly once."""
+    if op.grad:
+        return unpack_grad(cfg, op, d, outputs)
     C, ob = cfg.array.cols, cfg.pe.out.bits
     per = vectors_per_slot(PEMode(op.mode))
     n_out, _ = out_dims(op)
@@ -268,3 +307,44 @@ def base_in_batch(cfg: FixarConfig, op: LayerOp, d: Descriptor, core: int, slot:
     per = vectors_per_slot(PEMode(op.mode))
     vecs = core_vectors(cfg, op, d, core)
     return vecs.start + slot * per < vecs.stop
+
+
+# ------------------------------------------------------- weight gradients
+
+def _slice(cfg: FixarConfig, d: Descriptor, A: np.ndarray, core: int) -> np.ndarray:
+    """Columns of A (batch last) in core ``core``'s slice, zero-padded to d.batch."""
+    out = np.zeros((A.shape[0], d.batch), dtype=np.int64)
+    part = A[:, core * d.batch:(core + 1) * d.batch]
+    out[:, :part.shape[1]] = part
+    return out
+
+
+def grad_images(cfg: FixarConfig, d: Descriptor, D: np.ndarray, X: np.ndarray, core: int
+                ) -> tuple[list[int], list[int]]:
+    """Activation memory rows of core ``core`` for a gradient product: (D from
+    ``w_base``, slot-major; X^T from ``x_base``, feature-major)."""
+    R, bits = cfg.array.rows, cfg.pe.act32.bits
+    Dp = np.zeros((d.n_ot * R, d.batch), dtype=np.int64)
+    Dp[:D.shape[0]] = _slice(cfg, d, D, core)
+    d_rows = Dp.reshape(d.n_ot, R, d.batch).transpose(0, 2, 1).reshape(-1, R)
+    Xp = np.zeros((d.slots, d.n_kr * R), dtype=np.int64)
+    Xp[:, :d.batch] = _slice(cfg, d, X, core)
+    x_rows = Xp.reshape(d.slots, d.n_kr, R).transpose(1, 0, 2).reshape(-1, R)
+    return _pack(d_rows, bits), _pack(x_rows, bits)
+
+
+def unpack_grad(cfg: FixarConfig, op: LayerOp, d: Descriptor,
+                outputs: list[tuple[int, int, int, int, int]]) -> np.ndarray:
+    """Output beats (core, tile, slot, lo, hi) of a gradient product -> dW (M x K) codes."""
+    C, gb = cfg.array.cols, cfg.adam.grad.bits
+    dW = np.zeros((d.n_ot * C, op.K), dtype=np.int64)
+    seen = set()
+    for core, tile, slot, lo, _ in outputs:
+        if core != 0 or (tile, slot) in seen:
+            raise AssertionError(f"unexpected gradient beat (core {core}, tile {tile}, slot {slot})")
+        seen.add((tile, slot))
+        v = np.array([(lo >> (c * gb)) & ((1 << gb) - 1) for c in range(C)], dtype=np.int64)
+        dW[tile * C:(tile + 1) * C, slot] = np.where(v >> (gb - 1), v - (1 << gb), v)
+    if len(seen) != d.n_ot * op.K:
+        raise AssertionError(f"{d.n_ot * op.K - len(seen)} gradient beats never arrived")
+    return dW[:op.M]

@@ -20,9 +20,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from fixar.array_ops import (LayerOp, activation_image, bias_image, cycles, describe, out_dims,
+from fixar.array_ops import (LayerOp, activation_image, bias_image, cycles, describe, grad_images, out_dims,
                              unpack_outputs, useful_macs, utilization, weight_image, weight_rows)
 from fixar.config import ActFunc, FixarConfig, PEMode
+from fixar.golden.ddpg import weight_grad
 from fixar.golden.layer import linear, transposed
 from fixar.tb.figures import record
 
@@ -71,6 +72,9 @@ class TB:
 
     def random_operands(self, op: LayerOp):
         pe = self.cfg.pe
+        if op.grad:   # "W" is the error D (M x batch), X the layer input (K x batch)
+            return (self.codes(pe.act32, (op.M, op.batch), pe.act32.frac - 4),
+                    self.codes(pe.act32, (op.K, op.batch), pe.act32.frac), None)
         act = pe.act32 if op.mode == PEMode.FXP32 else pe.act16
         _, n_red = out_dims(op)
         W = self.codes(pe.weight, (op.M, op.K), pe.weight.frac - 2)
@@ -79,6 +83,8 @@ class TB:
         return W, X, b
 
     def golden(self, op: LayerOp, W, X, b):
+        if op.grad:
+            return weight_grad(self.cfg, W, X)
         if op.transpose:
             return transposed(self.cfg, W, X, op.func, op.mode)
         return linear(self.cfg, W, X, b, op.func, op.mode)
@@ -86,6 +92,12 @@ class TB:
     async def load(self, op: LayerOp, W=None, X=None, b=None):
         """Write whichever of W, X, b are given into the memories of ``op``."""
         d = describe(self.cfg, op)
+        if op.grad:   # both operands per core: D slot-major, X^T feature-major
+            for n in range(self.cfg.array.cores):
+                d_rows, x_rows = grad_images(self.cfg, d, W, X, n)
+                await self.write_rows("am", op.w_base, d_rows, we=1 << n)
+                await self.write_rows("am", op.x_base, x_rows, we=1 << n)
+            return
         if W is not None:
             await self.write_rows("wm", op.w_base, weight_image(self.cfg, W))
         if b is not None:
@@ -163,6 +175,8 @@ def random_op(tb: TB) -> LayerOp:
     R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
     dim = lambda hi: int(rng.choice(PRIMES)) if rng.random() < 0.5 else int(rng.integers(1, hi + 1))
     M, K = dim(3 * C), dim(3 * R)
+    if rng.random() < 0.2:
+        return random_grad_op(tb, M, min(K, cfg.array.psum_slots))
     mode, func = PEMode(int(rng.integers(2))), ActFunc(int(rng.integers(3)))
     intra = bool(rng.random() < 0.25)
     per = 2 if mode == PEMode.FXP16 else 1
@@ -183,6 +197,22 @@ def random_op(tb: TB) -> LayerOp:
     return LayerOp(**{**op.__dict__, "w_base": pick(w_free), "x_base": pick(x_free), "b_base": pick(b_free)})
 
 
+def random_grad_op(tb: TB, M: int, K: int) -> LayerOp:
+    """A weight-gradient product dW = D X^T with a random batch and memory bases."""
+    cfg, rng = tb.cfg, tb.rng
+    R, N = cfg.array.rows, cfg.array.cores
+    u = rng.random()
+    batch = int(rng.integers(1, 4)) if u < 0.3 else int(rng.integers(1, 3 * R * N + 1)) if u < 0.95 \
+        else int(rng.integers(3 * R * N, 513))
+    op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False)
+    d = describe(cfg, op)
+    a_rows = cfg.memory.act_words_per_core // R
+    d_rows, x_rows = d.n_ot * d.batch, d.n_kr * d.slots
+    w_base = int(rng.integers(0, min(a_rows - d_rows - x_rows, 500) + 1))
+    x_base = w_base + d_rows + int(rng.integers(0, min(a_rows - w_base - d_rows - x_rows, 500) + 1))
+    return LayerOp(**{**op.__dict__, "w_base": w_base, "x_base": x_base})
+
+
 @cocotb.test()
 async def test_random_ops(dut):
     """Random operations back to back, each bit-exact and cycle-exact."""
@@ -193,7 +223,7 @@ async def test_random_ops(dut):
         op = random_op(tb)
         W, X, b = tb.random_operands(op)
         await tb.load(op, W, X, b)
-        kind = "W^T X" if op.transpose else "W X + b" if op.bias else "W X"
+        kind = "D X^T" if op.grad else "W^T X" if op.transpose else "W X + b" if op.bias else "W X"
         await tb.check(op, W, X, b, f"case {case} ({kind}, {op.M}x{op.K}, B={op.batch}, {op.mode.name}, "
                                     f"{'intra-layer' if op.intra_layer else 'intra-batch'}, {op.func.name})")
     tb.record("random_ops", n)
@@ -247,7 +277,8 @@ async def network_forward(tb: TB, layers, batch: int, mode: PEMode, intra: bool,
 
 
 async def network_backward(tb: TB, layers, params, batch: int, mode: PEMode, label: str):
-    """The transposed products of every layer (W^T D), intra-batch, same stored weights."""
+    """Every layer's transposed product (W^T D, same stored weights; ``mode``)
+    and weight gradient (D X^T, FXP32: errors and gradients stay 32-bit in QAT)."""
     cfg = tb.cfg
     act = cfg.pe.act32 if mode == PEMode.FXP32 else cfg.pe.act16
     w_base, total, macs = 0, 0, 0
@@ -259,13 +290,21 @@ async def network_backward(tb: TB, layers, params, batch: int, mode: PEMode, lab
         total += n
         macs += useful_macs(op)
         w_base += weight_rows(cfg, M, K)
+        g = describe(cfg, LayerOp(M=M, K=K, batch=batch, grad=True, bias=False))
+        op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False, x_base=g.n_ot * g.batch)
+        D, X = tb.random_operands(op)[:2]
+        await tb.load(op, D, X)
+        _, n = await tb.check(op, D, X, None, f"{label} D X^T ({M}x{K})")
+        total += n
+        macs += useful_macs(op)
     return total, macs
 
 
 @cocotb.test()
 async def test_ddpg_networks(dut):
     """The HalfCheetah actor and critic: chained forward passes in both
-    parallelism modes and both formats, and every transposed product."""
+    parallelism modes and both formats, every transposed product and every
+    weight gradient."""
     tb = TB(dut)
     await tb.reset()
     B = int(os.environ.get("FIXAR_DDPG_BATCH", "8"))

@@ -145,3 +145,42 @@ def test_golden_fxp32_product_is_exact_integer_arithmetic_when_in_range():
         exact = W.astype(object) @ X.astype(object) + (b.astype(object) << pe.shift32)[:, None]
         want = np.vectorize(lambda v: ref.round_shift(int(v), pe.shift32, pe.out))(exact)
         assert np.array_equal(got, want.astype(np.int64))
+
+
+@pytest.mark.parametrize("M, K, batch", [(1, 1, 1), (5, 3, 9), (13, 7, 40), (4, 4, 8)])
+def test_gradient_layout_feeds_each_core_its_batch_slice(M, K, batch):
+    """Reading the documented rows of a gradient product gives core n's PE row r
+    of tile (ot, j) the error D[ot*R .. , n*S + j*R + r] and slot k the input
+    X[k, n*S + j*R ..]; summing the products over cores and rounds is D X^T."""
+    from fixar.array_ops import grad_images
+
+    cfg = load("small")
+    R, N, bits = cfg.array.rows, cfg.array.cores, cfg.pe.act32.bits
+    rng = np.random.default_rng(M * 100 + K)
+    D, X = rng.integers(-50, 50, (M, batch)), rng.integers(-50, 50, (K, batch))
+    op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False)
+    d = describe(cfg, op)
+    total = np.zeros((d.n_ot * R, K), dtype=np.int64)
+    for n in range(N):
+        d_img, x_img = grad_images(cfg, d, D, X, n)
+        for ot in range(d.n_ot):
+            for j in range(d.n_kr):
+                # weight tile: PE row r <- D row (ot, j*R + r) of the slice, zero beyond the slice
+                tile = np.array([words(d_img[ot * d.batch + j * R + r], R, bits) if j * R + r < d.batch
+                                 else [0] * R for r in range(R)])            # [r (batch), c (output)]
+                xs = np.array([words(x_img[j * K + k], R, bits) for k in range(K)])  # [k, r (batch)]
+                total[ot * R:(ot + 1) * R] += tile.T @ xs.T
+    assert np.array_equal(total[:M], D @ X.T)
+
+
+def test_gradient_products_that_do_not_fit_are_rejected():
+    cfg = load("small")
+    with pytest.raises(ArrayOpError, match="partial-sum slots"):
+        describe(cfg, LayerOp(M=4, K=cfg.array.psum_slots + 1, batch=8, grad=True, bias=False))
+    with pytest.raises(ArrayOpError, match="FXP32, intra-batch"):
+        describe(cfg, LayerOp(M=4, K=4, batch=8, grad=True, bias=False, mode=PEMode.FXP16))
+    with pytest.raises(ArrayOpError, match="FXP32, intra-batch"):
+        describe(cfg, LayerOp(M=4, K=4, batch=8, grad=True))          # a bias
+    rows = cfg.memory.act_words_per_core // cfg.array.rows
+    with pytest.raises(ArrayOpError, match=r"X\^T needs activation rows"):
+        describe(cfg, LayerOp(M=4, K=300, batch=512, grad=True, bias=False, x_base=rows - 10))

@@ -21,7 +21,7 @@ import numpy as np
 
 from fixar.config import ActFunc, ConfigError, FixarConfig, VecOp
 from fixar.golden.adam import AdamCodes, StepSize, adam_update, scalar_code
-from fixar.golden.fixed import I64, quantize, requantize, saturate
+from fixar.golden.fixed import I64, quantize, requantize, saturate, wrap
 from fixar.golden.layer import linear, transposed
 from fixar.golden.matmul import exact_matmul_lanes
 from fixar.golden.qat import LayerQuantizers
@@ -29,12 +29,16 @@ from fixar.golden.vector import noise_add, vector_op
 
 
 def weight_grad(cfg: FixarConfig, D, X) -> np.ndarray:
-    """dW = D X^T summed over the batch, one exact sum rounded into ``adam.grad``."""
+    """dW = D X^T summed over the batch, one exact sum rounded into ``adam.grad``:
+    the array's weight-gradient product (fixar.array_ops, docs/array.md)."""
     pe, gf = cfg.pe, cfg.adam.grad
     L = pe.lane_bits
     Xt = np.asarray(X, dtype=I64).T
     s_lo, s_hi = exact_matmul_lanes(D, [Xt & I64((1 << L) - 1), Xt >> I64(L)])
-    return requantize(s_hi, s_lo, L, pe.act32.frac * 2 - gf.frac, gf)
+    # the array's product: D in the weight lanes, X split in two lanes, each
+    # sum modulo 2^acc_bits (a no-op at sane batch sizes), one rounding
+    s_lo, s_hi = wrap(s_lo, pe.acc_bits), wrap(s_hi, pe.acc_bits)
+    return requantize(s_hi, s_lo, L, pe.weight.frac + pe.act32.frac - gf.frac, gf)
 
 
 def bias_grad(cfg: FixarConfig, D) -> np.ndarray:
