@@ -27,7 +27,7 @@ from amaranth.hdl import Array as MuxArray, Cat, Const, Module, Mux, Signal, uns
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import FixarConfig
+from fixar.config import ConfigError, FixarConfig
 from fixar.gen.core import ArrayCore
 from fixar.gen.ram import TwoPortRAM
 
@@ -53,6 +53,9 @@ class Array(wiring.Component):
         R, C, N = ar.rows, ar.cols, ar.cores
         self.w_rows, self.a_rows, self.b_rows = mem.weight_words // C, mem.act_words_per_core // R, \
             mem.bias_words // C
+        self.t_rows = mem.xt_words_per_core // R
+        if R < 2 or R & (R - 1):
+            raise ConfigError(f"array.rows = {R}: the feature-major memory's bank rotation needs a power of two >= 2")
         tiles = range(self.w_rows // C + 1)
         ob = pe.out.bits
         slot_bits = max((ar.psum_slots - 1).bit_length(), 1)
@@ -60,12 +63,14 @@ class Array(wiring.Component):
             "start": In(1), "busy": Out(1), "done": Out(1),
             "op_transpose": In(1), "op_intra": In(1), "op_mode": In(1), "op_func": In(2),
             "op_bias": In(1), "op_store": In(1), "op_grad": In(1), "op_batch": In(range(ar.psum_slots + 1)),
+            "op_store_t": In(1), "op_t_base": In(range(self.t_rows)),
             "op_n_ot": In(tiles), "op_n_kt": In(tiles), "op_n_kr": In(tiles),
             "op_slots": In(range(ar.psum_slots + 1)),
             "op_w_base": In(range(self.w_rows)), "op_x_base": In(range(self.a_rows)),
             "op_y_base": In(range(self.a_rows)), "op_b_base": In(range(self.b_rows)),
             "wm_we": In(1), "wm_addr": In(range(self.w_rows)), "wm_data": In(unsigned(C * pe.weight.bits)),
             "am_we": In(N), "am_addr": In(range(self.a_rows)), "am_data": In(unsigned(R * pe.act32.bits)),
+            "tm_we": In(N), "tm_addr": In(range(self.t_rows)), "tm_data": In(unsigned(R * pe.act32.bits)),
             "bm_we": In(1), "bm_addr": In(range(self.b_rows)), "bm_data": In(unsigned(C * ob)),
             "out_valid": Out(N), "out_tile": Out(tiles), "out_slot": Out(unsigned(slot_bits)),
             "out_lo": Out(unsigned(N * C * ob)), "out_hi": Out(unsigned(N * C * ob)),
@@ -79,8 +84,8 @@ class Array(wiring.Component):
         m = Module()
 
         # ---- descriptor, latched at start
-        names = ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "n_ot", "n_kt", "n_kr",
-                 "slots", "w_base", "x_base", "y_base", "b_base")
+        names = ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
+                 "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base")
         d = {n: Signal.like(getattr(self, f"op_{n}"), name=f"d_{n}") for n in names}
 
         # ---- sequencer state
@@ -96,9 +101,10 @@ class Array(wiring.Component):
         m.d.comb += [last_round.eq(j == d["n_kr"] - 1), last_step.eq(last_round & (it == d["n_ot"] - 1))]
 
         final_out = Signal()  # the op's last output is visible (from the delay line below)
+        finished = Signal()   # ... and, with store_t, its last transposed block is written
         pending = Signal(range(2))  # an op whose outputs have not all left the pipeline
-        m.d.comb += [self.busy.eq((phase != IDLE) | (pending & ~final_out)), self.done.eq(final_out)]
-        with m.If(final_out):
+        m.d.comb += [self.busy.eq((phase != IDLE) | (pending & ~finished)), self.done.eq(finished)]
+        with m.If(finished):
             m.d.sync += pending.eq(0)
 
         with m.Switch(phase):
@@ -157,6 +163,16 @@ class Array(wiring.Component):
         m.d.comb += grad_load.eq(d["grad"] & load)
 
         amem = [TwoPortRAM(R * ab, self.a_rows, f"amem_{n}") for n in range(N)]
+        # Feature-major memory per core, R banks of one word: X^T row (j, k)
+        # (batch entries j*R + r of feature k) keeps word r in bank (r + k) mod R
+        # at row t_base + j*K + k. A forward beat (one batch entry, C features)
+        # then writes one word per bank (a transposing store with no buffer),
+        # and a gradient product reads a row from all banks at one address.
+        rb = max((R - 1).bit_length(), 1)
+        tmem = [[TwoPortRAM(ab, self.t_rows, f"tmem_{n}_b{b}") for b in range(R)] for n in range(N)]
+        for n in range(N):
+            for b in range(R):
+                m.submodules[f"tmem_{n}_b{b}"] = tmem[n][b].instance
         # ---- weight memory: C banks; one read port per core (two cores per RAM instance)
         banks = [[TwoPortRAM(wb, self.w_rows, f"wmem_b{b}_p{q}") for q in range((N + 1) // 2)] for b in range(C)]
         for b in range(C):
@@ -215,9 +231,14 @@ class Array(wiring.Component):
             zero = Signal(name=f"item_zero_{n}")
             m.d.comb += zero.eq(kt >= d["n_kt"])
             m.d.comb += amem[n].a_addr.eq(d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t)
+            for b in range(R):
+                m.d.comb += tmem[n][b].a_addr.eq(d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t)
             z1 = _delay(m, zero, 1, f"item_zero_{n}")
+            k1 = _delay(m, t[:rb], 1, f"item_feature_{n}")      # word r of feature k is in bank (r + k) mod R
+            xt = Cat(*[MuxArray([tmem[n][(r + q) % R].a_data for q in range(R)])[k1] for r in range(R)])
             a = Signal(R * ab, name=f"a_{n}")
-            m.d.sync += a.eq(Mux(z1, 0, amem[n].a_data))
+            # a gradient product streams X^T from the feature-major memory
+            m.d.sync += a.eq(Mux(z1, 0, Mux(d["grad"], xt, amem[n].a_data)))
             a_data.append(a)
 
         # ---- control to the cores, PIPE cycles after the request
@@ -231,6 +252,7 @@ class Array(wiring.Component):
         out_y_addr = _delay(m, y_addr, self.LATENCY, "y_addr")
         out_tile = _delay(m, it, self.LATENCY, "tile")
         m.d.comb += final_out.eq(_delay(m, item & last_step & (t == d["slots"] - 1), self.LATENCY, "final"))
+        m.d.comb += finished.eq(final_out)
         m.d.comb += self.out_tile.eq(out_tile)
 
         cores = []
@@ -274,4 +296,23 @@ class Array(wiring.Component):
                 m.d.comb += amem[n].b_addr.eq(g_addr)
             with m.Else():
                 m.d.comb += [amem[n].b_addr.eq(out_y_addr), amem[n].b_we.eq(we), amem[n].b_wdata.eq(result)]
+
+        # ---- transposing store into the feature-major memory (see tmem above)
+        for n in range(N):
+            beat = d["store_t"] & cores[n].out_valid & ~d["intra"] & (d["mode"] == 0) & ~d["grad"] & ~d["transpose"]
+            slot = cores[n].out_slot
+            r = slot[:rb]
+            jb = slot >> rb
+            row0 = Signal(range(self.t_rows * 2 + ar.psum_slots * (self.w_rows // C + 1)), name=f"t_row_{n}")
+            m.d.comb += row0.eq(d["t_base"] + jb * (d["n_ot"] * C) + out_tile * C)
+            for b in range(R):
+                c = Signal(range(C), name=f"t_feature_{n}_{b}")     # (b - r) mod C
+                m.d.comb += c.eq(Mux(r <= b, b - r, b + C - r))
+                ram = tmem[n][b]
+                with m.If(self.tm_we[n]):
+                    m.d.comb += [ram.b_addr.eq(self.tm_addr), ram.b_we.eq(1),
+                                 ram.b_wdata.eq(self.tm_data[b * ab:(b + 1) * ab])]
+                with m.Else():
+                    m.d.comb += [ram.b_addr.eq(row0 + c), ram.b_we.eq(beat),
+                                 ram.b_wdata.eq(MuxArray([cores[n].out_lo[k * ob:(k + 1) * ob] for k in range(C)])[c])]
         return m

@@ -30,12 +30,14 @@ Parallelism:
 Weight gradients (``grad=True``): dW = D X^T for D (M x B) and X (K x B),
 rounded once into ``adam.grad``. Core n reduces over its own batch slice
 [n*S, (n+1)*S) (the slice it computed D and X for in intra-batch mode) and
-core 0 adds the cores' wide sums, as in intra-layer mode. Both operands come
-from the core's activation memory: D slot-major as the transposed product
-stored it (row ``w_base + ot*S + b``: D[ot*R .. ot*R + R-1, b], one PE row of
-a weight tile per row), X^T feature-major (row ``x_base + j*K + k``:
-X[k, j*R .. j*R + R-1] of the slice). Output slot k of tile ot carries
-dW[ot*C .. ot*C + C-1, k].
+core 0 adds the cores' wide sums, as in intra-layer mode. D comes from the
+core's activation memory, slot-major as the transposed product stored it (row
+``w_base + ot*S + b``: D[ot*R .. ot*R + R-1, b], one PE row of a weight tile
+per row); X^T from the core's X^T memory, feature-major (row
+``x_base + j*K + k``: X[k, j*R .. j*R + R-1] of the slice, word r in bank
+(r + k) mod R), which a forward product with ``store_t`` writes directly
+(row ``t_base + j*(n_ot*C) + f`` for output feature f). Output slot k of tile
+ot carries dW[ot*C .. ot*C + C-1, k].
 """
 from __future__ import annotations
 
@@ -67,6 +69,8 @@ class LayerOp:
     bias: bool = True
     store: bool = False         # write Y back to activation memory (FXP32 only)
     grad: bool = False          # weight gradient dW = D X^T (M x K) of D (M x batch), X (K x batch)
+    store_t: bool = False       # also write Y feature-major into the X^T memory (a gradient's operand)
+    t_base: int = 0             # X^T memory row of Y when store_t
     w_base: int = 0             # weight memory row of the layer's first tile row
     x_base: int = 0             # activation memory row of X (per core)
     y_base: int = 0             # activation memory row of Y when stored
@@ -93,6 +97,8 @@ class Descriptor:
     b_base: int
     grad: int = 0   # weight-gradient product
     batch: int = 0  # gradient products: batch entries per core (rows of D beyond it read as zero)
+    store_t: int = 0
+    t_base: int = 0
 
     def ports(self) -> dict[str, int]:
         return {f"op_{k}": int(v) for k, v in self.__dict__.items()}
@@ -137,6 +143,15 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                            f"array.psum_slots = {ar.psum_slots} (largest batch {ar.psum_slots * per * N})")
     if op.transpose and op.bias:
         raise ArrayOpError("the transposed product takes no bias (set bias=False)")
+    if op.store_t:
+        if mode != PEMode.FXP32 or op.transpose or op.intra_layer or cfg.pe.out != cfg.pe.act32:
+            raise ArrayOpError("store_t (the feature-major copy a weight gradient reads) needs an intra-batch "
+                               "FXP32 forward product and pe.out == pe.act32")
+        t_rows = mem.xt_words_per_core // R
+        need = math.ceil(S / R) * n_ot * C
+        if op.t_base < 0 or op.t_base + need > t_rows:
+            raise ArrayOpError(f"Y^T needs X^T-memory rows {op.t_base}..{op.t_base + need - 1} per core; "
+                               f"it has {t_rows} rows of {R} words")
     if op.store and (mode != PEMode.FXP32 or cfg.pe.out != cfg.pe.act32):
         raise ArrayOpError("store needs FXP32 mode and pe.out == pe.act32: FXP16 results need the "
                            "QAT quantizer before they can feed a layer")
@@ -155,13 +170,14 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                            f"the bias memory has {mem.bias_words // C} rows of {C} words")
     return Descriptor(transpose=int(op.transpose), intra=int(op.intra_layer), mode=int(mode), func=int(op.func),
                       bias=int(op.bias), store=int(op.store), n_ot=n_ot, n_kt=n_kt, n_kr=n_kr, slots=S,
-                      w_base=op.w_base, x_base=op.x_base, y_base=op.y_base, b_base=op.b_base)
+                      w_base=op.w_base, x_base=op.x_base, y_base=op.y_base, b_base=op.b_base,
+                      store_t=int(op.store_t), t_base=op.t_base)
 
 
 def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
     ar, mem = cfg.array, cfg.memory
     R, C, N = ar.rows, ar.cols, ar.cores
-    if op.mode != PEMode.FXP32 or op.transpose or op.intra_layer or op.bias or op.store \
+    if op.mode != PEMode.FXP32 or op.transpose or op.intra_layer or op.bias or op.store or op.store_t \
             or op.func != ActFunc.IDENTITY:
         raise ArrayOpError("a weight-gradient product is FXP32, intra-batch, with no bias, store, transpose "
                            "or activation function")
@@ -170,11 +186,12 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                            f"array.psum_slots = {ar.psum_slots}")
     S = math.ceil(op.batch / N)
     n_ot, n_kr = math.ceil(op.M / C), math.ceil(S / R)
-    a_rows = mem.act_words_per_core // R
-    for name, base, rows in (("D", op.w_base, n_ot * S), ("X^T", op.x_base, n_kr * op.K)):
-        if base < 0 or base + rows > a_rows:
-            raise ArrayOpError(f"{name} needs activation rows {base}..{base + rows - 1} per core; "
-                               f"a core's activation memory has {a_rows} rows of {R} words")
+    for name, base, rows, have, where in (
+            ("D", op.w_base, n_ot * S, mem.act_words_per_core // R, "activation memory"),
+            ("X^T", op.x_base, n_kr * op.K, mem.xt_words_per_core // R, "X^T memory")):
+        if base < 0 or base + rows > have:
+            raise ArrayOpError(f"{name} needs {where} rows {base}..{base + rows - 1} per core; "
+                               f"a core's {where} has {have} rows of {R} words")
     return Descriptor(transpose=0, intra=0, mode=0, func=int(ActFunc.IDENTITY), bias=0, store=0, n_ot=n_ot,
                       n_kt=n_kr, n_kr=n_kr, slots=op.K, w_base=op.w_base, x_base=op.x_base, y_base=0,
                       b_base=0, grad=1, batch=S)
@@ -328,9 +345,19 @@ def grad_images(cfg: FixarConfig, d: Descriptor, D: np.ndarray, X: np.ndarray, c
     Dp[:D.shape[0]] = _slice(cfg, d, D, core)
     d_rows = Dp.reshape(d.n_ot, R, d.batch).transpose(0, 2, 1).reshape(-1, R)
     Xp = np.zeros((d.slots, d.n_kr * R), dtype=np.int64)
-    Xp[:, :d.batch] = _slice(cfg, d, X, core)
+    Xp[:X.shape[0], :d.batch] = _slice(cfg, d, X, core)
     x_rows = Xp.reshape(d.slots, d.n_kr, R).transpose(1, 0, 2).reshape(-1, R)
-    return _pack(d_rows, bits), _pack(x_rows, bits)
+    return _pack(d_rows, bits), _pack(xt_banks(cfg, x_rows, d.slots), bits)
+
+
+def xt_banks(cfg: FixarConfig, rows: np.ndarray, K: int) -> np.ndarray:
+    """Feature-major rows (j, k) -> the X^T memory's bank words: word r of
+    feature k sits in bank (r + k) mod R (so a forward beat, one batch entry of
+    R features, writes one word per bank)."""
+    R = cfg.array.rows
+    k = (np.arange(len(rows)) % K)[:, None]
+    b = np.arange(R)[None, :]
+    return rows[np.arange(len(rows))[:, None], (b - k) % R]
 
 
 def unpack_grad(cfg: FixarConfig, op: LayerOp, d: Descriptor,

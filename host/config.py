@@ -307,16 +307,20 @@ class MemoryConfig:
     (docs/array.md), so each size must be a whole number of rows. FIXAR keeps
     about 2.9 KB of activations per core; here a core holds the input and
     output of a whole layer for its half of a 512 batch (400 + 300 features x
-    256 vectors), hence 1 MB per core (URAM on the U50).
+    256 vectors), hence 1 MB per core (URAM on the U50). ``xt_words_per_core``
+    holds the layer inputs a weight gradient needs, feature-major (X^T rows
+    of ``array.rows`` batch entries), as the array's transposing store writes
+    them: every input of one network for half a 512 batch.
     """
 
     weight_words: int = 262_144
     grad_words: int = 262_144
     act_words_per_core: int = 262_144
     bias_words: int = 4_096
+    xt_words_per_core: int = 262_144
 
     def __post_init__(self) -> None:
-        for name in ("weight_words", "grad_words", "act_words_per_core", "bias_words"):
+        for name in ("weight_words", "grad_words", "act_words_per_core", "bias_words", "xt_words_per_core"):
             _check_int(f"memory.{name}", getattr(self, name), 1)
 
 
@@ -396,7 +400,8 @@ class FixarConfig:
                               "layout that avoids transposes needs square tiles")
         for name, words, unit in (("weight_words", mem.weight_words, "array.cols"),
                                   ("bias_words", mem.bias_words, "array.cols"),
-                                  ("act_words_per_core", mem.act_words_per_core, "array.rows")):
+                                  ("act_words_per_core", mem.act_words_per_core, "array.rows"),
+                                  ("xt_words_per_core", mem.xt_words_per_core, "array.rows")):
             per_row = ar.cols if unit == "array.cols" else ar.rows
             if words % per_row:
                 raise ConfigError(f"memory.{name}: {words} words is not a whole number of rows of "

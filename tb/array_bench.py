@@ -28,7 +28,7 @@ from fixar.golden.layer import linear, transposed
 from fixar.tb.figures import record
 
 PRIMES = [1, 2, 3, 5, 7, 11, 13, 17, 23, 29, 31, 37]
-HOST_PORTS = ("wm_we", "am_we", "bm_we", "start")
+HOST_PORTS = ("wm_we", "am_we", "bm_we", "tm_we", "start")
 
 
 class TB:
@@ -92,11 +92,12 @@ class TB:
     async def load(self, op: LayerOp, W=None, X=None, b=None):
         """Write whichever of W, X, b are given into the memories of ``op``."""
         d = describe(self.cfg, op)
-        if op.grad:   # both operands per core: D slot-major, X^T feature-major
+        if op.grad:   # both operands per core: D slot-major, X^T feature-major (X None: on chip already)
             for n in range(self.cfg.array.cores):
-                d_rows, x_rows = grad_images(self.cfg, d, W, X, n)
+                d_rows, x_rows = grad_images(self.cfg, d, W, np.zeros((op.K, op.batch)) if X is None else X, n)
                 await self.write_rows("am", op.w_base, d_rows, we=1 << n)
-                await self.write_rows("am", op.x_base, x_rows, we=1 << n)
+                if X is not None:
+                    await self.write_rows("tm", op.x_base, x_rows, we=1 << n)
             return
         if W is not None:
             await self.write_rows("wm", op.w_base, weight_image(self.cfg, W))
@@ -206,10 +207,9 @@ def random_grad_op(tb: TB, M: int, K: int) -> LayerOp:
         else int(rng.integers(3 * R * N, 513))
     op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False)
     d = describe(cfg, op)
-    a_rows = cfg.memory.act_words_per_core // R
-    d_rows, x_rows = d.n_ot * d.batch, d.n_kr * d.slots
-    w_base = int(rng.integers(0, min(a_rows - d_rows - x_rows, 500) + 1))
-    x_base = w_base + d_rows + int(rng.integers(0, min(a_rows - w_base - d_rows - x_rows, 500) + 1))
+    a_rows, t_rows = cfg.memory.act_words_per_core // R, cfg.memory.xt_words_per_core // R
+    w_base = int(rng.integers(0, min(a_rows - d.n_ot * d.batch, 500) + 1))
+    x_base = int(rng.integers(0, min(t_rows - d.n_kr * d.slots, 500) + 1))
     return LayerOp(**{**op.__dict__, "w_base": w_base, "x_base": x_base})
 
 
@@ -247,6 +247,12 @@ async def network_forward(tb: TB, layers, batch: int, mode: PEMode, intra: bool,
     X = tb.codes(act, (layers[0][1], batch), act.frac)
     total, macs = 0, 0
     ops = []
+    # layer inputs, and where each sits feature-major on chip: the network's
+    # input (written by the bench for its gradient) first, then what the
+    # forward products store
+    R = cfg.array.rows
+    inputs, xt_bases = [], [None]
+    t_base = -(-(-(-batch // cfg.array.cores)) // R) * layers[0][1]
     for M, K, func in layers:
         op = LayerOp(M=M, K=K, batch=batch, mode=mode, func=func, intra_layer=intra, w_base=w_base,
                      b_base=b_base)
@@ -264,25 +270,34 @@ async def network_forward(tb: TB, layers, batch: int, mode: PEMode, intra: bool,
     for i, (op, (W, b)) in enumerate(zip(ops, params)):
         d = describe(cfg, op)
         y_base = x_base + d.n_kt * d.slots
-        op = LayerOp(**{**op.__dict__, "x_base": x_base, "y_base": y_base, "store": store})
+        store_t = store and not intra   # the feature-major copy a weight gradient reads
+        op = LayerOp(**{**op.__dict__, "x_base": x_base, "y_base": y_base, "store": store, "store_t": store_t,
+                        "t_base": t_base})
         if first or not store:
             await tb.load(op, X=X)
+        inputs.append(X)
+        xt_bases.append(t_base if store_t else None)   # this layer's output = the next layer's input
+        if store_t:
+            t_base += -(-d.slots // cfg.array.rows) * d.n_ot * C
         want = tb.golden(op, W, X, b)
         _, n = await tb.check(op, W, X, b, f"{label} layer {i} ({op.K}->{op.M})", want=want)
         total += n
         macs += useful_macs(op)
         X = want if store else np.clip(want >> (cfg.pe.out.frac - act.frac), act.min_int, act.max_int)
         x_base, first = y_base, False
-    return total, macs, params
+    return total, macs, params, inputs, xt_bases
 
 
-async def network_backward(tb: TB, layers, params, batch: int, mode: PEMode, label: str):
+async def network_backward(tb: TB, layers, params, batch: int, mode: PEMode, label: str,
+                           inputs=None, xt_bases=None):
     """Every layer's transposed product (W^T D, same stored weights; ``mode``)
-    and weight gradient (D X^T, FXP32: errors and gradients stay 32-bit in QAT)."""
+    and weight gradient (D X^T, FXP32: errors and gradients stay 32-bit in QAT).
+    Where the forward pass left a layer's input feature-major on chip
+    (``xt_bases``), the gradient reads it from there; else the bench writes X."""
     cfg = tb.cfg
     act = cfg.pe.act32 if mode == PEMode.FXP32 else cfg.pe.act16
     w_base, total, macs = 0, 0, 0
-    for (M, K, _), (W, _) in zip(layers, params):
+    for i, ((M, K, _), (W, _)) in enumerate(zip(layers, params)):
         op = LayerOp(M=M, K=K, batch=batch, mode=mode, transpose=True, bias=False, w_base=w_base)
         D = tb.codes(act, (M, batch), act.frac)
         await tb.load(op, X=D)
@@ -290,11 +305,19 @@ async def network_backward(tb: TB, layers, params, batch: int, mode: PEMode, lab
         total += n
         macs += useful_macs(op)
         w_base += weight_rows(cfg, M, K)
-        g = describe(cfg, LayerOp(M=M, K=K, batch=batch, grad=True, bias=False))
-        op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False, x_base=g.n_ot * g.batch)
-        D, X = tb.random_operands(op)[:2]
-        await tb.load(op, D, X)
-        _, n = await tb.check(op, D, X, None, f"{label} D X^T ({M}x{K})")
+        on_chip = xt_bases is not None and xt_bases[i] is not None
+        if on_chip:   # the stored copy is padded to whole tiles of features (zeros)
+            Kp = -(-K // cfg.array.cols) * cfg.array.cols
+            op = LayerOp(M=M, K=Kp, batch=batch, grad=True, bias=False, x_base=xt_bases[i])
+            X = np.zeros((Kp, batch), dtype=np.int64)
+            X[:K] = inputs[i]
+            D = tb.random_operands(op)[0]
+            await tb.load(op, D, None)
+        else:   # written by the bench to rows the forward products left free (row 0 on)
+            op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False)
+            D, X = tb.random_operands(op)[:2]
+            await tb.load(op, D, X)
+        _, n = await tb.check(op, D, X, None, f"{label} D X^T ({M}x{K}{', X^T stored on chip' if on_chip else ''})")
         total += n
         macs += useful_macs(op)
     return total, macs
@@ -311,8 +334,8 @@ async def test_ddpg_networks(dut):
     for mode in PEMode:
         for name, layers in (("actor", ACTOR), ("critic", CRITIC)):
             await network_forward(tb, layers, 1, mode, True, f"{name} intra-layer {mode.name}")
-            _, _, params = await network_forward(tb, layers, B, mode, False, f"{name} B={B} {mode.name}")
-            await network_backward(tb, layers, params, B, mode, f"{name} B={B} {mode.name}")
+            _, _, params, inputs, xts = await network_forward(tb, layers, B, mode, False, f"{name} B={B} {mode.name}")
+            await network_backward(tb, layers, params, B, mode, f"{name} B={B} {mode.name}", inputs, xts)
     tb.record("ddpg_networks", 12)
 
 
@@ -330,12 +353,12 @@ async def test_bench_figures(dut):
         tb.op_cycles, tb.op_wall = 0, 0.0
         cyc, macs = 0, 0
         if label == "infer":
-            c, m, _ = await network_forward(tb, ACTOR, batch, mode, True, "bench actor intra-layer")
+            c, m, *_ = await network_forward(tb, ACTOR, batch, mode, True, "bench actor intra-layer")
             cyc, macs = cyc + c, macs + m
         else:
             for layers in (ACTOR, CRITIC):
-                c, m, params = await network_forward(tb, layers, batch, mode, False, f"bench B={batch}")
-                cb, mb = await network_backward(tb, layers, params, batch, mode, f"bench B={batch}")
+                c, m, params, inputs, xts = await network_forward(tb, layers, batch, mode, False, f"bench B={batch}")
+                cb, mb = await network_backward(tb, layers, params, batch, mode, f"bench B={batch}", inputs, xts)
                 cyc, macs = cyc + c + cb, macs + m + mb
         peak = tb.cfg.array.pes * (2 if mode == PEMode.FXP16 else 1)
         tb.record("bench_workload", 1, label=label, batch=batch, mode=mode_name, workload_cycles=cyc,

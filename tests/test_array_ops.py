@@ -168,7 +168,8 @@ def test_gradient_layout_feeds_each_core_its_batch_slice(M, K, batch):
                 # weight tile: PE row r <- D row (ot, j*R + r) of the slice, zero beyond the slice
                 tile = np.array([words(d_img[ot * d.batch + j * R + r], R, bits) if j * R + r < d.batch
                                  else [0] * R for r in range(R)])            # [r (batch), c (output)]
-                xs = np.array([words(x_img[j * K + k], R, bits) for k in range(K)])  # [k, r (batch)]
+                banks = [words(x_img[j * K + k], R, bits) for k in range(K)]   # word r in bank (r + k) mod R
+                xs = np.array([[banks[k][(r + k) % R] for r in range(R)] for k in range(K)])  # [k, r (batch)]
                 total[ot * R:(ot + 1) * R] += tile.T @ xs.T
     assert np.array_equal(total[:M], D @ X.T)
 
@@ -181,6 +182,6 @@ def test_gradient_products_that_do_not_fit_are_rejected():
         describe(cfg, LayerOp(M=4, K=4, batch=8, grad=True, bias=False, mode=PEMode.FXP16))
     with pytest.raises(ArrayOpError, match="FXP32, intra-batch"):
         describe(cfg, LayerOp(M=4, K=4, batch=8, grad=True))          # a bias
-    rows = cfg.memory.act_words_per_core // cfg.array.rows
-    with pytest.raises(ArrayOpError, match=r"X\^T needs activation rows"):
+    rows = cfg.memory.xt_words_per_core // cfg.array.rows
+    with pytest.raises(ArrayOpError, match=r"X\^T needs X\^T memory rows"):
         describe(cfg, LayerOp(M=4, K=300, batch=512, grad=True, bias=False, x_base=rows - 10))
