@@ -54,6 +54,7 @@ class Array(wiring.Component):
         self.w_rows, self.a_rows, self.b_rows = mem.weight_words // C, mem.act_words_per_core // R, \
             mem.bias_words // C
         self.t_rows = mem.xt_words_per_core // R
+        self.g_rows = mem.grad_words // C
         if R < 2 or R & (R - 1):
             raise ConfigError(f"array.rows = {R}: the feature-major memory's bank rotation needs a power of two >= 2")
         tiles = range(self.w_rows // C + 1)
@@ -64,6 +65,7 @@ class Array(wiring.Component):
             "op_transpose": In(1), "op_intra": In(1), "op_mode": In(1), "op_func": In(2),
             "op_bias": In(1), "op_store": In(1), "op_grad": In(1), "op_batch": In(range(ar.psum_slots + 1)),
             "op_store_t": In(1), "op_t_base": In(range(self.t_rows)),
+            "op_gstore": In(2), "op_g_base": In(range(max(self.g_rows, self.b_rows))),
             "op_n_ot": In(tiles), "op_n_kt": In(tiles), "op_n_kr": In(tiles),
             "op_slots": In(range(ar.psum_slots + 1)),
             "op_w_base": In(range(self.w_rows)), "op_x_base": In(range(self.a_rows)),
@@ -71,6 +73,8 @@ class Array(wiring.Component):
             "wm_we": In(1), "wm_addr": In(range(self.w_rows)), "wm_data": In(unsigned(C * pe.weight.bits)),
             "am_we": In(N), "am_addr": In(range(self.a_rows)), "am_data": In(unsigned(R * pe.act32.bits)),
             "tm_we": In(N), "tm_addr": In(range(self.t_rows)), "tm_data": In(unsigned(R * pe.act32.bits)),
+            "gm_raddr": In(range(self.g_rows)), "gm_rdata": Out(unsigned(C * cfg.adam.grad.bits)),
+            "gbm_raddr": In(range(self.b_rows)), "gbm_rdata": Out(unsigned(C * cfg.adam.grad.bits)),
             "bm_we": In(1), "bm_addr": In(range(self.b_rows)), "bm_data": In(unsigned(C * ob)),
             "out_valid": Out(N), "out_tile": Out(tiles), "out_slot": Out(unsigned(slot_bits)),
             "out_lo": Out(unsigned(N * C * ob)), "out_hi": Out(unsigned(N * C * ob)),
@@ -85,6 +89,7 @@ class Array(wiring.Component):
 
         # ---- descriptor, latched at start
         names = ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
+                 "gstore", "g_base",
                  "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base")
         d = {n: Signal.like(getattr(self, f"op_{n}"), name=f"d_{n}") for n in names}
 
@@ -315,4 +320,33 @@ class Array(wiring.Component):
                 with m.Else():
                     m.d.comb += [ram.b_addr.eq(row0 + c), ram.b_we.eq(beat),
                                  ram.b_wdata.eq(MuxArray([cores[n].out_lo[k * ob:(k + 1) * ob] for k in range(C)])[c])]
+
+        # ---- gradient memories: a gradient product's beat (C outputs o of one
+        # input k) goes to the weight gradients in the weight layout (gstore 1:
+        # word (o, k) of tile (ot, k div C) in bank (o + k) mod C, so the beat is
+        # one word per bank) or, for a bias gradient (one ones-feature slot), to
+        # a bias-layout row (gstore 2). Port A reads them (host, Adam).
+        gb_bits = cfg.adam.grad.bits
+        cb = (C - 1).bit_length()
+        gmem = [TwoPortRAM(gb_bits, self.g_rows, f"gmem_b{b}") for b in range(C)]
+        gbmem = TwoPortRAM(C * gb_bits, self.b_rows, "gbmem")
+        m.submodules.gbmem = gbmem.instance
+        g_beat = d["grad"] & cores[0].out_valid
+        k = cores[0].out_slot
+        kj = k[:cb]
+        n_kc = Signal(range(ar.psum_slots + C), name="grad_n_kc")
+        m.d.comb += n_kc.eq((d["slots"] + C - 1) >> cb)
+        g_row0 = Signal(range(self.g_rows * 2 + (self.w_rows // C + 1) * ar.psum_slots * C), name="grad_row0")
+        m.d.comb += g_row0.eq(d["g_base"] + (out_tile * n_kc + (k >> cb)) * C)
+        for b in range(C):
+            m.submodules[f"gmem_b{b}"] = gmem[b].instance
+            c = Signal(range(C), name=f"grad_word_{b}")          # (b - j) mod C
+            m.d.comb += c.eq(Mux(kj <= b, b - kj, b + C - kj))
+            m.d.comb += [gmem[b].b_addr.eq(g_row0 + c), gmem[b].b_we.eq(g_beat & (d["gstore"] == 1)),
+                         gmem[b].b_wdata.eq(MuxArray([cores[0].out_lo[q * ob:(q + 1) * ob] for q in range(C)])[c]),
+                         gmem[b].a_addr.eq(self.gm_raddr)]
+        m.d.comb += [self.gm_rdata.eq(Cat(*[g.a_data for g in gmem])),
+                     gbmem.b_addr.eq(d["g_base"] + out_tile), gbmem.b_we.eq(g_beat & (d["gstore"] == 2)),
+                     gbmem.b_wdata.eq(cores[0].out_lo), gbmem.a_addr.eq(self.gbm_raddr),
+                     self.gbm_rdata.eq(gbmem.a_data)]
         return m

@@ -71,6 +71,9 @@ class LayerOp:
     grad: bool = False          # weight gradient dW = D X^T (M x K) of D (M x batch), X (K x batch)
     store_t: bool = False       # also write Y feature-major into the X^T memory (a gradient's operand)
     t_base: int = 0             # X^T memory row of Y when store_t
+    gstore: int = 0             # gradient products: keep dW in the gradient memory (1, weight layout)
+                                # or a bias gradient (K = 1, ones) in the bias-gradient memory (2)
+    g_base: int = 0             # row there (the layer's w_base / b_base, so Adam streams them together)
     w_base: int = 0             # weight memory row of the layer's first tile row
     x_base: int = 0             # activation memory row of X (per core)
     y_base: int = 0             # activation memory row of Y when stored
@@ -99,6 +102,8 @@ class Descriptor:
     batch: int = 0  # gradient products: batch entries per core (rows of D beyond it read as zero)
     store_t: int = 0
     t_base: int = 0
+    gstore: int = 0
+    g_base: int = 0
 
     def ports(self) -> dict[str, int]:
         return {f"op_{k}": int(v) for k, v in self.__dict__.items()}
@@ -186,6 +191,19 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                            f"array.psum_slots = {ar.psum_slots}")
     S = math.ceil(op.batch / N)
     n_ot, n_kr = math.ceil(op.M / C), math.ceil(S / R)
+    if op.gstore == 1:
+        need, have = weight_rows(cfg, op.M, op.K), mem.grad_words // C
+        if op.g_base < 0 or op.g_base + need > have:
+            raise ArrayOpError(f"dW ({op.M} x {op.K}) needs gradient rows {op.g_base}..{op.g_base + need - 1}; "
+                               f"the gradient memory has {have} rows of {C} words")
+    elif op.gstore == 2:
+        if op.K != 1:
+            raise ArrayOpError(f"a bias gradient is a product with one (ones) input, not K = {op.K}")
+        if op.g_base < 0 or op.g_base + n_ot > mem.bias_words // C:
+            raise ArrayOpError(f"db needs bias-gradient rows {op.g_base}..{op.g_base + n_ot - 1}; "
+                               f"there are {mem.bias_words // C} rows of {C} words")
+    elif op.gstore != 0:
+        raise ArrayOpError(f"gstore = {op.gstore}: 0 (none), 1 (weight gradient) or 2 (bias gradient)")
     for name, base, rows, have, where in (
             ("D", op.w_base, n_ot * S, mem.act_words_per_core // R, "activation memory"),
             ("X^T", op.x_base, n_kr * op.K, mem.xt_words_per_core // R, "X^T memory")):
@@ -194,7 +212,7 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                                f"a core's {where} has {have} rows of {R} words")
     return Descriptor(transpose=0, intra=0, mode=0, func=int(ActFunc.IDENTITY), bias=0, store=0, n_ot=n_ot,
                       n_kt=n_kr, n_kr=n_kr, slots=op.K, w_base=op.w_base, x_base=op.x_base, y_base=0,
-                      b_base=0, grad=1, batch=S)
+                      b_base=0, grad=1, batch=S, gstore=op.gstore, g_base=op.g_base)
 
 
 def cycles(cfg: FixarConfig, d: Descriptor, latency: int) -> int:
@@ -247,6 +265,19 @@ def weight_image(cfg: FixarConfig, W: np.ndarray) -> list[int]:
     b = np.arange(C)[None, :]
     skewed = tiles[:, i, (b - i) % C]          # [T, i, bank] = tile[T, i, (bank - i) mod C]
     return _pack(skewed.reshape(-1, C), cfg.pe.weight.bits)
+
+
+def weight_from_image(cfg: FixarConfig, rows: list[int], M: int, K: int, bits: int) -> np.ndarray:
+    """Inverse of :func:`weight_image`: memory rows (C words of ``bits``) -> M x K codes."""
+    C = cfg.array.cols
+    n_it, n_kc = math.ceil(M / C), math.ceil(K / C)
+    words = np.array([[(r >> (b * bits)) & ((1 << bits) - 1) for b in range(C)] for r in rows], dtype=np.int64)
+    words = np.where(words >> (bits - 1), words - (1 << bits), words).reshape(n_it * n_kc, C, C)
+    i = np.arange(C)[:, None]
+    j = np.arange(C)[None, :]
+    tiles = words[:, i, (i + j) % C]            # [T, i, j] = bank (i + j) mod C of row i
+    full = tiles.reshape(n_it, n_kc, C, C).transpose(0, 2, 1, 3).reshape(n_it * C, n_kc * C)
+    return full[:M, :K]
 
 
 def bias_image(cfg: FixarConfig, bias: np.ndarray) -> list[int]:

@@ -399,6 +399,7 @@ class FixarConfig:
             raise ConfigError(f"array.rows ({ar.rows}) must equal array.cols ({ar.cols}): the weight memory "
                               "layout that avoids transposes needs square tiles")
         for name, words, unit in (("weight_words", mem.weight_words, "array.cols"),
+                                  ("grad_words", mem.grad_words, "array.cols"),
                                   ("bias_words", mem.bias_words, "array.cols"),
                                   ("act_words_per_core", mem.act_words_per_core, "array.rows"),
                                   ("xt_words_per_core", mem.xt_words_per_core, "array.rows")):

@@ -21,9 +21,10 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
 from fixar.array_ops import (LayerOp, activation_image, bias_image, cycles, describe, grad_images, out_dims,
-                             unpack_outputs, useful_macs, utilization, weight_image, weight_rows)
+                             unpack_outputs, useful_macs, utilization, weight_from_image, weight_image,
+                             weight_rows)
 from fixar.config import ActFunc, FixarConfig, PEMode
-from fixar.golden.ddpg import weight_grad
+from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.layer import linear, transposed
 from fixar.tb.figures import record
 
@@ -59,6 +60,18 @@ class TB:
             we_h.value, addr_h.value, data_h.value = we, base + i, word
             await self.edge
         we_h.value = 0
+
+    async def read_rows(self, prefix: str, base: int, n: int) -> list[int]:
+        """Rows of a memory with a read port (``<prefix>_raddr``/``_rdata``, registered)."""
+        addr, data = getattr(self.dut, f"{prefix}_raddr"), getattr(self.dut, f"{prefix}_rdata")
+        out = []
+        await self.edge    # an operation's last results reach memory at the edge after its done
+        addr.value = base
+        for i in range(n):
+            await self.edge                      # the rising edge before it latched the address
+            out.append(data.value.to_unsigned())
+            addr.value = base + i + 1
+        return out
 
     # ------------------------------------------------------------ operations
     def codes(self, fmt, shape, scale_frac):
@@ -296,7 +309,8 @@ async def network_backward(tb: TB, layers, params, batch: int, mode: PEMode, lab
     (``xt_bases``), the gradient reads it from there; else the bench writes X."""
     cfg = tb.cfg
     act = cfg.pe.act32 if mode == PEMode.FXP32 else cfg.pe.act16
-    w_base, total, macs = 0, 0, 0
+    w_base, b_base, total, macs = 0, 0, 0, 0
+    gb = cfg.adam.grad.bits
     for i, ((M, K, _), (W, _)) in enumerate(zip(layers, params)):
         op = LayerOp(M=M, K=K, batch=batch, mode=mode, transpose=True, bias=False, w_base=w_base)
         D = tb.codes(act, (M, batch), act.frac)
@@ -308,18 +322,37 @@ async def network_backward(tb: TB, layers, params, batch: int, mode: PEMode, lab
         on_chip = xt_bases is not None and xt_bases[i] is not None
         if on_chip:   # the stored copy is padded to whole tiles of features (zeros)
             Kp = -(-K // cfg.array.cols) * cfg.array.cols
-            op = LayerOp(M=M, K=Kp, batch=batch, grad=True, bias=False, x_base=xt_bases[i])
+            op = LayerOp(M=M, K=Kp, batch=batch, grad=True, bias=False, x_base=xt_bases[i], gstore=1,
+                         g_base=w_base - weight_rows(cfg, M, K))
             X = np.zeros((Kp, batch), dtype=np.int64)
             X[:K] = inputs[i]
             D = tb.random_operands(op)[0]
             await tb.load(op, D, None)
         else:   # written by the bench to rows the forward products left free (row 0 on)
-            op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False)
+            op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False, gstore=1,
+                         g_base=w_base - weight_rows(cfg, M, K))
             D, X = tb.random_operands(op)[:2]
             await tb.load(op, D, X)
-        _, n = await tb.check(op, D, X, None, f"{label} D X^T ({M}x{K}{', X^T stored on chip' if on_chip else ''})")
+        dW, n = await tb.check(op, D, X, None, f"{label} D X^T ({M}x{K}{', X^T stored on chip' if on_chip else ''})")
         total += n
         macs += useful_macs(op)
+        # the gradient memory holds dW in the weight layout, where Adam will read it
+        kept = weight_from_image(cfg, await tb.read_rows("gm", op.g_base, weight_rows(cfg, M, op.K)), M, op.K, gb)
+        bad = np.argwhere(kept != dW)
+        assert len(bad) == 0, (f"{label}: the gradient memory does not hold dW ({M}x{K}): {len(bad)} words "
+                               f"differ, e.g. dW[{bad[0][0]}, {bad[0][1]}] = {dW[tuple(bad[0])]}, "
+                               f"kept {kept[tuple(bad[0])]}" if len(bad) else "")
+        # the bias gradient: the same product with one input of ones (1.0), kept in bias layout
+        ones = np.full((1, batch), 1 << cfg.pe.act32.frac, dtype=np.int64)
+        op = LayerOp(M=M, K=1, batch=batch, grad=True, bias=False, gstore=2, g_base=b_base)
+        await tb.load(op, D, ones)
+        db, n = await tb.check(op, D, ones, None, f"{label} db ({M})", want=bias_grad(cfg, D)[:, None])
+        total += n
+        rows = await tb.read_rows("gbm", b_base, -(-M // cfg.array.cols))
+        kept = np.array([(r >> (c * gb)) & ((1 << gb) - 1) for r in rows for c in range(cfg.array.cols)])[:M]
+        assert np.array_equal(np.where(kept >> (gb - 1), kept - (1 << gb), kept), db[:, 0]), \
+            f"{label}: the bias-gradient memory does not hold db ({M})"
+        b_base += -(-M // cfg.array.cols)
     return total, macs
 
 

@@ -185,3 +185,12 @@ def test_gradient_products_that_do_not_fit_are_rejected():
     rows = cfg.memory.xt_words_per_core // cfg.array.rows
     with pytest.raises(ArrayOpError, match=r"X\^T needs X\^T memory rows"):
         describe(cfg, LayerOp(M=4, K=300, batch=512, grad=True, bias=False, x_base=rows - 10))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (13, 29)])
+def test_weight_image_round_trips(shape):
+    from fixar.array_ops import weight_from_image
+
+    cfg = load("small")
+    W = np.random.default_rng(3).integers(-2 ** 31, 2 ** 31, shape)
+    assert np.array_equal(weight_from_image(cfg, weight_image(cfg, W), *shape, cfg.pe.weight.bits), W)
