@@ -305,17 +305,23 @@ class MemoryConfig:
     Weights live in ``array.cols`` banks, activations in rows of
     ``array.rows`` words per core, biases in rows of ``array.cols`` words
     (docs/array.md), so each size must be a whole number of rows. FIXAR keeps
-    about 2.9 KB of activations per core; here a core holds the input and
-    output of a whole layer for its half of a 512 batch (400 + 300 features x
-    256 vectors), hence 1 MB per core (URAM on the U50). ``xt_words_per_core``
+    about 2.9 KB of activations per core; here a core holds every tensor a
+    whole training step keeps alive for its half of a 512 batch (the program
+    compiler's liveness allocation peaks at 35 328 rows of 16 words for the
+    400-300 networks), hence 2.25 MB per core (URAM on the U50). ``xt_words_per_core``
     holds the layer inputs a weight gradient needs, feature-major (X^T rows
     of ``array.rows`` batch entries), as the array's transposing store writes
-    them: every input of one network for half a 512 batch.
+    them: every input of one network for half a 512 batch. FIXAR's 1.05 MB
+    of weights is one copy of the 400-300 actor and critic; here the weight
+    memory also holds the target networks (which the TD target's forward
+    passes read through the array) and zero padding to whole tiles: 2.5 MB
+    (4 x 4 452 tile rows of 16 words at HalfCheetah's sizes), and the gradient
+    memory mirrors the online networks' rows (1.25 MB).
     """
 
-    weight_words: int = 262_144
-    grad_words: int = 262_144
-    act_words_per_core: int = 262_144
+    weight_words: int = 655_360   # online and target actor and critic, 400-300, padded to 16 x 16 tiles
+    grad_words: int = 327_680     # gradients (and Adam moments) of the online networks
+    act_words_per_core: int = 589_824
     bias_words: int = 4_096
     xt_words_per_core: int = 262_144
 

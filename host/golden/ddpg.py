@@ -184,16 +184,21 @@ class FixedDDPG:
         grads, _ = self._backward(self.critic, c_acts, dq)
         return grads, q, y
 
+    def actor_error_code(self) -> int:
+        """-2^k / B in pe.act32: the error the actor's backward starts from at
+        the critic's output (k = adam.actor_grad_scale_log2)."""
+        cfg, fmt = self.cfg, self.cfg.pe.act32
+        k = cfg.adam.actor_grad_scale_log2
+        return -int(requantize(I64(0), I64(self.loss_scale), 0, cfg.vector.coef_frac - fmt.frac + 1 - k, fmt))
+
     def actor_gradients(self, S):
         """Actor parameter gradients of -mean Q(s, mu(s)), times 2^adam.actor_grad_scale_log2:
         dQ/da backpropagated through the critic (which is not updated), then through tanh."""
-        cfg, fmt = self.cfg, self.cfg.pe.act32
+        cfg = self.cfg
         a_acts = self.actor.forward(cfg, S, self._q("actor"), track=True)
         mu = a_acts[-1]
         qa_acts = self.critic.forward(cfg, np.vstack([S, mu]), self._q("critic"))
-        k = cfg.adam.actor_grad_scale_log2
-        inv_b = requantize(I64(0), I64(self.loss_scale), 0, cfg.vector.coef_frac - fmt.frac + 1 - k, fmt)  # 2^k / B
-        d_out = -np.full((1, S.shape[1]), inv_b, dtype=I64)
+        d_out = np.full((1, S.shape[1]), self.actor_error_code(), dtype=I64)
         _, dx = self._backward(self.critic, qa_acts, d_out, want_input=True)
         da = dx[self.obs_dim:]
         d_mu = vector_op(cfg, VecOp.DTANH, da, mu)

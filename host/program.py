@@ -1,0 +1,316 @@
+"""The training program: one DDPG step as a list of instructions for the
+accelerator's units, with every tensor placed in a memory (docs/program.md).
+
+``compile_ddpg`` turns the networks (sizes, batch, hyper-parameter names)
+and the config into a :class:`Program`: array operations (``fixar.array_ops``
+descriptors: forward, transposed and gradient products), vector-unit
+operations (``fixar.config.VecOp``) and Adam and soft-update passes, each
+naming its operands. Tensors get addresses from a bump allocator per memory;
+anything that does not fit is a :class:`ProgramError` naming the tensor, the
+memory, the rows needed and the rows there are. The golden model executes
+the same instructions (``fixar.golden.program``); the controller (RTL, to
+come) will execute their encoding.
+
+Layout rules the compiler follows so that concatenations cost nothing:
+the critic's input [s; a] keeps s in the first ceil(obs / R) feature tiles
+and a from the next tile on, so the actor's output can be stored straight into
+it; the critic's first weight matrix gets matching zero columns (their
+gradients are zero and Adam leaves them zero, so nothing changes bit-wise).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from fixar.array_ops import ArrayOpError, LayerOp, describe, weight_rows
+from fixar.config import ActFunc, FixarConfig, VecOp
+
+
+class ProgramError(ValueError):
+    """A network or batch that the accelerator's memories or units cannot take."""
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A named tensor in one memory. Activation-like tensors (``A``: slot-major
+    per core, ``T``: feature-major per core) are features x batch; ``W`` and
+    ``B`` hold weights and biases (their gradients and Adam moments sit at the
+    same rows of the mirrored memories)."""
+
+    name: str
+    space: str      # W, B, A, T
+    base: int       # first row
+    rows: int
+    shape: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Matmul:
+    op: LayerOp
+    w: str          # weight tensor (W space)
+    b: str | None   # bias tensor (B space)
+    x: str          # input (A space)
+    y: str | None   # stored output (A space), or None
+    yt: str | None = None   # feature-major copy of the output (T space)
+    y_tile: int = 0         # first feature tile of y the output goes to
+
+
+@dataclass(frozen=True)
+class Grad:
+    op: LayerOp
+    d: str          # error (A space, slot-major)
+    x: str | None   # input (T space); None: the ones row (bias gradient)
+    param: str      # the parameter whose gradient this is (W or B space)
+    ones: str | None = None  # the ones row (T space) of a bias gradient
+
+
+@dataclass(frozen=True)
+class Vec:
+    """y = op(a, b) element-wise over feature tiles of slot-major tensors:
+    a's tiles from ``a_tile``, b's from ``b_tile``, y's from 0, ``n_tiles``
+    of them (None: all of y's), on every core's slice."""
+
+    op: VecOp
+    a: str
+    b: str | None
+    y: str
+    coef: str | None = None     # name of a scalar code (gamma, tau, loss_scale, noise)
+    flag: str | None = None     # tensor whose non-zero entries set the flags (TD's done)
+    a_tile: int = 0
+    b_tile: int = 0
+    n_tiles: int | None = None
+
+
+@dataclass(frozen=True)
+class Adam:
+    net: str                    # actor or critic: all its weight and bias rows
+    lr: str                     # name of the step-size code for this update
+
+
+@dataclass(frozen=True)
+class Soft:
+    net: str                    # target <- target + tau (online - target), weights and biases
+
+
+@dataclass
+class Program:
+    instrs: list = field(default_factory=list)
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    nets: dict[str, list[tuple[str, str, ActFunc]]] = field(default_factory=dict)  # net -> [(W, b, func)]
+    inputs: dict[str, str] = field(default_factory=dict)   # host-written: role -> tensor
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+_WHAT = {"W": "weight memory", "G": "gradient (and Adam moment) memory", "B": "bias memory",
+         "A": "activation memory (per core)", "T": "feature-major memory (per core)"}
+
+
+def _limits(cfg: FixarConfig) -> dict[str, int]:
+    R, C, mem = cfg.array.rows, cfg.array.cols, cfg.memory
+    return {"W": mem.weight_words // C, "G": mem.grad_words // C, "B": mem.bias_words // C,
+            "A": mem.act_words_per_core // R, "T": mem.xt_words_per_core // R}
+
+
+def _too_big(name: str, space: str, rows: int, base: int, limit: int) -> ProgramError:
+    return ProgramError(f"{name} needs {rows} rows of the {_WHAT[space]} at row {base}; it has {limit} rows "
+                        "(raise memory sizes in the config, or use smaller networks or batch)")
+
+
+def _uses(ins) -> tuple[list[str], list[str]]:
+    """(tensors read, tensors written) of one instruction."""
+    if isinstance(ins, Matmul):
+        return [ins.x], [t for t in (ins.y, ins.yt) if t]
+    if isinstance(ins, Grad):
+        return [ins.d, ins.x or ins.ones], []
+    if isinstance(ins, Vec):
+        return [t for t in (ins.a, ins.b, ins.flag) if t], [ins.y]
+    return [], []
+
+
+def _allocate(cfg: FixarConfig, p: Program) -> None:
+    """Rows for the activation-like tensors by liveness: a tensor lives from
+    the instruction that first writes it (host inputs: from the start) to the
+    last that reads it, and takes the lowest rows free for all of that time
+    (two tensors of one instruction never share rows)."""
+    limits = _limits(cfg)
+    n = len(p.instrs)
+    life: dict[str, list[int]] = {t: [0, n] for t in p.inputs.values()}
+    for i, ins in enumerate(p.instrs):
+        reads, writes = _uses(ins)
+        for t in writes:
+            life.setdefault(t, [i, i])
+        for t in reads + writes:
+            if t not in life:
+                raise AssertionError(f"compiler bug: {t} read before it is written")
+            life[t][1] = max(life[t][1], i)
+    placed: dict[str, list[tuple[int, int, int, int]]] = {"A": [], "T": []}   # (base, rows, start, end)
+    for name in sorted(life, key=lambda t: (life[t][0], t)):
+        t = p.tensors[name]
+        start, end = life[name]
+        busy = sorted((b, b + r) for b, r, s0, e0 in placed[t.space] if not (e0 < start or end < s0))
+        base = 0
+        for lo, hi in busy:
+            if base + t.rows <= lo:
+                break
+            base = max(base, hi)
+        if base + t.rows > limits[t.space]:
+            raise _too_big(name, t.space, t.rows, base, limits[t.space])
+        placed[t.space].append((base, t.rows, start, end))
+        p.tensors[name] = Tensor(name, t.space, base, t.rows, t.shape)
+
+
+def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int) -> Program:
+    """The FXP32 DDPG training step of docs/training.md for actor
+    obs -> hidden -> act (ReLU, tanh) and critic obs+act -> hidden -> 1."""
+    R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
+    if R != C:
+        raise ProgramError("the program needs square tiles (array.rows == array.cols)")
+    for name, v in (("obs_dim", obs_dim), ("act_dim", act_dim), ("batch", batch), *(("hidden", h) for h in hidden)):
+        if int(v) < 1:
+            raise ProgramError(f"{name} = {v}: must be at least 1")
+    S = math.ceil(batch / N)
+    tiles = lambda n: math.ceil(n / R)
+    obs_p = tiles(obs_dim) * R                 # s padded to whole tiles; a starts at a tile
+    p = Program()
+    limits = _limits(cfg)
+    bump = {"W": 0, "B": 0}
+
+    def tensor(name, space, shape, rows):
+        assert name not in p.tensors, f"compiler bug: tensor {name} allocated twice"
+        base = -1                              # activation-like tensors: placed by liveness at the end
+        if space in bump:
+            base = bump[space]
+            if base + rows > limits[space]:
+                raise _too_big(name, space, rows, base, limits[space])
+            if space == "W" and not name.split(".")[0].endswith("_t") and base + rows > limits["G"]:
+                raise _too_big(name, "G", rows, base, limits["G"])   # gradients, moments mirror W's rows
+            bump[space] = base + rows
+        p.tensors[name] = Tensor(name, space, base, rows, shape)
+        return name
+
+    def act(name, features):      # slot-major, per core: one row per (feature tile, slot)
+        return tensor(name, "A", (features, batch), tiles(features) * S)
+
+    def act_t(name, features):    # feature-major, per core: one row per (batch tile, feature)
+        return tensor(name, "T", (tiles(features) * R, batch), tiles(S) * tiles(features) * R)
+
+    funcs = {"actor": [ActFunc.RELU] * len(hidden) + [ActFunc.TANH],
+             "critic": [ActFunc.RELU] * len(hidden) + [ActFunc.IDENTITY]}
+    sizes = {"actor": [obs_dim, *hidden, act_dim], "critic": [obs_p + act_dim, *hidden, 1]}
+    for net in ("actor", "critic", "actor_t", "critic_t"):
+        base = net.removesuffix("_t")
+        layers = []
+        for i, (k, mm) in enumerate(zip(sizes[base], sizes[base][1:])):
+            w = tensor(f"{net}.W{i}", "W", (mm, k), weight_rows(cfg, mm, k))
+            b = tensor(f"{net}.b{i}", "B", (mm,), tiles(mm))
+            layers.append((w, b, funcs[base][i]))
+        p.nets[net] = layers
+
+    # host-written batch tensors
+    smu = act("[s;mu]", obs_p + act_dim)        # the host writes s; the actor adds mu
+    s_t = act_t("s^T", obs_dim)
+    sa = act("[s;a]", obs_p + act_dim)
+    sa_t = act_t("[s;a]^T", obs_p + act_dim)
+    s2mu = act("[s2;mu']", obs_p + act_dim)
+    r = act("r", 1)
+    done = act("done", 1)
+    ones = act_t("ones^T", 1)
+    d_actor = act("-2^k/B", 1)
+    p.inputs = {"s": smu, "s^T": s_t, "[s;a]": sa, "[s;a]^T": sa_t, "s2": s2mu, "r": r, "done": done,
+                "ones": ones, "actor_error": d_actor}
+
+    def forward(net, x, out=None, out_tile=0, keep_t=False, tag=""):
+        """Chained forward pass from x (its first feature tiles); the last layer's
+        output goes to ``out`` from feature tile ``out_tile`` when given. Returns
+        the stored outputs and their feature-major copies (``keep_t``)."""
+        outs, outs_t = [], []
+        for i, (w, b, f) in enumerate(p.nets[net]):
+            mm, k = p.tensors[w].shape
+            last = i == len(p.nets[net]) - 1
+            y = out if (last and out) else act(f"{net}{tag}.y{i}", mm)
+            yt = act_t(f"{net}{tag}.y{i}^T", mm) if keep_t and not last else None
+            op = LayerOp(M=mm, K=k, batch=batch, func=f, store=True, store_t=yt is not None)
+            p.instrs.append(Matmul(op, w, b, x, y, yt, out_tile if (last and out) else 0))
+            outs.append(y)
+            outs_t.append(yt)
+            x = y
+        return outs, outs_t
+
+    def backward(net, d, xs, xs_t, want_input=False, grads=True, tag=""):
+        """Backward from error d at the last layer's output (pre-activation);
+        returns the stored input error when ``want_input``."""
+        layers = p.nets[net]
+        for i in range(len(layers) - 1, -1, -1):
+            w, b, _ = layers[i]
+            mm, k = p.tensors[w].shape
+            if grads:
+                op = LayerOp(M=mm, K=tiles(k) * R, batch=batch, grad=True, bias=False, gstore=1)
+                p.instrs.append(Grad(op, d, xs_t[i], w))
+                op = LayerOp(M=mm, K=1, batch=batch, grad=True, bias=False, gstore=2)
+                p.instrs.append(Grad(op, d, None, b, ones=ones))
+            if i == 0 and not want_input:
+                return None
+            raw = act(f"{net}{tag}.e{i}", k)
+            op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True)
+            p.instrs.append(Matmul(op, w, None, d, raw))
+            if i == 0:
+                return raw
+            masked = act(f"{net}{tag}.d{i - 1}", k)
+            p.instrs.append(Vec(VecOp.RELU_MASK, raw, xs[i], masked))
+            d = masked
+        return None
+
+    a_tile = tiles(obs_dim)                      # the action's feature tile in [s; a]
+    # 1. TD target: mu' goes into the action tile of [s2; mu']
+    forward("actor_t", s2mu, out=s2mu, out_tile=a_tile)
+    (*_, q2), _ = forward("critic_t", s2mu)
+    y = act("y", 1)
+    p.instrs.append(Vec(VecOp.TD, r, q2, y, coef="gamma", flag=done))
+    # 2. critic update
+    c_outs, c_outs_t = forward("critic", sa, keep_t=True)
+    dq0, dq = act("q-y", 1), act("dq", 1)
+    p.instrs.append(Vec(VecOp.SUB, c_outs[-1], y, dq0))
+    p.instrs.append(Vec(VecOp.SCALE, dq0, None, dq, coef="loss_scale"))
+    backward("critic", dq, [sa] + c_outs[:-1], [sa_t] + c_outs_t[:-1])
+    p.instrs.append(Adam("critic", "critic_lr"))
+    # 3. actor update through the updated critic: mu into the action tile of [s; mu]
+    a_outs, a_outs_t = forward("actor", smu, out=smu, out_tile=a_tile, keep_t=True)
+    qa_outs, _ = forward("critic", smu, tag="(s,mu)")
+    dx = backward("critic", d_actor, [smu] + qa_outs[:-1], None, want_input=True, grads=False, tag="(s,mu)")
+    d_mu = act("dmu", act_dim)
+    p.instrs.append(Vec(VecOp.DTANH, dx, smu, d_mu, a_tile=a_tile, b_tile=a_tile))
+    backward("actor", d_mu, [smu] + a_outs[:-1], [s_t] + a_outs_t[:-1])
+    p.instrs.append(Adam("actor", "actor_lr"))
+    # 4. targets
+    p.instrs.append(Soft("actor"))
+    p.instrs.append(Soft("critic"))
+    p.outputs = {"q": c_outs[-1], "y": y}
+    _allocate(cfg, p)
+    p.instrs = [_addressed(cfg, p, ins, S) for ins in p.instrs]
+    return p
+
+
+def _addressed(cfg: FixarConfig, p: Program, ins, S: int):
+    """The instruction with its array descriptor's memory rows filled in, checked."""
+    T = p.tensors
+    if isinstance(ins, Matmul):
+        rows = {"w_base": T[ins.w].base, "x_base": T[ins.x].base,
+                "y_base": T[ins.y].base + ins.y_tile * S if ins.y else 0,
+                "b_base": T[ins.b].base if ins.b else 0, "t_base": T[ins.yt].base if ins.yt else 0}
+        what = f"{ins.w}{'^T' if ins.op.transpose else ''} product"
+    elif isinstance(ins, Grad):
+        rows = {"w_base": T[ins.d].base, "x_base": T[ins.x or ins.ones].base, "g_base": T[ins.param].base}
+        what = f"gradient of {ins.param}"
+    else:
+        return ins
+    op = LayerOp(**{**ins.op.__dict__, **rows})
+    return dataclasses.replace(ins, op=_op(cfg, op, what))
+
+
+def _op(cfg: FixarConfig, op: LayerOp, what: str) -> LayerOp:
+    try:
+        describe(cfg, op)
+    except ArrayOpError as exc:
+        raise ProgramError(f"{what}: {exc}") from None
+    return op

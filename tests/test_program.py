@@ -1,0 +1,109 @@
+"""The training program: the compiler's errors, and the golden model running
+the compiled program step for step equal to FixedDDPG, bit for bit."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+
+from fixar.config import load
+from fixar.golden.fixed import I64, quantize
+from fixar.golden.program import ProgramState, execute
+from fixar.program import Adam, Grad, Matmul, ProgramError, Soft, Vec, compile_ddpg
+from fixar.rl.golden_backend import GoldenBackend
+from fixar.rl.hyper import Hyper
+
+CFG = load("small")
+
+
+def _program_params(ddpg, p, obs, obs_p):
+    """FixedDDPG's parameters in the program's tensors (critic W0 with zero columns for s's padding)."""
+    out = {}
+    for net in ("actor", "critic", "actor_t", "critic_t"):
+        model = getattr(ddpg, net)
+        for i, ((w, b, _), W, bias) in enumerate(zip(p.nets[net], model.W, model.b)):
+            if net.startswith("critic") and i == 0:
+                Wp = np.zeros(p.tensors[w].shape, dtype=I64)
+                Wp[:, :obs], Wp[:, obs_p:obs_p + W.shape[1] - obs] = W[:, :obs], W[:, obs:]
+                W = Wp
+            out[w], out[b] = W.copy(), bias.copy()
+    return out
+
+
+def _squeeze(name, value, obs, obs_p):
+    if name.startswith("critic") and name.endswith(".W0"):
+        return np.hstack([value[:, :obs], value[:, obs_p:]])
+    return value
+
+
+@pytest.mark.parametrize("obs, act, hidden, batch", [(3, 1, (8, 8), 16), (5, 6, (6, 9), 11), (8, 2, (32, 32), 8)])
+def test_program_step_equals_fixed_ddpg(obs, act, hidden, batch):
+    hp = dataclasses.replace(Hyper(), hidden=hidden, batch=batch)
+    backend = GoldenBackend(obs, act, hp, seed=3, cfg=CFG)
+    ddpg = backend.ddpg
+    R = CFG.array.rows
+    obs_p = -(-obs // R) * R
+    p = compile_ddpg(CFG, obs, act, hidden, batch)
+    st = ProgramState(CFG, p, batch)
+    for name, v in _program_params(ddpg, p, obs, obs_p).items():
+        st.t[name] = v
+    rng = np.random.default_rng(7)
+    fmt = CFG.pe.act32
+    one = 1 << fmt.frac
+    for step in range(3):
+        S = quantize(rng.normal(size=(obs, batch)), fmt)
+        A = quantize(rng.uniform(-1, 1, (act, batch)), fmt)
+        Rw = quantize(rng.normal(size=(1, batch)), fmt)
+        S2 = quantize(rng.normal(size=(obs, batch)), fmt)
+        done = rng.random(batch) < 0.2
+        lr = {name: copy.deepcopy(sched).next() for name, sched in ddpg.steps.items()}
+        # the host's writes for this step
+        st.write("[s;mu]", S)
+        st.write("s^T", S)
+        for name in ("[s;a]", "[s;a]^T"):
+            st.write(name, S)
+            st.write(name, A, obs_p)
+        st.write("[s2;mu']", S2)
+        st.write("r", Rw)
+        st.write("done", np.where(done, one, 0)[None, :])
+        st.write("ones^T", np.full((1, batch), one))
+        st.write("-2^k/B", np.full((1, batch), ddpg.actor_error_code()))
+        execute(st, {"gamma": ddpg.gamma, "tau": ddpg.tau, "loss_scale": ddpg.loss_scale,
+                     "critic_lr": lr["critic"], "actor_lr": lr["actor"]}, ddpg.adam)
+        ddpg.train(S, A, Rw[0], S2, done)
+        want = _program_params(ddpg, p, obs, obs_p)
+        for name, value in want.items():
+            assert np.array_equal(st.t[name], value), f"step {step}: {name} differs"
+        for net in ("actor", "critic"):
+            m, v = ddpg.moments[net]
+            names = [n for w, b, _ in p.nets[net] for n in (w, b)]
+            got_m = np.concatenate([_squeeze(n, st.m[n], obs, obs_p).ravel() for n in names])
+            got_v = np.concatenate([_squeeze(n, st.v[n], obs, obs_p).ravel() for n in names])
+            assert np.array_equal(got_m, m) and np.array_equal(got_v, v), f"step {step}: {net} moments differ"
+
+
+def test_program_uses_every_unit_once_per_layer():
+    p = compile_ddpg(CFG, 3, 1, (8, 8), 16)
+    kinds = [type(i) for i in p.instrs]
+    # 3 target forwards x 2 nets + critic + actor + critic(s, mu) forwards; backward
+    # products: critic 2, through the critic 3, actor 2; gradients: 2 per layer, 6 layers
+    assert kinds.count(Matmul) == 3 + 3 + 3 + 3 + 3 + 2 + 3 + 2
+    assert kinds.count(Grad) == 12
+    assert kinds.count(Adam) == 2 and kinds.count(Soft) == 2
+    assert kinds.count(Vec) == 1 + 2 + 2 + 2 + 1 + 2   # TD, loss, masks, dtanh
+
+
+def test_networks_that_do_not_fit_are_rejected_clearly():
+    default = load("default")
+    with pytest.raises(ProgramError, match=r"actor.W1 needs 200000 rows of the weight .* it has 65536 rows"):
+        compile_ddpg(CFG, 17, 6, (400, 2000), 64)
+    with pytest.raises(ProgramError, match=r"gradient of critic.W1: .* K = 608 inputs needs 608 partial-sum slots; array.psum_slots = 512"):
+        compile_ddpg(default, 17, 6, (600, 30), 8)
+    tight = default.variant(memory=dataclasses.replace(default.memory, act_words_per_core=16 * 4000))
+    with pytest.raises(ProgramError, match=r"needs \d+ rows of the activation memory \(per core\)"):
+        compile_ddpg(tight, 17, 6, (400, 300), 512)
+    with pytest.raises(ProgramError, match="batch = 0"):
+        compile_ddpg(CFG, 17, 6, (8, 8), 0)
+    compile_ddpg(default, 17, 6, (400, 300), 512)   # FIXAR's workload fits the default config
