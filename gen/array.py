@@ -76,6 +76,10 @@ class Array(wiring.Component):
             "gm_raddr": In(range(self.g_rows)), "gm_rdata": Out(unsigned(C * cfg.adam.grad.bits)),
             "gbm_raddr": In(range(self.b_rows)), "gbm_rdata": Out(unsigned(C * cfg.adam.grad.bits)),
             "bm_we": In(1), "bm_addr": In(range(self.b_rows)), "bm_data": In(unsigned(C * ob)),
+            # reads through the same ports while idle (registered: data the cycle after the address)
+            "wm_re": In(1), "wm_rdata": Out(unsigned(C * pe.weight.bits)),
+            "am_re": In(N), "am_rdata": Out(unsigned(N * R * pe.act32.bits)),
+            "bm_rdata": Out(unsigned(C * ob)),
             "out_valid": Out(N), "out_tile": Out(tiles), "out_slot": Out(unsigned(slot_bits)),
             "out_lo": Out(unsigned(N * C * ob)), "out_hi": Out(unsigned(N * C * ob)),
         })
@@ -200,7 +204,7 @@ class Array(wiring.Component):
                 if n % 2 == 0:
                     m.d.comb += ram.a_addr.eq(addr)
                 else:
-                    m.d.comb += ram.b_addr.eq(Mux(self.wm_we, self.wm_addr, addr))
+                    m.d.comb += ram.b_addr.eq(Mux(self.wm_we | self.wm_re, self.wm_addr, addr))
             w_zero.append(_delay(m, zero, 1, f"load_zero_{n}"))
         for b in range(C):
             for ram in banks[b]:
@@ -297,6 +301,8 @@ class Array(wiring.Component):
             we = store & Mux(d["intra"], cores[0].out_valid, cores[n].out_valid)
             with m.If(self.am_we[n]):
                 m.d.comb += [amem[n].b_addr.eq(self.am_addr), amem[n].b_we.eq(1), amem[n].b_wdata.eq(self.am_data)]
+            with m.Elif(self.am_re[n]):
+                m.d.comb += amem[n].b_addr.eq(self.am_addr)
             with m.Elif(d["grad"]):
                 m.d.comb += amem[n].b_addr.eq(g_addr)
             with m.Else():
@@ -349,4 +355,8 @@ class Array(wiring.Component):
                      gbmem.b_addr.eq(d["g_base"] + out_tile), gbmem.b_we.eq(g_beat & (d["gstore"] == 2)),
                      gbmem.b_wdata.eq(cores[0].out_lo), gbmem.a_addr.eq(self.gbm_raddr),
                      self.gbm_rdata.eq(gbmem.a_data)]
+
+        # ---- host-side reads (port B; the array must be idle)
+        m.d.comb += [self.wm_rdata.eq(Cat(*[banks[b][0].b_data for b in range(C)])),
+                     self.am_rdata.eq(Cat(*[a.b_data for a in amem])), self.bm_rdata.eq(bmem.b_data)]
         return m

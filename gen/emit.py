@@ -21,6 +21,7 @@ from fixar.gen.adam import AdamUnit
 from fixar.gen.array import Array
 from fixar.gen.pe import PE
 from fixar.gen.prng import Xorshift32
+from fixar.gen.trainer import Trainer
 from fixar.gen.vector import VectorUnit
 
 
@@ -49,6 +50,7 @@ def designs(cfg: FixarConfig, array: bool = False) -> dict:
     if array:
         found["fixar_array"] = (lambda: Array(cfg), {"latency": Array.LATENCY, "pipe": Array.PIPE,
                                                      "sources": [ram.VERILOG.name]})
+        found["fixar_trainer"] = (lambda: Trainer(cfg), {"latency": 0, "sources": [ram.VERILOG.name]})
     return found
 
 

@@ -267,12 +267,16 @@ def weight_image(cfg: FixarConfig, W: np.ndarray) -> list[int]:
     return _pack(skewed.reshape(-1, C), cfg.pe.weight.bits)
 
 
-def weight_from_image(cfg: FixarConfig, rows: list[int], M: int, K: int, bits: int) -> np.ndarray:
-    """Inverse of :func:`weight_image`: memory rows (C words of ``bits``) -> M x K codes."""
+def weight_from_image(cfg: FixarConfig, rows: list[int], M: int, K: int, bits: int,
+                      signed: bool = True) -> np.ndarray:
+    """Inverse of :func:`weight_image`: memory rows (C words of ``bits``) -> M x K codes
+    (also for the gradients and Adam moments kept at the weights' rows)."""
     C = cfg.array.cols
     n_it, n_kc = math.ceil(M / C), math.ceil(K / C)
     words = np.array([[(r >> (b * bits)) & ((1 << bits) - 1) for b in range(C)] for r in rows], dtype=np.int64)
-    words = np.where(words >> (bits - 1), words - (1 << bits), words).reshape(n_it * n_kc, C, C)
+    if signed:
+        words = np.where(words >> (bits - 1), words - (1 << bits), words)
+    words = words.reshape(n_it * n_kc, C, C)
     i = np.arange(C)[:, None]
     j = np.arange(C)[None, :]
     tiles = words[:, i, (i + j) % C]            # [T, i, j] = bank (i + j) mod C of row i
@@ -375,10 +379,32 @@ def grad_images(cfg: FixarConfig, d: Descriptor, D: np.ndarray, X: np.ndarray, c
     Dp = np.zeros((d.n_ot * R, d.batch), dtype=np.int64)
     Dp[:D.shape[0]] = _slice(cfg, d, D, core)
     d_rows = Dp.reshape(d.n_ot, R, d.batch).transpose(0, 2, 1).reshape(-1, R)
-    Xp = np.zeros((d.slots, d.n_kr * R), dtype=np.int64)
-    Xp[:X.shape[0], :d.batch] = _slice(cfg, d, X, core)
-    x_rows = Xp.reshape(d.slots, d.n_kr, R).transpose(1, 0, 2).reshape(-1, R)
-    return _pack(d_rows, bits), _pack(xt_banks(cfg, x_rows, d.slots), bits)
+    return _pack(d_rows, bits), feature_major_image(cfg, X, op_batch_total(cfg, d), core, d.slots)
+
+
+def op_batch_total(cfg: FixarConfig, d: Descriptor) -> int:
+    return d.batch * cfg.array.cores
+
+
+def feature_major_image(cfg: FixarConfig, X: np.ndarray, batch: int, core: int, K: int | None = None) -> list[int]:
+    """The X^T memory rows of core ``core`` for X (features x batch): row j*K + k
+    holds X[k, slice j*R ..] (K: the row stride, default X's feature count)."""
+    R, N = cfg.array.rows, cfg.array.cores
+    S = math.ceil(batch / N)
+    K = X.shape[0] if K is None else K
+    n_kr = math.ceil(S / R)
+    Xp = np.zeros((K, n_kr * R), dtype=np.int64)
+    part = np.asarray(X)[:, core * S:(core + 1) * S]
+    Xp[:part.shape[0], :part.shape[1]] = part
+    rows = Xp.reshape(K, n_kr, R).transpose(1, 0, 2).reshape(-1, R)
+    return _pack(xt_banks(cfg, rows, K), cfg.pe.act32.bits)
+
+
+def slot_major_image(cfg: FixarConfig, X: np.ndarray, batch: int, core: int) -> list[int]:
+    """The activation memory rows of core ``core`` for X (features x batch), as
+    an intra-batch FXP32 product reads and stores them: row kt*S + s."""
+    op = LayerOp(M=1, K=X.shape[0], batch=batch, bias=False)
+    return activation_image(cfg, op, describe(cfg, op), np.asarray(X), core)
 
 
 def xt_banks(cfg: FixarConfig, rows: np.ndarray, K: int) -> np.ndarray:

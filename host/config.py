@@ -284,6 +284,46 @@ class VecOp(enum.IntEnum):
     NOISE = 7       # clip(a + c n, -1, 1), n ~ Irwin-Hall   (exploration)
 
 
+class Opcode(enum.IntEnum):
+    """Instructions of the training controller (docs/program.md)."""
+
+    HALT = 0
+    ARRAY = 1   # one array operation: the fields are fixar.array_ops.Descriptor's
+    VEC = 2     # rows of every core's activation memory through the vector unit
+    ADAM = 3    # weight and bias rows through the Adam lanes (gradients, moments at the same rows)
+    SOFT = 4    # target rows <- SOFT(online rows, target rows), weights and biases
+
+
+class Scalar(enum.IntEnum):
+    """The controller's scalar registers, written by the host."""
+
+    GAMMA = 0
+    TAU = 1
+    LOSS_SCALE = 2
+    NOISE = 3
+    CRITIC_LR = 4
+    ACTOR_LR = 5
+    B1 = 6
+    C1 = 7
+    B2 = 8
+    C2 = 9
+    E2 = 10
+
+
+# Instruction word: an opcode and these fields, each in a 32-bit slot, in this
+# order (the host's encoder and the generated decoder both follow this table).
+ISA_FIELD_BITS = 32
+ISA_FIELDS: dict[Opcode, tuple[str, ...]] = {
+    Opcode.HALT: (),
+    Opcode.ARRAY: ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
+                   "gstore", "g_base", "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base"),
+    Opcode.VEC: ("op", "coef", "a_row", "b_row", "y_row", "flag_row", "use_flag", "rows", "count"),
+    Opcode.ADAM: ("w_row", "w_rows", "b_row", "b_rows", "lr"),
+    Opcode.SOFT: ("w_src", "w_dst", "w_rows", "b_src", "b_dst", "b_rows"),
+}
+ISA_WORDS = 1 + max(len(f) for f in ISA_FIELDS.values())   # 32-bit slots per instruction
+
+
 @dataclass(frozen=True)
 class VectorConfig:
     """The vector unit: element-wise steps of DDPG on rows of ``array.rows``
@@ -324,9 +364,11 @@ class MemoryConfig:
     act_words_per_core: int = 589_824
     bias_words: int = 4_096
     xt_words_per_core: int = 262_144
+    program_instrs: int = 256     # the controller's instruction memory (a DDPG step takes ~50)
 
     def __post_init__(self) -> None:
-        for name in ("weight_words", "grad_words", "act_words_per_core", "bias_words", "xt_words_per_core"):
+        for name in ("weight_words", "grad_words", "act_words_per_core", "bias_words", "xt_words_per_core",
+                     "program_instrs"):
             _check_int(f"memory.{name}", getattr(self, name), 1)
 
 

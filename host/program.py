@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 
 from fixar.array_ops import ArrayOpError, LayerOp, describe, weight_rows
-from fixar.config import ActFunc, FixarConfig, VecOp
+from fixar.config import ISA_FIELD_BITS, ISA_FIELDS, ActFunc, FixarConfig, Opcode, Scalar, VecOp
 
 
 class ProgramError(ValueError):
@@ -169,7 +169,10 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     for name, v in (("obs_dim", obs_dim), ("act_dim", act_dim), ("batch", batch), *(("hidden", h) for h in hidden)):
         if int(v) < 1:
             raise ProgramError(f"{name} = {v}: must be at least 1")
-    S = math.ceil(batch / N)
+    if batch % N:
+        # a gradient sums each core's whole slice: a short last slice would add slots no sample filled
+        raise ProgramError(f"batch = {batch}: must be a multiple of array.cores = {N}")
+    S = batch // N
     tiles = lambda n: math.ceil(n / R)
     obs_p = tiles(obs_dim) * R                 # s padded to whole tiles; a starts at a tile
     p = Program()
@@ -192,7 +195,7 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     def act(name, features):      # slot-major, per core: one row per (feature tile, slot)
         return tensor(name, "A", (features, batch), tiles(features) * S)
 
-    def act_t(name, features):    # feature-major, per core: one row per (batch tile, feature)
+    def act_t(name, features):    # feature-major, per core: row j*K + k, K = features padded to tiles
         return tensor(name, "T", (tiles(features) * R, batch), tiles(S) * tiles(features) * R)
 
     funcs = {"actor": [ActFunc.RELU] * len(hidden) + [ActFunc.TANH],
@@ -215,7 +218,8 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     s2mu = act("[s2;mu']", obs_p + act_dim)
     r = act("r", 1)
     done = act("done", 1)
-    ones = act_t("ones^T", 1)
+    ones = act_t("ones^T", 1)                   # a bias gradient's one input: row stride 1
+    p.tensors[ones] = dataclasses.replace(p.tensors[ones], shape=(1, batch))
     d_actor = act("-2^k/B", 1)
     p.inputs = {"s": smu, "s^T": s_t, "[s;a]": sa, "[s;a]^T": sa_t, "s2": s2mu, "r": r, "done": done,
                 "ones": ones, "actor_error": d_actor}
@@ -314,3 +318,69 @@ def _op(cfg: FixarConfig, op: LayerOp, what: str) -> LayerOp:
     except ArrayOpError as exc:
         raise ProgramError(f"{what}: {exc}") from None
     return op
+
+
+# ------------------------------------------------------------ encoding
+
+COEF = {"gamma": Scalar.GAMMA, "tau": Scalar.TAU, "loss_scale": Scalar.LOSS_SCALE, "noise": Scalar.NOISE,
+        "critic_lr": Scalar.CRITIC_LR, "actor_lr": Scalar.ACTOR_LR}
+
+
+def _word(op: Opcode, fields: dict[str, int]) -> int:
+    names = ISA_FIELDS[op]
+    if set(fields) != set(names):
+        raise AssertionError(f"{op.name}: fields {sorted(fields)} != {sorted(names)}")
+    word = int(op)
+    for i, name in enumerate(names):
+        v = int(fields[name])
+        if not 0 <= v < 1 << ISA_FIELD_BITS:
+            raise ProgramError(f"{op.name}.{name} = {v} does not fit its {ISA_FIELD_BITS}-bit field")
+        word |= v << ((i + 1) * ISA_FIELD_BITS)
+    return word
+
+
+def _rows(p: Program, names: list[str]) -> tuple[int, int]:
+    """(first row, row count) of tensors that lie back to back in one memory."""
+    ts = sorted((p.tensors[n] for n in names), key=lambda t: t.base)
+    for a, b in zip(ts, ts[1:]):
+        if a.base + a.rows != b.base:
+            raise AssertionError(f"compiler bug: {a.name} and {b.name} are not contiguous")
+    return ts[0].base, sum(t.rows for t in ts)
+
+
+def encode(cfg: FixarConfig, p: Program, batch: int) -> list[int]:
+    """The program as the controller's instruction words, HALT last."""
+    if len(p.instrs) + 1 > cfg.memory.program_instrs:
+        raise ProgramError(f"the program has {len(p.instrs) + 1} instructions; memory.program_instrs = "
+                           f"{cfg.memory.program_instrs}")
+    S = math.ceil(batch / cfg.array.cores)
+    R = cfg.array.rows
+    words = []
+    for ins in p.instrs:
+        if isinstance(ins, (Matmul, Grad)):
+            d = describe(cfg, ins.op)
+            words.append(_word(Opcode.ARRAY, {n: getattr(d, n) for n in ISA_FIELDS[Opcode.ARRAY]}))
+        elif isinstance(ins, Vec):
+            T = p.tensors
+            n_tiles = ins.n_tiles if ins.n_tiles is not None else math.ceil(T[ins.y].shape[0] / R)
+            words.append(_word(Opcode.VEC, {
+                "op": ins.op, "coef": COEF[ins.coef] if ins.coef else 0,
+                "a_row": T[ins.a].base + ins.a_tile * S, "b_row": T[ins.b].base + ins.b_tile * S if ins.b else 0,
+                "y_row": T[ins.y].base, "flag_row": T[ins.flag].base if ins.flag else 0,
+                "use_flag": int(ins.flag is not None), "rows": n_tiles * S, "count": R}))
+        elif isinstance(ins, (Adam, Soft)):
+            ws = [w for w, _, _ in p.nets[ins.net]]
+            bs = [b for _, b, _ in p.nets[ins.net]]
+            (w_row, w_rows), (b_row, b_rows) = _rows(p, ws), _rows(p, bs)
+            if isinstance(ins, Adam):
+                words.append(_word(Opcode.ADAM, {"w_row": w_row, "w_rows": w_rows, "b_row": b_row,
+                                                 "b_rows": b_rows, "lr": COEF[ins.lr]}))
+            else:
+                t = ins.net + "_t"
+                (wt, _), (bt, _) = _rows(p, [w for w, _, _ in p.nets[t]]), _rows(p, [b for _, b, _ in p.nets[t]])
+                words.append(_word(Opcode.SOFT, {"w_src": w_row, "w_dst": wt, "w_rows": w_rows, "b_src": b_row,
+                                                 "b_dst": bt, "b_rows": b_rows}))
+        else:
+            raise TypeError(f"unknown instruction {ins!r}")
+    words.append(_word(Opcode.HALT, {}))
+    return words

@@ -9,27 +9,13 @@ import numpy as np
 import pytest
 
 from fixar.config import load
-from fixar.golden.fixed import I64, quantize
-from fixar.golden.program import ProgramState, execute
+from fixar.golden.fixed import quantize
+from fixar.golden.program import ProgramState, execute, program_params
 from fixar.program import Adam, Grad, Matmul, ProgramError, Soft, Vec, compile_ddpg
 from fixar.rl.golden_backend import GoldenBackend
 from fixar.rl.hyper import Hyper
 
 CFG = load("small")
-
-
-def _program_params(ddpg, p, obs, obs_p):
-    """FixedDDPG's parameters in the program's tensors (critic W0 with zero columns for s's padding)."""
-    out = {}
-    for net in ("actor", "critic", "actor_t", "critic_t"):
-        model = getattr(ddpg, net)
-        for i, ((w, b, _), W, bias) in enumerate(zip(p.nets[net], model.W, model.b)):
-            if net.startswith("critic") and i == 0:
-                Wp = np.zeros(p.tensors[w].shape, dtype=I64)
-                Wp[:, :obs], Wp[:, obs_p:obs_p + W.shape[1] - obs] = W[:, :obs], W[:, obs:]
-                W = Wp
-            out[w], out[b] = W.copy(), bias.copy()
-    return out
 
 
 def _squeeze(name, value, obs, obs_p):
@@ -38,7 +24,7 @@ def _squeeze(name, value, obs, obs_p):
     return value
 
 
-@pytest.mark.parametrize("obs, act, hidden, batch", [(3, 1, (8, 8), 16), (5, 6, (6, 9), 11), (8, 2, (32, 32), 8)])
+@pytest.mark.parametrize("obs, act, hidden, batch", [(3, 1, (8, 8), 16), (5, 6, (6, 9), 12), (8, 2, (32, 32), 8)])
 def test_program_step_equals_fixed_ddpg(obs, act, hidden, batch):
     hp = dataclasses.replace(Hyper(), hidden=hidden, batch=batch)
     backend = GoldenBackend(obs, act, hp, seed=3, cfg=CFG)
@@ -47,7 +33,7 @@ def test_program_step_equals_fixed_ddpg(obs, act, hidden, batch):
     obs_p = -(-obs // R) * R
     p = compile_ddpg(CFG, obs, act, hidden, batch)
     st = ProgramState(CFG, p, batch)
-    for name, v in _program_params(ddpg, p, obs, obs_p).items():
+    for name, v in program_params(ddpg, p).items():
         st.t[name] = v
     rng = np.random.default_rng(7)
     fmt = CFG.pe.act32
@@ -73,7 +59,7 @@ def test_program_step_equals_fixed_ddpg(obs, act, hidden, batch):
         execute(st, {"gamma": ddpg.gamma, "tau": ddpg.tau, "loss_scale": ddpg.loss_scale,
                      "critic_lr": lr["critic"], "actor_lr": lr["actor"]}, ddpg.adam)
         ddpg.train(S, A, Rw[0], S2, done)
-        want = _program_params(ddpg, p, obs, obs_p)
+        want = program_params(ddpg, p)
         for name, value in want.items():
             assert np.array_equal(st.t[name], value), f"step {step}: {name} differs"
         for net in ("actor", "critic"):
@@ -106,4 +92,6 @@ def test_networks_that_do_not_fit_are_rejected_clearly():
         compile_ddpg(tight, 17, 6, (400, 300), 512)
     with pytest.raises(ProgramError, match="batch = 0"):
         compile_ddpg(CFG, 17, 6, (8, 8), 0)
+    with pytest.raises(ProgramError, match="batch = 7: must be a multiple of array.cores = 2"):
+        compile_ddpg(CFG, 17, 6, (8, 8), 7)
     compile_ddpg(default, 17, 6, (400, 300), 512)   # FIXAR's workload fits the default config

@@ -84,3 +84,20 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes) -> None
                     T[tgt] = vector_op(cfg, VecOp.SOFT, T[name], T[tgt], c=scalars["tau"])
         else:
             raise TypeError(f"unknown instruction {ins!r}")
+
+
+def program_params(ddpg, program: Program) -> dict[str, np.ndarray]:
+    """A FixedDDPG's parameters as the program's tensors: the critics' first
+    weight matrix gets zero columns where s is padded to whole tiles."""
+    out = {}
+    obs = ddpg.obs_dim
+    for net in ("actor", "critic", "actor_t", "critic_t"):
+        model = getattr(ddpg, net)
+        for i, ((w, b, _), W, bias) in enumerate(zip(program.nets[net], model.W, model.b)):
+            shape = program.tensors[w].shape
+            if shape != W.shape:          # [s; a] with s padded: a's columns move right
+                Wp = np.zeros(shape, dtype=I64)
+                Wp[:, :obs], Wp[:, shape[1] - (W.shape[1] - obs):] = W[:, :obs], W[:, obs:]
+                W = Wp
+            out[w], out[b] = W.copy(), np.asarray(bias).copy()
+    return out
