@@ -80,6 +80,9 @@ class Array(wiring.Component):
             "wm_re": In(1), "wm_rdata": Out(unsigned(C * pe.weight.bits)),
             "am_re": In(N), "am_rdata": Out(unsigned(N * R * pe.act32.bits)),
             "bm_rdata": Out(unsigned(C * ob)),
+            # a second read path through port A (the training controller's streaming passes)
+            "wm_rea": In(1), "wm_aaddr": In(range(self.w_rows)), "wm_adata": Out(unsigned(C * pe.weight.bits)),
+            "bm_rea": In(1), "bm_aaddr": In(range(self.b_rows)), "bm_adata": Out(unsigned(C * ob)),
             "out_valid": Out(N), "out_tile": Out(tiles), "out_slot": Out(unsigned(slot_bits)),
             "out_lo": Out(unsigned(N * C * ob)), "out_hi": Out(unsigned(N * C * ob)),
         })
@@ -202,7 +205,7 @@ class Array(wiring.Component):
                 addr = Mux(d["transpose"], base + row, base + skew)
                 ram = banks[b][n // 2]
                 if n % 2 == 0:
-                    m.d.comb += ram.a_addr.eq(addr)
+                    m.d.comb += ram.a_addr.eq(Mux(self.wm_rea, self.wm_aaddr, addr) if n == 0 else addr)
                 else:
                     m.d.comb += ram.b_addr.eq(Mux(self.wm_we | self.wm_re, self.wm_addr, addr))
             w_zero.append(_delay(m, zero, 1, f"load_zero_{n}"))
@@ -228,7 +231,7 @@ class Array(wiring.Component):
         # ---- activation memories (one per core) and the bias memory
         bmem = TwoPortRAM(C * ob, self.b_rows, "bmem")
         m.submodules.bmem = bmem.instance
-        m.d.comb += [bmem.a_addr.eq(d["b_base"] + it), bmem.b_addr.eq(self.bm_addr),
+        m.d.comb += [bmem.a_addr.eq(Mux(self.bm_rea, self.bm_aaddr, d["b_base"] + it)), bmem.b_addr.eq(self.bm_addr),
                      bmem.b_we.eq(self.bm_we), bmem.b_wdata.eq(self.bm_data)]
         bias = Signal(C * ob)
         m.d.sync += bias.eq(bmem.a_data)
@@ -358,5 +361,6 @@ class Array(wiring.Component):
 
         # ---- host-side reads (port B; the array must be idle)
         m.d.comb += [self.wm_rdata.eq(Cat(*[banks[b][0].b_data for b in range(C)])),
-                     self.am_rdata.eq(Cat(*[a.b_data for a in amem])), self.bm_rdata.eq(bmem.b_data)]
+                     self.am_rdata.eq(Cat(*[a.b_data for a in amem])), self.bm_rdata.eq(bmem.b_data),
+                     self.wm_adata.eq(Cat(*[banks[b][0].a_data for b in range(C)])), self.bm_adata.eq(bmem.a_data)]
         return m

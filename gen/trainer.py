@@ -16,12 +16,14 @@ Instructions:
 * VEC: for every core, ``rows`` rows from ``a_row``/``b_row``/``flag_row`` of
   its activation memory through the vector unit into ``y_row``: read a, read
   b, read the flags (non-zero words), compute, write: one row at a time.
-* ADAM: weight rows then bias rows: W, its gradient and moments read at one
-  row, the C lanes update them, W and the moments written back.
-* SOFT: target rows <- SOFT(online rows, target rows) through the vector unit,
-  weights then biases.
-The element-wise instructions are sequential (a few cycles per row), which
-is simple and exact; their cycles are measured, not hidden.
+* ADAM: weight rows then bias rows, streamed one row per cycle: W (port A),
+  its gradient and moments read at one row, the C lanes update them, W and
+  the moments written back (port B) the lanes' latency later.
+* SOFT: target rows <- SOFT(online rows, target rows) through the vector
+  unit, weights then biases, one row per two cycles (port B alternates
+  between reading targets and writing them).
+VEC is sequential (about eight cycles per row: three reads, the vector
+unit's latency, one write); its cycles are measured, not hidden.
 """
 from __future__ import annotations
 
@@ -121,7 +123,11 @@ class Trainer(wiring.Component):
 
         # ---- controller
         pc = Signal(range(mem.program_instrs))
-        row = Signal(32)
+        row = Signal(32)                # rows done (written)
+        rd = Signal(32)                 # rows read (streaming passes)
+        tick = Signal()                 # SOFT: even cycles read, odd cycles write
+        adam_issue = Signal()           # a row read last cycle: its data reaches the lanes now
+        soft_issue = Signal()
         core = Signal(range(max(N, 2)))
         bias_pass = Signal()            # ADAM / SOFT: 0 weight rows, 1 bias rows
         reg_a = Signal(R * wb)
@@ -163,12 +169,25 @@ class Trainer(wiring.Component):
         vec_valid = Signal()
         vec_op = Signal(3)
         vec_c = Signal(64)
-        m.d.comb += [vec.valid.eq(vec_valid), vec.op.eq(vec_op), vec.c.eq(vec_c[:len(vec.c)]),
-                     vec.count.eq(R), vec.a.eq(reg_a), vec.b.eq(reg_b), vec.flag.eq(reg_f),
-                     vec.seed_we.eq(0), vec.seed.eq(0)]
+        streaming = Signal()            # SOFT feeds the vector unit straight from the memories
+        m.d.comb += [vec.valid.eq(Mux(streaming, soft_issue, vec_valid)),
+                     vec.op.eq(Mux(streaming, VecOp.SOFT, vec_op)),
+                     vec.c.eq(Mux(streaming, scalar(Scalar.TAU), vec_c)[:len(vec.c)]),
+                     vec.count.eq(R),
+                     vec.a.eq(Mux(streaming, Mux(bias_pass, arr.bm_adata, arr.wm_adata), reg_a)),
+                     vec.b.eq(Mux(streaming, Mux(bias_pass, arr.bm_rdata, arr.wm_rdata), reg_b)),
+                     vec.flag.eq(Mux(streaming, 0, reg_f)), vec.seed_we.eq(0), vec.seed.eq(0)]
+        soft_out_valid = Signal()
+        soft_out = Signal(R * wb)
+        m.d.sync += [soft_out_valid.eq(vec.out_valid & streaming), soft_out.eq(vec.y)]
+        # second read path (port A), the controller's only
+        ctl_a = {k: Signal.like(getattr(arr, k), name=f"ctl_{k}") for k in ("wm_rea", "wm_aaddr", "bm_rea", "bm_aaddr")}
+        for k, sig in ctl_a.items():
+            m.d.comb += getattr(arr, k).eq(Mux(busy, sig, 0))
         # Adam lanes: W from the weight or bias memory, G from the gradient memories
         adam_valid = Signal()
-        w_row_data = Mux(bias_pass, arr.bm_rdata, arr.wm_rdata)
+        m.d.comb += adam_valid.eq(adam_issue)
+        w_row_data = Mux(bias_pass, arr.bm_adata, arr.wm_adata)
         g_row_data = Mux(bias_pass, arr.gbm_rdata, arr.gm_rdata)
         m_row_data = Mux(bias_pass, bmm.a_data, mmem.a_data)
         v_row_data = Mux(bias_pass, bvm.a_data, vmem.a_data)
@@ -212,9 +231,11 @@ class Trainer(wiring.Component):
                     with m.Case(Opcode.VEC):
                         m.next = "VEC_RA"
                     with m.Case(Opcode.ADAM):
-                        m.next = "ADAM_READ"
+                        m.d.sync += [rd.eq(0), adam_issue.eq(0)]
+                        m.next = "ADAM_RUN"
                     with m.Case(Opcode.SOFT):
-                        m.next = "SOFT_RA"
+                        m.d.sync += [rd.eq(0), tick.eq(0), soft_issue.eq(0)]
+                        m.next = "SOFT_RUN"
                     with m.Default():   # HALT
                         m.d.comb += self.done.eq(1)
                         m.d.sync += running.eq(0)
@@ -253,55 +274,58 @@ class Trainer(wiring.Component):
                     with m.Else():
                         next_instr()
 
-            # ---- ADAM: weight rows, then bias rows
-            with m.State("ADAM_READ"):
-                with m.If(~bias_pass & (row >= fa["w_rows"])):
-                    m.d.sync += [bias_pass.eq(1), row.eq(0)]
-                with m.Elif(bias_pass & (row >= fa["b_rows"])):
-                    next_instr()
+            # ---- ADAM: weight rows, then bias rows, streamed: one row read per
+            # cycle through port A (W) and the gradient/moment read ports, the
+            # C lanes' results written back through port B LATENCY cycles later
+            n_rows = Mux(bias_pass, fa["b_rows"], fa["w_rows"])
+            base = Mux(bias_pass, fa["b_row"], fa["w_row"])
+            with m.State("ADAM_RUN"):
+                with m.If((rd == n_rows) & (row == n_rows)):
+                    with m.If(bias_pass):
+                        next_instr()
+                    with m.Else():
+                        m.d.sync += [bias_pass.eq(1), rd.eq(0), row.eq(0)]
                 with m.Else():
-                    r_w = Mux(bias_pass, fa["b_row"], fa["w_row"]) + row
-                    m.d.comb += [ctl["wm_re"].eq(~bias_pass), ctl["wm_addr"].eq(r_w), ctl["bm_addr"].eq(r_w),
-                                 ctl["gm_raddr"].eq(r_w), ctl["gbm_raddr"].eq(r_w), st_addr.eq(r_w)]
-                    m.next = "ADAM_GO"
-            with m.State("ADAM_GO"):
-                m.d.comb += adam_valid.eq(1)
-                m.next = "ADAM_WAIT"
-            with m.State("ADAM_WAIT"):
-                with m.If(lanes[0].out_valid):
-                    r_w = Mux(bias_pass, fa["b_row"], fa["w_row"]) + row
-                    m.d.comb += [ctl["wm_we"].eq(~bias_pass), ctl["wm_addr"].eq(r_w), ctl["wm_data"].eq(adam_w),
-                                 ctl["bm_we"].eq(bias_pass), ctl["bm_addr"].eq(r_w), ctl["bm_data"].eq(adam_w),
-                                 st_we.eq(Mux(bias_pass, 2, 1)), st_waddr.eq(r_w), st_m.eq(adam_m),
-                                 st_v.eq(adam_v)]
-                    m.d.sync += row.eq(row + 1)
-                    m.next = "ADAM_READ"
+                    issue = rd < n_rows
+                    m.d.comb += [ctl_a["wm_rea"].eq(issue & ~bias_pass), ctl_a["bm_rea"].eq(issue & bias_pass),
+                                 ctl_a["wm_aaddr"].eq(base + rd), ctl_a["bm_aaddr"].eq(base + rd),
+                                 ctl["gm_raddr"].eq(base + rd), ctl["gbm_raddr"].eq(base + rd),
+                                 st_addr.eq(base + rd)]
+                    m.d.sync += [adam_issue.eq(issue), rd.eq(Mux(issue, rd + 1, rd))]
+                    with m.If(lanes[0].out_valid):
+                        r_w = base + row
+                        m.d.comb += [ctl["wm_we"].eq(~bias_pass), ctl["wm_addr"].eq(r_w), ctl["wm_data"].eq(adam_w),
+                                     ctl["bm_we"].eq(bias_pass), ctl["bm_addr"].eq(r_w), ctl["bm_data"].eq(adam_w),
+                                     st_we.eq(Mux(bias_pass, 2, 1)), st_waddr.eq(r_w), st_m.eq(adam_m),
+                                     st_v.eq(adam_v)]
+                        m.d.sync += row.eq(row + 1)
 
-            # ---- SOFT: target <- SOFT(online, target), weight rows then bias rows
-            src = Mux(bias_pass, fs["b_src"], fs["w_src"]) + row
-            dst = Mux(bias_pass, fs["b_dst"], fs["w_dst"]) + row
-            src_data = Mux(bias_pass, arr.bm_rdata, arr.wm_rdata)
-            with m.State("SOFT_RA"):
-                with m.If(~bias_pass & (row >= fs["w_rows"])):
-                    m.d.sync += [bias_pass.eq(1), row.eq(0)]
-                with m.Elif(bias_pass & (row >= fs["b_rows"])):
-                    next_instr()
+            # ---- SOFT: target <- SOFT(online, target), weight rows then bias rows,
+            # streamed at one row per two cycles: online rows through port A, target
+            # rows through port B on even cycles, results written through port B
+            # on odd ones (the vector unit's output is held one extra cycle)
+            s_rows = Mux(bias_pass, fs["b_rows"], fs["w_rows"])
+            src0 = Mux(bias_pass, fs["b_src"], fs["w_src"])
+            dst0 = Mux(bias_pass, fs["b_dst"], fs["w_dst"])
+            with m.State("SOFT_RUN"):
+                m.d.comb += streaming.eq(1)
+                m.d.sync += tick.eq(~tick)
+                with m.If((rd == s_rows) & (row == s_rows)):
+                    m.d.sync += tick.eq(0)
+                    with m.If(bias_pass):
+                        next_instr()
+                    with m.Else():
+                        m.d.sync += [bias_pass.eq(1), rd.eq(0), row.eq(0)]
                 with m.Else():
-                    m.d.comb += [ctl["wm_re"].eq(~bias_pass), ctl["wm_addr"].eq(src), ctl["bm_addr"].eq(src)]
-                    m.next = "SOFT_RB"
-            with m.State("SOFT_RB"):
-                m.d.comb += [ctl["wm_re"].eq(~bias_pass), ctl["wm_addr"].eq(dst), ctl["bm_addr"].eq(dst)]
-                m.d.sync += reg_a.eq(src_data)
-                m.next = "SOFT_GO"
-            with m.State("SOFT_GO"):
-                m.d.sync += [reg_b.eq(src_data), reg_f.eq(0), vec_valid.eq(1), vec_op.eq(VecOp.SOFT),
-                             vec_c.eq(scalar(Scalar.TAU))]
-                m.next = "SOFT_WAIT"
-            with m.State("SOFT_WAIT"):
-                m.d.sync += vec_valid.eq(0)
-                with m.If(vec.out_valid):
-                    m.d.comb += [ctl["wm_we"].eq(~bias_pass), ctl["wm_addr"].eq(dst), ctl["wm_data"].eq(vec.y),
-                                 ctl["bm_we"].eq(bias_pass), ctl["bm_addr"].eq(dst), ctl["bm_data"].eq(vec.y)]
-                    m.d.sync += row.eq(row + 1)
-                    m.next = "SOFT_RA"
+                    issue = (rd < s_rows) & ~tick
+                    m.d.comb += [ctl_a["wm_rea"].eq(issue & ~bias_pass), ctl_a["bm_rea"].eq(issue & bias_pass),
+                                 ctl_a["wm_aaddr"].eq(src0 + rd), ctl_a["bm_aaddr"].eq(src0 + rd),
+                                 ctl["wm_re"].eq(issue & ~bias_pass), ctl["wm_addr"].eq(dst0 + rd),
+                                 ctl["bm_addr"].eq(dst0 + rd)]
+                    m.d.sync += [soft_issue.eq(issue), rd.eq(Mux(issue, rd + 1, rd))]
+                    with m.If(soft_out_valid):
+                        m.d.comb += [ctl["wm_we"].eq(~bias_pass), ctl["wm_addr"].eq(dst0 + row),
+                                     ctl["wm_data"].eq(soft_out), ctl["bm_we"].eq(bias_pass),
+                                     ctl["bm_addr"].eq(dst0 + row), ctl["bm_data"].eq(soft_out)]
+                        m.d.sync += row.eq(row + 1)
         return m
