@@ -83,6 +83,7 @@ class Array(wiring.Component):
             # a second read path through port A (the training controller's streaming passes)
             "wm_rea": In(1), "wm_aaddr": In(range(self.w_rows)), "wm_adata": Out(unsigned(C * pe.weight.bits)),
             "bm_rea": In(1), "bm_aaddr": In(range(self.b_rows)), "bm_adata": Out(unsigned(C * ob)),
+            "am_rea": In(N), "am_aaddr": In(range(self.a_rows)), "am_adata": Out(unsigned(N * R * pe.act32.bits)),
             "out_valid": Out(N), "out_tile": Out(tiles), "out_slot": Out(unsigned(slot_bits)),
             "out_lo": Out(unsigned(N * C * ob)), "out_hi": Out(unsigned(N * C * ob)),
         })
@@ -242,7 +243,7 @@ class Array(wiring.Component):
             m.d.comb += kt.eq(k_tile(j, n))
             zero = Signal(name=f"item_zero_{n}")
             m.d.comb += zero.eq(kt >= d["n_kt"])
-            m.d.comb += amem[n].a_addr.eq(d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t)
+            m.d.comb += amem[n].a_addr.eq(Mux(self.am_rea[n], self.am_aaddr, d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t))
             for b in range(R):
                 m.d.comb += tmem[n][b].a_addr.eq(d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t)
             z1 = _delay(m, zero, 1, f"item_zero_{n}")
@@ -362,5 +363,6 @@ class Array(wiring.Component):
         # ---- host-side reads (port B; the array must be idle)
         m.d.comb += [self.wm_rdata.eq(Cat(*[banks[b][0].b_data for b in range(C)])),
                      self.am_rdata.eq(Cat(*[a.b_data for a in amem])), self.bm_rdata.eq(bmem.b_data),
-                     self.wm_adata.eq(Cat(*[banks[b][0].a_data for b in range(C)])), self.bm_adata.eq(bmem.a_data)]
+                     self.wm_adata.eq(Cat(*[banks[b][0].a_data for b in range(C)])), self.bm_adata.eq(bmem.a_data),
+                     self.am_adata.eq(Cat(*[a.a_data for a in amem]))]
         return m

@@ -22,8 +22,9 @@ Instructions:
 * SOFT: target rows <- SOFT(online rows, target rows) through the vector
   unit, weights then biases, one row per two cycles (port B alternates
   between reading targets and writing them).
-VEC is sequential (about eight cycles per row: three reads, the vector
-unit's latency, one write); its cycles are measured, not hidden.
+VEC streams like SOFT (a through port A, b through port B, per core);
+with flags (TD's done) it reads three operands a row, about eight cycles
+per row, on tensors one feature tile wide.
 """
 from __future__ import annotations
 
@@ -169,19 +170,27 @@ class Trainer(wiring.Component):
         vec_valid = Signal()
         vec_op = Signal(3)
         vec_c = Signal(64)
-        streaming = Signal()            # SOFT feeds the vector unit straight from the memories
+        fv_op = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("op"), ISA_FIELD_BITS)[:3]
+        fv_coef = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("coef"), ISA_FIELD_BITS)[:4]
+        streaming = Signal()            # SOFT and flag-less VEC feed the vector unit straight from memory
+        soft = Signal()                 # ... from the weight/bias memories (else a core's activations)
+        core_a = Signal(R * wb)
+        core_b = Signal(R * wb)
+        m.d.comb += [core_a.eq(arr.am_adata.word_select(core, R * wb)),
+                     core_b.eq(arr.am_rdata.word_select(core, R * wb))]
         m.d.comb += [vec.valid.eq(Mux(streaming, soft_issue, vec_valid)),
-                     vec.op.eq(Mux(streaming, VecOp.SOFT, vec_op)),
-                     vec.c.eq(Mux(streaming, scalar(Scalar.TAU), vec_c)[:len(vec.c)]),
+                     vec.op.eq(Mux(soft, VecOp.SOFT, Mux(streaming, fv_op, vec_op))),
+                     vec.c.eq(Mux(soft, scalar(Scalar.TAU), Mux(streaming, scalar(fv_coef), vec_c))[:len(vec.c)]),
                      vec.count.eq(R),
-                     vec.a.eq(Mux(streaming, Mux(bias_pass, arr.bm_adata, arr.wm_adata), reg_a)),
-                     vec.b.eq(Mux(streaming, Mux(bias_pass, arr.bm_rdata, arr.wm_rdata), reg_b)),
+                     vec.a.eq(Mux(soft, Mux(bias_pass, arr.bm_adata, arr.wm_adata), Mux(streaming, core_a, reg_a))),
+                     vec.b.eq(Mux(soft, Mux(bias_pass, arr.bm_rdata, arr.wm_rdata), Mux(streaming, core_b, reg_b))),
                      vec.flag.eq(Mux(streaming, 0, reg_f)), vec.seed_we.eq(0), vec.seed.eq(0)]
         soft_out_valid = Signal()
         soft_out = Signal(R * wb)
         m.d.sync += [soft_out_valid.eq(vec.out_valid & streaming), soft_out.eq(vec.y)]
         # second read path (port A), the controller's only
-        ctl_a = {k: Signal.like(getattr(arr, k), name=f"ctl_{k}") for k in ("wm_rea", "wm_aaddr", "bm_rea", "bm_aaddr")}
+        ctl_a = {k: Signal.like(getattr(arr, k), name=f"ctl_{k}")
+                 for k in ("wm_rea", "wm_aaddr", "bm_rea", "bm_aaddr", "am_rea", "am_aaddr")}
         for k, sig in ctl_a.items():
             m.d.comb += getattr(arr, k).eq(Mux(busy, sig, 0))
         # Adam lanes: W from the weight or bias memory, G from the gradient memories
@@ -229,7 +238,11 @@ class Trainer(wiring.Component):
                         m.d.comb += arr.start.eq(1)
                         m.next = "ARRAY_WAIT"
                     with m.Case(Opcode.VEC):
-                        m.next = "VEC_RA"
+                        m.d.sync += [rd.eq(0), tick.eq(0), soft_issue.eq(0)]
+                        with m.If(field(Opcode.VEC, "use_flag")[0]):
+                            m.next = "VEC_RA"
+                        with m.Else():
+                            m.next = "VEC_RUN"
                     with m.Case(Opcode.ADAM):
                         m.d.sync += [rd.eq(0), adam_issue.eq(0)]
                         m.next = "ADAM_RUN"
@@ -274,6 +287,27 @@ class Trainer(wiring.Component):
                     with m.Else():
                         next_instr()
 
+            # ---- VEC without flags, streamed like SOFT: per core, a (port A) and b
+            # (port B) read on even cycles, y written through port B on odd ones
+            with m.State("VEC_RUN"):
+                m.d.comb += streaming.eq(1)
+                m.d.sync += tick.eq(~tick)
+                with m.If((rd == fv["rows"]) & (row == fv["rows"])):
+                    m.d.sync += tick.eq(0)
+                    with m.If(core + 1 < N):
+                        m.d.sync += [core.eq(core + 1), rd.eq(0), row.eq(0)]
+                    with m.Else():
+                        next_instr()
+                with m.Else():
+                    issue = (rd < fv["rows"]) & ~tick
+                    m.d.comb += [ctl_a["am_rea"].eq(Mux(issue, core_mask, 0)), ctl_a["am_aaddr"].eq(fv["a_row"] + rd),
+                                 ctl["am_re"].eq(Mux(issue, core_mask, 0)), ctl["am_addr"].eq(fv["b_row"] + rd)]
+                    m.d.sync += [soft_issue.eq(issue), rd.eq(Mux(issue, rd + 1, rd))]
+                    with m.If(soft_out_valid):
+                        m.d.comb += [ctl["am_we"].eq(core_mask), ctl["am_addr"].eq(fv["y_row"] + row),
+                                     ctl["am_data"].eq(soft_out)]
+                        m.d.sync += row.eq(row + 1)
+
             # ---- ADAM: weight rows, then bias rows, streamed: one row read per
             # cycle through port A (W) and the gradient/moment read ports, the
             # C lanes' results written back through port B LATENCY cycles later
@@ -308,7 +342,7 @@ class Trainer(wiring.Component):
             src0 = Mux(bias_pass, fs["b_src"], fs["w_src"])
             dst0 = Mux(bias_pass, fs["b_dst"], fs["w_dst"])
             with m.State("SOFT_RUN"):
-                m.d.comb += streaming.eq(1)
+                m.d.comb += [streaming.eq(1), soft.eq(1)]
                 m.d.sync += tick.eq(~tick)
                 with m.If((rd == s_rows) & (row == s_rows)):
                     m.d.sync += tick.eq(0)
