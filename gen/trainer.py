@@ -61,7 +61,9 @@ class Trainer(wiring.Component):
         self.g_rows, self.b_rows = mem.grad_words // C, mem.bias_words // C
         a = self.array.signature.members
         super().__init__({
-            "start": In(1), "busy": Out(1), "done": Out(1),
+            "start": In(1), "start_pc": In(range(mem.program_instrs)), "busy": Out(1), "done": Out(1),
+            # the vector unit's noise generator: seeded by the host, its state readable (checkpoints)
+            "prng_we": In(1), "prng_seed": In(32), "prng_state": Out(32),
             "prog_we": In(1), "prog_addr": In(range(mem.program_instrs)),
             "prog_data": In(unsigned(ISA_WORDS * ISA_FIELD_BITS)),
             "scal_we": In(1), "scal_addr": In(range(SCALARS)), "scal_data": In(64),
@@ -172,6 +174,7 @@ class Trainer(wiring.Component):
         vec_c = Signal(64)
         fv_op = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("op"), ISA_FIELD_BITS)[:3]
         fv_coef = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("coef"), ISA_FIELD_BITS)[:4]
+        fv_count = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("count"), ISA_FIELD_BITS)[:len(vec.count)]
         streaming = Signal()            # SOFT and flag-less VEC feed the vector unit straight from memory
         soft = Signal()                 # ... from the weight/bias memories (else a core's activations)
         core_a = Signal(R * wb)
@@ -181,10 +184,12 @@ class Trainer(wiring.Component):
         m.d.comb += [vec.valid.eq(Mux(streaming, soft_issue, vec_valid)),
                      vec.op.eq(Mux(soft, VecOp.SOFT, Mux(streaming, fv_op, vec_op))),
                      vec.c.eq(Mux(soft, scalar(Scalar.TAU), Mux(streaming, scalar(fv_coef), vec_c))[:len(vec.c)]),
-                     vec.count.eq(R),
+                     vec.count.eq(Mux(streaming, fv_count, R)),
                      vec.a.eq(Mux(soft, Mux(bias_pass, arr.bm_adata, arr.wm_adata), Mux(streaming, core_a, reg_a))),
                      vec.b.eq(Mux(soft, Mux(bias_pass, arr.bm_rdata, arr.wm_rdata), Mux(streaming, core_b, reg_b))),
-                     vec.flag.eq(Mux(streaming, 0, reg_f)), vec.seed_we.eq(0), vec.seed.eq(0)]
+                     vec.flag.eq(Mux(streaming, 0, reg_f)),
+                     vec.seed_we.eq(self.prng_we & ~busy), vec.seed.eq(self.prng_seed),
+                     self.prng_state.eq(vec.prng_state)]
         soft_out_valid = Signal()
         soft_out = Signal(R * wb)
         m.d.sync += [soft_out_valid.eq(vec.out_valid & streaming), soft_out.eq(vec.y)]
@@ -226,7 +231,7 @@ class Trainer(wiring.Component):
         with m.FSM(name="ctl"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [pc.eq(0), running.eq(1)]
+                    m.d.sync += [pc.eq(self.start_pc), running.eq(1)]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += pr.addr.eq(pc)
@@ -281,7 +286,7 @@ class Trainer(wiring.Component):
                     with m.If(row + 1 < fv["rows"]):
                         m.d.sync += row.eq(row + 1)
                         m.next = "VEC_RA"
-                    with m.Elif(core + 1 < N):
+                    with m.Elif(core + 1 < fv["cores"]):
                         m.d.sync += [row.eq(0), core.eq(core + 1)]
                         m.next = "VEC_RA"
                     with m.Else():
@@ -294,7 +299,7 @@ class Trainer(wiring.Component):
                 m.d.sync += tick.eq(~tick)
                 with m.If((rd == fv["rows"]) & (row == fv["rows"])):
                     m.d.sync += tick.eq(0)
-                    with m.If(core + 1 < N):
+                    with m.If(core + 1 < fv["cores"]):
                         m.d.sync += [core.eq(core + 1), rd.eq(0), row.eq(0)]
                     with m.Else():
                         next_instr()

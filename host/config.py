@@ -317,7 +317,7 @@ ISA_FIELDS: dict[Opcode, tuple[str, ...]] = {
     Opcode.HALT: (),
     Opcode.ARRAY: ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
                    "gstore", "g_base", "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base"),
-    Opcode.VEC: ("op", "coef", "a_row", "b_row", "y_row", "flag_row", "use_flag", "rows", "count"),
+    Opcode.VEC: ("op", "coef", "a_row", "b_row", "y_row", "flag_row", "use_flag", "rows", "count", "cores"),
     Opcode.ADAM: ("w_row", "w_rows", "b_row", "b_rows", "lr"),
     Opcode.SOFT: ("w_src", "w_dst", "w_rows", "b_src", "b_dst", "b_rows"),
 }

@@ -80,6 +80,8 @@ class Vec:
     a_tile: int = 0
     b_tile: int = 0
     n_tiles: int | None = None
+    lanes: int | None = None    # NOISE: elements of the row that draw noise (None: all)
+    one_core: bool = False      # only core 0's rows (acting: one vector, held by every core)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,9 @@ class Program:
     nets: dict[str, list[tuple[str, str, ActFunc]]] = field(default_factory=dict)  # net -> [(W, b, func)]
     inputs: dict[str, str] = field(default_factory=dict)   # host-written: role -> tensor
     outputs: dict[str, str] = field(default_factory=dict)
+    act_instrs: list = field(default_factory=list)          # acting: one state -> action with noise
+    act_inputs: dict[str, str] = field(default_factory=dict)
+    act_outputs: dict[str, str] = field(default_factory=dict)
 
 
 _WHAT = {"W": "weight memory", "G": "gradient (and Adam moment) memory", "B": "bias memory",
@@ -128,15 +133,15 @@ def _uses(ins) -> tuple[list[str], list[str]]:
     return [], []
 
 
-def _allocate(cfg: FixarConfig, p: Program) -> None:
+def _allocate(cfg: FixarConfig, p: Program, instrs: list, inputs: dict[str, str]) -> None:
     """Rows for the activation-like tensors by liveness: a tensor lives from
     the instruction that first writes it (host inputs: from the start) to the
     last that reads it, and takes the lowest rows free for all of that time
     (two tensors of one instruction never share rows)."""
     limits = _limits(cfg)
-    n = len(p.instrs)
-    life: dict[str, list[int]] = {t: [0, n] for t in p.inputs.values()}
-    for i, ins in enumerate(p.instrs):
+    n = len(instrs)
+    life: dict[str, list[int]] = {t: [0, n] for t in inputs.values()}
+    for i, ins in enumerate(instrs):
         reads, writes = _uses(ins)
         for t in writes:
             life.setdefault(t, [i, i])
@@ -290,8 +295,26 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     p.instrs.append(Soft("actor"))
     p.instrs.append(Soft("critic"))
     p.outputs = {"q": c_outs[-1], "y": y}
-    _allocate(cfg, p)
+    _allocate(cfg, p, p.instrs, p.inputs)
     p.instrs = [_addressed(cfg, p, ins, S) for ins in p.instrs]
+
+    # acting: the actor on one state in intra-layer mode (every core holds the
+    # vector and takes a share of each layer's k-tiles), then the noise
+    def vec1(name, features):
+        return tensor(name, "A", (features, 1), tiles(features))
+
+    state = vec1("state", obs_dim)
+    x = state
+    for i, (w, b, f) in enumerate(p.nets["actor"]):
+        mm, k = p.tensors[w].shape
+        y1 = vec1(f"act.y{i}", mm)
+        p.act_instrs.append(Matmul(LayerOp(M=mm, K=k, batch=1, func=f, intra_layer=True, store=True), w, b, x, y1))
+        x = y1
+    action = vec1("action", act_dim)
+    p.act_instrs.append(Vec(VecOp.NOISE, x, None, action, coef="noise", lanes=act_dim, one_core=True))
+    p.act_inputs, p.act_outputs = {"state": state}, {"action": action}
+    _allocate(cfg, p, p.act_instrs, p.act_inputs)
+    p.act_instrs = [_addressed(cfg, p, ins, 1) for ins in p.act_instrs]
     return p
 
 
@@ -348,15 +371,22 @@ def _rows(p: Program, names: list[str]) -> tuple[int, int]:
     return ts[0].base, sum(t.rows for t in ts)
 
 
-def encode(cfg: FixarConfig, p: Program, batch: int) -> list[int]:
-    """The program as the controller's instruction words, HALT last."""
-    if len(p.instrs) + 1 > cfg.memory.program_instrs:
-        raise ProgramError(f"the program has {len(p.instrs) + 1} instructions; memory.program_instrs = "
+def encode(cfg: FixarConfig, p: Program, batch: int) -> tuple[list[int], int]:
+    """The program as the controller's instruction words: the training step,
+    HALT, the acting program, HALT. Returns (words, first word of acting)."""
+    words = _encode(cfg, p, p.instrs, math.ceil(batch / cfg.array.cores))
+    act_pc = len(words)
+    words += _encode(cfg, p, p.act_instrs, 1)
+    if len(words) > cfg.memory.program_instrs:
+        raise ProgramError(f"the program has {len(words)} instructions; memory.program_instrs = "
                            f"{cfg.memory.program_instrs}")
-    S = math.ceil(batch / cfg.array.cores)
+    return words, act_pc
+
+
+def _encode(cfg: FixarConfig, p: Program, instrs: list, S: int) -> list[int]:
     R = cfg.array.rows
     words = []
-    for ins in p.instrs:
+    for ins in instrs:
         if isinstance(ins, (Matmul, Grad)):
             d = describe(cfg, ins.op)
             words.append(_word(Opcode.ARRAY, {n: getattr(d, n) for n in ISA_FIELDS[Opcode.ARRAY]}))
@@ -367,7 +397,9 @@ def encode(cfg: FixarConfig, p: Program, batch: int) -> list[int]:
                 "op": ins.op, "coef": COEF[ins.coef] if ins.coef else 0,
                 "a_row": T[ins.a].base + ins.a_tile * S, "b_row": T[ins.b].base + ins.b_tile * S if ins.b else 0,
                 "y_row": T[ins.y].base, "flag_row": T[ins.flag].base if ins.flag else 0,
-                "use_flag": int(ins.flag is not None), "rows": n_tiles * S, "count": R}))
+                "use_flag": int(ins.flag is not None), "rows": n_tiles * S,
+                "count": ins.lanes if ins.lanes is not None else R,
+                "cores": 1 if ins.one_core else cfg.array.cores}))
         elif isinstance(ins, (Adam, Soft)):
             ws = [w for w, _, _ in p.nets[ins.net]]
             bs = [b for _, b, _ in p.nets[ins.net]]

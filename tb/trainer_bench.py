@@ -29,7 +29,8 @@ from fixar.rl.golden_backend import GoldenBackend
 from fixar.rl.hyper import Hyper
 from fixar.tb.figures import record
 
-HOST_PORTS = ("wm_we", "wm_re", "am_we", "am_re", "bm_we", "tm_we", "st_we", "prog_we", "scal_we", "start")
+HOST_PORTS = ("wm_we", "wm_re", "am_we", "am_re", "bm_we", "tm_we", "st_we", "prog_we", "scal_we", "start",
+              "start_pc", "prng_we")
 
 
 class TB:
@@ -100,8 +101,14 @@ async def test_training_steps(dut):
     await tb.reset()
 
     # program, constant scalars, parameters, zero moments
-    await tb.write("prog", 0, encode(cfg, prog, batch))
+    words, act_pc = encode(cfg, prog, batch)
+    await tb.write("prog", 0, words)
+    st.prng = int(ddpg.prng)
+    dut.prng_seed.value, dut.prng_we.value = st.prng, 1
+    await tb.edge
+    dut.prng_we.value = 0
     for reg, value in ((Scalar.GAMMA, ddpg.gamma), (Scalar.TAU, ddpg.tau), (Scalar.LOSS_SCALE, ddpg.loss_scale),
+                       (Scalar.NOISE, ddpg.noise_scale),
                        (Scalar.B1, ddpg.adam.b1), (Scalar.C1, ddpg.adam.c1), (Scalar.B2, ddpg.adam.b2),
                        (Scalar.C2, ddpg.adam.c2), (Scalar.E2, ddpg.adam.e2)):
         await tb.write("scal", int(reg), [int(value)])
@@ -122,6 +129,17 @@ async def test_training_steps(dut):
     async def write_t(name, X):
         for n in range(N):
             await tb.write("tm", T[name].base, feature_major_image(cfg, X, batch, n, T[name].shape[0]), we=1 << n)
+
+    async def run(pc: int) -> int:
+        dut.start_pc.value, dut.start.value = pc, 1
+        await tb.edge
+        dut.start.value = 0
+        n = 1
+        while not dut.done.value:
+            await tb.edge
+            n += 1
+            assert n < 50_000_000, f"program at {pc}: no done"
+        return n
 
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
     total_cycles, matched = 0, 0
@@ -147,14 +165,7 @@ async def test_training_steps(dut):
         execute(st, {"gamma": ddpg.gamma, "tau": ddpg.tau, "loss_scale": ddpg.loss_scale,
                      "critic_lr": lr["critic"], "actor_lr": lr["actor"]}, ddpg.adam)
 
-        dut.start.value = 1
-        await tb.edge
-        dut.start.value = 0
-        cycles = 1
-        while not dut.done.value:
-            await tb.edge
-            cycles += 1
-            assert cycles < 50_000_000, f"step {step}: no done"
+        cycles = await run(0)
         total_cycles += cycles
 
         bad = []
@@ -184,9 +195,28 @@ async def test_training_steps(dut):
                     gv = _unpack([r[1] for r in rows], C, ad.v.bits, signed=False)[:t.shape[0]]
                 if not (np.array_equal(gm, st.m[name]) and np.array_equal(gv, st.v[name])):
                     bad.append(f"{name} moments")
-        dut._log.info("step %d: %d cycles; %s", step, cycles, "all state equal" if not bad else f"differ: {bad}")
+        # acting: one state through the actor in intra-layer mode, plus noise
+        state = quantize(rng.normal(size=(obs, 1)), fmt)
+        st.write("state", state)
+        for n in range(N):
+            await tb.write("am", T["state"].base, slot_major_image(cfg, state, 1, 0), we=1 << n)
+        execute(st, {"noise": ddpg.noise_scale}, None, acting=True)
+        act_cycles = await run(act_pc)
+        (row,) = await tb.read("am_addr", ["am_rdata"], T["action"].base, 1, re="am_re")
+        got = _unpack([row[0] & ((1 << (R * fmt.bits)) - 1)], R, fmt.bits)[:act]
+        if not np.array_equal(got, st.t["action"][:act, 0]):
+            bad.append("action")
+            dut._log.error("action: expected %s got %s", st.t["action"][:act, 0], got)
+        if int(dut.prng_state.value) != st.prng:
+            bad.append("noise generator state")
+        dut._log.info("step %d: %d cycles, acting %d cycles; %s", step, cycles, act_cycles,
+                      "all state equal" if not bad else f"differ: {bad}")
+        if bad:
+            record(dut, {"test": "training_steps", "sim": cocotb.SIM_NAME, "nets": [obs, act, hidden, batch],
+                         "steps": step + 1, "identical_steps": matched, "cycles_per_step": cycles})
         assert not bad, f"step {step}: RTL and golden model differ in {bad}"
         matched += 1
     record(dut, {"test": "training_steps", "sim": cocotb.SIM_NAME, "nets": [obs, act, hidden, batch],
                  "steps": steps, "identical_steps": matched, "cycles_per_step": total_cycles // max(steps, 1),
+                 "act_cycles": act_cycles,
                  "wall_s": round(time.perf_counter() - start_wall, 1)})

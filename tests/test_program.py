@@ -95,3 +95,23 @@ def test_networks_that_do_not_fit_are_rejected_clearly():
     with pytest.raises(ProgramError, match="batch = 7: must be a multiple of array.cores = 2"):
         compile_ddpg(CFG, 17, 6, (8, 8), 7)
     compile_ddpg(default, 17, 6, (400, 300), 512)   # FIXAR's workload fits the default config
+
+
+def test_acting_program_equals_fixed_ddpg_act():
+    """The acting program (intra-layer forward, then NOISE) gives FixedDDPG's
+    exploring action and leaves the noise generator in the same state."""
+    hp = dataclasses.replace(Hyper(), hidden=(8, 8), batch=8)
+    ddpg = GoldenBackend(5, 3, hp, seed=4, cfg=CFG).ddpg
+    p = compile_ddpg(CFG, 5, 3, (8, 8), 8)
+    st = ProgramState(CFG, p, 8)
+    for name, v in program_params(ddpg, p).items():
+        st.t[name] = v
+    st.prng = int(ddpg.prng)
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        s = quantize(rng.normal(size=5), CFG.pe.act32)
+        st.write("state", s[:, None])
+        execute(st, {"noise": ddpg.noise_scale}, None, acting=True)
+        want = ddpg.act(s, explore=True)
+        assert np.array_equal(st.t["action"][:3, 0], want)
+        assert st.prng == int(ddpg.prng)

@@ -1,4 +1,4 @@
-"""python -m fixar.bench [all|golden|pendulum|pe|array|synth|synth-array]: measure figures into bench/results/summary.json.
+"""python -m fixar.bench [all|golden|pendulum|pe|array|trainer|synth|synth-array]: measure figures into bench/results/summary.json.
 
 summary.json is one flat object of named figures. Each run updates the keys
 it measured and keeps the others (later issues add their own), and stamps
@@ -81,6 +81,14 @@ def measure(what: str, vectors: int) -> dict:
         from fixar.bench.array_sim import array_sim
         print("array: 2 x 16 x 16, HalfCheetah actor and critic in RTL (several minutes) ...", flush=True)
         figs.update(array_sim(cfg))
+    if what in ("all", "trainer"):
+        from fixar.bench.trainer_sim import trainer_sim
+        print("trainer: 2 x 16 x 16 training engine, one full HalfCheetah DDPG step per batch size in RTL, "
+              "each checked bit for bit (tens of minutes) ...", flush=True)
+        figs.update(trainer_sim(cfg))
+        from fixar.bench.trainer_sim import identical_steps
+        print("trainer: 50 consecutive small steps against the golden model ...", flush=True)
+        figs.update(identical_steps())
     if what in ("all", "synth"):
         from fixar.bench.synth import summarize, synth
         for module, prefix in (("fixar_pe", "pe"), ("fixar_act", "act"), ("fixar_adam", "adam"),
@@ -142,7 +150,7 @@ def update_readme(summary: dict) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fixar.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", default="all", choices=["all", "golden", "pendulum", "pe", "array", "synth", "synth-array"])
+    ap.add_argument("what", nargs="?", default="all", choices=["all", "golden", "pendulum", "pe", "array", "trainer", "synth", "synth-array"])
     ap.add_argument("--vectors", type=int, default=100_000, help="random PE vectors per mode")
     args = ap.parse_args(argv)
     figs = measure(args.what, args.vectors)

@@ -36,3 +36,16 @@ def trainer_sim(cfg: FixarConfig, batches=BATCHES) -> dict:
               f"(bit-exact against the golden program)", flush=True)
     figs["trainer_verilator_build_s"] = round(build_s, 1)
     return figs
+
+
+def identical_steps(steps: int = 50) -> dict:
+    """Consecutive full steps (8-32-32-2 networks, B = 16, small config) whose
+    every weight, bias, target and moment matched the golden model."""
+    from fixar.config import load
+
+    small = load("small")
+    res = run_module("verilator", small, generated(small, array=True), "fixar_trainer", "fixar.tb.trainer_bench",
+                     env={"FIXAR_STEPS": str(steps), "FIXAR_NETS": json.dumps([8, 2, [32, 32], 16])})
+    recs = [r for r in res.figures() if r["test"] == "training_steps"]
+    return {"rtl_golden_identical_steps": recs[0]["identical_steps"] if recs else 0,
+            "train_step_cycles_small_8x32x32x2_b16": recs[0]["cycles_per_step"] if recs else None}

@@ -16,7 +16,7 @@ from fixar.golden.adam import AdamCodes, adam_update
 from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.fixed import I64
 from fixar.golden.layer import linear, transposed
-from fixar.golden.vector import vector_op
+from fixar.golden.vector import noise_add, vector_op
 from fixar.program import Adam, Grad, Matmul, Program, Soft, Vec
 
 
@@ -29,25 +29,27 @@ class ProgramState:
         self.t: dict[str, np.ndarray] = {}
         for name, t in program.tensors.items():
             if t.space in ("A", "T"):
-                self.t[name] = np.zeros((math.ceil(t.shape[0] / R) * R, batch), dtype=I64)
+                self.t[name] = np.zeros((math.ceil(t.shape[0] / R) * R, t.shape[1]), dtype=I64)
             else:
                 self.t[name] = np.zeros(t.shape, dtype=I64)
         params = [n for n, t in program.tensors.items() if t.space in ("W", "B") and not n.split(".")[0].endswith("_t")]
         self.grad = {n: np.zeros_like(self.t[n]) for n in params}
         self.m = {n: np.zeros_like(self.t[n]) for n in params}
         self.v = {n: np.zeros_like(self.t[n]) for n in params}
+        self.prng = cfg.prng.seed      # the vector unit's noise generator
 
     def write(self, name: str, value, first_feature: int = 0) -> None:
         value = np.asarray(value, dtype=I64)
         self.t[name][first_feature:first_feature + value.shape[0]] = value
 
 
-def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes) -> None:
-    """One pass over the program. ``scalars``: gamma, tau, loss_scale and the
-    step-size codes the Adam instructions name (critic_lr, actor_lr)."""
+def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, acting: bool = False) -> None:
+    """One pass over the training program (or, with ``acting``, the acting
+    program). ``scalars``: gamma, tau, loss_scale, noise and the step-size
+    codes the Adam instructions name (critic_lr, actor_lr)."""
     cfg, p, T = st.cfg, st.program, st.t
     R = cfg.array.rows
-    for ins in p.instrs:
+    for ins in (p.act_instrs if acting else p.instrs):
         if isinstance(ins, Matmul):
             op = ins.op
             W = T[ins.w]
@@ -67,6 +69,10 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes) -> None
             else:
                 K = p.tensors[ins.param].shape[1]
                 st.grad[ins.param] = weight_grad(cfg, D, T[ins.x][:ins.op.K])[:, :K]
+        elif isinstance(ins, Vec) and ins.op == VecOp.NOISE:
+            n = ins.lanes
+            y, st.prng = noise_add(cfg, T[ins.a][:n, 0], st.prng, scalars[ins.coef])
+            T[ins.y][:n, 0] = y
         elif isinstance(ins, Vec):
             n = (ins.n_tiles if ins.n_tiles is not None else T[ins.y].shape[0] // R) * R
             a = T[ins.a][ins.a_tile * R:ins.a_tile * R + n]
