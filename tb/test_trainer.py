@@ -43,3 +43,13 @@ def test_bench_catches_planted_bug():
     res = run_mutated(cfg, "fixar_trainer", "fixar.tb.trainer_bench", old, f"{nxt.group(1)}  = scalar_gamma;",
                       src_dir=src_dir, env={"FIXAR_STEPS": "1", "FIXAR_NETS": NETS})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong soft-update coefficient"
+
+
+@pytest.mark.slow
+def test_halfcheetah_step_on_the_default_engine():
+    """One full step of FIXAR's workload (17-400-300-6 actor, 23-400-300-1 critic,
+    B = 64) on the default 2 x 16 x 16 engine, every parameter and moment checked."""
+    cfg = load("default")
+    res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", "fixar.tb.trainer_bench",
+                     env={"FIXAR_STEPS": "1", "FIXAR_NETS": json.dumps([17, 6, [400, 300], 64])})
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
