@@ -29,7 +29,10 @@ from fixar.golden.layer import linear, transposed
 from fixar.tb.figures import record
 
 PRIMES = [1, 2, 3, 5, 7, 11, 13, 17, 23, 29, 31, 37]
-HOST_PORTS = ("wm_we", "am_we", "bm_we", "tm_we", "start")
+# every control input the bench does not use is held at zero (a four-state
+# simulator would otherwise see X on the read-enable muxes)
+HOST_PORTS = ("wm_we", "am_we", "bm_we", "tm_we", "start", "wm_re", "am_re", "wm_rea", "bm_rea", "am_rea",
+              "gm_raddr", "gbm_raddr")
 
 
 class TB:
@@ -144,7 +147,11 @@ class TB:
             valid = dut.out_valid.value.to_unsigned()
             if valid:
                 tile, slot = dut.out_tile.value.to_unsigned(), dut.out_slot.value.to_unsigned()
-                lo, hi = dut.out_lo.value.to_unsigned(), dut.out_hi.value.to_unsigned()
+                try:
+                    lo, hi = dut.out_lo.value.to_unsigned(), dut.out_hi.value.to_unsigned()
+                except ValueError:
+                    raise AssertionError(f"{label}: X in outputs: lo={dut.out_lo.value} hi={dut.out_hi.value} "
+                                         f"valid={valid}") from None
                 mask = (1 << (C * ob)) - 1
                 for core in range(N):
                     if valid >> core & 1:

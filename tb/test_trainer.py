@@ -36,11 +36,10 @@ def test_bench_catches_planted_bug():
     cfg = load("small")
     src_dir = generated(cfg, array=True)
     text = (src_dir / "fixar_trainer.v").read_text()
-    nxt = re.search(r"vec_c <= (\\\$\d+) ;", text)
-    assert nxt, "the vector coefficient register was not found in fixar_trainer.v"
-    old = f"{nxt.group(1)}  = scalar_tau;"
-    assert old in text, "the soft update's coefficient assignment was not found in fixar_trainer.v"
-    res = run_mutated(cfg, "fixar_trainer", "fixar.tb.trainer_bench", old, f"{nxt.group(1)}  = scalar_gamma;",
+    found = re.search(r"\\soft\s+\? scalar_tau :", text)
+    assert found, "the soft update's coefficient select was not found in fixar_trainer.v"
+    res = run_mutated(cfg, "fixar_trainer", "fixar.tb.trainer_bench", found.group(0),
+                      found.group(0).replace("scalar_tau", "scalar_gamma"),
                       src_dir=src_dir, env={"FIXAR_STEPS": "1", "FIXAR_NETS": NETS})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong soft-update coefficient"
 

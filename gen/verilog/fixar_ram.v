@@ -1,4 +1,4 @@
-// Two-port synchronous RAM, hand-written so that no initial block is emitted
+// Two-port synchronous RAM, hand-written so that no initialiser is emitted
 // (Amaranth's Memory writes one initialiser line per word: 383 KB of Verilog
 // for one 16K-word bank) and so that Vivado and Yosys infer block RAM or
 // UltraRAM from the usual template. Port A reads; port B writes when b_we is
@@ -19,6 +19,17 @@ module fixar_ram #(
     output reg  [WIDTH-1:0] b_data
 );
     reg [WIDTH-1:0] mem [0:DEPTH-1];
+
+`ifndef SYNTHESIS
+    // Simulation only: start from zeros, as Xilinx block and UltraRAM do
+    // after configuration. Without it a four-state simulator turns a masked
+    // product of a never-written word (0 x X) into X; synthesis tools define
+    // SYNTHESIS and skip this (no initialiser is emitted into the netlist).
+    integer i;
+    initial
+        for (i = 0; i < DEPTH; i = i + 1)
+            mem[i] = {WIDTH{1'b0}};
+`endif
 
     always @(posedge clk)
         a_data <= mem[a_addr];
