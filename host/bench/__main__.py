@@ -42,9 +42,15 @@ def machine() -> str:
 
 
 def commit() -> str:
+    """The commit measured; -dirty when a source differs from it (the bench's own
+    outputs, README.md and bench/results/, do not count: a bench run in parts
+    rewrites them between parts)."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout.strip() or "unknown"
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)README.md", ":(exclude)bench/results"],
+                               cwd=ROOT, capture_output=True, text=True)
+        return (head.stdout.strip() or "unknown") + ("-dirty" if dirty.stdout.strip() else "")
     except OSError:
         return "unknown"
 
