@@ -43,7 +43,7 @@ class RunSettings:
     checkpoint_every: int = 5_000
     replay_size: int = 1_000_000
     out: str = "runs/latest"
-    precision: str = "auto"       # fp32 (float backend), fxp32 or qat (golden); auto: the backend's own
+    precision: str = "auto"       # fp32 (float backend), fxp32, qat or fxp16 (golden); auto: the backend's own
     qat_delay: int | None = None  # qat: the step at which activations switch to 16 bits
     hyper: Hyper = field(default_factory=Hyper)
 
