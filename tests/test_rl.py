@@ -170,3 +170,8 @@ def test_fxp16_from_scratch_feeds_every_layer_16_bit_inputs(tmp_path):
                           "--eval-episodes", "1", "--out", str(tmp_path)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "checkpoint.npz").exists()
+    # a golden run also reports the accelerator time of its step, projected from the RTL cycle model
+    import json
+
+    proj = json.loads((tmp_path / "result.json").read_text())["projected_accelerator"]
+    assert "projected" in proj["label"] and proj["train_step_cycles"] > 0 and proj["accel_ips"] > 0
