@@ -50,7 +50,8 @@ def designs(cfg: FixarConfig, array: bool = False) -> dict:
     if array:
         found["fixar_array"] = (lambda: Array(cfg), {"latency": Array.LATENCY, "pipe": Array.PIPE,
                                                      "sources": [ram.VERILOG.name]})
-        found["fixar_trainer"] = (lambda: Trainer(cfg), {"latency": 0, "sources": [ram.VERILOG.name]})
+        # the training engine's "latency" is its array's: the program cycle model's parameter
+        found["fixar_trainer"] = (lambda: Trainer(cfg), {"latency": Array.LATENCY, "sources": [ram.VERILOG.name]})
     return found
 
 

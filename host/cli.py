@@ -79,8 +79,8 @@ def main(argv=None) -> int:
     t.add_argument("--backend", default="float",
                    help="float (float32 numpy) or golden (bit-exact fixed point); rtl, xrt: not built yet")
     t.add_argument("--precision", default=None, choices=PRECISIONS,
-                   help="fp32 (float backend), fxp32 or qat (golden: 16-bit activations after --qat-delay); "
-                        "fxp16 from scratch: not built yet")
+                   help="fp32 (float backend), fxp32, qat (golden: 16-bit activations after --qat-delay) "
+                        "or fxp16 (golden: 16-bit Q0.15 activations from the start, the paper's failing baseline)")
     t.add_argument("--qat-delay", type=int, default=None, help="qat: switch step (default: half of --steps)")
     t.add_argument("--steps", type=int, default=20_000)
     t.add_argument("--batch", type=int, default=64)

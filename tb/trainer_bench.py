@@ -25,7 +25,7 @@ from fixar.array_ops import (bias_image, feature_major_image, slot_major_image, 
 from fixar.config import FixarConfig, Scalar
 from fixar.golden.fixed import I64, quantize
 from fixar.golden.program import ProgramState, execute, program_params
-from fixar.program import compile_ddpg, encode
+from fixar.program import compile_ddpg, encode, step_cycles
 from fixar.rl.golden_backend import GoldenBackend
 from fixar.rl.hyper import Hyper
 from fixar.tb.figures import record
@@ -92,6 +92,7 @@ async def test_training_steps(dut):
     R, C, N = ar.rows, ar.cols, ar.cores
     obs, act, hidden, batch = json.loads(os.environ.get("FIXAR_NETS", "[8, 2, [32, 32], 16]"))
     steps = int(os.environ.get("FIXAR_STEPS", "20"))
+    array_latency = int(os.environ["FIXAR_LATENCY"])
     hp = dataclasses.replace(Hyper(), hidden=tuple(hidden), batch=batch)
     ddpg = GoldenBackend(obs, act, hp, seed=11, cfg=cfg).ddpg
     prog = compile_ddpg(cfg, obs, act, tuple(hidden), batch)
@@ -172,6 +173,8 @@ async def test_training_steps(dut):
 
         cycles = await run(0)
         total_cycles += cycles
+        model = step_cycles(cfg, prog, batch, array_latency)
+        assert cycles == model, f"step {step}: {cycles} cycles measured, the program's cycle model says {model}"
 
         bad = []
         for name, t in T.items():
@@ -207,6 +210,8 @@ async def test_training_steps(dut):
             await tb.write("am", T["state"].base, slot_major_image(cfg, state, 1, 0), we=1 << n)
         execute(st, {"noise": ddpg.noise_scale}, None, acting=True)
         act_cycles = await run(act_pc)
+        model = step_cycles(cfg, prog, batch, array_latency, acting=True)
+        assert act_cycles == model, f"acting: {act_cycles} cycles measured, the cycle model says {model}"
         (row,) = await tb.read("am_addr", ["am_rdata"], T["action"].base, 1, re="am_re")
         got = _unpack([row[0] & ((1 << (R * fmt.bits)) - 1)], R, fmt.bits)[:act]
         if not np.array_equal(got, st.t["action"][:act, 0]):

@@ -115,3 +115,16 @@ def test_acting_program_equals_fixed_ddpg_act():
         want = ddpg.act(s, explore=True)
         assert np.array_equal(st.t["action"][:3, 0], want)
         assert st.prng == int(ddpg.prng)
+
+
+def test_cycle_model_matches_the_measured_engine():
+    """The program cycle model against cycle counts the RTL bench measured
+    (tb/trainer_bench.py asserts the same equality on every run)."""
+    from fixar.program import step_cycles
+
+    small = compile_ddpg(CFG, 8, 2, (32, 32), 16)
+    assert step_cycles(CFG, small, 16, 9) == 12148
+    assert step_cycles(CFG, small, 16, 9, acting=True) == 226
+    default = load("default")
+    big = compile_ddpg(default, 17, 6, (400, 300), 64)
+    assert step_cycles(default, big, 64, 9) == 250284

@@ -24,7 +24,7 @@ from fixar.golden.adam import AdamCodes, StepSize, adam_update, scalar_code
 from fixar.golden.fixed import I64, quantize, requantize, saturate, wrap
 from fixar.golden.layer import linear, transposed
 from fixar.golden.matmul import exact_matmul_lanes
-from fixar.golden.qat import LayerQuantizers
+from fixar.golden.qat import Fixed16, LayerQuantizers
 from fixar.golden.vector import noise_add, vector_op
 
 
@@ -107,6 +107,10 @@ class FixedDDPG:
         if self.qat is None:
             self.qat = {"actor": LayerQuantizers(self.cfg, len(self.actor.W)),
                         "critic": LayerQuantizers(self.cfg, len(self.critic.W))}
+
+    def use_fxp16_from_scratch(self) -> None:
+        """Every layer input in the fixed 16-bit format pe.act16 from now on (no QAT)."""
+        self.qat = {"actor": Fixed16(self.cfg), "critic": Fixed16(self.cfg)}
 
     def switch_to_fxp16(self) -> None:
         """The QAT switch: freeze the quantizers; activations are 16-bit from now on."""

@@ -101,3 +101,30 @@ def _rne_int(v: int, shift: int) -> int:
     q, r = divmod(v, 1 << shift)
     half = 1 << (shift - 1)
     return q + (1 if r > half or (r == half and q & 1) else 0)
+
+
+class Fixed16:
+    """FXP16 from scratch (the paper's failing baseline): every layer input
+    goes to the array's FXP16 mode in the fixed format ``pe.act16`` (RNE,
+    saturating) from the first step, with no ranges and no scale. Weights,
+    errors and gradients stay FXP32; gradients use the 16-bit inputs the
+    layers saw. Presents the frozen-quantizer interface ``Net.forward`` uses."""
+
+    frozen = True
+
+    def __init__(self, cfg: FixarConfig):
+        self.cfg = cfg
+
+    def layer(self, i: int, W, b, X, func: ActFunc) -> tuple[np.ndarray, np.ndarray]:
+        pe = self.cfg.pe
+        sh = pe.act32.frac - pe.act16.frac
+        X = np.asarray(X, dtype=I64)
+        x16 = requantize(np.zeros_like(X), X, 0, sh, pe.act16)
+        y = linear(self.cfg, W, x16, b, func, PEMode.FXP16)
+        return y, x16 << I64(sh)
+
+    def track(self, i: int, X) -> None:
+        pass
+
+    def state(self) -> dict:
+        return {"kind": "fxp16"}

@@ -46,12 +46,14 @@ class GoldenBackend:
 
     def set_precision_phase(self, phase: str) -> None:
         """fxp32: 32-bit throughout; qat: 32-bit while tracking activation
-        ranges, 16-bit after :meth:`switch_to_fxp16`."""
+        ranges, 16-bit after :meth:`switch_to_fxp16`; fxp16: 16-bit layer
+        inputs in the fixed format pe.act16 from the start (no ranges)."""
         if phase == "qat":
             self.ddpg.enable_qat()
+        elif phase == "fxp16":
+            self.ddpg.use_fxp16_from_scratch()
         elif phase != "fxp32":
-            raise ValueError(f"precision {phase!r}: the golden backend runs fxp32 and qat; FXP16 from scratch "
-                             "needs activation ranges before any were seen and is not built yet")
+            raise ValueError(f"precision {phase!r}: the golden backend runs fxp32, qat and fxp16")
 
     def switch_to_fxp16(self) -> None:
         self.ddpg.switch_to_fxp16()
@@ -92,7 +94,9 @@ class GoldenBackend:
         dd.prng = np.uint32(int(d["prng"]))
         qat = json.loads(bytes(d["qat"]).decode())
         dd.qat = None
-        if qat is not None:
+        if qat is not None and all(st.get("kind") == "fxp16" for st in qat.values()):
+            dd.use_fxp16_from_scratch()
+        elif qat is not None:
             dd.enable_qat()
             for k, st in qat.items():
                 dd.qat[k].load(st)

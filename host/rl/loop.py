@@ -43,7 +43,7 @@ class RunSettings:
     checkpoint_every: int = 5_000
     replay_size: int = 1_000_000
     out: str = "runs/latest"
-    precision: str = "auto"       # fp32 (float backend), fxp32 or qat (golden); auto: the backend's own
+    precision: str = "auto"       # fp32 (float backend), fxp32, qat or fxp16 (golden); auto: the backend's own
     qat_delay: int | None = None  # qat: the step at which activations switch to 16 bits
     hyper: Hyper = field(default_factory=Hyper)
 
@@ -99,6 +99,7 @@ class Trainer:
         self.env = make_env(run.env)
         obs_dim = self.env.observation_space.shape[0]
         act_dim = self.env.action_space.shape[0]
+        self.obs_dim, self.act_dim = obs_dim, act_dim
         self.backend = make_backend(run.backend, obs_dim, act_dim, run.hyper, run.seed)
         self.precision = run.precision if run.precision != "auto" else "fp32" if run.backend == "float" else "fxp32"
         self.backend.set_precision_phase(self.precision)
@@ -212,11 +213,28 @@ class Trainer:
 
     def summary(self) -> dict:
         busy = sum(self.timers.values())
-        return {"env": self.run.env, "backend": self.run.backend, "seed": self.run.seed, "steps": self.step,
-                "episodes": self.episode, "evals": self.evals,
-                "final_eval_return": self.evals[-1][1] if self.evals else None,
-                "time_s": {k: round(v, 3) for k, v in self.timers.items()},
-                "ips": round(self.run.hyper.batch * self.step / busy, 1) if busy else None}
+        out = {"env": self.run.env, "backend": self.run.backend, "seed": self.run.seed, "steps": self.step,
+               "episodes": self.episode, "evals": self.evals,
+               "final_eval_return": self.evals[-1][1] if self.evals else None,
+               "time_s": {k: round(v, 3) for k, v in self.timers.items()},
+               "ips": round(self.run.hyper.batch * self.step / busy, 1) if busy else None}
+        if self.run.backend == "golden":
+            out["projected_accelerator"] = self._projected()
+        return out
+
+    def _projected(self) -> dict:
+        """The accelerator time of the same step on the default 2 x 16 x 16 engine
+        at 164 MHz, from the program's cycle model (the RTL bench matches it
+        cycle for cycle): projected, not measured."""
+        from fixar.config import load
+        from fixar.program import ProgramError, projected
+
+        hp = self.run.hyper
+        try:
+            return {"label": "projected from the RTL cycle model, default config, 164 MHz",
+                    **projected(load("default"), self.obs_dim, self.act_dim, hp.hidden, hp.batch)}
+        except ProgramError as exc:
+            return {"label": "not projected", "reason": str(exc)}
 
 
 def plot_curve(log_csv: Path, png: Path, title: str) -> None:
