@@ -253,8 +253,10 @@ def _pack(values: np.ndarray, width: int) -> list[int]:
     return out
 
 
-def weight_image(cfg: FixarConfig, W: np.ndarray) -> list[int]:
-    """The weight memory rows of W (M x K codes), each a C-word integer (bank b at bits b*w)."""
+def weight_image(cfg: FixarConfig, W: np.ndarray, bits: int | None = None) -> list[int]:
+    """The weight memory rows of W (M x K codes), each a C-word integer (bank b
+    at bits b*w; w = ``bits``, default the weight width: gradients and Adam
+    moments use the same layout at their own widths)."""
     C = cfg.array.cols
     M, K = W.shape
     n_it, n_kc = math.ceil(M / C), math.ceil(K / C)
@@ -264,7 +266,7 @@ def weight_image(cfg: FixarConfig, W: np.ndarray) -> list[int]:
     i = np.arange(C)[:, None]
     b = np.arange(C)[None, :]
     skewed = tiles[:, i, (b - i) % C]          # [T, i, bank] = tile[T, i, (bank - i) mod C]
-    return _pack(skewed.reshape(-1, C), cfg.pe.weight.bits)
+    return _pack(skewed.reshape(-1, C), cfg.pe.weight.bits if bits is None else bits)
 
 
 def weight_from_image(cfg: FixarConfig, rows: list[int], M: int, K: int, bits: int,
@@ -284,12 +286,12 @@ def weight_from_image(cfg: FixarConfig, rows: list[int], M: int, K: int, bits: i
     return full[:M, :K]
 
 
-def bias_image(cfg: FixarConfig, bias: np.ndarray) -> list[int]:
+def bias_image(cfg: FixarConfig, bias: np.ndarray, bits: int | None = None) -> list[int]:
     C = cfg.array.cols
     n = math.ceil(len(bias) / C)
     bp = np.zeros(n * C, dtype=np.int64)
     bp[:len(bias)] = bias
-    return _pack(bp.reshape(n, C), cfg.pe.out.bits)
+    return _pack(bp.reshape(n, C), cfg.pe.out.bits if bits is None else bits)
 
 
 def core_vectors(cfg: FixarConfig, op: LayerOp, d: Descriptor, core: int) -> range:

@@ -1,6 +1,6 @@
 """fixar: train DDPG agents on an accelerator backend, evaluate checkpoints, measure figures.
 
-    fixar train [--env Pendulum-v1] [--backend float] [--steps N] [--batch B] [--seed S] [--out DIR] [--resume]
+    fixar train [--env Pendulum-v1] [--backend golden|float|rtl] [--config default] [--steps N] [--batch B] [--seed S] [--out DIR] [--resume]
     fixar eval RUN_DIR_OR_CHECKPOINT [--episodes 10]
     fixar bench [all|pe|array|synth|synth-array|golden]
 """
@@ -34,6 +34,7 @@ def _train(args) -> int:
         run = RunSettings(env=args.env, backend=args.backend, steps=args.steps, seed=args.seed,
                           warmup=args.warmup, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                           checkpoint_every=args.checkpoint_every, out=args.out, precision=precision,
+                          config=args.config,
                           qat_delay=(args.qat_delay if args.qat_delay is not None else args.steps // 2)
                           if precision == "qat" else args.qat_delay, hyper=hyper)
         trainer = Trainer(run, resume=args.resume)
@@ -44,6 +45,11 @@ def _train(args) -> int:
         result = trainer.train()
     except KeyboardInterrupt:
         return 130
+    except BackendUnavailable as exc:     # e.g. the rtl backend's simulator died mid-run
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        trainer.close()
     print(f"done: final evaluation return {result['final_eval_return']:.1f}; log {run.out}/log.csv, "
           f"curve {run.out}/learning_curve.png, checkpoint {run.out}/checkpoint.npz, "
           f"summary {run.out}/result.json")
@@ -76,8 +82,11 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a DDPG agent")
     t.add_argument("--env", default="Pendulum-v1", help="gymnasium id with continuous actions")
-    t.add_argument("--backend", default="float",
-                   help="float (float32 numpy) or golden (bit-exact fixed point); rtl, xrt: not built yet")
+    t.add_argument("--backend", default="golden",
+                   help="golden (bit-exact fixed-point model), float (float32 numpy) or rtl (the generated "
+                        "engine under Verilator: slow, for verification runs); xrt: not built yet")
+    t.add_argument("--config", default="default",
+                   help="engine config of the golden and rtl backends: a shipped name (default, small) or a TOML file")
     t.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="fp32 (float backend), fxp32, qat (golden: 16-bit activations after --qat-delay) "
                         "or fxp16 (golden: 16-bit Q0.15 activations from the start, the paper's failing baseline)")

@@ -133,10 +133,12 @@ def _uses(ins) -> tuple[list[str], list[str]]:
     return [], []
 
 
-def _allocate(cfg: FixarConfig, p: Program, instrs: list, inputs: dict[str, str]) -> None:
+def _allocate(cfg: FixarConfig, p: Program, instrs: list, inputs: dict[str, str],
+              outputs: dict[str, str] | None = None) -> None:
     """Rows for the activation-like tensors by liveness: a tensor lives from
     the instruction that first writes it (host inputs: from the start) to the
-    last that reads it, and takes the lowest rows free for all of that time
+    last that reads it (host outputs: to the end, so the host can read them
+    after the program), and takes the lowest rows free for all of that time
     (two tensors of one instruction never share rows)."""
     limits = _limits(cfg)
     n = len(instrs)
@@ -149,6 +151,8 @@ def _allocate(cfg: FixarConfig, p: Program, instrs: list, inputs: dict[str, str]
             if t not in life:
                 raise AssertionError(f"compiler bug: {t} read before it is written")
             life[t][1] = max(life[t][1], i)
+    for t in (outputs or {}).values():
+        life[t][1] = n
     placed: dict[str, list[tuple[int, int, int, int]]] = {"A": [], "T": []}   # (base, rows, start, end)
     for name in sorted(life, key=lambda t: (life[t][0], t)):
         t = p.tensors[name]
@@ -294,8 +298,8 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     # 4. targets
     p.instrs.append(Soft("actor"))
     p.instrs.append(Soft("critic"))
-    p.outputs = {"q": c_outs[-1], "y": y}
-    _allocate(cfg, p, p.instrs, p.inputs)
+    p.outputs = {"q": c_outs[-1], "y": y}       # the host's training statistics
+    _allocate(cfg, p, p.instrs, p.inputs, p.outputs)
     p.instrs = [_addressed(cfg, p, ins, S) for ins in p.instrs]
 
     # acting: the actor on one state in intra-layer mode (every core holds the
@@ -312,8 +316,8 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
         x = y1
     action = vec1("action", act_dim)
     p.act_instrs.append(Vec(VecOp.NOISE, x, None, action, coef="noise", lanes=act_dim, one_core=True))
-    p.act_inputs, p.act_outputs = {"state": state}, {"action": action}
-    _allocate(cfg, p, p.act_instrs, p.act_inputs)
+    p.act_inputs, p.act_outputs = {"state": state}, {"action": action, "mu": x}   # with and without noise
+    _allocate(cfg, p, p.act_instrs, p.act_inputs, p.act_outputs)
     p.act_instrs = [_addressed(cfg, p, ins, 1) for ins in p.act_instrs]
     return p
 

@@ -94,18 +94,38 @@ def test_bad_environments_are_clear_errors():
         make_env("CartPole-v1")
 
 
-def test_backends_not_built_yet_say_so():
-    for name, issue in (("rtl", "issue 4"), ("xrt", "issue 6")):
-        with pytest.raises(BackendUnavailable, match=issue):
-            make_backend(name, 3, 1, SMALL, 0)
+def test_backends_not_built_yet_or_unknown_say_so():
+    with pytest.raises(BackendUnavailable, match="issue 6"):
+        make_backend("xrt", 3, 1, SMALL, 0)
     with pytest.raises(BackendUnavailable, match="unknown backend 'gpu'"):
         make_backend("gpu", 3, 1, SMALL, 0)
+    with pytest.raises(ValueError, match="neither a shipped config"):
+        make_backend("golden", 3, 1, SMALL, 0, config="huge")
+
+
+def test_rtl_backend_checks_before_it_builds_anything():
+    """Networks that do not fit the engine fail at once, with the compiler's
+    reason; a refused precision starts no simulator."""
+    from fixar.program import ProgramError
+    big = Hyper(hidden=(4000, 3000), batch=512)
+    with pytest.raises(ProgramError, match="needs .* rows"):
+        make_backend("rtl", 3, 1, big, 0, config="small")
+    backend = make_backend("rtl", 3, 1, SMALL, 0, config="small")
+    with pytest.raises(ValueError, match="rtl backend runs fxp32"):
+        backend.set_precision_phase("qat")
+    assert backend._proc is None
 
 
 def test_cli_reports_errors_with_exit_code_2(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "rtl", "--out", str(tmp_path)],
+    res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "xrt", "--out", str(tmp_path)],
                          capture_output=True, text=True)
-    assert res.returncode == 2 and "issue 4" in res.stderr
+    assert res.returncode == 2 and "issue 6" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "rtl", "--precision", "qat",
+                          "--out", str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 2 and "rtl backend runs fxp32" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--config", "nosuch", "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "neither a shipped config" in res.stderr
     res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "float", "--precision", "fxp16",
                           "--out", str(tmp_path)], capture_output=True, text=True)
     assert res.returncode == 2 and "needs a fixed-point backend" in res.stderr

@@ -34,7 +34,7 @@ EVAL_SEED_OFFSET = 10**9
 @dataclass(frozen=True)
 class RunSettings:
     env: str = "Pendulum-v1"
-    backend: str = "float"
+    backend: str = "golden"
     steps: int = 20_000
     seed: int = 0
     warmup: int = 1_000           # random actions before the first update
@@ -45,6 +45,7 @@ class RunSettings:
     out: str = "runs/latest"
     precision: str = "auto"       # fp32 (float backend), fxp32, qat or fxp16 (golden); auto: the backend's own
     qat_delay: int | None = None  # qat: the step at which activations switch to 16 bits
+    config: str = "default"       # the engine's config (golden, rtl): a shipped name or a TOML file
     hyper: Hyper = field(default_factory=Hyper)
 
     def __post_init__(self) -> None:
@@ -100,7 +101,7 @@ class Trainer:
         obs_dim = self.env.observation_space.shape[0]
         act_dim = self.env.action_space.shape[0]
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.backend = make_backend(run.backend, obs_dim, act_dim, run.hyper, run.seed)
+        self.backend = make_backend(run.backend, obs_dim, act_dim, run.hyper, run.seed, run.config, log=log)
         self.precision = run.precision if run.precision != "auto" else "fp32" if run.backend == "float" else "fxp32"
         self.backend.set_precision_phase(self.precision)
         self.replay = Replay(run.replay_size, obs_dim, act_dim)
@@ -154,6 +155,7 @@ class Trainer:
             writer.writerow(["step", "episode", "episode_return", "eval_return", "critic_loss", "q_mean"])
         stats = {"critic_loss": float("nan"), "q_mean": float("nan")}
         t0, step0 = time.perf_counter(), self.step
+        last_report = t0
         try:
             while self.step < run.steps:
                 if run.precision == "qat" and self.step == run.qat_delay:
@@ -194,10 +196,12 @@ class Trainer:
                     writer.writerow([self.step, self.episode, "", eval_ret, stats["critic_loss"], stats["q_mean"]])
                 if self.step % run.checkpoint_every == 0:
                     self.save()
-                if progress and (self.step % 1000 == 0 or self.step == run.steps):
+                now = time.perf_counter()
+                if progress and (self.step % 1000 == 0 or self.step == run.steps or now - last_report > 20):
+                    last_report = now
                     rate = (self.step - step0) / max(time.perf_counter() - t0, 1e-9)
                     last = f"{self.evals[-1][1]:.1f} @ {self.evals[-1][0]}" if self.evals else "-"
-                    self.log(f"step {self.step}/{run.steps}  {rate:.0f} steps/s  episode {self.episode}  "
+                    self.log(f"step {self.step}/{run.steps}  {rate:.3g} steps/s  episode {self.episode}  "
                              f"eval return {last}")
         except KeyboardInterrupt:
             path = self.save()
@@ -211,6 +215,12 @@ class Trainer:
         plot_curve(log_path, self.out / "learning_curve.png", f"{run.env}, {run.backend} backend, seed {run.seed}")
         return result
 
+    def close(self) -> None:
+        """Release the backend (the rtl backend's simulator process)."""
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
+
     def summary(self) -> dict:
         busy = sum(self.timers.values())
         out = {"env": self.run.env, "backend": self.run.backend, "seed": self.run.seed, "steps": self.step,
@@ -220,6 +230,13 @@ class Trainer:
                "ips": round(self.run.hyper.batch * self.step / busy, 1) if busy else None}
         if self.run.backend == "golden":
             out["projected_accelerator"] = self._projected()
+        cycles = getattr(self.backend, "cycles", None)
+        if cycles is not None and self.step:
+            # the rtl backend counts the simulated engine's cycles: measured in simulation, not on a board
+            out["simulated_accelerator"] = {
+                "label": f"cycles of the simulated RTL engine ({self.run.config} config); time at 164 MHz",
+                **cycles, "train_steps": self.backend.train_steps,
+                "time_s_at_164mhz": round((cycles["train"] + cycles["act"]) / 164e6, 6)}
         return out
 
     def _projected(self) -> dict:
