@@ -58,7 +58,7 @@ sysdeps:
 $(STAMP): pyproject.toml | sysdeps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[synth,axi]'
+	$(PY) -m pip install -q -e '.[synth,axi,tensorboard]'
 	@touch $@
 
 setup: $(STAMP)

@@ -195,3 +195,13 @@ def test_fxp16_from_scratch_feeds_every_layer_16_bit_inputs(tmp_path):
 
     proj = json.loads((tmp_path / "result.json").read_text())["projected_accelerator"]
     assert "projected" in proj["label"] and proj["train_step_cycles"] > 0 and proj["accel_ips"] > 0
+
+
+def test_tensorboard_events_are_written(tmp_path):
+    pytest.importorskip("tensorboardX")   # installed by `make setup` (the tensorboard extra)
+    t = Trainer(settings(tmp_path, backend="golden"), log=lambda *_: None)
+    t.train(progress=False)
+    (events,) = (tmp_path / "tensorboard").glob("events.out.tfevents.*")
+    data = events.read_bytes()
+    for tag in (b"eval_return", b"episode_return", b"critic_loss"):
+        assert tag in data, f"no {tag.decode()} in the TensorBoard events"

@@ -73,6 +73,20 @@ class RunSettings:
         return cls(**d)
 
 
+def tensorboard_writer(folder: Path):
+    """A TensorBoard event writer in ``folder`` when tensorboardX (or PyTorch's)
+    is installed (``pip install 'fixar[tensorboard]'``), else None: the CSV log
+    is always written."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+    return SummaryWriter(str(folder))
+
+
 def episode_seed(seed: int, k: int) -> int:
     return seed * EPISODE_SEED_STRIDE + k
 
@@ -154,6 +168,7 @@ class Trainer:
         if new_log:
             writer.writerow(["step", "episode", "episode_return", "eval_return", "critic_loss", "q_mean"])
         stats = {"critic_loss": float("nan"), "q_mean": float("nan")}
+        tb = tensorboard_writer(self.out / "tensorboard")
         t0, step0 = time.perf_counter(), self.step
         last_report = t0
         try:
@@ -185,6 +200,13 @@ class Trainer:
                 if self.step % run.eval_every == 0 or self.step == run.steps:
                     eval_ret = evaluate(self.backend, run.env, run.seed, run.eval_episodes)
                     self.evals.append((self.step, eval_ret))
+                if tb is not None:
+                    if eval_ret != "":
+                        tb.add_scalar("eval_return", eval_ret, self.step)
+                    if term or trunc:
+                        tb.add_scalar("episode_return", self.ep_return, self.step)
+                        tb.add_scalar("critic_loss", stats["critic_loss"], self.step)
+                        tb.add_scalar("q_mean", stats["q_mean"], self.step)
                 if term or trunc:
                     writer.writerow([self.step, self.episode, round(self.ep_return, 3), eval_ret,
                                      stats["critic_loss"], stats["q_mean"]])
@@ -206,9 +228,13 @@ class Trainer:
         except KeyboardInterrupt:
             path = self.save()
             logf.close()
+            if tb is not None:
+                tb.close()
             self.log(f"interrupted at step {self.step}: checkpoint saved to {path}; continue with --resume")
             raise
         logf.close()
+        if tb is not None:
+            tb.close()
         self.save()
         result = self.summary()
         (self.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
