@@ -1,4 +1,4 @@
-"""python -m fixar.bench [all|golden|pendulum|pe|array|trainer|synth|synth-array]: measure figures into bench/results/summary.json.
+"""python -m fixar.bench [all|golden|pendulum|host|pe|array|trainer|synth|synth-array]: measure figures into bench/results/summary.json.
 
 summary.json is one flat object of named figures. Each run updates the keys
 it measured and keeps the others (later issues add their own), and stamps
@@ -79,6 +79,12 @@ def measure(what: str, vectors: int) -> dict:
         print(f"pendulum: `make train`'s run and its QAT twin ({STEPS} steps each, golden backend, 64-64 networks) ...",
               flush=True)
         figs.update(pendulum_golden())
+    if what in ("all", "host"):
+        from fixar.bench.host_ips import TRAIN_STEPS, host_ips
+        print(f"host: end-to-end IPS on Pendulum-v1, 400-300 networks, B = 64, {TRAIN_STEPS} training steps, "
+              "float and golden backends ...", flush=True)
+        for backend in ("float", "golden"):
+            figs.update(host_ips(backend))
     if what in ("all", "pe"):
         from fixar.bench.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
@@ -156,7 +162,7 @@ def update_readme(summary: dict) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fixar.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", default="all", choices=["all", "golden", "pendulum", "pe", "array", "trainer", "synth", "synth-array"])
+    ap.add_argument("what", nargs="?", default="all", choices=["all", "golden", "pendulum", "host", "pe", "array", "trainer", "synth", "synth-array"])
     ap.add_argument("--vectors", type=int, default=100_000, help="random PE vectors per mode")
     args = ap.parse_args(argv)
     figs = measure(args.what, args.vectors)
