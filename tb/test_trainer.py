@@ -14,13 +14,15 @@ pytestmark = pytest.mark.sim
 NETS = json.dumps([8, 2, [32, 32], 16])   # the issue's small networks: 8 -> 32 -> 32 -> 2, B = 16
 
 
-def test_twenty_training_steps_bit_exact():
+def test_twenty_training_steps_through_the_qat_switch_bit_exact():
+    """20 steps with QAT: 10 tracking ranges (FXP32), the switch, 10 with the
+    quantizers at the output stage; every parameter, moment, range and action checked."""
     cfg = load("small")
     res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", "fixar.tb.trainer_bench",
-                     env={"FIXAR_STEPS": "20", "FIXAR_NETS": NETS})
+                     env={"FIXAR_STEPS": "20", "FIXAR_NETS": NETS, "FIXAR_QAT_SWITCH": "10"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
-    assert fig["identical_steps"] == 20
+    assert fig["identical_steps"] == 20 and fig["cycles_qat_phase2"] is not None
 
 
 @pytest.mark.slow
