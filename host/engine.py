@@ -126,23 +126,38 @@ class EngineHost:
     def range_read(self) -> Read:
         return Read("rg_addr", ("rg_lo", "rg_hi"), 0, self.cfg.array.quantizers)
 
-    def switch_writes(self, ranges: list[tuple[int, ...]]) -> list[Write]:
-        """The QAT switch: the engine's ranges of the hidden layers' inputs
-        (rows read by :meth:`range_read`) join the host's of the networks'
-        inputs; the quantizers freeze; their table and the phase-2 program go
-        to the engine."""
+    def merge_ranges(self, ranges: list[tuple[int, ...]]) -> None:
+        """Widen the agent's ranges of the hidden layers' inputs by the engine's
+        trackers (rows read by :meth:`range_read`). Ranges only grow, so
+        merging is idempotent: a checkpoint taken in phase 1 keeps what the
+        engine saw, and the engine may restart its trackers from zero."""
         q = self.quantizers
-        if q is None or self.quantized:
-            raise ValueError("the QAT switch needs an agent tracking ranges (phase 1)")
         bits = self.cfg.pe.out.bits
         signed = [tuple(v - (1 << bits) if v >> (bits - 1) else v for v in row) for row in ranges]
         for net in ("actor", "critic"):
             for i in range(1, len(self.prog.nets[net])):
                 lo, hi = signed[quantizer_index(self.prog, net, i)]
+                if q[net].seen[i]:
+                    lo, hi = min(lo, q[net].lo[i]), max(hi, q[net].hi[i])
                 q[net].lo[i], q[net].hi[i], q[net].seen[i] = lo, hi, True
+
+    def switch_writes(self, ranges: list[tuple[int, ...]]) -> list[Write]:
+        """The QAT switch: the engine's ranges of the hidden layers' inputs
+        join the host's of the networks' inputs; the quantizers freeze; their
+        table and the phase-2 program go to the engine."""
+        q = self.quantizers
+        if q is None or self.quantized:
+            raise ValueError("the QAT switch needs an agent tracking ranges (phase 1)")
+        self.merge_ranges(ranges)
         self.ddpg.switch_to_fxp16()
         self._compile()
         return [Write("prog", 0, tuple(self.words))] + self.table_writes()
+
+    def phase_writes(self) -> list[Write]:
+        """The program of the agent's current phase, and its quantizer table
+        once frozen (after restoring a checkpoint into a running engine)."""
+        self._compile()
+        return [Write("prog", 0, tuple(self.words))] + (self.table_writes() if self.quantized else [])
 
     def table_writes(self) -> list[Write]:
         q = self.quantizers
@@ -219,7 +234,7 @@ class EngineHost:
                            (Scalar.NOISE, d.noise_scale), (Scalar.B1, d.adam.b1), (Scalar.C1, d.adam.c1),
                            (Scalar.B2, d.adam.b2), (Scalar.C2, d.adam.c2), (Scalar.E2, d.adam.e2)):
             out.append(Write("scal", int(reg), (int(value),)))
-        return out + self.param_writes()
+        return out + (self.table_writes() if self.quantized else []) + self.param_writes()
 
     def param_writes(self) -> list[Write]:
         cfg, T, ad = self.cfg, self.prog.tensors, self.cfg.adam

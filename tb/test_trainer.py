@@ -54,3 +54,16 @@ def test_halfcheetah_step_on_the_default_engine():
     res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", "fixar.tb.trainer_bench",
                      env={"FIXAR_STEPS": "1", "FIXAR_NETS": json.dumps([17, 6, [400, 300], 64])})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def test_bench_catches_a_broken_quantizer():
+    """One core's QAT quantizer divides by 2 Delta (its shift one too far): the phase-2 step must fail."""
+    cfg = load("small")
+    src_dir = generated(cfg, array=True)
+    text = (src_dir / "fixar_trainer.v").read_text()
+    found = re.search(r"assign q_f_0 = q_p8_0 >> q_shift;", text)
+    assert found, "the quantizer's quotient q_f_0 was not found in fixar_trainer.v"
+    res = run_mutated(cfg, "fixar_trainer", "fixar.tb.trainer_bench", found.group(0),
+                      "assign q_f_0 = q_p8_0 >> (q_shift + 7'd1);",
+                      src_dir=src_dir, env={"FIXAR_STEPS": "2", "FIXAR_QAT_SWITCH": "1", "FIXAR_NETS": NETS})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a broken quantizer"
