@@ -23,12 +23,12 @@ at row T*C + (b - r) mod C); the transposed product needs the tile's row r
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array as MuxArray, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array as MuxArray, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixarConfig
-from fixar.gen.core import ArrayCore
+from fixar.gen.core import ArrayCore, quantizer_widths
 from fixar.gen.ram import TwoPortRAM
 
 
@@ -40,6 +40,22 @@ def _delay(m: Module, value, n: int, name: str):
         m.d.sync += nxt.eq(prev)
         prev = nxt
     return prev
+
+
+def _tree(m: Module, values: list, pick, name: str):
+    """min or max of signed values by a comparator tree (combinational)."""
+    level = 0
+    while len(values) > 1:
+        nxt = []
+        for i in range(0, len(values) - 1, 2):
+            a, b = values[i], values[i + 1]
+            w = Signal(signed(max(len(a), len(b))), name=f"{name}_{level}_{i // 2}")
+            m.d.comb += w.eq(Mux(a < b, a, b) if pick is min else Mux(a > b, a, b))
+            nxt.append(w)
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values, level = nxt, level + 1
+    return values[0]
 
 
 class Array(wiring.Component):
@@ -60,6 +76,7 @@ class Array(wiring.Component):
         tiles = range(self.w_rows // C + 1)
         ob = pe.out.bits
         slot_bits = max((ar.psum_slots - 1).bit_length(), 1)
+        qw = quantizer_widths(cfg)
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1),
             "op_transpose": In(1), "op_intra": In(1), "op_mode": In(1), "op_func": In(2),
@@ -70,6 +87,14 @@ class Array(wiring.Component):
             "op_slots": In(range(ar.psum_slots + 1)),
             "op_w_base": In(range(self.w_rows)), "op_x_base": In(range(self.a_rows)),
             "op_y_base": In(range(self.a_rows)), "op_b_base": In(range(self.b_rows)),
+            "op_track": In(1), "op_fq": In(1), "op_qidx": In(range(ar.quantizers)),
+            # QAT: the quantizer table (host-written at the switch) and the range
+            # trackers (phase 1: lo <= 0 <= hi; registered read; clear sets zeros)
+            "qt_we": In(1), "qt_addr": In(range(ar.quantizers)),
+            "qt_delta": In(unsigned(qw["delta"])), "qt_zero": In(unsigned(qw["zero"])),
+            "qt_magic": In(unsigned(qw["magic"])), "qt_shift": In(unsigned(qw["shift"])),
+            "rg_clear": In(1), "rg_addr": In(range(ar.quantizers)),
+            "rg_lo": Out(signed(ob)), "rg_hi": Out(signed(ob)),
             "wm_we": In(1), "wm_addr": In(range(self.w_rows)), "wm_data": In(unsigned(C * pe.weight.bits)),
             "am_we": In(N), "am_addr": In(range(self.a_rows)), "am_data": In(unsigned(R * pe.act32.bits)),
             "tm_we": In(N), "tm_addr": In(range(self.t_rows)), "tm_data": In(unsigned(R * pe.act32.bits)),
@@ -98,7 +123,7 @@ class Array(wiring.Component):
         # ---- descriptor, latched at start
         names = ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
                  "gstore", "g_base",
-                 "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base")
+                 "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base", "track", "fq", "qidx")
         d = {n: Signal.like(getattr(self, f"op_{n}"), name=f"d_{n}") for n in names}
 
         # ---- sequencer state
@@ -268,6 +293,20 @@ class Array(wiring.Component):
         m.d.comb += finished.eq(final_out)
         m.d.comb += self.out_tile.eq(out_tile)
 
+        # ---- QAT quantizer table: the operation's entry goes to every core's output stage
+        qw = quantizer_widths(cfg)
+        Q = ar.quantizers
+        table = {k: [Signal(unsigned(qw[k]), name=f"qt_{k}_{i}") for i in range(Q)]
+                 for k in ("delta", "zero", "magic", "shift")}
+        q_sel = {}
+        for k, regs in table.items():
+            with m.If(self.qt_we):
+                for i in range(Q):
+                    with m.If(self.qt_addr == i):
+                        m.d.sync += regs[i].eq(getattr(self, f"qt_{k}"))
+            q_sel[k] = Signal(unsigned(qw[k]), name=f"q_sel_{k}")
+            m.d.sync += q_sel[k].eq(MuxArray(regs)[d["qidx"]])   # settles long before any output
+
         cores = []
         for n in range(N):
             core = ArrayCore(cfg)
@@ -280,6 +319,8 @@ class Array(wiring.Component):
                 core.last.eq(ctl_d["last"]), core.a.eq(a_data[n]), core.bias.eq(bias),
                 core.bias_en.eq(d["bias"] & (Const(n == 0) | ~d["intra"])),
                 core.func.eq(d["func"]), core.mode.eq(d["mode"]), core.grad.eq(d["grad"]),
+                core.fq.eq(d["fq"]), core.q_magic.eq(q_sel["magic"]), core.q_shift.eq(q_sel["shift"]),
+                core.q_delta.eq(q_sel["delta"]), core.q_zero.eq(q_sel["zero"]),
             ]
         # cross-core accumulation: core 0 adds the others' wide sums in intra-layer
         # mode and in gradient products (each core summed its own batch rows)
@@ -292,6 +333,32 @@ class Array(wiring.Component):
                 m.d.comb += getattr(cores[0], f"xin_{lane}")[c * A:(c + 1) * A].eq(Mux(reduce_all, total, 0))
             for n in range(1, N):
                 m.d.comb += getattr(cores[n], f"xin_{lane}").eq(0)
+
+        # ---- QAT phase 1: range trackers widened by every valid output of a
+        # tracking operation (one beat's min and max per core, then the register)
+        rg_lo = [Signal(signed(ob), name=f"rg_lo_{i}") for i in range(Q)]
+        rg_hi = [Signal(signed(ob), name=f"rg_hi_{i}") for i in range(Q)]
+        beat_lo, beat_hi, beat_v = [], [], []
+        for n in range(N):
+            words = [cores[n].out_lo[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
+            lo_n, hi_n = _tree(m, words, min, f"beat_lo_{n}"), _tree(m, words, max, f"beat_hi_{n}")
+            v = Signal(name=f"beat_valid_{n}")
+            lo_r, hi_r = Signal(signed(ob), name=f"beat_lo_r_{n}"), Signal(signed(ob), name=f"beat_hi_r_{n}")
+            m.d.sync += [v.eq(d["track"] & cores[n].out_valid & (Const(n == 0) | ~(d["intra"] | d["grad"]))),
+                         lo_r.eq(lo_n), hi_r.eq(hi_n)]
+            beat_lo.append(Mux(v, lo_r, 0))
+            beat_hi.append(Mux(v, hi_r, 0))
+        new_lo = _tree(m, beat_lo, min, "beat_lo_all")
+        new_hi = _tree(m, beat_hi, max, "beat_hi_all")
+        beat_q = Signal.like(d["qidx"], name="beat_qidx")     # travels with the beat: the next
+        m.d.sync += beat_q.eq(d["qidx"])                        # operation may latch its own meanwhile
+        for i in range(Q):
+            with m.If(self.rg_clear):
+                m.d.sync += [rg_lo[i].eq(0), rg_hi[i].eq(0)]
+            with m.Elif(beat_q == i):
+                m.d.sync += [rg_lo[i].eq(Mux(new_lo < rg_lo[i], new_lo, rg_lo[i])),
+                             rg_hi[i].eq(Mux(new_hi > rg_hi[i], new_hi, rg_hi[i]))]
+        m.d.sync += [self.rg_lo.eq(MuxArray(rg_lo)[self.rg_addr]), self.rg_hi.eq(MuxArray(rg_hi)[self.rg_addr])]
 
         # ---- outputs, and results stored back as the next layer's activations (FXP32)
         valid = [cores[n].out_valid & (Const(n == 0) | ~reduce_all) for n in range(N)]

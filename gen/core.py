@@ -28,6 +28,14 @@ the shadow). Outputs appear ``LATENCY`` cycles after the item with ``last``:
 ``out_valid``, ``out_slot``, ``out_lo`` (C results: FXP32, or the low lane's
 vector) and ``out_hi`` (the high lane's vector in FXP16, zero in FXP32).
 
+QAT quantizer (``fq``, FXP32 outputs): each result y leaves as its 16-bit
+value for the layer it feeds, q = clip(floor(y 2^16 / Delta) + z, 0, 2^16 - 1)
+and out = delta (q - z) = round((q - z) Delta 2^-16) in ``pe.act32``. The floor
+division multiplies by the host's ``q_magic`` and shifts right by ``q_shift``
+(exact for every numerator below 2^NB: Granlund and Montgomery's round-up
+method; fixar.engine computes both), on |y| 2^16 or its one's complement.
+``q_delta``, ``q_zero``, ``q_magic``, ``q_shift`` hold for the whole operation.
+
 The partial-sum buffer is read one stage before it is written and its read
 port is transparent to the write, so one slot may be updated on consecutive
 cycles (batch 1) without stalls.
@@ -44,10 +52,24 @@ from fixar.gen.activation import ActivationUnit
 from fixar.gen.pe import requantize
 
 
+def quantizer_widths(cfg: FixarConfig) -> dict[str, int]:
+    """Bit widths of the QAT quantizer's numbers (fixar.engine.quantizer_words computes them)."""
+    ob, qb = cfg.pe.out.bits, cfg.pe.act16.bits
+    nb = ob - 1 + qb                      # |y| 2^16 (or its complement) is below 2^nb
+    return {"nb": nb, "magic": nb + 2, "shift": (nb + ob + 1).bit_length(), "delta": ob + 1, "zero": qb + 1}
+
+
+def quantizer_ports(cfg: FixarConfig) -> dict:
+    w = quantizer_widths(cfg)
+    return {"fq": In(1), "q_magic": In(unsigned(w["magic"])), "q_shift": In(unsigned(w["shift"])),
+            "q_delta": In(unsigned(w["delta"])), "q_zero": In(unsigned(w["zero"]))}
+
+
 class ArrayCore(wiring.Component):
     # input register, products, column sums, accumulate, cross-core add,
-    # rounding into the activation unit's input register, activation output
-    LATENCY = 7
+    # rounding into the activation unit's input register, activation output,
+    # then the QAT quantizer's five stages (passed through when fq is off)
+    LATENCY = 12
 
     @staticmethod
     def check(cfg: FixarConfig) -> None:
@@ -76,6 +98,7 @@ class ArrayCore(wiring.Component):
             "xin_lo": In(unsigned(C * pe.acc_bits)), "xin_hi": In(unsigned(C * pe.acc_bits)),
             "out_valid": Out(1), "out_slot": Out(unsigned(slot_bits)),
             "out_lo": Out(unsigned(C * ob)), "out_hi": Out(unsigned(C * ob)),
+            **quantizer_ports(cfg),
         })
 
     def elaborate(self, platform):
@@ -188,6 +211,53 @@ class ArrayCore(wiring.Component):
         s5 = follow(s4, 5)
         s6 = follow(s5, 6)
         assert ActivationUnit.LATENCY == 2  # s4 -> act input reg (s5) -> act output reg (s6)
-        m.d.comb += [self.out_valid.eq(s6["valid"] & s6["last"]), self.out_slot.eq(s6["slot"]),
-                     self.out_lo.eq(Cat(*out_lo)), self.out_hi.eq(Cat(*out_hi))]
+
+        # Stages 7-11: the QAT quantizer on the low lane (see the docstring).
+        qw = quantizer_widths(cfg)
+        qb, nb = pe.act16.bits, qw["nb"]
+        stages = [s6]
+        for k in range(7, 12):
+            stages.append(follow(stages[-1], k))
+        y_lo, y_hi = out_lo, out_hi
+        for k in range(7, 12):           # the results as they are, when fq is off
+            y_lo = [self._reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
+            y_hi = [self._reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]
+        fq_lo = []
+        for c, y in enumerate(out_lo):
+            neg7 = Signal(name=f"q_neg7_{c}")
+            u7 = Signal(unsigned(nb), name=f"q_u7_{c}")       # |y| 2^16, or its one's complement
+            shifted = Signal(signed(ob + qb), name=f"q_y_shifted_{c}")
+            m.d.comb += shifted.eq(y << qb)
+            m.d.sync += [neg7.eq(y[-1]), u7.eq(Mux(y[-1], ~shifted, shifted)[:nb])]
+            neg8 = self._reg(m, neg7, f"q_neg8_{c}")
+            p8 = Signal(unsigned(nb + qw["magic"]), name=f"q_p8_{c}")
+            m.d.sync += p8.eq(u7 * self.q_magic)
+            f = Signal(unsigned(nb + qw["magic"]), name=f"q_f_{c}")
+            m.d.comb += f.eq(p8 >> self.q_shift)                # floor(u / Delta)
+            top = 1 << (qb + 1)                                  # beyond it q clips either way
+            fs = Signal(unsigned(qb + 2), name=f"q_fs_{c}")
+            m.d.comb += fs.eq(Mux(f > top, top, f))
+            qv = Signal(signed(qb + 4), name=f"q_v_{c}")
+            zero = self.q_zero
+            m.d.comb += qv.eq(Mux(neg8, zero - fs - 1, zero + fs))  # floor(y 2^16 / Delta) + z
+            q = Signal(unsigned(qb), name=f"q_{c}")
+            m.d.comb += q.eq(Mux(qv < 0, 0, Mux(qv > (1 << qb) - 1, (1 << qb) - 1, qv)))
+            d9 = Signal(signed(qb + 2), name=f"q_d9_{c}")
+            m.d.sync += d9.eq(q - zero)
+            v10 = Signal(signed(qb + 2 + qw["delta"]), name=f"q_v10_{c}")
+            m.d.sync += v10.eq(d9 * self.q_delta)
+            x11 = Signal(signed(pe.act32.bits), name=f"q_x11_{c}")
+            m.d.sync += x11.eq(requantize(m, v10, qb, pe.act32, None, 0, f"q_dq_{c}"))
+            fq_lo.append(x11)
+        s11 = stages[-1]
+        fq11 = self.fq            # like the quantizer's numbers: constant for the operation
+        lo = [Mux(fq11, x, y) for x, y in zip(fq_lo, y_lo)]
+        m.d.comb += [self.out_valid.eq(s11["valid"] & s11["last"]), self.out_slot.eq(s11["slot"]),
+                     self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*y_hi))]
         return m
+
+    @staticmethod
+    def _reg(m: Module, value, name: str) -> Signal:
+        r = Signal.like(value, name=name) if isinstance(value, Signal) else Signal(value.shape(), name=name)
+        m.d.sync += r.eq(value)
+        return r

@@ -72,7 +72,10 @@ class Trainer(wiring.Component):
                                            "am_we", "am_re", "am_addr", "am_data", "am_rdata",
                                            "bm_we", "bm_addr", "bm_data", "bm_rdata",
                                            "tm_we", "tm_addr", "tm_data",
-                                           "gm_raddr", "gm_rdata", "gbm_raddr", "gbm_rdata")},
+                                           "gm_raddr", "gm_rdata", "gbm_raddr", "gbm_rdata",
+                                           # QAT: quantizer table and range trackers (host, idle only)
+                                           "qt_we", "qt_addr", "qt_delta", "qt_zero", "qt_magic", "qt_shift",
+                                           "rg_clear", "rg_addr", "rg_lo", "rg_hi")},
             # ... and the Adam moments (st_we bit 0: weight rows, bit 1: bias rows)
             "st_we": In(2), "st_addr": In(range(max(self.g_rows, self.b_rows))),
             "st_m_data": In(unsigned(C * ad.m.bits)), "st_v_data": In(unsigned(C * ad.v.bits)),
@@ -151,6 +154,10 @@ class Trainer(wiring.Component):
             m.d.comb += getattr(self, k).eq(getattr(arr, k))
         m.d.comb += [arr.tm_we.eq(Mux(busy, 0, self.tm_we)), arr.tm_addr.eq(self.tm_addr),
                      arr.tm_data.eq(self.tm_data)]
+        m.d.comb += [arr.qt_we.eq(Mux(busy, 0, self.qt_we)), arr.rg_clear.eq(Mux(busy, 0, self.rg_clear))]
+        m.d.comb += [getattr(arr, k).eq(getattr(self, k)) for k in ("qt_addr", "qt_delta", "qt_zero", "qt_magic",
+                                                                     "qt_shift", "rg_addr")]
+        m.d.comb += [self.rg_lo.eq(arr.rg_lo), self.rg_hi.eq(arr.rg_hi)]
         addr = Mux(busy, st_addr, self.st_addr)
         m.d.comb += [mmem.a_addr.eq(addr), vmem.a_addr.eq(addr), bmm.a_addr.eq(addr), bvm.a_addr.eq(addr)]
         st_we = Signal(2, name="ctl_st_we")

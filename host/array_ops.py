@@ -78,6 +78,9 @@ class LayerOp:
     x_base: int = 0             # activation memory row of X (per core)
     y_base: int = 0             # activation memory row of Y when stored
     b_base: int = 0             # bias memory row of the layer's bias
+    track: bool = False         # QAT phase 1: widen quantizer qidx's range by every output (and zero)
+    fq: bool = False            # QAT phase 2: outputs leave through quantizer qidx (their 16-bit value)
+    qidx: int = 0               # the quantizer (of the layer these outputs feed)
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class Descriptor:
     t_base: int = 0
     gstore: int = 0
     g_base: int = 0
+    track: int = 0
+    fq: int = 0
+    qidx: int = 0
 
     def ports(self) -> dict[str, int]:
         return {f"op_{k}": int(v) for k, v in self.__dict__.items()}
@@ -148,6 +154,11 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                            f"array.psum_slots = {ar.psum_slots} (largest batch {ar.psum_slots * per * N})")
     if op.transpose and op.bias:
         raise ArrayOpError("the transposed product takes no bias (set bias=False)")
+    if op.track or op.fq:
+        if mode != PEMode.FXP32 or op.transpose:
+            raise ArrayOpError("track and fq (the QAT quantizers at the output stage) need an FXP32 forward product")
+        if not 0 <= op.qidx < ar.quantizers:
+            raise ArrayOpError(f"qidx = {op.qidx}: the array has array.quantizers = {ar.quantizers} quantizers")
     if op.store_t:
         if mode != PEMode.FXP32 or op.transpose or op.intra_layer or cfg.pe.out != cfg.pe.act32:
             raise ArrayOpError("store_t (the feature-major copy a weight gradient reads) needs an intra-batch "
@@ -176,7 +187,8 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
     return Descriptor(transpose=int(op.transpose), intra=int(op.intra_layer), mode=int(mode), func=int(op.func),
                       bias=int(op.bias), store=int(op.store), n_ot=n_ot, n_kt=n_kt, n_kr=n_kr, slots=S,
                       w_base=op.w_base, x_base=op.x_base, y_base=op.y_base, b_base=op.b_base,
-                      store_t=int(op.store_t), t_base=op.t_base)
+                      store_t=int(op.store_t), t_base=op.t_base, track=int(op.track), fq=int(op.fq),
+                      qidx=op.qidx if (op.track or op.fq) else 0)
 
 
 def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:

@@ -220,8 +220,12 @@ class ArrayConfig:
     # Partial-sum buffer entries per column: batch vectors in flight on one
     # weight tile (FXP16 packs two vectors per entry). FIXAR's largest batch is 512.
     psum_slots: int = 512
+    # QAT quantizers at the output stage (one per layer input of the actor and
+    # the critic; the target networks share them) and their range trackers.
+    quantizers: int = 8
 
     def __post_init__(self) -> None:
+        _check_int("array.quantizers", self.quantizers, 1, 256)
         _check_int("array.cores", self.cores, 1, 64)
         _check_int("array.rows", self.rows, 1, 256)
         _check_int("array.cols", self.cols, 1, 256)
@@ -316,7 +320,8 @@ ISA_FIELD_BITS = 32
 ISA_FIELDS: dict[Opcode, tuple[str, ...]] = {
     Opcode.HALT: (),
     Opcode.ARRAY: ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
-                   "gstore", "g_base", "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base"),
+                   "gstore", "g_base", "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base",
+                   "track", "fq", "qidx"),
     Opcode.VEC: ("op", "coef", "a_row", "b_row", "y_row", "flag_row", "use_flag", "rows", "count", "cores"),
     Opcode.ADAM: ("w_row", "w_rows", "b_row", "b_rows", "lr"),
     Opcode.SOFT: ("w_src", "w_dst", "w_rows", "b_src", "b_dst", "b_rows"),

@@ -20,7 +20,8 @@ from fixar.array_ops import (bias_image, feature_major_image, slot_major_image, 
                              weight_image)
 from fixar.config import FixarConfig, Scalar
 from fixar.golden.fixed import I64
-from fixar.program import Program, compile_ddpg, encode
+from fixar.golden.qat import LayerQuantizers
+from fixar.program import Program, compile_ddpg, encode, quantizer_index
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,20 @@ def unpack_words(rows, n: int, bits: int, signed: bool = True) -> np.ndarray:
     return np.where(v >> (bits - 1), v - (1 << bits), v) if signed else v
 
 
+def quantizer_words(cfg: FixarConfig, delta: int, zero: int) -> tuple[int, int, int, int]:
+    """(Delta, z, magic, shift) of one entry of the array's quantizer table.
+    The output stage computes floor(u / Delta) as (u * magic) >> shift for
+    u < 2^nb: with l = ceil(log2 Delta), shift = nb + l and magic =
+    ceil(2^shift / Delta), exact for all such u (Granlund and Montgomery,
+    "Division by invariant integers using multiplication", 1994, thm. 4.2)."""
+    nb = cfg.pe.out.bits - 1 + cfg.pe.act16.bits
+    if not 1 <= delta <= 1 << cfg.pe.out.bits:
+        raise ValueError(f"quantizer scale Delta = {delta}: must be in [1, 2^{cfg.pe.out.bits}]")
+    l_ = (delta - 1).bit_length()
+    shift = nb + l_
+    return delta, zero, -(-(1 << shift) // delta), shift
+
+
 def _pad_first_layer(W: np.ndarray, shape: tuple[int, int], obs: int) -> np.ndarray:
     """The critic's first weight matrix with zero columns where s is padded
     to whole tiles (a's columns move to the action tile)."""
@@ -78,9 +93,90 @@ class EngineHost:
 
     def __init__(self, cfg: FixarConfig, ddpg, act_dim: int, hidden: tuple[int, ...], batch: int):
         self.cfg, self.ddpg, self.batch = cfg, ddpg, batch
-        self.obs_dim, self.act_dim = ddpg.obs_dim, act_dim
-        self.prog: Program = compile_ddpg(cfg, ddpg.obs_dim, act_dim, tuple(hidden), batch)
-        self.words, self.act_pc = encode(cfg, self.prog, batch)
+        self.obs_dim, self.act_dim, self.hidden = ddpg.obs_dim, act_dim, tuple(hidden)
+        self._compile()
+
+    def _compile(self) -> None:
+        """The program of the agent's phase: FXP32 (QAT phase 1 tracks ranges
+        on the way), or QAT phase 2 (quantizers at the output stage)."""
+        self.prog: Program = compile_ddpg(self.cfg, self.obs_dim, self.act_dim, self.hidden, self.batch,
+                                          quantized=self.quantized)
+        self.words, self.act_pc = encode(self.cfg, self.prog, self.batch)
+
+    # ------------------------------------------------------------ QAT
+    @property
+    def quantizers(self) -> dict[str, LayerQuantizers] | None:
+        qat = self.ddpg.qat
+        if qat is None:
+            return None
+        if not all(isinstance(q, LayerQuantizers) for q in qat.values()):
+            raise ValueError("the training engine runs FXP32 and QAT; FXP16 from scratch is golden-only")
+        return qat
+
+    @property
+    def quantized(self) -> bool:
+        q = self.quantizers
+        return q is not None and q["actor"].frozen
+
+    def seen_input(self, net: str, X) -> np.ndarray:
+        """Layer 0's input of ``net`` as that network sees it (16-bit after the switch)."""
+        q = self.quantizers
+        return np.asarray(X, dtype=I64) if not self.quantized else q[net].fake_quantize(0, X)
+
+    def range_read(self) -> Read:
+        return Read("rg_addr", ("rg_lo", "rg_hi"), 0, self.cfg.array.quantizers)
+
+    def merge_ranges(self, ranges: list[tuple[int, ...]]) -> None:
+        """Widen the agent's ranges of the hidden layers' inputs by the engine's
+        trackers (rows read by :meth:`range_read`). Ranges only grow, so
+        merging is idempotent: a checkpoint taken in phase 1 keeps what the
+        engine saw, and the engine may restart its trackers from zero."""
+        q = self.quantizers
+        bits = self.cfg.pe.out.bits
+        signed = [tuple(v - (1 << bits) if v >> (bits - 1) else v for v in row) for row in ranges]
+        for net in ("actor", "critic"):
+            for i in range(1, len(self.prog.nets[net])):
+                lo, hi = signed[quantizer_index(self.prog, net, i)]
+                if q[net].seen[i]:
+                    lo, hi = min(lo, q[net].lo[i]), max(hi, q[net].hi[i])
+                q[net].lo[i], q[net].hi[i], q[net].seen[i] = lo, hi, True
+
+    def switch_writes(self, ranges: list[tuple[int, ...]]) -> list[Write]:
+        """The QAT switch: the engine's ranges of the hidden layers' inputs
+        join the host's of the networks' inputs; the quantizers freeze; their
+        table and the phase-2 program go to the engine."""
+        q = self.quantizers
+        if q is None or self.quantized:
+            raise ValueError("the QAT switch needs an agent tracking ranges (phase 1)")
+        self.merge_ranges(ranges)
+        self.ddpg.switch_to_fxp16()
+        self._compile()
+        return [Write("prog", 0, tuple(self.words))] + self.table_writes()
+
+    def phase_writes(self) -> list[Write]:
+        """The program of the agent's current phase, and its quantizer table
+        once frozen (after restoring a checkpoint into a running engine)."""
+        self._compile()
+        return [Write("prog", 0, tuple(self.words))] + (self.table_writes() if self.quantized else [])
+
+    def table_writes(self) -> list[Write]:
+        q = self.quantizers
+        out = []
+        for net in ("actor", "critic"):
+            for i in range(len(self.prog.nets[net])):
+                words = quantizer_words(self.cfg, q[net].delta[i], q[net].zero[i])
+                out.append(Write("qt", quantizer_index(self.prog, net, i), (words,),
+                                 data=("delta", "zero", "magic", "shift")))
+        return out
+
+    def quantizer_table(self) -> list[tuple[int, int] | None]:
+        """(Delta, z) per table entry, as the golden program executor takes them."""
+        out: list = [None] * self.cfg.array.quantizers
+        q = self.quantizers
+        for net in ("actor", "critic"):
+            for i in range(len(self.prog.nets[net])):
+                out[quantizer_index(self.prog, net, i)] = (q[net].delta[i], q[net].zero[i])
+        return out
 
     # ------------------------------------------------------------ parameters
     def _layers(self):
@@ -138,7 +234,7 @@ class EngineHost:
                            (Scalar.NOISE, d.noise_scale), (Scalar.B1, d.adam.b1), (Scalar.C1, d.adam.c1),
                            (Scalar.B2, d.adam.b2), (Scalar.C2, d.adam.c2), (Scalar.E2, d.adam.e2)):
             out.append(Write("scal", int(reg), (int(value),)))
-        return out + self.param_writes()
+        return out + (self.table_writes() if self.quantized else []) + self.param_writes()
 
     def param_writes(self) -> list[Write]:
         cfg, T, ad = self.cfg, self.prog.tensors, self.cfg.adam
@@ -169,7 +265,14 @@ class EngineHost:
         sa = np.zeros((obs_p + self.act_dim, B), dtype=I64)
         sa[:self.obs_dim], sa[obs_p:] = S, A
         one = 1 << fmt.frac
-        roles = {"s": S, "s^T": S, "[s;a]": sa, "[s;a]^T": sa, "s2": S2,
+        q = self.quantizers
+        if q is not None and not self.quantized:
+            # QAT phase 1: the host sees the networks' inputs, the engine the hidden layers'
+            q["actor"].track(0, S)
+            q["critic"].track(0, np.vstack([S, A]))
+        s_a, sa = self.seen_input("actor", S), self.seen_input("critic", sa)
+        roles = {"s": s_a, "s^T": s_a, "[s;mu]": self.seen_input("critic", S), "[s;a]": sa, "[s;a]^T": sa,
+                 "s2": self.seen_input("actor", S2), "[s2;mu']": self.seen_input("critic", S2),
                  "r": np.asarray(R, dtype=I64).reshape(1, B),
                  "done": np.where(np.asarray(done, dtype=bool), one, 0).reshape(1, B).astype(I64),
                  "ones": np.full((1, B), one, dtype=I64), "actor_error": np.full((1, B), d.actor_error_code(), I64)}
@@ -200,7 +303,8 @@ class EngineHost:
                 Write("scal", int(Scalar.ACTOR_LR), (lr["actor"],))]
 
     def state_writes(self, state) -> list[Write]:
-        return self.tensor_writes({self.prog.act_inputs["state"]: np.asarray(state, dtype=I64).reshape(-1, 1)}, 1)
+        s = self.seen_input("actor", np.asarray(state, dtype=I64).reshape(-1, 1))
+        return self.tensor_writes({self.prog.act_inputs["state"]: s}, 1)
 
     # ------------------------------------------------------------ reads
     def action_read(self, explore: bool) -> Read:

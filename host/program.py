@@ -137,12 +137,12 @@ def _allocate(cfg: FixarConfig, p: Program, instrs: list, inputs: dict[str, str]
               outputs: dict[str, str] | None = None) -> None:
     """Rows for the activation-like tensors by liveness: a tensor lives from
     the instruction that first writes it (host inputs: from the start) to the
-    last that reads it (host outputs: to the end, so the host can read them
+    last that reads or writes it (host outputs: to the end, so the host can read them
     after the program), and takes the lowest rows free for all of that time
     (two tensors of one instruction never share rows)."""
     limits = _limits(cfg)
     n = len(instrs)
-    life: dict[str, list[int]] = {t: [0, n] for t in inputs.values()}
+    life: dict[str, list[int]] = {t: [0, 0] for t in inputs.values()}   # written before the start
     for i, ins in enumerate(instrs):
         reads, writes = _uses(ins)
         for t in writes:
@@ -169,9 +169,20 @@ def _allocate(cfg: FixarConfig, p: Program, instrs: list, inputs: dict[str, str]
         p.tensors[name] = Tensor(name, t.space, base, t.rows, t.shape)
 
 
-def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int) -> Program:
-    """The FXP32 DDPG training step of docs/training.md for actor
-    obs -> hidden -> act (ReLU, tanh) and critic obs+act -> hidden -> 1."""
+def quantizer_index(p: "Program", net: str, layer: int) -> int:
+    """The QAT quantizer of layer ``layer``'s input of ``net`` (targets share their network's)."""
+    base = net.removesuffix("_t")
+    return layer if base == "actor" else len(p.nets["actor"]) + layer
+
+
+def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int,
+                 quantized: bool = False) -> Program:
+    """The DDPG training step of docs/training.md for actor obs -> hidden ->
+    act (ReLU, tanh) and critic obs+act -> hidden -> 1. Without ``quantized``
+    (FXP32, and QAT phase 1) the forward passes of the updates track the
+    ranges of the layer inputs they produce; with it (QAT phase 2) every
+    product whose output feeds a layer sends it through that layer's
+    quantizer, and the host writes the networks' inputs quantized."""
     R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
     if R != C:
         raise ProgramError("the program needs square tiles (array.rows == array.cols)")
@@ -219,7 +230,15 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
             layers.append((w, b, funcs[base][i]))
         p.nets[net] = layers
 
-    # host-written batch tensors
+    n_quant = len(hidden) * 2 + 2
+    if n_quant > cfg.array.quantizers:
+        raise ProgramError(f"the networks have {n_quant} layer inputs to quantize; array.quantizers = "
+                           f"{cfg.array.quantizers}")
+
+    # host-written batch tensors (the actor's inputs apart from the critic's:
+    # after the QAT switch each goes through its own network's quantizer)
+    s_in = act("s", obs_dim)
+    s2_in = act("s2", obs_dim)
     smu = act("[s;mu]", obs_p + act_dim)        # the host writes s; the actor adds mu
     s_t = act_t("s^T", obs_dim)
     sa = act("[s;a]", obs_p + act_dim)
@@ -230,10 +249,20 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     ones = act_t("ones^T", 1)                   # a bias gradient's one input: row stride 1
     p.tensors[ones] = dataclasses.replace(p.tensors[ones], shape=(1, batch))
     d_actor = act("-2^k/B", 1)
-    p.inputs = {"s": smu, "s^T": s_t, "[s;a]": sa, "[s;a]^T": sa_t, "s2": s2mu, "r": r, "done": done,
-                "ones": ones, "actor_error": d_actor}
+    p.inputs = {"s": s_in, "[s;mu]": smu, "s^T": s_t, "[s;a]": sa, "[s;a]^T": sa_t, "s2": s2_in,
+                "[s2;mu']": s2mu, "r": r, "done": done, "ones": ones, "actor_error": d_actor}
 
-    def forward(net, x, out=None, out_tile=0, keep_t=False, tag=""):
+    def quant_fields(net, i, last, out, track, n_batch=batch):
+        """track / fq / qidx of layer i's product: its output feeds layer i + 1,
+        or (the actor's last layer writing mu) the critic's first layer."""
+        if last and not out:
+            return {}
+        q = quantizer_index(p, "critic", 0) if last else quantizer_index(p, net, i + 1)
+        if quantized:
+            return {"fq": True, "qidx": q}
+        return {"track": True, "qidx": q} if (track and not last) else {}
+
+    def forward(net, x, out=None, out_tile=0, keep_t=False, tag="", track=False):
         """Chained forward pass from x (its first feature tiles); the last layer's
         output goes to ``out`` from feature tile ``out_tile`` when given. Returns
         the stored outputs and their feature-major copies (``keep_t``)."""
@@ -243,7 +272,8 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
             last = i == len(p.nets[net]) - 1
             y = out if (last and out) else act(f"{net}{tag}.y{i}", mm)
             yt = act_t(f"{net}{tag}.y{i}^T", mm) if keep_t and not last else None
-            op = LayerOp(M=mm, K=k, batch=batch, func=f, store=True, store_t=yt is not None)
+            op = LayerOp(M=mm, K=k, batch=batch, func=f, store=True, store_t=yt is not None,
+                         **quant_fields(net, i, last, out, track))
             p.instrs.append(Matmul(op, w, b, x, y, yt, out_tile if (last and out) else 0))
             outs.append(y)
             outs_t.append(yt)
@@ -276,24 +306,24 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
 
     a_tile = tiles(obs_dim)                      # the action's feature tile in [s; a]
     # 1. TD target: mu' goes into the action tile of [s2; mu']
-    forward("actor_t", s2mu, out=s2mu, out_tile=a_tile)
+    forward("actor_t", s2_in, out=s2mu, out_tile=a_tile)
     (*_, q2), _ = forward("critic_t", s2mu)
     y = act("y", 1)
     p.instrs.append(Vec(VecOp.TD, r, q2, y, coef="gamma", flag=done))
     # 2. critic update
-    c_outs, c_outs_t = forward("critic", sa, keep_t=True)
+    c_outs, c_outs_t = forward("critic", sa, keep_t=True, track=True)
     dq0, dq = act("q-y", 1), act("dq", 1)
     p.instrs.append(Vec(VecOp.SUB, c_outs[-1], y, dq0))
     p.instrs.append(Vec(VecOp.SCALE, dq0, None, dq, coef="loss_scale"))
     backward("critic", dq, [sa] + c_outs[:-1], [sa_t] + c_outs_t[:-1])
     p.instrs.append(Adam("critic", "critic_lr"))
     # 3. actor update through the updated critic: mu into the action tile of [s; mu]
-    a_outs, a_outs_t = forward("actor", smu, out=smu, out_tile=a_tile, keep_t=True)
+    a_outs, a_outs_t = forward("actor", s_in, out=smu, out_tile=a_tile, keep_t=True, track=True)
     qa_outs, _ = forward("critic", smu, tag="(s,mu)")
     dx = backward("critic", d_actor, [smu] + qa_outs[:-1], None, want_input=True, grads=False, tag="(s,mu)")
     d_mu = act("dmu", act_dim)
     p.instrs.append(Vec(VecOp.DTANH, dx, smu, d_mu, a_tile=a_tile, b_tile=a_tile))
-    backward("actor", d_mu, [smu] + a_outs[:-1], [s_t] + a_outs_t[:-1])
+    backward("actor", d_mu, [s_in] + a_outs[:-1], [s_t] + a_outs_t[:-1])
     p.instrs.append(Adam("actor", "actor_lr"))
     # 4. targets
     p.instrs.append(Soft("actor"))
@@ -312,7 +342,9 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     for i, (w, b, f) in enumerate(p.nets["actor"]):
         mm, k = p.tensors[w].shape
         y1 = vec1(f"act.y{i}", mm)
-        p.act_instrs.append(Matmul(LayerOp(M=mm, K=k, batch=1, func=f, intra_layer=True, store=True), w, b, x, y1))
+        q = quant_fields("actor", i, i == len(p.nets["actor"]) - 1, None, False)
+        p.act_instrs.append(Matmul(LayerOp(M=mm, K=k, batch=1, func=f, intra_layer=True, store=True, **q),
+                                   w, b, x, y1))
         x = y1
     action = vec1("action", act_dim)
     p.act_instrs.append(Vec(VecOp.NOISE, x, None, action, coef="noise", lanes=act_dim, one_core=True))

@@ -31,7 +31,7 @@ from fixar.tb.figures import record
 PRIMES = [1, 2, 3, 5, 7, 11, 13, 17, 23, 29, 31, 37]
 # every control input the bench does not use is held at zero (a four-state
 # simulator would otherwise see X on the read-enable muxes)
-HOST_PORTS = ("wm_we", "am_we", "bm_we", "tm_we", "start", "wm_re", "am_re", "wm_rea", "bm_rea", "am_rea",
+HOST_PORTS = ("wm_we", "am_we", "bm_we", "tm_we", "start", "qt_we", "rg_clear", "wm_re", "am_re", "wm_rea", "bm_rea", "am_rea",
               "gm_raddr", "gbm_raddr")
 
 

@@ -10,6 +10,7 @@ requests until told to quit. A request is a pickled tuple, framed by an
     ("reads", [Read, ...])    -> [[row, ...], ...]
     ("run", pc)               -> cycles      start the program at pc, wait for done
     ("prng_set", seed) -> None; ("prng_get",) -> state
+    ("pulse", port)           -> None        a one-cycle strobe (rg_clear)
     ("quit",)
 
 The simulator only advances while a request needs it, so the engine's cycle

@@ -40,6 +40,11 @@ async def serve(dut):
             elif op == "prng_set":
                 await tb.set_prng(req[1])
                 send(sock, None)
+            elif op == "pulse":          # a one-cycle strobe, e.g. rg_clear
+                getattr(dut, req[1]).value = 1
+                await tb.edge
+                getattr(dut, req[1]).value = 0
+                send(sock, None)
             elif op == "prng_get":
                 send(sock, tb.prng_state())
             else:

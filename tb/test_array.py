@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -35,6 +36,11 @@ def test_bench_catches_planted_bug():
     """One saturation limit of one output column changed: the bench must fail."""
     cfg = load("small")
     bits, max_int = cfg.pe.out.bits, cfg.pe.out.max_int
-    res = run_mutated(cfg, "fixar_array", "fixar.tb.array_bench", f"{bits}'d{max_int};", f"{bits}'d{max_int - 1};",
-                      src_dir=generated(cfg, array=True), testcase="test_random_ops", env={"FIXAR_CASES": "200"})
+    src_dir = generated(cfg, array=True)
+    # the FXP32 output stage's limit (column 0 of the first core), not the QAT quantizer's
+    found = re.search(rf"fxp32_0_q\[\d+\] \? {bits}'d\d+ : {bits}'d{max_int};", (src_dir / "fixar_array.v").read_text())
+    assert found, "the FXP32 saturation limit of column 0 was not found in fixar_array.v"
+    res = run_mutated(cfg, "fixar_array", "fixar.tb.array_bench", found.group(0),
+                      found.group(0).replace(f"{bits}'d{max_int};", f"{bits}'d{max_int - 1};"),
+                      src_dir=src_dir, testcase="test_random_ops", env={"FIXAR_CASES": "200"})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong saturation limit"

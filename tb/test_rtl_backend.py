@@ -52,6 +52,25 @@ def test_rtl_and_golden_backends_train_to_identical_weights(tmp_path):
         rtl.close()
 
 
-def test_rtl_backend_refuses_qat(tmp_path):
-    with pytest.raises(ValueError, match="rtl backend runs fxp32"):
+def test_rtl_and_golden_backends_agree_through_the_qat_switch(tmp_path):
+    """QAT in the loop: the switch half way; same weights, quantizers and returns."""
+    qat = dict(SMALL, steps=60, eval_every=60, checkpoint_every=60)
+    runs = {}
+    for backend in ("golden", "rtl"):
+        t = Trainer(RunSettings(backend=backend, out=str(tmp_path / backend), precision="qat", qat_delay=45, **qat),
+                    log=lambda *_: None)
+        t.train(progress=False)
+        runs[backend] = t
+    try:
+        want, got = runs["golden"].backend.state_dict(), runs["rtl"].backend.state_dict()
+        differ = [k for k in want if not np.array_equal(want[k], got[k])]
+        assert not differ, f"rtl and golden backends differ after a QAT run in {differ}"
+        assert runs["rtl"].backend.host.quantized
+        assert runs["rtl"].evals == runs["golden"].evals
+    finally:
+        runs["rtl"].close()
+
+
+def test_rtl_backend_refuses_fxp16_from_scratch(tmp_path):
+    with pytest.raises(ValueError, match="rtl backend runs fxp32 and qat"):
         Trainer(RunSettings(backend="rtl", out=str(tmp_path), precision="fxp16", **SMALL), log=lambda *_: None)

@@ -14,13 +14,15 @@ pytestmark = pytest.mark.sim
 NETS = json.dumps([8, 2, [32, 32], 16])   # the issue's small networks: 8 -> 32 -> 32 -> 2, B = 16
 
 
-def test_twenty_training_steps_bit_exact():
+def test_twenty_training_steps_through_the_qat_switch_bit_exact():
+    """20 steps with QAT: 10 tracking ranges (FXP32), the switch, 10 with the
+    quantizers at the output stage; every parameter, moment, range and action checked."""
     cfg = load("small")
     res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", "fixar.tb.trainer_bench",
-                     env={"FIXAR_STEPS": "20", "FIXAR_NETS": NETS})
+                     env={"FIXAR_STEPS": "20", "FIXAR_NETS": NETS, "FIXAR_QAT_SWITCH": "10"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
-    assert fig["identical_steps"] == 20
+    assert fig["identical_steps"] == 20 and fig["cycles_qat_phase2"] is not None
 
 
 @pytest.mark.slow
@@ -52,3 +54,16 @@ def test_halfcheetah_step_on_the_default_engine():
     res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", "fixar.tb.trainer_bench",
                      env={"FIXAR_STEPS": "1", "FIXAR_NETS": json.dumps([17, 6, [400, 300], 64])})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def test_bench_catches_a_broken_quantizer():
+    """One core's QAT quantizer divides by 2 Delta (its shift one too far): the phase-2 step must fail."""
+    cfg = load("small")
+    src_dir = generated(cfg, array=True)
+    text = (src_dir / "fixar_trainer.v").read_text()
+    found = re.search(r"assign q_f_0 = q_p8_0 >> q_shift;", text)
+    assert found, "the quantizer's quotient q_f_0 was not found in fixar_trainer.v"
+    res = run_mutated(cfg, "fixar_trainer", "fixar.tb.trainer_bench", found.group(0),
+                      "assign q_f_0 = q_p8_0 >> (q_shift + 7'd1);",
+                      src_dir=src_dir, env={"FIXAR_STEPS": "2", "FIXAR_QAT_SWITCH": "1", "FIXAR_NETS": NETS})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a broken quantizer"

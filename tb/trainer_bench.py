@@ -3,8 +3,13 @@ vector unit, Adam lanes, controller running the compiled program), compared
 after every step with the golden model running the same program: every
 weight, bias, target and Adam moment, bit for bit.
 
+With FIXAR_QAT_SWITCH = k the agent trains with QAT: phase 1 (ranges
+tracked, compared after every step) until step k, then the switch (the host
+reads the ranges, freezes the quantizers, loads their table and the phase-2
+program) and phase 2 with the quantizers at the array's output stage.
+
 Environment: FIXAR_CONFIG_JSON, FIXAR_NETS (JSON [obs, act, [h1, h2], batch]),
-FIXAR_STEPS (training steps), FIXAR_BENCH_JSON (figures).
+FIXAR_STEPS (training steps), FIXAR_QAT_SWITCH, FIXAR_BENCH_JSON (figures).
 """
 from __future__ import annotations
 
@@ -33,14 +38,15 @@ async def test_training_steps(dut):
     obs, act, hidden, batch = json.loads(os.environ.get("FIXAR_NETS", "[8, 2, [32, 32], 16]"))
     steps = int(os.environ.get("FIXAR_STEPS", "20"))
     array_latency = int(os.environ["FIXAR_LATENCY"])
+    qat_switch = int(os.environ.get("FIXAR_QAT_SWITCH", "-1"))
     hp = dataclasses.replace(Hyper(), hidden=tuple(hidden), batch=batch)
     ddpg = GoldenBackend(obs, act, hp, seed=11, cfg=cfg).ddpg
+    if qat_switch >= 0:
+        ddpg.enable_qat()
     host = EngineHost(cfg, ddpg, act, tuple(hidden), batch)   # the host's packing code, as the backends use it
-    prog = host.prog
-    st = ProgramState(cfg, prog, batch)                      # the golden model runs the same program
+    st = ProgramState(cfg, host.prog, batch)                 # the golden model runs the same program
     for name, value in host.params().items():
         st.t[name] = value
-    T = prog.tensors
     fmt = cfg.pe.act32
     await tb.reset()
 
@@ -53,7 +59,18 @@ async def test_training_steps(dut):
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
     total_cycles, matched = 0, 0
     start_wall = time.perf_counter()
+    phase_cycles = {}
     for step in range(steps):
+        if step == qat_switch:
+            ranges = await tb.read(host.range_read())
+            await tb.apply(host.switch_writes(ranges))
+            params = {name: st.t[name] for name in host.params()}
+            old = st
+            st = ProgramState(cfg, host.prog, batch)         # the phase-2 program: same parameter rows
+            st.t.update(params)
+            st.m, st.v, st.prng, st.quant = old.m, old.v, old.prng, host.quantizer_table()
+            dut._log.info("step %d: QAT switch; quantizers (Delta, z) %s", step, st.quant)
+        prog = host.prog
         S_ = quantize(rng.normal(size=(obs, batch)), fmt)
         A_ = quantize(rng.uniform(-1, 1, (act, batch)), fmt)
         Rw = quantize(rng.normal(size=(batch,)), fmt)
@@ -69,6 +86,7 @@ async def test_training_steps(dut):
 
         cycles = await run(0)
         total_cycles += cycles
+        phase_cycles[host.quantized] = cycles
         model = step_cycles(cfg, prog, batch, array_latency)
         assert cycles == model, f"step {step}: {cycles} cycles measured, the program's cycle model says {model}"
 
@@ -86,14 +104,22 @@ async def test_training_steps(dut):
                 m, v = moments[name]
                 if not (np.array_equal(m, st.m[name]) and np.array_equal(v, st.v[name])):
                     bad.append(f"{name} moments")
+        if not host.quantized:                         # the range trackers (QAT phase 1)
+            bits = cfg.pe.out.bits
+            got = [tuple(v - (1 << bits) if v >> (bits - 1) else v for v in row)
+                   for row in await tb.read(host.range_read())]
+            if got != list(zip(st.lo, st.hi)):
+                bad.append("ranges")
+                dut._log.error("ranges: expected %s got %s", list(zip(st.lo, st.hi)), got)
         for key, r in host.stats_reads().items():       # q and y, the loop's training statistics
             value = host.decode_batch_row(await tb.read(r))
             if not np.array_equal(value, st.t[prog.outputs[key]][0]):
                 bad.append(f"statistic {key}")
         # acting: one state through the actor in intra-layer mode, plus noise
         state = quantize(rng.normal(size=(obs, 1)), fmt)
-        st.write("state", state)
-        await tb.apply(host.state_writes(state))
+        writes = host.state_writes(state)
+        st.write("state", host.seen_input("actor", state))
+        await tb.apply(writes)
         execute(st, {"noise": ddpg.noise_scale}, None, acting=True)
         act_cycles = await run(host.act_pc)
         model = step_cycles(cfg, prog, batch, array_latency, acting=True)
@@ -115,5 +141,6 @@ async def test_training_steps(dut):
         matched += 1
     record(dut, {"test": "training_steps", "sim": cocotb.SIM_NAME, "nets": [obs, act, hidden, batch],
                  "steps": steps, "identical_steps": matched, "cycles_per_step": total_cycles // max(steps, 1),
-                 "act_cycles": act_cycles,
+                 "act_cycles": act_cycles, "qat_switch": qat_switch,
+                 "cycles_fxp32": phase_cycles.get(False), "cycles_qat_phase2": phase_cycles.get(True),
                  "wall_s": round(time.perf_counter() - start_wall, 1)})

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fixar.config import load
+from fixar.engine import EngineHost
 from fixar.golden.fixed import quantize
 from fixar.golden.program import ProgramState, execute, program_params
 from fixar.program import Adam, Grad, Matmul, ProgramError, Soft, Vec, compile_ddpg
@@ -24,50 +25,86 @@ def _squeeze(name, value, obs, obs_p):
     return value
 
 
-@pytest.mark.parametrize("obs, act, hidden, batch", [(3, 1, (8, 8), 16), (5, 6, (6, 9), 12), (8, 2, (32, 32), 8)])
-def test_program_step_equals_fixed_ddpg(obs, act, hidden, batch):
-    hp = dataclasses.replace(Hyper(), hidden=hidden, batch=batch)
-    backend = GoldenBackend(obs, act, hp, seed=3, cfg=CFG)
-    ddpg = backend.ddpg
+def _compare(st, ddpg, p, obs, obs_p, step):
+    for name, value in program_params(ddpg, p).items():
+        assert np.array_equal(st.t[name], value), f"step {step}: {name} differs"
+    for net in ("actor", "critic"):
+        m, v = ddpg.moments[net]
+        names = [n for w, b, _ in p.nets[net] for n in (w, b)]
+        got_m = np.concatenate([_squeeze(n, st.m[n], obs, obs_p).ravel() for n in names])
+        got_v = np.concatenate([_squeeze(n, st.v[n], obs, obs_p).ravel() for n in names])
+        assert np.array_equal(got_m, m) and np.array_equal(got_v, v), f"step {step}: {net} moments differ"
+
+
+def _run_steps(ddpg, twin, host, st, rng, steps, obs, act, batch, first=0):
+    """``steps`` training steps: the program (golden executor, fed by the
+    host's packing code ``host`` of the agent ``twin``) against FixedDDPG."""
+    fmt = CFG.pe.act32
     R = CFG.array.rows
     obs_p = -(-obs // R) * R
-    p = compile_ddpg(CFG, obs, act, hidden, batch)
-    st = ProgramState(CFG, p, batch)
-    for name, v in program_params(ddpg, p).items():
-        st.t[name] = v
-    rng = np.random.default_rng(7)
-    fmt = CFG.pe.act32
-    one = 1 << fmt.frac
-    for step in range(3):
+    for step in range(first, first + steps):
         S = quantize(rng.normal(size=(obs, batch)), fmt)
         A = quantize(rng.uniform(-1, 1, (act, batch)), fmt)
-        Rw = quantize(rng.normal(size=(1, batch)), fmt)
+        Rw = quantize(rng.normal(size=batch), fmt)
         S2 = quantize(rng.normal(size=(obs, batch)), fmt)
         done = rng.random(batch) < 0.2
-        lr = {name: copy.deepcopy(sched).next() for name, sched in ddpg.steps.items()}
-        # the host's writes for this step
-        st.write("[s;mu]", S)
-        st.write("s^T", S)
-        for name in ("[s;a]", "[s;a]^T"):
-            st.write(name, S)
-            st.write(name, A, obs_p)
-        st.write("[s2;mu']", S2)
-        st.write("r", Rw)
-        st.write("done", np.where(done, one, 0)[None, :])
-        st.write("ones^T", np.full((1, batch), one))
-        st.write("-2^k/B", np.full((1, batch), ddpg.actor_error_code()))
-        execute(st, {"gamma": ddpg.gamma, "tau": ddpg.tau, "loss_scale": ddpg.loss_scale,
-                     "critic_lr": lr["critic"], "actor_lr": lr["actor"]}, ddpg.adam)
-        ddpg.train(S, A, Rw[0], S2, done)
-        want = program_params(ddpg, p)
-        for name, value in want.items():
-            assert np.array_equal(st.t[name], value), f"step {step}: {name} differs"
-        for net in ("actor", "critic"):
-            m, v = ddpg.moments[net]
-            names = [n for w, b, _ in p.nets[net] for n in (w, b)]
-            got_m = np.concatenate([_squeeze(n, st.m[n], obs, obs_p).ravel() for n in names])
-            got_v = np.concatenate([_squeeze(n, st.v[n], obs, obs_p).ravel() for n in names])
-            assert np.array_equal(got_m, m) and np.array_equal(got_v, v), f"step {step}: {net} moments differ"
+        lr = host.step_sizes()
+        for name, X in host.batch_tensors(S, A, Rw, S2, done).items():
+            st.write(name, X)
+        execute(st, {"gamma": twin.gamma, "tau": twin.tau, "loss_scale": twin.loss_scale,
+                     "critic_lr": lr["critic"], "actor_lr": lr["actor"]}, twin.adam)
+        ddpg.train(S, A, Rw, S2, done)
+        _compare(st, ddpg, host.prog, obs, obs_p, step)
+
+
+def _setup(obs, act, hidden, batch, seed=3):
+    hp = dataclasses.replace(Hyper(), hidden=hidden, batch=batch)
+    ddpg = GoldenBackend(obs, act, hp, seed=seed, cfg=CFG).ddpg
+    twin = GoldenBackend(obs, act, hp, seed=seed, cfg=CFG).ddpg     # the host's copy, as the rtl backend keeps
+    host = EngineHost(CFG, twin, act, hidden, batch)
+    st = ProgramState(CFG, host.prog, batch)
+    for name, v in host.params().items():
+        st.t[name] = v
+    return ddpg, twin, host, st
+
+
+@pytest.mark.parametrize("obs, act, hidden, batch", [(3, 1, (8, 8), 16), (5, 6, (6, 9), 12), (8, 2, (32, 32), 8)])
+def test_program_step_equals_fixed_ddpg(obs, act, hidden, batch):
+    ddpg, twin, host, st = _setup(obs, act, hidden, batch)
+    _run_steps(ddpg, twin, host, st, np.random.default_rng(7), 3, obs, act, batch)
+
+
+@pytest.mark.parametrize("obs, act, hidden, batch", [(3, 1, (8, 8), 16), (5, 6, (6, 9), 12)])
+def test_program_through_the_qat_switch_equals_fixed_ddpg(obs, act, hidden, batch):
+    """QAT: phase-1 steps (the engine tracks the hidden layers' ranges, the
+    host the networks' inputs), the switch (ranges -> quantizers -> table and
+    phase-2 program), phase-2 steps with the quantizers at the output stage:
+    FixedDDPG's QAT step bit for bit, ranges and quantizers included."""
+    ddpg, twin, host, st = _setup(obs, act, hidden, batch)
+    ddpg.enable_qat()
+    twin.enable_qat()
+    rng = np.random.default_rng(11)
+    _run_steps(ddpg, twin, host, st, rng, 3, obs, act, batch)
+    ranges = [(lo & 0xFFFFFFFF, hi & 0xFFFFFFFF) for lo, hi in zip(st.lo, st.hi)]   # as the engine's port reads
+    host.switch_writes(ranges)
+    ddpg.switch_to_fxp16()
+    for net in ("actor", "critic"):
+        assert ddpg.qat[net].lo == twin.qat[net].lo and ddpg.qat[net].hi == twin.qat[net].hi, net
+        assert ddpg.qat[net].delta == twin.qat[net].delta and ddpg.qat[net].zero == twin.qat[net].zero, net
+    assert host.quantized and any(ins.op.fq for ins in host.prog.instrs if isinstance(ins, Matmul))
+    params = {name: st.t[name] for name in host.params()}
+    st2 = ProgramState(CFG, host.prog, batch)      # the phase-2 program; parameters and moments carry over
+    st2.t.update(params)
+    st2.m, st2.v, st2.prng = st.m, st.v, st.prng
+    st2.quant = host.quantizer_table()
+    _run_steps(ddpg, twin, host, st2, rng, 3, obs, act, batch, first=3)
+    # acting after the switch: the 16-bit state through the quantized actor
+    s = quantize(rng.normal(size=obs), CFG.pe.act32)
+    for name, X in ((host.prog.act_inputs["state"], twin.qat["actor"].fake_quantize(0, s[:, None])),):
+        st2.write(name, X)
+    st2.prng = int(ddpg.prng)
+    execute(st2, {"noise": ddpg.noise_scale}, None, acting=True)
+    assert np.array_equal(st2.t["action"][:act, 0], ddpg.act(s, explore=True))
 
 
 def test_program_uses_every_unit_once_per_layer():
@@ -122,9 +159,11 @@ def test_cycle_model_matches_the_measured_engine():
     (tb/trainer_bench.py asserts the same equality on every run)."""
     from fixar.program import step_cycles
 
+    latency = 14   # the array's (rtl manifest): 2 controller + 12 core stages (7 + the QAT quantizer's 5)
     small = compile_ddpg(CFG, 8, 2, (32, 32), 16)
-    assert step_cycles(CFG, small, 16, 9) == 12148
-    assert step_cycles(CFG, small, 16, 9, acting=True) == 226
+    assert step_cycles(CFG, small, 16, latency) == 12318
+    assert step_cycles(CFG, small, 16, latency, acting=True) == 241
+    assert step_cycles(CFG, compile_ddpg(CFG, 8, 2, (32, 32), 16, quantized=True), 16, latency) == 12318
     default = load("default")
     big = compile_ddpg(default, 17, 6, (400, 300), 64)
-    assert step_cycles(default, big, 64, 9) == 250284
+    assert step_cycles(default, big, 64, latency) == 250454

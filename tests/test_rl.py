@@ -111,8 +111,8 @@ def test_rtl_backend_checks_before_it_builds_anything():
     with pytest.raises(ProgramError, match="needs .* rows"):
         make_backend("rtl", 3, 1, big, 0, config="small")
     backend = make_backend("rtl", 3, 1, SMALL, 0, config="small")
-    with pytest.raises(ValueError, match="rtl backend runs fxp32"):
-        backend.set_precision_phase("qat")
+    with pytest.raises(ValueError, match="rtl backend runs fxp32 and qat"):
+        backend.set_precision_phase("fxp16")
     assert backend._proc is None
 
 
@@ -120,9 +120,9 @@ def test_cli_reports_errors_with_exit_code_2(tmp_path):
     res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "xrt", "--out", str(tmp_path)],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "issue 6" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "rtl", "--precision", "qat",
+    res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "rtl", "--precision", "fxp16",
                           "--out", str(tmp_path)], capture_output=True, text=True)
-    assert res.returncode == 2 and "rtl backend runs fxp32" in res.stderr
+    assert res.returncode == 2 and "rtl backend runs fxp32 and qat" in res.stderr
     res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--config", "nosuch", "--out", str(tmp_path)],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "neither a shipped config" in res.stderr

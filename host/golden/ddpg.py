@@ -205,7 +205,9 @@ class FixedDDPG:
         d_out = np.full((1, S.shape[1]), self.actor_error_code(), dtype=I64)
         _, dx = self._backward(self.critic, qa_acts, d_out, want_input=True)
         da = dx[self.obs_dim:]
-        d_mu = vector_op(cfg, VecOp.DTANH, da, mu)
+        # tanh' from mu as the critic saw it (its 16-bit value after the QAT switch:
+        # the engine keeps only that copy of mu)
+        d_mu = vector_op(cfg, VecOp.DTANH, da, qa_acts[0][self.obs_dim:])
         grads, _ = self._backward(self.actor, a_acts, d_mu)
         return grads
 

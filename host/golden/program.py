@@ -16,6 +16,7 @@ from fixar.golden.adam import AdamCodes, adam_update
 from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.fixed import I64
 from fixar.golden.layer import linear, transposed
+from fixar.golden.qat import dequantize16, quantize16
 from fixar.golden.vector import noise_add, vector_op
 from fixar.program import Adam, Grad, Matmul, Program, Soft, Vec
 
@@ -37,6 +38,10 @@ class ProgramState:
         self.m = {n: np.zeros_like(self.t[n]) for n in params}
         self.v = {n: np.zeros_like(self.t[n]) for n in params}
         self.prng = cfg.prng.seed      # the vector unit's noise generator
+        # the output stage's QAT quantizers: ranges (phase 1), (Delta, z) (phase 2)
+        self.lo = [0] * cfg.array.quantizers
+        self.hi = [0] * cfg.array.quantizers
+        self.quant: list[tuple[int, int] | None] = [None] * cfg.array.quantizers
 
     def write(self, name: str, value, first_feature: int = 0) -> None:
         value = np.asarray(value, dtype=I64)
@@ -57,6 +62,14 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
                 Y = transposed(cfg, W, T[ins.x][:op.M], op.func)
             else:
                 Y = linear(cfg, W, T[ins.x][:op.K], T[ins.b], op.func)
+            if op.track:
+                q = op.qidx
+                st.lo[q], st.hi[q] = min(st.lo[q], int(Y.min())), max(st.hi[q], int(Y.max()))
+            if op.fq:
+                if st.quant[op.qidx] is None:
+                    raise ValueError(f"{ins.w}: quantizer {op.qidx} is used before it was set")
+                D, z = st.quant[op.qidx]
+                Y = dequantize16(cfg, D, z, quantize16(cfg, D, z, Y))
             if ins.y is not None:
                 st.write(ins.y, Y, ins.y_tile * R)
             if ins.yt is not None:

@@ -1,20 +1,24 @@
 """FIXAR's quantization-aware training, bit-exact (docs/training.md).
 
 Phase 1 (FXP32): the running minimum and maximum of every layer's input are
-tracked over training forward passes. At the switch each layer gets the
-affine 16-bit quantizer of the paper,
+tracked over training forward passes (the critic's forward in the critic
+update, the actor's in the actor update), always including zero, as affine
+quantizers usually do, so that zero stays exact. At the switch each layer
+gets the affine 16-bit quantizer of the paper,
 
     delta = (|a_min| + |a_max|) / 2^16,   z = floor(-a_min / delta),   q = floor(a / delta) + z,
 
-with q clipped to [0, 2^16 - 1]. Phase 2 (FXP16): the layer's input is q,
-fed to the array's FXP16 mode as the signed lane value q - 2^15 (so two
-inputs share one PE); the array's sum S = W (q - 2^15) 2^-15 is then scaled
-and corrected for the zero point by the vector unit:
+with q clipped to [0, 2^16 - 1]. Phase 2: every layer input is its 16-bit
+value, i.e. it is replaced by delta (q - z) (rounded to nearest even into
+pe.act32) wherever it is used: the layer's product, the ReLU masks and tanh'
+of the backward pass, and the weight gradients. Weights, errors and
+gradients stay FXP32.
 
-    y = act(rne(S * delta * 2^15) - rne(delta * (z - 2^15) * rowsum(W)) + b)
-
-which is W * delta (q - z) + b. Weights, errors and gradients stay FXP32;
-weight gradients use the dequantized input delta (q - z).
+In the engine the quantizer sits at the array's output stage: a layer's
+output is stored already quantized for the layer it feeds (and the host
+quantizes the networks' inputs), so the products themselves run in the FXP32
+datapath on the 16-bit values. (The packed FXP16 datapath with a zero-point
+correction would halve their cycles; it is not used for QAT yet.)
 
 All quantities are integer codes: a_min, a_max and outputs in pe.act32; the
 scale is the integer Delta = |a_min| + |a_max| (delta = Delta 2^-(frac + 16)).
@@ -24,8 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from fixar.config import ActFunc, FixarConfig, PEMode
-from fixar.golden.activation import activate
-from fixar.golden.fixed import I64, requantize, saturate
+from fixar.golden.fixed import I64, requantize
 from fixar.golden.layer import linear
 
 
@@ -45,48 +48,33 @@ class LayerQuantizers:
         return self.delta is not None
 
     def track(self, i: int, X: np.ndarray) -> None:
-        lo, hi = int(X.min()), int(X.max())
+        lo, hi = min(int(X.min()), 0), max(int(X.max()), 0)     # the range always holds zero
         if self.seen[i]:
             lo, hi = min(lo, self.lo[i]), max(hi, self.hi[i])
         self.lo[i], self.hi[i], self.seen[i] = lo, hi, True
 
     def freeze(self) -> None:
         """The switch: fix delta and z of every layer from the ranges seen."""
-        bits = self.cfg.pe.act16.bits
         self.delta, self.zero = [], []
         for lo, hi in zip(self.lo, self.hi):
-            d = max(abs(lo) + abs(hi), 1)   # a layer that only ever saw zeros gets the finest step
+            d, z = quantizer(self.cfg, lo, hi)
             self.delta.append(d)
-            self.zero.append((-lo << bits) // d)
+            self.zero.append(z)
 
     def quantize(self, i: int, X) -> np.ndarray:
-        bits = self.cfg.pe.act16.bits
-        q = (np.asarray(X, dtype=I64) << I64(bits)) // I64(self.delta[i]) + I64(self.zero[i])
-        return np.clip(q, 0, (1 << bits) - 1)
+        return quantize16(self.cfg, self.delta[i], self.zero[i], X)
 
     def dequantize(self, i: int, q) -> np.ndarray:
-        """delta (q - z) as pe.act32 codes, round to nearest even."""
-        bits, fmt = self.cfg.pe.act16.bits, self.cfg.pe.act32
-        v = (np.asarray(q, dtype=I64) - I64(self.zero[i])) * I64(self.delta[i])
-        return requantize(np.zeros_like(v), v, 0, bits, fmt)
+        return dequantize16(self.cfg, self.delta[i], self.zero[i], q)
+
+    def fake_quantize(self, i: int, X) -> np.ndarray:
+        """The 16-bit value of layer ``i``'s input, as pe.act32 codes."""
+        return self.dequantize(i, self.quantize(i, X))
 
     def layer(self, i: int, W, b, X, func: ActFunc) -> tuple[np.ndarray, np.ndarray]:
-        """Phase-2 layer: (output codes, the dequantized input used for gradients)."""
-        cfg = self.cfg
-        pe = cfg.pe
-        bits, f16, af, of = pe.act16.bits, pe.act16.frac, pe.act32.frac, pe.out.frac
-        q = self.quantize(i, X)
-        S = linear(cfg, W, q - I64(1 << (bits - 1)), None, ActFunc.IDENTITY, PEMode.FXP16)
-        D = self.delta[i]
-        # rne(S * Delta * 2^(f16 - af - bits)): Delta split in 16-bit limbs so products fit int64
-        term = requantize(S * I64(D >> 16), S * I64(D & 0xFFFF), 16, af + bits - f16, pe.out)
-        # the zero-point correction, per output: Python ints (one value per row of W)
-        zs = self.zero[i] - (1 << (bits - 1))
-        shift = af + bits + pe.weight.frac - of
-        rows = np.asarray(W, dtype=I64).sum(axis=1)
-        corr = np.array([_rne_int(int(r) * zs * D, shift) for r in rows], dtype=I64)
-        y = saturate(term - corr[:, None] + np.asarray(b, dtype=I64)[:, None], pe.out)
-        return activate(cfg, func, y), self.dequantize(i, q)
+        """Phase-2 layer: (output codes, the 16-bit input it used, in pe.act32)."""
+        xq = self.fake_quantize(i, X)
+        return linear(self.cfg, W, xq, b, func), xq
 
     def state(self) -> dict:
         return {"lo": self.lo, "hi": self.hi, "seen": self.seen, "delta": self.delta, "zero": self.zero}
@@ -97,10 +85,25 @@ class LayerQuantizers:
         self.zero = None if st["zero"] is None else list(st["zero"])
 
 
-def _rne_int(v: int, shift: int) -> int:
-    q, r = divmod(v, 1 << shift)
-    half = 1 << (shift - 1)
-    return q + (1 if r > half or (r == half and q & 1) else 0)
+def quantize16(cfg: FixarConfig, delta: int, zero: int, X) -> np.ndarray:
+    """q = floor(a / delta) + z, clipped to 16 bits (integers: a 2^16 // Delta + z)."""
+    bits = cfg.pe.act16.bits
+    q = (np.asarray(X, dtype=I64) << I64(bits)) // I64(delta) + I64(zero)
+    return np.clip(q, 0, (1 << bits) - 1)
+
+
+def dequantize16(cfg: FixarConfig, delta: int, zero: int, q) -> np.ndarray:
+    """delta (q - z) as pe.act32 codes, rounded as pe.act32 rounds, saturating."""
+    bits, fmt = cfg.pe.act16.bits, cfg.pe.act32
+    v = (np.asarray(q, dtype=I64) - I64(zero)) * I64(delta)
+    return requantize(np.zeros_like(v), v, 0, bits, fmt)
+
+
+def quantizer(cfg: FixarConfig, lo: int, hi: int) -> tuple[int, int]:
+    """(Delta, z) of a layer input that ranged over [lo, hi] (codes, lo <= 0 <= hi)."""
+    bits = cfg.pe.act16.bits
+    d = max(abs(lo) + abs(hi), 1)   # a layer that only ever saw zeros gets the finest step
+    return d, (-lo << bits) // d
 
 
 class Fixed16:

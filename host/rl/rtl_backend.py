@@ -8,8 +8,9 @@ as `golden` give the same weights, bit for bit (tb/test_rtl_backend.py).
 
 Slow by nature (a simulator, one Python request per memory row): meant for
 verification runs of a few hundred steps on small networks and configs
-(e.g. ``--config small --hidden 32,32 --batch 16``). Runs the FXP32 phase:
-QAT and FXP16 are not in the RTL engine yet (the golden backend has them).
+(e.g. ``--config small --hidden 32,32 --batch 16``). Runs FXP32 and QAT
+(ranges tracked by the engine, the switch, the quantizers at the array's
+output stage); FXP16 from scratch is the golden backend's only.
 """
 from __future__ import annotations
 
@@ -166,12 +167,16 @@ class RtlBackend(GoldenBackend):
         return {"critic_loss": float(np.mean((q - y) ** 2)), "q_mean": float(np.mean(q))}
 
     def set_precision_phase(self, phase: str) -> None:
-        if phase != "fxp32":
-            raise ValueError(f"precision {phase!r}: the rtl backend runs fxp32 (QAT and FXP16 are not in the RTL "
-                             "engine yet; the golden backend has them)")
+        if phase not in ("fxp32", "qat"):
+            raise ValueError(f"precision {phase!r}: the rtl backend runs fxp32 and qat (FXP16 from scratch is "
+                             "the golden backend's only)")
+        if phase == "qat":
+            self.ddpg.enable_qat()      # the host tracks the networks' inputs, the engine the hidden layers'
+            self.host.phase_writes()
 
     def switch_to_fxp16(self) -> None:
-        raise ValueError("the rtl backend has no QAT switch yet (the golden backend has)")
+        ranges = self._request("reads", [self.host.range_read()])[0]
+        self._request("writes", self.host.switch_writes(ranges))
 
     # ------------------------------------------------------------ checkpoints
     def _sync_from_engine(self) -> None:
@@ -179,6 +184,8 @@ class RtlBackend(GoldenBackend):
             reads = self.host.param_reads()
             rows = self._request("reads", list(reads.values()))
             self.host.store_params(*self.host.decode_params(dict(zip(reads, rows))))
+            if self.host.quantizers is not None and not self.host.quantized:
+                self.host.merge_ranges(self._request("reads", [self.host.range_read()])[0])
             self._params_stale = False
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -187,10 +194,13 @@ class RtlBackend(GoldenBackend):
 
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
         super().load_state_dict(d)
-        if self.ddpg.qat is not None:
-            raise ValueError("checkpoint: it was taken in a QAT or FXP16 phase, which the rtl backend does not run")
+        try:
+            writes = self.host.phase_writes()
+        except ValueError as exc:
+            raise ValueError(f"checkpoint: {exc}") from None
         if self._sock is not None:      # otherwise the first request loads the host's (now restored) agent
-            self._call("writes", self.host.param_writes())
+            self._call("pulse", "rg_clear")     # the checkpoint's ranges live in the host's copy
+            self._call("writes", writes + self.host.param_writes())
             self._call("prng_set", self.host.prng_seed())
         self._params_stale = False
 
