@@ -1,4 +1,4 @@
-"""python -m fixar.bench [all|golden|pendulum|host|pe|array|trainer|synth|synth-array]: measure figures into bench/results/summary.json.
+"""python -m fixar.bench [all|golden|pendulum|host|study|pe|array|trainer|synth|synth-array]: measure figures into bench/results/summary.json.
 
 summary.json is one flat object of named figures. Each run updates the keys
 it measured and keeps the others (later issues add their own), and stamps
@@ -85,6 +85,18 @@ def measure(what: str, vectors: int) -> dict:
               "float and golden backends ...", flush=True)
         for backend in ("float", "golden"):
             figs.update(host_ips(backend))
+    if what in ("all", "study"):
+        study = ROOT / "docs" / "study" / "results.json"
+        if study.exists():     # written by `make study` (hours): its final returns, not re-run here
+            print(f"study: final returns from {study.relative_to(ROOT)}", flush=True)
+            data = json.loads(study.read_text())
+            for env, row in data["table"].items():
+                for p, cell in row.items():
+                    key = f"study_{env.split('-')[0].lower()}_{p}_final_return"
+                    figs[key] = cell["final_mean"]
+            figs["study_steps"] = data["steps"]
+        else:
+            print("study: no docs/study/results.json (run `make study`)", flush=True)
     if what in ("all", "pe"):
         from fixar.bench.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
@@ -162,7 +174,7 @@ def update_readme(summary: dict) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fixar.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", default="all", choices=["all", "golden", "pendulum", "host", "pe", "array", "trainer", "synth", "synth-array"])
+    ap.add_argument("what", nargs="?", default="all", choices=["all", "golden", "pendulum", "host", "study", "pe", "array", "trainer", "synth", "synth-array"])
     ap.add_argument("--vectors", type=int, default=100_000, help="random PE vectors per mode")
     args = ap.parse_args(argv)
     figs = measure(args.what, args.vectors)
