@@ -1,4 +1,4 @@
-"""python -m fixar.bench [all|golden|pendulum|host|study|pe|array|trainer|synth|synth-array]: measure figures into bench/results/summary.json.
+"""python -m fixar.bench [all|golden|pendulum|host|kernel|study|pe|array|trainer|synth|synth-array]: measure figures into bench/results/summary.json.
 
 summary.json is one flat object of named figures. Each run updates the keys
 it measured and keeps the others (later issues add their own), and stamps
@@ -85,6 +85,11 @@ def measure(what: str, vectors: int) -> dict:
               "float and golden backends ...", flush=True)
         for backend in ("float", "golden"):
             figs.update(host_ips(backend))
+    if what in ("all", "kernel"):
+        from fixar.bench.kernel_bytes import kernel_bytes
+        print("kernel: bytes per training step through the U50 kernel's command stream (default config) ...",
+              flush=True)
+        figs.update(kernel_bytes(cfg))
     if what in ("all", "study"):
         study = ROOT / "docs" / "study" / "results.json"
         if study.exists():     # written by `make study` (hours): its final returns, not re-run here
@@ -174,7 +179,7 @@ def update_readme(summary: dict) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fixar.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", default="all", choices=["all", "golden", "pendulum", "host", "study", "pe", "array", "trainer", "synth", "synth-array"])
+    ap.add_argument("what", nargs="?", default="all", choices=["all", "golden", "pendulum", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array"])
     ap.add_argument("--vectors", type=int, default=100_000, help="random PE vectors per mode")
     args = ap.parse_args(argv)
     figs = measure(args.what, args.vectors)
