@@ -207,8 +207,9 @@ class Trainer:
                         tb.add_scalar("eval_return", eval_ret, self.step)
                     if term or trunc:
                         tb.add_scalar("episode_return", self.ep_return, self.step)
-                        tb.add_scalar("critic_loss", stats["critic_loss"], self.step)
-                        tb.add_scalar("q_mean", stats["q_mean"], self.step)
+                        for key in ("critic_loss", "q_mean"):
+                            if np.isfinite(stats[key]):     # (nan before the first update)
+                                tb.add_scalar(key, stats[key], self.step)
                 if term or trunc:
                     writer.writerow([self.step, self.episode, round(self.ep_return, 3), eval_ret,
                                      stats["critic_loss"], stats["q_mean"]])
