@@ -27,8 +27,8 @@ from amaranth.hdl import Array as MuxArray, Cat, Const, Module, Mux, Signal, sig
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ConfigError, FixarConfig
-from fixar.gen.core import ArrayCore, quantizer_widths
+from fixar.config import ConfigError, FixarConfig, quantizer_widths
+from fixar.gen.core import ArrayCore
 from fixar.gen.ram import TwoPortRAM
 
 

@@ -47,16 +47,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ConfigError, FixarConfig
+from fixar.config import ConfigError, FixarConfig, quantizer_widths
 from fixar.gen.activation import ActivationUnit
 from fixar.gen.pe import requantize
-
-
-def quantizer_widths(cfg: FixarConfig) -> dict[str, int]:
-    """Bit widths of the QAT quantizer's numbers (fixar.engine.quantizer_words computes them)."""
-    ob, qb = cfg.pe.out.bits, cfg.pe.act16.bits
-    nb = ob - 1 + qb                      # |y| 2^16 (or its complement) is below 2^nb
-    return {"nb": nb, "magic": nb + 2, "shift": (nb + ob + 1).bit_length(), "delta": ob + 1, "zero": qb + 1}
 
 
 def quantizer_ports(cfg: FixarConfig) -> dict:

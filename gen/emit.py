@@ -19,6 +19,7 @@ from fixar.gen import ram
 from fixar.gen.activation import ActivationUnit
 from fixar.gen.adam import AdamUnit
 from fixar.gen.array import Array
+from fixar.gen.kernel import Kernel
 from fixar.gen.pe import PE
 from fixar.gen.prng import Xorshift32
 from fixar.gen.trainer import Trainer
@@ -33,7 +34,7 @@ def _ports(component) -> dict:
     return ports
 
 
-def designs(cfg: FixarConfig, array: bool = False) -> dict:
+def designs(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> dict:
     """module name -> (component factory, extra manifest facts).
 
     The array and its core are generated on request only: for the default
@@ -52,14 +53,18 @@ def designs(cfg: FixarConfig, array: bool = False) -> dict:
                                                      "sources": [ram.VERILOG.name]})
         # the training engine's "latency" is its array's: the program cycle model's parameter
         found["fixar_trainer"] = (lambda: Trainer(cfg), {"latency": Array.LATENCY, "sources": [ram.VERILOG.name]})
+    if kernel:
+        # the U50 kernel: the engine behind AXI; its arguments for kernel.xml and the host
+        found["fixar_kernel"] = (lambda: Kernel(cfg), {"latency": Array.LATENCY, "sources": [ram.VERILOG.name],
+                                                       "args": [list(a) for a in Kernel.ARGS]})
     return found
 
 
-def emit(cfg: FixarConfig, out_dir: str | Path, array: bool = False) -> dict:
+def emit(cfg: FixarConfig, out_dir: str | Path, array: bool = False, kernel: bool = False) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     modules = {}
-    for name, (factory, facts) in designs(cfg, array).items():
+    for name, (factory, facts) in designs(cfg, array, kernel).items():
         component = factory()
         ports = _ports(component)
         text = verilog.convert(component, name=name, emit_src=False)

@@ -30,11 +30,11 @@ def _train(args) -> int:
         return 2
     try:
         hidden = tuple(int(h) for h in args.hidden.split(","))
-        hyper = Hyper(batch=args.batch, hidden=hidden)
+        hyper = Hyper(batch=args.batch, hidden=hidden, actor_lr=args.lr, critic_lr=args.lr)
         run = RunSettings(env=args.env, backend=args.backend, steps=args.steps, seed=args.seed,
                           warmup=args.warmup, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                           checkpoint_every=args.checkpoint_every, out=args.out, precision=precision,
-                          config=args.config,
+                          config=args.config, xclbin=args.xclbin,
                           qat_delay=(args.qat_delay if args.qat_delay is not None else args.steps // 2)
                           if precision == "qat" else args.qat_delay, hyper=hyper)
         trainer = Trainer(run, resume=args.resume)
@@ -84,7 +84,8 @@ def main(argv=None) -> int:
     t.add_argument("--env", default="Pendulum-v1", help="gymnasium id with continuous actions")
     t.add_argument("--backend", default="golden",
                    help="golden (bit-exact fixed-point model), float (float32 numpy) or rtl (the generated "
-                        "engine under Verilator: slow, for verification runs); xrt: not built yet")
+                        "engine under Verilator: slow, for verification runs) or xrt (the U50 board, --xclbin)")
+    t.add_argument("--xclbin", default=None, help="xrt: the board image `make bitstream` writes")
     t.add_argument("--config", default="default",
                    help="engine config of the golden and rtl backends: a shipped name (default, small) or a TOML file")
     t.add_argument("--precision", default=None, choices=PRECISIONS,
@@ -94,6 +95,7 @@ def main(argv=None) -> int:
     t.add_argument("--steps", type=int, default=20_000)
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--hidden", default="400,300", help="the two hidden layer sizes (FIXAR: 400,300)")
+    t.add_argument("--lr", type=float, default=1e-4, help="Adam step size of the actor and the critic (FIXAR: 1e-4)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--warmup", type=int, default=1_000, help="random-action steps before learning")
     t.add_argument("--eval-every", type=int, default=5_000)

@@ -329,6 +329,41 @@ ISA_FIELDS: dict[Opcode, tuple[str, ...]] = {
 ISA_WORDS = 1 + max(len(f) for f in ISA_FIELDS.values())   # 32-bit slots per instruction
 
 
+class KernelOp(enum.IntEnum):
+    """Commands of the U50 kernel's command stream (docs/kernel.md)."""
+
+    END = 0
+    WRITE = 1          # rows into a write port (KERNEL_WRITE_PORTS), data beats follow
+    READ = 2           # rows from a read path (KERNEL_READ_PATHS) into the output buffer
+    RUN = 3            # start the engine at pc, wait for done; one output beat: the cycles
+    PRNG_SET = 4       # seed the noise generator
+    PRNG_GET = 5       # one output beat: the noise generator's state
+    CLEAR_RANGES = 6   # zero the QAT range trackers
+
+
+# The training engine's host ports as the kernel's command stream numbers
+# them (fixar.engine packs commands with this table, gen/kernel.py decodes
+# them with it): write ports (prefix, data inputs), read paths (address
+# port, data outputs, read enable or None). A row's data inputs or outputs
+# are concatenated, the first at bit 0, and take whole beats.
+KERNEL_WRITE_PORTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("prog", ("data",)), ("scal", ("data",)), ("wm", ("data",)), ("bm", ("data",)), ("am", ("data",)),
+    ("tm", ("data",)), ("st", ("m_data", "v_data")), ("qt", ("delta", "zero", "magic", "shift")))
+KERNEL_READ_PATHS: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
+    ("wm_addr", ("wm_rdata",), "wm_re"), ("bm_addr", ("bm_rdata",), None), ("am_addr", ("am_rdata",), "am_re"),
+    ("st_addr", ("st_m_rdata", "st_v_rdata"), None), ("st_addr", ("st_bm_rdata", "st_bv_rdata"), None),
+    ("rg_addr", ("rg_lo", "rg_hi"), None))
+KERNEL_BEAT_BITS = 512      # the AXI4 masters' data width (HBM pseudo-channel width on the U50)
+
+
+def quantizer_widths(cfg: "FixarConfig") -> dict[str, int]:
+    """Bit widths of the QAT quantizer's numbers at the array's output stage
+    (docs/array.md; fixar.engine.quantizer_words computes them)."""
+    ob, qb = cfg.pe.out.bits, cfg.pe.act16.bits
+    nb = ob - 1 + qb                      # |y| 2^16 (or its complement) is below 2^nb
+    return {"nb": nb, "magic": nb + 2, "shift": (nb + ob + 1).bit_length(), "delta": ob + 1, "zero": qb + 1}
+
+
 @dataclass(frozen=True)
 class VectorConfig:
     """The vector unit: element-wise steps of DDPG on rows of ``array.rows``

@@ -13,11 +13,12 @@ def shipped_rtl() -> Path:
     return RTL_DIR
 
 
-def generated(cfg: FixarConfig, array: bool = False) -> Path:
+def generated(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> Path:
     from fixar.gen.emit import emit  # the bench harness needs RTL; the golden model never imports gen
 
-    out = BUILD_ROOT / "gen" / f"{cfg.name}-{cfg.digest}{'-array' if array else ''}"
-    emit(cfg, out, array=array)
+    suffix = "-kernel" if kernel else "-array" if array else ""
+    out = BUILD_ROOT / "gen" / f"{cfg.name}-{cfg.digest}{suffix}"
+    emit(cfg, out, array=array or kernel, kernel=kernel)
     return out
 
 

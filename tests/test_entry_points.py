@@ -43,10 +43,15 @@ def test_generator_rejects_impossible_config(tmp_path):
     assert "pe.acc_bits: a 40-bit accumulator is narrower" in res.stderr
 
 
-def test_bitstream_fails_clearly_until_the_u50_flow_exists():
-    res = run("make", "--no-print-directory", "bitstream")
+def test_bitstream_stops_at_once_naming_the_missing_tools():
+    """Without Vivado and v++ on PATH: a clear message, before any setup or generation."""
+    import os
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                           if not (Path(p) / "vivado").exists() and not (Path(p) / "v++").exists())
+    res = run("make", "--no-print-directory", "bitstream", env={**os.environ, "PATH": path})
     assert res.returncode != 0
-    assert "not built yet" in res.stderr
+    assert "missing: vivado v++" in res.stderr and "settings64.sh" in res.stderr
+    assert "python" not in res.stdout   # nothing generated
 
 
 @pytest.mark.sim

@@ -94,9 +94,18 @@ def test_bad_environments_are_clear_errors():
         make_env("CartPole-v1")
 
 
-def test_backends_not_built_yet_or_unknown_say_so():
-    with pytest.raises(BackendUnavailable, match="issue 6"):
+def test_unavailable_or_unknown_backends_say_so(tmp_path):
+    with pytest.raises(BackendUnavailable, match="needs --xclbin"):
         make_backend("xrt", 3, 1, SMALL, 0)
+    with pytest.raises(BackendUnavailable, match="no xclbin at"):
+        make_backend("xrt", 3, 1, SMALL, 0, xclbin=str(tmp_path / "none.xclbin"))
+    image = tmp_path / "fixar.xclbin"
+    image.write_bytes(b"xclbin2\0")
+    try:
+        import pyxrt  # noqa: F401
+    except ImportError:       # this machine: no XRT
+        with pytest.raises(BackendUnavailable, match="pyxrt .* is not importable"):
+            make_backend("xrt", 3, 1, SMALL, 0, xclbin=str(image))
     with pytest.raises(BackendUnavailable, match="unknown backend 'gpu'"):
         make_backend("gpu", 3, 1, SMALL, 0)
     with pytest.raises(ValueError, match="neither a shipped config"):
@@ -119,7 +128,7 @@ def test_rtl_backend_checks_before_it_builds_anything():
 def test_cli_reports_errors_with_exit_code_2(tmp_path):
     res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "xrt", "--out", str(tmp_path)],
                          capture_output=True, text=True)
-    assert res.returncode == 2 and "issue 6" in res.stderr
+    assert res.returncode == 2 and "needs --xclbin" in res.stderr
     res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "rtl", "--precision", "fxp16",
                           "--out", str(tmp_path)], capture_output=True, text=True)
     assert res.returncode == 2 and "rtl backend runs fxp32 and qat" in res.stderr
@@ -205,3 +214,22 @@ def test_tensorboard_events_are_written(tmp_path):
     data = events.read_bytes()
     for tag in (b"eval_return", b"episode_return", b"critic_loss"):
         assert tag in data, f"no {tag.decode()} in the TensorBoard events"
+
+
+def test_study_writes_its_table_and_curves(tmp_path):
+    """A tiny study (two precisions, one seed, 300 steps): the table, the
+    curves and the per-run results are written; a rerun reuses finished runs."""
+    import json
+
+    from fixar.rl.study import main as study
+    args = ["--envs", "Pendulum-v1", "--precisions", "fp32,fxp32", "--seeds", "1", "--steps", "300", "--hidden",
+            "16,8", "--eval-episodes", "1", "--jobs", "1", "--out", str(tmp_path)]
+    assert study(args) == 0
+    table = json.loads((tmp_path / "results.json").read_text())["table"]["Pendulum-v1"]
+    assert set(table) == {"fp32", "fxp32"}
+    md = (tmp_path / "README.md").read_text()
+    assert "| Pendulum-v1 | fxp32 |" in md and (tmp_path / "curves_Pendulum-v1.png").stat().st_size > 0
+    result = tmp_path / "runs" / "Pendulum-v1" / "fxp32" / "seed0" / "result.json"
+    stamp = result.stat().st_mtime_ns
+    assert study(args) == 0 and result.stat().st_mtime_ns == stamp     # finished runs are not redone
+    assert study(["--envs", "Pendulum-v99", "--out", str(tmp_path)]) == 2

@@ -1,4 +1,4 @@
-"""python -m fixar.bench [all|golden|pendulum|host|pe|array|trainer|synth|synth-array]: measure figures into bench/results/summary.json.
+"""python -m fixar.bench [all|golden|host|kernel|study|pe|array|trainer|synth|synth-array]: measure figures into bench/results/summary.json.
 
 summary.json is one flat object of named figures. Each run updates the keys
 it measured and keeps the others (later issues add their own), and stamps
@@ -25,8 +25,14 @@ README = ROOT / "README.md"
 # Figures of benches that no longer exist (the one-core bench became the array bench).
 RETIRED = ("core_util_400x300_b64_fxp32", "core_util_400x300_b64_fxp16", "core_fxp16_speedup_400x300_b64",
            "core_cycles_400x300_b64_fxp32", "core_sim_cycles_per_s", "core_verilator_build_s",
-           "core_dsp48e2", "core_lut", "core_ff", "core_carry", "core_bram36", "core_synth_s")
+           "core_dsp48e2", "core_lut", "core_ff", "core_carry", "core_bram36", "core_synth_s",
+           # make train's run is measured by the reward study now (same settings, three seeds)
+           "pendulum_golden_64x64_final_return", "pendulum_golden_64x64_best_return",
+           "pendulum_golden_64x64_steps_per_s", "pendulum_golden_64x64_wall_s",
+           "pendulum_golden_qat_64x64_final_return", "pendulum_golden_qat_64x64_best_return",
+           "pendulum_golden_qat_64x64_steps_per_s", "pendulum_golden_qat_64x64_wall_s")
 BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
+PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array")
 
 
 def machine() -> str:
@@ -74,17 +80,30 @@ def measure(what: str, vectors: int) -> dict:
         figs["golden_grad_rel_err_critic_b64"] = float(f"{err['critic']:.3g}")
         figs["golden_grad_rel_err_actor_b64"] = float(f"{err['actor']:.3g}")
         figs.update(step_time_ratio(cfg))
-    if what in ("all", "pendulum"):
-        from fixar.bench.pendulum import STEPS, pendulum_golden
-        print(f"pendulum: `make train`'s run and its QAT twin ({STEPS} steps each, golden backend, 64-64 networks) ...",
-              flush=True)
-        figs.update(pendulum_golden())
     if what in ("all", "host"):
         from fixar.bench.host_ips import TRAIN_STEPS, host_ips
         print(f"host: end-to-end IPS on Pendulum-v1, 400-300 networks, B = 64, {TRAIN_STEPS} training steps, "
               "float and golden backends ...", flush=True)
         for backend in ("float", "golden"):
             figs.update(host_ips(backend))
+    if what in ("all", "kernel"):
+        from fixar.bench.kernel_bytes import kernel_bytes
+        print("kernel: bytes per training step through the U50 kernel's command stream (default config) ...",
+              flush=True)
+        figs.update(kernel_bytes(cfg))
+    if what in ("all", "study"):
+        study = ROOT / "docs" / "study" / "results.json"
+        if study.exists():     # written by `make study` (hours): its final returns, not re-run here
+            print(f"study: final returns from {study.relative_to(ROOT)}", flush=True)
+            data = json.loads(study.read_text())
+            for env, row in data["table"].items():
+                for p, cell in row.items():
+                    key = f"study_{env.split('-')[0].lower()}_{p}"
+                    figs[f"{key}_final_return"] = cell["final_mean"]
+                    figs[f"{key}_final_return_worst_seed"] = round(min(cell["final"]), 1)
+            figs["study_steps"] = data["steps"]
+        else:
+            print("study: no docs/study/results.json (run `make study`)", flush=True)
     if what in ("all", "pe"):
         from fixar.bench.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
@@ -128,17 +147,23 @@ def measure(what: str, vectors: int) -> dict:
     return figs
 
 
-def write_summary(figs: dict) -> dict:
+def write_summary(figs: dict, part: str = "all") -> dict:
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
     for key in RETIRED:
         summary.pop(key, None)
     summary.update(figs)
-    summary.update({
+    stamp = {
         "bench_date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "bench_machine": machine(),
         "bench_commit": commit(),
-    })
+    }
+    summary.update(stamp)
+    # each part's own stamp, so figures of parts run at different commits say so
+    parts = PARTS if part == "all" else (part,)
+    for p in parts:
+        summary[f"bench_commit_{p.replace('-', '_')}"] = stamp["bench_commit"]
+        summary[f"bench_date_{p.replace('-', '_')}"] = stamp["bench_date"]
     SUMMARY.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
@@ -151,7 +176,8 @@ def update_readme(summary: dict) -> bool:
         return False
     meta = {k: summary[k] for k in ("bench_date", "bench_machine", "bench_commit") if k in summary}
     rows = [f"Measured by `make bench` on {meta.get('bench_date', '?')}, {meta.get('bench_machine', '?')}, "
-            f"commit {meta.get('bench_commit', '?')} (from `bench/results/summary.json`):", "",
+            f"commit {meta.get('bench_commit', '?')} (the last part run; `bench_commit_<part>` and "
+            "`bench_date_<part>` say when each part's figures were measured), from `bench/results/summary.json`:", "",
             "| figure | value |", "|---|---|"]
     rows += [f"| `{k}` | {v} |" for k, v in sorted(summary.items()) if k not in meta]
     head, rest = text.split(BEGIN, 1)
@@ -162,11 +188,11 @@ def update_readme(summary: dict) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fixar.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", default="all", choices=["all", "golden", "pendulum", "host", "pe", "array", "trainer", "synth", "synth-array"])
+    ap.add_argument("what", nargs="?", default="all", choices=["all", *PARTS])
     ap.add_argument("--vectors", type=int, default=100_000, help="random PE vectors per mode")
     args = ap.parse_args(argv)
     figs = measure(args.what, args.vectors)
-    summary = write_summary(figs)
+    summary = write_summary(figs, args.what)
     for k, v in figs.items():
         print(f"  {k} = {v}")
     print(f"wrote {SUMMARY.relative_to(ROOT)}" + ("; README figures updated" if update_readme(summary) else ""))

@@ -7,17 +7,14 @@
 
 `float` (float32 numpy), `golden` (the bit-exact fixed-point model, the
 default) and `rtl` (the generated training engine under Verilator, through
-a co-simulation link) exist; `xrt` needs the U50 kernel (issue 6). `golden`
-and `rtl` take the engine's config (``--config``: a name or a TOML file).
+a co-simulation link) and `xrt` (the U50 through pyxrt; ``--xclbin``)
+exist. `golden`, `rtl` and `xrt` take the engine's config (``--config``).
 """
 from __future__ import annotations
 
 from fixar.rl.hyper import Hyper
 
-NOT_YET = {
-    "xrt": "the U50 kernel and its XRT backend are not built yet (issue 6); use --backend golden or rtl",
-}
-BACKENDS = ("float", "golden", "rtl", *NOT_YET)
+BACKENDS = ("float", "golden", "rtl", "xrt")
 
 
 class BackendUnavailable(RuntimeError):
@@ -25,18 +22,19 @@ class BackendUnavailable(RuntimeError):
 
 
 def make_backend(name: str, obs_dim: int, act_dim: int, hyper: Hyper, seed: int, config: str = "default",
-                 log=print):
+                 log=print, xclbin: str | None = None):
     if name == "float":
         from fixar.rl.float_backend import FloatBackend
         return FloatBackend(obs_dim, act_dim, hyper, seed)
-    if name in ("golden", "rtl"):
+    if name in ("golden", "rtl", "xrt"):
         from fixar.config import load
         cfg = load(config)
         if name == "golden":
             from fixar.rl.golden_backend import GoldenBackend
             return GoldenBackend(obs_dim, act_dim, hyper, seed, cfg)
-        from fixar.rl.rtl_backend import RtlBackend
-        return RtlBackend(obs_dim, act_dim, hyper, seed, cfg, log=log)
-    if name in NOT_YET:
-        raise BackendUnavailable(f"backend {name!r}: {NOT_YET[name]}")
+        if name == "rtl":
+            from fixar.rl.rtl_backend import RtlBackend
+            return RtlBackend(obs_dim, act_dim, hyper, seed, cfg, log=log)
+        from fixar.rl.xrt_backend import XrtBackend
+        return XrtBackend(obs_dim, act_dim, hyper, seed, cfg, xclbin=xclbin, log=log)
     raise BackendUnavailable(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")

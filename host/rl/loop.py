@@ -45,7 +45,8 @@ class RunSettings:
     out: str = "runs/latest"
     precision: str = "auto"       # fp32 (float backend), fxp32, qat or fxp16 (golden); auto: the backend's own
     qat_delay: int | None = None  # qat: the step at which activations switch to 16 bits
-    config: str = "default"       # the engine's config (golden, rtl): a shipped name or a TOML file
+    config: str = "default"       # the engine's config (golden, rtl, xrt): a shipped name or a TOML file
+    xclbin: str | None = None     # xrt: the board image
     hyper: Hyper = field(default_factory=Hyper)
 
     def __post_init__(self) -> None:
@@ -115,7 +116,8 @@ class Trainer:
         obs_dim = self.env.observation_space.shape[0]
         act_dim = self.env.action_space.shape[0]
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.backend = make_backend(run.backend, obs_dim, act_dim, run.hyper, run.seed, run.config, log=log)
+        self.backend = make_backend(run.backend, obs_dim, act_dim, run.hyper, run.seed, run.config, log=log,
+                                    xclbin=run.xclbin)
         self.precision = run.precision if run.precision != "auto" else "fp32" if run.backend == "float" else "fxp32"
         self.backend.set_precision_phase(self.precision)
         self.replay = Replay(run.replay_size, obs_dim, act_dim)
@@ -205,8 +207,9 @@ class Trainer:
                         tb.add_scalar("eval_return", eval_ret, self.step)
                     if term or trunc:
                         tb.add_scalar("episode_return", self.ep_return, self.step)
-                        tb.add_scalar("critic_loss", stats["critic_loss"], self.step)
-                        tb.add_scalar("q_mean", stats["q_mean"], self.step)
+                        for key in ("critic_loss", "q_mean"):
+                            if np.isfinite(stats[key]):     # (nan before the first update)
+                                tb.add_scalar(key, stats[key], self.step)
                 if term or trunc:
                     writer.writerow([self.step, self.episode, round(self.ep_return, 3), eval_ret,
                                      stats["critic_loss"], stats["q_mean"]])

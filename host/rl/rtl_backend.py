@@ -23,13 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from fixar.config import FixarConfig
-from fixar.engine import EngineHost
-from fixar.golden.fixed import dequantize
 from fixar.rl.backends import BackendUnavailable
-from fixar.rl.golden_backend import GoldenBackend
+from fixar.rl.engine_backend import EngineBackend
 from fixar.rl.hyper import Hyper
 
 CONNECT_TIMEOUT_S = 3600   # a cold Verilator build of the default engine takes ~9 minutes on 2 cores
@@ -39,31 +36,41 @@ class RtlBackendError(BackendUnavailable):
     pass
 
 
-class RtlBackend(GoldenBackend):
+class RtlBackend(EngineBackend):
     name = "rtl"
 
     def __init__(self, obs_dim: int, act_dim: int, hyper: Hyper, seed: int, cfg: FixarConfig | None = None,
                  log=print):
         super().__init__(obs_dim, act_dim, hyper, seed, cfg)
-        self.host = EngineHost(self.cfg, self.ddpg, act_dim, hyper.hidden, hyper.batch)   # ProgramError if it does not fit
         self.log = log
-        self.cycles = {"train": 0, "act": 0}
-        self.train_steps = 0
         self._proc = None
         self._sock = None
         self._closed = False
-        self._params_stale = False     # host copy of the parameters behind the engine's
 
-    def _ensure_started(self) -> None:
-        """The simulator starts at the first request (a refused precision or
-        a bad checkpoint costs no build), loaded with the host's agent."""
-        if self._sock is not None:
-            return
-        if self._closed:
-            raise RtlBackendError("backend rtl: the simulator is not running (closed)")
-        self._start()
-        self._call("writes", self.host.setup_writes())
-        self._call("prng_set", self.host.prng_seed())
+    def _transact(self, ops: list[tuple]) -> dict:
+        """One co-simulation request per operation, in order."""
+        if self._sock is None:
+            if self._closed:
+                raise RtlBackendError("backend rtl: the simulator is not running (closed)")
+            self._start()
+        res = {}
+        for op in ops:
+            kind = op[0]
+            if kind == "write":
+                self._call("writes", op[1])
+            elif kind == "read":
+                res[op[1]] = self._call("reads", [op[2]])[0]
+            elif kind == "run":
+                res[op[1]] = self._call("run", op[2])
+            elif kind == "prng_set":
+                self._call("prng_set", op[1])
+            elif kind == "prng_get":
+                res[op[1]] = self._call("prng_get")
+            elif kind == "clear_ranges":
+                self._call("pulse", "rg_clear")
+            else:
+                raise ValueError(f"unknown engine operation {kind!r}")
+        return res
 
     # ------------------------------------------------------------ the link
     def _start(self) -> None:
@@ -105,10 +112,6 @@ class RtlBackend(GoldenBackend):
         self._sock.settimeout(None)
         self.log(f"rtl backend: engine up after {time.monotonic() - t0:.0f} s")
 
-    def _request(self, *req):
-        self._ensure_started()
-        return self._call(*req)
-
     def _call(self, *req):
         from fixar.tb.cosim import recv, send
         try:
@@ -139,68 +142,3 @@ class RtlBackend(GoldenBackend):
             self._proc = None
             if rc == 0:       # keep the simulator's log when it failed
                 shutil.rmtree(self._dir, ignore_errors=True)
-
-    # ------------------------------------------------------------ the interface
-    def act(self, state: np.ndarray, explore: bool) -> np.ndarray:
-        s = self._q(state).reshape(-1, 1)
-        self._request("writes", self.host.state_writes(s))
-        self.cycles["act"] += self._request("run", self.host.act_pc)
-        rows = self._request("reads", [self.host.action_read(explore)])[0]
-        if explore and self.ddpg.noise_scale:
-            self.ddpg.prng = np.uint32(self._request("prng_get"))
-        else:
-            # the acting program always draws noise: put the generator back, as
-            # the golden model draws none for a greedy action
-            self._request("prng_set", int(self.ddpg.prng))
-        return dequantize(self.host.decode_action(rows), self.cfg.pe.act32).astype(np.float32)
-
-    def train(self, s, a, r, s2, done) -> dict:
-        h = self.host
-        inputs = h.batch_tensors(self._q(s).T, self._q(a).T, self._q(r), self._q(s2).T, np.asarray(done) > 0.5)
-        self._request("writes", h.tensor_writes(inputs, self.hp.batch) + h.step_writes(h.step_sizes()))
-        self.cycles["train"] += self._request("run", 0)
-        self.train_steps += 1
-        self._params_stale = True
-        reads = h.stats_reads()
-        rows = self._request("reads", list(reads.values()))
-        q, y = (dequantize(h.decode_batch_row(x), self.cfg.pe.act32) for x in rows)
-        return {"critic_loss": float(np.mean((q - y) ** 2)), "q_mean": float(np.mean(q))}
-
-    def set_precision_phase(self, phase: str) -> None:
-        if phase not in ("fxp32", "qat"):
-            raise ValueError(f"precision {phase!r}: the rtl backend runs fxp32 and qat (FXP16 from scratch is "
-                             "the golden backend's only)")
-        if phase == "qat":
-            self.ddpg.enable_qat()      # the host tracks the networks' inputs, the engine the hidden layers'
-            self.host.phase_writes()
-
-    def switch_to_fxp16(self) -> None:
-        ranges = self._request("reads", [self.host.range_read()])[0]
-        self._request("writes", self.host.switch_writes(ranges))
-
-    # ------------------------------------------------------------ checkpoints
-    def _sync_from_engine(self) -> None:
-        if self._params_stale:
-            reads = self.host.param_reads()
-            rows = self._request("reads", list(reads.values()))
-            self.host.store_params(*self.host.decode_params(dict(zip(reads, rows))))
-            if self.host.quantizers is not None and not self.host.quantized:
-                self.host.merge_ranges(self._request("reads", [self.host.range_read()])[0])
-            self._params_stale = False
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        self._sync_from_engine()
-        return super().state_dict()
-
-    def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
-        super().load_state_dict(d)
-        try:
-            writes = self.host.phase_writes()
-        except ValueError as exc:
-            raise ValueError(f"checkpoint: {exc}") from None
-        if self._sock is not None:      # otherwise the first request loads the host's (now restored) agent
-            self._call("pulse", "rg_clear")     # the checkpoint's ranges live in the host's copy
-            self._call("writes", writes + self.host.param_writes())
-            self._call("prng_set", self.host.prng_seed())
-        self._params_stale = False
-
