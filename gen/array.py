@@ -200,19 +200,20 @@ class Array(wiring.Component):
         grad_load = Signal(name="grad_load")
         m.d.comb += grad_load.eq(d["grad"] & load)
 
-        amem = [TwoPortRAM(R * ab, self.a_rows, f"amem_{n}") for n in range(N)]
+        amem = [TwoPortRAM(cfg.memory, R * ab, self.a_rows, f"amem_{n}") for n in range(N)]
         # Feature-major memory per core, R banks of one word: X^T row (j, k)
         # (batch entries j*R + r of feature k) keeps word r in bank (r + k) mod R
         # at row t_base + j*K + k. A forward beat (one batch entry, C features)
         # then writes one word per bank (a transposing store with no buffer),
         # and a gradient product reads a row from all banks at one address.
         rb = max((R - 1).bit_length(), 1)
-        tmem = [[TwoPortRAM(ab, self.t_rows, f"tmem_{n}_b{b}") for b in range(R)] for n in range(N)]
+        tmem = [[TwoPortRAM(cfg.memory, ab, self.t_rows, f"tmem_{n}_b{b}") for b in range(R)] for n in range(N)]
         for n in range(N):
             for b in range(R):
                 m.submodules[f"tmem_{n}_b{b}"] = tmem[n][b].instance
         # ---- weight memory: C banks; one read port per core (two cores per RAM instance)
-        banks = [[TwoPortRAM(wb, self.w_rows, f"wmem_b{b}_p{q}") for q in range((N + 1) // 2)] for b in range(C)]
+        banks = [[TwoPortRAM(cfg.memory, wb, self.w_rows, f"wmem_b{b}_p{q}") for q in range((N + 1) // 2)]
+                 for b in range(C)]
         for b in range(C):
             for q, ram in enumerate(banks[b]):
                 m.submodules[f"wmem_b{b}_p{q}"] = ram.instance
@@ -255,7 +256,7 @@ class Array(wiring.Component):
             w_data.append(wd)
 
         # ---- activation memories (one per core) and the bias memory
-        bmem = TwoPortRAM(C * ob, self.b_rows, "bmem")
+        bmem = TwoPortRAM(cfg.memory, C * ob, self.b_rows, "bmem")
         m.submodules.bmem = bmem.instance
         m.d.comb += [bmem.a_addr.eq(Mux(self.bm_rea, self.bm_aaddr, d["b_base"] + it)), bmem.b_addr.eq(self.bm_addr),
                      bmem.b_we.eq(self.bm_we), bmem.b_wdata.eq(self.bm_data)]
@@ -405,8 +406,8 @@ class Array(wiring.Component):
         # a bias-layout row (gstore 2). Port A reads them (host, Adam).
         gb_bits = cfg.adam.grad.bits
         cb = (C - 1).bit_length()
-        gmem = [TwoPortRAM(gb_bits, self.g_rows, f"gmem_b{b}") for b in range(C)]
-        gbmem = TwoPortRAM(C * gb_bits, self.b_rows, "gbmem")
+        gmem = [TwoPortRAM(cfg.memory, gb_bits, self.g_rows, f"gmem_b{b}") for b in range(C)]
+        gbmem = TwoPortRAM(cfg.memory, C * gb_bits, self.b_rows, "gbmem")
         m.submodules.gbmem = gbmem.instance
         g_beat = d["grad"] & cores[0].out_valid
         k = cores[0].out_slot

@@ -112,8 +112,8 @@ class Trainer(wiring.Component):
             return Cat(*scal).word_select(index, 64)
 
         # ---- Adam state memories (rows mirror the gradient memories)
-        mmem, vmem = TwoPortRAM(C * mb, self.g_rows, "adam_m"), TwoPortRAM(C * vb, self.g_rows, "adam_v")
-        bmm, bvm = TwoPortRAM(C * mb, self.b_rows, "adam_bm"), TwoPortRAM(C * vb, self.b_rows, "adam_bv")
+        mmem, vmem = TwoPortRAM(mem, C * mb, self.g_rows, "adam_m"), TwoPortRAM(mem, C * vb, self.g_rows, "adam_v")
+        bmm, bvm = TwoPortRAM(mem, C * mb, self.b_rows, "adam_bm"), TwoPortRAM(mem, C * vb, self.b_rows, "adam_bv")
         for name, ram in (("adam_m", mmem), ("adam_v", vmem), ("adam_bm", bmm), ("adam_bv", bvm)):
             m.submodules[name] = ram.instance
         m.d.comb += [self.st_m_rdata.eq(mmem.a_data), self.st_v_rdata.eq(vmem.a_data),

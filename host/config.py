@@ -405,10 +405,22 @@ class MemoryConfig:
     bias_words: int = 4_096
     xt_words_per_core: int = 262_144
     program_instrs: int = 256     # the controller's instruction memory (a DDPG step takes ~50)
+    # Memories with at least this many rows are UltraRAM, the rest block RAM.
+    # The U50's block RAM (1 344 x 36 Kb = 47 Mb) cannot hold the default's
+    # ~116 Mb; UltraRAM (640 x 4K x 72 b) is deep but fixed at 72 bits wide,
+    # so it suits the deep memories. 20 480 puts weights, gradients, Adam
+    # moments and activations in UltraRAM and the 16K-row feature-major banks
+    # (16 x 32 b each, half a URAM's width) in block RAM: both fit
+    # (make bench synth-kernel measures them).
+    uram_min_rows: int = 20_480
+
+    def ultra(self, rows: int) -> bool:
+        """Whether a memory of ``rows`` rows is UltraRAM (gen/ram.py)."""
+        return rows >= self.uram_min_rows
 
     def __post_init__(self) -> None:
         for name in ("weight_words", "grad_words", "act_words_per_core", "bias_words", "xt_words_per_core",
-                     "program_instrs"):
+                     "program_instrs", "uram_min_rows"):
             _check_int(f"memory.{name}", getattr(self, name), 1)
 
 

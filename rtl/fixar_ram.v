@@ -1,10 +1,16 @@
-// Two-port synchronous RAM, hand-written so that no initialiser is emitted
+// Two-port synchronous RAMs, hand-written so that no initialiser is emitted
 // (Amaranth's Memory writes one initialiser line per word: 383 KB of Verilog
 // for one 16K-word bank) and so that Vivado and Yosys infer block RAM or
-// UltraRAM from the usual template. Port A reads; port B writes when b_we is
-// high and reads otherwise (a true-dual-port BRAM with one read-only port).
+// UltraRAM from the usual templates. Port A reads; port B writes when b_we is
+// high and reads otherwise (a true-dual-port RAM with one read-only port).
 // Reads are registered: data appears the cycle after the address.
-// The generator instantiates it through an Amaranth Instance (gen/ram.py).
+// The generator instantiates them through an Amaranth Instance (gen/ram.py)
+// and picks the module per memory from memory.uram_min_rows in the config:
+// fixar_ram (block RAM) or fixar_uram (UltraRAM). The two differ in one
+// thing only: UltraRAM ports are "no change" (a write leaves the port's read
+// data as it was), so fixar_uram's port B does not read while it writes.
+// The design never uses port B's read data from a write cycle, so the two
+// behave the same in it; the benches run both (the small config has both).
 module fixar_ram #(
     parameter WIDTH = 32,
     parameter DEPTH = 1024,
@@ -18,6 +24,7 @@ module fixar_ram #(
     input  wire [WIDTH-1:0] b_wdata,
     output reg  [WIDTH-1:0] b_data
 );
+    (* ram_style = "block" *)
     reg [WIDTH-1:0] mem [0:DEPTH-1];
 
 `ifndef SYNTHESIS
@@ -38,5 +45,41 @@ module fixar_ram #(
         if (b_we)
             mem[b_addr] <= b_wdata;
         b_data <= mem[b_addr];
+    end
+endmodule
+
+
+module fixar_uram #(
+    parameter WIDTH = 32,
+    parameter DEPTH = 1024,
+    parameter ABITS = 10
+) (
+    input  wire             clk,
+    input  wire [ABITS-1:0] a_addr,
+    output reg  [WIDTH-1:0] a_data,
+    input  wire [ABITS-1:0] b_addr,
+    input  wire             b_we,
+    input  wire [WIDTH-1:0] b_wdata,
+    output reg  [WIDTH-1:0] b_data
+);
+    (* ram_style = "ultra" *)
+    reg [WIDTH-1:0] mem [0:DEPTH-1];
+
+`ifndef SYNTHESIS
+    // Simulation only: zeros, as UltraRAM holds after configuration.
+    integer i;
+    initial
+        for (i = 0; i < DEPTH; i = i + 1)
+            mem[i] = {WIDTH{1'b0}};
+`endif
+
+    always @(posedge clk)
+        a_data <= mem[a_addr];
+
+    always @(posedge clk) begin
+        if (b_we)
+            mem[b_addr] <= b_wdata;
+        else
+            b_data <= mem[b_addr];
     end
 endmodule

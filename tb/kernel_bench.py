@@ -12,7 +12,6 @@ FIXAR_QAT_SWITCH, FIXAR_AXI_PAUSE (1: idle cycles on every AXI channel).
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import os
@@ -24,14 +23,10 @@ from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from fixar.config import FixarConfig
-from fixar.engine import EngineHost
-from fixar.golden.fixed import quantize
-from fixar.golden.program import ProgramState, execute
 from fixar.kernel_io import CommandBuffer
 from fixar.program import step_cycles
-from fixar.rl.golden_backend import GoldenBackend
-from fixar.rl.hyper import Hyper
 from fixar.tb.figures import record
+from fixar.tb.golden_twin import GoldenTwin
 
 CMD_ADDR, OUT_ADDR = 0x0000_0000, 0x0080_0000      # two 4 KB-aligned buffers in the RAM model
 CTRL, GIE, IER, ISR = 0x00, 0x04, 0x08, 0x0C
@@ -104,18 +99,13 @@ class TB:
 async def test_training_steps_through_the_kernel(dut):
     tb = TB(dut)
     cfg = tb.cfg
-    obs, act, hidden, batch = json.loads(os.environ.get("FIXAR_NETS", "[8, 2, [32, 32], 16]"))
+    nets = json.loads(os.environ.get("FIXAR_NETS", "[8, 2, [32, 32], 16]"))
+    batch = nets[3]
     steps = int(os.environ.get("FIXAR_STEPS", "3"))
     qat_switch = int(os.environ.get("FIXAR_QAT_SWITCH", "-1"))
     latency = int(os.environ["FIXAR_LATENCY"])
-    hp = dataclasses.replace(Hyper(), hidden=tuple(hidden), batch=batch)
-    ddpg = GoldenBackend(obs, act, hp, seed=11, cfg=cfg).ddpg
-    if qat_switch >= 0:
-        ddpg.enable_qat()
-    host = EngineHost(cfg, ddpg, act, tuple(hidden), batch)
-    st = ProgramState(cfg, host.prog, batch)
-    for name, value in host.params().items():
-        st.t[name] = value
+    twin = GoldenTwin(cfg, nets, qat_switch >= 0, cocotb.RANDOM_SEED)
+    host = twin.host
     await tb.reset()
     await tb.ctrl.write_dword(GIE, 1)
     await tb.ctrl.write_dword(IER, 1)
@@ -123,11 +113,8 @@ async def test_training_steps_through_the_kernel(dut):
     cb = CommandBuffer(cfg)
     cb.writes(host.setup_writes())
     cb.prng_set(host.prng_seed())
-    st.prng = host.prng_seed()
     await tb.run(cb)
 
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
-    fmt = cfg.pe.act32
     matched = 0
     for step in range(steps):
         if step == qat_switch:
@@ -135,60 +122,33 @@ async def test_training_steps_through_the_kernel(dut):
             cb.read(host.range_read(), "ranges")
             ranges = (await tb.run(cb))["ranges"]
             cb = CommandBuffer(cfg)
-            cb.writes(host.switch_writes(ranges))
+            cb.writes(twin.switch_writes(ranges))
             await tb.run(cb)
-            params = {name: st.t[name] for name in host.params()}
-            old = st
-            st = ProgramState(cfg, host.prog, batch)
-            st.t.update(params)
-            st.m, st.v, st.prng, st.quant = old.m, old.v, old.prng, host.quantizer_table()
-        S_ = quantize(rng.normal(size=(obs, batch)), fmt)
-        A_ = quantize(rng.uniform(-1, 1, (act, batch)), fmt)
-        Rw = quantize(rng.normal(size=(batch,)), fmt)
-        S2 = quantize(rng.normal(size=(obs, batch)), fmt)
-        done = rng.random(batch) < 0.2
-        lr = host.step_sizes()
-        inputs = host.batch_tensors(S_, A_, Rw, S2, done)
-        for name, X in inputs.items():
-            st.write(name, X)
-        execute(st, {"gamma": ddpg.gamma, "tau": ddpg.tau, "loss_scale": ddpg.loss_scale,
-                     "critic_lr": lr["critic"], "actor_lr": lr["actor"]}, ddpg.adam)
-        state = quantize(rng.normal(size=(obs, 1)), fmt)
-        st.write("state", host.seen_input("actor", state))
 
         # one kernel run: batch in, the step, every parameter out, one exploring action
         cb = CommandBuffer(cfg)
-        cb.writes(host.tensor_writes(inputs, batch) + host.step_writes(lr))
+        cb.writes(twin.train_writes())
         cb.run(0, "train_cycles")
         reads = host.param_reads()
         for key, r in reads.items():
             cb.read(r, key)
         for key, r in host.stats_reads().items():
             cb.read(r, f"stat.{key}")
-        cb.writes(host.state_writes(state))
+        cb.writes(twin.act_writes())
         cb.run(host.act_pc, "act_cycles")
         cb.read(host.action_read(True), "action")
         cb.prng_get()
         res = await tb.run(cb)
-        execute(st, {"noise": ddpg.noise_scale}, None, acting=True)
 
         bad = []
         model = step_cycles(cfg, host.prog, batch, latency)
         if res["train_cycles"] != model:
             bad.append(f"step cycles {res['train_cycles']} (model {model})")
-        params, moments = host.decode_params({k: res[k] for k in reads})
-        for name, value in params.items():
-            if not np.array_equal(value, st.t[name]):
-                bad.append(name)
-            if name in moments and not (np.array_equal(moments[name][0], st.m[name])
-                                        and np.array_equal(moments[name][1], st.v[name])):
-                bad.append(f"{name} moments")
-        for key in host.prog.outputs:
-            if not np.array_equal(host.decode_batch_row(res[f"stat.{key}"]), st.t[host.prog.outputs[key]][0]):
-                bad.append(f"statistic {key}")
-        if not np.array_equal(host.decode_action(res["action"]), st.t["action"][:act, 0]):
+        bad += twin.param_mismatches({k: res[k] for k in reads}, dut._log)
+        bad += twin.stat_mismatches({key: res[f"stat.{key}"] for key in host.stats_reads()})
+        if not np.array_equal(host.decode_action(res["action"]), twin.action(True)):
             bad.append("action")
-        if res["prng"] != st.prng:
+        if res["prng"] != twin.st.prng:
             bad.append("noise generator state")
         dut._log.info("step %d (%s): %d cycles through the kernel; %s", step,
                       "QAT phase 2" if host.quantized else "FXP32 / QAT phase 1", res["train_cycles"],

