@@ -9,6 +9,7 @@ import pytest
 import reference as ref
 from fixar.config import FixedFormat, PEMode, load
 from fixar.golden import dequantize, pe_matmul, pe_trace, quantize, requantize
+from fixar.golden.matmul import direct_is_exact, fxp32_sums
 from fixar.golden.prng import stream
 from fixar.tb.pe_vectors import concat, corners, random_trace
 
@@ -53,15 +54,26 @@ def test_pe_trace_matches_cycle_reference(name):
 
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("mode", list(PEMode), ids=lambda m: m.name)
-def test_pe_matmul_matches_python_ints(name, mode):
+@pytest.mark.parametrize("route", ["limbs", "direct"])
+def test_pe_matmul_matches_python_ints(name, mode, route):
+    """Both exact routes (fixar.golden.matmul): full-range codes of the
+    default formats take the limb route; codes of trained-network size (a few
+    units) the direct one."""
     cfg = load(name).pe
     rng = np.random.default_rng(3)
     act = cfg.act32 if mode == PEMode.FXP32 else cfg.act16
     M, K, N = 7, 33, 5
-    W = rng.integers(cfg.weight.min_int, cfg.weight.max_int + 1, (M, K))
-    X = rng.integers(act.min_int, act.max_int + 1, (K, N))
-    W[0, :] = cfg.weight.min_int  # extreme rows: exactness at the limits
-    X[:, 0] = act.min_int
+    if route == "limbs":
+        W = rng.integers(cfg.weight.min_int, cfg.weight.max_int + 1, (M, K))
+        X = rng.integers(act.min_int, act.max_int + 1, (K, N))
+        W[0, :] = cfg.weight.min_int  # extreme rows: exactness at the limits
+        X[:, 0] = act.min_int
+    else:
+        w_max, x_max = cfg.weight.max_int >> 10, act.max_int >> 6
+        W = rng.integers(-w_max, w_max + 1, (M, K))
+        X = rng.integers(-x_max, x_max + 1, (K, N))
+    if route == "direct":
+        assert direct_is_exact(W, X)
     rnd = rng.integers(0, 1 << cfg.rnd_bits, (M, N))
     got = pe_matmul(cfg, W, X, mode, rnd)
     L = cfg.lane_bits
@@ -146,3 +158,25 @@ def test_pe_matmul_wraps_long_reductions_like_the_accumulator(mode):
                 s = ref.signed(sum(int(W[i, k]) * int(X[k, j]) for k in range(K)), cfg.acc_bits)
                 want = ref.round_shift(s, cfg.shift16, cfg.out)
             assert got[i, j] == want, (i, j)
+
+
+@pytest.mark.parametrize("scale", [8, 4, 2, 1, 0])
+def test_fxp32_sums_routes_agree_on_every_bit_up_to_the_bound(scale):
+    """fxp32_sums returns the lane accumulators (limb route) or a normalised
+    pair of the same value (direct route); rounding sees only the value, so
+    both must give the same requantized codes. Operands shrink by 2**scale
+    bits from full range, walking the route choice across its bound."""
+    from fixar.golden.matmul import exact_matmul_lanes
+    cfg = load("default").pe
+    rng = np.random.default_rng(12 + scale)
+    M, K, N, L = 9, 400, 16, cfg.lane_bits
+    W = rng.integers(cfg.weight.min_int >> (3 * scale), (cfg.weight.max_int >> (3 * scale)) + 1, (M, K))
+    X = rng.integers(cfg.act32.min_int >> (2 * scale), (cfg.act32.max_int >> (2 * scale)) + 1, (K, N))
+    start = rng.integers(-(1 << 50), 1 << 50, M)
+    hi, lo = fxp32_sums(W, X, L, cfg.acc_bits, start)
+    s_lo, s_hi = exact_matmul_lanes(W, [X & ((1 << L) - 1), X >> L])  # the lanes, always
+    from fixar.golden.fixed import wrap
+    want = requantize(wrap(s_hi, cfg.acc_bits), wrap(s_lo + start[:, None], cfg.acc_bits), L, cfg.shift32, cfg.out)
+    assert np.array_equal(requantize(hi, lo, L, cfg.shift32, cfg.out), want)
+    if scale >= 4:
+        assert direct_is_exact(W, X)    # the bound is reached: the direct route ran

@@ -22,6 +22,8 @@ inside the square root (Adam's "eps hat" form).
 """
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 
@@ -102,7 +104,14 @@ class StepSize:
 
 
 def rsqrt_table(cfg: FixarConfig) -> np.ndarray:
-    return np.asarray(cfg.adam.rsqrt_table(), dtype=I64)
+    return _table(cfg.adam)
+
+
+@functools.lru_cache(maxsize=8)
+def _table(adam) -> np.ndarray:
+    t = np.asarray(adam.rsqrt_table(), dtype=I64)
+    t.setflags(write=False)     # shared between calls
+    return t
 
 
 def rsqrt(cfg: FixarConfig, x) -> tuple[np.ndarray, np.ndarray]:

@@ -21,9 +21,9 @@ import numpy as np
 
 from fixar.config import ActFunc, ConfigError, FixarConfig, VecOp
 from fixar.golden.adam import AdamCodes, StepSize, adam_update, scalar_code
-from fixar.golden.fixed import I64, quantize, requantize, saturate, wrap
+from fixar.golden.fixed import I64, quantize, requantize, saturate
 from fixar.golden.layer import linear, transposed
-from fixar.golden.matmul import exact_matmul_lanes
+from fixar.golden.matmul import fxp32_sums
 from fixar.golden.qat import Fixed16, LayerQuantizers
 from fixar.golden.vector import noise_add, vector_op
 
@@ -34,10 +34,9 @@ def weight_grad(cfg: FixarConfig, D, X) -> np.ndarray:
     pe, gf = cfg.pe, cfg.adam.grad
     L = pe.lane_bits
     Xt = np.asarray(X, dtype=I64).T
-    s_lo, s_hi = exact_matmul_lanes(D, [Xt & I64((1 << L) - 1), Xt >> I64(L)])
     # the array's product: D in the weight lanes, X split in two lanes, each
     # sum modulo 2^acc_bits (a no-op at sane batch sizes), one rounding
-    s_lo, s_hi = wrap(s_lo, pe.acc_bits), wrap(s_hi, pe.acc_bits)
+    s_hi, s_lo = fxp32_sums(D, Xt, L, pe.acc_bits)
     return requantize(s_hi, s_lo, L, pe.weight.frac + pe.act32.frac - gf.frac, gf)
 
 

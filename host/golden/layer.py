@@ -13,7 +13,7 @@ import numpy as np
 from fixar.config import ActFunc, FixarConfig, PEMode
 from fixar.golden.activation import activate
 from fixar.golden.fixed import I64, requantize, wrap
-from fixar.golden.matmul import _check, _check_codes, exact_matmul_lanes
+from fixar.golden.matmul import _check, _check_codes, exact_matmul_lanes, fxp32_sums
 
 
 def linear(cfg: FixarConfig, W, X, bias=None, func: ActFunc = ActFunc.IDENTITY,
@@ -32,9 +32,8 @@ def linear(cfg: FixarConfig, W, X, bias=None, func: ActFunc = ActFunc.IDENTITY,
     _check_codes("bias", b, pe.out)
     L = pe.lane_bits
     if mode == PEMode.FXP32:
-        s_lo, s_hi = exact_matmul_lanes(W, [X & I64((1 << L) - 1), X >> I64(L)])
-        s_lo = wrap(s_lo + (b << I64(pe.shift32))[:, None], pe.acc_bits)
-        y = requantize(wrap(s_hi, pe.acc_bits), s_lo, L, pe.shift32, pe.out)
+        s_hi, s_lo = fxp32_sums(W, X, L, pe.acc_bits, start=b << I64(pe.shift32))
+        y = requantize(s_hi, s_lo, L, pe.shift32, pe.out)
     elif mode == PEMode.FXP16:
         (s,) = exact_matmul_lanes(W, [X])
         s = wrap(s + (b << I64(pe.shift16))[:, None], pe.acc_bits)

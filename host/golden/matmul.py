@@ -6,11 +6,24 @@ Because the accumulators are exact (wrapping only modulo 2**acc_bits, which
 is associative), the order of the reduction does not matter, so the sums may
 come from BLAS.
 
-Plain int64 matmul in numpy has no BLAS and is ~80x slower than float32. We
-split each weight into a signed high and an unsigned low 16-bit limb; every
-limb x lane product is below 2**32 in magnitude, so a float64 dot product of
-K < 2**21 of them is exact (below 2**53). One stacked BLAS call computes all
-limb products; the int64 recombination is exact for K < 2**16.
+Plain int64 matmul in numpy has no BLAS and is ~80x slower than float32.
+Two exact routes through float64 BLAS, chosen per call from the operands:
+
+* direct: when every output's sum of |w x| is below 2**52 (checked from the
+  row sums of |W| and the largest |x|), each product and every partial sum
+  in any order is an integer float64 holds exactly, so one float64 product
+  is the exact integer result. Trained networks' codes are small (weights
+  and activations of a few units in Q12.20), so this is the usual case;
+* limbs: otherwise each weight is split into a signed high and an unsigned
+  low 16-bit limb; every limb x lane product is below 2**32 in magnitude, so
+  a float64 dot product of K < 2**21 of them is exact (below 2**53). One
+  stacked BLAS call computes all limb products; the int64 recombination is
+  exact for K < 2**16.
+
+An FXP32 product's two lane sums (:func:`fxp32_sums`) need not be formed
+separately when neither accumulator can wrap: the rounding stage only sees
+hi * 2**lane_bits + lo, so one product W @ X (direct route) gives the same
+bits with a quarter of the limb route's arithmetic.
 """
 from __future__ import annotations
 
@@ -21,6 +34,7 @@ from fixar.golden.fixed import I64, requantize, wrap
 
 MAX_REDUCTION = (1 << 16) - 1  # int64 headroom: K * 2**47 < 2**63
 LIMB = 16
+DIRECT_BOUND = 2.0 ** 52       # below 2**53 with room for the bound's own float rounding
 
 
 def _check(W: np.ndarray, X: np.ndarray) -> None:
@@ -39,23 +53,70 @@ def _check_codes(name: str, v: np.ndarray, fmt) -> None:
         raise ValueError(f"{name} holds values outside {fmt} codes [{fmt.min_int}, {fmt.max_int}]")
 
 
+def _row_abs_max(W: np.ndarray) -> int:
+    """max over rows of sum |W_ik| (exact in int64: K * 2**31 < 2**63)."""
+    return int(np.abs(W).sum(axis=1).max()) if W.size else 0
+
+
+def _abs_max(V: np.ndarray) -> int:
+    return int(np.abs(V).max()) if V.size else 0
+
+
+def direct_is_exact(W, V) -> bool:
+    """Whether float64 W @ V equals the integer product: every output's
+    partial sums, in any order, stay below 2**52 in magnitude."""
+    return float(_row_abs_max(np.asarray(W, dtype=I64))) * float(_abs_max(np.asarray(V, dtype=I64))) < DIRECT_BOUND
+
+
+def _split(stacked: np.ndarray, cols: list[int]) -> list[np.ndarray]:
+    out, start = [], 0
+    for n in cols:
+        out.append(stacked[:, start:start + n])
+        start += n
+    return out
+
+
 def exact_matmul_lanes(W, lanes) -> list[np.ndarray]:
     """Exact int64 W @ L for each lane matrix L (entries within +-2**16), one BLAS call."""
     W = np.asarray(W, dtype=I64)
     rows = W.shape[0]
+    cols = [np.asarray(lane).shape[1] for lane in lanes]
+    V = np.concatenate(lanes, axis=1, dtype=np.float64)
+    if float(_row_abs_max(W)) * float(np.abs(V).max() if V.size else 0.0) < DIRECT_BOUND:
+        return [b.astype(I64) for b in _split(W.astype(np.float64) @ V, cols)]
     # Both limbs written straight into one stacked operand (assignment casts
     # to float64 exactly: every limb is below 2**16 in magnitude).
     A = np.empty((2 * rows, W.shape[1]))
     A[:rows] = W >> I64(LIMB)                 # signed high limb
     A[rows:] = W & I64((1 << LIMB) - 1)       # unsigned low limb
-    cols = [np.asarray(lane).shape[1] for lane in lanes]
-    stacked = A @ np.concatenate(lanes, axis=1, dtype=np.float64)
-    out, start = [], 0
-    for n in cols:
-        block = stacked[:, start:start + n].astype(I64)
+    out = []
+    for block in _split(A @ V, cols):
+        block = block.astype(I64)
         out.append((block[:rows] << I64(LIMB)) + block[rows:])
-        start += n
     return out
+
+
+def fxp32_sums(W, X, lane_bits: int, acc_bits: int, start=None) -> tuple[np.ndarray, np.ndarray]:
+    """An FXP32 product's two accumulators as the rounding stage takes them:
+    (hi, lo) with hi = W @ (X >> lane_bits) and lo = start + W @ (X's low
+    lane_bits), each modulo 2**acc_bits (two's complement), as the PE's lanes
+    hold them. ``start``: per-row start value of the low lane (a bias at the
+    product's binary point) or None.
+
+    When no accumulator can wrap (row sum of |W| times 2**lane_bits plus the
+    largest |start| below 2**(acc_bits - 1)) and one float64 product is exact,
+    the pair returned is (total >> lane_bits, total & (2**lane_bits - 1)) of
+    the exact total instead: the same hi * 2**lane_bits + lo, which is all
+    :func:`fixar.golden.fixed.requantize` depends on."""
+    W = np.asarray(W, dtype=I64)
+    X = np.asarray(X, dtype=I64)
+    st = np.zeros(W.shape[0], dtype=I64) if start is None else np.asarray(start, dtype=I64)
+    row = _row_abs_max(W)
+    if (row << lane_bits) + _abs_max(st) < (1 << (acc_bits - 1)) and float(row) * float(_abs_max(X)) < DIRECT_BOUND:
+        total = (W.astype(np.float64) @ X.astype(np.float64)).astype(I64) + st[:, None]
+        return total >> I64(lane_bits), total & I64((1 << lane_bits) - 1)
+    s_lo, s_hi = exact_matmul_lanes(W, [X & I64((1 << lane_bits) - 1), X >> I64(lane_bits)])
+    return wrap(s_hi, acc_bits), wrap(s_lo + st[:, None], acc_bits)
 
 
 def pe_matmul(cfg: PEConfig, W, X, mode: PEMode = PEMode.FXP32, rnd=None) -> np.ndarray:
@@ -79,10 +140,8 @@ def pe_matmul(cfg: PEConfig, W, X, mode: PEMode = PEMode.FXP32, rnd=None) -> np.
     if mode == PEMode.FXP32:
         # In-range codes: the low lane is the low bits, the high lane the
         # arithmetic shift (what split_lanes computes in general).
-        lo = X & I64((1 << cfg.lane_bits) - 1)
-        hi = X >> I64(cfg.lane_bits)
-        s_lo, s_hi = exact_matmul_lanes(W, [lo, hi])
-        return requantize(reduce(s_hi), reduce(s_lo), cfg.lane_bits, cfg.shift32, fmt, rnd, rb)
+        s_hi, s_lo = fxp32_sums(W, X, cfg.lane_bits, cfg.acc_bits)
+        return requantize(s_hi, s_lo, cfg.lane_bits, cfg.shift32, fmt, rnd, rb)
     if mode == PEMode.FXP16:
         (s,) = exact_matmul_lanes(W, [X])
         return requantize(np.zeros_like(s), reduce(s), 0, cfg.shift16, fmt, rnd, rb)
