@@ -49,6 +49,9 @@ module fixar_ram #(
 endmodule
 
 
+// Both templates live in one file (one source for the flow scripts and the
+// simulators), so this module's name differs from the file's.
+/* verilator lint_off DECLFILENAME */
 module fixar_uram #(
     parameter WIDTH = 32,
     parameter DEPTH = 1024,
@@ -83,3 +86,4 @@ module fixar_uram #(
             b_data <= mem[b_addr];
     end
 endmodule
+/* verilator lint_on DECLFILENAME */
