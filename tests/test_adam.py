@@ -105,3 +105,21 @@ def test_step_size_beyond_its_format_is_rejected():
     steps = StepSize(load("default"), 0.9, 0.999, 0.1)   # lr sqrt(1 - 0.1) / (1 - 0.999) = 854 at t = 1
     with pytest.raises(ConfigError, match="beyond the step-size format"):
         steps.next()
+
+
+def test_adam_split_across_threads_is_the_same_update():
+    """adam_update_flat runs chunks of a long vector on several threads: the
+    bits must equal one adam_update call (odd length: uneven chunks)."""
+    from fixar.golden.adam import _PARALLEL_MIN, adam_update_flat
+    cfg = load("default")
+    codes = AdamCodes.build(cfg, 0.9, 0.999, 1e-8)
+    rng = np.random.default_rng(21)
+    n = 3 * _PARALLEL_MIN + 7
+    w = rng.integers(-(1 << 22), 1 << 22, n)
+    g = rng.integers(-(1 << 20), 1 << 20, n)
+    m = rng.integers(-(1 << 18), 1 << 18, n)
+    v = rng.integers(0, 1 << 44, n)
+    whole = adam_update(cfg, codes, 12_345, w, g, m, v)
+    split = adam_update_flat(cfg, codes, 12_345, w, g, m, v)
+    for a, b in zip(whole, split):
+        assert np.array_equal(a, b)

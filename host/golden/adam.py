@@ -23,6 +23,8 @@ inside the square root (Adam's "eps hat" form).
 from __future__ import annotations
 
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import math
 from dataclasses import dataclass
@@ -185,3 +187,24 @@ def adam_update(cfg: FixarConfig, codes: AdamCodes, lr_code: int, w, g, m, v):
     d = _rne_shift(q, np.maximum(sh, 1))
     d = np.where(sh < 1, np.sign(q) * I64(wf.max_int), d)  # an update beyond any weight saturates
     return saturate(w - d, wf), m, v
+
+
+# Adam is element-wise, so chunks of a flat parameter vector can run on
+# separate threads (numpy releases the GIL in its loops) with the same bits.
+_PARALLEL_MIN = 1 << 16
+_POOL, _POOL_PID = None, None    # a forked child (the study's workers) makes its own pool
+
+
+def adam_update_flat(cfg: FixarConfig, codes: AdamCodes, lr_code: int, w, g, m, v):
+    """:func:`adam_update` on flat vectors, split across the machine's cores
+    when the vector is long; the result is identical to one call."""
+    global _POOL, _POOL_PID
+    n, workers = len(w), min(os.cpu_count() or 1, 8)
+    if workers < 2 or n < _PARALLEL_MIN:
+        return adam_update(cfg, codes, lr_code, w, g, m, v)
+    if _POOL is None or _POOL_PID != os.getpid():
+        _POOL, _POOL_PID = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fixar-adam"), os.getpid()
+    cuts = np.linspace(0, n, workers + 1).astype(int)
+    parts = list(_POOL.map(lambda ab: adam_update(cfg, codes, lr_code, *(x[ab[0]:ab[1]] for x in (w, g, m, v))),
+                           zip(cuts[:-1], cuts[1:])))
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))

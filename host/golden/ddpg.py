@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fixar.config import ActFunc, ConfigError, FixarConfig, VecOp
-from fixar.golden.adam import AdamCodes, StepSize, adam_update, scalar_code
+from fixar.golden.adam import AdamCodes, StepSize, adam_update_flat, scalar_code
 from fixar.golden.fixed import I64, quantize, requantize, saturate
 from fixar.golden.layer import linear, transposed
 from fixar.golden.matmul import fxp32_sums
@@ -166,7 +166,7 @@ class FixedDDPG:
         flat_p = np.concatenate([p.ravel() for p in params])
         flat_g = np.concatenate([g.ravel() for g in grads])
         m, v = self.moments[name]
-        new_p, m, v = adam_update(self.cfg, self.adam, self.steps[name].next(), flat_p, flat_g, m, v)
+        new_p, m, v = adam_update_flat(self.cfg, self.adam, self.steps[name].next(), flat_p, flat_g, m, v)
         self.moments[name] = (m, v)
         start = 0
         for p in params:
