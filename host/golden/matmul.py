@@ -58,14 +58,20 @@ def _row_abs_max(W: np.ndarray) -> int:
     return int(np.abs(W).sum(axis=1).max()) if W.size else 0
 
 
-def _abs_max(V: np.ndarray) -> int:
-    return int(np.abs(V).max()) if V.size else 0
+def _abs_max(V: np.ndarray):
+    """max |V| as a Python number (int for integer arrays: exact, no int64 overflow in the bound arithmetic)."""
+    return np.abs(V).max().item() if V.size else 0
+
+
+def _direct_bound_holds(row_abs_max, abs_max) -> bool:
+    """The direct route's condition from max_i sum_k |W_ik| and max |V|:
+    every output's partial sums, in any order, stay below 2**52."""
+    return float(row_abs_max) * float(abs_max) < DIRECT_BOUND
 
 
 def direct_is_exact(W, V) -> bool:
-    """Whether float64 W @ V equals the integer product: every output's
-    partial sums, in any order, stay below 2**52 in magnitude."""
-    return float(_row_abs_max(np.asarray(W, dtype=I64))) * float(_abs_max(np.asarray(V, dtype=I64))) < DIRECT_BOUND
+    """Whether float64 W @ V equals the integer product."""
+    return _direct_bound_holds(_row_abs_max(np.asarray(W, dtype=I64)), _abs_max(np.asarray(V, dtype=I64)))
 
 
 def _split(stacked: np.ndarray, cols: list[int]) -> list[np.ndarray]:
@@ -82,7 +88,7 @@ def exact_matmul_lanes(W, lanes) -> list[np.ndarray]:
     rows = W.shape[0]
     cols = [np.asarray(lane).shape[1] for lane in lanes]
     V = np.concatenate(lanes, axis=1, dtype=np.float64)
-    if float(_row_abs_max(W)) * float(np.abs(V).max() if V.size else 0.0) < DIRECT_BOUND:
+    if _direct_bound_holds(_row_abs_max(W), _abs_max(V)):
         return [b.astype(I64) for b in _split(W.astype(np.float64) @ V, cols)]
     # Both limbs written straight into one stacked operand (assignment casts
     # to float64 exactly: every limb is below 2**16 in magnitude).
@@ -112,7 +118,7 @@ def fxp32_sums(W, X, lane_bits: int, acc_bits: int, start=None) -> tuple[np.ndar
     X = np.asarray(X, dtype=I64)
     st = np.zeros(W.shape[0], dtype=I64) if start is None else np.asarray(start, dtype=I64)
     row = _row_abs_max(W)
-    if (row << lane_bits) + _abs_max(st) < (1 << (acc_bits - 1)) and float(row) * float(_abs_max(X)) < DIRECT_BOUND:
+    if (row << lane_bits) + _abs_max(st) < (1 << (acc_bits - 1)) and _direct_bound_holds(row, _abs_max(X)):
         total = (W.astype(np.float64) @ X.astype(np.float64)).astype(I64) + st[:, None]
         return total >> I64(lane_bits), total & I64((1 << lane_bits) - 1)
     s_lo, s_hi = exact_matmul_lanes(W, [X & I64((1 << lane_bits) - 1), X >> I64(lane_bits)])
