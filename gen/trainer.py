@@ -182,6 +182,7 @@ class Trainer(wiring.Component):
         fv_op = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("op"), ISA_FIELD_BITS)[:3]
         fv_coef = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("coef"), ISA_FIELD_BITS)[:4]
         fv_count = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("count"), ISA_FIELD_BITS)[:len(vec.count)]
+        fv_limit = field(Opcode.VEC, "limit")[:len(vec.limit)]   # held by instr while the VEC runs
         streaming = Signal()            # SOFT and flag-less VEC feed the vector unit straight from memory
         soft = Signal()                 # ... from the weight/bias memories (else a core's activations)
         core_a = Signal(R * wb)
@@ -191,7 +192,7 @@ class Trainer(wiring.Component):
         m.d.comb += [vec.valid.eq(Mux(streaming, soft_issue, vec_valid)),
                      vec.op.eq(Mux(soft, VecOp.SOFT, Mux(streaming, fv_op, vec_op))),
                      vec.c.eq(Mux(soft, scalar(Scalar.TAU), Mux(streaming, scalar(fv_coef), vec_c))[:len(vec.c)]),
-                     vec.count.eq(Mux(streaming, fv_count, R)),
+                     vec.count.eq(Mux(streaming, fv_count, R)), vec.limit.eq(fv_limit),
                      vec.a.eq(Mux(soft, Mux(bias_pass, arr.bm_adata, arr.wm_adata), Mux(streaming, core_a, reg_a))),
                      vec.b.eq(Mux(soft, Mux(bias_pass, arr.bm_rdata, arr.wm_rdata), Mux(streaming, core_b, reg_b))),
                      vec.flag.eq(Mux(streaming, 0, reg_f)),

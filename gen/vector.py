@@ -5,12 +5,14 @@ derivatives, soft target updates and exploration noise.
 
 Ports: ``valid``, ``op``, ``count`` (lanes in use, a prefix; only NOISE
 looks at it: it draws two PRNG words per used lane, lane 0 first), rows
-``a`` and ``b``, one ``flag`` bit per lane, the coefficient ``c``; the result
+``a`` and ``b``, one ``flag`` bit per lane, the coefficient ``c``, RELU_MASK's
+``limit`` (unsigned: 2^(bits - 1) lets every positive b through); the result
 row ``y`` with ``out_valid`` ``LATENCY`` cycles later. ``seed_we``/``seed``
 load the xorshift32 state (reset: ``prng.seed``); ``prng_state`` shows it.
 
-Pipeline: 0 input registers; 1 the products (x c, b^2) and the lanes' noise;
-2 rounding, saturation and the final add into the output register.
+Pipeline: 0 input registers; 1 the products (x c, b^2), the lanes' noise and
+the ReLU masks (0 < b < limit); 2 rounding, saturation and the final add into
+the output register.
 This module knows nothing of the golden model (fixar.golden.vector).
 """
 from __future__ import annotations
@@ -48,7 +50,7 @@ class VectorUnit(wiring.Component):
         super().__init__({
             "valid": In(1), "op": In(3), "count": In(range(L + 1)),
             "a": In(unsigned(L * bits)), "b": In(unsigned(L * bits)), "flag": In(L),
-            "c": In(unsigned(cfg.vector.coef_frac + 1)),
+            "c": In(unsigned(cfg.vector.coef_frac + 1)), "limit": In(unsigned(bits)),
             "seed_we": In(1), "seed": In(32),
             "out_valid": Out(1), "y": Out(unsigned(L * bits)), "prng_state": Out(32),
         })
@@ -74,6 +76,7 @@ class VectorUnit(wiring.Component):
         b0 = reg(unsigned(L * bits), "b0", self.b)
         flag0 = reg(L, "flag0", self.flag)
         c0 = reg(unsigned(cf + 1), "c0", self.c)
+        limit0 = reg(unsigned(bits), "limit0", self.limit)
 
         # ---- PRNG: lane j draws words 2j+1 and 2j+2 after the current state
         state = Signal(32, init=cfg.prng.seed, name="prng")
@@ -97,11 +100,13 @@ class VectorUnit(wiring.Component):
         a1 = reg(unsigned(L * bits), "a1", a0)
         b1 = reg(unsigned(L * bits), "b1", b0)
         flag1 = reg(L, "flag1", flag0)
-        prods, dtanhs, noises = [], [], []
+        prods, dtanhs, noises, passes = [], [], [], []
         shift = cf + H - F
         for j in range(L):
             a = a0.word_select(j, bits).as_signed()
             b = b0.word_select(j, bits).as_signed()
+            # signed b against the unsigned limit: Amaranth compares both in signed(bits + 1)
+            passes.append(reg(1, f"lane{j}_relu_pass", (b > 0) & (b < limit0)))
             x = Signal(signed(bits + 1), name=f"lane{j}_x")
             m.d.comb += x.eq(Mux(op0 == VecOp.SCALE, a, Mux(op0 == VecOp.TD, b, a - b)))
             prods.append(reg(signed(bits + cf + 3), f"lane{j}_prod", x * c0))
@@ -136,7 +141,7 @@ class VectorUnit(wiring.Component):
             dtanh = saturate(m, rne(m, dprod, F, f"lane{j}_dtanh"), fmt, f"lane{j}_dtanh")
             with m.Switch(op1):
                 for code, value in ((VecOp.ADD, add), (VecOp.SUB, sub), (VecOp.SCALE, scaled), (VecOp.TD, td),
-                                    (VecOp.SOFT, soft), (VecOp.RELU_MASK, Mux(b > 0, a, 0)),
+                                    (VecOp.SOFT, soft), (VecOp.RELU_MASK, Mux(passes[j], a, 0)),
                                     (VecOp.DTANH, dtanh),
                                     (VecOp.NOISE, Mux(noisy > one, one, Mux(noisy < -one, -one, noisy)))):
                     with m.Case(code):

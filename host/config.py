@@ -276,16 +276,25 @@ class VecOp(enum.IntEnum):
     """Element-wise operations of the vector unit (docs/vector.md): the
     opcode the program and the hardware use. a, b are rows of ``pe.act32``
     codes, flag one bit per element, c an unsigned coefficient with
-    ``vector.coef_frac`` fraction bits."""
+    ``vector.coef_frac`` fraction bits, limit an unsigned ``pe.act32.bits``-bit
+    bound (RELU_MASK only: the top of the quantizer that made b, or
+    :func:`mask_no_limit`)."""
 
     ADD = 0         # a + b
     SUB = 1         # a - b                                  (Q - y)
     SCALE = 2       # a c                                    (2/B)
     TD = 3          # a + (flag ? 0 : b c)                   (r + gamma (1 - done) Q')
     SOFT = 4        # b + (a - b) c                          (target <- target + tau (w - target))
-    RELU_MASK = 5   # b > 0 ? a : 0                          (error through a ReLU)
+    RELU_MASK = 5   # 0 < b < limit ? a : 0                  (error through a ReLU and its quantizer's top)
     DTANH = 6       # a (1 - b^2), b clipped to [-1, 1]      (error through tanh)
     NOISE = 7       # clip(a + c n, -1, 1), n ~ Irwin-Hall   (exploration)
+
+
+def mask_no_limit(cfg: "FixarConfig") -> int:
+    """RELU_MASK's limit where no quantizer clips the layer's input (FXP32,
+    QAT phase 1): 2^(bits - 1), above every ``pe.act32`` code. A VEC
+    instruction carries the limit as an unsigned field (docs/vector.md)."""
+    return 1 << (cfg.pe.act32.bits - 1)
 
 
 class Opcode(enum.IntEnum):
@@ -322,7 +331,8 @@ ISA_FIELDS: dict[Opcode, tuple[str, ...]] = {
     Opcode.ARRAY: ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
                    "gstore", "g_base", "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base",
                    "track", "fq", "qidx"),
-    Opcode.VEC: ("op", "coef", "a_row", "b_row", "y_row", "flag_row", "use_flag", "rows", "count", "cores"),
+    Opcode.VEC: ("op", "coef", "a_row", "b_row", "y_row", "flag_row", "use_flag", "rows", "count", "cores",
+                 "limit"),
     Opcode.ADAM: ("w_row", "w_rows", "b_row", "b_rows", "lr"),
     Opcode.SOFT: ("w_src", "w_dst", "w_rows", "b_src", "b_dst", "b_rows"),
 }

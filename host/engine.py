@@ -100,7 +100,7 @@ class EngineHost:
         """The program of the agent's phase: FXP32 (QAT phase 1 tracks ranges
         on the way), or QAT phase 2 (quantizers at the output stage)."""
         self.prog: Program = compile_ddpg(self.cfg, self.obs_dim, self.act_dim, self.hidden, self.batch,
-                                          quantized=self.quantized)
+                                          quantized=self.quantized, tops=self.quantizer_tops())
         self.words, self.act_pc = encode(self.cfg, self.prog, self.batch)
 
     # ------------------------------------------------------------ QAT
@@ -168,6 +168,14 @@ class EngineHost:
                 out.append(Write("qt", quantizer_index(self.prog, net, i), (words,),
                                  data=("delta", "zero", "magic", "shift")))
         return out
+
+    def quantizer_tops(self) -> dict[tuple[str, int], int] | None:
+        """Each frozen quantizer's largest value by (network, layer) (the
+        backward's ReLU masks stop the error there); None before the switch."""
+        if not self.quantized:
+            return None
+        q = self.quantizers
+        return {(net, i): q[net].top(i) for net in ("actor", "critic") for i in range(len(self.hidden) + 1)}
 
     def quantizer_table(self) -> list[tuple[int, int] | None]:
         """(Delta, z) per table entry, as the golden program executor takes them."""

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fixar.array_ops import ArrayOpError, LayerOp, describe, weight_rows
-from fixar.config import ISA_FIELD_BITS, ISA_FIELDS, ActFunc, FixarConfig, Opcode, Scalar, VecOp
+from fixar.config import ISA_FIELD_BITS, ISA_FIELDS, ActFunc, FixarConfig, Opcode, Scalar, VecOp, mask_no_limit
 
 
 class ProgramError(ValueError):
@@ -82,6 +83,7 @@ class Vec:
     n_tiles: int | None = None
     lanes: int | None = None    # NOISE: elements of the row that draw noise (None: all)
     one_core: bool = False      # only core 0's rows (acting: one vector, held by every core)
+    limit: int | None = None    # RELU_MASK: b's quantizer top (None: config.mask_no_limit)
 
 
 @dataclass(frozen=True)
@@ -176,13 +178,15 @@ def quantizer_index(p: "Program", net: str, layer: int) -> int:
 
 
 def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int,
-                 quantized: bool = False) -> Program:
+                 quantized: bool = False, tops: Mapping[tuple[str, int], int] | None = None) -> Program:
     """The DDPG training step of docs/training.md for actor obs -> hidden ->
     act (ReLU, tanh) and critic obs+act -> hidden -> 1. Without ``quantized``
     (FXP32, and QAT phase 1) the forward passes of the updates track the
     ranges of the layer inputs they produce; with it (QAT phase 2) every
     product whose output feeds a layer sends it through that layer's
-    quantizer, and the host writes the networks' inputs quantized."""
+    quantizer, and the host writes the networks' inputs quantized. Phase 2
+    needs ``tops``, each quantizer's largest value by (network, layer): the
+    backward's ReLU masks stop the error there (docs/training.md)."""
     R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
     if R != C:
         raise ProgramError("the program needs square tiles (array.rows == array.cols)")
@@ -234,6 +238,11 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     if n_quant > cfg.array.quantizers:
         raise ProgramError(f"the networks have {n_quant} layer inputs to quantize; array.quantizers = "
                            f"{cfg.array.quantizers}")
+    if quantized:
+        missing = [(net, i) for net in ("actor", "critic") for i in range(1, len(hidden) + 1)
+                   if tops is None or (net, i) not in tops]
+        if missing:
+            raise ProgramError(f"QAT phase 2: no quantizer top for the inputs {missing} (the ReLU masks need them)")
 
     # host-written batch tensors (the actor's inputs apart from the critic's:
     # after the QAT switch each goes through its own network's quantizer)
@@ -300,7 +309,8 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
             if i == 0:
                 return raw
             masked = act(f"{net}{tag}.d{i - 1}", k)
-            p.instrs.append(Vec(VecOp.RELU_MASK, raw, xs[i], masked))
+            limit = tops[(net.removesuffix("_t"), i)] if quantized else None
+            p.instrs.append(Vec(VecOp.RELU_MASK, raw, xs[i], masked, limit=limit))
             d = masked
         return None
 
@@ -435,7 +445,8 @@ def _encode(cfg: FixarConfig, p: Program, instrs: list, S: int) -> list[int]:
                 "y_row": T[ins.y].base, "flag_row": T[ins.flag].base if ins.flag else 0,
                 "use_flag": int(ins.flag is not None), "rows": n_tiles * S,
                 "count": ins.lanes if ins.lanes is not None else R,
-                "cores": 1 if ins.one_core else cfg.array.cores}))
+                "cores": 1 if ins.one_core else cfg.array.cores,
+                "limit": mask_no_limit(cfg) if ins.limit is None else ins.limit}))
         elif isinstance(ins, (Adam, Soft)):
             ws = [w for w, _, _ in p.nets[ins.net]]
             bs = [b for _, b, _ in p.nets[ins.net]]

@@ -3,8 +3,9 @@
 Random rows through every operation, the operation changing every cycle
 (with bubbles), operands mixing every magnitude, the format extremes and the
 values the operations branch on (0, +-1, +-1 +- 1 LSB); coefficients real
-(gamma, tau, 2/B, noise scale) and random. NOISE rows use a random number of
-lanes, and the PRNG is reseeded once in the middle of the run.
+(gamma, tau, 2/B, noise scale) and random; RELU_MASK's limit absent, random,
+or equal to one of the row's b. NOISE rows use a random number of lanes, and
+the PRNG is reseeded once in the middle of the run.
 """
 from __future__ import annotations
 
@@ -81,14 +82,18 @@ async def test_vector_bit_exact(dut):
             flag = rng.random(L) < 0.5
             c = int(rng.choice(real)) if rng.random() < 0.5 else int(rng.integers(0, 1 << (cf + 1)))
             count = int(rng.integers(1, L + 1))
+            # RELU_MASK's limit: none (2^(bits-1)), one of the row's b (the mask's edge), or any
+            kind = rng.integers(0, 3)
+            limit = (1 << (bits - 1)) if kind == 0 else int(abs(b[rng.integers(0, L)])) if kind == 1 \
+                else int(rng.integers(0, (1 << (bits - 1)) + 1))
             if op == VecOp.NOISE:
                 y, state = noise_add(cfg, a[:count], state, c)
                 y = np.concatenate([y, np.zeros(L - count, dtype=I64)])
             else:
-                y = vector_op(cfg, op, a, b, flag, c)
+                y = vector_op(cfg, op, a, b, flag, c, limit)
             expected.append((op, count, y))
             dut.valid.value = 1
-            dut.op.value, dut.count.value, dut.c.value = int(op), count, c
+            dut.op.value, dut.count.value, dut.c.value, dut.limit.value = int(op), count, c, limit
             dut.a.value, dut.b.value = pack(a, bits), pack(b, bits)
             dut.flag.value = sum(int(f) << k for k, f in enumerate(flag))
             i += 1

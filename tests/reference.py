@@ -79,7 +79,7 @@ def adam_reference(cfg, codes, lr_code: int, w: int, g: int, m: int, v: int) -> 
     return max(wf.min_int, min(wf.max_int, w - d)), m, v
 
 
-def vector_reference(cfg, op: str, a: int, b: int, flag: bool, c: int) -> int:
+def vector_reference(cfg, op: str, a: int, b: int, flag: bool, c: int, limit: int | None = None) -> int:
     """One element of a vector-unit operation, from docs/vector.md's rules."""
     fmt, cf = cfg.pe.act32, cfg.vector.coef_frac
     one = 1 << fmt.frac
@@ -96,7 +96,7 @@ def vector_reference(cfg, op: str, a: int, b: int, flag: bool, c: int) -> int:
     if op == "SOFT":
         return sat(b + scale(a - b))
     if op == "RELU_MASK":
-        return a if b > 0 else 0
+        return a if 0 < b < (2 ** (fmt.bits - 1) if limit is None else limit) else 0
     if op == "DTANH":
         bc = max(-one, min(one, b))
         return sat(round(Fraction(a * (one - round(Fraction(bc * bc, one))), one)))

@@ -71,3 +71,45 @@ def test_qat_layer_equals_the_layer_on_dequantized_inputs():
     y, x_hat = lq.layer(0, W, b, X, ActFunc.IDENTITY)
     want = dequantize(W, cfg.pe.weight) @ dequantize(x_hat, cfg.pe.act32) + dequantize(b, cfg.pe.out)[:, None]
     assert np.max(np.abs(dequantize(y, cfg.pe.out) - want)) < 40 * 2**-20 * 8
+
+
+def test_qat_error_stops_where_a_quantizer_clips():
+    """After the switch, a hidden unit whose input sits at its quantizer's top
+    for every sample passes no error (the clipped straight-through estimator):
+    its incoming weights and bias get zero gradient, although the error
+    reaching it through the layer above is not zero."""
+    import numpy as np
+
+    from fixar.config import VecOp
+    from fixar.golden.fixed import quantize
+    from fixar.golden.layer import transposed
+    from fixar.golden.vector import vector_op
+    cfg = load("small")
+    obs, act, batch = 3, 1, 16
+    ddpg = GoldenBackend(obs, act, dataclasses.replace(Hyper(), hidden=(8, 8), batch=batch), 0, cfg).ddpg
+    rng = np.random.default_rng(2)
+    fmt = cfg.pe.act32
+
+    def batch_of(S):
+        return (quantize(S, fmt), quantize(rng.uniform(-1, 1, (act, batch)), fmt),
+                quantize(rng.normal(size=batch), fmt), quantize(rng.normal(size=(obs, batch)), fmt),
+                rng.random(batch) < 0.1)
+
+    states = lambda: 1 + 0.05 * rng.normal(size=(obs, batch))     # all alike: a unit is on for all or none
+    ddpg.enable_qat()
+    ddpg.train(*batch_of(states()))
+    ddpg.switch_to_fxp16()
+    # first-layer weights 64 times larger: its outputs go far beyond the ranges seen
+    ddpg.critic.W[0] = np.clip(ddpg.critic.W[0] * 64, cfg.pe.weight.min_int, cfg.pe.weight.max_int)
+    S, A, Rw, S2, done = batch_of(states())
+    grads, q, y = ddpg.critic_gradients(S, A, Rw, S2, done)
+    qc = ddpg.qat["critic"]
+    acts = ddpg.critic.forward(cfg, np.vstack([S, A]), qc)
+    pinned = np.all(acts[1] >= qc.top(1), axis=1)
+    assert pinned.any(), "the test's states should pin some first-layer units at the quantizer's top"
+    dW0, db0 = grads[0], grads[1]
+    assert not dW0[pinned].any() and not db0[pinned].any()
+    # the error that reaches them through the layer above is not zero: the mask stopped it
+    D = vector_op(cfg, VecOp.SCALE, vector_op(cfg, VecOp.SUB, q, y), c=ddpg.loss_scale)
+    D2 = vector_op(cfg, VecOp.RELU_MASK, transposed(cfg, ddpg.critic.W[2], D), acts[2], limit=qc.top(2))
+    assert np.any(transposed(cfg, ddpg.critic.W[1], D2)[pinned] != 0)

@@ -26,10 +26,20 @@ def test_vector_op_matches_reference(op):
     n = 2000
     a, b = _operands(rng, n), _operands(rng, n)
     flag = rng.random(n) < 0.5
-    for c in (round(0.99 * 2 ** 30), round(0.005 * 2 ** 30), 2 ** 31 - 1, 1):
-        got = vector_op(CFG, op, a, b, flag, c)
-        want = [ref.vector_reference(CFG, op.name, int(x), int(y), bool(f), c) for x, y, f in zip(a, b, flag)]
-        assert got.tolist() == want, f"{op.name} with c = {c}"
+    limits = (None, ONE, int(b[b > 0][0]), 2 ** (FMT.bits - 1), 0)   # b's own value: the mask's edge
+    for c, limit in zip((round(0.99 * 2 ** 30), round(0.005 * 2 ** 30), 2 ** 31 - 1, 1, 12345), limits):
+        got = vector_op(CFG, op, a, b, flag, c, limit)
+        want = [ref.vector_reference(CFG, op.name, int(x), int(y), bool(f), c, limit) for x, y, f in zip(a, b, flag)]
+        assert got.tolist() == want, f"{op.name} with c = {c}, limit = {limit}"
+
+
+def test_relu_mask_stops_the_error_at_the_quantizer_top():
+    b = np.array([-5, 0, 1, 99, 100, 101, FMT.max_int])
+    a = np.arange(1, 8) * 10
+    assert vector_op(CFG, VecOp.RELU_MASK, a, b).tolist() == [0, 0, 30, 40, 50, 60, 70]
+    assert vector_op(CFG, VecOp.RELU_MASK, a, b, limit=100).tolist() == [0, 0, 30, 40, 0, 0, 0]
+    with pytest.raises(ValueError, match="limit"):
+        vector_op(CFG, VecOp.RELU_MASK, a, b, limit=2 ** (FMT.bits - 1) + 1)
 
 
 def test_noise_matches_reference_and_has_its_moments():

@@ -147,8 +147,10 @@ class FixedDDPG:
         return a
 
     # ------------------------------------------------------------ training
-    def _backward(self, net: Net, acts: list[np.ndarray], D: np.ndarray, want_input: bool = False):
-        """Gradients of net for output error D (pre-activation of the last layer)."""
+    def _backward(self, net: Net, acts: list[np.ndarray], D: np.ndarray, qat=None, want_input: bool = False):
+        """Gradients of net for output error D (pre-activation of the last layer).
+        ``qat``: the network's quantizers; once frozen, the ReLU masks also stop
+        the error where a layer's input sits at its quantizer's top."""
         cfg = self.cfg
         grads = []
         for i in range(len(net.W) - 1, -1, -1):
@@ -156,7 +158,8 @@ class FixedDDPG:
             if i > 0 or want_input:
                 D = transposed(cfg, net.W[i], D)
                 if i > 0:
-                    D = vector_op(cfg, VecOp.RELU_MASK, D, acts[i])   # ReLU of the layer below
+                    top = qat.top(i) if qat is not None and qat.frozen else None
+                    D = vector_op(cfg, VecOp.RELU_MASK, D, acts[i], limit=top)   # ReLU of the layer below
         flat = [g for pair in reversed(grads) for g in pair]
         return flat, D
 
@@ -184,7 +187,7 @@ class FixedDDPG:
         c_acts = self.critic.forward(cfg, np.vstack([S, A]), self._q("critic"), track=True)
         q = c_acts[-1]
         dq = vector_op(cfg, VecOp.SCALE, vector_op(cfg, VecOp.SUB, q, y), c=self.loss_scale)
-        grads, _ = self._backward(self.critic, c_acts, dq)
+        grads, _ = self._backward(self.critic, c_acts, dq, self._q("critic"))
         return grads, q, y
 
     def actor_error_code(self) -> int:
@@ -202,12 +205,12 @@ class FixedDDPG:
         mu = a_acts[-1]
         qa_acts = self.critic.forward(cfg, np.vstack([S, mu]), self._q("critic"))
         d_out = np.full((1, S.shape[1]), self.actor_error_code(), dtype=I64)
-        _, dx = self._backward(self.critic, qa_acts, d_out, want_input=True)
+        _, dx = self._backward(self.critic, qa_acts, d_out, self._q("critic"), want_input=True)
         da = dx[self.obs_dim:]
         # tanh' from mu as the critic saw it (its 16-bit value after the QAT switch:
         # the engine keeps only that copy of mu)
         d_mu = vector_op(cfg, VecOp.DTANH, da, qa_acts[0][self.obs_dim:])
-        grads, _ = self._backward(self.actor, a_acts, d_mu)
+        grads, _ = self._backward(self.actor, a_acts, d_mu, self._q("actor"))
         return grads
 
     def train(self, s, a, r, s2, done) -> dict:

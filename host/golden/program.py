@@ -91,7 +91,8 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
             a = T[ins.a][ins.a_tile * R:ins.a_tile * R + n]
             b = T[ins.b][ins.b_tile * R:ins.b_tile * R + n] if ins.b else 0
             flag = T[ins.flag][:n] != 0 if ins.flag else False
-            T[ins.y][:n] = vector_op(cfg, ins.op, a, b, flag, scalars.get(ins.coef, 0) if ins.coef else 0)
+            T[ins.y][:n] = vector_op(cfg, ins.op, a, b, flag, scalars.get(ins.coef, 0) if ins.coef else 0,
+                                     ins.limit)
         elif isinstance(ins, Adam):
             for w, b, _ in p.nets[ins.net]:
                 for name in (w, b):

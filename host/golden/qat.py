@@ -12,7 +12,11 @@ with q clipped to [0, 2^16 - 1]. Phase 2: every layer input is its 16-bit
 value, i.e. it is replaced by delta (q - z) (rounded to nearest even into
 pe.act32) wherever it is used: the layer's product, the ReLU masks and tanh'
 of the backward pass, and the weight gradients. Weights, errors and
-gradients stay FXP32.
+gradients stay FXP32. The backward pass stops the error of an input at its
+quantizer's top (the clipped straight-through estimator: RELU_MASK's limit
+is :meth:`LayerQuantizers.top`): a unit the quantizer clips does not change
+the output, so its weights must not be pushed further (without this, Hopper's
+hidden units grew far past their frozen ranges: docs/training.md).
 
 In the engine the quantizer sits at the array's output stage: a layer's
 output is stored already quantized for the layer it feeds (and the host
@@ -71,6 +75,13 @@ class LayerQuantizers:
         """The 16-bit value of layer ``i``'s input, as pe.act32 codes."""
         return self.dequantize(i, self.quantize(i, X))
 
+    def top(self, i: int) -> int | None:
+        """The largest value layer ``i``'s quantizer passes (q = 2^16 - 1), as a
+        pe.act32 code; None before the switch (nothing clips in phase 1)."""
+        if not self.frozen:
+            return None
+        return int(self.dequantize(i, (1 << self.cfg.pe.act16.bits) - 1))
+
     def layer(self, i: int, W, b, X, func: ActFunc) -> tuple[np.ndarray, np.ndarray]:
         """Phase-2 layer: (output codes, the 16-bit input it used, in pe.act32)."""
         xq = self.fake_quantize(i, X)
@@ -125,6 +136,11 @@ class Fixed16:
         x16 = requantize(np.zeros_like(X), X, 0, sh, pe.act16)
         y = linear(self.cfg, W, x16, b, func, PEMode.FXP16)
         return y, x16 << I64(sh)
+
+    def top(self, i: int) -> int:
+        """The largest 16-bit input, as a pe.act32 code (errors stop there, as for QAT)."""
+        pe = self.cfg.pe
+        return pe.act16.max_int << (pe.act32.frac - pe.act16.frac)
 
     def track(self, i: int, X) -> None:
         pass

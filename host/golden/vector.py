@@ -9,7 +9,9 @@ Rules (F = act32 fraction bits, cf = vector.coef_frac, one = 2^F):
   SCALE        scale(a, c)
   TD           saturate(a + (flag ? 0 : scale(b, c)))
   SOFT         saturate(b + scale(a - b, c))          (a - b unsaturated)
-  RELU_MASK    b > 0 ? a : 0
+  RELU_MASK    0 < b < limit ? a : 0   (limit: the top of b's quantizer: a clipped
+               input passes no error, the clipped straight-through estimator;
+               mask_no_limit(cfg) where nothing clips)
   DTANH        saturate(rne(a (one - rne(b' b' / 2^F)) / 2^F)),  b' = clip(b, -one, one)
   NOISE        clip(a + n, -one, one), n = (u c + 2^(cf + H - F - 1)) >> (cf + H - F)
                where u = (sum of the four H-bit halves of two PRNG words) - 2^(H+1),
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixar.config import FixarConfig, VecOp
+from fixar.config import FixarConfig, VecOp, mask_no_limit
 from fixar.golden.fixed import I64, requantize, saturate
 from fixar.golden.prng import step as xorshift_step
 
@@ -29,8 +31,9 @@ def scale(cfg: FixarConfig, x, c: int) -> np.ndarray:
     return requantize(np.zeros_like(x), x * I64(c), 0, cfg.vector.coef_frac, cfg.pe.act32)
 
 
-def vector_op(cfg: FixarConfig, op: VecOp, a, b=0, flag=False, c: int = 0) -> np.ndarray:
-    """One element-wise operation (not NOISE, which carries PRNG state: :func:`noise_add`)."""
+def vector_op(cfg: FixarConfig, op: VecOp, a, b=0, flag=False, c: int = 0, limit: int | None = None) -> np.ndarray:
+    """One element-wise operation (not NOISE, which carries PRNG state: :func:`noise_add`).
+    ``limit`` is RELU_MASK's (None: :func:`fixar.config.mask_no_limit`)."""
     fmt = cfg.pe.act32
     a, b = np.asarray(a, dtype=I64), np.asarray(b, dtype=I64)
     one = I64(1 << fmt.frac)
@@ -45,7 +48,10 @@ def vector_op(cfg: FixarConfig, op: VecOp, a, b=0, flag=False, c: int = 0) -> np
     if op == VecOp.SOFT:
         return saturate(b + scale(cfg, a - b, c), fmt)
     if op == VecOp.RELU_MASK:
-        return np.where(b > 0, a, I64(0))
+        top = mask_no_limit(cfg) if limit is None else int(limit)
+        if not 0 <= top <= mask_no_limit(cfg):
+            raise ValueError(f"RELU_MASK limit {top}: must be in [0, 2^{cfg.pe.act32.bits - 1}]")
+        return np.where((b > 0) & (b < top), a, I64(0))
     if op == VecOp.DTANH:
         bc = np.clip(b, -one, one)
         d = one - requantize(np.zeros_like(bc), bc * bc, 0, fmt.frac, fmt)
