@@ -16,13 +16,16 @@ NETS = json.dumps([8, 2, [32, 32], 16])   # the issue's small networks: 8 -> 32 
 
 def test_twenty_training_steps_through_the_qat_switch_bit_exact():
     """20 steps with QAT: 10 tracking ranges (FXP32), the switch, 10 with the
-    quantizers at the output stage; every parameter, moment, range and action checked."""
+    quantizers at the output stage; every parameter, moment, range and action
+    checked, and some errors stopped at a quantizer's top on the way (so the
+    ReLU masks' limits are among what matched)."""
     cfg = load("small")
     res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", "fixar.tb.trainer_bench",
                      env={"FIXAR_STEPS": "20", "FIXAR_NETS": NETS, "FIXAR_QAT_SWITCH": "10"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
     assert fig["identical_steps"] == 20 and fig["cycles_qat_phase2"] is not None
+    assert fig["clipped_errors"] > 0, "no error met a quantizer's top: the masks' limits went unchecked"
 
 
 @pytest.mark.slow

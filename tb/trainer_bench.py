@@ -86,4 +86,5 @@ async def test_training_steps(dut):
                  "steps": steps, "identical_steps": matched, "cycles_per_step": total_cycles // max(steps, 1),
                  "act_cycles": act_cycles, "qat_switch": qat_switch,
                  "cycles_fxp32": phase_cycles.get(False), "cycles_qat_phase2": phase_cycles.get(True),
+                 "clipped_errors": twin.st.clipped_errors,
                  "wall_s": round(time.perf_counter() - start_wall, 1)})

@@ -42,6 +42,9 @@ class ProgramState:
         self.lo = [0] * cfg.array.quantizers
         self.hi = [0] * cfg.array.quantizers
         self.quant: list[tuple[int, int] | None] = [None] * cfg.array.quantizers
+        # non-zero errors a ReLU mask stopped at its limit (inputs at their
+        # quantizer's top, QAT phase 2): shows the benches exercised the limit
+        self.clipped_errors = 0
 
     def write(self, name: str, value, first_feature: int = 0) -> None:
         value = np.asarray(value, dtype=I64)
@@ -93,6 +96,8 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
             flag = T[ins.flag][:n] != 0 if ins.flag else False
             T[ins.y][:n] = vector_op(cfg, ins.op, a, b, flag, scalars.get(ins.coef, 0) if ins.coef else 0,
                                      ins.limit)
+            if ins.op == VecOp.RELU_MASK and ins.limit is not None:
+                st.clipped_errors += int(np.count_nonzero((b >= ins.limit) & (a != 0)))
         elif isinstance(ins, Adam):
             for w, b, _ in p.nets[ins.net]:
                 for name in (w, b):
