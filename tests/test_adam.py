@@ -123,3 +123,23 @@ def test_adam_split_across_threads_is_the_same_update():
     split = adam_update_flat(cfg, codes, 12_345, w, g, m, v)
     for a, b in zip(whole, split):
         assert np.array_equal(a, b)
+
+
+def test_golden_threads_come_from_the_environment(monkeypatch):
+    """FIXAR_THREADS sizes the golden model's thread pool (one thread: the
+    same bits); a value that is not a positive integer is an error."""
+    from fixar.golden.adam import _PARALLEL_MIN, adam_update_flat, golden_threads
+    cfg = load("default")
+    codes = AdamCodes.build(cfg, 0.9, 0.999, 1e-8)
+    rng = np.random.default_rng(22)
+    n = 2 * _PARALLEL_MIN
+    w, g = rng.integers(-(1 << 22), 1 << 22, n), rng.integers(-(1 << 20), 1 << 20, n)
+    m, v = rng.integers(-(1 << 18), 1 << 18, n), rng.integers(0, 1 << 44, n)
+    monkeypatch.setenv("FIXAR_THREADS", "1")
+    assert golden_threads() == 1
+    for a, b in zip(adam_update(cfg, codes, 777, w, g, m, v), adam_update_flat(cfg, codes, 777, w, g, m, v)):
+        assert np.array_equal(a, b)
+    for bad in ("0", "two", "-3"):
+        monkeypatch.setenv("FIXAR_THREADS", bad)
+        with pytest.raises(ValueError, match="FIXAR_THREADS"):
+            golden_threads()

@@ -225,6 +225,24 @@ def test_tensorboard_events_are_written(tmp_path):
         assert tag in data, f"no {tag.decode()} in the TensorBoard events"
 
 
+def test_study_workers_share_the_cores(monkeypatch):
+    """Each of the study's worker processes is given cores // jobs threads
+    for BLAS and the golden model (a setting the user made is kept), and the
+    study's own environment is left as it was."""
+    import os
+
+    from fixar.rl.study import THREAD_ENV, worker_pool
+    for k in THREAD_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "5")
+    with worker_pool(2) as pool:
+        got = {k: pool.submit(os.getenv, k).result() for k in THREAD_ENV}
+    want = str(max(1, (os.cpu_count() or 1) // 2))
+    assert got == {"OPENBLAS_NUM_THREADS": want, "OMP_NUM_THREADS": want, "MKL_NUM_THREADS": "5",
+                   "FIXAR_THREADS": want}
+    assert os.environ.get("OPENBLAS_NUM_THREADS") is None and os.environ["MKL_NUM_THREADS"] == "5"
+
+
 def test_study_writes_its_table_and_curves(tmp_path):
     """A tiny study (two precisions, one seed, 300 steps): the table, the
     curves and the per-run results are written; a rerun reuses finished runs."""

@@ -195,11 +195,23 @@ _PARALLEL_MIN = 1 << 16
 _POOL, _POOL_PID = None, None    # a forked child (the study's workers) makes its own pool
 
 
+def golden_threads() -> int:
+    """Threads the golden model may use: $FIXAR_THREADS, else the machine's
+    cores (at most 8). Parallel runs (the reward study's workers) set it so
+    that their threads together do not outnumber the cores."""
+    env = os.environ.get("FIXAR_THREADS")
+    if env is None:
+        return min(os.cpu_count() or 1, 8)
+    if not env.isdigit() or int(env) < 1:
+        raise ValueError(f"FIXAR_THREADS = {env!r}: must be a positive integer")
+    return int(env)
+
+
 def adam_update_flat(cfg: FixarConfig, codes: AdamCodes, lr_code: int, w, g, m, v):
     """:func:`adam_update` on flat vectors, split across the machine's cores
     when the vector is long; the result is identical to one call."""
     global _POOL, _POOL_PID
-    n, workers = len(w), min(os.cpu_count() or 1, 8)
+    n, workers = len(w), golden_threads()
     if workers < 2 or n < _PARALLEL_MIN:
         return adam_update(cfg, codes, lr_code, w, g, m, v)
     if _POOL is None or _POOL_PID != os.getpid():
