@@ -75,6 +75,22 @@ def test_resume_in_the_middle_of_an_episode_is_exact(tmp_path, backend):
     assert straight.evals[-1] == resumed.evals[-1]  # the shorter first run also evaluated at its end
 
 
+def test_resume_from_an_older_checkpoint_drops_the_log_rows_after_it(tmp_path):
+    """A run killed some steps after its last checkpoint (here: its 150-step
+    checkpoint put back after it went on to 300) resumes from the checkpoint;
+    the log then holds each step once, as a straight run's does."""
+    import shutil
+    straight = tmp_path / "s"
+    Trainer(settings(straight, eval_every=50), log=lambda *_: None).train(progress=False)
+    run = tmp_path / "r"
+    Trainer(settings(run, steps=150, eval_every=50), log=lambda *_: None).train(progress=False)
+    shutil.copy(run / "checkpoint.npz", tmp_path / "at150.npz")
+    Trainer(settings(run, eval_every=50), resume=True, log=lambda *_: None).train(progress=False)
+    shutil.copy(tmp_path / "at150.npz", run / "checkpoint.npz")
+    Trainer(settings(run, eval_every=50), resume=True, log=lambda *_: None).train(progress=False)
+    assert (run / "log.csv").read_text() == (straight / "log.csv").read_text()
+
+
 def test_mismatched_and_corrupt_checkpoints_are_rejected(tmp_path):
     Trainer(settings(tmp_path, steps=150), log=lambda *_: None).train(progress=False)
     with pytest.raises(CheckpointError, match="different run.*seed"):

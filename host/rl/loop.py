@@ -165,6 +165,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         log_path = self.out / "log.csv"
         new_log = not log_path.exists() or self.step == 0
+        if not new_log:
+            _drop_rows_after(log_path, self.step)   # written after the checkpoint by a run that then died
         logf = open(log_path, "w" if new_log else "a", newline="")
         writer = csv.writer(logf)
         if new_log:
@@ -281,6 +283,19 @@ class Trainer:
                     **projected(load("default"), self.obs_dim, self.act_dim, hp.hidden, hp.batch)}
         except ProgramError as exc:
             return {"label": "not projected", "reason": str(exc)}
+
+
+def _drop_rows_after(log_csv: Path, step: int) -> None:
+    """Keep the header and the rows up to ``step`` (the checkpoint's): a run
+    killed after its last checkpoint logged steps it will now redo."""
+    with open(log_csv, newline="") as f:
+        rows = list(csv.reader(f))
+    keep = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+    if len(keep) != len(rows):
+        tmp = log_csv.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+        tmp.replace(log_csv)
 
 
 def plot_curve(log_csv: Path, png: Path, title: str) -> None:
