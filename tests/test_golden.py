@@ -33,6 +33,8 @@ def test_requantize_matches_python_ints(fmt, hi_shift, shift):
     want = [ref.round_shift(int(h) * (1 << hi_shift) + int(l), shift, fmt, int(r), 20)
             for h, l, r in zip(hi, lo, rnd)]
     assert got.tolist() == want
+    if hi_shift == 0:     # a one-part value given as hi = 0 (the fast path for floor and rne)
+        assert requantize(0, lo, 0, shift, fmt, rnd, 20).tolist() == want
 
 
 def test_rne_ties_go_to_even():

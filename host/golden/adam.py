@@ -164,7 +164,7 @@ def square_into_v(cfg: FixarConfig, g: np.ndarray) -> np.ndarray:
     if d >= 0:
         limit = I64(ad.v.max_int >> d)
         return np.where(g2 > limit, I64(ad.v.max_int), g2 << I64(d))
-    return saturate(requantize(np.zeros_like(g2), g2, 0, -d, ad.v), ad.v)
+    return saturate(requantize(0, g2, 0, -d, ad.v), ad.v)
 
 
 def adam_update(cfg: FixarConfig, codes: AdamCodes, lr_code: int, w, g, m, v):
@@ -173,7 +173,7 @@ def adam_update(cfg: FixarConfig, codes: AdamCodes, lr_code: int, w, g, m, v):
     w, g, m, v = (np.asarray(a, dtype=I64) for a in (w, g, m, v))
     cf, rf = ad.coef_frac, ad.rsqrt_frac
     # first moment: both terms have m's fraction bits + cf; one rounding
-    m = requantize(np.zeros_like(m), codes.b1 * m + codes.c1 * (g << I64(ad.m.frac - ad.grad.frac)), 0, cf, ad.m)
+    m = requantize(0, codes.b1 * m + codes.c1 * (g << I64(ad.m.frac - ad.grad.frac)), 0, cf, ad.m)
     # second moment, split in 31-bit limbs so every product fits int64
     g2 = square_into_v(cfg, g)
     lim = I64((1 << 31) - 1)
@@ -181,7 +181,7 @@ def adam_update(cfg: FixarConfig, codes: AdamCodes, lr_code: int, w, g, m, v):
     lo = codes.b2 * (v & lim) + codes.c2 * (g2 & lim)
     v = requantize(hi, lo, 31, cf, ad.v)
     y, s = rsqrt(cfg, v + I64(codes.e2))
-    p = requantize(np.zeros_like(m), m * y, 0, rf, ad.m)
+    p = requantize(0, m * y, 0, rf, ad.m)
     q = p * I64(lr_code)                            # m.frac + lr_frac fraction bits, times 2^s
     sh = ad.m.frac + ad.lr_frac - wf.frac - s
     d = _rne_shift(q, np.maximum(sh, 1))

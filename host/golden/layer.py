@@ -37,7 +37,7 @@ def linear(cfg: FixarConfig, W, X, bias=None, func: ActFunc = ActFunc.IDENTITY,
     elif mode == PEMode.FXP16:
         (s,) = exact_matmul_lanes(W, [X])
         s = wrap(s + (b << I64(pe.shift16))[:, None], pe.acc_bits)
-        y = requantize(np.zeros_like(s), s, 0, pe.shift16, pe.out)
+        y = requantize(0, s, 0, pe.shift16, pe.out)
     else:
         raise ValueError(f"unknown PE mode {mode!r}")
     return activate(cfg, func, y)

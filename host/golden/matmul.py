@@ -150,5 +150,5 @@ def pe_matmul(cfg: PEConfig, W, X, mode: PEMode = PEMode.FXP32, rnd=None) -> np.
         return requantize(s_hi, s_lo, cfg.lane_bits, cfg.shift32, fmt, rnd, rb)
     if mode == PEMode.FXP16:
         (s,) = exact_matmul_lanes(W, [X])
-        return requantize(np.zeros_like(s), reduce(s), 0, cfg.shift16, fmt, rnd, rb)
+        return requantize(0, reduce(s), 0, cfg.shift16, fmt, rnd, rb)
     raise ValueError(f"unknown PE mode {mode!r}")

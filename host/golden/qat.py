@@ -107,7 +107,7 @@ def dequantize16(cfg: FixarConfig, delta: int, zero: int, q) -> np.ndarray:
     """delta (q - z) as pe.act32 codes, rounded as pe.act32 rounds, saturating."""
     bits, fmt = cfg.pe.act16.bits, cfg.pe.act32
     v = (np.asarray(q, dtype=I64) - I64(zero)) * I64(delta)
-    return requantize(np.zeros_like(v), v, 0, bits, fmt)
+    return requantize(0, v, 0, bits, fmt)
 
 
 def quantizer(cfg: FixarConfig, lo: int, hi: int) -> tuple[int, int]:
@@ -133,7 +133,7 @@ class Fixed16:
         pe = self.cfg.pe
         sh = pe.act32.frac - pe.act16.frac
         X = np.asarray(X, dtype=I64)
-        x16 = requantize(np.zeros_like(X), X, 0, sh, pe.act16)
+        x16 = requantize(0, X, 0, sh, pe.act16)
         y = linear(self.cfg, W, x16, b, func, PEMode.FXP16)
         return y, x16 << I64(sh)
 

@@ -28,7 +28,7 @@ from fixar.golden.prng import step as xorshift_step
 
 def scale(cfg: FixarConfig, x, c: int) -> np.ndarray:
     x = np.asarray(x, dtype=I64)
-    return requantize(np.zeros_like(x), x * I64(c), 0, cfg.vector.coef_frac, cfg.pe.act32)
+    return requantize(0, x * I64(c), 0, cfg.vector.coef_frac, cfg.pe.act32)
 
 
 def vector_op(cfg: FixarConfig, op: VecOp, a, b=0, flag=False, c: int = 0, limit: int | None = None) -> np.ndarray:
@@ -54,8 +54,8 @@ def vector_op(cfg: FixarConfig, op: VecOp, a, b=0, flag=False, c: int = 0, limit
         return np.where((b > 0) & (b < top), a, I64(0))
     if op == VecOp.DTANH:
         bc = np.clip(b, -one, one)
-        d = one - requantize(np.zeros_like(bc), bc * bc, 0, fmt.frac, fmt)
-        return requantize(np.zeros_like(a), a * d, 0, fmt.frac, fmt)
+        d = one - requantize(0, bc * bc, 0, fmt.frac, fmt)
+        return requantize(0, a * d, 0, fmt.frac, fmt)
     raise ValueError(f"vector op {op!r} is not element-wise here (NOISE: use noise_add)")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fixar.heap import keep_temporaries_in_heap
 from fixar.rl.checkpoint import check_backend_state
 from fixar.rl.hyper import Hyper
 
@@ -84,6 +85,7 @@ class FloatBackend:
     name = "float"
 
     def __init__(self, obs_dim: int, act_dim: int, hyper: Hyper, seed: int):
+        keep_temporaries_in_heap()    # page faults of fresh temporaries cost more than the arithmetic
         self.obs_dim, self.act_dim, self.hp = obs_dim, act_dim, hyper
         rng = np.random.default_rng(seed)
         self.noise_rng = np.random.default_rng(seed + 1)

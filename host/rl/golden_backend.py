@@ -11,6 +11,7 @@ import numpy as np
 from fixar.config import ActFunc, FixarConfig, load
 from fixar.golden.ddpg import FixedDDPG, quantize_net
 from fixar.golden.fixed import dequantize, quantize
+from fixar.heap import keep_temporaries_in_heap
 from fixar.rl.checkpoint import check_backend_state
 from fixar.rl.float_backend import MLP
 from fixar.rl.hyper import Hyper
@@ -20,6 +21,7 @@ class GoldenBackend:
     name = "golden"
 
     def __init__(self, obs_dim: int, act_dim: int, hyper: Hyper, seed: int, cfg: FixarConfig | None = None):
+        keep_temporaries_in_heap()    # page faults of fresh temporaries cost more than the arithmetic
         self.cfg = cfg or load("default")
         self.obs_dim, self.act_dim, self.hp = obs_dim, act_dim, hyper
         rng = np.random.default_rng(seed)  # the float backend's initial weights, quantized
