@@ -122,23 +122,32 @@ def rsqrt(cfg: FixarConfig, x) -> tuple[np.ndarray, np.ndarray]:
     ad = cfg.adam
     rf, T = ad.rsqrt_frac, ad.rsqrt_table_bits
     x = np.asarray(x, dtype=I64)
-    if np.any(x < 1):
+    if x.size and x.min() < 1:
         raise ValueError("rsqrt input must be >= 1 (eps^2 is added first)")
     e = _bit_length(x) - 1                         # x = 2^e * (1 + f)
     k = e - ad.v.frac                              # value = 2^k * (1 + f)
     odd = k & 1
     kk = k - odd                                   # even exponent
     # mantissa in [1, 4) with rf fraction bits: x normalised (floor), doubled when k is odd
-    m = np.where(e >= rf, x >> np.maximum(e - rf, 0), x << np.maximum(rf - e, 0)) << odd
+    sh = e - rf
+    m = np.where(sh >= 0, x >> np.maximum(sh, 0), x << np.maximum(-sh, 0))
+    m <<= odd
+    # table index: the mantissa's top bits below its leading one (one more bit when doubled), then the half
     half = T - 1
-    idx = np.where(odd == 1, (m >> (rf + 1 - half)) & ((1 << half) - 1),
-                   (m >> (rf - half)) & ((1 << half) - 1)) + (odd << half)
+    idx = m >> (odd + (rf - half))
+    idx &= (1 << half) - 1
+    idx += odd << half
     y = rsqrt_table(cfg)[idx]
     three = I64(3 << rf)
-    for _ in range(ad.rsqrt_newton):
-        t1 = (y * y) >> I64(rf)
-        t2 = (m * t1) >> I64(rf)
-        y = (y * (three - t2)) >> I64(rf + 1)
+    for _ in range(ad.rsqrt_newton):               # y <- y (3 - m y^2) / 2, every product floored
+        t = y * y
+        t >>= rf
+        t *= m
+        t >>= rf
+        np.subtract(three, t, out=t)
+        t *= y
+        t >>= rf + 1
+        y = t
     return y, -(kk // 2)
 
 
