@@ -117,6 +117,8 @@ def write_report(table: dict, jobs: list[dict], out: Path) -> Path:
              f"(FIXAR's budget is 1M), {seeds} seed(s), evaluation = mean return of "
              f"{jobs[0]['eval_episodes']} noise-free episodes every {max(steps // 10, 1)} steps; QAT switches at "
              f"step {steps // 2}. fp32: float32 numpy backend; fxp32, qat, fxp16: the bit-exact golden model. "
+             "qat (after the switch) and fxp16 stop the error where a 16-bit layer input is clipped (the clipped "
+             "straight-through estimator, docs/training.md). "
              "Written by `make study` (`python -m fixar.rl.study`).", "",
              "| env | precision | final return (mean +- std over seeds) | best evaluation (mean) | FIXAR (HalfCheetah, 1M steps) |",
              "|---|---|---|---|---|"]
