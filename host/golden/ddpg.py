@@ -158,7 +158,7 @@ class FixedDDPG:
             if i > 0 or want_input:
                 D = transposed(cfg, net.W[i], D)
                 if i > 0:
-                    top = qat.top(i) if qat is not None and qat.frozen else None
+                    top = None if qat is None else qat.top(i)          # None until the quantizers freeze
                     D = vector_op(cfg, VecOp.RELU_MASK, D, acts[i], limit=top)   # ReLU of the layer below
         flat = [g for pair in reversed(grads) for g in pair]
         return flat, D
