@@ -29,11 +29,13 @@ the shadow). Outputs appear ``LATENCY`` cycles after the item with ``last``:
 vector) and ``out_hi`` (the high lane's vector in FXP16, zero in FXP32).
 
 QAT quantizer (``fq``, FXP32 outputs): each result y leaves as its 16-bit
-value for the layer it feeds, q = clip(floor(y 2^16 / Delta) + z, 0, 2^16 - 1)
-and out = delta (q - z) = round((q - z) Delta 2^-16) in ``pe.act32``. The floor
-division multiplies by the host's ``q_magic`` and shifts right by ``q_shift``
-(exact for every numerator below 2^NB: Granlund and Montgomery's round-up
-method; fixar.engine computes both), on |y| 2^16 or its one's complement.
+value for the layer it feeds, q = clip(floor(n / Delta) + z, 0, 2^16 - 1)
+with n = y 2^16 (+ floor(Delta / 2) when ``array.quantizer_rounding`` is
+half_up: rounding to nearest), and out = delta (q - z) = round((q - z) Delta
+2^-16) in ``pe.act32``. The floor division multiplies by the host's
+``q_magic`` and shifts right by ``q_shift`` (exact for every numerator below
+2^NB: Granlund and Montgomery's round-up method; fixar.engine computes both),
+on n or, if n < 0, its one's complement (floor(n / D) = -floor(~n / D) - 1).
 ``q_delta``, ``q_zero``, ``q_magic``, ``q_shift`` hold for the whole operation.
 
 The partial-sum buffer is read one stage before it is written and its read
@@ -215,13 +217,15 @@ class ArrayCore(wiring.Component):
         for k in range(7, 12):           # the results as they are, when fq is off
             y_lo = [self._reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
             y_hi = [self._reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]
+        # Rounding to nearest adds floor(Delta / 2) to the dividend (y 2^16 + Delta // 2) // Delta.
+        half = self.q_delta >> 1 if cfg.array.quantizer_rounding == "half_up" else 0
         fq_lo = []
         for c, y in enumerate(out_lo):
             neg7 = Signal(name=f"q_neg7_{c}")
-            u7 = Signal(unsigned(nb), name=f"q_u7_{c}")       # |y| 2^16, or its one's complement
-            shifted = Signal(signed(ob + qb), name=f"q_y_shifted_{c}")
-            m.d.comb += shifted.eq(y << qb)
-            m.d.sync += [neg7.eq(y[-1]), u7.eq(Mux(y[-1], ~shifted, shifted)[:nb])]
+            u7 = Signal(unsigned(nb), name=f"q_u7_{c}")       # the dividend n if n >= 0, else ~n = -n - 1
+            n = Signal(signed(ob + qb + 1), name=f"q_n_{c}")
+            m.d.comb += n.eq((y << qb) + half)
+            m.d.sync += [neg7.eq(n[-1]), u7.eq(Mux(n[-1], ~n, n)[:nb])]
             neg8 = self._reg(m, neg7, f"q_neg8_{c}")
             p8 = Signal(unsigned(nb + qw["magic"]), name=f"q_p8_{c}")
             m.d.sync += p8.eq(u7 * self.q_magic)
@@ -232,7 +236,7 @@ class ArrayCore(wiring.Component):
             m.d.comb += fs.eq(Mux(f > top, top, f))
             qv = Signal(signed(qb + 4), name=f"q_v_{c}")
             zero = self.q_zero
-            m.d.comb += qv.eq(Mux(neg8, zero - fs - 1, zero + fs))  # floor(y 2^16 / Delta) + z
+            m.d.comb += qv.eq(Mux(neg8, zero - fs - 1, zero + fs))  # floor(n / Delta) + z
             q = Signal(unsigned(qb), name=f"q_{c}")
             m.d.comb += q.eq(Mux(qv < 0, 0, Mux(qv > (1 << qb) - 1, (1 << qb) - 1, qv)))
             d9 = Signal(signed(qb + 2), name=f"q_d9_{c}")

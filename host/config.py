@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROUNDINGS = ("floor", "rne", "stochastic")
+# how the QAT quantizer at the array's output stage turns a / delta into a
+# code: FIXAR's floor, or to nearest with ties upward (docs/training.md)
+QUANTIZER_ROUNDINGS = ("half_up", "floor")
 OVERFLOWS = ("saturate", "wrap")
 
 # The golden model computes exact sums with int64 arithmetic (see
@@ -223,9 +226,16 @@ class ArrayConfig:
     # QAT quantizers at the output stage (one per layer input of the actor and
     # the critic; the target networks share them) and their range trackers.
     quantizers: int = 8
+    # q = round(a / delta) + z: nearest (ties up) by default; "floor" is the
+    # paper's formula, whose half-step bias on every 16-bit input made the
+    # critic unstable after the switch (docs/training.md, "Rounding").
+    quantizer_rounding: str = "half_up"
 
     def __post_init__(self) -> None:
         _check_int("array.quantizers", self.quantizers, 1, 256)
+        if self.quantizer_rounding not in QUANTIZER_ROUNDINGS:
+            raise ConfigError(f"array.quantizer_rounding: {self.quantizer_rounding!r} is not one of "
+                              f"{QUANTIZER_ROUNDINGS}")
         _check_int("array.cores", self.cores, 1, 64)
         _check_int("array.rows", self.rows, 1, 256)
         _check_int("array.cols", self.cols, 1, 256)
@@ -370,7 +380,10 @@ def quantizer_widths(cfg: "FixarConfig") -> dict[str, int]:
     """Bit widths of the QAT quantizer's numbers at the array's output stage
     (docs/array.md; fixar.engine.quantizer_words computes them)."""
     ob, qb = cfg.pe.out.bits, cfg.pe.act16.bits
-    nb = ob - 1 + qb                      # |y| 2^16 (or its complement) is below 2^nb
+    # The dividend y 2^16 (+ floor(Delta / 2) when rounding to nearest), or
+    # its one's complement if negative, is below 2^nb; Delta <= 2^ob makes the
+    # rounding term need one more bit.
+    nb = ob - 1 + qb + (cfg.array.quantizer_rounding == "half_up")
     return {"nb": nb, "magic": nb + 2, "shift": (nb + ob + 1).bit_length(), "delta": ob + 1, "zero": qb + 1}
 
 

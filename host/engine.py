@@ -18,7 +18,7 @@ import numpy as np
 
 from fixar.array_ops import (bias_image, feature_major_image, slot_major_image, weight_from_image,
                              weight_image)
-from fixar.config import FixarConfig, Scalar
+from fixar.config import FixarConfig, Scalar, quantizer_widths
 from fixar.golden.fixed import I64
 from fixar.golden.qat import LayerQuantizers
 from fixar.program import Program, compile_ddpg, encode, quantizer_index
@@ -58,10 +58,10 @@ def unpack_words(rows, n: int, bits: int, signed: bool = True) -> np.ndarray:
 def quantizer_words(cfg: FixarConfig, delta: int, zero: int) -> tuple[int, int, int, int]:
     """(Delta, z, magic, shift) of one entry of the array's quantizer table.
     The output stage computes floor(u / Delta) as (u * magic) >> shift for
-    u < 2^nb: with l = ceil(log2 Delta), shift = nb + l and magic =
+    u < 2^nb (config.quantizer_widths): with l = ceil(log2 Delta), shift = nb + l and magic =
     ceil(2^shift / Delta), exact for all such u (Granlund and Montgomery,
     "Division by invariant integers using multiplication", 1994, thm. 4.2)."""
-    nb = cfg.pe.out.bits - 1 + cfg.pe.act16.bits
+    nb = quantizer_widths(cfg)["nb"]
     if not 1 <= delta <= 1 << cfg.pe.out.bits:
         raise ValueError(f"quantizer scale Delta = {delta}: must be in [1, 2^{cfg.pe.out.bits}]")
     l_ = (delta - 1).bit_length()

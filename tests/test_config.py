@@ -60,6 +60,11 @@ def test_toml_errors_name_file_and_field(tmp_path):
     bad.write_text('name = "x"\n[pe]\nacc_width = 58\n')
     with pytest.raises(ConfigError, match=r"pe: unknown key\(s\) \['acc_width'\]"):
         FixarConfig.from_toml(bad)
+    bad.write_text('name = "x"\n[array]\nquantizer_rounding = "nearest"\n')
+    with pytest.raises(ConfigError, match=r"array.quantizer_rounding: 'nearest' is not one of \('half_up', 'floor'\)"):
+        FixarConfig.from_toml(bad)
+    bad.write_text('name = "x"\n[array]\nquantizer_rounding = "floor"\n')
+    assert FixarConfig.from_toml(bad).array.quantizer_rounding == "floor"
     bad.write_text("name = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         FixarConfig.from_toml(bad)

@@ -7,14 +7,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fixar.config import load
+from fixar.config import QUANTIZER_ROUNDINGS, load, quantizer_widths
 from fixar.engine import EngineHost, quantizer_words
 from fixar.golden.qat import dequantize16, quantize16
 from fixar.rl.golden_backend import GoldenBackend
 from fixar.rl.hyper import Hyper
 
 CFG = load("small")
-NB = CFG.pe.out.bits - 1 + CFG.pe.act16.bits
+
+
+def _cfg(rounding: str):
+    return CFG.variant(array=dataclasses.replace(CFG.array, quantizer_rounding=rounding))
 
 
 def _deltas(rng):
@@ -22,11 +25,15 @@ def _deltas(rng):
     return edges + [int(x) for x in rng.integers(1, 1 << 32, 200, dtype=np.int64)]
 
 
-def test_magic_division_is_exact_floor_division():
+@pytest.mark.parametrize("rounding", QUANTIZER_ROUNDINGS)
+def test_magic_division_is_exact_floor_division(rounding):
+    cfg = _cfg(rounding)
+    NB = quantizer_widths(cfg)["nb"]
     rng = np.random.default_rng(0)
     for delta in _deltas(rng):
-        _, _, magic, shift = quantizer_words(CFG, delta, 0)
-        assert magic < 1 << (NB + 2)
+        _, _, magic, shift = quantizer_words(cfg, delta, 0)
+        assert magic < 1 << quantizer_widths(cfg)["magic"]
+        assert shift < 1 << quantizer_widths(cfg)["shift"]
         us = [0, 1, delta - 1, delta, delta + 1, (1 << NB) - 1] + [int(u) for u in rng.integers(0, 1 << NB, 50)]
         us += [k * delta + r for k in (1, 1000, (1 << NB) // delta - 1) for r in (-1, 0, 1)]
         for u in us:
@@ -34,27 +41,53 @@ def test_magic_division_is_exact_floor_division():
                 assert (u * magic) >> shift == u // delta, (delta, u)
 
 
-def _output_stage(y: int, delta: int, zero: int) -> int:
+def _output_stage(cfg, y: int, delta: int, zero: int) -> int:
     """The RTL's quantizer stages (gen/core.py) step by step in Python ints."""
-    qb = CFG.pe.act16.bits
-    _, _, magic, shift = quantizer_words(CFG, delta, zero)
-    n = y << qb
-    u = ~n if y < 0 else n                  # one's complement: floor(n / D) = ~floor(u / D)
+    qb, nb = cfg.pe.act16.bits, quantizer_widths(cfg)["nb"]
+    _, _, magic, shift = quantizer_words(cfg, delta, zero)
+    n = (y << qb) + (delta >> 1 if cfg.array.quantizer_rounding == "half_up" else 0)
+    u = ~n if n < 0 else n                  # one's complement: floor(n / D) = ~floor(u / D)
+    assert 0 <= u < 1 << nb, "the dividend does not fit the stage's nb bits"
     f = min((u * magic) >> shift, 1 << (qb + 1))
-    q = min(max(zero - f - 1 if y < 0 else zero + f, 0), (1 << qb) - 1)
-    return int(dequantize16(CFG, delta, zero, np.array([q]))[0])
+    q = min(max(zero - f - 1 if n < 0 else zero + f, 0), (1 << qb) - 1)
+    return int(dequantize16(cfg, delta, zero, np.array([q]))[0])
 
 
-def test_output_stage_algorithm_equals_the_golden_quantizer():
+@pytest.mark.parametrize("rounding", QUANTIZER_ROUNDINGS)
+def test_output_stage_algorithm_equals_the_golden_quantizer(rounding):
+    cfg = _cfg(rounding)
     rng = np.random.default_rng(1)
-    fmt = CFG.pe.act32
+    fmt = cfg.pe.act32
     for delta in _deltas(rng)[:60]:
         zero = int(rng.integers(0, (1 << 16) + 1))
         ys = [fmt.min_int, fmt.max_int, 0, -1, 1] + [int(v) for v in rng.integers(fmt.min_int, fmt.max_int, 40)]
         ys += [int(v) for v in rng.integers(-4 * delta, 4 * delta, 20)] if delta < 1 << 28 else []
+        # where n = y 2^16 + Delta // 2 changes sign, and exact ties of a / delta
+        ys += [-((delta >> 1) >> 16) + k for k in (-1, 0, 1)] + [k * delta for k in (-3, -1, 1, 3)]
         for y in ys:
-            want = int(dequantize16(CFG, delta, zero, quantize16(CFG, delta, zero, np.array([y])))[0])
-            assert _output_stage(y, delta, zero) == want, (delta, zero, y)
+            if not fmt.min_int <= y <= fmt.max_int:
+                continue
+            want = int(dequantize16(cfg, delta, zero, quantize16(cfg, delta, zero, np.array([y])))[0])
+            assert _output_stage(cfg, y, delta, zero) == want, (delta, zero, y)
+
+
+def test_quantizer_rounding_rounds_to_nearest_ties_up():
+    """half_up is floor(a / delta + 1/2) (exact ties go up), floor is floor(a / delta): Python fractions."""
+    from fractions import Fraction
+    rng = np.random.default_rng(3)
+    ties = 0
+    for delta in [1, 2, 3, 7, 1 << 16, 1 << 17, 3 << 17, (1 << 20) + 1] + [int(d) for d in rng.integers(1, 1 << 32, 30)]:
+        ys = [int(y) for y in rng.integers(-4 * delta, 4 * delta, 40) >> 16] + [0, 1, -1]
+        ys += [(k * delta) >> 17 for k in (-3, -1, 1, 3)]       # near a / delta = +-1/2, +-3/2
+        for y in ys:
+            x = Fraction(y << 16, delta)        # a / delta
+            near = int(quantize16(_cfg("half_up"), delta, 1 << 15, np.array([y]))[0]) - (1 << 15)
+            down = int(quantize16(_cfg("floor"), delta, 1 << 15, np.array([y]))[0]) - (1 << 15)
+            if abs(x) < 1 << 14:
+                assert near == (x + Fraction(1, 2)).__floor__(), (delta, y)
+                assert down == x.__floor__(), (delta, y)
+                ties += x.denominator == 2
+    assert ties >= 4, "the test should meet exact ties"
 
 
 def test_bad_quantizer_scale_is_rejected():

@@ -8,7 +8,11 @@ gets the affine 16-bit quantizer of the paper,
 
     delta = (|a_min| + |a_max|) / 2^16,   z = floor(-a_min / delta),   q = floor(a / delta) + z,
 
-with q clipped to [0, 2^16 - 1]. Phase 2: every layer input is its 16-bit
+with q clipped to [0, 2^16 - 1]. By default q rounds a / delta to nearest
+(ties up) instead of down (``array.quantizer_rounding``): the paper's floor
+biases every 16-bit input by half a step downward, the same for the online
+and the target critic, and QAT's critic became unstable after the switch
+with it (docs/training.md, "Rounding"). Phase 2: every layer input is its 16-bit
 value, i.e. it is replaced by delta (q - z) (rounded to nearest even into
 pe.act32) wherever it is used: the layer's product, the ReLU masks and tanh'
 of the backward pass, and the weight gradients. Weights, errors and
@@ -97,9 +101,14 @@ class LayerQuantizers:
 
 
 def quantize16(cfg: FixarConfig, delta: int, zero: int, X) -> np.ndarray:
-    """q = floor(a / delta) + z, clipped to 16 bits (integers: a 2^16 // Delta + z)."""
+    """q = round(a / delta) + z, clipped to 16 bits, rounded as
+    ``array.quantizer_rounding`` says: floor, a 2^16 // Delta + z, or half_up,
+    (a 2^16 + Delta // 2) // Delta + z (equal to floor(a / delta + 1/2) for
+    odd Delta too: the numerator 2 a 2^16 + Delta is then odd, so never a
+    multiple of 2 Delta)."""
     bits = cfg.pe.act16.bits
-    q = (np.asarray(X, dtype=I64) << I64(bits)) // I64(delta) + I64(zero)
+    half = delta >> 1 if cfg.array.quantizer_rounding == "half_up" else 0
+    q = ((np.asarray(X, dtype=I64) << I64(bits)) + I64(half)) // I64(delta) + I64(zero)
     return np.clip(q, 0, (1 << bits) - 1)
 
 
