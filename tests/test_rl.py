@@ -268,9 +268,12 @@ def test_study_writes_its_table_and_curves(tmp_path):
     args = ["--envs", "Pendulum-v1", "--precisions", "fp32,fxp32", "--seeds", "1", "--steps", "300", "--hidden",
             "16,8", "--eval-episodes", "1", "--jobs", "1", "--out", str(tmp_path)]
     assert study(args) == 0
-    table = json.loads((tmp_path / "results.json").read_text())["table"]["Pendulum-v1"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    table = results["table"]["Pendulum-v1"]
     assert set(table) == {"fp32", "fxp32"}
+    assert results["qat_quantizer_rounding"] == "half_up"
     md = (tmp_path / "README.md").read_text()
+    assert "quantizer rounds to nearest, ties up" in md
     assert "| Pendulum-v1 | fxp32 |" in md and (tmp_path / "curves_Pendulum-v1.png").stat().st_size > 0
     result = tmp_path / "runs" / "Pendulum-v1" / "fxp32" / "seed0" / "result.json"
     stamp = result.stat().st_mtime_ns

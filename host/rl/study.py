@@ -30,6 +30,17 @@ FIXAR_HALFCHEETAH = {"fp32": "about 2 000 - 2 100", "fxp32": "about 1 800 - 1 90
                      "fxp16": "about -580"}
 
 
+# what the report says of the QAT quantizer's rounding (fixar.config.QUANTIZER_ROUNDINGS)
+QAT_ROUNDING_TEXT = {"half_up": "rounds to nearest, ties up (FIXAR's formula floors)",
+                     "floor": "floors, as FIXAR's formula does"}
+
+
+def _qat_rounding() -> str:
+    """The QAT quantizer's rounding in the study's runs (they use the default config)."""
+    from fixar.config import load
+    return load("default").array.quantizer_rounding
+
+
 def _run(job: dict) -> dict:
     from fixar.rl.hyper import Hyper
     from fixar.rl.loop import RunSettings, Trainer
@@ -119,6 +130,7 @@ def write_report(table: dict, jobs: list[dict], out: Path) -> Path:
              f"step {steps // 2}. fp32: float32 numpy backend; fxp32, qat, fxp16: the bit-exact golden model. "
              "qat (after the switch) and fxp16 stop the error where a 16-bit layer input is clipped (the clipped "
              "straight-through estimator, docs/training.md). "
+             f"qat's 16-bit quantizer {QAT_ROUNDING_TEXT[_qat_rounding()]} (array.quantizer_rounding). "
              "Written by `make study` (`python -m fixar.rl.study`).", "",
              "| env | precision | final return (mean +- std over seeds) | best evaluation (mean) | FIXAR (HalfCheetah, 1M steps) |",
              "|---|---|---|---|---|"]
@@ -193,6 +205,7 @@ def main(argv=None) -> int:
     table = summarize(jobs, results)
     (out / "results.json").write_text(json.dumps(
         {"steps": args.steps, "hidden": args.hidden, "seeds": args.seeds, "lr": args.lr,
+         "qat_quantizer_rounding": _qat_rounding(),
          "table": {env: {p: {k: v for k, v in c.items() if k != "curves"} for p, c in row.items()}
                    for env, row in table.items()}}, indent=2) + "\n")
     print(f"wrote {write_report(table, jobs, out)} and {out / 'results.json'}")
