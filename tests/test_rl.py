@@ -272,6 +272,10 @@ def test_study_writes_its_table_and_curves(tmp_path):
     table = results["table"]["Pendulum-v1"]
     assert set(table) == {"fp32", "fxp32"}
     assert results["qat_quantizer_rounding"] == "half_up"
+    cell = table["fxp32"]
+    evals = json.loads((tmp_path / "runs" / "Pendulum-v1" / "fxp32" / "seed0" / "result.json").read_text())["evals"]
+    late = [r for s, r in evals if s > 150]
+    assert 0 < len(late) < len(evals) and cell["second_half"] == [pytest.approx(sum(late) / len(late))]
     md = (tmp_path / "README.md").read_text()
     assert "quantizer rounds to nearest, ties up" in md
     assert "| Pendulum-v1 | fxp32 |" in md and (tmp_path / "curves_Pendulum-v1.png").stat().st_size > 0
