@@ -18,3 +18,21 @@ def test_resource_table_is_rendered_from_the_summary():
 
 def test_resource_table_says_when_not_measured():
     assert "Not measured yet" in resource_rows({"kernel_ff": 1})[0]
+
+
+def test_study_figures_come_from_each_studys_table(tmp_path):
+    import json
+
+    from fixar.bench.__main__ import study_figures
+    cell = {"final_mean": 12.5, "final": [10.0, 15.0], "second_half_mean": 11.0}
+    (tmp_path / "docs" / "study" / "40k").mkdir(parents=True)
+    (tmp_path / "docs" / "study" / "results.json").write_text(json.dumps(
+        {"steps": 20000, "table": {"Hopper-v5": {"qat": cell}}}))
+    figs = study_figures(tmp_path)
+    assert figs == {"study_hopper_qat_final_return": 12.5, "study_hopper_qat_final_return_worst_seed": 10.0,
+                    "study_hopper_qat_second_half_return": 11.0, "study_steps": 20000}
+    (tmp_path / "docs" / "study" / "40k" / "results.json").write_text(json.dumps(
+        {"steps": 40000, "table": {"HalfCheetah-v5": {"fxp32": {"final_mean": 5.0, "final": [4.0, 6.0]}}}}))
+    figs = study_figures(tmp_path)
+    assert figs["study40k_halfcheetah_fxp32_final_return_worst_seed"] == 4.0 and figs["study40k_steps"] == 40000
+    assert "study40k_halfcheetah_fxp32_second_half_return" not in figs

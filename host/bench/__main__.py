@@ -63,6 +63,31 @@ def commit() -> str:
         return "unknown"
 
 
+# the studies `make study` wrote (hours each; not re-run here): folder -> key prefix
+STUDIES = {"": "study", "40k": "study40k"}
+
+
+def study_figures(root: Path = ROOT) -> dict:
+    """Final returns (mean and worst seed) and second-half means of each study's table."""
+    figs: dict = {}
+    for folder, prefix in STUDIES.items():
+        study = root / "docs" / "study" / folder / "results.json"
+        if not study.exists():
+            print(f"study: no {study.relative_to(root)} (run `make study`)", flush=True)
+            continue
+        print(f"study: final returns from {study.relative_to(root)}", flush=True)
+        data = json.loads(study.read_text())
+        for env, row in data["table"].items():
+            for p, cell in row.items():
+                key = f"{prefix}_{env.split('-')[0].lower()}_{p}"
+                figs[f"{key}_final_return"] = cell["final_mean"]
+                figs[f"{key}_final_return_worst_seed"] = round(min(cell["final"]), 1)
+                if "second_half_mean" in cell:      # tables written before 2026-11-23 lack it
+                    figs[f"{key}_second_half_return"] = cell["second_half_mean"]
+        figs[f"{prefix}_steps"] = data["steps"]
+    return figs
+
+
 def measure(what: str, vectors: int) -> dict:
     cfg = load("default")
     figs: dict = {}
@@ -94,18 +119,7 @@ def measure(what: str, vectors: int) -> dict:
               flush=True)
         figs.update(kernel_bytes(cfg))
     if what in ("all", "study"):
-        study = ROOT / "docs" / "study" / "results.json"
-        if study.exists():     # written by `make study` (hours): its final returns, not re-run here
-            print(f"study: final returns from {study.relative_to(ROOT)}", flush=True)
-            data = json.loads(study.read_text())
-            for env, row in data["table"].items():
-                for p, cell in row.items():
-                    key = f"study_{env.split('-')[0].lower()}_{p}"
-                    figs[f"{key}_final_return"] = cell["final_mean"]
-                    figs[f"{key}_final_return_worst_seed"] = round(min(cell["final"]), 1)
-            figs["study_steps"] = data["steps"]
-        else:
-            print("study: no docs/study/results.json (run `make study`)", flush=True)
+        figs.update(study_figures())
     if what in ("all", "pe"):
         from fixar.bench.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
