@@ -2,10 +2,15 @@
 
 Per weight it reads (w, g, m, v) and returns the updated (w, m, v):
 
-    m  <- rne((B1 m + C1 g) / 2^cf)                 saturated to adam.m
-    v  <- rne((B2 v + C2 g^2) / 2^cf)               saturated to adam.v (unsigned)
+    m  <- rnd_m((B1 m + C1 g) / 2^cf)               saturated to adam.m
+    v  <- rnd_v((B2 v + C2 g^2) / 2^cf)             saturated to adam.v (unsigned)
     (y, s) = rsqrt(v + E2)                          leading one, seed table, Newton steps
-    P  = rne(m y / 2^rf)                            saturated to adam.m
+    P  = rnd_m(m y / 2^rf)                          saturated to adam.m
+
+rnd_m and rnd_v round as adam.m.rounding and adam.v.rounding say: rne, or
+zero (toward zero, so that a moment whose gradient stays 0 decays to 0;
+rounded to nearest it sticks at a few LSB and keeps moving the weight:
+docs/training.md).
     w  <- saturate(w - rne(P L 2^s / 2^(m.frac + lr_frac - weight.frac)))
 
 The run-time codes B1, C1, B2, C2, E2 (hyper-parameters) and L (this step's
@@ -31,7 +36,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixarConfig
-from fixar.gen.arith import rne as _rne, saturate as _saturate
+from fixar.gen.arith import round_into as _round, saturate as _saturate
 
 
 class AdamUnit(wiring.Component):
@@ -41,9 +46,10 @@ class AdamUnit(wiring.Component):
     @staticmethod
     def check(cfg: FixarConfig) -> None:
         ad = cfg.adam
-        for name, fmt in (("adam.m", ad.m), ("adam.v", ad.v), ("pe.weight", cfg.pe.weight)):
-            if fmt.rounding != "rne" or fmt.overflow != "saturate":
-                raise ConfigError(f"{name}: the Adam unit rounds to nearest even and saturates; "
+        for name, fmt, roundings in (("adam.m", ad.m, ("rne", "zero")), ("adam.v", ad.v, ("rne", "zero")),
+                                     ("pe.weight", cfg.pe.weight, ("rne",))):
+            if fmt.rounding not in roundings or fmt.overflow != "saturate":
+                raise ConfigError(f"{name}: the Adam unit rounds it {' or '.join(roundings)} and saturates; "
                                   f"got rounding {fmt.rounding!r}, overflow {fmt.overflow!r}")
 
     @staticmethod
@@ -87,7 +93,7 @@ class AdamUnit(wiring.Component):
         g_m = g0 << (ad.m.frac - ad.grad.frac)
         m_sum = Signal(signed(ad.m.bits + cf + 3), name="m_sum")
         m.d.comb += m_sum.eq(self.b1 * m0 + self.c1 * g_m)
-        m1 = reg(signed(ad.m.bits), "m1", _saturate(m, _rne(m, m_sum, cf, "m_rne"), ad.m, "m_new"))
+        m1 = reg(signed(ad.m.bits), "m1", _saturate(m, _round(m, m_sum, cf, ad.m, "m_rnd"), ad.m, "m_new"))
 
         g2 = Signal(unsigned(2 * ad.grad.bits), name="g2")
         m.d.comb += g2.eq(g0 * g0)
@@ -96,10 +102,10 @@ class AdamUnit(wiring.Component):
         if d >= 0:
             m.d.comb += g2v.eq(Mux(g2 > (ad.v.max_int >> d), ad.v.max_int, g2 << d))
         else:
-            m.d.comb += g2v.eq(_saturate(m, _rne(m, g2.as_signed(), -d, "g2_rne"), ad.v, "g2_sat"))
+            m.d.comb += g2v.eq(_saturate(m, _round(m, g2.as_signed(), -d, ad.v, "g2_rnd"), ad.v, "g2_sat"))
         v_sum = Signal(unsigned(ad.v.bits + cf + 2), name="v_sum")
         m.d.comb += v_sum.eq(self.b2 * v0 + self.c2 * g2v)
-        v1 = reg(unsigned(ad.v.bits), "v1", _saturate(m, _rne(m, v_sum.as_signed(), cf, "v_rne"), ad.v, "v_new"))
+        v1 = reg(unsigned(ad.v.bits), "v1", _saturate(m, _round(m, v_sum.as_signed(), cf, ad.v, "v_rnd"), ad.v, "v_new"))
         valid.append(reg(1, "valid1", valid[-1]))
         w1 = reg(signed(wf.bits), "w1", w0)
 
@@ -155,7 +161,7 @@ class AdamUnit(wiring.Component):
         # ---- P = rne(m y / 2^rf) in m's format; q = P L
         py = Signal(signed(ad.m.bits + rf + 2), name="p_full")
         m.d.comb += py.eq(mm * y.as_signed())
-        p = _saturate(m, _rne(m, py, rf, "p_rne"), ad.m, "p")
+        p = _saturate(m, _round(m, py, rf, ad.m, "p_rnd"), ad.m, "p")
         q = reg(signed(ad.m.bits + ad.lr_frac + 2), "q", p * self.lr)  # lr is unsigned
         sh = reg(signed(9), "shift", ad.m.frac + ad.lr_frac - wf.frac - s)
         valid.append(reg(1, "valid_q", valid[-1]))

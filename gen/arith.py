@@ -17,6 +17,23 @@ def rne(m: Module, value, shift: int, name: str):
     return rounded >> shift
 
 
+def round_into(m: Module, value, shift: int, fmt: FixedFormat, name: str):
+    """``value`` shifted right by ``shift`` bits, rounded as ``fmt.rounding``
+    says: rne, or zero (truncation toward zero: a negative value adds
+    2^shift - 1 before the arithmetic shift). Not yet saturated."""
+    if fmt.rounding == "rne":
+        return rne(m, value, shift, name)
+    if fmt.rounding != "zero":
+        raise ValueError(f"round_into: rounding {fmt.rounding!r} is not built here (rne, zero)")
+    if shift <= 0:
+        return value
+    v = value.as_signed()
+    add = Mux(v < 0, Const((1 << shift) - 1, shift), Const(0, shift))
+    rounded = Signal(signed(len(value) + 2), name=f"{name}_rounded")
+    m.d.comb += rounded.eq(v + add)
+    return rounded >> shift
+
+
 def saturate(m: Module, value, fmt: FixedFormat, name: str):
     """``value`` clamped into ``fmt``'s codes (signed compare, any width)."""
     q = Signal(signed(max(len(value), fmt.bits) + 1), name=f"{name}_q")

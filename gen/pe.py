@@ -27,7 +27,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import FixedFormat, PEConfig
+from fixar.config import ConfigError, FixedFormat, PEConfig
 
 LATENCY = 4
 
@@ -40,8 +40,12 @@ def requantize(m: Module, value, shift: int, fmt: FixedFormat, rnd, rnd_bits: in
         elif fmt.rounding == "rne":
             # 0.5 LSB minus a hair, plus the kept LSB: ties go to even.
             add = Const((1 << (shift - 1)) - 1, shift) + value[shift]
-        else:  # stochastic: the top `shift` bits of this cycle's random word
+        elif fmt.rounding == "stochastic":  # the top `shift` bits of this cycle's random word
             add = rnd[rnd_bits - shift:]
+        else:
+            raise ConfigError(f"output stage {name}: rounding {fmt.rounding!r} of {fmt} is not built in the "
+                              "PE and array output stages (floor, rne, stochastic); only the Adam unit's "
+                              "moments round toward zero")
         rounded = Signal(signed(len(value) + 1), name=f"{name}_rounded")
         m.d.comb += rounded.eq(value + add)
         shifted = rounded >> shift  # arithmetic: `rounded` is signed

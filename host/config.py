@@ -20,7 +20,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-ROUNDINGS = ("floor", "rne", "stochastic")
+ROUNDINGS = ("floor", "rne", "stochastic", "zero")
 # how the QAT quantizer at the array's output stage turns a / delta into a
 # code: FIXAR's floor, or to nearest with ties upward (docs/training.md)
 QUANTIZER_ROUNDINGS = ("half_up", "floor")
@@ -58,9 +58,11 @@ class FixedFormat:
 
     ``rounding`` and ``overflow`` say what happens when a wider value is
     converted *into* this format: floor (truncate toward -inf), rne
-    (round to nearest, ties to even) or stochastic (add random bits from the
-    PRNG below the kept LSB, then floor); saturate to [min, max] or wrap
-    modulo 2**bits.
+    (round to nearest, ties to even), stochastic (add random bits from the
+    PRNG below the kept LSB, then floor) or zero (truncate toward zero: a
+    decaying value, such as an Adam moment whose gradient is 0, reaches 0,
+    where round to nearest keeps 0.9 m = m for |m| <= 4 LSB; only the Adam
+    unit's moments support it); saturate to [min, max] or wrap modulo 2**bits.
     """
 
     bits: int

@@ -147,7 +147,7 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
   reg [31:0] m_newton1 = 32'd0;
   reg [31:0] m_newton2 = 32'd0;
   reg [31:0] m_q = 32'd0;
-  wire [66:0] m_rne_rounded;
+  wire [66:0] m_rnd_rounded;
   wire [64:0] m_sum;
   wire [95:0] newton0_corr;
   wire [127:0] newton0_prod;
@@ -169,7 +169,7 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
   reg [31:0] out_w = 32'd0;
   wire [63:0] p_full;
   wire [66:0] p_q;
-  wire [65:0] p_rne_rounded;
+  wire [65:0] p_rnd_rounded;
   wire [31:0] p_sat;
   reg [64:0] q = 65'h00000000000000000;
   wire [7:0] rd__addr;
@@ -205,7 +205,7 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
   reg [59:0] v_newton1 = 60'h000000000000000;
   reg [59:0] v_newton2 = 60'h000000000000000;
   reg [59:0] v_q = 60'h000000000000000;
-  wire [93:0] v_rne_rounded;
+  wire [93:0] v_rnd_rounded;
   wire [91:0] v_sum;
   input valid;
   wire valid;
@@ -1113,17 +1113,17 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
   assign newton1_y = \$47 [32:0];
   assign p_sat = \$55 [31:0];
   assign w_new_sat = \$74 [31:0];
-  assign m_rne_rounded = { \$12 [65], \$12  };
+  assign m_rnd_rounded = { \$12 [65], \$12  };
   assign m_new_q = { \$13 [66], \$13  };
   assign g2_in_v = \$20 [59:0];
-  assign v_rne_rounded = { \$24 [92], \$24  };
+  assign v_rnd_rounded = { \$24 [92], \$24  };
   assign v_new_q = { \$25 [93], \$25  };
   assign newton0_corr = { \$40 [94], \$40  };
   assign newton0_prod = { \$41 [126], \$41  };
   assign newton1_corr = { \$45 [94], \$45  };
   assign newton1_prod = { \$46 [126], \$46  };
   assign p_full = { \$48 [62], \$48  };
-  assign p_rne_rounded = { \$50 [64], \$50  };
+  assign p_rnd_rounded = { \$50 [64], \$50  };
   assign p_q = { \$51 [65], \$51  };
   assign shift_pos = \$59 [6:0];
   assign shift_pos_m1 = \$60 [6:0];

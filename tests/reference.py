@@ -24,6 +24,8 @@ def round_shift(v: int, shift: int, fmt: FixedFormat, rnd: int = 0, rnd_bits: in
         q = v // (1 << shift)
     elif fmt.rounding == "rne":
         q = round(Fraction(v, 1 << shift))  # Python rounds halves to even
+    elif fmt.rounding == "zero":
+        q = int(Fraction(v, 1 << shift))    # int() truncates toward zero
     else:
         q = (v + (rnd >> (rnd_bits - shift) if shift else 0)) // (1 << shift)
     return overflow(q, fmt)

@@ -3,6 +3,8 @@ reference, rsqrt accuracy, tracking of float64 Adam, and clear errors for
 hyper-parameters the formats cannot represent."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -25,12 +27,20 @@ def test_rsqrt_is_accurate_over_the_whole_range():
     assert np.max(np.abs(got / want - 1)) < 2.0 ** -27
 
 
-def test_adam_update_matches_python_int_reference():
+def _moments_rounded(rounding: str):
     ad = CFG.adam
-    codes = AdamCodes.build(CFG, 0.9, 0.999, 1e-8)
+    return CFG.variant(adam=dataclasses.replace(ad, m=dataclasses.replace(ad.m, rounding=rounding),
+                                                v=dataclasses.replace(ad.v, rounding=rounding)))
+
+
+@pytest.mark.parametrize("rounding", ["rne", "zero"])
+def test_adam_update_matches_python_int_reference(rounding):
+    cfg = _moments_rounded(rounding)
+    ad = cfg.adam
+    codes = AdamCodes.build(cfg, 0.9, 0.999, 1e-8)
     rng = np.random.default_rng(1)
     n = 3000
-    w = rng.integers(CFG.pe.weight.min_int, CFG.pe.weight.max_int + 1, n)
+    w = rng.integers(cfg.pe.weight.min_int, cfg.pe.weight.max_int + 1, n)
     scale = 2.0 ** rng.uniform(-30, 0, n)
     g = (rng.choice([-1, 1], n) * scale * ad.grad.max_int).astype(np.int64)
     g[:4] = [0, ad.grad.max_int, ad.grad.min_int, 1]
@@ -38,10 +48,29 @@ def test_adam_update_matches_python_int_reference():
     v = (2.0 ** rng.uniform(-60, 0, n) * ad.v.max_int).astype(np.int64)
     v[:3] = [0, ad.v.max_int, 1]
     for lr_code in (1, 214_748, (1 << ad.lr_frac) - 1):
-        got = adam_update(CFG, codes, lr_code, w, g, m, v)
+        got = adam_update(cfg, codes, lr_code, w, g, m, v)
         for i in range(n):
-            want = ref.adam_reference(CFG, codes, lr_code, int(w[i]), int(g[i]), int(m[i]), int(v[i]))
+            want = ref.adam_reference(cfg, codes, lr_code, int(w[i]), int(g[i]), int(m[i]), int(v[i]))
             assert (int(got[0][i]), int(got[1][i]), int(got[2][i])) == want, (i, lr_code)
+
+
+def test_moments_rounded_toward_zero_decay_to_zero():
+    """With g = 0 from some step on, a moment rounded to nearest sticks at a
+    few LSB and keeps moving the weight by a fixed fraction of the step size;
+    rounded toward zero, m and v reach 0 and the weight stops (docs/adam.md)."""
+    lr = 214_748                                     # 1e-4 in UQ0.31
+    moved = {}
+    for rounding in ("rne", "zero"):
+        cfg = _moments_rounded(rounding)
+        codes = AdamCodes.build(cfg, 0.9, 0.999, 1e-8)
+        w, m, v = (np.zeros(1, dtype=np.int64) for _ in range(3))
+        w, m, v = adam_update(cfg, codes, lr, w, np.array([1000], dtype=np.int64), m, v)   # one gradient
+        for _ in range(20_000):
+            w_before = w
+            w, m, v = adam_update(cfg, codes, lr, w, np.zeros(1, dtype=np.int64), m, v)
+        moved[rounding] = (int(m[0]), int(v[0]), int(w[0] - w_before[0]))
+    assert moved["zero"] == (0, 0, 0)
+    assert moved["rne"][0] != 0 and moved["rne"][2] != 0, moved     # the deadband the fix removes
 
 
 @pytest.mark.parametrize("sigma", [1e-4, 1e-3, 1e-2, 1e-1])

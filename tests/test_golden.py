@@ -15,7 +15,7 @@ from fixar.tb.pe_vectors import concat, corners, random_trace
 
 CONFIGS = ["default", "narrow", "stochastic"]
 FORMATS = [FixedFormat(32, 20, rounding=r, overflow=o)
-           for r in ("floor", "rne", "stochastic") for o in ("saturate", "wrap")]
+           for r in ("floor", "rne", "stochastic", "zero") for o in ("saturate", "wrap")]
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=str)

@@ -50,6 +50,7 @@ def requantize(hi, lo, hi_shift: int, shift: int, fmt: FixedFormat, rnd=None, rn
       floor       add 0
       rne         add 2**(shift-1) - 1 + (bit ``shift`` of the value)   (ties to even)
       stochastic  add the top ``shift`` bits of the ``rnd_bits``-bit random word
+      zero        add 2**shift - 1 to a negative value (truncation toward zero)
     and then an arithmetic right shift; this is literally what the PE does.
 
     ``hi`` may be the Python int 0 for a one-part value (most callers): the
@@ -76,6 +77,9 @@ def requantize(hi, lo, hi_shift: int, shift: int, fmt: FixedFormat, rnd=None, rn
             else:
                 lsb = _bit(lo, shift)
             add = I64((1 << (shift - 1)) - 1) + lsb
+        elif fmt.rounding == "zero":
+            negative = (hi + (lo >> hs)) < 0          # the value hi 2^hs + lo, normalised as below
+            add = np.where(negative, I64((1 << shift) - 1), I64(0))
         else:  # stochastic
             if rnd is None or rnd_bits < shift:
                 raise ValueError(f"stochastic rounding by {shift} bits needs a random word of >= {shift} bits")
@@ -111,6 +115,8 @@ def quantize(x, fmt: FixedFormat, rnd=None, rnd_bits: int = 0) -> np.ndarray:
         r = np.floor(scaled)
     elif fmt.rounding == "rne":
         r = np.rint(scaled)  # IEEE round-half-even
+    elif fmt.rounding == "zero":
+        r = np.trunc(scaled)
     else:
         if rnd is None or rnd_bits <= 0:
             raise ValueError("stochastic quantization needs random words")
