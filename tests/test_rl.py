@@ -283,3 +283,20 @@ def test_study_writes_its_table_and_curves(tmp_path):
     stamp = result.stat().st_mtime_ns
     assert study(args) == 0 and result.stat().st_mtime_ns == stamp     # finished runs are not redone
     assert study(["--envs", "Pendulum-v99", "--out", str(tmp_path)]) == 2
+    assert study(["--envs", "Pendulum-v1", "--config", "no_such_config", "--out", str(tmp_path)]) == 2
+
+
+def test_study_runs_the_golden_precisions_on_another_config(tmp_path):
+    """--config reaches the golden runs: their checkpoints carry that config,
+    and the table says which it was."""
+    import json
+
+    from fixar.rl.study import main as study
+    args = ["--envs", "Pendulum-v1", "--precisions", "fp32,fxp32", "--seeds", "1", "--steps", "200", "--hidden",
+            "8,8", "--eval-episodes", "1", "--jobs", "1", "--config", "adam_zero", "--out", str(tmp_path)]
+    assert study(args) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["config"] == "adam_zero"
+    assert "Engine config of fxp32, qat and fxp16: `adam_zero`" in (tmp_path / "README.md").read_text()
+    with np.load(tmp_path / "runs" / "Pendulum-v1" / "fxp32" / "seed0" / "checkpoint.npz") as z:
+        header = json.loads(z["__header__"].tobytes())
+    assert header["settings"]["config"] == "adam_zero"

@@ -35,10 +35,10 @@ QAT_ROUNDING_TEXT = {"half_up": "rounds to nearest, ties up (FIXAR's formula flo
                      "floor": "floors, as FIXAR's formula does"}
 
 
-def _qat_rounding() -> str:
-    """The QAT quantizer's rounding in the study's runs (they use the default config)."""
+def _qat_rounding(config: str = "default") -> str:
+    """The QAT quantizer's rounding in the study's runs."""
     from fixar.config import load
-    return load("default").array.quantizer_rounding
+    return load(config).array.quantizer_rounding
 
 
 def _run(job: dict) -> dict:
@@ -54,6 +54,7 @@ def _run(job: dict) -> dict:
                       warmup=min(1_000, steps // 10), eval_every=max(steps // 10, 1),
                       eval_episodes=job["eval_episodes"], checkpoint_every=max(steps // 10, 1), out=str(out),
                       precision=job["precision"], qat_delay=steps // 2 if job["precision"] == "qat" else None,
+                      config=job.get("config", "default"),
                       hyper=Hyper(hidden=tuple(job["hidden"]), actor_lr=job["lr"], critic_lr=job["lr"]))
     trainer = Trainer(run, resume=(out / "checkpoint.npz").exists(), log=lambda *_: None)
     try:
@@ -85,8 +86,10 @@ def worker_pool(jobs: int):
             del os.environ[k]
 
 
-def jobs_for(envs, precisions, seeds, steps, hidden, out: Path, eval_episodes: int, lr: float = 1e-4) -> list[dict]:
+def jobs_for(envs, precisions, seeds, steps, hidden, out: Path, eval_episodes: int, lr: float = 1e-4,
+             config: str = "default") -> list[dict]:
     return [{"env": env, "precision": p, "seed": seed, "steps": steps, "hidden": list(hidden), "lr": lr,
+             "config": config,
              "eval_episodes": eval_episodes, "out": str(out / "runs" / env / p / f"seed{seed}")}
             for env in envs for p in precisions for seed in range(seeds)]
 
@@ -137,7 +140,8 @@ def write_report(table: dict, jobs: list[dict], out: Path) -> Path:
              "last evaluation alone swings widely between neighbouring evaluations). fp32: float32 numpy backend; fxp32, qat, fxp16: the bit-exact golden model. "
              "qat (after the switch) and fxp16 stop the error where a 16-bit layer input is clipped (the clipped "
              "straight-through estimator, docs/training.md). "
-             f"qat's 16-bit quantizer {QAT_ROUNDING_TEXT[_qat_rounding()]} (array.quantizer_rounding). "
+             f"qat's 16-bit quantizer {QAT_ROUNDING_TEXT[_qat_rounding(jobs[0]['config'])]} "
+             f"(array.quantizer_rounding). Engine config of fxp32, qat and fxp16: `{jobs[0]['config']}`. "
              "Written by `make study` (`python -m fixar.rl.study`).", "",
              "| env | precision | final return (mean +- std over seeds) | second half: mean evaluation "
              "(mean over seeds) | best evaluation (mean) | FIXAR (HalfCheetah, 1M steps) |",
@@ -187,6 +191,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-4, help="Adam step size, actor and critic (FIXAR: 1e-4)")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     ap.add_argument("--out", default="docs/study")
+    ap.add_argument("--config", default="default",
+                    help="engine config of the golden runs (a shipped name or a TOML file; fp32 ignores it)")
     args = ap.parse_args(argv)
     precisions = args.precisions.split(",")
     unknown = [p for p in precisions if p not in PRECISIONS]
@@ -200,10 +206,16 @@ def main(argv=None) -> int:
     except EnvError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from fixar.config import ConfigError, load
+    try:
+        load(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = jobs_for(args.envs.split(","), precisions, args.seeds, args.steps,
-                    tuple(int(h) for h in args.hidden.split(",")), out, args.eval_episodes, args.lr)
+                    tuple(int(h) for h in args.hidden.split(",")), out, args.eval_episodes, args.lr, args.config)
     print(f"study: {len(jobs)} runs of {args.steps} steps, {args.jobs} at a time; runs in {out / 'runs'}", flush=True)
     results = []
     with worker_pool(max(args.jobs, 1)) as pool:
@@ -214,7 +226,7 @@ def main(argv=None) -> int:
     table = summarize(jobs, results)
     (out / "results.json").write_text(json.dumps(
         {"steps": args.steps, "hidden": args.hidden, "seeds": args.seeds, "lr": args.lr,
-         "qat_quantizer_rounding": _qat_rounding(),
+         "config": args.config, "qat_quantizer_rounding": _qat_rounding(args.config),
          "table": {env: {p: {k: v for k, v in c.items() if k != "curves"} for p, c in row.items()}
                    for env, row in table.items()}}, indent=2) + "\n")
     print(f"wrote {write_report(table, jobs, out)} and {out / 'results.json'}")
