@@ -64,7 +64,7 @@ def commit() -> str:
 
 
 # the studies `make study` wrote (hours each; not re-run here): folder -> key prefix
-STUDIES = {"": "study", "40k": "study40k", "100k": "study100k"}
+STUDIES = {"": "study", "40k": "study40k", "100k": "study100k", "100k_adam_zero": "study100k_adam_zero"}
 
 
 def study_figures(root: Path = ROOT) -> dict:
