@@ -54,7 +54,7 @@ def _run(job: dict) -> dict:
                       warmup=min(1_000, steps // 10), eval_every=max(steps // 10, 1),
                       eval_episodes=job["eval_episodes"], checkpoint_every=max(steps // 10, 1), out=str(out),
                       precision=job["precision"], qat_delay=steps // 2 if job["precision"] == "qat" else None,
-                      config=job.get("config", "default"),
+                      config=job["config"],
                       hyper=Hyper(hidden=tuple(job["hidden"]), actor_lr=job["lr"], critic_lr=job["lr"]))
     trainer = Trainer(run, resume=(out / "checkpoint.npz").exists(), log=lambda *_: None)
     try:
@@ -137,7 +137,8 @@ def write_report(table: dict, jobs: list[dict], out: Path) -> Path:
              f"(FIXAR's budget is 1M), {seeds} seed(s), evaluation = mean return of "
              f"{jobs[0]['eval_episodes']} noise-free episodes every {max(steps // 10, 1)} steps; QAT switches at "
              f"step {steps // 2}; \"second half\" averages the evaluations after it (QAT's 16-bit phase; the "
-             "last evaluation alone swings widely between neighbouring evaluations). fp32: float32 numpy backend; fxp32, qat, fxp16: the bit-exact golden model. "
+             "last evaluation alone swings widely between neighbouring evaluations). "
+             "fp32: float32 numpy backend; fxp32, qat, fxp16: the bit-exact golden model. "
              "qat (after the switch) and fxp16 stop the error where a 16-bit layer input is clipped (the clipped "
              "straight-through estimator, docs/training.md). "
              f"qat's 16-bit quantizer {QAT_ROUNDING_TEXT[_qat_rounding(jobs[0]['config'])]} "
