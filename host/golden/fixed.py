@@ -50,7 +50,8 @@ def requantize(hi, lo, hi_shift: int, shift: int, fmt: FixedFormat, rnd=None, rn
       floor       add 0
       rne         add 2**(shift-1) - 1 + (bit ``shift`` of the value)   (ties to even)
       stochastic  add the top ``shift`` bits of the ``rnd_bits``-bit random word
-      zero        add 2**shift - 1 to a negative value (truncation toward zero)
+      zero        add 2**shift - 1 to a negative value (truncation toward zero;
+                  in hardware only the Adam unit's moments, gen/arith.round_into)
     and then an arithmetic right shift; this is literally what the PE does.
 
     ``hi`` may be the Python int 0 for a one-part value (most callers): the
