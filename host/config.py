@@ -456,8 +456,11 @@ class AdamConfig:
     time; `fixar.golden.adam` checks that they are representable here."""
 
     grad: FixedFormat = FixedFormat(32, 26)                  # Q6.26 weight gradients
-    m: FixedFormat = FixedFormat(32, 26)                     # first moment, the gradient's scale
-    v: FixedFormat = FixedFormat(60, 58, signed=False)       # second moment UQ2.58: g^2 down to 3.5e-18
+    # The moments round toward zero: rounded to nearest, a moment whose
+    # gradient stays 0 sticks a few LSB above 0 and its weight keeps drifting
+    # (docs/adam.md, docs/training.md). P rounds as m does.
+    m: FixedFormat = FixedFormat(32, 26, rounding="zero")    # first moment, the gradient's scale
+    v: FixedFormat = FixedFormat(60, 58, signed=False, rounding="zero")  # second moment UQ2.58: g^2 down to 3.5e-18
     coef_frac: int = 30       # beta1, 1 - beta1, beta2, 1 - beta2
     lr_frac: int = 31         # the per-step size lr_t, UQ0.31
     rsqrt_frac: int = 30      # rsqrt mantissa y, (0.5, 1]

@@ -6,118 +6,121 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [31:0] \$1 ;
   wire [63:0] \$10 ;
-  reg [7:0] \$100 ;
-  reg \$101 ;
+  reg [31:0] \$100 ;
+  reg [30:0] \$101 ;
   reg [31:0] \$102 ;
-  reg [59:0] \$103 ;
-  reg [31:0] \$104 ;
-  reg [64:0] \$105 ;
-  reg [8:0] \$106 ;
-  reg \$107 ;
-  reg [31:0] \$108 ;
-  reg [59:0] \$109 ;
-  wire [30:0] \$11 ;
-  reg [31:0] \$110 ;
-  reg \$111 ;
-  reg [31:0] \$112 ;
+  reg [7:0] \$103 ;
+  reg \$104 ;
+  reg [31:0] \$105 ;
+  reg [59:0] \$106 ;
+  reg [31:0] \$107 ;
+  reg [64:0] \$108 ;
+  reg [8:0] \$109 ;
+  wire \$11 ;
+  reg \$110 ;
+  reg [31:0] \$111 ;
+  reg [59:0] \$112 ;
   reg [31:0] \$113 ;
-  reg [59:0] \$114 ;
-  wire [65:0] \$12 ;
-  wire [66:0] \$13 ;
-  wire \$14 ;
+  reg \$114 ;
+  reg [31:0] \$115 ;
+  reg [31:0] \$116 ;
+  reg [59:0] \$117 ;
+  wire [29:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [66:0] \$14 ;
   wire \$15 ;
-  wire [67:0] \$16 ;
+  wire \$16 ;
   wire [67:0] \$17 ;
-  wire \$18 ;
-  wire [70:0] \$19 ;
+  wire [67:0] \$18 ;
+  wire \$19 ;
   wire [31:0] \$2 ;
   wire [70:0] \$20 ;
-  wire [90:0] \$21 ;
+  wire [70:0] \$21 ;
   wire [90:0] \$22 ;
-  wire [30:0] \$23 ;
-  wire [92:0] \$24 ;
-  wire [93:0] \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire [94:0] \$28 ;
-  wire [94:0] \$29 ;
+  wire [90:0] \$23 ;
+  wire \$24 ;
+  wire [29:0] \$25 ;
+  wire [92:0] \$26 ;
+  wire [93:0] \$27 ;
+  wire \$28 ;
+  wire \$29 ;
   wire [8:0] \$3 ;
-  wire [6:0] \$30 ;
-  wire \$31 ;
+  wire [94:0] \$30 ;
+  wire [94:0] \$31 ;
   wire [6:0] \$32 ;
-  wire [60:0] \$33 ;
+  wire \$33 ;
   wire [6:0] \$34 ;
-  wire [187:0] \$35 ;
-  wire [187:0] \$36 ;
-  wire [7:0] \$37 ;
-  wire [61:0] \$38 ;
-  wire [93:0] \$39 ;
+  wire [60:0] \$35 ;
+  wire [6:0] \$36 ;
+  wire [187:0] \$37 ;
+  wire [187:0] \$38 ;
+  wire [7:0] \$39 ;
   wire [8:0] \$4 ;
-  wire [94:0] \$40 ;
-  wire [126:0] \$41 ;
-  wire [127:0] \$42 ;
-  wire [61:0] \$43 ;
-  wire [93:0] \$44 ;
-  wire [94:0] \$45 ;
-  wire [126:0] \$46 ;
-  wire [127:0] \$47 ;
-  wire [62:0] \$48 ;
-  wire [30:0] \$49 ;
+  wire [61:0] \$40 ;
+  wire [93:0] \$41 ;
+  wire [94:0] \$42 ;
+  wire [126:0] \$43 ;
+  wire [127:0] \$44 ;
+  wire [61:0] \$45 ;
+  wire [93:0] \$46 ;
+  wire [94:0] \$47 ;
+  wire [126:0] \$48 ;
+  wire [127:0] \$49 ;
   wire [9:0] \$5 ;
-  wire [64:0] \$50 ;
-  wire [65:0] \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire [66:0] \$54 ;
-  wire [66:0] \$55 ;
+  wire [62:0] \$50 ;
+  wire \$51 ;
+  wire [29:0] \$52 ;
+  wire [64:0] \$53 ;
+  wire [65:0] \$54 ;
+  wire \$55 ;
   wire \$56 ;
-  wire \$57 ;
-  wire [8:0] \$58 ;
-  wire [8:0] \$59 ;
+  wire [66:0] \$57 ;
+  wire [66:0] \$58 ;
+  wire \$59 ;
   wire [63:0] \$6 ;
-  wire [7:0] \$60 ;
-  wire [192:0] \$61 ;
-  wire [193:0] \$62 ;
-  wire [64:0] \$63 ;
-  wire [194:0] \$64 ;
-  wire [66:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire [30:0] \$69 ;
+  wire \$60 ;
+  wire [8:0] \$61 ;
+  wire [8:0] \$62 ;
+  wire [7:0] \$63 ;
+  wire [192:0] \$64 ;
+  wire [193:0] \$65 ;
+  wire [64:0] \$66 ;
+  wire [194:0] \$67 ;
+  wire [66:0] \$68 ;
+  wire \$69 ;
   wire [8:0] \$7 ;
-  wire [31:0] \$70 ;
+  wire \$70 ;
   wire \$71 ;
-  wire \$72 ;
-  wire [68:0] \$73 ;
-  wire [68:0] \$74 ;
-  reg \$75 ;
-  reg [31:0] \$76 ;
-  reg [31:0] \$77 ;
-  reg [31:0] \$78 ;
-  reg [59:0] \$79 ;
+  wire [30:0] \$72 ;
+  wire [31:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [68:0] \$76 ;
+  wire [68:0] \$77 ;
+  reg \$78 ;
+  reg [31:0] \$79 ;
   wire [62:0] \$8 ;
   reg [31:0] \$80 ;
-  reg [59:0] \$81 ;
-  reg \$82 ;
+  reg [31:0] \$81 ;
+  reg [59:0] \$82 ;
   reg [31:0] \$83 ;
-  reg [31:0] \$84 ;
-  reg [30:0] \$85 ;
-  reg [7:0] \$86 ;
-  reg \$87 ;
-  reg [31:0] \$88 ;
-  reg [59:0] \$89 ;
+  reg [59:0] \$84 ;
+  reg \$85 ;
+  reg [31:0] \$86 ;
+  reg [31:0] \$87 ;
+  reg [30:0] \$88 ;
+  reg [7:0] \$89 ;
   wire [32:0] \$9 ;
-  reg [31:0] \$90 ;
-  reg [30:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [7:0] \$93 ;
-  reg \$94 ;
+  reg \$90 ;
+  reg [31:0] \$91 ;
+  reg [59:0] \$92 ;
+  reg [31:0] \$93 ;
+  reg [30:0] \$94 ;
   reg [31:0] \$95 ;
-  reg [59:0] \$96 ;
-  reg [31:0] \$97 ;
-  reg [30:0] \$98 ;
-  reg [31:0] \$99 ;
+  reg [7:0] \$96 ;
+  reg \$97 ;
+  reg [31:0] \$98 ;
+  reg [59:0] \$99 ;
   input [30:0] b1;
   wire [30:0] b1;
   input [30:0] b2;
@@ -486,436 +489,439 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
     rsqrt_seeds[255] = 31'h20080301;
   end
   assign rd__data = rsqrt_seeds[rd__addr];
-  assign \$2  = \$30 [0] ? \$1  : { 1'h0, \$36 [30:0] };
-  assign \$3  = $signed(\$30 ) - $signed({ 1'h0, \$30 [0] });
+  assign \$2  = \$32 [0] ? \$1  : { 1'h0, \$38 [30:0] };
+  assign \$3  = $signed(\$32 ) - $signed({ 1'h0, \$32 [0] });
   assign \$5  = - $signed(\$4 );
-  assign \$6  = $signed(\$55 [31:0]) * $signed({ 1'h0, lr });
+  assign \$6  = $signed(\$58 [31:0]) * $signed({ 1'h0, lr });
   assign \$7  = $signed(7'h25) - $signed(rsqrt_s4);
   assign \$8  = $signed({ 1'h0, b1 }) * $signed(m0);
   assign \$10  = $signed({ 1'h0, c1 }) * $signed(\$9 );
   assign m_sum = $signed(\$8 ) + $signed(\$10 );
-  assign \$11  = 29'h1fffffff + m_sum[30];
-  assign \$12  = $signed(m_sum) + $signed({ 1'h0, \$11  });
-  assign \$14  = $signed(\$13 ) > $signed(32'd2147483647);
-  assign \$15  = $signed(\$13 ) < $signed(32'd2147483648);
-  assign \$16  = \$15  ? 68'hfffffffff80000000 : { \$13 [66], \$13  };
-  assign \$17  = \$14  ? 68'h0000000007fffffff : \$16 ;
+  assign \$11  = $signed(m_sum) < $signed(1'h0);
+  assign \$12  = \$11  ? 30'h3fffffff : 30'h00000000;
+  assign \$13  = $signed(m_sum) + $signed({ 1'h0, \$12  });
+  assign \$15  = $signed(\$14 ) > $signed(32'd2147483647);
+  assign \$16  = $signed(\$14 ) < $signed(32'd2147483648);
+  assign \$17  = \$16  ? 68'hfffffffff80000000 : { \$14 [66], \$14  };
+  assign \$18  = \$15  ? 68'h0000000007fffffff : \$17 ;
   assign g2 = $signed(g0) * $signed(g0);
-  assign \$18  = g2 > 54'h3fffffffffffff;
-  assign \$20  = \$18  ? 71'h000fffffffffffffff : \$19 ;
-  assign \$21  = b2 * v0;
-  assign \$22  = c2 * \$20 [59:0];
-  assign v_sum = \$21  + \$22 ;
-  assign \$23  = 29'h1fffffff + v_sum[30];
-  assign \$24  = $signed(v_sum) + $signed({ 1'h0, \$23  });
-  assign \$26  = $signed(\$25 ) > $signed(61'h0fffffffffffffff);
-  assign \$27  = $signed(\$25 ) < $signed(1'h0);
-  assign \$28  = \$27  ? 95'h000000000000000000000000 : { \$25 [93], \$25  };
-  assign \$29  = \$26  ? 95'h000000000fffffffffffffff : \$28 ;
+  assign \$19  = g2 > 54'h3fffffffffffff;
+  assign \$21  = \$19  ? 71'h000fffffffffffffff : \$20 ;
+  assign \$22  = b2 * v0;
+  assign \$23  = c2 * \$21 [59:0];
+  assign v_sum = \$22  + \$23 ;
+  assign \$24  = $signed(v_sum) < $signed(1'h0);
+  assign \$25  = \$24  ? 30'h3fffffff : 30'h00000000;
+  assign \$26  = $signed(v_sum) + $signed({ 1'h0, \$25  });
+  assign \$28  = $signed(\$27 ) > $signed(61'h0fffffffffffffff);
+  assign \$29  = $signed(\$27 ) < $signed(1'h0);
+  assign \$30  = \$29  ? 95'h000000000000000000000000 : { \$27 [93], \$27  };
+  assign \$31  = \$28  ? 95'h000000000fffffffffffffff : \$30 ;
   assign rsqrt_x = v1 + e2;
-  assign \$30  = rsqrt_lead - 6'h3a;
-  assign \$31  = rsqrt_lead >= 5'h1e;
-  assign \$32  = rsqrt_lead - 5'h1e;
-  assign \$33  = rsqrt_x >> \$32 ;
-  assign \$34  = 5'h1e - rsqrt_lead;
-  assign \$35  = rsqrt_x << \$34 ;
-  assign \$36  = \$31  ? { 127'h00000000000000000000000000000000, \$33  } : \$35 ;
-  assign rd__addr = { 1'h0, \$36 [29:23] } | \$37 ;
-  assign \$38  = rsqrt_seed * rsqrt_seed;
-  assign \$39  = rsqrt_mant2 * newton0_t1;
-  assign \$40  = 32'd3221225472 - newton0_t2;
-  assign \$41  = $signed(rsqrt_seed) * $signed(\$40 );
-  assign \$43  = rsqrt_y1 * rsqrt_y1;
-  assign \$44  = rsqrt_mant3 * newton1_t1;
-  assign \$45  = 32'd3221225472 - newton1_t2;
-  assign \$46  = $signed(rsqrt_y1) * $signed(\$45 );
-  assign \$48  = $signed(m_newton2) * $signed(rsqrt_y2);
-  assign \$49  = 29'h1fffffff + \$48 [30];
-  assign \$50  = $signed(\$48 ) + $signed({ 1'h0, \$49  });
-  assign \$52  = $signed(\$51 ) > $signed(32'd2147483647);
-  assign \$53  = $signed(\$51 ) < $signed(32'd2147483648);
-  assign \$54  = \$53  ? 67'h7ffffffff80000000 : { \$51 [65], \$51  };
-  assign \$55  = \$52  ? 67'h0000000007fffffff : \$54 ;
-  assign \$56  = $signed(shift) < $signed(2'h1);
-  assign \$57  = $signed(shift) > $signed(8'h41);
-  assign \$58  = \$57  ? 9'h041 : shift;
-  assign \$59  = \$56  ? 9'h001 : \$58 ;
-  assign \$60  = \$59 [6:0] - 1'h1;
-  assign \$61  = 1'h1 << \$60 [6:0];
-  assign \$62  = \$61  - 1'h1;
-  assign \$63  = $signed(q) >>> \$59 [6:0];
-  assign \$64  = $signed(\$62 ) + $signed({ 1'h0, \$63 [0] });
-  assign \$65  = $signed(q) + $signed(\$64 [65:0]);
-  assign update = $signed(\$65 ) >>> \$59 [6:0];
-  assign \$66  = $signed(shift) < $signed(2'h1);
-  assign \$67  = $signed(q) < $signed(1'h0);
-  assign \$68  = $signed(q) > $signed(1'h0);
-  assign \$69  = \$68  ? 31'h7fffffff : 31'h00000000;
-  assign \$70  = \$67  ? 32'd2147483649 : { 1'h0, \$69  };
-  assign update_sat = \$66  ? { \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70  } : update;
+  assign \$32  = rsqrt_lead - 6'h3a;
+  assign \$33  = rsqrt_lead >= 5'h1e;
+  assign \$34  = rsqrt_lead - 5'h1e;
+  assign \$35  = rsqrt_x >> \$34 ;
+  assign \$36  = 5'h1e - rsqrt_lead;
+  assign \$37  = rsqrt_x << \$36 ;
+  assign \$38  = \$33  ? { 127'h00000000000000000000000000000000, \$35  } : \$37 ;
+  assign rd__addr = { 1'h0, \$38 [29:23] } | \$39 ;
+  assign \$40  = rsqrt_seed * rsqrt_seed;
+  assign \$41  = rsqrt_mant2 * newton0_t1;
+  assign \$42  = 32'd3221225472 - newton0_t2;
+  assign \$43  = $signed(rsqrt_seed) * $signed(\$42 );
+  assign \$45  = rsqrt_y1 * rsqrt_y1;
+  assign \$46  = rsqrt_mant3 * newton1_t1;
+  assign \$47  = 32'd3221225472 - newton1_t2;
+  assign \$48  = $signed(rsqrt_y1) * $signed(\$47 );
+  assign \$50  = $signed(m_newton2) * $signed(rsqrt_y2);
+  assign \$51  = $signed(\$50 ) < $signed(1'h0);
+  assign \$52  = \$51  ? 30'h3fffffff : 30'h00000000;
+  assign \$53  = $signed(\$50 ) + $signed({ 1'h0, \$52  });
+  assign \$55  = $signed(\$54 ) > $signed(32'd2147483647);
+  assign \$56  = $signed(\$54 ) < $signed(32'd2147483648);
+  assign \$57  = \$56  ? 67'h7ffffffff80000000 : { \$54 [65], \$54  };
+  assign \$58  = \$55  ? 67'h0000000007fffffff : \$57 ;
+  assign \$59  = $signed(shift) < $signed(2'h1);
+  assign \$60  = $signed(shift) > $signed(8'h41);
+  assign \$61  = \$60  ? 9'h041 : shift;
+  assign \$62  = \$59  ? 9'h001 : \$61 ;
+  assign \$63  = \$62 [6:0] - 1'h1;
+  assign \$64  = 1'h1 << \$63 [6:0];
+  assign \$65  = \$64  - 1'h1;
+  assign \$66  = $signed(q) >>> \$62 [6:0];
+  assign \$67  = $signed(\$65 ) + $signed({ 1'h0, \$66 [0] });
+  assign \$68  = $signed(q) + $signed(\$67 [65:0]);
+  assign update = $signed(\$68 ) >>> \$62 [6:0];
+  assign \$69  = $signed(shift) < $signed(2'h1);
+  assign \$70  = $signed(q) < $signed(1'h0);
+  assign \$71  = $signed(q) > $signed(1'h0);
+  assign \$72  = \$71  ? 31'h7fffffff : 31'h00000000;
+  assign \$73  = \$70  ? 32'd2147483649 : { 1'h0, \$72  };
+  assign update_sat = \$69  ? { \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73  } : update;
   assign w_minus_update = $signed(w_q) - $signed(update_sat);
-  assign \$71  = $signed(w_minus_update) > $signed(32'd2147483647);
-  assign \$72  = $signed(w_minus_update) < $signed(32'd2147483648);
-  assign \$73  = \$72  ? 69'h1fffffffff80000000 : { w_minus_update[67], w_minus_update };
-  assign \$74  = \$71  ? 69'h00000000007fffffff : \$73 ;
+  assign \$74  = $signed(w_minus_update) > $signed(32'd2147483647);
+  assign \$75  = $signed(w_minus_update) < $signed(32'd2147483648);
+  assign \$76  = \$75  ? 69'h1fffffffff80000000 : { w_minus_update[67], w_minus_update };
+  assign \$77  = \$74  ? 69'h00000000007fffffff : \$76 ;
   always @(posedge clk)
-    valid0 <= \$75 ;
+    valid0 <= \$78 ;
   always @(posedge clk)
-    w0 <= \$76 ;
+    w0 <= \$79 ;
   always @(posedge clk)
-    g0 <= \$77 ;
+    g0 <= \$80 ;
   always @(posedge clk)
-    m0 <= \$78 ;
+    m0 <= \$81 ;
   always @(posedge clk)
-    v0 <= \$79 ;
+    v0 <= \$82 ;
   always @(posedge clk)
-    m1 <= \$80 ;
+    m1 <= \$83 ;
   always @(posedge clk)
-    v1 <= \$81 ;
+    v1 <= \$84 ;
   always @(posedge clk)
-    valid1 <= \$82 ;
+    valid1 <= \$85 ;
   always @(posedge clk)
-    w1 <= \$83 ;
+    w1 <= \$86 ;
   always @(posedge clk)
-    rsqrt_mant2 <= \$84 ;
+    rsqrt_mant2 <= \$87 ;
   always @(posedge clk)
-    rsqrt_seed <= \$85 ;
+    rsqrt_seed <= \$88 ;
   always @(posedge clk)
-    rsqrt_s2 <= \$86 ;
+    rsqrt_s2 <= \$89 ;
   always @(posedge clk)
-    valid2 <= \$87 ;
+    valid2 <= \$90 ;
   always @(posedge clk)
-    m2 <= \$88 ;
+    m2 <= \$91 ;
   always @(posedge clk)
-    v2 <= \$89 ;
+    v2 <= \$92 ;
   always @(posedge clk)
-    w2 <= \$90 ;
+    w2 <= \$93 ;
   always @(posedge clk)
-    rsqrt_y1 <= \$91 ;
+    rsqrt_y1 <= \$94 ;
   always @(posedge clk)
-    rsqrt_mant3 <= \$92 ;
+    rsqrt_mant3 <= \$95 ;
   always @(posedge clk)
-    rsqrt_s3 <= \$93 ;
+    rsqrt_s3 <= \$96 ;
   always @(posedge clk)
-    valid_newton1 <= \$94 ;
+    valid_newton1 <= \$97 ;
   always @(posedge clk)
-    m_newton1 <= \$95 ;
+    m_newton1 <= \$98 ;
   always @(posedge clk)
-    v_newton1 <= \$96 ;
+    v_newton1 <= \$99 ;
   always @(posedge clk)
-    w_newton1 <= \$97 ;
+    w_newton1 <= \$100 ;
   always @(posedge clk)
-    rsqrt_y2 <= \$98 ;
+    rsqrt_y2 <= \$101 ;
   always @(posedge clk)
-    rsqrt_mant4 <= \$99 ;
+    rsqrt_mant4 <= \$102 ;
   always @(posedge clk)
-    rsqrt_s4 <= \$100 ;
+    rsqrt_s4 <= \$103 ;
   always @(posedge clk)
-    valid_newton2 <= \$101 ;
+    valid_newton2 <= \$104 ;
   always @(posedge clk)
-    m_newton2 <= \$102 ;
+    m_newton2 <= \$105 ;
   always @(posedge clk)
-    v_newton2 <= \$103 ;
+    v_newton2 <= \$106 ;
   always @(posedge clk)
-    w_newton2 <= \$104 ;
+    w_newton2 <= \$107 ;
   always @(posedge clk)
-    q <= \$105 ;
+    q <= \$108 ;
   always @(posedge clk)
-    shift <= \$106 ;
+    shift <= \$109 ;
   always @(posedge clk)
-    valid_q <= \$107 ;
+    valid_q <= \$110 ;
   always @(posedge clk)
-    m_q <= \$108 ;
+    m_q <= \$111 ;
   always @(posedge clk)
-    v_q <= \$109 ;
+    v_q <= \$112 ;
   always @(posedge clk)
-    w_q <= \$110 ;
+    w_q <= \$113 ;
   always @(posedge clk)
-    out_valid <= \$111 ;
+    out_valid <= \$114 ;
   always @(posedge clk)
-    out_w <= \$112 ;
+    out_w <= \$115 ;
   always @(posedge clk)
-    out_m <= \$113 ;
+    out_m <= \$116 ;
   always @(posedge clk)
-    out_v <= \$114 ;
+    out_v <= \$117 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$75  = valid;
+    \$78  = valid;
     if (rst) begin
-      \$75  = 1'h0;
+      \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$76  = w;
+    \$79  = w;
     if (rst) begin
-      \$76  = 32'd0;
+      \$79  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$77  = g;
-    if (rst) begin
-      \$77  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$78  = m;
-    if (rst) begin
-      \$78  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = v;
-    if (rst) begin
-      \$79  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = \$17 [31:0];
+    \$80  = g;
     if (rst) begin
       \$80  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$81  = \$29 [59:0];
+    \$81  = m;
     if (rst) begin
-      \$81  = 60'h000000000000000;
+      \$81  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$82  = valid0;
+    \$82  = v;
     if (rst) begin
-      \$82  = 1'h0;
+      \$82  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$83  = w0;
+    \$83  = \$18 [31:0];
     if (rst) begin
       \$83  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$84  = \$2 ;
+    \$84  = \$31 [59:0];
     if (rst) begin
-      \$84  = 32'd0;
+      \$84  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$85  = rd__data;
+    \$85  = valid0;
     if (rst) begin
-      \$85  = 31'h00000000;
+      \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$86  = \$5 [7:0];
+    \$86  = w0;
     if (rst) begin
-      \$86  = 8'h00;
+      \$86  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$87  = valid1;
+    \$87  = \$2 ;
     if (rst) begin
-      \$87  = 1'h0;
+      \$87  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = m1;
+    \$88  = rd__data;
     if (rst) begin
-      \$88  = 32'd0;
+      \$88  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = v1;
+    \$89  = \$5 [7:0];
     if (rst) begin
-      \$89  = 60'h000000000000000;
+      \$89  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = w1;
+    \$90  = valid1;
     if (rst) begin
-      \$90  = 32'd0;
+      \$90  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = \$42 [30:0];
+    \$91  = m1;
     if (rst) begin
-      \$91  = 31'h00000000;
+      \$91  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = rsqrt_mant2;
+    \$92  = v1;
     if (rst) begin
-      \$92  = 32'd0;
+      \$92  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = rsqrt_s2;
+    \$93  = w1;
     if (rst) begin
-      \$93  = 8'h00;
+      \$93  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = valid2;
+    \$94  = \$44 [30:0];
     if (rst) begin
-      \$94  = 1'h0;
+      \$94  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = m2;
+    \$95  = rsqrt_mant2;
     if (rst) begin
       \$95  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = v2;
+    \$96  = rsqrt_s2;
     if (rst) begin
-      \$96  = 60'h000000000000000;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = w2;
+    \$97  = valid2;
     if (rst) begin
-      \$97  = 32'd0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = \$47 [30:0];
+    \$98  = m2;
     if (rst) begin
-      \$98  = 31'h00000000;
+      \$98  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = rsqrt_mant3;
+    \$99  = v2;
     if (rst) begin
-      \$99  = 32'd0;
+      \$99  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = rsqrt_s3;
+    \$100  = w2;
     if (rst) begin
-      \$100  = 8'h00;
+      \$100  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = valid_newton1;
+    \$101  = \$49 [30:0];
     if (rst) begin
-      \$101  = 1'h0;
+      \$101  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = m_newton1;
+    \$102  = rsqrt_mant3;
     if (rst) begin
       \$102  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = v_newton1;
+    \$103  = rsqrt_s3;
     if (rst) begin
-      \$103  = 60'h000000000000000;
+      \$103  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = w_newton1;
+    \$104  = valid_newton1;
     if (rst) begin
-      \$104  = 32'd0;
+      \$104  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = { \$6 [63], \$6  };
+    \$105  = m_newton1;
     if (rst) begin
-      \$105  = 65'h00000000000000000;
+      \$105  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = \$7 ;
+    \$106  = v_newton1;
     if (rst) begin
-      \$106  = 9'h000;
+      \$106  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = valid_newton2;
+    \$107  = w_newton1;
     if (rst) begin
-      \$107  = 1'h0;
+      \$107  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = m_newton2;
+    \$108  = { \$6 [63], \$6  };
     if (rst) begin
-      \$108  = 32'd0;
+      \$108  = 65'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = v_newton2;
+    \$109  = \$7 ;
     if (rst) begin
-      \$109  = 60'h000000000000000;
+      \$109  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = w_newton2;
+    \$110  = valid_newton2;
     if (rst) begin
-      \$110  = 32'd0;
+      \$110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = valid_q;
+    \$111  = m_newton2;
     if (rst) begin
-      \$111  = 1'h0;
+      \$111  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = \$74 [31:0];
+    \$112  = v_newton2;
     if (rst) begin
-      \$112  = 32'd0;
+      \$112  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = m_q;
+    \$113  = w_newton2;
     if (rst) begin
       \$113  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = v_q;
+    \$114  = valid_q;
     if (rst) begin
-      \$114  = 60'h000000000000000;
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$115  = \$77 [31:0];
+    if (rst) begin
+      \$115  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$116  = m_q;
+    if (rst) begin
+      \$116  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$117  = v_q;
+    if (rst) begin
+      \$117  = 60'h000000000000000;
     end
   end
   always @* begin
@@ -1105,42 +1111,42 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
       rsqrt_lead = 6'h3c;
     end
   end
-  assign m_new_sat = \$17 [31:0];
-  assign v_new_sat = \$29 [60:0];
-  assign rsqrt_k = { \$30 [6], \$30  };
-  assign rsqrt_norm = \$36 [30:0];
-  assign newton0_y = \$42 [32:0];
-  assign newton1_y = \$47 [32:0];
-  assign p_sat = \$55 [31:0];
-  assign w_new_sat = \$74 [31:0];
-  assign m_rnd_rounded = { \$12 [65], \$12  };
-  assign m_new_q = { \$13 [66], \$13  };
-  assign g2_in_v = \$20 [59:0];
-  assign v_rnd_rounded = { \$24 [92], \$24  };
-  assign v_new_q = { \$25 [93], \$25  };
-  assign newton0_corr = { \$40 [94], \$40  };
-  assign newton0_prod = { \$41 [126], \$41  };
-  assign newton1_corr = { \$45 [94], \$45  };
-  assign newton1_prod = { \$46 [126], \$46  };
-  assign p_full = { \$48 [62], \$48  };
-  assign p_rnd_rounded = { \$50 [64], \$50  };
-  assign p_q = { \$51 [65], \$51  };
-  assign shift_pos = \$59 [6:0];
-  assign shift_pos_m1 = \$60 [6:0];
-  assign update_add = \$64 [65:0];
+  assign m_new_sat = \$18 [31:0];
+  assign v_new_sat = \$31 [60:0];
+  assign rsqrt_k = { \$32 [6], \$32  };
+  assign rsqrt_norm = \$38 [30:0];
+  assign newton0_y = \$44 [32:0];
+  assign newton1_y = \$49 [32:0];
+  assign p_sat = \$58 [31:0];
+  assign w_new_sat = \$77 [31:0];
+  assign m_rnd_rounded = { \$13 [65], \$13  };
+  assign m_new_q = { \$14 [66], \$14  };
+  assign g2_in_v = \$21 [59:0];
+  assign v_rnd_rounded = { \$26 [92], \$26  };
+  assign v_new_q = { \$27 [93], \$27  };
+  assign newton0_corr = { \$42 [94], \$42  };
+  assign newton0_prod = { \$43 [126], \$43  };
+  assign newton1_corr = { \$47 [94], \$47  };
+  assign newton1_prod = { \$48 [126], \$48  };
+  assign p_full = { \$50 [62], \$50  };
+  assign p_rnd_rounded = { \$53 [64], \$53  };
+  assign p_q = { \$54 [65], \$54  };
+  assign shift_pos = \$62 [6:0];
+  assign shift_pos_m1 = \$63 [6:0];
+  assign update_add = \$67 [65:0];
   assign w_new_q = { w_minus_update[67], w_minus_update };
-  assign \$1  = { \$36 [30:0], 1'h0 };
+  assign \$1  = { \$38 [30:0], 1'h0 };
   assign \$4  = { \$3 [8], \$3 [8:1] };
-  assign \$51  = { \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64], \$50 [64:30] };
+  assign \$54  = { \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64:30] };
   assign \$9  = { g0[31], g0 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:30] };
-  assign \$19  = { 1'h0, g2, 6'h00 };
-  assign \$25  = { \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92], \$24 [92:30] };
-  assign \$37  = { \$30 [0], 7'h00 };
-  assign newton0_t1 = { 30'h00000000, \$38 [61:30] };
-  assign newton0_t2 = { 30'h00000000, \$39 [93:30] };
-  assign \$42  = { \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126], \$41 [126:31] };
-  assign newton1_t1 = { 30'h00000000, \$43 [61:30] };
-  assign newton1_t2 = { 30'h00000000, \$44 [93:30] };
-  assign \$47  = { \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126:31] };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:30] };
+  assign \$20  = { 1'h0, g2, 6'h00 };
+  assign \$27  = { \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92:30] };
+  assign \$39  = { \$32 [0], 7'h00 };
+  assign newton0_t1 = { 30'h00000000, \$40 [61:30] };
+  assign newton0_t2 = { 30'h00000000, \$41 [93:30] };
+  assign \$44  = { \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126:31] };
+  assign newton1_t1 = { 30'h00000000, \$45 [61:30] };
+  assign newton1_t2 = { 30'h00000000, \$46 [93:30] };
+  assign \$49  = { \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126:31] };
 endmodule

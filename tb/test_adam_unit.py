@@ -1,7 +1,6 @@
 """pytest entry points for the Adam-unit bench."""
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import pytest
@@ -28,17 +27,11 @@ def test_adam_unit_narrow():
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
 
 
-def _toward_zero():
-    cfg = load("default")
-    ad = cfg.adam
-    return cfg.variant(name="adam_zero", adam=dataclasses.replace(
-        ad, m=dataclasses.replace(ad.m, rounding="zero"), v=dataclasses.replace(ad.v, rounding="zero")))
-
-
-def test_adam_unit_moments_rounded_toward_zero():
-    """adam.m and adam.v rounded toward zero (so that moments decay to 0):
-    the unit against the golden model, which follows the same config."""
-    cfg = _toward_zero()
+def test_adam_unit_moments_rounded_to_nearest():
+    """adam.m and adam.v rounded to nearest (the shipped config adam_rne, the
+    default before the moments were rounded toward zero): the unit against
+    the golden model, which follows the same config."""
+    cfg = load("adam_rne")
     res = run_module("verilator", cfg, generated(cfg), "fixar_adam", "fixar.tb.adam_bench",
                      env={"FIXAR_BLOCKS": "8", "FIXAR_BLOCK_SIZE": "500"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
@@ -47,14 +40,13 @@ def test_adam_unit_moments_rounded_toward_zero():
 def test_bench_catches_moments_floored_instead_of_truncated():
     """The first toward-zero rounding (m's) loses its correction for negative
     sums, i.e. it floors: the bench must fail."""
-    cfg = _toward_zero()
-    src_dir = generated(cfg)
+    cfg = load("default")
     cf = cfg.adam.coef_frac
-    text = (src_dir / "fixar_adam.v").read_text()
+    text = (shipped_rtl() / "fixar_adam.v").read_text()
     found = re.search(rf"\? {cf}'h{(1 << cf) - 1:x} : {cf}'h0+;", text)
-    assert found, "the toward-zero correction was not found in fixar_adam.v"
+    assert found, "the toward-zero correction was not found in rtl/fixar_adam.v"
     res = run_mutated(cfg, "fixar_adam", "fixar.tb.adam_bench", found.group(0),
-                      found.group(0).replace(f"{cf}'h{(1 << cf) - 1:x}", f"{cf}'h0"), src_dir=src_dir,
+                      found.group(0).replace(f"{cf}'h{(1 << cf) - 1:x}", f"{cf}'h0"),
                       env={"FIXAR_BLOCKS": "4", "FIXAR_BLOCK_SIZE": "500"})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice moments that floor"
 

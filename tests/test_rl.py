@@ -293,10 +293,10 @@ def test_study_runs_the_golden_precisions_on_another_config(tmp_path):
 
     from fixar.rl.study import main as study
     args = ["--envs", "Pendulum-v1", "--precisions", "fp32,fxp32", "--seeds", "1", "--steps", "200", "--hidden",
-            "8,8", "--eval-episodes", "1", "--jobs", "1", "--config", "adam_zero", "--out", str(tmp_path)]
+            "8,8", "--eval-episodes", "1", "--jobs", "1", "--config", "adam_rne", "--out", str(tmp_path)]
     assert study(args) == 0
-    assert json.loads((tmp_path / "results.json").read_text())["config"] == "adam_zero"
-    assert "Engine config of fxp32, qat and fxp16: `adam_zero`" in (tmp_path / "README.md").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["config"] == "adam_rne"
+    assert "Engine config of fxp32, qat and fxp16: `adam_rne`" in (tmp_path / "README.md").read_text()
     with np.load(tmp_path / "runs" / "Pendulum-v1" / "fxp32" / "seed0" / "checkpoint.npz") as z:
         header = json.loads(z["__header__"].tobytes())
-    assert header["settings"]["config"] == "adam_zero"
+    assert header["settings"]["config"] == "adam_rne"
