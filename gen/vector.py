@@ -5,8 +5,9 @@ derivatives, soft target updates and exploration noise.
 
 Ports: ``valid``, ``op``, ``count`` (lanes in use, a prefix; only NOISE
 looks at it: it draws two PRNG words per used lane, lane 0 first), rows
-``a`` and ``b``, one ``flag`` bit per lane, the coefficient ``c``, RELU_MASK's
-``limit`` (unsigned: 2^(bits - 1) lets every positive b through); the result
+``a`` and ``b``, one ``flag`` bit per lane, the coefficient ``c``, the
+``limit`` of RELU_MASK and DTANH (unsigned: 2^(bits - 1) lets every positive
+b through RELU_MASK and changes nothing in DTANH); the result
 row ``y`` with ``out_valid`` ``LATENCY`` cycles later. ``seed_we``/``seed``
 load the xorshift32 state (reset: ``prng.seed``); ``prng_state`` shows it.
 
@@ -110,8 +111,10 @@ class VectorUnit(wiring.Component):
             x = Signal(signed(bits + 1), name=f"lane{j}_x")
             m.d.comb += x.eq(Mux(op0 == VecOp.SCALE, a, Mux(op0 == VecOp.TD, b, a - b)))
             prods.append(reg(signed(bits + cf + 3), f"lane{j}_prod", x * c0))
+            # DTANH: b at or beyond +-limit is a saturated tanh seen through a
+            # quantizer (its grid rarely holds +-one): tanh' = 0 there, as at +-one
             bc = Signal(signed(F + 2), name=f"lane{j}_bclip")
-            m.d.comb += bc.eq(Mux(b > one, one, Mux(b < -one, -one, b)))
+            m.d.comb += bc.eq(Mux((b >= limit0) | (b <= -limit0), one, Mux(b > one, one, Mux(b < -one, -one, b))))
             sq = Signal(signed(2 * F + 4), name=f"lane{j}_bsq")
             m.d.comb += sq.eq(bc * bc)
             dtanhs.append(reg(signed(F + 3), f"lane{j}_dtanh", one - rne(m, sq, F, f"lane{j}_bsq")))

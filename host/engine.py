@@ -20,7 +20,7 @@ from fixar.array_ops import (bias_image, feature_major_image, slot_major_image, 
                              weight_image)
 from fixar.config import FixarConfig, Scalar, quantizer_widths
 from fixar.golden.fixed import I64
-from fixar.golden.qat import LayerQuantizers
+from fixar.golden.qat import LayerQuantizers, tanh_limit
 from fixar.program import Program, compile_ddpg, encode, quantizer_index
 
 
@@ -100,7 +100,9 @@ class EngineHost:
         """The program of the agent's phase: FXP32 (QAT phase 1 tracks ranges
         on the way), or QAT phase 2 (quantizers at the output stage)."""
         self.prog: Program = compile_ddpg(self.cfg, self.obs_dim, self.act_dim, self.hidden, self.batch,
-                                          quantized=self.quantized, tops=self.quantizer_tops())
+                                          quantized=self.quantized, tops=self.quantizer_tops(),
+                                          tanh_limit=tanh_limit(self.quantizers["critic"], 0) if self.quantized
+                                          else None)
         self.words, self.act_pc = encode(self.cfg, self.prog, self.batch)
 
     # ------------------------------------------------------------ QAT

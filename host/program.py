@@ -83,7 +83,7 @@ class Vec:
     n_tiles: int | None = None
     lanes: int | None = None    # NOISE: elements of the row that draw noise (None: all)
     one_core: bool = False      # only core 0's rows (acting: one vector, held by every core)
-    limit: int | None = None    # RELU_MASK: b's quantizer top (None: config.mask_no_limit)
+    limit: int | None = None    # RELU_MASK: b's quantizer top; DTANH: saturated tanh on b's grid (None: config.mask_no_limit)
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,8 @@ def quantizer_index(p: "Program", net: str, layer: int) -> int:
 
 
 def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int,
-                 quantized: bool = False, tops: Mapping[tuple[str, int], int] | None = None) -> Program:
+                 quantized: bool = False, tops: Mapping[tuple[str, int], int] | None = None,
+                 tanh_limit: int | None = None) -> Program:
     """The DDPG training step of docs/training.md for actor obs -> hidden ->
     act (ReLU, tanh) and critic obs+act -> hidden -> 1. Without ``quantized``
     (FXP32, and QAT phase 1) the forward passes of the updates track the
@@ -186,7 +187,9 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     product whose output feeds a layer sends it through that layer's
     quantizer, and the host writes the networks' inputs quantized. Phase 2
     needs ``tops``, each quantizer's largest value by (network, layer): the
-    backward's ReLU masks stop the error there (docs/training.md)."""
+    backward's ReLU masks stop the error there (docs/training.md), and
+    ``tanh_limit``, where mu on the critic's input grid counts as a saturated
+    tanh (DTANH passes no error there; :func:`fixar.golden.qat.tanh_limit`)."""
     R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
     if R != C:
         raise ProgramError("the program needs square tiles (array.rows == array.cols)")
@@ -243,6 +246,8 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
                    if tops is None or (net, i) not in tops]
         if missing:
             raise ProgramError(f"QAT phase 2: no quantizer top for the inputs {missing} (the ReLU masks need them)")
+        if tanh_limit is None:
+            raise ProgramError("QAT phase 2: no tanh_limit (DTANH needs mu's saturated value on the critic's grid)")
 
     # host-written batch tensors (the actor's inputs apart from the critic's:
     # after the QAT switch each goes through its own network's quantizer)
@@ -332,7 +337,8 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     qa_outs, _ = forward("critic", smu, tag="(s,mu)")
     dx = backward("critic", d_actor, [smu] + qa_outs[:-1], None, want_input=True, grads=False, tag="(s,mu)")
     d_mu = act("dmu", act_dim)
-    p.instrs.append(Vec(VecOp.DTANH, dx, smu, d_mu, a_tile=a_tile, b_tile=a_tile))
+    p.instrs.append(Vec(VecOp.DTANH, dx, smu, d_mu, a_tile=a_tile, b_tile=a_tile,
+                        limit=tanh_limit if quantized else None))
     backward("actor", d_mu, [s_in] + a_outs[:-1], [s_t] + a_outs_t[:-1])
     p.instrs.append(Adam("actor", "actor_lr"))
     # 4. targets

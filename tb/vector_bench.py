@@ -3,8 +3,8 @@
 Random rows through every operation, the operation changing every cycle
 (with bubbles), operands mixing every magnitude, the format extremes and the
 values the operations branch on (0, +-1, +-1 +- 1 LSB); coefficients real
-(gamma, tau, 2/B, noise scale) and random; RELU_MASK's limit absent, random,
-or equal to one of the row's b. NOISE rows use a random number of lanes, and
+(gamma, tau, 2/B, noise scale) and random; the limit (RELU_MASK's and
+DTANH's) absent, random, just below one, or equal to one of the row's b. NOISE rows use a random number of lanes, and
 the PRNG is reseeded once in the middle of the run.
 """
 from __future__ import annotations
@@ -48,6 +48,7 @@ async def test_vector_bit_exact(dut):
     rows = int(os.environ.get("FIXAR_ROWS", "20000"))
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
     L, bits, cf = cfg.array.rows, cfg.pe.act32.bits, cfg.vector.coef_frac
+    one = 1 << cfg.pe.act32.frac
     real = [round(x * 2 ** cf) for x in (0.99, 0.005, 2 / 64, 2 / 512, 0.1 * 3 ** 0.5, 0.3 * 3 ** 0.5, 1.0)]
 
     Clock(dut.clk, 10, unit="ns").start()
@@ -82,10 +83,11 @@ async def test_vector_bit_exact(dut):
             flag = rng.random(L) < 0.5
             c = int(rng.choice(real)) if rng.random() < 0.5 else int(rng.integers(0, 1 << (cf + 1)))
             count = int(rng.integers(1, L + 1))
-            # RELU_MASK's limit: none (2^(bits-1)), one of the row's b (the mask's edge), or any
-            kind = rng.integers(0, 3)
+            # RELU_MASK's and DTANH's limit: none (2^(bits-1)), one of the row's b (the
+            # edge), just below one (where DTANH's limits lie), or any
+            kind = rng.integers(0, 4)
             limit = (1 << (bits - 1)) if kind == 0 else int(abs(b[rng.integers(0, L)])) if kind == 1 \
-                else int(rng.integers(0, (1 << (bits - 1)) + 1))
+                else one - int(rng.integers(0, 1 << 12)) if kind == 2 else int(rng.integers(0, (1 << (bits - 1)) + 1))
             if op == VecOp.NOISE:
                 y, state = noise_add(cfg, a[:count], state, c)
                 y = np.concatenate([y, np.zeros(L - count, dtype=I64)])

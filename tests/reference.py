@@ -99,8 +99,9 @@ def vector_reference(cfg, op: str, a: int, b: int, flag: bool, c: int, limit: in
         return sat(b + scale(a - b))
     if op == "RELU_MASK":
         return a if 0 < b < (2 ** (fmt.bits - 1) if limit is None else limit) else 0
-    if op == "DTANH":
-        bc = max(-one, min(one, b))
+    if op == "DTANH":   # at or beyond +-limit b counts as a saturated tanh (+-one)
+        top = 2 ** (fmt.bits - 1) if limit is None else limit
+        bc = one if abs(b) >= top else max(-one, min(one, b))
         return sat(round(Fraction(a * (one - round(Fraction(bc * bc, one))), one)))
     raise ValueError(op)
 

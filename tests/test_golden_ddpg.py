@@ -120,3 +120,56 @@ def test_qat_error_stops_where_a_quantizer_clips():
     D = vector_op(cfg, VecOp.SCALE, vector_op(cfg, VecOp.SUB, q, y), c=ddpg.loss_scale)
     D2 = vector_op(cfg, VecOp.RELU_MASK, transposed(cfg, ddpg.critic.W[2], D), acts[2], limit=qc.top(2))
     assert np.any(transposed(cfg, ddpg.critic.W[1], D2)[pinned] != 0)
+
+
+@pytest.mark.parametrize("precision", ["qat", "fxp16"])
+def test_saturated_tanh_passes_no_error_through_the_critics_grid(precision):
+    """A saturated actor output (mu = +-1 exactly) reaches the critic on its
+    16-bit grid, which rarely holds +-1: there tanh' = 1 - mu^2 would be small
+    but not 0, and Adam, which divides by the gradient's size, would keep
+    pushing the output weights at full speed with no effect on mu (a QAT run
+    grew one to 703). DTANH's limit makes tanh' exactly 0 there."""
+    import numpy as np
+
+    from fixar.config import VecOp
+    from fixar.golden.fixed import quantize
+    from fixar.golden.qat import tanh_limit
+    from fixar.golden.vector import vector_op
+    cfg = load("small")
+    obs, act, batch = 3, 2, 16
+    ddpg = GoldenBackend(obs, act, dataclasses.replace(Hyper(), hidden=(8, 8), batch=batch), 0, cfg).ddpg
+    rng = np.random.default_rng(3)
+    fmt = cfg.pe.act32
+    one = 1 << fmt.frac
+
+    def batch_of():
+        return (quantize(rng.normal(size=(obs, batch)) * 3, fmt), quantize(rng.uniform(-1, 1, (act, batch)), fmt),
+                quantize(rng.normal(size=batch), fmt), quantize(rng.normal(size=(obs, batch)) * 3, fmt),
+                rng.random(batch) < 0.1)
+
+    if precision == "qat":
+        ddpg.enable_qat()
+        ddpg.train(*batch_of())
+        ddpg.switch_to_fxp16()
+    else:
+        ddpg.use_fxp16_from_scratch()
+    # the output layer's bias drives mu to +1 and -1 whatever the state
+    w = cfg.pe.weight
+    ddpg.actor.W[-1][...] = 0
+    ddpg.actor.b[-1][...] = np.array([w.max_int, w.min_int])[:act] >> 4
+    # and the critic's output weights large, so that the error reaching mu
+    # survives the small tanh' (+1 on a 16-bit grid is at most ~2^-15 below
+    # it); small states keep the critic's hidden inputs under FXP16's top
+    ddpg.critic.W[-1][...] = np.clip(ddpg.critic.W[-1] << 8, w.min_int, w.max_int)
+    S = quantize(rng.normal(size=(obs, batch)) * 0.1, fmt)
+    mu = ddpg.actor.forward(cfg, S, ddpg._q("actor"))[-1]
+    assert np.array_equal(np.abs(mu), np.full_like(mu, one)), "the test needs saturated outputs"
+    qc = ddpg._q("critic")
+    seen = qc.fake_quantize(0, mu)
+    assert np.any(np.abs(seen) < one), "the test needs a grid without +1 or -1 (else there is nothing to show)"
+    limit = tanh_limit(qc, 0)
+    assert limit == np.abs(seen).min() < one
+    # without the limit the error would pass (tanh' of the seen value is not 0)
+    assert np.any(vector_op(cfg, VecOp.DTANH, np.full_like(seen, one), seen) != 0)
+    grads = ddpg.actor_gradients(S)
+    assert not grads[-2].any() and not grads[-1].any(), "the saturated output layer still got gradient"

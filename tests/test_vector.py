@@ -26,8 +26,9 @@ def test_vector_op_matches_reference(op):
     n = 2000
     a, b = _operands(rng, n), _operands(rng, n)
     flag = rng.random(n) < 0.5
-    limits = (None, ONE, int(b[b > 0][0]), 2 ** (FMT.bits - 1), 0)   # b's own value: the mask's edge
-    for c, limit in zip((round(0.99 * 2 ** 30), round(0.005 * 2 ** 30), 2 ** 31 - 1, 1, 12345), limits):
+    # b's own value: the edge; just below one: where DTANH's limits lie
+    limits = (None, ONE, int(b[b > 0][0]), 2 ** (FMT.bits - 1), 0, ONE - 1234)
+    for c, limit in zip((round(0.99 * 2 ** 30), round(0.005 * 2 ** 30), 2 ** 31 - 1, 1, 12345, 7), limits):
         got = vector_op(CFG, op, a, b, flag, c, limit)
         want = [ref.vector_reference(CFG, op.name, int(x), int(y), bool(f), c, limit) for x, y, f in zip(a, b, flag)]
         assert got.tolist() == want, f"{op.name} with c = {c}, limit = {limit}"
@@ -40,6 +41,17 @@ def test_relu_mask_stops_the_error_at_the_quantizer_top():
     assert vector_op(CFG, VecOp.RELU_MASK, a, b, limit=100).tolist() == [0, 0, 30, 40, 0, 0, 0]
     with pytest.raises(ValueError, match="limit"):
         vector_op(CFG, VecOp.RELU_MASK, a, b, limit=2 ** (FMT.bits - 1) + 1)
+
+
+def test_dtanh_is_zero_from_its_limit_on():
+    """DTANH's limit marks where b is a saturated tanh seen on a quantizer's
+    grid: from |b| = limit on, the derivative is 0 as at +-one itself."""
+    b = np.array([ONE - 40, ONE - 33, ONE - 32, -(ONE - 32), -(ONE - 31), ONE, -ONE, 0])
+    a = np.full(len(b), ONE)
+    free = vector_op(CFG, VecOp.DTANH, a, b)
+    assert np.all(free[:5] > 0) and free[5] == free[6] == 0 and free[7] == ONE
+    got = vector_op(CFG, VecOp.DTANH, a, b, limit=ONE - 32)
+    assert got.tolist() == [free[0], free[1], 0, 0, 0, 0, 0, ONE]
 
 
 def test_noise_matches_reference_and_has_its_moments():

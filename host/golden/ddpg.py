@@ -24,7 +24,7 @@ from fixar.golden.adam import AdamCodes, StepSize, adam_update_flat, scalar_code
 from fixar.golden.fixed import I64, quantize, requantize, saturate
 from fixar.golden.layer import linear, transposed
 from fixar.golden.matmul import fxp32_sums
-from fixar.golden.qat import Fixed16, LayerQuantizers
+from fixar.golden.qat import Fixed16, LayerQuantizers, tanh_limit
 from fixar.golden.vector import noise_add, vector_op
 
 
@@ -208,8 +208,8 @@ class FixedDDPG:
         _, dx = self._backward(self.critic, qa_acts, d_out, self._q("critic"), want_input=True)
         da = dx[self.obs_dim:]
         # tanh' from mu as the critic saw it (its 16-bit value after the QAT switch:
-        # the engine keeps only that copy of mu)
-        d_mu = vector_op(cfg, VecOp.DTANH, da, qa_acts[0][self.obs_dim:])
+        # the engine keeps only that copy of mu), zero where that is a saturated tanh
+        d_mu = vector_op(cfg, VecOp.DTANH, da, qa_acts[0][self.obs_dim:], limit=tanh_limit(self._q("critic"), 0))
         grads, _ = self._backward(self.actor, a_acts, d_mu, self._q("actor"))
         return grads
 

@@ -100,6 +100,21 @@ class LayerQuantizers:
         self.zero = None if st["zero"] is None else list(st["zero"])
 
 
+def tanh_limit(q: "LayerQuantizers | Fixed16 | None", i: int) -> int | None:
+    """DTANH's limit for a tanh output that is layer ``i``'s input: the smaller
+    |value| that +-1 (tanh saturated) takes on that input's 16-bit grid (and
+    at most 1). The grid rarely holds +-1 itself: seen through it, a
+    saturated output would keep a small tanh' that pushes its weights
+    further with no effect on the output, and they grew without bound
+    (docs/training.md). None while the input is the exact tanh output
+    (FXP32, QAT phase 1)."""
+    if q is None or not q.frozen:
+        return None
+    one = 1 << q.cfg.pe.act32.frac
+    seen = q.fake_quantize(i, np.array([one, -one], dtype=I64))
+    return int(min(np.abs(seen).min(), one))
+
+
 def quantize16(cfg: FixarConfig, delta: int, zero: int, X) -> np.ndarray:
     """q = round(a / delta) + z, clipped to 16 bits, rounded as
     ``array.quantizer_rounding`` says: floor, a 2^16 // Delta + z, or half_up,
@@ -139,12 +154,15 @@ class Fixed16:
         self.cfg = cfg
 
     def layer(self, i: int, W, b, X, func: ActFunc) -> tuple[np.ndarray, np.ndarray]:
+        xs = self.fake_quantize(i, X)
+        sh = self.cfg.pe.act32.frac - self.cfg.pe.act16.frac
+        return linear(self.cfg, W, xs >> I64(sh), b, func, PEMode.FXP16), xs
+
+    def fake_quantize(self, i: int, X) -> np.ndarray:
+        """The 16-bit value of a layer input, as pe.act32 codes."""
         pe = self.cfg.pe
         sh = pe.act32.frac - pe.act16.frac
-        X = np.asarray(X, dtype=I64)
-        x16 = requantize(0, X, 0, sh, pe.act16)
-        y = linear(self.cfg, W, x16, b, func, PEMode.FXP16)
-        return y, x16 << I64(sh)
+        return requantize(0, np.asarray(X, dtype=I64), 0, sh, pe.act16) << I64(sh)
 
     def top(self, i: int) -> int:
         """The largest 16-bit input, as a pe.act32 code (errors stop there, as for QAT)."""

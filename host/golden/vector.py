@@ -12,7 +12,10 @@ Rules (F = act32 fraction bits, cf = vector.coef_frac, one = 2^F):
   RELU_MASK    0 < b < limit ? a : 0   (limit: the top of b's quantizer: a clipped
                input passes no error, the clipped straight-through estimator;
                mask_no_limit(cfg) where nothing clips)
-  DTANH        saturate(rne(a (one - rne(b' b' / 2^F)) / 2^F)),  b' = clip(b, -one, one)
+  DTANH        saturate(rne(a (one - rne(b' b' / 2^F)) / 2^F)),  b' = clip(b, -one, one),
+               but b' = one where |b| >= limit (limit: the smallest |value| a saturated
+               tanh, +-one, takes on b's quantizer grid: there the derivative is 0, as
+               it is at +-one itself; mask_no_limit(cfg) where b is not quantized)
   NOISE        clip(a + n, -one, one), n = (u c + 2^(cf + H - F - 1)) >> (cf + H - F)
                where u = (sum of the four H-bit halves of two PRNG words) - 2^(H+1),
                H = prng.width / 2; elements take PRNG words in order.
@@ -33,7 +36,7 @@ def scale(cfg: FixarConfig, x, c: int) -> np.ndarray:
 
 def vector_op(cfg: FixarConfig, op: VecOp, a, b=0, flag=False, c: int = 0, limit: int | None = None) -> np.ndarray:
     """One element-wise operation (not NOISE, which carries PRNG state: :func:`noise_add`).
-    ``limit`` is RELU_MASK's (None: :func:`fixar.config.mask_no_limit`)."""
+    ``limit`` is RELU_MASK's and DTANH's (None: :func:`fixar.config.mask_no_limit`)."""
     fmt = cfg.pe.act32
     a, b = np.asarray(a, dtype=I64), np.asarray(b, dtype=I64)
     one = I64(1 << fmt.frac)
@@ -47,13 +50,13 @@ def vector_op(cfg: FixarConfig, op: VecOp, a, b=0, flag=False, c: int = 0, limit
         return saturate(a + np.where(flag, 0, scale(cfg, b, c)), fmt)
     if op == VecOp.SOFT:
         return saturate(b + scale(cfg, a - b, c), fmt)
+    top = mask_no_limit(cfg) if limit is None else int(limit)
+    if not 0 <= top <= mask_no_limit(cfg):
+        raise ValueError(f"{op.name} limit {top}: must be in [0, 2^{cfg.pe.act32.bits - 1}]")
     if op == VecOp.RELU_MASK:
-        top = mask_no_limit(cfg) if limit is None else int(limit)
-        if not 0 <= top <= mask_no_limit(cfg):
-            raise ValueError(f"RELU_MASK limit {top}: must be in [0, 2^{cfg.pe.act32.bits - 1}]")
         return np.where((b > 0) & (b < top), a, I64(0))
     if op == VecOp.DTANH:
-        bc = np.clip(b, -one, one)
+        bc = np.where((b >= top) | (b <= -top), one, np.clip(b, -one, one))
         d = one - requantize(0, bc * bc, 0, fmt.frac, fmt)
         return requantize(0, a * d, 0, fmt.frac, fmt)
     raise ValueError(f"vector op {op!r} is not element-wise here (NOISE: use noise_add)")
