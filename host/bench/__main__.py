@@ -31,7 +31,11 @@ RETIRED = ("core_util_400x300_b64_fxp32", "core_util_400x300_b64_fxp16", "core_f
            "pendulum_golden_64x64_final_return", "pendulum_golden_64x64_best_return",
            "pendulum_golden_64x64_steps_per_s", "pendulum_golden_64x64_wall_s",
            "pendulum_golden_qat_64x64_final_return", "pendulum_golden_qat_64x64_best_return",
-           "pendulum_golden_qat_64x64_steps_per_s", "pendulum_golden_qat_64x64_wall_s")
+           "pendulum_golden_qat_64x64_steps_per_s", "pendulum_golden_qat_64x64_wall_s",
+           # Adam's moments toward zero became the default: the 100k table has these runs' successors
+           *(f"study100k_adam_zero_halfcheetah_{p}_{k}" for p in ("fxp32", "qat")
+             for k in ("final_return", "final_return_worst_seed", "second_half_return")),
+           "study100k_adam_zero_steps")
 BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel")
@@ -64,7 +68,7 @@ def commit() -> str:
 
 
 # the studies `make study` wrote (hours each; not re-run here): folder -> key prefix
-STUDIES = {"": "study", "40k": "study40k", "100k": "study100k", "100k_adam_zero": "study100k_adam_zero"}
+STUDIES = {"": "study", "40k": "study40k", "100k": "study100k"}
 
 
 def study_figures(root: Path = ROOT) -> dict:
