@@ -6,12 +6,12 @@ Per weight it reads (w, g, m, v) and returns the updated (w, m, v):
     v  <- rnd_v((B2 v + C2 g^2) / 2^cf)             saturated to adam.v (unsigned)
     (y, s) = rsqrt(v + E2)                          leading one, seed table, Newton steps
     P  = rnd_m(m y / 2^rf)                          saturated to adam.m
+    w  <- saturate(w - rne(P L 2^s / 2^(m.frac + lr_frac - weight.frac)))
 
 rnd_m and rnd_v round as adam.m.rounding and adam.v.rounding say: rne, or
 zero (toward zero, so that a moment whose gradient stays 0 decays to 0;
 rounded to nearest it sticks at a few LSB and keeps moving the weight:
 docs/training.md).
-    w  <- saturate(w - rne(P L 2^s / 2^(m.frac + lr_frac - weight.frac)))
 
 The run-time codes B1, C1, B2, C2, E2 (hyper-parameters) and L (this step's
 bias-corrected step size) are inputs held steady by the controller for a
