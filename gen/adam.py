@@ -2,6 +2,7 @@
 
 Per weight it reads (w, g, m, v) and returns the updated (w, m, v):
 
+    g  <- clip(g, -G, G)                            G = adam.grad_limit: g^2 fits adam.v
     m  <- rnd_m((B1 m + C1 g) / 2^cf)               saturated to adam.m
     v  <- rnd_v((B2 v + C2 g^2) / 2^cf)             saturated to adam.v (unsigned)
     (y, s) = rsqrt(v + E2)                          leading one, seed table, Newton steps
@@ -19,7 +20,7 @@ whole update pass. Every product is exact (no intermediate truncation
 except where the rule says floor or rne), so widths follow from the config.
 
 Pipeline stages, one register each (``latency(cfg)`` = 5 + Newton steps):
-  0  input registers
+  0  input registers (g clipped on its way in)
   1  new moments m, v
   2  x = v + E2; leading-one, normalised mantissa, seed lookup
   3.. one Newton step each
@@ -85,7 +86,9 @@ class AdamUnit(wiring.Component):
         # ---- stage 0: inputs
         valid = [reg(1, "valid0", self.valid)]
         w0 = reg(signed(wf.bits), "w0", self.w)
-        g0 = reg(signed(ad.grad.bits), "g0", self.g)
+        # g clipped where its square would saturate v (else m / sqrt(v) outgrows Adam's bound)
+        G = ad.grad_limit
+        g0 = reg(signed(ad.grad.bits), "g0", Mux(self.g > G, G, Mux(self.g < -G, -G, self.g)))
         m0 = reg(signed(ad.m.bits), "m0", self.m)
         v0 = reg(unsigned(ad.v.bits), "v0", self.v)
 

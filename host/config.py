@@ -489,6 +489,18 @@ class AdamConfig:
         _check_int("adam.rsqrt_table_bits", self.rsqrt_table_bits, 2, 12)
         _check_int("adam.rsqrt_newton", self.rsqrt_newton, 0, 4)
 
+    @property
+    def grad_limit(self) -> int:
+        """The largest gradient code |g| whose square the second moment holds
+        unsaturated. The Adam unit clips g to +-grad_limit before both
+        moments: were only g^2 to saturate, v would stop growing while m went
+        on, and m / sqrt(v) would exceed Adam's bound, up to sqrt of the
+        formats' range ratio (it reached 9 where float Adam stays below about
+        3, and the actors' weights grew: docs/training.md)."""
+        d = self.v.frac - 2 * self.grad.frac
+        top = self.v.max_int >> d if d >= 0 else self.v.max_int << -d
+        return min(math.isqrt(top), self.grad.max_int)
+
     def rsqrt_table(self) -> list[int]:
         """Seeds 1/sqrt(midpoint) of each mantissa segment, RNE with rsqrt_frac bits;
         the first half covers [1, 2), the second [2, 4). One definition for the

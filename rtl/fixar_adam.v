@@ -4,123 +4,127 @@
 (* generator = "Amaranth" *)
 module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w, out_m, out_v, valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [31:0] \$1 ;
+  wire \$1 ;
   wire [63:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [30:0] \$101 ;
+  reg [7:0] \$100 ;
+  reg \$101 ;
   reg [31:0] \$102 ;
-  reg [7:0] \$103 ;
-  reg \$104 ;
-  reg [31:0] \$105 ;
-  reg [59:0] \$106 ;
-  reg [31:0] \$107 ;
-  reg [64:0] \$108 ;
-  reg [8:0] \$109 ;
-  wire \$11 ;
-  reg \$110 ;
+  reg [59:0] \$103 ;
+  reg [31:0] \$104 ;
+  reg [30:0] \$105 ;
+  reg [31:0] \$106 ;
+  reg [7:0] \$107 ;
+  reg \$108 ;
+  reg [31:0] \$109 ;
+  wire [8:0] \$11 ;
+  reg [59:0] \$110 ;
   reg [31:0] \$111 ;
-  reg [59:0] \$112 ;
-  reg [31:0] \$113 ;
+  reg [64:0] \$112 ;
+  reg [8:0] \$113 ;
   reg \$114 ;
   reg [31:0] \$115 ;
-  reg [31:0] \$116 ;
-  reg [59:0] \$117 ;
-  wire [29:0] \$12 ;
-  wire [65:0] \$13 ;
-  wire [66:0] \$14 ;
+  reg [59:0] \$116 ;
+  reg [31:0] \$117 ;
+  reg \$118 ;
+  reg [31:0] \$119 ;
+  wire [62:0] \$12 ;
+  reg [31:0] \$120 ;
+  reg [59:0] \$121 ;
+  wire [32:0] \$13 ;
+  wire [63:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire [67:0] \$17 ;
-  wire [67:0] \$18 ;
+  wire [29:0] \$16 ;
+  wire [65:0] \$17 ;
+  wire [66:0] \$18 ;
   wire \$19 ;
-  wire [31:0] \$2 ;
-  wire [70:0] \$20 ;
-  wire [70:0] \$21 ;
-  wire [90:0] \$22 ;
-  wire [90:0] \$23 ;
-  wire \$24 ;
-  wire [29:0] \$25 ;
-  wire [92:0] \$26 ;
-  wire [93:0] \$27 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire [67:0] \$21 ;
+  wire [67:0] \$22 ;
+  wire \$23 ;
+  wire [70:0] \$24 ;
+  wire [70:0] \$25 ;
+  wire [90:0] \$26 ;
+  wire [90:0] \$27 ;
   wire \$28 ;
-  wire \$29 ;
-  wire [8:0] \$3 ;
-  wire [94:0] \$30 ;
-  wire [94:0] \$31 ;
-  wire [6:0] \$32 ;
+  wire [29:0] \$29 ;
+  wire [31:0] \$3 ;
+  wire [92:0] \$30 ;
+  wire [93:0] \$31 ;
+  wire \$32 ;
   wire \$33 ;
-  wire [6:0] \$34 ;
-  wire [60:0] \$35 ;
+  wire [94:0] \$34 ;
+  wire [94:0] \$35 ;
   wire [6:0] \$36 ;
-  wire [187:0] \$37 ;
-  wire [187:0] \$38 ;
-  wire [7:0] \$39 ;
-  wire [8:0] \$4 ;
-  wire [61:0] \$40 ;
-  wire [93:0] \$41 ;
-  wire [94:0] \$42 ;
-  wire [126:0] \$43 ;
-  wire [127:0] \$44 ;
-  wire [61:0] \$45 ;
-  wire [93:0] \$46 ;
-  wire [94:0] \$47 ;
-  wire [126:0] \$48 ;
-  wire [127:0] \$49 ;
-  wire [9:0] \$5 ;
-  wire [62:0] \$50 ;
-  wire \$51 ;
-  wire [29:0] \$52 ;
-  wire [64:0] \$53 ;
-  wire [65:0] \$54 ;
+  wire \$37 ;
+  wire [6:0] \$38 ;
+  wire [60:0] \$39 ;
+  wire [31:0] \$4 ;
+  wire [6:0] \$40 ;
+  wire [187:0] \$41 ;
+  wire [187:0] \$42 ;
+  wire [7:0] \$43 ;
+  wire [61:0] \$44 ;
+  wire [93:0] \$45 ;
+  wire [94:0] \$46 ;
+  wire [126:0] \$47 ;
+  wire [127:0] \$48 ;
+  wire [61:0] \$49 ;
+  wire [31:0] \$5 ;
+  wire [93:0] \$50 ;
+  wire [94:0] \$51 ;
+  wire [126:0] \$52 ;
+  wire [127:0] \$53 ;
+  wire [62:0] \$54 ;
   wire \$55 ;
-  wire \$56 ;
-  wire [66:0] \$57 ;
-  wire [66:0] \$58 ;
+  wire [29:0] \$56 ;
+  wire [64:0] \$57 ;
+  wire [65:0] \$58 ;
   wire \$59 ;
-  wire [63:0] \$6 ;
+  wire [31:0] \$6 ;
   wire \$60 ;
-  wire [8:0] \$61 ;
-  wire [8:0] \$62 ;
-  wire [7:0] \$63 ;
-  wire [192:0] \$64 ;
-  wire [193:0] \$65 ;
-  wire [64:0] \$66 ;
-  wire [194:0] \$67 ;
-  wire [66:0] \$68 ;
-  wire \$69 ;
+  wire [66:0] \$61 ;
+  wire [66:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [8:0] \$65 ;
+  wire [8:0] \$66 ;
+  wire [7:0] \$67 ;
+  wire [192:0] \$68 ;
+  wire [193:0] \$69 ;
   wire [8:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire [30:0] \$72 ;
-  wire [31:0] \$73 ;
+  wire [64:0] \$70 ;
+  wire [194:0] \$71 ;
+  wire [66:0] \$72 ;
+  wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [68:0] \$76 ;
-  wire [68:0] \$77 ;
-  reg \$78 ;
-  reg [31:0] \$79 ;
-  wire [62:0] \$8 ;
-  reg [31:0] \$80 ;
-  reg [31:0] \$81 ;
-  reg [59:0] \$82 ;
+  wire [30:0] \$76 ;
+  wire [31:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire [8:0] \$8 ;
+  wire [68:0] \$80 ;
+  wire [68:0] \$81 ;
+  reg \$82 ;
   reg [31:0] \$83 ;
-  reg [59:0] \$84 ;
-  reg \$85 ;
-  reg [31:0] \$86 ;
+  reg [31:0] \$84 ;
+  reg [31:0] \$85 ;
+  reg [59:0] \$86 ;
   reg [31:0] \$87 ;
-  reg [30:0] \$88 ;
-  reg [7:0] \$89 ;
-  wire [32:0] \$9 ;
-  reg \$90 ;
+  reg [59:0] \$88 ;
+  reg \$89 ;
+  wire [9:0] \$9 ;
+  reg [31:0] \$90 ;
   reg [31:0] \$91 ;
-  reg [59:0] \$92 ;
-  reg [31:0] \$93 ;
-  reg [30:0] \$94 ;
+  reg [30:0] \$92 ;
+  reg [7:0] \$93 ;
+  reg \$94 ;
   reg [31:0] \$95 ;
-  reg [7:0] \$96 ;
-  reg \$97 ;
-  reg [31:0] \$98 ;
-  reg [59:0] \$99 ;
+  reg [59:0] \$96 ;
+  reg [31:0] \$97 ;
+  reg [30:0] \$98 ;
+  reg [31:0] \$99 ;
   input [30:0] b1;
   wire [30:0] b1;
   input [30:0] b2;
@@ -489,439 +493,443 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
     rsqrt_seeds[255] = 31'h20080301;
   end
   assign rd__data = rsqrt_seeds[rd__addr];
-  assign \$2  = \$32 [0] ? \$1  : { 1'h0, \$38 [30:0] };
-  assign \$3  = $signed(\$32 ) - $signed({ 1'h0, \$32 [0] });
-  assign \$5  = - $signed(\$4 );
-  assign \$6  = $signed(\$58 [31:0]) * $signed({ 1'h0, lr });
-  assign \$7  = $signed(7'h25) - $signed(rsqrt_s4);
-  assign \$8  = $signed({ 1'h0, b1 }) * $signed(m0);
-  assign \$10  = $signed({ 1'h0, c1 }) * $signed(\$9 );
-  assign m_sum = $signed(\$8 ) + $signed(\$10 );
-  assign \$11  = $signed(m_sum) < $signed(1'h0);
-  assign \$12  = \$11  ? 30'h3fffffff : 30'h00000000;
-  assign \$13  = $signed(m_sum) + $signed({ 1'h0, \$12  });
-  assign \$15  = $signed(\$14 ) > $signed(32'd2147483647);
-  assign \$16  = $signed(\$14 ) < $signed(32'd2147483648);
-  assign \$17  = \$16  ? 68'hfffffffff80000000 : { \$14 [66], \$14  };
-  assign \$18  = \$15  ? 68'h0000000007fffffff : \$17 ;
+  assign \$1  = $signed(g) > $signed(28'h7ffffff);
+  assign \$2  = $signed(g) < $signed(28'h8000001);
+  assign \$3  = \$2  ? 32'd4160749569 : g;
+  assign \$4  = \$1  ? 32'd134217727 : \$3 ;
+  assign \$6  = \$36 [0] ? \$5  : { 1'h0, \$42 [30:0] };
+  assign \$7  = $signed(\$36 ) - $signed({ 1'h0, \$36 [0] });
+  assign \$9  = - $signed(\$8 );
+  assign \$10  = $signed(\$62 [31:0]) * $signed({ 1'h0, lr });
+  assign \$11  = $signed(7'h25) - $signed(rsqrt_s4);
+  assign \$12  = $signed({ 1'h0, b1 }) * $signed(m0);
+  assign \$14  = $signed({ 1'h0, c1 }) * $signed(\$13 );
+  assign m_sum = $signed(\$12 ) + $signed(\$14 );
+  assign \$15  = $signed(m_sum) < $signed(1'h0);
+  assign \$16  = \$15  ? 30'h3fffffff : 30'h00000000;
+  assign \$17  = $signed(m_sum) + $signed({ 1'h0, \$16  });
+  assign \$19  = $signed(\$18 ) > $signed(32'd2147483647);
+  assign \$20  = $signed(\$18 ) < $signed(32'd2147483648);
+  assign \$21  = \$20  ? 68'hfffffffff80000000 : { \$18 [66], \$18  };
+  assign \$22  = \$19  ? 68'h0000000007fffffff : \$21 ;
   assign g2 = $signed(g0) * $signed(g0);
-  assign \$19  = g2 > 54'h3fffffffffffff;
-  assign \$21  = \$19  ? 71'h000fffffffffffffff : \$20 ;
-  assign \$22  = b2 * v0;
-  assign \$23  = c2 * \$21 [59:0];
-  assign v_sum = \$22  + \$23 ;
-  assign \$24  = $signed(v_sum) < $signed(1'h0);
-  assign \$25  = \$24  ? 30'h3fffffff : 30'h00000000;
-  assign \$26  = $signed(v_sum) + $signed({ 1'h0, \$25  });
-  assign \$28  = $signed(\$27 ) > $signed(61'h0fffffffffffffff);
-  assign \$29  = $signed(\$27 ) < $signed(1'h0);
-  assign \$30  = \$29  ? 95'h000000000000000000000000 : { \$27 [93], \$27  };
-  assign \$31  = \$28  ? 95'h000000000fffffffffffffff : \$30 ;
+  assign \$23  = g2 > 54'h3fffffffffffff;
+  assign \$25  = \$23  ? 71'h000fffffffffffffff : \$24 ;
+  assign \$26  = b2 * v0;
+  assign \$27  = c2 * \$25 [59:0];
+  assign v_sum = \$26  + \$27 ;
+  assign \$28  = $signed(v_sum) < $signed(1'h0);
+  assign \$29  = \$28  ? 30'h3fffffff : 30'h00000000;
+  assign \$30  = $signed(v_sum) + $signed({ 1'h0, \$29  });
+  assign \$32  = $signed(\$31 ) > $signed(61'h0fffffffffffffff);
+  assign \$33  = $signed(\$31 ) < $signed(1'h0);
+  assign \$34  = \$33  ? 95'h000000000000000000000000 : { \$31 [93], \$31  };
+  assign \$35  = \$32  ? 95'h000000000fffffffffffffff : \$34 ;
   assign rsqrt_x = v1 + e2;
-  assign \$32  = rsqrt_lead - 6'h3a;
-  assign \$33  = rsqrt_lead >= 5'h1e;
-  assign \$34  = rsqrt_lead - 5'h1e;
-  assign \$35  = rsqrt_x >> \$34 ;
-  assign \$36  = 5'h1e - rsqrt_lead;
-  assign \$37  = rsqrt_x << \$36 ;
-  assign \$38  = \$33  ? { 127'h00000000000000000000000000000000, \$35  } : \$37 ;
-  assign rd__addr = { 1'h0, \$38 [29:23] } | \$39 ;
-  assign \$40  = rsqrt_seed * rsqrt_seed;
-  assign \$41  = rsqrt_mant2 * newton0_t1;
-  assign \$42  = 32'd3221225472 - newton0_t2;
-  assign \$43  = $signed(rsqrt_seed) * $signed(\$42 );
-  assign \$45  = rsqrt_y1 * rsqrt_y1;
-  assign \$46  = rsqrt_mant3 * newton1_t1;
-  assign \$47  = 32'd3221225472 - newton1_t2;
-  assign \$48  = $signed(rsqrt_y1) * $signed(\$47 );
-  assign \$50  = $signed(m_newton2) * $signed(rsqrt_y2);
-  assign \$51  = $signed(\$50 ) < $signed(1'h0);
-  assign \$52  = \$51  ? 30'h3fffffff : 30'h00000000;
-  assign \$53  = $signed(\$50 ) + $signed({ 1'h0, \$52  });
-  assign \$55  = $signed(\$54 ) > $signed(32'd2147483647);
-  assign \$56  = $signed(\$54 ) < $signed(32'd2147483648);
-  assign \$57  = \$56  ? 67'h7ffffffff80000000 : { \$54 [65], \$54  };
-  assign \$58  = \$55  ? 67'h0000000007fffffff : \$57 ;
-  assign \$59  = $signed(shift) < $signed(2'h1);
-  assign \$60  = $signed(shift) > $signed(8'h41);
-  assign \$61  = \$60  ? 9'h041 : shift;
-  assign \$62  = \$59  ? 9'h001 : \$61 ;
-  assign \$63  = \$62 [6:0] - 1'h1;
-  assign \$64  = 1'h1 << \$63 [6:0];
-  assign \$65  = \$64  - 1'h1;
-  assign \$66  = $signed(q) >>> \$62 [6:0];
-  assign \$67  = $signed(\$65 ) + $signed({ 1'h0, \$66 [0] });
-  assign \$68  = $signed(q) + $signed(\$67 [65:0]);
-  assign update = $signed(\$68 ) >>> \$62 [6:0];
-  assign \$69  = $signed(shift) < $signed(2'h1);
-  assign \$70  = $signed(q) < $signed(1'h0);
-  assign \$71  = $signed(q) > $signed(1'h0);
-  assign \$72  = \$71  ? 31'h7fffffff : 31'h00000000;
-  assign \$73  = \$70  ? 32'd2147483649 : { 1'h0, \$72  };
-  assign update_sat = \$69  ? { \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73 [31], \$73  } : update;
+  assign \$36  = rsqrt_lead - 6'h3a;
+  assign \$37  = rsqrt_lead >= 5'h1e;
+  assign \$38  = rsqrt_lead - 5'h1e;
+  assign \$39  = rsqrt_x >> \$38 ;
+  assign \$40  = 5'h1e - rsqrt_lead;
+  assign \$41  = rsqrt_x << \$40 ;
+  assign \$42  = \$37  ? { 127'h00000000000000000000000000000000, \$39  } : \$41 ;
+  assign rd__addr = { 1'h0, \$42 [29:23] } | \$43 ;
+  assign \$44  = rsqrt_seed * rsqrt_seed;
+  assign \$45  = rsqrt_mant2 * newton0_t1;
+  assign \$46  = 32'd3221225472 - newton0_t2;
+  assign \$47  = $signed(rsqrt_seed) * $signed(\$46 );
+  assign \$49  = rsqrt_y1 * rsqrt_y1;
+  assign \$50  = rsqrt_mant3 * newton1_t1;
+  assign \$51  = 32'd3221225472 - newton1_t2;
+  assign \$52  = $signed(rsqrt_y1) * $signed(\$51 );
+  assign \$54  = $signed(m_newton2) * $signed(rsqrt_y2);
+  assign \$55  = $signed(\$54 ) < $signed(1'h0);
+  assign \$56  = \$55  ? 30'h3fffffff : 30'h00000000;
+  assign \$57  = $signed(\$54 ) + $signed({ 1'h0, \$56  });
+  assign \$59  = $signed(\$58 ) > $signed(32'd2147483647);
+  assign \$60  = $signed(\$58 ) < $signed(32'd2147483648);
+  assign \$61  = \$60  ? 67'h7ffffffff80000000 : { \$58 [65], \$58  };
+  assign \$62  = \$59  ? 67'h0000000007fffffff : \$61 ;
+  assign \$63  = $signed(shift) < $signed(2'h1);
+  assign \$64  = $signed(shift) > $signed(8'h41);
+  assign \$65  = \$64  ? 9'h041 : shift;
+  assign \$66  = \$63  ? 9'h001 : \$65 ;
+  assign \$67  = \$66 [6:0] - 1'h1;
+  assign \$68  = 1'h1 << \$67 [6:0];
+  assign \$69  = \$68  - 1'h1;
+  assign \$70  = $signed(q) >>> \$66 [6:0];
+  assign \$71  = $signed(\$69 ) + $signed({ 1'h0, \$70 [0] });
+  assign \$72  = $signed(q) + $signed(\$71 [65:0]);
+  assign update = $signed(\$72 ) >>> \$66 [6:0];
+  assign \$73  = $signed(shift) < $signed(2'h1);
+  assign \$74  = $signed(q) < $signed(1'h0);
+  assign \$75  = $signed(q) > $signed(1'h0);
+  assign \$76  = \$75  ? 31'h7fffffff : 31'h00000000;
+  assign \$77  = \$74  ? 32'd2147483649 : { 1'h0, \$76  };
+  assign update_sat = \$73  ? { \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77  } : update;
   assign w_minus_update = $signed(w_q) - $signed(update_sat);
-  assign \$74  = $signed(w_minus_update) > $signed(32'd2147483647);
-  assign \$75  = $signed(w_minus_update) < $signed(32'd2147483648);
-  assign \$76  = \$75  ? 69'h1fffffffff80000000 : { w_minus_update[67], w_minus_update };
-  assign \$77  = \$74  ? 69'h00000000007fffffff : \$76 ;
+  assign \$78  = $signed(w_minus_update) > $signed(32'd2147483647);
+  assign \$79  = $signed(w_minus_update) < $signed(32'd2147483648);
+  assign \$80  = \$79  ? 69'h1fffffffff80000000 : { w_minus_update[67], w_minus_update };
+  assign \$81  = \$78  ? 69'h00000000007fffffff : \$80 ;
   always @(posedge clk)
-    valid0 <= \$78 ;
+    valid0 <= \$82 ;
   always @(posedge clk)
-    w0 <= \$79 ;
+    w0 <= \$83 ;
   always @(posedge clk)
-    g0 <= \$80 ;
+    g0 <= \$84 ;
   always @(posedge clk)
-    m0 <= \$81 ;
+    m0 <= \$85 ;
   always @(posedge clk)
-    v0 <= \$82 ;
+    v0 <= \$86 ;
   always @(posedge clk)
-    m1 <= \$83 ;
+    m1 <= \$87 ;
   always @(posedge clk)
-    v1 <= \$84 ;
+    v1 <= \$88 ;
   always @(posedge clk)
-    valid1 <= \$85 ;
+    valid1 <= \$89 ;
   always @(posedge clk)
-    w1 <= \$86 ;
+    w1 <= \$90 ;
   always @(posedge clk)
-    rsqrt_mant2 <= \$87 ;
+    rsqrt_mant2 <= \$91 ;
   always @(posedge clk)
-    rsqrt_seed <= \$88 ;
+    rsqrt_seed <= \$92 ;
   always @(posedge clk)
-    rsqrt_s2 <= \$89 ;
+    rsqrt_s2 <= \$93 ;
   always @(posedge clk)
-    valid2 <= \$90 ;
+    valid2 <= \$94 ;
   always @(posedge clk)
-    m2 <= \$91 ;
+    m2 <= \$95 ;
   always @(posedge clk)
-    v2 <= \$92 ;
+    v2 <= \$96 ;
   always @(posedge clk)
-    w2 <= \$93 ;
+    w2 <= \$97 ;
   always @(posedge clk)
-    rsqrt_y1 <= \$94 ;
+    rsqrt_y1 <= \$98 ;
   always @(posedge clk)
-    rsqrt_mant3 <= \$95 ;
+    rsqrt_mant3 <= \$99 ;
   always @(posedge clk)
-    rsqrt_s3 <= \$96 ;
+    rsqrt_s3 <= \$100 ;
   always @(posedge clk)
-    valid_newton1 <= \$97 ;
+    valid_newton1 <= \$101 ;
   always @(posedge clk)
-    m_newton1 <= \$98 ;
+    m_newton1 <= \$102 ;
   always @(posedge clk)
-    v_newton1 <= \$99 ;
+    v_newton1 <= \$103 ;
   always @(posedge clk)
-    w_newton1 <= \$100 ;
+    w_newton1 <= \$104 ;
   always @(posedge clk)
-    rsqrt_y2 <= \$101 ;
+    rsqrt_y2 <= \$105 ;
   always @(posedge clk)
-    rsqrt_mant4 <= \$102 ;
+    rsqrt_mant4 <= \$106 ;
   always @(posedge clk)
-    rsqrt_s4 <= \$103 ;
+    rsqrt_s4 <= \$107 ;
   always @(posedge clk)
-    valid_newton2 <= \$104 ;
+    valid_newton2 <= \$108 ;
   always @(posedge clk)
-    m_newton2 <= \$105 ;
+    m_newton2 <= \$109 ;
   always @(posedge clk)
-    v_newton2 <= \$106 ;
+    v_newton2 <= \$110 ;
   always @(posedge clk)
-    w_newton2 <= \$107 ;
+    w_newton2 <= \$111 ;
   always @(posedge clk)
-    q <= \$108 ;
+    q <= \$112 ;
   always @(posedge clk)
-    shift <= \$109 ;
+    shift <= \$113 ;
   always @(posedge clk)
-    valid_q <= \$110 ;
+    valid_q <= \$114 ;
   always @(posedge clk)
-    m_q <= \$111 ;
+    m_q <= \$115 ;
   always @(posedge clk)
-    v_q <= \$112 ;
+    v_q <= \$116 ;
   always @(posedge clk)
-    w_q <= \$113 ;
+    w_q <= \$117 ;
   always @(posedge clk)
-    out_valid <= \$114 ;
+    out_valid <= \$118 ;
   always @(posedge clk)
-    out_w <= \$115 ;
+    out_w <= \$119 ;
   always @(posedge clk)
-    out_m <= \$116 ;
+    out_m <= \$120 ;
   always @(posedge clk)
-    out_v <= \$117 ;
+    out_v <= \$121 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$78  = valid;
+    \$82  = valid;
     if (rst) begin
-      \$78  = 1'h0;
+      \$82  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = w;
-    if (rst) begin
-      \$79  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = g;
-    if (rst) begin
-      \$80  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$81  = m;
-    if (rst) begin
-      \$81  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$82  = v;
-    if (rst) begin
-      \$82  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$83  = \$18 [31:0];
+    \$83  = w;
     if (rst) begin
       \$83  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$84  = \$31 [59:0];
+    \$84  = \$4 ;
     if (rst) begin
-      \$84  = 60'h000000000000000;
+      \$84  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$85  = valid0;
+    \$85  = m;
     if (rst) begin
-      \$85  = 1'h0;
+      \$85  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$86  = w0;
+    \$86  = v;
     if (rst) begin
-      \$86  = 32'd0;
+      \$86  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$87  = \$2 ;
+    \$87  = \$22 [31:0];
     if (rst) begin
       \$87  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = rd__data;
+    \$88  = \$35 [59:0];
     if (rst) begin
-      \$88  = 31'h00000000;
+      \$88  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = \$5 [7:0];
+    \$89  = valid0;
     if (rst) begin
-      \$89  = 8'h00;
+      \$89  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = valid1;
+    \$90  = w0;
     if (rst) begin
-      \$90  = 1'h0;
+      \$90  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = m1;
+    \$91  = \$6 ;
     if (rst) begin
       \$91  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = v1;
+    \$92  = rd__data;
     if (rst) begin
-      \$92  = 60'h000000000000000;
+      \$92  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = w1;
+    \$93  = \$9 [7:0];
     if (rst) begin
-      \$93  = 32'd0;
+      \$93  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = \$44 [30:0];
+    \$94  = valid1;
     if (rst) begin
-      \$94  = 31'h00000000;
+      \$94  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = rsqrt_mant2;
+    \$95  = m1;
     if (rst) begin
       \$95  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = rsqrt_s2;
+    \$96  = v1;
     if (rst) begin
-      \$96  = 8'h00;
+      \$96  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = valid2;
+    \$97  = w1;
     if (rst) begin
-      \$97  = 1'h0;
+      \$97  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = m2;
+    \$98  = \$48 [30:0];
     if (rst) begin
-      \$98  = 32'd0;
+      \$98  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = v2;
+    \$99  = rsqrt_mant2;
     if (rst) begin
-      \$99  = 60'h000000000000000;
+      \$99  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = w2;
+    \$100  = rsqrt_s2;
     if (rst) begin
-      \$100  = 32'd0;
+      \$100  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = \$49 [30:0];
+    \$101  = valid2;
     if (rst) begin
-      \$101  = 31'h00000000;
+      \$101  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = rsqrt_mant3;
+    \$102  = m2;
     if (rst) begin
       \$102  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = rsqrt_s3;
+    \$103  = v2;
     if (rst) begin
-      \$103  = 8'h00;
+      \$103  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = valid_newton1;
+    \$104  = w2;
     if (rst) begin
-      \$104  = 1'h0;
+      \$104  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = m_newton1;
+    \$105  = \$53 [30:0];
     if (rst) begin
-      \$105  = 32'd0;
+      \$105  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = v_newton1;
+    \$106  = rsqrt_mant3;
     if (rst) begin
-      \$106  = 60'h000000000000000;
+      \$106  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = w_newton1;
+    \$107  = rsqrt_s3;
     if (rst) begin
-      \$107  = 32'd0;
+      \$107  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = { \$6 [63], \$6  };
+    \$108  = valid_newton1;
     if (rst) begin
-      \$108  = 65'h00000000000000000;
+      \$108  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = \$7 ;
+    \$109  = m_newton1;
     if (rst) begin
-      \$109  = 9'h000;
+      \$109  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = valid_newton2;
+    \$110  = v_newton1;
     if (rst) begin
-      \$110  = 1'h0;
+      \$110  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = m_newton2;
+    \$111  = w_newton1;
     if (rst) begin
       \$111  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = v_newton2;
+    \$112  = { \$10 [63], \$10  };
     if (rst) begin
-      \$112  = 60'h000000000000000;
+      \$112  = 65'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = w_newton2;
+    \$113  = \$11 ;
     if (rst) begin
-      \$113  = 32'd0;
+      \$113  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = valid_q;
+    \$114  = valid_newton2;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = \$77 [31:0];
+    \$115  = m_newton2;
     if (rst) begin
       \$115  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = m_q;
+    \$116  = v_newton2;
     if (rst) begin
-      \$116  = 32'd0;
+      \$116  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = v_q;
+    \$117  = w_newton2;
     if (rst) begin
-      \$117  = 60'h000000000000000;
+      \$117  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$118  = valid_q;
+    if (rst) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$119  = \$81 [31:0];
+    if (rst) begin
+      \$119  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$120  = m_q;
+    if (rst) begin
+      \$120  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$121  = v_q;
+    if (rst) begin
+      \$121  = 60'h000000000000000;
     end
   end
   always @* begin
@@ -1111,42 +1119,42 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
       rsqrt_lead = 6'h3c;
     end
   end
-  assign m_new_sat = \$18 [31:0];
-  assign v_new_sat = \$31 [60:0];
-  assign rsqrt_k = { \$32 [6], \$32  };
-  assign rsqrt_norm = \$38 [30:0];
-  assign newton0_y = \$44 [32:0];
-  assign newton1_y = \$49 [32:0];
-  assign p_sat = \$58 [31:0];
-  assign w_new_sat = \$77 [31:0];
-  assign m_rnd_rounded = { \$13 [65], \$13  };
-  assign m_new_q = { \$14 [66], \$14  };
-  assign g2_in_v = \$21 [59:0];
-  assign v_rnd_rounded = { \$26 [92], \$26  };
-  assign v_new_q = { \$27 [93], \$27  };
-  assign newton0_corr = { \$42 [94], \$42  };
-  assign newton0_prod = { \$43 [126], \$43  };
-  assign newton1_corr = { \$47 [94], \$47  };
-  assign newton1_prod = { \$48 [126], \$48  };
-  assign p_full = { \$50 [62], \$50  };
-  assign p_rnd_rounded = { \$53 [64], \$53  };
-  assign p_q = { \$54 [65], \$54  };
-  assign shift_pos = \$62 [6:0];
-  assign shift_pos_m1 = \$63 [6:0];
-  assign update_add = \$67 [65:0];
+  assign m_new_sat = \$22 [31:0];
+  assign v_new_sat = \$35 [60:0];
+  assign rsqrt_k = { \$36 [6], \$36  };
+  assign rsqrt_norm = \$42 [30:0];
+  assign newton0_y = \$48 [32:0];
+  assign newton1_y = \$53 [32:0];
+  assign p_sat = \$62 [31:0];
+  assign w_new_sat = \$81 [31:0];
+  assign m_rnd_rounded = { \$17 [65], \$17  };
+  assign m_new_q = { \$18 [66], \$18  };
+  assign g2_in_v = \$25 [59:0];
+  assign v_rnd_rounded = { \$30 [92], \$30  };
+  assign v_new_q = { \$31 [93], \$31  };
+  assign newton0_corr = { \$46 [94], \$46  };
+  assign newton0_prod = { \$47 [126], \$47  };
+  assign newton1_corr = { \$51 [94], \$51  };
+  assign newton1_prod = { \$52 [126], \$52  };
+  assign p_full = { \$54 [62], \$54  };
+  assign p_rnd_rounded = { \$57 [64], \$57  };
+  assign p_q = { \$58 [65], \$58  };
+  assign shift_pos = \$66 [6:0];
+  assign shift_pos_m1 = \$67 [6:0];
+  assign update_add = \$71 [65:0];
   assign w_new_q = { w_minus_update[67], w_minus_update };
-  assign \$1  = { \$38 [30:0], 1'h0 };
-  assign \$4  = { \$3 [8], \$3 [8:1] };
-  assign \$54  = { \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64], \$53 [64:30] };
-  assign \$9  = { g0[31], g0 };
-  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:30] };
-  assign \$20  = { 1'h0, g2, 6'h00 };
-  assign \$27  = { \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92], \$26 [92:30] };
-  assign \$39  = { \$32 [0], 7'h00 };
-  assign newton0_t1 = { 30'h00000000, \$40 [61:30] };
-  assign newton0_t2 = { 30'h00000000, \$41 [93:30] };
-  assign \$44  = { \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126], \$43 [126:31] };
-  assign newton1_t1 = { 30'h00000000, \$45 [61:30] };
-  assign newton1_t2 = { 30'h00000000, \$46 [93:30] };
-  assign \$49  = { \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126], \$48 [126:31] };
+  assign \$5  = { \$42 [30:0], 1'h0 };
+  assign \$8  = { \$7 [8], \$7 [8:1] };
+  assign \$58  = { \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64:30] };
+  assign \$13  = { g0[31], g0 };
+  assign \$18  = { \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65:30] };
+  assign \$24  = { 1'h0, g2, 6'h00 };
+  assign \$31  = { \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92:30] };
+  assign \$43  = { \$36 [0], 7'h00 };
+  assign newton0_t1 = { 30'h00000000, \$44 [61:30] };
+  assign newton0_t2 = { 30'h00000000, \$45 [93:30] };
+  assign \$48  = { \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126:31] };
+  assign newton1_t1 = { 30'h00000000, \$49 [61:30] };
+  assign newton1_t2 = { 30'h00000000, \$50 [93:30] };
+  assign \$53  = { \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126:31] };
 endmodule

@@ -59,9 +59,16 @@ def adam_reference(cfg, codes, lr_code: int, w: int, g: int, m: int, v: int) -> 
     (docs/adam.md), independent of fixar.golden.adam's numpy limbs and shifts."""
     ad, wf = cfg.adam, cfg.pe.weight
     cf, rf = ad.coef_frac, ad.rsqrt_frac
+    square = lambda x: round(Fraction(x * x) * Fraction(2) ** (ad.v.frac - 2 * ad.grad.frac))  # exact when d >= 0
+    # g clipped to the largest magnitude whose square v holds (searched, not derived)
+    top = math.isqrt(math.floor(Fraction(ad.v.max_int) / Fraction(2) ** (ad.v.frac - 2 * ad.grad.frac)))
+    while square(top) > ad.v.max_int:
+        top -= 1
+    while square(top + 1) <= ad.v.max_int:
+        top += 1
+    g = max(-min(top, ad.grad.max_int), min(g, top, ad.grad.max_int))
     m = round_shift(codes.b1 * m + codes.c1 * g * 2 ** (ad.m.frac - ad.grad.frac), cf, ad.m)
-    g2 = Fraction(g * g) * Fraction(2) ** (ad.v.frac - 2 * ad.grad.frac)
-    g2 = min(round(g2), ad.v.max_int)  # exact when d >= 0; rne otherwise
+    g2 = min(square(g), ad.v.max_int)
     v = round_shift(codes.b2 * v + codes.c2 * g2, cf, ad.v)
     x = v + codes.e2
     e = x.bit_length() - 1

@@ -172,3 +172,28 @@ def test_golden_threads_come_from_the_environment(monkeypatch):
         monkeypatch.setenv("FIXAR_THREADS", bad)
         with pytest.raises(ValueError, match="FIXAR_THREADS"):
             golden_threads()
+
+
+def test_gradient_is_clipped_where_its_square_would_saturate_v():
+    """g^2 of the largest gradients does not fit adam.v: were only the square to
+    saturate, v would stop at its top while m kept growing, and m / sqrt(v)
+    would pass Adam's bound (trained actors saw 9; float Adam stays below
+    about 3). Under a constant gradient Adam moves a weight by lr each step;
+    with the full-scale gradient it must still do so, not 16x faster."""
+    ad = CFG.adam
+    G = ad.grad_limit
+    d = ad.v.frac - 2 * ad.grad.frac
+    assert (G * G) << d <= ad.v.max_int < ((G + 1) * (G + 1)) << d
+    codes = AdamCodes.build(CFG, 0.9, 0.999, 1e-8)
+    sched = StepSize(CFG, 1e-4, 0.9, 0.999)
+    one = lambda x: np.array([x], dtype=np.int64)
+    w, m, v = one(0), one(0), one(0)
+    wc, mc, vc = one(0), one(0), one(0)
+    for _ in range(300):
+        lr = sched.next()
+        w, m, v = adam_update(CFG, codes, lr, w, one(ad.grad.max_int), m, v)
+        wc, mc, vc = adam_update(CFG, codes, lr, wc, one(G), mc, vc)
+    assert (int(w[0]), int(m[0]), int(v[0])) == (int(wc[0]), int(mc[0]), int(vc[0]))   # clipped to G
+    moved = -int(w[0]) * CFG.pe.weight.lsb
+    expected = 300 * 1e-4            # lr per step: lr_t's bias correction cancels m's and v's
+    assert abs(moved - expected) < 0.01 * expected, (moved, expected)

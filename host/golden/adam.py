@@ -3,6 +3,7 @@
 
 Per weight, with integer codes (formats from ``cfg.adam``):
 
+    g  <- clip(g, -G, G)                                  G = adam.grad_limit: g^2 fits v
     m  <- rne((B1 * m + C1 * g) >> cf)                    first moment, format m
     v  <- rne((B2 * v + C2 * g2) >> cf)                   second moment, format v (unsigned)
           g2 = g^2 in v's format (saturating)
@@ -181,6 +182,8 @@ def adam_update(cfg: FixarConfig, codes: AdamCodes, lr_code: int, w, g, m, v):
     ad, wf = cfg.adam, cfg.pe.weight
     w, g, m, v = (np.asarray(a, dtype=I64) for a in (w, g, m, v))
     cf, rf = ad.coef_frac, ad.rsqrt_frac
+    # both moments see the same gradient, clipped where its square would saturate v
+    g = np.clip(g, -ad.grad_limit, ad.grad_limit)
     # first moment: both terms have m's fraction bits + cf; one rounding
     m = requantize(0, codes.b1 * m + codes.c1 * (g << I64(ad.m.frac - ad.grad.frac)), 0, cf, ad.m)
     # second moment, split in 31-bit limbs so every product fits int64
