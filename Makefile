@@ -67,7 +67,7 @@ $(STAMP): pyproject.toml | sysdeps
 
 setup: $(STAMP)
 	@$(PY) -c "import fixar, amaranth, cocotb; print('fixar ready: amaranth', amaranth.__version__, '/ cocotb', cocotb.__version__)"
-	@$(PY) -c "from fixar.tb.runner import check_simulator as c; print(c('verilator')); print(c('icarus'))"
+	@$(PY) -c "from fixar.sim.runner import check_simulator as c; print(c('verilator')); print(c('icarus'))"
 
 train: $(STAMP)
 	$(VENV)/bin/fixar train --backend golden --env $(TRAIN_ENV) --hidden 64,64 --steps $(TRAIN_STEPS) \
@@ -102,10 +102,10 @@ lint: $(STAMP)
 	done
 
 synth: $(STAMP)
-	$(PY) -m fixar.bench synth
+	$(PY) -m fixar.figures synth
 
 bench: $(STAMP)
-	$(PY) -m fixar.bench all
+	$(PY) -m fixar.figures all
 
 # The reward study (not part of CI: hours). The MuJoCo tasks need the
 # mujoco extra, installed here. Finished runs are kept and not redone.
@@ -135,7 +135,7 @@ check-vitis:
 	fi
 
 bitstream: check-vitis $(STAMP)
-	$(PY) -m fixar.gen.vitis --config $(CONFIG) --out $(U50_BUILD) --platform $(PLATFORM)
+	$(PY) -m fixar.gen.kernel.vitis --config $(CONFIG) --out $(U50_BUILD) --platform $(PLATFORM)
 	vivado -mode batch -nojournal -nolog -source constraints/package_kernel.tcl \
 	    -tclargs $(U50_BUILD) $(U50_PART) $(KERNEL_MHZ)000000
 	vivado -mode batch -nojournal -nolog -source constraints/gen_xo.tcl -tclargs $(U50_BUILD)

@@ -1,7 +1,7 @@
 # Package the generated RTL kernel as a Vivado IP that Vitis accepts
 # (an "sdx_kernel" of type rtl). Run by `make bitstream`:
 #   vivado -mode batch -source constraints/package_kernel.tcl -tclargs BUILD_DIR PART FREQ_HZ
-# BUILD_DIR holds rtl/*.v and kernel.xml (python -m fixar.gen.vitis writes them).
+# BUILD_DIR holds rtl/*.v and kernel.xml (python -m fixar.gen.kernel.vitis writes them).
 set build   [file normalize [lindex $argv 0]]
 set part    [lindex $argv 1]
 set freq_hz [lindex $argv 2]
@@ -32,7 +32,7 @@ if {[llength [ipx::get_bus_parameters FREQ_HZ -of_objects $clkif]] == 0} {
 }
 set_property value $freq_hz [ipx::get_bus_parameters FREQ_HZ -of_objects $clkif]
 
-# The register map of kernel.xml on the control interface (offsets from fixar.gen.kernel.Kernel.ARGS)
+# The register map of kernel.xml on the control interface (offsets from fixar.gen.kernel.top.Kernel.ARGS)
 set mm [ipx::add_memory_map s_axi_control $core]
 set_property slave_memory_map_ref s_axi_control [ipx::get_bus_interfaces s_axi_control -of_objects $core]
 set blk [ipx::add_address_block reg0 $mm]

@@ -15,15 +15,15 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 
 from fixar.config import FixarConfig
-from fixar.gen import ram
-from fixar.gen.activation import ActivationUnit
-from fixar.gen.adam import AdamUnit
-from fixar.gen.array import Array
-from fixar.gen.kernel import Kernel
-from fixar.gen.pe import PE
-from fixar.gen.prng import Xorshift32
-from fixar.gen.trainer import Trainer
-from fixar.gen.vector import VectorUnit
+from fixar.gen.lib import ram
+from fixar.gen.units.activation import ActivationUnit
+from fixar.gen.units.adam import AdamUnit
+from fixar.gen.units.array import Array
+from fixar.gen.kernel.top import Kernel
+from fixar.gen.units.pe import PE
+from fixar.gen.units.prng import Xorshift32
+from fixar.gen.units.trainer import Trainer
+from fixar.gen.units.vector import VectorUnit
 
 
 def _ports(component) -> dict:

@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         return _train(args)
     if args.cmd == "eval":
         return _eval(args)
-    from fixar.bench.__main__ import main as bench_main
+    from fixar.figures.summary import main as bench_main
     return bench_main([args.what])
 
 

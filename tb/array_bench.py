@@ -1,9 +1,9 @@
 """cocotb bench: the whole adaptive array (cores, memories, controller) running
 layer operations, checked bit for bit against the golden model and cycle for
-cycle against the cycle model of ``fixar.array_ops``.
+cycle against the cycle model of ``fixar.compiler.array_ops``.
 
 The bench writes the memories through the host ports in the layouts of
-``fixar.array_ops`` (the same code the host will use), describes an
+``fixar.compiler.array_ops`` (the same code the host will use), describes an
 operation, pulses ``start``, collects the output beats until ``done`` and
 compares. Environment: FIXAR_CONFIG_JSON, FIXAR_LATENCY, FIXAR_CASES
 (random operations, default 1000), FIXAR_DDPG_BATCH (default 8),
@@ -20,7 +20,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from fixar.array_ops import (LayerOp, activation_image, bias_image, cycles, describe, grad_images, out_dims,
+from fixar.compiler.array_ops import (LayerOp, activation_image, bias_image, cycles, describe, grad_images, out_dims,
                              unpack_outputs, useful_macs, utilization, weight_from_image, weight_image,
                              weight_rows)
 from fixar.config import ActFunc, FixarConfig, PEMode

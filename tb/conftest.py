@@ -1,7 +1,7 @@
 """pytest hooks for the benches: show which simulators (and versions) run them."""
 from __future__ import annotations
 
-from fixar.tb.runner import ToolError, check_simulator
+from fixar.sim.runner import ToolError, check_simulator
 
 
 def pytest_report_header(config):

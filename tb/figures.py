@@ -1,4 +1,4 @@
-"""Benches append their measured figures here; fixar.bench reads them back."""
+"""Benches append their measured figures here; fixar.figures reads them back."""
 from __future__ import annotations
 
 import json

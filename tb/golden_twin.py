@@ -1,6 +1,6 @@
 """The golden model's side of a bench that trains on the engine (the trainer
 bench on its host ports, the kernel bench through AXI): the same DDPG agent
-packed by the host's code (fixar.engine), the same compiled program run by
+packed by the host's code (fixar.driver.engine), the same compiled program run by
 the golden executor, random batches and states drawn in one fixed order, and
 the comparison of what the engine read back with the golden state.
 
@@ -13,10 +13,10 @@ import dataclasses
 import numpy as np
 
 from fixar.config import FixarConfig
-from fixar.engine import EngineHost, Write
+from fixar.driver.engine import EngineHost, Write
 from fixar.golden.fixed import quantize
-from fixar.golden.program import ProgramState, execute
-from fixar.rl.golden_backend import GoldenBackend
+from fixar.compiler.execute import ProgramState, execute
+from fixar.rl.backends.golden import GoldenBackend
 from fixar.rl.hyper import Hyper
 
 AGENT_SEED = 11

@@ -1,6 +1,6 @@
 """cocotb bench of the U50 kernel as the host sees it: AXI4-Lite control
 (cocotbext-axi AxiLiteMaster), HBM as an AXI RAM model (AxiRam), command
-buffers packed by fixar.kernel_io from fixar.engine's writes and reads.
+buffers packed by fixar.driver.kernel_io from fixar.driver.engine's writes and reads.
 
 Whole DDPG steps (through a QAT switch) and actions are checked bit for bit
 against the golden model running the same program, with the kernel's
@@ -23,8 +23,8 @@ from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from fixar.config import FixarConfig
-from fixar.kernel_io import CommandBuffer
-from fixar.program import step_cycles
+from fixar.driver.kernel_io import CommandBuffer
+from fixar.compiler.program import step_cycles
 from fixar.tb.figures import record
 from fixar.tb.golden_twin import GoldenTwin
 

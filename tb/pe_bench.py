@@ -1,6 +1,6 @@
 """cocotb bench: the generated PE against the golden model, bit for bit.
 
-Run through :mod:`fixar.tb.runner` (pytest: tb/test_pe.py). Reads from the
+Run through :mod:`fixar.sim.runner` (pytest: tb/test_pe.py). Reads from the
 environment: FIXAR_CONFIG_JSON (the config the RTL was generated from),
 FIXAR_LATENCY (from the generator's manifest), FIXAR_VECTORS (random vectors
 per mode, default 100 000), FIXAR_BENCH_JSON (where to append figures).

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from fixar.config import load
-from fixar.tb.rtl import generated, run_module, run_mutated, shipped_rtl
+from fixar.sim.rtl import generated, run_module, run_mutated, shipped_rtl
 
 pytestmark = pytest.mark.sim
 

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from fixar.config import load
-from fixar.kernel_io import port_widths
-from fixar.tb.rtl import generated, run_module
+from fixar.driver.kernel_io import port_widths
+from fixar.sim.rtl import generated, run_module
 
 pytestmark = pytest.mark.sim
 
@@ -15,7 +15,7 @@ NETS = json.dumps([8, 2, [32, 32], 16])
 
 
 def test_host_packing_widths_match_the_generated_engine():
-    """fixar.kernel_io packs rows with widths computed from the config; the
+    """fixar.driver.kernel_io packs rows with widths computed from the config; the
     generated engine's ports must have exactly those widths."""
     cfg = load("small")
     manifest = json.loads((generated(cfg, array=True) / "manifest.json").read_text())

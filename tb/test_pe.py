@@ -6,7 +6,7 @@ import os
 import pytest
 
 from fixar.config import load
-from fixar.tb.rtl import generated, run_module, run_mutated, shipped_rtl
+from fixar.sim.rtl import generated, run_module, run_mutated, shipped_rtl
 
 VECTORS = int(os.environ.get("FIXAR_VECTORS", "100000"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from fixar.config import load
-from fixar.tb.rtl import run_module, shipped_rtl
+from fixar.sim.rtl import run_module, shipped_rtl
 
 pytestmark = pytest.mark.sim
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from fixar.config import load
-from fixar.tb.rtl import generated, run_module, run_mutated
+from fixar.sim.rtl import generated, run_module, run_mutated
 
 pytestmark = pytest.mark.sim
 

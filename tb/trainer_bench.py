@@ -20,10 +20,10 @@ import time
 import cocotb
 import numpy as np
 
-from fixar.program import step_cycles
+from fixar.compiler.program import step_cycles
 from fixar.tb.figures import record
 from fixar.tb.golden_twin import GoldenTwin
-from fixar.tb.trainer_tb import TB
+from fixar.sim.engine_tb import TB
 
 
 @cocotb.test()

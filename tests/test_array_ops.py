@@ -1,5 +1,5 @@
 """Host side of the array: layouts, descriptors, the cycle model, and errors
-for operations that do not fit (fixar.array_ops), plus the golden model's
+for operations that do not fit (fixar.compiler.array_ops), plus the golden model's
 transposed product. The RTL side is checked by tb/array_bench.py."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import reference as ref
-from fixar.array_ops import (ArrayOpError, LayerOp, activation_image, cycles, describe, unpack_outputs,
+from fixar.compiler.array_ops import (ArrayOpError, LayerOp, activation_image, cycles, describe, unpack_outputs,
                              weight_image)
 from fixar.config import ActFunc, ConfigError, PEMode, load
 from fixar.golden.layer import linear, transposed
@@ -152,7 +152,7 @@ def test_gradient_layout_feeds_each_core_its_batch_slice(M, K, batch):
     """Reading the documented rows of a gradient product gives core n's PE row r
     of tile (ot, j) the error D[ot*R .. , n*S + j*R + r] and slot k the input
     X[k, n*S + j*R ..]; summing the products over cores and rounds is D X^T."""
-    from fixar.array_ops import grad_images
+    from fixar.compiler.array_ops import grad_images
 
     cfg = load("small")
     R, N, bits = cfg.array.rows, cfg.array.cores, cfg.pe.act32.bits
@@ -189,7 +189,7 @@ def test_gradient_products_that_do_not_fit_are_rejected():
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (13, 29)])
 def test_weight_image_round_trips(shape):
-    from fixar.array_ops import weight_from_image
+    from fixar.compiler.array_ops import weight_from_image
 
     cfg = load("small")
     W = np.random.default_rng(3).integers(-2 ** 31, 2 ** 31, shape)

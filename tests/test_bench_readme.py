@@ -1,8 +1,8 @@
 """The README's generated tables: figures come from summary.json only."""
 from __future__ import annotations
 
-from fixar.bench.__main__ import resource_rows
-from fixar.bench.synth import U50_CAPACITY
+from fixar.figures.summary import resource_rows
+from fixar.figures.synth import U50_CAPACITY
 
 
 def test_resource_table_is_rendered_from_the_summary():
@@ -23,7 +23,7 @@ def test_resource_table_says_when_not_measured():
 def test_study_figures_come_from_each_studys_table(tmp_path):
     import json
 
-    from fixar.bench.__main__ import study_figures
+    from fixar.figures.summary import study_figures
     cell = {"final_mean": 12.5, "final": [10.0, 15.0], "second_half_mean": 11.0}
     (tmp_path / "docs" / "study" / "40k").mkdir(parents=True)
     (tmp_path / "docs" / "study" / "results.json").write_text(json.dumps(

@@ -87,12 +87,12 @@ def test_rounding_toward_zero_is_rejected_where_it_is_not_built():
     it for the Adam unit's moments only, and says so elsewhere."""
     from amaranth.back import verilog
 
-    from fixar.gen.pe import PE
+    from fixar.gen.units.pe import PE
     pe = dataclasses.replace(DEFAULT.pe, out=dataclasses.replace(DEFAULT.pe.out, rounding="zero"))
     with pytest.raises(ConfigError, match="rounding 'zero' of Q12.20/zero/saturate is not built in the PE"):
         verilog.convert(PE(pe), name="pe_zero")
     ad = DEFAULT.adam
-    from fixar.gen.adam import AdamUnit
+    from fixar.gen.units.adam import AdamUnit
     odd = DEFAULT.variant(adam=dataclasses.replace(ad, m=dataclasses.replace(ad.m, rounding="floor")))
     with pytest.raises(ConfigError, match="adam.m: the Adam unit rounds it rne or zero and saturates"):
         AdamUnit(odd)

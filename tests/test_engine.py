@@ -1,4 +1,4 @@
-"""The host's side of the training engine (fixar.engine): the QAT
+"""The host's side of the training engine (fixar.driver.engine): the QAT
 quantizer's division constants, and the packing round trips."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from fixar.config import QUANTIZER_ROUNDINGS, load, quantizer_widths
-from fixar.engine import EngineHost, quantizer_words
+from fixar.driver.engine import EngineHost, quantizer_words
 from fixar.golden.qat import dequantize16, quantize16
-from fixar.rl.golden_backend import GoldenBackend
+from fixar.rl.backends.golden import GoldenBackend
 from fixar.rl.hyper import Hyper
 
 CFG = load("small")

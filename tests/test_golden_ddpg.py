@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from fixar.bench.golden_ddpg import gradient_errors
+from fixar.figures.golden_ddpg import gradient_errors
 from fixar.config import ConfigError, FixedFormat, load
-from fixar.rl.golden_backend import GoldenBackend
+from fixar.rl.backends.golden import GoldenBackend
 from fixar.rl.hyper import Hyper
 
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-PROBE = "from fixar.heap import keep_temporaries_in_heap as k; print(k(), k())"
+PROBE = "from fixar.rl.heap import keep_temporaries_in_heap as k; print(k(), k())"
 
 
 def _probe(**env) -> str:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from fixar.config import load
-from fixar.engine import EngineHost
+from fixar.driver.engine import EngineHost
 from fixar.golden.fixed import quantize
-from fixar.golden.program import ProgramState, execute, program_params
-from fixar.program import Adam, Grad, Matmul, ProgramError, Soft, Vec, compile_ddpg
-from fixar.rl.golden_backend import GoldenBackend
+from fixar.compiler.execute import ProgramState, execute, program_params
+from fixar.compiler.program import Adam, Grad, Matmul, ProgramError, Soft, Vec, compile_ddpg
+from fixar.rl.backends.golden import GoldenBackend
 from fixar.rl.hyper import Hyper
 
 CFG = load("small")
@@ -158,7 +158,7 @@ def test_acting_program_equals_fixed_ddpg_act():
 def test_cycle_model_matches_the_measured_engine():
     """The program cycle model against cycle counts the RTL bench measured
     (tb/trainer_bench.py asserts the same equality on every run)."""
-    from fixar.program import step_cycles
+    from fixar.compiler.program import step_cycles
 
     latency = 14   # the array's (rtl manifest): 2 controller + 12 core stages (7 + the QAT quantizer's 5)
     small = compile_ddpg(CFG, 8, 2, (32, 32), 16)

@@ -11,7 +11,7 @@ import pytest
 from fixar.rl.backends import BackendUnavailable, make_backend
 from fixar.rl.checkpoint import CheckpointError
 from fixar.rl.envs import EnvError, make_env
-from fixar.rl.float_backend import MLP
+from fixar.rl.backends.float32 import MLP
 from fixar.rl.hyper import Hyper
 from fixar.rl.loop import RunSettings, Trainer
 
@@ -131,7 +131,7 @@ def test_unavailable_or_unknown_backends_say_so(tmp_path):
 def test_rtl_backend_checks_before_it_builds_anything():
     """Networks that do not fit the engine fail at once, with the compiler's
     reason; a refused precision starts no simulator."""
-    from fixar.program import ProgramError
+    from fixar.compiler.program import ProgramError
     big = Hyper(hidden=(4000, 3000), batch=512)
     with pytest.raises(ProgramError, match="needs .* rows"):
         make_backend("rtl", 3, 1, big, 0, config="small")
@@ -209,7 +209,7 @@ def test_qat_run_switches_and_resumes_exactly_across_the_switch(tmp_path):
 def test_fxp16_from_scratch_feeds_every_layer_16_bit_inputs(tmp_path):
     """precision fxp16: layer inputs saturate to pe.act16 (Q0.15) from the first
     step, the array runs FXP16, and a short run trains, saves and resumes."""
-    from fixar.rl.golden_backend import GoldenBackend
+    from fixar.rl.backends.golden import GoldenBackend
 
     b = GoldenBackend(3, 1, SMALL, seed=0)
     b.set_precision_phase("fxp16")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fixar.bench.synth import summarize, synth
+from fixar.figures.synth import summarize, synth
 from fixar.config import DEFAULT
 
 RTL = Path(__file__).resolve().parent.parent / "rtl"

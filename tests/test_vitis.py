@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from fixar.config import KERNEL_BEAT_BITS, ConfigError, load
-from fixar.gen.kernel import Kernel
-from fixar.gen.vitis import KERNEL, pblocks_xdc, write_build_inputs
+from fixar.gen.kernel.top import Kernel
+from fixar.gen.kernel.vitis import KERNEL, pblocks_xdc, write_build_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 

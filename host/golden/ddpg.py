@@ -30,7 +30,7 @@ from fixar.golden.vector import noise_add, vector_op
 
 def weight_grad(cfg: FixarConfig, D, X) -> np.ndarray:
     """dW = D X^T summed over the batch, one exact sum rounded into ``adam.grad``:
-    the array's weight-gradient product (fixar.array_ops, docs/array.md)."""
+    the array's weight-gradient product (fixar.compiler.array_ops, docs/array.md)."""
     pe, gf = cfg.pe, cfg.adam.grad
     L = pe.lane_bits
     Xt = np.asarray(X, dtype=I64).T

@@ -275,7 +275,7 @@ class Trainer:
         at 164 MHz, from the program's cycle model (the RTL bench matches it
         cycle for cycle): projected, not measured."""
         from fixar.config import load
-        from fixar.program import ProgramError, projected
+        from fixar.compiler.program import ProgramError, projected
 
         hp = self.run.hyper
         try:

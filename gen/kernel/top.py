@@ -1,0 +1,346 @@
+"""The Alveo U50 RTL kernel (``fixar_kernel``, docs/kernel.md): the training
+engine behind the interfaces Vitis expects of an RTL kernel.
+
+* ``ap_clk``, ``ap_rst_n`` (active low, synchronous), ``interrupt``;
+* ``s_axi_control_*``: AXI4-Lite slave with the ap_ctrl_hs register map
+  (0x00 control: bit 0 ap_start, 1 ap_done (clear on read), 2 ap_idle,
+  3 ap_ready (clear on read), 7 auto_restart; 0x04 global interrupt enable;
+  0x08 IP interrupt enable (bit 0 done, 1 ready); 0x0C interrupt status
+  (toggle on write)) and the arguments of ``Kernel.ARGS``;
+* ``m_axi_gmem_*``: one AXI4 master, 64-bit addresses, 512-bit data, INCR
+  bursts that never cross a 4 KB boundary.
+
+A run executes a command buffer (fixar.driver.kernel_io packs it): the kernel reads
+``n_cmd`` beats from ``cmd`` in bursts of up to 64 beats, applies each
+command to the engine's host ports (row writes, row reads, program runs,
+the noise generator, the range trackers) and writes what the commands
+produce to ``out`` in bursts of up to 16 beats. ap_done rises when the last
+output beat's write response has arrived.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Module, Mux, ResetSignal, Shape, Signal
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from fixar.config import KERNEL_BEAT_BITS, KERNEL_READ_PATHS, KERNEL_WRITE_PORTS, FixarConfig, KernelOp
+from fixar.gen.units.trainer import Trainer
+
+CTRL = "s_axi_control_"
+GMEM = "m_axi_gmem_"
+
+
+class Kernel(wiring.Component):
+    CTRL_ADDR_BITS = 12
+    # (name, register offset, bytes, kind): the arguments after the ap_ctrl_hs block
+    ARGS = (("cmd", 0x10, 8, "buffer"), ("out", 0x18, 8, "buffer"), ("n_cmd", 0x20, 4, "scalar"))
+    READ_BURST = 64       # beats: 4 KB, one page
+    WRITE_BURST = 16
+
+    def __init__(self, cfg: FixarConfig):
+        self.cfg = cfg
+        self.engine = Trainer(cfg)
+        B, A = KERNEL_BEAT_BITS, self.CTRL_ADDR_BITS
+        sig = {"ap_clk": In(1), "ap_rst_n": In(1), "interrupt": Out(1)}
+        for name, flow, width in (("AWVALID", In, 1), ("AWREADY", Out, 1), ("AWADDR", In, A),
+                                  ("WVALID", In, 1), ("WREADY", Out, 1), ("WDATA", In, 32), ("WSTRB", In, 4),
+                                  ("BVALID", Out, 1), ("BREADY", In, 1), ("BRESP", Out, 2),
+                                  ("ARVALID", In, 1), ("ARREADY", Out, 1), ("ARADDR", In, A),
+                                  ("RVALID", Out, 1), ("RREADY", In, 1), ("RDATA", Out, 32), ("RRESP", Out, 2)):
+            sig[CTRL + name] = flow(width)
+        # (the ID signals are optional for Vitis; one bit, always 0: in-order, one thread)
+        for name, flow, width in (("AWID", Out, 1), ("ARID", Out, 1), ("BID", In, 1), ("RID", In, 1),
+                                  ("AWVALID", Out, 1), ("AWREADY", In, 1), ("AWADDR", Out, 64), ("AWLEN", Out, 8),
+                                  ("AWSIZE", Out, 3), ("AWBURST", Out, 2),
+                                  ("WVALID", Out, 1), ("WREADY", In, 1), ("WDATA", Out, B), ("WSTRB", Out, B // 8),
+                                  ("WLAST", Out, 1), ("BVALID", In, 1), ("BREADY", Out, 1), ("BRESP", In, 2),
+                                  ("ARVALID", Out, 1), ("ARREADY", In, 1), ("ARADDR", Out, 64), ("ARLEN", Out, 8),
+                                  ("ARSIZE", Out, 3), ("ARBURST", Out, 2),
+                                  ("RVALID", In, 1), ("RREADY", Out, 1), ("RDATA", In, B), ("RLAST", In, 1),
+                                  ("RRESP", In, 2)):
+            sig[GMEM + name] = flow(width)
+        super().__init__(sig)
+
+    def p(self, name: str):
+        return getattr(self, name)
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        B = KERNEL_BEAT_BITS
+        m = Module()
+        m.domains.sync = ClockDomain("sync")      # driven by the Vitis ports, not made ports of its own
+        m.d.comb += [ClockSignal("sync").eq(self.ap_clk), ResetSignal("sync").eq(~self.ap_rst_n)]
+        m.submodules.engine = eng = self.engine
+
+        # ---------------------------------------------------------- control slave
+        ap_start, ap_done, ap_idle, ap_ready = Signal(), Signal(), Signal(init=1), Signal()
+        auto_restart, gie = Signal(), Signal()
+        ier, isr = Signal(2), Signal(2)
+        args = {name: Signal(8 * size, name=f"arg_{name}") for name, _, size, _ in self.ARGS}
+        finish = Signal()        # the run's last cycle (set ap_done)
+        begin = Signal()         # the run's first cycle (ap_start taken)
+
+        aw_ok, w_ok, bvalid = Signal(), Signal(), Signal()
+        awaddr, wdata = Signal(self.CTRL_ADDR_BITS), Signal(32)
+        c = self.p
+        m.d.comb += [c(CTRL + "AWREADY").eq(~aw_ok & ~bvalid), c(CTRL + "WREADY").eq(~w_ok & ~bvalid),
+                     c(CTRL + "BVALID").eq(bvalid), c(CTRL + "BRESP").eq(0)]
+        with m.If(c(CTRL + "AWVALID") & c(CTRL + "AWREADY")):
+            m.d.sync += [aw_ok.eq(1), awaddr.eq(c(CTRL + "AWADDR"))]
+        with m.If(c(CTRL + "WVALID") & c(CTRL + "WREADY")):
+            m.d.sync += [w_ok.eq(1), wdata.eq(c(CTRL + "WDATA"))]
+        with m.If(bvalid & c(CTRL + "BREADY")):
+            m.d.sync += bvalid.eq(0)
+        with m.If(aw_ok & w_ok):
+            m.d.sync += [aw_ok.eq(0), w_ok.eq(0), bvalid.eq(1)]
+            with m.Switch(awaddr):
+                with m.Case(0x00):
+                    with m.If(wdata[0]):
+                        m.d.sync += ap_start.eq(1)
+                    m.d.sync += auto_restart.eq(wdata[7])
+                with m.Case(0x04):
+                    m.d.sync += gie.eq(wdata[0])
+                with m.Case(0x08):
+                    m.d.sync += ier.eq(wdata[:2])
+                with m.Case(0x0C):
+                    m.d.sync += isr.eq(isr ^ wdata[:2])
+                for name, off, size, _ in self.ARGS:
+                    for k in range(size // 4):
+                        with m.Case(off + 4 * k):
+                            m.d.sync += args[name][32 * k:32 * (k + 1)].eq(wdata)
+
+        rvalid, rdata = Signal(), Signal(32)
+        m.d.comb += [c(CTRL + "ARREADY").eq(~rvalid), c(CTRL + "RVALID").eq(rvalid), c(CTRL + "RDATA").eq(rdata),
+                     c(CTRL + "RRESP").eq(0)]
+        with m.If(rvalid & c(CTRL + "RREADY")):
+            m.d.sync += rvalid.eq(0)
+        with m.If(c(CTRL + "ARVALID") & ~rvalid):
+            m.d.sync += rvalid.eq(1)
+            with m.Switch(c(CTRL + "ARADDR")):
+                with m.Case(0x00):
+                    m.d.sync += [rdata.eq(Cat(ap_start, ap_done, ap_idle, ap_ready, Const(0, 3), auto_restart)),
+                                 ap_done.eq(0), ap_ready.eq(0)]          # clear on read
+                with m.Case(0x04):
+                    m.d.sync += rdata.eq(gie)
+                with m.Case(0x08):
+                    m.d.sync += rdata.eq(ier)
+                with m.Case(0x0C):
+                    m.d.sync += rdata.eq(isr)
+                for name, off, size, _ in self.ARGS:
+                    for k in range(size // 4):
+                        with m.Case(off + 4 * k):
+                            m.d.sync += rdata.eq(args[name][32 * k:32 * (k + 1)])
+                with m.Default():
+                    m.d.sync += rdata.eq(0)
+        # run events after the register accesses: a done set in the cycle of a read stays set
+        with m.If(begin):
+            m.d.sync += [ap_idle.eq(0), ap_ready.eq(1), ap_start.eq(auto_restart)]
+            with m.If(ier[1]):
+                m.d.sync += isr[1].eq(1)
+        with m.If(finish):
+            m.d.sync += [ap_done.eq(1), ap_idle.eq(1)]
+            with m.If(ier[0]):
+                m.d.sync += isr[0].eq(1)
+        m.d.comb += self.interrupt.eq(gie & isr.any())
+
+        # ---------------------------------------------------------- command fetch (AXI reads)
+        g = self.p
+        m.submodules.cmd_fifo = cf = SyncFIFOBuffered(width=B, depth=2 * self.READ_BURST)
+        rd_addr, rd_left = Signal(64), Signal(32)
+        ar_valid, ar_len, r_active = Signal(), Signal(8), Signal()
+        to_page = Signal(8)
+        m.d.comb += to_page.eq(self.READ_BURST - rd_addr[6:12])       # beats left in this 4 KB page
+        m.d.comb += [g(GMEM + "ARID").eq(0), g(GMEM + "AWID").eq(0)]
+        m.d.comb += [g(GMEM + "ARVALID").eq(ar_valid), g(GMEM + "ARADDR").eq(rd_addr),
+                     g(GMEM + "ARLEN").eq(ar_len - 1), g(GMEM + "ARSIZE").eq(6), g(GMEM + "ARBURST").eq(1),
+                     g(GMEM + "RREADY").eq(r_active & cf.w_rdy),
+                     cf.w_data.eq(g(GMEM + "RDATA")), cf.w_en.eq(r_active & g(GMEM + "RVALID"))]
+        with m.If(ar_valid & g(GMEM + "ARREADY")):
+            m.d.sync += [ar_valid.eq(0), r_active.eq(1), rd_addr.eq(rd_addr + (ar_len << 6)),
+                         rd_left.eq(rd_left - ar_len)]
+        with m.Elif(~ar_valid & ~r_active & (rd_left != 0)):
+            m.d.sync += [ar_valid.eq(1), ar_len.eq(Mux(rd_left < to_page, rd_left, to_page))]
+        with m.If(r_active & g(GMEM + "RVALID") & cf.w_rdy & g(GMEM + "RLAST")):
+            m.d.sync += r_active.eq(0)
+
+        # ---------------------------------------------------------- output (AXI writes)
+        m.submodules.out_fifo = of = SyncFIFOBuffered(width=B, depth=4 * self.WRITE_BURST)
+        wr_addr = Signal(64)
+        aw_valid, w_left, b_pending, flush = Signal(), Signal(8), Signal(8), Signal()
+        w_len = Signal(8)
+        wpage = Signal(8)
+        m.d.comb += wpage.eq(self.READ_BURST - wr_addr[6:12])
+        m.d.comb += [g(GMEM + "AWVALID").eq(aw_valid), g(GMEM + "AWADDR").eq(wr_addr),
+                     g(GMEM + "AWLEN").eq(w_len - 1), g(GMEM + "AWSIZE").eq(6), g(GMEM + "AWBURST").eq(1),
+                     g(GMEM + "WVALID").eq((w_left != 0) & ~aw_valid & of.r_rdy), g(GMEM + "WDATA").eq(of.r_data),
+                     g(GMEM + "WSTRB").eq((1 << (B // 8)) - 1), g(GMEM + "WLAST").eq(w_left == 1),
+                     of.r_en.eq((w_left != 0) & ~aw_valid & g(GMEM + "WREADY")),
+                     g(GMEM + "BREADY").eq(1)]
+        b_done = g(GMEM + "BVALID")
+        w_last = (w_left == 1) & ~aw_valid & of.r_rdy & g(GMEM + "WREADY")
+        with m.If(aw_valid):
+            with m.If(g(GMEM + "AWREADY")):
+                m.d.sync += [aw_valid.eq(0), wr_addr.eq(wr_addr + (w_len << 6))]
+        with m.Elif(w_left != 0):
+            with m.If(of.r_rdy & g(GMEM + "WREADY")):
+                m.d.sync += w_left.eq(w_left - 1)
+        with m.Elif((of.level >= self.WRITE_BURST) | (flush & (of.level != 0))):
+            n = Mux(of.level < self.WRITE_BURST, of.level, self.WRITE_BURST)
+            m.d.sync += [aw_valid.eq(1), w_len.eq(Mux(n < wpage, n, wpage)), w_left.eq(Mux(n < wpage, n, wpage))]
+        m.d.sync += b_pending.eq(b_pending + w_last - b_done)
+        drained = Signal()
+        m.d.comb += drained.eq((of.level == 0) & (w_left == 0) & ~aw_valid & (b_pending == 0))
+
+        # ---------------------------------------------------------- command executor
+        wports = [(prefix, [f"{prefix}_{d}" for d in data]) for prefix, data in KERNEL_WRITE_PORTS]
+        rpaths = list(KERNEL_READ_PATHS)
+        members = eng.signature.members
+
+        def width(name):
+            return Shape.cast(members[name].shape).width
+
+        def beats(names):
+            return max(1, -(-sum(width(n) for n in names) // B))
+
+        max_beats = max([beats(d) for _, d in wports] + [beats(list(d)) for _, d, _ in rpaths])
+        row = Signal(max_beats * B)
+        hdr = {k: Signal(w, name=f"hdr_{k}") for k, w in (("op", 8), ("port", 8), ("base", 32), ("count", 32),
+                                                           ("arg", 32))}
+        n_row, k = Signal(32), Signal(range(max_beats + 1))
+        left_cmd = Signal(32)
+        cycles = Signal(64)
+        nbeats = Signal(range(max_beats + 1))          # beats per row of the current port / path
+        beat = cf.r_data
+
+        with m.If(cf.r_en):
+            m.d.sync += left_cmd.eq(left_cmd - 1)
+
+        # engine inputs: idle unless a state below drives them
+        strobe = Signal()            # WPULSE: the write's single cycle
+        raddr = Signal()             # RADDR: the read address cycle
+        with m.FSM(name="kernel"):
+            with m.State("IDLE"):
+                with m.If(ap_start):
+                    m.d.comb += begin.eq(1)
+                    m.d.sync += [rd_addr.eq(args["cmd"]), rd_left.eq(args["n_cmd"]), left_cmd.eq(args["n_cmd"]),
+                                 wr_addr.eq(args["out"]), flush.eq(0)]
+                    m.next = "HDR"
+            with m.State("HDR"):
+                with m.If(left_cmd == 0):
+                    m.next = "DRAIN"
+                with m.Elif(cf.r_rdy):
+                    m.d.comb += cf.r_en.eq(1)
+                    m.d.sync += [hdr["op"].eq(beat[0:8]), hdr["port"].eq(beat[8:16]), hdr["base"].eq(beat[32:64]),
+                                 hdr["count"].eq(beat[64:96]), hdr["arg"].eq(beat[96:128]), n_row.eq(0), k.eq(0)]
+                    with m.Switch(beat[0:8]):
+                        with m.Case(KernelOp.END):
+                            m.d.sync += rd_left.eq(0)        # nothing after END is fetched
+                            m.next = "DRAIN"
+                        with m.Case(KernelOp.WRITE):
+                            with m.Switch(beat[8:16]):
+                                for i, (_, names) in enumerate(wports):
+                                    with m.Case(i):
+                                        m.d.sync += nbeats.eq(beats(names))
+                            m.next = "WDATA"
+                        with m.Case(KernelOp.READ):
+                            with m.Switch(beat[8:16]):
+                                for i, (_, names, _) in enumerate(rpaths):
+                                    with m.Case(i):
+                                        m.d.sync += nbeats.eq(beats(list(names)))
+                            m.next = "RADDR"
+                        with m.Case(KernelOp.RUN):
+                            m.next = "RUN"
+                        with m.Case(KernelOp.PRNG_SET):
+                            m.next = "PRNG_SET"
+                        with m.Case(KernelOp.PRNG_GET):
+                            m.next = "PRNG_GET"
+                        with m.Case(KernelOp.CLEAR_RANGES):
+                            m.d.comb += eng.rg_clear.eq(1)
+                        with m.Default():
+                            m.next = "DRAIN"          # unknown command: stop (the host's packer never emits one)
+            with m.State("WDATA"):
+                with m.If(n_row == hdr["count"]):
+                    m.next = "HDR"
+                with m.Elif(cf.r_rdy):
+                    m.d.comb += cf.r_en.eq(1)
+                    for j in range(max_beats):
+                        with m.If(k == j):
+                            m.d.sync += row[j * B:(j + 1) * B].eq(beat)
+                    with m.If(k == nbeats - 1):
+                        m.d.sync += k.eq(0)
+                        m.next = "WPULSE"
+                    with m.Else():
+                        m.d.sync += k.eq(k + 1)
+            with m.State("WPULSE"):
+                m.d.comb += strobe.eq(1)
+                m.d.sync += n_row.eq(n_row + 1)
+                m.next = "WDATA"
+            with m.State("RADDR"):
+                with m.If(n_row == hdr["count"]):
+                    m.next = "HDR"
+                with m.Else():
+                    m.d.comb += raddr.eq(1)
+                    m.next = "RCAP"
+            with m.State("RCAP"):
+                with m.Switch(hdr["port"]):
+                    for i, (_, names, _) in enumerate(rpaths):
+                        with m.Case(i):
+                            m.d.sync += row.eq(Cat(*[getattr(eng, n) for n in names]))
+                m.d.sync += k.eq(0)
+                m.next = "RPUSH"
+            with m.State("RPUSH"):
+                with m.If(of.w_rdy):
+                    m.d.comb += [of.w_en.eq(1), of.w_data.eq(row.word_select(k, B))]
+                    with m.If(k == nbeats - 1):
+                        m.d.sync += n_row.eq(n_row + 1)
+                        m.next = "RADDR"
+                    with m.Else():
+                        m.d.sync += k.eq(k + 1)
+            with m.State("RUN"):
+                m.d.comb += [eng.start.eq(1), eng.start_pc.eq(hdr["arg"])]
+                m.d.sync += cycles.eq(0)      # counted as the program's cycle model counts: edge taking start -> done
+                m.next = "RWAIT"
+            with m.State("RWAIT"):
+                m.d.sync += cycles.eq(cycles + 1)
+                with m.If(eng.done):
+                    m.next = "RDONE"
+            with m.State("RDONE"):
+                with m.If(of.w_rdy):
+                    m.d.comb += [of.w_en.eq(1), of.w_data.eq(cycles)]
+                    m.next = "HDR"
+            with m.State("PRNG_SET"):
+                m.d.comb += [eng.prng_we.eq(1), eng.prng_seed.eq(hdr["arg"])]
+                m.next = "HDR"
+            with m.State("PRNG_GET"):
+                with m.If(of.w_rdy):
+                    m.d.comb += [of.w_en.eq(1), of.w_data.eq(eng.prng_state)]
+                    m.next = "HDR"
+            with m.State("DRAIN"):
+                # every output beat written and acknowledged, no command beat in flight
+                m.d.sync += flush.eq(1)
+                m.d.comb += cf.r_en.eq(cf.r_rdy)          # (beats after END are dropped)
+                with m.If(flush & drained & ~r_active & ~ar_valid & ~cf.r_rdy):
+                    m.d.comb += finish.eq(1)
+                    m.next = "IDLE"
+
+        # the engine's host ports, from the header and the row register
+        addr = hdr["base"] + n_row
+        for i, (prefix, names) in enumerate(wports):
+            sel = strobe & (hdr["op"] == KernelOp.WRITE) & (hdr["port"] == i)
+            we = getattr(eng, f"{prefix}_we")
+            m.d.comb += we.eq(Mux(sel, hdr["arg"], 0))
+            shift = 0
+            for n in names:
+                w = width(n)
+                with m.If(sel):
+                    m.d.comb += getattr(eng, n).eq(row[shift:shift + w])
+                shift += w
+        for i, (addr_port, _, re) in enumerate(rpaths):
+            if re is not None:
+                with m.If(raddr & (hdr["port"] == i) & (hdr["op"] == KernelOp.READ)):
+                    m.d.comb += getattr(eng, re).eq(hdr["arg"])
+        # address ports (shared by a port's writes and reads): the current row
+        for name in {f"{p}_addr" for p, _ in wports} | {a for a, _, _ in rpaths}:
+            m.d.comb += getattr(eng, name).eq(addr)
+        return m

@@ -1,0 +1,436 @@
+"""The adaptive array: N cores, the shared banked weight memory, per-core
+activation memories, the bias memory and the controller that runs one layer
+operation (docs/array.md).
+
+Host side (idle only): ``wm_*`` writes one weight memory row (one word per
+bank), ``am_*`` one activation row of the cores selected by ``am_we``,
+``bm_*`` one bias row. An operation is described on the ``op_*`` ports
+(latched by ``start``; see ``fixar.compiler.array_ops.Descriptor`` for their meaning)
+and runs until ``done``, a one-cycle pulse in the cycle the last output is
+visible; ``start`` is taken only when ``busy`` is low.
+
+Schedule (the same as ``fixar.compiler.array_ops.cycles`` counts): a prologue of R
+cycles loads the first tile's weights, one PE row per cycle; then each tile
+step takes P = max(S, R) cycles: a swap to the loaded weights, S batch items,
+and meanwhile the next step's R rows. Every request goes to the memories in
+one cycle, their registered data is rotated/masked and registered in the
+next, and reaches the cores in the cycle after: PIPE = 2 cycles.
+
+Layouts: weight word (i, j) of a C x C tile is in bank (i + j) mod C at row
+T*C + i. PE row r of the forward product needs the tile's column r (bank b
+at row T*C + (b - r) mod C); the transposed product needs the tile's row r
+(every bank at row T*C + r). Either way PE column c takes bank (c + r) mod C.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array as MuxArray, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from fixar.config import ConfigError, FixarConfig, quantizer_widths
+from fixar.gen.units.core import ArrayCore
+from fixar.gen.lib.ram import TwoPortRAM
+
+
+def _delay(m: Module, value, n: int, name: str):
+    """``value`` delayed by ``n`` clock cycles (a shift register)."""
+    prev = value
+    for i in range(n):
+        nxt = Signal(value.shape(), name=f"{name}_d{i + 1}")
+        m.d.sync += nxt.eq(prev)
+        prev = nxt
+    return prev
+
+
+def _tree(m: Module, values: list, pick, name: str):
+    """min or max of signed values by a comparator tree (combinational)."""
+    level = 0
+    while len(values) > 1:
+        nxt = []
+        for i in range(0, len(values) - 1, 2):
+            a, b = values[i], values[i + 1]
+            w = Signal(signed(max(len(a), len(b))), name=f"{name}_{level}_{i // 2}")
+            m.d.comb += w.eq(Mux(a < b, a, b) if pick is min else Mux(a > b, a, b))
+            nxt.append(w)
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values, level = nxt, level + 1
+    return values[0]
+
+
+class Array(wiring.Component):
+    PIPE = 2
+    LATENCY = PIPE + ArrayCore.LATENCY
+
+    def __init__(self, cfg: FixarConfig):
+        ArrayCore.check(cfg)
+        self.cfg = cfg
+        ar, mem, pe = cfg.array, cfg.memory, cfg.pe
+        R, C, N = ar.rows, ar.cols, ar.cores
+        self.w_rows, self.a_rows, self.b_rows = mem.weight_words // C, mem.act_words_per_core // R, \
+            mem.bias_words // C
+        self.t_rows = mem.xt_words_per_core // R
+        self.g_rows = mem.grad_words // C
+        if R < 2 or R & (R - 1):
+            raise ConfigError(f"array.rows = {R}: the feature-major memory's bank rotation needs a power of two >= 2")
+        tiles = range(self.w_rows // C + 1)
+        ob = pe.out.bits
+        slot_bits = max((ar.psum_slots - 1).bit_length(), 1)
+        qw = quantizer_widths(cfg)
+        super().__init__({
+            "start": In(1), "busy": Out(1), "done": Out(1),
+            "op_transpose": In(1), "op_intra": In(1), "op_mode": In(1), "op_func": In(2),
+            "op_bias": In(1), "op_store": In(1), "op_grad": In(1), "op_batch": In(range(ar.psum_slots + 1)),
+            "op_store_t": In(1), "op_t_base": In(range(self.t_rows)),
+            "op_gstore": In(2), "op_g_base": In(range(max(self.g_rows, self.b_rows))),
+            "op_n_ot": In(tiles), "op_n_kt": In(tiles), "op_n_kr": In(tiles),
+            "op_slots": In(range(ar.psum_slots + 1)),
+            "op_w_base": In(range(self.w_rows)), "op_x_base": In(range(self.a_rows)),
+            "op_y_base": In(range(self.a_rows)), "op_b_base": In(range(self.b_rows)),
+            "op_track": In(1), "op_fq": In(1), "op_qidx": In(range(ar.quantizers)),
+            # QAT: the quantizer table (host-written at the switch) and the range
+            # trackers (phase 1: lo <= 0 <= hi; registered read; clear sets zeros)
+            "qt_we": In(1), "qt_addr": In(range(ar.quantizers)),
+            "qt_delta": In(unsigned(qw["delta"])), "qt_zero": In(unsigned(qw["zero"])),
+            "qt_magic": In(unsigned(qw["magic"])), "qt_shift": In(unsigned(qw["shift"])),
+            "rg_clear": In(1), "rg_addr": In(range(ar.quantizers)),
+            "rg_lo": Out(signed(ob)), "rg_hi": Out(signed(ob)),
+            "wm_we": In(1), "wm_addr": In(range(self.w_rows)), "wm_data": In(unsigned(C * pe.weight.bits)),
+            "am_we": In(N), "am_addr": In(range(self.a_rows)), "am_data": In(unsigned(R * pe.act32.bits)),
+            "tm_we": In(N), "tm_addr": In(range(self.t_rows)), "tm_data": In(unsigned(R * pe.act32.bits)),
+            "gm_raddr": In(range(self.g_rows)), "gm_rdata": Out(unsigned(C * cfg.adam.grad.bits)),
+            "gbm_raddr": In(range(self.b_rows)), "gbm_rdata": Out(unsigned(C * cfg.adam.grad.bits)),
+            "bm_we": In(1), "bm_addr": In(range(self.b_rows)), "bm_data": In(unsigned(C * ob)),
+            # reads through the same ports while idle (registered: data the cycle after the address)
+            "wm_re": In(1), "wm_rdata": Out(unsigned(C * pe.weight.bits)),
+            "am_re": In(N), "am_rdata": Out(unsigned(N * R * pe.act32.bits)),
+            "bm_rdata": Out(unsigned(C * ob)),
+            # a second read path through port A (the training controller's streaming passes)
+            "wm_rea": In(1), "wm_aaddr": In(range(self.w_rows)), "wm_adata": Out(unsigned(C * pe.weight.bits)),
+            "bm_rea": In(1), "bm_aaddr": In(range(self.b_rows)), "bm_adata": Out(unsigned(C * ob)),
+            "am_rea": In(N), "am_aaddr": In(range(self.a_rows)), "am_adata": Out(unsigned(N * R * pe.act32.bits)),
+            "out_valid": Out(N), "out_tile": Out(tiles), "out_slot": Out(unsigned(slot_bits)),
+            "out_lo": Out(unsigned(N * C * ob)), "out_hi": Out(unsigned(N * C * ob)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        ar, pe = cfg.array, cfg.pe
+        R, C, N = ar.rows, ar.cols, ar.cores
+        wb, ab, ob, A = pe.weight.bits, pe.act32.bits, pe.out.bits, pe.acc_bits
+        m = Module()
+
+        # ---- descriptor, latched at start
+        names = ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
+                 "gstore", "g_base",
+                 "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base", "track", "fq", "qidx")
+        d = {n: Signal.like(getattr(self, f"op_{n}"), name=f"d_{n}") for n in names}
+
+        # ---- sequencer state
+        IDLE, PRO, RUN = 0, 1, 2
+        phase = Signal(2)
+        t = Signal(range(max(ar.psum_slots, R) + 1))
+        it = Signal.like(d["n_ot"], name="it")
+        j = Signal.like(d["n_kr"], name="j")
+        P = Signal.like(t, name="period")
+        m.d.comb += P.eq(Mux(d["slots"] > R, d["slots"], R))
+        last_round = Signal()
+        last_step = Signal()
+        m.d.comb += [last_round.eq(j == d["n_kr"] - 1), last_step.eq(last_round & (it == d["n_ot"] - 1))]
+
+        final_out = Signal()  # the op's last output is visible (from the delay line below)
+        finished = Signal()   # ... and, with store_t, its last transposed block is written
+        pending = Signal(range(2))  # an op whose outputs have not all left the pipeline
+        m.d.comb += [self.busy.eq((phase != IDLE) | (pending & ~finished)), self.done.eq(finished)]
+        with m.If(finished):
+            m.d.sync += pending.eq(0)
+
+        with m.Switch(phase):
+            with m.Case(IDLE):
+                with m.If(self.start & ~self.busy):
+                    m.d.sync += [d[n].eq(getattr(self, f"op_{n}")) for n in names]
+                    m.d.sync += [phase.eq(PRO), t.eq(0), it.eq(0), j.eq(0), pending.eq(1)]
+            with m.Case(PRO):
+                m.d.sync += t.eq(t + 1)
+                with m.If(t == R - 1):
+                    m.d.sync += [phase.eq(RUN), t.eq(0)]
+            with m.Default():  # RUN
+                m.d.sync += t.eq(t + 1)
+                with m.If(last_step & (t == d["slots"] - 1)):
+                    m.d.sync += phase.eq(IDLE)  # no loads follow the last step's items
+                with m.Elif(t == P - 1):
+                    m.d.sync += t.eq(0)
+                    with m.If(last_round):
+                        m.d.sync += [j.eq(0), it.eq(it + 1)]
+                    with m.Else():
+                        m.d.sync += j.eq(j + 1)
+
+        # ---- requests of this cycle
+        item = Signal()
+        load = Signal()
+        swap = Signal()
+        m.d.comb += [item.eq((phase == RUN) & (t < d["slots"])),
+                     load.eq((phase == PRO) | ((phase == RUN) & (t < R) & ~last_step)),
+                     swap.eq((phase == RUN) & (t == 0))]
+        # the step whose weights load now: (0, 0) in the prologue, else the next one
+        l_it = Signal.like(it, name="load_it")
+        l_j = Signal.like(j, name="load_j")
+        with m.If(phase == PRO):
+            m.d.comb += [l_it.eq(0), l_j.eq(0)]
+        with m.Elif(last_round):
+            m.d.comb += [l_it.eq(it + 1), l_j.eq(0)]
+        with m.Else():
+            m.d.comb += [l_it.eq(it), l_j.eq(j + 1)]
+        row = t[:max((R - 1).bit_length(), 1)]  # the PE row being loaded (t < R while loading)
+
+        def k_tile(jj, n):
+            """Core n's k-tile in round jj (intra-layer mode interleaves cores;
+            a gradient product reduces over each core's own batch rows)."""
+            return Mux(d["intra"], jj * N + n, jj)
+
+        # Gradient product dW = D X^T: each core reduces over its own batch
+        # rows; the "weights" are D, read from the core's activation memory
+        # (port B, one slot-major row = one PE row of the tile: D[ot*C + c, b]),
+        # rows of batch entries beyond op_batch read as zero.
+        g_rowb = Signal(range(ar.psum_slots + 2 * R), name="grad_load_b")
+        m.d.comb += g_rowb.eq(l_j * R + row)
+        g_addr = Signal(range(self.a_rows * 2 + ar.psum_slots * (self.w_rows // C + 1)), name="grad_load_addr")
+        m.d.comb += g_addr.eq(d["w_base"] + l_it * d["batch"] + g_rowb)
+        g_zero = _delay(m, g_rowb >= d["batch"], 1, "grad_load_zero")
+        grad_load = Signal(name="grad_load")
+        m.d.comb += grad_load.eq(d["grad"] & load)
+
+        amem = [TwoPortRAM(cfg.memory, R * ab, self.a_rows, f"amem_{n}") for n in range(N)]
+        # Feature-major memory per core, R banks of one word: X^T row (j, k)
+        # (batch entries j*R + r of feature k) keeps word r in bank (r + k) mod R
+        # at row t_base + j*K + k. A forward beat (one batch entry, C features)
+        # then writes one word per bank (a transposing store with no buffer),
+        # and a gradient product reads a row from all banks at one address.
+        rb = max((R - 1).bit_length(), 1)
+        tmem = [[TwoPortRAM(cfg.memory, ab, self.t_rows, f"tmem_{n}_b{b}") for b in range(R)] for n in range(N)]
+        for n in range(N):
+            for b in range(R):
+                m.submodules[f"tmem_{n}_b{b}"] = tmem[n][b].instance
+        # ---- weight memory: C banks; one read port per core (two cores per RAM instance)
+        banks = [[TwoPortRAM(cfg.memory, wb, self.w_rows, f"wmem_b{b}_p{q}") for q in range((N + 1) // 2)]
+                 for b in range(C)]
+        for b in range(C):
+            for q, ram in enumerate(banks[b]):
+                m.submodules[f"wmem_b{b}_p{q}"] = ram.instance
+        w_zero = []
+        for n in range(N):
+            kt = Signal.like(d["n_kt"], name=f"load_kt_{n}")
+            m.d.comb += kt.eq(k_tile(l_j, n))
+            zero = Signal(name=f"load_zero_{n}")
+            m.d.comb += zero.eq(kt >= d["n_kt"])
+            tile = Signal(range(self.w_rows // C + 1), name=f"load_tile_{n}")
+            m.d.comb += tile.eq(Mux(d["transpose"], kt * d["n_ot"] + l_it, l_it * d["n_kt"] + kt))
+            base = Signal(range(self.w_rows + C), name=f"load_base_{n}")
+            m.d.comb += base.eq(d["w_base"] + tile * C)
+            for b in range(C):
+                skew = Mux(row == 0, b, b + C - row) if b == 0 else Mux(b >= row, b - row, b + C - row)  # (b - r) mod C
+                addr = Mux(d["transpose"], base + row, base + skew)
+                ram = banks[b][n // 2]
+                if n % 2 == 0:
+                    m.d.comb += ram.a_addr.eq(Mux(self.wm_rea, self.wm_aaddr, addr) if n == 0 else addr)
+                else:
+                    m.d.comb += ram.b_addr.eq(Mux(self.wm_we | self.wm_re, self.wm_addr, addr))
+            w_zero.append(_delay(m, zero, 1, f"load_zero_{n}"))
+        for b in range(C):
+            for ram in banks[b]:
+                if N % 2 == 1 and ram is banks[b][-1]:
+                    m.d.comb += ram.b_addr.eq(self.wm_addr)
+                m.d.comb += [ram.b_we.eq(self.wm_we), ram.b_wdata.eq(self.wm_data[b * wb:(b + 1) * wb])]
+        row1 = _delay(m, row, 1, "load_row")
+        w_data = []
+        for n in range(N):
+            port = [(banks[b][n // 2].a_data if n % 2 == 0 else banks[b][n // 2].b_data) for b in range(C)]
+            rotated = []
+            for c in range(C):
+                word = Signal(wb, name=f"w_rot_{n}_{c}")
+                m.d.comb += word.eq(MuxArray([port[(c + r) % C] for r in range(R)])[row1])
+                rotated.append(word)
+            wd = Signal(C * wb, name=f"w_data_{n}")
+            from_weights = Mux(w_zero[n], 0, Cat(*rotated))
+            m.d.sync += wd.eq(Mux(d["grad"], Mux(g_zero, 0, amem[n].b_data), from_weights))
+            w_data.append(wd)
+
+        # ---- activation memories (one per core) and the bias memory
+        bmem = TwoPortRAM(cfg.memory, C * ob, self.b_rows, "bmem")
+        m.submodules.bmem = bmem.instance
+        m.d.comb += [bmem.a_addr.eq(Mux(self.bm_rea, self.bm_aaddr, d["b_base"] + it)), bmem.b_addr.eq(self.bm_addr),
+                     bmem.b_we.eq(self.bm_we), bmem.b_wdata.eq(self.bm_data)]
+        bias = Signal(C * ob)
+        m.d.sync += bias.eq(bmem.a_data)
+        a_data = []
+        for n in range(N):
+            m.submodules[f"amem_{n}"] = amem[n].instance
+            kt = Signal.like(d["n_kt"], name=f"item_kt_{n}")
+            m.d.comb += kt.eq(k_tile(j, n))
+            zero = Signal(name=f"item_zero_{n}")
+            m.d.comb += zero.eq(kt >= d["n_kt"])
+            m.d.comb += amem[n].a_addr.eq(Mux(self.am_rea[n], self.am_aaddr, d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t))
+            for b in range(R):
+                m.d.comb += tmem[n][b].a_addr.eq(d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t)
+            z1 = _delay(m, zero, 1, f"item_zero_{n}")
+            k1 = _delay(m, t[:rb], 1, f"item_feature_{n}")      # word r of feature k is in bank (r + k) mod R
+            xt = Cat(*[MuxArray([tmem[n][(r + q) % R].a_data for q in range(R)])[k1] for r in range(R)])
+            a = Signal(R * ab, name=f"a_{n}")
+            # a gradient product streams X^T from the feature-major memory
+            m.d.sync += a.eq(Mux(z1, 0, Mux(d["grad"], xt, amem[n].a_data)))
+            a_data.append(a)
+
+        # ---- control to the cores, PIPE cycles after the request
+        ctl = {"valid": item, "slot": t, "first": j == 0, "last": last_round, "w_ld": load, "w_row": row,
+               "w_swap": swap}
+        ctl_d = {k: _delay(m, v, self.PIPE, f"ctl_{k}") for k, v in ctl.items()}
+
+        # ---- output bookkeeping, LATENCY cycles after the request
+        y_addr = Signal(range(self.a_rows * 2 + ar.psum_slots), name="y_addr")
+        m.d.comb += y_addr.eq(d["y_base"] + it * d["slots"] + t)
+        out_y_addr = _delay(m, y_addr, self.LATENCY, "y_addr")
+        out_tile = _delay(m, it, self.LATENCY, "tile")
+        m.d.comb += final_out.eq(_delay(m, item & last_step & (t == d["slots"] - 1), self.LATENCY, "final"))
+        m.d.comb += finished.eq(final_out)
+        m.d.comb += self.out_tile.eq(out_tile)
+
+        # ---- QAT quantizer table: the operation's entry goes to every core's output stage
+        qw = quantizer_widths(cfg)
+        Q = ar.quantizers
+        table = {k: [Signal(unsigned(qw[k]), name=f"qt_{k}_{i}") for i in range(Q)]
+                 for k in ("delta", "zero", "magic", "shift")}
+        q_sel = {}
+        for k, regs in table.items():
+            with m.If(self.qt_we):
+                for i in range(Q):
+                    with m.If(self.qt_addr == i):
+                        m.d.sync += regs[i].eq(getattr(self, f"qt_{k}"))
+            q_sel[k] = Signal(unsigned(qw[k]), name=f"q_sel_{k}")
+            m.d.sync += q_sel[k].eq(MuxArray(regs)[d["qidx"]])   # settles long before any output
+
+        cores = []
+        for n in range(N):
+            core = ArrayCore(cfg)
+            m.submodules[f"core_{n}"] = core
+            cores.append(core)
+            m.d.comb += [
+                core.w_ld.eq(ctl_d["w_ld"]), core.w_row.eq(ctl_d["w_row"]), core.w_swap.eq(ctl_d["w_swap"]),
+                core.w_data.eq(w_data[n]),
+                core.valid.eq(ctl_d["valid"]), core.slot.eq(ctl_d["slot"]), core.first.eq(ctl_d["first"]),
+                core.last.eq(ctl_d["last"]), core.a.eq(a_data[n]), core.bias.eq(bias),
+                core.bias_en.eq(d["bias"] & (Const(n == 0) | ~d["intra"])),
+                core.func.eq(d["func"]), core.mode.eq(d["mode"]), core.grad.eq(d["grad"]),
+                core.fq.eq(d["fq"]), core.q_magic.eq(q_sel["magic"]), core.q_shift.eq(q_sel["shift"]),
+                core.q_delta.eq(q_sel["delta"]), core.q_zero.eq(q_sel["zero"]),
+            ]
+        # cross-core accumulation: core 0 adds the others' wide sums in intra-layer
+        # mode and in gradient products (each core summed its own batch rows)
+        reduce_all = Signal()
+        m.d.comb += reduce_all.eq(d["intra"] | d["grad"])
+        for lane in ("lo", "hi"):
+            for c in range(C):
+                others = [getattr(cores[n], f"sum_{lane}")[c * A:(c + 1) * A].as_signed() for n in range(1, N)]
+                total = sum(others) if others else 0
+                m.d.comb += getattr(cores[0], f"xin_{lane}")[c * A:(c + 1) * A].eq(Mux(reduce_all, total, 0))
+            for n in range(1, N):
+                m.d.comb += getattr(cores[n], f"xin_{lane}").eq(0)
+
+        # ---- QAT phase 1: range trackers widened by every valid output of a
+        # tracking operation (one beat's min and max per core, then the register)
+        rg_lo = [Signal(signed(ob), name=f"rg_lo_{i}") for i in range(Q)]
+        rg_hi = [Signal(signed(ob), name=f"rg_hi_{i}") for i in range(Q)]
+        beat_lo, beat_hi, beat_v = [], [], []
+        for n in range(N):
+            words = [cores[n].out_lo[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
+            lo_n, hi_n = _tree(m, words, min, f"beat_lo_{n}"), _tree(m, words, max, f"beat_hi_{n}")
+            v = Signal(name=f"beat_valid_{n}")
+            lo_r, hi_r = Signal(signed(ob), name=f"beat_lo_r_{n}"), Signal(signed(ob), name=f"beat_hi_r_{n}")
+            m.d.sync += [v.eq(d["track"] & cores[n].out_valid & (Const(n == 0) | ~(d["intra"] | d["grad"]))),
+                         lo_r.eq(lo_n), hi_r.eq(hi_n)]
+            beat_lo.append(Mux(v, lo_r, 0))
+            beat_hi.append(Mux(v, hi_r, 0))
+        new_lo = _tree(m, beat_lo, min, "beat_lo_all")
+        new_hi = _tree(m, beat_hi, max, "beat_hi_all")
+        beat_q = Signal.like(d["qidx"], name="beat_qidx")     # travels with the beat: the next
+        m.d.sync += beat_q.eq(d["qidx"])                        # operation may latch its own meanwhile
+        for i in range(Q):
+            with m.If(self.rg_clear):
+                m.d.sync += [rg_lo[i].eq(0), rg_hi[i].eq(0)]
+            with m.Elif(beat_q == i):
+                m.d.sync += [rg_lo[i].eq(Mux(new_lo < rg_lo[i], new_lo, rg_lo[i])),
+                             rg_hi[i].eq(Mux(new_hi > rg_hi[i], new_hi, rg_hi[i]))]
+        m.d.sync += [self.rg_lo.eq(MuxArray(rg_lo)[self.rg_addr]), self.rg_hi.eq(MuxArray(rg_hi)[self.rg_addr])]
+
+        # ---- outputs, and results stored back as the next layer's activations (FXP32)
+        valid = [cores[n].out_valid & (Const(n == 0) | ~reduce_all) for n in range(N)]
+        m.d.comb += [self.out_valid.eq(Cat(*valid)), self.out_slot.eq(cores[0].out_slot),
+                     self.out_lo.eq(Cat(*[c.out_lo for c in cores])),
+                     self.out_hi.eq(Cat(*[c.out_hi for c in cores]))]
+        store = d["store"] & (d["mode"] == 0) & ~d["grad"]
+        for n in range(N):
+            src = cores[0] if N > 1 else cores[n]
+            result = Mux(d["intra"], src.out_lo, cores[n].out_lo)
+            we = store & Mux(d["intra"], cores[0].out_valid, cores[n].out_valid)
+            with m.If(self.am_we[n]):
+                m.d.comb += [amem[n].b_addr.eq(self.am_addr), amem[n].b_we.eq(1), amem[n].b_wdata.eq(self.am_data)]
+            with m.Elif(self.am_re[n]):
+                m.d.comb += amem[n].b_addr.eq(self.am_addr)
+            with m.Elif(d["grad"]):
+                m.d.comb += amem[n].b_addr.eq(g_addr)
+            with m.Else():
+                m.d.comb += [amem[n].b_addr.eq(out_y_addr), amem[n].b_we.eq(we), amem[n].b_wdata.eq(result)]
+
+        # ---- transposing store into the feature-major memory (see tmem above)
+        for n in range(N):
+            beat = d["store_t"] & cores[n].out_valid & ~d["intra"] & (d["mode"] == 0) & ~d["grad"] & ~d["transpose"]
+            slot = cores[n].out_slot
+            r = slot[:rb]
+            jb = slot >> rb
+            row0 = Signal(range(self.t_rows * 2 + ar.psum_slots * (self.w_rows // C + 1)), name=f"t_row_{n}")
+            m.d.comb += row0.eq(d["t_base"] + jb * (d["n_ot"] * C) + out_tile * C)
+            for b in range(R):
+                c = Signal(range(C), name=f"t_feature_{n}_{b}")     # (b - r) mod C
+                m.d.comb += c.eq(Mux(r <= b, b - r, b + C - r))
+                ram = tmem[n][b]
+                with m.If(self.tm_we[n]):
+                    m.d.comb += [ram.b_addr.eq(self.tm_addr), ram.b_we.eq(1),
+                                 ram.b_wdata.eq(self.tm_data[b * ab:(b + 1) * ab])]
+                with m.Else():
+                    m.d.comb += [ram.b_addr.eq(row0 + c), ram.b_we.eq(beat),
+                                 ram.b_wdata.eq(MuxArray([cores[n].out_lo[k * ob:(k + 1) * ob] for k in range(C)])[c])]
+
+        # ---- gradient memories: a gradient product's beat (C outputs o of one
+        # input k) goes to the weight gradients in the weight layout (gstore 1:
+        # word (o, k) of tile (ot, k div C) in bank (o + k) mod C, so the beat is
+        # one word per bank) or, for a bias gradient (one ones-feature slot), to
+        # a bias-layout row (gstore 2). Port A reads them (host, Adam).
+        gb_bits = cfg.adam.grad.bits
+        cb = (C - 1).bit_length()
+        gmem = [TwoPortRAM(cfg.memory, gb_bits, self.g_rows, f"gmem_b{b}") for b in range(C)]
+        gbmem = TwoPortRAM(cfg.memory, C * gb_bits, self.b_rows, "gbmem")
+        m.submodules.gbmem = gbmem.instance
+        g_beat = d["grad"] & cores[0].out_valid
+        k = cores[0].out_slot
+        kj = k[:cb]
+        n_kc = Signal(range(ar.psum_slots + C), name="grad_n_kc")
+        m.d.comb += n_kc.eq((d["slots"] + C - 1) >> cb)
+        g_row0 = Signal(range(self.g_rows * 2 + (self.w_rows // C + 1) * ar.psum_slots * C), name="grad_row0")
+        m.d.comb += g_row0.eq(d["g_base"] + (out_tile * n_kc + (k >> cb)) * C)
+        for b in range(C):
+            m.submodules[f"gmem_b{b}"] = gmem[b].instance
+            c = Signal(range(C), name=f"grad_word_{b}")          # (b - j) mod C
+            m.d.comb += c.eq(Mux(kj <= b, b - kj, b + C - kj))
+            m.d.comb += [gmem[b].b_addr.eq(g_row0 + c), gmem[b].b_we.eq(g_beat & (d["gstore"] == 1)),
+                         gmem[b].b_wdata.eq(MuxArray([cores[0].out_lo[q * ob:(q + 1) * ob] for q in range(C)])[c]),
+                         gmem[b].a_addr.eq(self.gm_raddr)]
+        m.d.comb += [self.gm_rdata.eq(Cat(*[g.a_data for g in gmem])),
+                     gbmem.b_addr.eq(d["g_base"] + out_tile), gbmem.b_we.eq(g_beat & (d["gstore"] == 2)),
+                     gbmem.b_wdata.eq(cores[0].out_lo), gbmem.a_addr.eq(self.gbm_raddr),
+                     self.gbm_rdata.eq(gbmem.a_data)]
+
+        # ---- host-side reads (port B; the array must be idle)
+        m.d.comb += [self.wm_rdata.eq(Cat(*[banks[b][0].b_data for b in range(C)])),
+                     self.am_rdata.eq(Cat(*[a.b_data for a in amem])), self.bm_rdata.eq(bmem.b_data),
+                     self.wm_adata.eq(Cat(*[banks[b][0].a_data for b in range(C)])), self.bm_adata.eq(bmem.a_data),
+                     self.am_adata.eq(Cat(*[a.a_data for a in amem]))]
+        return m

@@ -1,0 +1,260 @@
+"""One adaptive-array core: R x C weight-stationary PEs, column sums, partial-sum
+buffer, output rounding and activation units (docs/array.md).
+
+PE(r, c) holds weight W[i0 + c, k0 + r]; PE row r receives activation word
+a[r] (one value, or two batch vectors packed in FXP16); column c sums its R
+products per lane, adds them to the wide partial sum of this batch slot (or
+to the bias on the first k-tile), and on the last k-tile the sum is rounded
+once into ``pe.out`` and passed through the activation unit.
+
+Stream interface, one item per cycle (``valid``):
+  a          R activation words
+  slot       partial-sum buffer entry (batch vector, or vector pair in FXP16)
+  first      start from the bias instead of the buffer (first k-tile)
+  last       emit the result (last k-tile)
+  bias       C bias codes of ``pe.out`` (used when ``first`` and ``bias_en``)
+  bias_en    start the first k-tile from the bias (else from zero)
+  func, mode activation function and PE mode of this item
+  grad       round into the gradient format ``adam.grad`` instead of ``pe.out``
+             (a weight-gradient product; FXP32, identity function)
+Cross-core accumulation (intra-layer mode): ``sum_lo``/``sum_hi`` are this
+core's finished wide column sums (both lanes, ``acc_bits`` each), valid one
+stage before rounding; ``xin_lo``/``xin_hi`` are added to them before the
+rounding (the other cores' sums, or zero).
+Weights: ``w_ld`` writes row ``w_row`` of the shadow weights from ``w_data``
+(C words); ``w_swap`` makes the shadow weights active for the item presented
+in the same cycle and all later ones (a load in the same cycle still goes to
+the shadow). Outputs appear ``LATENCY`` cycles after the item with ``last``:
+``out_valid``, ``out_slot``, ``out_lo`` (C results: FXP32, or the low lane's
+vector) and ``out_hi`` (the high lane's vector in FXP16, zero in FXP32).
+
+QAT quantizer (``fq``, FXP32 outputs): each result y leaves as its 16-bit
+value for the layer it feeds, q = clip(floor(n / Delta) + z, 0, 2^16 - 1)
+with n = y 2^16 (+ floor(Delta / 2) when ``array.quantizer_rounding`` is
+half_up: rounding to nearest), and out = delta (q - z) = round((q - z) Delta
+2^-16) in ``pe.act32``. The floor division multiplies by the host's
+``q_magic`` and shifts right by ``q_shift`` (exact for every numerator below
+2^NB: Granlund and Montgomery's round-up method; fixar.driver.engine computes both),
+on n or, if n < 0, its one's complement (floor(n / D) = -floor(~n / D) - 1).
+``q_delta``, ``q_zero``, ``q_magic``, ``q_shift`` hold for the whole operation.
+
+The partial-sum buffer is read one stage before it is written and its read
+port is transparent to the write, so one slot may be updated on consecutive
+cycles (batch 1) without stalls.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from fixar.config import ConfigError, FixarConfig, quantizer_widths
+from fixar.gen.units.activation import ActivationUnit
+from fixar.gen.units.pe import requantize
+
+
+def quantizer_ports(cfg: FixarConfig) -> dict:
+    w = quantizer_widths(cfg)
+    return {"fq": In(1), "q_magic": In(unsigned(w["magic"])), "q_shift": In(unsigned(w["shift"])),
+            "q_delta": In(unsigned(w["delta"])), "q_zero": In(unsigned(w["zero"]))}
+
+
+class ArrayCore(wiring.Component):
+    # input register, products, column sums, accumulate, cross-core add,
+    # rounding into the activation unit's input register, activation output,
+    # then the QAT quantizer's five stages (passed through when fq is off)
+    LATENCY = 12
+
+    @staticmethod
+    def check(cfg: FixarConfig) -> None:
+        """Reject what the core cannot build, with the field's name."""
+        if cfg.pe.out.rounding == "stochastic":
+            raise ConfigError("pe.out.rounding: the array core does not take random words yet; "
+                              "use floor or rne (stochastic rounding is PE-level only so far)")
+        gf, pe = cfg.adam.grad, cfg.pe
+        if gf.bits != pe.out.bits or not 0 < pe.weight.frac + pe.act32.frac - gf.frac:
+            raise ConfigError(f"adam.grad: weight gradients leave the array on its {pe.out.bits}-bit output "
+                              f"lanes: the format needs {pe.out.bits} bits and fewer than "
+                              f"{pe.weight.frac + pe.act32.frac} fraction bits, got {gf}")
+
+    def __init__(self, cfg: FixarConfig):
+        self.check(cfg)
+        self.cfg = cfg
+        pe, ar = cfg.pe, cfg.array
+        R, C, ob = ar.rows, ar.cols, pe.out.bits
+        slot_bits = max((ar.psum_slots - 1).bit_length(), 1)
+        super().__init__({
+            "w_ld": In(1), "w_row": In(range(R)), "w_data": In(unsigned(C * pe.weight.bits)), "w_swap": In(1),
+            "valid": In(1), "a": In(unsigned(R * pe.act32.bits)), "slot": In(unsigned(slot_bits)),
+            "first": In(1), "last": In(1), "bias": In(unsigned(C * ob)), "bias_en": In(1),
+            "func": In(2), "mode": In(1), "grad": In(1),
+            "sum_lo": Out(unsigned(C * pe.acc_bits)), "sum_hi": Out(unsigned(C * pe.acc_bits)),
+            "xin_lo": In(unsigned(C * pe.acc_bits)), "xin_hi": In(unsigned(C * pe.acc_bits)),
+            "out_valid": Out(1), "out_slot": Out(unsigned(slot_bits)),
+            "out_lo": Out(unsigned(C * ob)), "out_hi": Out(unsigned(C * ob)),
+            **quantizer_ports(cfg),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        pe, ar = cfg.pe, cfg.array
+        R, C, L, wb, ob, A = ar.rows, ar.cols, pe.lane_bits, pe.weight.bits, pe.out.bits, pe.acc_bits
+        m = Module()
+
+        # Weights: shadow rows loaded while the active set computes.
+        shadow = [[Signal(signed(wb), name=f"w_shadow_{r}_{c}") for c in range(C)] for r in range(R)]
+        active = [[Signal(signed(wb), name=f"w_{r}_{c}") for c in range(C)] for r in range(R)]
+        for r in range(R):
+            with m.If(self.w_ld & (self.w_row == r)):
+                m.d.sync += [shadow[r][c].eq(self.w_data[c * wb:(c + 1) * wb].as_signed()) for c in range(C)]
+        with m.If(self.w_swap):
+            m.d.sync += [active[r][c].eq(shadow[r][c]) for r in range(R) for c in range(C)]
+
+        # Stage 0: input register (the item meets the weights made active with it).
+        meta = [("valid", 1), ("slot", len(self.slot)), ("first", 1), ("last", 1), ("bias_en", 1),
+                ("func", 2), ("mode", 1), ("grad", 1)]
+        s0 = {n: Signal(w, name=f"{n}0") for n, w in meta}
+        a0 = Signal(unsigned(R * pe.act32.bits))
+        bias0 = Signal(unsigned(C * ob))
+        m.d.sync += [s0[n].eq(getattr(self, n)) for n, _ in meta]
+        m.d.sync += [a0.eq(self.a), bias0.eq(self.bias)]
+
+        def follow(prev, stage):
+            nxt = {n: Signal(w, name=f"{n}{stage}") for n, w in meta}
+            m.d.sync += [nxt[n].eq(prev[n]) for n, _ in meta]
+            return nxt
+
+        # Stage 1: products, both lanes (low lane unsigned in FXP32, signed in FXP16).
+        s1 = follow(s0, 1)
+        bias1 = Signal.like(bias0)
+        m.d.sync += bias1.eq(bias0)
+        p_lo = [[Signal(signed(pe.product_bits), name=f"p_lo_{r}_{c}") for c in range(C)] for r in range(R)]
+        p_hi = [[Signal(signed(pe.product_bits), name=f"p_hi_{r}_{c}") for c in range(C)] for r in range(R)]
+        for r in range(R):
+            word = a0[r * 2 * L:(r + 1) * 2 * L]
+            lo = Signal(signed(L + 1), name=f"lo_{r}")
+            m.d.comb += lo.eq(Mux(s0["mode"], word[:L].as_signed(), word[:L]))
+            hi = word[L:].as_signed()
+            for c in range(C):
+                m.d.sync += [p_lo[r][c].eq(active[r][c] * lo), p_hi[r][c].eq(active[r][c] * hi)]
+
+        # Stage 2: column sums (wide; no rounding anywhere before the output).
+        s2 = follow(s1, 2)
+        bias2 = Signal.like(bias0)
+        m.d.sync += bias2.eq(bias1)
+        cs_lo = [Signal(signed(A), name=f"colsum_lo_{c}") for c in range(C)]
+        cs_hi = [Signal(signed(A), name=f"colsum_hi_{c}") for c in range(C)]
+        for c in range(C):
+            m.d.sync += [cs_lo[c].eq(sum(p_lo[r][c] for r in range(R))),
+                         cs_hi[c].eq(sum(p_hi[r][c] for r in range(R)))]
+
+        # Partial-sum buffer: read addressed in stage 1, written from stage 2.
+        m.submodules.psum = psum = Memory(shape=unsigned(2 * C * A), depth=ar.psum_slots, init=[])
+        wp = psum.write_port()
+        rp = psum.read_port(transparent_for=(wp,))
+        m.d.comb += rp.addr.eq(s1["slot"])
+
+        new_lo = [Signal(signed(A), name=f"acc_lo_{c}") for c in range(C)]
+        new_hi = [Signal(signed(A), name=f"acc_hi_{c}") for c in range(C)]
+        for c in range(C):
+            b = Mux(s2["bias_en"], bias2[c * ob:(c + 1) * ob].as_signed(), 0)
+            start_lo = Mux(s2["mode"], b << pe.shift16, b << pe.shift32)
+            start_hi = Mux(s2["mode"], b << pe.shift16, 0)
+            old_lo = rp.data[(2 * c) * A:(2 * c + 1) * A].as_signed()
+            old_hi = rp.data[(2 * c + 1) * A:(2 * c + 2) * A].as_signed()
+            m.d.comb += [new_lo[c].eq(Mux(s2["first"], start_lo, old_lo) + cs_lo[c]),
+                         new_hi[c].eq(Mux(s2["first"], start_hi, old_hi) + cs_hi[c])]
+        m.d.comb += [wp.addr.eq(s2["slot"]), wp.en.eq(s2["valid"]),
+                     wp.data.eq(Cat(*[x for c in range(C) for x in (new_lo[c], new_hi[c])]))]
+
+        # Stage 3: the finished sums of last k-tiles.
+        s3 = follow(s2, 3)
+        fin_lo = [Signal(signed(A), name=f"fin_lo_{c}") for c in range(C)]
+        fin_hi = [Signal(signed(A), name=f"fin_hi_{c}") for c in range(C)]
+        m.d.sync += [fin_lo[c].eq(new_lo[c]) for c in range(C)] + [fin_hi[c].eq(new_hi[c]) for c in range(C)]
+
+        m.d.comb += [self.sum_lo.eq(Cat(*fin_lo)), self.sum_hi.eq(Cat(*fin_hi))]
+
+        # Stage 4: add the other cores' sums (intra-layer mode; zero otherwise).
+        # Each lane wraps modulo 2**acc_bits like every other sum, so the
+        # order of cores does not matter.
+        s4 = follow(s3, 4)
+        tot_lo = [Signal(signed(A), name=f"tot_lo_{c}") for c in range(C)]
+        tot_hi = [Signal(signed(A), name=f"tot_hi_{c}") for c in range(C)]
+        for c in range(C):
+            m.d.sync += [tot_lo[c].eq(fin_lo[c] + self.xin_lo[c * A:(c + 1) * A].as_signed()),
+                         tot_hi[c].eq(fin_hi[c] + self.xin_hi[c * A:(c + 1) * A].as_signed())]
+
+        # Stages 5-6: round once into pe.out, then the activation units
+        # (their input and output registers).
+        out_lo, out_hi = [], []
+        for c in range(C):
+            total = Signal(signed(A + L + 1), name=f"total_{c}")
+            m.d.comb += total.eq((tot_hi[c] << L) + tot_lo[c])
+            y32 = requantize(m, total, pe.shift32, pe.out, None, 0, f"fxp32_{c}")
+            yg = requantize(m, total, pe.weight.frac + pe.act32.frac - cfg.adam.grad.frac, cfg.adam.grad,
+                            None, 0, f"grad_{c}")
+            y16_lo = requantize(m, tot_lo[c], pe.shift16, pe.out, None, 0, f"fxp16_lo_{c}")
+            y16_hi = requantize(m, tot_hi[c], pe.shift16, pe.out, None, 0, f"fxp16_hi_{c}")
+            for lane, x in (("lo", Mux(s4["mode"], y16_lo, Mux(s4["grad"], yg, y32))),
+                            ("hi", Mux(s4["mode"], y16_hi, 0))):
+                unit = ActivationUnit(cfg)
+                m.submodules[f"act_{lane}_{c}"] = unit
+                m.d.comb += [unit.x.eq(x), unit.func.eq(s4["func"])]
+                (out_lo if lane == "lo" else out_hi).append(unit.y)
+        s5 = follow(s4, 5)
+        s6 = follow(s5, 6)
+        assert ActivationUnit.LATENCY == 2  # s4 -> act input reg (s5) -> act output reg (s6)
+
+        # Stages 7-11: the QAT quantizer on the low lane (see the docstring).
+        qw = quantizer_widths(cfg)
+        qb, nb = pe.act16.bits, qw["nb"]
+        stages = [s6]
+        for k in range(7, 12):
+            stages.append(follow(stages[-1], k))
+        y_lo, y_hi = out_lo, out_hi
+        for k in range(7, 12):           # the results as they are, when fq is off
+            y_lo = [self._reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
+            y_hi = [self._reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]
+        # Rounding to nearest adds floor(Delta / 2) to the dividend (y 2^16 + Delta // 2) // Delta.
+        half = self.q_delta >> 1 if cfg.array.quantizer_rounding == "half_up" else 0
+        fq_lo = []
+        for c, y in enumerate(out_lo):
+            neg7 = Signal(name=f"q_neg7_{c}")
+            u7 = Signal(unsigned(nb), name=f"q_u7_{c}")       # the dividend n if n >= 0, else ~n = -n - 1
+            n = Signal(signed(ob + qb + 1), name=f"q_n_{c}")
+            m.d.comb += n.eq((y << qb) + half)
+            m.d.sync += [neg7.eq(n[-1]), u7.eq(Mux(n[-1], ~n, n)[:nb])]
+            neg8 = self._reg(m, neg7, f"q_neg8_{c}")
+            p8 = Signal(unsigned(nb + qw["magic"]), name=f"q_p8_{c}")
+            m.d.sync += p8.eq(u7 * self.q_magic)
+            f = Signal(unsigned(nb + qw["magic"]), name=f"q_f_{c}")
+            m.d.comb += f.eq(p8 >> self.q_shift)                # floor(u / Delta)
+            top = 1 << (qb + 1)                                  # beyond it q clips either way
+            fs = Signal(unsigned(qb + 2), name=f"q_fs_{c}")
+            m.d.comb += fs.eq(Mux(f > top, top, f))
+            qv = Signal(signed(qb + 4), name=f"q_v_{c}")
+            zero = self.q_zero
+            m.d.comb += qv.eq(Mux(neg8, zero - fs - 1, zero + fs))  # floor(n / Delta) + z
+            q = Signal(unsigned(qb), name=f"q_{c}")
+            m.d.comb += q.eq(Mux(qv < 0, 0, Mux(qv > (1 << qb) - 1, (1 << qb) - 1, qv)))
+            d9 = Signal(signed(qb + 2), name=f"q_d9_{c}")
+            m.d.sync += d9.eq(q - zero)
+            v10 = Signal(signed(qb + 2 + qw["delta"]), name=f"q_v10_{c}")
+            m.d.sync += v10.eq(d9 * self.q_delta)
+            x11 = Signal(signed(pe.act32.bits), name=f"q_x11_{c}")
+            m.d.sync += x11.eq(requantize(m, v10, qb, pe.act32, None, 0, f"q_dq_{c}"))
+            fq_lo.append(x11)
+        s11 = stages[-1]
+        fq11 = self.fq            # like the quantizer's numbers: constant for the operation
+        lo = [Mux(fq11, x, y) for x, y in zip(fq_lo, y_lo)]
+        m.d.comb += [self.out_valid.eq(s11["valid"] & s11["last"]), self.out_slot.eq(s11["slot"]),
+                     self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*y_hi))]
+        return m
+
+    @staticmethod
+    def _reg(m: Module, value, name: str) -> Signal:
+        r = Signal.like(value, name=name) if isinstance(value, Signal) else Signal(value.shape(), name=name)
+        m.d.sync += r.eq(value)
+        return r

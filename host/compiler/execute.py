@@ -1,0 +1,128 @@
+"""The golden model executing a training program (fixar.compiler.program): the same
+instructions the accelerator's controller runs, on named tensors, with the
+golden arithmetic of every unit (layer products, weight gradients, vector
+unit, Adam). Activation tensors are held padded to whole feature tiles, as
+they lie in the hardware's memories; the tests check that one program step
+equals :class:`fixar.golden.ddpg.FixedDDPG`'s step bit for bit.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fixar.config import FixarConfig, VecOp
+from fixar.golden.adam import AdamCodes, adam_update
+from fixar.golden.ddpg import bias_grad, weight_grad
+from fixar.golden.fixed import I64
+from fixar.golden.layer import linear, transposed
+from fixar.golden.qat import dequantize16, quantize16
+from fixar.golden.vector import noise_add, vector_op
+from fixar.compiler.program import Adam, Grad, Matmul, Program, Soft, Vec
+
+
+class ProgramState:
+    """Every tensor of a program (zeros until written), gradients and Adam moments."""
+
+    def __init__(self, cfg: FixarConfig, program: Program, batch: int):
+        self.cfg, self.program, self.batch = cfg, program, batch
+        R = cfg.array.rows
+        self.t: dict[str, np.ndarray] = {}
+        for name, t in program.tensors.items():
+            if t.space in ("A", "T"):
+                self.t[name] = np.zeros((math.ceil(t.shape[0] / R) * R, t.shape[1]), dtype=I64)
+            else:
+                self.t[name] = np.zeros(t.shape, dtype=I64)
+        params = [n for n, t in program.tensors.items() if t.space in ("W", "B") and not n.split(".")[0].endswith("_t")]
+        self.grad = {n: np.zeros_like(self.t[n]) for n in params}
+        self.m = {n: np.zeros_like(self.t[n]) for n in params}
+        self.v = {n: np.zeros_like(self.t[n]) for n in params}
+        self.prng = cfg.prng.seed      # the vector unit's noise generator
+        # the output stage's QAT quantizers: ranges (phase 1), (Delta, z) (phase 2)
+        self.lo = [0] * cfg.array.quantizers
+        self.hi = [0] * cfg.array.quantizers
+        self.quant: list[tuple[int, int] | None] = [None] * cfg.array.quantizers
+        # non-zero errors a ReLU mask stopped at its limit (inputs at their
+        # quantizer's top, QAT phase 2): shows the benches exercised the limit
+        self.clipped_errors = 0
+
+    def write(self, name: str, value, first_feature: int = 0) -> None:
+        value = np.asarray(value, dtype=I64)
+        self.t[name][first_feature:first_feature + value.shape[0]] = value
+
+
+def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, acting: bool = False) -> None:
+    """One pass over the training program (or, with ``acting``, the acting
+    program). ``scalars``: gamma, tau, loss_scale, noise and the step-size
+    codes the Adam instructions name (critic_lr, actor_lr)."""
+    cfg, p, T = st.cfg, st.program, st.t
+    R = cfg.array.rows
+    for ins in (p.act_instrs if acting else p.instrs):
+        if isinstance(ins, Matmul):
+            op = ins.op
+            W = T[ins.w]
+            if op.transpose:
+                Y = transposed(cfg, W, T[ins.x][:op.M], op.func)
+            else:
+                Y = linear(cfg, W, T[ins.x][:op.K], T[ins.b], op.func)
+            if op.track:
+                q = op.qidx
+                st.lo[q], st.hi[q] = min(st.lo[q], int(Y.min())), max(st.hi[q], int(Y.max()))
+            if op.fq:
+                if st.quant[op.qidx] is None:
+                    raise ValueError(f"{ins.w}: quantizer {op.qidx} is used before it was set")
+                D, z = st.quant[op.qidx]
+                Y = dequantize16(cfg, D, z, quantize16(cfg, D, z, Y))
+            if ins.y is not None:
+                st.write(ins.y, Y, ins.y_tile * R)
+            if ins.yt is not None:
+                st.write(ins.yt, Y)
+        elif isinstance(ins, Grad):
+            M = ins.op.M
+            D = T[ins.d][:M]
+            if ins.x is None:
+                st.grad[ins.param] = bias_grad(cfg, D)
+            else:
+                K = p.tensors[ins.param].shape[1]
+                st.grad[ins.param] = weight_grad(cfg, D, T[ins.x][:ins.op.K])[:, :K]
+        elif isinstance(ins, Vec) and ins.op == VecOp.NOISE:
+            n = ins.lanes
+            y, st.prng = noise_add(cfg, T[ins.a][:n, 0], st.prng, scalars[ins.coef])
+            T[ins.y][:n, 0] = y
+        elif isinstance(ins, Vec):
+            n = (ins.n_tiles if ins.n_tiles is not None else T[ins.y].shape[0] // R) * R
+            a = T[ins.a][ins.a_tile * R:ins.a_tile * R + n]
+            b = T[ins.b][ins.b_tile * R:ins.b_tile * R + n] if ins.b else 0
+            flag = T[ins.flag][:n] != 0 if ins.flag else False
+            T[ins.y][:n] = vector_op(cfg, ins.op, a, b, flag, scalars.get(ins.coef, 0) if ins.coef else 0,
+                                     ins.limit)
+            if ins.op == VecOp.RELU_MASK and ins.limit is not None:
+                st.clipped_errors += int(np.count_nonzero((b >= ins.limit) & (a != 0)))
+        elif isinstance(ins, Adam):
+            for w, b, _ in p.nets[ins.net]:
+                for name in (w, b):
+                    T[name], st.m[name], st.v[name] = adam_update(cfg, codes, scalars[ins.lr], T[name],
+                                                                  st.grad[name], st.m[name], st.v[name])
+        elif isinstance(ins, Soft):
+            for (w, b, _), (wt, bt, _) in zip(p.nets[ins.net], p.nets[ins.net + "_t"]):
+                for name, tgt in ((w, wt), (b, bt)):
+                    T[tgt] = vector_op(cfg, VecOp.SOFT, T[name], T[tgt], c=scalars["tau"])
+        else:
+            raise TypeError(f"unknown instruction {ins!r}")
+
+
+def program_params(ddpg, program: Program) -> dict[str, np.ndarray]:
+    """A FixedDDPG's parameters as the program's tensors: the critics' first
+    weight matrix gets zero columns where s is padded to whole tiles."""
+    out = {}
+    obs = ddpg.obs_dim
+    for net in ("actor", "critic", "actor_t", "critic_t"):
+        model = getattr(ddpg, net)
+        for i, ((w, b, _), W, bias) in enumerate(zip(program.nets[net], model.W, model.b)):
+            shape = program.tensors[w].shape
+            if shape != W.shape:          # [s; a] with s padded: a's columns move right
+                Wp = np.zeros(shape, dtype=I64)
+                Wp[:, :obs], Wp[:, shape[1] - (W.shape[1] - obs):] = W[:, :obs], W[:, obs:]
+                W = Wp
+            out[w], out[b] = W.copy(), np.asarray(bias).copy()
+    return out

@@ -1,0 +1,533 @@
+"""The training program: one DDPG step as a list of instructions for the
+accelerator's units, with every tensor placed in a memory (docs/program.md).
+
+``compile_ddpg`` turns the networks (sizes, batch, hyper-parameter names)
+and the config into a :class:`Program`: array operations (``fixar.compiler.array_ops``
+descriptors: forward, transposed and gradient products), vector-unit
+operations (``fixar.config.VecOp``) and Adam and soft-update passes, each
+naming its operands. Tensors get addresses from a bump allocator per memory;
+anything that does not fit is a :class:`ProgramError` naming the tensor, the
+memory, the rows needed and the rows there are. The golden model executes
+the same instructions (``fixar.compiler.execute``); the controller (RTL, to
+come) will execute their encoding.
+
+Layout rules the compiler follows so that concatenations cost nothing:
+the critic's input [s; a] keeps s in the first ceil(obs / R) feature tiles
+and a from the next tile on, so the actor's output can be stored straight into
+it; the critic's first weight matrix gets matching zero columns (their
+gradients are zero and Adam leaves them zero, so nothing changes bit-wise).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fixar.compiler.array_ops import ArrayOpError, LayerOp, describe, weight_rows
+from fixar.config import ISA_FIELD_BITS, ISA_FIELDS, ActFunc, FixarConfig, Opcode, Scalar, VecOp, mask_no_limit
+
+
+class ProgramError(ValueError):
+    """A network or batch that the accelerator's memories or units cannot take."""
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A named tensor in one memory. Activation-like tensors (``A``: slot-major
+    per core, ``T``: feature-major per core) are features x batch; ``W`` and
+    ``B`` hold weights and biases (their gradients and Adam moments sit at the
+    same rows of the mirrored memories)."""
+
+    name: str
+    space: str      # W, B, A, T
+    base: int       # first row
+    rows: int
+    shape: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Matmul:
+    op: LayerOp
+    w: str          # weight tensor (W space)
+    b: str | None   # bias tensor (B space)
+    x: str          # input (A space)
+    y: str | None   # stored output (A space), or None
+    yt: str | None = None   # feature-major copy of the output (T space)
+    y_tile: int = 0         # first feature tile of y the output goes to
+
+
+@dataclass(frozen=True)
+class Grad:
+    op: LayerOp
+    d: str          # error (A space, slot-major)
+    x: str | None   # input (T space); None: the ones row (bias gradient)
+    param: str      # the parameter whose gradient this is (W or B space)
+    ones: str | None = None  # the ones row (T space) of a bias gradient
+
+
+@dataclass(frozen=True)
+class Vec:
+    """y = op(a, b) element-wise over feature tiles of slot-major tensors:
+    a's tiles from ``a_tile``, b's from ``b_tile``, y's from 0, ``n_tiles``
+    of them (None: all of y's), on every core's slice."""
+
+    op: VecOp
+    a: str
+    b: str | None
+    y: str
+    coef: str | None = None     # name of a scalar code (gamma, tau, loss_scale, noise)
+    flag: str | None = None     # tensor whose non-zero entries set the flags (TD's done)
+    a_tile: int = 0
+    b_tile: int = 0
+    n_tiles: int | None = None
+    lanes: int | None = None    # NOISE: elements of the row that draw noise (None: all)
+    one_core: bool = False      # only core 0's rows (acting: one vector, held by every core)
+    limit: int | None = None    # RELU_MASK: b's quantizer top; DTANH: saturated tanh on b's grid (None: config.mask_no_limit)
+
+
+@dataclass(frozen=True)
+class Adam:
+    net: str                    # actor or critic: all its weight and bias rows
+    lr: str                     # name of the step-size code for this update
+
+
+@dataclass(frozen=True)
+class Soft:
+    net: str                    # target <- target + tau (online - target), weights and biases
+
+
+@dataclass
+class Program:
+    instrs: list = field(default_factory=list)
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    nets: dict[str, list[tuple[str, str, ActFunc]]] = field(default_factory=dict)  # net -> [(W, b, func)]
+    inputs: dict[str, str] = field(default_factory=dict)   # host-written: role -> tensor
+    outputs: dict[str, str] = field(default_factory=dict)
+    act_instrs: list = field(default_factory=list)          # acting: one state -> action with noise
+    act_inputs: dict[str, str] = field(default_factory=dict)
+    act_outputs: dict[str, str] = field(default_factory=dict)
+
+
+_WHAT = {"W": "weight memory", "G": "gradient (and Adam moment) memory", "B": "bias memory",
+         "A": "activation memory (per core)", "T": "feature-major memory (per core)"}
+
+
+def _limits(cfg: FixarConfig) -> dict[str, int]:
+    R, C, mem = cfg.array.rows, cfg.array.cols, cfg.memory
+    return {"W": mem.weight_words // C, "G": mem.grad_words // C, "B": mem.bias_words // C,
+            "A": mem.act_words_per_core // R, "T": mem.xt_words_per_core // R}
+
+
+def _too_big(name: str, space: str, rows: int, base: int, limit: int) -> ProgramError:
+    return ProgramError(f"{name} needs {rows} rows of the {_WHAT[space]} at row {base}; it has {limit} rows "
+                        "(raise memory sizes in the config, or use smaller networks or batch)")
+
+
+def _uses(ins) -> tuple[list[str], list[str]]:
+    """(tensors read, tensors written) of one instruction."""
+    if isinstance(ins, Matmul):
+        return [ins.x], [t for t in (ins.y, ins.yt) if t]
+    if isinstance(ins, Grad):
+        return [ins.d, ins.x or ins.ones], []
+    if isinstance(ins, Vec):
+        return [t for t in (ins.a, ins.b, ins.flag) if t], [ins.y]
+    return [], []
+
+
+def _allocate(cfg: FixarConfig, p: Program, instrs: list, inputs: dict[str, str],
+              outputs: dict[str, str] | None = None) -> None:
+    """Rows for the activation-like tensors by liveness: a tensor lives from
+    the instruction that first writes it (host inputs: from the start) to the
+    last that reads or writes it (host outputs: to the end, so the host can read them
+    after the program), and takes the lowest rows free for all of that time
+    (two tensors of one instruction never share rows)."""
+    limits = _limits(cfg)
+    n = len(instrs)
+    life: dict[str, list[int]] = {t: [0, 0] for t in inputs.values()}   # written before the start
+    for i, ins in enumerate(instrs):
+        reads, writes = _uses(ins)
+        for t in writes:
+            life.setdefault(t, [i, i])
+        for t in reads + writes:
+            if t not in life:
+                raise AssertionError(f"compiler bug: {t} read before it is written")
+            life[t][1] = max(life[t][1], i)
+    for t in (outputs or {}).values():
+        life[t][1] = n
+    placed: dict[str, list[tuple[int, int, int, int]]] = {"A": [], "T": []}   # (base, rows, start, end)
+    for name in sorted(life, key=lambda t: (life[t][0], t)):
+        t = p.tensors[name]
+        start, end = life[name]
+        busy = sorted((b, b + r) for b, r, s0, e0 in placed[t.space] if not (e0 < start or end < s0))
+        base = 0
+        for lo, hi in busy:
+            if base + t.rows <= lo:
+                break
+            base = max(base, hi)
+        if base + t.rows > limits[t.space]:
+            raise _too_big(name, t.space, t.rows, base, limits[t.space])
+        placed[t.space].append((base, t.rows, start, end))
+        p.tensors[name] = Tensor(name, t.space, base, t.rows, t.shape)
+
+
+def quantizer_index(p: "Program", net: str, layer: int) -> int:
+    """The QAT quantizer of layer ``layer``'s input of ``net`` (targets share their network's)."""
+    base = net.removesuffix("_t")
+    return layer if base == "actor" else len(p.nets["actor"]) + layer
+
+
+def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int,
+                 quantized: bool = False, tops: Mapping[tuple[str, int], int] | None = None,
+                 tanh_limit: int | None = None) -> Program:
+    """The DDPG training step of docs/training.md for actor obs -> hidden ->
+    act (ReLU, tanh) and critic obs+act -> hidden -> 1. Without ``quantized``
+    (FXP32, and QAT phase 1) the forward passes of the updates track the
+    ranges of the layer inputs they produce; with it (QAT phase 2) every
+    product whose output feeds a layer sends it through that layer's
+    quantizer, and the host writes the networks' inputs quantized. Phase 2
+    needs ``tops``, each quantizer's largest value by (network, layer): the
+    backward's ReLU masks stop the error there (docs/training.md), and
+    ``tanh_limit``, where mu on the critic's input grid counts as a saturated
+    tanh (DTANH passes no error there; :func:`fixar.golden.qat.tanh_limit`)."""
+    R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
+    if R != C:
+        raise ProgramError("the program needs square tiles (array.rows == array.cols)")
+    for name, v in (("obs_dim", obs_dim), ("act_dim", act_dim), ("batch", batch), *(("hidden", h) for h in hidden)):
+        if int(v) < 1:
+            raise ProgramError(f"{name} = {v}: must be at least 1")
+    if batch % N:
+        # a gradient sums each core's whole slice: a short last slice would add slots no sample filled
+        raise ProgramError(f"batch = {batch}: must be a multiple of array.cores = {N}")
+    S = batch // N
+    tiles = lambda n: math.ceil(n / R)
+    obs_p = tiles(obs_dim) * R                 # s padded to whole tiles; a starts at a tile
+    p = Program()
+    limits = _limits(cfg)
+    bump = {"W": 0, "B": 0}
+
+    def tensor(name, space, shape, rows):
+        assert name not in p.tensors, f"compiler bug: tensor {name} allocated twice"
+        base = -1                              # activation-like tensors: placed by liveness at the end
+        if space in bump:
+            base = bump[space]
+            if base + rows > limits[space]:
+                raise _too_big(name, space, rows, base, limits[space])
+            if space == "W" and not name.split(".")[0].endswith("_t") and base + rows > limits["G"]:
+                raise _too_big(name, "G", rows, base, limits["G"])   # gradients, moments mirror W's rows
+            bump[space] = base + rows
+        p.tensors[name] = Tensor(name, space, base, rows, shape)
+        return name
+
+    def act(name, features):      # slot-major, per core: one row per (feature tile, slot)
+        return tensor(name, "A", (features, batch), tiles(features) * S)
+
+    def act_t(name, features):    # feature-major, per core: row j*K + k, K = features padded to tiles
+        return tensor(name, "T", (tiles(features) * R, batch), tiles(S) * tiles(features) * R)
+
+    funcs = {"actor": [ActFunc.RELU] * len(hidden) + [ActFunc.TANH],
+             "critic": [ActFunc.RELU] * len(hidden) + [ActFunc.IDENTITY]}
+    sizes = {"actor": [obs_dim, *hidden, act_dim], "critic": [obs_p + act_dim, *hidden, 1]}
+    for net in ("actor", "critic", "actor_t", "critic_t"):
+        base = net.removesuffix("_t")
+        layers = []
+        for i, (k, mm) in enumerate(zip(sizes[base], sizes[base][1:])):
+            w = tensor(f"{net}.W{i}", "W", (mm, k), weight_rows(cfg, mm, k))
+            b = tensor(f"{net}.b{i}", "B", (mm,), tiles(mm))
+            layers.append((w, b, funcs[base][i]))
+        p.nets[net] = layers
+
+    n_quant = len(hidden) * 2 + 2
+    if n_quant > cfg.array.quantizers:
+        raise ProgramError(f"the networks have {n_quant} layer inputs to quantize; array.quantizers = "
+                           f"{cfg.array.quantizers}")
+    if quantized:
+        missing = [(net, i) for net in ("actor", "critic") for i in range(1, len(hidden) + 1)
+                   if tops is None or (net, i) not in tops]
+        if missing:
+            raise ProgramError(f"QAT phase 2: no quantizer top for the inputs {missing} (the ReLU masks need them)")
+        if tanh_limit is None:
+            raise ProgramError("QAT phase 2: no tanh_limit (DTANH needs mu's saturated value on the critic's grid)")
+
+    # host-written batch tensors (the actor's inputs apart from the critic's:
+    # after the QAT switch each goes through its own network's quantizer)
+    s_in = act("s", obs_dim)
+    s2_in = act("s2", obs_dim)
+    smu = act("[s;mu]", obs_p + act_dim)        # the host writes s; the actor adds mu
+    s_t = act_t("s^T", obs_dim)
+    sa = act("[s;a]", obs_p + act_dim)
+    sa_t = act_t("[s;a]^T", obs_p + act_dim)
+    s2mu = act("[s2;mu']", obs_p + act_dim)
+    r = act("r", 1)
+    done = act("done", 1)
+    ones = act_t("ones^T", 1)                   # a bias gradient's one input: row stride 1
+    p.tensors[ones] = dataclasses.replace(p.tensors[ones], shape=(1, batch))
+    d_actor = act("-2^k/B", 1)
+    p.inputs = {"s": s_in, "[s;mu]": smu, "s^T": s_t, "[s;a]": sa, "[s;a]^T": sa_t, "s2": s2_in,
+                "[s2;mu']": s2mu, "r": r, "done": done, "ones": ones, "actor_error": d_actor}
+
+    def quant_fields(net, i, last, out, track, n_batch=batch):
+        """track / fq / qidx of layer i's product: its output feeds layer i + 1,
+        or (the actor's last layer writing mu) the critic's first layer."""
+        if last and not out:
+            return {}
+        q = quantizer_index(p, "critic", 0) if last else quantizer_index(p, net, i + 1)
+        if quantized:
+            return {"fq": True, "qidx": q}
+        return {"track": True, "qidx": q} if (track and not last) else {}
+
+    def forward(net, x, out=None, out_tile=0, keep_t=False, tag="", track=False):
+        """Chained forward pass from x (its first feature tiles); the last layer's
+        output goes to ``out`` from feature tile ``out_tile`` when given. Returns
+        the stored outputs and their feature-major copies (``keep_t``)."""
+        outs, outs_t = [], []
+        for i, (w, b, f) in enumerate(p.nets[net]):
+            mm, k = p.tensors[w].shape
+            last = i == len(p.nets[net]) - 1
+            y = out if (last and out) else act(f"{net}{tag}.y{i}", mm)
+            yt = act_t(f"{net}{tag}.y{i}^T", mm) if keep_t and not last else None
+            op = LayerOp(M=mm, K=k, batch=batch, func=f, store=True, store_t=yt is not None,
+                         **quant_fields(net, i, last, out, track))
+            p.instrs.append(Matmul(op, w, b, x, y, yt, out_tile if (last and out) else 0))
+            outs.append(y)
+            outs_t.append(yt)
+            x = y
+        return outs, outs_t
+
+    def backward(net, d, xs, xs_t, want_input=False, grads=True, tag=""):
+        """Backward from error d at the last layer's output (pre-activation);
+        returns the stored input error when ``want_input``."""
+        layers = p.nets[net]
+        for i in range(len(layers) - 1, -1, -1):
+            w, b, _ = layers[i]
+            mm, k = p.tensors[w].shape
+            if grads:
+                op = LayerOp(M=mm, K=tiles(k) * R, batch=batch, grad=True, bias=False, gstore=1)
+                p.instrs.append(Grad(op, d, xs_t[i], w))
+                op = LayerOp(M=mm, K=1, batch=batch, grad=True, bias=False, gstore=2)
+                p.instrs.append(Grad(op, d, None, b, ones=ones))
+            if i == 0 and not want_input:
+                return None
+            raw = act(f"{net}{tag}.e{i}", k)
+            op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True)
+            p.instrs.append(Matmul(op, w, None, d, raw))
+            if i == 0:
+                return raw
+            masked = act(f"{net}{tag}.d{i - 1}", k)
+            limit = tops[(net.removesuffix("_t"), i)] if quantized else None
+            p.instrs.append(Vec(VecOp.RELU_MASK, raw, xs[i], masked, limit=limit))
+            d = masked
+        return None
+
+    a_tile = tiles(obs_dim)                      # the action's feature tile in [s; a]
+    # 1. TD target: mu' goes into the action tile of [s2; mu']
+    forward("actor_t", s2_in, out=s2mu, out_tile=a_tile)
+    (*_, q2), _ = forward("critic_t", s2mu)
+    y = act("y", 1)
+    p.instrs.append(Vec(VecOp.TD, r, q2, y, coef="gamma", flag=done))
+    # 2. critic update
+    c_outs, c_outs_t = forward("critic", sa, keep_t=True, track=True)
+    dq0, dq = act("q-y", 1), act("dq", 1)
+    p.instrs.append(Vec(VecOp.SUB, c_outs[-1], y, dq0))
+    p.instrs.append(Vec(VecOp.SCALE, dq0, None, dq, coef="loss_scale"))
+    backward("critic", dq, [sa] + c_outs[:-1], [sa_t] + c_outs_t[:-1])
+    p.instrs.append(Adam("critic", "critic_lr"))
+    # 3. actor update through the updated critic: mu into the action tile of [s; mu]
+    a_outs, a_outs_t = forward("actor", s_in, out=smu, out_tile=a_tile, keep_t=True, track=True)
+    qa_outs, _ = forward("critic", smu, tag="(s,mu)")
+    dx = backward("critic", d_actor, [smu] + qa_outs[:-1], None, want_input=True, grads=False, tag="(s,mu)")
+    d_mu = act("dmu", act_dim)
+    p.instrs.append(Vec(VecOp.DTANH, dx, smu, d_mu, a_tile=a_tile, b_tile=a_tile,
+                        limit=tanh_limit if quantized else None))
+    backward("actor", d_mu, [s_in] + a_outs[:-1], [s_t] + a_outs_t[:-1])
+    p.instrs.append(Adam("actor", "actor_lr"))
+    # 4. targets
+    p.instrs.append(Soft("actor"))
+    p.instrs.append(Soft("critic"))
+    p.outputs = {"q": c_outs[-1], "y": y}       # the host's training statistics
+    _allocate(cfg, p, p.instrs, p.inputs, p.outputs)
+    p.instrs = [_addressed(cfg, p, ins, S) for ins in p.instrs]
+
+    # acting: the actor on one state in intra-layer mode (every core holds the
+    # vector and takes a share of each layer's k-tiles), then the noise
+    def vec1(name, features):
+        return tensor(name, "A", (features, 1), tiles(features))
+
+    state = vec1("state", obs_dim)
+    x = state
+    for i, (w, b, f) in enumerate(p.nets["actor"]):
+        mm, k = p.tensors[w].shape
+        y1 = vec1(f"act.y{i}", mm)
+        q = quant_fields("actor", i, i == len(p.nets["actor"]) - 1, None, False)
+        p.act_instrs.append(Matmul(LayerOp(M=mm, K=k, batch=1, func=f, intra_layer=True, store=True, **q),
+                                   w, b, x, y1))
+        x = y1
+    action = vec1("action", act_dim)
+    p.act_instrs.append(Vec(VecOp.NOISE, x, None, action, coef="noise", lanes=act_dim, one_core=True))
+    p.act_inputs, p.act_outputs = {"state": state}, {"action": action, "mu": x}   # with and without noise
+    _allocate(cfg, p, p.act_instrs, p.act_inputs, p.act_outputs)
+    p.act_instrs = [_addressed(cfg, p, ins, 1) for ins in p.act_instrs]
+    return p
+
+
+def _addressed(cfg: FixarConfig, p: Program, ins, S: int):
+    """The instruction with its array descriptor's memory rows filled in, checked."""
+    T = p.tensors
+    if isinstance(ins, Matmul):
+        rows = {"w_base": T[ins.w].base, "x_base": T[ins.x].base,
+                "y_base": T[ins.y].base + ins.y_tile * S if ins.y else 0,
+                "b_base": T[ins.b].base if ins.b else 0, "t_base": T[ins.yt].base if ins.yt else 0}
+        what = f"{ins.w}{'^T' if ins.op.transpose else ''} product"
+    elif isinstance(ins, Grad):
+        rows = {"w_base": T[ins.d].base, "x_base": T[ins.x or ins.ones].base, "g_base": T[ins.param].base}
+        what = f"gradient of {ins.param}"
+    else:
+        return ins
+    op = LayerOp(**{**ins.op.__dict__, **rows})
+    return dataclasses.replace(ins, op=_op(cfg, op, what))
+
+
+def _op(cfg: FixarConfig, op: LayerOp, what: str) -> LayerOp:
+    try:
+        describe(cfg, op)
+    except ArrayOpError as exc:
+        raise ProgramError(f"{what}: {exc}") from None
+    return op
+
+
+# ------------------------------------------------------------ encoding
+
+COEF = {"gamma": Scalar.GAMMA, "tau": Scalar.TAU, "loss_scale": Scalar.LOSS_SCALE, "noise": Scalar.NOISE,
+        "critic_lr": Scalar.CRITIC_LR, "actor_lr": Scalar.ACTOR_LR}
+
+
+def _word(op: Opcode, fields: dict[str, int]) -> int:
+    names = ISA_FIELDS[op]
+    if set(fields) != set(names):
+        raise AssertionError(f"{op.name}: fields {sorted(fields)} != {sorted(names)}")
+    word = int(op)
+    for i, name in enumerate(names):
+        v = int(fields[name])
+        if not 0 <= v < 1 << ISA_FIELD_BITS:
+            raise ProgramError(f"{op.name}.{name} = {v} does not fit its {ISA_FIELD_BITS}-bit field")
+        word |= v << ((i + 1) * ISA_FIELD_BITS)
+    return word
+
+
+def _rows(p: Program, names: list[str]) -> tuple[int, int]:
+    """(first row, row count) of tensors that lie back to back in one memory."""
+    ts = sorted((p.tensors[n] for n in names), key=lambda t: t.base)
+    for a, b in zip(ts, ts[1:]):
+        if a.base + a.rows != b.base:
+            raise AssertionError(f"compiler bug: {a.name} and {b.name} are not contiguous")
+    return ts[0].base, sum(t.rows for t in ts)
+
+
+def encode(cfg: FixarConfig, p: Program, batch: int) -> tuple[list[int], int]:
+    """The program as the controller's instruction words: the training step,
+    HALT, the acting program, HALT. Returns (words, first word of acting)."""
+    words = _encode(cfg, p, p.instrs, math.ceil(batch / cfg.array.cores))
+    act_pc = len(words)
+    words += _encode(cfg, p, p.act_instrs, 1)
+    if len(words) > cfg.memory.program_instrs:
+        raise ProgramError(f"the program has {len(words)} instructions; memory.program_instrs = "
+                           f"{cfg.memory.program_instrs}")
+    return words, act_pc
+
+
+def _encode(cfg: FixarConfig, p: Program, instrs: list, S: int) -> list[int]:
+    R = cfg.array.rows
+    words = []
+    for ins in instrs:
+        if isinstance(ins, (Matmul, Grad)):
+            d = describe(cfg, ins.op)
+            words.append(_word(Opcode.ARRAY, {n: getattr(d, n) for n in ISA_FIELDS[Opcode.ARRAY]}))
+        elif isinstance(ins, Vec):
+            T = p.tensors
+            n_tiles = ins.n_tiles if ins.n_tiles is not None else math.ceil(T[ins.y].shape[0] / R)
+            words.append(_word(Opcode.VEC, {
+                "op": ins.op, "coef": COEF[ins.coef] if ins.coef else 0,
+                "a_row": T[ins.a].base + ins.a_tile * S, "b_row": T[ins.b].base + ins.b_tile * S if ins.b else 0,
+                "y_row": T[ins.y].base, "flag_row": T[ins.flag].base if ins.flag else 0,
+                "use_flag": int(ins.flag is not None), "rows": n_tiles * S,
+                "count": ins.lanes if ins.lanes is not None else R,
+                "cores": 1 if ins.one_core else cfg.array.cores,
+                "limit": mask_no_limit(cfg) if ins.limit is None else ins.limit}))
+        elif isinstance(ins, (Adam, Soft)):
+            ws = [w for w, _, _ in p.nets[ins.net]]
+            bs = [b for _, b, _ in p.nets[ins.net]]
+            (w_row, w_rows), (b_row, b_rows) = _rows(p, ws), _rows(p, bs)
+            if isinstance(ins, Adam):
+                words.append(_word(Opcode.ADAM, {"w_row": w_row, "w_rows": w_rows, "b_row": b_row,
+                                                 "b_rows": b_rows, "lr": COEF[ins.lr]}))
+            else:
+                t = ins.net + "_t"
+                (wt, _), (bt, _) = _rows(p, [w for w, _, _ in p.nets[t]]), _rows(p, [b for _, b, _ in p.nets[t]])
+                words.append(_word(Opcode.SOFT, {"w_src": w_row, "w_dst": wt, "w_rows": w_rows, "b_src": b_row,
+                                                 "b_dst": bt, "b_rows": b_rows}))
+        else:
+            raise TypeError(f"unknown instruction {ins!r}")
+    words.append(_word(Opcode.HALT, {}))
+    return words
+
+
+# ------------------------------------------------------------ cycle model
+
+ADAM_LATENCY_EXTRA = 5   # the Adam unit's pipeline is 5 stages + one per Newton step (gen/adam.py)
+VECTOR_LATENCY = 3       # the vector unit's pipeline (gen/vector.py)
+
+
+def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int) -> int:
+    """Cycles of one instruction from its fetch to the next fetch (docs/program.md).
+
+    fetch and decode: 2; ARRAY: the array's cycles (fixar.compiler.array_ops.cycles)
+    and one settling cycle; streamed VEC and SOFT: per core or pass 2n + 2 +
+    (vector latency + 1 hold + 1 final check) for n rows; VEC with flags: 8 per
+    row; ADAM: per pass n + 2 + the Adam latency."""
+    from fixar.compiler.array_ops import cycles as array_cycles
+
+    R, N = cfg.array.rows, cfg.array.cores
+    if isinstance(ins, (Matmul, Grad)):
+        return 2 + array_cycles(cfg, describe(cfg, ins.op), array_latency) + 1
+    stream = lambda n: 2 * n + VECTOR_LATENCY + 2 if n else 1
+    if isinstance(ins, Vec):
+        n_tiles = ins.n_tiles if ins.n_tiles is not None else math.ceil(p.tensors[ins.y].shape[0] / R)
+        rows, cores = n_tiles * S, 1 if ins.one_core else N
+        if ins.flag is not None:
+            return 2 + cores * rows * (4 + VECTOR_LATENCY + 1)
+        return 2 + cores * stream(rows)
+    ws = sum(p.tensors[w].rows for w, _, _ in p.nets[ins.net])
+    bs = sum(p.tensors[b].rows for _, b, _ in p.nets[ins.net])
+    if isinstance(ins, Adam):
+        lat = ADAM_LATENCY_EXTRA + cfg.adam.rsqrt_newton
+        adam = lambda n: n + 2 + lat if n else 1
+        return 2 + adam(ws) + adam(bs)
+    if isinstance(ins, Soft):
+        return 2 + stream(ws) + stream(bs)
+    raise TypeError(f"unknown instruction {ins!r}")
+
+
+def step_cycles(cfg: FixarConfig, p: Program, batch: int, array_latency: int, acting: bool = False) -> int:
+    """Cycles of the training step (or the acting program) from the edge that
+    takes ``start`` to the cycle of ``done``: the instructions, then the HALT's
+    fetch and decode."""
+    S = 1 if acting else batch // cfg.array.cores
+    return sum(instr_cycles(cfg, p, ins, S, array_latency) for ins in (p.act_instrs if acting else p.instrs)) + 2
+
+
+FIXAR_CLOCK_HZ = 164e6   # FIXAR's clock on the U50
+
+
+def projected(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int,
+              clock_hz: float = FIXAR_CLOCK_HZ) -> dict:
+    """The accelerator's time for one environment step of training (one acting
+    program and one training step) from the cycle model, which the RTL bench
+    matches cycle for cycle: labelled projected, not measured on a board."""
+    from fixar.gen.units.array import Array   # the array's pipeline latency, a fact of the generated hardware
+
+    p = compile_ddpg(cfg, obs_dim, act_dim, tuple(hidden), batch)
+    train = step_cycles(cfg, p, batch, Array.LATENCY)
+    act = step_cycles(cfg, p, batch, Array.LATENCY, acting=True)
+    return {"clock_hz": clock_hz, "train_step_cycles": train, "act_cycles": act,
+            "accel_s_per_env_step": (train + act) / clock_hz,
+            "accel_ips": round(batch * clock_hz / (train + act), 1)}

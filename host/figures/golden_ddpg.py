@@ -1,0 +1,72 @@
+"""The golden fixed-point DDPG step against float64 DDPG on the same weights
+and batch: relative error of every gradient (issue 4's "tracks a float64
+reference closely enough to learn"), and the step's wall time against the
+float32 backend's."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from fixar.config import FixarConfig
+from fixar.golden.fixed import dequantize, quantize
+from fixar.rl.backends.float32 import MLP
+from fixar.rl.backends.golden import GoldenBackend
+from fixar.rl.hyper import Hyper
+
+
+def _float_net(cfg: FixarConfig, net, out_act: str) -> MLP:
+    return MLP.of([dequantize(w, cfg.pe.weight) for w in net.W], [dequantize(b, cfg.pe.out) for b in net.b],
+                  out_act)
+
+
+def gradient_errors(cfg: FixarConfig, obs: int = 17, act: int = 6, batch: int = 64, seed: int = 0) -> dict:
+    """Relative L2 error of the golden gradients (all parameters of each
+    network together) against float64 computed from the dequantized weights
+    and the quantized batch."""
+    hp = Hyper(batch=batch)
+    gb = GoldenBackend(obs, act, hp, seed, cfg)
+    d = gb.ddpg
+    rng = np.random.default_rng(seed)
+    q = lambda x: quantize(x, cfg.pe.act32)
+    S, S2 = q(rng.normal(0, 1, (obs, batch))), q(rng.normal(0, 1, (obs, batch)))
+    A = q(rng.uniform(-1, 1, (act, batch)))
+    R = q(rng.normal(-1, 1, batch))[None, :]
+    done = (rng.random(batch) < 0.05)[None, :]
+    c_grads, _, _ = d.critic_gradients(S, A, R, S2, done)
+    a_grads = d.actor_gradients(S)
+    f = lambda x: dequantize(x, cfg.pe.act32)
+    actor, critic = _float_net(cfg, d.actor, "tanh"), _float_net(cfg, d.critic, "identity")
+    actor_t, critic_t = _float_net(cfg, d.actor_t, "tanh"), _float_net(cfg, d.critic_t, "identity")
+    y = f(R) + hp.gamma * (1 - done) * critic_t.forward(np.vstack([f(S2), actor_t.forward(f(S2))]))
+    qv, acts = critic.forward(np.vstack([f(S), f(A)]), keep=True)
+    want_c, _ = critic.backward(acts, 2 * (qv - y) / batch)
+    mu, a_acts = actor.forward(f(S), keep=True)
+    qa, c_acts = critic.forward(np.vstack([f(S), mu]), keep=True)
+    _, dx = critic.backward(c_acts, -np.ones_like(qa) / batch)
+    want_a, _ = actor.backward(a_acts, dx[obs:])
+    gf = cfg.adam.grad
+
+    def rel(got, want, scale_log2=0):
+        g = np.concatenate([dequantize(x, gf).ravel() for x in got]) * 2.0 ** -scale_log2
+        w = np.concatenate([x.ravel() for x in want])
+        return float(np.linalg.norm(g - w) / np.linalg.norm(w))
+
+    return {"critic": rel(c_grads, want_c), "actor": rel(a_grads, want_a, cfg.adam.actor_grad_scale_log2)}
+
+
+def step_time_ratio(cfg: FixarConfig, obs: int = 17, act: int = 6, batch: int = 64, reps: int = 10) -> dict:
+    from fixar.rl.backends.float32 import FloatBackend
+    rng = np.random.default_rng(1)
+    s, s2 = rng.normal(0, 1, (batch, obs)), rng.normal(0, 1, (batch, obs))
+    a, r, d = rng.uniform(-1, 1, (batch, act)), rng.normal(-1, 1, batch), np.zeros(batch)
+    times = {}
+    for name, backend in (("golden", GoldenBackend(obs, act, Hyper(batch=batch), 0, cfg)),
+                          ("float", FloatBackend(obs, act, Hyper(batch=batch), 0))):
+        backend.train(s, a, r, s2, d)
+        t = time.perf_counter()
+        for _ in range(reps):
+            backend.train(s, a, r, s2, d)
+        times[name] = (time.perf_counter() - t) / reps
+    return {"golden_step_ms_b64": round(times["golden"] * 1e3, 1), "float_step_ms_b64": round(times["float"] * 1e3, 1),
+            "golden_vs_float_step_ratio_b64": round(times["golden"] / times["float"], 2)}

