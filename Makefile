@@ -124,7 +124,8 @@ study: $(STAMP)
 PLATFORM   ?= xilinx_u50_gen3x16_xdma_5_202210_1
 U50_PART   ?= xcu50-fsvh2104-2-e
 U50_BUILD  ?= build/u50
-KERNEL_MHZ ?= 164
+# the config's target clock (fixar.config TargetConfig), not typed here
+KERNEL_MHZ = $(shell $(PY) -c "from fixar.config import load; print(load('$(CONFIG)').target.clock_mhz)")
 
 check-vitis:
 	@missing=""; for t in vivado v++; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \

@@ -159,8 +159,9 @@ def test_cycle_model_matches_the_measured_engine():
     """The program cycle model against cycle counts the RTL bench measured
     (tb/trainer_bench.py asserts the same equality on every run)."""
     from fixar.compiler.program import step_cycles
+    from fixar.config.timing import timing
 
-    latency = 14   # the array's (rtl manifest): 2 controller + 12 core stages (7 + the QAT quantizer's 5)
+    latency = timing(CFG).array   # what the array's manifest carries
     small = compile_ddpg(CFG, 8, 2, (32, 32), 16)
     assert step_cycles(CFG, small, 16, latency) == 12318
     assert step_cycles(CFG, small, 16, latency, acting=True) == 241

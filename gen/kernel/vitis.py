@@ -16,7 +16,6 @@ from fixar.config import KERNEL_BEAT_BITS, ConfigError, FixarConfig, load
 from fixar.gen.kernel.top import Kernel
 
 KERNEL = "fixar_kernel"
-CLOCK_MHZ = 164          # FIXAR's clock on the U50; the target handed to v++
 U50_SLRS = 2
 
 
@@ -85,7 +84,7 @@ def write_build_inputs(cfg: FixarConfig, out: Path, platform: str) -> dict:
     pbl = out / "pblocks.xdc"
     pbl.write_text(pblocks_xdc(cfg))
     (out / "link.cfg").write_text(link_cfg(cfg).replace("{pblocks}", str(pbl.resolve())))
-    facts = {"kernel": KERNEL, "platform": platform, "clock_mhz": CLOCK_MHZ, "config": cfg.name,
+    facts = {"kernel": KERNEL, "platform": platform, "clock_mhz": cfg.target.clock_mhz, "config": cfg.name,
              "digest": cfg.digest, "sources": [f"rtl/{manifest['modules'][KERNEL]['file']}", "rtl/fixar_ram.v"]}
     (out / "build.json").write_text(json.dumps(facts, indent=2) + "\n")
     return facts

@@ -14,12 +14,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ActFunc, FixarConfig
+from fixar.config.timing import ACTIVATION_STAGES
+from fixar.gen.lib.pipe import Stages
 
 
 class ActivationUnit(wiring.Component):
     """Ports: ``func`` (:class:`fixar.config.ActFunc`), ``x`` in, ``y`` out, both in ``pe.out``."""
 
-    LATENCY = 2
+    LATENCY = ACTIVATION_STAGES
 
     def __init__(self, cfg: FixarConfig):
         self.cfg = cfg
@@ -49,6 +51,8 @@ class ActivationUnit(wiring.Component):
         x1 = Signal(signed(fmt.bits))
         func1 = Signal(2)
         m.d.sync += [x1.eq(self.x), func1.eq(self.func)]
+        stages = Stages("activation unit", self.LATENCY)
+        stages.stage()
 
         # |x|, with |min_int| saturated to max_int.
         t = Signal(unsigned(fmt.bits - 1))
@@ -75,4 +79,6 @@ class ActivationUnit(wiring.Component):
                 m.d.sync += self.y.eq(tanh_y)
             with m.Default():  # IDENTITY (and the unused code 3)
                 m.d.sync += self.y.eq(x1)
+        stages.stage()
+        stages.check()
         return m

@@ -37,7 +37,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixarConfig
+from fixar.config.timing import timing
 from fixar.gen.lib.arith import round_into as _round, saturate as _saturate
+from fixar.gen.lib.pipe import Stages
 
 
 class AdamUnit(wiring.Component):
@@ -55,7 +57,7 @@ class AdamUnit(wiring.Component):
 
     @staticmethod
     def latency(cfg: FixarConfig) -> int:
-        return 5 + cfg.adam.rsqrt_newton
+        return timing(cfg).adam
 
     def __init__(self, cfg: FixarConfig):
         self.check(cfg)
@@ -193,4 +195,7 @@ class AdamUnit(wiring.Component):
             self.out_m.eq(mq),
             self.out_v.eq(vq),
         ]
+        stages = Stages("Adam unit", self.latency(self.cfg))
+        stages.stage(len(valid) + 1)  # every stage carries valid; out_valid is the last
+        stages.check()
         return m

@@ -28,18 +28,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixarConfig, quantizer_widths
+from fixar.config.timing import ARRAY_PIPE_STAGES, ARRAY_STAGES
+from fixar.gen.lib.pipe import delay as _delay
 from fixar.gen.units.core import ArrayCore
 from fixar.gen.lib.ram import TwoPortRAM
-
-
-def _delay(m: Module, value, n: int, name: str):
-    """``value`` delayed by ``n`` clock cycles (a shift register)."""
-    prev = value
-    for i in range(n):
-        nxt = Signal(value.shape(), name=f"{name}_d{i + 1}")
-        m.d.sync += nxt.eq(prev)
-        prev = nxt
-    return prev
 
 
 def _tree(m: Module, values: list, pick, name: str):
@@ -59,8 +51,8 @@ def _tree(m: Module, values: list, pick, name: str):
 
 
 class Array(wiring.Component):
-    PIPE = 2
-    LATENCY = PIPE + ArrayCore.LATENCY
+    PIPE = ARRAY_PIPE_STAGES
+    LATENCY = ARRAY_STAGES
 
     def __init__(self, cfg: FixarConfig):
         ArrayCore.check(cfg)

@@ -50,6 +50,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixarConfig, quantizer_widths
+from fixar.config.timing import CORE_STAGES
+from fixar.gen.lib.pipe import Stages, reg
 from fixar.gen.units.activation import ActivationUnit
 from fixar.gen.units.pe import requantize
 
@@ -64,7 +66,7 @@ class ArrayCore(wiring.Component):
     # input register, products, column sums, accumulate, cross-core add,
     # rounding into the activation unit's input register, activation output,
     # then the QAT quantizer's five stages (passed through when fq is off)
-    LATENCY = 12
+    LATENCY = CORE_STAGES
 
     @staticmethod
     def check(cfg: FixarConfig) -> None:
@@ -119,8 +121,11 @@ class ArrayCore(wiring.Component):
         bias0 = Signal(unsigned(C * ob))
         m.d.sync += [s0[n].eq(getattr(self, n)) for n, _ in meta]
         m.d.sync += [a0.eq(self.a), bias0.eq(self.bias)]
+        built = Stages("array core", self.LATENCY)
+        built.stage()
 
         def follow(prev, stage):
+            built.stage()
             nxt = {n: Signal(w, name=f"{n}{stage}") for n, w in meta}
             m.d.sync += [nxt[n].eq(prev[n]) for n, _ in meta]
             return nxt
@@ -205,7 +210,7 @@ class ArrayCore(wiring.Component):
                 (out_lo if lane == "lo" else out_hi).append(unit.y)
         s5 = follow(s4, 5)
         s6 = follow(s5, 6)
-        assert ActivationUnit.LATENCY == 2  # s4 -> act input reg (s5) -> act output reg (s6)
+        assert ActivationUnit.LATENCY == 2, "s4 -> act input reg (s5) -> act output reg (s6)"
 
         # Stages 7-11: the QAT quantizer on the low lane (see the docstring).
         qw = quantizer_widths(cfg)
@@ -215,8 +220,8 @@ class ArrayCore(wiring.Component):
             stages.append(follow(stages[-1], k))
         y_lo, y_hi = out_lo, out_hi
         for k in range(7, 12):           # the results as they are, when fq is off
-            y_lo = [self._reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
-            y_hi = [self._reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]
+            y_lo = [reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
+            y_hi = [reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]
         # Rounding to nearest adds floor(Delta / 2) to the dividend (y 2^16 + Delta // 2) // Delta.
         half = self.q_delta >> 1 if cfg.array.quantizer_rounding == "half_up" else 0
         fq_lo = []
@@ -226,7 +231,7 @@ class ArrayCore(wiring.Component):
             n = Signal(signed(ob + qb + 1), name=f"q_n_{c}")
             m.d.comb += n.eq((y << qb) + half)
             m.d.sync += [neg7.eq(n[-1]), u7.eq(Mux(n[-1], ~n, n)[:nb])]
-            neg8 = self._reg(m, neg7, f"q_neg8_{c}")
+            neg8 = reg(m, neg7, f"q_neg8_{c}")
             p8 = Signal(unsigned(nb + qw["magic"]), name=f"q_p8_{c}")
             m.d.sync += p8.eq(u7 * self.q_magic)
             f = Signal(unsigned(nb + qw["magic"]), name=f"q_f_{c}")
@@ -246,15 +251,10 @@ class ArrayCore(wiring.Component):
             x11 = Signal(signed(pe.act32.bits), name=f"q_x11_{c}")
             m.d.sync += x11.eq(requantize(m, v10, qb, pe.act32, None, 0, f"q_dq_{c}"))
             fq_lo.append(x11)
+        built.check()
         s11 = stages[-1]
         fq11 = self.fq            # like the quantizer's numbers: constant for the operation
         lo = [Mux(fq11, x, y) for x, y in zip(fq_lo, y_lo)]
         m.d.comb += [self.out_valid.eq(s11["valid"] & s11["last"]), self.out_slot.eq(s11["slot"]),
                      self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*y_hi))]
         return m
-
-    @staticmethod
-    def _reg(m: Module, value, name: str) -> Signal:
-        r = Signal.like(value, name=name) if isinstance(value, Signal) else Signal(value.shape(), name=name)
-        m.d.sync += r.eq(value)
-        return r

@@ -28,8 +28,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixedFormat, PEConfig
-
-LATENCY = 4
+from fixar.config.timing import PE_STAGES
+from fixar.gen.lib.pipe import Stages, delay
 
 
 def requantize(m: Module, value, shift: int, fmt: FixedFormat, rnd, rnd_bits: int, name: str):
@@ -77,7 +77,7 @@ class PE(wiring.Component):
              low lane's, y_hi the high lane's (zero in FXP32 mode)
     """
 
-    LATENCY = LATENCY
+    LATENCY = PE_STAGES
 
     def __init__(self, cfg: PEConfig):
         self.cfg = cfg
@@ -100,6 +100,7 @@ class PE(wiring.Component):
         L = cfg.lane_bits
         stochastic = cfg.out.rounding == "stochastic"
         m = Module()
+        stages = Stages("PE", self.LATENCY)
 
         # Stage 1: input registers.
         mode1, en1, clr1 = Signal(name="mode1"), Signal(name="en1"), Signal(name="clr1")
@@ -107,6 +108,7 @@ class PE(wiring.Component):
         w1 = Signal(signed(cfg.weight.bits))
         m.d.sync += [mode1.eq(self.mode), en1.eq(self.acc_en), clr1.eq(self.clear),
                      a1.eq(self.a), w1.eq(self.w)]
+        stages.stage()
 
         # Stage 2: products. The low lane is unsigned in FXP32 (the lower half
         # of a two's-complement word) and signed in FXP16; one extra bit holds both.
@@ -118,6 +120,7 @@ class PE(wiring.Component):
         mode2, en2, clr2 = Signal(name="mode2"), Signal(name="en2"), Signal(name="clr2")
         m.d.sync += [p_lo.eq(w1 * lo_ext), p_hi.eq(w1 * hi),
                      mode2.eq(mode1), en2.eq(en1), clr2.eq(clr1)]
+        stages.stage()
 
         # Stage 3: accumulators, wrapping modulo 2**acc_bits (associative, so
         # any summation order gives the same bits; docs/numerics.md).
@@ -129,12 +132,13 @@ class PE(wiring.Component):
             acc_hi.eq(Mux(clr2, 0, acc_hi) + Mux(en2, p_hi, 0)),
             mode3.eq(mode2),
         ]
+        stages.stage()
 
         # Random words travel with their input so that each result is rounded
         # with the word that was presented alongside its last operand.
         rnd_lo3 = rnd_hi3 = None
         if stochastic:
-            rnd_lo3, rnd_hi3 = self._delay(m, self.rnd_lo, 3), self._delay(m, self.rnd_hi, 3)
+            rnd_lo3, rnd_hi3 = delay(m, self.rnd_lo, 3), delay(m, self.rnd_hi, 3)
 
         # Stage 4: output.
         total = Signal(signed(cfg.acc_bits + L + 1))
@@ -146,12 +150,6 @@ class PE(wiring.Component):
             self.y_lo.eq(Mux(mode3, y16_lo, y32)),
             self.y_hi.eq(Mux(mode3, y16_hi, 0)),
         ]
+        stages.stage()
+        stages.check()
         return m
-
-    @staticmethod
-    def _delay(m: Module, sig, n: int):
-        for i in range(n):
-            nxt = Signal(sig.shape(), name=f"{sig.name}_d{i + 1}")
-            m.d.sync += nxt.eq(sig)
-            sig = nxt
-        return sig

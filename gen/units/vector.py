@@ -23,7 +23,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixarConfig, VecOp
+from fixar.config.timing import VECTOR_STAGES
 from fixar.gen.lib.arith import rne, saturate
+from fixar.gen.lib.pipe import Stages
 
 
 def _xorshift(x):
@@ -33,7 +35,7 @@ def _xorshift(x):
 
 
 class VectorUnit(wiring.Component):
-    LATENCY = 3
+    LATENCY = VECTOR_STAGES
 
     @staticmethod
     def check(cfg: FixarConfig) -> None:
@@ -151,4 +153,7 @@ class VectorUnit(wiring.Component):
                         m.d.comb += y.eq(value)
             ys.append(y)
         m.d.sync += [self.out_valid.eq(valid1), self.y.eq(Cat(*ys))]
+        stages = Stages("vector unit", self.LATENCY)
+        stages.stage(3)  # valid0, valid1, out_valid
+        stages.check()
         return m

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fixar.compiler.array_ops import ArrayOpError, LayerOp, describe, weight_rows
+from fixar.config.timing import timing
 from fixar.config import ISA_FIELD_BITS, ISA_FIELDS, ActFunc, FixarConfig, Opcode, Scalar, VecOp, mask_no_limit
 
 
@@ -473,13 +474,11 @@ def _encode(cfg: FixarConfig, p: Program, instrs: list, S: int) -> list[int]:
 
 # ------------------------------------------------------------ cycle model
 
-ADAM_LATENCY_EXTRA = 5   # the Adam unit's pipeline is 5 stages + one per Newton step (gen/adam.py)
-VECTOR_LATENCY = 3       # the vector unit's pipeline (gen/vector.py)
-
-
-def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int) -> int:
+def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int | None = None) -> int:
     """Cycles of one instruction from its fetch to the next fetch (docs/program.md).
 
+    Latencies come from fixar.config.timing; ``array_latency`` overrides the
+    array's (a bench passes the one in its RTL's manifest).
     fetch and decode: 2; ARRAY: the array's cycles (fixar.compiler.array_ops.cycles)
     and one settling cycle; streamed VEC and SOFT: per core or pass 2n + 2 +
     (vector latency + 1 hold + 1 final check) for n rows; VEC with flags: 8 per
@@ -487,27 +486,28 @@ def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int) 
     from fixar.compiler.array_ops import cycles as array_cycles
 
     R, N = cfg.array.rows, cfg.array.cores
+    t = timing(cfg)
     if isinstance(ins, (Matmul, Grad)):
-        return 2 + array_cycles(cfg, describe(cfg, ins.op), array_latency) + 1
-    stream = lambda n: 2 * n + VECTOR_LATENCY + 2 if n else 1
+        return 2 + array_cycles(cfg, describe(cfg, ins.op), t.array if array_latency is None else array_latency) + 1
+    stream = lambda n: 2 * n + t.vector + 2 if n else 1
     if isinstance(ins, Vec):
         n_tiles = ins.n_tiles if ins.n_tiles is not None else math.ceil(p.tensors[ins.y].shape[0] / R)
         rows, cores = n_tiles * S, 1 if ins.one_core else N
         if ins.flag is not None:
-            return 2 + cores * rows * (4 + VECTOR_LATENCY + 1)
+            return 2 + cores * rows * (4 + t.vector + 1)
         return 2 + cores * stream(rows)
     ws = sum(p.tensors[w].rows for w, _, _ in p.nets[ins.net])
     bs = sum(p.tensors[b].rows for _, b, _ in p.nets[ins.net])
     if isinstance(ins, Adam):
-        lat = ADAM_LATENCY_EXTRA + cfg.adam.rsqrt_newton
-        adam = lambda n: n + 2 + lat if n else 1
+        adam = lambda n: n + 2 + t.adam if n else 1
         return 2 + adam(ws) + adam(bs)
     if isinstance(ins, Soft):
         return 2 + stream(ws) + stream(bs)
     raise TypeError(f"unknown instruction {ins!r}")
 
 
-def step_cycles(cfg: FixarConfig, p: Program, batch: int, array_latency: int, acting: bool = False) -> int:
+def step_cycles(cfg: FixarConfig, p: Program, batch: int, array_latency: int | None = None,
+                acting: bool = False) -> int:
     """Cycles of the training step (or the acting program) from the edge that
     takes ``start`` to the cycle of ``done``: the instructions, then the HALT's
     fetch and decode."""
@@ -515,19 +515,15 @@ def step_cycles(cfg: FixarConfig, p: Program, batch: int, array_latency: int, ac
     return sum(instr_cycles(cfg, p, ins, S, array_latency) for ins in (p.act_instrs if acting else p.instrs)) + 2
 
 
-FIXAR_CLOCK_HZ = 164e6   # FIXAR's clock on the U50
-
-
 def projected(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int,
-              clock_hz: float = FIXAR_CLOCK_HZ) -> dict:
+              clock_hz: float | None = None) -> dict:
     """The accelerator's time for one environment step of training (one acting
     program and one training step) from the cycle model, which the RTL bench
     matches cycle for cycle: labelled projected, not measured on a board."""
-    from fixar.gen.units.array import Array   # the array's pipeline latency, a fact of the generated hardware
-
+    clock_hz = clock_hz or timing(cfg).clock_hz
     p = compile_ddpg(cfg, obs_dim, act_dim, tuple(hidden), batch)
-    train = step_cycles(cfg, p, batch, Array.LATENCY)
-    act = step_cycles(cfg, p, batch, Array.LATENCY, acting=True)
+    train = step_cycles(cfg, p, batch)
+    act = step_cycles(cfg, p, batch, acting=True)
     return {"clock_hz": clock_hz, "train_step_cycles": train, "act_cycles": act,
             "accel_s_per_env_step": (train + act) / clock_hz,
             "accel_ips": round(batch * clock_hz / (train + act), 1)}

@@ -518,6 +518,18 @@ class AdamConfig:
 
 
 @dataclass(frozen=True)
+class TargetConfig:
+    """The clock the kernel is built for (v++ --kernel_frequency, FREQ_HZ) and
+    that cycle counts are turned into time with: FIXAR's 164 MHz on the U50.
+    A target, not a measurement: the timing figures say what the logic meets."""
+
+    clock_mhz: int = 164
+
+    def __post_init__(self) -> None:
+        _check_int("target.clock_mhz", self.clock_mhz, 1, 1000)
+
+
+@dataclass(frozen=True)
 class FixarConfig:
     name: str = "default"
     pe: PEConfig = PEConfig()
@@ -527,6 +539,7 @@ class FixarConfig:
     activation: ActivationConfig = ActivationConfig()
     adam: AdamConfig = AdamConfig()
     vector: VectorConfig = VectorConfig()
+    target: TargetConfig = TargetConfig()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():

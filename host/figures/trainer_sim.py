@@ -10,14 +10,17 @@ import json
 
 from fixar.figures.cold import run_cold
 from fixar.config import FixarConfig
+from fixar.config.timing import timing
 from fixar.sim.rtl import generated, run_module
 
 BATCHES = (64, 128, 256, 512)
-CLOCK_HZ = 164e6   # FIXAR's clock on the U50
 
 
 def trainer_sim(cfg: FixarConfig, batches=BATCHES) -> dict:
     figs: dict = {}
+    clock_hz = timing(cfg).clock_hz
+    if clock_hz != 164e6:
+        raise ValueError(f"the accel_ips_164mhz_* figures are at FIXAR's 164 MHz; {cfg.name} targets {clock_hz / 1e6:g} MHz")
     rtl = generated(cfg, array=True)
     build_s = None
     for i, batch in enumerate(batches):
@@ -34,9 +37,9 @@ def trainer_sim(cfg: FixarConfig, batches=BATCHES) -> dict:
         for suffix, key in (("", "cycles_fxp32"), ("_fxp16", "cycles_qat_phase2")):
             cycles = rec[key]
             figs[f"train_step_cycles_b{batch}{suffix}"] = cycles
-            figs[f"accel_ips_164mhz_b{batch}{suffix}"] = round(batch * CLOCK_HZ / cycles)
+            figs[f"accel_ips_164mhz_b{batch}{suffix}"] = round(batch * clock_hz / cycles)
             print(f"  B = {batch}{suffix or ' (FXP32)'}: {cycles} cycles per step, "
-                  f"{batch * CLOCK_HZ / cycles:.0f} IPS at 164 MHz (bit-exact against the golden program)", flush=True)
+                  f"{batch * clock_hz / cycles:.0f} IPS at 164 MHz (bit-exact against the golden program)", flush=True)
     figs["trainer_verilator_build_s"] = round(build_s, 1)
     return figs
 

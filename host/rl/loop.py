@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fixar.config import load
+from fixar.config.timing import timing
 from fixar.rl.backends import make_backend
 from fixar.rl.checkpoint import load_checkpoint, save_checkpoint
 from fixar.rl.envs import make_env, to_env_action
@@ -264,22 +266,23 @@ class Trainer:
         cycles = getattr(self.backend, "cycles", None)
         if cycles is not None and self.step:
             # the rtl backend counts the simulated engine's cycles: measured in simulation, not on a board
+            clock_hz = timing(load(self.run.config)).clock_hz
             out["simulated_accelerator"] = {
-                "label": f"cycles of the simulated RTL engine ({self.run.config} config); time at 164 MHz",
-                **cycles, "train_steps": self.backend.train_steps,
-                "time_s_at_164mhz": round((cycles["train"] + cycles["act"]) / 164e6, 6)}
+                "label": f"cycles of the simulated RTL engine ({self.run.config} config); time at "
+                         f"{clock_hz / 1e6:g} MHz (the config's target clock)",
+                **cycles, "train_steps": self.backend.train_steps, "clock_hz": clock_hz,
+                "time_s_at_clock": round((cycles["train"] + cycles["act"]) / clock_hz, 6)}
         return out
 
     def _projected(self) -> dict:
         """The accelerator time of the same step on the default 2 x 16 x 16 engine
-        at 164 MHz, from the program's cycle model (the RTL bench matches it
+        at its target clock, from the program's cycle model (the RTL bench matches it
         cycle for cycle): projected, not measured."""
-        from fixar.config import load
         from fixar.compiler.program import ProgramError, projected
 
         hp = self.run.hyper
         try:
-            return {"label": "projected from the RTL cycle model, default config, 164 MHz",
+            return {"label": "projected from the RTL cycle model, default config, target clock",
                     **projected(load("default"), self.obs_dim, self.act_dim, hp.hidden, hp.batch)}
         except ProgramError as exc:
             return {"label": "not projected", "reason": str(exc)}

@@ -1,0 +1,48 @@
+"""Pipeline latencies and the target clock: the facts of the generated
+hardware that the compiler's cycle model needs, derived from the config
+alone, with no Amaranth, so the golden path never loads the generator.
+
+The generator builds each pipeline to these numbers and fails elaboration
+when the stages it built disagree (fixar.gen.lib.pipe.Stages); every bench
+times its outputs by them (the manifest carries them), so a wrong number
+here fails a bench too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fixar.config import FixarConfig
+
+# Register stages of each unit, named as the generator's docstrings name them.
+PE_STAGES = 4            # input, products, accumulate, output (gen/units/pe.py)
+ACTIVATION_STAGES = 2    # input register, lookup + interpolate into the output register
+CORE_FRONT_STAGES = 5    # input, products, column sums, finished sums, cross-core add
+QUANTIZER_STAGES = 5     # the QAT quantizer at the core's output (passed through when off)
+ARRAY_PIPE_STAGES = 2    # controller -> cores: the request, then the memories' read
+VECTOR_STAGES = 3        # inputs, products and masks, rounding into the output register
+ADAM_FIXED_STAGES = 5    # inputs, moments, normalise + seed, P and q, the update (+1 per Newton step)
+PRNG_STAGES = 0          # the xorshift state is the output
+CORE_STAGES = CORE_FRONT_STAGES + ACTIVATION_STAGES + QUANTIZER_STAGES
+ARRAY_STAGES = ARRAY_PIPE_STAGES + CORE_STAGES
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Latencies in clock cycles from an input to its output, and the clock."""
+
+    pe: int
+    activation: int
+    core: int
+    array_pipe: int
+    array: int
+    vector: int
+    adam: int
+    prng: int
+    clock_hz: float
+
+
+def timing(cfg: FixarConfig) -> Timing:
+    return Timing(pe=PE_STAGES, activation=ACTIVATION_STAGES, core=CORE_STAGES, array_pipe=ARRAY_PIPE_STAGES,
+                  array=ARRAY_STAGES, vector=VECTOR_STAGES,
+                  adam=ADAM_FIXED_STAGES + cfg.adam.rsqrt_newton, prng=PRNG_STAGES,
+                  clock_hz=cfg.target.clock_mhz * 1e6)
