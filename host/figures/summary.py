@@ -2,9 +2,9 @@
 
 summary.json is one flat object of named figures. Each run updates the keys
 it measured and keeps the others (later issues add their own), and stamps
-the date, machine and commit. The README's figures table is rewritten from
-it between the FIGURES markers, and the U50 resource table between the
-RESOURCES markers, so no figure is ever typed by hand.
+the date, machine and commit. docs/figures.md's tables (every figure, the
+U50 resources) and the README's headline rows are rewritten from it between
+their markers, so no figure is ever typed by hand.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from fixar.sim.runner import ROOT
 RESULTS = ROOT / "bench" / "results"
 SUMMARY = RESULTS / "summary.json"
 README = ROOT / "README.md"
+FIGURES_DOC = ROOT / "docs" / "figures.md"
 # Figures of benches that no longer exist (the one-core bench became the array bench).
 RETIRED = ("core_util_400x300_b64_fxp32", "core_util_400x300_b64_fxp16", "core_fxp16_speedup_400x300_b64",
            "core_cycles_400x300_b64_fxp32", "core_sim_cycles_per_s", "core_verilator_build_s",
@@ -37,6 +38,7 @@ RETIRED = ("core_util_400x300_b64_fxp32", "core_util_400x300_b64_fxp16", "core_f
            "study100k_adam_zero_steps")
 BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
+HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
 PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel")
 
 
@@ -54,12 +56,12 @@ def machine() -> str:
 
 def commit() -> str:
     """The commit measured; -dirty when a source differs from it (the bench's own
-    outputs, README.md and bench/results/, do not count: a bench run in parts
+    outputs, README.md, docs/figures.md and bench/results/, do not count: a bench run in parts
     rewrites them between parts)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)README.md", ":(exclude)bench/results"],
+                                ":(exclude)README.md", ":(exclude)docs/figures.md", ":(exclude)bench/results"],
                                cwd=ROOT, capture_output=True, text=True)
         return (head.stdout.strip() or "unknown") + ("-dirty" if dirty.stdout.strip() else "")
     except OSError:
@@ -179,23 +181,58 @@ def write_summary(figs: dict, part: str = "all") -> dict:
     return summary
 
 
-def update_readme(summary: dict) -> bool:
-    if not README.exists():
-        return False
-    text = README.read_text()
-    if BEGIN not in text or END not in text:
-        return False
+# The README's headline rows: (what, summary key, FIXAR's figure; ../shared/spec/fixar.md)
+HEADLINE = (
+    ("Accelerator IPS, B = 512, training step at 164 MHz (cycle model = RTL simulation)",
+     "accel_ips_164mhz_b512", "53,826.8 (per environment step)"),
+    ("Accelerator IPS, B = 64, training step at 164 MHz", "accel_ips_164mhz_b64", "53,826.8"),
+    ("Array utilization of a training step's products, B = 64", "array_util_train_b64", "0.924 (whole step)"),
+    ("HalfCheetah return, QAT, 100 000 steps, 64-64 (mean of 3 seeds)", "study100k_halfcheetah_qat_final_return",
+     "about 1,850 (1M steps, 400-300)"),
+    ("HalfCheetah return, FXP32, same runs", "study100k_halfcheetah_fxp32_final_return", "about 1,850"),
+    ("HalfCheetah return, FP32, same runs", "study100k_halfcheetah_fp32_final_return", "about 2,000-2,100"),
+    ("DSP48E2 of the whole kernel (Yosys)", "kernel_dsp48e2", "2,302 (Vivado)"),
+    ("LUT of the whole kernel (Yosys)", "kernel_lut", "508,100 (Vivado)"),
+    ("Golden model step / float32 step, B = 64, 400-300", "golden_vs_float_step_ratio_b64", "-"),
+)
+
+
+def headline_rows(summary: dict) -> list[str]:
+    rows = [f"From `bench/results/summary.json` (`make bench`, last run {summary.get('bench_date', '?')} on "
+            f"{summary.get('bench_machine', '?')}); every figure in [docs/figures.md](docs/figures.md).", "",
+            "| figure | this project | FIXAR (DAC 2021) | key |", "|---|---|---|---|"]
+    for what, key, fixar in HEADLINE:
+        value = summary.get(key)
+        shown = "not measured" if value is None else f"{value:,}" if isinstance(value, (int, float)) else value
+        rows.append(f"| {what} | {shown} | {fixar} | `{key}` |")
+    return rows
+
+
+def update_docs(summary: dict) -> bool:
+    """Rewrite the generated tables: every figure and the resources in
+    docs/figures.md, the headline rows in the README."""
+    done = False
+    if FIGURES_DOC.exists():
+        text = FIGURES_DOC.read_text()
+        if BEGIN in text and END in text:
+            text = _between(text, BEGIN, END, figure_rows(summary))
+        if RES_BEGIN in text and RES_END in text:
+            text = _between(text, RES_BEGIN, RES_END, resource_rows(summary))
+        FIGURES_DOC.write_text(text)
+        done = True
+    if README.exists() and HEAD_BEGIN in (text := README.read_text()) and HEAD_END in text:
+        README.write_text(_between(text, HEAD_BEGIN, HEAD_END, headline_rows(summary)))
+        done = True
+    return done
+
+
+def figure_rows(summary: dict) -> list[str]:
     meta = {k: summary[k] for k in ("bench_date", "bench_machine", "bench_commit") if k in summary}
     rows = [f"Measured by `make bench` on {meta.get('bench_date', '?')}, {meta.get('bench_machine', '?')}, "
             f"commit {meta.get('bench_commit', '?')} (the last part run; `bench_commit_<part>` and "
             "`bench_date_<part>` say when each part's figures were measured), from `bench/results/summary.json`:", "",
             "| figure | value |", "|---|---|"]
-    rows += [f"| `{k}` | {v} |" for k, v in sorted(summary.items()) if k not in meta]
-    text = _between(text, BEGIN, END, rows)
-    if RES_BEGIN in text and RES_END in text:
-        text = _between(text, RES_BEGIN, RES_END, resource_rows(summary))
-    README.write_text(text)
-    return True
+    return rows + [f"| `{k}` | {v} |" for k, v in sorted(summary.items()) if k not in meta]
 
 
 def _between(text: str, begin: str, end: str, rows: list[str]) -> str:
@@ -230,6 +267,6 @@ def main(argv=None) -> int:
     summary = write_summary(figs, args.what)
     for k, v in figs.items():
         print(f"  {k} = {v}")
-    print(f"wrote {SUMMARY.relative_to(ROOT)}" + ("; README figures updated" if update_readme(summary) else ""))
+    print(f"wrote {SUMMARY.relative_to(ROOT)}" + ("; docs/figures.md and the README updated" if update_docs(summary) else ""))
     return 0
 
