@@ -5,126 +5,132 @@
 module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w, out_m, out_v, valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  wire [63:0] \$10 ;
-  reg [7:0] \$100 ;
-  reg \$101 ;
-  reg [31:0] \$102 ;
-  reg [59:0] \$103 ;
-  reg [31:0] \$104 ;
-  reg [30:0] \$105 ;
-  reg [31:0] \$106 ;
-  reg [7:0] \$107 ;
-  reg \$108 ;
-  reg [31:0] \$109 ;
-  wire [8:0] \$11 ;
-  reg [59:0] \$110 ;
-  reg [31:0] \$111 ;
-  reg [64:0] \$112 ;
-  reg [8:0] \$113 ;
+  wire [31:0] \$10 ;
+  reg \$100 ;
+  reg [31:0] \$101 ;
+  reg [59:0] \$102 ;
+  reg [31:0] \$103 ;
+  reg [30:0] \$104 ;
+  reg [31:0] \$105 ;
+  reg [7:0] \$106 ;
+  reg \$107 ;
+  reg [31:0] \$108 ;
+  reg [59:0] \$109 ;
+  wire [31:0] \$11 ;
+  reg [31:0] \$110 ;
+  reg [30:0] \$111 ;
+  reg [31:0] \$112 ;
+  reg [7:0] \$113 ;
   reg \$114 ;
   reg [31:0] \$115 ;
   reg [59:0] \$116 ;
   reg [31:0] \$117 ;
-  reg \$118 ;
-  reg [31:0] \$119 ;
-  wire [62:0] \$12 ;
-  reg [31:0] \$120 ;
-  reg [59:0] \$121 ;
-  wire [32:0] \$13 ;
-  wire [63:0] \$14 ;
-  wire \$15 ;
-  wire [29:0] \$16 ;
-  wire [65:0] \$17 ;
-  wire [66:0] \$18 ;
+  reg [64:0] \$118 ;
+  reg [8:0] \$119 ;
+  wire [31:0] \$12 ;
+  reg \$120 ;
+  reg [31:0] \$121 ;
+  reg [59:0] \$122 ;
+  reg [31:0] \$123 ;
+  reg \$124 ;
+  reg [31:0] \$125 ;
+  reg [31:0] \$126 ;
+  reg [59:0] \$127 ;
+  wire [8:0] \$13 ;
+  wire [8:0] \$14 ;
+  wire [9:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [67:0] \$21 ;
-  wire [67:0] \$22 ;
-  wire \$23 ;
-  wire [70:0] \$24 ;
-  wire [70:0] \$25 ;
-  wire [90:0] \$26 ;
-  wire [90:0] \$27 ;
-  wire \$28 ;
-  wire [29:0] \$29 ;
+  wire [31:0] \$20 ;
+  wire [31:0] \$21 ;
+  wire [63:0] \$22 ;
+  wire [8:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [31:0] \$28 ;
+  wire [31:0] \$29 ;
   wire [31:0] \$3 ;
-  wire [92:0] \$30 ;
-  wire [93:0] \$31 ;
-  wire \$32 ;
+  wire [62:0] \$30 ;
+  wire [32:0] \$31 ;
+  wire [63:0] \$32 ;
   wire \$33 ;
-  wire [94:0] \$34 ;
-  wire [94:0] \$35 ;
-  wire [6:0] \$36 ;
+  wire [29:0] \$34 ;
+  wire [65:0] \$35 ;
+  wire [66:0] \$36 ;
   wire \$37 ;
-  wire [6:0] \$38 ;
-  wire [60:0] \$39 ;
+  wire [70:0] \$38 ;
+  wire [70:0] \$39 ;
   wire [31:0] \$4 ;
-  wire [6:0] \$40 ;
-  wire [187:0] \$41 ;
-  wire [187:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [61:0] \$44 ;
+  wire [90:0] \$40 ;
+  wire [90:0] \$41 ;
+  wire \$42 ;
+  wire [29:0] \$43 ;
+  wire [92:0] \$44 ;
   wire [93:0] \$45 ;
-  wire [94:0] \$46 ;
-  wire [126:0] \$47 ;
-  wire [127:0] \$48 ;
-  wire [61:0] \$49 ;
-  wire [31:0] \$5 ;
-  wire [93:0] \$50 ;
-  wire [94:0] \$51 ;
-  wire [126:0] \$52 ;
-  wire [127:0] \$53 ;
-  wire [62:0] \$54 ;
-  wire \$55 ;
-  wire [29:0] \$56 ;
-  wire [64:0] \$57 ;
-  wire [65:0] \$58 ;
-  wire \$59 ;
-  wire [31:0] \$6 ;
-  wire \$60 ;
-  wire [66:0] \$61 ;
-  wire [66:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [8:0] \$65 ;
-  wire [8:0] \$66 ;
-  wire [7:0] \$67 ;
-  wire [192:0] \$68 ;
-  wire [193:0] \$69 ;
-  wire [8:0] \$7 ;
-  wire [64:0] \$70 ;
-  wire [194:0] \$71 ;
-  wire [66:0] \$72 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [94:0] \$48 ;
+  wire [94:0] \$49 ;
+  wire \$5 ;
+  wire [6:0] \$50 ;
+  wire \$51 ;
+  wire [6:0] \$52 ;
+  wire [60:0] \$53 ;
+  wire [6:0] \$54 ;
+  wire [187:0] \$55 ;
+  wire [187:0] \$56 ;
+  wire [7:0] \$57 ;
+  wire [61:0] \$58 ;
+  wire [93:0] \$59 ;
+  wire \$6 ;
+  wire [94:0] \$60 ;
+  wire [126:0] \$61 ;
+  wire [127:0] \$62 ;
+  wire [61:0] \$63 ;
+  wire [93:0] \$64 ;
+  wire [94:0] \$65 ;
+  wire [126:0] \$66 ;
+  wire [127:0] \$67 ;
+  wire [62:0] \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire [29:0] \$70 ;
+  wire [64:0] \$71 ;
+  wire [65:0] \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire \$75 ;
-  wire [30:0] \$76 ;
-  wire [31:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [8:0] \$8 ;
-  wire [68:0] \$80 ;
-  wire [68:0] \$81 ;
-  reg \$82 ;
-  reg [31:0] \$83 ;
-  reg [31:0] \$84 ;
-  reg [31:0] \$85 ;
-  reg [59:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [59:0] \$88 ;
-  reg \$89 ;
-  wire [9:0] \$9 ;
+  wire [8:0] \$75 ;
+  wire [8:0] \$76 ;
+  wire [7:0] \$77 ;
+  wire [192:0] \$78 ;
+  wire [193:0] \$79 ;
+  wire \$8 ;
+  wire [64:0] \$80 ;
+  wire [194:0] \$81 ;
+  wire [66:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire [30:0] \$86 ;
+  wire [31:0] \$87 ;
+  reg \$88 ;
+  reg [31:0] \$89 ;
+  wire [31:0] \$9 ;
   reg [31:0] \$90 ;
   reg [31:0] \$91 ;
-  reg [30:0] \$92 ;
-  reg [7:0] \$93 ;
-  reg \$94 ;
-  reg [31:0] \$95 ;
-  reg [59:0] \$96 ;
+  reg [59:0] \$92 ;
+  reg [31:0] \$93 ;
+  reg [59:0] \$94 ;
+  reg \$95 ;
+  reg [31:0] \$96 ;
   reg [31:0] \$97 ;
   reg [30:0] \$98 ;
-  reg [31:0] \$99 ;
+  reg [7:0] \$99 ;
   input [30:0] b1;
   wire [30:0] b1;
   input [30:0] b2;
@@ -150,11 +156,10 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
   reg [31:0] m1 = 32'd0;
   reg [31:0] m2 = 32'd0;
   wire [67:0] m_new_q;
-  wire [31:0] m_new_sat;
+  wire [66:0] m_new_rounded;
   reg [31:0] m_newton1 = 32'd0;
   reg [31:0] m_newton2 = 32'd0;
   reg [31:0] m_q = 32'd0;
-  wire [66:0] m_rnd_rounded;
   wire [64:0] m_sum;
   wire [95:0] newton0_corr;
   wire [127:0] newton0_prod;
@@ -176,8 +181,7 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
   reg [31:0] out_w = 32'd0;
   wire [63:0] p_full;
   wire [66:0] p_q;
-  wire [65:0] p_rnd_rounded;
-  wire [31:0] p_sat;
+  wire [65:0] p_rounded;
   reg [64:0] q = 65'h00000000000000000;
   wire [7:0] rd__addr;
   wire [30:0] rd__data;
@@ -208,11 +212,11 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
   reg [59:0] v1 = 60'h000000000000000;
   reg [59:0] v2 = 60'h000000000000000;
   wire [94:0] v_new_q;
-  wire [60:0] v_new_sat;
+  wire [93:0] v_new_rounded;
+  wire [59:0] v_new_sat;
   reg [59:0] v_newton1 = 60'h000000000000000;
   reg [59:0] v_newton2 = 60'h000000000000000;
   reg [59:0] v_q = 60'h000000000000000;
-  wire [93:0] v_rnd_rounded;
   wire [91:0] v_sum;
   input valid;
   wire valid;
@@ -229,7 +233,6 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
   reg [31:0] w2 = 32'd0;
   wire [67:0] w_minus_update;
   wire [68:0] w_new_q;
-  wire [31:0] w_new_sat;
   reg [31:0] w_newton1 = 32'd0;
   reg [31:0] w_newton2 = 32'd0;
   reg [31:0] w_q = 32'd0;
@@ -497,439 +500,445 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
   assign \$2  = $signed(g) < $signed(28'h8000001);
   assign \$3  = \$2  ? 32'd4160749569 : g;
   assign \$4  = \$1  ? 32'd134217727 : \$3 ;
-  assign \$6  = \$36 [0] ? \$5  : { 1'h0, \$42 [30:0] };
-  assign \$7  = $signed(\$36 ) - $signed({ 1'h0, \$36 [0] });
-  assign \$9  = - $signed(\$8 );
-  assign \$10  = $signed(\$62 [31:0]) * $signed({ 1'h0, lr });
-  assign \$11  = $signed(7'h25) - $signed(rsqrt_s4);
-  assign \$12  = $signed({ 1'h0, b1 }) * $signed(m0);
-  assign \$14  = $signed({ 1'h0, c1 }) * $signed(\$13 );
-  assign m_sum = $signed(\$12 ) + $signed(\$14 );
-  assign \$15  = $signed(m_sum) < $signed(1'h0);
-  assign \$16  = \$15  ? 30'h3fffffff : 30'h00000000;
-  assign \$17  = $signed(m_sum) + $signed({ 1'h0, \$16  });
-  assign \$19  = $signed(\$18 ) > $signed(32'd2147483647);
-  assign \$20  = $signed(\$18 ) < $signed(32'd2147483648);
-  assign \$21  = \$20  ? 68'hfffffffff80000000 : { \$18 [66], \$18  };
-  assign \$22  = \$19  ? 68'h0000000007fffffff : \$21 ;
+  assign \$5  = & { \$36 [66], \$36 [66:31] };
+  assign \$6  = | { \$36 [66], \$36 [66:31] };
+  assign \$7  = ~ \$6 ;
+  assign \$8  = \$5  | \$7 ;
+  assign \$9  = \$36 [66] ? 32'd2147483648 : 32'd2147483647;
+  assign \$10  = \$8  ? \$36 [31:0] : \$9 ;
+  assign \$12  = \$50 [0] ? \$11  : { 1'h0, \$56 [30:0] };
+  assign \$13  = $signed(\$50 ) - $signed({ 1'h0, \$50 [0] });
+  assign \$15  = - $signed(\$14 );
+  assign \$16  = & { \$72 [65], \$72 [65:31] };
+  assign \$17  = | { \$72 [65], \$72 [65:31] };
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$16  | \$18 ;
+  assign \$20  = \$72 [65] ? 32'd2147483648 : 32'd2147483647;
+  assign \$21  = \$19  ? \$72 [31:0] : \$20 ;
+  assign \$22  = $signed(\$21 ) * $signed({ 1'h0, lr });
+  assign \$23  = $signed(7'h25) - $signed(rsqrt_s4);
+  assign \$24  = & { w_minus_update[67], w_minus_update[67:31] };
+  assign \$25  = | { w_minus_update[67], w_minus_update[67:31] };
+  assign \$26  = ~ \$25 ;
+  assign \$27  = \$24  | \$26 ;
+  assign \$28  = w_minus_update[67] ? 32'd2147483648 : 32'd2147483647;
+  assign \$29  = \$27  ? w_minus_update[31:0] : \$28 ;
+  assign \$30  = $signed({ 1'h0, b1 }) * $signed(m0);
+  assign \$32  = $signed({ 1'h0, c1 }) * $signed(\$31 );
+  assign m_sum = $signed(\$30 ) + $signed(\$32 );
+  assign \$33  = $signed(m_sum) < $signed(1'h0);
+  assign \$34  = \$33  ? 30'h3fffffff : 30'h00000000;
+  assign \$35  = $signed(m_sum) + $signed({ 1'h0, \$34  });
   assign g2 = $signed(g0) * $signed(g0);
-  assign \$23  = g2 > 54'h3fffffffffffff;
-  assign \$25  = \$23  ? 71'h000fffffffffffffff : \$24 ;
-  assign \$26  = b2 * v0;
-  assign \$27  = c2 * \$25 [59:0];
-  assign v_sum = \$26  + \$27 ;
-  assign \$28  = $signed(v_sum) < $signed(1'h0);
-  assign \$29  = \$28  ? 30'h3fffffff : 30'h00000000;
-  assign \$30  = $signed(v_sum) + $signed({ 1'h0, \$29  });
-  assign \$32  = $signed(\$31 ) > $signed(61'h0fffffffffffffff);
-  assign \$33  = $signed(\$31 ) < $signed(1'h0);
-  assign \$34  = \$33  ? 95'h000000000000000000000000 : { \$31 [93], \$31  };
-  assign \$35  = \$32  ? 95'h000000000fffffffffffffff : \$34 ;
+  assign \$37  = g2 > 54'h3fffffffffffff;
+  assign \$39  = \$37  ? 71'h000fffffffffffffff : \$38 ;
+  assign \$40  = b2 * v0;
+  assign \$41  = c2 * \$39 [59:0];
+  assign v_sum = \$40  + \$41 ;
+  assign \$42  = $signed(v_sum) < $signed(1'h0);
+  assign \$43  = \$42  ? 30'h3fffffff : 30'h00000000;
+  assign \$44  = $signed(v_sum) + $signed({ 1'h0, \$43  });
+  assign \$46  = $signed(\$45 ) > $signed(61'h0fffffffffffffff);
+  assign \$47  = $signed(\$45 ) < $signed(1'h0);
+  assign \$48  = \$47  ? 95'h000000000000000000000000 : { \$45 [93], \$45  };
+  assign \$49  = \$46  ? 95'h000000000fffffffffffffff : \$48 ;
   assign rsqrt_x = v1 + e2;
-  assign \$36  = rsqrt_lead - 6'h3a;
-  assign \$37  = rsqrt_lead >= 5'h1e;
-  assign \$38  = rsqrt_lead - 5'h1e;
-  assign \$39  = rsqrt_x >> \$38 ;
-  assign \$40  = 5'h1e - rsqrt_lead;
-  assign \$41  = rsqrt_x << \$40 ;
-  assign \$42  = \$37  ? { 127'h00000000000000000000000000000000, \$39  } : \$41 ;
-  assign rd__addr = { 1'h0, \$42 [29:23] } | \$43 ;
-  assign \$44  = rsqrt_seed * rsqrt_seed;
-  assign \$45  = rsqrt_mant2 * newton0_t1;
-  assign \$46  = 32'd3221225472 - newton0_t2;
-  assign \$47  = $signed(rsqrt_seed) * $signed(\$46 );
-  assign \$49  = rsqrt_y1 * rsqrt_y1;
-  assign \$50  = rsqrt_mant3 * newton1_t1;
-  assign \$51  = 32'd3221225472 - newton1_t2;
-  assign \$52  = $signed(rsqrt_y1) * $signed(\$51 );
-  assign \$54  = $signed(m_newton2) * $signed(rsqrt_y2);
-  assign \$55  = $signed(\$54 ) < $signed(1'h0);
-  assign \$56  = \$55  ? 30'h3fffffff : 30'h00000000;
-  assign \$57  = $signed(\$54 ) + $signed({ 1'h0, \$56  });
-  assign \$59  = $signed(\$58 ) > $signed(32'd2147483647);
-  assign \$60  = $signed(\$58 ) < $signed(32'd2147483648);
-  assign \$61  = \$60  ? 67'h7ffffffff80000000 : { \$58 [65], \$58  };
-  assign \$62  = \$59  ? 67'h0000000007fffffff : \$61 ;
-  assign \$63  = $signed(shift) < $signed(2'h1);
-  assign \$64  = $signed(shift) > $signed(8'h41);
-  assign \$65  = \$64  ? 9'h041 : shift;
-  assign \$66  = \$63  ? 9'h001 : \$65 ;
-  assign \$67  = \$66 [6:0] - 1'h1;
-  assign \$68  = 1'h1 << \$67 [6:0];
-  assign \$69  = \$68  - 1'h1;
-  assign \$70  = $signed(q) >>> \$66 [6:0];
-  assign \$71  = $signed(\$69 ) + $signed({ 1'h0, \$70 [0] });
-  assign \$72  = $signed(q) + $signed(\$71 [65:0]);
-  assign update = $signed(\$72 ) >>> \$66 [6:0];
+  assign \$50  = rsqrt_lead - 6'h3a;
+  assign \$51  = rsqrt_lead >= 5'h1e;
+  assign \$52  = rsqrt_lead - 5'h1e;
+  assign \$53  = rsqrt_x >> \$52 ;
+  assign \$54  = 5'h1e - rsqrt_lead;
+  assign \$55  = rsqrt_x << \$54 ;
+  assign \$56  = \$51  ? { 127'h00000000000000000000000000000000, \$53  } : \$55 ;
+  assign rd__addr = { 1'h0, \$56 [29:23] } | \$57 ;
+  assign \$58  = rsqrt_seed * rsqrt_seed;
+  assign \$59  = rsqrt_mant2 * newton0_t1;
+  assign \$60  = 32'd3221225472 - newton0_t2;
+  assign \$61  = $signed(rsqrt_seed) * $signed(\$60 );
+  assign \$63  = rsqrt_y1 * rsqrt_y1;
+  assign \$64  = rsqrt_mant3 * newton1_t1;
+  assign \$65  = 32'd3221225472 - newton1_t2;
+  assign \$66  = $signed(rsqrt_y1) * $signed(\$65 );
+  assign \$68  = $signed(m_newton2) * $signed(rsqrt_y2);
+  assign \$69  = $signed(\$68 ) < $signed(1'h0);
+  assign \$70  = \$69  ? 30'h3fffffff : 30'h00000000;
+  assign \$71  = $signed(\$68 ) + $signed({ 1'h0, \$70  });
   assign \$73  = $signed(shift) < $signed(2'h1);
-  assign \$74  = $signed(q) < $signed(1'h0);
-  assign \$75  = $signed(q) > $signed(1'h0);
-  assign \$76  = \$75  ? 31'h7fffffff : 31'h00000000;
-  assign \$77  = \$74  ? 32'd2147483649 : { 1'h0, \$76  };
-  assign update_sat = \$73  ? { \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77 [31], \$77  } : update;
+  assign \$74  = $signed(shift) > $signed(8'h41);
+  assign \$75  = \$74  ? 9'h041 : shift;
+  assign \$76  = \$73  ? 9'h001 : \$75 ;
+  assign \$77  = \$76 [6:0] - 1'h1;
+  assign \$78  = 1'h1 << \$77 [6:0];
+  assign \$79  = \$78  - 1'h1;
+  assign \$80  = $signed(q) >>> \$76 [6:0];
+  assign \$81  = $signed(\$79 ) + $signed({ 1'h0, \$80 [0] });
+  assign \$82  = $signed(q) + $signed(\$81 [65:0]);
+  assign update = $signed(\$82 ) >>> \$76 [6:0];
+  assign \$83  = $signed(shift) < $signed(2'h1);
+  assign \$84  = $signed(q) < $signed(1'h0);
+  assign \$85  = $signed(q) > $signed(1'h0);
+  assign \$86  = \$85  ? 31'h7fffffff : 31'h00000000;
+  assign \$87  = \$84  ? 32'd2147483649 : { 1'h0, \$86  };
+  assign update_sat = \$83  ? { \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87  } : update;
   assign w_minus_update = $signed(w_q) - $signed(update_sat);
-  assign \$78  = $signed(w_minus_update) > $signed(32'd2147483647);
-  assign \$79  = $signed(w_minus_update) < $signed(32'd2147483648);
-  assign \$80  = \$79  ? 69'h1fffffffff80000000 : { w_minus_update[67], w_minus_update };
-  assign \$81  = \$78  ? 69'h00000000007fffffff : \$80 ;
   always @(posedge clk)
-    valid0 <= \$82 ;
+    valid0 <= \$88 ;
   always @(posedge clk)
-    w0 <= \$83 ;
+    w0 <= \$89 ;
   always @(posedge clk)
-    g0 <= \$84 ;
+    g0 <= \$90 ;
   always @(posedge clk)
-    m0 <= \$85 ;
+    m0 <= \$91 ;
   always @(posedge clk)
-    v0 <= \$86 ;
+    v0 <= \$92 ;
   always @(posedge clk)
-    m1 <= \$87 ;
+    m1 <= \$93 ;
   always @(posedge clk)
-    v1 <= \$88 ;
+    v1 <= \$94 ;
   always @(posedge clk)
-    valid1 <= \$89 ;
+    valid1 <= \$95 ;
   always @(posedge clk)
-    w1 <= \$90 ;
+    w1 <= \$96 ;
   always @(posedge clk)
-    rsqrt_mant2 <= \$91 ;
+    rsqrt_mant2 <= \$97 ;
   always @(posedge clk)
-    rsqrt_seed <= \$92 ;
+    rsqrt_seed <= \$98 ;
   always @(posedge clk)
-    rsqrt_s2 <= \$93 ;
+    rsqrt_s2 <= \$99 ;
   always @(posedge clk)
-    valid2 <= \$94 ;
+    valid2 <= \$100 ;
   always @(posedge clk)
-    m2 <= \$95 ;
+    m2 <= \$101 ;
   always @(posedge clk)
-    v2 <= \$96 ;
+    v2 <= \$102 ;
   always @(posedge clk)
-    w2 <= \$97 ;
+    w2 <= \$103 ;
   always @(posedge clk)
-    rsqrt_y1 <= \$98 ;
+    rsqrt_y1 <= \$104 ;
   always @(posedge clk)
-    rsqrt_mant3 <= \$99 ;
+    rsqrt_mant3 <= \$105 ;
   always @(posedge clk)
-    rsqrt_s3 <= \$100 ;
+    rsqrt_s3 <= \$106 ;
   always @(posedge clk)
-    valid_newton1 <= \$101 ;
+    valid_newton1 <= \$107 ;
   always @(posedge clk)
-    m_newton1 <= \$102 ;
+    m_newton1 <= \$108 ;
   always @(posedge clk)
-    v_newton1 <= \$103 ;
+    v_newton1 <= \$109 ;
   always @(posedge clk)
-    w_newton1 <= \$104 ;
+    w_newton1 <= \$110 ;
   always @(posedge clk)
-    rsqrt_y2 <= \$105 ;
+    rsqrt_y2 <= \$111 ;
   always @(posedge clk)
-    rsqrt_mant4 <= \$106 ;
+    rsqrt_mant4 <= \$112 ;
   always @(posedge clk)
-    rsqrt_s4 <= \$107 ;
+    rsqrt_s4 <= \$113 ;
   always @(posedge clk)
-    valid_newton2 <= \$108 ;
+    valid_newton2 <= \$114 ;
   always @(posedge clk)
-    m_newton2 <= \$109 ;
+    m_newton2 <= \$115 ;
   always @(posedge clk)
-    v_newton2 <= \$110 ;
+    v_newton2 <= \$116 ;
   always @(posedge clk)
-    w_newton2 <= \$111 ;
+    w_newton2 <= \$117 ;
   always @(posedge clk)
-    q <= \$112 ;
+    q <= \$118 ;
   always @(posedge clk)
-    shift <= \$113 ;
+    shift <= \$119 ;
   always @(posedge clk)
-    valid_q <= \$114 ;
+    valid_q <= \$120 ;
   always @(posedge clk)
-    m_q <= \$115 ;
+    m_q <= \$121 ;
   always @(posedge clk)
-    v_q <= \$116 ;
+    v_q <= \$122 ;
   always @(posedge clk)
-    w_q <= \$117 ;
+    w_q <= \$123 ;
   always @(posedge clk)
-    out_valid <= \$118 ;
+    out_valid <= \$124 ;
   always @(posedge clk)
-    out_w <= \$119 ;
+    out_w <= \$125 ;
   always @(posedge clk)
-    out_m <= \$120 ;
+    out_m <= \$126 ;
   always @(posedge clk)
-    out_v <= \$121 ;
+    out_v <= \$127 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$82  = valid;
+    \$88  = valid;
     if (rst) begin
-      \$82  = 1'h0;
+      \$88  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$83  = w;
+    \$89  = w;
     if (rst) begin
-      \$83  = 32'd0;
+      \$89  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$84  = \$4 ;
-    if (rst) begin
-      \$84  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$85  = m;
-    if (rst) begin
-      \$85  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$86  = v;
-    if (rst) begin
-      \$86  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$87  = \$22 [31:0];
-    if (rst) begin
-      \$87  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = \$35 [59:0];
-    if (rst) begin
-      \$88  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = valid0;
-    if (rst) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = w0;
+    \$90  = \$4 ;
     if (rst) begin
       \$90  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = \$6 ;
+    \$91  = m;
     if (rst) begin
       \$91  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = rd__data;
+    \$92  = v;
     if (rst) begin
-      \$92  = 31'h00000000;
+      \$92  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = \$9 [7:0];
+    \$93  = \$10 ;
     if (rst) begin
-      \$93  = 8'h00;
+      \$93  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = valid1;
+    \$94  = \$49 [59:0];
     if (rst) begin
-      \$94  = 1'h0;
+      \$94  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = m1;
+    \$95  = valid0;
     if (rst) begin
-      \$95  = 32'd0;
+      \$95  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = v1;
+    \$96  = w0;
     if (rst) begin
-      \$96  = 60'h000000000000000;
+      \$96  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = w1;
+    \$97  = \$12 ;
     if (rst) begin
       \$97  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = \$48 [30:0];
+    \$98  = rd__data;
     if (rst) begin
       \$98  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = rsqrt_mant2;
+    \$99  = \$15 [7:0];
     if (rst) begin
-      \$99  = 32'd0;
+      \$99  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = rsqrt_s2;
+    \$100  = valid1;
     if (rst) begin
-      \$100  = 8'h00;
+      \$100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = valid2;
+    \$101  = m1;
     if (rst) begin
-      \$101  = 1'h0;
+      \$101  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = m2;
+    \$102  = v1;
     if (rst) begin
-      \$102  = 32'd0;
+      \$102  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = v2;
+    \$103  = w1;
     if (rst) begin
-      \$103  = 60'h000000000000000;
+      \$103  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = w2;
+    \$104  = \$62 [30:0];
     if (rst) begin
-      \$104  = 32'd0;
+      \$104  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = \$53 [30:0];
+    \$105  = rsqrt_mant2;
     if (rst) begin
-      \$105  = 31'h00000000;
+      \$105  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = rsqrt_mant3;
+    \$106  = rsqrt_s2;
     if (rst) begin
-      \$106  = 32'd0;
+      \$106  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = rsqrt_s3;
+    \$107  = valid2;
     if (rst) begin
-      \$107  = 8'h00;
+      \$107  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = valid_newton1;
+    \$108  = m2;
     if (rst) begin
-      \$108  = 1'h0;
+      \$108  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = m_newton1;
+    \$109  = v2;
     if (rst) begin
-      \$109  = 32'd0;
+      \$109  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = v_newton1;
+    \$110  = w2;
     if (rst) begin
-      \$110  = 60'h000000000000000;
+      \$110  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = w_newton1;
+    \$111  = \$67 [30:0];
     if (rst) begin
-      \$111  = 32'd0;
+      \$111  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = { \$10 [63], \$10  };
+    \$112  = rsqrt_mant3;
     if (rst) begin
-      \$112  = 65'h00000000000000000;
+      \$112  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = \$11 ;
+    \$113  = rsqrt_s3;
     if (rst) begin
-      \$113  = 9'h000;
+      \$113  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = valid_newton2;
+    \$114  = valid_newton1;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = m_newton2;
+    \$115  = m_newton1;
     if (rst) begin
       \$115  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = v_newton2;
+    \$116  = v_newton1;
     if (rst) begin
       \$116  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = w_newton2;
+    \$117  = w_newton1;
     if (rst) begin
       \$117  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = valid_q;
+    \$118  = { \$22 [63], \$22  };
     if (rst) begin
-      \$118  = 1'h0;
+      \$118  = 65'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$119  = \$81 [31:0];
+    \$119  = \$23 ;
     if (rst) begin
-      \$119  = 32'd0;
+      \$119  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$120  = m_q;
+    \$120  = valid_newton2;
     if (rst) begin
-      \$120  = 32'd0;
+      \$120  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$121  = v_q;
+    \$121  = m_newton2;
     if (rst) begin
-      \$121  = 60'h000000000000000;
+      \$121  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$122  = v_newton2;
+    if (rst) begin
+      \$122  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$123  = w_newton2;
+    if (rst) begin
+      \$123  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$124  = valid_q;
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$125  = \$29 ;
+    if (rst) begin
+      \$125  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$126  = m_q;
+    if (rst) begin
+      \$126  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$127  = v_q;
+    if (rst) begin
+      \$127  = 60'h000000000000000;
     end
   end
   always @* begin
@@ -1119,42 +1128,39 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
       rsqrt_lead = 6'h3c;
     end
   end
-  assign m_new_sat = \$22 [31:0];
-  assign v_new_sat = \$35 [60:0];
-  assign rsqrt_k = { \$36 [6], \$36  };
-  assign rsqrt_norm = \$42 [30:0];
-  assign newton0_y = \$48 [32:0];
-  assign newton1_y = \$53 [32:0];
-  assign p_sat = \$62 [31:0];
-  assign w_new_sat = \$81 [31:0];
-  assign m_rnd_rounded = { \$17 [65], \$17  };
-  assign m_new_q = { \$18 [66], \$18  };
-  assign g2_in_v = \$25 [59:0];
-  assign v_rnd_rounded = { \$30 [92], \$30  };
-  assign v_new_q = { \$31 [93], \$31  };
-  assign newton0_corr = { \$46 [94], \$46  };
-  assign newton0_prod = { \$47 [126], \$47  };
-  assign newton1_corr = { \$51 [94], \$51  };
-  assign newton1_prod = { \$52 [126], \$52  };
-  assign p_full = { \$54 [62], \$54  };
-  assign p_rnd_rounded = { \$57 [64], \$57  };
-  assign p_q = { \$58 [65], \$58  };
-  assign shift_pos = \$66 [6:0];
-  assign shift_pos_m1 = \$67 [6:0];
-  assign update_add = \$71 [65:0];
+  assign m_new_q = { \$36 [66], \$36  };
+  assign v_new_sat = \$49 [59:0];
+  assign rsqrt_k = { \$50 [6], \$50  };
+  assign rsqrt_norm = \$56 [30:0];
+  assign newton0_y = \$62 [32:0];
+  assign newton1_y = \$67 [32:0];
+  assign p_q = { \$72 [65], \$72  };
   assign w_new_q = { w_minus_update[67], w_minus_update };
-  assign \$5  = { \$42 [30:0], 1'h0 };
-  assign \$8  = { \$7 [8], \$7 [8:1] };
-  assign \$58  = { \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64], \$57 [64:30] };
-  assign \$13  = { g0[31], g0 };
-  assign \$18  = { \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65], \$17 [65:30] };
-  assign \$24  = { 1'h0, g2, 6'h00 };
-  assign \$31  = { \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92], \$30 [92:30] };
-  assign \$43  = { \$36 [0], 7'h00 };
-  assign newton0_t1 = { 30'h00000000, \$44 [61:30] };
-  assign newton0_t2 = { 30'h00000000, \$45 [93:30] };
-  assign \$48  = { \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126], \$47 [126:31] };
-  assign newton1_t1 = { 30'h00000000, \$49 [61:30] };
-  assign newton1_t2 = { 30'h00000000, \$50 [93:30] };
-  assign \$53  = { \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126], \$52 [126:31] };
+  assign m_new_rounded = { \$35 [65], \$35  };
+  assign g2_in_v = \$39 [59:0];
+  assign v_new_rounded = { \$44 [92], \$44  };
+  assign v_new_q = { \$45 [93], \$45  };
+  assign newton0_corr = { \$60 [94], \$60  };
+  assign newton0_prod = { \$61 [126], \$61  };
+  assign newton1_corr = { \$65 [94], \$65  };
+  assign newton1_prod = { \$66 [126], \$66  };
+  assign p_full = { \$68 [62], \$68  };
+  assign p_rounded = { \$71 [64], \$71  };
+  assign shift_pos = \$76 [6:0];
+  assign shift_pos_m1 = \$77 [6:0];
+  assign update_add = \$81 [65:0];
+  assign \$31  = { g0[31], g0 };
+  assign \$36  = { \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65:30] };
+  assign \$11  = { \$56 [30:0], 1'h0 };
+  assign \$14  = { \$13 [8], \$13 [8:1] };
+  assign \$72  = { \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64:30] };
+  assign \$38  = { 1'h0, g2, 6'h00 };
+  assign \$45  = { \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92:30] };
+  assign \$57  = { \$50 [0], 7'h00 };
+  assign newton0_t1 = { 30'h00000000, \$58 [61:30] };
+  assign newton0_t2 = { 30'h00000000, \$59 [93:30] };
+  assign \$62  = { \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126:31] };
+  assign newton1_t1 = { 30'h00000000, \$63 [61:30] };
+  assign newton1_t2 = { 30'h00000000, \$64 [93:30] };
+  assign \$67  = { \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126:31] };
 endmodule

@@ -29,25 +29,31 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   wire [57:0] \$3 ;
   wire [89:0] \$30 ;
   wire [20:0] \$31 ;
-  wire [15:0] \$32 ;
-  wire [15:0] \$33 ;
-  reg \$34 ;
-  reg \$35 ;
-  reg \$36 ;
-  reg [31:0] \$37 ;
-  reg [31:0] \$38 ;
-  reg [47:0] \$39 ;
+  wire [75:0] \$32 ;
+  wire [76:0] \$33 ;
+  wire [15:0] \$34 ;
+  wire [58:0] \$35 ;
+  wire [59:0] \$36 ;
+  wire [15:0] \$37 ;
+  wire [58:0] \$38 ;
+  wire [59:0] \$39 ;
   wire [47:0] \$4 ;
-  reg [47:0] \$40 ;
+  reg \$40 ;
   reg \$41 ;
   reg \$42 ;
-  reg \$43 ;
-  reg [57:0] \$44 ;
-  reg [57:0] \$45 ;
-  reg \$46 ;
-  reg [31:0] \$47 ;
-  reg [31:0] \$48 ;
+  reg [31:0] \$43 ;
+  reg [31:0] \$44 ;
+  reg [47:0] \$45 ;
+  reg [47:0] \$46 ;
+  reg \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire [58:0] \$5 ;
+  reg [57:0] \$50 ;
+  reg [57:0] \$51 ;
+  reg \$52 ;
+  reg [31:0] \$53 ;
+  reg [31:0] \$54 ;
   wire [57:0] \$6 ;
   wire [47:0] \$7 ;
   wire [58:0] \$8 ;
@@ -67,12 +73,12 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg clr2 = 1'h0;
   reg en1 = 1'h0;
   reg en2 = 1'h0;
-  wire [58:0] fxp16_hi_q;
-  wire [58:0] fxp16_hi_rounded;
-  wire [58:0] fxp16_lo_q;
-  wire [58:0] fxp16_lo_rounded;
-  wire [75:0] fxp32_q;
-  wire [75:0] fxp32_rounded;
+  wire [60:0] fxp16_hi_q;
+  wire [59:0] fxp16_hi_rounded;
+  wire [60:0] fxp16_lo_q;
+  wire [59:0] fxp16_lo_rounded;
+  wire [77:0] fxp32_q;
+  wire [76:0] fxp32_rounded;
   wire [16:0] lo_ext;
   input mode;
   wire mode;
@@ -92,25 +98,31 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   output [31:0] y_lo;
   reg [31:0] y_lo = 32'd0;
   always @(posedge clk)
-    p_lo <= \$39 ;
+    clr1 <= \$42 ;
   always @(posedge clk)
-    p_hi <= \$40 ;
+    a1 <= \$43 ;
   always @(posedge clk)
-    mode2 <= \$41 ;
+    w1 <= \$44 ;
   always @(posedge clk)
-    en2 <= \$42 ;
+    p_lo <= \$45 ;
   always @(posedge clk)
-    clr2 <= \$43 ;
+    p_hi <= \$46 ;
   always @(posedge clk)
-    acc_lo <= \$44 ;
+    mode2 <= \$47 ;
   always @(posedge clk)
-    acc_hi <= \$45 ;
+    en2 <= \$48 ;
   always @(posedge clk)
-    mode3 <= \$46 ;
+    clr2 <= \$49 ;
   always @(posedge clk)
-    y_lo <= \$47 ;
+    acc_lo <= \$50 ;
   always @(posedge clk)
-    y_hi <= \$48 ;
+    acc_hi <= \$51 ;
+  always @(posedge clk)
+    mode3 <= \$52 ;
+  always @(posedge clk)
+    y_lo <= \$53 ;
+  always @(posedge clk)
+    y_hi <= \$54 ;
   assign \$1  = $signed(w1) * $signed(lo_ext);
   assign \$2  = $signed(w1) * $signed(a1[31:16]);
   assign \$3  = clr2 ? 58'h000000000000000 : acc_lo;
@@ -119,152 +131,152 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   assign \$6  = clr2 ? 58'h000000000000000 : acc_hi;
   assign \$7  = en2 ? p_hi : 48'h000000000000;
   assign \$8  = $signed(\$6 ) + $signed(\$7 );
-  assign \$9  = & fxp16_lo_q[58:31];
-  assign \$10  = | fxp16_lo_q[58:31];
+  assign \$9  = & { \$36 [59], \$36 [59:31] };
+  assign \$10  = | { \$36 [59], \$36 [59:31] };
   assign \$11  = ~ \$10 ;
   assign \$12  = \$9  | \$11 ;
-  assign \$13  = fxp16_lo_q[58] ? 32'd2147483648 : 32'd2147483647;
-  assign \$14  = \$12  ? fxp16_lo_q[31:0] : \$13 ;
-  assign \$15  = & fxp32_q[75:31];
-  assign \$16  = | fxp32_q[75:31];
+  assign \$13  = \$36 [59] ? 32'd2147483648 : 32'd2147483647;
+  assign \$14  = \$12  ? \$36 [31:0] : \$13 ;
+  assign \$15  = & { \$33 [76], \$33 [76:31] };
+  assign \$16  = | { \$33 [76], \$33 [76:31] };
   assign \$17  = ~ \$16 ;
   assign \$18  = \$15  | \$17 ;
-  assign \$19  = fxp32_q[75] ? 32'd2147483648 : 32'd2147483647;
-  assign \$20  = \$18  ? fxp32_q[31:0] : \$19 ;
+  assign \$19  = \$33 [76] ? 32'd2147483648 : 32'd2147483647;
+  assign \$20  = \$18  ? \$33 [31:0] : \$19 ;
   assign \$21  = mode3 ? \$14  : \$20 ;
-  assign \$22  = & fxp16_hi_q[58:31];
-  assign \$23  = | fxp16_hi_q[58:31];
+  assign \$22  = & { \$39 [59], \$39 [59:31] };
+  assign \$23  = | { \$39 [59], \$39 [59:31] };
   assign \$24  = ~ \$23 ;
   assign \$25  = \$22  | \$24 ;
-  assign \$26  = fxp16_hi_q[58] ? 32'd2147483648 : 32'd2147483647;
-  assign \$27  = \$25  ? fxp16_hi_q[31:0] : \$26 ;
+  assign \$26  = \$39 [59] ? 32'd2147483648 : 32'd2147483647;
+  assign \$27  = \$25  ? \$39 [31:0] : \$26 ;
   assign \$28  = mode3 ? \$27  : 32'd0;
   assign lo_ext = mode1 ? { a1[15], a1[15:0] } : { 1'h0, a1[15:0] };
   assign \$30  = $signed(\$29 ) + $signed(acc_lo);
   assign \$31  = 19'h7ffff + \$30 [20];
-  assign fxp32_rounded = $signed(\$30 [74:0]) + $signed({ 1'h0, \$31  });
-  assign \$32  = 14'h3fff + acc_lo[15];
-  assign fxp16_lo_rounded = $signed(acc_lo) + $signed({ 1'h0, \$32  });
-  assign \$33  = 14'h3fff + acc_hi[15];
-  assign fxp16_hi_rounded = $signed(acc_hi) + $signed({ 1'h0, \$33  });
+  assign \$32  = $signed(\$30 [74:0]) + $signed({ 1'h0, \$31  });
+  assign \$34  = 14'h3fff + acc_lo[15];
+  assign \$35  = $signed(acc_lo) + $signed({ 1'h0, \$34  });
+  assign \$37  = 14'h3fff + acc_hi[15];
+  assign \$38  = $signed(acc_hi) + $signed({ 1'h0, \$37  });
   always @(posedge clk)
-    mode1 <= \$34 ;
+    mode1 <= \$40 ;
   always @(posedge clk)
-    en1 <= \$35 ;
-  always @(posedge clk)
-    clr1 <= \$36 ;
-  always @(posedge clk)
-    a1 <= \$37 ;
-  always @(posedge clk)
-    w1 <= \$38 ;
+    en1 <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$40  = \$2 ;
+    \$43  = a;
     if (rst) begin
-      \$40  = 48'h000000000000;
+      \$43  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = mode1;
+    \$44  = w;
+    if (rst) begin
+      \$44  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$45  = \$1 [47:0];
+    if (rst) begin
+      \$45  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$46  = \$2 ;
+    if (rst) begin
+      \$46  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$47  = mode1;
+    if (rst) begin
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$48  = en1;
+    if (rst) begin
+      \$48  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$49  = clr1;
+    if (rst) begin
+      \$49  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$50  = \$5 [57:0];
+    if (rst) begin
+      \$50  = 58'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$51  = \$8 [57:0];
+    if (rst) begin
+      \$51  = 58'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$52  = mode2;
+    if (rst) begin
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$53  = \$21 ;
+    if (rst) begin
+      \$53  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$54  = \$28 ;
+    if (rst) begin
+      \$54  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = mode;
+    if (rst) begin
+      \$40  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$41  = acc_en;
     if (rst) begin
       \$41  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = en1;
+    \$42  = clear;
     if (rst) begin
       \$42  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$43  = clr1;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$44  = \$5 [57:0];
-    if (rst) begin
-      \$44  = 58'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$45  = \$8 [57:0];
-    if (rst) begin
-      \$45  = 58'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$46  = mode2;
-    if (rst) begin
-      \$46  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$47  = \$21 ;
-    if (rst) begin
-      \$47  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$48  = \$28 ;
-    if (rst) begin
-      \$48  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$34  = mode;
-    if (rst) begin
-      \$34  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$35  = acc_en;
-    if (rst) begin
-      \$35  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$36  = clear;
-    if (rst) begin
-      \$36  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$37  = a;
-    if (rst) begin
-      \$37  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$38  = w;
-    if (rst) begin
-      \$38  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$39  = \$1 [47:0];
-    if (rst) begin
-      \$39  = 48'h000000000000;
-    end
-  end
+  assign fxp32_q = { \$33 [76], \$33  };
+  assign fxp16_lo_q = { \$36 [59], \$36  };
+  assign fxp16_hi_q = { \$39 [59], \$39  };
   assign total = \$30 [74:0];
-  assign fxp16_lo_q = { fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58], fxp16_lo_rounded[58:15] };
+  assign fxp32_rounded = { \$32 [75], \$32  };
+  assign fxp16_lo_rounded = { \$35 [58], \$35  };
+  assign fxp16_hi_rounded = { \$38 [58], \$38  };
+  assign \$36  = { \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58:15] };
   assign \$29  = { acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi, 16'h0000 };
-  assign fxp32_q = { fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75], fxp32_rounded[75:20] };
-  assign fxp16_hi_q = { fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58], fxp16_hi_rounded[58:15] };
+  assign \$33  = { \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75:20] };
+  assign \$39  = { \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58:15] };
 endmodule

@@ -82,17 +82,15 @@ def test_derived_widths_of_the_default():
     assert (pe.product_bits, pe.guard_bits, pe.shift32, pe.shift16) == (48, 10, 20, 15)
 
 
-def test_rounding_toward_zero_is_rejected_where_it_is_not_built():
-    """The golden model rounds any format toward zero; the generator builds
-    it for the Adam unit's moments only, and says so elsewhere."""
-    from amaranth.back import verilog
-
-    from fixar.gen.units.pe import PE
-    pe = dataclasses.replace(DEFAULT.pe, out=dataclasses.replace(DEFAULT.pe.out, rounding="zero"))
-    with pytest.raises(ConfigError, match="rounding 'zero' of Q12.20/zero/saturate is not built in the PE"):
-        verilog.convert(PE(pe), name="pe_zero")
-    ad = DEFAULT.adam
+def test_a_rounding_a_unit_cannot_build_is_named():
+    """The Adam unit has no random words: a stochastic moment is refused by
+    field, and its weight update rounds to nearest even only."""
     from fixar.gen.units.adam import AdamUnit
-    odd = DEFAULT.variant(adam=dataclasses.replace(ad, m=dataclasses.replace(ad.m, rounding="floor")))
-    with pytest.raises(ConfigError, match="adam.m: the Adam unit rounds it rne or zero and saturates"):
+    ad = DEFAULT.adam
+    odd = DEFAULT.variant(adam=dataclasses.replace(ad, m=dataclasses.replace(ad.m, rounding="stochastic")))
+    with pytest.raises(ConfigError, match="adam.m: the Adam unit saturates it and rounds it without random words"):
         AdamUnit(odd)
+    floor_w = DEFAULT.variant(pe=dataclasses.replace(DEFAULT.pe, weight=dataclasses.replace(DEFAULT.pe.weight,
+                                                                                          rounding="floor")))
+    with pytest.raises(ConfigError, match="pe.weight: .* got rounding 'floor'"):
+        AdamUnit(floor_w)

@@ -1,43 +1,129 @@
-"""Combinational rounding and saturation for the generated units (the
-arithmetic rules of docs/numerics.md, written once for the generator)."""
+"""The generator's half of the number-format registry: how a wider value is
+rounded and fitted into a :class:`fixar.config.FixedFormat`, in hardware.
+
+Each rounding named in ``fixar.config.ROUNDINGS`` has one entry here (the
+addend put below the kept LSB before an arithmetic shift right) and one in
+the golden model's half (``fixar.golden.fixed``); each overflow in
+``fixar.config.OVERFLOWS`` likewise. The halves never import each other:
+they meet in the config's names and docs/numerics.md, and
+``tests/test_formats.py`` checks that both cover exactly the config's names.
+Adding a rounding is its entry here, its golden entry, its config name and
+its tests; every unit that rounds (PE, array core, Adam, vector unit) then
+builds it.
+"""
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed
 
-from fixar.config import FixedFormat
+from fixar.config import ConfigError, FixedFormat
+
+# name -> addend(value, shift, rnd): what is added before ``>> shift``
+ROUNDERS: dict[str, Callable] = {}
+# name -> fit(m, q, fmt, name): a signed value into ``fmt``'s codes
+OVERFLOWS: dict[str, Callable] = {}
 
 
-def rne(m: Module, value, shift: int, name: str):
-    """Round-half-even of a signed ``value`` by ``shift`` bits (arithmetic shift)."""
-    if shift <= 0:
-        return value
-    add = Const((1 << (shift - 1)) - 1, shift) + value[shift]
-    rounded = Signal(signed(len(value) + 2), name=f"{name}_rounded")
-    m.d.comb += rounded.eq(value.as_signed() + add)
-    return rounded >> shift
+def _rounding(name: str):
+    def register(fn):
+        ROUNDERS[name] = fn
+        return fn
+    return register
 
 
-def round_into(m: Module, value, shift: int, fmt: FixedFormat, name: str):
-    """``value`` shifted right by ``shift`` bits, rounded as ``fmt.rounding``
-    says: rne, or zero (truncation toward zero: a negative value adds
-    2^shift - 1 before the arithmetic shift). Not yet saturated."""
-    if fmt.rounding == "rne":
-        return rne(m, value, shift, name)
-    if fmt.rounding != "zero":
-        raise ValueError(f"round_into: rounding {fmt.rounding!r} is not built here (rne, zero)")
+def _overflow(name: str):
+    def register(fn):
+        OVERFLOWS[name] = fn
+        return fn
+    return register
+
+
+@_rounding("floor")
+def _floor(value, shift: int, rnd):
+    return Const(0, 1)
+
+
+@_rounding("rne")
+def _rne(value, shift: int, rnd):
+    # 0.5 LSB minus a hair, plus the kept LSB: ties go to even
+    return Const((1 << (shift - 1)) - 1, shift) + value[shift]
+
+
+@_rounding("zero")
+def _zero(value, shift: int, rnd):
+    # a negative value adds 2^shift - 1 first: truncation toward zero
+    return Mux(value.as_signed() < 0, Const((1 << shift) - 1, shift), Const(0, shift))
+
+
+@_rounding("stochastic")
+def _stochastic(value, shift: int, rnd):
+    # the top ``shift`` bits of a random word presented with the value
+    if rnd is None:
+        raise ConfigError("stochastic rounding needs a random word beside the value; this unit has none")
+    if len(rnd) < shift:
+        raise ConfigError(f"stochastic rounding of {shift} bits needs random words of at least {shift} bits, "
+                          f"got {len(rnd)}")
+    return rnd[len(rnd) - shift:]
+
+
+def round_shift(m: Module, value, shift: int, rounding: str, name: str, rnd=None):
+    """``value`` (signed or unsigned) shifted right by ``shift`` bits with
+    ``rounding``; a shift of 0 or less leaves it as it is."""
+    if rounding not in ROUNDERS:
+        raise ConfigError(f"{name}: rounding {rounding!r} has no generator entry (known: {sorted(ROUNDERS)})")
     if shift <= 0:
         return value
     v = value.as_signed()
-    add = Mux(v < 0, Const((1 << shift) - 1, shift), Const(0, shift))
     rounded = Signal(signed(len(value) + 2), name=f"{name}_rounded")
-    m.d.comb += rounded.eq(v + add)
+    m.d.comb += rounded.eq(v + ROUNDERS[rounding](value, shift, rnd))
     return rounded >> shift
 
 
-def saturate(m: Module, value, fmt: FixedFormat, name: str):
-    """``value`` clamped into ``fmt``'s codes (signed compare, any width)."""
+@_overflow("wrap")
+def _wrap(m: Module, q, fmt: FixedFormat, name: str):
+    return q[:fmt.bits].as_signed() if fmt.signed else q[:fmt.bits]
+
+
+@_overflow("saturate")
+def _saturate(m: Module, q, fmt: FixedFormat, name: str):
+    if fmt.signed:
+        if len(q) <= fmt.bits:
+            return q
+        # In range iff every bit from the output's sign bit up equals the
+        # sign: a few LUTs of AND/OR instead of two magnitude comparators.
+        top = q[fmt.bits - 1:]
+        fits = top.all() | ~top.any()
+        limit = Mux(q[-1], Const(fmt.min_int, signed(fmt.bits)), Const(fmt.max_int, signed(fmt.bits)))
+        return Mux(fits, q[:fmt.bits].as_signed(), limit)
+    out = Signal(fmt.bits, name=f"{name}_sat")
+    m.d.comb += out.eq(Mux(q > fmt.max_int, fmt.max_int, Mux(q < 0, 0, q)))
+    return out
+
+
+def fit(m: Module, value, fmt: FixedFormat, name: str):
+    """``value`` into ``fmt``'s codes as ``fmt.overflow`` says (any width)."""
+    if fmt.overflow not in OVERFLOWS:
+        raise ConfigError(f"{name}: overflow {fmt.overflow!r} has no generator entry (known: {sorted(OVERFLOWS)})")
     q = Signal(signed(max(len(value), fmt.bits) + 1), name=f"{name}_q")
     m.d.comb += q.eq(value)
-    out = Signal(signed(fmt.bits if fmt.signed else fmt.bits + 1), name=f"{name}_sat")
-    m.d.comb += out.eq(Mux(q > fmt.max_int, fmt.max_int, Mux(q < fmt.min_int, fmt.min_int, q)))
-    return out
+    return OVERFLOWS[fmt.overflow](m, q, fmt, name)
+
+
+def requantize(m: Module, value, shift: int, fmt: FixedFormat, name: str, rnd=None):
+    """The conversion every output stage makes: round ``value`` right by
+    ``shift`` as ``fmt.rounding`` says, then fit it as ``fmt.overflow`` says."""
+    return fit(m, round_shift(m, value, shift, fmt.rounding, name, rnd), fmt, name)
+
+
+def rne(m: Module, value, shift: int, name: str):
+    """Round-half-even by ``shift`` bits, not fitted into a format."""
+    return round_shift(m, value, shift, "rne", name)
+
+
+def saturate(m: Module, value, fmt: FixedFormat, name: str):
+    """``value`` clamped into ``fmt``'s codes, whatever ``fmt.overflow`` says
+    (the Adam and vector units always saturate)."""
+    q = Signal(signed(max(len(value), fmt.bits) + 1), name=f"{name}_q")
+    m.d.comb += q.eq(value)
+    return _saturate(m, q, fmt, name)

@@ -13,7 +13,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ActFunc, FixarConfig
+from fixar.config import ActFunc, FixarConfig, enum_bits
 from fixar.config.timing import ACTIVATION_STAGES
 from fixar.gen.lib.pipe import Stages
 
@@ -27,7 +27,7 @@ class ActivationUnit(wiring.Component):
         self.cfg = cfg
         fmt = cfg.pe.out
         super().__init__({
-            "func": In(2),
+            "func": In(enum_bits(ActFunc)),
             "x": In(signed(fmt.bits)),
             "y": Out(signed(fmt.bits)),
         })
@@ -49,7 +49,7 @@ class ActivationUnit(wiring.Component):
         rd = rom.read_port(domain="comb")
 
         x1 = Signal(signed(fmt.bits))
-        func1 = Signal(2)
+        func1 = Signal(enum_bits(ActFunc))
         m.d.sync += [x1.eq(self.x), func1.eq(self.func)]
         stages = Stages("activation unit", self.LATENCY)
         stages.stage()

@@ -38,7 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixarConfig
 from fixar.config.timing import timing
-from fixar.gen.lib.arith import round_into as _round, saturate as _saturate
+from fixar.gen.lib.arith import requantize, saturate as _saturate
 from fixar.gen.lib.pipe import Stages
 
 
@@ -49,11 +49,13 @@ class AdamUnit(wiring.Component):
     @staticmethod
     def check(cfg: FixarConfig) -> None:
         ad = cfg.adam
-        for name, fmt, roundings in (("adam.m", ad.m, ("rne", "zero")), ("adam.v", ad.v, ("rne", "zero")),
-                                     ("pe.weight", cfg.pe.weight, ("rne",))):
-            if fmt.rounding not in roundings or fmt.overflow != "saturate":
-                raise ConfigError(f"{name}: the Adam unit rounds it {' or '.join(roundings)} and saturates; "
-                                  f"got rounding {fmt.rounding!r}, overflow {fmt.overflow!r}")
+        # m and v take any rounding of the registry that needs no random word;
+        # the weight update's shift is a run-time one, built for rne alone
+        for name, fmt in (("adam.m", ad.m), ("adam.v", ad.v), ("pe.weight", cfg.pe.weight)):
+            if fmt.needs_random or fmt.overflow != "saturate" or (name == "pe.weight" and fmt.rounding != "rne"):
+                raise ConfigError(f"{name}: the Adam unit saturates it and rounds it without random words "
+                                  f"(the weight to nearest even); got rounding {fmt.rounding!r}, "
+                                  f"overflow {fmt.overflow!r}")
 
     @staticmethod
     def latency(cfg: FixarConfig) -> int:
@@ -98,7 +100,7 @@ class AdamUnit(wiring.Component):
         g_m = g0 << (ad.m.frac - ad.grad.frac)
         m_sum = Signal(signed(ad.m.bits + cf + 3), name="m_sum")
         m.d.comb += m_sum.eq(self.b1 * m0 + self.c1 * g_m)
-        m1 = reg(signed(ad.m.bits), "m1", _saturate(m, _round(m, m_sum, cf, ad.m, "m_rnd"), ad.m, "m_new"))
+        m1 = reg(signed(ad.m.bits), "m1", requantize(m, m_sum, cf, ad.m, "m_new"))
 
         g2 = Signal(unsigned(2 * ad.grad.bits), name="g2")
         m.d.comb += g2.eq(g0 * g0)
@@ -107,10 +109,10 @@ class AdamUnit(wiring.Component):
         if d >= 0:
             m.d.comb += g2v.eq(Mux(g2 > (ad.v.max_int >> d), ad.v.max_int, g2 << d))
         else:
-            m.d.comb += g2v.eq(_saturate(m, _round(m, g2.as_signed(), -d, ad.v, "g2_rnd"), ad.v, "g2_sat"))
+            m.d.comb += g2v.eq(requantize(m, g2.as_signed(), -d, ad.v, "g2_sat"))
         v_sum = Signal(unsigned(ad.v.bits + cf + 2), name="v_sum")
         m.d.comb += v_sum.eq(self.b2 * v0 + self.c2 * g2v)
-        v1 = reg(unsigned(ad.v.bits), "v1", _saturate(m, _round(m, v_sum.as_signed(), cf, ad.v, "v_rnd"), ad.v, "v_new"))
+        v1 = reg(unsigned(ad.v.bits), "v1", requantize(m, v_sum.as_signed(), cf, ad.v, "v_new"))
         valid.append(reg(1, "valid1", valid[-1]))
         w1 = reg(signed(wf.bits), "w1", w0)
 
@@ -166,7 +168,7 @@ class AdamUnit(wiring.Component):
         # ---- P = rne(m y / 2^rf) in m's format; q = P L
         py = Signal(signed(ad.m.bits + rf + 2), name="p_full")
         m.d.comb += py.eq(mm * y.as_signed())
-        p = _saturate(m, _round(m, py, rf, ad.m, "p_rnd"), ad.m, "p")
+        p = requantize(m, py, rf, ad.m, "p")
         q = reg(signed(ad.m.bits + ad.lr_frac + 2), "q", p * self.lr)  # lr is unsigned
         sh = reg(signed(9), "shift", ad.m.frac + ad.lr_frac - wf.frac - s)
         valid.append(reg(1, "valid_q", valid[-1]))

@@ -27,7 +27,7 @@ from amaranth.hdl import Array as MuxArray, Cat, Const, Module, Mux, Signal, sig
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ConfigError, FixarConfig, quantizer_widths
+from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, quantizer_widths
 from fixar.config.timing import ARRAY_PIPE_STAGES, ARRAY_STAGES
 from fixar.gen.lib.pipe import delay as _delay
 from fixar.gen.units.core import ArrayCore
@@ -71,7 +71,7 @@ class Array(wiring.Component):
         qw = quantizer_widths(cfg)
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1),
-            "op_transpose": In(1), "op_intra": In(1), "op_mode": In(1), "op_func": In(2),
+            "op_transpose": In(1), "op_intra": In(1), "op_mode": In(enum_bits(PEMode)), "op_func": In(enum_bits(ActFunc)),
             "op_bias": In(1), "op_store": In(1), "op_grad": In(1), "op_batch": In(range(ar.psum_slots + 1)),
             "op_store_t": In(1), "op_t_base": In(range(self.t_rows)),
             "op_gstore": In(2), "op_g_base": In(range(max(self.g_rows, self.b_rows))),

@@ -49,11 +49,11 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ConfigError, FixarConfig, quantizer_widths
+from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, quantizer_widths
 from fixar.config.timing import CORE_STAGES
+from fixar.gen.lib.arith import requantize
 from fixar.gen.lib.pipe import Stages, reg
 from fixar.gen.units.activation import ActivationUnit
-from fixar.gen.units.pe import requantize
 
 
 def quantizer_ports(cfg: FixarConfig) -> dict:
@@ -90,7 +90,7 @@ class ArrayCore(wiring.Component):
             "w_ld": In(1), "w_row": In(range(R)), "w_data": In(unsigned(C * pe.weight.bits)), "w_swap": In(1),
             "valid": In(1), "a": In(unsigned(R * pe.act32.bits)), "slot": In(unsigned(slot_bits)),
             "first": In(1), "last": In(1), "bias": In(unsigned(C * ob)), "bias_en": In(1),
-            "func": In(2), "mode": In(1), "grad": In(1),
+            "func": In(enum_bits(ActFunc)), "mode": In(enum_bits(PEMode)), "grad": In(1),
             "sum_lo": Out(unsigned(C * pe.acc_bits)), "sum_hi": Out(unsigned(C * pe.acc_bits)),
             "xin_lo": In(unsigned(C * pe.acc_bits)), "xin_hi": In(unsigned(C * pe.acc_bits)),
             "out_valid": Out(1), "out_slot": Out(unsigned(slot_bits)),
@@ -197,11 +197,11 @@ class ArrayCore(wiring.Component):
         for c in range(C):
             total = Signal(signed(A + L + 1), name=f"total_{c}")
             m.d.comb += total.eq((tot_hi[c] << L) + tot_lo[c])
-            y32 = requantize(m, total, pe.shift32, pe.out, None, 0, f"fxp32_{c}")
+            y32 = requantize(m, total, pe.shift32, pe.out, f"fxp32_{c}")
             yg = requantize(m, total, pe.weight.frac + pe.act32.frac - cfg.adam.grad.frac, cfg.adam.grad,
-                            None, 0, f"grad_{c}")
-            y16_lo = requantize(m, tot_lo[c], pe.shift16, pe.out, None, 0, f"fxp16_lo_{c}")
-            y16_hi = requantize(m, tot_hi[c], pe.shift16, pe.out, None, 0, f"fxp16_hi_{c}")
+                            f"grad_{c}")
+            y16_lo = requantize(m, tot_lo[c], pe.shift16, pe.out, f"fxp16_lo_{c}")
+            y16_hi = requantize(m, tot_hi[c], pe.shift16, pe.out, f"fxp16_hi_{c}")
             for lane, x in (("lo", Mux(s4["mode"], y16_lo, Mux(s4["grad"], yg, y32))),
                             ("hi", Mux(s4["mode"], y16_hi, 0))):
                 unit = ActivationUnit(cfg)
@@ -249,7 +249,7 @@ class ArrayCore(wiring.Component):
             v10 = Signal(signed(qb + 2 + qw["delta"]), name=f"q_v10_{c}")
             m.d.sync += v10.eq(d9 * self.q_delta)
             x11 = Signal(signed(pe.act32.bits), name=f"q_x11_{c}")
-            m.d.sync += x11.eq(requantize(m, v10, qb, pe.act32, None, 0, f"q_dq_{c}"))
+            m.d.sync += x11.eq(requantize(m, v10, qb, pe.act32, f"q_dq_{c}"))
             fq_lo.append(x11)
         built.check()
         s11 = stages[-1]

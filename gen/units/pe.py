@@ -27,40 +27,10 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ConfigError, FixedFormat, PEConfig
+from fixar.config import PEConfig, PEMode, enum_bits
 from fixar.config.timing import PE_STAGES
+from fixar.gen.lib.arith import requantize
 from fixar.gen.lib.pipe import Stages, delay
-
-
-def requantize(m: Module, value, shift: int, fmt: FixedFormat, rnd, rnd_bits: int, name: str):
-    """Combinational output stage: round ``value`` right by ``shift`` into ``fmt``."""
-    if shift > 0:
-        if fmt.rounding == "floor":
-            add = Const(0, 1)
-        elif fmt.rounding == "rne":
-            # 0.5 LSB minus a hair, plus the kept LSB: ties go to even.
-            add = Const((1 << (shift - 1)) - 1, shift) + value[shift]
-        elif fmt.rounding == "stochastic":  # the top `shift` bits of this cycle's random word
-            add = rnd[rnd_bits - shift:]
-        else:
-            raise ConfigError(f"output stage {name}: rounding {fmt.rounding!r} of {fmt} is not built in the "
-                              "PE and array output stages (floor, rne, stochastic); only the Adam unit's "
-                              "moments round toward zero")
-        rounded = Signal(signed(len(value) + 1), name=f"{name}_rounded")
-        m.d.comb += rounded.eq(value + add)
-        shifted = rounded >> shift  # arithmetic: `rounded` is signed
-    else:
-        shifted = value
-    q = Signal(signed(len(shifted)), name=f"{name}_q")
-    m.d.comb += q.eq(shifted)
-    if fmt.overflow == "wrap" or len(q) <= fmt.bits:
-        return q[:fmt.bits].as_signed()
-    # In range iff every bit from the output's sign bit up equals the sign:
-    # a few LUTs of AND/OR instead of two full-width magnitude comparators.
-    top = q[fmt.bits - 1:]
-    fits = top.all() | ~top.any()
-    limit = Mux(q[-1], Const(fmt.min_int, signed(fmt.bits)), Const(fmt.max_int, signed(fmt.bits)))
-    return Mux(fits, q[:fmt.bits].as_signed(), limit)
 
 
 class PE(wiring.Component):
@@ -82,7 +52,7 @@ class PE(wiring.Component):
     def __init__(self, cfg: PEConfig):
         self.cfg = cfg
         members = {
-            "mode": In(1),
+            "mode": In(enum_bits(PEMode)),
             "acc_en": In(1),
             "clear": In(1),
             "a": In(unsigned(cfg.act32.bits)),
@@ -90,7 +60,7 @@ class PE(wiring.Component):
             "y_lo": Out(signed(cfg.out.bits)),
             "y_hi": Out(signed(cfg.out.bits)),
         }
-        if cfg.out.rounding == "stochastic":
+        if cfg.out.needs_random:
             members["rnd_lo"] = In(unsigned(cfg.rnd_bits))
             members["rnd_hi"] = In(unsigned(cfg.rnd_bits))
         super().__init__(members)
@@ -98,7 +68,7 @@ class PE(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         L = cfg.lane_bits
-        stochastic = cfg.out.rounding == "stochastic"
+        stochastic = cfg.out.needs_random
         m = Module()
         stages = Stages("PE", self.LATENCY)
 
@@ -143,9 +113,9 @@ class PE(wiring.Component):
         # Stage 4: output.
         total = Signal(signed(cfg.acc_bits + L + 1))
         m.d.comb += total.eq((acc_hi << L) + acc_lo)
-        y32 = requantize(m, total, cfg.shift32, cfg.out, rnd_lo3, cfg.rnd_bits, "fxp32")
-        y16_lo = requantize(m, acc_lo, cfg.shift16, cfg.out, rnd_lo3, cfg.rnd_bits, "fxp16_lo")
-        y16_hi = requantize(m, acc_hi, cfg.shift16, cfg.out, rnd_hi3, cfg.rnd_bits, "fxp16_hi")
+        y32 = requantize(m, total, cfg.shift32, cfg.out, "fxp32", rnd_lo3)
+        y16_lo = requantize(m, acc_lo, cfg.shift16, cfg.out, "fxp16_lo", rnd_lo3)
+        y16_hi = requantize(m, acc_hi, cfg.shift16, cfg.out, "fxp16_hi", rnd_hi3)
         m.d.sync += [
             self.y_lo.eq(Mux(mode3, y16_lo, y32)),
             self.y_hi.eq(Mux(mode3, y16_hi, 0)),

@@ -33,7 +33,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ISA_FIELD_BITS, ISA_FIELDS, ISA_WORDS, ConfigError, FixarConfig, Opcode, Scalar, VecOp
+from fixar.config import ISA_FIELD_BITS, ISA_FIELDS, ISA_WORDS, ConfigError, FixarConfig, Opcode, Scalar, VecOp, enum_bits
 from fixar.gen.units.adam import AdamUnit
 from fixar.gen.units.array import Array
 from fixar.gen.lib.ram import TwoPortRAM
@@ -177,9 +177,9 @@ class Trainer(wiring.Component):
 
         # vector unit inputs (held in registers by the FSM)
         vec_valid = Signal()
-        vec_op = Signal(3)
+        vec_op = Signal(enum_bits(VecOp))
         vec_c = Signal(64)
-        fv_op = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("op"), ISA_FIELD_BITS)[:3]
+        fv_op = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("op"), ISA_FIELD_BITS)[:enum_bits(VecOp)]
         fv_coef = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("coef"), ISA_FIELD_BITS)[:4]
         fv_count = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("count"), ISA_FIELD_BITS)[:len(vec.count)]
         fv_limit = field(Opcode.VEC, "limit")[:len(vec.limit)]   # held by instr while the VEC runs
@@ -283,7 +283,7 @@ class Trainer(wiring.Component):
                     m.next = {"VEC_RA": "VEC_RB", "VEC_RB": "VEC_RF", "VEC_RF": "VEC_GO"}[state]
             with m.State("VEC_GO"):
                 flags = [core_row.word_select(j, wb).any() & fv["use_flag"][0] for j in range(R)]
-                m.d.sync += [reg_f.eq(Cat(*flags)), vec_valid.eq(1), vec_op.eq(fv["op"][:3]),
+                m.d.sync += [reg_f.eq(Cat(*flags)), vec_valid.eq(1), vec_op.eq(fv["op"][:enum_bits(VecOp)]),
                              vec_c.eq(scalar(fv["coef"][:4]))]
                 m.next = "VEC_WAIT"
             with m.State("VEC_WAIT"):

@@ -22,7 +22,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ConfigError, FixarConfig, VecOp
+from fixar.config import ConfigError, FixarConfig, VecOp, enum_bits
 from fixar.config.timing import VECTOR_STAGES
 from fixar.gen.lib.arith import rne, saturate
 from fixar.gen.lib.pipe import Stages
@@ -51,7 +51,7 @@ class VectorUnit(wiring.Component):
         self.cfg = cfg
         L, bits = cfg.array.rows, cfg.pe.act32.bits
         super().__init__({
-            "valid": In(1), "op": In(3), "count": In(range(L + 1)),
+            "valid": In(1), "op": In(enum_bits(VecOp)), "count": In(range(L + 1)),
             "a": In(unsigned(L * bits)), "b": In(unsigned(L * bits)), "flag": In(L),
             "c": In(unsigned(cfg.vector.coef_frac + 1)), "limit": In(unsigned(bits)),
             "seed_we": In(1), "seed": In(32),
@@ -73,7 +73,7 @@ class VectorUnit(wiring.Component):
 
         # ---- stage 0
         valid0 = reg(1, "valid0", self.valid)
-        op0 = reg(3, "op0", self.op)
+        op0 = reg(enum_bits(VecOp), "op0", self.op)
         count0 = reg(range(L + 1), "count0", self.count)
         a0 = reg(unsigned(L * bits), "a0", self.a)
         b0 = reg(unsigned(L * bits), "b0", self.b)
@@ -99,7 +99,7 @@ class VectorUnit(wiring.Component):
 
         # ---- stage 1 per lane
         valid1 = reg(1, "valid1", valid0)
-        op1 = reg(3, "op1", op0)
+        op1 = reg(enum_bits(VecOp), "op1", op0)
         a1 = reg(unsigned(L * bits), "a1", a0)
         b1 = reg(unsigned(L * bits), "b1", b0)
         flag1 = reg(L, "flag1", flag0)

@@ -20,7 +20,13 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+# The registry of number formats by name: each rounding and overflow has an
+# exact numpy half (fixar.golden.fixed) and an Amaranth half
+# (fixar.gen.lib.arith), which never import each other; tests/test_formats.py
+# checks that both cover exactly these names.
 ROUNDINGS = ("floor", "rne", "stochastic", "zero")
+# roundings that take a random word beside each value
+RANDOM_ROUNDINGS = ("stochastic",)
 # how the QAT quantizer at the array's output stage turns a / delta into a
 # code: FIXAR's floor, or to nearest with ties upward (docs/training.md)
 QUANTIZER_ROUNDINGS = ("half_up", "floor")
@@ -34,6 +40,11 @@ GOLDEN_MAX_ACC_BITS = 62
 
 class ConfigError(ValueError):
     """An impossible or unsupported configuration. The message names the field."""
+
+
+def enum_bits(codes: type[enum.IntEnum]) -> int:
+    """Width of a port or field that carries ``codes`` (derived, never typed)."""
+    return max(1, max(int(c) for c in codes).bit_length())
 
 
 class PEMode(enum.IntEnum):
@@ -84,6 +95,11 @@ class FixedFormat:
             raise ConfigError(f"rounding: {self.rounding!r} is not one of {ROUNDINGS}")
         if self.overflow not in OVERFLOWS:
             raise ConfigError(f"overflow: {self.overflow!r} is not one of {OVERFLOWS}")
+
+    @property
+    def needs_random(self) -> bool:
+        """Converting into this format takes a random word beside each value."""
+        return self.rounding in RANDOM_ROUNDINGS
 
     @property
     def min_int(self) -> int:
