@@ -1,5 +1,5 @@
-"""The golden model's side of a bench that trains on the engine (the trainer
-bench on its host ports, the kernel bench through AXI): the same DDPG agent
+"""The golden model's side of a bench that trains on the engine (test_engine
+on its host ports, test_kernel through AXI): the same DDPG agent
 packed by the host's code (fixar.driver.engine), the same compiled program run by
 the golden executor, random batches and states drawn in one fixed order, and
 the comparison of what the engine read back with the golden state.

@@ -1,13 +1,408 @@
-"""pytest entry points for the array bench (small config: 2 cores of 4 x 4)."""
+"""The whole adaptive array (cores, memories, controller) running layer
+operations, checked bit for bit against the golden model and cycle for cycle
+against the cycle model of ``fixar.compiler.array_ops``: the TB, its cocotb
+tests (module ``fixar.tb.test_array``) and the pytest entries (small config:
+2 cores of 4 x 4).
+
+The TB writes the memories through the host ports in the layouts of
+``fixar.compiler.array_ops`` (the same code the host will use), describes an
+operation, pulses ``start``, collects the output beats until ``done`` and
+compares. Environment: FIXAR_CASES (random operations, default 1000),
+FIXAR_DDPG_BATCH (default 8), FIXAR_BENCH_OPS (JSON list for `make bench`),
+FIXAR_BENCH_JSON (figures).
+"""
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 
+import cocotb
+import numpy as np
 import pytest
 
-from fixar.config import load
+from fixar.compiler.array_ops import (LayerOp, activation_image, bias_image, cycles, describe, grad_images, out_dims,
+                                      unpack_outputs, useful_macs, utilization, weight_from_image, weight_image,
+                                      weight_rows)
+from fixar.config import ActFunc, PEMode, load
+from fixar.golden.ddpg import bias_grad, weight_grad
+from fixar.golden.layer import linear, transposed
 from fixar.sim.rtl import generated, run_module, run_mutated
+from fixar.tb.base import BenchTB
+from fixar.tb.figures import record
+
+BENCH = "fixar.tb.test_array"
+
+PRIMES = [1, 2, 3, 5, 7, 11, 13, 17, 23, 29, 31, 37]
+# every control input the bench does not use is held at zero (a four-state
+# simulator would otherwise see X on the read-enable muxes)
+HOST_PORTS = ("wm_we", "am_we", "bm_we", "tm_we", "start", "qt_we", "rg_clear", "wm_re", "am_re", "wm_rea", "bm_rea",
+              "am_rea", "gm_raddr", "gbm_raddr")
+
+
+class TB(BenchTB):
+    IDLE = HOST_PORTS
+    SETTLE_EDGES = 1
+
+    def __init__(self, dut):
+        super().__init__(dut)
+        self.op_cycles = 0
+        self.op_wall = 0.0
+        self.log_ops = False  # record every operation's cycles (make bench)
+
+    async def write_rows(self, prefix: str, base: int, rows: list[int], we: int = 1):
+        dut = self.dut
+        we_h, addr_h, data_h = (getattr(dut, f"{prefix}_{x}") for x in ("we", "addr", "data"))
+        for i, word in enumerate(rows):
+            we_h.value, addr_h.value, data_h.value = we, base + i, word
+            await self.edge
+        we_h.value = 0
+
+    async def read_rows(self, prefix: str, base: int, n: int) -> list[int]:
+        """Rows of a memory with a read port (``<prefix>_raddr``/``_rdata``, registered)."""
+        addr, data = getattr(self.dut, f"{prefix}_raddr"), getattr(self.dut, f"{prefix}_rdata")
+        out = []
+        await self.edge    # an operation's last results reach memory at the edge after its done
+        addr.value = base
+        for i in range(n):
+            await self.edge                      # the rising edge before it latched the address
+            out.append(data.value.to_unsigned())
+            addr.value = base + i + 1
+        return out
+
+    # ------------------------------------------------------------ operations
+    def codes(self, fmt, shape, scale_frac):
+        """Random codes: mostly near +-1.0 (so sums stay in range and exercise
+        rounding), one in five anywhere in the format (saturation, wrap)."""
+        rng = self.rng
+        wide = rng.integers(fmt.min_int, fmt.max_int + 1, shape)
+        one = min(1 << max(scale_frac, 0), fmt.max_int)
+        near = rng.integers(-one, one + 1, shape)
+        return np.where(rng.random(shape) < 0.2, wide, near)
+
+    def random_operands(self, op: LayerOp):
+        pe = self.cfg.pe
+        if op.grad:   # "W" is the error D (M x batch), X the layer input (K x batch)
+            return (self.codes(pe.act32, (op.M, op.batch), pe.act32.frac - 4),
+                    self.codes(pe.act32, (op.K, op.batch), pe.act32.frac), None)
+        act = pe.act32 if op.mode == PEMode.FXP32 else pe.act16
+        _, n_red = out_dims(op)
+        W = self.codes(pe.weight, (op.M, op.K), pe.weight.frac - 2)
+        X = self.codes(act, (n_red, op.batch), act.frac)
+        b = self.codes(pe.out, (op.M,), pe.out.frac) if op.bias else None
+        return W, X, b
+
+    def golden(self, op: LayerOp, W, X, b):
+        if op.grad:
+            return weight_grad(self.cfg, W, X)
+        if op.transpose:
+            return transposed(self.cfg, W, X, op.func, op.mode)
+        return linear(self.cfg, W, X, b, op.func, op.mode)
+
+    async def load(self, op: LayerOp, W=None, X=None, b=None):
+        """Write whichever of W, X, b are given into the memories of ``op``."""
+        d = describe(self.cfg, op)
+        if op.grad:   # both operands per core: D slot-major, X^T feature-major (X None: on chip already)
+            for n in range(self.cfg.array.cores):
+                d_rows, x_rows = grad_images(self.cfg, d, W, np.zeros((op.K, op.batch)) if X is None else X, n)
+                await self.write_rows("am", op.w_base, d_rows, we=1 << n)
+                if X is not None:
+                    await self.write_rows("tm", op.x_base, x_rows, we=1 << n)
+            return
+        if W is not None:
+            await self.write_rows("wm", op.w_base, weight_image(self.cfg, W))
+        if b is not None:
+            await self.write_rows("bm", op.b_base, bias_image(self.cfg, b))
+        if X is not None:
+            N = self.cfg.array.cores
+            images = [activation_image(self.cfg, op, d, X, n) for n in range(N)]
+            if all(img == images[0] for img in images):
+                await self.write_rows("am", op.x_base, images[0], we=(1 << N) - 1)
+            else:
+                for n, img in enumerate(images):
+                    await self.write_rows("am", op.x_base, img, we=1 << n)
+
+    async def execute(self, op: LayerOp, label: str):
+        """Run one loaded operation; return (Y from the output beats, measured cycles)."""
+        dut, cfg = self.dut, self.cfg
+        d = describe(cfg, op)
+        N, C, ob = cfg.array.cores, cfg.array.cols, cfg.pe.out.bits
+        for k, v in d.ports().items():
+            getattr(dut, k).value = v
+        dut.start.value = 1
+        beats = []
+        n = 0
+        limit = 4 * cycles(cfg, d, self.latency) + 100
+        start = time.perf_counter()
+        while True:
+            await self.edge
+            dut.start.value = 0
+            n += 1
+            valid = dut.out_valid.value.to_unsigned()
+            if valid:
+                tile, slot = dut.out_tile.value.to_unsigned(), dut.out_slot.value.to_unsigned()
+                try:
+                    lo, hi = dut.out_lo.value.to_unsigned(), dut.out_hi.value.to_unsigned()
+                except ValueError:
+                    raise AssertionError(f"{label}: X in outputs: lo={dut.out_lo.value} hi={dut.out_hi.value} "
+                                         f"valid={valid}") from None
+                mask = (1 << (C * ob)) - 1
+                for core in range(N):
+                    if valid >> core & 1:
+                        beats.append((core, tile, slot, (lo >> (core * C * ob)) & mask,
+                                      (hi >> (core * C * ob)) & mask))
+            if dut.done.value:
+                break
+            assert n < limit, f"{label}: no done after {n} cycles"
+        self.op_wall += time.perf_counter() - start
+        self.op_cycles += n
+        assert not dut.busy.value, f"{label}: busy still high in the done cycle"
+        return unpack_outputs(cfg, op, d, beats), n
+
+    async def check(self, op: LayerOp, W, X, b, label: str, want=None):
+        got, n = await self.execute(op, label)
+        if want is None:
+            want = self.golden(op, W, X, b)
+        bad = np.argwhere(got != want)
+        for i, v in bad[:6]:
+            self.dut._log.error("%s: Y[%d, %d] expected %d got %d", label, i, v, want[i, v], got[i, v])
+        assert len(bad) == 0, f"{label}: {len(bad)} of {want.size} outputs differ from the golden model"
+        model = cycles(self.cfg, describe(self.cfg, op), self.latency)
+        assert n == model, f"{label}: {n} cycles measured, the cycle model says {model}"
+        if self.log_ops:
+            record(self.dut, {"test": "bench_op", "M": op.M, "K": op.K, "batch": op.batch, "mode": op.mode.name,
+                              "transpose": op.transpose, "intra": op.intra_layer, "cycles": n,
+                              "utilization": round(utilization(self.cfg, op, n), 4)})
+        return got, n
+
+    def record(self, test: str, cases: int, **extra) -> None:
+        rec = {"test": test, "sim": cocotb.SIM_NAME, "cases": cases, "cycles": self.op_cycles,
+               "wall_s": round(self.op_wall, 3),
+               "cycles_per_s": round(self.op_cycles / max(self.op_wall, 1e-9), 1), **extra}
+        record(self.dut, rec)
+
+
+def random_op(tb: TB) -> LayerOp:
+    """A random operation that fits the config: any shape (primes and 1 often),
+    batch 1..512, both formats, both parallelism modes, forward or transposed,
+    every function, random memory bases."""
+    cfg, rng = tb.cfg, tb.rng
+    R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
+    dim = lambda hi: int(rng.choice(PRIMES)) if rng.random() < 0.5 else int(rng.integers(1, hi + 1))
+    M, K = dim(3 * C), dim(3 * R)
+    if rng.random() < 0.2:
+        return random_grad_op(tb, M, min(K, cfg.array.psum_slots))
+    mode, func = PEMode(int(rng.integers(2))), ActFunc(int(rng.integers(3)))
+    intra = bool(rng.random() < 0.25)
+    per = 2 if mode == PEMode.FXP16 else 1
+    if intra:
+        batch = int(rng.integers(1, per + 1))
+    else:
+        u = rng.random()
+        batch = int(rng.integers(1, 4)) if u < 0.3 else int(rng.integers(1, 2 * R * N * per + 1)) if u < 0.97 \
+            else int(rng.integers(2 * R * N, min(512, cfg.array.psum_slots * per * N) + 1))
+    transpose = bool(rng.random() < 0.3)
+    op = LayerOp(M=M, K=K, batch=batch, mode=mode, func=func, transpose=transpose, intra_layer=intra,
+                 bias=not transpose and rng.random() < 0.8)
+    d = describe(cfg, op)
+    w_free = cfg.memory.weight_words // C - weight_rows(cfg, M, K)
+    x_free = cfg.memory.act_words_per_core // R - d.n_kt * d.slots
+    b_free = cfg.memory.bias_words // C - d.n_ot
+    pick = lambda free: int(rng.integers(0, min(free, 1000) + 1))
+    return LayerOp(**{**op.__dict__, "w_base": pick(w_free), "x_base": pick(x_free), "b_base": pick(b_free)})
+
+
+def random_grad_op(tb: TB, M: int, K: int) -> LayerOp:
+    """A weight-gradient product dW = D X^T with a random batch and memory bases."""
+    cfg, rng = tb.cfg, tb.rng
+    R, N = cfg.array.rows, cfg.array.cores
+    u = rng.random()
+    batch = int(rng.integers(1, 4)) if u < 0.3 else int(rng.integers(1, 3 * R * N + 1)) if u < 0.95 \
+        else int(rng.integers(3 * R * N, 513))
+    op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False)
+    d = describe(cfg, op)
+    a_rows, t_rows = cfg.memory.act_words_per_core // R, cfg.memory.xt_words_per_core // R
+    w_base = int(rng.integers(0, min(a_rows - d.n_ot * d.batch, 500) + 1))
+    x_base = int(rng.integers(0, min(t_rows - d.n_kr * d.slots, 500) + 1))
+    return LayerOp(**{**op.__dict__, "w_base": w_base, "x_base": x_base})
+
+
+# HalfCheetah's DDPG networks (state 17, action 6): actor 17-400-300-6, critic (17+6)-400-300-1.
+ACTOR = [(400, 17, ActFunc.RELU), (300, 400, ActFunc.RELU), (6, 300, ActFunc.TANH)]
+CRITIC = [(400, 23, ActFunc.RELU), (300, 400, ActFunc.RELU), (1, 300, ActFunc.IDENTITY)]
+
+
+async def network_forward(tb: TB, layers, batch: int, mode: PEMode, intra: bool, label: str):
+    """Chained forward pass on chip: in FXP32 each layer's output is stored into
+    activation memory and is the next layer's input; in FXP16 (whose outputs
+    need the QAT quantizer first) the bench loads each layer's input. Returns
+    the total measured cycles and useful MACs."""
+    cfg = tb.cfg
+    C = cfg.array.cols
+    w_base, b_base, x_base = 0, 0, 0
+    store = mode == PEMode.FXP32
+    act = cfg.pe.act32 if mode == PEMode.FXP32 else cfg.pe.act16
+    X = tb.codes(act, (layers[0][1], batch), act.frac)
+    total, macs = 0, 0
+    ops = []
+    # layer inputs, and where each sits feature-major on chip: the network's
+    # input (written by the bench for its gradient) first, then what the
+    # forward products store
+    R = cfg.array.rows
+    inputs, xt_bases = [], [None]
+    t_base = -(-(-(-batch // cfg.array.cores)) // R) * layers[0][1]
+    for M, K, func in layers:
+        op = LayerOp(M=M, K=K, batch=batch, mode=mode, func=func, intra_layer=intra, w_base=w_base,
+                     b_base=b_base)
+        ops.append(op)
+        w_base += weight_rows(cfg, M, K)
+        b_base += -(-M // C)
+    # weights and biases of the whole network first (they stay on chip)
+    params = []
+    for op in ops:
+        W = tb.codes(cfg.pe.weight, (op.M, op.K), cfg.pe.weight.frac - 3)
+        b = tb.codes(cfg.pe.out, (op.M,), cfg.pe.out.frac - 2)
+        await tb.load(op, W=W, b=b)
+        params.append((W, b))
+    first = True
+    for i, (op, (W, b)) in enumerate(zip(ops, params)):
+        d = describe(cfg, op)
+        y_base = x_base + d.n_kt * d.slots
+        store_t = store and not intra   # the feature-major copy a weight gradient reads
+        op = LayerOp(**{**op.__dict__, "x_base": x_base, "y_base": y_base, "store": store, "store_t": store_t,
+                        "t_base": t_base})
+        if first or not store:
+            await tb.load(op, X=X)
+        inputs.append(X)
+        xt_bases.append(t_base if store_t else None)   # this layer's output = the next layer's input
+        if store_t:
+            t_base += -(-d.slots // cfg.array.rows) * d.n_ot * C
+        want = tb.golden(op, W, X, b)
+        _, n = await tb.check(op, W, X, b, f"{label} layer {i} ({op.K}->{op.M})", want=want)
+        total += n
+        macs += useful_macs(op)
+        X = want if store else np.clip(want >> (cfg.pe.out.frac - act.frac), act.min_int, act.max_int)
+        x_base, first = y_base, False
+    return total, macs, params, inputs, xt_bases
+
+
+async def network_backward(tb: TB, layers, params, batch: int, mode: PEMode, label: str,
+                           inputs=None, xt_bases=None):
+    """Every layer's transposed product (W^T D, same stored weights; ``mode``)
+    and weight gradient (D X^T, FXP32: errors and gradients stay 32-bit in QAT).
+    Where the forward pass left a layer's input feature-major on chip
+    (``xt_bases``), the gradient reads it from there; else the bench writes X."""
+    cfg = tb.cfg
+    act = cfg.pe.act32 if mode == PEMode.FXP32 else cfg.pe.act16
+    w_base, b_base, total, macs = 0, 0, 0, 0
+    gb = cfg.adam.grad.bits
+    for i, ((M, K, _), (W, _)) in enumerate(zip(layers, params)):
+        op = LayerOp(M=M, K=K, batch=batch, mode=mode, transpose=True, bias=False, w_base=w_base)
+        D = tb.codes(act, (M, batch), act.frac)
+        await tb.load(op, X=D)
+        _, n = await tb.check(op, W, D, None, f"{label} W^T D ({M}x{K})")
+        total += n
+        macs += useful_macs(op)
+        w_base += weight_rows(cfg, M, K)
+        on_chip = xt_bases is not None and xt_bases[i] is not None
+        if on_chip:   # the stored copy is padded to whole tiles of features (zeros)
+            Kp = -(-K // cfg.array.cols) * cfg.array.cols
+            op = LayerOp(M=M, K=Kp, batch=batch, grad=True, bias=False, x_base=xt_bases[i], gstore=1,
+                         g_base=w_base - weight_rows(cfg, M, K))
+            X = np.zeros((Kp, batch), dtype=np.int64)
+            X[:K] = inputs[i]
+            D = tb.random_operands(op)[0]
+            await tb.load(op, D, None)
+        else:   # written by the bench to rows the forward products left free (row 0 on)
+            op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False, gstore=1,
+                         g_base=w_base - weight_rows(cfg, M, K))
+            D, X = tb.random_operands(op)[:2]
+            await tb.load(op, D, X)
+        dW, n = await tb.check(op, D, X, None, f"{label} D X^T ({M}x{K}{', X^T stored on chip' if on_chip else ''})")
+        total += n
+        macs += useful_macs(op)
+        # the gradient memory holds dW in the weight layout, where Adam will read it
+        kept = weight_from_image(cfg, await tb.read_rows("gm", op.g_base, weight_rows(cfg, M, op.K)), M, op.K, gb)
+        bad = np.argwhere(kept != dW)
+        assert len(bad) == 0, (f"{label}: the gradient memory does not hold dW ({M}x{K}): {len(bad)} words "
+                               f"differ, e.g. dW[{bad[0][0]}, {bad[0][1]}] = {dW[tuple(bad[0])]}, "
+                               f"kept {kept[tuple(bad[0])]}" if len(bad) else "")
+        # the bias gradient: the same product with one input of ones (1.0), kept in bias layout
+        ones = np.full((1, batch), 1 << cfg.pe.act32.frac, dtype=np.int64)
+        op = LayerOp(M=M, K=1, batch=batch, grad=True, bias=False, gstore=2, g_base=b_base)
+        await tb.load(op, D, ones)
+        db, n = await tb.check(op, D, ones, None, f"{label} db ({M})", want=bias_grad(cfg, D)[:, None])
+        total += n
+        rows = await tb.read_rows("gbm", b_base, -(-M // cfg.array.cols))
+        kept = np.array([(r >> (c * gb)) & ((1 << gb) - 1) for r in rows for c in range(cfg.array.cols)])[:M]
+        assert np.array_equal(np.where(kept >> (gb - 1), kept - (1 << gb), kept), db[:, 0]), \
+            f"{label}: the bias-gradient memory does not hold db ({M})"
+        b_base += -(-M // cfg.array.cols)
+    return total, macs
+
+
+# ---------------------------------------------------------------- cocotb tests
+
+@cocotb.test()
+async def test_random_ops(dut):
+    """Random operations back to back, each bit-exact and cycle-exact."""
+    tb = TB(dut)
+    await tb.reset()
+    n = int(os.environ.get("FIXAR_CASES", "1000"))
+    for case in range(n):
+        op = random_op(tb)
+        W, X, b = tb.random_operands(op)
+        await tb.load(op, W, X, b)
+        kind = "D X^T" if op.grad else "W^T X" if op.transpose else "W X + b" if op.bias else "W X"
+        await tb.check(op, W, X, b, f"case {case} ({kind}, {op.M}x{op.K}, B={op.batch}, {op.mode.name}, "
+                                    f"{'intra-layer' if op.intra_layer else 'intra-batch'}, {op.func.name})")
+    tb.record("random_ops", n)
+
+
+@cocotb.test()
+async def test_ddpg_networks(dut):
+    """The HalfCheetah actor and critic: chained forward passes in both
+    parallelism modes and both formats, every transposed product and every
+    weight gradient."""
+    tb = TB(dut)
+    await tb.reset()
+    B = int(os.environ.get("FIXAR_DDPG_BATCH", "8"))
+    for mode in PEMode:
+        for name, layers in (("actor", ACTOR), ("critic", CRITIC)):
+            await network_forward(tb, layers, 1, mode, True, f"{name} intra-layer {mode.name}")
+            _, _, params, inputs, xts = await network_forward(tb, layers, B, mode, False, f"{name} B={B} {mode.name}")
+            await network_backward(tb, layers, params, B, mode, f"{name} B={B} {mode.name}", inputs, xts)
+    tb.record("ddpg_networks", 12)
+
+
+@cocotb.test(skip=not os.environ.get("FIXAR_BENCH_OPS"))
+async def test_bench_figures(dut):
+    """`make bench`: the workloads behind the array_* figures, checked like the
+    others. FIXAR_BENCH_OPS is a JSON list of [label, batch, mode]; label
+    'infer' is the actor's forward pass for one vector in intra-layer mode,
+    'train' the forward and transposed products of both networks."""
+    tb = TB(dut)
+    tb.log_ops = True
+    await tb.reset()
+    for label, batch, mode_name in json.loads(os.environ["FIXAR_BENCH_OPS"]):
+        mode = PEMode[mode_name]
+        tb.op_cycles, tb.op_wall = 0, 0.0
+        cyc, macs = 0, 0
+        if label == "infer":
+            c, m, *_ = await network_forward(tb, ACTOR, batch, mode, True, "bench actor intra-layer")
+            cyc, macs = cyc + c, macs + m
+        else:
+            for layers in (ACTOR, CRITIC):
+                c, m, params, inputs, xts = await network_forward(tb, layers, batch, mode, False, f"bench B={batch}")
+                cb, mb = await network_backward(tb, layers, params, batch, mode, f"bench B={batch}", inputs, xts)
+                cyc, macs = cyc + c + cb, macs + m + mb
+        peak = tb.cfg.array.pes * (2 if mode == PEMode.FXP16 else 1)
+        tb.record("bench_workload", 1, label=label, batch=batch, mode=mode_name, workload_cycles=cyc,
+                  macs=macs, utilization=round(macs / (peak * cyc), 4))
+
+
+# ---------------------------------------------------------------- pytest entries
 
 pytestmark = pytest.mark.sim
 
@@ -18,7 +413,7 @@ def test_array_bit_exact_and_cycle_exact(sim):
     # Icarus runs the small array at ~600 cycles/s (Verilator ~200 000): it
     # checks the same RTL's semantics on 200 random operations, not the DDPG networks.
     cases = os.environ.get("FIXAR_CASES", "1000" if sim == "verilator" else "200")
-    res = run_module(sim, cfg, generated(cfg, array=True), "fixar_array", "fixar.tb.array_bench",
+    res = run_module(sim, cfg, generated(cfg, array=True), "fixar_array", BENCH,
                      testcase=None if sim == "verilator" else "test_random_ops",
                      env={"FIXAR_CASES": cases, "FIXAR_DDPG_BATCH": "8"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
@@ -27,9 +422,24 @@ def test_array_bit_exact_and_cycle_exact(sim):
 @pytest.mark.slow
 def test_array_long_regression():
     cfg = load("small")
-    res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_array", "fixar.tb.array_bench",
+    res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_array", BENCH,
                      testcase="test_random_ops", env={"FIXAR_CASES": "10000"}, seed=1)
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def column0_fxp32_limit(verilog: str, bits: int, max_int: int) -> re.Match | None:
+    """The FXP32 output stage's positive limit of column 0 (the first core's,
+    the first in the file), not the QAT quantizer's: the mux on the sign of
+    the column's requantized value (``fxp32_0_q``; ``col0_fxp32_q`` in newer
+    generators). Yosys may write that sign as the top bit of the wire the
+    value is sign-extended from, so that wire's bit is looked for too."""
+    signs = []
+    for name in ("fxp32_0_q", "col0_fxp32_q"):
+        signs.append(rf"{name}\[\d+\]")
+        ext = re.search(rf"assign {name} = \{{ (\\\S+) \[(\d+)\], \1\s*\}};", verilog)
+        if ext:
+            signs.append(rf"{re.escape(ext.group(1))} \[{ext.group(2)}\]")
+    return re.search(rf"(?:{'|'.join(signs)}) \? {bits}'d\d+ : {bits}'d{max_int};", verilog)
 
 
 def test_bench_catches_planted_bug():
@@ -37,10 +447,9 @@ def test_bench_catches_planted_bug():
     cfg = load("small")
     bits, max_int = cfg.pe.out.bits, cfg.pe.out.max_int
     src_dir = generated(cfg, array=True)
-    # the FXP32 output stage's limit (column 0 of the first core), not the QAT quantizer's
-    found = re.search(rf"fxp32_0_q\[\d+\] \? {bits}'d\d+ : {bits}'d{max_int};", (src_dir / "fixar_array.v").read_text())
+    found = column0_fxp32_limit((src_dir / "fixar_array.v").read_text(), bits, max_int)
     assert found, "the FXP32 saturation limit of column 0 was not found in fixar_array.v"
-    res = run_mutated(cfg, "fixar_array", "fixar.tb.array_bench", found.group(0),
+    res = run_mutated(cfg, "fixar_array", BENCH, found.group(0),
                       found.group(0).replace(f"{bits}'d{max_int};", f"{bits}'d{max_int - 1};"),
                       src_dir=src_dir, testcase="test_random_ops", env={"FIXAR_CASES": "200"})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong saturation limit"

@@ -1,39 +1,66 @@
-"""cocotb bench: whole DDPG training steps on the training engine (array,
-vector unit, Adam lanes, controller running the compiled program), compared
-after every step with the golden model running the same program: every
-weight, bias, target and Adam moment, bit for bit.
+"""Whole DDPG training steps on the training engine (gen module
+fixar_trainer: array, vector unit, Adam lanes, controller running the
+compiled program), compared after every step with the golden model running
+the same program: every weight, bias, target and Adam moment, bit for bit.
+The TB, its cocotb test (module ``fixar.tb.test_engine``) and the pytest
+entries (small config: 2 cores of 4 x 4, unless said otherwise).
 
 With FIXAR_QAT_SWITCH = k the agent trains with QAT: phase 1 (ranges
 tracked, compared after every step) until step k, then the switch (the host
 reads the ranges, freezes the quantizers, loads their table and the phase-2
 program) and phase 2 with the quantizers at the array's output stage.
 
-Environment: FIXAR_CONFIG_JSON, FIXAR_NETS (JSON [obs, act, [h1, h2], batch]),
-FIXAR_STEPS (training steps), FIXAR_QAT_SWITCH, FIXAR_BENCH_JSON (figures).
+Environment: FIXAR_NETS (JSON [obs, act, [h1, h2], batch]), FIXAR_STEPS
+(training steps), FIXAR_QAT_SWITCH, FIXAR_BENCH_JSON (figures).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import time
 
 import cocotb
 import numpy as np
+import pytest
 
 from fixar.compiler.program import step_cycles
+from fixar.config import load
+from fixar.sim import engine_tb
+from fixar.sim.rtl import generated, run_module, run_mutated
+from fixar.tb.base import BenchTB
 from fixar.tb.figures import record
 from fixar.tb.golden_twin import GoldenTwin
-from fixar.sim.engine_tb import TB
 
+BENCH = "fixar.tb.test_engine"
+NETS = [8, 2, [32, 32], 16]   # the issue's small networks: 8 -> 32 -> 32 -> 2, B = 16
+
+
+class TB(BenchTB, engine_tb.TB):
+    """The engine's host-port driver (fixar.sim.engine_tb.TB: writes, reads,
+    program runs; the co-simulation drives the engine with the same code),
+    clocked and reset by the benches' shared base."""
+
+    IDLE = engine_tb.HOST_PORTS
+    SETTLE_EDGES = 1
+    # engine_tb.TB.run counts cycles in its own clock period
+    PERIOD_NS = engine_tb.PERIOD_NS
+
+    def __init__(self, dut):
+        engine_tb.TB.__init__(self, dut)   # whatever state the driver keeps
+        BenchTB.__init__(self, dut)        # the same dut, cfg and edge; starts the clock
+
+
+# ---------------------------------------------------------------- cocotb tests
 
 @cocotb.test()
 async def test_training_steps(dut):
     tb = TB(dut)
     cfg = tb.cfg
-    nets = json.loads(os.environ.get("FIXAR_NETS", "[8, 2, [32, 32], 16]"))
+    nets = json.loads(os.environ.get("FIXAR_NETS", json.dumps(NETS)))
     obs, act, hidden, batch = nets
     steps = int(os.environ.get("FIXAR_STEPS", "20"))
-    array_latency = int(os.environ["FIXAR_LATENCY"])
     qat_switch = int(os.environ.get("FIXAR_QAT_SWITCH", "-1"))
     twin = GoldenTwin(cfg, nets, qat_switch >= 0, cocotb.RANDOM_SEED)
     host = twin.host
@@ -56,7 +83,7 @@ async def test_training_steps(dut):
         cycles = await run(0)
         total_cycles += cycles
         phase_cycles[host.quantized] = cycles
-        model = step_cycles(cfg, prog, batch, array_latency)
+        model = step_cycles(cfg, prog, batch, tb.latency)
         assert cycles == model, f"step {step}: {cycles} cycles measured, the program's cycle model says {model}"
 
         bad = twin.param_mismatches({k: await tb.read(r) for k, r in host.param_reads().items()}, dut._log)
@@ -66,7 +93,7 @@ async def test_training_steps(dut):
         # acting: one state through the actor in intra-layer mode, plus noise
         await tb.apply(twin.act_writes())
         act_cycles = await run(host.act_pc)
-        model = step_cycles(cfg, prog, batch, array_latency, acting=True)
+        model = step_cycles(cfg, prog, batch, tb.latency, acting=True)
         assert act_cycles == model, f"acting: {act_cycles} cycles measured, the cycle model says {model}"
         for explore in (True, False):
             got = host.decode_action(await tb.read(host.action_read(explore)))
@@ -88,3 +115,94 @@ async def test_training_steps(dut):
                  "cycles_fxp32": phase_cycles.get(False), "cycles_qat_phase2": phase_cycles.get(True),
                  "clipped_errors": twin.st.clipped_errors,
                  "wall_s": round(time.perf_counter() - start_wall, 1)})
+
+
+# ---------------------------------------------------------------- pytest entries
+
+pytestmark = pytest.mark.sim
+
+NETS_JSON = json.dumps(NETS)
+
+
+def test_twenty_training_steps_through_the_qat_switch_bit_exact():
+    """20 steps with QAT: 10 tracking ranges (FXP32), the switch, 10 with the
+    quantizers at the output stage; every parameter, moment, range and action
+    checked, and some errors stopped at a quantizer's top on the way (so the
+    ReLU masks' limits are among what matched)."""
+    cfg = load("small")
+    res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", BENCH,
+                     env={"FIXAR_STEPS": "20", "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": "10"})
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+    (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
+    assert fig["identical_steps"] == 20 and fig["cycles_qat_phase2"] is not None
+    assert fig["clipped_errors"] > 0, "no error met a quantizer's top: the masks' limits went unchecked"
+
+
+def test_qat_steps_with_the_papers_floor_quantizer():
+    """The quantizer's other rounding (FIXAR's floor, array.quantizer_rounding):
+    6 steps, the switch after 3, bit-exact like the default's."""
+    small = load("small")
+    cfg = small.variant(name="small_floor", array=dataclasses.replace(small.array, quantizer_rounding="floor"))
+    res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", BENCH,
+                     env={"FIXAR_STEPS": "6", "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": "3"})
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+    (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
+    assert fig["identical_steps"] == 6 and fig["cycles_qat_phase2"] is not None
+
+
+@pytest.mark.slow
+def test_training_step_under_icarus():
+    cfg = load("small")
+    res = run_module("icarus", cfg, generated(cfg, array=True), "fixar_trainer", BENCH,
+                     env={"FIXAR_STEPS": "1", "FIXAR_NETS": json.dumps([3, 1, [8, 8], 8])})
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def test_bench_catches_planted_bug():
+    """The soft update's coefficient taken from the wrong scalar register: the bench must fail."""
+    cfg = load("small")
+    src_dir = generated(cfg, array=True)
+    text = (src_dir / "fixar_trainer.v").read_text()
+    found = re.search(r"\\soft\s+\? scalar_tau :", text)
+    assert found, "the soft update's coefficient select was not found in fixar_trainer.v"
+    res = run_mutated(cfg, "fixar_trainer", BENCH, found.group(0),
+                      found.group(0).replace("scalar_tau", "scalar_gamma"),
+                      src_dir=src_dir, env={"FIXAR_STEPS": "1", "FIXAR_NETS": NETS_JSON})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong soft-update coefficient"
+
+
+@pytest.mark.slow
+def test_halfcheetah_step_on_the_default_engine():
+    """One full step of FIXAR's workload (17-400-300-6 actor, 23-400-300-1 critic,
+    B = 64) on the default 2 x 16 x 16 engine, every parameter and moment checked."""
+    cfg = load("default")
+    res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", BENCH,
+                     env={"FIXAR_STEPS": "1", "FIXAR_NETS": json.dumps([17, 6, [400, 300], 64])})
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def test_bench_catches_a_broken_quantizer():
+    """One core's QAT quantizer divides by 2 Delta (its shift one too far): the phase-2 step must fail."""
+    cfg = load("small")
+    src_dir = generated(cfg, array=True)
+    text = (src_dir / "fixar_trainer.v").read_text()
+    found = re.search(r"assign q_f_0 = q_p8_0 >> q_shift;", text)
+    assert found, "the quantizer's quotient q_f_0 was not found in fixar_trainer.v"
+    res = run_mutated(cfg, "fixar_trainer", BENCH, found.group(0),
+                      "assign q_f_0 = q_p8_0 >> (q_shift + 7'd1);",
+                      src_dir=src_dir, env={"FIXAR_STEPS": "2", "FIXAR_QAT_SWITCH": "1", "FIXAR_NETS": NETS_JSON})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a broken quantizer"
+
+
+def test_bench_catches_a_quantizer_that_floors():
+    """One core's quantizer loses its rounding term floor(Delta / 2) (it floors
+    like the paper's formula while the golden model rounds to nearest): the
+    phase-2 step must fail."""
+    cfg = load("small")
+    assert cfg.array.quantizer_rounding == "half_up"
+    src_dir = generated(cfg, array=True)
+    half = f"q_delta[{cfg.pe.out.bits}:1]"      # Delta >> 1, first of core 0's column 0
+    assert half in (src_dir / "fixar_trainer.v").read_text(), "the quantizer's Delta >> 1 was not found"
+    res = run_mutated(cfg, "fixar_trainer", BENCH, half, f"{cfg.pe.out.bits}'h0",
+                      src_dir=src_dir, env={"FIXAR_STEPS": "2", "FIXAR_QAT_SWITCH": "1", "FIXAR_NETS": NETS_JSON})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a quantizer that floors"

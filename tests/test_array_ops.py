@@ -1,6 +1,6 @@
 """Host side of the array: layouts, descriptors, the cycle model, and errors
 for operations that do not fit (fixar.compiler.array_ops), plus the golden model's
-transposed product. The RTL side is checked by tb/array_bench.py."""
+transposed product. The RTL side is checked by tb/test_array.py."""
 from __future__ import annotations
 
 import dataclasses

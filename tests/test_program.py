@@ -157,7 +157,7 @@ def test_acting_program_equals_fixed_ddpg_act():
 
 def test_cycle_model_matches_the_measured_engine():
     """The program cycle model against cycle counts the RTL bench measured
-    (tb/trainer_bench.py asserts the same equality on every run)."""
+    (tb/test_engine.py asserts the same equality on every run)."""
     from fixar.compiler.program import step_cycles
     from fixar.config.timing import timing
 

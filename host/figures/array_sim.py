@@ -13,7 +13,7 @@ WORKLOADS = [["infer", 1, "FXP32"], ["train", 64, "FXP32"], ["train", 64, "FXP16
 
 
 def array_sim(cfg: FixarConfig) -> dict:
-    res = run_cold(cfg, generated(cfg, array=True), "fixar_array", "fixar.tb.array_bench",
+    res = run_cold(cfg, generated(cfg, array=True), "fixar_array", "fixar.tb.test_array",
                    testcase="test_bench_figures", env={"FIXAR_BENCH_OPS": json.dumps(WORKLOADS)})
     if not res.passed:
         raise RuntimeError(f"array bench failed; see {res.results_xml}")

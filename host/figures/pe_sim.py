@@ -15,8 +15,8 @@ def _speed(res) -> int:
 
 def pe_sim(cfg: FixarConfig, vectors: int) -> dict:
     env = {"FIXAR_VECTORS": str(vectors)}
-    res = run_cold(cfg, shipped_rtl(), "fixar_pe", "fixar.tb.pe_bench", env=env)
-    icarus = run_module("icarus", cfg, shipped_rtl(), "fixar_pe", "fixar.tb.pe_bench", env=env)
+    res = run_cold(cfg, shipped_rtl(), "fixar_pe", "fixar.tb.test_pe", env=env)
+    icarus = run_module("icarus", cfg, shipped_rtl(), "fixar_pe", "fixar.tb.test_pe", env=env)
     for r in (res, icarus):
         if not r.passed:
             raise RuntimeError(f"PE bench failed ({r.failed} of {r.tests}); see {r.results_xml}")

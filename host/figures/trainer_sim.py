@@ -26,10 +26,10 @@ def trainer_sim(cfg: FixarConfig, batches=BATCHES) -> dict:
     for i, batch in enumerate(batches):
         env = {"FIXAR_STEPS": "2", "FIXAR_QAT_SWITCH": "1", "FIXAR_NETS": json.dumps([17, 6, [400, 300], batch])}
         if i == 0:
-            res = run_cold(cfg, rtl, "fixar_trainer", "fixar.tb.trainer_bench", env=env)
+            res = run_cold(cfg, rtl, "fixar_trainer", "fixar.tb.test_engine", env=env)
             build_s = res.build_s
         else:   # same design: reuse the build
-            res = run_module("verilator", cfg, rtl, "fixar_trainer", "fixar.tb.trainer_bench",
+            res = run_module("verilator", cfg, rtl, "fixar_trainer", "fixar.tb.test_engine",
                              tag=f"{cfg.digest}-cold", env=env)
         if not res.passed:
             raise RuntimeError(f"training-engine bench failed at B = {batch}; see {res.results_xml}")
@@ -51,7 +51,7 @@ def identical_steps(steps: int = 50) -> dict:
     from fixar.config import load
 
     small = load("small")
-    res = run_module("verilator", small, generated(small, array=True), "fixar_trainer", "fixar.tb.trainer_bench",
+    res = run_module("verilator", small, generated(small, array=True), "fixar_trainer", "fixar.tb.test_engine",
                      env={"FIXAR_STEPS": str(steps), "FIXAR_QAT_SWITCH": str(steps // 2),
                           "FIXAR_NETS": json.dumps([8, 2, [32, 32], 16])})
     recs = [r for r in res.figures() if r["test"] == "training_steps"]
