@@ -11,6 +11,8 @@ T is ActivationConfig.tanh_table(F). Every value fits the output format
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from fixar.config import ActFunc, FixarConfig
@@ -25,7 +27,7 @@ def tanh(cfg: FixarConfig, x) -> np.ndarray:
     out, act = cfg.pe.out, cfg.activation
     F, seg = out.frac, act.tanh_segments_log2
     s = F - seg
-    table = np.asarray(act.tanh_table(F), dtype=I64)
+    table = _tanh_table(act, F)
     x = np.asarray(x, dtype=I64)
     t = np.minimum(np.abs(x), out.max_int)
     inside = t < (I64(1) << I64(act.tanh_range_log2 + F))
@@ -36,6 +38,14 @@ def tanh(cfg: FixarConfig, x) -> np.ndarray:
     half = I64(1 << (s - 1)) if s > 0 else I64(0)
     mag = y0 + ((d * r + half) >> I64(s))
     return np.where(x < 0, -mag, mag)
+
+
+@functools.lru_cache(maxsize=8)
+def _tanh_table(act, frac: int) -> np.ndarray:
+    """The table as int64, built once per config (257 math.tanh calls each time cost more than the unit)."""
+    t = np.asarray(act.tanh_table(frac), dtype=I64)
+    t.setflags(write=False)     # shared between calls
+    return t
 
 
 def activate(cfg: FixarConfig, func: ActFunc, x) -> np.ndarray:

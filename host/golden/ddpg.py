@@ -20,24 +20,31 @@ from dataclasses import dataclass
 import numpy as np
 
 from fixar.config import ActFunc, ConfigError, FixarConfig, VecOp
-from fixar.golden.adam import AdamCodes, StepSize, adam_update_flat, scalar_code
+from fixar.golden.adam import AdamCodes, StepSize, adam_update_params, scalar_code
 from fixar.golden.fixed import I64, quantize, requantize, saturate
 from fixar.golden.layer import linear, transposed
-from fixar.golden.matmul import fxp32_sums
+from fixar.golden.matmul import Operands, fxp32_sums, operand, rounded_product
 from fixar.golden.qat import Fixed16, LayerQuantizers, tanh_limit
 from fixar.golden.vector import noise_add, vector_op
 
 
-def weight_grad(cfg: FixarConfig, D, X) -> np.ndarray:
+def weight_grad(cfg: FixarConfig, D, X, ops: Operands | None = None) -> np.ndarray:
     """dW = D X^T summed over the batch, one exact sum rounded into ``adam.grad``:
-    the array's weight-gradient product (fixar.compiler.array_ops, docs/array.md)."""
+    the array's weight-gradient product (fixar.compiler.array_ops, docs/array.md).
+    ``ops``: the gradient computation's operands, which has X's."""
     pe, gf = cfg.pe, cfg.adam.grad
     L = pe.lane_bits
-    Xt = np.asarray(X, dtype=I64).T
+    D, X = np.asarray(D, dtype=I64), np.asarray(X, dtype=I64)
+    shift = pe.weight.frac + pe.act32.frac - gf.frac
     # the array's product: D in the weight lanes, X split in two lanes, each
-    # sum modulo 2^acc_bits (a no-op at sane batch sizes), one rounding
-    s_hi, s_lo = fxp32_sums(D, Xt, L, pe.acc_bits)
-    return requantize(s_hi, s_lo, L, pe.weight.frac + pe.act32.frac - gf.frac, gf)
+    # sum modulo 2^acc_bits (a no-op at sane batch sizes), one rounding; one
+    # float64 product where that is exact (fixar.golden.matmul.rounded_product)
+    Xop = operand(X.T, sums=False) if ops is None else ops(X, sums=False).T
+    fast = rounded_product(operand(D), Xop, None, 0, shift, gf, pe.acc_bits, L)
+    if fast is None:
+        s_hi, s_lo = fxp32_sums(D, X.T, L, pe.acc_bits)
+        return requantize(s_hi, s_lo, L, shift, gf)
+    return fast[0]
 
 
 def bias_grad(cfg: FixarConfig, D) -> np.ndarray:
@@ -55,18 +62,20 @@ class Net:
     funcs: list[ActFunc]
 
     def forward(self, cfg: FixarConfig, X, qat: "LayerQuantizers | None" = None,
-                track: bool = False) -> list[np.ndarray]:
+                track: bool = False, ops: "Operands | None" = None) -> list[np.ndarray]:
         """Every layer's input and the output. With frozen quantizers (QAT phase
         2) the inputs are the dequantized values the layers actually used; with
-        ``track`` (phase 1 of QAT) each layer's input range is recorded."""
+        ``track`` (phase 1 of QAT) each layer's input range is recorded.
+        ``ops``: the operands of the gradient computation this pass is part of
+        (fixar.golden.matmul.Operands), shared with its backward pass."""
         acts = [np.asarray(X, dtype=I64)]
         for i, (W, b, f) in enumerate(zip(self.W, self.b, self.funcs)):
             if qat is not None and qat.frozen:
-                y, acts[i] = qat.layer(i, W, b, acts[i], f)
+                y, acts[i] = qat.layer(i, W, b, acts[i], f, ops)
             else:
                 if track and qat is not None:
                     qat.track(i, acts[i])
-                y = linear(cfg, W, acts[i], b, f)
+                y = linear(cfg, W, acts[i], b, f, ops=ops)
             acts.append(y)
         return acts
 
@@ -147,47 +156,45 @@ class FixedDDPG:
         return a
 
     # ------------------------------------------------------------ training
-    def _backward(self, net: Net, acts: list[np.ndarray], D: np.ndarray, qat=None, want_input: bool = False):
+    def _backward(self, net: Net, acts: list[np.ndarray], D: np.ndarray, qat=None, want_input: bool = False,
+                  want_grads: bool = True, ops: Operands | None = None):
         """Gradients of net for output error D (pre-activation of the last layer).
         ``qat``: the network's quantizers; once frozen, the ReLU masks also stop
-        the error where a layer's input sits at its quantizer's top."""
+        the error where a layer's input sits at its quantizer's top. Without
+        ``want_grads`` only the error is propagated (the parameter gradients
+        come back empty)."""
         cfg = self.cfg
         grads = []
         for i in range(len(net.W) - 1, -1, -1):
-            grads.append((weight_grad(cfg, D, acts[i]), bias_grad(cfg, D)))
+            if want_grads:
+                grads.append((weight_grad(cfg, D, acts[i], ops), bias_grad(cfg, D)))
             if i > 0 or want_input:
-                D = transposed(cfg, net.W[i], D)
+                D = transposed(cfg, net.W[i], D, Wop=None if ops is None else ops(net.W[i]))
                 if i > 0:
                     top = None if qat is None else qat.top(i)          # None until the quantizers freeze
                     D = vector_op(cfg, VecOp.RELU_MASK, D, acts[i], limit=top)   # ReLU of the layer below
         flat = [g for pair in reversed(grads) for g in pair]
         return flat, D
 
-    def _update(self, name: str, net: Net, grads: list[np.ndarray]) -> None:
-        """Adam on all of a network's parameters at once (one flat vector)."""
-        params = self._params(net)
-        flat_p = np.concatenate([p.ravel() for p in params])
-        flat_g = np.concatenate([g.ravel() for g in grads])
+    def _update(self, name: str, net: Net, grads: list[np.ndarray], target: Net) -> None:
+        """Adam on all of a network's parameters at once (as one flat vector),
+        then the soft update of its target network."""
         m, v = self.moments[name]
-        new_p, m, v = adam_update_flat(self.cfg, self.adam, self.steps[name].next(), flat_p, flat_g, m, v)
-        self.moments[name] = (m, v)
-        start = 0
-        for p in params:
-            p[...] = new_p[start:start + p.size].reshape(p.shape)
-            start += p.size
+        self.moments[name] = adam_update_params(self.cfg, self.adam, self.steps[name].next(), self._params(net),
+                                                grads, m, v, self._params(target), self.tau)
 
     def critic_gradients(self, S, A, R, S2, done):
         """Critic parameter gradients for the TD loss; returns (grads, q, y)."""
-        cfg = self.cfg
+        cfg, ops = self.cfg, Operands()
         # TD target y = r + gamma (1 - done) Q'(s', mu'(s'))
-        mu2 = self.actor_t.forward(cfg, S2, self._q("actor"))[-1]
-        q2 = self.critic_t.forward(cfg, np.vstack([S2, mu2]), self._q("critic"))[-1]
+        mu2 = self.actor_t.forward(cfg, S2, self._q("actor"), ops=ops)[-1]
+        q2 = self.critic_t.forward(cfg, np.vstack([S2, mu2]), self._q("critic"), ops=ops)[-1]
         y = vector_op(cfg, VecOp.TD, np.broadcast_to(R, q2.shape), q2, np.broadcast_to(done, q2.shape), self.gamma)
         # d loss / dQ = 2 (Q - y) / B
-        c_acts = self.critic.forward(cfg, np.vstack([S, A]), self._q("critic"), track=True)
+        c_acts = self.critic.forward(cfg, np.vstack([S, A]), self._q("critic"), track=True, ops=ops)
         q = c_acts[-1]
         dq = vector_op(cfg, VecOp.SCALE, vector_op(cfg, VecOp.SUB, q, y), c=self.loss_scale)
-        grads, _ = self._backward(self.critic, c_acts, dq, self._q("critic"))
+        grads, _ = self._backward(self.critic, c_acts, dq, self._q("critic"), ops=ops)
         return grads, q, y
 
     def actor_error_code(self) -> int:
@@ -200,31 +207,31 @@ class FixedDDPG:
     def actor_gradients(self, S):
         """Actor parameter gradients of -mean Q(s, mu(s)), times 2^adam.actor_grad_scale_log2:
         dQ/da backpropagated through the critic (which is not updated), then through tanh."""
-        cfg = self.cfg
-        a_acts = self.actor.forward(cfg, S, self._q("actor"), track=True)
+        cfg, ops = self.cfg, Operands()
+        a_acts = self.actor.forward(cfg, S, self._q("actor"), track=True, ops=ops)
         mu = a_acts[-1]
-        qa_acts = self.critic.forward(cfg, np.vstack([S, mu]), self._q("critic"))
+        qa_acts = self.critic.forward(cfg, np.vstack([S, mu]), self._q("critic"), ops=ops)
         d_out = np.full((1, S.shape[1]), self.actor_error_code(), dtype=I64)
-        _, dx = self._backward(self.critic, qa_acts, d_out, self._q("critic"), want_input=True)
+        # the critic is not updated here: only its input's error is needed
+        _, dx = self._backward(self.critic, qa_acts, d_out, self._q("critic"), want_input=True, want_grads=False,
+                               ops=ops)
         da = dx[self.obs_dim:]
         # tanh' from mu as the critic saw it (its 16-bit value after the QAT switch:
         # the engine keeps only that copy of mu), zero where that is a saturated tanh
         d_mu = vector_op(cfg, VecOp.DTANH, da, qa_acts[0][self.obs_dim:], limit=tanh_limit(self._q("critic"), 0))
-        grads, _ = self._backward(self.actor, a_acts, d_mu, self._q("actor"))
+        grads, _ = self._backward(self.actor, a_acts, d_mu, self._q("actor"), ops=ops)
         return grads
 
     def train(self, s, a, r, s2, done) -> dict:
         """One step on a batch of codes (columns are samples): critic update,
         actor update through the updated critic, soft target updates."""
-        cfg, fmt = self.cfg, self.cfg.pe.act32
+        fmt = self.cfg.pe.act32
         S, A, S2 = (np.asarray(x, dtype=I64) for x in (s, a, s2))
         R, Dn = np.asarray(r, dtype=I64)[None, :], np.asarray(done, dtype=bool)[None, :]
         c_grads, q, y = self.critic_gradients(S, A, R, S2, Dn)
-        self._update("critic", self.critic, c_grads)
-        self._update("actor", self.actor, self.actor_gradients(S))
-        for net, tgt in ((self.actor, self.actor_t), (self.critic, self.critic_t)):
-            for p, pt in zip(self._params(net), self._params(tgt)):
-                pt[...] = vector_op(cfg, VecOp.SOFT, p, pt, c=self.tau)
+        # the critic's target moves before the actor's update, which does not read it
+        self._update("critic", self.critic, c_grads, self.critic_t)
+        self._update("actor", self.actor, self.actor_gradients(S), self.actor_t)
         qf = q.astype(np.float64) * fmt.lsb
         yf = y.astype(np.float64) * fmt.lsb
         return {"critic_loss": float(np.mean((qf - yf) ** 2)), "q_mean": float(np.mean(qf))}

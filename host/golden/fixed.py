@@ -6,11 +6,34 @@ afterwards). The hardware's output stage is :func:`requantize`.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from fixar.config import FixedFormat
 
 I64 = np.int64
+_KERNELS = None     # fixar.golden.kernels once imported, False when it cannot be
+
+
+def numba_kernels():
+    """:mod:`fixar.golden.kernels` (numba-compiled loops, the same bits as the
+    numpy code), or None when numba cannot be imported or the environment
+    sets FIXAR_NO_NUMBA=1 (read at every call, so tests can switch); the
+    callers then run numpy. Imported on first use: numba takes a fifth of a
+    second to load."""
+    global _KERNELS
+    if os.environ.get("FIXAR_NO_NUMBA", "0") not in ("", "0"):
+        return None
+    if _KERNELS is None:
+        try:
+            from fixar.golden import kernels
+            _KERNELS = kernels
+        except ImportError:   # no numba, or one that does not fit this numpy
+            _KERNELS = False
+    return _KERNELS or None
 
 
 def wrap(v, bits: int, signed: bool = True) -> np.ndarray:
@@ -30,11 +53,67 @@ def saturate(v, fmt: FixedFormat) -> np.ndarray:
     return np.clip(np.asarray(v, dtype=I64), fmt.min_int, fmt.max_int)
 
 
+# ---------------------------------------------------------------- the registry
+# The golden model's half of the number-format registry (the generator's is
+# fixar.gen.lib.arith; they never import each other and meet in the config's
+# names, fixar.config.ROUNDINGS and OVERFLOWS; tests/test_formats.py checks
+# both cover exactly those names and agree value for value).
+
+OVERFLOWS: dict[str, Callable] = {
+    "saturate": saturate,
+    "wrap": lambda v, fmt: wrap(v, fmt.bits, fmt.signed),
+}
+
+
+@dataclass(frozen=True)
+class Rounding:
+    """One rounding rule: floor((v + addend) / 2**shift), the addend from
+    ``addend(bit, negative, shift, rnd, rnd_bits)`` where ``bit(k)`` gives
+    bit k of the value and ``negative()`` its sign. The faster routes a rule
+    allows are facets of the same entry: ``add_into`` (the addend added in
+    place to a one-part value), ``float_round`` (the float64 function equal to
+    the rule on an exactly held total times 2**-shift) and ``kernel_code``
+    (fixar.golden.kernels' code); None where a rule has no such route."""
+
+    addend: Callable
+    add_into: Callable | None = None
+    float_round: Callable | None = None
+    kernel_code: int | None = None
+
+
+def _rne_into(x, shift, scratch):
+    np.right_shift(x, I64(shift), out=scratch)      # the kept LSB: ties go to even
+    scratch &= I64(1)
+    scratch += I64((1 << (shift - 1)) - 1)
+    x += scratch
+
+
+def _zero_into(x, shift, scratch):
+    np.right_shift(x, I64(63), out=scratch)         # -1 where negative: add 2**shift - 1 there
+    scratch &= I64((1 << shift) - 1)
+    x += scratch
+
+
+def _stochastic(bit, negative, shift, rnd, rnd_bits):
+    if rnd is None or rnd_bits < shift:
+        raise ValueError(f"stochastic rounding by {shift} bits needs a random word of >= {shift} bits")
+    return np.asarray(rnd, dtype=I64) >> I64(rnd_bits - shift)     # its top ``shift`` bits
+
+
+ROUNDERS: dict[str, Rounding] = {
+    "floor": Rounding(lambda bit, negative, shift, rnd, rnd_bits: I64(0),
+                      lambda x, shift, scratch: None, np.floor, 0),
+    "rne": Rounding(lambda bit, negative, shift, rnd, rnd_bits: I64((1 << (shift - 1)) - 1) + bit(shift),
+                    _rne_into, np.rint, 1),
+    "zero": Rounding(lambda bit, negative, shift, rnd, rnd_bits: np.where(negative(), I64((1 << shift) - 1), I64(0)),
+                     _zero_into, np.trunc, 2),
+    "stochastic": Rounding(_stochastic),
+}
+
+
 def overflow(v, fmt: FixedFormat) -> np.ndarray:
     """Apply ``fmt.overflow`` to integer codes that may lie outside the format."""
-    if fmt.overflow == "saturate":
-        return saturate(v, fmt)
-    return wrap(v, fmt.bits, fmt.signed)
+    return OVERFLOWS[fmt.overflow](v, fmt)
 
 
 def _bit(v: np.ndarray, k: int) -> np.ndarray:
@@ -42,50 +121,31 @@ def _bit(v: np.ndarray, k: int) -> np.ndarray:
 
 
 def requantize(hi, lo, hi_shift: int, shift: int, fmt: FixedFormat, rnd=None, rnd_bits: int = 0):
-    """floor-or-round((hi * 2**hi_shift + lo) / 2**shift), then ``fmt.overflow``.
+    """round((hi * 2**hi_shift + lo) / 2**shift) by ``fmt.rounding``, then ``fmt.overflow``.
 
     The value is given as two int64 parts because a recombined FXP32 sum
     (64 + guard bits) does not fit one int64; both parts must fit in 62 bits.
-    Rounding follows ``fmt.rounding``:
-      floor       add 0
-      rne         add 2**(shift-1) - 1 + (bit ``shift`` of the value)   (ties to even)
-      stochastic  add the top ``shift`` bits of the ``rnd_bits``-bit random word
-      zero        add 2**shift - 1 to a negative value (truncation toward zero;
-                  in hardware only the Adam unit's moments, gen/arith.round_into)
-    and then an arithmetic right shift; this is literally what the PE does.
+    The rounding's addend (the registry above: floor 0; rne 2**(shift-1) - 1
+    plus bit ``shift``; zero 2**shift - 1 where negative; stochastic the top
+    ``shift`` bits of the ``rnd_bits``-bit random word) is added, then the
+    value shifted right arithmetically: literally what the output stages do.
 
     ``hi`` may be the Python int 0 for a one-part value (most callers): the
     same rule then runs in fewer numpy passes (tests compare both paths).
     """
-    if isinstance(hi, int) and hi == 0 and hi_shift == 0 and shift > 0 and fmt.rounding in ("rne", "floor"):
+    rule = ROUNDERS[fmt.rounding]
+    if isinstance(hi, int) and hi == 0 and hi_shift == 0 and shift > 0:
         v = np.asarray(lo, dtype=I64)
-        if fmt.rounding == "floor":
-            return overflow(v >> I64(shift), fmt)
-        q = (v >> I64(shift)) & I64(1)          # the kept LSB: ties go to even
-        q += I64((1 << (shift - 1)) - 1)
-        q += v
+        q = v + rule.addend(lambda k: _bit(v, k), lambda: v < 0, shift, rnd, rnd_bits)
         q >>= I64(shift)
         return overflow(q, fmt)
     hi = np.asarray(hi, dtype=I64)
     lo = np.asarray(lo, dtype=I64)
     hs = I64(hi_shift)
     if shift > 0:
-        if fmt.rounding == "floor":
-            add = I64(0)
-        elif fmt.rounding == "rne":
-            if shift >= hi_shift:
-                lsb = _bit(hi + (lo >> hs), shift - hi_shift)
-            else:
-                lsb = _bit(lo, shift)
-            add = I64((1 << (shift - 1)) - 1) + lsb
-        elif fmt.rounding == "zero":
-            negative = (hi + (lo >> hs)) < 0          # the value hi 2^hs + lo, normalised as below
-            add = np.where(negative, I64((1 << shift) - 1), I64(0))
-        else:  # stochastic
-            if rnd is None or rnd_bits < shift:
-                raise ValueError(f"stochastic rounding by {shift} bits needs a random word of >= {shift} bits")
-            add = np.asarray(rnd, dtype=I64) >> I64(rnd_bits - shift)
-        lo = lo + add
+        def bit(k):
+            return _bit(hi + (lo >> hs), k - hi_shift) if k >= hi_shift else _bit(lo, k)
+        lo = lo + rule.addend(bit, lambda: (hi + (lo >> hs)) < 0, shift, rnd, rnd_bits)
     # Normalise to hi * 2**hs + low with 0 <= low < 2**hs; then shift.
     hi = hi + (lo >> hs)
     low = lo & I64((1 << hi_shift) - 1)
@@ -102,6 +162,22 @@ def requantize(hi, lo, hi_shift: int, shift: int, fmt: FixedFormat, rnd=None, rn
     return overflow(q, fmt)
 
 
+def requantize_into(x: np.ndarray, shift: int, fmt: FixedFormat, scratch: np.ndarray) -> np.ndarray:
+    """requantize(0, x, 0, shift, fmt) for a rounding with an in-place route
+    and shift >= 1, computed in the int64 array x itself, which is returned
+    (``scratch``: an int64 array of x's shape it may overwrite). The same
+    steps as requantize's one-part path, without its temporaries."""
+    rule = ROUNDERS[fmt.rounding]
+    if rule.add_into is None:
+        raise ValueError(f"requantize_into: {fmt.rounding} rounding needs random words")
+    rule.add_into(x, shift, scratch)
+    x >>= I64(shift)
+    if fmt.overflow == "saturate":
+        return np.clip(x, fmt.min_int, fmt.max_int, out=x)
+    x[...] = wrap(x, fmt.bits, fmt.signed)
+    return x
+
+
 def quantize(x, fmt: FixedFormat, rnd=None, rnd_bits: int = 0) -> np.ndarray:
     """Real numbers -> integer codes of ``fmt`` (its rounding and overflow rules).
 
@@ -112,13 +188,10 @@ def quantize(x, fmt: FixedFormat, rnd=None, rnd_bits: int = 0) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise ValueError("cannot quantize NaN or infinity")
     scaled = np.ldexp(x, fmt.frac)
-    if fmt.rounding == "floor":
-        r = np.floor(scaled)
-    elif fmt.rounding == "rne":
-        r = np.rint(scaled)  # IEEE round-half-even
-    elif fmt.rounding == "zero":
-        r = np.trunc(scaled)
-    else:
+    rule = ROUNDERS[fmt.rounding]
+    if rule.float_round is not None:      # floor, rint (IEEE round-half-even), trunc
+        r = rule.float_round(scaled)
+    else:                                 # a rounding with random words
         if rnd is None or rnd_bits <= 0:
             raise ValueError("stochastic quantization needs random words")
         r = np.floor(scaled + np.ldexp(np.asarray(rnd, dtype=np.float64), -rnd_bits))

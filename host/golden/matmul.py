@@ -24,13 +24,21 @@ An FXP32 product's two lane sums (:func:`fxp32_sums`) need not be formed
 separately when neither accumulator can wrap: the rounding stage only sees
 hi * 2**lane_bits + lo, so one product W @ X (direct route) gives the same
 bits with a quarter of the limb route's arithmetic.
+
+:func:`rounded_product` goes one step further for the layers and weight
+gradients of training: when the float64 total W @ X + start is exact and no
+accumulator can wrap, the output stage's rounding of that integer by 2**shift
+is done on the float64 total itself (a power-of-two scaling and
+floor/rint/trunc are exact there), skipping the int64 lanes altogether.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
 from fixar.config import PEConfig, PEMode
-from fixar.golden.fixed import I64, requantize, wrap
+from fixar.golden.fixed import I64, ROUNDERS, numba_kernels, overflow, requantize, wrap
 
 MAX_REDUCTION = (1 << 16) - 1  # int64 headroom: K * 2**47 < 2**63
 LIMB = 16
@@ -49,7 +57,12 @@ def _check(W: np.ndarray, X: np.ndarray) -> None:
 
 
 def _check_codes(name: str, v: np.ndarray, fmt) -> None:
-    if v.size and (v.min() < fmt.min_int or v.max() > fmt.max_int):
+    if v.size:
+        _check_range(name, v.min(), v.max(), fmt)
+
+
+def _check_range(name: str, lo, hi, fmt) -> None:
+    if lo < fmt.min_int or hi > fmt.max_int:
         raise ValueError(f"{name} holds values outside {fmt} codes [{fmt.min_int}, {fmt.max_int}]")
 
 
@@ -152,3 +165,106 @@ def pe_matmul(cfg: PEConfig, W, X, mode: PEMode = PEMode.FXP32, rnd=None) -> np.
         (s,) = exact_matmul_lanes(W, [X])
         return requantize(0, reduce(s), 0, cfg.shift16, fmt, rnd, rb)
     raise ValueError(f"unknown PE mode {mode!r}")
+
+
+class Operand(NamedTuple):
+    """An int64 matrix as :func:`rounded_product` takes it: its float64 copy,
+    the largest row and column sums of |a| (Python ints; None when not
+    computed) and its smallest and largest entries."""
+
+    F: np.ndarray
+    row: int | None
+    col: int | None
+    lo: int
+    hi: int
+
+    @property
+    def T(self) -> "Operand":
+        """The transpose's (a backward product's weights): no copy."""
+        return Operand(self.F.T, self.col, self.row, self.lo, self.hi)
+
+
+def operand(A: np.ndarray, sums: bool = True) -> Operand:
+    """:class:`Operand` of a 2-D int64 array; ``sums=False`` when the row and
+    column sums are not needed (numpy then skips them). One numba pass when
+    the matrix or its transpose is C-contiguous; numpy otherwise."""
+    k = numba_kernels()
+    if k is not None and A.size and A.ndim == 2:
+        if A.flags.c_contiguous:
+            return Operand(*k.operand(A))
+        if A.T.flags.c_contiguous:
+            return Operand(*k.operand(A.T)).T
+    if not A.size:
+        return Operand(A.astype(np.float64), 0, 0, 0, 0)
+    if not sums:
+        return Operand(A.astype(np.float64), None, None, A.min(), A.max())
+    a = np.abs(A)     # int64 sums: exact (K * 2**31 < 2**63)
+    return Operand(A.astype(np.float64), int(a.sum(axis=1).max()), int(a.sum(axis=0).max()), A.min(), A.max())
+
+
+class Operands:
+    """:func:`operand` of each matrix one gradient computation multiplies,
+    computed once: a weight matrix's serves its forward and its backward
+    product, a layer output's comes with the product that made it
+    (:func:`rounded_product`'s ``keep``) and serves the next layer and the
+    weight gradient. Keyed by identity (the matrices are kept alive here),
+    so one must live only while no matrix it has seen changes."""
+
+    def __init__(self):
+        self._memo: dict[int, tuple[np.ndarray, Operand]] = {}
+
+    def __call__(self, A: np.ndarray, sums: bool = True) -> Operand:
+        hit = self._memo.get(id(A))
+        if hit is None or hit[0] is not A or (sums and hit[1].row is None):
+            hit = self._memo[id(A)] = (A, operand(A, sums))
+        return hit[1]
+
+    def keep(self, A: np.ndarray, op: Operand) -> None:
+        self._memo[id(A)] = (A, op)
+
+
+def rounded_product(W: Operand, X: Operand, start, smax: int, shift: int, fmt, acc_bits: int,
+                    lane_bits: int | None, relu: bool = False, keep: bool = False):
+    """(y, yop): y = requantize(0, W @ X + start[:, None], 0, shift, fmt),
+    then max(y, 0) with ``relu``, from one float64 product, and with ``keep``
+    y's own :class:`Operand` (without sums; None where it cannot be had for
+    free), as the next product takes it; or None where that is not the PE's
+    result or not exact: then the caller's lane route runs. ``W``, ``X``:
+    operands of the int64 codes (W's row sums are needed); ``start``:
+    per-row int64 start values and ``smax`` their largest magnitude, or None
+    and 0; ``lane_bits`` for an FXP32 product (its lanes must not wrap),
+    None for an FXP16 one (one lane each).
+
+    The conditions: the float64 total is exact (sum |w x| plus |start| below
+    2**52 in every row), no accumulator lane wraps (so the lanes' rounding
+    sees the plain total; the same test as :func:`fxp32_sums`), a rounding
+    with no random words, a right shift, and, when saturating, a format whose
+    limits float64 holds. Then floor/rint/trunc of total * 2**-shift is the
+    PE's rounding of the integer total and the clip its saturation."""
+    (Wf, row, _, _, _), (Xf, _, _, xlo, xhi) = W, X
+    rule = ROUNDERS[fmt.rounding]
+    if rule.float_round is None or shift < 0 or (fmt.overflow == "saturate" and fmt.bits > 53):
+        return None
+    xmax = max(-int(xlo), int(xhi))
+    lane = (row << lane_bits) + smax if lane_bits is not None else row * xmax + smax
+    if not (lane < (1 << (acc_bits - 1)) and float(row) * float(xmax) + float(smax) < DIRECT_BOUND):
+        return None
+    T = Wf @ Xf
+    k = numba_kernels()
+    if k is not None and T.size:
+        y = np.empty(T.shape, dtype=I64)
+        F = np.empty(T.shape if keep else (0, 0))
+        lo, hi = k.round_total(T, np.zeros(T.shape[0], dtype=I64) if start is None else start, 2.0 ** -shift,
+                               *k.fmt_params(fmt), relu, y, F)
+        return y, Operand(F, None, None, lo, hi) if keep else None
+    if start is not None:
+        T += start.astype(np.float64)[:, None]
+    T *= 2.0 ** -shift
+    rule.float_round(T, out=T)
+    if fmt.overflow == "wrap":
+        y = overflow(T.astype(I64), fmt)
+        return (np.maximum(y, 0) if relu else y), None
+    np.clip(T, fmt.min_int, fmt.max_int, out=T)
+    if relu:
+        np.maximum(T, 0.0, out=T)
+    return T.astype(I64), Operand(T, None, None, T.min(), T.max()) if keep and T.size else None

@@ -36,8 +36,13 @@ from __future__ import annotations
 import numpy as np
 
 from fixar.config import ActFunc, FixarConfig, PEMode
-from fixar.golden.fixed import I64, requantize
+from fixar.golden.fixed import I64, numba_kernels, requantize
 from fixar.golden.layer import linear
+
+# The quantizer's roundings (fixar.config.QUANTIZER_ROUNDINGS), the golden
+# half: what is added to the dividend a 2^16 before the floor division by
+# Delta (the generator's half is fixar.gen.lib.arith.QUANTIZER_ADDENDS).
+QUANTIZER_ADDENDS = {"floor": lambda delta: 0, "half_up": lambda delta: delta >> 1}
 
 
 class LayerQuantizers:
@@ -76,7 +81,15 @@ class LayerQuantizers:
         return dequantize16(self.cfg, self.delta[i], self.zero[i], q)
 
     def fake_quantize(self, i: int, X) -> np.ndarray:
-        """The 16-bit value of layer ``i``'s input, as pe.act32 codes."""
+        """The 16-bit value of layer ``i``'s input, as pe.act32 codes (one
+        numba pass where it can run, with the same bits)."""
+        X, k, fmt = np.asarray(X, dtype=I64), numba_kernels(), self.cfg.pe.act32
+        if k is not None and not fmt.needs_random:
+            out = np.empty(X.shape, dtype=I64)
+            half = QUANTIZER_ADDENDS[self.cfg.array.quantizer_rounding](self.delta[i])
+            if not k.fake_quantize(np.ascontiguousarray(X).reshape(-1), self.cfg.pe.act16.bits, half, self.delta[i],
+                                   self.zero[i], *k.fmt_params(fmt), out.reshape(-1)):
+                return out
         return self.dequantize(i, self.quantize(i, X))
 
     def top(self, i: int) -> int | None:
@@ -86,10 +99,11 @@ class LayerQuantizers:
             return None
         return int(self.dequantize(i, (1 << self.cfg.pe.act16.bits) - 1))
 
-    def layer(self, i: int, W, b, X, func: ActFunc) -> tuple[np.ndarray, np.ndarray]:
-        """Phase-2 layer: (output codes, the 16-bit input it used, in pe.act32)."""
+    def layer(self, i: int, W, b, X, func: ActFunc, ops=None) -> tuple[np.ndarray, np.ndarray]:
+        """Phase-2 layer: (output codes, the 16-bit input it used, in pe.act32).
+        ``ops``: the gradient computation's operands (fixar.golden.layer.linear)."""
         xq = self.fake_quantize(i, X)
-        return linear(self.cfg, W, xq, b, func), xq
+        return linear(self.cfg, W, xq, b, func, ops=ops), xq
 
     def state(self) -> dict:
         return {"lo": self.lo, "hi": self.hi, "seen": self.seen, "delta": self.delta, "zero": self.zero}
@@ -122,7 +136,7 @@ def quantize16(cfg: FixarConfig, delta: int, zero: int, X) -> np.ndarray:
     odd Delta too: the numerator 2 a 2^16 + Delta is then odd, so never a
     multiple of 2 Delta)."""
     bits = cfg.pe.act16.bits
-    half = delta >> 1 if cfg.array.quantizer_rounding == "half_up" else 0
+    half = QUANTIZER_ADDENDS[cfg.array.quantizer_rounding](delta)
     q = ((np.asarray(X, dtype=I64) << I64(bits)) + I64(half)) // I64(delta) + I64(zero)
     return np.clip(q, 0, (1 << bits) - 1)
 
@@ -153,10 +167,10 @@ class Fixed16:
     def __init__(self, cfg: FixarConfig):
         self.cfg = cfg
 
-    def layer(self, i: int, W, b, X, func: ActFunc) -> tuple[np.ndarray, np.ndarray]:
+    def layer(self, i: int, W, b, X, func: ActFunc, ops=None) -> tuple[np.ndarray, np.ndarray]:
         xs = self.fake_quantize(i, X)
         sh = self.cfg.pe.act32.frac - self.cfg.pe.act16.frac
-        return linear(self.cfg, W, xs >> I64(sh), b, func, PEMode.FXP16), xs
+        return linear(self.cfg, W, xs >> I64(sh), b, func, PEMode.FXP16, ops=ops), xs
 
     def fake_quantize(self, i: int, X) -> np.ndarray:
         """The 16-bit value of a layer input, as pe.act32 codes."""

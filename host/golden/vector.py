@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from fixar.config import FixarConfig, VecOp, mask_no_limit
-from fixar.golden.fixed import I64, requantize, saturate
+from fixar.golden.fixed import I64, numba_kernels, requantize, requantize_into, saturate
 from fixar.golden.prng import step as xorshift_step
 
 
@@ -54,12 +54,37 @@ def vector_op(cfg: FixarConfig, op: VecOp, a, b=0, flag=False, c: int = 0, limit
     if not 0 <= top <= mask_no_limit(cfg):
         raise ValueError(f"{op.name} limit {top}: must be in [0, 2^{cfg.pe.act32.bits - 1}]")
     if op == VecOp.RELU_MASK:
-        return np.where((b > 0) & (b < top), a, I64(0))
+        k = numba_kernels()
+        if k is not None and a.shape == b.shape:
+            out = np.empty(a.shape, dtype=I64)
+            k.relu_mask(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), top,
+                        out.reshape(-1))
+            return out
+        return a * ((b > 0) & (b < top))        # times 0 or 1: np.where is 4x slower on int64
     if op == VecOp.DTANH:
         bc = np.where((b >= top) | (b <= -top), one, np.clip(b, -one, one))
         d = one - requantize(0, bc * bc, 0, fmt.frac, fmt)
         return requantize(0, a * d, 0, fmt.frac, fmt)
     raise ValueError(f"vector op {op!r} is not element-wise here (NOISE: use noise_add)")
+
+
+def soft_update(cfg: FixarConfig, p: np.ndarray, pt: np.ndarray, c: int) -> None:
+    """pt[...] = SOFT(p, pt) with coefficient ``c`` for p and pt of one shape:
+    a target network's update, in place (numba's loop where it can run, else
+    numpy; the same bits)."""
+    fmt, k = cfg.pe.act32, numba_kernels()
+    if (k is not None and not fmt.needs_random and p.shape == pt.shape and pt.dtype == I64
+            and pt.flags.c_contiguous):
+        k.soft(np.ascontiguousarray(p, dtype=I64).reshape(-1), pt.reshape(-1), k.soft_params(cfg, c))
+        return
+    if fmt.needs_random:
+        pt[...] = vector_op(cfg, VecOp.SOFT, p, pt, c=c)      # raises: scale() has no random words
+        return
+    d = np.subtract(p, pt, dtype=I64)
+    d *= I64(c)
+    d = requantize_into(d, cfg.vector.coef_frac, fmt, np.empty_like(d))
+    d += pt
+    np.clip(d, fmt.min_int, fmt.max_int, out=pt)
 
 
 def noise(cfg: FixarConfig, state: int, n: int, c: int) -> tuple[np.ndarray, int]:
