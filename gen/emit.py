@@ -14,7 +14,7 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.hdl import Shape
 
-from fixar.config import FixarConfig
+from fixar.config import ConfigError, FixarConfig
 from fixar.gen.lib import ram
 from fixar.gen.units.activation import ActivationUnit
 from fixar.gen.units.adam import AdamUnit
@@ -51,8 +51,16 @@ def designs(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> dict
     if array:
         found["fixar_array"] = (lambda: Array(cfg), {"latency": Array.LATENCY, "pipe": Array.PIPE,
                                                      "sources": [ram.VERILOG.name]})
-        # the training engine's "latency" is its array's: the program cycle model's parameter
-        found["fixar_trainer"] = (lambda: Trainer(cfg), {"latency": Array.LATENCY, "sources": [ram.VERILOG.name]})
+        # the training engine's "latency" is its array's: the program cycle model's parameter.
+        # A config the array builds but training cannot use (stochastic pe.out)
+        # gets the array alone; asking for the kernel still fails with the reason.
+        try:
+            Trainer.check(cfg)
+            found["fixar_trainer"] = (lambda: Trainer(cfg), {"latency": Array.LATENCY,
+                                                             "sources": [ram.VERILOG.name]})
+        except ConfigError:
+            if kernel:
+                raise
     if kernel:
         # the U50 kernel: the engine behind AXI; its arguments for kernel.xml and the host
         found["fixar_kernel"] = (lambda: Kernel(cfg), {"latency": Array.LATENCY, "sources": [ram.VERILOG.name],

@@ -50,6 +50,7 @@ class TB(BenchTB):
         self.op_cycles = 0
         self.op_wall = 0.0
         self.log_ops = False  # record every operation's cycles (make bench)
+        self.rnd_seed = None  # the last operation's stochastic-rounding seed (stochastic pe.out)
 
     async def write_rows(self, prefix: str, base: int, rows: list[int], we: int = 1):
         dut = self.dut
@@ -97,8 +98,8 @@ class TB(BenchTB):
         if op.grad:
             return weight_grad(self.cfg, W, X)
         if op.transpose:
-            return transposed(self.cfg, W, X, op.func, op.mode)
-        return linear(self.cfg, W, X, b, op.func, op.mode)
+            return transposed(self.cfg, W, X, op.func, op.mode, rnd_seed=self.rnd_seed)
+        return linear(self.cfg, W, X, b, op.func, op.mode, rnd_seed=self.rnd_seed)
 
     async def load(self, op: LayerOp, W=None, X=None, b=None):
         """Write whichever of W, X, b are given into the memories of ``op``."""
@@ -130,6 +131,9 @@ class TB(BenchTB):
         N, C, ob = cfg.array.cores, cfg.array.cols, cfg.pe.out.bits
         for k, v in d.ports().items():
             getattr(dut, k).value = v
+        if cfg.pe.out.needs_random:     # a fresh seed per operation, as the host would give
+            self.rnd_seed = int(self.rng.integers(1 << 32))
+            dut.rnd_seed.value = self.rnd_seed
         dut.start.value = 1
         beats = []
         n = 0
@@ -417,6 +421,29 @@ def test_array_bit_exact_and_cycle_exact(sim):
                      testcase=None if sim == "verilator" else "test_random_ops",
                      env={"FIXAR_CASES": cases, "FIXAR_DDPG_BATCH": "8"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_array_stochastic_rounding(sim):
+    """Stochastic rounding at every output stage (pe.out), added through the
+    format registry: random operations bit-exact against the golden model,
+    which draws the same words from each output's coordinates."""
+    cfg = load("small_stochastic")
+    res = run_module(sim, cfg, generated(cfg, array=True), "fixar_array", BENCH, testcase="test_random_ops",
+                     env={"FIXAR_CASES": "300" if sim == "verilator" else "60"})
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def test_stochastic_bench_catches_a_wrong_hash_constant():
+    """The noise hash's first constant changed in the generated array: the words
+    differ from the golden model's and the bench must fail."""
+    cfg = load("small_stochastic")
+    src_dir = generated(cfg, array=True)
+    const = "+ 31'h7ed55d16;"      # the hash's first round constant (gen/lib/noise.py), as Yosys writes it
+    assert const in (src_dir / "fixar_array.v").read_text(), "the noise hash's constant is not in fixar_array.v"
+    res = run_mutated(cfg, "fixar_array", BENCH, const, "+ 31'h7ed55d17;", src_dir=src_dir,
+                      testcase="test_random_ops", env={"FIXAR_CASES": "100"})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong noise hash"
 
 
 @pytest.mark.slow

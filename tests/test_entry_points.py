@@ -22,9 +22,14 @@ def test_generator_rejects_unknown_config(tmp_path):
 
 
 def test_generator_says_what_the_array_cannot_build(tmp_path):
-    res = run(sys.executable, "-m", "fixar.gen", "--config", "stochastic", "--array", "--out", str(tmp_path))
+    """Stochastic weight gradients would need random words the array draws for pe.out only."""
+    from fixar.config import DEFAULT
+    g = DEFAULT.adam.grad
+    bad = tmp_path / "gradsr.toml"
+    bad.write_text(f'name = "gradsr"\n[adam.grad]\nbits = {g.bits}\nfrac = {g.frac}\nrounding = "stochastic"\n')
+    res = run(sys.executable, "-m", "fixar.gen", "--config", str(bad), "--array", "--out", str(tmp_path / "out"))
     assert res.returncode == 2
-    assert "pe.out.rounding: the array core does not take random words yet" in res.stderr
+    assert "adam.grad: weight gradients leave the array rounded 'stochastic'" in res.stderr
 
 
 def test_generator_rejects_non_square_array(tmp_path):

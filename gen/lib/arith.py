@@ -19,6 +19,9 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 
 from fixar.config import ConfigError, FixedFormat
 
+# The QAT quantizer's roundings (fixar.config.QUANTIZER_ROUNDINGS): what is
+# added to the dividend a 2^16 before the floor division by Delta.
+QUANTIZER_ADDENDS: dict[str, Callable] = {"floor": lambda delta: 0, "half_up": lambda delta: delta >> 1}
 # name -> addend(value, shift, rnd): what is added before ``>> shift``
 ROUNDERS: dict[str, Callable] = {}
 # name -> fit(m, q, fmt, name): a signed value into ``fmt``'s codes

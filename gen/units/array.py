@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, quantizer_widths
 from fixar.config.timing import ARRAY_PIPE_STAGES, ARRAY_STAGES
 from fixar.gen.lib.pipe import delay as _delay
-from fixar.gen.units.core import ArrayCore
+from fixar.gen.units.core import COORD_BITS, ArrayCore
 from fixar.gen.lib.ram import TwoPortRAM
 
 
@@ -103,6 +103,8 @@ class Array(wiring.Component):
             "am_rea": In(N), "am_aaddr": In(range(self.a_rows)), "am_adata": Out(unsigned(N * R * pe.act32.bits)),
             "out_valid": Out(N), "out_tile": Out(tiles), "out_slot": Out(unsigned(slot_bits)),
             "out_lo": Out(unsigned(N * C * ob)), "out_hi": Out(unsigned(N * C * ob)),
+            # stochastic pe.out: the seed of an operation's rounding words, taken at start
+            **({"rnd_seed": In(32)} if pe.out.needs_random else {}),
         })
 
     def elaborate(self, platform):
@@ -117,6 +119,8 @@ class Array(wiring.Component):
                  "gstore", "g_base",
                  "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base", "track", "fq", "qidx")
         d = {n: Signal.like(getattr(self, f"op_{n}"), name=f"d_{n}") for n in names}
+
+        rnd_seed = Signal(32, name="d_rnd_seed")
 
         # ---- sequencer state
         IDLE, PRO, RUN = 0, 1, 2
@@ -141,6 +145,8 @@ class Array(wiring.Component):
             with m.Case(IDLE):
                 with m.If(self.start & ~self.busy):
                     m.d.sync += [d[n].eq(getattr(self, f"op_{n}")) for n in names]
+                    if pe.out.needs_random:
+                        m.d.sync += rnd_seed.eq(self.rnd_seed)
                     m.d.sync += [phase.eq(PRO), t.eq(0), it.eq(0), j.eq(0), pending.eq(1)]
             with m.Case(PRO):
                 m.d.sync += t.eq(t + 1)
@@ -275,6 +281,8 @@ class Array(wiring.Component):
         # ---- control to the cores, PIPE cycles after the request
         ctl = {"valid": item, "slot": t, "first": j == 0, "last": last_round, "w_ld": load, "w_row": row,
                "w_swap": swap}
+        if pe.out.needs_random:
+            ctl["rnd_i0"] = (it * C)[:COORD_BITS]     # the feature of the item's column 0
         ctl_d = {k: _delay(m, v, self.PIPE, f"ctl_{k}") for k, v in ctl.items()}
 
         # ---- output bookkeeping, LATENCY cycles after the request
@@ -315,6 +323,11 @@ class Array(wiring.Component):
                 core.fq.eq(d["fq"]), core.q_magic.eq(q_sel["magic"]), core.q_shift.eq(q_sel["shift"]),
                 core.q_delta.eq(q_sel["delta"]), core.q_zero.eq(q_sel["zero"]),
             ]
+            if pe.out.needs_random:
+                # core n's slot 0 holds batch vector n * slots * (vectors per slot); one vector when intra-layer
+                first_vec = Mux(d["intra"], 0, Mux(d["mode"] == PEMode.FXP16, (n * d["slots"]) << 1, n * d["slots"]))
+                m.d.comb += [core.rnd_seed.eq(rnd_seed), core.rnd_b0.eq(first_vec[:COORD_BITS]),
+                             core.rnd_i0.eq(ctl_d["rnd_i0"])]
         # cross-core accumulation: core 0 adds the others' wide sums in intra-layer
         # mode and in gradient products (each core summed its own batch rows)
         reduce_all = Signal()

@@ -51,9 +51,14 @@ from amaranth.lib.wiring import In, Out
 
 from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, quantizer_widths
 from fixar.config.timing import CORE_STAGES
-from fixar.gen.lib.arith import requantize
+from fixar.gen.lib.arith import QUANTIZER_ADDENDS, requantize
+from fixar.gen.lib.datapath import lane_operands, output_stage, select_mode
+from fixar.gen.lib.noise import hash_rounds
 from fixar.gen.lib.pipe import Stages, reg
 from fixar.gen.units.activation import ActivationUnit
+
+
+COORD_BITS = 16   # output feature and batch index enter the noise hash modulo 2^16 (gen/lib/noise.py)
 
 
 def quantizer_ports(cfg: FixarConfig) -> dict:
@@ -71,10 +76,13 @@ class ArrayCore(wiring.Component):
     @staticmethod
     def check(cfg: FixarConfig) -> None:
         """Reject what the core cannot build, with the field's name."""
-        if cfg.pe.out.rounding == "stochastic":
-            raise ConfigError("pe.out.rounding: the array core does not take random words yet; "
-                              "use floor or rne (stochastic rounding is PE-level only so far)")
         gf, pe = cfg.adam.grad, cfg.pe
+        if gf.needs_random:
+            raise ConfigError(f"adam.grad: weight gradients leave the array rounded {gf.rounding!r}, which needs "
+                              "random words; the array draws them for pe.out only")
+        if pe.out.needs_random and pe.rnd_bits > 32:
+            raise ConfigError(f"pe.out: stochastic rounding in the array takes {pe.rnd_bits}-bit words from a "
+                              "32-bit hash; at most 32 bits")
         if gf.bits != pe.out.bits or not 0 < pe.weight.frac + pe.act32.frac - gf.frac:
             raise ConfigError(f"adam.grad: weight gradients leave the array on its {pe.out.bits}-bit output "
                               f"lanes: the format needs {pe.out.bits} bits and fewer than "
@@ -96,6 +104,10 @@ class ArrayCore(wiring.Component):
             "out_valid": Out(1), "out_slot": Out(unsigned(slot_bits)),
             "out_lo": Out(unsigned(C * ob)), "out_hi": Out(unsigned(C * ob)),
             **quantizer_ports(cfg),
+            # stochastic pe.out: the operation's seed, the batch index of this
+            # core's slot 0 and, with each item, the feature of its column 0
+            **({"rnd_seed": In(32), "rnd_b0": In(COORD_BITS), "rnd_i0": In(COORD_BITS)}
+               if pe.out.needs_random else {}),
         })
 
     def elaborate(self, platform):
@@ -115,7 +127,9 @@ class ArrayCore(wiring.Component):
 
         # Stage 0: input register (the item meets the weights made active with it).
         meta = [("valid", 1), ("slot", len(self.slot)), ("first", 1), ("last", 1), ("bias_en", 1),
-                ("func", 2), ("mode", 1), ("grad", 1)]
+                ("func", enum_bits(ActFunc)), ("mode", enum_bits(PEMode)), ("grad", 1)]
+        if pe.out.needs_random:
+            meta.append(("rnd_i0", COORD_BITS))
         s0 = {n: Signal(w, name=f"{n}0") for n, w in meta}
         a0 = Signal(unsigned(R * pe.act32.bits))
         bias0 = Signal(unsigned(C * ob))
@@ -130,6 +144,8 @@ class ArrayCore(wiring.Component):
             m.d.sync += [nxt[n].eq(prev[n]) for n, _ in meta]
             return nxt
 
+        rnd = self._random_words(m, s0) if pe.out.needs_random else None
+
         # Stage 1: products, both lanes (low lane unsigned in FXP32, signed in FXP16).
         s1 = follow(s0, 1)
         bias1 = Signal.like(bias0)
@@ -138,9 +154,7 @@ class ArrayCore(wiring.Component):
         p_hi = [[Signal(signed(pe.product_bits), name=f"p_hi_{r}_{c}") for c in range(C)] for r in range(R)]
         for r in range(R):
             word = a0[r * 2 * L:(r + 1) * 2 * L]
-            lo = Signal(signed(L + 1), name=f"lo_{r}")
-            m.d.comb += lo.eq(Mux(s0["mode"], word[:L].as_signed(), word[:L]))
-            hi = word[L:].as_signed()
+            lo, hi = lane_operands(m, word, s0["mode"], L, f"a_{r}")
             for c in range(C):
                 m.d.sync += [p_lo[r][c].eq(active[r][c] * lo), p_hi[r][c].eq(active[r][c] * hi)]
 
@@ -195,15 +209,13 @@ class ArrayCore(wiring.Component):
         # (their input and output registers).
         out_lo, out_hi = [], []
         for c in range(C):
-            total = Signal(signed(A + L + 1), name=f"total_{c}")
-            m.d.comb += total.eq((tot_hi[c] << L) + tot_lo[c])
-            y32 = requantize(m, total, pe.shift32, pe.out, f"fxp32_{c}")
-            yg = requantize(m, total, pe.weight.frac + pe.act32.frac - cfg.adam.grad.frac, cfg.adam.grad,
+            # the PE's output stage (gen/lib/datapath), and weight gradients
+            # rounded from the same recombined sum into their own format
+            out = output_stage(m, tot_lo[c], tot_hi[c], pe, f"col{c}", *(rnd[c] if rnd else (None, None)))
+            yg = requantize(m, out["total"], pe.weight.frac + pe.act32.frac - cfg.adam.grad.frac, cfg.adam.grad,
                             f"grad_{c}")
-            y16_lo = requantize(m, tot_lo[c], pe.shift16, pe.out, f"fxp16_lo_{c}")
-            y16_hi = requantize(m, tot_hi[c], pe.shift16, pe.out, f"fxp16_hi_{c}")
-            for lane, x in (("lo", Mux(s4["mode"], y16_lo, Mux(s4["grad"], yg, y32))),
-                            ("hi", Mux(s4["mode"], y16_hi, 0))):
+            y_lo, y_hi = select_mode(out, s4["mode"], Mux(s4["grad"], yg, out["fxp32"]))
+            for lane, x in (("lo", y_lo), ("hi", y_hi)):
                 unit = ActivationUnit(cfg)
                 m.submodules[f"act_{lane}_{c}"] = unit
                 m.d.comb += [unit.x.eq(x), unit.func.eq(s4["func"])]
@@ -223,7 +235,7 @@ class ArrayCore(wiring.Component):
             y_lo = [reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
             y_hi = [reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]
         # Rounding to nearest adds floor(Delta / 2) to the dividend (y 2^16 + Delta // 2) // Delta.
-        half = self.q_delta >> 1 if cfg.array.quantizer_rounding == "half_up" else 0
+        half = QUANTIZER_ADDENDS[cfg.array.quantizer_rounding](self.q_delta)
         fq_lo = []
         for c, y in enumerate(out_lo):
             neg7 = Signal(name=f"q_neg7_{c}")
@@ -258,3 +270,25 @@ class ArrayCore(wiring.Component):
         m.d.comb += [self.out_valid.eq(s11["valid"] & s11["last"]), self.out_slot.eq(s11["slot"]),
                      self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*y_hi))]
         return m
+
+    def _random_words(self, m: Module, s0: dict) -> list:
+        """Stochastic rounding's words for each column and lane, ready in
+        stage 4 beside the sums they round: the noise hash of (seed, feature
+        i0 + c, batch b0 + slot * vectors per slot + lane), two rounds per
+        stage over stages 1-3 (gen/lib/noise.py)."""
+        pe = self.cfg.pe
+        C = self.cfg.array.cols
+        per_slot = Mux(s0["mode"] == PEMode.FXP16, s0["slot"] << 1, s0["slot"])
+        words = []
+        for c in range(C):
+            lanes = []
+            for lane in (0, 1):
+                b = (self.rnd_b0 + per_slot + lane)[:COORD_BITS]
+                i = (s0["rnd_i0"] + c)[:COORD_BITS]
+                h = self.rnd_seed ^ Cat(b, i)
+                for k, stage in ((0, 1), (2, 2), (4, 3)):
+                    h = reg(m, hash_rounds(m, h, k, 2, f"rnd_{c}_{lane}_s{stage}"), f"rnd_{c}_{lane}_{stage}")
+                h = reg(m, h, f"rnd_{c}_{lane}_4")
+                lanes.append(h[32 - pe.rnd_bits:])
+            words.append(tuple(lanes))
+        return words

@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from fixar.config import PEConfig, PEMode, enum_bits
 from fixar.config.timing import PE_STAGES
-from fixar.gen.lib.arith import requantize
+from fixar.gen.lib.datapath import lane_operands, output_stage, select_mode
 from fixar.gen.lib.pipe import Stages, delay
 
 
@@ -82,9 +82,7 @@ class PE(wiring.Component):
 
         # Stage 2: products. The low lane is unsigned in FXP32 (the lower half
         # of a two's-complement word) and signed in FXP16; one extra bit holds both.
-        lo_ext = Signal(signed(L + 1))
-        m.d.comb += lo_ext.eq(Mux(mode1, a1[:L].as_signed(), a1[:L]))
-        hi = a1[L:2 * L].as_signed()
+        lo_ext, hi = lane_operands(m, a1, mode1, L, "a1")
         p_lo = Signal(signed(cfg.product_bits))
         p_hi = Signal(signed(cfg.product_bits))
         mode2, en2, clr2 = Signal(name="mode2"), Signal(name="en2"), Signal(name="clr2")
@@ -111,15 +109,8 @@ class PE(wiring.Component):
             rnd_lo3, rnd_hi3 = delay(m, self.rnd_lo, 3), delay(m, self.rnd_hi, 3)
 
         # Stage 4: output.
-        total = Signal(signed(cfg.acc_bits + L + 1))
-        m.d.comb += total.eq((acc_hi << L) + acc_lo)
-        y32 = requantize(m, total, cfg.shift32, cfg.out, "fxp32", rnd_lo3)
-        y16_lo = requantize(m, acc_lo, cfg.shift16, cfg.out, "fxp16_lo", rnd_lo3)
-        y16_hi = requantize(m, acc_hi, cfg.shift16, cfg.out, "fxp16_hi", rnd_hi3)
-        m.d.sync += [
-            self.y_lo.eq(Mux(mode3, y16_lo, y32)),
-            self.y_hi.eq(Mux(mode3, y16_hi, 0)),
-        ]
+        y_lo, y_hi = select_mode(output_stage(m, acc_lo, acc_hi, cfg, "out", rnd_lo3, rnd_hi3), mode3)
+        m.d.sync += [self.y_lo.eq(y_lo), self.y_hi.eq(y_hi)]
         stages.stage()
         stages.check()
         return m

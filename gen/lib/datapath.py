@@ -1,0 +1,45 @@
+"""The dual-mode PE's arithmetic, written once: the lone PE (gen/units/pe.py)
+and every PE position of the array core (gen/units/core.py) build their
+operands and output stage from these functions, so the datapath the PE
+bench verifies one input per cycle is the datapath inside the array.
+
+FXP32 (PEMode.FXP32): the activation word is one 2L-bit value; the low lane
+is taken as unsigned, the high lane as signed, their two products are summed
+apart and recombined at the output as ``hi * 2**L + lo``: exactly one
+weight x 2L-bit MAC. FXP16: the word holds two signed L-bit activations, one
+per lane, each with its own sum (docs/numerics.md).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+
+from fixar.config import PEConfig
+from fixar.gen.lib.arith import requantize
+
+
+def lane_operands(m: Module, word, fp16, L: int, name: str):
+    """The two lane operands of an activation word: the low lane with one
+    extra bit (unsigned in FXP32, signed in FXP16), the high lane signed."""
+    lo = Signal(signed(L + 1), name=f"{name}_lo")
+    m.d.comb += lo.eq(Mux(fp16, word[:L].as_signed(), word[:L]))
+    return lo, word[L:2 * L].as_signed()
+
+
+def output_stage(m: Module, acc_lo, acc_hi, cfg: PEConfig, name: str, rnd_lo=None, rnd_hi=None) -> dict:
+    """The conversions of the two lane sums into ``cfg.out``: ``fxp32`` (the
+    recombined sum), ``fxp16_lo`` and ``fxp16_hi`` (each lane alone), and
+    the recombined ``total`` for other formats (the array's gradients).
+    Random words (stochastic rounding) travel with the sums."""
+    L = cfg.lane_bits
+    total = Signal(signed(max(len(acc_lo), len(acc_hi)) + L + 1), name=f"{name}_total")
+    m.d.comb += total.eq((acc_hi << L) + acc_lo)
+    return {"total": total,
+            "fxp32": requantize(m, total, cfg.shift32, cfg.out, f"{name}_fxp32", rnd_lo),
+            "fxp16_lo": requantize(m, acc_lo, cfg.shift16, cfg.out, f"{name}_fxp16_lo", rnd_lo),
+            "fxp16_hi": requantize(m, acc_hi, cfg.shift16, cfg.out, f"{name}_fxp16_hi", rnd_hi)}
+
+
+def select_mode(out: dict, fp16, lo32=None):
+    """The two output lanes for the PE mode: FXP16's two values, or FXP32's
+    one value (``lo32`` in its place when given) on the low lane and 0."""
+    return Mux(fp16, out["fxp16_lo"], out["fxp32"] if lo32 is None else lo32), Mux(fp16, out["fxp16_hi"], 0)
