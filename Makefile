@@ -34,7 +34,7 @@ help:
 	@echo "make sim        all cocotb benches, Verilator and Icarus"
 	@echo "make test       unit tests + benches (what CI runs)"
 	@echo "make test-slow  the slow sweeps (1M-vector PE run)"
-	@echo "make lint       Verilator --lint-only on rtl/"
+	@echo "make lint       ruff on the Python, Verilator --lint-only on rtl/"
 	@echo "make synth      Yosys synth_xilinx (xcup) resource estimate of the PE"
 	@echo "make bench      measure figures into bench/results/summary.json"
 	@echo "make study      the reward study: fp32/fxp32/qat/fxp16 x envs x seeds (hours; STUDY_* knobs)"
@@ -96,6 +96,7 @@ test-slow: $(STAMP)
 #                 initialiser (FPGA power-up) and in its synchronous reset
 LINT_WAIVERS := -Wno-WIDTH -Wno-UNUSEDSIGNAL -Wno-PROCASSINIT
 lint: $(STAMP)
+	$(VENV)/bin/ruff check host gen tb tests
 	@for f in rtl/*.v; do \
 	  top=$$(basename $$f .v); echo "verilator --lint-only -Wall $$f"; \
 	  verilator --lint-only -Wall $(LINT_WAIVERS) --top-module $$top $$f || exit 1; \

@@ -15,11 +15,11 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 
 from fixar.config import ConfigError, FixarConfig
+from fixar.gen.kernel.top import Kernel
 from fixar.gen.lib import ram
 from fixar.gen.units.activation import ActivationUnit
 from fixar.gen.units.adam import AdamUnit
 from fixar.gen.units.array import Array
-from fixar.gen.kernel.top import Kernel
 from fixar.gen.units.pe import PE
 from fixar.gen.units.prng import Xorshift32
 from fixar.gen.units.trainer import Trainer

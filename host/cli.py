@@ -1,6 +1,7 @@
 """fixar: train DDPG agents on an accelerator backend, evaluate checkpoints, measure figures.
 
-    fixar train [--env Pendulum-v1] [--backend golden|float|rtl] [--config default] [--steps N] [--batch B] [--seed S] [--out DIR] [--resume]
+    fixar train [--env Pendulum-v1] [--backend golden|float|rtl|xrt] [--config default] [--steps N]
+                [--batch B] [--seed S] [--out DIR] [--resume]
     fixar eval RUN_DIR_OR_CHECKPOINT [--episodes 10]
     fixar bench [all|pe|array|synth|synth-array|golden]
 """

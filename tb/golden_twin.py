@@ -12,10 +12,10 @@ import dataclasses
 
 import numpy as np
 
+from fixar.compiler.execute import ProgramState, execute
 from fixar.config import FixarConfig
 from fixar.driver.engine import EngineHost, Write
 from fixar.golden.fixed import quantize
-from fixar.compiler.execute import ProgramState, execute
 from fixar.rl.backends.golden import GoldenBackend
 from fixar.rl.hyper import Hyper
 

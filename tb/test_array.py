@@ -22,9 +22,21 @@ import cocotb
 import numpy as np
 import pytest
 
-from fixar.compiler.array_ops import (LayerOp, activation_image, bias_image, cycles, describe, grad_images, out_dims,
-                                      unpack_outputs, useful_macs, utilization, weight_from_image, weight_image,
-                                      weight_rows)
+from fixar.compiler.array_ops import (
+    LayerOp,
+    activation_image,
+    bias_image,
+    cycles,
+    describe,
+    grad_images,
+    out_dims,
+    unpack_outputs,
+    useful_macs,
+    utilization,
+    weight_from_image,
+    weight_image,
+    weight_rows,
+)
 from fixar.config import ActFunc, PEMode, load
 from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.layer import linear, transposed
@@ -255,7 +267,8 @@ async def network_forward(tb: TB, layers, batch: int, mode: PEMode, intra: bool,
     # forward products store
     R = cfg.array.rows
     inputs, xt_bases = [], [None]
-    t_base = -(-(-(-batch // cfg.array.cores)) // R) * layers[0][1]
+    per_core = -(-batch // cfg.array.cores)               # ceiling divisions
+    t_base = -(-per_core // R) * layers[0][1]
     for M, K, func in layers:
         op = LayerOp(M=M, K=K, batch=batch, mode=mode, func=func, intra_layer=intra, w_base=w_base,
                      b_base=b_base)

@@ -211,7 +211,8 @@ def test_host_packing_widths_match_the_generated_engine():
     manifest = json.loads((generated(cfg, array=True) / "manifest.json").read_text())
     ports = manifest["modules"]["fixar_trainer"]["ports"]
     for name, width in port_widths(cfg).items():
-        assert ports[name]["width"] == width, f"{name}: the engine has {ports[name]['width']} bits, the host packs {width}"
+        assert ports[name]["width"] == width, (f"{name}: the engine has {ports[name]['width']} bits, "
+                                               f"the host packs {width}")
 
 
 def test_kernel_runs_training_steps_through_the_qat_switch_bit_exact():

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 import reference as ref
-from fixar.compiler.array_ops import (ArrayOpError, LayerOp, activation_image, cycles, describe, unpack_outputs,
-                             weight_image)
+from fixar.compiler.array_ops import (
+    ArrayOpError,
+    LayerOp,
+    activation_image,
+    cycles,
+    describe,
+    unpack_outputs,
+    weight_image,
+)
 from fixar.config import ActFunc, ConfigError, PEMode, load
 from fixar.golden.layer import linear, transposed
 

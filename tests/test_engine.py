@@ -76,7 +76,8 @@ def test_quantizer_rounding_rounds_to_nearest_ties_up():
     from fractions import Fraction
     rng = np.random.default_rng(3)
     ties = 0
-    for delta in [1, 2, 3, 7, 1 << 16, 1 << 17, 3 << 17, (1 << 20) + 1] + [int(d) for d in rng.integers(1, 1 << 32, 30)]:
+    deltas = [1, 2, 3, 7, 1 << 16, 1 << 17, 3 << 17, (1 << 20) + 1] + [int(d) for d in rng.integers(1, 1 << 32, 30)]
+    for delta in deltas:
         ys = [int(y) for y in rng.integers(-4 * delta, 4 * delta, 40) >> 16] + [0, 1, -1]
         ys += [(k * delta) >> 17 for k in (-3, -1, 1, 3)]       # near a / delta = +-1/2, +-3/2
         for y in ys:

@@ -25,13 +25,14 @@ def test_requantize_matches_python_ints(fmt, hi_shift, shift):
     n = 4000
     big = 1 << 57
     hi = np.concatenate([rng.integers(-big, big, n), rng.integers(-40, 40, n), [0, -1, 1, big - 1, -big]])
-    lo = np.concatenate([rng.integers(-big, big, n), rng.integers(-(1 << 22), 1 << 22, n), [0, 1 << 19, -(1 << 19), 3 << 19, 0]])
+    lo = np.concatenate([rng.integers(-big, big, n), rng.integers(-(1 << 22), 1 << 22, n),
+                         [0, 1 << 19, -(1 << 19), 3 << 19, 0]])
     if hi_shift == 0:
         hi = np.zeros_like(hi)
     rnd = rng.integers(0, 1 << 20, len(hi))
     got = requantize(hi, lo, hi_shift, shift, fmt, rnd, 20)
-    want = [ref.round_shift(int(h) * (1 << hi_shift) + int(l), shift, fmt, int(r), 20)
-            for h, l, r in zip(hi, lo, rnd)]
+    want = [ref.round_shift(int(h) * (1 << hi_shift) + int(low), shift, fmt, int(r), 20)
+            for h, low, r in zip(hi, lo, rnd)]
     assert got.tolist() == want
     if hi_shift == 0:     # a one-part value given as hi = 0 (the fast path for floor and rne)
         assert requantize(0, lo, 0, shift, fmt, rnd, 20).tolist() == want
@@ -50,7 +51,8 @@ def test_pe_trace_matches_cycle_reference(name):
     trace = concat(corners(cfg, PEMode.FXP32, rng), corners(cfg, PEMode.FXP16, rng),
                    random_trace(cfg, 3000, rng, None, switch_prob=0.05))
     y_lo, y_hi = pe_trace(cfg, *(trace[k] for k in ("mode", "acc_en", "clear", "a", "w", "rnd_lo", "rnd_hi")))
-    want = ref.pe_step_outputs(cfg, *(trace[k].tolist() for k in ("mode", "acc_en", "clear", "a", "w", "rnd_lo", "rnd_hi")))
+    ports = ("mode", "acc_en", "clear", "a", "w", "rnd_lo", "rnd_hi")
+    want = ref.pe_step_outputs(cfg, *(trace[k].tolist() for k in ports))
     assert list(zip(y_lo.tolist(), y_hi.tolist())) == want
 
 
@@ -146,7 +148,8 @@ def test_pe_matmul_wraps_long_reductions_like_the_accumulator(mode):
     act = cfg.act32 if mode == PEMode.FXP32 else cfg.act16
     K = 5 * (1 << cfg.guard_bits) + 3
     rng = np.random.default_rng(6)
-    W = np.where(rng.random((3, K)) < 0.8, cfg.weight.min_int, rng.integers(cfg.weight.min_int, cfg.weight.max_int + 1, (3, K)))
+    W = np.where(rng.random((3, K)) < 0.8, cfg.weight.min_int,
+                 rng.integers(cfg.weight.min_int, cfg.weight.max_int + 1, (3, K)))
     X = np.where(rng.random((K, 2)) < 0.8, act.min_int, rng.integers(act.min_int, act.max_int + 1, (K, 2)))
     got = pe_matmul(cfg, W, X, mode)
     L = cfg.lane_bits

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from fixar.figures.golden_ddpg import gradient_errors
 from fixar.config import ConfigError, FixedFormat, load
+from fixar.figures.golden_ddpg import gradient_errors
 from fixar.rl.backends.golden import GoldenBackend
 from fixar.rl.hyper import Hyper
 

@@ -2,17 +2,16 @@
 the compiled program step for step equal to FixedDDPG, bit for bit."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import numpy as np
 import pytest
 
+from fixar.compiler.execute import ProgramState, execute, program_params
+from fixar.compiler.program import Adam, Grad, Matmul, ProgramError, Soft, Vec, compile_ddpg
 from fixar.config import load
 from fixar.driver.engine import EngineHost
 from fixar.golden.fixed import quantize
-from fixar.compiler.execute import ProgramState, execute, program_params
-from fixar.compiler.program import Adam, Grad, Matmul, ProgramError, Soft, Vec, compile_ddpg
 from fixar.rl.backends.golden import GoldenBackend
 from fixar.rl.hyper import Hyper
 
@@ -123,7 +122,8 @@ def test_networks_that_do_not_fit_are_rejected_clearly():
     default = load("default")
     with pytest.raises(ProgramError, match=r"actor.W1 needs 200000 rows of the weight .* it has 65536 rows"):
         compile_ddpg(CFG, 17, 6, (400, 2000), 64)
-    with pytest.raises(ProgramError, match=r"gradient of critic.W1: .* K = 608 inputs needs 608 partial-sum slots; array.psum_slots = 512"):
+    with pytest.raises(ProgramError, match=r"gradient of critic.W1: .* K = 608 inputs needs 608 partial-sum slots; "
+                                           r"array.psum_slots = 512"):
         compile_ddpg(default, 17, 6, (600, 30), 8)
     tight = default.variant(memory=dataclasses.replace(default.memory, act_words_per_core=16 * 4000))
     with pytest.raises(ProgramError, match=r"needs \d+ rows of the activation memory \(per core\)"):

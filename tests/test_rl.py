@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from fixar.rl.backends import BackendUnavailable, make_backend
+from fixar.rl.backends.float32 import MLP
 from fixar.rl.checkpoint import CheckpointError
 from fixar.rl.envs import EnvError, make_env
-from fixar.rl.backends.float32 import MLP
 from fixar.rl.hyper import Hyper
 from fixar.rl.loop import RunSettings, Trainer
 
@@ -180,7 +180,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
         rc = proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise AssertionError("fixar train did not stop on SIGINT")
+        raise AssertionError("fixar train did not stop on SIGINT") from None
     out = proc.stdout.read()
     assert rc == 130, out
     assert "checkpoint saved" in out and (tmp_path / "checkpoint.npz").exists()

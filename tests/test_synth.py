@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fixar.figures.synth import summarize, synth
 from fixar.config import DEFAULT
+from fixar.figures.synth import summarize, synth
 
 RTL = Path(__file__).resolve().parent.parent / "rtl"
 

@@ -66,7 +66,6 @@ class Kernel(wiring.Component):
         return getattr(self, name)
 
     def elaborate(self, platform):
-        cfg = self.cfg
         B = KERNEL_BEAT_BITS
         m = Module()
         m.domains.sync = ClockDomain("sync")      # driven by the Vitis ports, not made ports of its own
@@ -336,7 +335,7 @@ class Kernel(wiring.Component):
                 with m.If(sel):
                     m.d.comb += getattr(eng, n).eq(row[shift:shift + w])
                 shift += w
-        for i, (addr_port, _, re) in enumerate(rpaths):
+        for i, (_, _, re) in enumerate(rpaths):
             if re is not None:
                 with m.If(raddr & (hdr["port"] == i) & (hdr["op"] == KernelOp.READ)):
                     m.d.comb += getattr(eng, re).eq(hdr["arg"])

@@ -26,7 +26,8 @@ def kernel_xml(cfg: FixarConfig) -> str:
             args.append(f'      <arg name="{name}" addressQualifier="1" id="{i}" port="m_axi_gmem" size="0x{size:x}" '
                         f'offset="0x{off:03x}" type="void*" hostOffset="0x0" hostSize="0x{size:x}"/>')
         else:
-            args.append(f'      <arg name="{name}" addressQualifier="0" id="{i}" port="s_axi_control" size="0x{size:x}" '
+            args.append(f'      <arg name="{name}" addressQualifier="0" id="{i}" port="s_axi_control" '
+                        f'size="0x{size:x}" '
                         f'offset="0x{off:03x}" type="uint" hostOffset="0x0" hostSize="0x{size:x}"/>')
     return "\n".join([
         '<?xml version="1.0" encoding="UTF-8"?>',
@@ -101,7 +102,8 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}: rtl/, kernel.xml, link.cfg, pblocks.xdc, build.json ({facts['config']} {facts['digest']})")
+    print(f"wrote {args.out}: rtl/, kernel.xml, link.cfg, pblocks.xdc, build.json "
+          f"({facts['config']} {facts['digest']})")
     return 0
 
 

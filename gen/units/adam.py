@@ -38,7 +38,8 @@ from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixarConfig
 from fixar.config.timing import timing
-from fixar.gen.lib.arith import requantize, saturate as _saturate
+from fixar.gen.lib.arith import requantize
+from fixar.gen.lib.arith import saturate as _saturate
 from fixar.gen.lib.pipe import Stages
 
 

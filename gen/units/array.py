@@ -23,15 +23,16 @@ at row T*C + (b - r) mod C); the transposed product needs the tile's row r
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array as MuxArray, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array as MuxArray
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, quantizer_widths
 from fixar.config.timing import ARRAY_PIPE_STAGES, ARRAY_STAGES
 from fixar.gen.lib.pipe import delay as _delay
-from fixar.gen.units.core import COORD_BITS, ArrayCore
 from fixar.gen.lib.ram import TwoPortRAM
+from fixar.gen.units.core import COORD_BITS, ArrayCore
 
 
 def _tree(m: Module, values: list, pick, name: str):
@@ -71,7 +72,8 @@ class Array(wiring.Component):
         qw = quantizer_widths(cfg)
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1),
-            "op_transpose": In(1), "op_intra": In(1), "op_mode": In(enum_bits(PEMode)), "op_func": In(enum_bits(ActFunc)),
+            "op_transpose": In(1), "op_intra": In(1),
+            "op_mode": In(enum_bits(PEMode)), "op_func": In(enum_bits(ActFunc)),
             "op_bias": In(1), "op_store": In(1), "op_grad": In(1), "op_batch": In(range(ar.psum_slots + 1)),
             "op_store_t": In(1), "op_t_base": In(range(self.t_rows)),
             "op_gstore": In(2), "op_g_base": In(range(max(self.g_rows, self.b_rows))),
@@ -267,7 +269,8 @@ class Array(wiring.Component):
             m.d.comb += kt.eq(k_tile(j, n))
             zero = Signal(name=f"item_zero_{n}")
             m.d.comb += zero.eq(kt >= d["n_kt"])
-            m.d.comb += amem[n].a_addr.eq(Mux(self.am_rea[n], self.am_aaddr, d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t))
+            item_row = d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t
+            m.d.comb += amem[n].a_addr.eq(Mux(self.am_rea[n], self.am_aaddr, item_row))
             for b in range(R):
                 m.d.comb += tmem[n][b].a_addr.eq(d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t)
             z1 = _delay(m, zero, 1, f"item_zero_{n}")
@@ -344,7 +347,7 @@ class Array(wiring.Component):
         # tracking operation (one beat's min and max per core, then the register)
         rg_lo = [Signal(signed(ob), name=f"rg_lo_{i}") for i in range(Q)]
         rg_hi = [Signal(signed(ob), name=f"rg_hi_{i}") for i in range(Q)]
-        beat_lo, beat_hi, beat_v = [], [], []
+        beat_lo, beat_hi = [], []
         for n in range(N):
             words = [cores[n].out_lo[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
             lo_n, hi_n = _tree(m, words, min, f"beat_lo_{n}"), _tree(m, words, max, f"beat_hi_{n}")

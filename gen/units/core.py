@@ -57,7 +57,6 @@ from fixar.gen.lib.noise import hash_rounds
 from fixar.gen.lib.pipe import Stages, reg
 from fixar.gen.units.activation import ActivationUnit
 
-
 COORD_BITS = 16   # output feature and batch index enter the noise hash modulo 2^16 (gen/lib/noise.py)
 
 

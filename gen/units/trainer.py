@@ -33,10 +33,20 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ISA_FIELD_BITS, ISA_FIELDS, ISA_WORDS, ConfigError, FixarConfig, Opcode, Scalar, VecOp, enum_bits
+from fixar.config import (
+    ISA_FIELD_BITS,
+    ISA_FIELDS,
+    ISA_WORDS,
+    ConfigError,
+    FixarConfig,
+    Opcode,
+    Scalar,
+    VecOp,
+    enum_bits,
+)
+from fixar.gen.lib.ram import TwoPortRAM
 from fixar.gen.units.adam import AdamUnit
 from fixar.gen.units.array import Array
-from fixar.gen.lib.ram import TwoPortRAM
 from fixar.gen.units.vector import VectorUnit
 
 SCALARS = 16

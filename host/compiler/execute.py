@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from fixar.compiler.program import Adam, Grad, Matmul, Program, Soft, Vec
 from fixar.config import FixarConfig, VecOp
 from fixar.golden.adam import AdamCodes, adam_update
 from fixar.golden.ddpg import bias_grad, weight_grad
@@ -18,7 +19,6 @@ from fixar.golden.fixed import I64
 from fixar.golden.layer import linear, transposed
 from fixar.golden.qat import dequantize16, quantize16
 from fixar.golden.vector import noise_add, vector_op
-from fixar.compiler.program import Adam, Grad, Matmul, Program, Soft, Vec
 
 
 class ProgramState:
@@ -118,7 +118,7 @@ def program_params(ddpg, program: Program) -> dict[str, np.ndarray]:
     obs = ddpg.obs_dim
     for net in ("actor", "critic", "actor_t", "critic_t"):
         model = getattr(ddpg, net)
-        for i, ((w, b, _), W, bias) in enumerate(zip(program.nets[net], model.W, model.b)):
+        for (w, b, _), W, bias in zip(program.nets[net], model.W, model.b):
             shape = program.tensors[w].shape
             if shape != W.shape:          # [s; a] with s padded: a's columns move right
                 Wp = np.zeros(shape, dtype=I64)

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fixar.compiler.array_ops import ArrayOpError, LayerOp, describe, weight_rows
-from fixar.config.timing import timing
 from fixar.config import ISA_FIELD_BITS, ISA_FIELDS, ActFunc, FixarConfig, Opcode, Scalar, VecOp, mask_no_limit
+from fixar.config.timing import timing
 
 
 class ProgramError(ValueError):
@@ -84,7 +84,8 @@ class Vec:
     n_tiles: int | None = None
     lanes: int | None = None    # NOISE: elements of the row that draw noise (None: all)
     one_core: bool = False      # only core 0's rows (acting: one vector, held by every core)
-    limit: int | None = None    # RELU_MASK: b's quantizer top; DTANH: saturated tanh on b's grid (None: config.mask_no_limit)
+    # RELU_MASK: b's quantizer top; DTANH: saturated tanh on b's grid (None: config.mask_no_limit)
+    limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def _allocate(cfg: FixarConfig, p: Program, instrs: list, inputs: dict[str, str]
         p.tensors[name] = Tensor(name, t.space, base, t.rows, t.shape)
 
 
-def quantizer_index(p: "Program", net: str, layer: int) -> int:
+def quantizer_index(p: Program, net: str, layer: int) -> int:
     """The QAT quantizer of layer ``layer``'s input of ``net`` (targets share their network's)."""
     base = net.removesuffix("_t")
     return layer if base == "actor" else len(p.nets["actor"]) + layer

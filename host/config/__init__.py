@@ -318,7 +318,7 @@ class VecOp(enum.IntEnum):
     NOISE = 7       # clip(a + c n, -1, 1), n ~ Irwin-Hall   (exploration)
 
 
-def mask_no_limit(cfg: "FixarConfig") -> int:
+def mask_no_limit(cfg: FixarConfig) -> int:
     """RELU_MASK's limit where no quantizer clips the layer's input (FXP32,
     QAT phase 1): 2^(bits - 1), above every ``pe.act32`` code. A VEC
     instruction carries the limit as an unsigned field (docs/vector.md)."""
@@ -394,7 +394,7 @@ KERNEL_READ_PATHS: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
 KERNEL_BEAT_BITS = 512      # the AXI4 masters' data width (HBM pseudo-channel width on the U50)
 
 
-def quantizer_widths(cfg: "FixarConfig") -> dict[str, int]:
+def quantizer_widths(cfg: FixarConfig) -> dict[str, int]:
     """Bit widths of the QAT quantizer's numbers at the array's output stage
     (docs/array.md; fixar.driver.engine.quantizer_words computes them)."""
     ob, qb = cfg.pe.out.bits, cfg.pe.act16.bits
@@ -580,7 +580,7 @@ class FixarConfig:
                 raise ConfigError(f"memory.{name}: {words} words is not a whole number of rows of "
                                   f"{unit} = {per_row} words")
 
-    def variant(self, **changes) -> "FixarConfig":
+    def variant(self, **changes) -> FixarConfig:
         """A copy with some top-level fields replaced, validated again."""
         return dataclasses.replace(self, **changes)
 
@@ -596,15 +596,15 @@ class FixarConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FixarConfig":
+    def from_dict(cls, data: dict) -> FixarConfig:
         return _build(cls, data, "")
 
     @classmethod
-    def from_json(cls, text: str) -> "FixarConfig":
+    def from_json(cls, text: str) -> FixarConfig:
         return cls.from_dict(json.loads(text))
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "FixarConfig":
+    def from_toml(cls, path: str | Path) -> FixarConfig:
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text())

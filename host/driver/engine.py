@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixar.compiler.array_ops import (bias_image, feature_major_image, slot_major_image, weight_from_image,
-                             weight_image)
+from fixar.compiler.array_ops import bias_image, feature_major_image, slot_major_image, weight_from_image, weight_image
+from fixar.compiler.program import Program, compile_ddpg, encode, quantizer_index
 from fixar.config import FixarConfig, Scalar, quantizer_widths
 from fixar.golden.fixed import I64
 from fixar.golden.qat import LayerQuantizers, tanh_limit
-from fixar.compiler.program import Program, compile_ddpg, encode, quantizer_index
 
 
 @dataclass(frozen=True)
@@ -191,7 +190,7 @@ class EngineHost:
     # ------------------------------------------------------------ parameters
     def _layers(self):
         """(program tensor, FixedDDPG array, moment network or None) of every parameter."""
-        d, T = self.ddpg, self.prog.tensors
+        d = self.ddpg
         for net in self.PARAM_NETS:
             model = getattr(d, net)
             for i, (w, b, _) in enumerate(self.prog.nets[net]):
@@ -238,7 +237,7 @@ class EngineHost:
     def setup_writes(self) -> list[Write]:
         """Program, constant scalars, every parameter and moment (not the noise
         generator's seed: see :meth:`prng_seed`)."""
-        d, cfg = self.ddpg, self.cfg
+        d = self.ddpg
         out = [Write("prog", 0, tuple(self.words))]
         for reg, value in ((Scalar.GAMMA, d.gamma), (Scalar.TAU, d.tau), (Scalar.LOSS_SCALE, d.loss_scale),
                            (Scalar.NOISE, d.noise_scale), (Scalar.B1, d.adam.b1), (Scalar.C1, d.adam.c1),
@@ -365,7 +364,7 @@ class EngineHost:
         """Rows read by :meth:`param_reads` -> (parameters, moments) per program tensor."""
         cfg, T, ad, C = self.cfg, self.prog.tensors, self.cfg.adam, self.cfg.array.cols
         params, moments = {}, {}
-        for name, _, net in self._layers():
+        for name, _, _ in self._layers():
             t = T[name]
             rows = got[name]
             if t.space == "W":

@@ -19,8 +19,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fixar.config import (ISA_FIELD_BITS, ISA_WORDS, KERNEL_BEAT_BITS, KERNEL_READ_PATHS, KERNEL_WRITE_PORTS,
-                          FixarConfig, KernelOp, quantizer_widths)
+from fixar.config import (
+    ISA_FIELD_BITS,
+    ISA_WORDS,
+    KERNEL_BEAT_BITS,
+    KERNEL_READ_PATHS,
+    KERNEL_WRITE_PORTS,
+    FixarConfig,
+    KernelOp,
+    quantizer_widths,
+)
 from fixar.driver.engine import Read, Write
 
 BEAT_BYTES = KERNEL_BEAT_BITS // 8

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from fixar.figures.cold import run_cold
 from fixar.config import FixarConfig
+from fixar.figures.cold import run_cold
 from fixar.sim.rtl import generated
 
 WORKLOADS = [["infer", 1, "FXP32"], ["train", 64, "FXP32"], ["train", 64, "FXP16"], ["train", 512, "FXP32"]]

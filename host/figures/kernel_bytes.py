@@ -11,8 +11,8 @@ import numpy as np
 
 from fixar.config import FixarConfig
 from fixar.driver.engine import EngineHost
-from fixar.golden.fixed import quantize
 from fixar.driver.kernel_io import BEAT_BYTES, CommandBuffer
+from fixar.golden.fixed import quantize
 from fixar.rl.backends.golden import GoldenBackend
 from fixar.rl.hyper import Hyper
 

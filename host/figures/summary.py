@@ -1,4 +1,7 @@
-"""python -m fixar.figures [all|golden|host|kernel|study|pe|array|trainer|synth|synth-array|synth-kernel]: measure figures into bench/results/summary.json.
+"""python -m fixar.figures [PART]: measure figures into bench/results/summary.json.
+
+PART is all (the default) or one of golden, host, kernel, study, pe, array,
+trainer, synth, synth-array, synth-kernel.
 
 summary.json is one flat object of named figures. Each run updates the keys
 it measured and keeps the others (later issues add their own), and stamps
@@ -167,7 +170,7 @@ def write_summary(figs: dict, part: str = "all") -> dict:
         summary.pop(key, None)
     summary.update(figs)
     stamp = {
-        "bench_date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "bench_date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "bench_machine": machine(),
         "bench_commit": commit(),
     }
@@ -267,6 +270,7 @@ def main(argv=None) -> int:
     summary = write_summary(figs, args.what)
     for k, v in figs.items():
         print(f"  {k} = {v}")
-    print(f"wrote {SUMMARY.relative_to(ROOT)}" + ("; docs/figures.md and the README updated" if update_docs(summary) else ""))
+    updated = "; docs/figures.md and the README updated" if update_docs(summary) else ""
+    print(f"wrote {SUMMARY.relative_to(ROOT)}{updated}")
     return 0
 

@@ -63,7 +63,8 @@ def synth(src: Path, top: str, extra: tuple[Path, ...] = (), blackbox: tuple[str
         proc = subprocess.run([yosys_exe(), "-q", "-s", "synth.ys"], cwd=tmp, capture_output=True, text=True)
         stat = Path(tmp) / "stat.json"
         if proc.returncode != 0 or not stat.exists():
-            raise RuntimeError(f"yosys failed on {src} (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            raise RuntimeError(f"yosys failed on {src} (exit {proc.returncode}):\n"
+                               f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
         data = json.loads(stat.read_text())
     (module,) = [m for name, m in data["modules"].items() if name.lstrip("\\") == top]
     return {k: int(v) for k, v in module["num_cells_by_type"].items()}

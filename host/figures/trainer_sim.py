@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 
-from fixar.figures.cold import run_cold
 from fixar.config import FixarConfig
 from fixar.config.timing import timing
+from fixar.figures.cold import run_cold
 from fixar.sim.rtl import generated, run_module
 
 BATCHES = (64, 128, 256, 512)
@@ -20,7 +20,8 @@ def trainer_sim(cfg: FixarConfig, batches=BATCHES) -> dict:
     figs: dict = {}
     clock_hz = timing(cfg).clock_hz
     if clock_hz != 164e6:
-        raise ValueError(f"the accel_ips_164mhz_* figures are at FIXAR's 164 MHz; {cfg.name} targets {clock_hz / 1e6:g} MHz")
+        raise ValueError(f"the accel_ips_164mhz_* figures are at FIXAR's 164 MHz; "
+                         f"{cfg.name} targets {clock_hz / 1e6:g} MHz")
     rtl = generated(cfg, array=True)
     build_s = None
     for i, batch in enumerate(batches):

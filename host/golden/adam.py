@@ -24,10 +24,9 @@ inside the square root (Adam's "eps hat" form).
 from __future__ import annotations
 
 import functools
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +57,7 @@ class AdamCodes:
     e2: int
 
     @classmethod
-    def build(cls, cfg: FixarConfig, beta1: float, beta2: float, eps: float) -> "AdamCodes":
+    def build(cls, cfg: FixarConfig, beta1: float, beta2: float, eps: float) -> AdamCodes:
         ad = cfg.adam
         cf = ad.coef_frac
         code = lambda name, value, frac, rel: scalar_code("adam", name, value, frac, rel)

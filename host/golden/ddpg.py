@@ -61,8 +61,8 @@ class Net:
     b: list[np.ndarray]
     funcs: list[ActFunc]
 
-    def forward(self, cfg: FixarConfig, X, qat: "LayerQuantizers | None" = None,
-                track: bool = False, ops: "Operands | None" = None) -> list[np.ndarray]:
+    def forward(self, cfg: FixarConfig, X, qat: LayerQuantizers | None = None,
+                track: bool = False, ops: Operands | None = None) -> list[np.ndarray]:
         """Every layer's input and the output. With frozen quantizers (QAT phase
         2) the inputs are the dequantized values the layers actually used; with
         ``track`` (phase 1 of QAT) each layer's input range is recorded.
@@ -79,7 +79,7 @@ class Net:
             acts.append(y)
         return acts
 
-    def copy(self) -> "Net":
+    def copy(self) -> Net:
         return Net([w.copy() for w in self.W], [b.copy() for b in self.b], list(self.funcs))
 
 

@@ -13,8 +13,16 @@ import numpy as np
 from fixar.config import ActFunc, FixarConfig, PEMode
 from fixar.golden.activation import activate
 from fixar.golden.fixed import I64, requantize, wrap
-from fixar.golden.matmul import (Operand, Operands, _check, _check_range, exact_matmul_lanes, fxp32_sums, operand,
-                                  rounded_product)
+from fixar.golden.matmul import (
+    Operand,
+    Operands,
+    _check,
+    _check_range,
+    exact_matmul_lanes,
+    fxp32_sums,
+    operand,
+    rounded_product,
+)
 from fixar.golden.noise import rounding_words
 
 

@@ -179,7 +179,7 @@ class Operand(NamedTuple):
     hi: int
 
     @property
-    def T(self) -> "Operand":
+    def T(self) -> Operand:
         """The transpose's (a backward product's weights): no copy."""
         return Operand(self.F.T, self.col, self.row, self.lo, self.hi)
 

@@ -114,7 +114,7 @@ class LayerQuantizers:
         self.zero = None if st["zero"] is None else list(st["zero"])
 
 
-def tanh_limit(q: "LayerQuantizers | Fixed16 | None", i: int) -> int | None:
+def tanh_limit(q: LayerQuantizers | Fixed16 | None, i: int) -> int | None:
     """DTANH's limit for a tanh output that is layer ``i``'s input: the smaller
     |value| that +-1 (tanh saturated) takes on that input's 16-bit grid (and
     at most 1). The grid rarely holds +-1 itself: seen through it, a

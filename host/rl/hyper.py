@@ -38,7 +38,7 @@ class Hyper:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Hyper":
+    def from_dict(cls, d: dict) -> Hyper:
         d = dict(d)
         d["hidden"] = tuple(d["hidden"])
         return cls(**d)

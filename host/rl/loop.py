@@ -70,7 +70,7 @@ class RunSettings:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunSettings":
+    def from_dict(cls, d: dict) -> RunSettings:
         d = dict(d)
         d["hyper"] = Hyper.from_dict(d["hyper"])
         return cls(**d)

@@ -108,8 +108,8 @@ def summarize(jobs: list[dict], results: list[dict]) -> dict:
         late = [r for s, r in evals if s > job["steps"] // 2]
         cell["second_half"].append(float(np.mean(late)) if late else float("nan"))
         cell["curves"].append(evals)
-    for env, row in table.items():
-        for p, cell in row.items():
+    for row in table.values():
+        for cell in row.values():
             f = np.array(cell["final"], dtype=float)
             cell["final_mean"], cell["final_std"] = round(float(f.mean()), 1), round(float(f.std()), 1)
             cell["best_mean"] = round(float(np.mean(cell["best"])), 1)

@@ -27,7 +27,8 @@ class EngineBackend(GoldenBackend):
 
     def __init__(self, obs_dim: int, act_dim: int, hyper: Hyper, seed: int, cfg: FixarConfig | None = None):
         super().__init__(obs_dim, act_dim, hyper, seed, cfg)
-        self.host = EngineHost(self.cfg, self.ddpg, act_dim, hyper.hidden, hyper.batch)   # ProgramError if it does not fit
+        # ProgramError if the networks do not fit the engine
+        self.host = EngineHost(self.cfg, self.ddpg, act_dim, hyper.hidden, hyper.batch)
         self.cycles = {"train": 0, "act": 0}
         self.train_steps = 0
         self._params_stale = False     # the host's copy of the parameters is behind the engine's

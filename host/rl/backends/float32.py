@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixar.rl.heap import keep_temporaries_in_heap
 from fixar.rl.checkpoint import check_backend_state
+from fixar.rl.heap import keep_temporaries_in_heap
 from fixar.rl.hyper import Hyper
 
 F32 = np.float32
@@ -30,7 +30,7 @@ class MLP:
             self.b.append(rng.uniform(-lim, lim, fan_out).astype(F32))
 
     @classmethod
-    def of(cls, W: list[np.ndarray], b: list[np.ndarray], out_act: str) -> "MLP":
+    def of(cls, W: list[np.ndarray], b: list[np.ndarray], out_act: str) -> MLP:
         """A network with the given parameters (copied), no initialisation."""
         net = object.__new__(cls)
         net.sizes = [W[0].shape[1]] + [w.shape[0] for w in W]

@@ -11,9 +11,9 @@ import numpy as np
 from fixar.config import ActFunc, FixarConfig, load
 from fixar.golden.ddpg import FixedDDPG, quantize_net
 from fixar.golden.fixed import dequantize, quantize
-from fixar.rl.heap import keep_temporaries_in_heap
-from fixar.rl.checkpoint import check_backend_state
 from fixar.rl.backends.float32 import MLP
+from fixar.rl.checkpoint import check_backend_state
+from fixar.rl.heap import keep_temporaries_in_heap
 from fixar.rl.hyper import Hyper
 
 

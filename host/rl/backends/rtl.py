@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from fixar.config import FixarConfig
 from fixar.rl.backends.base import BackendUnavailable
 from fixar.rl.backends.engine import EngineBackend
@@ -99,7 +98,7 @@ class RtlBackend(EngineBackend):
             try:
                 self._sock, _ = listener.accept()
                 break
-            except socket.timeout:
+            except TimeoutError:
                 if self._proc.poll() is not None:
                     tail = log_path.read_text(errors="replace").splitlines()[-15:]
                     raise RtlBackendError("backend rtl: the simulator exited before connecting; the end of "
