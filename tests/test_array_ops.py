@@ -201,3 +201,11 @@ def test_weight_image_round_trips(shape):
     cfg = load("small")
     W = np.random.default_rng(3).integers(-2 ** 31, 2 ** 31, shape)
     assert np.array_equal(weight_from_image(cfg, weight_image(cfg, W), *shape, cfg.pe.weight.bits), W)
+
+
+def test_descriptor_fields_are_the_array_instructions():
+    """One list of the descriptor's fields (config.ISA_FIELDS): the host's
+    Descriptor and the generated array's op_* ports both match it."""
+    from fixar.compiler.array_ops import Descriptor
+    from fixar.config import ISA_FIELDS, Opcode
+    assert {f.name for f in dataclasses.fields(Descriptor)} == set(ISA_FIELDS[Opcode.ARRAY])

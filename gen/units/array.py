@@ -28,7 +28,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, quantizer_widths
+from fixar.config import ISA_FIELDS, ActFunc, ConfigError, FixarConfig, Opcode, PEMode, enum_bits, quantizer_widths
 from fixar.config.timing import ARRAY_PIPE_STAGES, ARRAY_STAGES
 from fixar.gen.lib.pipe import delay as _delay
 from fixar.gen.lib.ram import TwoPortRAM
@@ -108,6 +108,9 @@ class Array(wiring.Component):
             # stochastic pe.out: the seed of an operation's rounding words, taken at start
             **({"rnd_seed": In(32)} if pe.out.needs_random else {}),
         })
+        ports = {name[3:] for name in self.signature.members if name.startswith("op_")}
+        fields = set(ISA_FIELDS[Opcode.ARRAY])
+        assert ports == fields, f"op_* ports differ from the ARRAY instruction's fields: {sorted(ports ^ fields)}"
 
     def elaborate(self, platform):
         cfg = self.cfg
@@ -117,9 +120,7 @@ class Array(wiring.Component):
         m = Module()
 
         # ---- descriptor, latched at start
-        names = ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
-                 "gstore", "g_base",
-                 "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base", "track", "fq", "qidx")
+        names = ISA_FIELDS[Opcode.ARRAY]     # the descriptor, as the ARRAY instruction carries it
         d = {n: Signal.like(getattr(self, f"op_{n}"), name=f"d_{n}") for n in names}
 
         rnd_seed = Signal(32, name="d_rnd_seed")
