@@ -19,6 +19,8 @@ output beat's write response has arrived.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Module, Mux, ResetSignal, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -66,20 +68,53 @@ class Kernel(wiring.Component):
         return getattr(self, name)
 
     def elaborate(self, platform):
-        B = KERNEL_BEAT_BITS
         m = Module()
         m.domains.sync = ClockDomain("sync")      # driven by the Vitis ports, not made ports of its own
         m.d.comb += [ClockSignal("sync").eq(self.ap_clk), ResetSignal("sync").eq(~self.ap_rst_n)]
-        m.submodules.engine = eng = self.engine
+        m.submodules.engine = self.engine
+        x = SimpleNamespace()      # the signals the blocks below share
+        self._control_slave(m, x)
+        self._command_fetch(m, x)
+        self._output_writes(m, x)
+        self._executor_registers(m, x)
+        with m.FSM(name="kernel"):
+            self._header_states(m, x)
+            self._write_states(m, x)
+            self._read_states(m, x)
+            self._engine_states(m, x)
+            self._drain_state(m, x)
+        self._engine_host_ports(m, x)
+        return m
 
-        # ---------------------------------------------------------- control slave
+    # ---------------------------------------------------------- control slave
+
+    def _control_slave(self, m: Module, x: SimpleNamespace) -> None:
+        """The AXI4-Lite control slave: the ap_ctrl_hs registers and the
+        arguments, and the run's events on them (x.begin, x.finish)."""
         ap_start, ap_done, ap_idle, ap_ready = Signal(), Signal(), Signal(init=1), Signal()
         auto_restart, gie = Signal(), Signal()
         ier, isr = Signal(2), Signal(2)
         args = {name: Signal(8 * size, name=f"arg_{name}") for name, _, size, _ in self.ARGS}
         finish = Signal()        # the run's last cycle (set ap_done)
         begin = Signal()         # the run's first cycle (ap_start taken)
+        regs = SimpleNamespace(ap_start=ap_start, ap_done=ap_done, ap_idle=ap_idle, ap_ready=ap_ready,
+                               auto_restart=auto_restart, gie=gie, ier=ier, isr=isr)
+        self._control_writes(m, regs, args)
+        self._control_reads(m, regs, args)
+        # run events after the register accesses: a done set in the cycle of a read stays set
+        with m.If(begin):
+            m.d.sync += [ap_idle.eq(0), ap_ready.eq(1), ap_start.eq(auto_restart)]
+            with m.If(ier[1]):
+                m.d.sync += isr[1].eq(1)
+        with m.If(finish):
+            m.d.sync += [ap_done.eq(1), ap_idle.eq(1)]
+            with m.If(ier[0]):
+                m.d.sync += isr[0].eq(1)
+        m.d.comb += self.interrupt.eq(gie & isr.any())
+        x.ap_start, x.args, x.finish, x.begin = ap_start, args, finish, begin
 
+    def _control_writes(self, m: Module, regs: SimpleNamespace, args: dict) -> None:
+        """The control slave's write channel: address and data taken, then the register written."""
         aw_ok, w_ok, bvalid = Signal(), Signal(), Signal()
         awaddr, wdata = Signal(self.CTRL_ADDR_BITS), Signal(32)
         c = self.p
@@ -96,19 +131,22 @@ class Kernel(wiring.Component):
             with m.Switch(awaddr):
                 with m.Case(0x00):
                     with m.If(wdata[0]):
-                        m.d.sync += ap_start.eq(1)
-                    m.d.sync += auto_restart.eq(wdata[7])
+                        m.d.sync += regs.ap_start.eq(1)
+                    m.d.sync += regs.auto_restart.eq(wdata[7])
                 with m.Case(0x04):
-                    m.d.sync += gie.eq(wdata[0])
+                    m.d.sync += regs.gie.eq(wdata[0])
                 with m.Case(0x08):
-                    m.d.sync += ier.eq(wdata[:2])
+                    m.d.sync += regs.ier.eq(wdata[:2])
                 with m.Case(0x0C):
-                    m.d.sync += isr.eq(isr ^ wdata[:2])
+                    m.d.sync += regs.isr.eq(regs.isr ^ wdata[:2])
                 for name, off, size, _ in self.ARGS:
                     for k in range(size // 4):
                         with m.Case(off + 4 * k):
                             m.d.sync += args[name][32 * k:32 * (k + 1)].eq(wdata)
 
+    def _control_reads(self, m: Module, regs: SimpleNamespace, args: dict) -> None:
+        """The control slave's read channel (ap_done and ap_ready clear on read)."""
+        c = self.p
         rvalid, rdata = Signal(), Signal(32)
         m.d.comb += [c(CTRL + "ARREADY").eq(~rvalid), c(CTRL + "RVALID").eq(rvalid), c(CTRL + "RDATA").eq(rdata),
                      c(CTRL + "RRESP").eq(0)]
@@ -118,34 +156,28 @@ class Kernel(wiring.Component):
             m.d.sync += rvalid.eq(1)
             with m.Switch(c(CTRL + "ARADDR")):
                 with m.Case(0x00):
-                    m.d.sync += [rdata.eq(Cat(ap_start, ap_done, ap_idle, ap_ready, Const(0, 3), auto_restart)),
-                                 ap_done.eq(0), ap_ready.eq(0)]          # clear on read
+                    m.d.sync += [rdata.eq(Cat(regs.ap_start, regs.ap_done, regs.ap_idle, regs.ap_ready, Const(0, 3),
+                                              regs.auto_restart)),
+                                 regs.ap_done.eq(0), regs.ap_ready.eq(0)]          # clear on read
                 with m.Case(0x04):
-                    m.d.sync += rdata.eq(gie)
+                    m.d.sync += rdata.eq(regs.gie)
                 with m.Case(0x08):
-                    m.d.sync += rdata.eq(ier)
+                    m.d.sync += rdata.eq(regs.ier)
                 with m.Case(0x0C):
-                    m.d.sync += rdata.eq(isr)
+                    m.d.sync += rdata.eq(regs.isr)
                 for name, off, size, _ in self.ARGS:
                     for k in range(size // 4):
                         with m.Case(off + 4 * k):
                             m.d.sync += rdata.eq(args[name][32 * k:32 * (k + 1)])
                 with m.Default():
                     m.d.sync += rdata.eq(0)
-        # run events after the register accesses: a done set in the cycle of a read stays set
-        with m.If(begin):
-            m.d.sync += [ap_idle.eq(0), ap_ready.eq(1), ap_start.eq(auto_restart)]
-            with m.If(ier[1]):
-                m.d.sync += isr[1].eq(1)
-        with m.If(finish):
-            m.d.sync += [ap_done.eq(1), ap_idle.eq(1)]
-            with m.If(ier[0]):
-                m.d.sync += isr[0].eq(1)
-        m.d.comb += self.interrupt.eq(gie & isr.any())
 
-        # ---------------------------------------------------------- command fetch (AXI reads)
+    # ---------------------------------------------------------- AXI master
+
+    def _command_fetch(self, m: Module, x: SimpleNamespace) -> None:
+        """Command fetch (AXI reads): bursts that stop at 4 KB pages, into the command FIFO."""
         g = self.p
-        m.submodules.cmd_fifo = cf = SyncFIFOBuffered(width=B, depth=2 * self.READ_BURST)
+        m.submodules.cmd_fifo = cf = SyncFIFOBuffered(width=KERNEL_BEAT_BITS, depth=2 * self.READ_BURST)
         rd_addr, rd_left = Signal(64), Signal(32)
         ar_valid, ar_len, r_active = Signal(), Signal(8), Signal()
         to_page = Signal(8)
@@ -162,8 +194,13 @@ class Kernel(wiring.Component):
             m.d.sync += [ar_valid.eq(1), ar_len.eq(Mux(rd_left < to_page, rd_left, to_page))]
         with m.If(r_active & g(GMEM + "RVALID") & cf.w_rdy & g(GMEM + "RLAST")):
             m.d.sync += r_active.eq(0)
+        x.cf, x.rd_addr, x.rd_left, x.ar_valid, x.r_active = cf, rd_addr, rd_left, ar_valid, r_active
 
-        # ---------------------------------------------------------- output (AXI writes)
+    def _output_writes(self, m: Module, x: SimpleNamespace) -> None:
+        """Output (AXI writes): bursts from the output FIFO when a burst's beats
+        are there (or on flush), and the count of write responses pending."""
+        B = KERNEL_BEAT_BITS
+        g = self.p
         m.submodules.out_fifo = of = SyncFIFOBuffered(width=B, depth=4 * self.WRITE_BURST)
         wr_addr = Signal(64)
         aw_valid, w_left, b_pending, flush = Signal(), Signal(8), Signal(8), Signal()
@@ -190,18 +227,24 @@ class Kernel(wiring.Component):
         m.d.sync += b_pending.eq(b_pending + w_last - b_done)
         drained = Signal()
         m.d.comb += drained.eq((of.level == 0) & (w_left == 0) & ~aw_valid & (b_pending == 0))
+        x.of, x.wr_addr, x.flush, x.drained = of, wr_addr, flush, drained
 
-        # ---------------------------------------------------------- command executor
+    # ---------------------------------------------------------- command executor
+
+    def _width(self, name: str) -> int:
+        return Shape.cast(self.engine.signature.members[name].shape).width
+
+    def _beats(self, names) -> int:
+        """Beats of a row of the engine ports ``names``."""
+        return max(1, -(-sum(self._width(n) for n in names) // KERNEL_BEAT_BITS))
+
+    def _executor_registers(self, m: Module, x: SimpleNamespace) -> None:
+        """The command executor's registers: the row of a port or path, the
+        command header, the counters, and the engine strobes its FSM drives."""
+        B = KERNEL_BEAT_BITS
+        beats = self._beats
         wports = [(prefix, [f"{prefix}_{d}" for d in data]) for prefix, data in KERNEL_WRITE_PORTS]
         rpaths = list(KERNEL_READ_PATHS)
-        members = eng.signature.members
-
-        def width(name):
-            return Shape.cast(members[name].shape).width
-
-        def beats(names):
-            return max(1, -(-sum(width(n) for n in names) // B))
-
         max_beats = max([beats(d) for _, d in wports] + [beats(list(d)) for _, d, _ in rpaths])
         row = Signal(max_beats * B)
         hdr = {k: Signal(w, name=f"hdr_{k}") for k, w in (("op", 8), ("port", 8), ("base", 32), ("count", 32),
@@ -210,136 +253,158 @@ class Kernel(wiring.Component):
         left_cmd = Signal(32)
         cycles = Signal(64)
         nbeats = Signal(range(max_beats + 1))          # beats per row of the current port / path
-        beat = cf.r_data
+        beat = x.cf.r_data
 
-        with m.If(cf.r_en):
+        with m.If(x.cf.r_en):
             m.d.sync += left_cmd.eq(left_cmd - 1)
 
         # engine inputs: idle unless a state below drives them
         strobe = Signal()            # WPULSE: the write's single cycle
         raddr = Signal()             # RADDR: the read address cycle
-        with m.FSM(name="kernel"):
-            with m.State("IDLE"):
-                with m.If(ap_start):
-                    m.d.comb += begin.eq(1)
-                    m.d.sync += [rd_addr.eq(args["cmd"]), rd_left.eq(args["n_cmd"]), left_cmd.eq(args["n_cmd"]),
-                                 wr_addr.eq(args["out"]), flush.eq(0)]
-                    m.next = "HDR"
-            with m.State("HDR"):
-                with m.If(left_cmd == 0):
-                    m.next = "DRAIN"
-                with m.Elif(cf.r_rdy):
-                    m.d.comb += cf.r_en.eq(1)
-                    m.d.sync += [hdr["op"].eq(beat[0:8]), hdr["port"].eq(beat[8:16]), hdr["base"].eq(beat[32:64]),
-                                 hdr["count"].eq(beat[64:96]), hdr["arg"].eq(beat[96:128]), n_row.eq(0), k.eq(0)]
-                    with m.Switch(beat[0:8]):
-                        with m.Case(KernelOp.END):
-                            m.d.sync += rd_left.eq(0)        # nothing after END is fetched
-                            m.next = "DRAIN"
-                        with m.Case(KernelOp.WRITE):
-                            with m.Switch(beat[8:16]):
-                                for i, (_, names) in enumerate(wports):
-                                    with m.Case(i):
-                                        m.d.sync += nbeats.eq(beats(names))
-                            m.next = "WDATA"
-                        with m.Case(KernelOp.READ):
-                            with m.Switch(beat[8:16]):
-                                for i, (_, names, _) in enumerate(rpaths):
-                                    with m.Case(i):
-                                        m.d.sync += nbeats.eq(beats(list(names)))
-                            m.next = "RADDR"
-                        with m.Case(KernelOp.RUN):
-                            m.next = "RUN"
-                        with m.Case(KernelOp.PRNG_SET):
-                            m.next = "PRNG_SET"
-                        with m.Case(KernelOp.PRNG_GET):
-                            m.next = "PRNG_GET"
-                        with m.Case(KernelOp.CLEAR_RANGES):
-                            m.d.comb += eng.rg_clear.eq(1)
-                        with m.Default():
-                            m.next = "DRAIN"          # unknown command: stop (the host's packer never emits one)
-            with m.State("WDATA"):
-                with m.If(n_row == hdr["count"]):
-                    m.next = "HDR"
-                with m.Elif(cf.r_rdy):
-                    m.d.comb += cf.r_en.eq(1)
-                    for j in range(max_beats):
-                        with m.If(k == j):
-                            m.d.sync += row[j * B:(j + 1) * B].eq(beat)
-                    with m.If(k == nbeats - 1):
-                        m.d.sync += k.eq(0)
-                        m.next = "WPULSE"
-                    with m.Else():
-                        m.d.sync += k.eq(k + 1)
-            with m.State("WPULSE"):
-                m.d.comb += strobe.eq(1)
-                m.d.sync += n_row.eq(n_row + 1)
-                m.next = "WDATA"
-            with m.State("RADDR"):
-                with m.If(n_row == hdr["count"]):
-                    m.next = "HDR"
-                with m.Else():
-                    m.d.comb += raddr.eq(1)
-                    m.next = "RCAP"
-            with m.State("RCAP"):
-                with m.Switch(hdr["port"]):
-                    for i, (_, names, _) in enumerate(rpaths):
-                        with m.Case(i):
-                            m.d.sync += row.eq(Cat(*[getattr(eng, n) for n in names]))
-                m.d.sync += k.eq(0)
-                m.next = "RPUSH"
-            with m.State("RPUSH"):
-                with m.If(of.w_rdy):
-                    m.d.comb += [of.w_en.eq(1), of.w_data.eq(row.word_select(k, B))]
-                    with m.If(k == nbeats - 1):
-                        m.d.sync += n_row.eq(n_row + 1)
-                        m.next = "RADDR"
-                    with m.Else():
-                        m.d.sync += k.eq(k + 1)
-            with m.State("RUN"):
-                m.d.comb += [eng.start.eq(1), eng.start_pc.eq(hdr["arg"])]
-                m.d.sync += cycles.eq(0)      # counted as the program's cycle model counts: edge taking start -> done
-                m.next = "RWAIT"
-            with m.State("RWAIT"):
-                m.d.sync += cycles.eq(cycles + 1)
-                with m.If(eng.done):
-                    m.next = "RDONE"
-            with m.State("RDONE"):
-                with m.If(of.w_rdy):
-                    m.d.comb += [of.w_en.eq(1), of.w_data.eq(cycles)]
-                    m.next = "HDR"
-            with m.State("PRNG_SET"):
-                m.d.comb += [eng.prng_we.eq(1), eng.prng_seed.eq(hdr["arg"])]
-                m.next = "HDR"
-            with m.State("PRNG_GET"):
-                with m.If(of.w_rdy):
-                    m.d.comb += [of.w_en.eq(1), of.w_data.eq(eng.prng_state)]
-                    m.next = "HDR"
-            with m.State("DRAIN"):
-                # every output beat written and acknowledged, no command beat in flight
-                m.d.sync += flush.eq(1)
-                m.d.comb += cf.r_en.eq(cf.r_rdy)          # (beats after END are dropped)
-                with m.If(flush & drained & ~r_active & ~ar_valid & ~cf.r_rdy):
-                    m.d.comb += finish.eq(1)
-                    m.next = "IDLE"
+        x.wports, x.rpaths, x.max_beats, x.row, x.hdr, x.n_row, x.k = wports, rpaths, max_beats, row, hdr, n_row, k
+        x.left_cmd, x.cycles, x.nbeats, x.beat, x.strobe, x.raddr = left_cmd, cycles, nbeats, beat, strobe, raddr
 
-        # the engine's host ports, from the header and the row register
-        addr = hdr["base"] + n_row
-        for i, (prefix, names) in enumerate(wports):
-            sel = strobe & (hdr["op"] == KernelOp.WRITE) & (hdr["port"] == i)
+    def _header_states(self, m: Module, x: SimpleNamespace) -> None:
+        """IDLE (a run starts) and HDR: the next command's header beat, to its states."""
+        eng, hdr, beat, cf = self.engine, x.hdr, x.beat, x.cf
+        with m.State("IDLE"):
+            with m.If(x.ap_start):
+                m.d.comb += x.begin.eq(1)
+                m.d.sync += [x.rd_addr.eq(x.args["cmd"]), x.rd_left.eq(x.args["n_cmd"]),
+                             x.left_cmd.eq(x.args["n_cmd"]), x.wr_addr.eq(x.args["out"]), x.flush.eq(0)]
+                m.next = "HDR"
+        with m.State("HDR"):
+            with m.If(x.left_cmd == 0):
+                m.next = "DRAIN"
+            with m.Elif(cf.r_rdy):
+                m.d.comb += cf.r_en.eq(1)
+                m.d.sync += [hdr["op"].eq(beat[0:8]), hdr["port"].eq(beat[8:16]), hdr["base"].eq(beat[32:64]),
+                             hdr["count"].eq(beat[64:96]), hdr["arg"].eq(beat[96:128]), x.n_row.eq(0), x.k.eq(0)]
+                with m.Switch(beat[0:8]):
+                    with m.Case(KernelOp.END):
+                        m.d.sync += x.rd_left.eq(0)        # nothing after END is fetched
+                        m.next = "DRAIN"
+                    with m.Case(KernelOp.WRITE):
+                        with m.Switch(beat[8:16]):
+                            for i, (_, names) in enumerate(x.wports):
+                                with m.Case(i):
+                                    m.d.sync += x.nbeats.eq(self._beats(names))
+                        m.next = "WDATA"
+                    with m.Case(KernelOp.READ):
+                        with m.Switch(beat[8:16]):
+                            for i, (_, names, _) in enumerate(x.rpaths):
+                                with m.Case(i):
+                                    m.d.sync += x.nbeats.eq(self._beats(list(names)))
+                        m.next = "RADDR"
+                    with m.Case(KernelOp.RUN):
+                        m.next = "RUN"
+                    with m.Case(KernelOp.PRNG_SET):
+                        m.next = "PRNG_SET"
+                    with m.Case(KernelOp.PRNG_GET):
+                        m.next = "PRNG_GET"
+                    with m.Case(KernelOp.CLEAR_RANGES):
+                        m.d.comb += eng.rg_clear.eq(1)
+                    with m.Default():
+                        m.next = "DRAIN"          # unknown command: stop (the host's packer never emits one)
+
+    def _write_states(self, m: Module, x: SimpleNamespace) -> None:
+        """WRITE: each row's beats into the row register, then one write cycle (WPULSE)."""
+        B, k, n_row = KERNEL_BEAT_BITS, x.k, x.n_row
+        with m.State("WDATA"):
+            with m.If(n_row == x.hdr["count"]):
+                m.next = "HDR"
+            with m.Elif(x.cf.r_rdy):
+                m.d.comb += x.cf.r_en.eq(1)
+                for j in range(x.max_beats):
+                    with m.If(k == j):
+                        m.d.sync += x.row[j * B:(j + 1) * B].eq(x.beat)
+                with m.If(k == x.nbeats - 1):
+                    m.d.sync += k.eq(0)
+                    m.next = "WPULSE"
+                with m.Else():
+                    m.d.sync += k.eq(k + 1)
+        with m.State("WPULSE"):
+            m.d.comb += x.strobe.eq(1)
+            m.d.sync += n_row.eq(n_row + 1)
+            m.next = "WDATA"
+
+    def _read_states(self, m: Module, x: SimpleNamespace) -> None:
+        """READ: per row, the address cycle, the row captured, its beats pushed to the output."""
+        eng, k, n_row, of = self.engine, x.k, x.n_row, x.of
+        with m.State("RADDR"):
+            with m.If(n_row == x.hdr["count"]):
+                m.next = "HDR"
+            with m.Else():
+                m.d.comb += x.raddr.eq(1)
+                m.next = "RCAP"
+        with m.State("RCAP"):
+            with m.Switch(x.hdr["port"]):
+                for i, (_, names, _) in enumerate(x.rpaths):
+                    with m.Case(i):
+                        m.d.sync += x.row.eq(Cat(*[getattr(eng, n) for n in names]))
+            m.d.sync += k.eq(0)
+            m.next = "RPUSH"
+        with m.State("RPUSH"):
+            with m.If(of.w_rdy):
+                m.d.comb += [of.w_en.eq(1), of.w_data.eq(x.row.word_select(k, KERNEL_BEAT_BITS))]
+                with m.If(k == x.nbeats - 1):
+                    m.d.sync += n_row.eq(n_row + 1)
+                    m.next = "RADDR"
+                with m.Else():
+                    m.d.sync += k.eq(k + 1)
+
+    def _engine_states(self, m: Module, x: SimpleNamespace) -> None:
+        """RUN (a program, its cycle count to the output) and the noise generator's PRNG_SET, PRNG_GET."""
+        eng, hdr, of, cycles = self.engine, x.hdr, x.of, x.cycles
+        with m.State("RUN"):
+            m.d.comb += [eng.start.eq(1), eng.start_pc.eq(hdr["arg"])]
+            m.d.sync += cycles.eq(0)      # counted as the program's cycle model counts: edge taking start -> done
+            m.next = "RWAIT"
+        with m.State("RWAIT"):
+            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(eng.done):
+                m.next = "RDONE"
+        with m.State("RDONE"):
+            with m.If(of.w_rdy):
+                m.d.comb += [of.w_en.eq(1), of.w_data.eq(cycles)]
+                m.next = "HDR"
+        with m.State("PRNG_SET"):
+            m.d.comb += [eng.prng_we.eq(1), eng.prng_seed.eq(hdr["arg"])]
+            m.next = "HDR"
+        with m.State("PRNG_GET"):
+            with m.If(of.w_rdy):
+                m.d.comb += [of.w_en.eq(1), of.w_data.eq(eng.prng_state)]
+                m.next = "HDR"
+
+    def _drain_state(self, m: Module, x: SimpleNamespace) -> None:
+        """DRAIN: every output beat written and acknowledged, no command beat in flight."""
+        cf = x.cf
+        with m.State("DRAIN"):
+            m.d.sync += x.flush.eq(1)
+            m.d.comb += cf.r_en.eq(cf.r_rdy)          # (beats after END are dropped)
+            with m.If(x.flush & x.drained & ~x.r_active & ~x.ar_valid & ~cf.r_rdy):
+                m.d.comb += x.finish.eq(1)
+                m.next = "IDLE"
+
+    def _engine_host_ports(self, m: Module, x: SimpleNamespace) -> None:
+        """The engine's host ports, from the header and the row register."""
+        eng, hdr, row = self.engine, x.hdr, x.row
+        addr = hdr["base"] + x.n_row
+        for i, (prefix, names) in enumerate(x.wports):
+            sel = x.strobe & (hdr["op"] == KernelOp.WRITE) & (hdr["port"] == i)
             we = getattr(eng, f"{prefix}_we")
             m.d.comb += we.eq(Mux(sel, hdr["arg"], 0))
             shift = 0
             for n in names:
-                w = width(n)
+                w = self._width(n)
                 with m.If(sel):
                     m.d.comb += getattr(eng, n).eq(row[shift:shift + w])
                 shift += w
-        for i, (_, _, re) in enumerate(rpaths):
+        for i, (_, _, re) in enumerate(x.rpaths):
             if re is not None:
-                with m.If(raddr & (hdr["port"] == i) & (hdr["op"] == KernelOp.READ)):
+                with m.If(x.raddr & (hdr["port"] == i) & (hdr["op"] == KernelOp.READ)):
                     m.d.comb += getattr(eng, re).eq(hdr["arg"])
         # address ports (shared by a port's writes and reads): the current row
-        for name in {f"{p}_addr" for p, _ in wports} | {a for a, _, _ in rpaths}:
+        # sorted: a set's order follows Python's hash seed, and the Verilog must not
+        for name in sorted({f"{p}_addr" for p, _ in x.wports} | {a for a, _, _ in x.rpaths}):
             m.d.comb += getattr(eng, name).eq(addr)
-        return m

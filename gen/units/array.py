@@ -34,6 +34,14 @@ from fixar.gen.lib.pipe import delay as _delay
 from fixar.gen.lib.ram import TwoPortRAM
 from fixar.gen.units.core import COORD_BITS, ArrayCore
 
+_IDLE, _PRO, _RUN = 0, 1, 2     # the sequencer's phases: idle, prologue (first weights), tile steps
+
+
+def _k_tile(d: dict, jj, n: int, N: int):
+    """Core n's k-tile in round jj (intra-layer mode interleaves cores;
+    a gradient product reduces over each core's own batch rows)."""
+    return Mux(d["intra"], jj * N + n, jj)
+
 
 def _tree(m: Module, values: list, pick, name: str):
     """min or max of signed values by a comparator tree (combinational)."""
@@ -114,9 +122,7 @@ class Array(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self.cfg
-        ar, pe = cfg.array, cfg.pe
-        R, C, N = ar.rows, ar.cols, ar.cores
-        wb, ab, ob, A = pe.weight.bits, pe.act32.bits, pe.out.bits, pe.acc_bits
+        R, C = cfg.array.rows, cfg.array.cols
         m = Module()
 
         # ---- descriptor, latched at start
@@ -124,9 +130,42 @@ class Array(wiring.Component):
         d = {n: Signal.like(getattr(self, f"op_{n}"), name=f"d_{n}") for n in names}
 
         rnd_seed = Signal(32, name="d_rnd_seed")
+        phase, t, it, j, last_round, last_step, final_out, finished = self._sequencer(m, d, rnd_seed)
+        item, load, swap, l_it, l_j, row = self._requests(m, d, phase, t, it, j, last_round, last_step)
+        g_addr, g_zero = self._grad_load(m, d, load, l_it, l_j, row)
 
-        # ---- sequencer state
-        IDLE, PRO, RUN = 0, 1, 2
+        amem = [TwoPortRAM(cfg.memory, R * cfg.pe.act32.bits, self.a_rows, f"amem_{n}") for n in range(cfg.array.cores)]
+        tmem = self._feature_major_memories(m)
+        banks, w_zero = self._weight_memory(m, d, l_it, l_j, row)
+        w_data = self._weight_words(m, d, banks, w_zero, row, amem, g_zero)
+
+        # ---- activation memories (one per core) and the bias memory
+        bmem, bias = self._bias_memory(m, d, it)
+        a_data = self._activation_items(m, d, amem, tmem, t, j)
+
+        ctl_d = self._core_control(m, item, t, j, it, last_round, load, row, swap)
+        out_y_addr, out_tile = self._output_bookkeeping(m, d, item, t, it, last_step, final_out, finished)
+        q_sel = self._quantizer_table(m, d)
+        cores = self._cores(m, d, ctl_d, w_data, a_data, bias, q_sel, rnd_seed)
+        reduce_all = self._cross_core_sums(m, d, cores)
+        self._range_trackers(m, d, cores)
+        self._outputs_and_store(m, d, cores, amem, reduce_all, g_addr, out_y_addr)
+        self._transposing_store(m, d, cores, tmem, out_tile)
+        self._gradient_memories(m, d, cores, out_tile)
+
+        # ---- host-side reads (port B; the array must be idle)
+        m.d.comb += [self.wm_rdata.eq(Cat(*[banks[b][0].b_data for b in range(C)])),
+                     self.am_rdata.eq(Cat(*[a.b_data for a in amem])), self.bm_rdata.eq(bmem.b_data),
+                     self.wm_adata.eq(Cat(*[banks[b][0].a_data for b in range(C)])), self.bm_adata.eq(bmem.a_data),
+                     self.am_adata.eq(Cat(*[a.a_data for a in amem]))]
+        return m
+
+    def _sequencer(self, m: Module, d: dict, rnd_seed: Signal) -> tuple:
+        """The sequencer: latches the descriptor at start, then steps through the
+        prologue and the tile steps (tile it, round j, cycle t of the period)."""
+        ar, pe = self.cfg.array, self.cfg.pe
+        R = ar.rows
+        names = ISA_FIELDS[Opcode.ARRAY]
         phase = Signal(2)
         t = Signal(range(max(ar.psum_slots, R) + 1))
         it = Signal.like(d["n_ot"], name="it")
@@ -140,79 +179,91 @@ class Array(wiring.Component):
         final_out = Signal()  # the op's last output is visible (from the delay line below)
         finished = Signal()   # ... and, with store_t, its last transposed block is written
         pending = Signal(range(2))  # an op whose outputs have not all left the pipeline
-        m.d.comb += [self.busy.eq((phase != IDLE) | (pending & ~finished)), self.done.eq(finished)]
+        m.d.comb += [self.busy.eq((phase != _IDLE) | (pending & ~finished)), self.done.eq(finished)]
         with m.If(finished):
             m.d.sync += pending.eq(0)
 
         with m.Switch(phase):
-            with m.Case(IDLE):
+            with m.Case(_IDLE):
                 with m.If(self.start & ~self.busy):
                     m.d.sync += [d[n].eq(getattr(self, f"op_{n}")) for n in names]
                     if pe.out.needs_random:
                         m.d.sync += rnd_seed.eq(self.rnd_seed)
-                    m.d.sync += [phase.eq(PRO), t.eq(0), it.eq(0), j.eq(0), pending.eq(1)]
-            with m.Case(PRO):
+                    m.d.sync += [phase.eq(_PRO), t.eq(0), it.eq(0), j.eq(0), pending.eq(1)]
+            with m.Case(_PRO):
                 m.d.sync += t.eq(t + 1)
                 with m.If(t == R - 1):
-                    m.d.sync += [phase.eq(RUN), t.eq(0)]
+                    m.d.sync += [phase.eq(_RUN), t.eq(0)]
             with m.Default():  # RUN
                 m.d.sync += t.eq(t + 1)
                 with m.If(last_step & (t == d["slots"] - 1)):
-                    m.d.sync += phase.eq(IDLE)  # no loads follow the last step's items
+                    m.d.sync += phase.eq(_IDLE)  # no loads follow the last step's items
                 with m.Elif(t == P - 1):
                     m.d.sync += t.eq(0)
                     with m.If(last_round):
                         m.d.sync += [j.eq(0), it.eq(it + 1)]
                     with m.Else():
                         m.d.sync += j.eq(j + 1)
+        return phase, t, it, j, last_round, last_step, final_out, finished
 
-        # ---- requests of this cycle
+    def _requests(self, m: Module, d: dict, phase, t, it, j, last_round, last_step) -> tuple:
+        """This cycle's requests: a batch item, a weight row load, a weight swap,
+        and which step's weights (l_it, l_j) and PE row are loading."""
+        R = self.cfg.array.rows
         item = Signal()
         load = Signal()
         swap = Signal()
-        m.d.comb += [item.eq((phase == RUN) & (t < d["slots"])),
-                     load.eq((phase == PRO) | ((phase == RUN) & (t < R) & ~last_step)),
-                     swap.eq((phase == RUN) & (t == 0))]
+        m.d.comb += [item.eq((phase == _RUN) & (t < d["slots"])),
+                     load.eq((phase == _PRO) | ((phase == _RUN) & (t < R) & ~last_step)),
+                     swap.eq((phase == _RUN) & (t == 0))]
         # the step whose weights load now: (0, 0) in the prologue, else the next one
         l_it = Signal.like(it, name="load_it")
         l_j = Signal.like(j, name="load_j")
-        with m.If(phase == PRO):
+        with m.If(phase == _PRO):
             m.d.comb += [l_it.eq(0), l_j.eq(0)]
         with m.Elif(last_round):
             m.d.comb += [l_it.eq(it + 1), l_j.eq(0)]
         with m.Else():
             m.d.comb += [l_it.eq(it), l_j.eq(j + 1)]
         row = t[:max((R - 1).bit_length(), 1)]  # the PE row being loaded (t < R while loading)
+        return item, load, swap, l_it, l_j, row
 
-        def k_tile(jj, n):
-            """Core n's k-tile in round jj (intra-layer mode interleaves cores;
-            a gradient product reduces over each core's own batch rows)."""
-            return Mux(d["intra"], jj * N + n, jj)
-
-        # Gradient product dW = D X^T: each core reduces over its own batch
-        # rows; the "weights" are D, read from the core's activation memory
-        # (port B, one slot-major row = one PE row of the tile: D[ot*C + c, b]),
-        # rows of batch entries beyond op_batch read as zero.
+    def _grad_load(self, m: Module, d: dict, load, l_it, l_j, row) -> tuple:
+        """Gradient product dW = D X^T: each core reduces over its own batch
+        rows; the "weights" are D, read from the core's activation memory
+        (port B, one slot-major row = one PE row of the tile: D[ot*C + c, b]),
+        rows of batch entries beyond op_batch read as zero. Returns the row
+        address and the delayed zero flag."""
+        ar, R = self.cfg.array, self.cfg.array.rows
         g_rowb = Signal(range(ar.psum_slots + 2 * R), name="grad_load_b")
         m.d.comb += g_rowb.eq(l_j * R + row)
-        g_addr = Signal(range(self.a_rows * 2 + ar.psum_slots * (self.w_rows // C + 1)), name="grad_load_addr")
+        g_addr = Signal(range(self.a_rows * 2 + ar.psum_slots * (self.w_rows // ar.cols + 1)), name="grad_load_addr")
         m.d.comb += g_addr.eq(d["w_base"] + l_it * d["batch"] + g_rowb)
         g_zero = _delay(m, g_rowb >= d["batch"], 1, "grad_load_zero")
         grad_load = Signal(name="grad_load")
         m.d.comb += grad_load.eq(d["grad"] & load)
+        return g_addr, g_zero
 
-        amem = [TwoPortRAM(cfg.memory, R * ab, self.a_rows, f"amem_{n}") for n in range(N)]
-        # Feature-major memory per core, R banks of one word: X^T row (j, k)
-        # (batch entries j*R + r of feature k) keeps word r in bank (r + k) mod R
-        # at row t_base + j*K + k. A forward beat (one batch entry, C features)
-        # then writes one word per bank (a transposing store with no buffer),
-        # and a gradient product reads a row from all banks at one address.
-        rb = max((R - 1).bit_length(), 1)
+    def _feature_major_memories(self, m: Module) -> list:
+        """Feature-major memory per core, R banks of one word: X^T row (j, k)
+        (batch entries j*R + r of feature k) keeps word r in bank (r + k) mod R
+        at row t_base + j*K + k. A forward beat (one batch entry, C features)
+        then writes one word per bank (a transposing store with no buffer),
+        and a gradient product reads a row from all banks at one address."""
+        cfg = self.cfg
+        R, N, ab = cfg.array.rows, cfg.array.cores, cfg.pe.act32.bits
         tmem = [[TwoPortRAM(cfg.memory, ab, self.t_rows, f"tmem_{n}_b{b}") for b in range(R)] for n in range(N)]
         for n in range(N):
             for b in range(R):
                 m.submodules[f"tmem_{n}_b{b}"] = tmem[n][b].instance
-        # ---- weight memory: C banks; one read port per core (two cores per RAM instance)
+        return tmem
+
+    def _weight_memory(self, m: Module, d: dict, l_it, l_j, row) -> tuple[list, list]:
+        """The weight memory: C banks, one read port per core (two cores per RAM
+        instance) addressed by the tile and PE row loading, and the host's write
+        port. Returns the banks and each core's delayed zero-tile flag."""
+        cfg = self.cfg
+        C, N, wb = cfg.array.cols, cfg.array.cores, cfg.pe.weight.bits
         banks = [[TwoPortRAM(cfg.memory, wb, self.w_rows, f"wmem_b{b}_p{q}") for q in range((N + 1) // 2)]
                  for b in range(C)]
         for b in range(C):
@@ -221,7 +272,7 @@ class Array(wiring.Component):
         w_zero = []
         for n in range(N):
             kt = Signal.like(d["n_kt"], name=f"load_kt_{n}")
-            m.d.comb += kt.eq(k_tile(l_j, n))
+            m.d.comb += kt.eq(_k_tile(d, l_j, n, N))
             zero = Signal(name=f"load_zero_{n}")
             m.d.comb += zero.eq(kt >= d["n_kt"])
             tile = Signal(range(self.w_rows // C + 1), name=f"load_tile_{n}")
@@ -242,6 +293,13 @@ class Array(wiring.Component):
                 if N % 2 == 1 and ram is banks[b][-1]:
                     m.d.comb += ram.b_addr.eq(self.wm_addr)
                 m.d.comb += [ram.b_we.eq(self.wm_we), ram.b_wdata.eq(self.wm_data[b * wb:(b + 1) * wb])]
+        return banks, w_zero
+
+    def _weight_words(self, m: Module, d: dict, banks: list, w_zero: list, row, amem: list, g_zero) -> list:
+        """Each core's registered weight row: the banks' words rotated to PE
+        columns (zero past the last k-tile), or in a gradient product D's row."""
+        R, C, N = self.cfg.array.rows, self.cfg.array.cols, self.cfg.array.cores
+        wb = self.cfg.pe.weight.bits
         row1 = _delay(m, row, 1, "load_row")
         w_data = []
         for n in range(N):
@@ -255,19 +313,30 @@ class Array(wiring.Component):
             from_weights = Mux(w_zero[n], 0, Cat(*rotated))
             m.d.sync += wd.eq(Mux(d["grad"], Mux(g_zero, 0, amem[n].b_data), from_weights))
             w_data.append(wd)
+        return w_data
 
-        # ---- activation memories (one per core) and the bias memory
+    def _bias_memory(self, m: Module, d: dict, it) -> tuple:
+        """The bias memory (the tile's row read at each step) and its registered row."""
+        cfg = self.cfg
+        C, ob = cfg.array.cols, cfg.pe.out.bits
         bmem = TwoPortRAM(cfg.memory, C * ob, self.b_rows, "bmem")
         m.submodules.bmem = bmem.instance
         m.d.comb += [bmem.a_addr.eq(Mux(self.bm_rea, self.bm_aaddr, d["b_base"] + it)), bmem.b_addr.eq(self.bm_addr),
                      bmem.b_we.eq(self.bm_we), bmem.b_wdata.eq(self.bm_data)]
         bias = Signal(C * ob)
         m.d.sync += bias.eq(bmem.a_data)
+        return bmem, bias
+
+    def _activation_items(self, m: Module, d: dict, amem: list, tmem: list, t, j) -> list:
+        """Each core's registered activation row of this item: slot-major from its
+        activation memory, or X^T from the feature-major memory in a gradient product."""
+        R, N, ab = self.cfg.array.rows, self.cfg.array.cores, self.cfg.pe.act32.bits
+        rb = max((R - 1).bit_length(), 1)
         a_data = []
         for n in range(N):
             m.submodules[f"amem_{n}"] = amem[n].instance
             kt = Signal.like(d["n_kt"], name=f"item_kt_{n}")
-            m.d.comb += kt.eq(k_tile(j, n))
+            m.d.comb += kt.eq(_k_tile(d, j, n, N))
             zero = Signal(name=f"item_zero_{n}")
             m.d.comb += zero.eq(kt >= d["n_kt"])
             item_row = d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t
@@ -281,26 +350,32 @@ class Array(wiring.Component):
             # a gradient product streams X^T from the feature-major memory
             m.d.sync += a.eq(Mux(z1, 0, Mux(d["grad"], xt, amem[n].a_data)))
             a_data.append(a)
+        return a_data
 
-        # ---- control to the cores, PIPE cycles after the request
+    def _core_control(self, m: Module, item, t, j, it, last_round, load, row, swap) -> dict:
+        """Control to the cores, PIPE cycles after the request."""
         ctl = {"valid": item, "slot": t, "first": j == 0, "last": last_round, "w_ld": load, "w_row": row,
                "w_swap": swap}
-        if pe.out.needs_random:
-            ctl["rnd_i0"] = (it * C)[:COORD_BITS]     # the feature of the item's column 0
-        ctl_d = {k: _delay(m, v, self.PIPE, f"ctl_{k}") for k, v in ctl.items()}
+        if self.cfg.pe.out.needs_random:
+            ctl["rnd_i0"] = (it * self.cfg.array.cols)[:COORD_BITS]     # the feature of the item's column 0
+        return {k: _delay(m, v, self.PIPE, f"ctl_{k}") for k, v in ctl.items()}
 
-        # ---- output bookkeeping, LATENCY cycles after the request
-        y_addr = Signal(range(self.a_rows * 2 + ar.psum_slots), name="y_addr")
+    def _output_bookkeeping(self, m: Module, d: dict, item, t, it, last_step, final_out, finished) -> tuple:
+        """Output bookkeeping, LATENCY cycles after the request: the store row,
+        the tile, and the operation's end."""
+        y_addr = Signal(range(self.a_rows * 2 + self.cfg.array.psum_slots), name="y_addr")
         m.d.comb += y_addr.eq(d["y_base"] + it * d["slots"] + t)
         out_y_addr = _delay(m, y_addr, self.LATENCY, "y_addr")
         out_tile = _delay(m, it, self.LATENCY, "tile")
         m.d.comb += final_out.eq(_delay(m, item & last_step & (t == d["slots"] - 1), self.LATENCY, "final"))
         m.d.comb += finished.eq(final_out)
         m.d.comb += self.out_tile.eq(out_tile)
+        return out_y_addr, out_tile
 
-        # ---- QAT quantizer table: the operation's entry goes to every core's output stage
-        qw = quantizer_widths(cfg)
-        Q = ar.quantizers
+    def _quantizer_table(self, m: Module, d: dict) -> dict:
+        """QAT quantizer table: the operation's entry goes to every core's output stage."""
+        qw = quantizer_widths(self.cfg)
+        Q = self.cfg.array.quantizers
         table = {k: [Signal(unsigned(qw[k]), name=f"qt_{k}_{i}") for i in range(Q)]
                  for k in ("delta", "zero", "magic", "shift")}
         q_sel = {}
@@ -311,9 +386,14 @@ class Array(wiring.Component):
                         m.d.sync += regs[i].eq(getattr(self, f"qt_{k}"))
             q_sel[k] = Signal(unsigned(qw[k]), name=f"q_sel_{k}")
             m.d.sync += q_sel[k].eq(MuxArray(regs)[d["qidx"]])   # settles long before any output
+        return q_sel
 
+    def _cores(self, m: Module, d: dict, ctl_d: dict, w_data: list, a_data: list, bias, q_sel: dict,
+               rnd_seed: Signal) -> list:
+        """The N cores, fed the delayed control, their weight and activation rows and the descriptor."""
+        cfg = self.cfg
         cores = []
-        for n in range(N):
+        for n in range(cfg.array.cores):
             core = ArrayCore(cfg)
             m.submodules[f"core_{n}"] = core
             cores.append(core)
@@ -327,13 +407,17 @@ class Array(wiring.Component):
                 core.fq.eq(d["fq"]), core.q_magic.eq(q_sel["magic"]), core.q_shift.eq(q_sel["shift"]),
                 core.q_delta.eq(q_sel["delta"]), core.q_zero.eq(q_sel["zero"]),
             ]
-            if pe.out.needs_random:
+            if cfg.pe.out.needs_random:
                 # core n's slot 0 holds batch vector n * slots * (vectors per slot); one vector when intra-layer
                 first_vec = Mux(d["intra"], 0, Mux(d["mode"] == PEMode.FXP16, (n * d["slots"]) << 1, n * d["slots"]))
                 m.d.comb += [core.rnd_seed.eq(rnd_seed), core.rnd_b0.eq(first_vec[:COORD_BITS]),
                              core.rnd_i0.eq(ctl_d["rnd_i0"])]
-        # cross-core accumulation: core 0 adds the others' wide sums in intra-layer
-        # mode and in gradient products (each core summed its own batch rows)
+        return cores
+
+    def _cross_core_sums(self, m: Module, d: dict, cores: list):
+        """Cross-core accumulation: core 0 adds the others' wide sums in intra-layer
+        mode and in gradient products (each core summed its own batch rows)."""
+        C, N, A = self.cfg.array.cols, self.cfg.array.cores, self.cfg.pe.acc_bits
         reduce_all = Signal()
         m.d.comb += reduce_all.eq(d["intra"] | d["grad"])
         for lane in ("lo", "hi"):
@@ -343,9 +427,12 @@ class Array(wiring.Component):
                 m.d.comb += getattr(cores[0], f"xin_{lane}")[c * A:(c + 1) * A].eq(Mux(reduce_all, total, 0))
             for n in range(1, N):
                 m.d.comb += getattr(cores[n], f"xin_{lane}").eq(0)
+        return reduce_all
 
-        # ---- QAT phase 1: range trackers widened by every valid output of a
-        # tracking operation (one beat's min and max per core, then the register)
+    def _range_trackers(self, m: Module, d: dict, cores: list) -> None:
+        """QAT phase 1: range trackers widened by every valid output of a
+        tracking operation (one beat's min and max per core, then the register)."""
+        C, N, Q, ob = self.cfg.array.cols, self.cfg.array.cores, self.cfg.array.quantizers, self.cfg.pe.out.bits
         rg_lo = [Signal(signed(ob), name=f"rg_lo_{i}") for i in range(Q)]
         rg_hi = [Signal(signed(ob), name=f"rg_hi_{i}") for i in range(Q)]
         beat_lo, beat_hi = [], []
@@ -370,7 +457,11 @@ class Array(wiring.Component):
                              rg_hi[i].eq(Mux(new_hi > rg_hi[i], new_hi, rg_hi[i]))]
         m.d.sync += [self.rg_lo.eq(MuxArray(rg_lo)[self.rg_addr]), self.rg_hi.eq(MuxArray(rg_hi)[self.rg_addr])]
 
-        # ---- outputs, and results stored back as the next layer's activations (FXP32)
+    def _outputs_and_store(self, m: Module, d: dict, cores: list, amem: list, reduce_all, g_addr,
+                           out_y_addr) -> None:
+        """The outputs, and results stored back as the next layer's activations (FXP32)
+        through each activation memory's port B, which the host and gradient loads share."""
+        N = self.cfg.array.cores
         valid = [cores[n].out_valid & (Const(n == 0) | ~reduce_all) for n in range(N)]
         m.d.comb += [self.out_valid.eq(Cat(*valid)), self.out_slot.eq(cores[0].out_slot),
                      self.out_lo.eq(Cat(*[c.out_lo for c in cores])),
@@ -389,7 +480,11 @@ class Array(wiring.Component):
             with m.Else():
                 m.d.comb += [amem[n].b_addr.eq(out_y_addr), amem[n].b_we.eq(we), amem[n].b_wdata.eq(result)]
 
-        # ---- transposing store into the feature-major memory (see tmem above)
+    def _transposing_store(self, m: Module, d: dict, cores: list, tmem: list, out_tile) -> None:
+        """Transposing store into the feature-major memory (see _feature_major_memories)."""
+        ar = self.cfg.array
+        R, C, N, ab, ob = ar.rows, ar.cols, ar.cores, self.cfg.pe.act32.bits, self.cfg.pe.out.bits
+        rb = max((R - 1).bit_length(), 1)
         for n in range(N):
             beat = d["store_t"] & cores[n].out_valid & ~d["intra"] & (d["mode"] == 0) & ~d["grad"] & ~d["transpose"]
             slot = cores[n].out_slot
@@ -408,11 +503,15 @@ class Array(wiring.Component):
                     m.d.comb += [ram.b_addr.eq(row0 + c), ram.b_we.eq(beat),
                                  ram.b_wdata.eq(MuxArray([cores[n].out_lo[k * ob:(k + 1) * ob] for k in range(C)])[c])]
 
-        # ---- gradient memories: a gradient product's beat (C outputs o of one
-        # input k) goes to the weight gradients in the weight layout (gstore 1:
-        # word (o, k) of tile (ot, k div C) in bank (o + k) mod C, so the beat is
-        # one word per bank) or, for a bias gradient (one ones-feature slot), to
-        # a bias-layout row (gstore 2). Port A reads them (host, Adam).
+    def _gradient_memories(self, m: Module, d: dict, cores: list, out_tile) -> None:
+        """Gradient memories: a gradient product's beat (C outputs o of one
+        input k) goes to the weight gradients in the weight layout (gstore 1:
+        word (o, k) of tile (ot, k div C) in bank (o + k) mod C, so the beat is
+        one word per bank) or, for a bias gradient (one ones-feature slot), to
+        a bias-layout row (gstore 2). Port A reads them (host, Adam)."""
+        cfg = self.cfg
+        ar, ob = cfg.array, cfg.pe.out.bits
+        C = ar.cols
         gb_bits = cfg.adam.grad.bits
         cb = (C - 1).bit_length()
         gmem = [TwoPortRAM(cfg.memory, gb_bits, self.g_rows, f"gmem_b{b}") for b in range(C)]
@@ -436,10 +535,3 @@ class Array(wiring.Component):
                      gbmem.b_addr.eq(d["g_base"] + out_tile), gbmem.b_we.eq(g_beat & (d["gstore"] == 2)),
                      gbmem.b_wdata.eq(cores[0].out_lo), gbmem.a_addr.eq(self.gbm_raddr),
                      self.gbm_rdata.eq(gbmem.a_data)]
-
-        # ---- host-side reads (port B; the array must be idle)
-        m.d.comb += [self.wm_rdata.eq(Cat(*[banks[b][0].b_data for b in range(C)])),
-                     self.am_rdata.eq(Cat(*[a.b_data for a in amem])), self.bm_rdata.eq(bmem.b_data),
-                     self.wm_adata.eq(Cat(*[banks[b][0].a_data for b in range(C)])), self.bm_adata.eq(bmem.a_data),
-                     self.am_adata.eq(Cat(*[a.a_data for a in amem]))]
-        return m

@@ -111,18 +111,9 @@ class ArrayCore(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self.cfg
-        pe, ar = cfg.pe, cfg.array
-        R, C, L, wb, ob, A = ar.rows, ar.cols, pe.lane_bits, pe.weight.bits, pe.out.bits, pe.acc_bits
+        pe = cfg.pe
         m = Module()
-
-        # Weights: shadow rows loaded while the active set computes.
-        shadow = [[Signal(signed(wb), name=f"w_shadow_{r}_{c}") for c in range(C)] for r in range(R)]
-        active = [[Signal(signed(wb), name=f"w_{r}_{c}") for c in range(C)] for r in range(R)]
-        for r in range(R):
-            with m.If(self.w_ld & (self.w_row == r)):
-                m.d.sync += [shadow[r][c].eq(self.w_data[c * wb:(c + 1) * wb].as_signed()) for c in range(C)]
-        with m.If(self.w_swap):
-            m.d.sync += [active[r][c].eq(shadow[r][c]) for r in range(R) for c in range(C)]
+        active = self._weights(m)
 
         # Stage 0: input register (the item meets the weights made active with it).
         meta = [("valid", 1), ("slot", len(self.slot)), ("first", 1), ("last", 1), ("bias_en", 1),
@@ -130,8 +121,8 @@ class ArrayCore(wiring.Component):
         if pe.out.needs_random:
             meta.append(("rnd_i0", COORD_BITS))
         s0 = {n: Signal(w, name=f"{n}0") for n, w in meta}
-        a0 = Signal(unsigned(R * pe.act32.bits))
-        bias0 = Signal(unsigned(C * ob))
+        a0 = Signal(unsigned(cfg.array.rows * pe.act32.bits))
+        bias0 = Signal(unsigned(cfg.array.cols * pe.out.bits))
         m.d.sync += [s0[n].eq(getattr(self, n)) for n, _ in meta]
         m.d.sync += [a0.eq(self.a), bias0.eq(self.bias)]
         built = Stages("array core", self.LATENCY)
@@ -149,6 +140,63 @@ class ArrayCore(wiring.Component):
         s1 = follow(s0, 1)
         bias1 = Signal.like(bias0)
         m.d.sync += bias1.eq(bias0)
+        p_lo, p_hi = self._products(m, active, a0, s0)
+
+        # Stage 2: column sums (wide; no rounding anywhere before the output).
+        s2 = follow(s1, 2)
+        bias2 = Signal.like(bias0)
+        m.d.sync += bias2.eq(bias1)
+        cs_lo, cs_hi = self._column_sums(m, p_lo, p_hi)
+        new_lo, new_hi = self._accumulate(m, s1, s2, bias2, cs_lo, cs_hi)
+
+        # Stage 3: the finished sums of last k-tiles.
+        s3 = follow(s2, 3)
+        fin_lo, fin_hi = self._finished_sums(m, new_lo, new_hi)
+
+        # Stage 4: add the other cores' sums (intra-layer mode; zero otherwise).
+        s4 = follow(s3, 4)
+        tot_lo, tot_hi = self._cross_core_add(m, fin_lo, fin_hi)
+
+        # Stages 5-6: round once into pe.out, then the activation units
+        # (their input and output registers).
+        out_lo, out_hi = self._round_and_activate(m, s4, tot_lo, tot_hi, rnd)
+        s5 = follow(s4, 5)
+        s6 = follow(s5, 6)
+        assert ActivationUnit.LATENCY == 2, "s4 -> act input reg (s5) -> act output reg (s6)"
+
+        # Stages 7-11: the QAT quantizer on the low lane (see the docstring).
+        stages = [s6]
+        for k in range(7, 12):
+            stages.append(follow(stages[-1], k))
+        y_lo, y_hi = out_lo, out_hi
+        for k in range(7, 12):           # the results as they are, when fq is off
+            y_lo = [reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
+            y_hi = [reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]
+        fq_lo = self._quantizer(m, out_lo)
+        built.check()
+        s11 = stages[-1]
+        fq11 = self.fq            # like the quantizer's numbers: constant for the operation
+        lo = [Mux(fq11, x, y) for x, y in zip(fq_lo, y_lo)]
+        m.d.comb += [self.out_valid.eq(s11["valid"] & s11["last"]), self.out_slot.eq(s11["slot"]),
+                     self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*y_hi))]
+        return m
+
+    def _weights(self, m: Module) -> list:
+        """The active weights, and the shadow rows loaded while they compute."""
+        R, C, wb = self.cfg.array.rows, self.cfg.array.cols, self.cfg.pe.weight.bits
+        shadow = [[Signal(signed(wb), name=f"w_shadow_{r}_{c}") for c in range(C)] for r in range(R)]
+        active = [[Signal(signed(wb), name=f"w_{r}_{c}") for c in range(C)] for r in range(R)]
+        for r in range(R):
+            with m.If(self.w_ld & (self.w_row == r)):
+                m.d.sync += [shadow[r][c].eq(self.w_data[c * wb:(c + 1) * wb].as_signed()) for c in range(C)]
+        with m.If(self.w_swap):
+            m.d.sync += [active[r][c].eq(shadow[r][c]) for r in range(R) for c in range(C)]
+        return active
+
+    def _products(self, m: Module, active: list, a0: Signal, s0: dict) -> tuple[list, list]:
+        """Stage 1: every PE's products of both lanes."""
+        pe = self.cfg.pe
+        R, C, L = self.cfg.array.rows, self.cfg.array.cols, pe.lane_bits
         p_lo = [[Signal(signed(pe.product_bits), name=f"p_lo_{r}_{c}") for c in range(C)] for r in range(R)]
         p_hi = [[Signal(signed(pe.product_bits), name=f"p_hi_{r}_{c}") for c in range(C)] for r in range(R)]
         for r in range(R):
@@ -156,18 +204,23 @@ class ArrayCore(wiring.Component):
             lo, hi = lane_operands(m, word, s0["mode"], L, f"a_{r}")
             for c in range(C):
                 m.d.sync += [p_lo[r][c].eq(active[r][c] * lo), p_hi[r][c].eq(active[r][c] * hi)]
+        return p_lo, p_hi
 
-        # Stage 2: column sums (wide; no rounding anywhere before the output).
-        s2 = follow(s1, 2)
-        bias2 = Signal.like(bias0)
-        m.d.sync += bias2.eq(bias1)
+    def _column_sums(self, m: Module, p_lo: list, p_hi: list) -> tuple[list, list]:
+        """Stage 2: each column's wide sums of its R products."""
+        R, C, A = self.cfg.array.rows, self.cfg.array.cols, self.cfg.pe.acc_bits
         cs_lo = [Signal(signed(A), name=f"colsum_lo_{c}") for c in range(C)]
         cs_hi = [Signal(signed(A), name=f"colsum_hi_{c}") for c in range(C)]
         for c in range(C):
             m.d.sync += [cs_lo[c].eq(sum(p_lo[r][c] for r in range(R))),
                          cs_hi[c].eq(sum(p_hi[r][c] for r in range(R)))]
+        return cs_lo, cs_hi
 
-        # Partial-sum buffer: read addressed in stage 1, written from stage 2.
+    def _accumulate(self, m: Module, s1: dict, s2: dict, bias2: Signal, cs_lo: list, cs_hi: list) -> tuple[list, list]:
+        """Partial-sum buffer: read addressed in stage 1, written from stage 2 with
+        the column sums added to the slot's partial sums (or the bias, first k-tile)."""
+        pe, ar = self.cfg.pe, self.cfg.array
+        C, ob, A = ar.cols, pe.out.bits, pe.acc_bits
         m.submodules.psum = psum = Memory(shape=unsigned(2 * C * A), depth=ar.psum_slots, init=[])
         wp = psum.write_port()
         rp = psum.read_port(transparent_for=(wp,))
@@ -185,29 +238,35 @@ class ArrayCore(wiring.Component):
                          new_hi[c].eq(Mux(s2["first"], start_hi, old_hi) + cs_hi[c])]
         m.d.comb += [wp.addr.eq(s2["slot"]), wp.en.eq(s2["valid"]),
                      wp.data.eq(Cat(*[x for c in range(C) for x in (new_lo[c], new_hi[c])]))]
+        return new_lo, new_hi
 
-        # Stage 3: the finished sums of last k-tiles.
-        s3 = follow(s2, 3)
+    def _finished_sums(self, m: Module, new_lo: list, new_hi: list) -> tuple[list, list]:
+        """Stage 3: the sums registered, and out as this core's part of a cross-core sum."""
+        C, A = self.cfg.array.cols, self.cfg.pe.acc_bits
         fin_lo = [Signal(signed(A), name=f"fin_lo_{c}") for c in range(C)]
         fin_hi = [Signal(signed(A), name=f"fin_hi_{c}") for c in range(C)]
         m.d.sync += [fin_lo[c].eq(new_lo[c]) for c in range(C)] + [fin_hi[c].eq(new_hi[c]) for c in range(C)]
 
         m.d.comb += [self.sum_lo.eq(Cat(*fin_lo)), self.sum_hi.eq(Cat(*fin_hi))]
+        return fin_lo, fin_hi
 
-        # Stage 4: add the other cores' sums (intra-layer mode; zero otherwise).
-        # Each lane wraps modulo 2**acc_bits like every other sum, so the
-        # order of cores does not matter.
-        s4 = follow(s3, 4)
+    def _cross_core_add(self, m: Module, fin_lo: list, fin_hi: list) -> tuple[list, list]:
+        """Stage 4: the other cores' sums added. Each lane wraps modulo
+        2**acc_bits like every other sum, so the order of cores does not matter."""
+        C, A = self.cfg.array.cols, self.cfg.pe.acc_bits
         tot_lo = [Signal(signed(A), name=f"tot_lo_{c}") for c in range(C)]
         tot_hi = [Signal(signed(A), name=f"tot_hi_{c}") for c in range(C)]
         for c in range(C):
             m.d.sync += [tot_lo[c].eq(fin_lo[c] + self.xin_lo[c * A:(c + 1) * A].as_signed()),
                          tot_hi[c].eq(fin_hi[c] + self.xin_hi[c * A:(c + 1) * A].as_signed())]
+        return tot_lo, tot_hi
 
-        # Stages 5-6: round once into pe.out, then the activation units
-        # (their input and output registers).
+    def _round_and_activate(self, m: Module, s4: dict, tot_lo: list, tot_hi: list, rnd) -> tuple[list, list]:
+        """Stages 5-6: each column's sums rounded once, then its activation units."""
+        cfg = self.cfg
+        pe = cfg.pe
         out_lo, out_hi = [], []
-        for c in range(C):
+        for c in range(cfg.array.cols):
             # the PE's output stage (gen/lib/datapath), and weight gradients
             # rounded from the same recombined sum into their own format
             out = output_stage(m, tot_lo[c], tot_hi[c], pe, f"col{c}", *(rnd[c] if rnd else (None, None)))
@@ -219,20 +278,15 @@ class ArrayCore(wiring.Component):
                 m.submodules[f"act_{lane}_{c}"] = unit
                 m.d.comb += [unit.x.eq(x), unit.func.eq(s4["func"])]
                 (out_lo if lane == "lo" else out_hi).append(unit.y)
-        s5 = follow(s4, 5)
-        s6 = follow(s5, 6)
-        assert ActivationUnit.LATENCY == 2, "s4 -> act input reg (s5) -> act output reg (s6)"
+        return out_lo, out_hi
 
-        # Stages 7-11: the QAT quantizer on the low lane (see the docstring).
+    def _quantizer(self, m: Module, out_lo: list) -> list:
+        """Stages 7-11: the QAT quantizer of each low-lane result (see the module docstring)."""
+        cfg = self.cfg
+        pe = cfg.pe
+        ob = pe.out.bits
         qw = quantizer_widths(cfg)
         qb, nb = pe.act16.bits, qw["nb"]
-        stages = [s6]
-        for k in range(7, 12):
-            stages.append(follow(stages[-1], k))
-        y_lo, y_hi = out_lo, out_hi
-        for k in range(7, 12):           # the results as they are, when fq is off
-            y_lo = [reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
-            y_hi = [reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]
         # Rounding to nearest adds floor(Delta / 2) to the dividend (y 2^16 + Delta // 2) // Delta.
         half = QUANTIZER_ADDENDS[cfg.array.quantizer_rounding](self.q_delta)
         fq_lo = []
@@ -262,13 +316,7 @@ class ArrayCore(wiring.Component):
             x11 = Signal(signed(pe.act32.bits), name=f"q_x11_{c}")
             m.d.sync += x11.eq(requantize(m, v10, qb, pe.act32, f"q_dq_{c}"))
             fq_lo.append(x11)
-        built.check()
-        s11 = stages[-1]
-        fq11 = self.fq            # like the quantizer's numbers: constant for the operation
-        lo = [Mux(fq11, x, y) for x, y in zip(fq_lo, y_lo)]
-        m.d.comb += [self.out_valid.eq(s11["valid"] & s11["last"]), self.out_slot.eq(s11["slot"]),
-                     self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*y_hi))]
-        return m
+        return fq_lo
 
     def _random_words(self, m: Module, s0: dict) -> list:
         """Stochastic rounding's words for each column and lane, ready in

@@ -28,6 +28,8 @@ per row, on tensors one feature tile wide.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -95,17 +97,58 @@ class Trainer(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self.cfg
-        ar, mem, ad, pe = cfg.array, cfg.memory, cfg.adam, cfg.pe
-        R, C, N = ar.rows, ar.cols, ar.cores
-        wb, gb, mb, vb = pe.weight.bits, ad.grad.bits, ad.m.bits, ad.v.bits
         m = Module()
         m.submodules.array = arr = self.array
         m.submodules.vector = vec = VectorUnit(cfg)
-        lanes = [AdamUnit(cfg) for _ in range(C)]
+        lanes = [AdamUnit(cfg) for _ in range(cfg.array.cols)]
         for i, u in enumerate(lanes):
             m.submodules[f"adam_{i}"] = u
 
-        # ---- program and scalar registers
+        pr, scal = self._program_and_scalars(m)
+        st_mems = self._adam_state_memories(m)
+
+        # ---- instruction register and its fields
+        instr = Signal(ISA_WORDS * ISA_FIELD_BITS)
+        opcode = instr[:ISA_FIELD_BITS]
+
+        # ---- controller
+        c = self._controller_registers(m)
+        self._host_port_muxes(m, arr, st_mems, c)
+
+        # array descriptor from the ARRAY fields
+        for name in ISA_FIELDS[Opcode.ARRAY]:
+            port = getattr(arr, f"op_{name}")
+            m.d.comb += port.eq(_field(instr, Opcode.ARRAY, name)[:len(port)])
+
+        self._vector_inputs(m, arr, vec, instr, scal, c)
+        # second read path (port A), the controller's only
+        c.ctl_a = ctl_a = {k: Signal.like(getattr(arr, k), name=f"ctl_{k}")
+                           for k in ("wm_rea", "wm_aaddr", "bm_rea", "bm_aaddr", "am_rea", "am_aaddr")}
+        for k, sig in ctl_a.items():
+            m.d.comb += getattr(arr, k).eq(Mux(c.busy, sig, 0))
+        adam_out = self._adam_lanes(m, arr, lanes, st_mems, instr, scal, c)
+
+        R, N, wb = cfg.array.rows, cfg.array.cores, cfg.pe.weight.bits
+        core_mask = Signal(N)
+        m.d.comb += core_mask.eq(Const(1, N) << c.core)
+        core_row = Signal(R * wb)
+        m.d.comb += core_row.eq(arr.am_rdata.word_select(c.core, R * wb))
+        c.core_mask, c.core_row = core_mask, core_row
+
+        F = {op: {n: _field(instr, op, n) for n in ISA_FIELDS[op]} for op in (Opcode.VEC, Opcode.ADAM, Opcode.SOFT)}
+        fv, fa, fs = F[Opcode.VEC], F[Opcode.ADAM], F[Opcode.SOFT]
+
+        with m.FSM(name="ctl"):
+            self._dispatch_states(m, arr, pr, instr, opcode, c)
+            self._vec_states(m, vec, scal, fv, c)
+            self._vec_stream_state(m, fv, c)
+            self._adam_state(m, fa, lanes, adam_out, c)
+            self._soft_state(m, fs, c)
+        return m
+
+    def _program_and_scalars(self, m: Module) -> tuple:
+        """The program memory (host-written, read combinationally at FETCH) and the scalar registers."""
+        mem = self.cfg.memory
         m.submodules.program = prog = Memory(shape=unsigned(ISA_WORDS * ISA_FIELD_BITS),
                                              depth=mem.program_instrs, init=[])
         pw = prog.write_port()
@@ -117,28 +160,25 @@ class Trainer(wiring.Component):
             for i in range(SCALARS):
                 with m.If(self.scal_addr == i):
                     m.d.sync += scal[i].eq(self.scal_data)
+        return pr, scal
 
-        def scalar(index):
-            return Cat(*scal).word_select(index, 64)
-
-        # ---- Adam state memories (rows mirror the gradient memories)
+    def _adam_state_memories(self, m: Module) -> tuple:
+        """The Adam moment memories (rows mirror the gradient memories), read by the host on port A."""
+        mem, ad, C = self.cfg.memory, self.cfg.adam, self.cfg.array.cols
+        mb, vb = ad.m.bits, ad.v.bits
         mmem, vmem = TwoPortRAM(mem, C * mb, self.g_rows, "adam_m"), TwoPortRAM(mem, C * vb, self.g_rows, "adam_v")
         bmm, bvm = TwoPortRAM(mem, C * mb, self.b_rows, "adam_bm"), TwoPortRAM(mem, C * vb, self.b_rows, "adam_bv")
         for name, ram in (("adam_m", mmem), ("adam_v", vmem), ("adam_bm", bmm), ("adam_bv", bvm)):
             m.submodules[name] = ram.instance
         m.d.comb += [self.st_m_rdata.eq(mmem.a_data), self.st_v_rdata.eq(vmem.a_data),
                      self.st_bm_rdata.eq(bmm.a_data), self.st_bv_rdata.eq(bvm.a_data)]
+        return mmem, vmem, bmm, bvm
 
-        # ---- instruction register and its fields
-        instr = Signal(ISA_WORDS * ISA_FIELD_BITS)
-        opcode = instr[:ISA_FIELD_BITS]
-
-        def field(op: Opcode, name: str):
-            i = ISA_FIELDS[op].index(name)
-            return instr.word_select(i + 1, ISA_FIELD_BITS)
-
-        # ---- controller
-        pc = Signal(range(mem.program_instrs))
+    def _controller_registers(self, m: Module) -> SimpleNamespace:
+        """The controller's registers; the namespace the other blocks add their
+        shared signals to (port overrides, vector unit controls)."""
+        R, N, wb = self.cfg.array.rows, self.cfg.array.cores, self.cfg.pe.weight.bits
+        pc = Signal(range(self.cfg.memory.program_instrs))
         row = Signal(32)                # rows done (written)
         rd = Signal(32)                 # rows read (streaming passes)
         tick = Signal()                 # SOFT: even cycles read, odd cycles write
@@ -152,8 +192,15 @@ class Trainer(wiring.Component):
         running = Signal()              # a program is being run (until the HALT)
         busy = Signal()                 # ... and it is not the HALT's cycle: the host may use ports then
         m.d.comb += [busy.eq(running & ~self.done), self.busy.eq(busy)]
+        return SimpleNamespace(pc=pc, row=row, rd=rd, tick=tick, adam_issue=adam_issue, soft_issue=soft_issue,
+                               core=core, bias_pass=bias_pass, reg_a=reg_a, reg_b=reg_b, reg_f=reg_f,
+                               running=running, busy=busy)
 
-        # defaults: host drives the memories; the controller overrides while busy
+    def _host_port_muxes(self, m: Module, arr, st_mems: tuple, c: SimpleNamespace) -> None:
+        """The memory ports: the host drives them by default; the controller
+        overrides while busy (its drivers: c.ctl, c.st_*)."""
+        mmem, vmem, bmm, bvm = st_mems
+        busy = c.busy
         ctl = {k: Signal.like(getattr(self, k), name=f"ctl_{k}") for k in
                ("wm_we", "wm_re", "wm_addr", "wm_data", "am_we", "am_re", "am_addr", "am_data",
                 "bm_we", "bm_addr", "bm_data", "gm_raddr", "gbm_raddr")}
@@ -179,210 +226,234 @@ class Trainer(wiring.Component):
                          ram.b_we.eq(Mux(busy, st_we[bit], self.st_we[bit])),
                          ram.b_wdata.eq(Mux(busy, st_m if data == "m" else st_v,
                                             self.st_m_data if data == "m" else self.st_v_data))]
+        c.ctl, c.st_addr, c.st_we, c.st_waddr, c.st_m, c.st_v = ctl, st_addr, st_we, st_waddr, st_m, st_v
 
-        # array descriptor from the ARRAY fields
-        for name in ISA_FIELDS[Opcode.ARRAY]:
-            port = getattr(arr, f"op_{name}")
-            m.d.comb += port.eq(field(Opcode.ARRAY, name)[:len(port)])
-
-        # vector unit inputs (held in registers by the FSM)
+    def _vector_inputs(self, m: Module, arr, vec, instr, scal: list, c: SimpleNamespace) -> None:
+        """The vector unit's inputs: held in registers by the FSM (VEC with flags),
+        or straight from memory (SOFT and flag-less VEC streaming)."""
+        R, wb = self.cfg.array.rows, self.cfg.pe.weight.bits
+        core, bias_pass, busy = c.core, c.bias_pass, c.busy
         vec_valid = Signal()
         vec_op = Signal(enum_bits(VecOp))
         vec_c = Signal(64)
         fv_op = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("op"), ISA_FIELD_BITS)[:enum_bits(VecOp)]
         fv_coef = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("coef"), ISA_FIELD_BITS)[:4]
         fv_count = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("count"), ISA_FIELD_BITS)[:len(vec.count)]
-        fv_limit = field(Opcode.VEC, "limit")[:len(vec.limit)]   # held by instr while the VEC runs
+        fv_limit = _field(instr, Opcode.VEC, "limit")[:len(vec.limit)]   # held by instr while the VEC runs
         streaming = Signal()            # SOFT and flag-less VEC feed the vector unit straight from memory
         soft = Signal()                 # ... from the weight/bias memories (else a core's activations)
         core_a = Signal(R * wb)
         core_b = Signal(R * wb)
         m.d.comb += [core_a.eq(arr.am_adata.word_select(core, R * wb)),
                      core_b.eq(arr.am_rdata.word_select(core, R * wb))]
-        m.d.comb += [vec.valid.eq(Mux(streaming, soft_issue, vec_valid)),
+        tau, coef = _scalar(scal, Scalar.TAU), _scalar(scal, fv_coef)
+        m.d.comb += [vec.valid.eq(Mux(streaming, c.soft_issue, vec_valid)),
                      vec.op.eq(Mux(soft, VecOp.SOFT, Mux(streaming, fv_op, vec_op))),
-                     vec.c.eq(Mux(soft, scalar(Scalar.TAU), Mux(streaming, scalar(fv_coef), vec_c))[:len(vec.c)]),
+                     vec.c.eq(Mux(soft, tau, Mux(streaming, coef, vec_c))[:len(vec.c)]),
                      vec.count.eq(Mux(streaming, fv_count, R)), vec.limit.eq(fv_limit),
-                     vec.a.eq(Mux(soft, Mux(bias_pass, arr.bm_adata, arr.wm_adata), Mux(streaming, core_a, reg_a))),
-                     vec.b.eq(Mux(soft, Mux(bias_pass, arr.bm_rdata, arr.wm_rdata), Mux(streaming, core_b, reg_b))),
-                     vec.flag.eq(Mux(streaming, 0, reg_f)),
+                     vec.a.eq(Mux(soft, Mux(bias_pass, arr.bm_adata, arr.wm_adata), Mux(streaming, core_a, c.reg_a))),
+                     vec.b.eq(Mux(soft, Mux(bias_pass, arr.bm_rdata, arr.wm_rdata), Mux(streaming, core_b, c.reg_b))),
+                     vec.flag.eq(Mux(streaming, 0, c.reg_f)),
                      vec.seed_we.eq(self.prng_we & ~busy), vec.seed.eq(self.prng_seed),
                      self.prng_state.eq(vec.prng_state)]
         soft_out_valid = Signal()
         soft_out = Signal(R * wb)
         m.d.sync += [soft_out_valid.eq(vec.out_valid & streaming), soft_out.eq(vec.y)]
-        # second read path (port A), the controller's only
-        ctl_a = {k: Signal.like(getattr(arr, k), name=f"ctl_{k}")
-                 for k in ("wm_rea", "wm_aaddr", "bm_rea", "bm_aaddr", "am_rea", "am_aaddr")}
-        for k, sig in ctl_a.items():
-            m.d.comb += getattr(arr, k).eq(Mux(busy, sig, 0))
-        # Adam lanes: W from the weight or bias memory, G from the gradient memories
+        c.vec_valid, c.vec_op, c.vec_c, c.streaming, c.soft = vec_valid, vec_op, vec_c, streaming, soft
+        c.soft_out_valid, c.soft_out = soft_out_valid, soft_out
+
+    def _adam_lanes(self, m: Module, arr, lanes: list, st_mems: tuple, instr, scal: list,
+                    c: SimpleNamespace) -> tuple:
+        """The Adam lanes: W from the weight or bias memory, G from the gradient
+        memories, the moments from the state memories. Returns their W, m, v rows."""
+        ad, wb = self.cfg.adam, self.cfg.pe.weight.bits
+        gb, mb, vb = ad.grad.bits, ad.m.bits, ad.v.bits
+        mmem, vmem, bmm, bvm = st_mems
+        bias_pass = c.bias_pass
         adam_valid = Signal()
-        m.d.comb += adam_valid.eq(adam_issue)
+        m.d.comb += adam_valid.eq(c.adam_issue)
         w_row_data = Mux(bias_pass, arr.bm_adata, arr.wm_adata)
         g_row_data = Mux(bias_pass, arr.gbm_rdata, arr.gm_rdata)
         m_row_data = Mux(bias_pass, bmm.a_data, mmem.a_data)
         v_row_data = Mux(bias_pass, bvm.a_data, vmem.a_data)
-        lr_sel = field(Opcode.ADAM, "lr")
+        lr_sel = _field(instr, Opcode.ADAM, "lr")
         for i, u in enumerate(lanes):
             m.d.comb += [u.valid.eq(adam_valid), u.w.eq(w_row_data.word_select(i, wb)),
                          u.g.eq(g_row_data.word_select(i, gb)), u.m.eq(m_row_data.word_select(i, mb)),
                          u.v.eq(v_row_data.word_select(i, vb)),
-                         u.b1.eq(scalar(Scalar.B1)), u.c1.eq(scalar(Scalar.C1)), u.b2.eq(scalar(Scalar.B2)),
-                         u.c2.eq(scalar(Scalar.C2)), u.e2.eq(scalar(Scalar.E2)), u.lr.eq(scalar(lr_sel[:4]))]
+                         u.b1.eq(_scalar(scal, Scalar.B1)), u.c1.eq(_scalar(scal, Scalar.C1)),
+                         u.b2.eq(_scalar(scal, Scalar.B2)), u.c2.eq(_scalar(scal, Scalar.C2)),
+                         u.e2.eq(_scalar(scal, Scalar.E2)), u.lr.eq(_scalar(scal, lr_sel[:4]))]
         adam_w = Cat(*[u.out_w for u in lanes])
         adam_m = Cat(*[u.out_m for u in lanes])
         adam_v = Cat(*[u.out_v for u in lanes])
+        return adam_w, adam_m, adam_v
 
-        core_mask = Signal(N)
-        m.d.comb += core_mask.eq(Const(1, N) << core)
-        core_row = Signal(R * wb)
-        m.d.comb += core_row.eq(arr.am_rdata.word_select(core, R * wb))
+    def _dispatch_states(self, m: Module, arr, pr, instr, opcode, c: SimpleNamespace) -> None:
+        """IDLE, FETCH, DECODE (to each instruction's states) and ARRAY's: start it, wait for done and a cycle."""
+        pc, row, rd, tick, core, bias_pass, running = c.pc, c.row, c.rd, c.tick, c.core, c.bias_pass, c.running
+        with m.State("IDLE"):
+            with m.If(self.start):
+                m.d.sync += [pc.eq(self.start_pc), running.eq(1)]
+                m.next = "FETCH"
+        with m.State("FETCH"):
+            m.d.comb += pr.addr.eq(pc)
+            m.d.sync += [instr.eq(pr.data), row.eq(0), core.eq(0), bias_pass.eq(0)]
+            m.next = "DECODE"
+        with m.State("DECODE"):
+            with m.Switch(opcode):
+                with m.Case(Opcode.ARRAY):
+                    m.d.comb += arr.start.eq(1)
+                    m.next = "ARRAY_WAIT"
+                with m.Case(Opcode.VEC):
+                    m.d.sync += [rd.eq(0), tick.eq(0), c.soft_issue.eq(0)]
+                    with m.If(_field(instr, Opcode.VEC, "use_flag")[0]):
+                        m.next = "VEC_RA"
+                    with m.Else():
+                        m.next = "VEC_RUN"
+                with m.Case(Opcode.ADAM):
+                    m.d.sync += [rd.eq(0), c.adam_issue.eq(0)]
+                    m.next = "ADAM_RUN"
+                with m.Case(Opcode.SOFT):
+                    m.d.sync += [rd.eq(0), tick.eq(0), c.soft_issue.eq(0)]
+                    m.next = "SOFT_RUN"
+                with m.Default():   # HALT
+                    m.d.comb += self.done.eq(1)
+                    m.d.sync += running.eq(0)
+                    m.next = "IDLE"
+        with m.State("ARRAY_WAIT"):
+            with m.If(arr.done):
+                m.next = "ARRAY_SETTLE"
+        with m.State("ARRAY_SETTLE"):   # the last stored results reach memory
+            _next_instr(m, pc)
 
-        F = {op: {n: field(op, n) for n in ISA_FIELDS[op]} for op in (Opcode.VEC, Opcode.ADAM, Opcode.SOFT)}
-        fv, fa, fs = F[Opcode.VEC], F[Opcode.ADAM], F[Opcode.SOFT]
+    def _vec_states(self, m: Module, vec, scal: list, fv: dict, c: SimpleNamespace) -> None:
+        """VEC with flags: per core, per row: read a, b, flags; compute; write y."""
+        R, wb = self.cfg.array.rows, self.cfg.pe.weight.bits
+        ctl, row, core, core_mask, core_row = c.ctl, c.row, c.core, c.core_mask, c.core_row
+        for state, src in (("VEC_RA", "a_row"), ("VEC_RB", "b_row"), ("VEC_RF", "flag_row")):
+            with m.State(state):
+                m.d.comb += [ctl["am_re"].eq(core_mask), ctl["am_addr"].eq(fv[src] + row)]
+                if state == "VEC_RB":
+                    m.d.sync += c.reg_a.eq(core_row)
+                if state == "VEC_RF":
+                    m.d.sync += c.reg_b.eq(core_row)
+                m.next = {"VEC_RA": "VEC_RB", "VEC_RB": "VEC_RF", "VEC_RF": "VEC_GO"}[state]
+        with m.State("VEC_GO"):
+            flags = [core_row.word_select(j, wb).any() & fv["use_flag"][0] for j in range(R)]
+            m.d.sync += [c.reg_f.eq(Cat(*flags)), c.vec_valid.eq(1), c.vec_op.eq(fv["op"][:enum_bits(VecOp)]),
+                         c.vec_c.eq(_scalar(scal, fv["coef"][:4]))]
+            m.next = "VEC_WAIT"
+        with m.State("VEC_WAIT"):
+            m.d.sync += c.vec_valid.eq(0)
+            with m.If(vec.out_valid):
+                m.d.comb += [ctl["am_we"].eq(core_mask), ctl["am_addr"].eq(fv["y_row"] + row),
+                             ctl["am_data"].eq(vec.y)]
+                with m.If(row + 1 < fv["rows"]):
+                    m.d.sync += row.eq(row + 1)
+                    m.next = "VEC_RA"
+                with m.Elif(core + 1 < fv["cores"]):
+                    m.d.sync += [row.eq(0), core.eq(core + 1)]
+                    m.next = "VEC_RA"
+                with m.Else():
+                    _next_instr(m, c.pc)
 
-        def next_instr():
-            m.d.sync += pc.eq(pc + 1)
-            m.next = "FETCH"
-
-        with m.FSM(name="ctl"):
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [pc.eq(self.start_pc), running.eq(1)]
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                m.d.comb += pr.addr.eq(pc)
-                m.d.sync += [instr.eq(pr.data), row.eq(0), core.eq(0), bias_pass.eq(0)]
-                m.next = "DECODE"
-            with m.State("DECODE"):
-                with m.Switch(opcode):
-                    with m.Case(Opcode.ARRAY):
-                        m.d.comb += arr.start.eq(1)
-                        m.next = "ARRAY_WAIT"
-                    with m.Case(Opcode.VEC):
-                        m.d.sync += [rd.eq(0), tick.eq(0), soft_issue.eq(0)]
-                        with m.If(field(Opcode.VEC, "use_flag")[0]):
-                            m.next = "VEC_RA"
-                        with m.Else():
-                            m.next = "VEC_RUN"
-                    with m.Case(Opcode.ADAM):
-                        m.d.sync += [rd.eq(0), adam_issue.eq(0)]
-                        m.next = "ADAM_RUN"
-                    with m.Case(Opcode.SOFT):
-                        m.d.sync += [rd.eq(0), tick.eq(0), soft_issue.eq(0)]
-                        m.next = "SOFT_RUN"
-                    with m.Default():   # HALT
-                        m.d.comb += self.done.eq(1)
-                        m.d.sync += running.eq(0)
-                        m.next = "IDLE"
-            with m.State("ARRAY_WAIT"):
-                with m.If(arr.done):
-                    m.next = "ARRAY_SETTLE"
-            with m.State("ARRAY_SETTLE"):   # the last stored results reach memory
-                next_instr()
-
-            # ---- VEC: per core, per row: read a, b, flags; compute; write y
-            for state, src in (("VEC_RA", "a_row"), ("VEC_RB", "b_row"), ("VEC_RF", "flag_row")):
-                with m.State(state):
-                    m.d.comb += [ctl["am_re"].eq(core_mask), ctl["am_addr"].eq(fv[src] + row)]
-                    if state == "VEC_RB":
-                        m.d.sync += reg_a.eq(core_row)
-                    if state == "VEC_RF":
-                        m.d.sync += reg_b.eq(core_row)
-                    m.next = {"VEC_RA": "VEC_RB", "VEC_RB": "VEC_RF", "VEC_RF": "VEC_GO"}[state]
-            with m.State("VEC_GO"):
-                flags = [core_row.word_select(j, wb).any() & fv["use_flag"][0] for j in range(R)]
-                m.d.sync += [reg_f.eq(Cat(*flags)), vec_valid.eq(1), vec_op.eq(fv["op"][:enum_bits(VecOp)]),
-                             vec_c.eq(scalar(fv["coef"][:4]))]
-                m.next = "VEC_WAIT"
-            with m.State("VEC_WAIT"):
-                m.d.sync += vec_valid.eq(0)
-                with m.If(vec.out_valid):
+    def _vec_stream_state(self, m: Module, fv: dict, c: SimpleNamespace) -> None:
+        """VEC without flags, streamed like SOFT: per core, a (port A) and b
+        (port B) read on even cycles, y written through port B on odd ones."""
+        ctl, ctl_a, row, rd, tick, core, core_mask = c.ctl, c.ctl_a, c.row, c.rd, c.tick, c.core, c.core_mask
+        with m.State("VEC_RUN"):
+            m.d.comb += c.streaming.eq(1)
+            m.d.sync += tick.eq(~tick)
+            with m.If((rd == fv["rows"]) & (row == fv["rows"])):
+                m.d.sync += tick.eq(0)
+                with m.If(core + 1 < fv["cores"]):
+                    m.d.sync += [core.eq(core + 1), rd.eq(0), row.eq(0)]
+                with m.Else():
+                    _next_instr(m, c.pc)
+            with m.Else():
+                issue = (rd < fv["rows"]) & ~tick
+                m.d.comb += [ctl_a["am_rea"].eq(Mux(issue, core_mask, 0)), ctl_a["am_aaddr"].eq(fv["a_row"] + rd),
+                             ctl["am_re"].eq(Mux(issue, core_mask, 0)), ctl["am_addr"].eq(fv["b_row"] + rd)]
+                m.d.sync += [c.soft_issue.eq(issue), rd.eq(Mux(issue, rd + 1, rd))]
+                with m.If(c.soft_out_valid):
                     m.d.comb += [ctl["am_we"].eq(core_mask), ctl["am_addr"].eq(fv["y_row"] + row),
-                                 ctl["am_data"].eq(vec.y)]
-                    with m.If(row + 1 < fv["rows"]):
-                        m.d.sync += row.eq(row + 1)
-                        m.next = "VEC_RA"
-                    with m.Elif(core + 1 < fv["cores"]):
-                        m.d.sync += [row.eq(0), core.eq(core + 1)]
-                        m.next = "VEC_RA"
-                    with m.Else():
-                        next_instr()
+                                 ctl["am_data"].eq(c.soft_out)]
+                    m.d.sync += row.eq(row + 1)
 
-            # ---- VEC without flags, streamed like SOFT: per core, a (port A) and b
-            # (port B) read on even cycles, y written through port B on odd ones
-            with m.State("VEC_RUN"):
-                m.d.comb += streaming.eq(1)
-                m.d.sync += tick.eq(~tick)
-                with m.If((rd == fv["rows"]) & (row == fv["rows"])):
-                    m.d.sync += tick.eq(0)
-                    with m.If(core + 1 < fv["cores"]):
-                        m.d.sync += [core.eq(core + 1), rd.eq(0), row.eq(0)]
-                    with m.Else():
-                        next_instr()
+    def _adam_state(self, m: Module, fa: dict, lanes: list, adam_out: tuple, c: SimpleNamespace) -> None:
+        """ADAM: weight rows, then bias rows, streamed: one row read per
+        cycle through port A (W) and the gradient/moment read ports, the
+        C lanes' results written back through port B LATENCY cycles later."""
+        ctl, ctl_a, row, rd, bias_pass = c.ctl, c.ctl_a, c.row, c.rd, c.bias_pass
+        adam_w, adam_m, adam_v = adam_out
+        n_rows = Mux(bias_pass, fa["b_rows"], fa["w_rows"])
+        base = Mux(bias_pass, fa["b_row"], fa["w_row"])
+        with m.State("ADAM_RUN"):
+            with m.If((rd == n_rows) & (row == n_rows)):
+                with m.If(bias_pass):
+                    _next_instr(m, c.pc)
                 with m.Else():
-                    issue = (rd < fv["rows"]) & ~tick
-                    m.d.comb += [ctl_a["am_rea"].eq(Mux(issue, core_mask, 0)), ctl_a["am_aaddr"].eq(fv["a_row"] + rd),
-                                 ctl["am_re"].eq(Mux(issue, core_mask, 0)), ctl["am_addr"].eq(fv["b_row"] + rd)]
-                    m.d.sync += [soft_issue.eq(issue), rd.eq(Mux(issue, rd + 1, rd))]
-                    with m.If(soft_out_valid):
-                        m.d.comb += [ctl["am_we"].eq(core_mask), ctl["am_addr"].eq(fv["y_row"] + row),
-                                     ctl["am_data"].eq(soft_out)]
-                        m.d.sync += row.eq(row + 1)
+                    m.d.sync += [bias_pass.eq(1), rd.eq(0), row.eq(0)]
+            with m.Else():
+                issue = rd < n_rows
+                m.d.comb += [ctl_a["wm_rea"].eq(issue & ~bias_pass), ctl_a["bm_rea"].eq(issue & bias_pass),
+                             ctl_a["wm_aaddr"].eq(base + rd), ctl_a["bm_aaddr"].eq(base + rd),
+                             ctl["gm_raddr"].eq(base + rd), ctl["gbm_raddr"].eq(base + rd),
+                             c.st_addr.eq(base + rd)]
+                m.d.sync += [c.adam_issue.eq(issue), rd.eq(Mux(issue, rd + 1, rd))]
+                with m.If(lanes[0].out_valid):
+                    r_w = base + row
+                    m.d.comb += [ctl["wm_we"].eq(~bias_pass), ctl["wm_addr"].eq(r_w), ctl["wm_data"].eq(adam_w),
+                                 ctl["bm_we"].eq(bias_pass), ctl["bm_addr"].eq(r_w), ctl["bm_data"].eq(adam_w),
+                                 c.st_we.eq(Mux(bias_pass, 2, 1)), c.st_waddr.eq(r_w), c.st_m.eq(adam_m),
+                                 c.st_v.eq(adam_v)]
+                    m.d.sync += row.eq(row + 1)
 
-            # ---- ADAM: weight rows, then bias rows, streamed: one row read per
-            # cycle through port A (W) and the gradient/moment read ports, the
-            # C lanes' results written back through port B LATENCY cycles later
-            n_rows = Mux(bias_pass, fa["b_rows"], fa["w_rows"])
-            base = Mux(bias_pass, fa["b_row"], fa["w_row"])
-            with m.State("ADAM_RUN"):
-                with m.If((rd == n_rows) & (row == n_rows)):
-                    with m.If(bias_pass):
-                        next_instr()
-                    with m.Else():
-                        m.d.sync += [bias_pass.eq(1), rd.eq(0), row.eq(0)]
+    def _soft_state(self, m: Module, fs: dict, c: SimpleNamespace) -> None:
+        """SOFT: target <- SOFT(online, target), weight rows then bias rows,
+        streamed at one row per two cycles: online rows through port A, target
+        rows through port B on even cycles, results written through port B
+        on odd ones (the vector unit's output is held one extra cycle)."""
+        ctl, ctl_a, row, rd, tick, bias_pass = c.ctl, c.ctl_a, c.row, c.rd, c.tick, c.bias_pass
+        s_rows = Mux(bias_pass, fs["b_rows"], fs["w_rows"])
+        src0 = Mux(bias_pass, fs["b_src"], fs["w_src"])
+        dst0 = Mux(bias_pass, fs["b_dst"], fs["w_dst"])
+        with m.State("SOFT_RUN"):
+            m.d.comb += [c.streaming.eq(1), c.soft.eq(1)]
+            m.d.sync += tick.eq(~tick)
+            with m.If((rd == s_rows) & (row == s_rows)):
+                m.d.sync += tick.eq(0)
+                with m.If(bias_pass):
+                    _next_instr(m, c.pc)
                 with m.Else():
-                    issue = rd < n_rows
-                    m.d.comb += [ctl_a["wm_rea"].eq(issue & ~bias_pass), ctl_a["bm_rea"].eq(issue & bias_pass),
-                                 ctl_a["wm_aaddr"].eq(base + rd), ctl_a["bm_aaddr"].eq(base + rd),
-                                 ctl["gm_raddr"].eq(base + rd), ctl["gbm_raddr"].eq(base + rd),
-                                 st_addr.eq(base + rd)]
-                    m.d.sync += [adam_issue.eq(issue), rd.eq(Mux(issue, rd + 1, rd))]
-                    with m.If(lanes[0].out_valid):
-                        r_w = base + row
-                        m.d.comb += [ctl["wm_we"].eq(~bias_pass), ctl["wm_addr"].eq(r_w), ctl["wm_data"].eq(adam_w),
-                                     ctl["bm_we"].eq(bias_pass), ctl["bm_addr"].eq(r_w), ctl["bm_data"].eq(adam_w),
-                                     st_we.eq(Mux(bias_pass, 2, 1)), st_waddr.eq(r_w), st_m.eq(adam_m),
-                                     st_v.eq(adam_v)]
-                        m.d.sync += row.eq(row + 1)
+                    m.d.sync += [bias_pass.eq(1), rd.eq(0), row.eq(0)]
+            with m.Else():
+                issue = (rd < s_rows) & ~tick
+                m.d.comb += [ctl_a["wm_rea"].eq(issue & ~bias_pass), ctl_a["bm_rea"].eq(issue & bias_pass),
+                             ctl_a["wm_aaddr"].eq(src0 + rd), ctl_a["bm_aaddr"].eq(src0 + rd),
+                             ctl["wm_re"].eq(issue & ~bias_pass), ctl["wm_addr"].eq(dst0 + rd),
+                             ctl["bm_addr"].eq(dst0 + rd)]
+                m.d.sync += [c.soft_issue.eq(issue), rd.eq(Mux(issue, rd + 1, rd))]
+                with m.If(c.soft_out_valid):
+                    m.d.comb += [ctl["wm_we"].eq(~bias_pass), ctl["wm_addr"].eq(dst0 + row),
+                                 ctl["wm_data"].eq(c.soft_out), ctl["bm_we"].eq(bias_pass),
+                                 ctl["bm_addr"].eq(dst0 + row), ctl["bm_data"].eq(c.soft_out)]
+                    m.d.sync += row.eq(row + 1)
 
-            # ---- SOFT: target <- SOFT(online, target), weight rows then bias rows,
-            # streamed at one row per two cycles: online rows through port A, target
-            # rows through port B on even cycles, results written through port B
-            # on odd ones (the vector unit's output is held one extra cycle)
-            s_rows = Mux(bias_pass, fs["b_rows"], fs["w_rows"])
-            src0 = Mux(bias_pass, fs["b_src"], fs["w_src"])
-            dst0 = Mux(bias_pass, fs["b_dst"], fs["w_dst"])
-            with m.State("SOFT_RUN"):
-                m.d.comb += [streaming.eq(1), soft.eq(1)]
-                m.d.sync += tick.eq(~tick)
-                with m.If((rd == s_rows) & (row == s_rows)):
-                    m.d.sync += tick.eq(0)
-                    with m.If(bias_pass):
-                        next_instr()
-                    with m.Else():
-                        m.d.sync += [bias_pass.eq(1), rd.eq(0), row.eq(0)]
-                with m.Else():
-                    issue = (rd < s_rows) & ~tick
-                    m.d.comb += [ctl_a["wm_rea"].eq(issue & ~bias_pass), ctl_a["bm_rea"].eq(issue & bias_pass),
-                                 ctl_a["wm_aaddr"].eq(src0 + rd), ctl_a["bm_aaddr"].eq(src0 + rd),
-                                 ctl["wm_re"].eq(issue & ~bias_pass), ctl["wm_addr"].eq(dst0 + rd),
-                                 ctl["bm_addr"].eq(dst0 + rd)]
-                    m.d.sync += [soft_issue.eq(issue), rd.eq(Mux(issue, rd + 1, rd))]
-                    with m.If(soft_out_valid):
-                        m.d.comb += [ctl["wm_we"].eq(~bias_pass), ctl["wm_addr"].eq(dst0 + row),
-                                     ctl["wm_data"].eq(soft_out), ctl["bm_we"].eq(bias_pass),
-                                     ctl["bm_addr"].eq(dst0 + row), ctl["bm_data"].eq(soft_out)]
-                        m.d.sync += row.eq(row + 1)
-        return m
+
+def _field(instr, op: Opcode, name: str):
+    """Field ``name`` of an ``op`` instruction in the instruction register."""
+    i = ISA_FIELDS[op].index(name)
+    return instr.word_select(i + 1, ISA_FIELD_BITS)
+
+
+def _scalar(scal: list, index):
+    """Scalar register ``index`` (a constant, or a field selecting one)."""
+    return Cat(*scal).word_select(index, 64)
+
+
+def _next_instr(m: Module, pc) -> None:
+    """The instruction is done: fetch the next one."""
+    m.d.sync += pc.eq(pc + 1)
+    m.next = "FETCH"

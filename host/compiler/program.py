@@ -192,6 +192,24 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     backward's ReLU masks stop the error there (docs/training.md), and
     ``tanh_limit``, where mu on the critic's input grid counts as a saturated
     tanh (DTANH passes no error there; :func:`fixar.golden.qat.tanh_limit`)."""
+    _check_shape(cfg, obs_dim, act_dim, hidden, batch)
+    b = _Builder(cfg, batch, quantized, tops)
+    obs_p = b.tiles(obs_dim) * b.R             # s padded to whole tiles; a starts at a tile
+    _declare_nets(b, obs_dim, act_dim, hidden, obs_p)
+    _check_quantizers(cfg, hidden, quantized, tops, tanh_limit)
+    _declare_batch_inputs(b, obs_dim, act_dim, obs_p)
+    _training_step(b, obs_dim, act_dim, tanh_limit)
+    p = b.p
+    _allocate(cfg, p, p.instrs, p.inputs, p.outputs)
+    p.instrs = [_addressed(cfg, p, ins, b.S) for ins in p.instrs]
+    _acting_program(b, obs_dim, act_dim)
+    _allocate(cfg, p, p.act_instrs, p.act_inputs, p.act_outputs)
+    p.act_instrs = [_addressed(cfg, p, ins, 1) for ins in p.act_instrs]
+    return p
+
+
+def _check_shape(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int) -> None:
+    """The shapes the array and the batch split over the cores can take."""
     R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
     if R != C:
         raise ProgramError("the program needs square tiles (array.rows == array.cols)")
@@ -201,44 +219,11 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     if batch % N:
         # a gradient sums each core's whole slice: a short last slice would add slots no sample filled
         raise ProgramError(f"batch = {batch}: must be a multiple of array.cores = {N}")
-    S = batch // N
-    tiles = lambda n: math.ceil(n / R)
-    obs_p = tiles(obs_dim) * R                 # s padded to whole tiles; a starts at a tile
-    p = Program()
-    limits = _limits(cfg)
-    bump = {"W": 0, "B": 0}
 
-    def tensor(name, space, shape, rows):
-        assert name not in p.tensors, f"compiler bug: tensor {name} allocated twice"
-        base = -1                              # activation-like tensors: placed by liveness at the end
-        if space in bump:
-            base = bump[space]
-            if base + rows > limits[space]:
-                raise _too_big(name, space, rows, base, limits[space])
-            if space == "W" and not name.split(".")[0].endswith("_t") and base + rows > limits["G"]:
-                raise _too_big(name, "G", rows, base, limits["G"])   # gradients, moments mirror W's rows
-            bump[space] = base + rows
-        p.tensors[name] = Tensor(name, space, base, rows, shape)
-        return name
 
-    def act(name, features):      # slot-major, per core: one row per (feature tile, slot)
-        return tensor(name, "A", (features, batch), tiles(features) * S)
-
-    def act_t(name, features):    # feature-major, per core: row j*K + k, K = features padded to tiles
-        return tensor(name, "T", (tiles(features) * R, batch), tiles(S) * tiles(features) * R)
-
-    funcs = {"actor": [ActFunc.RELU] * len(hidden) + [ActFunc.TANH],
-             "critic": [ActFunc.RELU] * len(hidden) + [ActFunc.IDENTITY]}
-    sizes = {"actor": [obs_dim, *hidden, act_dim], "critic": [obs_p + act_dim, *hidden, 1]}
-    for net in ("actor", "critic", "actor_t", "critic_t"):
-        base = net.removesuffix("_t")
-        layers = []
-        for i, (k, mm) in enumerate(zip(sizes[base], sizes[base][1:])):
-            w = tensor(f"{net}.W{i}", "W", (mm, k), weight_rows(cfg, mm, k))
-            b = tensor(f"{net}.b{i}", "B", (mm,), tiles(mm))
-            layers.append((w, b, funcs[base][i]))
-        p.nets[net] = layers
-
+def _check_quantizers(cfg: FixarConfig, hidden: tuple[int, ...], quantized: bool,
+                      tops: Mapping[tuple[str, int], int] | None, tanh_limit: int | None) -> None:
+    """Enough QAT quantizers for the layer inputs, and phase 2's tops and tanh limit given."""
     n_quant = len(hidden) * 2 + 2
     if n_quant > cfg.array.quantizers:
         raise ProgramError(f"the networks have {n_quant} layer inputs to quantize; array.quantizers = "
@@ -251,8 +236,127 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
         if tanh_limit is None:
             raise ProgramError("QAT phase 2: no tanh_limit (DTANH needs mu's saturated value on the critic's grid)")
 
-    # host-written batch tensors (the actor's inputs apart from the critic's:
-    # after the QAT switch each goes through its own network's quantizer)
+
+class _Builder:
+    """What the compile steps share: the program being built, the bump pointers
+    of the statically placed memories, and the emitters of tensors and of the
+    forward and backward passes."""
+
+    def __init__(self, cfg: FixarConfig, batch: int, quantized: bool,
+                 tops: Mapping[tuple[str, int], int] | None):
+        self.cfg = cfg
+        self.R = cfg.array.rows
+        self.batch = batch
+        self.S = batch // cfg.array.cores
+        self.quantized = quantized
+        self.tops = tops
+        self.p = Program()
+        self.limits = _limits(cfg)
+        self.bump = {"W": 0, "B": 0}
+        self.ones: str | None = None           # the bias gradients' input, once declared
+
+    def tiles(self, n):
+        return math.ceil(n / self.R)
+
+    def tensor(self, name, space, shape, rows):
+        p, bump, limits = self.p, self.bump, self.limits
+        assert name not in p.tensors, f"compiler bug: tensor {name} allocated twice"
+        base = -1                              # activation-like tensors: placed by liveness at the end
+        if space in bump:
+            base = bump[space]
+            if base + rows > limits[space]:
+                raise _too_big(name, space, rows, base, limits[space])
+            if space == "W" and not name.split(".")[0].endswith("_t") and base + rows > limits["G"]:
+                raise _too_big(name, "G", rows, base, limits["G"])   # gradients, moments mirror W's rows
+            bump[space] = base + rows
+        p.tensors[name] = Tensor(name, space, base, rows, shape)
+        return name
+
+    def act(self, name, features):      # slot-major, per core: one row per (feature tile, slot)
+        return self.tensor(name, "A", (features, self.batch), self.tiles(features) * self.S)
+
+    def act_t(self, name, features):    # feature-major, per core: row j*K + k, K = features padded to tiles
+        tiles, R = self.tiles, self.R
+        return self.tensor(name, "T", (tiles(features) * R, self.batch), tiles(self.S) * tiles(features) * R)
+
+    def vec1(self, name, features):     # acting: one vector, one row per feature tile
+        return self.tensor(name, "A", (features, 1), self.tiles(features))
+
+    def quant_fields(self, net, i, last, out, track):
+        """track / fq / qidx of layer i's product: its output feeds layer i + 1,
+        or (the actor's last layer writing mu) the critic's first layer."""
+        if last and not out:
+            return {}
+        q = quantizer_index(self.p, "critic", 0) if last else quantizer_index(self.p, net, i + 1)
+        if self.quantized:
+            return {"fq": True, "qidx": q}
+        return {"track": True, "qidx": q} if (track and not last) else {}
+
+    def forward(self, net, x, out=None, out_tile=0, keep_t=False, tag="", track=False):
+        """Chained forward pass from x (its first feature tiles); the last layer's
+        output goes to ``out`` from feature tile ``out_tile`` when given. Returns
+        the stored outputs and their feature-major copies (``keep_t``)."""
+        p = self.p
+        outs, outs_t = [], []
+        for i, (w, b, f) in enumerate(p.nets[net]):
+            mm, k = p.tensors[w].shape
+            last = i == len(p.nets[net]) - 1
+            y = out if (last and out) else self.act(f"{net}{tag}.y{i}", mm)
+            yt = self.act_t(f"{net}{tag}.y{i}^T", mm) if keep_t and not last else None
+            op = LayerOp(M=mm, K=k, batch=self.batch, func=f, store=True, store_t=yt is not None,
+                         **self.quant_fields(net, i, last, out, track))
+            p.instrs.append(Matmul(op, w, b, x, y, yt, out_tile if (last and out) else 0))
+            outs.append(y)
+            outs_t.append(yt)
+            x = y
+        return outs, outs_t
+
+    def backward(self, net, d, xs, xs_t, want_input=False, grads=True, tag=""):
+        """Backward from error d at the last layer's output (pre-activation);
+        returns the stored input error when ``want_input``."""
+        p, batch = self.p, self.batch
+        layers = p.nets[net]
+        for i in range(len(layers) - 1, -1, -1):
+            w, b, _ = layers[i]
+            mm, k = p.tensors[w].shape
+            if grads:
+                op = LayerOp(M=mm, K=self.tiles(k) * self.R, batch=batch, grad=True, bias=False, gstore=1)
+                p.instrs.append(Grad(op, d, xs_t[i], w))
+                op = LayerOp(M=mm, K=1, batch=batch, grad=True, bias=False, gstore=2)
+                p.instrs.append(Grad(op, d, None, b, ones=self.ones))
+            if i == 0 and not want_input:
+                return None
+            raw = self.act(f"{net}{tag}.e{i}", k)
+            op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True)
+            p.instrs.append(Matmul(op, w, None, d, raw))
+            if i == 0:
+                return raw
+            masked = self.act(f"{net}{tag}.d{i - 1}", k)
+            limit = self.tops[(net.removesuffix("_t"), i)] if self.quantized else None
+            p.instrs.append(Vec(VecOp.RELU_MASK, raw, xs[i], masked, limit=limit))
+            d = masked
+        return None
+
+
+def _declare_nets(b: _Builder, obs_dim: int, act_dim: int, hidden: tuple[int, ...], obs_p: int) -> None:
+    """Weights and biases of the networks and their targets, bump-placed in W and B."""
+    funcs = {"actor": [ActFunc.RELU] * len(hidden) + [ActFunc.TANH],
+             "critic": [ActFunc.RELU] * len(hidden) + [ActFunc.IDENTITY]}
+    sizes = {"actor": [obs_dim, *hidden, act_dim], "critic": [obs_p + act_dim, *hidden, 1]}
+    for net in ("actor", "critic", "actor_t", "critic_t"):
+        base = net.removesuffix("_t")
+        layers = []
+        for i, (k, mm) in enumerate(zip(sizes[base], sizes[base][1:])):
+            w = b.tensor(f"{net}.W{i}", "W", (mm, k), weight_rows(b.cfg, mm, k))
+            bias = b.tensor(f"{net}.b{i}", "B", (mm,), b.tiles(mm))
+            layers.append((w, bias, funcs[base][i]))
+        b.p.nets[net] = layers
+
+
+def _declare_batch_inputs(b: _Builder, obs_dim: int, act_dim: int, obs_p: int) -> None:
+    """The host-written batch tensors (the actor's inputs apart from the critic's:
+    after the QAT switch each goes through its own network's quantizer)."""
+    act, act_t, p = b.act, b.act_t, b.p
     s_in = act("s", obs_dim)
     s2_in = act("s2", obs_dim)
     smu = act("[s;mu]", obs_p + act_dim)        # the host writes s; the actor adds mu
@@ -263,65 +367,20 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     r = act("r", 1)
     done = act("done", 1)
     ones = act_t("ones^T", 1)                   # a bias gradient's one input: row stride 1
-    p.tensors[ones] = dataclasses.replace(p.tensors[ones], shape=(1, batch))
+    p.tensors[ones] = dataclasses.replace(p.tensors[ones], shape=(1, b.batch))
+    b.ones = ones
     d_actor = act("-2^k/B", 1)
     p.inputs = {"s": s_in, "[s;mu]": smu, "s^T": s_t, "[s;a]": sa, "[s;a]^T": sa_t, "s2": s2_in,
                 "[s2;mu']": s2mu, "r": r, "done": done, "ones": ones, "actor_error": d_actor}
 
-    def quant_fields(net, i, last, out, track, n_batch=batch):
-        """track / fq / qidx of layer i's product: its output feeds layer i + 1,
-        or (the actor's last layer writing mu) the critic's first layer."""
-        if last and not out:
-            return {}
-        q = quantizer_index(p, "critic", 0) if last else quantizer_index(p, net, i + 1)
-        if quantized:
-            return {"fq": True, "qidx": q}
-        return {"track": True, "qidx": q} if (track and not last) else {}
 
-    def forward(net, x, out=None, out_tile=0, keep_t=False, tag="", track=False):
-        """Chained forward pass from x (its first feature tiles); the last layer's
-        output goes to ``out`` from feature tile ``out_tile`` when given. Returns
-        the stored outputs and their feature-major copies (``keep_t``)."""
-        outs, outs_t = [], []
-        for i, (w, b, f) in enumerate(p.nets[net]):
-            mm, k = p.tensors[w].shape
-            last = i == len(p.nets[net]) - 1
-            y = out if (last and out) else act(f"{net}{tag}.y{i}", mm)
-            yt = act_t(f"{net}{tag}.y{i}^T", mm) if keep_t and not last else None
-            op = LayerOp(M=mm, K=k, batch=batch, func=f, store=True, store_t=yt is not None,
-                         **quant_fields(net, i, last, out, track))
-            p.instrs.append(Matmul(op, w, b, x, y, yt, out_tile if (last and out) else 0))
-            outs.append(y)
-            outs_t.append(yt)
-            x = y
-        return outs, outs_t
-
-    def backward(net, d, xs, xs_t, want_input=False, grads=True, tag=""):
-        """Backward from error d at the last layer's output (pre-activation);
-        returns the stored input error when ``want_input``."""
-        layers = p.nets[net]
-        for i in range(len(layers) - 1, -1, -1):
-            w, b, _ = layers[i]
-            mm, k = p.tensors[w].shape
-            if grads:
-                op = LayerOp(M=mm, K=tiles(k) * R, batch=batch, grad=True, bias=False, gstore=1)
-                p.instrs.append(Grad(op, d, xs_t[i], w))
-                op = LayerOp(M=mm, K=1, batch=batch, grad=True, bias=False, gstore=2)
-                p.instrs.append(Grad(op, d, None, b, ones=ones))
-            if i == 0 and not want_input:
-                return None
-            raw = act(f"{net}{tag}.e{i}", k)
-            op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True)
-            p.instrs.append(Matmul(op, w, None, d, raw))
-            if i == 0:
-                return raw
-            masked = act(f"{net}{tag}.d{i - 1}", k)
-            limit = tops[(net.removesuffix("_t"), i)] if quantized else None
-            p.instrs.append(Vec(VecOp.RELU_MASK, raw, xs[i], masked, limit=limit))
-            d = masked
-        return None
-
-    a_tile = tiles(obs_dim)                      # the action's feature tile in [s; a]
+def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | None) -> None:
+    """The training step's instructions: TD target, critic update, actor update, soft target updates."""
+    p, act, forward, backward = b.p, b.act, b.forward, b.backward
+    i = p.inputs
+    s_in, smu, s_t, sa, sa_t = i["s"], i["[s;mu]"], i["s^T"], i["[s;a]"], i["[s;a]^T"]
+    s2_in, s2mu, r, done, d_actor = i["s2"], i["[s2;mu']"], i["r"], i["done"], i["actor_error"]
+    a_tile = b.tiles(obs_dim)                    # the action's feature tile in [s; a]
     # 1. TD target: mu' goes into the action tile of [s2; mu']
     forward("actor_t", s2_in, out=s2mu, out_tile=a_tile)
     (*_, q2), _ = forward("critic_t", s2mu)
@@ -340,36 +399,31 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     dx = backward("critic", d_actor, [smu] + qa_outs[:-1], None, want_input=True, grads=False, tag="(s,mu)")
     d_mu = act("dmu", act_dim)
     p.instrs.append(Vec(VecOp.DTANH, dx, smu, d_mu, a_tile=a_tile, b_tile=a_tile,
-                        limit=tanh_limit if quantized else None))
+                        limit=tanh_limit if b.quantized else None))
     backward("actor", d_mu, [s_in] + a_outs[:-1], [s_t] + a_outs_t[:-1])
     p.instrs.append(Adam("actor", "actor_lr"))
     # 4. targets
     p.instrs.append(Soft("actor"))
     p.instrs.append(Soft("critic"))
     p.outputs = {"q": c_outs[-1], "y": y}       # the host's training statistics
-    _allocate(cfg, p, p.instrs, p.inputs, p.outputs)
-    p.instrs = [_addressed(cfg, p, ins, S) for ins in p.instrs]
 
-    # acting: the actor on one state in intra-layer mode (every core holds the
-    # vector and takes a share of each layer's k-tiles), then the noise
-    def vec1(name, features):
-        return tensor(name, "A", (features, 1), tiles(features))
 
-    state = vec1("state", obs_dim)
+def _acting_program(b: _Builder, obs_dim: int, act_dim: int) -> None:
+    """Acting: the actor on one state in intra-layer mode (every core holds the
+    vector and takes a share of each layer's k-tiles), then the noise."""
+    p = b.p
+    state = b.vec1("state", obs_dim)
     x = state
-    for i, (w, b, f) in enumerate(p.nets["actor"]):
+    for i, (w, bias, f) in enumerate(p.nets["actor"]):
         mm, k = p.tensors[w].shape
-        y1 = vec1(f"act.y{i}", mm)
-        q = quant_fields("actor", i, i == len(p.nets["actor"]) - 1, None, False)
+        y1 = b.vec1(f"act.y{i}", mm)
+        q = b.quant_fields("actor", i, i == len(p.nets["actor"]) - 1, None, False)
         p.act_instrs.append(Matmul(LayerOp(M=mm, K=k, batch=1, func=f, intra_layer=True, store=True, **q),
-                                   w, b, x, y1))
+                                   w, bias, x, y1))
         x = y1
-    action = vec1("action", act_dim)
+    action = b.vec1("action", act_dim)
     p.act_instrs.append(Vec(VecOp.NOISE, x, None, action, coef="noise", lanes=act_dim, one_core=True))
     p.act_inputs, p.act_outputs = {"state": state}, {"action": action, "mu": x}   # with and without noise
-    _allocate(cfg, p, p.act_instrs, p.act_inputs, p.act_outputs)
-    p.act_instrs = [_addressed(cfg, p, ins, 1) for ins in p.act_instrs]
-    return p
 
 
 def _addressed(cfg: FixarConfig, p: Program, ins, S: int):
