@@ -55,18 +55,54 @@ def gradient_errors(cfg: FixarConfig, obs: int = 17, act: int = 6, batch: int = 
     return {"critic": rel(c_grads, want_c), "actor": rel(a_grads, want_a, cfg.adam.actor_grad_scale_log2)}
 
 
-def step_time_ratio(cfg: FixarConfig, obs: int = 17, act: int = 6, batch: int = 64, reps: int = 10) -> dict:
+def _interleaved_ms(steps: dict, reps: int) -> dict:
+    """Median ms per call of each function, the functions called in turn so
+    that a load that comes and goes on the machine hits all of them alike."""
+    times = {name: [] for name in steps}
+    for _ in range(reps):
+        for name, fn in steps.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: 1e3 * float(np.median(ts)) for name, ts in times.items()}
+
+
+def _step_ms(cfg: FixarConfig, obs: int, act: int, batch: int, reps: int) -> dict:
+    """Median ms of one training step: golden (numba), golden (numpy only), float32."""
+    import os
+
     from fixar.rl.backends.float32 import FloatBackend
     rng = np.random.default_rng(1)
-    s, s2 = rng.normal(0, 1, (batch, obs)), rng.normal(0, 1, (batch, obs))
-    a, r, d = rng.uniform(-1, 1, (batch, act)), rng.normal(-1, 1, batch), np.zeros(batch)
-    times = {}
-    for name, backend in (("golden", GoldenBackend(obs, act, Hyper(batch=batch), 0, cfg)),
-                          ("float", FloatBackend(obs, act, Hyper(batch=batch), 0))):
-        backend.train(s, a, r, s2, d)
-        t = time.perf_counter()
-        for _ in range(reps):
-            backend.train(s, a, r, s2, d)
-        times[name] = (time.perf_counter() - t) / reps
-    return {"golden_step_ms_b64": round(times["golden"] * 1e3, 1), "float_step_ms_b64": round(times["float"] * 1e3, 1),
-            "golden_vs_float_step_ratio_b64": round(times["golden"] / times["float"], 2)}
+    batch_data = (rng.normal(0, 1, (batch, obs)), rng.uniform(-1, 1, (batch, act)), rng.normal(-1, 1, batch),
+                  rng.normal(0, 1, (batch, obs)), np.zeros(batch))
+    golden = GoldenBackend(obs, act, Hyper(batch=batch), 0, cfg)
+    numpy_only = GoldenBackend(obs, act, Hyper(batch=batch), 0, cfg)
+    fp32 = FloatBackend(obs, act, Hyper(batch=batch), 0)
+
+    def without_numba():
+        os.environ["FIXAR_NO_NUMBA"] = "1"
+        try:
+            numpy_only.train(*batch_data)
+        finally:
+            del os.environ["FIXAR_NO_NUMBA"]
+
+    steps = {"golden": lambda: golden.train(*batch_data), "numpy": without_numba,
+             "float": lambda: fp32.train(*batch_data)}
+    for fn in steps.values():      # first calls: numba's compile (or cache load), allocations
+        fn()
+    return _interleaved_ms(steps, reps)
+
+
+def step_time_ratio(cfg: FixarConfig, obs: int = 17, act: int = 6, batches=(64, 512), reps: int = 15) -> dict:
+    """One DDPG training step of FIXAR's 400-300 networks: the golden model
+    (numba kernels, and the numpy-only route that FIXAR_NO_NUMBA=1 selects)
+    against the float32 backend, in one process with the same BLAS threads."""
+    figs = {}
+    for batch in batches:
+        ms = _step_ms(cfg, obs, act, batch, reps)
+        figs.update({f"golden_step_ms_b{batch}": round(ms["golden"], 2),
+                     f"golden_numpy_only_step_ms_b{batch}": round(ms["numpy"], 2),
+                     f"float_step_ms_b{batch}": round(ms["float"], 2),
+                     f"golden_vs_float_step_ratio_b{batch}": round(ms["golden"] / ms["float"], 2),
+                     f"golden_numpy_only_ratio_b{batch}": round(ms["numpy"] / ms["float"], 2)})
+    return figs

@@ -110,7 +110,8 @@ def measure(what: str, vectors: int) -> dict:
         figs["adam_rsqrt_max_rel_error"] = float(f"{rsqrt_max_rel_error(cfg):.3g}")
         figs.update(trajectory_error(cfg))
         from fixar.figures.golden_ddpg import gradient_errors, step_time_ratio
-        print("golden: fixed-point DDPG step vs float64 and float32 (HalfCheetah networks, B = 64) ...", flush=True)
+        print("golden: fixed-point DDPG step vs float64 and float32 (HalfCheetah networks, B = 64 and 512, "
+              "numba and numpy-only) ...", flush=True)
         err = gradient_errors(cfg)
         figs["golden_grad_rel_err_critic_b64"] = float(f"{err['critic']:.3g}")
         figs["golden_grad_rel_err_actor_b64"] = float(f"{err['actor']:.3g}")
