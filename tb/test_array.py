@@ -377,6 +377,67 @@ async def test_random_ops(dut):
     tb.record("random_ops", n)
 
 
+def corner_operands(tb: TB, mode: PEMode, transpose: bool, intra: bool):
+    """An operation whose outputs are mostly exact rounding ties (even and odd
+    kept LSBs, through both lanes of FXP32's recombination) and, in two rows,
+    saturate both ways: (op, W, X, exact sums). Row i's weights are odd * 2^J
+    on reduction index 0 (and an even multiple on index R, which the other
+    core adds in intra-layer mode); X holds odd multiples of 2^(s - 1 - J),
+    so every product is an odd multiple of 2^(s - 1): a tie. The last two
+    rows put the largest weights on indices 1 and 2, which meet the largest X
+    (two products: one FXP16 product alone cannot pass the lower limit)."""
+    cfg, rng, R, C = tb.cfg, tb.rng, tb.cfg.array.rows, tb.cfg.array.cols
+    pe = cfg.pe
+    s = pe.shift32 if mode == PEMode.FXP32 else pe.shift16
+    act = pe.act32 if mode == PEMode.FXP32 else pe.act16
+    J = min(9, s - 2, act.bits - 3)
+    n_out, K = C, (2 * R if intra else 3)
+    batch = 1 if intra else int(rng.integers(2, 7)) * (2 if mode == PEMode.FXP16 else 1)
+    W = np.zeros((n_out, K), dtype=np.int64)
+    W[:, 0] = (2 * rng.integers(-20, 20, n_out) + 1) << J
+    if intra:
+        W[:, R] = (2 * rng.integers(-10, 10, n_out)) << J
+    W[-2:, 0] = 0
+    W[-2:, 1] = W[-2:, 2] = (pe.weight.max_int, pe.weight.min_int)
+    top = (act.max_int >> (s - 1 - J)) // 2 - 1
+    X = np.zeros((K, batch), dtype=np.int64)
+    X[0] = (2 * rng.integers(-top, top, batch) + 1) << (s - 1 - J)
+    if intra:
+        X[R] = X[0]
+    X[1] = X[2] = rng.choice([act.max_int, act.min_int], batch)
+    if transpose:       # the transposed product reads W^T: store the transpose
+        op = LayerOp(M=K, K=n_out, batch=batch, mode=mode, transpose=True, bias=False, intra_layer=intra)
+        return op, W.T.copy(), X, W @ X
+    op = LayerOp(M=n_out, K=K, batch=batch, mode=mode, bias=False, intra_layer=intra)
+    return op, W, X, W @ X
+
+
+@cocotb.test()
+async def test_output_stage_corners(dut):
+    """Exact ties and saturation both ways through every output stage of the
+    array (FXP32 and FXP16, forward and transposed, intra-batch and the
+    cross-core sum of intra-layer mode), each checked against the golden
+    model; the test also checks that its ties and limits really occur."""
+    tb = TB(dut)
+    await tb.reset()
+    pe = tb.cfg.pe
+    ties = limits = 0
+    for mode in PEMode:
+        s = pe.shift32 if mode == PEMode.FXP32 else pe.shift16
+        for transpose in (False, True):
+            for intra in (False, True):
+                if intra and transpose:
+                    continue
+                op, W, X, exact = corner_operands(tb, mode, transpose, intra)
+                await tb.load(op, W, X)
+                got, _ = await tb.check(op, W, X, None, f"corners {mode.name} {'W^T X' if transpose else 'W X'} "
+                                                     f"{'intra-layer' if intra else 'intra-batch'}")
+                ties += int(np.sum((exact[:-2] & ((1 << s) - 1)) == 1 << (s - 1)))
+                limits += int(np.sum(got == pe.out.max_int) > 0) + int(np.sum(got == pe.out.min_int) > 0)
+    assert ties >= 40 and limits == 12, f"only {ties} ties and {limits} of 12 limits reached"
+    tb.record("output_stage_corners", 6, ties=ties)
+
+
 @cocotb.test()
 async def test_ddpg_networks(dut):
     """The HalfCheetah actor and critic: chained forward passes in both
@@ -431,9 +492,27 @@ def test_array_bit_exact_and_cycle_exact(sim):
     # checks the same RTL's semantics on 200 random operations, not the DDPG networks.
     cases = os.environ.get("FIXAR_CASES", "1000" if sim == "verilator" else "200")
     res = run_module(sim, cfg, generated(cfg, array=True), "fixar_array", BENCH,
-                     testcase=None if sim == "verilator" else "test_random_ops",
+                     testcase=None if sim == "verilator" else ["test_random_ops", "test_output_stage_corners"],
                      env={"FIXAR_CASES": cases, "FIXAR_DDPG_BATCH": "8"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def test_bench_catches_ties_rounded_half_up(monkeypatch):
+    """The generator's rne entry planted as round-half-up: every array output
+    stage then rounds exact ties upward. Random operands make no exact tie;
+    the corner test must fail."""
+    from amaranth.hdl import Const
+
+    from fixar.gen.emit import emit
+    from fixar.gen.lib import arith
+    from fixar.sim.runner import BUILD_ROOT
+    cfg = load("small")
+    monkeypatch.setitem(arith.ROUNDERS, "rne", lambda value, shift, rnd: Const(1 << (shift - 1), shift))
+    out = BUILD_ROOT / "planted_bug" / "array_ties_half_up"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-ties-half-up",
+                     testcase="test_output_stage_corners")
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice ties rounded half up"
 
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])

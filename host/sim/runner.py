@@ -133,7 +133,7 @@ def run_bench(
     tag: str,
     env: dict[str, str] | None = None,
     seed: int | None = None,
-    testcase: str | None = None,
+    testcase: str | list[str] | None = None,
     waves: bool | None = None,
 ) -> SimResult:
     """Build ``sources`` (incrementally) and run ``test_module`` against them.
