@@ -23,18 +23,6 @@ from fixar.golden.vector import soft_update, vector_op
 DEFAULT = load("default")
 
 
-@pytest.fixture(params=["numba", "numpy"])
-def route(request, monkeypatch):
-    """Runs the test with numba's kernels, then with the numpy fallback."""
-    if request.param == "numba":
-        monkeypatch.delenv("FIXAR_NO_NUMBA", raising=False)
-        if numba_kernels() is None:
-            pytest.skip("numba cannot be imported here")
-    else:
-        monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
-        assert numba_kernels() is None
-    return request.param
-
 
 # ----------------------------------------------------------------- products
 def ref_product(cfg, W, X, bias, mode, shift=None, fmt=None):

@@ -100,17 +100,6 @@ def digest(res: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:16]
 
 
-@pytest.fixture(params=["numba", "numpy"])
-def route(request, monkeypatch):
-    from fixar.golden.fixed import numba_kernels
-    if request.param == "numba":
-        monkeypatch.delenv("FIXAR_NO_NUMBA", raising=False)
-        if numba_kernels() is None:
-            pytest.skip("numba cannot be imported here")
-    else:
-        monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
-    return request.param
-
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_steps_are_those_before_issue_22(route, name):
