@@ -19,7 +19,8 @@ export OBJCACHE := $(if $(shell command -v ccache),ccache,)
 
 .PHONY: help setup sysdeps train verilog sim test test-unit test-slow lint synth bench study check-vitis bitstream clean
 
-# `make train` knobs (the README's first command)
+# `make train` knobs (the README's first command). It starts afresh each
+# time (--force: a plain `fixar train` refuses to overwrite a run folder).
 TRAIN_ENV   ?= Pendulum-v1
 TRAIN_STEPS ?= 10000
 TRAIN_OUT   ?= runs/pendulum-golden
@@ -71,7 +72,7 @@ setup: $(STAMP)
 
 train: $(STAMP)
 	$(VENV)/bin/fixar train --backend golden --env $(TRAIN_ENV) --hidden 64,64 --steps $(TRAIN_STEPS) \
-	    --lr $(TRAIN_LR) --out $(TRAIN_OUT)
+	    --lr $(TRAIN_LR) --out $(TRAIN_OUT) --force
 
 verilog: $(STAMP)
 	$(PY) -m fixar.gen --config $(CONFIG) --out rtl

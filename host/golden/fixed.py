@@ -195,9 +195,20 @@ def quantize(x, fmt: FixedFormat, rnd=None, rnd_bits: int = 0) -> np.ndarray:
         if rnd is None or rnd_bits <= 0:
             raise ValueError("stochastic quantization needs random words")
         r = np.floor(scaled + np.ldexp(np.asarray(rnd, dtype=np.float64), -rnd_bits))
-    limit = 2.0 ** 62
-    r = np.clip(r, -limit, limit)  # beyond int64; saturates or wraps as below
-    return overflow(r.astype(I64), fmt)
+    # r holds integers, some maybe beyond int64; reduce them exactly before the cast
+    top = 2.0 ** 63
+    if fmt.overflow == "wrap":
+        # fmod of float64 integers is exact (IEEE), and 2**bits is a float: the
+        # result is congruent to r modulo 2**bits, |result| < 2**bits
+        span = 2.0 ** fmt.bits
+        r = np.fmod(r, span)
+        if fmt.bits == 64:    # into int64's range, still modulo 2**64 (exact: Sterbenz)
+            r = np.where(r >= top, r - span, np.where(r < -top, r + span, r))
+        return wrap(r.astype(I64), fmt.bits, fmt.signed)
+    # saturate: beyond int64 is beyond every format here, so those go to the bounds directly
+    q = np.clip(r, -top, np.nextafter(top, 0)).astype(I64)
+    hi = I64(min(fmt.max_int, (1 << 63) - 1))     # (an unsigned 64-bit format's top is beyond int64)
+    return saturate(np.where(r >= top, hi, np.where(r < -top, I64(fmt.min_int), q)), fmt)
 
 
 def dequantize(q, fmt: FixedFormat) -> np.ndarray:

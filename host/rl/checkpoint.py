@@ -23,16 +23,47 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: Path, run, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write to ``path``.tmp, then rename: a reader sees the old checkpoint or
+    the new one, never a part. Whatever stops the write (a full disk, a second
+    Ctrl-C) removes the temporary file, so the previous checkpoint is the only
+    one left, intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"format": FORMAT, "version": VERSION, "settings": run.to_dict(), **meta}
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+            f.flush()
+            os.fsync(f.fileno())     # the data on disk before the rename makes it the checkpoint
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def load_checkpoint(path: Path, run) -> tuple[dict, dict[str, np.ndarray]]:
+def read_header(path: Path) -> dict:
+    """A checkpoint's JSON header (settings, counters), without its arrays."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            header = json.loads(bytes(z["__header__"]).decode())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint") from None
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a readable fixar checkpoint (corrupt or truncated: {exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a fixar checkpoint")
+    return header
+
+
+def load_checkpoint(path: Path, run, config=None) -> tuple[dict, dict[str, np.ndarray]]:
+    """The header and arrays of the checkpoint at ``path``, refused when it is
+    of another run: a MUST_MATCH setting differs, or (given ``config``, the
+    engine config of this run) the config it was trained with, compared by
+    name and digest, so an edited TOML file under the same path is caught."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no checkpoint to resume from")
@@ -51,21 +82,17 @@ def load_checkpoint(path: Path, run) -> tuple[dict, dict[str, np.ndarray]]:
     if diff:
         detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now.get(k)!r}" for k in diff)
         raise CheckpointError(f"{path}: checkpoint is of a different run ({detail})")
+    was = header.get("config")        # absent in checkpoints written before it was stored
+    if config is not None and was is not None and was.get("digest") != config.digest:
+        raise CheckpointError(f"{path}: the checkpoint was trained with config {was.get('name')!r} (digest "
+                              f"{was.get('digest')}), this run's --config {run.config} is {config.name!r} (digest "
+                              f"{config.digest}); resume with the checkpoint's config, or start a new run")
     return header, arrays
 
 
 def read_settings(path: Path) -> dict:
     """The run settings stored in a checkpoint (for `fixar eval`)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            header = json.loads(bytes(z["__header__"]).decode())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint") from None
-    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not a readable fixar checkpoint (corrupt or truncated: {exc})") from None
-    if header.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a fixar checkpoint")
-    return header["settings"]
+    return read_header(path)["settings"]
 
 
 def check_backend_state(expected: dict, got: dict, opaque: tuple[str, ...] = ()) -> None:

@@ -8,13 +8,18 @@ and all sampling uses generators seeded from ``seed``; so a run is a function
 of (seed, backend, settings), and a checkpoint taken in the middle of an
 episode resumes exactly by replaying that episode's recorded actions into the
 re-seeded environment (gymnasium's classic-control and MuJoCo tasks are
-deterministic given the seed).
+deterministic given the seed). SIGINT and SIGTERM stop a run only between
+steps, so its checkpoint is that of a run whose --steps ended there.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import json
+import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +29,11 @@ import numpy as np
 from fixar.config import load
 from fixar.config.timing import timing
 from fixar.rl.backends import make_backend
-from fixar.rl.checkpoint import load_checkpoint, save_checkpoint
+from fixar.rl.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from fixar.rl.envs import make_env, to_env_action
 from fixar.rl.hyper import Hyper
+from fixar.rl.inputs import load_config
+from fixar.rl.progress import Progress
 from fixar.rl.replay import Replay
 
 EPISODE_SEED_STRIDE = 1_000_003
@@ -52,17 +59,46 @@ class RunSettings:
     hyper: Hyper = field(default_factory=Hyper)
 
     def __post_init__(self) -> None:
+        # messages name the command line's options: that is where users meet them
         if self.precision == "qat":
-            if self.qat_delay is None or not 0 <= self.qat_delay <= self.steps:
-                raise ValueError(f"qat_delay: needs a step in [0, {self.steps}] for precision qat, "
+            if self.qat_delay is None or not 1 <= self.qat_delay <= self.steps:
+                raise ValueError(f"--qat-delay: the QAT switch needs a step in [1, {self.steps}] (--steps), "
                                  f"got {self.qat_delay}")
         elif self.qat_delay is not None:
-            raise ValueError(f"qat_delay is only meaningful with precision qat (precision is {self.precision})")
+            raise ValueError(f"--qat-delay: only with --precision qat (precision is {self.precision})")
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "replay_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{_flag(name)}: must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0:
-            raise ValueError(f"warmup: must be >= 0, got {self.warmup}")
+            raise ValueError(f"--warmup: must be >= 0, got {self.warmup}")
+        if self.seed < 0:
+            raise ValueError(f"--seed: must be >= 0 (environments take non-negative seeds), got {self.seed}")
+
+    @property
+    def first_update(self) -> int:
+        """The step whose end brings the first update: the warm-up's last, or
+        the first at which the replay holds a whole batch."""
+        return max(self.warmup, self.hyper.batch, 1)
+
+    def check_trainable(self) -> None:
+        """Refuse a run that would never update its networks, or whose QAT
+        switch comes before any update (it would fix the 16-bit ranges from an
+        untrained network, which then never learns)."""
+        b, steps = self.hyper.batch, self.steps
+        if b > self.replay_size:
+            raise ValueError(f"--batch {b} is larger than the replay buffer ({self.replay_size} transitions): "
+                             "no batch could ever be drawn")
+        if self.warmup > steps:
+            raise ValueError(f"--warmup {self.warmup} --steps {steps}: the warm-up (random actions, no updates) is "
+                             "longer than the run, which would never train; lower --warmup or raise --steps")
+        if b > steps:
+            raise ValueError(f"--batch {b} --steps {steps}: the first update needs {b} transitions in the replay "
+                             "and the run makes fewer, so it would never train; lower --batch or raise --steps")
+        if self.precision == "qat" and self.qat_delay <= self.first_update:
+            raise ValueError(f"--qat-delay: the QAT switch is at step {self.qat_delay}, at or before the end of the "
+                             f"warm-up at step {self.first_update} (--warmup, or --batch when larger), so its ranges "
+                             f"would come from an untrained network; switch after step {self.first_update} "
+                             "(--qat-delay, by default half of --steps) or raise --steps")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -74,6 +110,73 @@ class RunSettings:
         d = dict(d)
         d["hyper"] = Hyper.from_dict(d["hyper"])
         return cls(**d)
+
+
+def _flag(name: str) -> str:
+    """The command-line option of a RunSettings field."""
+    return "replay_size" if name == "replay_size" else "--" + name.replace("_", "-")
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run stopped on SIGINT or SIGTERM; the message says what was saved."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(signum, message)       # both in args: a process pool pickles it back to the study
+        self.signum, self.message = signum, message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class _Abandoned(KeyboardInterrupt):
+    """A second signal: stop wherever the run is."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM while a run trains. The first is only noted: the
+    loop stops at the next step boundary, where its state is that of a run
+    that ended there, and saves. The second raises _Abandoned wherever the run
+    is (a save in progress removes its temporary file); later ones are
+    ignored, so that clean-up runs to its end. Python runs signal handlers
+    in the main thread only, so elsewhere (a thread of some caller) nothing is
+    installed."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self.abandoned = False
+        self._old: dict = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                # an ignored signal stays ignored: a shell starts background jobs with SIGINT ignored so
+                # that Ctrl-C at the prompt leaves them running
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received = signum
+            again = "Ctrl-C" if signum == signal.SIGINT else name
+            # os.write, not print: the handler may run inside a print to the same stream
+            lead = "\n" if sys.stderr.isatty() else ""
+            os.write(2, f"{lead}{name}: stopping after this step to save a checkpoint ({again} again stops at "
+                        "once, without saving)\n".encode())
+        elif not self.abandoned:
+            self.abandoned = True
+            raise _Abandoned(signum)
 
 
 def tensorboard_writer(folder: Path):
@@ -109,17 +212,25 @@ def evaluate(backend, env_name: str, seed: int, episodes: int) -> float:
     return total / episodes
 
 
+LOG_HEADER = ["step", "episode", "episode_return", "eval_return", "critic_loss", "q_mean"]
+
+
 class Trainer:
-    def __init__(self, run: RunSettings, resume: bool = False, log=print):
+    """One run: ``resume`` continues it from ``checkpoint`` (by default the
+    run folder's checkpoint.npz; `fixar eval` passes any saved one)."""
+
+    def __init__(self, run: RunSettings, resume: bool = False, log=print, checkpoint: str | Path | None = None):
         self.run, self.log = run, log
         self.out = Path(run.out)
         self.ckpt_path = self.out / "checkpoint.npz"
+        self.cfg = load_config(run.config)       # its name and digest go into every checkpoint
         self.env = make_env(run.env)
         obs_dim = self.env.observation_space.shape[0]
         act_dim = self.env.action_space.shape[0]
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.backend = make_backend(run.backend, obs_dim, act_dim, run.hyper, run.seed, run.config, log=log,
-                                    xclbin=run.xclbin)
+        self._say = log            # the run's messages; while the progress bar shows, through it
+        self.backend = make_backend(run.backend, obs_dim, act_dim, run.hyper, run.seed, run.config,
+                                    log=lambda text: self._say(text), xclbin=run.xclbin)
         self.precision = run.precision if run.precision != "auto" else "fp32" if run.backend == "float" else "fxp32"
         self.backend.set_precision_phase(self.precision)
         self.replay = Replay(run.replay_size, obs_dim, act_dim)
@@ -130,8 +241,9 @@ class Trainer:
         self.ep_return = 0.0
         self.evals: list[tuple[int, float]] = []
         self.timers = {"env": 0.0, "host": 0.0, "accel": 0.0}
+        self._saving = False
         if resume:
-            self._resume()
+            self._resume(Path(checkpoint) if checkpoint is not None else self.ckpt_path)
         self.state = self._start_episode(replay_actions=self.ep_actions)
 
     # ------------------------------------------------------------- episodes
@@ -141,15 +253,15 @@ class Trainer:
             s, *_ = self.env.step(to_env_action(self.env, a))
         return s
 
-    def _resume(self) -> None:
-        meta, arrays = load_checkpoint(self.ckpt_path, self.run)
+    def _resume(self, path: Path) -> None:
+        meta, arrays = load_checkpoint(path, self.run, self.cfg)
         self.backend.load_state_dict({k[8:]: v for k, v in arrays.items() if k.startswith("backend.")})
         self.replay.load_state_dict({k[7:]: v for k, v in arrays.items() if k.startswith("replay.")})
         self.rng.bit_generator.state = meta["rng"]
         self.step, self.episode, self.ep_return = meta["step"], meta["episode"], meta["ep_return"]
         self.evals = [tuple(e) for e in meta["evals"]]
         self.ep_actions = list(arrays["episode_actions"])
-        self.log(f"resumed {self.ckpt_path} at step {self.step} (episode {self.episode})")
+        self.log(f"resumed {path} at step {self.step} (episode {self.episode})")
 
     def save(self) -> Path:
         arrays = {f"backend.{k}": v for k, v in self.backend.state_dict().items()}
@@ -157,96 +269,119 @@ class Trainer:
         act_dim = self.env.action_space.shape[0]
         arrays["episode_actions"] = np.array(self.ep_actions, np.float32).reshape(-1, act_dim)
         meta = {"step": self.step, "episode": self.episode, "ep_return": self.ep_return, "evals": self.evals,
-                "rng": self.rng.bit_generator.state}
+                "rng": self.rng.bit_generator.state, "config": {"name": self.cfg.name, "digest": self.cfg.digest}}
+        self._saving = True       # left set when the save fails: a second signal's message reads it
         save_checkpoint(self.ckpt_path, self.run, meta, arrays)
+        self._saving = False
         return self.ckpt_path
 
     # ------------------------------------------------------------- the loop
     def train(self, progress: bool = True) -> dict:
+        """Run to ``run.steps`` and write the results. SIGINT or SIGTERM stops
+        the run at the next step boundary, saves and raises
+        :class:`Interrupted`; a second one stops at once (abandoning a save in
+        progress: the previous checkpoint stays as it was)."""
+        self.run.check_trainable()
+        with _StopSignals() as signals:
+            try:
+                return self._train(progress, signals)
+            except _Abandoned as exc:
+                raise Interrupted(exc.signum, self._abandoned(exc.signum)) from None
+
+    def _abandoned(self, signum: int) -> str:
+        """What a second signal left: read from the disk, so it is true
+        however far the save got."""
+        name = signal.Signals(signum).name
+        what = ", abandoning the checkpoint being written" if self._saving else ", without saving"
+        try:
+            kept = f"{self.ckpt_path} holds step {read_header(self.ckpt_path)['step']}, intact"
+        except CheckpointError:
+            kept = "no checkpoint was written"
+        return f"second {name}: stopped at once{what}; {kept}"
+
+    def _train(self, progress: bool, signals: _StopSignals) -> dict:
         run = self.run
         self.out.mkdir(parents=True, exist_ok=True)
         log_path = self.out / "log.csv"
-        new_log = not log_path.exists() or self.step == 0
-        if not new_log:
-            _drop_rows_after(log_path, self.step)   # written after the checkpoint by a run that then died
-        logf = open(log_path, "w" if new_log else "a", newline="")
+        logf = _open_log(log_path, self.step)
         writer = csv.writer(logf)
-        if new_log:
-            writer.writerow(["step", "episode", "episode_return", "eval_return", "critic_loss", "q_mean"])
+        bar = Progress(run.steps, self.step, self.log, Progress.mode_for(self.log, progress))
+        self._say = bar.say
+        tb = None
         stats = {"critic_loss": float("nan"), "q_mean": float("nan")}
-        tb = tensorboard_writer(self.out / "tensorboard")
-        t0, step0 = time.perf_counter(), self.step
-        last_report = t0
         try:
-            while self.step < run.steps:
-                if run.precision == "qat" and self.step == run.qat_delay:
-                    self.backend.switch_to_fxp16()
-                    self.log(f"step {self.step}: QAT switch, activations are 16-bit from here")
-                t = time.perf_counter()
-                if self.step < run.warmup:
-                    a = self.rng.uniform(-1, 1, self.env.action_space.shape).astype(np.float32)
-                else:
-                    a = self.backend.act(self.state, explore=True)
-                t1 = time.perf_counter()
-                s2, r, term, trunc, _ = self.env.step(to_env_action(self.env, a))
-                t2 = time.perf_counter()
-                self.replay.add(self.state, a, r, s2, term)
-                self.ep_actions.append(np.asarray(a, np.float32))
-                self.ep_return += float(r)
-                self.state = s2
-                self.step += 1
-                t3 = time.perf_counter()
-                if self.step >= run.warmup and self.replay.n >= run.hyper.batch:
-                    stats = self.backend.train(*self.replay.sample(self.rng, run.hyper.batch))
-                t4 = time.perf_counter()
-                self.timers["accel"] += (t1 - t) + (t4 - t3)
-                self.timers["env"] += t2 - t1
-                self.timers["host"] += t3 - t2
-                eval_ret = ""
-                if self.step % run.eval_every == 0 or self.step == run.steps:
-                    eval_ret = evaluate(self.backend, run.env, run.seed, run.eval_episodes)
-                    self.evals.append((self.step, eval_ret))
-                if tb is not None:
-                    if eval_ret != "":
-                        tb.add_scalar("eval_return", eval_ret, self.step)
-                    if term or trunc:
-                        tb.add_scalar("episode_return", self.ep_return, self.step)
-                        for key in ("critic_loss", "q_mean"):
-                            if np.isfinite(stats[key]):     # (nan before the first update)
-                                tb.add_scalar(key, stats[key], self.step)
-                if term or trunc:
-                    writer.writerow([self.step, self.episode, round(self.ep_return, 3), eval_ret,
-                                     stats["critic_loss"], stats["q_mean"]])
-                    logf.flush()
-                    self.episode += 1
-                    self.ep_actions, self.ep_return = [], 0.0
-                    self.state = self._start_episode()
-                elif eval_ret != "":
-                    writer.writerow([self.step, self.episode, "", eval_ret, stats["critic_loss"], stats["q_mean"]])
-                if self.step % run.checkpoint_every == 0:
-                    self.save()
-                now = time.perf_counter()
-                if progress and (self.step % 1000 == 0 or self.step == run.steps or now - last_report > 20):
-                    last_report = now
-                    rate = (self.step - step0) / max(time.perf_counter() - t0, 1e-9)
-                    last = f"{self.evals[-1][1]:.1f} @ {self.evals[-1][0]}" if self.evals else "-"
-                    self.log(f"step {self.step}/{run.steps}  {rate:.3g} steps/s  episode {self.episode}  "
-                             f"eval return {last}")
-        except KeyboardInterrupt:
-            path = self.save()
+            tb = tensorboard_writer(self.out / "tensorboard")
+            while self.step < run.steps and signals.received is None:
+                stats = self._one_step(stats, writer, logf, tb)
+                bar.update(self.step, self.episode, self.evals)
+        finally:
+            bar.close()
+            self._say = self.log
             logf.close()
             if tb is not None:
                 tb.close()
-            self.log(f"interrupted at step {self.step}: checkpoint saved to {path}; continue with --resume")
-            raise
-        logf.close()
-        if tb is not None:
-            tb.close()
+        if signals.received is not None and self.step < run.steps:
+            path = self.save()
+            raise Interrupted(signals.received, f"interrupted by {signal.Signals(signals.received).name} at step "
+                                                f"{self.step}: checkpoint saved to {path}; continue with --resume")
         self.save()
         result = self.summary()
         (self.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
         plot_curve(log_path, self.out / "learning_curve.png", f"{run.env}, {run.backend} backend, seed {run.seed}")
         return result
+
+    def _one_step(self, stats: dict, writer, logf, tb) -> dict:
+        """One environment step, the update, and the evaluation, log rows and
+        checkpoint that fall on it. Returns the latest update's statistics."""
+        run = self.run
+        if run.precision == "qat" and self.step == run.qat_delay:
+            self.backend.switch_to_fxp16()
+            self._say(f"step {self.step}: QAT switch, activations are 16-bit from here")
+        t = time.perf_counter()
+        if self.step < run.warmup:
+            a = self.rng.uniform(-1, 1, self.env.action_space.shape).astype(np.float32)
+        else:
+            a = self.backend.act(self.state, explore=True)
+        t1 = time.perf_counter()
+        s2, r, term, trunc, _ = self.env.step(to_env_action(self.env, a))
+        t2 = time.perf_counter()
+        self.replay.add(self.state, a, r, s2, term)
+        self.ep_actions.append(np.asarray(a, np.float32))
+        self.ep_return += float(r)
+        self.state = s2
+        self.step += 1
+        t3 = time.perf_counter()
+        if self.step >= run.warmup and self.replay.n >= run.hyper.batch:
+            stats = self.backend.train(*self.replay.sample(self.rng, run.hyper.batch))
+        t4 = time.perf_counter()
+        self.timers["accel"] += (t1 - t) + (t4 - t3)
+        self.timers["env"] += t2 - t1
+        self.timers["host"] += t3 - t2
+        eval_ret = ""
+        if self.step % run.eval_every == 0 or self.step == run.steps:
+            eval_ret = evaluate(self.backend, run.env, run.seed, run.eval_episodes)
+            self.evals.append((self.step, eval_ret))
+        if tb is not None:
+            if eval_ret != "":
+                tb.add_scalar("eval_return", eval_ret, self.step)
+            if term or trunc:
+                tb.add_scalar("episode_return", self.ep_return, self.step)
+                for key in ("critic_loss", "q_mean"):
+                    if np.isfinite(stats[key]):     # (nan before the first update)
+                        tb.add_scalar(key, stats[key], self.step)
+        if term or trunc:
+            writer.writerow([self.step, self.episode, round(self.ep_return, 3), eval_ret,
+                             stats["critic_loss"], stats["q_mean"]])
+            logf.flush()
+            self.episode += 1
+            self.ep_actions, self.ep_return = [], 0.0
+            self.state = self._start_episode()
+        elif eval_ret != "":
+            writer.writerow([self.step, self.episode, "", eval_ret, stats["critic_loss"], stats["q_mean"]])
+        if self.step % run.checkpoint_every == 0:
+            logf.flush()      # the log's rows up to the checkpoint are on disk when it is
+            self.save()
+        return stats
 
     def close(self) -> None:
         """Release the backend (the rtl backend's simulator process)."""
@@ -266,7 +401,7 @@ class Trainer:
         cycles = getattr(self.backend, "cycles", None)
         if cycles is not None and self.step:
             # the rtl backend counts the simulated engine's cycles: measured in simulation, not on a board
-            clock_hz = timing(load(self.run.config)).clock_hz
+            clock_hz = timing(self.cfg).clock_hz
             out["simulated_accelerator"] = {
                 "label": f"cycles of the simulated RTL engine ({self.run.config} config); time at "
                          f"{clock_hz / 1e6:g} MHz (the config's target clock)",
@@ -288,17 +423,24 @@ class Trainer:
             return {"label": "not projected", "reason": str(exc)}
 
 
-def _drop_rows_after(log_csv: Path, step: int) -> None:
-    """Keep the header and the rows up to ``step`` (the checkpoint's): a run
-    killed after its last checkpoint logged steps it will now redo."""
-    with open(log_csv, newline="") as f:
-        rows = list(csv.reader(f))
-    keep = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
-    if len(keep) != len(rows):
+def _open_log(log_csv: Path, step: int):
+    """log.csv for appending the rows after ``step``, with its header first.
+    A fresh run starts it; a resumed one keeps the header and the whole rows
+    up to its checkpoint's step: a run killed after its last checkpoint logged
+    steps it will now redo, and one killed before its first row (or with the
+    header still in a buffer) left the file empty or headless."""
+    rows = []
+    if step > 0 and log_csv.exists():
+        with open(log_csv, newline="") as f:
+            rows = list(csv.reader(f))
+    keep = [LOG_HEADER] + [r for r in rows[1:] if rows[0] == LOG_HEADER and len(r) == len(LOG_HEADER)
+                           and r[0].isdigit() and int(r[0]) <= step]
+    if keep != rows:
         tmp = log_csv.with_suffix(".tmp")
         with open(tmp, "w", newline="") as f:
             csv.writer(f).writerows(keep)
         tmp.replace(log_csv)
+    return open(log_csv, "a", newline="")
 
 
 def plot_curve(log_csv: Path, png: Path, title: str) -> None:

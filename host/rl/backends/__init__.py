@@ -25,10 +25,11 @@ def make_backend(name: str, obs_dim: int, act_dim: int, hyper: Hyper, seed: int,
         from fixar.rl.backends.float32 import FloatBackend
         return FloatBackend(obs_dim, act_dim, hyper, seed)
     if name in ("golden", "rtl", "xrt"):
-        from fixar.config import load
-        cfg = load(config)
+        from fixar.rl.inputs import load_config
+        cfg = load_config(config)
         if name == "golden":
-            from fixar.rl.backends.golden import GoldenBackend
+            from fixar.rl.backends.golden import GoldenBackend, check_fits
+            check_fits(cfg, obs_dim, act_dim, hyper)
             return GoldenBackend(obs_dim, act_dim, hyper, seed, cfg)
         if name == "rtl":
             from fixar.rl.backends.rtl import RtlBackend

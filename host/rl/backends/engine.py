@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from fixar.compiler.program import ProgramError
 from fixar.config import FixarConfig
 from fixar.driver.engine import EngineHost
 from fixar.golden.fixed import dequantize
-from fixar.rl.backends.golden import GoldenBackend
+from fixar.rl.backends.golden import GoldenBackend, not_fitting
 from fixar.rl.hyper import Hyper
 
 
@@ -27,8 +28,10 @@ class EngineBackend(GoldenBackend):
 
     def __init__(self, obs_dim: int, act_dim: int, hyper: Hyper, seed: int, cfg: FixarConfig | None = None):
         super().__init__(obs_dim, act_dim, hyper, seed, cfg)
-        # ProgramError if the networks do not fit the engine
-        self.host = EngineHost(self.cfg, self.ddpg, act_dim, hyper.hidden, hyper.batch)
+        try:
+            self.host = EngineHost(self.cfg, self.ddpg, act_dim, hyper.hidden, hyper.batch)
+        except ProgramError as exc:     # the networks do not fit the engine: said as the golden backend says it
+            raise not_fitting(self.cfg, hyper, exc) from None
         self.cycles = {"train": 0, "act": 0}
         self.train_steps = 0
         self._params_stale = False     # the host's copy of the parameters is behind the engine's

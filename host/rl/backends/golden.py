@@ -17,6 +17,28 @@ from fixar.rl.heap import keep_temporaries_in_heap
 from fixar.rl.hyper import Hyper
 
 
+def check_fits(cfg: FixarConfig, obs_dim: int, act_dim: int, hyper: Hyper) -> None:
+    """The networks and batch fit the accelerator's memories and units, as the
+    rtl and xrt backends require (their host compiles the same program): a
+    golden run stands for a run on the engine, so one that no engine of this
+    config could make is refused before it starts. Raises ProgramError."""
+    from fixar.compiler.program import ProgramError, compile_ddpg
+
+    try:
+        compile_ddpg(cfg, obs_dim, act_dim, tuple(hyper.hidden), hyper.batch)
+    except ProgramError as exc:
+        raise not_fitting(cfg, hyper, exc) from None
+
+
+def not_fitting(cfg: FixarConfig, hyper: Hyper, exc: Exception):
+    """The compiler's reason as one line that names the options to change."""
+    from fixar.compiler.program import ProgramError
+
+    h1, h2 = hyper.hidden
+    return ProgramError(f"--hidden {h1},{h2} --batch {hyper.batch} do not fit the engine of config {cfg.name!r}: "
+                        f"{exc}")
+
+
 class GoldenBackend:
     name = "golden"
 

@@ -100,9 +100,10 @@ class RtlBackend(EngineBackend):
                 break
             except TimeoutError:
                 if self._proc.poll() is not None:
-                    tail = log_path.read_text(errors="replace").splitlines()[-15:]
-                    raise RtlBackendError("backend rtl: the simulator exited before connecting; the end of "
-                                          f"{log_path}:\n" + "\n".join(tail)) from None
+                    # one line: the log's last line, and where the rest is
+                    tail = (log_path.read_text(errors="replace").strip().splitlines() or ["(empty)"])[-1]
+                    raise RtlBackendError(f"backend rtl: the simulator exited before connecting (its last line: "
+                                          f"{tail.strip()}); see {log_path}") from None
                 if time.monotonic() - t0 > CONNECT_TIMEOUT_S:
                     self.close()
                     raise RtlBackendError(f"backend rtl: no connection from the simulator in {CONNECT_TIMEOUT_S} s "
