@@ -104,13 +104,14 @@ def _saturate(m: Module, q, fmt: FixedFormat, name: str):
     return out
 
 
-def fit(m: Module, value, fmt: FixedFormat, name: str):
-    """``value`` into ``fmt``'s codes as ``fmt.overflow`` says (any width)."""
-    if fmt.overflow not in OVERFLOWS:
-        raise ConfigError(f"{name}: overflow {fmt.overflow!r} has no generator entry (known: {sorted(OVERFLOWS)})")
+def fit(m: Module, value, fmt: FixedFormat, name: str, overflow: str | None = None):
+    """``value`` into ``fmt``'s codes as ``overflow`` (default ``fmt.overflow``) says (any width)."""
+    overflow = overflow or fmt.overflow
+    if overflow not in OVERFLOWS:
+        raise ConfigError(f"{name}: overflow {overflow!r} has no generator entry (known: {sorted(OVERFLOWS)})")
     q = Signal(signed(max(len(value), fmt.bits) + 1), name=f"{name}_q")
     m.d.comb += q.eq(value)
-    return OVERFLOWS[fmt.overflow](m, q, fmt, name)
+    return OVERFLOWS[overflow](m, q, fmt, name)
 
 
 def requantize(m: Module, value, shift: int, fmt: FixedFormat, name: str, rnd=None):
@@ -127,6 +128,4 @@ def rne(m: Module, value, shift: int, name: str):
 def saturate(m: Module, value, fmt: FixedFormat, name: str):
     """``value`` clamped into ``fmt``'s codes, whatever ``fmt.overflow`` says
     (the Adam and vector units always saturate)."""
-    q = Signal(signed(max(len(value), fmt.bits) + 1), name=f"{name}_q")
-    m.d.comb += q.eq(value)
-    return _saturate(m, q, fmt, name)
+    return fit(m, value, fmt, name, "saturate")
