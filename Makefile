@@ -63,7 +63,7 @@ sysdeps:
 $(STAMP): pyproject.toml | sysdeps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[synth,axi,tensorboard]'
+	$(PY) -m pip install -q -e '.[synth,axi,tensorboard,study]'
 	@touch $@
 
 setup: $(STAMP)
@@ -109,17 +109,23 @@ synth: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m fixar.figures all
 
-# The reward study (not part of CI: hours). The MuJoCo tasks need the
-# mujoco extra, installed here. Finished runs are kept and not redone.
+# The reward study (not part of CI: hours), each run a Ray task: a local Ray
+# by default, a cluster with STUDY_ADDRESS=<head:port> (or RAY_ADDRESS).
+# Finished runs are kept and not redone; an interrupted study resumes.
 STUDY_ENVS  ?= Pendulum-v1,HalfCheetah-v5,Hopper-v5,Swimmer-v5
+STUDY_PRECISIONS ?= fp32,fxp32,qat,fxp16
 STUDY_STEPS ?= 100000
 STUDY_SEEDS ?= 3
 STUDY_HIDDEN ?= 400,300
 STUDY_LR    ?= 1e-4
+STUDY_EVAL_EVERY ?=
+STUDY_OUT   ?= docs/study
+STUDY_ADDRESS ?=
 study: $(STAMP)
-	$(PY) -m pip install -q -e '.[mujoco]'
-	$(PY) -m fixar.rl.study --envs $(STUDY_ENVS) --steps $(STUDY_STEPS) --seeds $(STUDY_SEEDS) \
-	    --hidden $(STUDY_HIDDEN) --lr $(STUDY_LR) --jobs 2 --out docs/study
+	$(PY) -m pip install -q -e '.[mujoco,study]'
+	$(VENV)/bin/fixar study --envs $(STUDY_ENVS) --precisions $(STUDY_PRECISIONS) --steps $(STUDY_STEPS) \
+	    --seeds $(STUDY_SEEDS) --hidden $(STUDY_HIDDEN) --lr $(STUDY_LR) $(if $(STUDY_EVAL_EVERY),--eval-every $(STUDY_EVAL_EVERY),) \
+	    --out $(STUDY_OUT) $(if $(STUDY_ADDRESS),--address $(STUDY_ADDRESS),)
 
 # The U50 image (constraints/README.md, docs/kernel.md). The Vitis tools are
 # checked before anything else, so without them this stops at once.
@@ -138,6 +144,7 @@ check-vitis:
 	fi
 
 bitstream: check-vitis $(STAMP)
+	$(PY) -m fixar.gen.kernel.floorplan --config $(CONFIG)
 	$(PY) -m fixar.gen.kernel.vitis --config $(CONFIG) --out $(U50_BUILD) --platform $(PLATFORM)
 	vivado -mode batch -nojournal -nolog -source constraints/package_kernel.tcl \
 	    -tclargs $(U50_BUILD) $(U50_PART) $(KERNEL_MHZ)000000

@@ -235,6 +235,10 @@ def _train_parser(sub) -> None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["study"]:
+        from fixar.rl.study import main as study_main
+        return study_main(argv[1:])
     ap = _Parser(prog="fixar", description=__doc__.split("\n\n")[0], formatter_class=_Help)
     sub = ap.add_subparsers(dest="cmd", required=True)
     _train_parser(sub)
@@ -242,6 +246,8 @@ def main(argv=None) -> int:
                        description="Mean return of noise-free episodes of a checkpoint's agent.")
     e.add_argument("checkpoint", help="a run folder (its checkpoint.npz) or a checkpoint file")
     e.add_argument("--episodes", type=_int_at_least(1), default=10, help="episodes to average")
+    # listed here for `fixar --help`; its own parser (fixar.rl.study) reads its options
+    sub.add_parser("study", help="the reward study, each run a Ray task (fixar study --help)", add_help=False)
     b = sub.add_parser("bench", help="measure figures into bench/results/summary.json", formatter_class=_Help)
     b.add_argument("what", nargs="?", default="all", help="which figures")
     args = ap.parse_args(argv)

@@ -3,22 +3,21 @@ from scratch, on Pendulum-v1 and the MuJoCo tasks, several seeds each, with
 the same loop, networks and hyper-parameters; a results table and learning
 curves written next to FIXAR's figures.
 
-    python -m fixar.rl.study --envs Pendulum-v1,HalfCheetah-v5 --steps 100000 --seeds 3 --jobs 2 --out docs/study
+    fixar study --envs Pendulum-v1,HalfCheetah-v5 --steps 100000 --seeds 3 --out docs/study [--address HEAD:PORT]
 
 Every run is an ordinary `fixar train` run in ``OUT/runs/<env>/<precision>/seed<k>``
-(checkpoints, log.csv, result.json): a finished run is not redone, and an
-interrupted study continues where it stopped (each run resumes from its
-checkpoint). QAT switches at half the steps, as in the paper.
+(checkpoints, log.csv, result.json), run as a Ray task (fixar.rl.study_ray:
+a local Ray, or a cluster by --address / RAY_ADDRESS; docs/study.md): a
+finished run is not redone, and an interrupted study continues where it
+stopped (each run resumes from its checkpoint). QAT switches at half the
+steps, as in the paper.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import multiprocessing
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,11 @@ def _qat_rounding(config: str = "default") -> str:
     return load(config).array.quantizer_rounding
 
 
-def _run(job: dict) -> dict:
+def train_job(job: dict, log=None) -> dict:
+    """One run of the study (in a Ray task): an ordinary training run in the
+    job's folder, resumed from its checkpoint when it has one; a finished
+    run's result is read back, not redone. ``log`` receives its progress
+    lines."""
     from fixar.rl.hyper import Hyper
     from fixar.rl.loop import RunSettings, Trainer
 
@@ -51,45 +54,22 @@ def _run(job: dict) -> dict:
         return json.loads(result.read_text())
     steps = job["steps"]
     run = RunSettings(env=job["env"], backend=PRECISIONS[job["precision"]], steps=steps, seed=job["seed"],
-                      warmup=min(1_000, steps // 10), eval_every=max(steps // 10, 1),
+                      warmup=min(1_000, steps // 10), eval_every=job["eval_every"],
                       eval_episodes=job["eval_episodes"], checkpoint_every=max(steps // 10, 1), out=str(out),
                       precision=job["precision"], qat_delay=steps // 2 if job["precision"] == "qat" else None,
                       config=job["config"],
                       hyper=Hyper(hidden=tuple(job["hidden"]), actor_lr=job["lr"], critic_lr=job["lr"]))
-    trainer = Trainer(run, resume=(out / "checkpoint.npz").exists(), log=lambda *_: None)
+    trainer = Trainer(run, resume=(out / "checkpoint.npz").exists(), log=log or (lambda *_: None))
     try:
-        return trainer.train(progress=False)
+        return trainer.train(progress=log is not None)
     finally:
         trainer.close()
 
 
-# what sizes each library's thread pool when it is imported
-THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "FIXAR_THREADS")
-
-
-@contextlib.contextmanager
-def worker_pool(jobs: int):
-    """``jobs`` worker processes sharing the cores: each gets cores // jobs
-    threads for BLAS and the golden model. Without this every worker starts
-    a thread per core in OpenBLAS, whose waiting threads spin: with two
-    workers on two cores one golden step took about 3x longer (measured).
-    Workers are spawned (the pool starts them at its first jobs, while these
-    settings are in the environment), so they import numpy with them."""
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    env = {k: threads for k in THREAD_ENV if k not in os.environ}   # the user's own settings win
-    os.environ.update(env)
-    try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            yield pool
-    finally:
-        for k in env:       # this process's pools are already sized: its environment goes back as it was
-            del os.environ[k]
-
-
 def jobs_for(envs, precisions, seeds, steps, hidden, out: Path, eval_episodes: int, lr: float = 1e-4,
-             config: str = "default") -> list[dict]:
+             config: str = "default", eval_every: int | None = None) -> list[dict]:
     return [{"env": env, "precision": p, "seed": seed, "steps": steps, "hidden": list(hidden), "lr": lr,
-             "config": config,
+             "config": config, "eval_every": eval_every or max(steps // 10, 1),
              "eval_episodes": eval_episodes, "out": str(out / "runs" / env / p / f"seed{seed}")}
             for env in envs for p in precisions for seed in range(seeds)]
 
@@ -135,7 +115,7 @@ def write_report(table: dict, jobs: list[dict], out: Path) -> Path:
              f"DDPG, {'-'.join(map(str, hidden))} networks, batch 64, Adam step size {jobs[0]['lr']:g}, {steps} "
              "environment steps per run "
              f"(FIXAR's budget is 1M), {seeds} seed(s), evaluation = mean return of "
-             f"{jobs[0]['eval_episodes']} noise-free episodes every {max(steps // 10, 1)} steps; QAT switches at "
+             f"{jobs[0]['eval_episodes']} noise-free episodes every {jobs[0]['eval_every']} steps; QAT switches at "
              f"step {steps // 2}; \"second half\" averages the evaluations after it (QAT's 16-bit phase; the "
              "last evaluation alone swings widely between neighbouring evaluations). "
              "fp32: float32 numpy backend; fxp32, qat, fxp16: the bit-exact golden model. "
@@ -181,53 +161,83 @@ def write_report(table: dict, jobs: list[dict], out: Path) -> Path:
     return md
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fixar.rl.study", description=__doc__.splitlines()[0])
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message):      # one line and exit 2, as every fixar command
+        self.exit(2, f"error: {message} (see `fixar study --help`)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = _OneLineParser(prog="fixar study", description=__doc__.splitlines()[0])
     ap.add_argument("--envs", default="Pendulum-v1,HalfCheetah-v5,Hopper-v5,Swimmer-v5")
     ap.add_argument("--precisions", default=",".join(PRECISIONS))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--hidden", default="400,300")
+    ap.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: steps / 10)")
     ap.add_argument("--eval-episodes", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-4, help="Adam step size, actor and critic (FIXAR: 1e-4)")
-    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="a local Ray's CPUs: runs in parallel on this machine (ignored with --address)")
+    ap.add_argument("--cpus-per-run", type=int, default=1, help="CPUs (BLAS and golden threads) of each run")
+    ap.add_argument("--address", default=None,
+                    help="a Ray cluster to run on, e.g. ray://head:10001 or auto (default: RAY_ADDRESS, else a "
+                         "local Ray)")
     ap.add_argument("--out", default="docs/study")
     ap.add_argument("--config", default="default",
                     help="engine config of the golden runs (a shipped name or a TOML file; fp32 ignores it)")
-    args = ap.parse_args(argv)
-    precisions = args.precisions.split(",")
-    unknown = [p for p in precisions if p not in PRECISIONS]
+    return ap
+
+
+def _check(args) -> str | None:
+    """The first thing wrong with the study's arguments, before any run."""
+    unknown = [p for p in args.precisions.split(",") if p not in PRECISIONS]
     if unknown:
-        print(f"error: unknown precision(s) {unknown}; known: {', '.join(PRECISIONS)}", file=sys.stderr)
-        return 2
+        return f"unknown precision(s) {unknown}; known: {', '.join(PRECISIONS)}"
+    if min(args.seeds, args.steps, args.jobs, args.cpus_per_run, args.eval_episodes, args.eval_every or 1) < 1:
+        return "--seeds, --steps, --jobs, --cpus-per-run, --eval-every and --eval-episodes must be >= 1"
+    from fixar.config import ConfigError, load
     from fixar.rl.envs import EnvError, make_env
     try:
         for env in args.envs.split(","):
             make_env(env).close()      # a missing MuJoCo or a typo fails before hours of work
-    except EnvError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from fixar.config import ConfigError, load
-    try:
         load(args.config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        hidden = tuple(int(h) for h in args.hidden.split(","))
+        if len(hidden) != 2 or min(hidden) < 1:
+            raise ValueError
+    except (EnvError, ConfigError) as exc:
+        return str(exc)
+    except ValueError:
+        return f"--hidden: two positive layer sizes expected, got {args.hidden!r}"
+    return None
+
+
+def main(argv=None) -> int:
+    from fixar.rl.study_ray import StudyError, run_all
+
+    args = _parser().parse_args(argv)
+    problem = _check(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = jobs_for(args.envs.split(","), precisions, args.seeds, args.steps,
-                    tuple(int(h) for h in args.hidden.split(",")), out, args.eval_episodes, args.lr, args.config)
-    print(f"study: {len(jobs)} runs of {args.steps} steps, {args.jobs} at a time; runs in {out / 'runs'}", flush=True)
-    results = []
-    with worker_pool(max(args.jobs, 1)) as pool:
-        for job, res in zip(jobs, pool.map(_run, jobs)):
-            print(f"  {job['env']} {job['precision']} seed {job['seed']}: final {res['final_eval_return']:.1f}",
-                  flush=True)
-            results.append(res)
+    jobs = jobs_for(args.envs.split(","), args.precisions.split(","), args.seeds, args.steps,
+                    tuple(int(h) for h in args.hidden.split(",")), out, args.eval_episodes, args.lr, args.config,
+                    args.eval_every)
+    try:
+        results = run_all(jobs, args.address, args.cpus_per_run, args.jobs)
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        saved = f" ({exc})" if str(exc) else ""
+        print(f"study interrupted{saved}; run the same command again to continue", file=sys.stderr)
+        return 130
     table = summarize(jobs, results)
     (out / "results.json").write_text(json.dumps(
         {"steps": args.steps, "hidden": args.hidden, "seeds": args.seeds, "lr": args.lr,
-         "config": args.config, "qat_quantizer_rounding": _qat_rounding(args.config),
+         "eval_every": jobs[0]["eval_every"], "config": args.config,
+         "qat_quantizer_rounding": _qat_rounding(args.config),
          "table": {env: {p: {k: v for k, v in c.items() if k != "curves"} for p, c in row.items()}
                    for env, row in table.items()}}, indent=2) + "\n")
     print(f"wrote {write_report(table, jobs, out)} and {out / 'results.json'}")

@@ -1,0 +1,139 @@
+"""The reward study on Ray (fixar.rl.study, fixar.rl.study_ray): a tiny
+study on a local Ray and on a Ray cluster given by its address, the table it
+gathers, finished runs not redone, Ctrl-C saving every run and a second
+invocation finishing them exactly as an uninterrupted study would, and the
+errors before any run."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fixar.rl.study import main as study
+
+ray = pytest.importorskip("ray", reason="the study runs on Ray: make setup installs the study extra")
+TINY = ["--seeds", "1", "--hidden", "8,8", "--eval-episodes", "1"]
+
+
+def _run_dir(out: Path, env: str, precision: str) -> Path:
+    return out / "runs" / env / precision / "seed0"
+
+
+def test_tiny_study_on_local_ray_gathers_the_table(tmp_path, capsys):
+    """2 envs x 2 precisions x 1 seed, 300 steps, on a local Ray: every run's
+    result comes back into the table, README and curves; the golden runs use
+    --config; a second invocation reuses the finished runs without Ray."""
+    envs = ["Pendulum-v1", "MountainCarContinuous-v0"]
+    args = ["--envs", ",".join(envs), "--precisions", "fp32,fxp32", "--steps", "300", "--jobs", "2",
+            "--config", "adam_rne", "--out", str(tmp_path), *TINY]
+    assert study(args) == 0
+    printed = capsys.readouterr().out
+    assert "4 run(s) on a local Ray with 2 CPU(s)" in printed
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["config"] == "adam_rne" and results["eval_every"] == 30
+    assert set(results["table"]) == set(envs)
+    md = (tmp_path / "README.md").read_text()
+    for env in envs:
+        assert set(results["table"][env]) == {"fp32", "fxp32"}
+        for p in ("fp32", "fxp32"):
+            res = json.loads((_run_dir(tmp_path, env, p) / "result.json").read_text())
+            cell = results["table"][env][p]
+            assert cell["final"] == [res["final_eval_return"]] and np.isfinite(cell["final_mean"])
+            late = [r for s, r in res["evals"] if s > 150]
+            assert 0 < len(late) < len(res["evals"]) and cell["second_half"] == [pytest.approx(np.mean(late))]
+            assert f"| {env} | {p} |" in md
+        assert (tmp_path / f"curves_{env}.png").stat().st_size > 0
+    assert "Engine config of fxp32, qat and fxp16: `adam_rne`" in md
+    with np.load(_run_dir(tmp_path, envs[0], "fxp32") / "checkpoint.npz") as z:
+        assert json.loads(z["__header__"].tobytes())["settings"]["config"] == "adam_rne"
+    result = _run_dir(tmp_path, envs[1], "fxp32") / "result.json"
+    stamp = result.stat().st_mtime_ns
+    assert study(args) == 0
+    assert "4 runs, 4 already done" in capsys.readouterr().out and result.stat().st_mtime_ns == stamp
+
+
+def _study_cmd(out: Path) -> list[str]:
+    return [sys.executable, "-m", "fixar.rl.study", "--envs", "Pendulum-v1", "--precisions", "fp32,fxp32",
+            "--steps", "6000", "--eval-every", "2000", "--jobs", "2", "--out", str(out), *TINY]
+
+
+def _rows(log_csv: Path) -> int:
+    try:
+        return max(len(log_csv.read_text().splitlines()) - 1, 0)
+    except OSError:
+        return 0
+
+
+def test_ctrl_c_saves_every_run_and_the_study_resumes_exactly(tmp_path):
+    """Ctrl-C while both runs train: exit 130, each run stopped at a step
+    boundary with its checkpoint; the same command again resumes them and
+    ends with exactly the evaluations of an uninterrupted study."""
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(_study_cmd(cut), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    logs = [_run_dir(cut, "Pendulum-v1", p) / "log.csv" for p in ("fp32", "fxp32")]
+    deadline = time.monotonic() + 180
+    while not all(_rows(f) >= 5 for f in logs) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 130, out[-3000:]
+    assert "2 run(s) saved their checkpoints" in out and out.count("interrupted by SIGINT at step") == 2, out
+    assert not any((f.parent / "result.json").exists() for f in logs)
+    again = subprocess.run(_study_cmd(cut), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    straight = subprocess.run(_study_cmd(tmp_path / "straight"), capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    for p in ("fp32", "fxp32"):
+        got = json.loads((_run_dir(cut, "Pendulum-v1", p) / "result.json").read_text())["evals"]
+        want = json.loads((_run_dir(tmp_path / "straight", "Pendulum-v1", p) / "result.json").read_text())["evals"]
+        assert got == want and len(want) == 3, p
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_study_runs_on_a_ray_cluster_given_its_address(tmp_path):
+    """A Ray head started with `ray start` stands for a cluster: the study
+    connects to it by --address instead of starting its own Ray."""
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
+    assert ray_cli, "the ray command is installed with the study extra"
+    port = _free_port()
+    head = subprocess.run([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "1",
+                           "--include-dashboard=false", "--disable-usage-stats"], capture_output=True, text=True)
+    assert head.returncode == 0, head.stderr[-2000:]
+    try:
+        res = subprocess.run([sys.executable, "-m", "fixar.rl.study", "--envs", "Pendulum-v1", "--precisions",
+                              "fxp32", "--steps", "200", "--address", f"127.0.0.1:{port}", "--out", str(tmp_path),
+                              *TINY], capture_output=True, text=True, timeout=300)
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert f"on the Ray cluster at 127.0.0.1:{port}" in res.stdout
+    assert (_run_dir(tmp_path, "Pendulum-v1", "fxp32") / "result.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--envs", "Pendulum-v99"], "unknown or unavailable environment 'Pendulum-v99'"),
+    (["--config", "no_such_config"], "no_such_config"),
+    (["--precisions", "fp32,fp8"], "unknown precision(s) ['fp8']"),
+    (["--hidden", "8"], "--hidden: two positive layer sizes expected"),
+    (["--steps", "0"], "must be >= 1"),
+    (["--address", "127.0.0.1:1", "--steps", "10"], "cannot reach the Ray cluster at 127.0.0.1:1"),
+])
+def test_bad_study_arguments_are_one_line(tmp_path, capsys, args, message):
+    base = ["--envs", "Pendulum-v1", "--precisions", "fp32", "--out", str(tmp_path), *TINY]
+    code = study(base + args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code in (1, 2) and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not (tmp_path / "results.json").exists()
