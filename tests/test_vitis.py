@@ -1,6 +1,8 @@
 """The U50 build's generated inputs agree with the generated kernel: kernel.xml
 arguments with the register map, the AXI interfaces with the Verilog ports,
-the packaging script with the interfaces, the link config with the master."""
+the packaging script with the interfaces, the registers and the kernel's
+own files, the link config with the master and the platform's SLR
+conventions (the floorplan itself: tests/test_floorplan.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +15,7 @@ import pytest
 
 from fixar.config import KERNEL_BEAT_BITS, ConfigError, load
 from fixar.gen.kernel.top import Kernel
-from fixar.gen.kernel.vitis import KERNEL, pblocks_xdc, write_build_inputs
+from fixar.gen.kernel.vitis import CONTROL_REGISTERS, CU, KERNEL, write_build_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,13 +59,63 @@ def test_verilog_has_the_exact_vitis_port_names(build):
     assert "package_xo" in (ROOT / "constraints" / "gen_xo.tcl").read_text()
 
 
-def test_link_config_and_pblocks(build):
+def test_link_config_follows_the_platform_conventions(build):
     cfg = (build / "link.cfg").read_text()
-    assert f"sp={KERNEL}_1.m_axi_gmem:HBM[0]" in cfg and f"nk={KERNEL}:1" in cfg
-    assert str((build / "pblocks.xdc").resolve()) in cfg
-    xdc = (build / "pblocks.xdc").read_text()
-    assert "SLR0" in xdc and "SLR1" in xdc and "core_0" in xdc and "core_1" in xdc
+    assert f"sp={CU}.m_axi_gmem:HBM[0]" in cfg and f"nk={KERNEL}:1:{CU}" in cfg
+    # the compute unit spans both SLRs: no slr= assignment (UG1393), a post-opt_design hook instead
+    assert not re.search(r"^slr=", cfg, re.M)
+    hook = build / "floorplan.tcl"
+    assert f"prop=run.impl_1.STEPS.OPT_DESIGN.TCL.POST={hook.resolve()}" in cfg.splitlines()
+    tcl = hook.read_text()
+    assert "create_pblock" not in tcl and "-clear_locs" in tcl
+    assert re.search(r"^fixar_place \$fixar_cu pblock_dynamic_SLR0 engine/array/core_0$", tcl, re.M)
+    assert re.search(r"^fixar_place \$fixar_cu pblock_dynamic_SLR1 engine/array/core_1$", tcl, re.M)
+    assert f"*/{CU}/inst" in tcl
+
+
+def test_three_cores_stop_the_build(tmp_path):
     small = load("small")
     three = small.variant(name="three", array=dataclasses.replace(small.array, cores=3))
     with pytest.raises(ConfigError, match="the U50 has 2 SLRs"):
-        pblocks_xdc(three)
+        write_build_inputs(three, tmp_path / "u50", "xilinx_u50_gen3x16_xdma_5_202210_1")
+    assert not (tmp_path / "u50").exists()
+
+
+def test_registers_are_declared_from_the_register_map(build):
+    regs = (build / "registers.tcl").read_text()
+    declared = re.findall(r"^fixar_register (\w+) (0x[0-9a-f]+) (\d+)(?: (\w+))?$", regs, re.M)
+    want = [(name, off, 32, "") for name, off in CONTROL_REGISTERS]
+    want += [(name, off, 8 * size, "m_axi_gmem" if kind == "buffer" else "") for name, off, size, kind in Kernel.ARGS]
+    assert [(n, int(o, 16), int(b), busif) for n, o, b, busif in declared] == want
+    assert f"set_property range 0x{1 << Kernel.CTRL_ADDR_BITS:x} $blk" in regs
+    # every buffer argument is a 64-bit pointer into the master kernel.xml names
+    assert all(kind != "buffer" or size == 8 for _, _, size, kind in Kernel.ARGS)
+
+
+def test_packaging_script_follows_the_reference(build):
+    tcl = (ROOT / "constraints" / "package_kernel.tcl").read_text()
+    code = "\n".join(line for line in tcl.splitlines() if not line.lstrip().startswith("#"))
+    # get-or-create: the memory map, the address block, each register and its ASSOCIATED_BUSIF
+    for getter, adder in (("ipx::get_memory_maps s_axi_control", "ipx::add_memory_map s_axi_control"),
+                          ("ipx::get_address_blocks reg0", "ipx::add_address_block reg0"),
+                          ("ipx::get_registers $name", "ipx::add_register $name"),
+                          ("ipx::get_register_parameters ASSOCIATED_BUSIF",
+                           "ipx::add_register_parameter ASSOCIATED_BUSIF"),
+                          ("ipx::get_bus_parameters FREQ_HZ", "ipx::add_bus_parameter FREQ_HZ")):
+        assert getter in code and adder in code and code.index(getter) < code.index(adder), adder
+    assert "source $build/registers.tcl" in code
+    # only the kernel's files (sources.txt), never a glob of the rtl folder
+    assert not re.search(r"\bglob\b", code) and "$build/sources.txt" in code
+    facts = json.loads((build / "build.json").read_text())
+    listed = (build / "sources.txt").read_text().split()
+    assert listed == facts["sources"]
+    texts = [(build / f).read_text() for f in listed]
+    defined = {m for t in texts for m in re.findall(r"^module \\?(\S+?)\s*(?:#|\()", t, re.M)}
+    used = {m for t in texts for m in re.findall(r"^\s*\\?(fixar_\S+?)\s+(?:#\(|\w+ \()", t, re.M)}
+    assert KERNEL in defined and used <= defined, used - defined
+    assert len(listed) < len(list((build / "rtl").glob("*.v")))       # the unit designs stay out
+    # FREQ_HZ: the clock argument, overridable by v++, never a number in the script
+    assert "set freq_hz [lindex $argv 2]" in code and "set_property value $freq_hz $freq" in code
+    assert "value_resolve_type user" in code and not re.search(r"value \d{6,}", code)
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-tclargs $(U50_BUILD) $(U50_PART) $(KERNEL_MHZ)000000" in makefile
