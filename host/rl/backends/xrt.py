@@ -8,71 +8,77 @@ kernel (tb/kernel_bench.py); the buffer goes to HBM, the kernel executes it
 and writes what it read to the output buffer, which comes back and is
 parsed. The host side is the golden backend's, as for `rtl`.
 
-Not run on this project's machines (no board, no XRT): written as a user
-with XRT 2022.x and a U50 runs it; without pyxrt, a device or the xclbin it
-fails with a message naming what is missing.
+pyxrt is built for the OS's Python (3.6 to 3.10 with XRT 2022.x), not this
+project's 3.11, so the pyxrt calls run in a helper process under that Python
+(fixar.driver.xrt_worker, started and spoken to by fixar.driver.xrt_link).
+Which Python: ``python=`` or ``FIXAR_XRT_PYTHON``, else python3 outside the
+venv. Every run has a deadline (``timeout_s=`` or ``FIXAR_XRT_TIMEOUT_S``,
+default 30 s). Not run on this project's machines (no board, no XRT):
+without that Python, pyxrt, a device or the xclbin it fails with one line
+naming what is missing.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from fixar.config import FixarConfig
 from fixar.driver.kernel_io import BEAT_BYTES, CommandBuffer
+from fixar.driver.xrt_link import XrtLink, XrtLinkError
 from fixar.rl.backends.base import BackendUnavailable
 from fixar.rl.backends.engine import EngineBackend
 from fixar.rl.hyper import Hyper
 
 KERNEL = "fixar_kernel"
+TIMEOUT_ENV = "FIXAR_XRT_TIMEOUT_S"
+RUN_TIMEOUT_S = 30.0       # one run moves a few MB and computes for milliseconds; far longer is a hung kernel
 
 
 class XrtBackendError(BackendUnavailable):
     pass
 
 
-def _pyxrt():
-    try:
-        import pyxrt
-    except ImportError:
-        raise XrtBackendError("backend xrt: pyxrt (XRT's Python bindings) is not importable; install XRT 2022.x, "
-                              "`source /opt/xilinx/xrt/setup.sh`, and run on a machine with the U50") from None
-    return pyxrt
+def run_timeout(timeout_s: float | None) -> float:
+    """The kernel-run deadline: the option, else FIXAR_XRT_TIMEOUT_S, else RUN_TIMEOUT_S."""
+    if timeout_s is None:
+        text = os.environ.get(TIMEOUT_ENV)
+        if not text:
+            return RUN_TIMEOUT_S
+        try:
+            timeout_s = float(text)
+        except ValueError:
+            raise XrtBackendError(f"backend xrt: {TIMEOUT_ENV}={text!r} is not a number of seconds") from None
+    if not timeout_s > 0:
+        raise XrtBackendError(f"backend xrt: a kernel-run timeout must be > 0 s, got {timeout_s:g}")
+    return float(timeout_s)
 
 
 class XrtBackend(EngineBackend):
     name = "xrt"
 
     def __init__(self, obs_dim: int, act_dim: int, hyper: Hyper, seed: int, cfg: FixarConfig | None = None,
-                 xclbin: str | None = None, device: int = 0, log=print):
+                 xclbin: str | None = None, device: int = 0, log=print, python: str | None = None,
+                 timeout_s: float | None = None):
         if not xclbin:
             raise XrtBackendError("backend xrt: needs --xclbin (the image `make bitstream` writes: "
                                   "build/u50/fixar.xclbin)")
         if not Path(xclbin).is_file():
             raise XrtBackendError(f"backend xrt: no xclbin at {xclbin} (run `make bitstream`)")
+        self.timeout_s = run_timeout(timeout_s)
         super().__init__(obs_dim, act_dim, hyper, seed, cfg)
-        pyxrt = _pyxrt()
-        self.pyxrt, self.log = pyxrt, log
+        self.log = log
+        self.link = None
         try:
-            self.device = pyxrt.device(device)
-        except RuntimeError as exc:
-            raise XrtBackendError(f"backend xrt: cannot open device {device}: {exc} (is a U50 installed? `xbutil "
-                                  "examine`)") from None
-        image = pyxrt.xclbin(str(xclbin))
-        self.device.register_xclbin(image)
-        self.context = pyxrt.hw_context(self.device, image.get_uuid())
-        self.kernel = pyxrt.kernel(self.context, KERNEL)
-        self._bos: dict[str, tuple] = {}
-        log(f"xrt backend: {KERNEL} from {xclbin} on device {device}")
-
-    def _bo(self, which: str, arg: int, nbytes: int):
-        """A buffer object in the memory bank of kernel argument ``arg``, grown on demand."""
-        have = self._bos.get(which)
-        if have is None or have[1] < nbytes:
-            size = max(nbytes, 1 << 20)
-            bo = self.pyxrt.bo(self.device, size, self.pyxrt.bo.normal, self.kernel.group_id(arg))
-            self._bos[which] = (bo, size)
-        return self._bos[which][0]
+            self.link = XrtLink(python)
+            info = self.link.info
+            opened = self.link.open(device, xclbin, KERNEL)
+        except XrtLinkError as exc:
+            self.close()
+            raise XrtBackendError(f"backend xrt: {_with_context(exc, device, xclbin)}") from None
+        log(f"xrt backend: {KERNEL} from {xclbin} on device {device} (pyxrt under {self.link.python}, Python "
+            f"{info['python']}, {opened['api']} API; kernel-run timeout {self.timeout_s:g} s)")
 
     def _transact(self, ops: list[tuple]) -> dict:
         """All operations in one kernel run."""
@@ -94,15 +100,29 @@ class XrtBackend(EngineBackend):
             else:
                 raise ValueError(f"unknown engine operation {kind!r}")
         cb.end()
-        sync = self.pyxrt.xclBOSyncDirection
-        data = cb.command_bytes()
         n_out = max(cb.output_beats(), 1) * BEAT_BYTES
-        cmd, out = self._bo("cmd", 0, len(data)), self._bo("out", 1, n_out)
-        cmd.write(data, 0)
-        cmd.sync(sync.XCL_BO_SYNC_BO_TO_DEVICE, len(data), 0)
-        run = self.kernel(cmd, out, len(cb.beats))
-        state = run.wait()
-        if state != self.pyxrt.ert_cmd_state.ERT_CMD_STATE_COMPLETED:
-            raise XrtBackendError(f"backend xrt: the kernel run ended in state {state}")
-        out.sync(sync.XCL_BO_SYNC_BO_FROM_DEVICE, n_out, 0)
-        return cb.results(np.frombuffer(out.read(n_out, 0), dtype=np.uint8))
+        if self.link is None:
+            raise XrtBackendError("backend xrt: the board link is closed")
+        try:
+            out = self.link.run(cb.command_bytes().tobytes(), len(cb.beats), n_out, self.timeout_s)
+        except XrtLinkError as exc:
+            self.close()       # after a hung or failed run the kernel's state is unknown: no further runs
+            raise XrtBackendError(f"backend xrt: {exc}") from None
+        return cb.results(np.frombuffer(out, dtype=np.uint8))
+
+    def close(self) -> None:
+        link, self.link = self.link, None
+        if link is not None:
+            link.close()
+
+
+def _with_context(exc: XrtLinkError, device: int, xclbin: str) -> str:
+    """The helper's reason, with what it was doing and what to check."""
+    if exc.kind == "device":
+        return f"cannot open device {device}: {exc} (is a U50 installed and visible? `xbutil examine`)"
+    if exc.kind == "xclbin":
+        return f"cannot read the xclbin {xclbin}: {exc} (rebuild it with `make bitstream`)"
+    if exc.kind == "load":
+        return (f"cannot load {xclbin} on device {device}: {exc} (is the card's platform "
+                "xilinx_u50_gen3x16_xdma_5_202210_1? `xbutil examine`)")
+    return str(exc)
