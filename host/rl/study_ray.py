@@ -25,7 +25,6 @@ from pathlib import Path
 
 RAY_HINT = "the study runs on Ray: pip install -e '.[study]' (make study installs it)"
 PRINT_EVERY_S = 15.0      # the driver's overall progress line
-STOP_POLL_S = 2.0         # how often a task asks the board whether to stop (from its progress callback)
 # sizes each library's thread pool when it is imported (the task's worker process starts with them)
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "FIXAR_THREADS")
 
@@ -62,8 +61,10 @@ class _Board:
         self.lines: dict[str, str] = {}
         self.stop = False
 
-    def report(self, rid: str, text: str) -> None:
+    def report(self, rid: str, text: str) -> bool:
+        """Keeps the run's line; answers whether the study is stopping."""
         self.lines[rid] = text
+        return self.stop
 
     def latest(self) -> dict:
         return dict(self.lines)
@@ -71,29 +72,30 @@ class _Board:
     def request_stop(self) -> None:
         self.stop = True
 
-    def stop_requested(self) -> bool:
-        return self.stop
-
 
 def _reporter(board, rid: str):
     """The run's log callback inside the task: forwards its progress lines
-    to the board and, at most every STOP_POLL_S, asks the board whether the
-    driver wants the study stopped. A stop is delivered as SIGINT to this
-    worker process, so the run takes its ordinary Ctrl-C path: it stops at
-    the next step boundary and saves its checkpoint."""
+    to the board, whose answer is whether the driver wants the study
+    stopped. A stop is delivered as SIGINT to this worker process, so the
+    run takes its ordinary Ctrl-C path: it stops at the next step boundary
+    and saves its checkpoint.
+
+    The task never waits for the board: a task blocked in ray.get gives its
+    CPU back to the scheduler, which then starts another run on it (seen:
+    three runs on two CPUs). So the answer to one report is looked at, if it
+    has arrived, at the next."""
     ray = _ray()
-    last_poll = [0.0]
+    answer = [None]
 
     def log(text: str) -> None:
         text = str(text)
-        board.report.remote(rid, text)
-        now = time.monotonic()
         # progress lines come from inside the training loop, where SIGINT is the run's own stop request
         # (elsewhere, e.g. while a resumed run loads, it would be a plain KeyboardInterrupt)
-        if text.startswith("step ") and now - last_poll[0] >= STOP_POLL_S:
-            last_poll[0] = now
-            if ray.get(board.stop_requested.remote()):
-                os.kill(os.getpid(), signal.SIGINT)
+        in_loop = text.startswith("step ")
+        ref = answer[0]
+        if in_loop and ref is not None and ray.wait([ref], timeout=0)[0] and ray.get(ref):
+            os.kill(os.getpid(), signal.SIGINT)
+        answer[0] = board.report.remote(rid, text)
     return log
 
 
@@ -151,15 +153,17 @@ def _start(address: str | None, jobs: int) -> str:
     return where
 
 
-def _print_progress(board, done: int, total: int, t0: float, running: list[str]) -> None:
+def _print_progress(board, done: int, total: int, t0: float, pending: list[str]) -> None:
+    """One overall line, then each started run's latest progress line (a
+    run that has reported nothing yet is still queued)."""
     ray = _ray()
     lines = ray.get(board.latest.remote())
+    running = [rid for rid in pending if rid in lines]
     elapsed = int(time.monotonic() - t0)
-    print(f"study: {done}/{total} runs done, {len(running)} running, {elapsed // 60}:{elapsed % 60:02d} elapsed",
-          flush=True)
+    print(f"study: {done}/{total} runs done, {len(running)} running, {len(pending) - len(running)} queued, "
+          f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d} elapsed", flush=True)
     for rid in running:
-        if rid in lines:
-            print(f"  {rid}: {lines[rid]}", flush=True)
+        print(f"  {rid}: {lines[rid]}", flush=True)
 
 
 def run_all(jobs: list[dict], address: str | None = None, cpus_per_run: int = 1, local_cpus: int = 2) -> list:
