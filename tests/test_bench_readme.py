@@ -36,3 +36,20 @@ def test_study_figures_come_from_each_studys_table(tmp_path):
     figs = study_figures(tmp_path)
     assert figs["study40k_halfcheetah_fxp32_final_return_worst_seed"] == 4.0 and figs["study40k_steps"] == 40000
     assert "study40k_halfcheetah_fxp32_second_half_return" not in figs
+
+
+def test_hbm_time_is_bounded_by_one_beat_per_kernel_cycle():
+    """The kernel's one AXI master moves at most one beat per clock, so a
+    step's HBM time is at least its beats times the clock period, whatever
+    the pseudo-channel could take."""
+    from fixar.config import load
+    from fixar.config.timing import timing
+    from fixar.driver.kernel_io import BEAT_BYTES
+    from fixar.figures.kernel_bytes import kernel_bytes
+
+    cfg = load("default")
+    figs = kernel_bytes(cfg)
+    for batch in (64, 512):
+        beats = figs[f"kernel_bytes_per_step_b{batch}"] / BEAT_BYTES
+        floor_us = beats / timing(cfg).clock_hz * 1e6
+        assert figs[f"kernel_hbm_us_per_step_b{batch}"] >= round(floor_us, 2), batch
