@@ -53,3 +53,18 @@ def test_hbm_time_is_bounded_by_one_beat_per_kernel_cycle():
         beats = figs[f"kernel_bytes_per_step_b{batch}"] / BEAT_BYTES
         floor_us = beats / timing(cfg).clock_hz * 1e6
         assert figs[f"kernel_hbm_us_per_step_b{batch}"] >= round(floor_us, 2), batch
+
+
+def test_step_breakdown_accounts_for_every_cycle():
+    """The instruction kinds' cycles add up to the step (all but the HALT's
+    fetch and decode), and the step's utilization is below one MAC per PE
+    per cycle."""
+    from fixar.config import load
+    from fixar.figures.schedule import step_breakdown
+
+    cfg = load("small")
+    for batch in (16, 32):
+        cycles, kinds, macs = step_breakdown(cfg, batch, (8, 2, (32, 32)))
+        assert sum(kinds.values()) == cycles - 2
+        assert {"forward", "transposed", "weight_grad", "adam", "soft"} <= set(kinds)
+        assert 0 < macs <= cfg.array.pes * cycles

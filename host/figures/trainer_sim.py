@@ -1,7 +1,9 @@
 """Full DDPG training steps of HalfCheetah's 400-300 networks on the default
 training engine (2 cores of 16 x 16) in cycle-accurate RTL simulation, each
 step checked bit for bit against the golden model running the same program:
-cycles per step and the accelerator's IPS at FIXAR's 164 MHz, for a step of
+cycles per step and the accelerator's IPS at FIXAR's 164 MHz (accel_ips_164mhz_*:
+the training step alone; accel_ips_fixar_* and accel_ips_qat2_*: per
+environment step, the acting pass included, as FIXAR counts), for a step of
 QAT's phase 1 (FXP32, ranges tracked) and, after the switch, of phase 2
 (the 16-bit quantizers at the output stage; suffix _fxp16)."""
 from __future__ import annotations
@@ -35,10 +37,13 @@ def trainer_sim(cfg: FixarConfig, batches=BATCHES) -> dict:
         if not res.passed:
             raise RuntimeError(f"training-engine bench failed at B = {batch}; see {res.results_xml}")
         (rec,) = [r for r in res.figures() if r["test"] == "training_steps"]
-        for suffix, key in (("", "cycles_fxp32"), ("_fxp16", "cycles_qat_phase2")):
+        figs[f"act_cycles_b{batch}"] = rec["act_cycles"]
+        for suffix, key, per_env in (("", "cycles_fxp32", "fixar"), ("_fxp16", "cycles_qat_phase2", "qat2")):
             cycles = rec[key]
             figs[f"train_step_cycles_b{batch}{suffix}"] = cycles
             figs[f"accel_ips_164mhz_b{batch}{suffix}"] = round(batch * clock_hz / cycles)
+            # FIXAR's accelerator IPS: per environment step, so one acting pass and one training step
+            figs[f"accel_ips_{per_env}_b{batch}"] = round(batch * clock_hz / (cycles + rec["act_cycles"]))
             print(f"  B = {batch}{suffix or ' (FXP32)'}: {cycles} cycles per step, "
                   f"{batch * clock_hz / cycles:.0f} IPS at 164 MHz (bit-exact against the golden program)", flush=True)
     figs["trainer_verilator_build_s"] = round(build_s, 1)
