@@ -6,16 +6,21 @@ engine behind the interfaces Vitis expects of an RTL kernel.
   (0x00 control: bit 0 ap_start, 1 ap_done (clear on read), 2 ap_idle,
   3 ap_ready (clear on read), 7 auto_restart; 0x04 global interrupt enable;
   0x08 IP interrupt enable (bit 0 done, 1 ready); 0x0C interrupt status
-  (toggle on write)) and the arguments of ``Kernel.ARGS``;
+  (toggle on write)), the arguments of ``Kernel.ARGS`` and the read-only
+  status register ``Kernel.STATUS`` (the last run's AXI response errors);
 * ``m_axi_gmem_*``: one AXI4 master, 64-bit addresses, 512-bit data, INCR
-  bursts that never cross a 4 KB boundary.
+  bursts that never cross a 4 KB boundary; W beats never wait for the AW
+  handshake (AXI lets a slave wait for W before it takes AW).
 
 A run executes a command buffer (fixar.driver.kernel_io packs it): the kernel reads
 ``n_cmd`` beats from ``cmd`` in bursts of up to 64 beats, applies each
 command to the engine's host ports (row writes, row reads, program runs,
 the noise generator, the range trackers) and writes what the commands
 produce to ``out`` in bursts of up to 16 beats. ap_done rises when the last
-output beat's write response has arrived.
+output beat's write response has arrived. A SLVERR or DECERR response is
+latched into the status register; after a read error the kernel executes no
+further command (the beat's data is not valid) and finishes, so the host
+sees ap_done and then the error instead of a hang.
 """
 from __future__ import annotations
 
@@ -37,10 +42,18 @@ class Kernel(wiring.Component):
     CTRL_ADDR_BITS = 12
     # (name, register offset, bytes, kind): the arguments after the ap_ctrl_hs block
     ARGS = (("cmd", 0x10, 8, "buffer"), ("out", 0x18, 8, "buffer"), ("n_cmd", 0x20, 4, "scalar"))
+    # Read-only status of the last run (cleared when a run starts): not a kernel.xml argument, so it sits
+    # apart from the arguments (checked in __init__). fixar.driver.kernel_io decodes it with the same bits.
+    STATUS = 0x40
+    STATUS_ERROR = 1 << 0        # any response error (the bit the host raises on)
+    STATUS_WRITE_ERROR = 1 << 1  # a write burst's BRESP was SLVERR or DECERR
+    STATUS_READ_ERROR = 1 << 2   # a command beat's RRESP was SLVERR or DECERR
+    STATUS_BRESP_AT, STATUS_RRESP_AT = 8, 10     # the first error's response code, two bits each
     READ_BURST = 64       # beats: 4 KB, one page
     WRITE_BURST = 16
 
     def __init__(self, cfg: FixarConfig):
+        self._check_register_map()
         self.cfg = cfg
         self.engine = Trainer(cfg)
         B, A = KERNEL_BEAT_BITS, self.CTRL_ADDR_BITS
@@ -63,6 +76,23 @@ class Kernel(wiring.Component):
                                   ("RRESP", In, 2)):
             sig[GMEM + name] = flow(width)
         super().__init__(sig)
+
+    @classmethod
+    def _check_register_map(cls) -> None:
+        """Arguments after the ap_ctrl_hs block (0x00-0x0F), word-aligned, not
+        overlapping each other or the status register, inside the 4 KB space."""
+        taken = {}
+        for name, off, size, _ in cls.ARGS:
+            if off < 0x10 or off % 4 or size % 4:
+                raise ValueError(f"kernel argument {name} at {off:#x} ({size} bytes): arguments are whole words "
+                                 "from 0x10 on")
+            for a in range(off, off + size, 4):
+                if a in taken or a == cls.STATUS:
+                    raise ValueError(f"kernel argument {name} at {off:#x} overlaps "
+                                     f"{taken.get(a, 'the status register')} at {a:#x}")
+                taken[a] = name
+        if max(taken) >= 1 << cls.CTRL_ADDR_BITS or cls.STATUS >= 1 << cls.CTRL_ADDR_BITS:
+            raise ValueError("a kernel register lies outside the control port's address space")
 
     def p(self, name: str):
         return getattr(self, name)
@@ -97,13 +127,25 @@ class Kernel(wiring.Component):
         args = {name: Signal(8 * size, name=f"arg_{name}") for name, _, size, _ in self.ARGS}
         finish = Signal()        # the run's last cycle (set ap_done)
         begin = Signal()         # the run's first cycle (ap_start taken)
+        # the AXI master's response errors in this run (set by the fetch and the output, cleared at begin)
+        err = SimpleNamespace(write=Signal(name="err_write"), read=Signal(name="err_read"),
+                              bresp=Signal(2, name="err_bresp"), rresp=Signal(2, name="err_rresp"))
+        status = Signal(32)
+        bit = {mask: mask.bit_length() - 1 for mask in (self.STATUS_ERROR, self.STATUS_WRITE_ERROR,
+                                                         self.STATUS_READ_ERROR)}
+        m.d.comb += [status[bit[self.STATUS_ERROR]].eq(err.write | err.read),
+                     status[bit[self.STATUS_WRITE_ERROR]].eq(err.write),
+                     status[bit[self.STATUS_READ_ERROR]].eq(err.read),
+                     status[self.STATUS_BRESP_AT:self.STATUS_BRESP_AT + 2].eq(err.bresp),
+                     status[self.STATUS_RRESP_AT:self.STATUS_RRESP_AT + 2].eq(err.rresp)]
         regs = SimpleNamespace(ap_start=ap_start, ap_done=ap_done, ap_idle=ap_idle, ap_ready=ap_ready,
-                               auto_restart=auto_restart, gie=gie, ier=ier, isr=isr)
+                               auto_restart=auto_restart, gie=gie, ier=ier, isr=isr, status=status)
         self._control_writes(m, regs, args)
         self._control_reads(m, regs, args)
         # run events after the register accesses: a done set in the cycle of a read stays set
         with m.If(begin):
-            m.d.sync += [ap_idle.eq(0), ap_ready.eq(1), ap_start.eq(auto_restart)]
+            m.d.sync += [ap_idle.eq(0), ap_ready.eq(1), ap_start.eq(auto_restart),
+                         err.write.eq(0), err.read.eq(0), err.bresp.eq(0), err.rresp.eq(0)]
             with m.If(ier[1]):
                 m.d.sync += isr[1].eq(1)
         with m.If(finish):
@@ -111,7 +153,7 @@ class Kernel(wiring.Component):
             with m.If(ier[0]):
                 m.d.sync += isr[0].eq(1)
         m.d.comb += self.interrupt.eq(gie & isr.any())
-        x.ap_start, x.args, x.finish, x.begin = ap_start, args, finish, begin
+        x.ap_start, x.args, x.finish, x.begin, x.err = ap_start, args, finish, begin, err
 
     def _control_writes(self, m: Module, regs: SimpleNamespace, args: dict) -> None:
         """The control slave's write channel: address and data taken, then the register written."""
@@ -165,6 +207,8 @@ class Kernel(wiring.Component):
                     m.d.sync += rdata.eq(regs.ier)
                 with m.Case(0x0C):
                     m.d.sync += rdata.eq(regs.isr)
+                with m.Case(self.STATUS):
+                    m.d.sync += rdata.eq(regs.status)
                 for name, off, size, _ in self.ARGS:
                     for k in range(size // 4):
                         with m.Case(off + 4 * k):
@@ -175,56 +219,70 @@ class Kernel(wiring.Component):
     # ---------------------------------------------------------- AXI master
 
     def _command_fetch(self, m: Module, x: SimpleNamespace) -> None:
-        """Command fetch (AXI reads): bursts that stop at 4 KB pages, into the command FIFO."""
-        g = self.p
+        """Command fetch (AXI reads): bursts that stop at 4 KB pages, into the
+        command FIFO. A beat with an error response (SLVERR, DECERR) carries no
+        valid data: it and every later beat are dropped (the rest of the
+        burst still taken, as AXI requires) and no further burst is fetched."""
+        g, err = self.p, x.err
         m.submodules.cmd_fifo = cf = SyncFIFOBuffered(width=KERNEL_BEAT_BITS, depth=2 * self.READ_BURST)
         rd_addr, rd_left = Signal(64), Signal(32)
         ar_valid, ar_len, r_active = Signal(), Signal(8), Signal()
         to_page = Signal(8)
+        r_take, r_bad = Signal(), Signal()
         m.d.comb += to_page.eq(self.READ_BURST - rd_addr[6:12])       # beats left in this 4 KB page
         m.d.comb += [g(GMEM + "ARID").eq(0), g(GMEM + "AWID").eq(0)]
         m.d.comb += [g(GMEM + "ARVALID").eq(ar_valid), g(GMEM + "ARADDR").eq(rd_addr),
                      g(GMEM + "ARLEN").eq(ar_len - 1), g(GMEM + "ARSIZE").eq(6), g(GMEM + "ARBURST").eq(1),
-                     g(GMEM + "RREADY").eq(r_active & cf.w_rdy),
-                     cf.w_data.eq(g(GMEM + "RDATA")), cf.w_en.eq(r_active & g(GMEM + "RVALID"))]
+                     g(GMEM + "RREADY").eq(r_active & (cf.w_rdy | err.read)),
+                     r_take.eq(r_active & g(GMEM + "RVALID") & g(GMEM + "RREADY")),
+                     r_bad.eq(g(GMEM + "RRESP")[1]),            # SLVERR (0b10) or DECERR (0b11); EXOKAY is fine
+                     cf.w_data.eq(g(GMEM + "RDATA")), cf.w_en.eq(r_take & ~r_bad & ~err.read)]
+        with m.If(r_take & r_bad & ~err.read):
+            m.d.sync += [err.read.eq(1), err.rresp.eq(g(GMEM + "RRESP"))]
         with m.If(ar_valid & g(GMEM + "ARREADY")):
             m.d.sync += [ar_valid.eq(0), r_active.eq(1), rd_addr.eq(rd_addr + (ar_len << 6)),
                          rd_left.eq(rd_left - ar_len)]
-        with m.Elif(~ar_valid & ~r_active & (rd_left != 0)):
+        with m.Elif(~ar_valid & ~r_active & (rd_left != 0) & ~err.read):
             m.d.sync += [ar_valid.eq(1), ar_len.eq(Mux(rd_left < to_page, rd_left, to_page))]
-        with m.If(r_active & g(GMEM + "RVALID") & cf.w_rdy & g(GMEM + "RLAST")):
+        with m.If(r_take & g(GMEM + "RLAST")):
             m.d.sync += r_active.eq(0)
         x.cf, x.rd_addr, x.rd_left, x.ar_valid, x.r_active = cf, rd_addr, rd_left, ar_valid, r_active
 
     def _output_writes(self, m: Module, x: SimpleNamespace) -> None:
         """Output (AXI writes): bursts from the output FIFO when a burst's beats
-        are there (or on flush), and the count of write responses pending."""
+        are there (or on flush), and the count of write responses pending.
+        A burst's AW and its W beats go out independently: W never waits for
+        the AW handshake (a slave may take W first and AW after it, and a
+        master that waits for AWREADY deadlocks with it). The next burst
+        starts when both the address and the last beat are through."""
         B = KERNEL_BEAT_BITS
-        g = self.p
+        g, err = self.p, x.err
         m.submodules.out_fifo = of = SyncFIFOBuffered(width=B, depth=4 * self.WRITE_BURST)
         wr_addr = Signal(64)
         aw_valid, w_left, b_pending, flush = Signal(), Signal(8), Signal(8), Signal()
         w_len = Signal(8)
         wpage = Signal(8)
+        w_take = Signal()
         m.d.comb += wpage.eq(self.READ_BURST - wr_addr[6:12])
         m.d.comb += [g(GMEM + "AWVALID").eq(aw_valid), g(GMEM + "AWADDR").eq(wr_addr),
                      g(GMEM + "AWLEN").eq(w_len - 1), g(GMEM + "AWSIZE").eq(6), g(GMEM + "AWBURST").eq(1),
-                     g(GMEM + "WVALID").eq((w_left != 0) & ~aw_valid & of.r_rdy), g(GMEM + "WDATA").eq(of.r_data),
+                     g(GMEM + "WVALID").eq((w_left != 0) & of.r_rdy), g(GMEM + "WDATA").eq(of.r_data),
                      g(GMEM + "WSTRB").eq((1 << (B // 8)) - 1), g(GMEM + "WLAST").eq(w_left == 1),
-                     of.r_en.eq((w_left != 0) & ~aw_valid & g(GMEM + "WREADY")),
+                     w_take.eq(g(GMEM + "WVALID") & g(GMEM + "WREADY")), of.r_en.eq(w_take),
                      g(GMEM + "BREADY").eq(1)]
         b_done = g(GMEM + "BVALID")
-        w_last = (w_left == 1) & ~aw_valid & of.r_rdy & g(GMEM + "WREADY")
-        with m.If(aw_valid):
-            with m.If(g(GMEM + "AWREADY")):
-                m.d.sync += [aw_valid.eq(0), wr_addr.eq(wr_addr + (w_len << 6))]
-        with m.Elif(w_left != 0):
-            with m.If(of.r_rdy & g(GMEM + "WREADY")):
-                m.d.sync += w_left.eq(w_left - 1)
-        with m.Elif((of.level >= self.WRITE_BURST) | (flush & (of.level != 0))):
+        with m.If(b_done & g(GMEM + "BRESP")[1] & ~err.write):       # SLVERR or DECERR: the first one is kept
+            m.d.sync += [err.write.eq(1), err.bresp.eq(g(GMEM + "BRESP"))]
+        with m.If(aw_valid & g(GMEM + "AWREADY")):
+            m.d.sync += [aw_valid.eq(0), wr_addr.eq(wr_addr + (w_len << 6))]
+        with m.If(w_take):
+            m.d.sync += w_left.eq(w_left - 1)
+        # (b_pending below its limit: one more burst cannot overflow the count of responses owed)
+        with m.If(~aw_valid & (w_left == 0) & (b_pending != (1 << len(b_pending)) - 1)
+                  & ((of.level >= self.WRITE_BURST) | (flush & (of.level != 0)))):
             n = Mux(of.level < self.WRITE_BURST, of.level, self.WRITE_BURST)
             m.d.sync += [aw_valid.eq(1), w_len.eq(Mux(n < wpage, n, wpage)), w_left.eq(Mux(n < wpage, n, wpage))]
-        m.d.sync += b_pending.eq(b_pending + w_last - b_done)
+        m.d.sync += b_pending.eq(b_pending + (w_take & (w_left == 1)) - b_done)
         drained = Signal()
         m.d.comb += drained.eq((of.level == 0) & (w_left == 0) & ~aw_valid & (b_pending == 0))
         x.of, x.wr_addr, x.flush, x.drained = of, wr_addr, flush, drained
@@ -274,7 +332,8 @@ class Kernel(wiring.Component):
                              x.left_cmd.eq(x.args["n_cmd"]), x.wr_addr.eq(x.args["out"]), x.flush.eq(0)]
                 m.next = "HDR"
         with m.State("HDR"):
-            with m.If(x.left_cmd == 0):
+            # (after a read error no command runs: the beats before it may end mid-command)
+            with m.If((x.left_cmd == 0) | x.err.read):
                 m.next = "DRAIN"
             with m.Elif(cf.r_rdy):
                 m.d.comb += cf.r_en.eq(1)
@@ -313,6 +372,8 @@ class Kernel(wiring.Component):
         with m.State("WDATA"):
             with m.If(n_row == x.hdr["count"]):
                 m.next = "HDR"
+            with m.Elif(x.err.read):
+                m.next = "DRAIN"          # the rest of the rows will never come
             with m.Elif(x.cf.r_rdy):
                 m.d.comb += x.cf.r_en.eq(1)
                 for j in range(x.max_beats):

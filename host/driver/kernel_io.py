@@ -11,6 +11,11 @@ value, program counter or seed). A WRITE is followed by its rows, each the
 concatenation of the port's data inputs in whole beats; READ appends its
 rows to the output buffer the same way, RUN one beat holding the engine's
 cycles (bits 0-63) and PRNG_GET one beat holding the state.
+
+After a run the host reads the kernel's status register (``STATUS_OFFSET``)
+and passes it to :func:`check_status`, which raises :class:`KernelRunError`
+when the kernel's AXI master got an error response (SLVERR, DECERR) in the
+run: then the output buffer must not be used.
 """
 from __future__ import annotations
 
@@ -33,9 +38,52 @@ from fixar.driver.engine import Read, Write
 
 BEAT_BYTES = KERNEL_BEAT_BITS // 8
 
+# The kernel's read-only status register, as fixar.gen.kernel.top.Kernel
+# defines it (the driver may not import the generator: tb/test_kernel.py
+# checks that the two agree, and its bench reads the register through these).
+# It describes the last run and is cleared when a run starts.
+STATUS_OFFSET = 0x40
+STATUS_ERROR = 1 << 0           # any error response in the run
+STATUS_WRITE_ERROR = 1 << 1     # a write burst of the output buffer: BRESP SLVERR or DECERR
+STATUS_READ_ERROR = 1 << 2      # a read of the command buffer: RRESP SLVERR or DECERR
+STATUS_BRESP_AT, STATUS_RRESP_AT = 8, 10    # the first such response's code, two bits each
+AXI_RESP = ("OKAY", "EXOKAY", "SLVERR", "DECERR")
+
 
 class KernelIOError(ValueError):
     pass
+
+
+class KernelRunError(RuntimeError):
+    """A kernel run that finished with an AXI error response: its results are not valid."""
+
+    def __init__(self, status: int):
+        self.status = status
+        super().__init__(f"the kernel's run failed (status register {status:#x}): "
+                         + "; ".join(status_errors(status)))
+
+
+def status_errors(status: int) -> list[str]:
+    """What a status register value reports, one phrase per error (empty: none)."""
+    out = []
+    if status & STATUS_WRITE_ERROR:
+        resp = AXI_RESP[(status >> STATUS_BRESP_AT) & 3]
+        out.append(f"a write of the output buffer got {resp}: the output buffer is not reliable")
+    if status & STATUS_READ_ERROR:
+        resp = AXI_RESP[(status >> STATUS_RRESP_AT) & 3]
+        out.append(f"a read of the command buffer got {resp}: the kernel stopped there, later commands did not run")
+    if status and not out:
+        out.append("an error bit the host does not know")
+    if any("DECERR" in e for e in out):
+        out.append("DECERR: no memory at that address (is the buffer in the bank of its kernel argument?)")
+    return out
+
+
+def check_status(status: int) -> None:
+    """Raise :class:`KernelRunError` if the kernel's status register (read at
+    ``STATUS_OFFSET`` after the run's ap_done) reports an error."""
+    if status:
+        raise KernelRunError(status)
 
 
 def port_widths(cfg: FixarConfig) -> dict[str, int]:
