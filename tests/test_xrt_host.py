@@ -27,7 +27,7 @@ import pytest
 
 from fixar.config import KernelOp
 from fixar.driver import xrt_worker
-from fixar.driver.kernel_io import BEAT_BYTES
+from fixar.driver.kernel_io import BEAT_BYTES, STATUS_OFFSET
 from fixar.driver.xrt_link import PYTHON_ENV, XrtLink, XrtLinkError
 from fixar.driver.xrt_worker import ProtocolError, decode, encode, reader
 from fixar.rl.backends import BackendUnavailable, make_backend
@@ -216,6 +216,7 @@ class kernel:
 
     def __init__(self, *args):
         _log("kernel", *args)
+        self.mode = args[3] if len(args) == 4 else kernel.cu_access_mode.shared
         if SHAPE == "2023.2" and len(args) == 2:
             _expect(isinstance(args[0], hw_context) and isinstance(args[1], str), "kernel(hw_context, name)")
         else:
@@ -227,6 +228,13 @@ class kernel:
     def group_id(self, argno):
         _log("kernel.group_id", argno)
         return 10 + argno
+
+    def read_register(self, offset):
+        _log("kernel.read_register", offset)
+        # XRT refuses register access on a kernel opened shared (xrt_kernel.cpp)
+        if SHAPE != "2023.2" and self.mode is not kernel.cu_access_mode.exclusive:
+            raise RuntimeError("Cannot read or write kernel with shared access")
+        return int(os.environ.get("FIXAR_PYXRT_STATUS", "0"), 0)
 
     def __call__(self, *args):
         _log("kernel.__call__", *args)
@@ -280,7 +288,7 @@ def links():
 def open_link(links, tmp_path, shape, mode="ok", margin_s=30.0, **extra) -> XrtLink:
     link = XrtLink(sys.executable, env=stand_in(tmp_path, shape, mode, **extra), reply_margin_s=margin_s)
     links.append(link)
-    link.open(0, str(xclbin(tmp_path)), "fixar_kernel")
+    link.open(0, str(xclbin(tmp_path)), "fixar_kernel", status_offset=STATUS_OFFSET)
     return link
 
 
@@ -331,7 +339,7 @@ def names(log: list[list[str]]) -> list[str]:
     return [c[0] for c in log]
 
 
-RUN_CALLS = ["bo.write", "bo.sync", "kernel.__call__", "run.wait", "bo.sync", "bo.read"]
+RUN_CALLS = ["bo.write", "bo.sync", "kernel.__call__", "run.wait", "bo.sync", "bo.read", "kernel.read_register"]
 
 
 def test_xrt_2022_1_calls_in_order(tmp_path, links):
@@ -344,10 +352,11 @@ def test_xrt_2022_1_calls_in_order(tmp_path, links):
     assert names(log) == ["device", "xclbin", "xclbin.get_kernels", "device.load_xclbin", "kernel",
                           "kernel.group_id", "bo", "kernel.group_id", "bo", *RUN_CALLS]
     assert log[3] == ["device.load_xclbin", "xclbin"]
-    assert log[4] == ["kernel", "device", "uuid", "fixar_kernel", "cu_access_mode.shared"]
+    assert log[4] == ["kernel", "device", "uuid", "fixar_kernel", "cu_access_mode.exclusive"]
     assert log[5:9] == [["kernel.group_id", "0"], ["bo", "device", str(1 << 20), "flags.normal", "10"],
                         ["kernel.group_id", "1"], ["bo", "device", str(1 << 20), "flags.normal", "11"]]
-    write, to_dev, call, wait, from_dev, read = log[9:]
+    write, to_dev, call, wait, from_dev, read, status = log[9:]
+    assert status == ["kernel.read_register", str(STATUS_OFFSET)] and link.last_status == 0
     assert write == ["bo.write", "bo1", str(len(cmd)), "0"]
     assert to_dev == ["bo.sync", "bo1", "xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE", str(len(cmd)), "0"]
     assert call == ["kernel.__call__", "bo1", "bo2", "5"]
@@ -378,7 +387,7 @@ def test_the_helper_runs_under_the_pythons_of_xrt_2022_oses(tmp_path, links, ver
     link = XrtLink(exe, env=stand_in(tmp_path, "2022.1", numpy_stub=True))
     links.append(link)
     assert link.info["python"].startswith(f"{version}.") and link.info["api"] == "load_xclbin"
-    link.open(0, str(xclbin(tmp_path)), "fixar_kernel")
+    link.open(0, str(xclbin(tmp_path)), "fixar_kernel", status_offset=STATUS_OFFSET)
     cmd = commands(4)
     assert link.run(cmd, 4, 2 * BEAT_BYTES, timeout_s=30) == cmd[:2 * BEAT_BYTES]
     assert names(calls(tmp_path))[-len(RUN_CALLS):] == RUN_CALLS
@@ -437,6 +446,40 @@ def test_the_backend_runs_its_command_buffer_through_the_helper(tmp_path, monkey
     assert call[3] == "2"                  # PRNG_GET and END
     with pytest.raises(BackendUnavailable, match="closed"):
         backend._transact([("prng_get", "prng")])
+
+
+def test_an_axi_error_in_the_status_register_stops_training_with_its_reason(tmp_path, monkeypatch):
+    """The kernel's status register is read after every run: SLVERR on a
+    write of the output buffer (status 0x203) is one line naming it, and the
+    link is closed (the run's results are not used)."""
+    for k, v in stand_in(tmp_path, "2022.1", FIXAR_PYXRT_STATUS="0x203").items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv(PYTHON_ENV, sys.executable)
+    backend = make_backend("xrt", 3, 1, SMALL, 0, config="small", xclbin=str(xclbin(tmp_path)), log=lambda _: None)
+    try:
+        with pytest.raises(BackendUnavailable) as exc:
+            backend._transact([("prng_get", "prng")])
+        assert "write of the output buffer got SLVERR" in one_line(exc.value)
+        assert backend.link is None
+    finally:
+        backend.close()
+
+
+def test_an_unreadable_status_register_is_a_warning_not_silence(tmp_path, monkeypatch):
+    """2023.2's hw_context kernels: if the register cannot be read, the
+    backend says so once and goes on."""
+    for k, v in stand_in(tmp_path, "2023.2", FIXAR_PYXRT_STATUS="bad").items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv(PYTHON_ENV, sys.executable)
+    lines = []
+    backend = make_backend("xrt", 3, 1, SMALL, 0, config="small", xclbin=str(xclbin(tmp_path)), log=lines.append)
+    try:
+        for _ in range(2):
+            backend._transact([("prng_get", "prng")])
+    finally:
+        backend.close()
+    warned = [line for line in lines if "status register cannot be read" in line]
+    assert len(warned) == 1
 
 
 # ------------------------------------------------------------------ failures: one clear line each
@@ -521,7 +564,7 @@ def test_a_missing_device_or_kernel_is_one_line(tmp_path, links):
     link = XrtLink(sys.executable, env=stand_in(tmp_path, "2022.1", FIXAR_PYXRT_KERNELS="vadd,vmul"))
     links.append(link)
     with pytest.raises(XrtLinkError, match=r"holds no kernel fixar_kernel \(it holds: vadd, vmul\)") as exc:
-        link.open(0, str(xclbin(tmp_path)), "fixar_kernel")
+        link.open(0, str(xclbin(tmp_path)), "fixar_kernel", status_offset=STATUS_OFFSET)
     assert exc.value.kind == "xclbin"
 
 

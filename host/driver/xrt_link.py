@@ -74,6 +74,8 @@ class XrtLink:
     def __init__(self, python: str | None = None, env: dict | None = None, reply_margin_s: float = REPLY_MARGIN_S):
         self.python = find_python(python)
         self.reply_margin_s = reply_margin_s
+        self.last_status: int | None = None
+        self.last_status_error: str | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="fixar-xrt-"))
         self.log_path = self._dir / "xrt_helper.log"
         try:
@@ -102,15 +104,19 @@ class XrtLink:
                                                "(e.g. `apt install python3-numpy`)") from None
             raise
 
-    def open(self, device: int, xclbin: str, kernel: str) -> dict:
-        """Open the device, load the xclbin, open the kernel."""
-        return self.call({"op": "open", "device": device, "xclbin": str(Path(xclbin).resolve()), "kernel": kernel},
-                         timeout_s=OPEN_TIMEOUT_S)[0]
+    def open(self, device: int, xclbin: str, kernel: str, status_offset: int | None = None) -> dict:
+        """Open the device, load the xclbin, open the kernel; with ``status_offset`` every run
+        also reads that register of the kernel (:attr:`last_status`)."""
+        return self.call({"op": "open", "device": device, "xclbin": str(Path(xclbin).resolve()), "kernel": kernel,
+                          "status_offset": status_offset}, timeout_s=OPEN_TIMEOUT_S)[0]
 
     def run(self, command: bytes, n_cmd: int, out_bytes: int, timeout_s: float) -> bytes:
         """One kernel run: the command buffer in, ``out_bytes`` of the output buffer back."""
         header = {"op": "run", "n_cmd": n_cmd, "out_bytes": out_bytes, "timeout_ms": max(1, round(timeout_s * 1000))}
-        return self.call(header, command, timeout_s=timeout_s + self.reply_margin_s)[1]
+        reply, data = self.call(header, command, timeout_s=timeout_s + self.reply_margin_s)
+        # the status register after this run (None: not asked for, or unreadable: status_error says why)
+        self.last_status, self.last_status_error = reply.get("status"), reply.get("status_error")
+        return data
 
     def call(self, header: dict, payload: bytes = b"", timeout_s: float = OPEN_TIMEOUT_S) -> tuple[dict, bytes]:
         if self._proc is None:

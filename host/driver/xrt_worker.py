@@ -119,12 +119,12 @@ def has_context_api(pyxrt, device):
     return hasattr(device, "register_xclbin") and hasattr(pyxrt, "hw_context")
 
 
-def shared_mode(pyxrt):
-    """cu_access_mode.shared: pyxrt.cpp binds the enum inside pyxrt.kernel with export_values(), so it
+def access_mode(pyxrt, name):
+    """cu_access_mode.<name>: pyxrt.cpp binds the enum inside pyxrt.kernel with export_values(), so it
     reads pyxrt.kernel.shared (Vitis_Accel_Examples host_py/hello_world_py/src/host.py spells it so)."""
-    mode = getattr(pyxrt.kernel, "shared", None)
+    mode = getattr(pyxrt.kernel, name, None)
     if mode is None:
-        mode = getattr(getattr(pyxrt.kernel, "cu_access_mode", None), "shared", None)
+        mode = getattr(getattr(pyxrt.kernel, "cu_access_mode", None), name, None)
     return mode
 
 
@@ -136,12 +136,15 @@ class Worker:
         self.device = None
         self.kernel = None
         self.bos = {}
+        self.status_offset = None
 
     def handle(self, header, payload):
         op = header.get("op")
         if op == "hello":
             return self.hello(), b""
         if op == "open":
+            offset = header.get("status_offset")
+            self.status_offset = None if offset is None else int(offset)
             return self.open(int(header["device"]), str(header["xclbin"]), str(header["kernel"])), b""
         if op == "run":
             return self.run(payload, int(header["n_cmd"]), int(header["out_bytes"]), int(header["timeout_ms"]))
@@ -195,7 +198,10 @@ class Worker:
         # XRT 2022.1: load_xclbin returns the uuid (2022.1 pyxrt.html; hello_world_py/src/host.py), then
         # kernel(device, uuid, name, mode) (pyxrt.cpp's first kernel constructor)
         uuid = device.load_xclbin(image)
-        mode = shared_mode(pyxrt)
+        # exclusive: XRT refuses read_register on a kernel opened shared ("Cannot read or write kernel with
+        # shared access", XRT src/runtime_src/core/common/api/xrt_kernel.cpp), and the run's status
+        # register is read after every run; this process is the card's only user while it trains
+        mode = access_mode(pyxrt, "exclusive") or access_mode(pyxrt, "shared")
         if mode is None:       # the three-argument constructor opens the compute unit shared by default
             return "load_xclbin", pyxrt.kernel(device, uuid, name)
         return "load_xclbin", pyxrt.kernel(device, uuid, name, mode)
@@ -228,7 +234,14 @@ class Worker:
         state = wait(run, timeout_ms)
         out.sync(sync.XCL_BO_SYNC_BO_FROM_DEVICE, out_bytes, 0)
         data = memoryview(out.read(out_bytes, 0)).tobytes()
-        return {"state": state}, data
+        reply = {"state": state}
+        if self.status_offset is not None:
+            # the kernel's status register (AXI error responses of this run); pyxrt.cpp: kernel.read_register
+            try:
+                reply["status"] = int(self.kernel.read_register(self.status_offset))
+            except Exception as exc:
+                reply["status_error"] = one_line(exc)
+        return reply, data
 
 
 def wait(run, timeout_ms):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fixar.config import FixarConfig
-from fixar.driver.kernel_io import BEAT_BYTES, CommandBuffer
+from fixar.driver.kernel_io import BEAT_BYTES, STATUS_OFFSET, CommandBuffer, KernelRunError, check_status
 from fixar.driver.xrt_link import XrtLink, XrtLinkError
 from fixar.rl.backends.base import BackendUnavailable
 from fixar.rl.backends.engine import EngineBackend
@@ -70,10 +70,11 @@ class XrtBackend(EngineBackend):
         super().__init__(obs_dim, act_dim, hyper, seed, cfg)
         self.log = log
         self.link = None
+        self._status_warned = False
         try:
             self.link = XrtLink(python)
             info = self.link.info
-            opened = self.link.open(device, xclbin, KERNEL)
+            opened = self.link.open(device, xclbin, KERNEL, status_offset=STATUS_OFFSET)
         except XrtLinkError as exc:
             self.close()
             raise XrtBackendError(f"backend xrt: {_with_context(exc, device, xclbin)}") from None
@@ -108,7 +109,25 @@ class XrtBackend(EngineBackend):
         except XrtLinkError as exc:
             self.close()       # after a hung or failed run the kernel's state is unknown: no further runs
             raise XrtBackendError(f"backend xrt: {exc}") from None
+        self._check_status()
         return cb.results(np.frombuffer(out, dtype=np.uint8))
+
+    def _check_status(self) -> None:
+        """The kernel's status register after the run: an AXI error response
+        (a bad buffer address, a bank the kernel cannot reach) makes the run's
+        results invalid, so training stops with the reason."""
+        status, why = self.link.last_status, self.link.last_status_error
+        if status is None:
+            if not self._status_warned:
+                self._status_warned = True
+                self.log(f"xrt backend: warning: the kernel's status register cannot be read ({why}); "
+                          "AXI error responses of its runs go unreported")
+            return
+        try:
+            check_status(status)
+        except KernelRunError as exc:
+            self.close()
+            raise XrtBackendError(f"backend xrt: {exc}") from None
 
     def close(self) -> None:
         link, self.link = self.link, None
