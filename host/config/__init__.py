@@ -20,6 +20,9 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+# pure Python, imports nothing of fixar.config: no import cycle
+from fixar.config.multipliers import MULTIPLIERS
+
 # The registry of number formats by name: each rounding and overflow has an
 # exact numpy half (fixar.golden.fixed) and an Amaranth half
 # (fixar.gen.lib.arith), which never import each other; tests/test_formats.py
@@ -31,11 +34,20 @@ RANDOM_ROUNDINGS = ("stochastic",)
 # code: FIXAR's floor, or to nearest with ties upward (docs/training.md)
 QUANTIZER_ROUNDINGS = ("half_up", "floor")
 OVERFLOWS = ("saturate", "wrap")
+# The PE's multipliers by name: each is one functional model on integers in
+# fixar.config.multipliers (exact, Mitchell, MBM, DRUM, truncated array), from
+# which the golden model derives its tables (fixar.golden.multipliers) and
+# against which the generator's circuits are checked (fixar.gen.lib.multipliers;
+# tests/test_multipliers.py, docs/multipliers.md). MULTIPLIERS is imported above.
 
 # The golden model computes exact sums with int64 arithmetic (see
 # docs/numerics.md); an accumulator lane wider than this cannot be modelled
 # exactly there, so such a config is rejected rather than silently mis-modelled.
 GOLDEN_MAX_ACC_BITS = 62
+
+# (section, key, default) of fields that to_dict() omits at their default, so
+# that adding them did not change any existing config's digest.
+DIGEST_NEUTRAL_DEFAULTS = (("pe", "multiplier", "exact"),)
 
 
 class ConfigError(ValueError):
@@ -166,9 +178,15 @@ class PEConfig:
     out: FixedFormat = FixedFormat(32, 20)
     lane_bits: int = 16
     acc_bits: int = 58  # per lane: 48-bit product + 10 guard bits (docs/numerics.md)
+    # the weight x lane multipliers (docs/multipliers.md); "exact" is the
+    # DSP48E2 product. Left out of to_dict() while "exact", so the digests of
+    # configs made before the field (rtl/, checkpoints) do not change.
+    multiplier: str = "exact"
 
     def __post_init__(self) -> None:
         _check_int("pe.lane_bits", self.lane_bits, 1, 16)
+        if self.multiplier not in MULTIPLIERS:
+            raise ConfigError(f"pe.multiplier: {self.multiplier!r} is not one of {MULTIPLIERS}")
         for name in ("weight", "act32", "act16", "out"):
             fmt = getattr(self, name)
             if not isinstance(fmt, FixedFormat):
@@ -585,7 +603,13 @@ class FixarConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        # Fields added after configs were hashed stay out of the dict (and so of
+        # to_json and the digest) at their default: every older digest holds.
+        for section, key, default in DIGEST_NEUTRAL_DEFAULTS:
+            if d[section][key] == default:
+                del d[section][key]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

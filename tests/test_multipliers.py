@@ -1,0 +1,233 @@
+"""The multiplier registry (issue 24, items 1-2): the functional models of
+fixar.config.multipliers against hand-worked values and their papers'
+error figures; the golden model's table and bit-plane routes (numba and
+numpy) against the per-product model; the generator's circuits against the
+model in Amaranth's simulator, exhaustively on 6 x 6 bits and randomly on
+the PE's 32 x 17 and 32 x 16 lanes; and a planted wrong MBM constant caught
+by both comparisons."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.back import rtlil
+from amaranth.sim import Simulator
+
+from fixar.config import DEFAULT, MULTIPLIERS, ConfigError, FixarConfig, PEConfig
+from fixar.config import multipliers as models
+from fixar.config.multipliers import KINDS, REGISTRY, Multiplier
+from fixar.gen.lib import multipliers as gen
+from fixar.golden import multipliers as golden
+
+# Instances whose truncation, appended bits, carries and corrections all
+# occur within 6-bit operands (the registry's m = 7 needs 9-bit ones).
+NARROW = [Multiplier("mitchell3", "mitchell", (("m", 3),)), Multiplier("mbm2", "mbm", (("m", 2),)),
+          Multiplier("mbm3", "mbm", (("m", 3),)), Multiplier("drum3", "drum", (("k", 3),)),
+          Multiplier("trunc4", "truncated", (("p", 4),))]
+MBM3 = NARROW[2]
+ALL = list(REGISTRY.values()) + NARROW
+PLANTED = Multiplier("mbm3_bad", "mbm", (("m", 3), ("corr", 4)))     # C = 4/64 instead of 5/64
+PLANTED_WIDE = Multiplier("mbm_bad", "mbm", (("m", 7), ("corr", 4)))
+SIX = [(a, b) for a in range(-32, 32) for b in range(-32, 32)]
+LANES = [(32, 17), (32, 16)]     # weight x low lane (unsigned in FXP32: 17 signed bits), weight x high/FXP16 lane
+
+
+def _log_uniform(rng: random.Random, bits: int, n: int) -> list[int]:
+    """Signed values whose bit length is uniform (every leading-one position
+    and the truncation paths occur), plus the extremes of the width."""
+    out = [-(1 << (bits - 1)), (1 << (bits - 1)) - 1, 0, 1, -1]
+    for _ in range(n - len(out)):
+        v = rng.randrange(1 << rng.randrange(bits - 1))
+        out.append(-v if rng.random() < 0.5 else v)
+    return out
+
+
+def _model_matmul(spec: Multiplier, W: np.ndarray, X: np.ndarray) -> np.ndarray:
+    prod = spec.product
+    return np.array([[sum(prod(int(W[i, k]), int(X[k, n])) for k in range(W.shape[1]))
+                      for n in range(X.shape[1])] for i in range(W.shape[0])], dtype=object)
+
+
+# --- the registry and the config -------------------------------------------
+
+def test_registry_names_and_both_halves_cover_every_kind():
+    assert MULTIPLIERS == tuple(REGISTRY) and MULTIPLIERS[0] == "exact"
+    assert set(gen.GENERATORS) == set(KINDS)
+    for spec in REGISTRY.values():       # each has a golden route (raises otherwise)
+        golden.approx_matmul(np.ones((1, 1), np.int64), np.ones((1, 1), np.int64), spec.name, (4, 4))
+
+
+def test_config_field_is_validated_and_keeps_the_digests():
+    assert DEFAULT.pe.multiplier == "exact" and "multiplier" not in DEFAULT.to_dict()["pe"]
+    manifest = json.loads((Path(__file__).resolve().parent.parent / "rtl" / "manifest.json").read_text())
+    assert manifest["config_digest"] == DEFAULT.digest      # the shipped rtl/'s config: unchanged by the field
+    cfg = DEFAULT.variant(pe=dataclasses.replace(DEFAULT.pe, multiplier="mbm"))
+    assert cfg.to_dict()["pe"]["multiplier"] == "mbm" and cfg.digest != DEFAULT.digest
+    assert FixarConfig.from_json(cfg.to_json()) == cfg
+    assert FixarConfig.from_dict({"pe": {"multiplier": "drum6"}}).pe.multiplier == "drum6"
+    with pytest.raises(ConfigError, match="pe.multiplier: 'booth' is not one of"):
+        PEConfig(multiplier="booth")
+    with pytest.raises(ValueError, match="k = 2 is outside"):
+        Multiplier("drum2", "drum", (("k", 2),))
+
+
+# --- the functional models ---------------------------------------------------
+
+def test_models_on_hand_worked_values():
+    # Mitchell 3 x 5: 2^(1+2) (1 + 0.5 + 0.25) = 14; with a carry 7 x 7: 2^5 (0.75 + 0.75) = 48
+    assert models.mitchell(3, 5, 3) == 14 and models.mitchell(7, 7, 3) == 48
+    # truncation to 2 fraction bits: 7 = 1.11b, 15 = 1.111b -> 1.11b: 2^(2+3+1) (0.75 + 0.75) = 96
+    assert models.mitchell(7, 15, 2) == 96
+    # MBM 3 x 5, m = 3 (F = 7): Mitchell's 14 + floor(5/64 2^3 + 0.625) = floor(14.625) = 14; 4 x 4: 16 + 1.25
+    assert models.mbm(3, 5, 3) == 14 and models.mbm(4, 4, 3) == 17
+    # DRUM-3: 100 = 1100100b -> 111b << 4 = 112; 5 has 3 bits and stays
+    assert models.drum(100, 5, 3) == 560 and models.drum_operand(100, 3) == 112
+    # truncated p = 4, 15 x 15: columns 0..3 hold 1 + 2*2 + 3*4 + 4*8 = 49 -> 225 - 49
+    assert models.truncated(15, 15, 4) == 176 and models.truncated(15, 15, 0) == 225
+    spec = REGISTRY["mitchell"]
+    assert spec.product(-3, 5) == -spec.magnitude(3, 5) and spec.product(-3, -5) == spec.magnitude(3, 5)
+    with pytest.raises(ValueError, match="not a 4-bit signed value"):
+        spec.product(8, 1, 4, 4)
+
+
+def test_models_match_their_papers_error_figures():
+    """Relative error over uniform 16-bit magnitudes: Mitchell never above the
+    exact product, at most 1/9 below, ~3.8 % on average (Mitchell 1962;
+    here a little more with the operands truncated to m = 7 fraction bits); MBM's bias near 0 and mean
+    error ~2.6 %; DRUM-6's mean error 1.47 % and near-zero bias (Hashemi 2015)."""
+    rng = random.Random(5)
+    pairs = [(rng.randrange(1, 1 << 16), rng.randrange(1, 1 << 16)) for _ in range(20000)]
+    stats = {}
+    for name in ("mitchell", "mbm", "drum6"):
+        rel = [(REGISTRY[name].magnitude(a, b) - a * b) / (a * b) for a, b in pairs]
+        stats[name] = (np.mean(rel), np.mean(np.abs(rel)), min(rel), max(rel))
+    # 1/9 below at worst, plus each operand's truncation to 7 fraction bits (< 2^-7 relative each)
+    assert stats["mitchell"][3] <= 0 and stats["mitchell"][2] > -(1 / 9 + 2 ** -6)
+    assert 0.036 < stats["mitchell"][1] < 0.046
+    assert abs(stats["mbm"][0]) < 0.004 and 0.02 < stats["mbm"][1] < 0.03
+    assert abs(stats["drum6"][0]) < 0.002 and 0.013 < stats["drum6"][1] < 0.016
+
+
+def test_products_fit_the_signed_product_width():
+    """|approximate product| < 2^(wa + wb - 1): the product port of the
+    exact multiplier holds every approximate one too."""
+    for spec in ALL:
+        for wa, wb in [(6, 6), *LANES]:
+            ext = [-(1 << (wa - 1)), (1 << (wa - 1)) - 1, (1 << (wa - 2)) + 1]
+            for a in ext:
+                for b in (-(1 << (wb - 1)), (1 << (wb - 1)) - 1, (1 << (wb - 2)) + 1):
+                    assert abs(spec.product(a, b)) < 1 << (wa + wb - 1), (spec.name, a, b)
+
+
+# --- the golden half ---------------------------------------------------------
+
+@pytest.fixture(params=["numba", "numpy"])
+def route(request, monkeypatch):
+    if request.param == "numpy":
+        monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
+    return request.param
+
+
+@pytest.mark.parametrize("spec", ALL, ids=lambda s: s.name)
+def test_golden_equals_model_exhaustively_on_8_bits(spec, route):
+    """K = 1 turns the matrix product into every single product: all 8-bit
+    signed pairs (windows of the narrow instances' tables and DRUM-6's
+    included), through the route the matrix product takes."""
+    v = np.arange(-128, 128)
+    got = golden.approx_matmul(v[:, None], v[None, :], spec, (8, 8))
+    want = np.array([[spec.product(a, b) for b in range(-128, 128)] for a in range(-128, 128)])
+    assert (got == want).all()
+    assert (golden.approx_multiply(v[:, None], v[None, :], spec, (8, 8)) == want).all()
+
+
+@pytest.mark.parametrize("widths", LANES)
+@pytest.mark.parametrize("spec", ALL, ids=lambda s: s.name)
+def test_golden_matmul_equals_model_on_random_layers(spec, widths, route):
+    rng = random.Random(f"{spec.name}{widths}")
+    W = np.array(_log_uniform(rng, widths[0], 12 * 30)).reshape(12, 30)
+    X = np.array(_log_uniform(rng, widths[1], 30 * 5)).reshape(30, 5)
+    assert (golden.approx_matmul(W, X, spec, widths).astype(object) == _model_matmul(spec, W, X)).all()
+    # the uniform case too (large operands: the windows' truncated path)
+    Wu = np.array([rng.randrange(-(1 << (widths[0] - 1)), 1 << (widths[0] - 1)) for _ in range(8 * 20)])
+    Xu = np.array([rng.randrange(-(1 << (widths[1] - 1)), 1 << (widths[1] - 1)) for _ in range(20 * 3)])
+    Wu, Xu = Wu.reshape(8, 20), Xu.reshape(20, 3)
+    assert (golden.approx_matmul(Wu, Xu, spec, widths).astype(object) == _model_matmul(spec, Wu, Xu)).all()
+
+
+def test_golden_rejects_out_of_range_codes():
+    with pytest.raises(ValueError, match="outside 16-bit signed"):
+        golden.approx_matmul(np.ones((1, 1), np.int64), np.full((1, 1), 1 << 15), "mbm", (32, 16))
+
+
+def test_a_planted_wrong_mbm_constant_is_caught_by_the_golden_check(route):
+    """A table built from MBM with C = 4/64 differs from the model with 5/64,
+    on 6-bit products and in a random layer's sums."""
+    v = np.arange(-32, 32)
+    bad = golden.approx_matmul(v[:, None], v[None, :], PLANTED, (6, 6))
+    want = np.array([[MBM3.product(int(a), int(b)) for b in v] for a in v])
+    assert (bad != want).sum() > 100
+    rng = random.Random(9)
+    W = np.array(_log_uniform(rng, 32, 6 * 20)).reshape(6, 20)
+    X = np.array(_log_uniform(rng, 17, 20 * 4)).reshape(20, 4)
+    got = golden.approx_matmul(W, X, PLANTED_WIDE, (32, 17)).astype(object)
+    assert (got != _model_matmul(REGISTRY["mbm"], W, X)).any()
+
+
+
+# --- the generator half ------------------------------------------------------
+
+def _simulate(spec: Multiplier, wa: int, wb: int, pairs: list[tuple[int, int]]) -> list[int]:
+    dut = gen.ApproxMultiplier(spec, wa, wb)
+    got = []
+
+    async def bench(ctx):
+        for a, b in pairs:
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            got.append(ctx.get(dut.p))
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
+@pytest.mark.parametrize("spec", ALL, ids=lambda s: s.name)
+def test_generator_equals_model_exhaustively_on_6_bits(spec):
+    assert _simulate(spec, 6, 6, SIX) == [spec.product(a, b) for a, b in SIX]
+
+
+@pytest.mark.parametrize("name", MULTIPLIERS)
+def test_generator_equals_model_on_the_lanes(name):
+    spec, rng = REGISTRY[name], random.Random(len(name))
+    for wa, wb in LANES:
+        pairs = list(zip(_log_uniform(rng, wa, 150), _log_uniform(rng, wb, 150)))
+        pairs += [(rng.randrange(-(1 << (wa - 1)), 1 << (wa - 1)), rng.randrange(-(1 << (wb - 1)), 1 << (wb - 1)))
+                  for _ in range(100)]
+        assert _simulate(spec, wa, wb, pairs) == [spec.product(a, b) for a, b in pairs], (wa, wb)
+
+
+def test_a_planted_wrong_mbm_constant_is_caught_by_the_generator_check():
+    got = _simulate(PLANTED, 6, 6, SIX)
+    assert sum(g != MBM3.product(a, b) for g, (a, b) in zip(got, SIX)) > 100
+
+
+def test_only_the_exact_multiplier_builds_a_multiply_cell():
+    """No ``$mul`` cell in an approximate circuit: synthesis has nothing to
+    put in a DSP48E2 (the exact one keeps its single ``$mul``)."""
+    for spec in REGISTRY.values():
+        dut = gen.ApproxMultiplier(spec, 32, 17)
+        text = rtlil.convert(dut, name="mul", ports=[dut.a, dut.b, dut.p])
+        assert ("$mul" in text) == (spec.kind == "exact"), spec.name
+
+
+def test_figures_run_on_a_small_sample():
+    from fixar.figures.multipliers import multiplier_figures
+    figs = multiplier_figures(samples=2000, shape=(20, 40, 8), repeats=1)
+    assert figs["mult_exact_mean_rel_err"] == 0 and figs["mult_exact_bias"] == 0
+    assert figs["mult_mitchell_bias"] < -0.03 and abs(figs["mult_drum6_bias"]) < 0.01
+    assert all(f"approx_golden_matmul_vs_exact_ratio_{n}" in figs for n in MULTIPLIERS)
