@@ -6,6 +6,7 @@ errors before any run."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -108,21 +109,42 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"the Ray head did not open port {port}")
+
+
 def test_study_runs_on_a_ray_cluster_given_its_address(tmp_path):
     """A Ray head started with `ray start` stands for a cluster: the study
-    connects to it by --address instead of starting its own Ray."""
+    connects to it by --address instead of starting its own Ray. The head
+    runs with --block in its own process group and only that group is
+    stopped: `ray stop` would stop every Ray on the machine, a user's
+    running study too."""
     ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
     assert ray_cli, "the ray command is installed with the study extra"
     port = _free_port()
-    head = subprocess.run([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "1",
-                           "--include-dashboard=false", "--disable-usage-stats"], capture_output=True, text=True)
-    assert head.returncode == 0, head.stderr[-2000:]
+    # token authentication on the head and the driver alike, as Ray's docs ask of a cluster's every node
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--port", str(port), "--num-cpus", "1",
+                             "--include-dashboard=false", "--disable-usage-stats"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     try:
+        _wait_for_port(port, head)
         res = subprocess.run([sys.executable, "-m", "fixar.rl.study", "--envs", "Pendulum-v1", "--precisions",
                               "fxp32", "--steps", "200", "--address", f"127.0.0.1:{port}", "--out", str(tmp_path),
-                              *TINY], capture_output=True, text=True, timeout=300)
+                              *TINY], capture_output=True, text=True, timeout=300, env=env)
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert f"on the Ray cluster at 127.0.0.1:{port}" in res.stdout
     assert (_run_dir(tmp_path, "Pendulum-v1", "fxp32") / "result.json").exists()
