@@ -146,7 +146,10 @@ def _start(address: str | None, jobs: int) -> str:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
             where = f"the Ray cluster at {address}"
         else:
-            ray.init(num_cpus=jobs, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+            # "local": a new Ray of our own, even when a `ray start` cluster runs on this machine (without an
+            # address ray.init joins that one)
+            ray.init(address="local", num_cpus=jobs, include_dashboard=False, logging_level="WARNING",
+                     log_to_driver=False)
             where = f"a local Ray with {jobs} CPU(s)"
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise StudyError(f"cannot start Ray ({address or 'local'}): {str(exc).splitlines()[0]}") from None
