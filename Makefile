@@ -63,7 +63,7 @@ sysdeps:
 $(STAMP): pyproject.toml | sysdeps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[synth,axi,tensorboard,study]'
+	$(PY) -m pip install -q -e '.[synth,axi,tensorboard,study,explore]'
 	@touch $@
 
 setup: $(STAMP)

@@ -43,7 +43,7 @@ BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
 PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel",
-         "floorplan", "schedule")
+         "floorplan", "schedule", "explore")
 
 
 def machine() -> str:
@@ -73,7 +73,7 @@ def commit() -> str:
 
 
 # the studies `make study` wrote (hours each; not re-run here): folder -> key prefix
-STUDIES = {"": "study", "40k": "study40k", "100k": "study100k"}
+STUDIES = {"": "study", "40k": "study40k", "100k": "study100k", "400": "study400"}
 
 
 def study_figures(root: Path = ROOT) -> dict:
@@ -95,6 +95,20 @@ def study_figures(root: Path = ROOT) -> dict:
                     figs[f"{key}_second_half_return"] = cell["second_half_mean"]
         figs[f"{prefix}_steps"] = data["steps"]
     return figs
+
+
+def explore_figures(root: Path = ROOT) -> dict:
+    """The design-space search's figures from the table `python -m fixar.explore`
+    writes (docs/explore/results.json): the search's own keys as they are,
+    the rest prefixed explore_; a method that never reached the best has no
+    evals-to-best key."""
+    path = root / "docs" / "explore" / "results.json"
+    if not path.exists():
+        print(f"explore: no {path.relative_to(root)} (run `python -m fixar.explore`)", flush=True)
+        return {}
+    data = json.loads(path.read_text())
+    keep = lambda k: k if k.startswith(("confuciux_", "resource_model_")) else f"explore_{k}"
+    return {keep(k): v for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def measure(what: str, vectors: int) -> dict:
@@ -130,6 +144,8 @@ def measure(what: str, vectors: int) -> dict:
         figs.update(kernel_bytes(cfg))
     if what in ("all", "study"):
         figs.update(study_figures())
+    if what in ("all", "explore"):
+        figs.update(explore_figures())
     if what in ("all", "pe"):
         from fixar.figures.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)

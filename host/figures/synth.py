@@ -19,19 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-SCRIPT = """\
-read_verilog {src}
-synth_xilinx -family xcup -noiopad -uram -flatten -top {top} -run :map_luts
-opt_expr -mux_undef -noclkinv
-abc -luts 2:2,3,6:5,10,20
-clean
-xilinx_srl -fixed -minlen 3
-techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6
-xilinx_dffopt
-opt_lut_ins -tech xilinx
-synth_xilinx -family xcup -noiopad -top {top} -run finalize:
-tee -q -o {stat} stat -json
-"""
+from fixar.sim.yosys import SYNTH_SCRIPT
+
+SCRIPT = SYNTH_SCRIPT      # one script for every resource figure (fixar.sim.yosys)
 
 
 def yosys_exe() -> str:

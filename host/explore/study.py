@@ -1,0 +1,206 @@
+"""The comparison: every method over several search seeds at the same
+number of evaluations, the convergence plot, and the figures.
+
+Evaluations are cheap (a compile, the cycle model, the resource model:
+tens of milliseconds), so the runs go in this process by default, sharing
+one cache; ``address`` runs each (method, seed) as a Ray task instead
+(``"local"`` for a local Ray, else a cluster's address), each task with its
+own cache.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fixar.config import load
+from fixar.explore import cost, resources, synthfit
+from fixar.explore.evaluate import Evaluator
+from fixar.explore.search import METHODS
+from fixar.explore.space import MEMORIES, Space
+
+WITHIN = 0.01                 # "reached the best": within 1 % of the best any method found
+OUT = Path(__file__).resolve().parents[2] / "docs" / "explore"
+
+
+def run_one(method: str, seed: int, budget: int, batch: int, ev: Evaluator | None = None) -> dict:
+    ev = ev or Evaluator(Space(), batch)
+    t = time.perf_counter()
+    hist = METHODS[method](ev, ev.space.sizes, budget, seed)
+    best_c, best_y = max(hist, key=lambda cy: cy[1])
+    evs = [ev.evaluate(c) for c, _ in hist]
+    ev.calls -= len(evs)                  # looked up again for the record, not searched
+    return {"method": method, "seed": seed, "fitness": [y for _, y in hist],
+            "ips": [e.ips[batch] if e.ok else 0.0 for e in evs], "best": list(best_c),
+            "best_fitness": best_y, "best_ips": ev.evaluate(best_c).ips.get(batch, 0.0),
+            "seconds": round(time.perf_counter() - t, 2)}
+
+
+def _run_ray(jobs: list[tuple], address: str) -> list[dict]:
+    import ray
+
+    # "local" is Ray's own word for a new local instance: never joins a cluster already running here
+    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1)(run_one)
+        return ray.get([task.remote(*job) for job in jobs])
+    finally:
+        ray.shutdown()
+
+
+SEED0 = 10     # search seeds 10, 11, ...: seeds 0-4 were used to choose ConfuciuX's step size and batch
+
+
+def run_all(methods, seeds: int, budget: int, batch: int, address: str | None = None, log=print) -> list[dict]:
+    jobs = [(m, s, budget, batch) for m in methods for s in range(SEED0, SEED0 + seeds)]
+    if address:
+        return _run_ray(jobs, address)
+    ev, runs = Evaluator(Space(), batch), []
+    for job in jobs:
+        runs.append(run_one(*job, ev=ev))
+        r = runs[-1]
+        log(f"  {r['method']:9s} seed {r['seed']}: best fitness {r['best_fitness']:.4f} ({r['seconds']} s)")
+    return runs
+
+
+def best_so_far(fitness: list[float]) -> np.ndarray:
+    return np.maximum.accumulate(np.asarray(fitness))
+
+
+def evals_to(fitness: list[float], target: float) -> int | None:
+    """1-based evaluation at which the best so far first reaches ``target``, or None."""
+    hit = np.nonzero(best_so_far(fitness) >= target)[0]
+    return int(hit[0]) + 1 if hit.size else None
+
+
+def median_evals(values: list[int | None]) -> float | None:
+    """Median over seeds; a seed that never reached the target counts as
+    infinitely many, and an infinite median is None (more than the budget)."""
+    med = statistics.median([math.inf if v is None else v for v in values])
+    return None if math.isinf(med) else float(med)
+
+
+def sweep(batch: int) -> dict:
+    """Every cores x rows x psum x URAM threshold with every memory at level 0
+    (the smallest depth that fits): deeper memories add no cycle, so this is
+    the space's optimum up to the memories' URAM / block RAM mix (a deeper
+    memory can move from block RAM to UltraRAM)."""
+    space, ev = Space(), Evaluator(Space(), batch)
+    vals = {d.name: d.values for d in space.dims}
+    best = None
+    for cores in vals["cores"]:
+        for rows in vals["rows"]:
+            for psum in vals["psum_slots"]:
+                for th in vals["uram_min_rows"]:
+                    v = dict(cores=cores, rows=rows, psum_slots=psum, uram_min_rows=th) | dict.fromkeys(MEMORIES, 0)
+                    e = ev.evaluate(space.index(v))
+                    if best is None or e.fitness > best.fitness:
+                        best = e
+    return {"evaluations": ev.calls, "best": best}
+
+
+def model_error() -> dict:
+    pts = synthfit.load_measured()
+    return synthfit.held_out_error(pts, synthfit.fit(pts))
+
+
+def describe(ev: Evaluator, cand) -> dict:
+    """A found design: its values, IPS at each batch, per-SLR resources and placement."""
+    e = ev.evaluate(cand)
+    try:
+        values = ev.space.resolve(tuple(cand))
+    except ValueError:          # ProgramError: no depth fits the shape
+        values = ev.space.values(tuple(cand))
+    out = {"config": values, "status": e.status,
+           **{f"ips_b{b}": round(v, 1) for b, v in e.ips.items()}}
+    if e.place:
+        for s, tot in enumerate(e.place["total"]):
+            out |= {f"slr{s}_{k}": round(tot[k], 1) for k in resources.KINDS}
+        out["slr_of"] = e.place["slr"]
+    return out
+
+
+def figures(methods=tuple(METHODS), seeds: int = 5, budget: int = 400, address: str | None = None,
+            out: Path = OUT, log=print) -> dict:
+    """Runs the comparison at B = 64 (every method) and ConfuciuX at B = 512; writes the plot and results.json."""
+    t0 = time.perf_counter()
+    figs: dict = {}
+    ev64, ev512 = Evaluator(Space(), 64), Evaluator(Space(), 512)
+    default = load("default")
+    default_steps = {b: cost.step(default, b) for b in (64, 512)}
+    figs["default_config_ips_b64"] = round(default_steps[64]["ips"], 1)
+    figs["default_config_ips_b512"] = round(default_steps[512]["ips"], 1)
+    log(f"search at B = 64: {', '.join(methods)} x {seeds} seeds x {budget} evaluations")
+    runs = run_all(methods, seeds, budget, 64, address, log)
+    top = max(r["best_fitness"] for r in runs)
+    top_ips = max(r["best_ips"] for r in runs)
+    figs["best_fitness_any_method"] = round(top, 5)
+    for m in methods:
+        mine = [r for r in runs if r["method"] == m]
+        reach = [evals_to(r["fitness"], top - WITHIN * abs(top)) for r in mine]
+        figs[f"{m}_evals_to_best"] = median_evals(reach)
+        figs[f"{m}_seeds_reaching_best"] = sum(v is not None for v in reach)
+        figs[f"{m}_evals_to_best_ips"] = median_evals([evals_to(r["ips"], top_ips * (1 - WITHIN)) for r in mine])
+        figs[f"{m}_median_best_fitness"] = round(statistics.median(r["best_fitness"] for r in mine), 5)
+    cx = max((r for r in runs if r["method"] == "confuciux"), key=lambda r: r["best_fitness"], default=None)
+    if cx:
+        win = describe(ev64, cx["best"])
+        figs["confuciux_best_ips_b64"] = win.get("ips_b64") if win["status"] == "ok" else None
+        figs["confuciux_best_b64_design"] = win
+    log(f"search at B = 512: confuciux x {seeds} seeds x {budget} evaluations")
+    runs512 = run_all(("confuciux",), seeds, budget, 512, address, log)
+    best512 = max(runs512, key=lambda r: r["best_fitness"])
+    win512 = describe(ev512, best512["best"])
+    figs["confuciux_best_ips_b512"] = win512.get("ips_b512") if win512["status"] == "ok" else None
+    figs["confuciux_best_b512_design"] = win512
+    log("structured sweep (the optimum to compare with)")
+    for b in (64, 512):
+        sw = sweep(b)
+        figs[f"sweep_best_ips_b{b}"] = round(sw["best"].ips[b], 1)
+        figs[f"sweep_evaluations_b{b}"] = sw["evaluations"]
+    err = model_error()
+    figs["resource_model_rel_err"] = round(max(err["max"].values()), 4)
+    figs["resource_model_rel_err_by_kind"] = {k: round(v, 4) for k, v in err["max"].items()}
+    figs["search_budget"], figs["search_seeds"] = budget, seeds
+    figs["explore_seconds"] = round(time.perf_counter() - t0, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    plot(runs, ev64.reference_ips, out / "convergence_b64.png", budget, seeds)
+    (out / "results.json").write_text(json.dumps(figs, indent=1, default=str) + "\n")
+    (out / "runs_b64.json").write_text(json.dumps(runs) + "\n")
+    return figs
+
+
+def plot(runs: list[dict], ref_ips: float, path: Path, budget: int, seeds: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    x = np.arange(1, budget + 1)
+    for key, ax, scale, label in (("fitness", axes[0], 1.0, "best fitness so far (IPS / default's - memory term)"),
+                                  ("ips", axes[1], 1e-3, "best feasible IPS so far, B = 64 (thousands)")):
+        for m in dict.fromkeys(r["method"] for r in runs):
+            curves = np.array([best_so_far(r[key]) * scale for r in runs if r["method"] == m])
+            lo, med, hi = np.percentile(curves, [25, 50, 75], axis=0)
+            (line,) = ax.plot(x, med, label=m)
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+        ax.set_xlabel("evaluations")
+        ax.set_ylabel(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(-2.05, 1.1)     # -2 rejected, -1..-2 memories short, -1..0 over budget, > 0 feasible
+    for y, text in ((-1.5, "workload does not fit"), (-0.5, "over the U50 budget"), (0.5, "feasible")):
+        axes[0].text(budget * 0.02, y, text, fontsize=7, color="grey", va="center")
+    axes[0].axhline(0, color="grey", lw=0.8)
+    axes[0].axhline(-1, color="grey", lw=0.8)
+    axes[1].axhline(ref_ips * 1e-3, color="grey", ls=":", lw=1, label="default config")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"DDPG 400-300 HalfCheetah on the U50 (per-SLR budget): median of {seeds} search seeds, "
+                 "25-75 % band", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
