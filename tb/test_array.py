@@ -37,7 +37,7 @@ from fixar.compiler.array_ops import (
     weight_image,
     weight_rows,
 )
-from fixar.config import ActFunc, PEMode, load
+from fixar.config import ActFunc, PEMode, load, mask_no_limit
 from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.layer import linear, transposed
 from fixar.sim.rtl import generated, run_module, run_mutated
@@ -412,6 +412,60 @@ def corner_operands(tb: TB, mode: PEMode, transpose: bool, intra: bool):
     return op, W, X, W @ X
 
 
+async def masked_pair(tb: TB, label: str) -> tuple[int, int]:
+    """A stored forward product (its mask bits kept with a limit: none, zero, one
+    of its own outputs (so y == limit occurs) or the largest code), then at
+    once a masked transposed product whose outputs are that tensor's features:
+    its outputs must be W^T D zeroed where the stored y is not in (0, limit).
+    Returns (outputs zeroed by the limit, outputs zeroed as y <= 0)."""
+    cfg, rng = tb.cfg, tb.rng
+    R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
+    intra = bool(rng.random() < 0.2)
+    batch = 1 if intra else int(rng.integers(1, 3 * R * N + 1))
+    F, K, M2 = (int(rng.integers(1, 3 * C + 1)) for _ in range(3))
+    fwd = LayerOp(M=F, K=K, batch=batch, func=ActFunc(int(rng.integers(3))), intra_layer=intra, store=True)
+    W, X, b = tb.random_operands(fwd)
+    Y = tb.golden(fwd, W, X, b)
+    pos = Y[Y > 0]
+    choice = int(rng.integers(4))
+    limit = (None if choice == 0 else 0 if choice == 1 or not pos.size
+             else int(rng.choice(pos)) if choice == 2 else mask_no_limit(cfg))
+    d = describe(cfg, fwd)
+    y_base = d.n_kt * d.slots + int(rng.integers(0, 50))
+    fwd = LayerOp(**{**fwd.__dict__, "y_base": y_base, "limit": limit})
+    back = LayerOp(M=M2, K=F, batch=batch, transpose=True, bias=False, intra_layer=intra, mask=True, m_base=y_base,
+                   w_base=weight_rows(cfg, F, K), x_base=y_base + d.n_ot * d.slots + int(rng.integers(0, 50)),
+                   store=bool(rng.random() < 0.5))
+    db = describe(cfg, back)
+    back = LayerOp(**{**back.__dict__, "y_base": back.x_base + db.n_kt * db.slots})
+    W2 = tb.codes(cfg.pe.weight, (M2, F), cfg.pe.weight.frac - 2)
+    D = tb.codes(cfg.pe.act32, (M2, batch), cfg.pe.act32.frac)
+    await tb.load(fwd, W, X, b)          # both operations' operands first: the second starts in
+    await tb.load(back, W2, D)           # the first one's done cycle, one cycle before its last bits land
+    await tb.check(fwd, W, X, b, f"{label} forward ({F}x{K}, B={batch}, limit {limit})", want=Y)
+    top = mask_no_limit(cfg) if limit is None else limit
+    raw = transposed(cfg, W2, D)
+    want = raw * ((Y > 0) & (Y < top))
+    await tb.check(back, W2, D, None, f"{label} masked W^T D ({M2}x{F}, B={batch})", want=want)
+    return int(np.count_nonzero((Y >= top) & (raw != 0))), int(np.count_nonzero((Y <= 0) & (raw != 0)))
+
+
+@cocotb.test()
+async def test_relu_masks(dut):
+    """Masked transposed products (the backward's ReLU mask and, in QAT phase 2,
+    its quantizer's top, at the output stage) right after the forward product
+    whose store left their mask bits; the limit and the ReLU both really cut."""
+    tb = TB(dut)
+    await tb.reset()
+    n = int(os.environ.get("FIXAR_MASK_CASES", "60"))
+    at_limit = at_zero = 0
+    for case in range(n):
+        a, z = await masked_pair(tb, f"mask case {case}")
+        at_limit, at_zero = at_limit + a, at_zero + z
+    assert at_limit > 0 and at_zero > 0, f"the limit zeroed {at_limit} outputs and the ReLU {at_zero}"
+    tb.record("relu_masks", n, at_limit=at_limit, at_zero=at_zero)
+
+
 @cocotb.test()
 async def test_output_stage_corners(dut):
     """Exact ties and saturation both ways through every output stage of the
@@ -495,6 +549,21 @@ def test_array_bit_exact_and_cycle_exact(sim):
                      testcase=None if sim == "verilator" else ["test_random_ops", "test_output_stage_corners"],
                      env={"FIXAR_CASES": cases, "FIXAR_DDPG_BATCH": "8"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def test_bench_catches_a_mask_that_passes_zeros(monkeypatch):
+    """The mask bit planted as y >= 0 instead of y > 0: a ReLU's zero outputs
+    would pass error. The mask test must fail."""
+    from fixar.gen.emit import emit
+    from fixar.gen.units import array
+    from fixar.sim.runner import BUILD_ROOT
+    cfg = load("small")
+    monkeypatch.setattr(array, "mask_bit", lambda word, limit: (word >= 0) & (word < limit))
+    out = BUILD_ROOT / "planted_bug" / "array_mask_ge0"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-mask-ge0",
+                     testcase="test_relu_masks", env={"FIXAR_MASK_CASES": "20"})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a mask that passes zeros"
 
 
 def test_bench_catches_ties_rounded_half_up(monkeypatch):

@@ -181,6 +181,22 @@ def test_halfcheetah_step_on_the_default_engine():
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
 
 
+def test_bench_catches_a_mask_that_passes_zeros(monkeypatch):
+    """The array's ReLU mask bit planted as y >= 0 instead of y > 0: the error
+    then passes the hidden units a ReLU cut to exactly 0, and the first step's
+    gradients, so its weights, must differ."""
+    from fixar.gen.emit import emit
+    from fixar.gen.units import array
+    from fixar.sim.runner import BUILD_ROOT
+    cfg = load("small")
+    monkeypatch.setattr(array, "mask_bit", lambda word, limit: (word >= 0) & (word < limit))
+    out = BUILD_ROOT / "planted_bug" / "trainer_mask_ge0"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_trainer", BENCH, tag=f"{cfg.digest}-mask-ge0",
+                     env={"FIXAR_STEPS": "1", "FIXAR_NETS": NETS_JSON})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a mask that passes zeros"
+
+
 def test_bench_catches_a_broken_quantizer():
     """One core's QAT quantizer divides by 2 Delta (its shift one too far): the phase-2 step must fail."""
     cfg = load("small")

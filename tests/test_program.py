@@ -115,7 +115,9 @@ def test_program_uses_every_unit_once_per_layer():
     assert kinds.count(Matmul) == 3 + 3 + 3 + 3 + 3 + 2 + 3 + 2
     assert kinds.count(Grad) == 12
     assert kinds.count(Adam) == 2 and kinds.count(Soft) == 2
-    assert kinds.count(Vec) == 1 + 2 + 2 + 2 + 1 + 2   # TD, loss, masks, dtanh
+    assert kinds.count(Vec) == 1 + 2 + 1   # TD, loss, dtanh: the ReLU masks are in the transposed products
+    masked = [i for i in p.instrs if isinstance(i, Matmul) and i.op.mask]
+    assert len(masked) == 2 + 2 + 2 and all(i.op.transpose and i.m for i in masked)
 
 
 def test_networks_that_do_not_fit_are_rejected_clearly():
@@ -163,11 +165,13 @@ def test_cycle_model_matches_the_measured_engine():
 
     latency = timing(CFG).array   # what the array's manifest carries
     small = compile_ddpg(CFG, 8, 2, (32, 32), 16)
-    assert step_cycles(CFG, small, 16, latency) == 12318
+    assert step_cycles(CFG, small, 16, latency) == 10710    # 12318 with the VEC RELU_MASK passes
     assert step_cycles(CFG, small, 16, latency, acting=True) == 241
     tops = {(net, i): 1 << 20 for net in ("actor", "critic") for i in range(3)}
     assert step_cycles(CFG, compile_ddpg(CFG, 8, 2, (32, 32), 16, quantized=True, tops=tops, tanh_limit=1 << 20),
-                       16, latency) == 12318
+                       16, latency) == 10710
     default = load("default")
     big = compile_ddpg(default, 17, 6, (400, 300), 64)
-    assert step_cycles(default, big, 64, latency) == 250454
+    # the model without the VEC RELU_MASK passes (250 454 with them, measured);
+    # the default engine's bench (make bench trainer) has not re-measured it yet
+    assert step_cycles(default, big, 64, latency) == 233486

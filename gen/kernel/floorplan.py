@@ -123,6 +123,7 @@ def kernel_memories(cfg: FixarConfig) -> list[Memory]:
     mems = []
     for n in range(N):
         mems.append(_ram(cfg, f"{a}/amem_{n}", R * pe.act32.bits, arr.a_rows))
+        mems.append(_ram(cfg, f"{a}/mmem_{n}", R, arr.a_rows))      # the ReLU mask bits, one per activation word
         mems += [_ram(cfg, f"{a}/tmem_{n}_b{b}", pe.act32.bits, arr.t_rows) for b in range(R)]
         # the partial sums: both lanes' wide sums of every column, written one stage after the read
         mems.append(Memory(f"{a}/core_{n}/psum", 2 * C * pe.acc_bits, ar.psum_slots, BLOCK_SDP))
@@ -149,7 +150,7 @@ def groups(cfg: FixarConfig) -> list[Group]:
     fit. The controller's flat logic (engine, array) is in no group: Vivado
     places it."""
     a = "engine/array"
-    cores = [Group(f"core_{n}", (f"{a}/core_{n}", f"{a}/amem_{n}", f"{a}/tmem_{n}_b*"), n)
+    cores = [Group(f"core_{n}", (f"{a}/core_{n}", f"{a}/amem_{n}", f"{a}/mmem_{n}", f"{a}/tmem_{n}_b*"), n)
              for n in range(cfg.array.cores)]
     return cores + [
         Group("control", ("cmd_fifo", "out_fifo", "engine/vector", f"{a}/bmem"), 0),

@@ -16,6 +16,12 @@ and meanwhile the next step's R rows. Every request goes to the memories in
 one cycle, their registered data is rotated/masked and registered in the
 next, and reaches the cores in the cycle after: PIPE = 2 cycles.
 
+ReLU masks (docs/array.md): each core's mask memory keeps one bit per
+activation word, 0 < y < limit, written (one cycle after the row) by every
+store; a transposed product with ``mask`` reads the bits of its output item
+with the item's request and the core zeroes the masked words, so the
+backward's ReLU (and QAT's clipped inputs) costs no vector pass and no cycle.
+
 Layouts: weight word (i, j) of a C x C tile is in bank (i + j) mod C at row
 T*C + i. PE row r of the forward product needs the tile's column r (bank b
 at row T*C + (b - r) mod C); the transposed product needs the tile's row r
@@ -41,6 +47,13 @@ def _k_tile(d: dict, jj, n: int, N: int):
     """Core n's k-tile in round jj (intra-layer mode interleaves cores;
     a gradient product reduces over each core's own batch rows)."""
     return Mux(d["intra"], jj * N + n, jj)
+
+
+def mask_bit(word, limit):
+    """A stored word's ReLU mask bit: the error passes where the layer input is
+    positive and below its quantizer's top (VEC RELU_MASK's rule; a module
+    function so that a bench can plant a wrong rule)."""
+    return (word > 0) & (word < limit)
 
 
 def _tree(m: Module, values: list, pick, name: str):
@@ -90,6 +103,9 @@ class Array(wiring.Component):
             "op_w_base": In(range(self.w_rows)), "op_x_base": In(range(self.a_rows)),
             "op_y_base": In(range(self.a_rows)), "op_b_base": In(range(self.b_rows)),
             "op_track": In(1), "op_fq": In(1), "op_qidx": In(range(ar.quantizers)),
+            # ReLU masks: every store keeps 0 < y < limit per word; a masked transposed
+            # product zeroes the outputs whose bit at mask row m_base + (its row) is 0
+            "op_mask": In(1), "op_m_base": In(range(self.a_rows)), "op_limit": In(unsigned(pe.act32.bits)),
             # QAT: the quantizer table (host-written at the switch) and the range
             # trackers (phase 1: lo <= 0 <= hi; registered read; clear sets zeros)
             "qt_we": In(1), "qt_addr": In(range(ar.quantizers)),
@@ -142,14 +158,15 @@ class Array(wiring.Component):
         # ---- activation memories (one per core) and the bias memory
         bmem, bias = self._bias_memory(m, d, it)
         a_data = self._activation_items(m, d, amem, tmem, t, j)
+        mmem, keep = self._mask_memories(m, d, it, t)
 
         ctl_d = self._core_control(m, item, t, j, it, last_round, load, row, swap)
         out_y_addr, out_tile = self._output_bookkeeping(m, d, item, t, it, last_step, final_out, finished)
         q_sel = self._quantizer_table(m, d)
-        cores = self._cores(m, d, ctl_d, w_data, a_data, bias, q_sel, rnd_seed)
+        cores = self._cores(m, d, ctl_d, w_data, a_data, keep, bias, q_sel, rnd_seed)
         reduce_all = self._cross_core_sums(m, d, cores)
         self._range_trackers(m, d, cores)
-        self._outputs_and_store(m, d, cores, amem, reduce_all, g_addr, out_y_addr)
+        self._outputs_and_store(m, d, cores, amem, mmem, reduce_all, g_addr, out_y_addr)
         self._transposing_store(m, d, cores, tmem, out_tile)
         self._gradient_memories(m, d, cores, out_tile)
 
@@ -352,6 +369,25 @@ class Array(wiring.Component):
             a_data.append(a)
         return a_data
 
+    def _mask_memories(self, m: Module, d: dict, it, t) -> tuple[list, list]:
+        """The ReLU mask memory per core: one bit per activation word, at the
+        activation memory's rows (written by _outputs_and_store). A masked
+        transposed product reads the row of its output item (m_base + it*S + t:
+        output tile it is feature tile it, as R == C) with the item's request,
+        so the bits reach the core beside the item's activations (PIPE) and
+        travel down its pipeline: no extra cycle. Returns the memories and
+        each core's registered keep bits (all ones when not masking)."""
+        R, N = self.cfg.array.rows, self.cfg.array.cores
+        mmem = [TwoPortRAM(self.cfg.memory, R, self.a_rows, f"mmem_{n}") for n in range(N)]
+        keep = []
+        for n in range(N):
+            m.submodules[f"mmem_{n}"] = mmem[n].instance
+            m.d.comb += mmem[n].a_addr.eq(d["m_base"] + it * d["slots"] + t)
+            k = Signal(R, name=f"keep_{n}")
+            m.d.sync += k.eq(Mux(d["mask"], mmem[n].a_data, Const((1 << R) - 1, R)))
+            keep.append(k)
+        return mmem, keep
+
     def _core_control(self, m: Module, item, t, j, it, last_round, load, row, swap) -> dict:
         """Control to the cores, PIPE cycles after the request."""
         ctl = {"valid": item, "slot": t, "first": j == 0, "last": last_round, "w_ld": load, "w_row": row,
@@ -388,7 +424,7 @@ class Array(wiring.Component):
             m.d.sync += q_sel[k].eq(MuxArray(regs)[d["qidx"]])   # settles long before any output
         return q_sel
 
-    def _cores(self, m: Module, d: dict, ctl_d: dict, w_data: list, a_data: list, bias, q_sel: dict,
+    def _cores(self, m: Module, d: dict, ctl_d: dict, w_data: list, a_data: list, keep: list, bias, q_sel: dict,
                rnd_seed: Signal) -> list:
         """The N cores, fed the delayed control, their weight and activation rows and the descriptor."""
         cfg = self.cfg
@@ -401,7 +437,7 @@ class Array(wiring.Component):
                 core.w_ld.eq(ctl_d["w_ld"]), core.w_row.eq(ctl_d["w_row"]), core.w_swap.eq(ctl_d["w_swap"]),
                 core.w_data.eq(w_data[n]),
                 core.valid.eq(ctl_d["valid"]), core.slot.eq(ctl_d["slot"]), core.first.eq(ctl_d["first"]),
-                core.last.eq(ctl_d["last"]), core.a.eq(a_data[n]), core.bias.eq(bias),
+                core.last.eq(ctl_d["last"]), core.a.eq(a_data[n]), core.keep.eq(keep[n]), core.bias.eq(bias),
                 core.bias_en.eq(d["bias"] & (Const(n == 0) | ~d["intra"])),
                 core.func.eq(d["func"]), core.mode.eq(d["mode"]), core.grad.eq(d["grad"]),
                 core.fq.eq(d["fq"]), core.q_magic.eq(q_sel["magic"]), core.q_shift.eq(q_sel["shift"]),
@@ -457,11 +493,14 @@ class Array(wiring.Component):
                              rg_hi[i].eq(Mux(new_hi > rg_hi[i], new_hi, rg_hi[i]))]
         m.d.sync += [self.rg_lo.eq(MuxArray(rg_lo)[self.rg_addr]), self.rg_hi.eq(MuxArray(rg_hi)[self.rg_addr])]
 
-    def _outputs_and_store(self, m: Module, d: dict, cores: list, amem: list, reduce_all, g_addr,
+    def _outputs_and_store(self, m: Module, d: dict, cores: list, amem: list, mmem: list, reduce_all, g_addr,
                            out_y_addr) -> None:
         """The outputs, and results stored back as the next layer's activations (FXP32)
-        through each activation memory's port B, which the host and gradient loads share."""
-        N = self.cfg.array.cores
+        through each activation memory's port B, which the host and gradient loads share.
+        Each stored row also leaves its mask bits, 0 < y < limit, in the mask memory one
+        cycle later (registered: the compare stays off the output path; the next
+        operation reads masks R cycles after its start at the earliest)."""
+        N, C, ob = self.cfg.array.cores, self.cfg.array.cols, self.cfg.pe.out.bits
         valid = [cores[n].out_valid & (Const(n == 0) | ~reduce_all) for n in range(N)]
         m.d.comb += [self.out_valid.eq(Cat(*valid)), self.out_slot.eq(cores[0].out_slot),
                      self.out_lo.eq(Cat(*[c.out_lo for c in cores])),
@@ -479,6 +518,9 @@ class Array(wiring.Component):
                 m.d.comb += amem[n].b_addr.eq(g_addr)
             with m.Else():
                 m.d.comb += [amem[n].b_addr.eq(out_y_addr), amem[n].b_we.eq(we), amem[n].b_wdata.eq(result)]
+            words = [result[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
+            bits = Cat(*[mask_bit(w, d["limit"]) for w in words])
+            m.d.sync += [mmem[n].b_we.eq(we), mmem[n].b_addr.eq(out_y_addr), mmem[n].b_wdata.eq(bits)]
 
     def _transposing_store(self, m: Module, d: dict, cores: list, tmem: list, out_tile) -> None:
         """Transposing store into the feature-major memory (see _feature_major_memories)."""

@@ -17,6 +17,10 @@ Stream interface, one item per cycle (``valid``):
   func, mode activation function and PE mode of this item
   grad       round into the gradient format ``adam.grad`` instead of ``pe.out``
              (a weight-gradient product; FXP32, identity function)
+  keep       C bits: column c's result leaves as 0 where bit c is 0 (the ReLU
+             mask of a transposed product, all ones otherwise); applied where the
+             results enter the quantizer's bypass registers, after rounding and
+             saturation, so it costs no stage and equals zeroing the stored value
 Cross-core accumulation (intra-layer mode): ``sum_lo``/``sum_hi`` are this
 core's finished wide column sums (both lanes, ``acc_bits`` each), valid one
 stage before rounding; ``xin_lo``/``xin_hi`` are added to them before the
@@ -97,7 +101,7 @@ class ArrayCore(wiring.Component):
             "w_ld": In(1), "w_row": In(range(R)), "w_data": In(unsigned(C * pe.weight.bits)), "w_swap": In(1),
             "valid": In(1), "a": In(unsigned(R * pe.act32.bits)), "slot": In(unsigned(slot_bits)),
             "first": In(1), "last": In(1), "bias": In(unsigned(C * ob)), "bias_en": In(1),
-            "func": In(enum_bits(ActFunc)), "mode": In(enum_bits(PEMode)), "grad": In(1),
+            "func": In(enum_bits(ActFunc)), "mode": In(enum_bits(PEMode)), "grad": In(1), "keep": In(C),
             "sum_lo": Out(unsigned(C * pe.acc_bits)), "sum_hi": Out(unsigned(C * pe.acc_bits)),
             "xin_lo": In(unsigned(C * pe.acc_bits)), "xin_hi": In(unsigned(C * pe.acc_bits)),
             "out_valid": Out(1), "out_slot": Out(unsigned(slot_bits)),
@@ -117,7 +121,7 @@ class ArrayCore(wiring.Component):
 
         # Stage 0: input register (the item meets the weights made active with it).
         meta = [("valid", 1), ("slot", len(self.slot)), ("first", 1), ("last", 1), ("bias_en", 1),
-                ("func", enum_bits(ActFunc)), ("mode", enum_bits(PEMode)), ("grad", 1)]
+                ("func", enum_bits(ActFunc)), ("mode", enum_bits(PEMode)), ("grad", 1), ("keep", cfg.array.cols)]
         if pe.out.needs_random:
             meta.append(("rnd_i0", COORD_BITS))
         s0 = {n: Signal(w, name=f"{n}0") for n, w in meta}
@@ -168,7 +172,10 @@ class ArrayCore(wiring.Component):
         stages = [s6]
         for k in range(7, 12):
             stages.append(follow(stages[-1], k))
-        y_lo, y_hi = out_lo, out_hi
+        # the ReLU mask: a masked transposed product never uses fq (describe()
+        # rejects it), so zeroing the bypass lane is enough
+        y_lo = [Mux(s6["keep"][c], y, 0) for c, y in enumerate(out_lo)]
+        y_hi = out_hi
         for k in range(7, 12):           # the results as they are, when fq is off
             y_lo = [reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
             y_hi = [reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]

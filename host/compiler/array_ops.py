@@ -27,6 +27,12 @@ Parallelism:
   core n takes k-tiles n, n+N, ... ("rounds" of N k-tiles), and core 0 adds
   the other cores' wide sums before rounding. Only core 0's outputs are valid.
 
+ReLU masks: every store also keeps one bit per element, 0 < y < ``limit``, in
+the core's mask memory at the stored rows; a transposed product with ``mask``
+zeroes each output whose bit at row ``m_base + it*S + slot`` is 0 (the
+backward's ReLU, and in QAT phase 2 its quantizer's top, with no vector pass;
+same cycles).
+
 Weight gradients (``grad=True``): dW = D X^T for D (M x B) and X (K x B),
 rounded once into ``adam.grad``. Core n reduces over its own batch slice
 [n*S, (n+1)*S) (the slice it computed D and X for in intra-batch mode) and
@@ -46,7 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixar.config import ActFunc, FixarConfig, PEMode
+from fixar.config import ActFunc, FixarConfig, PEMode, mask_no_limit
 
 
 class ArrayOpError(ValueError):
@@ -81,6 +87,13 @@ class LayerOp:
     track: bool = False         # QAT phase 1: widen quantizer qidx's range by every output (and zero)
     fq: bool = False            # QAT phase 2: outputs leave through quantizer qidx (their 16-bit value)
     qidx: int = 0               # the quantizer (of the layer these outputs feed)
+    # the ReLU mask (docs/array.md, "ReLU masks"): a store also keeps one bit per
+    # element, 0 < y < limit (None: mask_no_limit, a plain ReLU), in the core's mask
+    # memory at Y's rows; a transposed product with ``mask`` zeroes each output
+    # whose bit at row m_base + (its activation row) is 0 before it leaves
+    limit: int | None = None
+    mask: bool = False
+    m_base: int = 0             # mask memory row of the masking tensor (per core, the activation rows)
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,9 @@ class Descriptor:
     track: int = 0
     fq: int = 0
     qidx: int = 0
+    mask: int = 0
+    m_base: int = 0
+    limit: int = 0  # describe() writes mask_no_limit(cfg) when the op gives none
 
     def ports(self) -> dict[str, int]:
         return {f"op_{k}": int(v) for k, v in self.__dict__.items()}
@@ -168,6 +184,7 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
         if op.t_base < 0 or op.t_base + need > t_rows:
             raise ArrayOpError(f"Y^T needs X^T-memory rows {op.t_base}..{op.t_base + need - 1} per core; "
                                f"it has {t_rows} rows of {R} words")
+    _check_mask(cfg, op, mode, n_ot, S)
     if op.store and (mode != PEMode.FXP32 or cfg.pe.out != cfg.pe.act32):
         raise ArrayOpError("store needs FXP32 mode and pe.out == pe.act32: FXP16 results need the "
                            "QAT quantizer before they can feed a layer")
@@ -188,16 +205,33 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                       bias=int(op.bias), store=int(op.store), n_ot=n_ot, n_kt=n_kt, n_kr=n_kr, slots=S,
                       w_base=op.w_base, x_base=op.x_base, y_base=op.y_base, b_base=op.b_base,
                       store_t=int(op.store_t), t_base=op.t_base, track=int(op.track), fq=int(op.fq),
-                      qidx=op.qidx if (op.track or op.fq) else 0)
+                      qidx=op.qidx if (op.track or op.fq) else 0, mask=int(op.mask),
+                      m_base=op.m_base if op.mask else 0,
+                      limit=mask_no_limit(cfg) if op.limit is None else op.limit)
+
+
+def _check_mask(cfg: FixarConfig, op: LayerOp, mode: PEMode, n_ot: int, S: int) -> None:
+    """The mask bits' limit, and a masked product: FXP32 transposed (one bit per
+    word), reading mask rows that exist."""
+    if op.limit is not None and not 0 <= op.limit <= mask_no_limit(cfg):
+        raise ArrayOpError(f"limit = {op.limit}: must be in [0, 2^{cfg.pe.act32.bits - 1}]")
+    if not op.mask:
+        return
+    if not op.transpose or mode != PEMode.FXP32:
+        raise ArrayOpError("mask (the ReLU mask at the output stage) needs an FXP32 transposed product")
+    a_rows = cfg.memory.act_words_per_core // cfg.array.rows
+    if op.m_base < 0 or op.m_base + n_ot * S > a_rows:
+        raise ArrayOpError(f"the mask needs mask rows {op.m_base}..{op.m_base + n_ot * S - 1} per core; "
+                           f"a core's mask memory has {a_rows} rows")
 
 
 def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
     ar, mem = cfg.array, cfg.memory
     R, C, N = ar.rows, ar.cols, ar.cores
     if op.mode != PEMode.FXP32 or op.transpose or op.intra_layer or op.bias or op.store or op.store_t \
-            or op.func != ActFunc.IDENTITY:
-        raise ArrayOpError("a weight-gradient product is FXP32, intra-batch, with no bias, store, transpose "
-                           "or activation function")
+            or op.mask or op.func != ActFunc.IDENTITY:
+        raise ArrayOpError("a weight-gradient product is FXP32, intra-batch, with no bias, store, transpose, "
+                           "mask or activation function")
     if op.K > ar.psum_slots:
         raise ArrayOpError(f"a weight gradient with K = {op.K} inputs needs {op.K} partial-sum slots; "
                            f"array.psum_slots = {ar.psum_slots}")
@@ -224,7 +258,7 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                                f"a core's {where} has {have} rows of {R} words")
     return Descriptor(transpose=0, intra=0, mode=0, func=int(ActFunc.IDENTITY), bias=0, store=0, n_ot=n_ot,
                       n_kt=n_kr, n_kr=n_kr, slots=op.K, w_base=op.w_base, x_base=op.x_base, y_base=0,
-                      b_base=0, grad=1, batch=S, gstore=op.gstore, g_base=op.g_base)
+                      b_base=0, grad=1, batch=S, gstore=op.gstore, g_base=op.g_base, limit=mask_no_limit(cfg))
 
 
 def cycles(cfg: FixarConfig, d: Descriptor, latency: int) -> int:

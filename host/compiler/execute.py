@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from fixar.compiler.program import Adam, Grad, Matmul, Program, Soft, Vec
-from fixar.config import FixarConfig, VecOp
+from fixar.config import FixarConfig, VecOp, mask_no_limit
 from fixar.golden.adam import AdamCodes, adam_update
 from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.fixed import I64
@@ -45,10 +45,23 @@ class ProgramState:
         # non-zero errors a ReLU mask stopped at its limit (inputs at their
         # quantizer's top, QAT phase 2): shows the benches exercised the limit
         self.clipped_errors = 0
+        # the array's mask memory: per stored tensor, 0 < y < limit of every
+        # element as the store left it, and that limit (a masked transposed
+        # product reads these bits, not the tensor)
+        self.mask: dict[str, np.ndarray] = {}
+        self.mask_limit: dict[str, int] = {}
 
     def write(self, name: str, value, first_feature: int = 0) -> None:
         value = np.asarray(value, dtype=I64)
         self.t[name][first_feature:first_feature + value.shape[0]] = value
+
+    def store(self, name: str, value, limit: int, first_feature: int = 0) -> None:
+        """An array product's store: the values, and their mask bits beside them."""
+        value = np.asarray(value, dtype=I64)
+        self.write(name, value, first_feature)
+        bits = self.mask.setdefault(name, np.zeros(self.t[name].shape, dtype=bool))
+        bits[first_feature:first_feature + value.shape[0]] = (value > 0) & (value < limit)
+        self.mask_limit[name] = limit
 
 
 def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, acting: bool = False) -> None:
@@ -73,8 +86,10 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
                     raise ValueError(f"{ins.w}: quantizer {op.qidx} is used before it was set")
                 D, z = st.quant[op.qidx]
                 Y = dequantize16(cfg, D, z, quantize16(cfg, D, z, Y))
+            if op.mask:
+                Y = _masked(st, ins.m, Y)
             if ins.y is not None:
-                st.write(ins.y, Y, ins.y_tile * R)
+                st.store(ins.y, Y, mask_no_limit(cfg) if op.limit is None else op.limit, ins.y_tile * R)
             if ins.yt is not None:
                 st.write(ins.yt, Y)
         elif isinstance(ins, Grad):
@@ -109,6 +124,18 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
                     T[tgt] = vector_op(cfg, VecOp.SOFT, T[name], T[tgt], c=scalars["tau"])
         else:
             raise TypeError(f"unknown instruction {ins!r}")
+
+
+def _masked(st: ProgramState, src: str, Y: np.ndarray) -> np.ndarray:
+    """A masked transposed product's output: zero where the mask bits of ``src``
+    (left by the store that wrote it) are 0. The same as VEC RELU_MASK of Y by
+    ``src`` with the store's limit: Y is already rounded and saturated, and
+    the bits are that compare on the values stored."""
+    bits = st.mask[src][:Y.shape[0]]
+    limit = st.mask_limit[src]
+    if limit < mask_no_limit(st.cfg):
+        st.clipped_errors += int(np.count_nonzero((st.t[src][:Y.shape[0]] >= limit) & (Y != 0)))
+    return Y * bits
 
 
 def program_params(ddpg, program: Program) -> dict[str, np.ndarray]:

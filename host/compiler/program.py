@@ -56,6 +56,7 @@ class Matmul:
     y: str | None   # stored output (A space), or None
     yt: str | None = None   # feature-major copy of the output (T space)
     y_tile: int = 0         # first feature tile of y the output goes to
+    m: str | None = None    # masked transposed product: the tensor whose mask bits zero the output (A space)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def _too_big(name: str, space: str, rows: int, base: int, limit: int) -> Program
 def _uses(ins) -> tuple[list[str], list[str]]:
     """(tensors read, tensors written) of one instruction."""
     if isinstance(ins, Matmul):
-        return [ins.x], [t for t in (ins.y, ins.yt) if t]
+        return [t for t in (ins.x, ins.m) if t], [t for t in (ins.y, ins.yt) if t]
     if isinstance(ins, Grad):
         return [ins.d, ins.x or ins.ones], []
     if isinstance(ins, Vec):
@@ -200,12 +201,31 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     _declare_batch_inputs(b, obs_dim, act_dim, obs_p)
     _training_step(b, obs_dim, act_dim, tanh_limit)
     p = b.p
+    _check_masks(p.instrs)
     _allocate(cfg, p, p.instrs, p.inputs, p.outputs)
     p.instrs = [_addressed(cfg, p, ins, b.S) for ins in p.instrs]
     _acting_program(b, obs_dim, act_dim)
     _allocate(cfg, p, p.act_instrs, p.act_inputs, p.act_outputs)
     p.act_instrs = [_addressed(cfg, p, ins, 1) for ins in p.act_instrs]
     return p
+
+
+def _check_masks(instrs: list) -> None:
+    """Every masked product's mask bits were left by an array store of that
+    whole tensor (the host and the vector unit write no mask bits); liveness
+    keeps the tensor's rows, and so its bits, until the product."""
+    stored: dict[str, LayerOp] = {}
+    for ins in instrs:
+        if isinstance(ins, Matmul) and ins.m is not None:
+            if ins.m not in stored:
+                raise AssertionError(f"compiler bug: the mask of {ins.y} comes from {ins.m}, which no array "
+                                     "product stored whole")
+        if isinstance(ins, Matmul) and ins.y is not None:
+            stored[ins.y] = ins.op
+            if ins.y_tile:
+                stored.pop(ins.y)                # partly written: its other rows keep no bits
+        elif isinstance(ins, Vec):
+            stored.pop(ins.y, None)
 
 
 def _check_shape(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int) -> None:
@@ -304,6 +324,7 @@ class _Builder:
             y = out if (last and out) else self.act(f"{net}{tag}.y{i}", mm)
             yt = self.act_t(f"{net}{tag}.y{i}^T", mm) if keep_t and not last else None
             op = LayerOp(M=mm, K=k, batch=self.batch, func=f, store=True, store_t=yt is not None,
+                         limit=self.mask_limit(net, i + 1) if not last else None,
                          **self.quant_fields(net, i, last, out, track))
             p.instrs.append(Matmul(op, w, b, x, y, yt, out_tile if (last and out) else 0))
             outs.append(y)
@@ -311,9 +332,18 @@ class _Builder:
             x = y
         return outs, outs_t
 
+    def mask_limit(self, net, i):
+        """The limit of the mask bits a store of layer i's input keeps: its
+        quantizer's top in QAT phase 2 (the clipped straight-through estimator),
+        else none (a plain ReLU mask)."""
+        return self.tops[(net.removesuffix("_t"), i)] if self.quantized else None
+
     def backward(self, net, d, xs, xs_t, want_input=False, grads=True, tag=""):
         """Backward from error d at the last layer's output (pre-activation);
-        returns the stored input error when ``want_input``."""
+        returns the stored input error when ``want_input``. Each hidden layer's
+        ReLU (and, in QAT phase 2, its quantizer's top) is applied by the
+        transposed product's output stage, from the mask bits its forward
+        product stored with xs[i] (docs/array.md): no vector pass."""
         p, batch = self.p, self.batch
         layers = p.nets[net]
         for i in range(len(layers) - 1, -1, -1):
@@ -326,14 +356,14 @@ class _Builder:
                 p.instrs.append(Grad(op, d, None, b, ones=self.ones))
             if i == 0 and not want_input:
                 return None
-            raw = self.act(f"{net}{tag}.e{i}", k)
-            op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True)
-            p.instrs.append(Matmul(op, w, None, d, raw))
             if i == 0:
+                raw = self.act(f"{net}{tag}.e{i}", k)
+                op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True)
+                p.instrs.append(Matmul(op, w, None, d, raw))
                 return raw
             masked = self.act(f"{net}{tag}.d{i - 1}", k)
-            limit = self.tops[(net.removesuffix("_t"), i)] if self.quantized else None
-            p.instrs.append(Vec(VecOp.RELU_MASK, raw, xs[i], masked, limit=limit))
+            op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True, mask=True)
+            p.instrs.append(Matmul(op, w, None, d, masked, m=xs[i]))
             d = masked
         return None
 
@@ -432,7 +462,8 @@ def _addressed(cfg: FixarConfig, p: Program, ins, S: int):
     if isinstance(ins, Matmul):
         rows = {"w_base": T[ins.w].base, "x_base": T[ins.x].base,
                 "y_base": T[ins.y].base + ins.y_tile * S if ins.y else 0,
-                "b_base": T[ins.b].base if ins.b else 0, "t_base": T[ins.yt].base if ins.yt else 0}
+                "b_base": T[ins.b].base if ins.b else 0, "t_base": T[ins.yt].base if ins.yt else 0,
+                "m_base": T[ins.m].base if ins.m else 0}
         what = f"{ins.w}{'^T' if ins.op.transpose else ''} product"
     elif isinstance(ins, Grad):
         rows = {"w_base": T[ins.d].base, "x_base": T[ins.x or ins.ones].base, "g_base": T[ins.param].base}

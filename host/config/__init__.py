@@ -376,7 +376,7 @@ ISA_FIELDS: dict[Opcode, tuple[str, ...]] = {
     Opcode.HALT: (),
     Opcode.ARRAY: ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
                    "gstore", "g_base", "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base",
-                   "track", "fq", "qidx"),
+                   "track", "fq", "qidx", "mask", "m_base", "limit"),
     Opcode.VEC: ("op", "coef", "a_row", "b_row", "y_row", "flag_row", "use_flag", "rows", "count", "cores",
                  "limit"),
     Opcode.ADAM: ("w_row", "w_rows", "b_row", "b_rows", "lr"),
