@@ -103,6 +103,22 @@ def test_ctrl_c_saves_every_run_and_the_study_resumes_exactly(tmp_path):
         assert got == want and len(want) == 3, p
 
 
+def test_sigterm_stops_a_study_as_ctrl_c_does(tmp_path):
+    """`kill` (a batch system's stop) takes the same path as Ctrl-C, after
+    Ray has put its own SIGTERM handler in the driver: every unfinished run
+    saves its checkpoint, exit 130."""
+    out_dir = tmp_path / "term"
+    proc = subprocess.Popen(_study_cmd(out_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = _run_dir(out_dir, "Pendulum-v1", "fxp32") / "log.csv"
+    deadline = time.monotonic() + 180
+    while _rows(log) < 5 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 130, out[-3000:]
+    assert "saved their checkpoints" in out and (log.parent / "checkpoint.npz").exists(), out[-3000:]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

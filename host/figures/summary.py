@@ -38,7 +38,9 @@ RETIRED = ("core_util_400x300_b64_fxp32", "core_util_400x300_b64_fxp16", "core_f
            # Adam's moments toward zero became the default: the 100k table has these runs' successors
            *(f"study100k_adam_zero_halfcheetah_{p}_{k}" for p in ("fxp32", "qat")
              for k in ("final_return", "final_return_worst_seed", "second_half_return")),
-           "study100k_adam_zero_steps")
+           "study100k_adam_zero_steps",
+           # the ReLU masks moved into the transposed product's output stage: no such instruction any more
+           "step_share_vec_relu_mask_b64", "step_share_vec_relu_mask_b512")
 BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -216,8 +215,6 @@ def main(argv=None) -> int:
     from fixar.rl.study_ray import StudyError, run_all
 
     args = _parser().parse_args(argv)
-    # SIGTERM (a batch system, `kill`) stops the study the way Ctrl-C does: every run saves first
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     problem = _check(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

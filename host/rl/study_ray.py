@@ -182,6 +182,9 @@ def run_all(jobs: list[dict], address: str | None = None, cpus_per_run: int = 1,
     if not todo:
         return results
     where = _start(address, local_cpus)
+    # SIGTERM (a batch system, `kill`) stops the study as Ctrl-C does, every run saving first; set after
+    # ray.init, which installs a SIGTERM handler of its own in the driver
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"study: {len(todo)} run(s) on {where}, {cpus_per_run} CPU(s) each; runs in "
           f"{Path(jobs[0]['out']).parents[2]}", flush=True)
     try:
