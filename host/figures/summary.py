@@ -216,10 +216,11 @@ def write_summary(figs: dict, part: str = "all") -> dict:
 
 # The README's headline rows: (what, summary key, FIXAR's figure; ../shared/spec/fixar.md)
 HEADLINE = (
-    ("Accelerator IPS, B = 512, training step at 164 MHz (cycle model = RTL simulation)",
-     "accel_ips_164mhz_b512", "53,826.8 (per environment step)"),
-    ("Accelerator IPS, B = 64, training step at 164 MHz", "accel_ips_164mhz_b64", "53,826.8"),
-    ("Array utilization of a training step's products, B = 64", "array_util_train_b64", "0.924 (whole step)"),
+    ("Accelerator IPS per environment step (acting pass + training step, RTL cycles), B = 512, at 164 MHz",
+     "accel_ips_fixar_b512", "53,826.8"),
+    ("Accelerator IPS per environment step, B = 64, at 164 MHz", "accel_ips_fixar_b64", "53,826.8"),
+    ("Whole-step utilization (useful MACs / (PEs x step cycles)), B = 512", "step_util_b512", "0.924"),
+    ("Array utilization of a training step's products, B = 64", "array_util_train_b64", "-"),
     ("HalfCheetah return, QAT, 100 000 steps, 64-64 (mean of 3 seeds)", "study100k_halfcheetah_qat_final_return",
      "about 1,850 (1M steps, 400-300)"),
     ("HalfCheetah return, FXP32, same runs", "study100k_halfcheetah_fxp32_final_return", "about 1,850"),
