@@ -45,7 +45,7 @@ BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
 PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel",
-         "floorplan", "schedule", "explore")
+         "floorplan", "schedule", "explore", "timing")
 
 
 def machine() -> str:
@@ -146,6 +146,11 @@ def measure(what: str, vectors: int) -> dict:
         figs.update(kernel_bytes(cfg))
     if what in ("all", "study"):
         figs.update(study_figures())
+    if what in ("all", "timing"):
+        from fixar.figures.timing import timing_figures
+        print("timing: logic-only critical path per unit (yosys sta, no routing; the core takes long) ...",
+              flush=True)
+        figs.update(timing_figures(cfg))
     if what in ("all", "explore"):
         figs.update(explore_figures())
     if what in ("all", "pe"):
