@@ -66,6 +66,13 @@ def _study_cmd(out: Path) -> list[str]:
             "--steps", "6000", "--eval-every", "2000", "--jobs", "2", "--out", str(out), *TINY]
 
 
+def _start_study(out: Path) -> subprocess.Popen:
+    """The study as at a terminal: SIGINT at its default (a shell's background job, CI's for one,
+    would pass it on ignored, and an ignored Ctrl-C stays ignored)."""
+    return subprocess.Popen(_study_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
 def _rows(log_csv: Path) -> int:
     try:
         return max(len(log_csv.read_text().splitlines()) - 1, 0)
@@ -80,7 +87,7 @@ def test_ctrl_c_saves_every_run_and_the_study_resumes_exactly(tmp_path):
     resumes them and ends with exactly the evaluations of an uninterrupted
     study."""
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(_study_cmd(cut), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = _start_study(cut)
     logs = [_run_dir(cut, "Pendulum-v1", p) / "log.csv" for p in ("fp32", "fxp32")]
     deadline = time.monotonic() + 180
     while not all(_rows(f) >= 5 for f in logs) and proc.poll() is None and time.monotonic() < deadline:
@@ -108,7 +115,7 @@ def test_sigterm_stops_a_study_as_ctrl_c_does(tmp_path):
     Ray has put its own SIGTERM handler in the driver: every unfinished run
     saves its checkpoint, exit 130."""
     out_dir = tmp_path / "term"
-    proc = subprocess.Popen(_study_cmd(out_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = _start_study(out_dir)
     log = _run_dir(out_dir, "Pendulum-v1", "fxp32") / "log.csv"
     deadline = time.monotonic() + 180
     while _rows(log) < 5 and proc.poll() is None and time.monotonic() < deadline:
