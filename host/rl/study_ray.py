@@ -106,14 +106,17 @@ def _task(job: dict, board) -> dict:
     from fixar.rl.study import train_job
 
     rid = run_id(job)
-    # Ray blocks SIGINT in its workers (a Ctrl-C meant for the driver must not kill them); the stop
-    # request travels as SIGINT, so the run unblocks it while it trains
+    # The stop request travels as SIGINT, so the run must receive it: Ray blocks SIGINT in its workers
+    # (a Ctrl-C meant for the driver must not kill them), and a study started in the background passes
+    # it on ignored (the run would keep an ignored SIGINT ignored). Both are undone while it trains.
     mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return train_job(job, log=_reporter(board, rid))
     except Interrupted as exc:
         return {"interrupted": str(exc)}
     finally:
+        signal.signal(signal.SIGINT, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
