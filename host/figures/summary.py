@@ -40,12 +40,13 @@ RETIRED = ("core_util_400x300_b64_fxp32", "core_util_400x300_b64_fxp16", "core_f
              for k in ("final_return", "final_return_worst_seed", "second_half_return")),
            "study100k_adam_zero_steps",
            # the ReLU masks moved into the transposed product's output stage: no such instruction any more
-           "step_share_vec_relu_mask_b64", "step_share_vec_relu_mask_b512")
+           "step_share_vec_relu_mask_b64", "step_share_vec_relu_mask_b512",
+           "explore_explore_seconds")     # now explore_seconds
 BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
 PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel",
-         "floorplan", "schedule", "explore", "timing")
+         "floorplan", "schedule", "explore", "timing", "multipliers", "formats")
 
 
 def machine() -> str:
@@ -109,7 +110,7 @@ def explore_figures(root: Path = ROOT) -> dict:
         print(f"explore: no {path.relative_to(root)} (run `python -m fixar.explore`)", flush=True)
         return {}
     data = json.loads(path.read_text())
-    keep = lambda k: k if k.startswith(("confuciux_", "resource_model_")) else f"explore_{k}"
+    keep = lambda k: k if k.startswith(("confuciux_", "resource_model_", "explore_")) else f"explore_{k}"
     return {keep(k): v for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
@@ -153,6 +154,14 @@ def measure(what: str, vectors: int) -> dict:
         figs.update(timing_figures(cfg))
     if what in ("all", "explore"):
         figs.update(explore_figures())
+    if what in ("all", "multipliers"):
+        from fixar.figures.multipliers import multiplier_figures
+        print("multipliers: error of each approximate multiplier, table-route matmul vs exact ...", flush=True)
+        figs.update(multiplier_figures(cfg))
+    if what in ("all", "formats"):
+        from fixar.figures.digits import figures as format_figures
+        print("formats: BFP conversion error, the digits MLP in fp32 / fxp32 / bfp (3 seeds) ...", flush=True)
+        figs.update(format_figures())
     if what in ("all", "pe"):
         from fixar.figures.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
