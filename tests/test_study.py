@@ -61,9 +61,9 @@ def test_tiny_study_on_local_ray_gathers_the_table(tmp_path, capsys):
     assert "4 runs, 4 already done" in capsys.readouterr().out and result.stat().st_mtime_ns == stamp
 
 
-def _study_cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "fixar.rl.study", "--envs", "Pendulum-v1", "--precisions", "fp32,fxp32",
-            "--steps", "6000", "--eval-every", "2000", "--jobs", "2", "--out", str(out), *TINY]
+def _study_cmd(out: Path, precisions: str = "fp32,fxp32", jobs: int = 2) -> list[str]:
+    return [sys.executable, "-m", "fixar.rl.study", "--envs", "Pendulum-v1", "--precisions", precisions,
+            "--steps", "6000", "--eval-every", "2000", "--jobs", str(jobs), "--out", str(out), *TINY]
 
 
 def _start_study(out: Path) -> subprocess.Popen:
@@ -115,9 +115,10 @@ def test_sigterm_stops_a_study_started_in_the_background(tmp_path):
     Ray has put its own SIGTERM handler in the driver, and also for a study
     started in the background, whose processes inherit SIGINT ignored (the
     runs' stop channel): the golden run stops before its end and saves its
-    checkpoint, exit 130."""
+    checkpoint, exit 130; the run queued behind it (one CPU) never starts."""
     out_dir = tmp_path / "term"
-    proc = subprocess.Popen(_study_cmd(out_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(_study_cmd(out_dir, "fxp32,fp32", jobs=1), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     log = _run_dir(out_dir, "Pendulum-v1", "fxp32") / "log.csv"
     deadline = time.monotonic() + 180
@@ -128,6 +129,8 @@ def test_sigterm_stops_a_study_started_in_the_background(tmp_path):
     assert proc.returncode == 130, out[-3000:]
     assert "Pendulum-v1/fxp32/seed0: interrupted by SIGINT at step" in out, out[-3000:]
     assert (log.parent / "checkpoint.npz").exists() and not (log.parent / "result.json").exists()
+    assert "Pendulum-v1/fp32/seed0: stopped before its first report" in out, out[-3000:]
+    assert not (_run_dir(out_dir, "Pendulum-v1", "fp32") / "log.csv").exists()
 
 
 def _free_port() -> int:

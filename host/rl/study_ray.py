@@ -223,6 +223,7 @@ def _drive(ray, jobs, results, todo, cpus_per_run):
             print("\nstopping: every running run saves its checkpoint at its next step boundary "
                   "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
             board.request_stop.remote()
+            _cancel_queued(ray, board, pending, jobs)
     if failures:
         raise StudyError(f"{len(failures)} run(s) failed: " + "; ".join(failures))
     if stopping or interrupted:
@@ -230,10 +231,25 @@ def _drive(ray, jobs, results, todo, cpus_per_run):
     return results
 
 
+def _cancel_queued(ray, board, pending: dict, jobs) -> None:
+    """Takes the runs that have not reported yet off the queue, so that a
+    stopping study starts no new run (seen: each queued run started, trained
+    to its first report and saved, one pair after another). A run that has
+    just started gets the cancel as KeyboardInterrupt: in its loop that is
+    the ordinary stop (it saves), before it a run with nothing to save."""
+    started = ray.get(board.latest.remote())
+    for ref, i in pending.items():
+        if run_id(jobs[i]) not in started:
+            ray.cancel(ref)
+
+
 def _collect(ray, ref, i, jobs, results, failures, interrupted) -> None:
     rid = run_id(jobs[i])
     try:
         res = ray.get(ref)
+    except ray.exceptions.TaskCancelledError:
+        print(f"  {rid}: stopped before its first report (the study is stopping)", flush=True)
+        return
     except ray.exceptions.RayError as exc:
         cause = getattr(exc, "cause", None) or exc
         failures.append(f"{rid}: {str(cause).splitlines()[-1] if str(cause) else type(cause).__name__}")
