@@ -13,6 +13,7 @@ FIXAR_BENCH_JSON (figures).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -605,6 +606,39 @@ def test_stochastic_bench_catches_a_wrong_hash_constant():
     res = run_mutated(cfg, "fixar_array", BENCH, const, "+ 31'h7ed55d17;", src_dir=src_dir,
                       testcase="test_random_ops", env={"FIXAR_CASES": "100"})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong noise hash"
+
+
+def _approximate(name: str):
+    cfg = load("small")
+    return dataclasses.replace(cfg, pe=dataclasses.replace(cfg.pe, multiplier=name))
+
+
+def test_array_with_an_approximate_multiplier():
+    """Every PE built with MBM's LUT circuit (fixar.gen.lib.multipliers):
+    random operations (forward, transposed, gradient, both modes) bit-exact
+    against the golden model, whose products come from MBM's functional
+    model, and cycle-exact (the product stage keeps its register)."""
+    cfg = _approximate("mbm")
+    res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_array", BENCH, testcase="test_random_ops",
+                     env={"FIXAR_CASES": "300"})
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def test_approximate_bench_catches_a_wrong_mbm_constant(monkeypatch):
+    """The array generated with MBM's correction 4/64 instead of 5/64 (the
+    golden model keeps 5/64): the random operations must fail."""
+    import functools
+
+    from fixar.gen.emit import emit
+    from fixar.gen.lib import multipliers
+    from fixar.sim.runner import BUILD_ROOT
+    cfg = _approximate("mbm")
+    monkeypatch.setitem(multipliers.GENERATORS, "mbm", functools.partial(multipliers.GENERATORS["mbm"], corr=4))
+    out = BUILD_ROOT / "planted_bug" / "array_mbm_corr4"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-mbm-corr4",
+                     testcase="test_random_ops", env={"FIXAR_CASES": "100"})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong MBM constant"
 
 
 @pytest.mark.slow

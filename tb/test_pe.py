@@ -8,6 +8,7 @@ FIXAR_VECTORS (random vectors per mode, default 100 000), FIXAR_BENCH_JSON
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from cocotb import Param
 
-from fixar.config import PEMode, load
+from fixar.config import MULTIPLIERS, PEMode, load
 from fixar.golden.fixed import to_unsigned
 from fixar.golden.pe import pe_trace
 from fixar.sim.rtl import generated, run_module, run_mutated, shipped_rtl
@@ -162,6 +163,20 @@ def test_pe_variant_bit_exact(name):
     cfg = load(name)
     res = _pe("verilator", cfg, generated(cfg), cfg.digest, 20_000)
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def _with_multiplier(cfg, name: str):
+    return dataclasses.replace(cfg, pe=dataclasses.replace(cfg.pe, multiplier=name))
+
+
+@pytest.mark.parametrize(("name", "sim"), [(m, "verilator") for m in MULTIPLIERS if m != "exact"] + [("mbm", "icarus")])
+def test_pe_approximate_multiplier_bit_exact(name, sim):
+    """The PE built with each approximate multiplier (LUT circuits) against
+    the golden PE, whose products come from the multiplier's functional model."""
+    cfg = _with_multiplier(load("default"), name)
+    res = _pe(sim, cfg, generated(cfg), cfg.digest, 4_000 if sim == "verilator" else 1_000)
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+    assert res.tests == 4
 
 
 @pytest.mark.slow

@@ -140,14 +140,14 @@ def _params(spec: Multiplier) -> dict:
 
 
 def multiply(m: Module, a, b, multiplier: str | Multiplier, name: str) -> Signal:
-    """The product of signed a and b by the named multiplier, signed, len(a) + len(b) bits."""
+    """The product of signed a and b by the named multiplier, signed, len(a) + len(b) bits
+    (a signal; for the exact multiplier the plain ``a * b``, which synthesis maps to DSP48E2s)."""
     spec = get(multiplier)
     if spec.kind not in GENERATORS:
         raise ValueError(f"{spec.name}: no generator for a {spec.kind} multiplier (known: {sorted(GENERATORS)})")
-    out = Signal(signed(len(a) + len(b)), name=f"{name}_p")
     if spec.kind == "exact":
-        m.d.comb += out.eq(a * b)
-        return out
+        return a * b        # an expression, not a signal: the exact PE's Verilog stays what it was
+    out = Signal(signed(len(a) + len(b)), name=f"{name}_p")
     mag = GENERATORS[spec.kind](m, magnitude(m, a, f"{name}_a"), magnitude(m, b, f"{name}_b"), name,
                                 **_params(spec))
     m.d.comb += out.eq(Mux(a[-1] ^ b[-1], -mag, mag))

@@ -57,6 +57,7 @@ from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, q
 from fixar.config.timing import CORE_STAGES
 from fixar.gen.lib.arith import QUANTIZER_ADDENDS, requantize
 from fixar.gen.lib.datapath import lane_operands, output_stage, select_mode
+from fixar.gen.lib.multipliers import multiply
 from fixar.gen.lib.noise import hash_rounds
 from fixar.gen.lib.pipe import Stages, reg
 from fixar.gen.units.activation import ActivationUnit
@@ -209,8 +210,9 @@ class ArrayCore(wiring.Component):
         for r in range(R):
             word = a0[r * 2 * L:(r + 1) * 2 * L]
             lo, hi = lane_operands(m, word, s0["mode"], L, f"a_{r}")
-            for c in range(C):
-                m.d.sync += [p_lo[r][c].eq(active[r][c] * lo), p_hi[r][c].eq(active[r][c] * hi)]
+            for c in range(C):      # by the config's multiplier (fixar.gen.lib.multipliers)
+                m.d.sync += [p_lo[r][c].eq(multiply(m, active[r][c], lo, pe.multiplier, f"mul_lo_{r}_{c}")),
+                             p_hi[r][c].eq(multiply(m, active[r][c], hi, pe.multiplier, f"mul_hi_{r}_{c}"))]
         return p_lo, p_hi
 
     def _column_sums(self, m: Module, p_lo: list, p_hi: list) -> tuple[list, list]:

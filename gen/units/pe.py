@@ -30,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 from fixar.config import PEConfig, PEMode, enum_bits
 from fixar.config.timing import PE_STAGES
 from fixar.gen.lib.datapath import lane_operands, output_stage, select_mode
+from fixar.gen.lib.multipliers import multiply
 from fixar.gen.lib.pipe import Stages, delay
 
 
@@ -86,7 +87,9 @@ class PE(wiring.Component):
         p_lo = Signal(signed(cfg.product_bits))
         p_hi = Signal(signed(cfg.product_bits))
         mode2, en2, clr2 = Signal(name="mode2"), Signal(name="en2"), Signal(name="clr2")
-        m.d.sync += [p_lo.eq(w1 * lo_ext), p_hi.eq(w1 * hi),
+        # by the config's multiplier: DSP48E2s for the exact one, LUTs for an approximate one
+        m.d.sync += [p_lo.eq(multiply(m, w1, lo_ext, cfg.multiplier, "mul_lo")),
+                     p_hi.eq(multiply(m, w1, hi, cfg.multiplier, "mul_hi")),
                      mode2.eq(mode1), en2.eq(en1), clr2.eq(clr1)]
         stages.stage()
 

@@ -225,8 +225,11 @@ class PEConfig:
 
     @property
     def product_bits(self) -> int:
-        """Signed width that holds any weight x lane product (unsigned lane included)."""
-        return self.weight.bits + self.lane_bits
+        """Signed width that holds any weight x lane product (unsigned lane included).
+        An approximate multiplier may overshoot the exact product (MBM's
+        correction, DRUM's appended one) up to the full signed width of its
+        ports, weight x (lane_bits + 1): one bit more (docs/multipliers.md)."""
+        return self.weight.bits + self.lane_bits + (self.multiplier != "exact")
 
     @property
     def guard_bits(self) -> int:

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixar.config import ActFunc, ConfigError, FixarConfig, VecOp
+from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, VecOp
 from fixar.golden.adam import AdamCodes, StepSize, adam_update_params, scalar_code
 from fixar.golden.fixed import I64, quantize, requantize, saturate
 from fixar.golden.layer import linear, transposed
-from fixar.golden.matmul import Operands, fxp32_sums, operand, rounded_product
+from fixar.golden.matmul import Operands, approx_lane_sums, fxp32_sums, operand, rounded_product
 from fixar.golden.qat import Fixed16, LayerQuantizers, tanh_limit
 from fixar.golden.vector import noise_add, vector_op
 
@@ -39,6 +39,9 @@ def weight_grad(cfg: FixarConfig, D, X, ops: Operands | None = None) -> np.ndarr
     # the array's product: D in the weight lanes, X split in two lanes, each
     # sum modulo 2^acc_bits (a no-op at sane batch sizes), one rounding; one
     # float64 product where that is exact (fixar.golden.matmul.rounded_product)
+    if pe.multiplier != "exact":        # D in the weight port, X's lanes: each product approximate
+        s_hi, s_lo = approx_lane_sums(pe, D, X.T, PEMode.FXP32)
+        return requantize(s_hi, s_lo, L, shift, gf)
     Xop = operand(X.T, sums=False) if ops is None else ops(X, sums=False).T
     fast = rounded_product(operand(D), Xop, None, 0, shift, gf, pe.acc_bits, L)
     if fast is None:

@@ -156,6 +156,11 @@ def pe_matmul(cfg: PEConfig, W, X, mode: PEMode = PEMode.FXP32, rnd=None) -> np.
     # Sums of at most 2**guard_bits products cannot wrap the accumulator, so
     # the modulo step can be skipped without changing a bit.
     reduce = (lambda v: v) if K <= (1 << cfg.guard_bits) else (lambda v: wrap(v, cfg.acc_bits))
+    if cfg.multiplier != "exact":
+        s_hi, s_lo = approx_lane_sums(cfg, W, X, mode)
+        if mode == PEMode.FXP32:
+            return requantize(s_hi, s_lo, cfg.lane_bits, cfg.shift32, fmt, rnd, rb)
+        return requantize(0, s_lo, 0, cfg.shift16, fmt, rnd, rb)
     if mode == PEMode.FXP32:
         # In-range codes: the low lane is the low bits, the high lane the
         # arithmetic shift (what split_lanes computes in general).
@@ -165,6 +170,30 @@ def pe_matmul(cfg: PEConfig, W, X, mode: PEMode = PEMode.FXP32, rnd=None) -> np.
         (s,) = exact_matmul_lanes(W, [X])
         return requantize(0, reduce(s), 0, cfg.shift16, fmt, rnd, rb)
     raise ValueError(f"unknown PE mode {mode!r}")
+
+
+def approx_lane_sums(cfg: PEConfig, W, X, mode: PEMode, start=None) -> tuple[np.ndarray, np.ndarray]:
+    """The accumulators (hi, lo) of a product whose PE multiplies with the
+    approximate ``cfg.multiplier`` (docs/multipliers.md): each lane's
+    products by the multiplier's functional model (through
+    :func:`fixar.golden.multipliers.approx_matmul`), the lanes kept apart as
+    the PE keeps them, each sum modulo 2**acc_bits. FXP32: the low lane
+    unsigned, the high lane signed, recombined by the output stage; FXP16:
+    X's act16 values in the low lane (hi is 0). ``start``: per-row start
+    value of the low lane (the bias), or None. None of the exact routes'
+    shortcuts apply: an approximate w x hi and w x lo are not one product."""
+    from fixar.golden.multipliers import approx_matmul  # it imports this module
+
+    W, X = np.asarray(W, dtype=I64), np.asarray(X, dtype=I64)
+    L = cfg.lane_bits
+    widths = (cfg.weight.bits, L + 1)       # the PE's multiplier ports: weight x lane (one extra bit)
+    st = 0 if start is None else np.asarray(start, dtype=I64)[:, None]
+    if mode == PEMode.FXP16:
+        return np.zeros((W.shape[0], X.shape[1]), dtype=I64), wrap(approx_matmul(W, X, cfg.multiplier, widths) + st,
+                                                                   cfg.acc_bits)
+    lo = approx_matmul(W, X & I64((1 << L) - 1), cfg.multiplier, widths)
+    hi = approx_matmul(W, X >> I64(L), cfg.multiplier, widths)
+    return wrap(hi, cfg.acc_bits), wrap(lo + st, cfg.acc_bits)
 
 
 class Operand(NamedTuple):

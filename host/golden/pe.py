@@ -3,7 +3,7 @@
 Per input cycle t (the hardware shows the result LATENCY cycles later):
   lanes    lo = a[lane_bits-1:0]   (unsigned in FXP32 mode, signed in FXP16 mode)
            hi = a[2*lane_bits-1:lane_bits] (signed)
-  products p_lo = w * lo,  p_hi = w * hi            (exact)
+  products p_lo = w * lo,  p_hi = w * hi            (by pe.multiplier: exact or approximate)
   accums   acc = (clear ? 0 : acc) + (acc_en ? p : 0), each lane modulo 2**acc_bits
   output   FXP32: y_lo = requantize(acc_hi * 2**lane_bits + acc_lo, shift32), y_hi = 0
            FXP16: y_lo = requantize(acc_lo, shift16), y_hi = requantize(acc_hi, shift16)
@@ -17,6 +17,7 @@ import numpy as np
 
 from fixar.config import PEConfig, PEMode
 from fixar.golden.fixed import I64, requantize, wrap
+from fixar.golden.multipliers import approx_multiply
 
 
 def split_lanes(a, mode, lane_bits: int):
@@ -45,6 +46,13 @@ def _segment_sums(contrib: np.ndarray, clear: np.ndarray) -> np.ndarray:
     return total - base
 
 
+def _products(cfg: PEConfig, w: np.ndarray, lane: np.ndarray) -> np.ndarray:
+    """weight x lane by the PE's multiplier (exact: two's complement)."""
+    if cfg.multiplier == "exact":
+        return w * lane
+    return approx_multiply(w, lane, cfg.multiplier, (cfg.weight.bits, cfg.lane_bits + 1))
+
+
 def pe_trace(cfg: PEConfig, mode, acc_en, clear, a, w, rnd_lo=None, rnd_hi=None):
     """Outputs (y_lo, y_hi) as signed codes of ``cfg.out``, one per input cycle."""
     mode = np.asarray(mode, dtype=I64)
@@ -52,8 +60,9 @@ def pe_trace(cfg: PEConfig, mode, acc_en, clear, a, w, rnd_lo=None, rnd_hi=None)
     clear = np.asarray(clear, dtype=bool)
     w = np.asarray(w, dtype=I64)
     lo, hi = split_lanes(a, mode, cfg.lane_bits)
-    acc_lo = wrap(_segment_sums(np.where(acc_en, w * lo, 0), clear), cfg.acc_bits)
-    acc_hi = wrap(_segment_sums(np.where(acc_en, w * hi, 0), clear), cfg.acc_bits)
+    p_lo, p_hi = _products(cfg, w, lo), _products(cfg, w, hi)
+    acc_lo = wrap(_segment_sums(np.where(acc_en, p_lo, 0), clear), cfg.acc_bits)
+    acc_hi = wrap(_segment_sums(np.where(acc_en, p_hi, 0), clear), cfg.acc_bits)
 
     fmt, rb = cfg.out, cfg.rnd_bits
     zeros = np.zeros_like(acc_lo)
