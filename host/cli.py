@@ -1,6 +1,7 @@
 """fixar: train DDPG agents on an accelerator backend, evaluate checkpoints, measure figures.
 
     fixar train [--env Pendulum-v1] [--backend golden|float|rtl|xrt] [--config default] [--steps N]
+                [--multiplier exact|mitchell|mbm|drum6|trunc16]
                 [--batch B] [--seed S] [--out DIR] [--resume | --force]
     fixar eval RUN_DIR_OR_CHECKPOINT [--episodes 10]
     fixar bench [all|pe|array|synth|synth-array|golden]
@@ -14,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from fixar.config.multipliers import MULTIPLIERS  # plain Python: the parser's choices cost nothing
 
 PRECISIONS = ("fp32", "fxp32", "qat", "fxp16")
 
@@ -108,6 +111,9 @@ def _settings(args):
     if backend == "float" and args.config is not None:
         raise InputError("--config: the float backend has no engine config (it is float32 numpy); drop --config, "
                          "or use a fixed-point backend (--backend golden)")
+    if args.multiplier is not None and backend not in ("golden", "rtl"):
+        raise InputError(f"--multiplier: the {backend} backend has no generated multiplier (the float backend is "
+                         "float32 numpy; a board runs the multiplier of its xclbin); use --backend golden or rtl")
     if args.xclbin is not None and backend != "xrt":
         raise InputError(f"--xclbin: only the xrt backend loads a board image (the backend is {backend})")
     if args.resume and args.force:
@@ -132,7 +138,7 @@ def _settings(args):
     return RunSettings(env=args.env, backend=backend, steps=args.steps, seed=args.seed, warmup=args.warmup,
                        eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                        checkpoint_every=args.checkpoint_every, out=args.out, precision=precision, config=config,
-                       xclbin=args.xclbin, qat_delay=qat_delay, hyper=hyper)
+                       xclbin=args.xclbin, qat_delay=qat_delay, multiplier=args.multiplier, hyper=hyper)
 
 
 def _train(args) -> int:
@@ -214,6 +220,9 @@ def _train_parser(sub) -> None:
                    help="fp32 (the float backend), fxp32, qat (16-bit activations after --qat-delay) or fxp16 "
                         "(golden: 16-bit Q0.15 activations from the start, the paper's failing baseline) "
                         "(default: fxp32; fp32 with --backend float)")
+    t.add_argument("--multiplier", default=None, choices=MULTIPLIERS,
+                   help="the PE's weight x lane multiplier in place of the config's: exact (DSP48E2s) or an "
+                        "approximate one built in LUTs (docs/multipliers.md); golden and rtl backends")
     t.add_argument("--qat-delay", type=_int_at_least(1), default=None,
                    help="qat: the switch step, after the warm-up (default: half of --steps; a resumed run keeps "
                         "its checkpoint's)")

@@ -74,3 +74,30 @@ def test_rtl_and_golden_backends_agree_through_the_qat_switch(tmp_path):
 def test_rtl_backend_refuses_fxp16_from_scratch(tmp_path):
     with pytest.raises(ValueError, match="rtl backend runs fxp32 and qat"):
         Trainer(RunSettings(backend="rtl", out=str(tmp_path), precision="fxp16", **SMALL), log=lambda *_: None)
+
+
+def test_rtl_and_golden_backends_agree_with_an_approximate_multiplier(tmp_path):
+    """`fixar train --multiplier mbm` (issue 24, item 4): the engine generated
+    with MBM's LUT multipliers in every PE and the golden model with MBM's
+    functional model give the same weights, quantizers and returns through
+    the QAT switch; and they differ from the exact multiplier's run."""
+    qat = dict(SMALL, steps=50, eval_every=50, checkpoint_every=50)
+    runs = {}
+    for backend in ("golden", "rtl"):
+        t = Trainer(RunSettings(backend=backend, out=str(tmp_path / backend), precision="qat", qat_delay=40,
+                                multiplier="mbm", **qat), log=lambda *_: None)
+        t.train(progress=False)
+        runs[backend] = t
+    exact = Trainer(RunSettings(backend="golden", out=str(tmp_path / "exact"), precision="qat", qat_delay=40, **qat),
+                    log=lambda *_: None)
+    exact.train(progress=False)
+    try:
+        assert runs["rtl"].cfg.pe.multiplier == "mbm" and runs["rtl"].cfg.name == "small_mbm"
+        want, got = runs["golden"].backend.state_dict(), runs["rtl"].backend.state_dict()
+        differ = [k for k in want if not np.array_equal(want[k], got[k])]
+        assert not differ, f"rtl and golden backends differ with MBM in {differ}"
+        assert runs["rtl"].evals == runs["golden"].evals
+        ref = exact.backend.state_dict()
+        assert [k for k in ref if not np.array_equal(ref[k], want[k])], "MBM trained exactly like exact"
+    finally:
+        runs["rtl"].close()

@@ -14,7 +14,7 @@ import pytest
 
 from fixar.config import ActFunc, PEMode, load
 from fixar.config.multipliers import REGISTRY
-from fixar.golden.ddpg import weight_grad
+from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.fixed import requantize, wrap
 from fixar.golden.layer import linear, transposed
 from fixar.golden.pe import pe_trace
@@ -102,3 +102,22 @@ def test_pe_trace_multiplies_by_the_model():
         x = int(a[t]) - ((int(a[t]) >> (pe.act32.bits - 1)) << pe.act32.bits)       # the signed word
         hi, lo = prod(int(w[t]), x >> L), prod(int(w[t]), x & ((1 << L) - 1))
         assert y_lo[t] == requantize(np.int64(hi), np.int64(lo), L, pe.shift32, pe.out)
+
+
+@pytest.mark.parametrize("name", ["exact", "mbm"])
+def test_bias_gradient_is_the_product_with_a_row_of_ones(name):
+    """The array computes db as D times a row of 1.0 (pe.act32): with the
+    exact multiplier that is the plain sum, with MBM every D x 1.0 carries
+    the correction (the rtl backend's MBM run showed the difference)."""
+    cfg = _cfg(name) if name != "exact" else load("small")
+    pe, gf, rng = cfg.pe, cfg.adam.grad, np.random.default_rng(11)
+    D = rng.integers(-(pe.out.max_int >> 8), pe.out.max_int >> 8, (5, 8))
+    ones = np.full((1, 8), 1 << pe.act32.frac)
+    hi, lo = _lane_sums(pe, D, ones.T, PEMode.FXP32) if name != "exact" else (None, None)
+    got = bias_grad(cfg, D)
+    assert (got == weight_grad(cfg, D, ones)[:, 0]).all()
+    if name == "exact":
+        assert (got == np.clip(D.sum(axis=1) << (gf.frac - pe.act32.frac), gf.min_int, gf.max_int)).all()
+    else:
+        want = requantize(hi, wrap(lo, pe.acc_bits), pe.lane_bits, pe.weight.frac + pe.act32.frac - gf.frac, gf)
+        assert (got == want[:, 0]).all() and (got != bias_grad(load("small"), D)).any()

@@ -81,6 +81,8 @@ CASES = {
     "seed_negative": (["train", "--seed", "-1"], ["--seed", ">= 0, got -1"]),
     "config_not_utf8": (["train", "--config", "{tmp}/latin1.toml"], ["--config", "latin1.toml", "not a UTF-8"]),
     "config_to_float": (["train", "--backend", "float", "--config", "small"], ["--config", "float backend"]),
+    "multiplier_to_float": (["train", "--backend", "float", "--multiplier", "mbm"], ["--multiplier", "float backend"]),
+    "multiplier_unknown": (["train", "--multiplier", "booth"], ["--multiplier", "invalid choice: 'booth'"]),
     "xclbin_to_float": (["train", "--backend", "float", "--xclbin", "x.xclbin"], ["--xclbin", "xrt backend"]),
     "fp32_on_golden": (["train", "--backend", "golden", "--precision", "fp32"], ["--precision fp32", "float"]),
     "unknown_config": (["train", "--config", "nosuch"], ["--config", "neither a shipped config"]),

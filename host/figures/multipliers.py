@@ -19,9 +19,17 @@ operands and the golden model's speed with them.
   ``..._cpu_ratio_<name>``: the same with process CPU time (all threads:
   BLAS runs on both cores, the numba loop on one), which load from other
   processes on the machine distorts less than the wall clock.
+* ``approx_golden_step_vs_exact_ratio_b64_<name>``: one whole golden DDPG
+  training step (HalfCheetah's 400-300 networks, B = 64) with the
+  multiplier over the same step with the exact one (median of
+  ``reps``, interleaved); ``approx_golden_step_ms_b64_<name>`` its time.
+* ``digits_acc_<name>``: the digits MLP (fixar.golden.digits, FXP32)
+  trained with the multiplier in every product, mean test accuracy over 3
+  seeds (``digits_acc_exact`` is ``digits_acc_fxp32``'s run).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
@@ -31,6 +39,8 @@ from fixar.config import DEFAULT, MULTIPLIERS, FixarConfig
 from fixar.golden.fixed import numba_kernels
 from fixar.golden.matmul import exact_matmul_lanes
 from fixar.golden.multipliers import approx_matmul, approx_multiply
+
+DIGITS_SEEDS = (0, 1, 2)
 
 
 def _operands(rng, bits: int, n: int, log_uniform: bool) -> np.ndarray:
@@ -84,7 +94,52 @@ def speed_figures(cfg: FixarConfig = DEFAULT, shape: tuple[int, int, int] = (300
     return figs
 
 
+def with_multiplier(cfg: FixarConfig, name: str) -> FixarConfig:
+    if name == cfg.pe.multiplier:
+        return cfg
+    return dataclasses.replace(cfg, name=f"{cfg.name}_{name}", pe=dataclasses.replace(cfg.pe, multiplier=name))
+
+
+def step_figures(cfg: FixarConfig = DEFAULT, batch: int = 64, reps: int = 3) -> dict:
+    """A whole golden training step per multiplier against the exact one."""
+    from fixar.rl.backends.golden import GoldenBackend
+    from fixar.rl.hyper import Hyper
+    rng = np.random.default_rng(1)
+    obs, act = 17, 6
+    data = (rng.normal(0, 1, (batch, obs)), rng.uniform(-1, 1, (batch, act)), rng.normal(-1, 1, batch),
+            rng.normal(0, 1, (batch, obs)), np.zeros(batch))
+    backends = {m: GoldenBackend(obs, act, Hyper(batch=batch), 0, with_multiplier(cfg, m)) for m in MULTIPLIERS}
+    times = {m: [] for m in MULTIPLIERS}
+    for b in backends.values():         # tables, numba compilation, allocations: not timed
+        b.train(*data)
+    for _ in range(reps):
+        for m, b in backends.items():
+            t = time.perf_counter()
+            b.train(*data)
+            times[m].append(time.perf_counter() - t)
+    exact = float(np.median(times["exact"]))
+    figs = {}
+    for m in MULTIPLIERS:
+        if m != "exact":
+            ms = float(np.median(times[m]))
+            figs[f"approx_golden_step_ms_b{batch}_{m}"] = round(ms * 1e3, 1)
+            figs[f"approx_golden_step_vs_exact_ratio_b{batch}_{m}"] = round(ms / exact, 2)
+    return figs
+
+
+def digits_figures(cfg: FixarConfig = DEFAULT, seeds=DIGITS_SEEDS) -> dict:
+    """The digits MLP trained in FXP32 with each multiplier."""
+    from fixar.golden.digits import Setup, load_digits_split, train
+    acc = {m: [] for m in MULTIPLIERS}
+    for seed in seeds:
+        data, setup = load_digits_split(seed), Setup(seed=seed)
+        for m in MULTIPLIERS:
+            acc[m].append(train("fxp32", data, setup, with_multiplier(cfg, m)))
+    return {f"digits_acc_{m}": round(float(np.mean(a)), 4) for m, a in acc.items()}
+
+
 def multiplier_figures(cfg: FixarConfig = DEFAULT, samples: int = 200_000, shape=(300, 400, 64),
                        repeats: int = 10) -> dict:
     """Every figure above, one dict (what `make bench` merges into summary.json)."""
-    return {**error_figures(cfg, samples), **speed_figures(cfg, shape, repeats)}
+    return {**error_figures(cfg, samples), **speed_figures(cfg, shape, repeats), **step_figures(cfg),
+            **digits_figures(cfg)}

@@ -51,7 +51,15 @@ def weight_grad(cfg: FixarConfig, D, X, ops: Operands | None = None) -> np.ndarr
 
 
 def bias_grad(cfg: FixarConfig, D) -> np.ndarray:
+    """db = the sum of D over the batch, in ``adam.grad``: the array's
+    gradient product of D with a row of ones (1.0 in ``pe.act32``). With the
+    exact multiplier that is the plain sum shifted; an approximate one
+    multiplies every D by that 1.0 too (MBM's correction alone changes it),
+    so then it is :func:`weight_grad` against the ones row, as the array does."""
     gf, af = cfg.adam.grad, cfg.pe.act32
+    if cfg.pe.multiplier != "exact":
+        D = np.asarray(D, dtype=I64)
+        return weight_grad(cfg, D, np.full((1, D.shape[1]), 1 << af.frac, dtype=I64))[:, 0]
     s = np.asarray(D, dtype=I64).sum(axis=1)
     return saturate(s << I64(gf.frac - af.frac), gf)
 

@@ -86,7 +86,8 @@ def load_checkpoint(path: Path, run, config=None) -> tuple[dict, dict[str, np.nd
     if config is not None and was is not None and was.get("digest") != config.digest:
         raise CheckpointError(f"{path}: the checkpoint was trained with config {was.get('name')!r} (digest "
                               f"{was.get('digest')}), this run's --config {run.config} is {config.name!r} (digest "
-                              f"{config.digest}); resume with the checkpoint's config, or start a new run")
+                              f"{config.digest}); resume with the checkpoint's config (--config, --multiplier), "
+                              "or start a new run")
     return header, arrays
 
 

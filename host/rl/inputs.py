@@ -5,6 +5,7 @@ command line prints it as one line; nothing here writes anything but the
 folder a run asks for."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -51,6 +52,18 @@ def load_config(name: str) -> FixarConfig:
             from None
     except OSError as exc:
         raise ConfigError(f"{name}: cannot read the config ({exc.strerror})") from None
+
+
+def engine_config(name: str, multiplier: str | None = None) -> FixarConfig:
+    """The run's engine config: :func:`load_config`, with the PE's
+    multiplier replaced when ``multiplier`` names another (its name then
+    says so, e.g. ``default_mbm``: it is a different design, with its own
+    digest, generated RTL and checkpoints)."""
+    cfg = load_config(name)
+    if multiplier is None or multiplier == cfg.pe.multiplier:
+        return cfg
+    return dataclasses.replace(cfg, name=f"{cfg.name}_{multiplier}",
+                               pe=dataclasses.replace(cfg.pe, multiplier=multiplier))
 
 
 def _blocking_file(folder: Path) -> Path | None:

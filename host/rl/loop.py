@@ -32,7 +32,7 @@ from fixar.rl.backends import make_backend
 from fixar.rl.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from fixar.rl.envs import make_env, to_env_action
 from fixar.rl.hyper import Hyper
-from fixar.rl.inputs import load_config
+from fixar.rl.inputs import engine_config
 from fixar.rl.progress import Progress
 from fixar.rl.replay import Replay
 
@@ -56,6 +56,7 @@ class RunSettings:
     qat_delay: int | None = None  # qat: the step at which activations switch to 16 bits
     config: str = "default"       # the engine's config (golden, rtl, xrt): a shipped name or a TOML file
     xclbin: str | None = None     # xrt: the board image
+    multiplier: str | None = None  # the PE's multiplier in place of the config's (golden, rtl): docs/multipliers.md
     hyper: Hyper = field(default_factory=Hyper)
 
     def __post_init__(self) -> None:
@@ -223,14 +224,14 @@ class Trainer:
         self.run, self.log = run, log
         self.out = Path(run.out)
         self.ckpt_path = self.out / "checkpoint.npz"
-        self.cfg = load_config(run.config)       # its name and digest go into every checkpoint
+        self.cfg = engine_config(run.config, run.multiplier)   # its name and digest go into every checkpoint
         self.env = make_env(run.env)
         obs_dim = self.env.observation_space.shape[0]
         act_dim = self.env.action_space.shape[0]
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self._say = log            # the run's messages; while the progress bar shows, through it
         self.backend = make_backend(run.backend, obs_dim, act_dim, run.hyper, run.seed, run.config,
-                                    log=lambda text: self._say(text), xclbin=run.xclbin)
+                                    log=lambda text: self._say(text), xclbin=run.xclbin, multiplier=run.multiplier)
         self.precision = run.precision if run.precision != "auto" else "fp32" if run.backend == "float" else "fxp32"
         self.backend.set_precision_phase(self.precision)
         self.replay = Replay(run.replay_size, obs_dim, act_dim)

@@ -20,13 +20,13 @@ __all__ = ["BACKENDS", "Backend", "BackendUnavailable", "make_backend"]
 
 
 def make_backend(name: str, obs_dim: int, act_dim: int, hyper: Hyper, seed: int, config: str = "default",
-                 log=print, xclbin: str | None = None) -> Backend:
+                 log=print, xclbin: str | None = None, multiplier: str | None = None) -> Backend:
     if name == "float":
         from fixar.rl.backends.float32 import FloatBackend
         return FloatBackend(obs_dim, act_dim, hyper, seed)
     if name in ("golden", "rtl", "xrt"):
-        from fixar.rl.inputs import load_config
-        cfg = load_config(config)
+        from fixar.rl.inputs import engine_config
+        cfg = engine_config(config, multiplier)
         if name == "golden":
             from fixar.rl.backends.golden import GoldenBackend, check_fits
             check_fits(cfg, obs_dim, act_dim, hyper)
