@@ -231,3 +231,26 @@ def test_figures_run_on_a_small_sample():
     assert figs["mult_exact_mean_rel_err"] == 0 and figs["mult_exact_bias"] == 0
     assert figs["mult_mitchell_bias"] < -0.03 and abs(figs["mult_drum6_bias"]) < 0.01
     assert all(f"approx_golden_matmul_vs_exact_ratio_{n}" in figs for n in MULTIPLIERS)
+
+
+def test_u50_capacity_counts_pes_by_the_scarcer_resource_and_builds_the_largest_array():
+    """The figure's arithmetic on made-up PE costs: a DSP-free PE is bounded by
+    LUTs alone; the IPS is the cycle model's for the largest R x R array
+    (1 or 2 cores, R a power of two) within that many PEs."""
+    from fixar.compiler.program import projected
+    from fixar.figures.multipliers import _shape, u50_capacity
+    pe = {f"pe_{m}_{r}": 0 for m in MULTIPLIERS for r in ("lut", "dsp48e2")}
+    pe.update(pe_exact_lut=500, pe_exact_dsp48e2=4)
+    for m in MULTIPLIERS[1:]:
+        pe[f"pe_{m}_lut"] = 2_000
+    pe["pe_trunc16_lut"] = 4_000
+    kernel = {"kernel_lut": 300_000, "kernel_dsp48e2": 3_000}
+    figs = u50_capacity(DEFAULT, pe, kernel)
+    rest_lut, rest_dsp = 300_000 - 512 * 500, 3_000 - 512 * 4
+    assert figs["approx_pes_on_u50_exact"] == min((872_000 * 0.9 - rest_lut) // 500, (5_952 * 0.9 - rest_dsp) // 4)
+    assert figs["approx_pes_on_u50_mbm"] == (872_000 * 0.9 - rest_lut) // 2_000 == 370
+    assert figs["approx_pes_on_u50_trunc16"] == 185
+    assert figs["approx_ips_b512_mbm"] == projected(_shape(DEFAULT, 1, 16), 17, 6, (400, 300), 512)["accel_ips"]
+    assert figs["approx_ips_b512_trunc16"] == projected(_shape(DEFAULT, 2, 8), 17, 6, (400, 300), 512)["accel_ips"]
+    assert figs["approx_pes_on_u50_exact"] == 1_101       # DSP-bound: one 32 x 32 core fits
+    assert figs["approx_ips_b512_exact"] == projected(_shape(DEFAULT, 1, 32), 17, 6, (400, 300), 512)["accel_ips"]

@@ -29,21 +29,25 @@ def _run_dir(out: Path, env: str, precision: str) -> Path:
 
 
 def test_tiny_study_on_local_ray_gathers_the_table(tmp_path, capsys):
-    """2 envs x 2 precisions x 1 seed, 300 steps, on a local Ray: every run's
+    """2 envs x 2 precisions x 1 seed, 300 steps, on a local Ray, and fxp32
+    also with MBM's approximate multiplier (fp32 has none): every run's
     result comes back into the table, README and curves; the golden runs use
     --config; a second invocation reuses the finished runs without Ray."""
     envs = ["Pendulum-v1", "MountainCarContinuous-v0"]
-    args = ["--envs", ",".join(envs), "--precisions", "fp32,fxp32", "--steps", "300", "--jobs", "2",
-            "--config", "adam_rne", "--out", str(tmp_path), *TINY]
+    args = ["--envs", ",".join(envs), "--precisions", "fp32,fxp32", "--multipliers", "exact,mbm", "--steps", "300",
+            "--jobs", "2", "--config", "adam_rne", "--out", str(tmp_path), *TINY]
     assert study(args) == 0
     printed = capsys.readouterr().out
-    assert "4 run(s) on a local Ray with 2 CPU(s)" in printed
+    assert "6 run(s) on a local Ray with 2 CPU(s)" in printed
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["config"] == "adam_rne" and results["eval_every"] == 30
     assert set(results["table"]) == set(envs)
     md = (tmp_path / "README.md").read_text()
     for env in envs:
-        assert set(results["table"][env]) == {"fp32", "fxp32"}
+        assert set(results["table"][env]) == {"fp32", "fxp32", "fxp32_mbm"}
+        mbm = json.loads((_run_dir(tmp_path, env, "fxp32_mbm") / "result.json").read_text())
+        assert mbm["evals"] != json.loads((_run_dir(tmp_path, env, "fxp32") / "result.json").read_text())["evals"]
+        assert f"| {env} | fxp32_mbm |" in (tmp_path / "README.md").read_text()
         for p in ("fp32", "fxp32"):
             res = json.loads((_run_dir(tmp_path, env, p) / "result.json").read_text())
             cell = results["table"][env][p]
@@ -58,7 +62,7 @@ def test_tiny_study_on_local_ray_gathers_the_table(tmp_path, capsys):
     result = _run_dir(tmp_path, envs[1], "fxp32") / "result.json"
     stamp = result.stat().st_mtime_ns
     assert study(args) == 0
-    assert "4 runs, 4 already done" in capsys.readouterr().out and result.stat().st_mtime_ns == stamp
+    assert "6 runs, 6 already done" in capsys.readouterr().out and result.stat().st_mtime_ns == stamp
 
 
 def _study_cmd(out: Path, precisions: str = "fp32,fxp32", jobs: int = 2) -> list[str]:
@@ -184,6 +188,7 @@ def test_study_runs_on_a_ray_cluster_given_its_address(tmp_path):
     (["--envs", "Pendulum-v99"], "unknown or unavailable environment 'Pendulum-v99'"),
     (["--config", "no_such_config"], "no_such_config"),
     (["--precisions", "fp32,fp8"], "unknown precision(s) ['fp8']"),
+    (["--multipliers", "exact,booth"], "--multipliers: unknown multiplier(s) ['booth']"),
     (["--hidden", "8"], "--hidden: two positive layer sizes expected"),
     (["--steps", "0"], "must be >= 1"),
     (["--address", "127.0.0.1:1", "--steps", "10"], "cannot reach the Ray cluster at 127.0.0.1:1"),

@@ -23,6 +23,17 @@ operands and the golden model's speed with them.
   training step (HalfCheetah's 400-300 networks, B = 64) with the
   multiplier over the same step with the exact one (median of
   ``reps``, interleaved); ``approx_golden_step_ms_b64_<name>`` its time.
+* ``pe_<name>_lut`` / ``_dsp48e2`` / ``_ff``: Yosys (make bench's
+  synth_xilinx script) of the PE generated with the multiplier.
+* ``approx_pes_on_u50_<name>``: PEs the U50 would hold with that PE, at
+  the budget the floorplan allows (90 % of the XCU50's LUTs and DSP48E2s)
+  less the rest of the kernel (make bench's ``kernel_lut`` /
+  ``kernel_dsp48e2`` less 512 exact PEs, each counted as the stand-alone
+  PE: the array shares some of a PE's output logic, so this rest is a
+  lower bound); ``approx_ips_b512_<name>``: IPS by the cycle model (B =
+  512, HalfCheetah 400-300, at the config's clock) of the largest array
+  the generator builds within that many PEs (1 or 2 cores of R x R, R a
+  power of two: ``docs/explore.md``).
 * ``digits_acc_<name>``: the digits MLP (fixar.golden.digits, FXP32)
   trained with the multiplier in every product, mean test accuracy over 3
   seeds (``digits_acc_exact`` is ``digits_acc_fxp32``'s run).
@@ -138,8 +149,63 @@ def digits_figures(cfg: FixarConfig = DEFAULT, seeds=DIGITS_SEEDS) -> dict:
     return {f"digits_acc_{m}": round(float(np.mean(a)), 4) for m, a in acc.items()}
 
 
+def pe_resources(cfg: FixarConfig = DEFAULT) -> dict:
+    """Yosys resources of the PE generated with each multiplier."""
+    from fixar.figures.synth import summarize, synth
+    from fixar.sim.rtl import generated
+    figs = {}
+    for m in MULTIPLIERS:
+        r = summarize(synth(generated(with_multiplier(cfg, m)) / "fixar_pe.v", "fixar_pe"))
+        figs.update({f"pe_{m}_{k}": r[k] for k in ("lut", "dsp48e2", "ff")})
+    return figs
+
+
+def _shape(cfg: FixarConfig, cores: int, rows: int) -> FixarConfig:
+    """``cfg`` with a cores x rows x rows array and memories four times as
+    deep as the default's rows (depth adds no cycle; the workload must fit)."""
+    m, a = cfg.memory, cfg.array
+    mem = dataclasses.replace(m, weight_words=4 * m.weight_words // a.cols * rows,
+                              grad_words=4 * m.grad_words // a.cols * rows,
+                              bias_words=4 * m.bias_words // a.cols * rows,
+                              act_words_per_core=4 * m.act_words_per_core // a.rows * rows,
+                              xt_words_per_core=4 * m.xt_words_per_core // a.rows * rows)
+    return dataclasses.replace(cfg, name="capacity", array=dataclasses.replace(a, cores=cores, rows=rows, cols=rows),
+                               memory=mem)
+
+
+def u50_capacity(cfg: FixarConfig, pe: dict, kernel: dict) -> dict:
+    """PEs on the U50 and the IPS they give, per multiplier (see the module doc).
+    ``pe``: :func:`pe_resources`' figures; ``kernel``: kernel_lut and
+    kernel_dsp48e2 of the default kernel (512 exact PEs)."""
+    from fixar.compiler.program import projected
+    from fixar.figures.synth import U50_CAPACITY
+    from fixar.gen.kernel.floorplan import MARGIN
+    n_pes = cfg.array.pes
+    figs = {}
+    for m in MULTIPLIERS:
+        room = []
+        for r, key in (("lut", "kernel_lut"), ("dsp48e2", "kernel_dsp48e2")):
+            rest = kernel[key] - n_pes * pe[f"pe_exact_{r}"]
+            if pe[f"pe_{m}_{r}"]:
+                room.append((U50_CAPACITY[r] * (1 - MARGIN) - rest) // pe[f"pe_{m}_{r}"])
+        pes = int(min(room))
+        fits = [(c, rows) for c in (1, 2) for rows in (2, 4, 8, 16, 32, 64) if c * rows * rows <= pes]
+        figs[f"approx_pes_on_u50_{m}"] = pes
+        if fits:
+            c, rows = max(fits, key=lambda f: f[0] * f[1] ** 2)
+            figs[f"approx_ips_b512_{m}"] = projected(_shape(cfg, c, rows), 17, 6, (400, 300), 512)["accel_ips"]
+    return figs
+
+
 def multiplier_figures(cfg: FixarConfig = DEFAULT, samples: int = 200_000, shape=(300, 400, 64),
-                       repeats: int = 10) -> dict:
-    """Every figure above, one dict (what `make bench` merges into summary.json)."""
-    return {**error_figures(cfg, samples), **speed_figures(cfg, shape, repeats), **step_figures(cfg),
-            **digits_figures(cfg)}
+                       repeats: int = 10, kernel: dict | None = None) -> dict:
+    """Every figure above, one dict (what `make bench` merges into summary.json).
+    ``kernel``: the figures of make bench's synth-kernel part (kernel_lut,
+    kernel_dsp48e2), without which the U50 capacity figures are left out."""
+    figs = {**error_figures(cfg, samples), **speed_figures(cfg, shape, repeats), **step_figures(cfg),
+            **digits_figures(cfg), **pe_resources(cfg)}
+    if kernel and {"kernel_lut", "kernel_dsp48e2"} <= kernel.keys():
+        figs.update(u50_capacity(cfg, figs, kernel))
+    else:
+        print("multipliers: no kernel_lut / kernel_dsp48e2 (make bench synth-kernel): PEs on the U50 left out")
+    return figs

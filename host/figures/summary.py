@@ -156,8 +156,9 @@ def measure(what: str, vectors: int) -> dict:
         figs.update(explore_figures())
     if what in ("all", "multipliers"):
         from fixar.figures.multipliers import multiplier_figures
-        print("multipliers: error of each approximate multiplier, table-route matmul vs exact ...", flush=True)
-        figs.update(multiplier_figures(cfg))
+        print("multipliers: error, golden speed, digits, Yosys PE and U50 capacity of each multiplier ...", flush=True)
+        known = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}     # the kernel's resources
+        figs.update(multiplier_figures(cfg, kernel=known))
     if what in ("all", "formats"):
         from fixar.figures.digits import figures as format_figures
         print("formats: BFP conversion error, the digits MLP in fp32 / fxp32 / bfp (3 seeds) ...", flush=True)

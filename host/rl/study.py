@@ -53,11 +53,12 @@ def train_job(job: dict, log=None) -> dict:
     if result.exists():
         return json.loads(result.read_text())
     steps = job["steps"]
+    multiplier = job.get("multiplier", "exact")
     run = RunSettings(env=job["env"], backend=PRECISIONS[job["precision"]], steps=steps, seed=job["seed"],
                       warmup=min(1_000, steps // 10), eval_every=job["eval_every"],
                       eval_episodes=job["eval_episodes"], checkpoint_every=max(steps // 10, 1), out=str(out),
                       precision=job["precision"], qat_delay=steps // 2 if job["precision"] == "qat" else None,
-                      config=job["config"],
+                      config=job["config"], multiplier=None if multiplier == "exact" else multiplier,
                       hyper=Hyper(hidden=tuple(job["hidden"]), actor_lr=job["lr"], critic_lr=job["lr"]))
     trainer = Trainer(run, resume=(out / "checkpoint.npz").exists(), log=log or (lambda *_: None))
     try:
@@ -66,19 +67,27 @@ def train_job(job: dict, log=None) -> dict:
         trainer.close()
 
 
+def column(precision: str, multiplier: str = "exact") -> str:
+    """A table column: the precision, and the PE's multiplier when not exact (e.g. qat_mbm)."""
+    return precision if multiplier == "exact" else f"{precision}_{multiplier}"
+
+
 def jobs_for(envs, precisions, seeds, steps, hidden, out: Path, eval_episodes: int, lr: float = 1e-4,
-             config: str = "default", eval_every: int | None = None) -> list[dict]:
-    return [{"env": env, "precision": p, "seed": seed, "steps": steps, "hidden": list(hidden), "lr": lr,
-             "config": config, "eval_every": eval_every or max(steps // 10, 1),
-             "eval_episodes": eval_episodes, "out": str(out / "runs" / env / p / f"seed{seed}")}
-            for env in envs for p in precisions for seed in range(seeds)]
+             config: str = "default", eval_every: int | None = None, multipliers=("exact",)) -> list[dict]:
+    """Every run: env x precision x multiplier x seed; an approximate
+    multiplier only for the fixed-point precisions (fp32 has no PE)."""
+    return [{"env": env, "precision": p, "multiplier": m, "column": column(p, m), "seed": seed, "steps": steps,
+             "hidden": list(hidden), "lr": lr, "config": config, "eval_every": eval_every or max(steps // 10, 1),
+             "eval_episodes": eval_episodes, "out": str(out / "runs" / env / column(p, m) / f"seed{seed}")}
+            for env in envs for p in precisions for m in multipliers for seed in range(seeds)
+            if m == "exact" or PRECISIONS[p] != "float"]
 
 
 def summarize(jobs: list[dict], results: list[dict]) -> dict:
     """Per env and precision: final and best evaluation returns over seeds."""
     table: dict = {}
     for job, res in zip(jobs, results):
-        cell = table.setdefault(job["env"], {}).setdefault(job["precision"],
+        cell = table.setdefault(job["env"], {}).setdefault(job.get("column", job["precision"]),
                                                            {"final": [], "best": [], "second_half": [], "curves": []})
         evals = res["evals"]
         cell["final"].append(res["final_eval_return"])
@@ -118,7 +127,8 @@ def write_report(table: dict, jobs: list[dict], out: Path) -> Path:
              f"{jobs[0]['eval_episodes']} noise-free episodes every {jobs[0]['eval_every']} steps; QAT switches at "
              f"step {steps // 2}; \"second half\" averages the evaluations after it (QAT's 16-bit phase; the "
              "last evaluation alone swings widely between neighbouring evaluations). "
-             "fp32: float32 numpy backend; fxp32, qat, fxp16: the bit-exact golden model. "
+             "fp32: float32 numpy backend; fxp32, qat, fxp16: the bit-exact golden model; a column such as "
+             "qat_mbm: that precision with the PE's approximate multiplier (docs/multipliers.md). "
              "qat (after the switch) and fxp16 stop the error where a 16-bit layer input is clipped (the clipped "
              "straight-through estimator, docs/training.md). "
              f"qat's 16-bit quantizer {QAT_ROUNDING_TEXT[_qat_rounding(jobs[0]['config'])]} "
@@ -128,16 +138,20 @@ def write_report(table: dict, jobs: list[dict], out: Path) -> Path:
              "(mean over seeds) | best evaluation (mean) | FIXAR (HalfCheetah, 1M steps) |",
              "|---|---|---|---|---|---|"]
     for env, row in table.items():
-        for p in PRECISIONS:
-            if p in row:
-                c = row[p]
-                ref = FIXAR_HALFCHEETAH[p] if env.startswith("HalfCheetah") else ""
-                lines.append(f"| {env} | {p} | {c['final_mean']} +- {c['final_std']} | {c['second_half_mean']} | "
-                             f"{c['best_mean']} | {ref} |")
+        for p, c in row.items():
+            ref = FIXAR_HALFCHEETAH.get(p, "") if env.startswith("HalfCheetah") else ""
+            lines.append(f"| {env} | {p} | {c['final_mean']} +- {c['final_std']} | {c['second_half_mean']} | "
+                         f"{c['best_mean']} | {ref} |")
     lines += ["", "Goal (issue 5): QAT within 5 % of FXP32 and within 10 % of FP32 (final returns):", "",
               "| env | QAT - FXP32 | QAT - FP32 |", "|---|---|---|"]
     for env, row in table.items():
         lines.append(f"| {env} | {_ratio(row, 'qat', 'fxp32')} | {_ratio(row, 'qat', 'fp32')} |")
+    approx = [c for c in next(iter(table.values())) if "_" in c]
+    if approx:
+        lines += ["", "Approximate multipliers (issue 24's goal: a QAT agent within 5 % of the exact multiplier's):",
+                  "", "| env | column | against the exact multiplier's |", "|---|---|---|"]
+        for env, row in table.items():
+            lines += [f"| {env} | {c} | {_ratio(row, c, c.split('_')[0])} |" for c in row if "_" in c]
     lines.append("")
     for env, row in table.items():
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -170,6 +184,9 @@ def _parser() -> argparse.ArgumentParser:
     ap = _OneLineParser(prog="fixar study", description=__doc__.splitlines()[0])
     ap.add_argument("--envs", default="Pendulum-v1,HalfCheetah-v5,Hopper-v5,Swimmer-v5")
     ap.add_argument("--precisions", default=",".join(PRECISIONS))
+    ap.add_argument("--multipliers", default="exact",
+                    help="the PE's multipliers to train the fixed-point precisions with, e.g. exact,mbm,drum6 "
+                         "(docs/multipliers.md); columns such as qat_mbm")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--hidden", default="400,300")
@@ -193,6 +210,10 @@ def _check(args) -> str | None:
     unknown = [p for p in args.precisions.split(",") if p not in PRECISIONS]
     if unknown:
         return f"unknown precision(s) {unknown}; known: {', '.join(PRECISIONS)}"
+    from fixar.config import MULTIPLIERS
+    unknown = [m for m in args.multipliers.split(",") if m not in MULTIPLIERS]
+    if unknown:
+        return f"--multipliers: unknown multiplier(s) {unknown}; known: {', '.join(MULTIPLIERS)}"
     if min(args.seeds, args.steps, args.jobs, args.cpus_per_run, args.eval_episodes, args.eval_every or 1) < 1:
         return "--seeds, --steps, --jobs, --cpus-per-run, --eval-every and --eval-episodes must be >= 1"
     from fixar.config import ConfigError, load
@@ -223,7 +244,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     jobs = jobs_for(args.envs.split(","), args.precisions.split(","), args.seeds, args.steps,
                     tuple(int(h) for h in args.hidden.split(",")), out, args.eval_episodes, args.lr, args.config,
-                    args.eval_every)
+                    args.eval_every, args.multipliers.split(","))
     try:
         results = run_all(jobs, args.address, args.cpus_per_run, args.jobs)
     except StudyError as exc:

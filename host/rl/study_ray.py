@@ -42,7 +42,7 @@ def _ray():
 
 
 def run_id(job: dict) -> str:
-    return f"{job['env']}/{job['precision']}/seed{job['seed']}"
+    return f"{job['env']}/{job.get('column', job['precision'])}/seed{job['seed']}"
 
 
 def finished_result(job: dict) -> dict | None:
