@@ -171,6 +171,20 @@ def test_bench_catches_planted_bug():
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong soft-update coefficient"
 
 
+def test_bench_catches_a_target_row_read_from_the_wrong_half():
+    """SOFT reads each target row through the weight memory's third path,
+    from the half (even or odd rows) the online read leaves free; planted:
+    bank 0 takes the other half's word (its online row's neighbour). The
+    soft-updated targets differ and the bench must fail."""
+    cfg = load("small")
+    src_dir = generated(cfg, array=True)
+    good = "assign wmem_b0_p0_s_data = wmem_b0_p0_s_odd ? wmem_b0_p0_o_a_data : wmem_b0_p0_e_a_data;"
+    assert good in (src_dir / "fixar_trainer.v").read_text(), "bank 0's target read mux is not in fixar_trainer.v"
+    res = run_mutated(cfg, "fixar_trainer", BENCH, good, good.replace("s_odd ?", "s_odd ? wmem_b0_p0_e_a_data :"
+                      " wmem_b0_p0_o_a_data; //"), src_dir=src_dir, env={"FIXAR_STEPS": "1", "FIXAR_NETS": NETS_JSON})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice targets read from the wrong half"
+
+
 @pytest.mark.slow
 def test_halfcheetah_step_on_the_default_engine():
     """One full step of FIXAR's workload (17-400-300-6 actor, 23-400-300-1 critic,

@@ -97,9 +97,10 @@ def memory_cost(mem: Memory) -> dict:
     return {"uram": 0, "bram36": 0.0}
 
 
-def _ram(cfg: FixarConfig, path: str, width: int, depth: int) -> Memory:
-    # the generator's own choice (gen/lib/ram.py TwoPortRAM: MemoryConfig.ultra by row count)
-    return Memory(path, width, depth, ULTRA if cfg.memory.ultra(depth) else BLOCK_TDP)
+def _ram(cfg: FixarConfig, path: str, width: int, depth: int, rows_for_kind: int | None = None) -> Memory:
+    # the generator's own choice (gen/lib/ram.py TwoPortRAM: MemoryConfig.ultra by row count; an
+    # InterleavedRAM's halves by the whole memory's rows, ``rows_for_kind``)
+    return Memory(path, width, depth, ULTRA if cfg.memory.ultra(rows_for_kind or depth) else BLOCK_TDP)
 
 
 def kernel_memories(cfg: FixarConfig) -> list[Memory]:
@@ -127,8 +128,9 @@ def kernel_memories(cfg: FixarConfig) -> list[Memory]:
         mems += [_ram(cfg, f"{a}/tmem_{n}_b{b}", pe.act32.bits, arr.t_rows) for b in range(R)]
         # the partial sums: both lanes' wide sums of every column, written one stage after the read
         mems.append(Memory(f"{a}/core_{n}/psum", 2 * C * pe.acc_bits, ar.psum_slots, BLOCK_SDP))
-    mems += [_ram(cfg, f"{a}/wmem_b{b}_p{q}", pe.weight.bits, arr.w_rows)
-             for b in range(C) for q in range((N + 1) // 2)]
+    # each weight bank as two RAMs, its even and its odd rows (gen/lib/ram.py InterleavedRAM)
+    mems += [_ram(cfg, f"{a}/wmem_b{b}_p{q}_{h}", pe.weight.bits, (arr.w_rows + 1 - i) // 2, arr.w_rows)
+             for b in range(C) for q in range((N + 1) // 2) for i, h in enumerate("eo")]
     mems.append(_ram(cfg, f"{a}/bmem", C * pe.out.bits, arr.b_rows))
     mems += [_ram(cfg, f"{a}/gmem_b{b}", ad.grad.bits, arr.g_rows) for b in range(C)]
     mems.append(_ram(cfg, f"{a}/gbmem", C * ad.grad.bits, arr.b_rows))

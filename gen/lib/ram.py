@@ -18,17 +18,67 @@ MODULES = {False: "fixar_ram", True: "fixar_uram"}  # by MemoryConfig.ultra
 
 
 class TwoPortRAM:
-    def __init__(self, mem: MemoryConfig, width: int, depth: int, name: str):
+    def __init__(self, mem: MemoryConfig, width: int, depth: int, name: str, ultra: bool | None = None):
         abits = max((depth - 1).bit_length(), 1)
         self.width, self.depth, self.abits = width, depth, abits
-        self.ultra = mem.ultra(depth)
+        self.ultra = mem.ultra(depth) if ultra is None else ultra
         self.a_addr = Signal(abits, name=f"{name}_a_addr")
         self.a_data = Signal(width, name=f"{name}_a_data")
         self.b_addr = Signal(abits, name=f"{name}_b_addr")
         self.b_we = Signal(name=f"{name}_b_we")
         self.b_wdata = Signal(width, name=f"{name}_b_wdata")
         self.b_data = Signal(width, name=f"{name}_b_data")
+        self.instance_name = name
         self.instance = Instance(
             MODULES[self.ultra], p_WIDTH=width, p_DEPTH=depth, p_ABITS=abits, i_clk=ClockSignal(),
             i_a_addr=self.a_addr, o_a_data=self.a_data,
             i_b_addr=self.b_addr, i_b_we=self.b_we, i_b_wdata=self.b_wdata, o_b_data=self.b_data)
+
+
+class InterleavedRAM:
+    """One memory of ``depth`` rows as two :class:`TwoPortRAM` halves, even
+    rows in one and odd rows in the other, with the ports of one TwoPortRAM
+    (``a_*`` reads, ``b_*`` writes or reads; full row addresses) and a third
+    read port ``s_*`` (``s_re``, ``s_addr``, ``s_data``), which borrows port A
+    of the half its address is in. Why: three accesses a cycle (two reads
+    and a write) where one RAM has two ports; the soft target update reads
+    an online row and a target row and writes a target row every cycle,
+    which works when the two rows it reads are of opposite parity (the
+    compiler places the targets an odd number of rows from their networks).
+    When ``s_re`` and port A address the same half in a cycle, ``s`` gets
+    it. The parity is a wire, not an adder: row r is row r >> 1 of half r & 1.
+    ``connect(m)`` adds the halves and their muxes to module ``m``."""
+
+    def __init__(self, mem: MemoryConfig, width: int, depth: int, name: str):
+        abits = max((depth - 1).bit_length(), 1)
+        self.width, self.depth, self.abits, self.name = width, depth, abits, name
+        # UltraRAM or block RAM as the whole memory would be (memory.uram_min_rows counts its rows)
+        self.halves = [TwoPortRAM(mem, width, (depth + 1 - h) // 2, f"{name}_{'eo'[h]}", mem.ultra(depth))
+                       for h in (0, 1)]
+        self.ultra = self.halves[0].ultra
+        self.a_addr = Signal(abits, name=f"{name}_a_addr")
+        self.a_data = Signal(width, name=f"{name}_a_data")
+        self.b_addr = Signal(abits, name=f"{name}_b_addr")
+        self.b_we = Signal(name=f"{name}_b_we")
+        self.b_wdata = Signal(width, name=f"{name}_b_wdata")
+        self.b_data = Signal(width, name=f"{name}_b_data")
+        self.s_re = Signal(name=f"{name}_s_re")
+        self.s_addr = Signal(abits, name=f"{name}_s_addr")
+        self.s_data = Signal(width, name=f"{name}_s_data")
+
+    def connect(self, m) -> None:
+        from amaranth.hdl import Mux
+
+        lo, hi = self.halves
+        for h, ram in enumerate(self.halves):
+            m.submodules[ram.instance_name] = ram.instance
+            take_s = self.s_re & (self.s_addr[0] == h)
+            m.d.comb += [ram.a_addr.eq(Mux(take_s, self.s_addr[1:], self.a_addr[1:])),
+                         ram.b_addr.eq(self.b_addr[1:]), ram.b_we.eq(self.b_we & (self.b_addr[0] == h)),
+                         ram.b_wdata.eq(self.b_wdata)]
+        # reads are registered: the half that answers is the one addressed a cycle ago
+        par = {p: Signal(name=f"{self.name}_{p}_odd") for p in "abs"}
+        m.d.sync += [par["a"].eq(self.a_addr[0]), par["b"].eq(self.b_addr[0]), par["s"].eq(self.s_addr[0])]
+        m.d.comb += [self.a_data.eq(Mux(par["a"], hi.a_data, lo.a_data)),
+                     self.b_data.eq(Mux(par["b"], hi.b_data, lo.b_data)),
+                     self.s_data.eq(Mux(par["s"], hi.a_data, lo.a_data))]

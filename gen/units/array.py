@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 from fixar.config import ISA_FIELDS, ActFunc, ConfigError, FixarConfig, Opcode, PEMode, enum_bits, quantizer_widths
 from fixar.config.timing import ARRAY_PIPE_STAGES, ARRAY_STAGES
 from fixar.gen.lib.pipe import delay as _delay
-from fixar.gen.lib.ram import TwoPortRAM
+from fixar.gen.lib.ram import InterleavedRAM, TwoPortRAM
 from fixar.gen.units.core import COORD_BITS, ArrayCore
 
 _IDLE, _PRO, _RUN = 0, 1, 2     # the sequencer's phases: idle, prologue (first weights), tile steps
@@ -125,6 +125,9 @@ class Array(wiring.Component):
             "bm_rdata": Out(unsigned(C * ob)),
             # a second read path through port A (the training controller's streaming passes)
             "wm_rea": In(1), "wm_aaddr": In(range(self.w_rows)), "wm_adata": Out(unsigned(C * pe.weight.bits)),
+            # a third, read-only path (the soft update's target rows): the weight memory's rows
+            # alternate between two RAMs, and this one reads the half port A is not reading
+            "wm_tre": In(1), "wm_taddr": In(range(self.w_rows)), "wm_tdata": Out(unsigned(C * pe.weight.bits)),
             "bm_rea": In(1), "bm_aaddr": In(range(self.b_rows)), "bm_adata": Out(unsigned(C * ob)),
             "am_rea": In(N), "am_aaddr": In(range(self.a_rows)), "am_adata": Out(unsigned(N * R * pe.act32.bits)),
             "out_valid": Out(N), "out_tile": Out(tiles), "out_slot": Out(unsigned(slot_bits)),
@@ -281,11 +284,9 @@ class Array(wiring.Component):
         port. Returns the banks and each core's delayed zero-tile flag."""
         cfg = self.cfg
         C, N, wb = cfg.array.cols, cfg.array.cores, cfg.pe.weight.bits
-        banks = [[TwoPortRAM(cfg.memory, wb, self.w_rows, f"wmem_b{b}_p{q}") for q in range((N + 1) // 2)]
+        # even and odd rows in separate RAMs: the soft update's third port (InterleavedRAM)
+        banks = [[InterleavedRAM(cfg.memory, wb, self.w_rows, f"wmem_b{b}_p{q}") for q in range((N + 1) // 2)]
                  for b in range(C)]
-        for b in range(C):
-            for q, ram in enumerate(banks[b]):
-                m.submodules[f"wmem_b{b}_p{q}"] = ram.instance
         w_zero = []
         for n in range(N):
             kt = Signal.like(d["n_kt"], name=f"load_kt_{n}")
@@ -310,6 +311,9 @@ class Array(wiring.Component):
                 if N % 2 == 1 and ram is banks[b][-1]:
                     m.d.comb += ram.b_addr.eq(self.wm_addr)
                 m.d.comb += [ram.b_we.eq(self.wm_we), ram.b_wdata.eq(self.wm_data[b * wb:(b + 1) * wb])]
+                ram.connect(m)
+            m.d.comb += [banks[b][0].s_re.eq(self.wm_tre), banks[b][0].s_addr.eq(self.wm_taddr)]
+        m.d.comb += self.wm_tdata.eq(Cat(*[banks[b][0].s_data for b in range(C)]))
         return banks, w_zero
 
     def _weight_words(self, m: Module, d: dict, banks: list, w_zero: list, row, amem: list, g_zero) -> list:

@@ -20,8 +20,11 @@ Instructions:
   its gradient and moments read at one row, the C lanes update them, W and
   the moments written back (port B) the lanes' latency later.
 * SOFT: target rows <- SOFT(online rows, target rows) through the vector
-  unit, weights then biases, one row per two cycles (port B alternates
-  between reading targets and writing them).
+  unit, weights then biases: weight rows one per cycle (the weight memory's
+  even and odd rows are separate RAMs, and targets sit an odd number of rows
+  from their networks, so the target read takes the half the online read
+  does not), bias rows one per two cycles (port B alternates between
+  reading targets and writing them).
 VEC streams like SOFT (a through port A, b through port B, per core);
 with flags (TD's done) it reads three operands a row, about eight cycles
 per row, on tensors one feature tile wide.
@@ -121,9 +124,10 @@ class Trainer(wiring.Component):
             m.d.comb += port.eq(_field(instr, Opcode.ARRAY, name)[:len(port)])
 
         self._vector_inputs(m, arr, vec, instr, scal, c)
-        # second read path (port A), the controller's only
+        # second read path (port A) and the weight memory's third (targets), the controller's only
         c.ctl_a = ctl_a = {k: Signal.like(getattr(arr, k), name=f"ctl_{k}")
-                           for k in ("wm_rea", "wm_aaddr", "bm_rea", "bm_aaddr", "am_rea", "am_aaddr")}
+                           for k in ("wm_rea", "wm_aaddr", "wm_tre", "wm_taddr", "bm_rea", "bm_aaddr", "am_rea",
+                                     "am_aaddr")}
         for k, sig in ctl_a.items():
             m.d.comb += getattr(arr, k).eq(Mux(c.busy, sig, 0))
         adam_out = self._adam_lanes(m, arr, lanes, st_mems, instr, scal, c)
@@ -252,7 +256,7 @@ class Trainer(wiring.Component):
                      vec.c.eq(Mux(soft, tau, Mux(streaming, coef, vec_c))[:len(vec.c)]),
                      vec.count.eq(Mux(streaming, fv_count, R)), vec.limit.eq(fv_limit),
                      vec.a.eq(Mux(soft, Mux(bias_pass, arr.bm_adata, arr.wm_adata), Mux(streaming, core_a, c.reg_a))),
-                     vec.b.eq(Mux(soft, Mux(bias_pass, arr.bm_rdata, arr.wm_rdata), Mux(streaming, core_b, c.reg_b))),
+                     vec.b.eq(Mux(soft, Mux(bias_pass, arr.bm_rdata, arr.wm_tdata), Mux(streaming, core_b, c.reg_b))),
                      vec.flag.eq(Mux(streaming, 0, c.reg_f)),
                      vec.seed_we.eq(self.prng_we & ~busy), vec.seed.eq(self.prng_seed),
                      self.prng_state.eq(vec.prng_state)]
@@ -411,8 +415,12 @@ class Trainer(wiring.Component):
                     m.d.sync += row.eq(row + 1)
 
     def _soft_state(self, m: Module, fs: dict, c: SimpleNamespace) -> None:
-        """SOFT: target <- SOFT(online, target), weight rows then bias rows,
-        streamed at one row per two cycles: online rows through port A, target
+        """SOFT: target <- SOFT(online, target), weight rows then bias rows.
+        Weight rows stream at one row per cycle: online rows through port A,
+        target rows through the weight memory's third read path (the other
+        half of its interleaved rows: the compiler puts the targets an odd
+        number of rows away), results written through port B. Bias rows (one
+        RAM) at one row per two cycles: online rows through port A, target
         rows through port B on even cycles, results written through port B
         on odd ones (the vector unit's output is held one extra cycle)."""
         ctl, ctl_a, row, rd, tick, bias_pass = c.ctl, c.ctl_a, c.row, c.rd, c.tick, c.bias_pass
@@ -429,10 +437,10 @@ class Trainer(wiring.Component):
                 with m.Else():
                     m.d.sync += [bias_pass.eq(1), rd.eq(0), row.eq(0)]
             with m.Else():
-                issue = (rd < s_rows) & ~tick
+                issue = (rd < s_rows) & (~tick | ~bias_pass)
                 m.d.comb += [ctl_a["wm_rea"].eq(issue & ~bias_pass), ctl_a["bm_rea"].eq(issue & bias_pass),
                              ctl_a["wm_aaddr"].eq(src0 + rd), ctl_a["bm_aaddr"].eq(src0 + rd),
-                             ctl["wm_re"].eq(issue & ~bias_pass), ctl["wm_addr"].eq(dst0 + rd),
+                             ctl_a["wm_tre"].eq(issue & ~bias_pass), ctl_a["wm_taddr"].eq(dst0 + rd),
                              ctl["bm_addr"].eq(dst0 + rd)]
                 m.d.sync += [c.soft_issue.eq(issue), rd.eq(Mux(issue, rd + 1, rd))]
                 with m.If(c.soft_out_valid):

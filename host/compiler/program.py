@@ -375,6 +375,11 @@ def _declare_nets(b: _Builder, obs_dim: int, act_dim: int, hidden: tuple[int, ..
     sizes = {"actor": [obs_dim, *hidden, act_dim], "critic": [obs_p + act_dim, *hidden, 1]}
     for net in ("actor", "critic", "actor_t", "critic_t"):
         base = net.removesuffix("_t")
+        if net == "actor_t" and b.bump["W"] % 2 == 0:
+            # the targets an odd number of rows from their networks (each target's offset is the
+            # online networks' total): SOFT then reads both in one cycle from the weight memory's
+            # even and odd halves (docs/program.md)
+            b.bump["W"] += 1
         layers = []
         for i, (k, mm) in enumerate(zip(sizes[base], sizes[base][1:])):
             w = b.tensor(f"{net}.W{i}", "W", (mm, k), weight_rows(b.cfg, mm, k))
@@ -550,6 +555,9 @@ def _encode(cfg: FixarConfig, p: Program, instrs: list, S: int) -> list[int]:
             else:
                 t = ins.net + "_t"
                 (wt, _), (bt, _) = _rows(p, [w for w, _, _ in p.nets[t]]), _rows(p, [b for _, b, _ in p.nets[t]])
+                # one weight row per cycle needs the target rows in the other half of the interleaved
+                # weight memory (fixar.gen.lib.ram.InterleavedRAM): _declare_nets places them so
+                assert (wt - w_row) % 2 == 1, f"compiler bug: {t}'s weights an even number of rows from {ins.net}'s"
                 words.append(_word(Opcode.SOFT, {"w_src": w_row, "w_dst": wt, "w_rows": w_rows, "b_src": b_row,
                                                  "b_dst": bt, "b_rows": b_rows}))
         else:
@@ -566,9 +574,10 @@ def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int |
     Latencies come from fixar.config.timing; ``array_latency`` overrides the
     array's (a bench passes the one in its RTL's manifest).
     fetch and decode: 2; ARRAY: the array's cycles (fixar.compiler.array_ops.cycles)
-    and one settling cycle; streamed VEC and SOFT: per core or pass 2n + 2 +
-    (vector latency + 1 hold + 1 final check) for n rows; VEC with flags: 8 per
-    row; ADAM: per pass n + 2 + the Adam latency."""
+    and one settling cycle; streamed VEC and SOFT's bias rows: per core or pass
+    2n + 2 + (vector latency + 1 hold + 1 final check) for n rows; SOFT's
+    weight rows n + 3 + the vector latency; VEC with flags: 8 per row; ADAM:
+    per pass n + 2 + the Adam latency."""
     from fixar.compiler.array_ops import cycles as array_cycles
 
     R, N = cfg.array.rows, cfg.array.cores
@@ -576,6 +585,7 @@ def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int |
     if isinstance(ins, (Matmul, Grad)):
         return 2 + array_cycles(cfg, describe(cfg, ins.op), t.array if array_latency is None else array_latency) + 1
     stream = lambda n: 2 * n + t.vector + 2 if n else 1
+    stream1 = lambda n: n + t.vector + 3 if n else 1      # one row per cycle (SOFT's weight rows)
     if isinstance(ins, Vec):
         n_tiles = ins.n_tiles if ins.n_tiles is not None else math.ceil(p.tensors[ins.y].shape[0] / R)
         rows, cores = n_tiles * S, 1 if ins.one_core else N
@@ -588,7 +598,7 @@ def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int |
         adam = lambda n: n + 2 + t.adam if n else 1
         return 2 + adam(ws) + adam(bs)
     if isinstance(ins, Soft):
-        return 2 + stream(ws) + stream(bs)
+        return 2 + stream1(ws) + stream(bs)
     raise TypeError(f"unknown instruction {ins!r}")
 
 
