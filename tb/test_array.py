@@ -51,7 +51,7 @@ PRIMES = [1, 2, 3, 5, 7, 11, 13, 17, 23, 29, 31, 37]
 # every control input the bench does not use is held at zero (a four-state
 # simulator would otherwise see X on the read-enable muxes)
 HOST_PORTS = ("wm_we", "am_we", "bm_we", "tm_we", "start", "qt_we", "rg_clear", "wm_re", "am_re", "wm_rea", "bm_rea",
-              "am_rea", "gm_raddr", "gbm_raddr")
+              "am_rea", "gm_raddr", "gbm_raddr", "wm_tre", "wm_twe")   # the last two: the training controller's
 
 
 class TB(BenchTB):

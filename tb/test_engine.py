@@ -163,7 +163,7 @@ def test_bench_catches_planted_bug():
     cfg = load("small")
     src_dir = generated(cfg, array=True)
     text = (src_dir / "fixar_trainer.v").read_text()
-    found = re.search(r"\\soft\s+\? scalar_tau :", text)
+    found = re.search(r"with_soft\s+\? scalar_tau :", text)
     assert found, "the soft update's coefficient select was not found in fixar_trainer.v"
     res = run_mutated(cfg, "fixar_trainer", BENCH, found.group(0),
                       found.group(0).replace("scalar_tau", "scalar_gamma"),
@@ -183,6 +183,21 @@ def test_bench_catches_a_target_row_read_from_the_wrong_half():
     res = run_mutated(cfg, "fixar_trainer", BENCH, good, good.replace("s_odd ?", "s_odd ? wmem_b0_p0_e_a_data :"
                       " wmem_b0_p0_o_a_data; //"), src_dir=src_dir, env={"FIXAR_STEPS": "1", "FIXAR_NETS": NETS_JSON})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice targets read from the wrong half"
+
+
+def test_bench_catches_a_fused_target_read_a_cycle_early():
+    """ADAM's fused soft update reads each target row a fixed number of
+    cycles after its online row (so that it meets the lanes' output, from
+    the other half of the weight memory); planted: the read one cycle early.
+    The soft-updated targets differ and the bench must fail."""
+    cfg = load("small")
+    src_dir = generated(cfg, array=True)
+    found = re.search(r"ctl_wm_tre = t_issue_d(\d+);", (src_dir / "fixar_trainer.v").read_text())
+    assert found, "the fused soft update's target read enable was not found in fixar_trainer.v"
+    early = f"ctl_wm_tre = t_issue_d{int(found.group(1)) - 1};"
+    res = run_mutated(cfg, "fixar_trainer", BENCH, found.group(0), early, src_dir=src_dir,
+                      env={"FIXAR_STEPS": "1", "FIXAR_NETS": NETS_JSON})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a target row read a cycle early"
 
 
 @pytest.mark.slow

@@ -38,15 +38,18 @@ class TwoPortRAM:
 class InterleavedRAM:
     """One memory of ``depth`` rows as two :class:`TwoPortRAM` halves, even
     rows in one and odd rows in the other, with the ports of one TwoPortRAM
-    (``a_*`` reads, ``b_*`` writes or reads; full row addresses) and a third
+    (``a_*`` reads, ``b_*`` writes or reads; full row addresses), a third
     read port ``s_*`` (``s_re``, ``s_addr``, ``s_data``), which borrows port A
-    of the half its address is in. Why: three accesses a cycle (two reads
-    and a write) where one RAM has two ports; the soft target update reads
-    an online row and a target row and writes a target row every cycle,
-    which works when the two rows it reads are of opposite parity (the
-    compiler places the targets an odd number of rows from their networks).
-    When ``s_re`` and port A address the same half in a cycle, ``s`` gets
-    it. The parity is a wire, not an adder: row r is row r >> 1 of half r & 1.
+    of the half its address is in, and a second write port ``t_*`` (``t_we``,
+    ``t_addr``, ``t_wdata``), which borrows port B of its half. Why: up to
+    four accesses a cycle where one RAM has two ports; the soft target update
+    reads an online row and a target row and writes a target row every cycle,
+    and inside the Adam pass it also writes the updated online row; that
+    works when the rows that share a cycle are of opposite parity (the
+    compiler places the targets an odd number of rows from their networks,
+    the controller times the accesses). When ``s`` (``t``) and port A (B)
+    address the same half in a cycle, ``s`` (``t``) gets it. The parity is a
+    wire, not an adder: row r is row r >> 1 of half r & 1.
     ``connect(m)`` adds the halves and their muxes to module ``m``."""
 
     def __init__(self, mem: MemoryConfig, width: int, depth: int, name: str):
@@ -65,6 +68,9 @@ class InterleavedRAM:
         self.s_re = Signal(name=f"{name}_s_re")
         self.s_addr = Signal(abits, name=f"{name}_s_addr")
         self.s_data = Signal(width, name=f"{name}_s_data")
+        self.t_we = Signal(name=f"{name}_t_we")
+        self.t_addr = Signal(abits, name=f"{name}_t_addr")
+        self.t_wdata = Signal(width, name=f"{name}_t_wdata")
 
     def connect(self, m) -> None:
         from amaranth.hdl import Mux
@@ -73,9 +79,11 @@ class InterleavedRAM:
         for h, ram in enumerate(self.halves):
             m.submodules[ram.instance_name] = ram.instance
             take_s = self.s_re & (self.s_addr[0] == h)
+            take_t = self.t_we & (self.t_addr[0] == h)
             m.d.comb += [ram.a_addr.eq(Mux(take_s, self.s_addr[1:], self.a_addr[1:])),
-                         ram.b_addr.eq(self.b_addr[1:]), ram.b_we.eq(self.b_we & (self.b_addr[0] == h)),
-                         ram.b_wdata.eq(self.b_wdata)]
+                         ram.b_addr.eq(Mux(take_t, self.t_addr[1:], self.b_addr[1:])),
+                         ram.b_we.eq(take_t | (self.b_we & (self.b_addr[0] == h))),
+                         ram.b_wdata.eq(Mux(take_t, self.t_wdata, self.b_wdata))]
         # reads are registered: the half that answers is the one addressed a cycle ago
         par = {p: Signal(name=f"{self.name}_{p}_odd") for p in "abs"}
         m.d.sync += [par["a"].eq(self.a_addr[0]), par["b"].eq(self.b_addr[0]), par["s"].eq(self.s_addr[0])]

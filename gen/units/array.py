@@ -128,6 +128,8 @@ class Array(wiring.Component):
             # a third, read-only path (the soft update's target rows): the weight memory's rows
             # alternate between two RAMs, and this one reads the half port A is not reading
             "wm_tre": In(1), "wm_taddr": In(range(self.w_rows)), "wm_tdata": Out(unsigned(C * pe.weight.bits)),
+            # ... and a second write path (the targets, written while port B writes the online rows)
+            "wm_twe": In(1), "wm_twaddr": In(range(self.w_rows)), "wm_twdata": In(unsigned(C * pe.weight.bits)),
             "bm_rea": In(1), "bm_aaddr": In(range(self.b_rows)), "bm_adata": Out(unsigned(C * ob)),
             "am_rea": In(N), "am_aaddr": In(range(self.a_rows)), "am_adata": Out(unsigned(N * R * pe.act32.bits)),
             "out_valid": Out(N), "out_tile": Out(tiles), "out_slot": Out(unsigned(slot_bits)),
@@ -310,7 +312,9 @@ class Array(wiring.Component):
             for ram in banks[b]:
                 if N % 2 == 1 and ram is banks[b][-1]:
                     m.d.comb += ram.b_addr.eq(self.wm_addr)
-                m.d.comb += [ram.b_we.eq(self.wm_we), ram.b_wdata.eq(self.wm_data[b * wb:(b + 1) * wb])]
+                m.d.comb += [ram.b_we.eq(self.wm_we), ram.b_wdata.eq(self.wm_data[b * wb:(b + 1) * wb]),
+                             ram.t_we.eq(self.wm_twe), ram.t_addr.eq(self.wm_twaddr),
+                             ram.t_wdata.eq(self.wm_twdata[b * wb:(b + 1) * wb])]
                 ram.connect(m)
             m.d.comb += [banks[b][0].s_re.eq(self.wm_tre), banks[b][0].s_addr.eq(self.wm_taddr)]
         m.d.comb += self.wm_tdata.eq(Cat(*[banks[b][0].s_data for b in range(C)]))

@@ -49,6 +49,8 @@ from fixar.config import (
     VecOp,
     enum_bits,
 )
+from fixar.config.timing import timing
+from fixar.gen.lib.pipe import delay
 from fixar.gen.lib.ram import TwoPortRAM
 from fixar.gen.units.adam import AdamUnit
 from fixar.gen.units.array import Array
@@ -126,8 +128,8 @@ class Trainer(wiring.Component):
         self._vector_inputs(m, arr, vec, instr, scal, c)
         # second read path (port A) and the weight memory's third (targets), the controller's only
         c.ctl_a = ctl_a = {k: Signal.like(getattr(arr, k), name=f"ctl_{k}")
-                           for k in ("wm_rea", "wm_aaddr", "wm_tre", "wm_taddr", "bm_rea", "bm_aaddr", "am_rea",
-                                     "am_aaddr")}
+                           for k in ("wm_rea", "wm_aaddr", "wm_tre", "wm_taddr", "wm_twe", "wm_twaddr", "wm_twdata",
+                                     "bm_rea", "bm_aaddr", "am_rea", "am_aaddr")}
         for k, sig in ctl_a.items():
             m.d.comb += getattr(arr, k).eq(Mux(c.busy, sig, 0))
         adam_out = self._adam_lanes(m, arr, lanes, st_mems, instr, scal, c)
@@ -186,6 +188,8 @@ class Trainer(wiring.Component):
         row = Signal(32)                # rows done (written)
         rd = Signal(32)                 # rows read (streaming passes)
         tick = Signal()                 # SOFT: even cycles read, odd cycles write
+        trd = Signal(32)                # ADAM with a fused soft update: target rows read ...
+        trow = Signal(32)               # ... and written
         adam_issue = Signal()           # a row read last cycle: its data reaches the lanes now
         soft_issue = Signal()
         core = Signal(range(max(N, 2)))
@@ -196,7 +200,8 @@ class Trainer(wiring.Component):
         running = Signal()              # a program is being run (until the HALT)
         busy = Signal()                 # ... and it is not the HALT's cycle: the host may use ports then
         m.d.comb += [busy.eq(running & ~self.done), self.busy.eq(busy)]
-        return SimpleNamespace(pc=pc, row=row, rd=rd, tick=tick, adam_issue=adam_issue, soft_issue=soft_issue,
+        return SimpleNamespace(pc=pc, row=row, rd=rd, tick=tick, trd=trd, trow=trow, adam_issue=adam_issue,
+                               soft_issue=soft_issue,
                                core=core, bias_pass=bias_pass, reg_a=reg_a, reg_b=reg_b, reg_f=reg_f,
                                running=running, busy=busy)
 
@@ -251,19 +256,27 @@ class Trainer(wiring.Component):
         m.d.comb += [core_a.eq(arr.am_adata.word_select(core, R * wb)),
                      core_b.eq(arr.am_rdata.word_select(core, R * wb))]
         tau, coef = _scalar(scal, Scalar.TAU), _scalar(scal, fv_coef)
-        m.d.comb += [vec.valid.eq(Mux(streaming, c.soft_issue, vec_valid)),
-                     vec.op.eq(Mux(soft, VecOp.SOFT, Mux(streaming, fv_op, vec_op))),
-                     vec.c.eq(Mux(soft, tau, Mux(streaming, coef, vec_c))[:len(vec.c)]),
+        # ADAM with a fused soft update feeds the vector unit from the Adam lanes and the target rows
+        fused, fused_valid = Signal(), Signal()
+        fused_a, fused_b = Signal(R * wb), Signal(R * wb)
+        with_soft = Signal()            # SOFT's coefficient and operation (a SOFT pass, or ADAM's fused one)
+        m.d.comb += with_soft.eq(soft | fused)
+        m.d.comb += [vec.valid.eq(Mux(fused, fused_valid, Mux(streaming, c.soft_issue, vec_valid))),
+                     vec.op.eq(Mux(with_soft, VecOp.SOFT, Mux(streaming, fv_op, vec_op))),
+                     vec.c.eq(Mux(with_soft, tau, Mux(streaming, coef, vec_c))[:len(vec.c)]),
                      vec.count.eq(Mux(streaming, fv_count, R)), vec.limit.eq(fv_limit),
-                     vec.a.eq(Mux(soft, Mux(bias_pass, arr.bm_adata, arr.wm_adata), Mux(streaming, core_a, c.reg_a))),
-                     vec.b.eq(Mux(soft, Mux(bias_pass, arr.bm_rdata, arr.wm_tdata), Mux(streaming, core_b, c.reg_b))),
+                     vec.a.eq(Mux(fused, fused_a, Mux(soft, Mux(bias_pass, arr.bm_adata, arr.wm_adata),
+                                                      Mux(streaming, core_a, c.reg_a)))),
+                     vec.b.eq(Mux(fused, fused_b, Mux(soft, Mux(bias_pass, arr.bm_rdata, arr.wm_tdata),
+                                                      Mux(streaming, core_b, c.reg_b)))),
                      vec.flag.eq(Mux(streaming, 0, c.reg_f)),
                      vec.seed_we.eq(self.prng_we & ~busy), vec.seed.eq(self.prng_seed),
                      self.prng_state.eq(vec.prng_state)]
         soft_out_valid = Signal()
         soft_out = Signal(R * wb)
-        m.d.sync += [soft_out_valid.eq(vec.out_valid & streaming), soft_out.eq(vec.y)]
+        m.d.sync += [soft_out_valid.eq(vec.out_valid & (streaming | fused)), soft_out.eq(vec.y)]
         c.vec_valid, c.vec_op, c.vec_c, c.streaming, c.soft = vec_valid, vec_op, vec_c, streaming, soft
+        c.fused, c.fused_valid, c.fused_a, c.fused_b = fused, fused_valid, fused_a, fused_b
         c.soft_out_valid, c.soft_out = soft_out_valid, soft_out
 
     def _adam_lanes(self, m: Module, arr, lanes: list, st_mems: tuple, instr, scal: list,
@@ -316,7 +329,7 @@ class Trainer(wiring.Component):
                     with m.Else():
                         m.next = "VEC_RUN"
                 with m.Case(Opcode.ADAM):
-                    m.d.sync += [rd.eq(0), c.adam_issue.eq(0)]
+                    m.d.sync += [rd.eq(0), c.trd.eq(0), c.trow.eq(0), c.adam_issue.eq(0)]
                     m.next = "ADAM_RUN"
                 with m.Case(Opcode.SOFT):
                     m.d.sync += [rd.eq(0), tick.eq(0), c.soft_issue.eq(0)]
@@ -388,13 +401,38 @@ class Trainer(wiring.Component):
     def _adam_state(self, m: Module, fa: dict, lanes: list, adam_out: tuple, c: SimpleNamespace) -> None:
         """ADAM: weight rows, then bias rows, streamed: one row read per
         cycle through port A (W) and the gradient/moment read ports, the
-        C lanes' results written back through port B LATENCY cycles later."""
+        C lanes' results written back through port B LATENCY cycles later.
+        With ``soft`` the weight pass also soft-updates the target's weights:
+        each target row is read through the weight memory's third path so
+        that it reaches the vector unit with its updated row from the lanes,
+        and SOFT's result is written through the second write path. The rows
+        that share a cycle are of opposite parity (the compiler puts the
+        targets an odd number of rows away): the target read comes an even
+        number of rows after the online read it shares a cycle with (its lead
+        over the lanes' output has the lanes' latency's other parity, a hold
+        register making up the difference), and the target write an even
+        number of rows after the updated row written in its cycle (the
+        vector unit's latency plus its output register is even)."""
         ctl, ctl_a, row, rd, bias_pass = c.ctl, c.ctl_a, c.row, c.rd, c.bias_pass
         adam_w, adam_m, adam_v = adam_out
         n_rows = Mux(bias_pass, fa["b_rows"], fa["w_rows"])
         base = Mux(bias_pass, fa["b_row"], fa["w_row"])
+        lanes_latency, soft_latency = timing(self.cfg).adam, timing(self.cfg).vector + 1
+        assert soft_latency % 2 == 0, "the fused soft update's target write needs an even SOFT latency"
+        hold = 1 if lanes_latency % 2 else 0        # the target read's lead d = hold + 1 has the other parity
+        fused = Signal()
+        t_issue = delay(m, c.adam_issue & fused, lanes_latency - 1 - hold, "t_issue")
+        t_data = delay(m, self.array.wm_tdata, hold, "t_data")
         with m.State("ADAM_RUN"):
-            with m.If((rd == n_rows) & (row == n_rows)):
+            m.d.comb += [fused.eq(fa["soft"][0] & ~bias_pass), c.fused.eq(fused),
+                         c.fused_valid.eq(lanes[0].out_valid & fused), c.fused_a.eq(adam_w), c.fused_b.eq(t_data),
+                         ctl_a["wm_tre"].eq(t_issue), ctl_a["wm_taddr"].eq(fa["t_row"] + c.trd)]
+            m.d.sync += c.trd.eq(Mux(t_issue, c.trd + 1, c.trd))
+            with m.If(c.soft_out_valid & fused):
+                m.d.comb += [ctl_a["wm_twe"].eq(1), ctl_a["wm_twaddr"].eq(fa["t_row"] + c.trow),
+                             ctl_a["wm_twdata"].eq(c.soft_out)]
+                m.d.sync += c.trow.eq(c.trow + 1)
+            with m.If((rd == n_rows) & (row == n_rows) & (~fused | (c.trow == n_rows))):
                 with m.If(bias_pass):
                     _next_instr(m, c.pc)
                 with m.Else():

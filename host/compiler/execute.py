@@ -114,13 +114,15 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
             if ins.op == VecOp.RELU_MASK and ins.limit is not None:
                 st.clipped_errors += int(np.count_nonzero((b >= ins.limit) & (a != 0)))
         elif isinstance(ins, Adam):
-            for w, b, _ in p.nets[ins.net]:
+            for (w, b, _), (wt, _, _) in zip(p.nets[ins.net], p.nets[ins.net + "_t"]):
                 for name in (w, b):
                     T[name], st.m[name], st.v[name] = adam_update(cfg, codes, scalars[ins.lr], T[name],
                                                                   st.grad[name], st.m[name], st.v[name])
+                if ins.soft:       # the target's weights in the same pass, from the updated weights
+                    T[wt] = vector_op(cfg, VecOp.SOFT, T[w], T[wt], c=scalars["tau"])
         elif isinstance(ins, Soft):
             for (w, b, _), (wt, bt, _) in zip(p.nets[ins.net], p.nets[ins.net + "_t"]):
-                for name, tgt in ((w, wt), (b, bt)):
+                for name, tgt in ((w, wt), (b, bt))[0 if ins.weights else 1:]:
                     T[tgt] = vector_op(cfg, VecOp.SOFT, T[name], T[tgt], c=scalars["tau"])
         else:
             raise TypeError(f"unknown instruction {ins!r}")

@@ -93,11 +93,13 @@ class Vec:
 class Adam:
     net: str                    # actor or critic: all its weight and bias rows
     lr: str                     # name of the step-size code for this update
+    soft: bool = False          # and, in the same pass, its target's weights <- SOFT(updated weights, target)
 
 
 @dataclass(frozen=True)
 class Soft:
     net: str                    # target <- target + tau (online - target), weights and biases
+    weights: bool = True        # False: the biases only (the weights' went with the net's ADAM)
 
 
 @dataclass
@@ -427,7 +429,9 @@ def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | No
     p.instrs.append(Vec(VecOp.SUB, c_outs[-1], y, dq0))
     p.instrs.append(Vec(VecOp.SCALE, dq0, None, dq, coef="loss_scale"))
     backward("critic", dq, [sa] + c_outs[:-1], [sa_t] + c_outs_t[:-1])
-    p.instrs.append(Adam("critic", "critic_lr"))
+    # each target's weights are soft-updated inside its network's Adam pass (one row per cycle, after
+    # the update: the same bits as a SOFT after both ADAMs, since nothing in between reads a target)
+    p.instrs.append(Adam("critic", "critic_lr", soft=True))
     # 3. actor update through the updated critic: mu into the action tile of [s; mu]
     a_outs, a_outs_t = forward("actor", s_in, out=smu, out_tile=a_tile, keep_t=True, track=True)
     qa_outs, _ = forward("critic", smu, tag="(s,mu)")
@@ -436,10 +440,10 @@ def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | No
     p.instrs.append(Vec(VecOp.DTANH, dx, smu, d_mu, a_tile=a_tile, b_tile=a_tile,
                         limit=tanh_limit if b.quantized else None))
     backward("actor", d_mu, [s_in] + a_outs[:-1], [s_t] + a_outs_t[:-1])
-    p.instrs.append(Adam("actor", "actor_lr"))
-    # 4. targets
-    p.instrs.append(Soft("actor"))
-    p.instrs.append(Soft("critic"))
+    p.instrs.append(Adam("actor", "actor_lr", soft=True))
+    # 4. the targets' biases (the bias memory has two ports: not fused)
+    p.instrs.append(Soft("actor", weights=False))
+    p.instrs.append(Soft("critic", weights=False))
     p.outputs = {"q": c_outs[-1], "y": y}       # the host's training statistics
 
 
@@ -549,17 +553,18 @@ def _encode(cfg: FixarConfig, p: Program, instrs: list, S: int) -> list[int]:
             ws = [w for w, _, _ in p.nets[ins.net]]
             bs = [b for _, b, _ in p.nets[ins.net]]
             (w_row, w_rows), (b_row, b_rows) = _rows(p, ws), _rows(p, bs)
+            t = ins.net + "_t"
+            (wt, _), (bt, _) = _rows(p, [w for w, _, _ in p.nets[t]]), _rows(p, [b for _, b, _ in p.nets[t]])
+            # one weight row per cycle needs the target rows in the other half of the interleaved
+            # weight memory (fixar.gen.lib.ram.InterleavedRAM): _declare_nets places them so
+            assert (wt - w_row) % 2 == 1, f"compiler bug: {t}'s weights an even number of rows from {ins.net}'s"
             if isinstance(ins, Adam):
                 words.append(_word(Opcode.ADAM, {"w_row": w_row, "w_rows": w_rows, "b_row": b_row,
-                                                 "b_rows": b_rows, "lr": COEF[ins.lr]}))
+                                                 "b_rows": b_rows, "lr": COEF[ins.lr], "t_row": wt,
+                                                 "soft": int(ins.soft)}))
             else:
-                t = ins.net + "_t"
-                (wt, _), (bt, _) = _rows(p, [w for w, _, _ in p.nets[t]]), _rows(p, [b for _, b, _ in p.nets[t]])
-                # one weight row per cycle needs the target rows in the other half of the interleaved
-                # weight memory (fixar.gen.lib.ram.InterleavedRAM): _declare_nets places them so
-                assert (wt - w_row) % 2 == 1, f"compiler bug: {t}'s weights an even number of rows from {ins.net}'s"
-                words.append(_word(Opcode.SOFT, {"w_src": w_row, "w_dst": wt, "w_rows": w_rows, "b_src": b_row,
-                                                 "b_dst": bt, "b_rows": b_rows}))
+                words.append(_word(Opcode.SOFT, {"w_src": w_row, "w_dst": wt, "w_rows": w_rows if ins.weights else 0,
+                                                 "b_src": b_row, "b_dst": bt, "b_rows": b_rows}))
         else:
             raise TypeError(f"unknown instruction {ins!r}")
     words.append(_word(Opcode.HALT, {}))
@@ -596,9 +601,11 @@ def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int |
     bs = sum(p.tensors[b].rows for _, b, _ in p.nets[ins.net])
     if isinstance(ins, Adam):
         adam = lambda n: n + 2 + t.adam if n else 1
-        return 2 + adam(ws) + adam(bs)
+        # a fused soft update: the target row's SOFT (vector latency + 1 hold) after the Adam lanes'
+        fused = t.vector + 1 if ins.soft and ws else 0
+        return 2 + adam(ws) + fused + adam(bs)
     if isinstance(ins, Soft):
-        return 2 + stream1(ws) + stream(bs)
+        return 2 + stream1(ws if ins.weights else 0) + stream(bs)
     raise TypeError(f"unknown instruction {ins!r}")
 
 

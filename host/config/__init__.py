@@ -382,7 +382,7 @@ ISA_FIELDS: dict[Opcode, tuple[str, ...]] = {
                    "track", "fq", "qidx", "mask", "m_base", "limit"),
     Opcode.VEC: ("op", "coef", "a_row", "b_row", "y_row", "flag_row", "use_flag", "rows", "count", "cores",
                  "limit"),
-    Opcode.ADAM: ("w_row", "w_rows", "b_row", "b_rows", "lr"),
+    Opcode.ADAM: ("w_row", "w_rows", "b_row", "b_rows", "lr", "t_row", "soft"),
     Opcode.SOFT: ("w_src", "w_dst", "w_rows", "b_src", "b_dst", "b_rows"),
 }
 ISA_WORDS = 1 + max(len(f) for f in ISA_FIELDS.values())   # 32-bit slots per instruction
