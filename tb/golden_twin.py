@@ -23,14 +23,14 @@ AGENT_SEED = 11
 
 
 class GoldenTwin:
-    def __init__(self, cfg: FixarConfig, nets, qat: bool, seed: int):
+    def __init__(self, cfg: FixarConfig, nets, qat: bool, seed: int, fuse_soft: bool = True):
         obs, act, hidden, batch = nets
         self.cfg, self.obs, self.act, self.batch = cfg, obs, act, batch
         hp = dataclasses.replace(Hyper(), hidden=tuple(hidden), batch=batch)
         self.ddpg = GoldenBackend(obs, act, hp, seed=AGENT_SEED, cfg=cfg).ddpg
         if qat:
             self.ddpg.enable_qat()
-        self.host = EngineHost(cfg, self.ddpg, act, tuple(hidden), batch)   # the backends' packing code
+        self.host = EngineHost(cfg, self.ddpg, act, tuple(hidden), batch, fuse_soft)   # the backends' packing
         self.st = ProgramState(cfg, self.host.prog, batch)                  # the golden model, same program
         for name, value in self.host.params().items():
             self.st.t[name] = value

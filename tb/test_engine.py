@@ -11,7 +11,8 @@ reads the ranges, freezes the quantizers, loads their table and the phase-2
 program) and phase 2 with the quantizers at the array's output stage.
 
 Environment: FIXAR_NETS (JSON [obs, act, [h1, h2], batch]), FIXAR_STEPS
-(training steps), FIXAR_QAT_SWITCH, FIXAR_BENCH_JSON (figures).
+(training steps), FIXAR_QAT_SWITCH, FIXAR_FUSE_SOFT (0: the targets' weights
+by SOFT passes instead of inside ADAM), FIXAR_BENCH_JSON (figures).
 """
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ async def test_training_steps(dut):
     obs, act, hidden, batch = nets
     steps = int(os.environ.get("FIXAR_STEPS", "20"))
     qat_switch = int(os.environ.get("FIXAR_QAT_SWITCH", "-1"))
-    twin = GoldenTwin(cfg, nets, qat_switch >= 0, cocotb.RANDOM_SEED)
+    fuse_soft = os.environ.get("FIXAR_FUSE_SOFT", "1") == "1"
+    twin = GoldenTwin(cfg, nets, qat_switch >= 0, cocotb.RANDOM_SEED, fuse_soft)
     host = twin.host
     await tb.reset()
 
@@ -140,11 +142,14 @@ def test_twenty_training_steps_through_the_qat_switch_bit_exact():
 
 def test_qat_steps_with_the_papers_floor_quantizer():
     """The quantizer's other rounding (FIXAR's floor, array.quantizer_rounding):
-    6 steps, the switch after 3, bit-exact like the default's."""
+    6 steps, the switch after 3, bit-exact like the default's; with the
+    targets' weights soft-updated by SOFT passes at one row per cycle (the
+    program the compiler builds with fuse_soft=False), so that SOFT's weight
+    pass, which the default program leaves empty, is checked too."""
     small = load("small")
     cfg = small.variant(name="small_floor", array=dataclasses.replace(small.array, quantizer_rounding="floor"))
     res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", BENCH,
-                     env={"FIXAR_STEPS": "6", "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": "3"})
+                     env={"FIXAR_STEPS": "6", "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": "3", "FIXAR_FUSE_SOFT": "0"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
     assert fig["identical_steps"] == 6 and fig["cycles_qat_phase2"] is not None
@@ -171,6 +176,7 @@ def test_bench_catches_planted_bug():
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong soft-update coefficient"
 
 
+@pytest.mark.slow
 def test_bench_catches_a_target_row_read_from_the_wrong_half():
     """SOFT reads each target row through the weight memory's third path,
     from the half (even or odd rows) the online read leaves free; planted:

@@ -56,11 +56,11 @@ def _run_steps(ddpg, twin, host, st, rng, steps, obs, act, batch, first=0):
         _compare(st, ddpg, host.prog, obs, obs_p, step)
 
 
-def _setup(obs, act, hidden, batch, seed=3):
+def _setup(obs, act, hidden, batch, seed=3, fuse_soft=True):
     hp = dataclasses.replace(Hyper(), hidden=hidden, batch=batch)
     ddpg = GoldenBackend(obs, act, hp, seed=seed, cfg=CFG).ddpg
     twin = GoldenBackend(obs, act, hp, seed=seed, cfg=CFG).ddpg     # the host's copy, as the rtl backend keeps
-    host = EngineHost(CFG, twin, act, hidden, batch)
+    host = EngineHost(CFG, twin, act, hidden, batch, fuse_soft)
     st = ProgramState(CFG, host.prog, batch)
     for name, v in host.params().items():
         st.t[name] = v
@@ -71,6 +71,15 @@ def _setup(obs, act, hidden, batch, seed=3):
 def test_program_step_equals_fixed_ddpg(obs, act, hidden, batch):
     ddpg, twin, host, st = _setup(obs, act, hidden, batch)
     _run_steps(ddpg, twin, host, st, np.random.default_rng(7), 3, obs, act, batch)
+
+
+def test_soft_passes_instead_of_fused_give_the_same_step():
+    """fuse_soft=False (the targets' weights by SOFT passes after both ADAMs)
+    is the same step as the default program (inside the ADAM passes)."""
+    ddpg, twin, host, st = _setup(5, 6, (6, 9), 12, fuse_soft=False)
+    kinds = [(type(i).__name__, getattr(i, "soft", None), getattr(i, "weights", None)) for i in host.prog.instrs]
+    assert ("Adam", False, None) in kinds and ("Soft", None, True) in kinds
+    _run_steps(ddpg, twin, host, st, np.random.default_rng(7), 3, 5, 6, 12)
 
 
 @pytest.mark.parametrize("obs, act, hidden, batch", [(3, 1, (8, 8), 16), (5, 6, (6, 9), 12)])

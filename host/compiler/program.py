@@ -184,7 +184,7 @@ def quantizer_index(p: Program, net: str, layer: int) -> int:
 
 def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int,
                  quantized: bool = False, tops: Mapping[tuple[str, int], int] | None = None,
-                 tanh_limit: int | None = None) -> Program:
+                 tanh_limit: int | None = None, fuse_soft: bool = True) -> Program:
     """The DDPG training step of docs/training.md for actor obs -> hidden ->
     act (ReLU, tanh) and critic obs+act -> hidden -> 1. Without ``quantized``
     (FXP32, and QAT phase 1) the forward passes of the updates track the
@@ -194,14 +194,16 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     needs ``tops``, each quantizer's largest value by (network, layer): the
     backward's ReLU masks stop the error there (docs/training.md), and
     ``tanh_limit``, where mu on the critic's input grid counts as a saturated
-    tanh (DTANH passes no error there; :func:`fixar.golden.qat.tanh_limit`)."""
+    tanh (DTANH passes no error there; :func:`fixar.golden.qat.tanh_limit`).
+    ``fuse_soft``: the targets' weights soft-updated inside the ADAM passes
+    (the default), else by SOFT passes after them (the same bits, more cycles)."""
     _check_shape(cfg, obs_dim, act_dim, hidden, batch)
     b = _Builder(cfg, batch, quantized, tops)
     obs_p = b.tiles(obs_dim) * b.R             # s padded to whole tiles; a starts at a tile
     _declare_nets(b, obs_dim, act_dim, hidden, obs_p)
     _check_quantizers(cfg, hidden, quantized, tops, tanh_limit)
     _declare_batch_inputs(b, obs_dim, act_dim, obs_p)
-    _training_step(b, obs_dim, act_dim, tanh_limit)
+    _training_step(b, obs_dim, act_dim, tanh_limit, fuse_soft)
     p = b.p
     _check_masks(p.instrs)
     _allocate(cfg, p, p.instrs, p.inputs, p.outputs)
@@ -411,7 +413,7 @@ def _declare_batch_inputs(b: _Builder, obs_dim: int, act_dim: int, obs_p: int) -
                 "[s2;mu']": s2mu, "r": r, "done": done, "ones": ones, "actor_error": d_actor}
 
 
-def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | None) -> None:
+def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | None, fuse_soft: bool = True) -> None:
     """The training step's instructions: TD target, critic update, actor update, soft target updates."""
     p, act, forward, backward = b.p, b.act, b.forward, b.backward
     i = p.inputs
@@ -431,7 +433,7 @@ def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | No
     backward("critic", dq, [sa] + c_outs[:-1], [sa_t] + c_outs_t[:-1])
     # each target's weights are soft-updated inside its network's Adam pass (one row per cycle, after
     # the update: the same bits as a SOFT after both ADAMs, since nothing in between reads a target)
-    p.instrs.append(Adam("critic", "critic_lr", soft=True))
+    p.instrs.append(Adam("critic", "critic_lr", soft=fuse_soft))
     # 3. actor update through the updated critic: mu into the action tile of [s; mu]
     a_outs, a_outs_t = forward("actor", s_in, out=smu, out_tile=a_tile, keep_t=True, track=True)
     qa_outs, _ = forward("critic", smu, tag="(s,mu)")
@@ -440,10 +442,10 @@ def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | No
     p.instrs.append(Vec(VecOp.DTANH, dx, smu, d_mu, a_tile=a_tile, b_tile=a_tile,
                         limit=tanh_limit if b.quantized else None))
     backward("actor", d_mu, [s_in] + a_outs[:-1], [s_t] + a_outs_t[:-1])
-    p.instrs.append(Adam("actor", "actor_lr", soft=True))
-    # 4. the targets' biases (the bias memory has two ports: not fused)
-    p.instrs.append(Soft("actor", weights=False))
-    p.instrs.append(Soft("critic", weights=False))
+    p.instrs.append(Adam("actor", "actor_lr", soft=fuse_soft))
+    # 4. the targets' biases (the bias memory has two ports: not fused), and their weights unless fused
+    p.instrs.append(Soft("actor", weights=not fuse_soft))
+    p.instrs.append(Soft("critic", weights=not fuse_soft))
     p.outputs = {"q": c_outs[-1], "y": y}       # the host's training statistics
 
 

@@ -90,8 +90,9 @@ class EngineHost:
 
     PARAM_NETS = ("actor", "critic", "actor_t", "critic_t")
 
-    def __init__(self, cfg: FixarConfig, ddpg, act_dim: int, hidden: tuple[int, ...], batch: int):
-        self.cfg, self.ddpg, self.batch = cfg, ddpg, batch
+    def __init__(self, cfg: FixarConfig, ddpg, act_dim: int, hidden: tuple[int, ...], batch: int,
+                 fuse_soft: bool = True):
+        self.cfg, self.ddpg, self.batch, self.fuse_soft = cfg, ddpg, batch, fuse_soft
         self.obs_dim, self.act_dim, self.hidden = ddpg.obs_dim, act_dim, tuple(hidden)
         self._compile()
 
@@ -101,7 +102,7 @@ class EngineHost:
         self.prog: Program = compile_ddpg(self.cfg, self.obs_dim, self.act_dim, self.hidden, self.batch,
                                           quantized=self.quantized, tops=self.quantizer_tops(),
                                           tanh_limit=tanh_limit(self.quantizers["critic"], 0) if self.quantized
-                                          else None)
+                                          else None, fuse_soft=self.fuse_soft)
         self.words, self.act_pc = encode(self.cfg, self.prog, self.batch)
 
     # ------------------------------------------------------------ QAT
