@@ -84,7 +84,7 @@ test-unit: $(STAMP)
 	$(PY) -m pytest tests
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow

@@ -545,7 +545,7 @@ def test_array_bit_exact_and_cycle_exact(sim):
     cfg = load("small")
     # Icarus runs the small array at ~600 cycles/s (Verilator ~200 000): it
     # checks the same RTL's semantics on 200 random operations, not the DDPG networks.
-    cases = os.environ.get("FIXAR_CASES", "1000" if sim == "verilator" else "200")
+    cases = os.environ.get("FIXAR_CASES", "500" if sim == "verilator" else "200")
     res = run_module(sim, cfg, generated(cfg, array=True), "fixar_array", BENCH,
                      testcase=None if sim == "verilator" else ["test_random_ops", "test_output_stage_corners"],
                      env={"FIXAR_CASES": cases, "FIXAR_DDPG_BATCH": "8"})
@@ -613,6 +613,7 @@ def _approximate(name: str):
     return dataclasses.replace(cfg, pe=dataclasses.replace(cfg.pe, multiplier=name))
 
 
+@pytest.mark.slow      # CI: the PE bench and the rtl backend's training run with MBM (about 2.5 min here)
 def test_array_with_an_approximate_multiplier():
     """Every PE built with MBM's LUT circuit (fixar.gen.lib.multipliers):
     random operations (forward, transposed, gradient, both modes) bit-exact
@@ -624,6 +625,7 @@ def test_array_with_an_approximate_multiplier():
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
 
 
+@pytest.mark.slow      # CI: the same planted constant in the circuit check (tests/test_multipliers.py)
 def test_approximate_bench_catches_a_wrong_mbm_constant(monkeypatch):
     """The array generated with MBM's correction 4/64 instead of 5/64 (the
     golden model keeps 5/64): the random operations must fail."""

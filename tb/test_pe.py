@@ -172,7 +172,8 @@ def _with_multiplier(cfg, name: str):
 # MBM (the table kind with a correction) in CI; the other kinds' circuits are checked against their
 # models in Amaranth's simulator (tests/test_multipliers.py), here in the PE with `-m slow`
 @pytest.mark.parametrize(("name", "sim"), [pytest.param(m, "verilator", marks=[] if m == "mbm" else [pytest.mark.slow])
-                                           for m in MULTIPLIERS if m != "exact"] + [("mbm", "icarus")])
+                                           for m in MULTIPLIERS if m != "exact"]
+                         + [pytest.param("mbm", "icarus", marks=[pytest.mark.slow])])
 def test_pe_approximate_multiplier_bit_exact(name, sim):
     """The PE built with each approximate multiplier (LUT circuits) against
     the golden PE, whose products come from the multiplier's functional model."""
