@@ -216,6 +216,7 @@ def test_halfcheetah_step_on_the_default_engine():
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
 
 
+@pytest.mark.slow      # CI time: the array bench catches the same mask bug in CI
 def test_bench_catches_a_mask_that_passes_zeros(monkeypatch):
     """The array's ReLU mask bit planted as y >= 0 instead of y > 0: the error
     then passes the hidden units a ReLU cut to exactly 0, and the first step's
@@ -245,6 +246,7 @@ def test_bench_catches_a_broken_quantizer():
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a broken quantizer"
 
 
+@pytest.mark.slow      # CI time: CI keeps the broken-quantizer plant
 def test_bench_catches_a_quantizer_that_floors():
     """One core's quantizer loses its rounding term floor(Delta / 2) (it floors
     like the paper's formula while the golden model rounds to nearest): the

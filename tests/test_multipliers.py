@@ -226,8 +226,10 @@ def test_only_the_exact_multiplier_builds_a_multiply_cell():
 
 
 def test_figures_run_on_a_small_sample():
-    from fixar.figures.multipliers import multiplier_figures
-    figs = multiplier_figures(samples=2000, shape=(20, 40, 8), repeats=1)
+    """The error and matmul-speed figures on a small sample (the whole-step,
+    digits and Yosys figures are make bench's: minutes, not a test's)."""
+    from fixar.figures.multipliers import error_figures, speed_figures
+    figs = {**error_figures(samples=2000), **speed_figures(shape=(20, 40, 8), repeats=1)}
     assert figs["mult_exact_mean_rel_err"] == 0 and figs["mult_exact_bias"] == 0
     assert figs["mult_mitchell_bias"] < -0.03 and abs(figs["mult_drum6_bias"]) < 0.01
     assert all(f"approx_golden_matmul_vs_exact_ratio_{n}" in figs for n in MULTIPLIERS)
