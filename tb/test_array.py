@@ -13,7 +13,6 @@ FIXAR_BENCH_JSON (figures).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -608,18 +607,13 @@ def test_stochastic_bench_catches_a_wrong_hash_constant():
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong noise hash"
 
 
-def _approximate(name: str):
-    cfg = load("small")
-    return dataclasses.replace(cfg, pe=dataclasses.replace(cfg.pe, multiplier=name))
-
-
 @pytest.mark.slow      # CI: the PE bench and the rtl backend's training run with MBM (about 2.5 min here)
 def test_array_with_an_approximate_multiplier():
     """Every PE built with MBM's LUT circuit (fixar.gen.lib.multipliers):
     random operations (forward, transposed, gradient, both modes) bit-exact
     against the golden model, whose products come from MBM's functional
     model, and cycle-exact (the product stage keeps its register)."""
-    cfg = _approximate("mbm")
+    cfg = load("small").with_multiplier("mbm")
     res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_array", BENCH, testcase="test_random_ops",
                      env={"FIXAR_CASES": "300"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
@@ -634,7 +628,7 @@ def test_approximate_bench_catches_a_wrong_mbm_constant(monkeypatch):
     from fixar.gen.emit import emit
     from fixar.gen.lib import multipliers
     from fixar.sim.runner import BUILD_ROOT
-    cfg = _approximate("mbm")
+    cfg = load("small").with_multiplier("mbm")
     monkeypatch.setitem(multipliers.GENERATORS, "mbm", functools.partial(multipliers.GENERATORS["mbm"], corr=4))
     out = BUILD_ROOT / "planted_bug" / "array_mbm_corr4"
     emit(cfg, out, array=True)

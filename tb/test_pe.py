@@ -8,7 +8,6 @@ FIXAR_VECTORS (random vectors per mode, default 100 000), FIXAR_BENCH_JSON
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 
@@ -165,10 +164,6 @@ def test_pe_variant_bit_exact(name):
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
 
 
-def _with_multiplier(cfg, name: str):
-    return dataclasses.replace(cfg, pe=dataclasses.replace(cfg.pe, multiplier=name))
-
-
 # MBM (the table kind with a correction) in CI; the other kinds' circuits are checked against their
 # models in Amaranth's simulator (tests/test_multipliers.py), here in the PE with `-m slow`
 @pytest.mark.parametrize(("name", "sim"), [pytest.param(m, "verilator", marks=[] if m == "mbm" else [pytest.mark.slow])
@@ -177,7 +172,7 @@ def _with_multiplier(cfg, name: str):
 def test_pe_approximate_multiplier_bit_exact(name, sim):
     """The PE built with each approximate multiplier (LUT circuits) against
     the golden PE, whose products come from the multiplier's functional model."""
-    cfg = _with_multiplier(load("default"), name)
+    cfg = load("default").with_multiplier(name)
     res = _pe(sim, cfg, generated(cfg), cfg.digest, 4_000 if sim == "verilator" else 1_000)
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     assert res.tests == 4

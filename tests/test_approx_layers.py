@@ -7,8 +7,6 @@ unsigned in FXP32, signed in FXP16), every weight x lane product by the
 model, each lane summed modulo 2^acc_bits, one rounding."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -23,8 +21,7 @@ APPROXIMATE = [name for name in REGISTRY if name != "exact"]
 
 
 def _cfg(name: str):
-    base = load("small")
-    return dataclasses.replace(base, pe=dataclasses.replace(base.pe, multiplier=name))
+    return load("small").with_multiplier(name)
 
 
 def _lane_sums(pe, W, X, mode):

@@ -17,17 +17,22 @@ VERILOG = Path(__file__).parent / "verilog" / "fixar_ram.v"
 MODULES = {False: "fixar_ram", True: "fixar_uram"}  # by MemoryConfig.ultra
 
 
+def _two_ports(ram, name: str, abits: int, width: int) -> None:
+    """Port A's read signals and port B's write-or-read signals of a RAM handle."""
+    ram.a_addr = Signal(abits, name=f"{name}_a_addr")
+    ram.a_data = Signal(width, name=f"{name}_a_data")
+    ram.b_addr = Signal(abits, name=f"{name}_b_addr")
+    ram.b_we = Signal(name=f"{name}_b_we")
+    ram.b_wdata = Signal(width, name=f"{name}_b_wdata")
+    ram.b_data = Signal(width, name=f"{name}_b_data")
+
+
 class TwoPortRAM:
     def __init__(self, mem: MemoryConfig, width: int, depth: int, name: str, ultra: bool | None = None):
         abits = max((depth - 1).bit_length(), 1)
         self.width, self.depth, self.abits = width, depth, abits
         self.ultra = mem.ultra(depth) if ultra is None else ultra
-        self.a_addr = Signal(abits, name=f"{name}_a_addr")
-        self.a_data = Signal(width, name=f"{name}_a_data")
-        self.b_addr = Signal(abits, name=f"{name}_b_addr")
-        self.b_we = Signal(name=f"{name}_b_we")
-        self.b_wdata = Signal(width, name=f"{name}_b_wdata")
-        self.b_data = Signal(width, name=f"{name}_b_data")
+        _two_ports(self, name, abits, width)
         self.instance_name = name
         self.instance = Instance(
             MODULES[self.ultra], p_WIDTH=width, p_DEPTH=depth, p_ABITS=abits, i_clk=ClockSignal(),
@@ -59,12 +64,7 @@ class InterleavedRAM:
         self.halves = [TwoPortRAM(mem, width, (depth + 1 - h) // 2, f"{name}_{'eo'[h]}", mem.ultra(depth))
                        for h in (0, 1)]
         self.ultra = self.halves[0].ultra
-        self.a_addr = Signal(abits, name=f"{name}_a_addr")
-        self.a_data = Signal(width, name=f"{name}_a_data")
-        self.b_addr = Signal(abits, name=f"{name}_b_addr")
-        self.b_we = Signal(name=f"{name}_b_we")
-        self.b_wdata = Signal(width, name=f"{name}_b_wdata")
-        self.b_data = Signal(width, name=f"{name}_b_data")
+        _two_ports(self, name, abits, width)
         self.s_re = Signal(name=f"{name}_s_re")
         self.s_addr = Signal(abits, name=f"{name}_s_addr")
         self.s_data = Signal(width, name=f"{name}_s_data")

@@ -605,6 +605,14 @@ class FixarConfig:
         """A copy with some top-level fields replaced, validated again."""
         return dataclasses.replace(self, **changes)
 
+    def with_multiplier(self, multiplier: str) -> FixarConfig:
+        """This config with the PE's multiplier replaced (itself when it is the
+        same); the name says so, e.g. ``default_mbm``: a different design, with
+        its own digest, generated RTL and checkpoints."""
+        if multiplier == self.pe.multiplier:
+            return self
+        return self.variant(name=f"{self.name}_{multiplier}", pe=dataclasses.replace(self.pe, multiplier=multiplier))
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         # Fields added after configs were hashed stay out of the dict (and so of

@@ -105,12 +105,6 @@ def speed_figures(cfg: FixarConfig = DEFAULT, shape: tuple[int, int, int] = (300
     return figs
 
 
-def with_multiplier(cfg: FixarConfig, name: str) -> FixarConfig:
-    if name == cfg.pe.multiplier:
-        return cfg
-    return dataclasses.replace(cfg, name=f"{cfg.name}_{name}", pe=dataclasses.replace(cfg.pe, multiplier=name))
-
-
 def step_figures(cfg: FixarConfig = DEFAULT, batch: int = 64, reps: int = 3) -> dict:
     """A whole golden training step per multiplier against the exact one."""
     from fixar.rl.backends.golden import GoldenBackend
@@ -119,7 +113,7 @@ def step_figures(cfg: FixarConfig = DEFAULT, batch: int = 64, reps: int = 3) -> 
     obs, act = 17, 6
     data = (rng.normal(0, 1, (batch, obs)), rng.uniform(-1, 1, (batch, act)), rng.normal(-1, 1, batch),
             rng.normal(0, 1, (batch, obs)), np.zeros(batch))
-    backends = {m: GoldenBackend(obs, act, Hyper(batch=batch), 0, with_multiplier(cfg, m)) for m in MULTIPLIERS}
+    backends = {m: GoldenBackend(obs, act, Hyper(batch=batch), 0, cfg.with_multiplier(m)) for m in MULTIPLIERS}
     times = {m: [] for m in MULTIPLIERS}
     for b in backends.values():         # tables, numba compilation, allocations: not timed
         b.train(*data)
@@ -145,7 +139,7 @@ def digits_figures(cfg: FixarConfig = DEFAULT, seeds=DIGITS_SEEDS) -> dict:
     for seed in seeds:
         data, setup = load_digits_split(seed), Setup(seed=seed)
         for m in MULTIPLIERS:
-            acc[m].append(train("fxp32", data, setup, with_multiplier(cfg, m)))
+            acc[m].append(train("fxp32", data, setup, cfg.with_multiplier(m)))
     return {f"digits_acc_{m}": round(float(np.mean(a)), 4) for m, a in acc.items()}
 
 
@@ -155,7 +149,7 @@ def pe_resources(cfg: FixarConfig = DEFAULT) -> dict:
     from fixar.sim.rtl import generated
     figs = {}
     for m in MULTIPLIERS:
-        r = summarize(synth(generated(with_multiplier(cfg, m)) / "fixar_pe.v", "fixar_pe"))
+        r = summarize(synth(generated(cfg.with_multiplier(m)) / "fixar_pe.v", "fixar_pe"))
         figs.update({f"pe_{m}_{k}": r[k] for k in ("lut", "dsp48e2", "ff")})
     return figs
 

@@ -5,7 +5,6 @@ command line prints it as one line; nothing here writes anything but the
 folder a run asks for."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -56,14 +55,9 @@ def load_config(name: str) -> FixarConfig:
 
 def engine_config(name: str, multiplier: str | None = None) -> FixarConfig:
     """The run's engine config: :func:`load_config`, with the PE's
-    multiplier replaced when ``multiplier`` names another (its name then
-    says so, e.g. ``default_mbm``: it is a different design, with its own
-    digest, generated RTL and checkpoints)."""
+    multiplier replaced when ``multiplier`` is given (FixarConfig.with_multiplier)."""
     cfg = load_config(name)
-    if multiplier is None or multiplier == cfg.pe.multiplier:
-        return cfg
-    return dataclasses.replace(cfg, name=f"{cfg.name}_{multiplier}",
-                               pe=dataclasses.replace(cfg.pe, multiplier=multiplier))
+    return cfg if multiplier is None else cfg.with_multiplier(multiplier)
 
 
 def _blocking_file(folder: Path) -> Path | None:
