@@ -24,14 +24,9 @@ from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixarConfig, VecOp, enum_bits
 from fixar.config.timing import VECTOR_STAGES
+from fixar.gen.lib import xorshift
 from fixar.gen.lib.arith import rne, saturate
 from fixar.gen.lib.pipe import Stages
-
-
-def _xorshift(x):
-    x1 = x ^ (x << 13)[:32]
-    x2 = x1 ^ (x1 >> 17)
-    return x2 ^ (x2 << 5)[:32]
 
 
 class VectorUnit(wiring.Component):
@@ -84,10 +79,10 @@ class VectorUnit(wiring.Component):
         # ---- PRNG: lane j draws words 2j+1 and 2j+2 after the current state
         state = Signal(32, init=cfg.prng.seed, name="prng")
         m.d.comb += self.prng_state.eq(state)
-        chain = [state]
-        for i in range(2 * L):
-            nxt = Signal(32, name=f"prng_next{i + 1}")
-            m.d.comb += nxt.eq(_xorshift(chain[-1]))
+        chain = [state]                       # chain[k]: k steps on, one flat XOR per bit
+        for k in range(1, 2 * L + 1):
+            nxt = Signal(32, name=f"prng_next{k}")
+            m.d.comb += nxt.eq(xorshift.advanced(state, k))
             chain.append(nxt)
         with m.If(self.seed_we):
             m.d.sync += state.eq(self.seed)
