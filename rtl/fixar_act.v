@@ -5,41 +5,64 @@
 module fixar_act(x, clk, rst, y, func);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  wire [32:0] \$10 ;
+  wire [31:0] \$10 ;
   wire \$11 ;
-  wire [30:0] \$12 ;
-  wire [30:0] \$13 ;
+  wire [22:0] \$12 ;
+  wire [22:0] \$13 ;
   wire \$14 ;
-  wire [14:0] \$15 ;
-  wire [29:0] \$16 ;
+  wire [30:0] \$15 ;
+  wire [30:0] \$16 ;
   wire [30:0] \$17 ;
   wire [30:0] \$18 ;
   wire [31:0] \$19 ;
-  wire [31:0] \$2 ;
+  wire \$2 ;
   reg [31:0] \$20 ;
   reg [1:0] \$21 ;
-  reg [31:0] \$22 ;
-  wire \$3 ;
-  wire [22:0] \$4 ;
-  wire [22:0] \$5 ;
+  reg [30:0] \$22 ;
+  reg [31:0] \$23 ;
+  reg [1:0] \$24 ;
+  reg [20:0] \$25 ;
+  reg [14:0] \$26 ;
+  reg [14:0] \$27 ;
+  reg [31:0] \$28 ;
+  reg [1:0] \$29 ;
+  wire [32:0] \$3 ;
+  reg [29:0] \$30 ;
+  reg [20:0] \$31 ;
+  reg [31:0] \$32 ;
+  reg [1:0] \$33 ;
+  reg [31:0] \$34 ;
+  wire [32:0] \$4 ;
+  wire [32:0] \$5 ;
   wire \$6 ;
-  wire \$7 ;
-  wire [32:0] \$8 ;
-  wire [32:0] \$9 ;
+  wire [14:0] \$7 ;
+  wire [29:0] \$8 ;
+  wire \$9 ;
+  reg [30:0] abs_s2 = 31'h00000000;
   input clk;
   wire clk;
   input [1:0] func;
   wire [1:0] func;
-  reg [1:0] func1 = 2'h0;
+  reg [1:0] func_s1 = 2'h0;
+  reg [1:0] func_s2 = 2'h0;
+  reg [1:0] func_s3 = 2'h0;
+  reg [1:0] func_s4 = 2'h0;
   wire [21:0] mag;
+  reg [20:0] point_s3 = 21'h000000;
+  reg [20:0] point_s4 = 21'h000000;
+  reg [29:0] product_s4 = 30'h00000000;
   wire [8:0] rd__addr;
   wire [35:0] rd__data;
   input rst;
   wire rst;
-  wire [30:0] t;
+  reg [14:0] step_s3 = 15'h0000;
+  reg [14:0] within_s3 = 15'h0000;
   input [31:0] x;
   wire [31:0] x;
-  reg [31:0] x1 = 32'd0;
+  reg [31:0] x_s1 = 32'd0;
+  reg [31:0] x_s2 = 32'd0;
+  reg [31:0] x_s3 = 32'd0;
+  reg [31:0] x_s4 = 32'd0;
   output [31:0] y;
   reg [31:0] y = 32'd0;
   reg [35:0] tanh_rom [256:0];
@@ -302,30 +325,54 @@ module fixar_act(x, clk, rst, y, func);
     tanh_rom[255] = 36'h000100000;
     tanh_rom[256] = 36'h000100000;
   end
-  assign rd__data = tanh_rom[\$13 [8:0]];
-  assign \$1  = $signed(x1) < $signed(1'h0);
-  assign \$2  = \$1  ? 32'd0 : x1;
-  assign \$3  = $signed(x1) < $signed(1'h0);
-  assign \$4  = - \$19 [21:0];
-  assign \$5  = \$3  ? \$4  : { 1'h0, \$19 [21:0] };
-  assign \$6  = x1 == 32'd2147483648;
-  assign \$7  = $signed(x1) < $signed(1'h0);
-  assign \$8  = - $signed(x1);
-  assign \$9  = \$7  ? \$8  : { x1[31], x1 };
-  assign \$10  = \$6  ? 33'h07fffffff : \$9 ;
-  assign \$11  = \$10 [30:0] < 24'h800000;
-  assign \$13  = \$11  ? \$12  : 31'h00000100;
-  assign \$14  = \$10 [30:0] < 24'h800000;
-  assign \$15  = \$14  ? \$10 [14:0] : 15'h0000;
-  assign \$16  = rd__data[35:21] * \$15 ;
-  assign \$17  = \$16  + 15'h4000;
-  assign \$19  = rd__data[20:0] + \$18 ;
+  assign rd__data = tanh_rom[\$16 [8:0]];
+  assign \$1  = x_s1 == 32'd2147483648;
+  assign \$2  = $signed(x_s1) < $signed(1'h0);
+  assign \$3  = - $signed(x_s1);
+  assign \$4  = \$2  ? \$3  : { x_s1[31], x_s1 };
+  assign \$5  = \$1  ? 33'h07fffffff : \$4 ;
+  assign \$6  = abs_s2 < 24'h800000;
+  assign \$7  = \$6  ? abs_s2[14:0] : 15'h0000;
+  assign \$8  = step_s3 * within_s3;
+  assign \$9  = $signed(x_s4) < $signed(1'h0);
+  assign \$10  = \$9  ? 32'd0 : x_s4;
+  assign \$11  = $signed(x_s4) < $signed(1'h0);
+  assign \$12  = - \$19 [21:0];
+  assign \$13  = \$11  ? \$12  : { 1'h0, \$19 [21:0] };
+  assign \$14  = abs_s2 < 24'h800000;
+  assign \$16  = \$14  ? \$15  : 31'h00000100;
+  assign \$17  = product_s4 + 15'h4000;
+  assign \$19  = point_s4 + \$18 ;
   always @(posedge clk)
-    x1 <= \$20 ;
+    x_s1 <= \$20 ;
   always @(posedge clk)
-    func1 <= \$21 ;
+    func_s1 <= \$21 ;
   always @(posedge clk)
-    y <= \$22 ;
+    abs_s2 <= \$22 ;
+  always @(posedge clk)
+    x_s2 <= \$23 ;
+  always @(posedge clk)
+    func_s2 <= \$24 ;
+  always @(posedge clk)
+    point_s3 <= \$25 ;
+  always @(posedge clk)
+    step_s3 <= \$26 ;
+  always @(posedge clk)
+    within_s3 <= \$27 ;
+  always @(posedge clk)
+    x_s3 <= \$28 ;
+  always @(posedge clk)
+    func_s3 <= \$29 ;
+  always @(posedge clk)
+    product_s4 <= \$30 ;
+  always @(posedge clk)
+    point_s4 <= \$31 ;
+  always @(posedge clk)
+    x_s4 <= \$32 ;
+  always @(posedge clk)
+    func_s4 <= \$33 ;
+  always @(posedge clk)
+    y <= \$34 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$20  = x;
@@ -342,22 +389,105 @@ module fixar_act(x, clk, rst, y, func);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$22  = \$5 [30:0];
+    if (rst) begin
+      \$22  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$23  = x_s1;
+    if (rst) begin
+      \$23  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$24  = func_s1;
+    if (rst) begin
+      \$24  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$25  = rd__data[20:0];
+    if (rst) begin
+      \$25  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$26  = rd__data[35:21];
+    if (rst) begin
+      \$26  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$27  = \$7 ;
+    if (rst) begin
+      \$27  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$28  = x_s2;
+    if (rst) begin
+      \$28  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$29  = func_s2;
+    if (rst) begin
+      \$29  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$30  = \$8 ;
+    if (rst) begin
+      \$30  = 30'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$31  = point_s3;
+    if (rst) begin
+      \$31  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$32  = x_s3;
+    if (rst) begin
+      \$32  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$33  = func_s3;
+    if (rst) begin
+      \$33  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (func1)
+    casez (func_s4)
       2'h1:
-          \$22  = \$2 ;
+          \$34  = \$10 ;
       2'h2:
-          \$22  = { \$5 [22], \$5 [22], \$5 [22], \$5 [22], \$5 [22], \$5 [22], \$5 [22], \$5 [22], \$5 [22], \$5  };
+          \$34  = { \$13 [22], \$13 [22], \$13 [22], \$13 [22], \$13 [22], \$13 [22], \$13 [22], \$13 [22], \$13 [22], \$13  };
       default:
-          \$22  = x1;
+          \$34  = x_s4;
     endcase
     if (rst) begin
-      \$22  = 32'd0;
+      \$34  = 32'd0;
     end
   end
   assign mag = \$19 [21:0];
-  assign t = \$10 [30:0];
-  assign rd__addr = \$13 [8:0];
+  assign rd__addr = \$16 [8:0];
   assign \$18  = { 15'h0000, \$17 [30:15] };
-  assign \$12  = { 15'h0000, \$10 [30:15] };
+  assign \$15  = { 15'h0000, abs_s2[30:15] };
 endmodule

@@ -5,172 +5,378 @@
 module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w, out_m, out_v, valid);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  wire [31:0] \$10 ;
-  reg \$100 ;
-  reg [31:0] \$101 ;
-  reg [59:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [30:0] \$104 ;
-  reg [31:0] \$105 ;
-  reg [7:0] \$106 ;
-  reg \$107 ;
-  reg [31:0] \$108 ;
-  reg [59:0] \$109 ;
-  wire [31:0] \$11 ;
-  reg [31:0] \$110 ;
-  reg [30:0] \$111 ;
-  reg [31:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg \$114 ;
-  reg [31:0] \$115 ;
-  reg [59:0] \$116 ;
-  reg [31:0] \$117 ;
-  reg [64:0] \$118 ;
-  reg [8:0] \$119 ;
-  wire [31:0] \$12 ;
-  reg \$120 ;
-  reg [31:0] \$121 ;
-  reg [59:0] \$122 ;
-  reg [31:0] \$123 ;
-  reg \$124 ;
-  reg [31:0] \$125 ;
-  reg [31:0] \$126 ;
-  reg [59:0] \$127 ;
-  wire [8:0] \$13 ;
-  wire [8:0] \$14 ;
-  wire [9:0] \$15 ;
+  wire [64:0] \$10 ;
+  wire [34:0] \$100 ;
+  wire [64:0] \$101 ;
+  wire \$102 ;
+  wire [64:0] \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire [64:0] \$107 ;
+  wire [64:0] \$108 ;
+  wire [33:0] \$109 ;
+  wire \$11 ;
+  wire [33:0] \$110 ;
+  wire \$111 ;
+  wire [29:0] \$112 ;
+  wire [91:0] \$113 ;
+  wire \$114 ;
+  wire [91:0] \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire [91:0] \$119 ;
+  wire [70:0] \$12 ;
+  wire [91:0] \$120 ;
+  wire [61:0] \$121 ;
+  wire [61:0] \$122 ;
+  wire [62:0] \$123 ;
+  wire [91:0] \$124 ;
+  wire \$125 ;
+  wire [91:0] \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire [70:0] \$13 ;
+  wire [91:0] \$130 ;
+  wire [91:0] \$131 ;
+  wire [61:0] \$132 ;
+  wire [61:0] \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire [63:0] \$136 ;
+  wire [63:0] \$137 ;
+  wire [6:0] \$138 ;
+  wire [7:0] \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire [29:0] \$141 ;
+  wire [63:0] \$142 ;
+  wire \$143 ;
+  wire [63:0] \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire [63:0] \$148 ;
+  wire [63:0] \$149 ;
+  wire \$15 ;
+  wire [33:0] \$150 ;
+  wire [33:0] \$151 ;
+  wire [34:0] \$152 ;
+  wire [63:0] \$153 ;
+  wire \$154 ;
+  wire [63:0] \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire [63:0] \$159 ;
   wire \$16 ;
+  wire [63:0] \$160 ;
+  wire [33:0] \$161 ;
+  wire [33:0] \$162 ;
+  wire [7:0] \$163 ;
+  wire [35:0] \$164 ;
+  reg \$165 ;
+  reg [31:0] \$166 ;
+  reg [31:0] \$167 ;
+  reg [31:0] \$168 ;
+  reg [59:0] \$169 ;
   wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  reg \$170 ;
+  reg [31:0] \$171 ;
+  reg [63:0] \$172 ;
+  reg [63:0] \$173 ;
+  reg [90:0] \$174 ;
+  reg [63:0] \$175 ;
+  reg \$176 ;
+  reg [31:0] \$177 ;
+  reg [90:0] \$178 ;
+  reg [64:0] \$179 ;
+  wire [31:0] \$18 ;
+  reg [59:0] \$180 ;
+  reg \$181 ;
+  reg [31:0] \$182 ;
+  reg [90:0] \$183 ;
+  reg [31:0] \$184 ;
+  reg [90:0] \$185 ;
+  reg \$186 ;
+  reg [31:0] \$187 ;
+  reg [31:0] \$188 ;
+  reg [91:0] \$189 ;
+  wire [31:0] \$19 ;
+  reg \$190 ;
+  reg [31:0] \$191 ;
+  reg [31:0] \$192 ;
+  reg [59:0] \$193 ;
+  reg \$194 ;
+  reg [31:0] \$195 ;
+  reg [31:0] \$196 ;
+  reg [59:0] \$197 ;
+  reg [60:0] \$198 ;
+  reg \$199 ;
   wire \$2 ;
-  wire [31:0] \$20 ;
-  wire [31:0] \$21 ;
-  wire [63:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire [31:0] \$28 ;
+  wire [90:0] \$20 ;
+  reg [31:0] \$200 ;
+  reg [31:0] \$201 ;
+  reg [59:0] \$202 ;
+  reg [30:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg \$205 ;
+  reg [31:0] \$206 ;
+  reg [31:0] \$207 ;
+  reg [59:0] \$208 ;
+  reg [31:0] \$209 ;
+  wire [91:0] \$21 ;
+  reg [30:0] \$210 ;
+  reg [7:0] \$211 ;
+  reg \$212 ;
+  reg [31:0] \$213 ;
+  reg [31:0] \$214 ;
+  reg [59:0] \$215 ;
+  reg [31:0] \$216 ;
+  reg [30:0] \$217 ;
+  reg [7:0] \$218 ;
+  reg [61:0] \$219 ;
+  wire [60:0] \$22 ;
+  reg \$220 ;
+  reg [31:0] \$221 ;
+  reg [31:0] \$222 ;
+  reg [59:0] \$223 ;
+  reg [31:0] \$224 ;
+  reg [30:0] \$225 ;
+  reg [7:0] \$226 ;
+  reg [93:0] \$227 ;
+  reg \$228 ;
+  reg [31:0] \$229 ;
+  wire \$23 ;
+  reg [31:0] \$230 ;
+  reg [59:0] \$231 ;
+  reg [31:0] \$232 ;
+  reg [30:0] \$233 ;
+  reg [7:0] \$234 ;
+  reg [95:0] \$235 ;
+  reg \$236 ;
+  reg [31:0] \$237 ;
+  reg [31:0] \$238 ;
+  reg [59:0] \$239 ;
+  wire [6:0] \$24 ;
+  reg [31:0] \$240 ;
+  reg [30:0] \$241 ;
+  reg [7:0] \$242 ;
+  reg [30:0] \$243 ;
+  reg \$244 ;
+  reg [31:0] \$245 ;
+  reg [31:0] \$246 ;
+  reg [59:0] \$247 ;
+  reg [31:0] \$248 ;
+  reg [30:0] \$249 ;
+  wire [60:0] \$25 ;
+  reg [7:0] \$250 ;
+  reg [61:0] \$251 ;
+  reg \$252 ;
+  reg [31:0] \$253 ;
+  reg [31:0] \$254 ;
+  reg [59:0] \$255 ;
+  reg [31:0] \$256 ;
+  reg [30:0] \$257 ;
+  reg [7:0] \$258 ;
+  reg [93:0] \$259 ;
+  wire [6:0] \$26 ;
+  reg \$260 ;
+  reg [31:0] \$261 ;
+  reg [31:0] \$262 ;
+  reg [59:0] \$263 ;
+  reg [31:0] \$264 ;
+  reg [30:0] \$265 ;
+  reg [7:0] \$266 ;
+  reg [95:0] \$267 ;
+  reg \$268 ;
+  reg [31:0] \$269 ;
+  wire [187:0] \$27 ;
+  reg [31:0] \$270 ;
+  reg [59:0] \$271 ;
+  reg [31:0] \$272 ;
+  reg [30:0] \$273 ;
+  reg [7:0] \$274 ;
+  reg [30:0] \$275 ;
+  reg \$276 ;
+  reg [31:0] \$277 ;
+  reg [31:0] \$278 ;
+  reg [59:0] \$279 ;
+  wire [187:0] \$28 ;
+  reg [7:0] \$280 ;
+  reg [63:0] \$281 ;
+  reg \$282 ;
+  reg [31:0] \$283 ;
+  reg [31:0] \$284 ;
+  reg [59:0] \$285 ;
+  reg [31:0] \$286 ;
+  reg [8:0] \$287 ;
+  reg \$288 ;
+  reg [31:0] \$289 ;
   wire [31:0] \$29 ;
+  reg [31:0] \$290 ;
+  reg [59:0] \$291 ;
+  reg [64:0] \$292 ;
+  reg \$293 ;
+  reg [6:0] \$294 ;
+  reg \$295 ;
+  reg [31:0] \$296 ;
+  reg [31:0] \$297 ;
+  reg [59:0] \$298 ;
+  reg \$299 ;
   wire [31:0] \$3 ;
-  wire [62:0] \$30 ;
-  wire [32:0] \$31 ;
-  wire [63:0] \$32 ;
-  wire \$33 ;
-  wire [29:0] \$34 ;
-  wire [65:0] \$35 ;
-  wire [66:0] \$36 ;
-  wire \$37 ;
-  wire [70:0] \$38 ;
-  wire [70:0] \$39 ;
+  wire [31:0] \$30 ;
+  reg [64:0] \$300 ;
+  reg \$301 ;
+  reg \$302 ;
+  reg [31:0] \$303 ;
+  reg [31:0] \$304 ;
+  reg [59:0] \$305 ;
+  reg [34:0] \$306 ;
+  reg \$307 ;
+  reg [31:0] \$308 ;
+  reg [31:0] \$309 ;
+  wire [8:0] \$31 ;
+  reg [59:0] \$310 ;
+  wire [8:0] \$32 ;
+  wire [9:0] \$33 ;
+  wire [61:0] \$34 ;
+  wire [61:0] \$35 ;
+  wire [93:0] \$36 ;
+  wire [93:0] \$37 ;
+  wire [94:0] \$38 ;
+  wire [126:0] \$39 ;
   wire [31:0] \$4 ;
-  wire [90:0] \$40 ;
-  wire [90:0] \$41 ;
-  wire \$42 ;
-  wire [29:0] \$43 ;
-  wire [92:0] \$44 ;
-  wire [93:0] \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire [94:0] \$48 ;
-  wire [94:0] \$49 ;
-  wire \$5 ;
-  wire [6:0] \$50 ;
+  wire [126:0] \$40 ;
+  wire [61:0] \$41 ;
+  wire [61:0] \$42 ;
+  wire [93:0] \$43 ;
+  wire [93:0] \$44 ;
+  wire [94:0] \$45 ;
+  wire [126:0] \$46 ;
+  wire [126:0] \$47 ;
+  wire [62:0] \$48 ;
+  wire \$49 ;
+  wire [62:0] \$5 ;
+  wire \$50 ;
   wire \$51 ;
-  wire [6:0] \$52 ;
-  wire [60:0] \$53 ;
-  wire [6:0] \$54 ;
-  wire [187:0] \$55 ;
-  wire [187:0] \$56 ;
-  wire [7:0] \$57 ;
-  wire [61:0] \$58 ;
-  wire [93:0] \$59 ;
-  wire \$6 ;
-  wire [94:0] \$60 ;
-  wire [126:0] \$61 ;
-  wire [127:0] \$62 ;
-  wire [61:0] \$63 ;
-  wire [93:0] \$64 ;
-  wire [94:0] \$65 ;
-  wire [126:0] \$66 ;
-  wire [127:0] \$67 ;
-  wire [62:0] \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire [29:0] \$70 ;
+  wire \$52 ;
+  wire [31:0] \$53 ;
+  wire [31:0] \$54 ;
+  wire [8:0] \$55 ;
+  wire [63:0] \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire [32:0] \$6 ;
+  wire [8:0] \$60 ;
+  wire [8:0] \$61 ;
+  wire [64:0] \$62 ;
+  wire [191:0] \$63 ;
+  wire [192:0] \$64 ;
+  wire [192:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [30:0] \$69 ;
+  wire [63:0] \$7 ;
+  wire [31:0] \$70 ;
   wire [64:0] \$71 ;
-  wire [65:0] \$72 ;
-  wire \$73 ;
+  wire \$72 ;
+  wire [64:0] \$73 ;
   wire \$74 ;
-  wire [8:0] \$75 ;
-  wire [8:0] \$76 ;
-  wire [7:0] \$77 ;
-  wire [192:0] \$78 ;
-  wire [193:0] \$79 ;
-  wire \$8 ;
-  wire [64:0] \$80 ;
-  wire [194:0] \$81 ;
-  wire [66:0] \$82 ;
+  wire [64:0] \$75 ;
+  wire [64:0] \$76 ;
+  wire [64:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire [90:0] \$8 ;
+  wire [65:0] \$80 ;
+  wire [65:0] \$81 ;
+  wire \$82 ;
   wire \$83 ;
   wire \$84 ;
   wire \$85 ;
-  wire [30:0] \$86 ;
+  wire [31:0] \$86 ;
   wire [31:0] \$87 ;
-  reg \$88 ;
-  reg [31:0] \$89 ;
-  wire [31:0] \$9 ;
-  reg [31:0] \$90 ;
-  reg [31:0] \$91 ;
-  reg [59:0] \$92 ;
-  reg [31:0] \$93 ;
-  reg [59:0] \$94 ;
-  reg \$95 ;
-  reg [31:0] \$96 ;
-  reg [31:0] \$97 ;
-  reg [30:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire \$88 ;
+  wire [29:0] \$89 ;
+  wire [63:0] \$9 ;
+  wire [64:0] \$90 ;
+  wire \$91 ;
+  wire [64:0] \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire [64:0] \$96 ;
+  wire [64:0] \$97 ;
+  wire [33:0] \$98 ;
+  wire [33:0] \$99 ;
   input [30:0] b1;
   wire [30:0] b1;
   input [30:0] b2;
   wire [30:0] b2;
+  reg beyond_guard = 1'h0;
+  reg beyond_q = 1'h0;
   input [30:0] c1;
   wire [30:0] c1;
   input [30:0] c2;
   wire [30:0] c2;
   input clk;
   wire clk;
+  reg [95:0] corr_n0_corr = 96'h000000000000000000000000;
+  reg [95:0] corr_n1_corr = 96'h000000000000000000000000;
+  reg [34:0] d_update = 35'h000000000;
   input [59:0] e2;
   wire [59:0] e2;
   input [31:0] g;
   wire [31:0] g;
-  reg [31:0] g0 = 32'd0;
-  wire [63:0] g2;
-  wire [59:0] g2_in_v;
+  reg [63:0] g2_prod = 64'h0000000000000000;
+  reg [59:0] g2v_msum = 60'h000000000000000;
+  reg [31:0] g_in = 32'd0;
+  reg [7:0] k_norm = 8'h00;
   input [31:0] lr;
   wire [31:0] lr;
   input [31:0] m;
   wire [31:0] m;
-  reg [31:0] m0 = 32'd0;
-  reg [31:0] m1 = 32'd0;
-  reg [31:0] m2 = 32'd0;
-  wire [67:0] m_new_q;
-  wire [66:0] m_new_rounded;
-  reg [31:0] m_newton1 = 32'd0;
-  reg [31:0] m_newton2 = 32'd0;
+  reg [31:0] m_guard = 32'd0;
+  reg [31:0] m_in = 32'd0;
+  reg [31:0] m_mnew = 32'd0;
+  reg [31:0] m_n0_corr = 32'd0;
+  reg [31:0] m_n0_t1 = 32'd0;
+  reg [31:0] m_n0_t2 = 32'd0;
+  reg [31:0] m_n0_y = 32'd0;
+  reg [31:0] m_n1_corr = 32'd0;
+  reg [31:0] m_n1_t1 = 32'd0;
+  reg [31:0] m_n1_t2 = 32'd0;
+  reg [31:0] m_n1_y = 32'd0;
+  wire [30:0] m_new_low;
+  wire [34:0] m_new_narrow;
+  wire [35:0] m_new_q;
+  reg [31:0] m_norm = 32'd0;
+  reg [31:0] m_p = 32'd0;
+  reg [31:0] m_py = 32'd0;
   reg [31:0] m_q = 32'd0;
-  wire [64:0] m_sum;
-  wire [95:0] newton0_corr;
-  wire [127:0] newton0_prod;
-  wire [61:0] newton0_t1;
-  wire [93:0] newton0_t2;
-  wire [32:0] newton0_y;
-  wire [95:0] newton1_corr;
-  wire [127:0] newton1_prod;
-  wire [61:0] newton1_t1;
-  wire [93:0] newton1_t2;
-  wire [32:0] newton1_y;
+  reg [31:0] m_seed = 32'd0;
+  reg [64:0] m_sum_msum = 65'h00000000000000000;
+  reg [31:0] m_update = 32'd0;
+  reg [31:0] m_vnew = 32'd0;
+  reg [31:0] m_vsum = 32'd0;
+  reg [31:0] m_x = 32'd0;
+  reg [31:0] mant_n0_corr = 32'd0;
+  reg [31:0] mant_n0_t1 = 32'd0;
+  reg [31:0] mant_n0_t2 = 32'd0;
+  reg [31:0] mant_n0_y = 32'd0;
+  reg [31:0] mant_n1_corr = 32'd0;
+  reg [31:0] mant_n1_t1 = 32'd0;
+  reg [31:0] mant_n1_t2 = 32'd0;
+  reg [31:0] mant_n1_y = 32'd0;
+  reg [31:0] mant_seed = 32'd0;
+  reg [63:0] mb_prod = 64'h0000000000000000;
+  reg [63:0] mc_prod = 64'h0000000000000000;
+  reg [30:0] mn_norm = 31'h00000000;
   output [31:0] out_m;
   reg [31:0] out_m = 32'd0;
   output [59:0] out_v;
@@ -179,63 +385,127 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
   reg out_valid = 1'h0;
   output [31:0] out_w;
   reg [31:0] out_w = 32'd0;
-  wire [63:0] p_full;
-  wire [66:0] p_q;
-  wire [65:0] p_rounded;
-  reg [64:0] q = 65'h00000000000000000;
+  wire [30:0] p_low;
+  wire [34:0] p_narrow;
+  reg [31:0] p_p = 32'd0;
+  wire [35:0] p_q;
+  reg [63:0] py_py = 64'h0000000000000000;
+  reg [64:0] q_q = 65'h00000000000000000;
   wire [7:0] rd__addr;
   wire [30:0] rd__data;
   wire [7:0] rsqrt_k;
   reg [5:0] rsqrt_lead;
-  reg [31:0] rsqrt_mant2 = 32'd0;
-  reg [31:0] rsqrt_mant3 = 32'd0;
-  reg [31:0] rsqrt_mant4 = 32'd0;
-  wire [30:0] rsqrt_norm;
-  reg [7:0] rsqrt_s2 = 8'h00;
-  reg [7:0] rsqrt_s3 = 8'h00;
-  reg [7:0] rsqrt_s4 = 8'h00;
-  reg [30:0] rsqrt_seed = 31'h00000000;
-  wire [60:0] rsqrt_x;
-  reg [30:0] rsqrt_y1 = 31'h00000000;
-  reg [30:0] rsqrt_y2 = 31'h00000000;
   input rst;
   wire rst;
-  reg [8:0] shift = 9'h000;
-  wire [6:0] shift_pos;
-  wire [6:0] shift_pos_m1;
-  wire [66:0] update;
-  wire [65:0] update_add;
-  wire [66:0] update_sat;
+  reg [7:0] s_n0_corr = 8'h00;
+  reg [7:0] s_n0_t1 = 8'h00;
+  reg [7:0] s_n0_t2 = 8'h00;
+  reg [7:0] s_n0_y = 8'h00;
+  reg [7:0] s_n1_corr = 8'h00;
+  reg [7:0] s_n1_t1 = 8'h00;
+  reg [7:0] s_n1_t2 = 8'h00;
+  reg [7:0] s_n1_y = 8'h00;
+  reg [7:0] s_py = 8'h00;
+  reg [7:0] s_seed = 8'h00;
+  wire [6:0] shift_minus_1;
+  reg [8:0] shift_p = 9'h000;
+  reg [6:0] shift_q = 7'h00;
+  reg sticky_guard = 1'h0;
+  reg [61:0] t1_n0_t1 = 62'h0000000000000000;
+  reg [61:0] t1_n1_t1 = 62'h0000000000000000;
+  reg [93:0] t2_n0_t2 = 94'h000000000000000000000000;
+  reg [93:0] t2_n1_t2 = 94'h000000000000000000000000;
+  reg [64:0] t_guard = 65'h00000000000000000;
   input [59:0] v;
   wire [59:0] v;
-  reg [59:0] v0 = 60'h000000000000000;
-  reg [59:0] v1 = 60'h000000000000000;
-  reg [59:0] v2 = 60'h000000000000000;
-  wire [94:0] v_new_q;
-  wire [93:0] v_new_rounded;
+  reg [59:0] v_guard = 60'h000000000000000;
+  reg [59:0] v_in = 60'h000000000000000;
+  reg [59:0] v_n0_corr = 60'h000000000000000;
+  reg [59:0] v_n0_t1 = 60'h000000000000000;
+  reg [59:0] v_n0_t2 = 60'h000000000000000;
+  reg [59:0] v_n0_y = 60'h000000000000000;
+  reg [59:0] v_n1_corr = 60'h000000000000000;
+  reg [59:0] v_n1_t1 = 60'h000000000000000;
+  reg [59:0] v_n1_t2 = 60'h000000000000000;
+  reg [59:0] v_n1_y = 60'h000000000000000;
+  wire [30:0] v_new_low;
+  wire [62:0] v_new_narrow;
+  wire [63:0] v_new_q;
   wire [59:0] v_new_sat;
-  reg [59:0] v_newton1 = 60'h000000000000000;
-  reg [59:0] v_newton2 = 60'h000000000000000;
+  reg [59:0] v_norm = 60'h000000000000000;
+  reg [59:0] v_p = 60'h000000000000000;
+  reg [59:0] v_py = 60'h000000000000000;
   reg [59:0] v_q = 60'h000000000000000;
-  wire [91:0] v_sum;
+  reg [59:0] v_seed = 60'h000000000000000;
+  reg [91:0] v_sum_vsum = 92'h00000000000000000000000;
+  reg [59:0] v_update = 60'h000000000000000;
+  reg [59:0] v_vnew = 60'h000000000000000;
+  reg [59:0] v_x = 60'h000000000000000;
   input valid;
   wire valid;
-  reg valid0 = 1'h0;
-  reg valid1 = 1'h0;
-  reg valid2 = 1'h0;
-  reg valid_newton1 = 1'h0;
-  reg valid_newton2 = 1'h0;
+  reg valid_guard = 1'h0;
+  reg valid_in = 1'h0;
+  reg valid_mnew = 1'h0;
+  reg valid_msum = 1'h0;
+  reg valid_n0_corr = 1'h0;
+  reg valid_n0_t1 = 1'h0;
+  reg valid_n0_t2 = 1'h0;
+  reg valid_n0_y = 1'h0;
+  reg valid_n1_corr = 1'h0;
+  reg valid_n1_t1 = 1'h0;
+  reg valid_n1_t2 = 1'h0;
+  reg valid_n1_y = 1'h0;
+  reg valid_norm = 1'h0;
+  reg valid_p = 1'h0;
+  reg valid_prod = 1'h0;
+  reg valid_py = 1'h0;
   reg valid_q = 1'h0;
+  reg valid_seed = 1'h0;
+  reg valid_update = 1'h0;
+  reg valid_vnew = 1'h0;
+  reg valid_vsum = 1'h0;
+  reg valid_x = 1'h0;
+  reg [90:0] vb_mnew = 91'h00000000000000000000000;
+  reg [90:0] vb_msum = 91'h00000000000000000000000;
+  reg [90:0] vb_prod = 91'h00000000000000000000000;
+  reg [90:0] vc_mnew = 91'h00000000000000000000000;
   input [31:0] w;
   wire [31:0] w;
-  reg [31:0] w0 = 32'd0;
-  reg [31:0] w1 = 32'd0;
-  reg [31:0] w2 = 32'd0;
-  wire [67:0] w_minus_update;
-  wire [68:0] w_new_q;
-  reg [31:0] w_newton1 = 32'd0;
-  reg [31:0] w_newton2 = 32'd0;
+  reg [31:0] w_guard = 32'd0;
+  reg [31:0] w_in = 32'd0;
+  reg [31:0] w_mnew = 32'd0;
+  reg [31:0] w_msum = 32'd0;
+  reg [31:0] w_n0_corr = 32'd0;
+  reg [31:0] w_n0_t1 = 32'd0;
+  reg [31:0] w_n0_t2 = 32'd0;
+  reg [31:0] w_n0_y = 32'd0;
+  reg [31:0] w_n1_corr = 32'd0;
+  reg [31:0] w_n1_t1 = 32'd0;
+  reg [31:0] w_n1_t2 = 32'd0;
+  reg [31:0] w_n1_y = 32'd0;
+  wire [36:0] w_new_q;
+  reg [31:0] w_norm = 32'd0;
+  reg [31:0] w_p = 32'd0;
+  reg [31:0] w_prod = 32'd0;
+  reg [31:0] w_py = 32'd0;
   reg [31:0] w_q = 32'd0;
+  reg [31:0] w_seed = 32'd0;
+  reg [31:0] w_update = 32'd0;
+  reg [31:0] w_vnew = 32'd0;
+  reg [31:0] w_vsum = 32'd0;
+  reg [31:0] w_x = 32'd0;
+  reg [60:0] x_x = 61'h0000000000000000;
+  reg [30:0] y_n0_corr = 31'h00000000;
+  reg [30:0] y_n0_t1 = 31'h00000000;
+  reg [30:0] y_n0_t2 = 31'h00000000;
+  reg [30:0] y_n0_y = 31'h00000000;
+  reg [30:0] \y_n0_y$100  = 31'h00000000;
+  reg [30:0] y_n1_corr = 31'h00000000;
+  reg [30:0] y_n1_t1 = 31'h00000000;
+  reg [30:0] y_n1_t2 = 31'h00000000;
+  reg [30:0] y_n1_y = 31'h00000000;
+  reg [30:0] \y_n1_y$132  = 31'h00000000;
+  reg [30:0] y_seed = 31'h00000000;
   reg [30:0] rsqrt_seeds [255:0];
   initial begin
     rsqrt_seeds[0] = 31'h3fe017ec;
@@ -500,667 +770,1679 @@ module fixar_adam(w, g, m, v, b1, c1, b2, c2, e2, lr, clk, rst, out_valid, out_w
   assign \$2  = $signed(g) < $signed(28'h8000001);
   assign \$3  = \$2  ? 32'd4160749569 : g;
   assign \$4  = \$1  ? 32'd134217727 : \$3 ;
-  assign \$5  = & { \$36 [66], \$36 [66:31] };
-  assign \$6  = | { \$36 [66], \$36 [66:31] };
-  assign \$7  = ~ \$6 ;
-  assign \$8  = \$5  | \$7 ;
-  assign \$9  = \$36 [66] ? 32'd2147483648 : 32'd2147483647;
-  assign \$10  = \$8  ? \$36 [31:0] : \$9 ;
-  assign \$12  = \$50 [0] ? \$11  : { 1'h0, \$56 [30:0] };
-  assign \$13  = $signed(\$50 ) - $signed({ 1'h0, \$50 [0] });
-  assign \$15  = - $signed(\$14 );
-  assign \$16  = & { \$72 [65], \$72 [65:31] };
-  assign \$17  = | { \$72 [65], \$72 [65:31] };
-  assign \$18  = ~ \$17 ;
-  assign \$19  = \$16  | \$18 ;
-  assign \$20  = \$72 [65] ? 32'd2147483648 : 32'd2147483647;
-  assign \$21  = \$19  ? \$72 [31:0] : \$20 ;
-  assign \$22  = $signed(\$21 ) * $signed({ 1'h0, lr });
-  assign \$23  = $signed(7'h25) - $signed(rsqrt_s4);
-  assign \$24  = & { w_minus_update[67], w_minus_update[67:31] };
-  assign \$25  = | { w_minus_update[67], w_minus_update[67:31] };
-  assign \$26  = ~ \$25 ;
-  assign \$27  = \$24  | \$26 ;
-  assign \$28  = w_minus_update[67] ? 32'd2147483648 : 32'd2147483647;
-  assign \$29  = \$27  ? w_minus_update[31:0] : \$28 ;
-  assign \$30  = $signed({ 1'h0, b1 }) * $signed(m0);
-  assign \$32  = $signed({ 1'h0, c1 }) * $signed(\$31 );
-  assign m_sum = $signed(\$30 ) + $signed(\$32 );
-  assign \$33  = $signed(m_sum) < $signed(1'h0);
-  assign \$34  = \$33  ? 30'h3fffffff : 30'h00000000;
-  assign \$35  = $signed(m_sum) + $signed({ 1'h0, \$34  });
-  assign g2 = $signed(g0) * $signed(g0);
-  assign \$37  = g2 > 54'h3fffffffffffff;
-  assign \$39  = \$37  ? 71'h000fffffffffffffff : \$38 ;
-  assign \$40  = b2 * v0;
-  assign \$41  = c2 * \$39 [59:0];
-  assign v_sum = \$40  + \$41 ;
-  assign \$42  = $signed(v_sum) < $signed(1'h0);
-  assign \$43  = \$42  ? 30'h3fffffff : 30'h00000000;
-  assign \$44  = $signed(v_sum) + $signed({ 1'h0, \$43  });
-  assign \$46  = $signed(\$45 ) > $signed(61'h0fffffffffffffff);
-  assign \$47  = $signed(\$45 ) < $signed(1'h0);
-  assign \$48  = \$47  ? 95'h000000000000000000000000 : { \$45 [93], \$45  };
-  assign \$49  = \$46  ? 95'h000000000fffffffffffffff : \$48 ;
-  assign rsqrt_x = v1 + e2;
-  assign \$50  = rsqrt_lead - 6'h3a;
-  assign \$51  = rsqrt_lead >= 5'h1e;
-  assign \$52  = rsqrt_lead - 5'h1e;
-  assign \$53  = rsqrt_x >> \$52 ;
-  assign \$54  = 5'h1e - rsqrt_lead;
-  assign \$55  = rsqrt_x << \$54 ;
-  assign \$56  = \$51  ? { 127'h00000000000000000000000000000000, \$53  } : \$55 ;
-  assign rd__addr = { 1'h0, \$56 [29:23] } | \$57 ;
-  assign \$58  = rsqrt_seed * rsqrt_seed;
-  assign \$59  = rsqrt_mant2 * newton0_t1;
-  assign \$60  = 32'd3221225472 - newton0_t2;
-  assign \$61  = $signed(rsqrt_seed) * $signed(\$60 );
-  assign \$63  = rsqrt_y1 * rsqrt_y1;
-  assign \$64  = rsqrt_mant3 * newton1_t1;
-  assign \$65  = 32'd3221225472 - newton1_t2;
-  assign \$66  = $signed(rsqrt_y1) * $signed(\$65 );
-  assign \$68  = $signed(m_newton2) * $signed(rsqrt_y2);
-  assign \$69  = $signed(\$68 ) < $signed(1'h0);
-  assign \$70  = \$69  ? 30'h3fffffff : 30'h00000000;
-  assign \$71  = $signed(\$68 ) + $signed({ 1'h0, \$70  });
-  assign \$73  = $signed(shift) < $signed(2'h1);
-  assign \$74  = $signed(shift) > $signed(8'h41);
-  assign \$75  = \$74  ? 9'h041 : shift;
-  assign \$76  = \$73  ? 9'h001 : \$75 ;
-  assign \$77  = \$76 [6:0] - 1'h1;
-  assign \$78  = 1'h1 << \$77 [6:0];
-  assign \$79  = \$78  - 1'h1;
-  assign \$80  = $signed(q) >>> \$76 [6:0];
-  assign \$81  = $signed(\$79 ) + $signed({ 1'h0, \$80 [0] });
-  assign \$82  = $signed(q) + $signed(\$81 [65:0]);
-  assign update = $signed(\$82 ) >>> \$76 [6:0];
-  assign \$83  = $signed(shift) < $signed(2'h1);
-  assign \$84  = $signed(q) < $signed(1'h0);
-  assign \$85  = $signed(q) > $signed(1'h0);
-  assign \$86  = \$85  ? 31'h7fffffff : 31'h00000000;
-  assign \$87  = \$84  ? 32'd2147483649 : { 1'h0, \$86  };
-  assign update_sat = \$83  ? { \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87 [31], \$87  } : update;
-  assign w_minus_update = $signed(w_q) - $signed(update_sat);
+  assign \$5  = $signed({ 1'h0, b1 }) * $signed(m_in);
+  assign \$7  = $signed({ 1'h0, c1 }) * $signed(\$6 );
+  assign \$8  = b2 * v_in;
+  assign \$9  = $signed(g_in) * $signed(g_in);
+  assign \$10  = $signed(mb_prod) + $signed(mc_prod);
+  assign \$11  = g2_prod > 54'h3fffffffffffff;
+  assign \$13  = \$11  ? 71'h000fffffffffffffff : \$12 ;
+  assign \$14  = & { m_new_narrow[34], m_new_narrow[34:31] };
+  assign \$15  = | { m_new_narrow[34], m_new_narrow[34:31] };
+  assign \$16  = ~ \$15 ;
+  assign \$17  = \$14  | \$16 ;
+  assign \$18  = m_new_narrow[34] ? 32'd2147483648 : 32'd2147483647;
+  assign \$19  = \$17  ? m_new_narrow[31:0] : \$18 ;
+  assign \$20  = c2 * g2v_msum;
+  assign \$21  = vb_mnew + vc_mnew;
+  assign \$22  = v_vnew + e2;
+  assign \$23  = rsqrt_lead >= 5'h1e;
+  assign \$24  = rsqrt_lead - 5'h1e;
+  assign \$25  = x_x >> \$24 ;
+  assign \$26  = 5'h1e - rsqrt_lead;
+  assign \$27  = x_x << \$26 ;
+  assign \$28  = \$23  ? { 127'h00000000000000000000000000000000, \$25  } : \$27 ;
+  assign \$30  = k_norm[0] ? \$29  : { 1'h0, mn_norm };
+  assign \$31  = $signed(k_norm) - $signed({ 1'h0, k_norm[0] });
+  assign \$33  = - $signed(\$32 );
+  assign \$34  = y_seed * y_seed;
+  assign \$36  = mant_n0_t1 * t1_n0_t1;
+  assign \$38  = 32'd3221225472 - t2_n0_t2;
+  assign \$39  = $signed(y_n0_corr) * $signed(corr_n0_corr);
+  assign \$41  = \y_n0_y$100  * \y_n0_y$100 ;
+  assign \$43  = mant_n1_t1 * t1_n1_t1;
+  assign \$45  = 32'd3221225472 - t2_n1_t2;
+  assign \$46  = $signed(y_n1_corr) * $signed(corr_n1_corr);
+  assign \$48  = $signed(m_n1_y) * $signed(\y_n1_y$132 );
+  assign \$49  = & { p_narrow[34], p_narrow[34:31] };
+  assign \$50  = | { p_narrow[34], p_narrow[34:31] };
+  assign \$51  = ~ \$50 ;
+  assign \$52  = \$49  | \$51 ;
+  assign \$53  = p_narrow[34] ? 32'd2147483648 : 32'd2147483647;
+  assign \$54  = \$52  ? p_narrow[31:0] : \$53 ;
+  assign \$55  = $signed(7'h25) - $signed(s_py);
+  assign \$56  = $signed(p_p) * $signed({ 1'h0, lr });
+  assign \$57  = $signed(shift_p) < $signed(2'h1);
+  assign \$58  = $signed(shift_p) < $signed(2'h1);
+  assign \$59  = $signed(shift_p) > $signed(8'h41);
+  assign \$60  = \$59  ? 9'h041 : shift_p;
+  assign \$61  = \$58  ? 9'h001 : \$60 ;
+  assign \$62  = $signed(q_q) >>> \$163 [6:0];
+  assign \$63  = 1'h1 << \$163 [6:0];
+  assign \$64  = \$63  - 1'h1;
+  assign \$65  = { q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q[64], q_q } & \$64 ;
+  assign \$66  = | \$65 ;
+  assign \$67  = $signed(t_guard) < $signed(1'h0);
+  assign \$68  = $signed(t_guard) > $signed(1'h0);
+  assign \$69  = \$68  ? 31'h7fffffff : 31'h00000000;
+  assign \$70  = \$67  ? 32'd2147483649 : { 1'h0, \$69  };
+  assign \$72  = $signed(\$71 ) >= $signed(35'h200000000);
+  assign \$74  = $signed(\$73 ) < $signed(34'h200000000);
+  assign \$76  = \$74  ? 65'h1fffffffe00000000 : \$75 ;
+  assign \$77  = \$72  ? 65'h00000000200000000 : \$76 ;
+  assign \$78  = sticky_guard | t_guard[1];
+  assign \$79  = t_guard[0] & \$78 ;
+  assign \$80  = $signed(\$77 ) + $signed({ 1'h0, \$79  });
+  assign \$81  = beyond_guard ? { \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70 [31], \$70  } : \$80 ;
+  assign \$82  = & { \$164 [35], \$164 [35:31] };
+  assign \$83  = | { \$164 [35], \$164 [35:31] };
+  assign \$84  = ~ \$83 ;
+  assign \$85  = \$82  | \$84 ;
+  assign \$86  = \$164 [35] ? 32'd2147483648 : 32'd2147483647;
+  assign \$87  = \$85  ? \$164 [31:0] : \$86 ;
+  assign \$88  = $signed(m_sum_msum) < $signed(1'h0);
+  assign \$89  = \$88  ? 30'h3fffffff : 30'h00000000;
+  assign m_new_low = m_sum_msum[29:0] + \$89 ;
+  assign \$91  = & \$90 [64:33];
+  assign \$93  = | \$92 [64:33];
+  assign \$94  = ~ \$93 ;
+  assign \$95  = \$91  | \$94 ;
+  assign \$98  = \$97 [64] ? 34'h200000000 : 34'h1ffffffff;
+  assign \$99  = \$95  ? \$96 [33:0] : \$98 ;
+  assign \$100  = $signed(\$99 ) + $signed(2'h1);
+  assign \$102  = & \$101 [64:33];
+  assign \$104  = | \$103 [64:33];
+  assign \$105  = ~ \$104 ;
+  assign \$106  = \$102  | \$105 ;
+  assign \$109  = \$108 [64] ? 34'h200000000 : 34'h1ffffffff;
+  assign \$110  = \$106  ? \$107 [33:0] : \$109 ;
+  assign m_new_narrow = m_new_low[30] ? \$100  : { \$110 [33], \$110  };
+  assign \$111  = $signed(v_sum_vsum) < $signed(1'h0);
+  assign \$112  = \$111  ? 30'h3fffffff : 30'h00000000;
+  assign v_new_low = v_sum_vsum[29:0] + \$112 ;
+  assign \$117  = ~ \$116 ;
+  assign \$121  = \$120 [91] ? 62'h2000000000000000 : 62'h1fffffffffffffff;
+  assign \$123  = $signed(\$122 ) + $signed(2'h1);
+  assign \$128  = ~ \$127 ;
+  assign \$132  = \$131 [91] ? 62'h2000000000000000 : 62'h1fffffffffffffff;
+  assign v_new_narrow = v_new_low[30] ? \$123  : { \$133 [61], \$133  };
+  assign \$134  = $signed(v_new_narrow) > $signed(61'h0fffffffffffffff);
+  assign \$135  = $signed(v_new_narrow) < $signed(1'h0);
+  assign \$136  = \$135  ? 64'h0000000000000000 : { v_new_narrow[62], v_new_narrow };
+  assign \$137  = \$134  ? 64'h0fffffffffffffff : \$136 ;
+  assign \$138  = rsqrt_lead - 6'h3a;
+  assign rd__addr = { 1'h0, mn_norm[29:23] } | \$139 ;
+  assign \$140  = $signed(py_py) < $signed(1'h0);
+  assign \$141  = \$140  ? 30'h3fffffff : 30'h00000000;
+  assign p_low = py_py[29:0] + \$141 ;
+  assign \$146  = ~ \$145 ;
+  assign \$150  = \$149 [63] ? 34'h200000000 : 34'h1ffffffff;
+  assign \$152  = $signed(\$151 ) + $signed(2'h1);
+  assign \$157  = ~ \$156 ;
+  assign \$161  = \$160 [63] ? 34'h200000000 : 34'h1ffffffff;
+  assign p_narrow = p_low[30] ? \$152  : { \$162 [33], \$162  };
+  assign \$163  = shift_q - 1'h1;
+  assign \$164  = $signed(w_update) - $signed(d_update);
   always @(posedge clk)
-    valid0 <= \$88 ;
+    valid_in <= \$165 ;
   always @(posedge clk)
-    w0 <= \$89 ;
+    w_in <= \$166 ;
   always @(posedge clk)
-    g0 <= \$90 ;
+    g_in <= \$167 ;
   always @(posedge clk)
-    m0 <= \$91 ;
+    m_in <= \$168 ;
   always @(posedge clk)
-    v0 <= \$92 ;
+    v_in <= \$169 ;
   always @(posedge clk)
-    m1 <= \$93 ;
+    valid_prod <= \$170 ;
   always @(posedge clk)
-    v1 <= \$94 ;
+    w_prod <= \$171 ;
   always @(posedge clk)
-    valid1 <= \$95 ;
+    mb_prod <= \$172 ;
   always @(posedge clk)
-    w1 <= \$96 ;
+    mc_prod <= \$173 ;
   always @(posedge clk)
-    rsqrt_mant2 <= \$97 ;
+    vb_prod <= \$174 ;
   always @(posedge clk)
-    rsqrt_seed <= \$98 ;
+    g2_prod <= \$175 ;
   always @(posedge clk)
-    rsqrt_s2 <= \$99 ;
+    valid_msum <= \$176 ;
   always @(posedge clk)
-    valid2 <= \$100 ;
+    w_msum <= \$177 ;
   always @(posedge clk)
-    m2 <= \$101 ;
+    vb_msum <= \$178 ;
   always @(posedge clk)
-    v2 <= \$102 ;
+    m_sum_msum <= \$179 ;
   always @(posedge clk)
-    w2 <= \$103 ;
+    g2v_msum <= \$180 ;
   always @(posedge clk)
-    rsqrt_y1 <= \$104 ;
+    valid_mnew <= \$181 ;
   always @(posedge clk)
-    rsqrt_mant3 <= \$105 ;
+    w_mnew <= \$182 ;
   always @(posedge clk)
-    rsqrt_s3 <= \$106 ;
+    vb_mnew <= \$183 ;
   always @(posedge clk)
-    valid_newton1 <= \$107 ;
+    m_mnew <= \$184 ;
   always @(posedge clk)
-    m_newton1 <= \$108 ;
+    vc_mnew <= \$185 ;
   always @(posedge clk)
-    v_newton1 <= \$109 ;
+    valid_vsum <= \$186 ;
   always @(posedge clk)
-    w_newton1 <= \$110 ;
+    w_vsum <= \$187 ;
   always @(posedge clk)
-    rsqrt_y2 <= \$111 ;
+    m_vsum <= \$188 ;
   always @(posedge clk)
-    rsqrt_mant4 <= \$112 ;
+    v_sum_vsum <= \$189 ;
   always @(posedge clk)
-    rsqrt_s4 <= \$113 ;
+    valid_vnew <= \$190 ;
   always @(posedge clk)
-    valid_newton2 <= \$114 ;
+    w_vnew <= \$191 ;
   always @(posedge clk)
-    m_newton2 <= \$115 ;
+    m_vnew <= \$192 ;
   always @(posedge clk)
-    v_newton2 <= \$116 ;
+    v_vnew <= \$193 ;
   always @(posedge clk)
-    w_newton2 <= \$117 ;
+    valid_x <= \$194 ;
   always @(posedge clk)
-    q <= \$118 ;
+    w_x <= \$195 ;
   always @(posedge clk)
-    shift <= \$119 ;
+    m_x <= \$196 ;
   always @(posedge clk)
-    valid_q <= \$120 ;
+    v_x <= \$197 ;
   always @(posedge clk)
-    m_q <= \$121 ;
+    x_x <= \$198 ;
   always @(posedge clk)
-    v_q <= \$122 ;
+    valid_norm <= \$199 ;
   always @(posedge clk)
-    w_q <= \$123 ;
+    w_norm <= \$200 ;
   always @(posedge clk)
-    out_valid <= \$124 ;
+    m_norm <= \$201 ;
   always @(posedge clk)
-    out_w <= \$125 ;
+    v_norm <= \$202 ;
   always @(posedge clk)
-    out_m <= \$126 ;
+    mn_norm <= \$203 ;
   always @(posedge clk)
-    out_v <= \$127 ;
+    k_norm <= \$204 ;
+  always @(posedge clk)
+    valid_seed <= \$205 ;
+  always @(posedge clk)
+    w_seed <= \$206 ;
+  always @(posedge clk)
+    m_seed <= \$207 ;
+  always @(posedge clk)
+    v_seed <= \$208 ;
+  always @(posedge clk)
+    mant_seed <= \$209 ;
+  always @(posedge clk)
+    y_seed <= \$210 ;
+  always @(posedge clk)
+    s_seed <= \$211 ;
+  always @(posedge clk)
+    valid_n0_t1 <= \$212 ;
+  always @(posedge clk)
+    w_n0_t1 <= \$213 ;
+  always @(posedge clk)
+    m_n0_t1 <= \$214 ;
+  always @(posedge clk)
+    v_n0_t1 <= \$215 ;
+  always @(posedge clk)
+    mant_n0_t1 <= \$216 ;
+  always @(posedge clk)
+    y_n0_t1 <= \$217 ;
+  always @(posedge clk)
+    s_n0_t1 <= \$218 ;
+  always @(posedge clk)
+    t1_n0_t1 <= \$219 ;
+  always @(posedge clk)
+    valid_n0_t2 <= \$220 ;
+  always @(posedge clk)
+    w_n0_t2 <= \$221 ;
+  always @(posedge clk)
+    m_n0_t2 <= \$222 ;
+  always @(posedge clk)
+    v_n0_t2 <= \$223 ;
+  always @(posedge clk)
+    mant_n0_t2 <= \$224 ;
+  always @(posedge clk)
+    y_n0_t2 <= \$225 ;
+  always @(posedge clk)
+    s_n0_t2 <= \$226 ;
+  always @(posedge clk)
+    t2_n0_t2 <= \$227 ;
+  always @(posedge clk)
+    valid_n0_corr <= \$228 ;
+  always @(posedge clk)
+    w_n0_corr <= \$229 ;
+  always @(posedge clk)
+    m_n0_corr <= \$230 ;
+  always @(posedge clk)
+    v_n0_corr <= \$231 ;
+  always @(posedge clk)
+    mant_n0_corr <= \$232 ;
+  always @(posedge clk)
+    y_n0_corr <= \$233 ;
+  always @(posedge clk)
+    s_n0_corr <= \$234 ;
+  always @(posedge clk)
+    corr_n0_corr <= \$235 ;
+  always @(posedge clk)
+    valid_n0_y <= \$236 ;
+  always @(posedge clk)
+    w_n0_y <= \$237 ;
+  always @(posedge clk)
+    m_n0_y <= \$238 ;
+  always @(posedge clk)
+    v_n0_y <= \$239 ;
+  always @(posedge clk)
+    mant_n0_y <= \$240 ;
+  always @(posedge clk)
+    y_n0_y <= \$241 ;
+  always @(posedge clk)
+    s_n0_y <= \$242 ;
+  always @(posedge clk)
+    \y_n0_y$100  <= \$243 ;
+  always @(posedge clk)
+    valid_n1_t1 <= \$244 ;
+  always @(posedge clk)
+    w_n1_t1 <= \$245 ;
+  always @(posedge clk)
+    m_n1_t1 <= \$246 ;
+  always @(posedge clk)
+    v_n1_t1 <= \$247 ;
+  always @(posedge clk)
+    mant_n1_t1 <= \$248 ;
+  always @(posedge clk)
+    y_n1_t1 <= \$249 ;
+  always @(posedge clk)
+    s_n1_t1 <= \$250 ;
+  always @(posedge clk)
+    t1_n1_t1 <= \$251 ;
+  always @(posedge clk)
+    valid_n1_t2 <= \$252 ;
+  always @(posedge clk)
+    w_n1_t2 <= \$253 ;
+  always @(posedge clk)
+    m_n1_t2 <= \$254 ;
+  always @(posedge clk)
+    v_n1_t2 <= \$255 ;
+  always @(posedge clk)
+    mant_n1_t2 <= \$256 ;
+  always @(posedge clk)
+    y_n1_t2 <= \$257 ;
+  always @(posedge clk)
+    s_n1_t2 <= \$258 ;
+  always @(posedge clk)
+    t2_n1_t2 <= \$259 ;
+  always @(posedge clk)
+    valid_n1_corr <= \$260 ;
+  always @(posedge clk)
+    w_n1_corr <= \$261 ;
+  always @(posedge clk)
+    m_n1_corr <= \$262 ;
+  always @(posedge clk)
+    v_n1_corr <= \$263 ;
+  always @(posedge clk)
+    mant_n1_corr <= \$264 ;
+  always @(posedge clk)
+    y_n1_corr <= \$265 ;
+  always @(posedge clk)
+    s_n1_corr <= \$266 ;
+  always @(posedge clk)
+    corr_n1_corr <= \$267 ;
+  always @(posedge clk)
+    valid_n1_y <= \$268 ;
+  always @(posedge clk)
+    w_n1_y <= \$269 ;
+  always @(posedge clk)
+    m_n1_y <= \$270 ;
+  always @(posedge clk)
+    v_n1_y <= \$271 ;
+  always @(posedge clk)
+    mant_n1_y <= \$272 ;
+  always @(posedge clk)
+    y_n1_y <= \$273 ;
+  always @(posedge clk)
+    s_n1_y <= \$274 ;
+  always @(posedge clk)
+    \y_n1_y$132  <= \$275 ;
+  always @(posedge clk)
+    valid_py <= \$276 ;
+  always @(posedge clk)
+    w_py <= \$277 ;
+  always @(posedge clk)
+    m_py <= \$278 ;
+  always @(posedge clk)
+    v_py <= \$279 ;
+  always @(posedge clk)
+    s_py <= \$280 ;
+  always @(posedge clk)
+    py_py <= \$281 ;
+  always @(posedge clk)
+    valid_p <= \$282 ;
+  always @(posedge clk)
+    w_p <= \$283 ;
+  always @(posedge clk)
+    m_p <= \$284 ;
+  always @(posedge clk)
+    v_p <= \$285 ;
+  always @(posedge clk)
+    p_p <= \$286 ;
+  always @(posedge clk)
+    shift_p <= \$287 ;
+  always @(posedge clk)
+    valid_q <= \$288 ;
+  always @(posedge clk)
+    w_q <= \$289 ;
+  always @(posedge clk)
+    m_q <= \$290 ;
+  always @(posedge clk)
+    v_q <= \$291 ;
+  always @(posedge clk)
+    q_q <= \$292 ;
+  always @(posedge clk)
+    beyond_q <= \$293 ;
+  always @(posedge clk)
+    shift_q <= \$294 ;
+  always @(posedge clk)
+    valid_guard <= \$295 ;
+  always @(posedge clk)
+    w_guard <= \$296 ;
+  always @(posedge clk)
+    m_guard <= \$297 ;
+  always @(posedge clk)
+    v_guard <= \$298 ;
+  always @(posedge clk)
+    beyond_guard <= \$299 ;
+  always @(posedge clk)
+    t_guard <= \$300 ;
+  always @(posedge clk)
+    sticky_guard <= \$301 ;
+  always @(posedge clk)
+    valid_update <= \$302 ;
+  always @(posedge clk)
+    w_update <= \$303 ;
+  always @(posedge clk)
+    m_update <= \$304 ;
+  always @(posedge clk)
+    v_update <= \$305 ;
+  always @(posedge clk)
+    d_update <= \$306 ;
+  always @(posedge clk)
+    out_valid <= \$307 ;
+  always @(posedge clk)
+    out_w <= \$308 ;
+  always @(posedge clk)
+    out_m <= \$309 ;
+  always @(posedge clk)
+    out_v <= \$310 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = valid;
+    \$165  = valid;
     if (rst) begin
-      \$88  = 1'h0;
+      \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = w;
+    \$166  = w;
     if (rst) begin
-      \$89  = 32'd0;
+      \$166  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = \$4 ;
+    \$167  = \$4 ;
     if (rst) begin
-      \$90  = 32'd0;
+      \$167  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = m;
+    \$168  = m;
     if (rst) begin
-      \$91  = 32'd0;
+      \$168  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = v;
+    \$169  = v;
     if (rst) begin
-      \$92  = 60'h000000000000000;
+      \$169  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = \$10 ;
+    \$170  = valid_in;
     if (rst) begin
-      \$93  = 32'd0;
+      \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = \$49 [59:0];
+    \$171  = w_in;
     if (rst) begin
-      \$94  = 60'h000000000000000;
+      \$171  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = valid0;
+    \$172  = { \$5 [62], \$5  };
     if (rst) begin
-      \$95  = 1'h0;
+      \$172  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = w0;
+    \$173  = \$7 ;
     if (rst) begin
-      \$96  = 32'd0;
+      \$173  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = \$12 ;
+    \$174  = \$8 ;
     if (rst) begin
-      \$97  = 32'd0;
+      \$174  = 91'h00000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = rd__data;
+    \$175  = \$9 ;
     if (rst) begin
-      \$98  = 31'h00000000;
+      \$175  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = \$15 [7:0];
+    \$176  = valid_prod;
     if (rst) begin
-      \$99  = 8'h00;
+      \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = valid1;
+    \$177  = w_prod;
     if (rst) begin
-      \$100  = 1'h0;
+      \$177  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = m1;
+    \$178  = vb_prod;
     if (rst) begin
-      \$101  = 32'd0;
+      \$178  = 91'h00000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = v1;
+    \$179  = \$10 ;
     if (rst) begin
-      \$102  = 60'h000000000000000;
+      \$179  = 65'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = w1;
+    \$180  = \$13 [59:0];
     if (rst) begin
-      \$103  = 32'd0;
+      \$180  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = \$62 [30:0];
+    \$181  = valid_msum;
     if (rst) begin
-      \$104  = 31'h00000000;
+      \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = rsqrt_mant2;
+    \$182  = w_msum;
     if (rst) begin
-      \$105  = 32'd0;
+      \$182  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = rsqrt_s2;
+    \$183  = vb_msum;
     if (rst) begin
-      \$106  = 8'h00;
+      \$183  = 91'h00000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = valid2;
+    \$184  = \$19 ;
     if (rst) begin
-      \$107  = 1'h0;
+      \$184  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = m2;
+    \$185  = \$20 ;
     if (rst) begin
-      \$108  = 32'd0;
+      \$185  = 91'h00000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = v2;
+    \$186  = valid_mnew;
     if (rst) begin
-      \$109  = 60'h000000000000000;
+      \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = w2;
+    \$187  = w_mnew;
     if (rst) begin
-      \$110  = 32'd0;
+      \$187  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = \$67 [30:0];
+    \$188  = m_mnew;
     if (rst) begin
-      \$111  = 31'h00000000;
+      \$188  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = rsqrt_mant3;
+    \$189  = \$21 ;
     if (rst) begin
-      \$112  = 32'd0;
+      \$189  = 92'h00000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = rsqrt_s3;
+    \$190  = valid_vsum;
     if (rst) begin
-      \$113  = 8'h00;
+      \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = valid_newton1;
+    \$191  = w_vsum;
     if (rst) begin
-      \$114  = 1'h0;
+      \$191  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = m_newton1;
+    \$192  = m_vsum;
     if (rst) begin
-      \$115  = 32'd0;
+      \$192  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = v_newton1;
+    \$193  = \$137 [59:0];
     if (rst) begin
-      \$116  = 60'h000000000000000;
+      \$193  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = w_newton1;
+    \$194  = valid_vnew;
     if (rst) begin
-      \$117  = 32'd0;
+      \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = { \$22 [63], \$22  };
+    \$195  = w_vnew;
     if (rst) begin
-      \$118  = 65'h00000000000000000;
+      \$195  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$119  = \$23 ;
+    \$196  = m_vnew;
     if (rst) begin
-      \$119  = 9'h000;
+      \$196  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$120  = valid_newton2;
+    \$197  = v_vnew;
     if (rst) begin
-      \$120  = 1'h0;
+      \$197  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$121  = m_newton2;
+    \$198  = \$22 ;
     if (rst) begin
-      \$121  = 32'd0;
+      \$198  = 61'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$122  = v_newton2;
+    \$199  = valid_x;
     if (rst) begin
-      \$122  = 60'h000000000000000;
+      \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$123  = w_newton2;
+    \$200  = w_x;
     if (rst) begin
-      \$123  = 32'd0;
+      \$200  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$124  = valid_q;
+    \$201  = m_x;
     if (rst) begin
-      \$124  = 1'h0;
+      \$201  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$125  = \$29 ;
+    \$202  = v_x;
     if (rst) begin
-      \$125  = 32'd0;
+      \$202  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$126  = m_q;
+    \$203  = \$28 [30:0];
     if (rst) begin
-      \$126  = 32'd0;
+      \$203  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = v_q;
+    \$204  = { \$138 [6], \$138  };
     if (rst) begin
-      \$127  = 60'h000000000000000;
+      \$204  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$205  = valid_norm;
+    if (rst) begin
+      \$205  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$206  = w_norm;
+    if (rst) begin
+      \$206  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$207  = m_norm;
+    if (rst) begin
+      \$207  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$208  = v_norm;
+    if (rst) begin
+      \$208  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$209  = \$30 ;
+    if (rst) begin
+      \$209  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$210  = rd__data;
+    if (rst) begin
+      \$210  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$211  = \$33 [7:0];
+    if (rst) begin
+      \$211  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$212  = valid_seed;
+    if (rst) begin
+      \$212  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$213  = w_seed;
+    if (rst) begin
+      \$213  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$214  = m_seed;
+    if (rst) begin
+      \$214  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$215  = v_seed;
+    if (rst) begin
+      \$215  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$216  = mant_seed;
+    if (rst) begin
+      \$216  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$217  = y_seed;
+    if (rst) begin
+      \$217  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$218  = s_seed;
+    if (rst) begin
+      \$218  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$219  = \$35 ;
+    if (rst) begin
+      \$219  = 62'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$220  = valid_n0_t1;
+    if (rst) begin
+      \$220  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$221  = w_n0_t1;
+    if (rst) begin
+      \$221  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$222  = m_n0_t1;
+    if (rst) begin
+      \$222  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = v_n0_t1;
+    if (rst) begin
+      \$223  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = mant_n0_t1;
+    if (rst) begin
+      \$224  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = y_n0_t1;
+    if (rst) begin
+      \$225  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = s_n0_t1;
+    if (rst) begin
+      \$226  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = \$37 ;
+    if (rst) begin
+      \$227  = 94'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$228  = valid_n0_t2;
+    if (rst) begin
+      \$228  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$229  = w_n0_t2;
+    if (rst) begin
+      \$229  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$230  = m_n0_t2;
+    if (rst) begin
+      \$230  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$231  = v_n0_t2;
+    if (rst) begin
+      \$231  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$232  = mant_n0_t2;
+    if (rst) begin
+      \$232  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$233  = y_n0_t2;
+    if (rst) begin
+      \$233  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$234  = s_n0_t2;
+    if (rst) begin
+      \$234  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$235  = { \$38 [94], \$38  };
+    if (rst) begin
+      \$235  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$236  = valid_n0_corr;
+    if (rst) begin
+      \$236  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = w_n0_corr;
+    if (rst) begin
+      \$237  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$238  = m_n0_corr;
+    if (rst) begin
+      \$238  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$239  = v_n0_corr;
+    if (rst) begin
+      \$239  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$240  = mant_n0_corr;
+    if (rst) begin
+      \$240  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = y_n0_corr;
+    if (rst) begin
+      \$241  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = s_n0_corr;
+    if (rst) begin
+      \$242  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = \$40 [30:0];
+    if (rst) begin
+      \$243  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = valid_n0_y;
+    if (rst) begin
+      \$244  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = w_n0_y;
+    if (rst) begin
+      \$245  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$246  = m_n0_y;
+    if (rst) begin
+      \$246  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$247  = v_n0_y;
+    if (rst) begin
+      \$247  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$248  = mant_n0_y;
+    if (rst) begin
+      \$248  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = \y_n0_y$100 ;
+    if (rst) begin
+      \$249  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$250  = s_n0_y;
+    if (rst) begin
+      \$250  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$251  = \$42 ;
+    if (rst) begin
+      \$251  = 62'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$252  = valid_n1_t1;
+    if (rst) begin
+      \$252  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$253  = w_n1_t1;
+    if (rst) begin
+      \$253  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$254  = m_n1_t1;
+    if (rst) begin
+      \$254  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$255  = v_n1_t1;
+    if (rst) begin
+      \$255  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$256  = mant_n1_t1;
+    if (rst) begin
+      \$256  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$257  = y_n1_t1;
+    if (rst) begin
+      \$257  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$258  = s_n1_t1;
+    if (rst) begin
+      \$258  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$259  = \$44 ;
+    if (rst) begin
+      \$259  = 94'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$260  = valid_n1_t2;
+    if (rst) begin
+      \$260  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$261  = w_n1_t2;
+    if (rst) begin
+      \$261  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$262  = m_n1_t2;
+    if (rst) begin
+      \$262  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$263  = v_n1_t2;
+    if (rst) begin
+      \$263  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$264  = mant_n1_t2;
+    if (rst) begin
+      \$264  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$265  = y_n1_t2;
+    if (rst) begin
+      \$265  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$266  = s_n1_t2;
+    if (rst) begin
+      \$266  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$267  = { \$45 [94], \$45  };
+    if (rst) begin
+      \$267  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$268  = valid_n1_corr;
+    if (rst) begin
+      \$268  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$269  = w_n1_corr;
+    if (rst) begin
+      \$269  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$270  = m_n1_corr;
+    if (rst) begin
+      \$270  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$271  = v_n1_corr;
+    if (rst) begin
+      \$271  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$272  = mant_n1_corr;
+    if (rst) begin
+      \$272  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$273  = y_n1_corr;
+    if (rst) begin
+      \$273  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$274  = s_n1_corr;
+    if (rst) begin
+      \$274  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$275  = \$47 [30:0];
+    if (rst) begin
+      \$275  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$276  = valid_n1_y;
+    if (rst) begin
+      \$276  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$277  = w_n1_y;
+    if (rst) begin
+      \$277  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$278  = m_n1_y;
+    if (rst) begin
+      \$278  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$279  = v_n1_y;
+    if (rst) begin
+      \$279  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$280  = s_n1_y;
+    if (rst) begin
+      \$280  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$281  = { \$48 [62], \$48  };
+    if (rst) begin
+      \$281  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$282  = valid_py;
+    if (rst) begin
+      \$282  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$283  = w_py;
+    if (rst) begin
+      \$283  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$284  = m_py;
+    if (rst) begin
+      \$284  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$285  = v_py;
+    if (rst) begin
+      \$285  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$286  = \$54 ;
+    if (rst) begin
+      \$286  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$287  = \$55 ;
+    if (rst) begin
+      \$287  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$288  = valid_p;
+    if (rst) begin
+      \$288  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$289  = w_p;
+    if (rst) begin
+      \$289  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$290  = m_p;
+    if (rst) begin
+      \$290  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$291  = v_p;
+    if (rst) begin
+      \$291  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$292  = { \$56 [63], \$56  };
+    if (rst) begin
+      \$292  = 65'h00000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$293  = \$57 ;
+    if (rst) begin
+      \$293  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$294  = \$61 [6:0];
+    if (rst) begin
+      \$294  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$295  = valid_q;
+    if (rst) begin
+      \$295  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$296  = w_q;
+    if (rst) begin
+      \$296  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$297  = m_q;
+    if (rst) begin
+      \$297  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$298  = v_q;
+    if (rst) begin
+      \$298  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$299  = beyond_q;
+    if (rst) begin
+      \$299  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$300  = \$62 ;
+    if (rst) begin
+      \$300  = 65'h00000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$301  = \$66 ;
+    if (rst) begin
+      \$301  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$302  = valid_guard;
+    if (rst) begin
+      \$302  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$303  = w_guard;
+    if (rst) begin
+      \$303  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$304  = m_guard;
+    if (rst) begin
+      \$304  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$305  = v_guard;
+    if (rst) begin
+      \$305  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$306  = \$81 [34:0];
+    if (rst) begin
+      \$306  = 35'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$307  = valid_update;
+    if (rst) begin
+      \$307  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$308  = \$87 ;
+    if (rst) begin
+      \$308  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$309  = m_update;
+    if (rst) begin
+      \$309  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$310  = v_update;
+    if (rst) begin
+      \$310  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     rsqrt_lead = 6'h00;
-    if (rsqrt_x[0]) begin
+    if (x_x[0]) begin
       rsqrt_lead = 6'h00;
     end
-    if (rsqrt_x[1]) begin
+    if (x_x[1]) begin
       rsqrt_lead = 6'h01;
     end
-    if (rsqrt_x[2]) begin
+    if (x_x[2]) begin
       rsqrt_lead = 6'h02;
     end
-    if (rsqrt_x[3]) begin
+    if (x_x[3]) begin
       rsqrt_lead = 6'h03;
     end
-    if (rsqrt_x[4]) begin
+    if (x_x[4]) begin
       rsqrt_lead = 6'h04;
     end
-    if (rsqrt_x[5]) begin
+    if (x_x[5]) begin
       rsqrt_lead = 6'h05;
     end
-    if (rsqrt_x[6]) begin
+    if (x_x[6]) begin
       rsqrt_lead = 6'h06;
     end
-    if (rsqrt_x[7]) begin
+    if (x_x[7]) begin
       rsqrt_lead = 6'h07;
     end
-    if (rsqrt_x[8]) begin
+    if (x_x[8]) begin
       rsqrt_lead = 6'h08;
     end
-    if (rsqrt_x[9]) begin
+    if (x_x[9]) begin
       rsqrt_lead = 6'h09;
     end
-    if (rsqrt_x[10]) begin
+    if (x_x[10]) begin
       rsqrt_lead = 6'h0a;
     end
-    if (rsqrt_x[11]) begin
+    if (x_x[11]) begin
       rsqrt_lead = 6'h0b;
     end
-    if (rsqrt_x[12]) begin
+    if (x_x[12]) begin
       rsqrt_lead = 6'h0c;
     end
-    if (rsqrt_x[13]) begin
+    if (x_x[13]) begin
       rsqrt_lead = 6'h0d;
     end
-    if (rsqrt_x[14]) begin
+    if (x_x[14]) begin
       rsqrt_lead = 6'h0e;
     end
-    if (rsqrt_x[15]) begin
+    if (x_x[15]) begin
       rsqrt_lead = 6'h0f;
     end
-    if (rsqrt_x[16]) begin
+    if (x_x[16]) begin
       rsqrt_lead = 6'h10;
     end
-    if (rsqrt_x[17]) begin
+    if (x_x[17]) begin
       rsqrt_lead = 6'h11;
     end
-    if (rsqrt_x[18]) begin
+    if (x_x[18]) begin
       rsqrt_lead = 6'h12;
     end
-    if (rsqrt_x[19]) begin
+    if (x_x[19]) begin
       rsqrt_lead = 6'h13;
     end
-    if (rsqrt_x[20]) begin
+    if (x_x[20]) begin
       rsqrt_lead = 6'h14;
     end
-    if (rsqrt_x[21]) begin
+    if (x_x[21]) begin
       rsqrt_lead = 6'h15;
     end
-    if (rsqrt_x[22]) begin
+    if (x_x[22]) begin
       rsqrt_lead = 6'h16;
     end
-    if (rsqrt_x[23]) begin
+    if (x_x[23]) begin
       rsqrt_lead = 6'h17;
     end
-    if (rsqrt_x[24]) begin
+    if (x_x[24]) begin
       rsqrt_lead = 6'h18;
     end
-    if (rsqrt_x[25]) begin
+    if (x_x[25]) begin
       rsqrt_lead = 6'h19;
     end
-    if (rsqrt_x[26]) begin
+    if (x_x[26]) begin
       rsqrt_lead = 6'h1a;
     end
-    if (rsqrt_x[27]) begin
+    if (x_x[27]) begin
       rsqrt_lead = 6'h1b;
     end
-    if (rsqrt_x[28]) begin
+    if (x_x[28]) begin
       rsqrt_lead = 6'h1c;
     end
-    if (rsqrt_x[29]) begin
+    if (x_x[29]) begin
       rsqrt_lead = 6'h1d;
     end
-    if (rsqrt_x[30]) begin
+    if (x_x[30]) begin
       rsqrt_lead = 6'h1e;
     end
-    if (rsqrt_x[31]) begin
+    if (x_x[31]) begin
       rsqrt_lead = 6'h1f;
     end
-    if (rsqrt_x[32]) begin
+    if (x_x[32]) begin
       rsqrt_lead = 6'h20;
     end
-    if (rsqrt_x[33]) begin
+    if (x_x[33]) begin
       rsqrt_lead = 6'h21;
     end
-    if (rsqrt_x[34]) begin
+    if (x_x[34]) begin
       rsqrt_lead = 6'h22;
     end
-    if (rsqrt_x[35]) begin
+    if (x_x[35]) begin
       rsqrt_lead = 6'h23;
     end
-    if (rsqrt_x[36]) begin
+    if (x_x[36]) begin
       rsqrt_lead = 6'h24;
     end
-    if (rsqrt_x[37]) begin
+    if (x_x[37]) begin
       rsqrt_lead = 6'h25;
     end
-    if (rsqrt_x[38]) begin
+    if (x_x[38]) begin
       rsqrt_lead = 6'h26;
     end
-    if (rsqrt_x[39]) begin
+    if (x_x[39]) begin
       rsqrt_lead = 6'h27;
     end
-    if (rsqrt_x[40]) begin
+    if (x_x[40]) begin
       rsqrt_lead = 6'h28;
     end
-    if (rsqrt_x[41]) begin
+    if (x_x[41]) begin
       rsqrt_lead = 6'h29;
     end
-    if (rsqrt_x[42]) begin
+    if (x_x[42]) begin
       rsqrt_lead = 6'h2a;
     end
-    if (rsqrt_x[43]) begin
+    if (x_x[43]) begin
       rsqrt_lead = 6'h2b;
     end
-    if (rsqrt_x[44]) begin
+    if (x_x[44]) begin
       rsqrt_lead = 6'h2c;
     end
-    if (rsqrt_x[45]) begin
+    if (x_x[45]) begin
       rsqrt_lead = 6'h2d;
     end
-    if (rsqrt_x[46]) begin
+    if (x_x[46]) begin
       rsqrt_lead = 6'h2e;
     end
-    if (rsqrt_x[47]) begin
+    if (x_x[47]) begin
       rsqrt_lead = 6'h2f;
     end
-    if (rsqrt_x[48]) begin
+    if (x_x[48]) begin
       rsqrt_lead = 6'h30;
     end
-    if (rsqrt_x[49]) begin
+    if (x_x[49]) begin
       rsqrt_lead = 6'h31;
     end
-    if (rsqrt_x[50]) begin
+    if (x_x[50]) begin
       rsqrt_lead = 6'h32;
     end
-    if (rsqrt_x[51]) begin
+    if (x_x[51]) begin
       rsqrt_lead = 6'h33;
     end
-    if (rsqrt_x[52]) begin
+    if (x_x[52]) begin
       rsqrt_lead = 6'h34;
     end
-    if (rsqrt_x[53]) begin
+    if (x_x[53]) begin
       rsqrt_lead = 6'h35;
     end
-    if (rsqrt_x[54]) begin
+    if (x_x[54]) begin
       rsqrt_lead = 6'h36;
     end
-    if (rsqrt_x[55]) begin
+    if (x_x[55]) begin
       rsqrt_lead = 6'h37;
     end
-    if (rsqrt_x[56]) begin
+    if (x_x[56]) begin
       rsqrt_lead = 6'h38;
     end
-    if (rsqrt_x[57]) begin
+    if (x_x[57]) begin
       rsqrt_lead = 6'h39;
     end
-    if (rsqrt_x[58]) begin
+    if (x_x[58]) begin
       rsqrt_lead = 6'h3a;
     end
-    if (rsqrt_x[59]) begin
+    if (x_x[59]) begin
       rsqrt_lead = 6'h3b;
     end
-    if (rsqrt_x[60]) begin
+    if (x_x[60]) begin
       rsqrt_lead = 6'h3c;
     end
   end
-  assign m_new_q = { \$36 [66], \$36  };
-  assign v_new_sat = \$49 [59:0];
-  assign rsqrt_k = { \$50 [6], \$50  };
-  assign rsqrt_norm = \$56 [30:0];
-  assign newton0_y = \$62 [32:0];
-  assign newton1_y = \$67 [32:0];
-  assign p_q = { \$72 [65], \$72  };
-  assign w_new_q = { w_minus_update[67], w_minus_update };
-  assign m_new_rounded = { \$35 [65], \$35  };
-  assign g2_in_v = \$39 [59:0];
-  assign v_new_rounded = { \$44 [92], \$44  };
-  assign v_new_q = { \$45 [93], \$45  };
-  assign newton0_corr = { \$60 [94], \$60  };
-  assign newton0_prod = { \$61 [126], \$61  };
-  assign newton1_corr = { \$65 [94], \$65  };
-  assign newton1_prod = { \$66 [126], \$66  };
-  assign p_full = { \$68 [62], \$68  };
-  assign p_rounded = { \$71 [64], \$71  };
-  assign shift_pos = \$76 [6:0];
-  assign shift_pos_m1 = \$77 [6:0];
-  assign update_add = \$81 [65:0];
-  assign \$31  = { g0[31], g0 };
-  assign \$36  = { \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65], \$35 [65:30] };
-  assign \$11  = { \$56 [30:0], 1'h0 };
-  assign \$14  = { \$13 [8], \$13 [8:1] };
-  assign \$72  = { \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64], \$71 [64:30] };
-  assign \$38  = { 1'h0, g2, 6'h00 };
-  assign \$45  = { \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92], \$44 [92:30] };
-  assign \$57  = { \$50 [0], 7'h00 };
-  assign newton0_t1 = { 30'h00000000, \$58 [61:30] };
-  assign newton0_t2 = { 30'h00000000, \$59 [93:30] };
-  assign \$62  = { \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126], \$61 [126:31] };
-  assign newton1_t1 = { 30'h00000000, \$63 [61:30] };
-  assign newton1_t2 = { 30'h00000000, \$64 [93:30] };
-  assign \$67  = { \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126], \$66 [126:31] };
+  assign m_new_q = { m_new_narrow[34], m_new_narrow };
+  assign v_new_sat = \$137 [59:0];
+  assign rsqrt_k = { \$138 [6], \$138  };
+  assign p_q = { p_narrow[34], p_narrow };
+  assign shift_minus_1 = \$163 [6:0];
+  assign w_new_q = { \$164 [35], \$164  };
+  assign v_new_q = { v_new_narrow[62], v_new_narrow };
+  assign \$6  = { g_in[31], g_in };
+  assign \$12  = { 1'h0, g2_prod, 6'h00 };
+  assign \$90  = { m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64:30] };
+  assign \$92  = { m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64:30] };
+  assign \$96  = { m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64:30] };
+  assign \$97  = { m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64:30] };
+  assign \$101  = { m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64:30] };
+  assign \$103  = { m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64:30] };
+  assign \$107  = { m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64:30] };
+  assign \$108  = { m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64], m_sum_msum[64:30] };
+  assign \$29  = { mn_norm, 1'h0 };
+  assign \$32  = { \$31 [8], \$31 [8:1] };
+  assign \$35  = { 30'h00000000, \$34 [61:30] };
+  assign \$37  = { 30'h00000000, \$36 [93:30] };
+  assign \$40  = { \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126], \$39 [126:31] };
+  assign \$42  = { 30'h00000000, \$41 [61:30] };
+  assign \$44  = { 30'h00000000, \$43 [93:30] };
+  assign \$47  = { \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126], \$46 [126:31] };
+  assign \$142  = { py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63:30] };
+  assign \$144  = { py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63:30] };
+  assign \$148  = { py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63:30] };
+  assign \$149  = { py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63:30] };
+  assign \$153  = { py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63:30] };
+  assign \$155  = { py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63:30] };
+  assign \$159  = { py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63:30] };
+  assign \$160  = { py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63], py_py[63:30] };
+  assign \$71  = { t_guard[64], t_guard[64:1] };
+  assign \$73  = { t_guard[64], t_guard[64:1] };
+  assign \$75  = { t_guard[64], t_guard[64:1] };
+  assign \$113  = { v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91:30] };
+  assign \$115  = { v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91:30] };
+  assign \$119  = { v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91:30] };
+  assign \$120  = { v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91:30] };
+  assign \$124  = { v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91:30] };
+  assign \$126  = { v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91:30] };
+  assign \$130  = { v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91:30] };
+  assign \$131  = { v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91], v_sum_vsum[91:30] };
+  assign \$139  = { k_norm[0], 7'h00 };
+  assign \$143  = py_py[63];
+  assign \$145  = py_py[63];
+  assign \$154  = py_py[63];
+  assign \$156  = py_py[63];
+  assign \$114  = v_sum_vsum[91];
+  assign \$116  = v_sum_vsum[91];
+  assign \$125  = v_sum_vsum[91];
+  assign \$127  = v_sum_vsum[91];
+  assign \$147  = 1'h1;
+  assign \$151  = \$148 [33:0];
+  assign \$158  = 1'h1;
+  assign \$162  = \$159 [33:0];
+  assign \$118  = 1'h1;
+  assign \$122  = \$119 [61:0];
+  assign \$129  = 1'h1;
+  assign \$133  = \$130 [61:0];
 endmodule

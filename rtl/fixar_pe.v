@@ -6,7 +6,26 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [48:0] \$1 ;
   wire \$10 ;
+  reg \$100 ;
+  reg \$101 ;
+  reg \$102 ;
+  reg [31:0] \$103 ;
+  reg [31:0] \$104 ;
+  reg [47:0] \$105 ;
+  reg [47:0] \$106 ;
+  reg \$107 ;
+  reg \$108 ;
+  reg \$109 ;
   wire \$11 ;
+  reg [57:0] \$110 ;
+  reg [57:0] \$111 ;
+  reg \$112 ;
+  reg [74:0] \$113 ;
+  reg [57:0] \$114 ;
+  reg [57:0] \$115 ;
+  reg \$116 ;
+  reg [31:0] \$117 ;
+  reg [31:0] \$118 ;
   wire \$12 ;
   wire [31:0] \$13 ;
   wire [31:0] \$14 ;
@@ -29,35 +48,80 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   wire [57:0] \$3 ;
   wire [89:0] \$30 ;
   wire [20:0] \$31 ;
-  wire [75:0] \$32 ;
-  wire [76:0] \$33 ;
-  wire [15:0] \$34 ;
-  wire [58:0] \$35 ;
-  wire [59:0] \$36 ;
-  wire [15:0] \$37 ;
-  wire [58:0] \$38 ;
-  wire [59:0] \$39 ;
+  wire [21:0] \$32 ;
+  wire [74:0] \$33 ;
+  wire \$34 ;
+  wire [74:0] \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire [74:0] \$39 ;
   wire [47:0] \$4 ;
-  reg \$40 ;
-  reg \$41 ;
-  reg \$42 ;
-  reg [31:0] \$43 ;
-  reg [31:0] \$44 ;
-  reg [47:0] \$45 ;
-  reg [47:0] \$46 ;
-  reg \$47 ;
-  reg \$48 ;
-  reg \$49 ;
+  wire [74:0] \$40 ;
+  wire [33:0] \$41 ;
+  wire [33:0] \$42 ;
+  wire [34:0] \$43 ;
+  wire [74:0] \$44 ;
+  wire \$45 ;
+  wire [74:0] \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire [58:0] \$5 ;
-  reg [57:0] \$50 ;
-  reg [57:0] \$51 ;
-  reg \$52 ;
-  reg [31:0] \$53 ;
-  reg [31:0] \$54 ;
+  wire [74:0] \$50 ;
+  wire [74:0] \$51 ;
+  wire [33:0] \$52 ;
+  wire [33:0] \$53 ;
+  wire [15:0] \$54 ;
+  wire [16:0] \$55 ;
+  wire [57:0] \$56 ;
+  wire \$57 ;
+  wire [57:0] \$58 ;
+  wire \$59 ;
   wire [57:0] \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire [57:0] \$62 ;
+  wire [57:0] \$63 ;
+  wire [33:0] \$64 ;
+  wire [33:0] \$65 ;
+  wire [34:0] \$66 ;
+  wire [57:0] \$67 ;
+  wire \$68 ;
+  wire [57:0] \$69 ;
   wire [47:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire [57:0] \$73 ;
+  wire [57:0] \$74 ;
+  wire [33:0] \$75 ;
+  wire [33:0] \$76 ;
+  wire [15:0] \$77 ;
+  wire [16:0] \$78 ;
+  wire [57:0] \$79 ;
   wire [58:0] \$8 ;
+  wire \$80 ;
+  wire [57:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [57:0] \$85 ;
+  wire [57:0] \$86 ;
+  wire [33:0] \$87 ;
+  wire [33:0] \$88 ;
+  wire [34:0] \$89 ;
   wire \$9 ;
+  wire [57:0] \$90 ;
+  wire \$91 ;
+  wire [57:0] \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire [57:0] \$96 ;
+  wire [57:0] \$97 ;
+  wire [33:0] \$98 ;
+  wire [33:0] \$99 ;
   input [31:0] a;
   wire [31:0] a;
   reg [31:0] a1 = 32'd0;
@@ -65,7 +129,9 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   input acc_en;
   wire acc_en;
   reg [57:0] acc_hi = 58'h000000000000000;
+  reg [57:0] acc_hi4 = 58'h000000000000000;
   reg [57:0] acc_lo = 58'h000000000000000;
+  reg [57:0] acc_lo4 = 58'h000000000000000;
   input clear;
   wire clear;
   input clk;
@@ -79,17 +145,22 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg mode1 = 1'h0;
   reg mode2 = 1'h0;
   reg mode3 = 1'h0;
-  wire [60:0] out_fxp16_hi_q;
-  wire [59:0] out_fxp16_hi_rounded;
-  wire [60:0] out_fxp16_lo_q;
-  wire [59:0] out_fxp16_lo_rounded;
-  wire [77:0] out_fxp32_q;
-  wire [76:0] out_fxp32_rounded;
-  wire [74:0] out_total;
+  reg mode4 = 1'h0;
+  wire [15:0] out_fxp16_hi_low;
+  wire [34:0] out_fxp16_hi_narrow;
+  wire [35:0] out_fxp16_hi_q;
+  wire [15:0] out_fxp16_lo_low;
+  wire [34:0] out_fxp16_lo_narrow;
+  wire [35:0] out_fxp16_lo_q;
+  wire [20:0] out_fxp32_low;
+  wire [34:0] out_fxp32_narrow;
+  wire [35:0] out_fxp32_q;
   reg [47:0] p_hi = 48'h000000000000;
   reg [47:0] p_lo = 48'h000000000000;
   input rst;
   wire rst;
+  wire [74:0] sum_total;
+  reg [74:0] total4 = 75'h0000000000000000000;
   input [31:0] w;
   wire [31:0] w;
   reg [31:0] w1 = 32'd0;
@@ -97,32 +168,6 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg [31:0] y_hi = 32'd0;
   output [31:0] y_lo;
   reg [31:0] y_lo = 32'd0;
-  always @(posedge clk)
-    clr1 <= \$42 ;
-  always @(posedge clk)
-    a1 <= \$43 ;
-  always @(posedge clk)
-    w1 <= \$44 ;
-  always @(posedge clk)
-    p_lo <= \$45 ;
-  always @(posedge clk)
-    p_hi <= \$46 ;
-  always @(posedge clk)
-    mode2 <= \$47 ;
-  always @(posedge clk)
-    en2 <= \$48 ;
-  always @(posedge clk)
-    clr2 <= \$49 ;
-  always @(posedge clk)
-    acc_lo <= \$50 ;
-  always @(posedge clk)
-    acc_hi <= \$51 ;
-  always @(posedge clk)
-    mode3 <= \$52 ;
-  always @(posedge clk)
-    y_lo <= \$53 ;
-  always @(posedge clk)
-    y_hi <= \$54 ;
   assign \$1  = $signed(w1) * $signed(a1_lo);
   assign \$2  = $signed(w1) * $signed(a1[31:16]);
   assign \$3  = clr2 ? 58'h000000000000000 : acc_lo;
@@ -131,152 +176,277 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   assign \$6  = clr2 ? 58'h000000000000000 : acc_hi;
   assign \$7  = en2 ? p_hi : 48'h000000000000;
   assign \$8  = $signed(\$6 ) + $signed(\$7 );
-  assign \$9  = & { \$36 [59], \$36 [59:31] };
-  assign \$10  = | { \$36 [59], \$36 [59:31] };
+  assign \$9  = & { out_fxp16_lo_narrow[34], out_fxp16_lo_narrow[34:31] };
+  assign \$10  = | { out_fxp16_lo_narrow[34], out_fxp16_lo_narrow[34:31] };
   assign \$11  = ~ \$10 ;
   assign \$12  = \$9  | \$11 ;
-  assign \$13  = \$36 [59] ? 32'd2147483648 : 32'd2147483647;
-  assign \$14  = \$12  ? \$36 [31:0] : \$13 ;
-  assign \$15  = & { \$33 [76], \$33 [76:31] };
-  assign \$16  = | { \$33 [76], \$33 [76:31] };
+  assign \$13  = out_fxp16_lo_narrow[34] ? 32'd2147483648 : 32'd2147483647;
+  assign \$14  = \$12  ? out_fxp16_lo_narrow[31:0] : \$13 ;
+  assign \$15  = & { out_fxp32_narrow[34], out_fxp32_narrow[34:31] };
+  assign \$16  = | { out_fxp32_narrow[34], out_fxp32_narrow[34:31] };
   assign \$17  = ~ \$16 ;
   assign \$18  = \$15  | \$17 ;
-  assign \$19  = \$33 [76] ? 32'd2147483648 : 32'd2147483647;
-  assign \$20  = \$18  ? \$33 [31:0] : \$19 ;
-  assign \$21  = mode3 ? \$14  : \$20 ;
-  assign \$22  = & { \$39 [59], \$39 [59:31] };
-  assign \$23  = | { \$39 [59], \$39 [59:31] };
+  assign \$19  = out_fxp32_narrow[34] ? 32'd2147483648 : 32'd2147483647;
+  assign \$20  = \$18  ? out_fxp32_narrow[31:0] : \$19 ;
+  assign \$21  = mode4 ? \$14  : \$20 ;
+  assign \$22  = & { out_fxp16_hi_narrow[34], out_fxp16_hi_narrow[34:31] };
+  assign \$23  = | { out_fxp16_hi_narrow[34], out_fxp16_hi_narrow[34:31] };
   assign \$24  = ~ \$23 ;
   assign \$25  = \$22  | \$24 ;
-  assign \$26  = \$39 [59] ? 32'd2147483648 : 32'd2147483647;
-  assign \$27  = \$25  ? \$39 [31:0] : \$26 ;
-  assign \$28  = mode3 ? \$27  : 32'd0;
+  assign \$26  = out_fxp16_hi_narrow[34] ? 32'd2147483648 : 32'd2147483647;
+  assign \$27  = \$25  ? out_fxp16_hi_narrow[31:0] : \$26 ;
+  assign \$28  = mode4 ? \$27  : 32'd0;
   assign a1_lo = mode1 ? { a1[15], a1[15:0] } : { 1'h0, a1[15:0] };
   assign \$30  = $signed(\$29 ) + $signed(acc_lo);
-  assign \$31  = 19'h7ffff + \$30 [20];
-  assign \$32  = $signed(\$30 [74:0]) + $signed({ 1'h0, \$31  });
-  assign \$34  = 14'h3fff + acc_lo[15];
-  assign \$35  = $signed(acc_lo) + $signed({ 1'h0, \$34  });
-  assign \$37  = 14'h3fff + acc_hi[15];
-  assign \$38  = $signed(acc_hi) + $signed({ 1'h0, \$37  });
+  assign \$31  = 19'h7ffff + total4[20];
+  assign \$32  = total4[19:0] + \$31 ;
+  assign \$34  = & \$33 [74:33];
+  assign \$36  = | \$35 [74:33];
+  assign \$37  = ~ \$36 ;
+  assign \$38  = \$34  | \$37 ;
+  assign \$41  = \$40 [74] ? 34'h200000000 : 34'h1ffffffff;
+  assign \$42  = \$38  ? \$39 [33:0] : \$41 ;
+  assign \$43  = $signed(\$42 ) + $signed(2'h1);
+  assign \$45  = & \$44 [74:33];
+  assign \$47  = | \$46 [74:33];
+  assign \$48  = ~ \$47 ;
+  assign \$49  = \$45  | \$48 ;
+  assign \$52  = \$51 [74] ? 34'h200000000 : 34'h1ffffffff;
+  assign \$53  = \$49  ? \$50 [33:0] : \$52 ;
+  assign out_fxp32_narrow = \$32 [20] ? \$43  : { \$53 [33], \$53  };
+  assign \$54  = 14'h3fff + acc_lo4[15];
+  assign \$55  = acc_lo4[14:0] + \$54 ;
+  assign \$57  = & \$56 [57:33];
+  assign \$59  = | \$58 [57:33];
+  assign \$60  = ~ \$59 ;
+  assign \$61  = \$57  | \$60 ;
+  assign \$64  = \$63 [57] ? 34'h200000000 : 34'h1ffffffff;
+  assign \$65  = \$61  ? \$62 [33:0] : \$64 ;
+  assign \$66  = $signed(\$65 ) + $signed(2'h1);
+  assign \$68  = & \$67 [57:33];
+  assign \$70  = | \$69 [57:33];
+  assign \$71  = ~ \$70 ;
+  assign \$72  = \$68  | \$71 ;
+  assign \$75  = \$74 [57] ? 34'h200000000 : 34'h1ffffffff;
+  assign \$76  = \$72  ? \$73 [33:0] : \$75 ;
+  assign out_fxp16_lo_narrow = \$55 [15] ? \$66  : { \$76 [33], \$76  };
+  assign \$77  = 14'h3fff + acc_hi4[15];
+  assign \$78  = acc_hi4[14:0] + \$77 ;
+  assign \$80  = & \$79 [57:33];
+  assign \$82  = | \$81 [57:33];
+  assign \$83  = ~ \$82 ;
+  assign \$84  = \$80  | \$83 ;
+  assign \$87  = \$86 [57] ? 34'h200000000 : 34'h1ffffffff;
+  assign \$88  = \$84  ? \$85 [33:0] : \$87 ;
+  assign \$89  = $signed(\$88 ) + $signed(2'h1);
+  assign \$91  = & \$90 [57:33];
+  assign \$93  = | \$92 [57:33];
+  assign \$94  = ~ \$93 ;
+  assign \$95  = \$91  | \$94 ;
+  assign \$98  = \$97 [57] ? 34'h200000000 : 34'h1ffffffff;
+  assign \$99  = \$95  ? \$96 [33:0] : \$98 ;
+  assign out_fxp16_hi_narrow = \$78 [15] ? \$89  : { \$99 [33], \$99  };
   always @(posedge clk)
-    mode1 <= \$40 ;
+    mode1 <= \$100 ;
   always @(posedge clk)
-    en1 <= \$41 ;
+    en1 <= \$101 ;
+  always @(posedge clk)
+    clr1 <= \$102 ;
+  always @(posedge clk)
+    a1 <= \$103 ;
+  always @(posedge clk)
+    w1 <= \$104 ;
+  always @(posedge clk)
+    p_lo <= \$105 ;
+  always @(posedge clk)
+    p_hi <= \$106 ;
+  always @(posedge clk)
+    mode2 <= \$107 ;
+  always @(posedge clk)
+    en2 <= \$108 ;
+  always @(posedge clk)
+    clr2 <= \$109 ;
+  always @(posedge clk)
+    acc_lo <= \$110 ;
+  always @(posedge clk)
+    acc_hi <= \$111 ;
+  always @(posedge clk)
+    mode3 <= \$112 ;
+  always @(posedge clk)
+    total4 <= \$113 ;
+  always @(posedge clk)
+    acc_lo4 <= \$114 ;
+  always @(posedge clk)
+    acc_hi4 <= \$115 ;
+  always @(posedge clk)
+    mode4 <= \$116 ;
+  always @(posedge clk)
+    y_lo <= \$117 ;
+  always @(posedge clk)
+    y_hi <= \$118 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$43  = a;
+    \$100  = mode;
     if (rst) begin
-      \$43  = 32'd0;
+      \$100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$44  = w;
+    \$101  = acc_en;
     if (rst) begin
-      \$44  = 32'd0;
+      \$101  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$45  = \$1 [47:0];
+    \$102  = clear;
     if (rst) begin
-      \$45  = 48'h000000000000;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$46  = \$2 ;
+    \$103  = a;
     if (rst) begin
-      \$46  = 48'h000000000000;
+      \$103  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$47  = mode1;
+    \$104  = w;
     if (rst) begin
-      \$47  = 1'h0;
+      \$104  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$48  = en1;
+    \$105  = \$1 [47:0];
     if (rst) begin
-      \$48  = 1'h0;
+      \$105  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$49  = clr1;
+    \$106  = \$2 ;
     if (rst) begin
-      \$49  = 1'h0;
+      \$106  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$50  = \$5 [57:0];
+    \$107  = mode1;
     if (rst) begin
-      \$50  = 58'h000000000000000;
+      \$107  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$51  = \$8 [57:0];
+    \$108  = en1;
     if (rst) begin
-      \$51  = 58'h000000000000000;
+      \$108  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$52  = mode2;
+    \$109  = clr1;
     if (rst) begin
-      \$52  = 1'h0;
+      \$109  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$53  = \$21 ;
+    \$110  = \$5 [57:0];
     if (rst) begin
-      \$53  = 32'd0;
+      \$110  = 58'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$54  = \$28 ;
+    \$111  = \$8 [57:0];
     if (rst) begin
-      \$54  = 32'd0;
+      \$111  = 58'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$40  = mode;
+    \$112  = mode2;
     if (rst) begin
-      \$40  = 1'h0;
+      \$112  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = acc_en;
+    \$113  = \$30 [74:0];
     if (rst) begin
-      \$41  = 1'h0;
+      \$113  = 75'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = clear;
+    \$114  = acc_lo;
     if (rst) begin
-      \$42  = 1'h0;
+      \$114  = 58'h000000000000000;
     end
   end
-  assign out_fxp32_q = { \$33 [76], \$33  };
-  assign out_fxp16_lo_q = { \$36 [59], \$36  };
-  assign out_fxp16_hi_q = { \$39 [59], \$39  };
-  assign out_total = \$30 [74:0];
-  assign out_fxp32_rounded = { \$32 [75], \$32  };
-  assign out_fxp16_lo_rounded = { \$35 [58], \$35  };
-  assign out_fxp16_hi_rounded = { \$38 [58], \$38  };
-  assign \$36  = { \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58], \$35 [58:15] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$115  = acc_hi;
+    if (rst) begin
+      \$115  = 58'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$116  = mode3;
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$117  = \$21 ;
+    if (rst) begin
+      \$117  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$118  = \$28 ;
+    if (rst) begin
+      \$118  = 32'd0;
+    end
+  end
+  assign sum_total = \$30 [74:0];
+  assign out_fxp32_q = { out_fxp32_narrow[34], out_fxp32_narrow };
+  assign out_fxp16_lo_q = { out_fxp16_lo_narrow[34], out_fxp16_lo_narrow };
+  assign out_fxp16_hi_q = { out_fxp16_hi_narrow[34], out_fxp16_hi_narrow };
+  assign out_fxp32_low = \$32 [20:0];
+  assign out_fxp16_lo_low = \$55 [15:0];
+  assign out_fxp16_hi_low = \$78 [15:0];
+  assign \$56  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
+  assign \$58  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
+  assign \$62  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
+  assign \$63  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
+  assign \$67  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
+  assign \$69  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
+  assign \$73  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
+  assign \$74  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
+  assign \$33  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
+  assign \$35  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
+  assign \$39  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
+  assign \$40  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
+  assign \$44  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
+  assign \$46  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
+  assign \$50  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
+  assign \$51  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
+  assign \$79  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
+  assign \$81  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
+  assign \$85  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
+  assign \$86  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
+  assign \$90  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
+  assign \$92  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
+  assign \$96  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
+  assign \$97  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
   assign \$29  = { acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi, 16'h0000 };
-  assign \$33  = { \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75], \$32 [75:20] };
-  assign \$39  = { \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58], \$38 [58:15] };
 endmodule

@@ -649,10 +649,11 @@ def column0_fxp32_limit(verilog: str, bits: int, max_int: int) -> re.Match | Non
     """The FXP32 output stage's positive limit of column 0 (the first core's,
     the first in the file), not the QAT quantizer's: the mux on the sign of
     the column's requantized value (``fxp32_0_q``; ``col0_fxp32_q`` in newer
-    generators). Yosys may write that sign as the top bit of the wire the
-    value is sign-extended from, so that wire's bit is looked for too."""
+    generators, ``col0_fxp32_narrow`` since the rounding's carry is added to
+    a narrowed value). Yosys may write that sign as the top bit of the wire
+    the value is sign-extended from, so that wire's bit is looked for too."""
     signs = []
-    for name in ("fxp32_0_q", "col0_fxp32_q"):
+    for name in ("fxp32_0_q", "col0_fxp32_q", "col0_fxp32_narrow"):
         signs.append(rf"{name}\[\d+\]")
         ext = re.search(rf"assign {name} = \{{ (\\\S+) \[(\d+)\], \1\s*\}};", verilog)
         if ext:

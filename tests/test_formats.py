@@ -51,10 +51,11 @@ def _cases(width: int, rnd_bits: int, rng: random.Random) -> list[dict]:
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("overflow", OVERFLOWS)
 def test_generator_half_equals_golden_half_exhaustively(rounding, overflow):
-    """Every 10-bit value shifted by 3 into a 5-bit format (so both overflow
-    directions and every tie occur), in Amaranth's simulator and in numpy."""
+    """Every 12-bit value shifted by 3 into a 5-bit format (so both overflow
+    directions and every tie occur, and floors beyond the generator's narrowing
+    to 7 bits before the rounding's carry), in Amaranth's simulator and in numpy."""
     fmt = FixedFormat(5, 2, rounding=rounding, overflow=overflow)
-    width, shift, rnd_bits = 10, 3, 6
+    width, shift, rnd_bits = 12, 3, 6
     cases = _cases(width, rnd_bits, random.Random(7))
 
     def build(m):

@@ -22,10 +22,15 @@ from fixar.config import ConfigError, FixedFormat
 # The QAT quantizer's roundings (fixar.config.QUANTIZER_ROUNDINGS): what is
 # added to the dividend a 2^16 before the floor division by Delta.
 QUANTIZER_ADDENDS: dict[str, Callable] = {"floor": lambda delta: 0, "half_up": lambda delta: delta >> 1}
-# name -> addend(value, shift, rnd): what is added before ``>> shift``
+# name -> addend(value, shift, rnd): what is added before ``>> shift``, in [0, 2^shift)
 ROUNDERS: dict[str, Callable] = {}
 # name -> fit(m, q, fmt, name): a signed value into ``fmt``'s codes
 OVERFLOWS: dict[str, Callable] = {}
+# name -> narrow(q, fmt): q in bits + 2 bits such that fitting narrow(q) + c
+# equals fitting q + c for c = 0 and 1 (and -1, 2): what requantize
+# fits, so that its rounding increment is a short carry chain, not one as
+# wide as the sum it rounds
+NARROWERS: dict[str, Callable] = {}
 
 
 def _rounding(name: str):
@@ -38,6 +43,13 @@ def _rounding(name: str):
 def _overflow(name: str):
     def register(fn):
         OVERFLOWS[name] = fn
+        return fn
+    return register
+
+
+def _narrower(name: str):
+    def register(fn):
+        NARROWERS[name] = fn
         return fn
     return register
 
@@ -70,17 +82,29 @@ def _stochastic(value, shift: int, rnd):
     return rnd[len(rnd) - shift:]
 
 
+def _floor_and_carry(m: Module, value, shift: int, rounding: str, name: str, rnd):
+    """(value + addend) >> shift as floor(value / 2^shift) + carry, the carry
+    (0 or 1: every addend is below 2^shift) being bit ``shift`` of the low
+    ``shift`` bits plus the addend: the addend's carry chain is ``shift``
+    bits long, not as long as ``value``."""
+    if rounding not in ROUNDERS:
+        raise ConfigError(f"{name}: rounding {rounding!r} has no generator entry (known: {sorted(ROUNDERS)})")
+    low = Signal(shift + 1, name=f"{name}_low")
+    m.d.comb += low.eq(value[:shift] + ROUNDERS[rounding](value, shift, rnd))
+    return value.as_signed() >> shift, low[shift]
+
+
 def round_shift(m: Module, value, shift: int, rounding: str, name: str, rnd=None):
-    """``value`` (signed or unsigned) shifted right by ``shift`` bits with
+    """``value`` (taken as signed) shifted right by ``shift`` bits with
     ``rounding``; a shift of 0 or less leaves it as it is."""
     if rounding not in ROUNDERS:
         raise ConfigError(f"{name}: rounding {rounding!r} has no generator entry (known: {sorted(ROUNDERS)})")
     if shift <= 0:
         return value
-    v = value.as_signed()
-    rounded = Signal(signed(len(value) + 2), name=f"{name}_rounded")
-    m.d.comb += rounded.eq(v + ROUNDERS[rounding](value, shift, rnd))
-    return rounded >> shift
+    floor, carry = _floor_and_carry(m, value, shift, rounding, name, rnd)
+    rounded = Signal(signed(len(value) - shift + 2), name=f"{name}_rounded")
+    m.d.comb += rounded.eq(floor + carry)
+    return rounded
 
 
 @_overflow("wrap")
@@ -104,6 +128,23 @@ def _saturate(m: Module, q, fmt: FixedFormat, name: str):
     return out
 
 
+@_narrower("wrap")
+def _wrap_narrow(q, fmt: FixedFormat):
+    return q[:fmt.bits + 2].as_signed()          # the low bits are all wrapping keeps
+
+
+@_narrower("saturate")
+def _saturate_narrow(q, fmt: FixedFormat):
+    # beyond +-2^(bits + 1) a value saturates, whatever small c is added
+    n = fmt.bits + 2
+    if len(q) <= n:
+        return q
+    top = q[n - 1:]
+    fits = top.all() | ~top.any()
+    return Mux(fits, q[:n].as_signed(), Mux(q[-1], Const(-(1 << (n - 1)), signed(n)),
+                                            Const((1 << (n - 1)) - 1, signed(n))))
+
+
 def fit(m: Module, value, fmt: FixedFormat, name: str, overflow: str | None = None):
     """``value`` into ``fmt``'s codes as ``overflow`` (default ``fmt.overflow``) says (any width)."""
     overflow = overflow or fmt.overflow
@@ -116,8 +157,18 @@ def fit(m: Module, value, fmt: FixedFormat, name: str, overflow: str | None = No
 
 def requantize(m: Module, value, shift: int, fmt: FixedFormat, name: str, rnd=None):
     """The conversion every output stage makes: round ``value`` right by
-    ``shift`` as ``fmt.rounding`` says, then fit it as ``fmt.overflow`` says."""
-    return fit(m, round_shift(m, value, shift, fmt.rounding, name, rnd), fmt, name)
+    ``shift`` as ``fmt.rounding`` says, then fit it as ``fmt.overflow`` says.
+    The rounded value is never built at full width: the floor is narrowed
+    for the overflow first (NARROWERS), then the rounding's carry added."""
+    if shift <= 0:
+        return fit(m, value, fmt, name)
+    if fmt.overflow not in NARROWERS:
+        raise ConfigError(f"{name}: overflow {fmt.overflow!r} has no generator entry (known: {sorted(NARROWERS)})")
+    floor, carry = _floor_and_carry(m, value, shift, fmt.rounding, name, rnd)
+    narrow = Signal(signed(fmt.bits + 3), name=f"{name}_narrow")
+    kept = NARROWERS[fmt.overflow](floor, fmt)
+    m.d.comb += narrow.eq(Mux(carry, kept + 1, kept))    # the increment beside the carry, not after it
+    return fit(m, narrow, fmt, name)
 
 
 def rne(m: Module, value, shift: int, name: str):

@@ -25,14 +25,19 @@ def lane_operands(m: Module, word, fp16, L: int, name: str):
     return lo, word[L:2 * L].as_signed()
 
 
-def output_stage(m: Module, acc_lo, acc_hi, cfg: PEConfig, name: str, rnd_lo=None, rnd_hi=None) -> dict:
-    """The conversions of the two lane sums into ``cfg.out``: ``fxp32`` (the
-    recombined sum), ``fxp16_lo`` and ``fxp16_hi`` (each lane alone), and
-    the recombined ``total`` for other formats (the array's gradients).
-    Random words (stochastic rounding) travel with the sums."""
+def recombined(m: Module, acc_lo, acc_hi, cfg: PEConfig, name: str):
+    """FXP32's one sum from the two lane sums: ``hi * 2**L + lo``."""
     L = cfg.lane_bits
     total = Signal(signed(max(len(acc_lo), len(acc_hi)) + L + 1), name=f"{name}_total")
     m.d.comb += total.eq((acc_hi << L) + acc_lo)
+    return total
+
+
+def output_stage(m: Module, total, acc_lo, acc_hi, cfg: PEConfig, name: str, rnd_lo=None, rnd_hi=None) -> dict:
+    """The conversions of the sums into ``cfg.out``: ``fxp32`` (of the
+    recombined ``total``), ``fxp16_lo`` and ``fxp16_hi`` (each lane alone),
+    and ``total`` itself for other formats (the array's gradients). Random
+    words (stochastic rounding) travel with the sums."""
     return {"total": total,
             "fxp32": requantize(m, total, cfg.shift32, cfg.out, f"{name}_fxp32", rnd_lo),
             "fxp16_lo": requantize(m, acc_lo, cfg.shift16, cfg.out, f"{name}_fxp16_lo", rnd_lo),

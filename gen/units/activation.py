@@ -2,8 +2,9 @@
 
 The tanh table (config.activation.tanh_table) sits in a small ROM holding,
 per point k, T[k] and the step T[k+1] - T[k]; the unit interpolates with one
-multiply. Pipeline: input register, then lookup + interpolate + sign into the
-output register (``LATENCY`` = 2). The rules are written in docs/numerics.md
+multiply. Pipeline (``LATENCY`` = 5): input register; |x|; the table read;
+the interpolation's product; point + rounded product, sign and function into
+the output register. The rules are written in docs/numerics.md
 and independently in the golden model (fixar.golden.activation).
 """
 from __future__ import annotations
@@ -47,38 +48,50 @@ class ActivationUnit(wiring.Component):
             shape=unsigned(y_bits + d_bits), depth=len(table),
             init=[y | (d << y_bits) for y, d in zip(table, steps)])
         rd = rom.read_port(domain="comb")
-
-        x1 = Signal(signed(fmt.bits))
-        func1 = Signal(enum_bits(ActFunc))
-        m.d.sync += [x1.eq(self.x), func1.eq(self.func)]
         stages = Stages("activation unit", self.LATENCY)
-        stages.stage()
 
-        # |x|, with |min_int| saturated to max_int.
-        t = Signal(unsigned(fmt.bits - 1))
-        m.d.comb += t.eq(Mux(x1 == fmt.min_int, fmt.max_int, Mux(x1 < 0, -x1, x1)))
-        limit = 1 << (act.tanh_range_log2 + F)
-        inside = t < limit
-        last = len(table) - 1
-        m.d.comb += rd.addr.eq(Mux(inside, t >> s, last))
-        y0 = rd.data[:y_bits]
-        step = rd.data[y_bits:]
+        def reg(value, name, shape=None):
+            r = Signal(shape if shape is not None else value.shape(), name=name)
+            m.d.sync += r.eq(value)
+            return r
+
+        def carry(*signals):
+            return [reg(v, f"{v.name.rsplit('_s', 1)[0]}_s{stages.built + 1}") for v in signals]
+
+        # ---- input register
+        x, func = reg(self.x, "x_s1", signed(fmt.bits)), reg(self.func, "func_s1", enum_bits(ActFunc))
+        stages.stage()
+        # ---- |x|, with |min_int| saturated to max_int
+        t = reg(Mux(x == fmt.min_int, fmt.max_int, Mux(x < 0, -x, x)), "abs_s2", unsigned(fmt.bits - 1))
+        x, func = carry(x, func)
+        stages.stage()
+        # ---- the table read at |x|'s segment (the last point beyond the range)
+        inside = t < (1 << (act.tanh_range_log2 + F))
+        m.d.comb += rd.addr.eq(Mux(inside, t >> s, len(table) - 1))
+        y0 = reg(rd.data[:y_bits], "point_s3")
+        step = reg(rd.data[y_bits:], "step_s3")
+        r = reg(Mux(inside, t[:s], 0), "within_s3", unsigned(max(s, 1)))
+        x, func = carry(x, func)
+        stages.stage()
+        # ---- the interpolation's product
+        prod = reg(step * r, "product_s4")
+        y0, x, func = carry(y0, x, func)
+        stages.stage()
+        # ---- the point plus the rounded product, the sign, the function
         mag = Signal(unsigned(y_bits + 1))
         if s > 0:
-            r = Mux(inside, t[:s], 0)
-            m.d.comb += mag.eq(y0 + ((step * r + (1 << (s - 1))) >> s))
+            m.d.comb += mag.eq(y0 + ((prod + (1 << (s - 1))) >> s))
         else:
             m.d.comb += mag.eq(y0)
-        tanh_y = Mux(x1 < 0, -mag, mag)
-        relu_y = Mux(x1 < 0, 0, x1)
-
-        with m.Switch(func1):
+        tanh_y = Mux(x < 0, -mag, mag)
+        relu_y = Mux(x < 0, 0, x)
+        with m.Switch(func):
             with m.Case(ActFunc.RELU):
                 m.d.sync += self.y.eq(relu_y)
             with m.Case(ActFunc.TANH):
                 m.d.sync += self.y.eq(tanh_y)
             with m.Default():  # IDENTITY (and the unused code 3)
-                m.d.sync += self.y.eq(x1)
+                m.d.sync += self.y.eq(x)
         stages.stage()
         stages.check()
         return m

@@ -19,13 +19,18 @@ bias-corrected step size) are inputs held steady by the controller for a
 whole update pass. Every product is exact (no intermediate truncation
 except where the rule says floor or rne), so widths follow from the config.
 
-Pipeline stages, one register each (``latency(cfg)`` = 5 + Newton steps):
-  0  input registers (g clipped on its way in)
-  1  new moments m, v
-  2  x = v + E2; leading-one, normalised mantissa, seed lookup
-  3.. one Newton step each
-  +1 P = rne(m y), q = P L
-  +1 the shifted, rounded update subtracted from w, saturated
+Pipeline: one register stage per product, sum, rounding or normalisation
+(``latency(cfg)`` = fixar.config.timing's ADAM_FIXED_STAGES +
+ADAM_NEWTON_STAGES per Newton step), so that no stage chains two wide carry
+chains or a product into an adder:
+  inputs (g clipped on its way in)
+  moments: the four products; B1 m + C1 g and g^2 into v's format; m rounded
+  and C2 g^2; B2 v + C2 g^2; v rounded
+  rsqrt: x = v + E2; leading one and normalised mantissa; the seed table
+  each Newton step: y^2; times the mantissa; 3 minus it; times y
+  P = m y; P rounded; q = P L
+  the shift keeping the guard bit, and the sticky bit; the rounded update;
+  w minus it, saturated, into the output registers
 This module knows nothing of the golden model (fixar.golden.adam); both
 follow the config and docs/adam.md.
 """
@@ -80,125 +85,136 @@ class AdamUnit(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         ad, wf = cfg.adam, cfg.pe.weight
-        cf, rf = ad.coef_frac, ad.rsqrt_frac
+        rf = ad.rsqrt_frac
         m = Module()
+        stages = Stages("Adam unit", self.latency(cfg))
+        ride: dict[str, Signal] = {}   # the values of the stage being built
 
-        def reg(shape, name, value):
-            r = Signal(shape, name=name)
-            m.d.sync += r.eq(value)
-            return r
+        def step(tag: str, drop: tuple[str, ...] = (), **new) -> None:
+            """One register stage: the ``new`` values, given as (shape, value),
+            and every value riding on except the ``drop``ped ones."""
+            nxt = {k: _reg(m, v.shape(), f"{k}_{tag}", v) for k, v in ride.items() if k not in drop}
+            nxt.update({k: _reg(m, shape, f"{k}_{tag}", v) for k, (shape, v) in new.items()})
+            ride.clear()
+            ride.update(nxt)
+            stages.stage()
 
-        # ---- stage 0: inputs
-        valid = [reg(1, "valid0", self.valid)]
-        w0 = reg(signed(wf.bits), "w0", self.w)
-        # g clipped where its square would saturate v (else m / sqrt(v) outgrows Adam's bound)
+        # ---- inputs (g clipped where its square would saturate v, else m / sqrt(v) outgrows Adam's bound)
         G = ad.grad_limit
-        g0 = reg(signed(ad.grad.bits), "g0", Mux(self.g > G, G, Mux(self.g < -G, -G, self.g)))
-        m0 = reg(signed(ad.m.bits), "m0", self.m)
-        v0 = reg(unsigned(ad.v.bits), "v0", self.v)
+        step("in", valid=(1, self.valid), w=(signed(wf.bits), self.w),
+             g=(signed(ad.grad.bits), Mux(self.g > G, G, Mux(self.g < -G, -G, self.g))),
+             m=(signed(ad.m.bits), self.m), v=(unsigned(ad.v.bits), self.v))
+        self._moments(m, ride, step)
+        self._rsqrt_seed(m, ride, step)
+        for i in range(ad.rsqrt_newton):
+            self._newton(ride, step, i)
 
-        # ---- stage 1: moments
-        g_m = g0 << (ad.m.frac - ad.grad.frac)
-        m_sum = Signal(signed(ad.m.bits + cf + 3), name="m_sum")
-        m.d.comb += m_sum.eq(self.b1 * m0 + self.c1 * g_m)
-        m1 = reg(signed(ad.m.bits), "m1", requantize(m, m_sum, cf, ad.m, "m_new"))
+        # ---- P = rne(m y / 2^rf) in m's format; q = P L (lr is unsigned)
+        step("py", py=(signed(ad.m.bits + rf + 2), ride["m"] * ride["y"].as_signed()), drop=("y", "mant"))
+        step("p", p=(signed(ad.m.bits), requantize(m, ride["py"], rf, ad.m, "p")),
+             shift=(signed(9), ad.m.frac + ad.lr_frac - wf.frac - ride["s"]), drop=("py", "s"))
+        q_bits = ad.m.bits + ad.lr_frac + 2
+        sh = ride["shift"]
+        # sh < 1: an update beyond any weight; else the shift, at most q's width
+        step("q", q=(signed(q_bits), ride["p"] * self.lr), beyond=(1, sh < 1),
+             shift=(range(q_bits + 1), Mux(sh < 1, 1, Mux(sh > q_bits, q_bits, sh))), drop=("p", "shift"))
+        self._update(m, ride, step, stages)
+        stages.check()
+        return m
 
-        g2 = Signal(unsigned(2 * ad.grad.bits), name="g2")
-        m.d.comb += g2.eq(g0 * g0)
+    def _moments(self, m: Module, ride: dict, step) -> None:
+        """m <- rnd_m((B1 m + C1 g) / 2^cf), v <- rnd_v((B2 v + C2 g^2) / 2^cf):
+        products, then sums, then each rounding in a stage of its own."""
+        ad, cf = self.cfg.adam, self.cfg.adam.coef_frac
+        g_m = ride["g"] << (ad.m.frac - ad.grad.frac)
+        step("prod", mb=(signed(ad.m.bits + cf + 2), self.b1 * ride["m"]),
+             mc=(signed(ad.m.bits + cf + 2), self.c1 * g_m),
+             vb=(unsigned(ad.v.bits + cf + 1), self.b2 * ride["v"]),
+             g2=(unsigned(2 * ad.grad.bits), ride["g"] * ride["g"]), drop=("m", "v", "g"))
         d = ad.v.frac - 2 * ad.grad.frac
-        g2v = Signal(unsigned(ad.v.bits), name="g2_in_v")
+        g2 = ride["g2"]
         if d >= 0:
-            m.d.comb += g2v.eq(Mux(g2 > (ad.v.max_int >> d), ad.v.max_int, g2 << d))
+            g2v = Mux(g2 > (ad.v.max_int >> d), ad.v.max_int, g2 << d)
         else:
-            m.d.comb += g2v.eq(requantize(m, g2.as_signed(), -d, ad.v, "g2_sat"))
-        v_sum = Signal(unsigned(ad.v.bits + cf + 2), name="v_sum")
-        m.d.comb += v_sum.eq(self.b2 * v0 + self.c2 * g2v)
-        v1 = reg(unsigned(ad.v.bits), "v1", requantize(m, v_sum.as_signed(), cf, ad.v, "v_new"))
-        valid.append(reg(1, "valid1", valid[-1]))
-        w1 = reg(signed(wf.bits), "w1", w0)
+            g2v = requantize(m, g2.as_signed(), -d, ad.v, "g2_sat")
+        step("msum", m_sum=(signed(ad.m.bits + cf + 3), ride["mb"] + ride["mc"]),
+             g2v=(unsigned(ad.v.bits), g2v), drop=("mb", "mc", "g2"))
+        step("mnew", m=(signed(ad.m.bits), requantize(m, ride["m_sum"], cf, ad.m, "m_new")),
+             vc=(unsigned(ad.v.bits + cf + 1), self.c2 * ride["g2v"]), drop=("m_sum", "g2v"))
+        step("vsum", v_sum=(unsigned(ad.v.bits + cf + 2), ride["vb"] + ride["vc"]), drop=("vb", "vc"))
+        step("vnew", v=(unsigned(ad.v.bits), requantize(m, ride["v_sum"].as_signed(), cf, ad.v, "v_new")),
+             drop=("v_sum",))
 
-        # ---- stage 2: x = v + E2 normalised to a mantissa in [1, 4) with rf
-        # fraction bits and an even exponent; the seed for its segment
+    def _rsqrt_seed(self, m: Module, ride: dict, step) -> None:
+        """x = v + E2 normalised to a mantissa in [1, 4) with rf fraction bits
+        and an even exponent, and the seed of its segment: the add, the
+        leading one and shift, the table read, a stage each."""
+        ad, rf = self.cfg.adam, self.cfg.adam.rsqrt_frac
         xb = ad.v.bits + 1
-        x = Signal(unsigned(xb), name="rsqrt_x")
-        m.d.comb += x.eq(v1 + self.e2)
+        step("x", x=(unsigned(xb), ride["v"] + self.e2))
+        x = ride["x"]
         e = Signal(range(xb), name="rsqrt_lead")       # position of the leading one (x >= 1)
         for i in range(xb):
             with m.If(x[i]):
                 m.d.comb += e.eq(i)
         k = Signal(signed(8), name="rsqrt_k")          # value = 2^k (1 + f)
         m.d.comb += k.eq(e - ad.v.frac)
-        odd = k[0]
-        mn = Signal(unsigned(rf + 1), name="rsqrt_norm")  # [2^rf, 2^(rf+1))
-        m.d.comb += mn.eq(Mux(e >= rf, x >> (e - rf).as_unsigned(), x << (rf - e).as_unsigned()))
+        mn = Mux(e >= rf, x >> (e - rf).as_unsigned(), x << (rf - e).as_unsigned())
+        step("norm", mn=(unsigned(rf + 1), mn), k=(signed(8), k), drop=("x",))
         half = ad.rsqrt_table_bits - 1
         table = ad.rsqrt_table()
         m.submodules.rsqrt_seeds = rom = Memory(shape=unsigned(rf + 1), depth=len(table), init=table)
         rd = rom.read_port(domain="comb")
+        mn, k = ride["mn"], ride["k"]
+        odd = k[0]
         m.d.comb += rd.addr.eq(mn[rf - half:rf] | (odd << half))
-        mant = reg(unsigned(rf + 2), "rsqrt_mant2", Mux(odd, mn << 1, mn))
-        y = reg(unsigned(rf + 1), "rsqrt_seed", rd.data)
-        kk = k - odd                                    # even
-        s = reg(signed(8), "rsqrt_s2", -(kk >> 1))
-        valid.append(reg(1, "valid2", valid[-1]))
-        m2 = reg(signed(ad.m.bits), "m2", m1)
-        v2 = reg(unsigned(ad.v.bits), "v2", v1)
-        w2 = reg(signed(wf.bits), "w2", w1)
+        step("seed", mant=(unsigned(rf + 2), Mux(odd, mn << 1, mn)), y=(unsigned(rf + 1), rd.data),
+             s=(signed(8), -((k - odd) >> 1)), drop=("mn", "k"))
 
-        # ---- Newton steps y <- floor(y (3 - floor(floor(m floor(y^2)) ) ) / 2), fixed point
-        mm, vv, ww = m2, v2, w2
-        for i in range(ad.rsqrt_newton):
-            t1 = Signal(unsigned(2 * (rf + 1)), name=f"newton{i}_t1")
-            m.d.comb += t1.eq((y * y) >> rf)
-            t2 = Signal(unsigned(rf + 2 + 2 * (rf + 1)), name=f"newton{i}_t2")
-            m.d.comb += t2.eq((mant * t1) >> rf)
-            corr = Signal(signed(len(t2) + 2), name=f"newton{i}_corr")
-            m.d.comb += corr.eq(Const(3 << rf, unsigned(rf + 2)) - t2)
-            prod = Signal(signed(len(corr) + rf + 2), name=f"newton{i}_prod")
-            m.d.comb += prod.eq(y.as_signed() * corr)
-            y_next = Signal(signed(rf + 3), name=f"newton{i}_y")
-            m.d.comb += y_next.eq(prod >> (rf + 1))
-            y = reg(unsigned(rf + 1), f"rsqrt_y{i + 1}", y_next[:rf + 1])
-            mant = reg(unsigned(rf + 2), f"rsqrt_mant{i + 3}", mant)
-            s = reg(signed(8), f"rsqrt_s{i + 3}", s)
-            valid.append(reg(1, f"valid_newton{i + 1}", valid[-1]))
-            mm = reg(signed(ad.m.bits), f"m_newton{i + 1}", mm)
-            vv = reg(unsigned(ad.v.bits), f"v_newton{i + 1}", vv)
-            ww = reg(signed(wf.bits), f"w_newton{i + 1}", ww)
+    def _newton(self, ride: dict, step, i: int) -> None:
+        """y <- floor(y (3 - floor(mant floor(y^2 / 2^rf) / 2^rf)) / 2^(rf+1)):
+        each product and the subtraction in a stage of its own."""
+        rf = self.cfg.adam.rsqrt_frac
+        y = ride["y"]
+        step(f"n{i}_t1", t1=(unsigned(2 * (rf + 1)), (y * y) >> rf))
+        t2 = (ride["mant"] * ride["t1"]) >> rf
+        step(f"n{i}_t2", t2=(unsigned(rf + 2 + 2 * (rf + 1)), t2), drop=("t1",))
+        corr = Const(3 << rf, unsigned(rf + 2)) - ride["t2"]
+        step(f"n{i}_corr", corr=(signed(rf + 2 + 2 * (rf + 1) + 2), corr), drop=("t2",))
+        prod = ride["y"].as_signed() * ride["corr"]
+        step(f"n{i}_y", y=(unsigned(rf + 1), (prod >> (rf + 1))[:rf + 1]), drop=("corr",))
 
-        # ---- P = rne(m y / 2^rf) in m's format; q = P L
-        py = Signal(signed(ad.m.bits + rf + 2), name="p_full")
-        m.d.comb += py.eq(mm * y.as_signed())
-        p = requantize(m, py, rf, ad.m, "p")
-        q = reg(signed(ad.m.bits + ad.lr_frac + 2), "q", p * self.lr)  # lr is unsigned
-        sh = reg(signed(9), "shift", ad.m.frac + ad.lr_frac - wf.frac - s)
-        valid.append(reg(1, "valid_q", valid[-1]))
-        mq = reg(signed(ad.m.bits), "m_q", mm)
-        vq = reg(unsigned(ad.v.bits), "v_q", vv)
-        wq = reg(signed(wf.bits), "w_q", ww)
+    def _update(self, m: Module, ride: dict, step, stages: Stages) -> None:
+        """d = rne(q / 2^s) and w - d saturated: the shift (keeping the guard
+        bit) and the sticky bit; the rounding increment; the subtraction.
 
-        # ---- d = rne(q / 2^sh) (an update beyond any weight when sh < 1); w - d
-        shp = Signal(range(len(q) + 2), name="shift_pos")
-        m.d.comb += shp.eq(Mux(sh < 1, 1, Mux(sh > len(q), len(q), sh)))
-        bit = (q >> shp)[0]
-        shm1 = Signal(range(len(q) + 1), name="shift_pos_m1")
-        m.d.comb += shm1.eq(shp - 1)
-        add = Signal(signed(len(q) + 1), name="update_add")
-        m.d.comb += add.eq(((Const(1, unsigned(len(q) + 1)) << shm1) - 1 + bit).as_signed())
-        d_rne = Signal(signed(len(q) + 2), name="update")
-        m.d.comb += d_rne.eq((q + add) >> shp)
-        big = Mux(q < 0, -wf.max_int, Mux(q > 0, wf.max_int, 0))
-        dd = Signal(signed(len(q) + 2), name="update_sat")
-        m.d.comb += dd.eq(Mux(sh < 1, big, d_rne))
-        w_new = Signal(signed(len(dd) + 1), name="w_minus_update")
-        m.d.comb += w_new.eq(wq - dd)
+        rne: d = floor(q / 2^s) + (guard and (sticky or lsb)). d is clamped to
+        +-2^(weight bits + 1) before the increment: beyond that w - d
+        saturates whatever d is, so the clamp changes no result and keeps the
+        increment and the subtraction narrow."""
+        wf = self.cfg.pe.weight
+        q = ride["q"]
+        s1 = Signal(range(len(q)), name="shift_minus_1")      # the guard bit's position
+        m.d.comb += s1.eq(ride["shift"] - 1)
+        sticky = (q & ((Const(1, unsigned(len(q))) << s1) - 1)).any()
+        step("guard", t=(signed(len(q)), q >> s1), sticky=(1, sticky), drop=("q", "shift"))
+        t = ride["t"]
+        floor_d, top = t >> 1, 1 << (wf.bits + 1)
+        clamped = Mux(floor_d >= top, top, Mux(floor_d < -top, -top, floor_d))
+        d = clamped + (t[0] & (ride["sticky"] | t[1]))
+        big = Mux(t < 0, -wf.max_int, Mux(t > 0, wf.max_int, 0))
+        step("update", d=(signed(wf.bits + 3), Mux(ride["beyond"], big, d)), drop=("t", "sticky", "beyond"))
+        w_new = ride["w"] - ride["d"]
         m.d.sync += [
-            self.out_valid.eq(valid[-1]),
+            self.out_valid.eq(ride["valid"]),
             self.out_w.eq(_saturate(m, w_new, wf, "w_new")),
-            self.out_m.eq(mq),
-            self.out_v.eq(vq),
+            self.out_m.eq(ride["m"]),
+            self.out_v.eq(ride["v"]),
         ]
-        stages = Stages("Adam unit", self.latency(self.cfg))
-        stages.stage(len(valid) + 1)  # every stage carries valid; out_valid is the last
-        stages.check()
-        return m
+        stages.stage()
+
+
+def _reg(m: Module, shape, name: str, value) -> Signal:
+    r = Signal(shape, name=name)
+    m.d.sync += r.eq(value)
+    return r

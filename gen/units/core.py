@@ -54,9 +54,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, quantizer_widths
-from fixar.config.timing import CORE_STAGES
+from fixar.config.timing import CORE_STAGES, QUANTIZER_STAGES
 from fixar.gen.lib.arith import QUANTIZER_ADDENDS, requantize
-from fixar.gen.lib.datapath import lane_operands, output_stage, select_mode
+from fixar.gen.lib.datapath import lane_operands, output_stage, recombined, select_mode
 from fixar.gen.lib.multipliers import multiply
 from fixar.gen.lib.noise import hash_rounds
 from fixar.gen.lib.pipe import Stages, reg
@@ -74,7 +74,7 @@ def quantizer_ports(cfg: FixarConfig) -> dict:
 class ArrayCore(wiring.Component):
     # input register, products, column sums, accumulate, cross-core add,
     # rounding into the activation unit's input register, activation output,
-    # then the QAT quantizer's five stages (passed through when fq is off)
+    # then the QAT quantizer's stages (passed through when fq is off)
     LATENCY = CORE_STAGES
 
     @staticmethod
@@ -162,30 +162,32 @@ class ArrayCore(wiring.Component):
         s4 = follow(s3, 4)
         tot_lo, tot_hi = self._cross_core_add(m, fin_lo, fin_hi)
 
-        # Stages 5-6: round once into pe.out, then the activation units
-        # (their input and output registers).
+        # Stages 5 .. 4 + A: round once into pe.out, then the activation
+        # units (A = their latency, input register to output register).
         out_lo, out_hi = self._round_and_activate(m, s4, tot_lo, tot_hi, rnd)
-        s5 = follow(s4, 5)
-        s6 = follow(s5, 6)
-        assert ActivationUnit.LATENCY == 2, "s4 -> act input reg (s5) -> act output reg (s6)"
+        act_done = 4 + ActivationUnit.LATENCY
+        stages = [s4]
+        for k in range(5, act_done + 1):
+            stages.append(follow(stages[-1], k))
+        s_act = stages[-1]
 
-        # Stages 7-11: the QAT quantizer on the low lane (see the docstring).
-        stages = [s6]
-        for k in range(7, 12):
+        # The QAT quantizer on the low lane (see the docstring), its stages after the activation's.
+        q_stages = range(act_done + 1, act_done + 1 + QUANTIZER_STAGES)
+        for k in q_stages:
             stages.append(follow(stages[-1], k))
         # the ReLU mask: a masked transposed product never uses fq (describe()
         # rejects it), so zeroing the bypass lane is enough
-        y_lo = [Mux(s6["keep"][c], y, 0) for c, y in enumerate(out_lo)]
+        y_lo = [Mux(s_act["keep"][c], y, 0) for c, y in enumerate(out_lo)]
         y_hi = out_hi
-        for k in range(7, 12):           # the results as they are, when fq is off
+        for k in q_stages:              # the results as they are, when fq is off
             y_lo = [reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
             y_hi = [reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]
         fq_lo = self._quantizer(m, out_lo)
         built.check()
-        s11 = stages[-1]
-        fq11 = self.fq            # like the quantizer's numbers: constant for the operation
-        lo = [Mux(fq11, x, y) for x, y in zip(fq_lo, y_lo)]
-        m.d.comb += [self.out_valid.eq(s11["valid"] & s11["last"]), self.out_slot.eq(s11["slot"]),
+        last = stages[-1]
+        fq = self.fq              # like the quantizer's numbers: constant for the operation
+        lo = [Mux(fq, x, y) for x, y in zip(fq_lo, y_lo)]
+        m.d.comb += [self.out_valid.eq(last["valid"] & last["last"]), self.out_slot.eq(last["slot"]),
                      self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*y_hi))]
         return m
 
@@ -271,14 +273,15 @@ class ArrayCore(wiring.Component):
         return tot_lo, tot_hi
 
     def _round_and_activate(self, m: Module, s4: dict, tot_lo: list, tot_hi: list, rnd) -> tuple[list, list]:
-        """Stages 5-6: each column's sums rounded once, then its activation units."""
+        """Stage 5 on: each column's sums rounded once, then its activation units."""
         cfg = self.cfg
         pe = cfg.pe
         out_lo, out_hi = [], []
         for c in range(cfg.array.cols):
             # the PE's output stage (gen/lib/datapath), and weight gradients
             # rounded from the same recombined sum into their own format
-            out = output_stage(m, tot_lo[c], tot_hi[c], pe, f"col{c}", *(rnd[c] if rnd else (None, None)))
+            total = recombined(m, tot_lo[c], tot_hi[c], pe, f"col{c}")
+            out = output_stage(m, total, tot_lo[c], tot_hi[c], pe, f"col{c}", *(rnd[c] if rnd else (None, None)))
             yg = requantize(m, out["total"], pe.weight.frac + pe.act32.frac - cfg.adam.grad.frac, cfg.adam.grad,
                             f"grad_{c}")
             y_lo, y_hi = select_mode(out, s4["mode"], Mux(s4["grad"], yg, out["fxp32"]))
@@ -290,7 +293,11 @@ class ArrayCore(wiring.Component):
         return out_lo, out_hi
 
     def _quantizer(self, m: Module, out_lo: list) -> list:
-        """Stages 7-11: the QAT quantizer of each low-lane result (see the module docstring)."""
+        """The QAT quantizer of each low-lane result (see the module docstring), in
+        the QUANTIZER_STAGES stages after the activation units' output, its
+        registers numbered from 1: n's sign and magnitude; times the magic
+        number; shifted and clamped; plus the zero point; clipped minus the
+        zero point; times Delta; rounded into pe.act32."""
         cfg = self.cfg
         pe = cfg.pe
         ob = pe.out.bits
@@ -300,31 +307,31 @@ class ArrayCore(wiring.Component):
         half = QUANTIZER_ADDENDS[cfg.array.quantizer_rounding](self.q_delta)
         fq_lo = []
         for c, y in enumerate(out_lo):
-            neg7 = Signal(name=f"q_neg7_{c}")
-            u7 = Signal(unsigned(nb), name=f"q_u7_{c}")       # the dividend n if n >= 0, else ~n = -n - 1
             n = Signal(signed(ob + qb + 1), name=f"q_n_{c}")
             m.d.comb += n.eq((y << qb) + half)
-            m.d.sync += [neg7.eq(n[-1]), u7.eq(Mux(n[-1], ~n, n)[:nb])]
-            neg8 = reg(m, neg7, f"q_neg8_{c}")
-            p8 = Signal(unsigned(nb + qw["magic"]), name=f"q_p8_{c}")
-            m.d.sync += p8.eq(u7 * self.q_magic)
+            neg = reg(m, n[-1], f"q_neg1_{c}")
+            u = reg(m, Mux(n[-1], ~n, n)[:nb], f"q_u1_{c}")      # the dividend n if n >= 0, else ~n = -n - 1
+            p = Signal(unsigned(nb + qw["magic"]), name=f"q_p2_{c}")
+            m.d.sync += p.eq(u * self.q_magic)
+            neg = reg(m, neg, f"q_neg2_{c}")
             f = Signal(unsigned(nb + qw["magic"]), name=f"q_f_{c}")
-            m.d.comb += f.eq(p8 >> self.q_shift)                # floor(u / Delta)
-            top = 1 << (qb + 1)                                  # beyond it q clips either way
-            fs = Signal(unsigned(qb + 2), name=f"q_fs_{c}")
-            m.d.comb += fs.eq(Mux(f > top, top, f))
-            qv = Signal(signed(qb + 4), name=f"q_v_{c}")
+            m.d.comb += f.eq(p >> self.q_shift)                   # floor(u / Delta)
+            top = 1 << (qb + 1)                                    # beyond it q clips either way
+            fs = Signal(unsigned(qb + 2), name=f"q_fs3_{c}")
+            m.d.sync += fs.eq(Mux(f > top, top, f))
+            neg = reg(m, neg, f"q_neg3_{c}")
             zero = self.q_zero
-            m.d.comb += qv.eq(Mux(neg8, zero - fs - 1, zero + fs))  # floor(n / Delta) + z
+            qv = Signal(signed(qb + 4), name=f"q_v4_{c}")
+            m.d.sync += qv.eq(Mux(neg, zero - fs - 1, zero + fs))     # floor(n / Delta) + z
             q = Signal(unsigned(qb), name=f"q_{c}")
             m.d.comb += q.eq(Mux(qv < 0, 0, Mux(qv > (1 << qb) - 1, (1 << qb) - 1, qv)))
-            d9 = Signal(signed(qb + 2), name=f"q_d9_{c}")
-            m.d.sync += d9.eq(q - zero)
-            v10 = Signal(signed(qb + 2 + qw["delta"]), name=f"q_v10_{c}")
-            m.d.sync += v10.eq(d9 * self.q_delta)
-            x11 = Signal(signed(pe.act32.bits), name=f"q_x11_{c}")
-            m.d.sync += x11.eq(requantize(m, v10, qb, pe.act32, f"q_dq_{c}"))
-            fq_lo.append(x11)
+            d = Signal(signed(qb + 2), name=f"q_d5_{c}")
+            m.d.sync += d.eq(q - zero)
+            v = Signal(signed(qb + 2 + qw["delta"]), name=f"q_v6_{c}")
+            m.d.sync += v.eq(d * self.q_delta)
+            x = Signal(signed(pe.act32.bits), name=f"q_x7_{c}")
+            m.d.sync += x.eq(requantize(m, v, qb, pe.act32, f"q_dq_{c}"))
+            fq_lo.append(x)
         return fq_lo
 
     def _random_words(self, m: Module, s0: dict) -> list:

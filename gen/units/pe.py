@@ -15,7 +15,8 @@ Pipeline (one input per cycle, ``LATENCY`` clock edges from input to output):
   1. register the inputs             (maps onto DSP48E2 A/B registers)
   2. register the two products       (M registers)
   3. accumulate: acc = (clear ? 0 : acc) + (acc_en ? p : 0), modulo 2**acc_bits
-  4. register the output: round, shift, saturate or wrap into ``cfg.out``
+  4. register FXP32's recombined sum hi * 2**L + lo beside the two lane sums
+  5. register the output: round, shift, saturate or wrap into ``cfg.out``
 ``acc_en = 0`` holds the sums; ``clear`` with ``acc_en`` starts a new sum.
 
 This module knows nothing of the golden model; both follow the config and
@@ -29,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from fixar.config import PEConfig, PEMode, enum_bits
 from fixar.config.timing import PE_STAGES
-from fixar.gen.lib.datapath import lane_operands, output_stage, select_mode
+from fixar.gen.lib.datapath import lane_operands, output_stage, recombined, select_mode
 from fixar.gen.lib.multipliers import multiply
 from fixar.gen.lib.pipe import Stages, delay
 
@@ -105,14 +106,23 @@ class PE(wiring.Component):
         ]
         stages.stage()
 
+        # Stage 4: FXP32's recombined sum (hi * 2**L + lo) and the lane sums,
+        # registered apart from the rounding: two wide carry chains, one per stage.
+        total4 = Signal(signed(cfg.acc_bits + L + 1), name="total4")
+        lo4, hi4 = Signal.like(acc_lo, name="acc_lo4"), Signal.like(acc_hi, name="acc_hi4")
+        mode4 = Signal(name="mode4")
+        m.d.sync += [total4.eq(recombined(m, acc_lo, acc_hi, cfg, "sum")), lo4.eq(acc_lo), hi4.eq(acc_hi),
+                     mode4.eq(mode3)]
+        stages.stage()
+
         # Random words travel with their input so that each result is rounded
         # with the word that was presented alongside its last operand.
-        rnd_lo3 = rnd_hi3 = None
+        rnd_lo4 = rnd_hi4 = None
         if stochastic:
-            rnd_lo3, rnd_hi3 = delay(m, self.rnd_lo, 3), delay(m, self.rnd_hi, 3)
+            rnd_lo4, rnd_hi4 = delay(m, self.rnd_lo, 4), delay(m, self.rnd_hi, 4)
 
-        # Stage 4: output.
-        y_lo, y_hi = select_mode(output_stage(m, acc_lo, acc_hi, cfg, "out", rnd_lo3, rnd_hi3), mode3)
+        # Stage 5: output.
+        y_lo, y_hi = select_mode(output_stage(m, total4, lo4, hi4, cfg, "out", rnd_lo4, rnd_hi4), mode4)
         m.d.sync += [self.y_lo.eq(y_lo), self.y_hi.eq(y_hi)]
         stages.stage()
         stages.check()

@@ -237,6 +237,8 @@ HEADLINE = (
     ("Whole-step utilization (useful MACs / (PEs x step cycles)), B = 512", "step_util_b512", "0.924"),
     ("Clock the logic supports: Yosys logic-only critical path + 43 % routing allowance (MHz)",
      "clock_mhz_estimate", "164 (after Vivado routing)"),
+    ("Accelerator IPS per environment step, B = 512, at that estimated clock (cycle model = RTL)",
+     "accel_ips_fixar_b512_at_clock_estimate", "53,826.8 (at 164 MHz)"),
     ("Array utilization of a training step's products, B = 64", "array_util_train_b64", "-"),
     ("HalfCheetah return, QAT, 100 000 steps, 64-64 (mean of 3 seeds)", "study100k_halfcheetah_qat_final_return",
      "about 1,850 (1M steps, 400-300)"),

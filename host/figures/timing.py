@@ -361,4 +361,15 @@ def timing_figures(cfg, units: tuple[str, ...] = ("pe", "act", "adam", "vector",
     figs["routing_fraction"] = round(ROUTING_FRACTION, 3)
     figs["clock_mhz_estimate"] = clock_mhz(figs["kernel_logic_ns_max"])
     figs["clock_mhz_estimate_dsp7"] = clock_mhz(figs["kernel_logic_ns_max_dsp7"])
+    figs.update(ips_at_clock(cfg, figs["clock_mhz_estimate"]))
     return figs
+
+
+def ips_at_clock(cfg, mhz: float, batches: tuple[int, ...] = (64, 512)) -> dict:
+    """FIXAR's accelerator IPS (per environment step, acting pass included)
+    of the 400-300 HalfCheetah step at ``mhz`` instead of the config's target
+    clock, from the cycle model (equal to the RTL's cycles, which make bench
+    trainer checks): accel_ips_fixar_b<B>_at_clock_estimate."""
+    from fixar.compiler.program import projected
+    return {f"accel_ips_fixar_b{b}_at_clock_estimate":
+            round(projected(cfg, 17, 6, (400, 300), b, mhz * 1e6)["accel_ips"]) for b in batches}
