@@ -82,13 +82,16 @@ def _stochastic(value, shift: int, rnd):
     return rnd[len(rnd) - shift:]
 
 
+def _check_rounding(rounding: str, name: str) -> None:
+    if rounding not in ROUNDERS:
+        raise ConfigError(f"{name}: rounding {rounding!r} has no generator entry (known: {sorted(ROUNDERS)})")
+
+
 def _floor_and_carry(m: Module, value, shift: int, rounding: str, name: str, rnd):
     """(value + addend) >> shift as floor(value / 2^shift) + carry, the carry
     (0 or 1: every addend is below 2^shift) being bit ``shift`` of the low
     ``shift`` bits plus the addend: the addend's carry chain is ``shift``
     bits long, not as long as ``value``."""
-    if rounding not in ROUNDERS:
-        raise ConfigError(f"{name}: rounding {rounding!r} has no generator entry (known: {sorted(ROUNDERS)})")
     low = Signal(shift + 1, name=f"{name}_low")
     m.d.comb += low.eq(value[:shift] + ROUNDERS[rounding](value, shift, rnd))
     return value.as_signed() >> shift, low[shift]
@@ -97,8 +100,7 @@ def _floor_and_carry(m: Module, value, shift: int, rounding: str, name: str, rnd
 def round_shift(m: Module, value, shift: int, rounding: str, name: str, rnd=None):
     """``value`` (taken as signed) shifted right by ``shift`` bits with
     ``rounding``; a shift of 0 or less leaves it as it is."""
-    if rounding not in ROUNDERS:
-        raise ConfigError(f"{name}: rounding {rounding!r} has no generator entry (known: {sorted(ROUNDERS)})")
+    _check_rounding(rounding, name)
     if shift <= 0:
         return value
     floor, carry = _floor_and_carry(m, value, shift, rounding, name, rnd)
@@ -160,6 +162,7 @@ def requantize(m: Module, value, shift: int, fmt: FixedFormat, name: str, rnd=No
     ``shift`` as ``fmt.rounding`` says, then fit it as ``fmt.overflow`` says.
     The rounded value is never built at full width: the floor is narrowed
     for the overflow first (NARROWERS), then the rounding's carry added."""
+    _check_rounding(fmt.rounding, name)
     if shift <= 0:
         return fit(m, value, fmt, name)
     if fmt.overflow not in NARROWERS:

@@ -5,9 +5,13 @@ from __future__ import annotations
 from amaranth.hdl import Module, Signal
 
 
-def reg(m: Module, value, name: str) -> Signal:
-    """``value`` registered once, in a signal called ``name``."""
-    r = Signal.like(value, name=name) if isinstance(value, Signal) else Signal(value.shape(), name=name)
+def reg(m: Module, value, name: str, shape=None) -> Signal:
+    """``value`` registered once, in a signal called ``name`` (of ``shape``,
+    truncating or extending, when given; else of the value's own)."""
+    if shape is not None:
+        r = Signal(shape, name=name)
+    else:
+        r = Signal.like(value, name=name) if isinstance(value, Signal) else Signal(value.shape(), name=name)
     m.d.sync += r.eq(value)
     return r
 

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from fixar.config import ActFunc, FixarConfig, enum_bits
 from fixar.config.timing import ACTIVATION_STAGES
-from fixar.gen.lib.pipe import Stages
+from fixar.gen.lib.pipe import Stages, reg
 
 
 class ActivationUnit(wiring.Component):
@@ -50,32 +50,27 @@ class ActivationUnit(wiring.Component):
         rd = rom.read_port(domain="comb")
         stages = Stages("activation unit", self.LATENCY)
 
-        def reg(value, name, shape=None):
-            r = Signal(shape if shape is not None else value.shape(), name=name)
-            m.d.sync += r.eq(value)
-            return r
-
-        def carry(*signals):
-            return [reg(v, f"{v.name.rsplit('_s', 1)[0]}_s{stages.built + 1}") for v in signals]
+        def carry(*signals, stage: int):     # x, func (and the point) riding on to ``stage``
+            return [reg(m, v, f"{v.name.rsplit('_s', 1)[0]}_s{stage}") for v in signals]
 
         # ---- input register
-        x, func = reg(self.x, "x_s1", signed(fmt.bits)), reg(self.func, "func_s1", enum_bits(ActFunc))
+        x, func = reg(m, self.x, "x_s1", signed(fmt.bits)), reg(m, self.func, "func_s1", enum_bits(ActFunc))
         stages.stage()
         # ---- |x|, with |min_int| saturated to max_int
-        t = reg(Mux(x == fmt.min_int, fmt.max_int, Mux(x < 0, -x, x)), "abs_s2", unsigned(fmt.bits - 1))
-        x, func = carry(x, func)
+        t = reg(m, Mux(x == fmt.min_int, fmt.max_int, Mux(x < 0, -x, x)), "abs_s2", unsigned(fmt.bits - 1))
+        x, func = carry(x, func, stage=2)
         stages.stage()
         # ---- the table read at |x|'s segment (the last point beyond the range)
         inside = t < (1 << (act.tanh_range_log2 + F))
         m.d.comb += rd.addr.eq(Mux(inside, t >> s, len(table) - 1))
-        y0 = reg(rd.data[:y_bits], "point_s3")
-        step = reg(rd.data[y_bits:], "step_s3")
-        r = reg(Mux(inside, t[:s], 0), "within_s3", unsigned(max(s, 1)))
-        x, func = carry(x, func)
+        y0 = reg(m, rd.data[:y_bits], "point_s3")
+        step = reg(m, rd.data[y_bits:], "step_s3")
+        r = reg(m, Mux(inside, t[:s], 0), "within_s3", unsigned(max(s, 1)))
+        x, func = carry(x, func, stage=3)
         stages.stage()
         # ---- the interpolation's product
-        prod = reg(step * r, "product_s4")
-        y0, x, func = carry(y0, x, func)
+        prod = reg(m, step * r, "product_s4")
+        y0, x, func = carry(y0, x, func, stage=4)
         stages.stage()
         # ---- the point plus the rounded product, the sign, the function
         mag = Signal(unsigned(y_bits + 1))

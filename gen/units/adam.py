@@ -45,7 +45,7 @@ from fixar.config import ConfigError, FixarConfig
 from fixar.config.timing import timing
 from fixar.gen.lib.arith import requantize
 from fixar.gen.lib.arith import saturate as _saturate
-from fixar.gen.lib.pipe import Stages
+from fixar.gen.lib.pipe import Stages, reg
 
 
 class AdamUnit(wiring.Component):
@@ -93,8 +93,8 @@ class AdamUnit(wiring.Component):
         def step(tag: str, drop: tuple[str, ...] = (), **new) -> None:
             """One register stage: the ``new`` values, given as (shape, value),
             and every value riding on except the ``drop``ped ones."""
-            nxt = {k: _reg(m, v.shape(), f"{k}_{tag}", v) for k, v in ride.items() if k not in drop}
-            nxt.update({k: _reg(m, shape, f"{k}_{tag}", v) for k, (shape, v) in new.items()})
+            nxt = {k: reg(m, v, f"{k}_{tag}", v.shape()) for k, v in ride.items() if k not in drop}
+            nxt.update({k: reg(m, v, f"{k}_{tag}", shape) for k, (shape, v) in new.items()})
             ride.clear()
             ride.update(nxt)
             stages.stage()
@@ -213,8 +213,3 @@ class AdamUnit(wiring.Component):
         ]
         stages.stage()
 
-
-def _reg(m: Module, shape, name: str, value) -> Signal:
-    r = Signal(shape, name=name)
-    m.d.sync += r.eq(value)
-    return r
