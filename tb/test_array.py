@@ -584,7 +584,8 @@ def test_bench_catches_ties_rounded_half_up(monkeypatch):
     assert res.tests == 1 and res.failed == 1, "the bench did not notice ties rounded half up"
 
 
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+# CI time: Icarus runs the array's main bench in CI; its stochastic-rounding run is -m slow
+@pytest.mark.parametrize("sim", ["verilator", pytest.param("icarus", marks=pytest.mark.slow)])
 def test_array_stochastic_rounding(sim):
     """Stochastic rounding at every output stage (pe.out), added through the
     format registry: random operations bit-exact against the golden model,
