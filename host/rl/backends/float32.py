@@ -14,6 +14,7 @@ import numpy as np
 from fixar.rl.checkpoint import check_backend_state
 from fixar.rl.heap import keep_temporaries_in_heap
 from fixar.rl.hyper import Hyper
+from fixar.rl.threads import largest_product_macs, size_blas_threads
 
 F32 = np.float32
 
@@ -87,6 +88,7 @@ class FloatBackend:
     def __init__(self, obs_dim: int, act_dim: int, hyper: Hyper, seed: int):
         keep_temporaries_in_heap()    # page faults of fresh temporaries cost more than the arithmetic
         self.obs_dim, self.act_dim, self.hp = obs_dim, act_dim, hyper
+        size_blas_threads(largest_product_macs(obs_dim, act_dim, tuple(hyper.hidden), hyper.batch))
         rng = np.random.default_rng(seed)
         self.noise_rng = np.random.default_rng(seed + 1)
         h1, h2 = hyper.hidden

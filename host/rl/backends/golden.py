@@ -15,6 +15,7 @@ from fixar.rl.backends.float32 import MLP
 from fixar.rl.checkpoint import check_backend_state
 from fixar.rl.heap import keep_temporaries_in_heap
 from fixar.rl.hyper import Hyper
+from fixar.rl.threads import largest_product_macs, size_blas_threads
 
 
 def check_fits(cfg: FixarConfig, obs_dim: int, act_dim: int, hyper: Hyper) -> None:
@@ -46,6 +47,7 @@ class GoldenBackend:
         keep_temporaries_in_heap()    # page faults of fresh temporaries cost more than the arithmetic
         self.cfg = cfg or load("default")
         self.obs_dim, self.act_dim, self.hp = obs_dim, act_dim, hyper
+        size_blas_threads(largest_product_macs(obs_dim, act_dim, tuple(hyper.hidden), hyper.batch))
         rng = np.random.default_rng(seed)  # the float backend's initial weights, quantized
         h1, h2 = hyper.hidden
         relu = [ActFunc.RELU, ActFunc.RELU]
