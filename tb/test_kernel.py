@@ -302,10 +302,11 @@ class TB(BenchTB):
 
 # ---------------------------------------------------------------- cocotb tests
 
-# Steps, and the step before which QAT switches: with idle-free channels two
-# steps of phase 1 and one of phase 2; under back-pressure (slower) and with
-# write data before its address one each.
-STEPS = {"free": 3, "pause": 2, "w_first": 2}
+# Steps, and the step before which QAT switches: one step of phase 1 and one
+# of phase 2 with every slave (the second step starts from the weights,
+# moments and ranges the first left on the board). CI time: the free slave's
+# second phase-1 step (about 20 s) added nothing the others do not check.
+STEPS = {"free": 2, "pause": 2, "w_first": 2}
 
 
 @cocotb.test()
