@@ -38,7 +38,8 @@ def _probe(**env) -> dict:
 def test_the_largest_product_of_fixars_networks():
     assert largest_product_macs(17, 6, (400, 300), 64) == 400 * 300 * 64
     assert largest_product_macs(3, 1, (8, 8), 16) == 8 * 8 * 16
-    assert largest_product_macs(17, 6, (400, 300), 128) < SMALL_PRODUCT_MACS <= largest_product_macs(17, 6, (400, 300), 256)
+    fixar = lambda batch: largest_product_macs(17, 6, (400, 300), batch)
+    assert fixar(128) < SMALL_PRODUCT_MACS <= fixar(256)
 
 
 def test_small_products_run_on_one_blas_thread_and_large_ones_on_blas_own_count():
