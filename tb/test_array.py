@@ -37,7 +37,7 @@ from fixar.compiler.array_ops import (
     weight_image,
     weight_rows,
 )
-from fixar.config import ActFunc, PEMode, load, mask_no_limit
+from fixar.config import ActFunc, GStore, PEMode, load, mask_no_limit
 from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.layer import linear, transposed
 from fixar.sim.rtl import generated, run_module, run_mutated
@@ -323,39 +323,46 @@ async def network_backward(tb: TB, layers, params, batch: int, mode: PEMode, lab
         macs += useful_macs(op)
         w_base += weight_rows(cfg, M, K)
         on_chip = xt_bases is not None and xt_bases[i] is not None
-        if on_chip:   # the stored copy is padded to whole tiles of features (zeros)
+        n_bt = -(-M // cfg.array.cols)
+        if on_chip:   # the stored copy is padded to whole tiles of features (zeros); as the compiler
+            # does, the bias gradient rides in one more slot of the same product (GStore.BOTH)
             Kp = -(-K // cfg.array.cols) * cfg.array.cols
-            op = LayerOp(M=M, K=Kp, batch=batch, grad=True, bias=False, x_base=xt_bases[i], gstore=1,
-                         g_base=w_base - weight_rows(cfg, M, K))
+            op = LayerOp(M=M, K=Kp, batch=batch, grad=True, bias=False, x_base=xt_bases[i], gstore=GStore.BOTH,
+                         g_base=w_base - weight_rows(cfg, M, K), b_base=b_base)
             X = np.zeros((Kp, batch), dtype=np.int64)
             X[:K] = inputs[i]
             D = tb.random_operands(op)[0]
             await tb.load(op, D, None)
         else:   # written by the bench to rows the forward products left free (row 0 on)
-            op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False, gstore=1,
+            op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False, gstore=GStore.WEIGHT,
                          g_base=w_base - weight_rows(cfg, M, K))
             D, X = tb.random_operands(op)[:2]
             await tb.load(op, D, X)
-        dW, n = await tb.check(op, D, X, None, f"{label} D X^T ({M}x{K}{', X^T stored on chip' if on_chip else ''})")
+        fold = op.gstore == GStore.BOTH
+        want = np.hstack([weight_grad(cfg, D, X), bias_grad(cfg, D)[:, None]]) if fold else None
+        where = ", X^T stored on chip, db" if on_chip else ""
+        dW, n = await tb.check(op, D, X, None, f"{label} D X^T ({M}x{K}{where})", want=want)
         total += n
         macs += useful_macs(op)
+        if fold:
+            dW, db = dW[:, :op.K], dW[:, op.K:]
         # the gradient memory holds dW in the weight layout, where Adam will read it
         kept = weight_from_image(cfg, await tb.read_rows("gm", op.g_base, weight_rows(cfg, M, op.K)), M, op.K, gb)
         bad = np.argwhere(kept != dW)
         assert len(bad) == 0, (f"{label}: the gradient memory does not hold dW ({M}x{K}): {len(bad)} words "
                                f"differ, e.g. dW[{bad[0][0]}, {bad[0][1]}] = {dW[tuple(bad[0])]}, "
                                f"kept {kept[tuple(bad[0])]}" if len(bad) else "")
-        # the bias gradient: the same product with one input of ones (1.0), kept in bias layout
-        ones = np.full((1, batch), 1 << cfg.pe.act32.frac, dtype=np.int64)
-        op = LayerOp(M=M, K=1, batch=batch, grad=True, bias=False, gstore=2, g_base=b_base)
-        await tb.load(op, D, ones)
-        db, n = await tb.check(op, D, ones, None, f"{label} db ({M})", want=bias_grad(cfg, D)[:, None])
-        total += n
-        rows = await tb.read_rows("gbm", b_base, -(-M // cfg.array.cols))
+        if not fold:   # the bias gradient: the same product with one input of ones (1.0), kept in bias layout
+            ones = np.full((1, batch), 1 << cfg.pe.act32.frac, dtype=np.int64)
+            op = LayerOp(M=M, K=1, batch=batch, grad=True, bias=False, gstore=GStore.BIAS, g_base=b_base)
+            await tb.load(op, D, ones)
+            db, n = await tb.check(op, D, ones, None, f"{label} db ({M})", want=bias_grad(cfg, D)[:, None])
+            total += n
+        rows = await tb.read_rows("gbm", b_base, n_bt)
         kept = np.array([(r >> (c * gb)) & ((1 << gb) - 1) for r in rows for c in range(cfg.array.cols)])[:M]
         assert np.array_equal(np.where(kept >> (gb - 1), kept - (1 << gb), kept), db[:, 0]), \
             f"{label}: the bias-gradient memory does not hold db ({M})"
-        b_base += -(-M // cfg.array.cols)
+        b_base += n_bt
     return total, macs
 
 
@@ -583,6 +590,31 @@ def test_bench_catches_ties_rounded_half_up(monkeypatch):
     res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-ties-half-up",
                      testcase="test_output_stage_corners")
     assert res.tests == 1 and res.failed == 1, "the bench did not notice ties rounded half up"
+
+
+def test_bench_catches_a_folded_bias_gradient_on_the_wrong_stride(monkeypatch):
+    """The weight gradient's X^T row stride planted as its slots (the folded
+    bias gradient's ones slot not taken off): every X^T row after the first
+    feature tile is read from the wrong place and the ones slot never streams
+    ones. The DDPG networks' gradients (GStore.BOTH where X^T is on chip) must fail."""
+    from amaranth.hdl import Signal
+
+    from fixar.gen.emit import emit
+    from fixar.gen.units import array
+    from fixar.sim.runner import BUILD_ROOT
+
+    def no_fold(m, d):
+        fold, stride = Signal(name="grad_fold_bias"), Signal.like(d["slots"], name="grad_stride")
+        m.d.comb += [fold.eq(0), stride.eq(d["slots"])]
+        return fold, stride
+
+    cfg = load("small")
+    monkeypatch.setattr(array.Array, "_grad_stride", staticmethod(no_fold))
+    out = BUILD_ROOT / "planted_bug" / "array_fold_stride"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-fold-stride",
+                     testcase="test_ddpg_networks", env={"FIXAR_DDPG_BATCH": "8"})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice the folded bias gradient's stride"
 
 
 # CI time: Icarus runs the array's main bench in CI; its stochastic-rounding run is -m slow

@@ -34,7 +34,17 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ISA_FIELDS, ActFunc, ConfigError, FixarConfig, Opcode, PEMode, enum_bits, quantizer_widths
+from fixar.config import (
+    ISA_FIELDS,
+    ActFunc,
+    ConfigError,
+    FixarConfig,
+    GStore,
+    Opcode,
+    PEMode,
+    enum_bits,
+    quantizer_widths,
+)
 from fixar.config.timing import ARRAY_PIPE_STAGES, ARRAY_STAGES
 from fixar.gen.lib.pipe import delay as _delay
 from fixar.gen.lib.ram import InterleavedRAM, TwoPortRAM
@@ -352,11 +362,25 @@ class Array(wiring.Component):
         m.d.sync += bias.eq(bmem.a_data)
         return bmem, bias
 
+    @staticmethod
+    def _grad_stride(m: Module, d: dict) -> tuple:
+        """(fold, stride): whether a gradient product carries its bias gradient
+        in one more slot (GStore.BOTH), and its X^T row stride K (the slots,
+        less that ones slot; the ones slot's index is then K)."""
+        fold = Signal(name="grad_fold_bias")
+        m.d.comb += fold.eq(d["grad"] & (d["gstore"] == GStore.BOTH))
+        stride = Signal.like(d["slots"], name="grad_stride")
+        m.d.comb += stride.eq(d["slots"] - fold)
+        return fold, stride
+
     def _activation_items(self, m: Module, d: dict, amem: list, tmem: list, t, j) -> list:
         """Each core's registered activation row of this item: slot-major from its
         activation memory, or X^T from the feature-major memory in a gradient product."""
         R, N, ab = self.cfg.array.rows, self.cfg.array.cores, self.cfg.pe.act32.bits
         rb = max((R - 1).bit_length(), 1)
+        fold, stride = self._grad_stride(m, d)
+        ones1 = _delay(m, fold & (t == stride), 1, "item_ones")
+        ones = Const(sum((1 << self.cfg.pe.act32.frac) << (r * ab) for r in range(R)), R * ab)
         a_data = []
         for n in range(N):
             m.submodules[f"amem_{n}"] = amem[n].instance
@@ -367,13 +391,14 @@ class Array(wiring.Component):
             item_row = d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t
             m.d.comb += amem[n].a_addr.eq(Mux(self.am_rea[n], self.am_aaddr, item_row))
             for b in range(R):
-                m.d.comb += tmem[n][b].a_addr.eq(d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t)
+                m.d.comb += tmem[n][b].a_addr.eq(d["x_base"] + Mux(zero, 0, kt) * stride + t)
             z1 = _delay(m, zero, 1, f"item_zero_{n}")
             k1 = _delay(m, t[:rb], 1, f"item_feature_{n}")      # word r of feature k is in bank (r + k) mod R
             xt = Cat(*[MuxArray([tmem[n][(r + q) % R].a_data for q in range(R)])[k1] for r in range(R)])
             a = Signal(R * ab, name=f"a_{n}")
-            # a gradient product streams X^T from the feature-major memory
-            m.d.sync += a.eq(Mux(z1, 0, Mux(d["grad"], xt, amem[n].a_data)))
+            # a gradient product streams X^T from the feature-major memory; a folded
+            # bias gradient's last slot streams ones (the X^T row it addresses is unused)
+            m.d.sync += a.eq(Mux(z1, 0, Mux(ones1, ones, Mux(d["grad"], xt, amem[n].a_data))))
             a_data.append(a)
         return a_data
 
@@ -558,7 +583,8 @@ class Array(wiring.Component):
         input k) goes to the weight gradients in the weight layout (gstore 1:
         word (o, k) of tile (ot, k div C) in bank (o + k) mod C, so the beat is
         one word per bank) or, for a bias gradient (one ones-feature slot), to
-        a bias-layout row (gstore 2). Port A reads them (host, Adam)."""
+        a bias-layout row (gstore 2: row g_base + ot); gstore 3 does both, the
+        ones slot (k = K) to bias row b_base + ot. Port A reads them (host, Adam)."""
         cfg = self.cfg
         ar, ob = cfg.array, cfg.pe.out.bits
         C = ar.cols
@@ -570,18 +596,24 @@ class Array(wiring.Component):
         g_beat = d["grad"] & cores[0].out_valid
         k = cores[0].out_slot
         kj = k[:cb]
+        fold, stride = self._grad_stride(m, d)
+        ones = fold & (k == stride)           # the folded bias gradient's beat
+        w_beat, b_beat = Signal(name="grad_w_beat"), Signal(name="grad_b_beat")
+        m.d.comb += [w_beat.eq(g_beat & ((d["gstore"] == GStore.WEIGHT) | fold & ~ones)),
+                     b_beat.eq(g_beat & ((d["gstore"] == GStore.BIAS) | ones))]
         n_kc = Signal(range(ar.psum_slots + C), name="grad_n_kc")
-        m.d.comb += n_kc.eq((d["slots"] + C - 1) >> cb)
+        m.d.comb += n_kc.eq((stride + C - 1) >> cb)
         g_row0 = Signal(range(self.g_rows * 2 + (self.w_rows // C + 1) * ar.psum_slots * C), name="grad_row0")
         m.d.comb += g_row0.eq(d["g_base"] + (out_tile * n_kc + (k >> cb)) * C)
         for b in range(C):
             m.submodules[f"gmem_b{b}"] = gmem[b].instance
             c = Signal(range(C), name=f"grad_word_{b}")          # (b - j) mod C
             m.d.comb += c.eq(Mux(kj <= b, b - kj, b + C - kj))
-            m.d.comb += [gmem[b].b_addr.eq(g_row0 + c), gmem[b].b_we.eq(g_beat & (d["gstore"] == 1)),
+            m.d.comb += [gmem[b].b_addr.eq(g_row0 + c), gmem[b].b_we.eq(w_beat),
                          gmem[b].b_wdata.eq(MuxArray([cores[0].out_lo[q * ob:(q + 1) * ob] for q in range(C)])[c]),
                          gmem[b].a_addr.eq(self.gm_raddr)]
         m.d.comb += [self.gm_rdata.eq(Cat(*[g.a_data for g in gmem])),
-                     gbmem.b_addr.eq(d["g_base"] + out_tile), gbmem.b_we.eq(g_beat & (d["gstore"] == 2)),
+                     gbmem.b_addr.eq(Mux(d["gstore"] == GStore.BOTH, d["b_base"], d["g_base"]) + out_tile),
+                     gbmem.b_we.eq(b_beat),
                      gbmem.b_wdata.eq(cores[0].out_lo), gbmem.a_addr.eq(self.gbm_raddr),
                      self.gbm_rdata.eq(gbmem.a_data)]

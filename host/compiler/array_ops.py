@@ -43,7 +43,12 @@ per row); X^T from the core's X^T memory, feature-major (row
 ``x_base + j*K + k``: X[k, j*R .. j*R + R-1] of the slice, word r in bank
 (r + k) mod R), which a forward product with ``store_t`` writes directly
 (row ``t_base + j*(n_ot*C) + f`` for output feature f). Output slot k of tile
-ot carries dW[ot*C .. ot*C + C-1, k].
+ot carries dW[ot*C .. ot*C + C-1, k]. With ``gstore`` 3 the layer's bias
+gradient rides along: one more slot, k = K, whose input is the constant one
+(no X^T row: the row stride stays K), carries db[ot*C .. ot*C + C-1] into the
+bias-gradient memory at row ``b_base + ot``. It is the product a separate
+bias-gradient operation (K = 1, an input row of ones) makes, bit for bit, in
+one cycle per tile step instead of a whole operation.
 """
 from __future__ import annotations
 
@@ -52,7 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixar.config import ActFunc, FixarConfig, PEMode, mask_no_limit
+from fixar.config import ActFunc, FixarConfig, GStore, PEMode, mask_no_limit
 
 
 class ArrayOpError(ValueError):
@@ -78,7 +83,9 @@ class LayerOp:
     store_t: bool = False       # also write Y feature-major into the X^T memory (a gradient's operand)
     t_base: int = 0             # X^T memory row of Y when store_t
     gstore: int = 0             # gradient products: keep dW in the gradient memory (1, weight layout)
-                                # or a bias gradient (K = 1, ones) in the bias-gradient memory (2)
+                                # or a bias gradient (K = 1, ones) in the bias-gradient memory (2),
+                                # or both (3: dW, then the bias gradient from one more slot whose
+                                # input is the constant one, into bias-gradient rows b_base + tile)
     g_base: int = 0             # row there (the layer's w_base / b_base, so Adam streams them together)
     w_base: int = 0             # weight memory row of the layer's first tile row
     x_base: int = 0             # activation memory row of X (per core)
@@ -232,12 +239,16 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
             or op.mask or op.func != ActFunc.IDENTITY:
         raise ArrayOpError("a weight-gradient product is FXP32, intra-batch, with no bias, store, transpose, "
                            "mask or activation function")
-    if op.K > ar.psum_slots:
-        raise ArrayOpError(f"a weight gradient with K = {op.K} inputs needs {op.K} partial-sum slots; "
-                           f"array.psum_slots = {ar.psum_slots}")
+    slots = op.K + (op.gstore == GStore.BOTH)      # the folded bias gradient's ones slot
+    if slots > ar.psum_slots:
+        raise ArrayOpError(f"a weight gradient with K = {op.K} inputs{' and the bias' if slots > op.K else ''} "
+                           f"needs {slots} partial-sum slots; array.psum_slots = {ar.psum_slots}")
     S = math.ceil(op.batch / N)
     n_ot, n_kr = math.ceil(op.M / C), math.ceil(S / R)
-    if op.gstore == 1:
+    if op.gstore == GStore.BOTH and (op.b_base < 0 or op.b_base + n_ot > mem.bias_words // C):
+        raise ArrayOpError(f"db needs bias-gradient rows {op.b_base}..{op.b_base + n_ot - 1}; "
+                           f"there are {mem.bias_words // C} rows of {C} words")
+    if op.gstore in (1, GStore.BOTH):
         need, have = weight_rows(cfg, op.M, op.K), mem.grad_words // C
         if op.g_base < 0 or op.g_base + need > have:
             raise ArrayOpError(f"dW ({op.M} x {op.K}) needs gradient rows {op.g_base}..{op.g_base + need - 1}; "
@@ -249,7 +260,7 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
             raise ArrayOpError(f"db needs bias-gradient rows {op.g_base}..{op.g_base + n_ot - 1}; "
                                f"there are {mem.bias_words // C} rows of {C} words")
     elif op.gstore != 0:
-        raise ArrayOpError(f"gstore = {op.gstore}: 0 (none), 1 (weight gradient) or 2 (bias gradient)")
+        raise ArrayOpError(f"gstore = {op.gstore}: 0 (none), 1 (weight gradient), 2 (bias gradient) or 3 (both)")
     for name, base, rows, have, where in (
             ("D", op.w_base, n_ot * S, mem.act_words_per_core // R, "activation memory"),
             ("X^T", op.x_base, n_kr * op.K, mem.xt_words_per_core // R, "X^T memory")):
@@ -257,8 +268,9 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
             raise ArrayOpError(f"{name} needs {where} rows {base}..{base + rows - 1} per core; "
                                f"a core's {where} has {have} rows of {R} words")
     return Descriptor(transpose=0, intra=0, mode=0, func=int(ActFunc.IDENTITY), bias=0, store=0, n_ot=n_ot,
-                      n_kt=n_kr, n_kr=n_kr, slots=op.K, w_base=op.w_base, x_base=op.x_base, y_base=0,
-                      b_base=0, grad=1, batch=S, gstore=op.gstore, g_base=op.g_base, limit=mask_no_limit(cfg))
+                      n_kt=n_kr, n_kr=n_kr, slots=slots, w_base=op.w_base, x_base=op.x_base, y_base=0,
+                      b_base=op.b_base if op.gstore == GStore.BOTH else 0, grad=1, batch=S, gstore=op.gstore,
+                      g_base=op.g_base, limit=mask_no_limit(cfg))
 
 
 def cycles(cfg: FixarConfig, d: Descriptor, latency: int) -> int:
@@ -467,9 +479,10 @@ def xt_banks(cfg: FixarConfig, rows: np.ndarray, K: int) -> np.ndarray:
 
 def unpack_grad(cfg: FixarConfig, op: LayerOp, d: Descriptor,
                 outputs: list[tuple[int, int, int, int, int]]) -> np.ndarray:
-    """Output beats (core, tile, slot, lo, hi) of a gradient product -> dW (M x K) codes."""
+    """Output beats (core, tile, slot, lo, hi) of a gradient product -> dW (M x K) codes;
+    with a folded bias gradient (gstore 3) M x (K + 1), the bias gradient last."""
     C, gb = cfg.array.cols, cfg.adam.grad.bits
-    dW = np.zeros((d.n_ot * C, op.K), dtype=np.int64)
+    dW = np.zeros((d.n_ot * C, d.slots), dtype=np.int64)
     seen = set()
     for core, tile, slot, lo, _ in outputs:
         if core != 0 or (tile, slot) in seen:
@@ -477,6 +490,6 @@ def unpack_grad(cfg: FixarConfig, op: LayerOp, d: Descriptor,
         seen.add((tile, slot))
         v = np.array([(lo >> (c * gb)) & ((1 << gb) - 1) for c in range(C)], dtype=np.int64)
         dW[tile * C:(tile + 1) * C, slot] = np.where(v >> (gb - 1), v - (1 << gb), v)
-    if len(seen) != d.n_ot * op.K:
-        raise AssertionError(f"{d.n_ot * op.K - len(seen)} gradient beats never arrived")
+    if len(seen) != d.n_ot * d.slots:
+        raise AssertionError(f"{d.n_ot * d.slots - len(seen)} gradient beats never arrived")
     return dW[:op.M]

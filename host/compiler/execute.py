@@ -100,6 +100,8 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
             else:
                 K = p.tensors[ins.param].shape[1]
                 st.grad[ins.param] = weight_grad(cfg, D, T[ins.x][:ins.op.K])[:, :K]
+                if ins.bias is not None:    # the same product's ones slot (GStore.BOTH)
+                    st.grad[ins.bias] = bias_grad(cfg, D)
         elif isinstance(ins, Vec) and ins.op == VecOp.NOISE:
             n = ins.lanes
             y, st.prng = noise_add(cfg, T[ins.a][:n, 0], st.prng, scalars[ins.coef])

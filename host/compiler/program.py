@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fixar.compiler.array_ops import ArrayOpError, LayerOp, describe, weight_rows
-from fixar.config import ISA_FIELD_BITS, ISA_FIELDS, ActFunc, FixarConfig, Opcode, Scalar, VecOp, mask_no_limit
+from fixar.config import ISA_FIELD_BITS, ISA_FIELDS, ActFunc, FixarConfig, GStore, Opcode, Scalar, VecOp, mask_no_limit
 from fixar.config.timing import timing
 
 
@@ -66,6 +66,7 @@ class Grad:
     x: str | None   # input (T space); None: the ones row (bias gradient)
     param: str      # the parameter whose gradient this is (W or B space)
     ones: str | None = None  # the ones row (T space) of a bias gradient
+    bias: str | None = None  # with a weight gradient (GStore.BOTH): the bias whose gradient rides along
 
 
 @dataclass(frozen=True)
@@ -354,10 +355,15 @@ class _Builder:
             w, b, _ = layers[i]
             mm, k = p.tensors[w].shape
             if grads:
-                op = LayerOp(M=mm, K=self.tiles(k) * self.R, batch=batch, grad=True, bias=False, gstore=1)
-                p.instrs.append(Grad(op, d, xs_t[i], w))
-                op = LayerOp(M=mm, K=1, batch=batch, grad=True, bias=False, gstore=2)
-                p.instrs.append(Grad(op, d, None, b, ones=self.ones))
+                K = self.tiles(k) * self.R
+                if K < self.cfg.array.psum_slots:     # the bias gradient in one more slot of the same product
+                    op = LayerOp(M=mm, K=K, batch=batch, grad=True, bias=False, gstore=GStore.BOTH)
+                    p.instrs.append(Grad(op, d, xs_t[i], w, bias=b))
+                else:
+                    op = LayerOp(M=mm, K=K, batch=batch, grad=True, bias=False, gstore=GStore.WEIGHT)
+                    p.instrs.append(Grad(op, d, xs_t[i], w))
+                    op = LayerOp(M=mm, K=1, batch=batch, grad=True, bias=False, gstore=GStore.BIAS)
+                    p.instrs.append(Grad(op, d, None, b, ones=self.ones))
             if i == 0 and not want_input:
                 return None
             if i == 0:
@@ -477,7 +483,8 @@ def _addressed(cfg: FixarConfig, p: Program, ins, S: int):
                 "m_base": T[ins.m].base if ins.m else 0}
         what = f"{ins.w}{'^T' if ins.op.transpose else ''} product"
     elif isinstance(ins, Grad):
-        rows = {"w_base": T[ins.d].base, "x_base": T[ins.x or ins.ones].base, "g_base": T[ins.param].base}
+        rows = {"w_base": T[ins.d].base, "x_base": T[ins.x or ins.ones].base, "g_base": T[ins.param].base,
+                "b_base": T[ins.bias].base if ins.bias else 0}
         what = f"gradient of {ins.param}"
     else:
         return ins

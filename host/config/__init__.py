@@ -372,6 +372,15 @@ class Scalar(enum.IntEnum):
     E2 = 10
 
 
+class GStore(enum.IntEnum):
+    """Where a gradient product's outputs go (the ARRAY instruction's gstore)."""
+
+    NONE = 0
+    WEIGHT = 1         # dW, in the weight layout at g_base (where Adam reads it)
+    BIAS = 2           # a bias gradient (one input of ones) at bias-gradient row g_base
+    BOTH = 3           # dW, then the bias gradient from one more slot whose input is one, at row b_base
+
+
 # Instruction word: an opcode and these fields, each in a 32-bit slot, in this
 # order (the host's encoder and the generated decoder both follow this table).
 ISA_FIELD_BITS = 32
