@@ -199,6 +199,13 @@ def measure(what: str, vectors: int) -> dict:
         from fixar.figures.schedule import schedule_figures
         print("schedule: where a training step's cycles go (cycle model = RTL), 400-300, B = 64 to 512 ...", flush=True)
         figs.update(schedule_figures(cfg))
+        # the IPS at the estimated clock follows the cycle model too: recomputed here from the timing
+        # part's clock_mhz_estimate (the Yosys runs behind it take ~20 min and do not change with cycles)
+        known = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
+        clock = {**known, **figs}.get("clock_mhz_estimate")
+        if clock:
+            from fixar.figures.timing import ips_at_clock
+            figs.update(ips_at_clock(cfg, clock))
     if what in ("all", "floorplan"):
         from fixar.gen.kernel.floorplan import slr_resources
         print("floorplan: URAM, BRAM36 and DSP48E2 per U50 SLR as Vivado maps them (default config) ...", flush=True)
