@@ -108,7 +108,9 @@ class TB(BenchTB):
 
     def golden(self, op: LayerOp, W, X, b):
         if op.grad:
-            return weight_grad(self.cfg, W, X)
+            dW = weight_grad(self.cfg, W, X)
+            # a folded bias gradient is the beat of one more slot (GStore.BOTH)
+            return np.hstack([dW, bias_grad(self.cfg, W)[:, None]]) if op.gstore == GStore.BOTH else dW
         if op.transpose:
             return transposed(self.cfg, W, X, op.func, op.mode, rnd_seed=self.rnd_seed)
         return linear(self.cfg, W, X, b, op.func, op.mode, rnd_seed=self.rnd_seed)
@@ -236,12 +238,14 @@ def random_grad_op(tb: TB, M: int, K: int) -> LayerOp:
     u = rng.random()
     batch = int(rng.integers(1, 4)) if u < 0.3 else int(rng.integers(1, 3 * R * N + 1)) if u < 0.95 \
         else int(rng.integers(3 * R * N, 513))
-    op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False)
+    fold = K < cfg.array.psum_slots and rng.random() < 0.4      # with its bias gradient in one more slot
+    op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False, gstore=GStore.BOTH if fold else GStore.NONE)
     d = describe(cfg, op)
     a_rows, t_rows = cfg.memory.act_words_per_core // R, cfg.memory.xt_words_per_core // R
     w_base = int(rng.integers(0, min(a_rows - d.n_ot * d.batch, 500) + 1))
-    x_base = int(rng.integers(0, min(t_rows - d.n_kr * d.slots, 500) + 1))
-    return LayerOp(**{**op.__dict__, "w_base": w_base, "x_base": x_base})
+    x_base = int(rng.integers(0, min(t_rows - d.n_kr * K, 500) + 1))
+    b_base = int(rng.integers(0, cfg.memory.bias_words // cfg.array.cols - d.n_ot + 1)) if fold else 0
+    return LayerOp(**{**op.__dict__, "w_base": w_base, "x_base": x_base, "b_base": b_base})
 
 
 # HalfCheetah's DDPG networks (state 17, action 6): actor 17-400-300-6, critic (17+6)-400-300-1.

@@ -439,7 +439,8 @@ def grad_images(cfg: FixarConfig, d: Descriptor, D: np.ndarray, X: np.ndarray, c
     Dp = np.zeros((d.n_ot * R, d.batch), dtype=np.int64)
     Dp[:D.shape[0]] = _slice(cfg, d, D, core)
     d_rows = Dp.reshape(d.n_ot, R, d.batch).transpose(0, 2, 1).reshape(-1, R)
-    return _pack(d_rows, bits), feature_major_image(cfg, X, op_batch_total(cfg, d), core, d.slots)
+    stride = d.slots - (d.gstore == GStore.BOTH)       # a folded bias gradient's ones slot has no X^T row
+    return _pack(d_rows, bits), feature_major_image(cfg, X, op_batch_total(cfg, d), core, stride)
 
 
 def op_batch_total(cfg: FixarConfig, d: Descriptor) -> int:
