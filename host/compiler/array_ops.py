@@ -288,7 +288,8 @@ def cycles(cfg: FixarConfig, d: Descriptor, latency: int) -> int:
 
 
 def useful_macs(op: LayerOp) -> int:
-    return op.M * op.K * op.batch
+    """Multiply-adds the operation needs: a folded bias gradient's ones slot counts (D times ones)."""
+    return op.M * (op.K + (op.gstore == GStore.BOTH)) * op.batch
 
 
 def utilization(cfg: FixarConfig, op: LayerOp, n_cycles: int) -> float:

@@ -32,7 +32,7 @@ def step_breakdown(cfg: FixarConfig, batch: int, nets=NETS) -> tuple[int, dict, 
     obs, act, hidden = nets
     p = compile_ddpg(cfg, obs, act, hidden, batch)
     S = batch // cfg.array.cores
-    kinds: Counter = Counter()
+    kinds: Counter = Counter(bias_grad=0)     # 0 where every bias gradient rides in its weight gradient
     for ins in p.instrs:
         kinds[_kind(ins)] += instr_cycles(cfg, p, ins, S)
     macs = sum(useful_macs(i.op) for i in p.instrs if isinstance(i, (Matmul, Grad)))
