@@ -215,11 +215,20 @@ def measure(what: str, vectors: int) -> dict:
     return figs
 
 
+# Parts whose keys come and go with the run (the search's evals-to-best exists only for a method
+# that reached the best): a new run of the part drops the keys under these prefixes it did not write.
+OWNED_PREFIXES = {"explore": ("explore_", "confuciux_")}
+
+
 def write_summary(figs: dict, part: str = "all") -> dict:
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
     for key in RETIRED:
         summary.pop(key, None)
+    for p in PARTS if part == "all" else (part,):
+        prefixes = OWNED_PREFIXES.get(p, ())
+        for key in [k for k in summary if k.startswith(prefixes) and k not in figs] if prefixes else []:
+            summary.pop(key)
     summary.update(figs)
     stamp = {
         "bench_date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
