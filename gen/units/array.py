@@ -172,7 +172,8 @@ class Array(wiring.Component):
 
         # ---- activation memories (one per core) and the bias memory
         bmem, bias = self._bias_memory(m, d, it)
-        a_data = self._activation_items(m, d, amem, tmem, t, j)
+        grad_fold = self._grad_stride(m, d)     # a folded bias gradient: (fold, X^T row stride)
+        a_data = self._activation_items(m, d, amem, tmem, t, j, grad_fold)
         mmem, keep = self._mask_memories(m, d, it, t)
 
         ctl_d = self._core_control(m, item, t, j, it, last_round, load, row, swap)
@@ -183,7 +184,7 @@ class Array(wiring.Component):
         self._range_trackers(m, d, cores)
         self._outputs_and_store(m, d, cores, amem, mmem, reduce_all, g_addr, out_y_addr)
         self._transposing_store(m, d, cores, tmem, out_tile)
-        self._gradient_memories(m, d, cores, out_tile)
+        self._gradient_memories(m, d, cores, out_tile, grad_fold)
 
         # ---- host-side reads (port B; the array must be idle)
         m.d.comb += [self.wm_rdata.eq(Cat(*[banks[b][0].b_data for b in range(C)])),
@@ -373,12 +374,12 @@ class Array(wiring.Component):
         m.d.comb += stride.eq(d["slots"] - fold)
         return fold, stride
 
-    def _activation_items(self, m: Module, d: dict, amem: list, tmem: list, t, j) -> list:
+    def _activation_items(self, m: Module, d: dict, amem: list, tmem: list, t, j, grad_fold: tuple) -> list:
         """Each core's registered activation row of this item: slot-major from its
         activation memory, or X^T from the feature-major memory in a gradient product."""
         R, N, ab = self.cfg.array.rows, self.cfg.array.cores, self.cfg.pe.act32.bits
         rb = max((R - 1).bit_length(), 1)
-        fold, stride = self._grad_stride(m, d)
+        fold, stride = grad_fold
         ones1 = _delay(m, fold & (t == stride), 1, "item_ones")
         ones = Const(sum((1 << self.cfg.pe.act32.frac) << (r * ab) for r in range(R)), R * ab)
         a_data = []
@@ -578,7 +579,7 @@ class Array(wiring.Component):
                     m.d.comb += [ram.b_addr.eq(row0 + c), ram.b_we.eq(beat),
                                  ram.b_wdata.eq(MuxArray([cores[n].out_lo[k * ob:(k + 1) * ob] for k in range(C)])[c])]
 
-    def _gradient_memories(self, m: Module, d: dict, cores: list, out_tile) -> None:
+    def _gradient_memories(self, m: Module, d: dict, cores: list, out_tile, grad_fold: tuple) -> None:
         """Gradient memories: a gradient product's beat (C outputs o of one
         input k) goes to the weight gradients in the weight layout (gstore 1:
         word (o, k) of tile (ot, k div C) in bank (o + k) mod C, so the beat is
@@ -596,7 +597,7 @@ class Array(wiring.Component):
         g_beat = d["grad"] & cores[0].out_valid
         k = cores[0].out_slot
         kj = k[:cb]
-        fold, stride = self._grad_stride(m, d)
+        fold, stride = grad_fold
         ones = fold & (k == stride)           # the folded bias gradient's beat
         w_beat, b_beat = Signal(name="grad_w_beat"), Signal(name="grad_b_beat")
         m.d.comb += [w_beat.eq(g_beat & ((d["gstore"] == GStore.WEIGHT) | fold & ~ones)),

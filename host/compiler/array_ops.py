@@ -248,18 +248,18 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
     if op.gstore == GStore.BOTH and (op.b_base < 0 or op.b_base + n_ot > mem.bias_words // C):
         raise ArrayOpError(f"db needs bias-gradient rows {op.b_base}..{op.b_base + n_ot - 1}; "
                            f"there are {mem.bias_words // C} rows of {C} words")
-    if op.gstore in (1, GStore.BOTH):
+    if op.gstore in (GStore.WEIGHT, GStore.BOTH):
         need, have = weight_rows(cfg, op.M, op.K), mem.grad_words // C
         if op.g_base < 0 or op.g_base + need > have:
             raise ArrayOpError(f"dW ({op.M} x {op.K}) needs gradient rows {op.g_base}..{op.g_base + need - 1}; "
                                f"the gradient memory has {have} rows of {C} words")
-    elif op.gstore == 2:
+    elif op.gstore == GStore.BIAS:
         if op.K != 1:
             raise ArrayOpError(f"a bias gradient is a product with one (ones) input, not K = {op.K}")
         if op.g_base < 0 or op.g_base + n_ot > mem.bias_words // C:
             raise ArrayOpError(f"db needs bias-gradient rows {op.g_base}..{op.g_base + n_ot - 1}; "
                                f"there are {mem.bias_words // C} rows of {C} words")
-    elif op.gstore != 0:
+    elif op.gstore != GStore.NONE:
         raise ArrayOpError(f"gstore = {op.gstore}: 0 (none), 1 (weight gradient), 2 (bias gradient) or 3 (both)")
     for name, base, rows, have, where in (
             ("D", op.w_base, n_ot * S, mem.act_words_per_core // R, "activation memory"),
