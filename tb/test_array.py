@@ -37,7 +37,7 @@ from fixar.compiler.array_ops import (
     weight_image,
     weight_rows,
 )
-from fixar.config import ActFunc, GStore, PEMode, load, mask_no_limit
+from fixar.config import ActFunc, GStore, PEMode, load, mask_no_limit, weight_groups
 from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.layer import linear, transposed
 from fixar.sim.rtl import generated, run_module, run_mutated
@@ -224,11 +224,14 @@ def random_op(tb: TB) -> LayerOp:
     op = LayerOp(M=M, K=K, batch=batch, mode=mode, func=func, transpose=transpose, intra_layer=intra,
                  bias=not transpose and rng.random() < 0.8)
     d = describe(cfg, op)
-    w_free = cfg.memory.weight_words // C - weight_rows(cfg, M, K)
+    (_, rows0), (start1, rows1) = weight_groups(cfg)
     x_free = cfg.memory.act_words_per_core // R - d.n_kt * d.slots
     b_free = cfg.memory.bias_words // C - d.n_ot
     pick = lambda free: int(rng.integers(0, min(free, 1000) + 1))
-    return LayerOp(**{**op.__dict__, "w_base": pick(w_free), "x_base": pick(x_free), "b_base": pick(b_free)})
+    # the weights in either group of the weight memory's RAMs, near its start (a tensor lies in one)
+    group = int(rng.integers(0, 2))
+    w_base = (start1 if group else 0) + pick((rows1 if group else rows0) - weight_rows(cfg, M, K))
+    return LayerOp(**{**op.__dict__, "w_base": w_base, "x_base": pick(x_free), "b_base": pick(b_free)})
 
 
 def random_grad_op(tb: TB, M: int, K: int) -> LayerOp:

@@ -206,6 +206,22 @@ def test_bench_catches_a_fused_target_read_a_cycle_early():
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a target row read a cycle early"
 
 
+def test_bench_catches_array_loads_losing_their_group_to_the_adam_pass():
+    """The critic's Adam weight pass streams through the critic's group of
+    the weight memory while the array reads the actor's from the other group
+    (fixar.config.weight_groups); planted: group 0's port A goes to the Adam
+    pass's read whenever it reads, whatever its group (bank 0), so the
+    actor's forward pass beside it reads wrong weights. Only the overlap
+    can show it (every other Adam pass runs alone); the bench must fail."""
+    cfg = load("small")
+    src_dir = generated(cfg, array=True)
+    found = re.search(r"assign (\S+)\s+= ! wm_a_grp;", (src_dir / "fixar_trainer.v").read_text())
+    assert found, "the Adam read's group select was not found in fixar_trainer.v"
+    res = run_mutated(cfg, "fixar_trainer", BENCH, found.group(0), found.group(0).replace("! wm_a_grp", "1'h1"),
+                      src_dir=src_dir, env={"FIXAR_STEPS": "1", "FIXAR_NETS": NETS_JSON})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice array loads given to the Adam pass"
+
+
 @pytest.mark.slow
 def test_halfcheetah_step_on_the_default_engine():
     """One full step of FIXAR's workload (17-400-300-6 actor, 23-400-300-1 critic,

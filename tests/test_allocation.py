@@ -1,16 +1,19 @@
 """The program compiler's memory allocation, checked on the CPU: walking a
 compiled program with a liveness analysis of its own, no two tensors live at
 the same instruction share rows of one memory, every tensor lies inside its
-memory, and the static tensors (weights, biases; gradients and moments
-mirror the online weights' rows) never overlap. A planted liveness bug (each
-tensor freed one instruction before its last reader) is caught."""
+memory, and the static tensors (weights, biases; the online weights'
+gradients and moments in the gradient memory) never overlap; each network
+lies in one group of the weight memory's RAMs, and the array products that
+run beside an overlapped Adam pass read no row of its group. A planted
+liveness bug (each tensor freed one instruction before its last reader) is
+caught."""
 from __future__ import annotations
 
 import pytest
 
 from fixar.compiler import program
-from fixar.compiler.program import Adam, Grad, Matmul, Soft, Vec, compile_ddpg
-from fixar.config import load
+from fixar.compiler.program import Adam, Grad, Matmul, Soft, Sync, Vec, compile_ddpg
+from fixar.config import load, weight_groups
 
 SHAPES = [  # (config, obs, act, hidden, batch)
     ("default", 3, 1, (16, 16), 8),
@@ -31,7 +34,7 @@ def _uses(ins) -> tuple[list[str], list[str]]:
         return [ins.d, ins.x if ins.x is not None else ins.ones], []
     if isinstance(ins, Vec):
         return [t for t in (ins.a, ins.b, ins.flag) if t is not None], [ins.y]
-    assert isinstance(ins, (Adam, Soft)), f"unknown instruction {ins!r}"
+    assert isinstance(ins, (Adam, Soft, Sync)), f"unknown instruction {ins!r}"
     return [], []       # whole networks in the weight, gradient and bias memories: static
 
 
@@ -67,9 +70,13 @@ def allocation_conflicts(cfg, p) -> list[str]:
         for b in static[i + 1:]:
             if _share_rows(a, b):
                 bad.append(f"static {a.name} and {b.name} share rows of memory {a.space}")
-    for t in static:       # the online weights' gradients and Adam moments sit at the same rows of G
-        if t.space == "W" and not t.name.split(".")[0].endswith("_t") and t.base + t.rows > limits["G"]:
-            bad.append(f"{t.name}'s gradient rows lie beyond the gradient memory")
+    online_w = [t for t in static if t.space == "W" and not t.name.split(".")[0].endswith("_t")]
+    for i, t in enumerate(online_w):       # gradients and Adam moments: rows of G of their own
+        if t.grad < 0 or t.grad + t.rows > limits["G"]:
+            bad.append(f"{t.name}'s gradient rows {t.grad}..{t.grad + t.rows - 1} lie outside the gradient memory")
+        bad += [f"{t.name} and {u.name} share gradient rows" for u in online_w[i + 1:]
+                if t.grad < u.grad + u.rows and u.grad < t.grad + t.rows]
+    bad += _group_conflicts(cfg, p)
     for instrs, inputs, outputs in ((p.instrs, p.inputs, p.outputs), (p.act_instrs, p.act_inputs, p.act_outputs)):
         life = _lives(instrs, inputs, outputs)
         names = sorted(life)
@@ -81,6 +88,30 @@ def allocation_conflicts(cfg, p) -> list[str]:
                     both = max(s0, s1)
                     bad.append(f"{a} (live {s0}..{e0}) and {b} (live {s1}..{e1}) share rows of memory {ta.space} "
                                f"at instruction {both}")
+    return bad
+
+
+def _group_conflicts(cfg, p) -> list[str]:
+    """A network and its target in one group of weight rows; the products
+    between an overlapped ADAM and the next Sync read no weight of its group."""
+    half = weight_groups(cfg)[1][0]
+    group = lambda t: [t.base >= half, t.base + t.rows > half]
+    bad = []
+    for net in ("actor", "critic"):
+        sides = {side for w, _, _ in p.nets[net] + p.nets[net + "_t"] for side in group(p.tensors[w])}
+        if len(sides) != 1:
+            bad.append(f"{net} and its target are not in one group of the weight memory")
+    running = None
+    for ins in p.instrs:
+        if isinstance(ins, Adam) and ins.overlap:
+            running = group(p.tensors[p.nets[ins.net][0][0]])[0]
+        elif isinstance(ins, Sync):
+            running = None
+        elif isinstance(ins, (Matmul, Grad)):
+            if running is not None and isinstance(ins, Matmul) and running in group(p.tensors[ins.w]):
+                bad.append(f"{ins.w} is read beside an Adam pass on its group")
+        elif running is not None:
+            bad.append(f"{type(ins).__name__} runs before the overlapped Adam pass is synced")
     return bad
 
 
@@ -128,3 +159,14 @@ def test_a_tensor_freed_one_instruction_early_is_caught(monkeypatch):
     bad = allocation_conflicts(cfg, p)
     assert bad, "the planted liveness bug went unnoticed"
     assert any("share rows of memory A" in b for b in bad), bad
+
+
+def test_a_sync_placed_after_the_critics_first_read_is_caught():
+    """Planted: the Sync after the critic's forward pass on (s, mu) instead of
+    before it, so that pass reads the critic while its Adam pass still runs."""
+    cfg = load("default")
+    p = compile_ddpg(cfg, 3, 1, (16, 16), 8)
+    assert _group_conflicts(cfg, p) == []
+    i = next(i for i, ins in enumerate(p.instrs) if isinstance(ins, Sync))
+    p.instrs.insert(i + 2, p.instrs.pop(i))
+    assert any("beside an Adam pass" in b for b in _group_conflicts(cfg, p))

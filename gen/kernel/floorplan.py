@@ -34,7 +34,7 @@ import math
 import sys
 from pathlib import Path
 
-from fixar.config import ISA_FIELD_BITS, ISA_WORDS, KERNEL_BEAT_BITS, ConfigError, FixarConfig, load
+from fixar.config import ISA_FIELD_BITS, ISA_WORDS, KERNEL_BEAT_BITS, ConfigError, FixarConfig, load, weight_groups
 
 U50_SLRS = 2
 RESOURCES = ("uram", "bram36", "dsp48e2")
@@ -128,9 +128,11 @@ def kernel_memories(cfg: FixarConfig) -> list[Memory]:
         mems += [_ram(cfg, f"{a}/tmem_{n}_b{b}", pe.act32.bits, arr.t_rows) for b in range(R)]
         # the partial sums: both lanes' wide sums of every column, written one stage after the read
         mems.append(Memory(f"{a}/core_{n}/psum", 2 * C * pe.acc_bits, ar.psum_slots, BLOCK_SDP))
-    # each weight bank as two RAMs, its even and its odd rows (gen/lib/ram.py InterleavedRAM)
-    mems += [_ram(cfg, f"{a}/wmem_b{b}_p{q}_{h}", pe.weight.bits, (arr.w_rows + 1 - i) // 2, arr.w_rows)
-             for b in range(C) for q in range((N + 1) // 2) for i, h in enumerate("eo")]
+    # each weight bank as two groups of rows (fixar.config.weight_groups), each two RAMs, its even
+    # and its odd rows (gen/lib/ram.py InterleavedRAM)
+    mems += [_ram(cfg, f"{a}/wmem_b{b}_p{q}_g{g}_{h}", pe.weight.bits, (rows + 1 - i) // 2, arr.w_rows)
+             for b in range(C) for q in range((N + 1) // 2) for g, (_, rows) in enumerate(weight_groups(cfg))
+             for i, h in enumerate("eo")]
     mems.append(_ram(cfg, f"{a}/bmem", C * pe.out.bits, arr.b_rows))
     mems += [_ram(cfg, f"{a}/gmem_b{b}", ad.grad.bits, arr.g_rows) for b in range(C)]
     mems.append(_ram(cfg, f"{a}/gbmem", C * ad.grad.bits, arr.b_rows))

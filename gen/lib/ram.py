@@ -57,12 +57,13 @@ class InterleavedRAM:
     wire, not an adder: row r is row r >> 1 of half r & 1.
     ``connect(m)`` adds the halves and their muxes to module ``m``."""
 
-    def __init__(self, mem: MemoryConfig, width: int, depth: int, name: str):
+    def __init__(self, mem: MemoryConfig, width: int, depth: int, name: str, ultra: bool | None = None):
         abits = max((depth - 1).bit_length(), 1)
         self.width, self.depth, self.abits, self.name = width, depth, abits, name
-        # UltraRAM or block RAM as the whole memory would be (memory.uram_min_rows counts its rows)
-        self.halves = [TwoPortRAM(mem, width, (depth + 1 - h) // 2, f"{name}_{'eo'[h]}", mem.ultra(depth))
-                       for h in (0, 1)]
+        # UltraRAM or block RAM as the whole memory would be (memory.uram_min_rows counts its rows;
+        # ``ultra`` when this is a part of a larger memory)
+        ultra = mem.ultra(depth) if ultra is None else ultra
+        self.halves = [TwoPortRAM(mem, width, (depth + 1 - h) // 2, f"{name}_{'eo'[h]}", ultra) for h in (0, 1)]
         self.ultra = self.halves[0].ultra
         _two_ports(self, name, abits, width)
         self.s_re = Signal(name=f"{name}_s_re")

@@ -44,6 +44,7 @@ from fixar.config import (
     PEMode,
     enum_bits,
     quantizer_widths,
+    weight_groups,
 )
 from fixar.config.timing import ARRAY_PIPE_STAGES, ARRAY_STAGES
 from fixar.gen.lib.pipe import delay as _delay
@@ -153,7 +154,7 @@ class Array(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self.cfg
-        R, C = cfg.array.rows, cfg.array.cols
+        R = cfg.array.rows
         m = Module()
 
         # ---- descriptor, latched at start
@@ -167,8 +168,8 @@ class Array(wiring.Component):
 
         amem = [TwoPortRAM(cfg.memory, R * cfg.pe.act32.bits, self.a_rows, f"amem_{n}") for n in range(cfg.array.cores)]
         tmem = self._feature_major_memories(m)
-        banks, w_zero = self._weight_memory(m, d, l_it, l_j, row)
-        w_data = self._weight_words(m, d, banks, w_zero, row, amem, g_zero)
+        words, w_zero = self._weight_memory(m, d, l_it, l_j, row)
+        w_data = self._weight_words(m, d, words, w_zero, row, amem, g_zero)
 
         # ---- activation memories (one per core) and the bias memory
         bmem, bias = self._bias_memory(m, d, it)
@@ -187,9 +188,8 @@ class Array(wiring.Component):
         self._gradient_memories(m, d, cores, out_tile, grad_fold)
 
         # ---- host-side reads (port B; the array must be idle)
-        m.d.comb += [self.wm_rdata.eq(Cat(*[banks[b][0].b_data for b in range(C)])),
-                     self.am_rdata.eq(Cat(*[a.b_data for a in amem])), self.bm_rdata.eq(bmem.b_data),
-                     self.wm_adata.eq(Cat(*[banks[b][0].a_data for b in range(C)])), self.bm_adata.eq(bmem.a_data),
+        m.d.comb += [self.am_rdata.eq(Cat(*[a.b_data for a in amem])), self.bm_rdata.eq(bmem.b_data),
+                     self.bm_adata.eq(bmem.a_data),
                      self.am_adata.eq(Cat(*[a.a_data for a in amem]))]
         return m
 
@@ -294,13 +294,23 @@ class Array(wiring.Component):
     def _weight_memory(self, m: Module, d: dict, l_it, l_j, row) -> tuple[list, list]:
         """The weight memory: C banks, one read port per core (two cores per RAM
         instance) addressed by the tile and PE row loading, and the host's write
-        port. Returns the banks and each core's delayed zero-tile flag."""
+        port. Each bank is two groups of RAMs, rows [0, H) and [H, rows)
+        (fixar.config.weight_groups): every port goes to the group its
+        address is in, so the controller's Adam pass can use all of one
+        group's ports while the array reads the other. Returns the banks'
+        words as each core and the controller's paths see them, and each
+        core's delayed zero-tile flag."""
         cfg = self.cfg
         C, N, wb = cfg.array.cols, cfg.array.cores, cfg.pe.weight.bits
+        groups = weight_groups(cfg)
+        ultra = cfg.memory.ultra(self.w_rows)
         # even and odd rows in separate RAMs: the soft update's third port (InterleavedRAM)
-        banks = [[InterleavedRAM(cfg.memory, wb, self.w_rows, f"wmem_b{b}_p{q}") for q in range((N + 1) // 2)]
-                 for b in range(C)]
-        w_zero = []
+        banks = [[[InterleavedRAM(cfg.memory, wb, rows, f"wmem_b{b}_p{q}_g{g}", ultra)
+                   for g, (_, rows) in enumerate(groups)] for q in range((N + 1) // 2)] for b in range(C)]
+        half = groups[1][0]
+        path = {k: self._group_route(m, getattr(self, f"wm_{k}addr"), half, k or "h")
+                for k in ("", "a", "t", "tw")}    # the controller's and host's paths: (group, local row)
+        w_zero, core_group = [], []
         for n in range(N):
             kt = Signal.like(d["n_kt"], name=f"load_kt_{n}")
             m.d.comb += kt.eq(_k_tile(d, l_j, n, N))
@@ -310,28 +320,51 @@ class Array(wiring.Component):
             m.d.comb += tile.eq(Mux(d["transpose"], kt * d["n_ot"] + l_it, l_it * d["n_kt"] + kt))
             base = Signal(range(self.w_rows + C), name=f"load_base_{n}")
             m.d.comb += base.eq(d["w_base"] + tile * C)
+            # a tile lies in one group (the compiler keeps each network in one)
+            grp, base = self._group_route(m, base, half, f"load_{n}")
             for b in range(C):
                 skew = Mux(row == 0, b, b + C - row) if b == 0 else Mux(b >= row, b - row, b + C - row)  # (b - r) mod C
                 addr = Mux(d["transpose"], base + row, base + skew)
-                ram = banks[b][n // 2]
-                if n % 2 == 0:
-                    m.d.comb += ram.a_addr.eq(Mux(self.wm_rea, self.wm_aaddr, addr) if n == 0 else addr)
-                else:
-                    m.d.comb += ram.b_addr.eq(Mux(self.wm_we | self.wm_re, self.wm_addr, addr))
+                for g, ram in enumerate(banks[b][n // 2]):
+                    if n % 2 == 0:
+                        host = self.wm_rea & (path["a"][0] == g) if n == 0 else Const(0)
+                        m.d.comb += ram.a_addr.eq(Mux(host, path["a"][1], addr))
+                    else:
+                        host = (self.wm_we | self.wm_re) & (path[""][0] == g)
+                        m.d.comb += ram.b_addr.eq(Mux(host, path[""][1], addr))
             w_zero.append(_delay(m, zero, 1, f"load_zero_{n}"))
+            core_group.append(_delay(m, grp, 1, f"load_group_{n}"))
         for b in range(C):
-            for ram in banks[b]:
-                if N % 2 == 1 and ram is banks[b][-1]:
-                    m.d.comb += ram.b_addr.eq(self.wm_addr)
-                m.d.comb += [ram.b_we.eq(self.wm_we), ram.b_wdata.eq(self.wm_data[b * wb:(b + 1) * wb]),
-                             ram.t_we.eq(self.wm_twe), ram.t_addr.eq(self.wm_twaddr),
-                             ram.t_wdata.eq(self.wm_twdata[b * wb:(b + 1) * wb])]
-                ram.connect(m)
-            m.d.comb += [banks[b][0].s_re.eq(self.wm_tre), banks[b][0].s_addr.eq(self.wm_taddr)]
-        m.d.comb += self.wm_tdata.eq(Cat(*[banks[b][0].s_data for b in range(C)]))
-        return banks, w_zero
+            for q, pair in enumerate(banks[b]):
+                for g, ram in enumerate(pair):
+                    if N % 2 == 1 and q == len(banks[b]) - 1:
+                        m.d.comb += ram.b_addr.eq(path[""][1])
+                    m.d.comb += [ram.b_we.eq(self.wm_we & (path[""][0] == g)),
+                                 ram.b_wdata.eq(self.wm_data[b * wb:(b + 1) * wb]),
+                                 ram.t_we.eq(self.wm_twe & (path["tw"][0] == g)), ram.t_addr.eq(path["tw"][1]),
+                                 ram.t_wdata.eq(self.wm_twdata[b * wb:(b + 1) * wb])]
+                    ram.connect(m)
+            for g, ram in enumerate(banks[b][0]):
+                m.d.comb += [ram.s_re.eq(self.wm_tre & (path["t"][0] == g)), ram.s_addr.eq(path["t"][1])]
+        # reads are registered: the group that answers is the one addressed a cycle ago
+        was = {k: _delay(m, path[k][0], 1, f"wm_{k or 'h'}_group") for k in ("", "a", "t")}
+        pick = lambda sel, words: Mux(sel, words[1], words[0])
+        m.d.comb += [self.wm_tdata.eq(Cat(*[pick(was["t"], [r.s_data for r in banks[b][0]]) for b in range(C)])),
+                     self.wm_rdata.eq(Cat(*[pick(was[""], [r.b_data for r in banks[b][0]]) for b in range(C)])),
+                     self.wm_adata.eq(Cat(*[pick(was["a"], [r.a_data for r in banks[b][0]]) for b in range(C)]))]
+        words = [[pick(core_group[n], [r.a_data if n % 2 == 0 else r.b_data for r in banks[b][n // 2]])
+                  for b in range(C)] for n in range(N)]
+        return words, w_zero
 
-    def _weight_words(self, m: Module, d: dict, banks: list, w_zero: list, row, amem: list, g_zero) -> list:
+    @staticmethod
+    def _group_route(m: Module, addr, half: int, name: str) -> tuple:
+        """A weight row's group (1: at or above row ``half``) and its row in that group."""
+        grp = Signal(name=f"wm_{name}_grp")
+        local = Signal.like(addr, name=f"wm_{name}_local")
+        m.d.comb += [grp.eq(addr >= half), local.eq(addr - Mux(grp, half, 0))]
+        return grp, local
+
+    def _weight_words(self, m: Module, d: dict, words: list, w_zero: list, row, amem: list, g_zero) -> list:
         """Each core's registered weight row: the banks' words rotated to PE
         columns (zero past the last k-tile), or in a gradient product D's row."""
         R, C, N = self.cfg.array.rows, self.cfg.array.cols, self.cfg.array.cores
@@ -339,7 +372,7 @@ class Array(wiring.Component):
         row1 = _delay(m, row, 1, "load_row")
         w_data = []
         for n in range(N):
-            port = [(banks[b][n // 2].a_data if n % 2 == 0 else banks[b][n // 2].b_data) for b in range(C)]
+            port = words[n]
             rotated = []
             for c in range(C):
                 word = Signal(wb, name=f"w_rot_{n}_{c}")

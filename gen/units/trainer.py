@@ -132,7 +132,10 @@ class Trainer(wiring.Component):
                                      "bm_rea", "bm_aaddr", "am_rea", "am_aaddr")}
         for k, sig in ctl_a.items():
             m.d.comb += getattr(arr, k).eq(Mux(c.busy, sig, 0))
-        adam_out = self._adam_lanes(m, arr, lanes, st_mems, instr, scal, c)
+        # the Adam pass keeps its own copy of its instruction: with ``overlap`` the controller
+        # fetches the next instructions while the weight pass runs
+        c.a_instr = a_instr = Signal.like(instr, name="adam_instr")
+        adam_out = self._adam_lanes(m, arr, lanes, st_mems, a_instr, scal, c)
 
         R, N, wb = cfg.array.rows, cfg.array.cores, cfg.pe.weight.bits
         core_mask = Signal(N)
@@ -141,15 +144,17 @@ class Trainer(wiring.Component):
         m.d.comb += core_row.eq(arr.am_rdata.word_select(c.core, R * wb))
         c.core_mask, c.core_row = core_mask, core_row
 
-        F = {op: {n: _field(instr, op, n) for n in ISA_FIELDS[op]} for op in (Opcode.VEC, Opcode.ADAM, Opcode.SOFT)}
-        fv, fa, fs = F[Opcode.VEC], F[Opcode.ADAM], F[Opcode.SOFT]
+        F = {op: {n: _field(instr, op, n) for n in ISA_FIELDS[op]} for op in (Opcode.VEC, Opcode.SOFT)}
+        fv, fs = F[Opcode.VEC], F[Opcode.SOFT]
+        fa = {n: _field(a_instr, Opcode.ADAM, n) for n in ISA_FIELDS[Opcode.ADAM]}
 
         with m.FSM(name="ctl"):
             self._dispatch_states(m, arr, pr, instr, opcode, c)
             self._vec_states(m, vec, scal, fv, c)
             self._vec_stream_state(m, fv, c)
-            self._adam_state(m, fa, lanes, adam_out, c)
             self._soft_state(m, fs, c)
+        with m.FSM(name="adam"):
+            self._adam_states(m, fa, instr, lanes, adam_out, c)
         return m
 
     def _program_and_scalars(self, m: Module) -> tuple:
@@ -188,9 +193,16 @@ class Trainer(wiring.Component):
         row = Signal(32)                # rows done (written)
         rd = Signal(32)                 # rows read (streaming passes)
         tick = Signal()                 # SOFT: even cycles read, odd cycles write
+        # the Adam pass's own registers (it may run beside the array: ADAM's overlap)
+        a_row, a_rd = Signal(32, name="adam_row"), Signal(32, name="adam_rd")   # rows written, read
         trd = Signal(32)                # ADAM with a fused soft update: target rows read ...
         trow = Signal(32)               # ... and written
         adam_issue = Signal()           # a row read last cycle: its data reaches the lanes now
+        a_bias = Signal(name="adam_bias_pass")   # 1: the bias rows (first), 0: the weight rows
+        a_busy = Signal(name="adam_busy")        # an ADAM pass is running
+        a_start = Signal(name="adam_start")      # DECODE starts one (comb)
+        a_last = Signal(name="adam_last")        # its last cycle (comb): a SYNC may go on
+        a_bias_last = Signal(name="adam_bias_last")   # the bias pass's last cycle (comb)
         soft_issue = Signal()
         core = Signal(range(max(N, 2)))
         bias_pass = Signal()            # ADAM / SOFT: 0 weight rows, 1 bias rows
@@ -201,7 +213,8 @@ class Trainer(wiring.Component):
         busy = Signal()                 # ... and it is not the HALT's cycle: the host may use ports then
         m.d.comb += [busy.eq(running & ~self.done), self.busy.eq(busy)]
         return SimpleNamespace(pc=pc, row=row, rd=rd, tick=tick, trd=trd, trow=trow, adam_issue=adam_issue,
-                               soft_issue=soft_issue,
+                               a_row=a_row, a_rd=a_rd, a_bias=a_bias, a_busy=a_busy, a_start=a_start,
+                               a_last=a_last, a_bias_last=a_bias_last, soft_issue=soft_issue,
                                core=core, bias_pass=bias_pass, reg_a=reg_a, reg_b=reg_b, reg_f=reg_f,
                                running=running, busy=busy)
 
@@ -286,7 +299,7 @@ class Trainer(wiring.Component):
         ad, wb = self.cfg.adam, self.cfg.pe.weight.bits
         gb, mb, vb = ad.grad.bits, ad.m.bits, ad.v.bits
         mmem, vmem, bmm, bvm = st_mems
-        bias_pass = c.bias_pass
+        bias_pass = c.a_bias
         adam_valid = Signal()
         m.d.comb += adam_valid.eq(c.adam_issue)
         w_row_data = Mux(bias_pass, arr.bm_adata, arr.wm_adata)
@@ -318,26 +331,35 @@ class Trainer(wiring.Component):
             m.d.sync += [instr.eq(pr.data), row.eq(0), core.eq(0), bias_pass.eq(0)]
             m.next = "DECODE"
         with m.State("DECODE"):
-            with m.Switch(opcode):
-                with m.Case(Opcode.ARRAY):
-                    m.d.comb += arr.start.eq(1)
-                    m.next = "ARRAY_WAIT"
-                with m.Case(Opcode.VEC):
-                    m.d.sync += [rd.eq(0), tick.eq(0), c.soft_issue.eq(0)]
-                    with m.If(_field(instr, Opcode.VEC, "use_flag")[0]):
-                        m.next = "VEC_RA"
-                    with m.Else():
-                        m.next = "VEC_RUN"
-                with m.Case(Opcode.ADAM):
-                    m.d.sync += [rd.eq(0), c.trd.eq(0), c.trow.eq(0), c.adam_issue.eq(0)]
-                    m.next = "ADAM_RUN"
-                with m.Case(Opcode.SOFT):
-                    m.d.sync += [rd.eq(0), tick.eq(0), c.soft_issue.eq(0)]
-                    m.next = "SOFT_RUN"
-                with m.Default():   # HALT
-                    m.d.comb += self.done.eq(1)
-                    m.d.sync += running.eq(0)
-                    m.next = "IDLE"
+            # everything but ARRAY waits for an ADAM pass running beside the array (a SYNC only
+            # waits; it may go on in the pass's last cycle, which uses no port; a new ADAM after it)
+            waits = Mux(opcode == Opcode.ADAM, c.a_busy, c.a_busy & ~c.a_last)
+            with m.If(~waits | (opcode == Opcode.ARRAY)):
+                with m.Switch(opcode):
+                    with m.Case(Opcode.ARRAY):
+                        m.d.comb += arr.start.eq(1)
+                        m.next = "ARRAY_WAIT"
+                    with m.Case(Opcode.VEC):
+                        m.d.sync += [rd.eq(0), tick.eq(0), c.soft_issue.eq(0)]
+                        with m.If(_field(instr, Opcode.VEC, "use_flag")[0]):
+                            m.next = "VEC_RA"
+                        with m.Else():
+                            m.next = "VEC_RUN"
+                    with m.Case(Opcode.ADAM):
+                        m.d.comb += c.a_start.eq(1)
+                        m.next = "ADAM_WAIT"
+                    with m.Case(Opcode.SOFT):
+                        m.d.sync += [rd.eq(0), tick.eq(0), c.soft_issue.eq(0)]
+                        m.next = "SOFT_RUN"
+                    with m.Case(Opcode.SYNC):
+                        _next_instr(m, pc)
+                    with m.Default():   # HALT
+                        m.d.comb += self.done.eq(1)
+                        m.d.sync += running.eq(0)
+                        m.next = "IDLE"
+        with m.State("ADAM_WAIT"):      # until the pass ends, or with overlap until its bias rows are done
+            with m.If(c.a_last | (c.a_bias_last & _field(c.a_instr, Opcode.ADAM, "overlap")[0])):
+                _next_instr(m, pc)
         with m.State("ARRAY_WAIT"):
             with m.If(arr.done):
                 m.next = "ARRAY_SETTLE"
@@ -398,32 +420,40 @@ class Trainer(wiring.Component):
                                  ctl["am_data"].eq(c.soft_out)]
                     m.d.sync += row.eq(row + 1)
 
-    def _adam_state(self, m: Module, fa: dict, lanes: list, adam_out: tuple, c: SimpleNamespace) -> None:
-        """ADAM: weight rows, then bias rows, streamed: one row read per
-        cycle through port A (W) and the gradient/moment read ports, the
-        C lanes' results written back through port B LATENCY cycles later.
-        With ``soft`` the weight pass also soft-updates the target's weights:
-        each target row is read through the weight memory's third path so
-        that it reaches the vector unit with its updated row from the lanes,
-        and SOFT's result is written through the second write path. The rows
-        that share a cycle are of opposite parity (the compiler puts the
-        targets an odd number of rows away): the target read comes an even
-        number of rows after the online read it shares a cycle with (its lead
-        over the lanes' output has the lanes' latency's other parity, a hold
-        register making up the difference), and the target write an even
-        number of rows after the updated row written in its cycle (the
-        vector unit's latency plus its output register is even)."""
-        ctl, ctl_a, row, rd, bias_pass = c.ctl, c.ctl_a, c.row, c.rd, c.bias_pass
+    def _adam_states(self, m: Module, fa: dict, instr, lanes: list, adam_out: tuple, c: SimpleNamespace) -> None:
+        """ADAM, in its own state machine: bias rows, then weight rows, streamed:
+        one row read per cycle through port A (W) and the gradient/moment read
+        ports, the C lanes' results written back through port B LATENCY cycles
+        later. The controller waits for the bias rows; with ``overlap`` it then
+        goes on (ARRAY instructions on the other weight group, until a SYNC)
+        while the weight rows stream. With ``soft`` the weight pass also
+        soft-updates the target's weights: each target row is read through the
+        weight memory's third path so that it reaches the vector unit with its
+        updated row from the lanes, and SOFT's result is written through the
+        second write path. The rows that share a cycle are of opposite parity
+        (the compiler puts the targets an odd number of rows away): the target
+        read comes an even number of rows after the online read it shares a
+        cycle with (its lead over the lanes' output has the lanes' latency's
+        other parity, a hold register making up the difference), and the
+        target write an even number of rows after the updated row written in
+        its cycle (the vector unit's latency plus its output register is even)."""
+        ctl, ctl_a, row, rd, bias_pass = c.ctl, c.ctl_a, c.a_row, c.a_rd, c.a_bias
         adam_w, adam_m, adam_v = adam_out
         n_rows = Mux(bias_pass, fa["b_rows"], fa["w_rows"])
         base = Mux(bias_pass, fa["b_row"], fa["w_row"])
+        g_base = Mux(bias_pass, fa["b_row"], fa["g_row"])     # gradients and moments
         lanes_latency, soft_latency = timing(self.cfg).adam, timing(self.cfg).vector + 1
         assert soft_latency % 2 == 0, "the fused soft update's target write needs an even SOFT latency"
         hold = 1 if lanes_latency % 2 else 0        # the target read's lead d = hold + 1 has the other parity
         fused = Signal()
         t_issue = delay(m, c.adam_issue & fused, lanes_latency - 1 - hold, "t_issue")
         t_data = delay(m, self.array.wm_tdata, hold, "t_data")
-        with m.State("ADAM_RUN"):
+        with m.State("IDLE"):
+            with m.If(c.a_start):
+                m.d.sync += [c.a_instr.eq(instr), c.a_busy.eq(1), bias_pass.eq(1), rd.eq(0), row.eq(0),
+                             c.trd.eq(0), c.trow.eq(0), c.adam_issue.eq(0)]
+                m.next = "RUN"
+        with m.State("RUN"):
             m.d.comb += [fused.eq(fa["soft"][0] & ~bias_pass), c.fused.eq(fused),
                          c.fused_valid.eq(lanes[0].out_valid & fused), c.fused_a.eq(adam_w), c.fused_b.eq(t_data),
                          ctl_a["wm_tre"].eq(t_issue), ctl_a["wm_taddr"].eq(fa["t_row"] + c.trd)]
@@ -434,21 +464,24 @@ class Trainer(wiring.Component):
                 m.d.sync += c.trow.eq(c.trow + 1)
             with m.If((rd == n_rows) & (row == n_rows) & (~fused | (c.trow == n_rows))):
                 with m.If(bias_pass):
-                    _next_instr(m, c.pc)
+                    m.d.comb += c.a_bias_last.eq(1)
+                    m.d.sync += [bias_pass.eq(0), rd.eq(0), row.eq(0)]
                 with m.Else():
-                    m.d.sync += [bias_pass.eq(1), rd.eq(0), row.eq(0)]
+                    m.d.comb += c.a_last.eq(1)
+                    m.d.sync += c.a_busy.eq(0)
+                    m.next = "IDLE"
             with m.Else():
                 issue = rd < n_rows
                 m.d.comb += [ctl_a["wm_rea"].eq(issue & ~bias_pass), ctl_a["bm_rea"].eq(issue & bias_pass),
                              ctl_a["wm_aaddr"].eq(base + rd), ctl_a["bm_aaddr"].eq(base + rd),
-                             ctl["gm_raddr"].eq(base + rd), ctl["gbm_raddr"].eq(base + rd),
-                             c.st_addr.eq(base + rd)]
+                             ctl["gm_raddr"].eq(g_base + rd), ctl["gbm_raddr"].eq(g_base + rd),
+                             c.st_addr.eq(g_base + rd)]
                 m.d.sync += [c.adam_issue.eq(issue), rd.eq(Mux(issue, rd + 1, rd))]
                 with m.If(lanes[0].out_valid):
                     r_w = base + row
                     m.d.comb += [ctl["wm_we"].eq(~bias_pass), ctl["wm_addr"].eq(r_w), ctl["wm_data"].eq(adam_w),
                                  ctl["bm_we"].eq(bias_pass), ctl["bm_addr"].eq(r_w), ctl["bm_data"].eq(adam_w),
-                                 c.st_we.eq(Mux(bias_pass, 2, 1)), c.st_waddr.eq(r_w), c.st_m.eq(adam_m),
+                                 c.st_we.eq(Mux(bias_pass, 2, 1)), c.st_waddr.eq(g_base + row), c.st_m.eq(adam_m),
                                  c.st_v.eq(adam_v)]
                     m.d.sync += row.eq(row + 1)
 

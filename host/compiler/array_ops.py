@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixar.config import ActFunc, FixarConfig, GStore, PEMode, mask_no_limit
+from fixar.config import ActFunc, FixarConfig, GStore, PEMode, mask_no_limit, weight_groups
 
 
 class ArrayOpError(ValueError):
@@ -200,6 +200,11 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
     if op.w_base < 0 or op.w_base + need > w_rows:
         raise ArrayOpError(f"W ({op.M} x {op.K}) needs weight rows {op.w_base}..{op.w_base + need - 1}; "
                            f"the weight memory has {w_rows} rows of {C} words")
+    half = weight_groups(cfg)[1][0]
+    if op.w_base < half < op.w_base + need:
+        raise ArrayOpError(f"W ({op.M} x {op.K}) at weight rows {op.w_base}..{op.w_base + need - 1} crosses "
+                           f"row {half}, where the weight memory's second group of RAMs starts "
+                           "(fixar.config.weight_groups)")
     a_rows = mem.act_words_per_core // R
     for name, base, tiles in (("X", op.x_base, n_kt), ("Y", op.y_base, n_ot if op.store else 0)):
         if base < 0 or base + tiles * S > a_rows:

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from fixar.compiler.program import Adam, Grad, Matmul, Program, Soft, Vec
+from fixar.compiler.program import Adam, Grad, Matmul, Program, Soft, Sync, Vec
 from fixar.config import FixarConfig, VecOp, mask_no_limit
 from fixar.golden.adam import AdamCodes, adam_update
 from fixar.golden.ddpg import bias_grad, weight_grad
@@ -126,7 +126,7 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
             for (w, b, _), (wt, bt, _) in zip(p.nets[ins.net], p.nets[ins.net + "_t"]):
                 for name, tgt in ((w, wt), (b, bt))[0 if ins.weights else 1:]:
                     T[tgt] = vector_op(cfg, VecOp.SOFT, T[name], T[tgt], c=scalars["tau"])
-        else:
+        elif not isinstance(ins, Sync):     # Sync: timing only (one instruction at a time here)
             raise TypeError(f"unknown instruction {ins!r}")
 
 

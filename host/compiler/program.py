@@ -25,7 +25,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fixar.compiler.array_ops import ArrayOpError, LayerOp, describe, weight_rows
-from fixar.config import ISA_FIELD_BITS, ISA_FIELDS, ActFunc, FixarConfig, GStore, Opcode, Scalar, VecOp, mask_no_limit
+from fixar.config import (
+    ISA_FIELD_BITS,
+    ISA_FIELDS,
+    ActFunc,
+    FixarConfig,
+    GStore,
+    Opcode,
+    Scalar,
+    VecOp,
+    mask_no_limit,
+    weight_groups,
+)
 from fixar.config.timing import timing
 
 
@@ -45,6 +56,7 @@ class Tensor:
     base: int       # first row
     rows: int
     shape: tuple[int, int]
+    grad: int = -1  # an online network's parameter: its gradient's (and moments') first row
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,12 @@ class Adam:
     net: str                    # actor or critic: all its weight and bias rows
     lr: str                     # name of the step-size code for this update
     soft: bool = False          # and, in the same pass, its target's weights <- SOFT(updated weights, target)
+    overlap: bool = False       # the weight rows stream beside the next ARRAY instructions, until a Sync
+
+
+@dataclass(frozen=True)
+class Sync:
+    """Wait for an overlapped Adam pass (before anything reads its network)."""
 
 
 @dataclass(frozen=True)
@@ -277,7 +295,7 @@ class _Builder:
         self.tops = tops
         self.p = Program()
         self.limits = _limits(cfg)
-        self.bump = {"W": 0, "B": 0}
+        self.bump = {"W": 0, "B": 0, "G": 0}
         self.ones: str | None = None           # the bias gradients' input, once declared
 
     def tiles(self, n):
@@ -291,10 +309,17 @@ class _Builder:
             base = bump[space]
             if base + rows > limits[space]:
                 raise _too_big(name, space, rows, base, limits[space])
-            if space == "W" and not name.split(".")[0].endswith("_t") and base + rows > limits["G"]:
-                raise _too_big(name, "G", rows, base, limits["G"])   # gradients, moments mirror W's rows
             bump[space] = base + rows
-        p.tensors[name] = Tensor(name, space, base, rows, shape)
+        grad = -1
+        online = not name.split(".")[0].endswith("_t")
+        if space == "W" and online:          # the gradients and moments, in the gradient memory
+            grad = bump["G"]
+            if grad + rows > limits["G"]:
+                raise _too_big(name, "G", rows, grad, limits["G"])
+            bump["G"] = grad + rows
+        elif space == "B" and online:        # the bias gradients' memory mirrors the bias rows
+            grad = base
+        p.tensors[name] = Tensor(name, space, base, rows, shape, grad)
         return name
 
     def act(self, name, features):      # slot-major, per core: one row per (feature tile, slot)
@@ -379,16 +404,23 @@ class _Builder:
 
 
 def _declare_nets(b: _Builder, obs_dim: int, act_dim: int, hidden: tuple[int, ...], obs_p: int) -> None:
-    """Weights and biases of the networks and their targets, bump-placed in W and B."""
+    """Weights and biases of the networks and their targets, bump-placed in W
+    and B: the actor and its target in the weight memory's first group of
+    rows, the critic and its target in the second (fixar.config.weight_groups),
+    so that the critic's Adam pass can run while the array reads the actor."""
     funcs = {"actor": [ActFunc.RELU] * len(hidden) + [ActFunc.TANH],
              "critic": [ActFunc.RELU] * len(hidden) + [ActFunc.IDENTITY]}
     sizes = {"actor": [obs_dim, *hidden, act_dim], "critic": [obs_p + act_dim, *hidden, 1]}
-    for net in ("actor", "critic", "actor_t", "critic_t"):
+    groups = weight_groups(b.cfg)
+    for net in ("actor", "actor_t", "critic", "critic_t"):
         base = net.removesuffix("_t")
-        if net == "actor_t" and b.bump["W"] % 2 == 0:
-            # the targets an odd number of rows from their networks (each target's offset is the
-            # online networks' total): SOFT then reads both in one cycle from the weight memory's
-            # even and odd halves (docs/program.md)
+        start, rows = groups[base == "critic"]
+        if net == "critic":
+            b.bump["W"] = start
+        if net.endswith("_t") and (b.bump["W"] - b.p.tensors[f"{base}.W0"].base) % 2 == 0:
+            # the target an odd number of rows from its network: SOFT (and ADAM's fused soft
+            # update) then reads both in one cycle from the weight memory's even and odd halves
+            # (docs/program.md)
             b.bump["W"] += 1
         layers = []
         for i, (k, mm) in enumerate(zip(sizes[base], sizes[base][1:])):
@@ -396,6 +428,10 @@ def _declare_nets(b: _Builder, obs_dim: int, act_dim: int, hidden: tuple[int, ..
             bias = b.tensor(f"{net}.b{i}", "B", (mm,), b.tiles(mm))
             layers.append((w, bias, funcs[base][i]))
         b.p.nets[net] = layers
+        if b.bump["W"] > start + rows:
+            raise ProgramError(f"{base} and {base}_t need rows {start} to {b.bump['W']} of the weight memory; "
+                               f"its {'second' if start else 'first'} half (the {base}'s group) ends at row "
+                               f"{start + rows} (raise memory.weight_words, or use smaller networks)")
 
 
 def _declare_batch_inputs(b: _Builder, obs_dim: int, act_dim: int, obs_p: int) -> None:
@@ -439,9 +475,13 @@ def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | No
     backward("critic", dq, [sa] + c_outs[:-1], [sa_t] + c_outs_t[:-1])
     # each target's weights are soft-updated inside its network's Adam pass (one row per cycle, after
     # the update: the same bits as a SOFT after both ADAMs, since nothing in between reads a target)
-    p.instrs.append(Adam("critic", "critic_lr", soft=fuse_soft))
+    # its weight rows stream beside the actor's forward pass (the critic's group of the weight
+    # memory, the Adam lanes and the vector unit are the pass's; the actor's group, the bias memory
+    # and the activation memories the array's), until the Sync before the critic is read again
+    p.instrs.append(Adam("critic", "critic_lr", soft=fuse_soft, overlap=True))
     # 3. actor update through the updated critic: mu into the action tile of [s; mu]
     a_outs, a_outs_t = forward("actor", s_in, out=smu, out_tile=a_tile, keep_t=True, track=True)
+    p.instrs.append(Sync())
     qa_outs, _ = forward("critic", smu, tag="(s,mu)")
     dx = backward("critic", d_actor, [smu] + qa_outs[:-1], None, want_input=True, grads=False, tag="(s,mu)")
     d_mu = act("dmu", act_dim)
@@ -483,7 +523,7 @@ def _addressed(cfg: FixarConfig, p: Program, ins, S: int):
                 "m_base": T[ins.m].base if ins.m else 0}
         what = f"{ins.w}{'^T' if ins.op.transpose else ''} product"
     elif isinstance(ins, Grad):
-        rows = {"w_base": T[ins.d].base, "x_base": T[ins.x or ins.ones].base, "g_base": T[ins.param].base,
+        rows = {"w_base": T[ins.d].base, "x_base": T[ins.x or ins.ones].base, "g_base": T[ins.param].grad,
                 "b_base": T[ins.bias].base if ins.bias else 0}
         what = f"gradient of {ins.param}"
     else:
@@ -519,13 +559,15 @@ def _word(op: Opcode, fields: dict[str, int]) -> int:
     return word
 
 
-def _rows(p: Program, names: list[str]) -> tuple[int, int]:
-    """(first row, row count) of tensors that lie back to back in one memory."""
-    ts = sorted((p.tensors[n] for n in names), key=lambda t: t.base)
+def _rows(p: Program, names: list[str], grad: bool = False) -> tuple[int, int]:
+    """(first row, row count) of tensors that lie back to back in one memory
+    (with ``grad``: of their gradients in the gradient memory)."""
+    first = (lambda t: t.grad) if grad else (lambda t: t.base)
+    ts = sorted((p.tensors[n] for n in names), key=first)
     for a, b in zip(ts, ts[1:]):
-        if a.base + a.rows != b.base:
+        if first(a) + a.rows != first(b):
             raise AssertionError(f"compiler bug: {a.name} and {b.name} are not contiguous")
-    return ts[0].base, sum(t.rows for t in ts)
+    return first(ts[0]), sum(t.rows for t in ts)
 
 
 def encode(cfg: FixarConfig, p: Program, batch: int) -> tuple[list[int], int]:
@@ -568,12 +610,16 @@ def _encode(cfg: FixarConfig, p: Program, instrs: list, S: int) -> list[int]:
             # weight memory (fixar.gen.lib.ram.InterleavedRAM): _declare_nets places them so
             assert (wt - w_row) % 2 == 1, f"compiler bug: {t}'s weights an even number of rows from {ins.net}'s"
             if isinstance(ins, Adam):
+                g_row, _ = _rows(p, ws, grad=True)
                 words.append(_word(Opcode.ADAM, {"w_row": w_row, "w_rows": w_rows, "b_row": b_row,
                                                  "b_rows": b_rows, "lr": COEF[ins.lr], "t_row": wt,
-                                                 "soft": int(ins.soft)}))
+                                                 "soft": int(ins.soft), "g_row": g_row,
+                                                 "overlap": int(ins.overlap)}))
             else:
                 words.append(_word(Opcode.SOFT, {"w_src": w_row, "w_dst": wt, "w_rows": w_rows if ins.weights else 0,
                                                  "b_src": b_row, "b_dst": bt, "b_rows": b_rows}))
+        elif isinstance(ins, Sync):
+            words.append(_word(Opcode.SYNC, {}))
         else:
             raise TypeError(f"unknown instruction {ins!r}")
     words.append(_word(Opcode.HALT, {}))
@@ -583,7 +629,8 @@ def _encode(cfg: FixarConfig, p: Program, instrs: list, S: int) -> list[int]:
 # ------------------------------------------------------------ cycle model
 
 def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int | None = None) -> int:
-    """Cycles of one instruction from its fetch to the next fetch (docs/program.md).
+    """Cycles of one instruction from its fetch to the next fetch, run alone
+    (docs/program.md); :func:`timeline` adds the waits for an overlapped ADAM.
 
     Latencies come from fixar.config.timing; ``array_latency`` overrides the
     array's (a bench passes the one in its RTL's manifest).
@@ -591,13 +638,16 @@ def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int |
     and one settling cycle; streamed VEC and SOFT's bias rows: per core or pass
     2n + 2 + (vector latency + 1 hold + 1 final check) for n rows; SOFT's
     weight rows n + 3 + the vector latency; VEC with flags: 8 per row; ADAM:
-    per pass n + 2 + the Adam latency."""
+    per pass n + 2 + the Adam latency (with ``overlap``, the bias pass only:
+    :func:`adam_passes`); SYNC: 2."""
     from fixar.compiler.array_ops import cycles as array_cycles
 
     R, N = cfg.array.rows, cfg.array.cores
     t = timing(cfg)
     if isinstance(ins, (Matmul, Grad)):
         return 2 + array_cycles(cfg, describe(cfg, ins.op), t.array if array_latency is None else array_latency) + 1
+    if isinstance(ins, Sync):
+        return 2
     stream = lambda n: 2 * n + t.vector + 2 if n else 1
     stream1 = lambda n: n + t.vector + 3 if n else 1      # one row per cycle (SOFT's weight rows)
     if isinstance(ins, Vec):
@@ -606,16 +656,45 @@ def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int |
         if ins.flag is not None:
             return 2 + cores * rows * (4 + t.vector + 1)
         return 2 + cores * stream(rows)
-    ws = sum(p.tensors[w].rows for w, _, _ in p.nets[ins.net])
-    bs = sum(p.tensors[b].rows for _, b, _ in p.nets[ins.net])
     if isinstance(ins, Adam):
-        adam = lambda n: n + 2 + t.adam if n else 1
-        # a fused soft update: the target row's SOFT (vector latency + 1 hold) after the Adam lanes'
-        fused = t.vector + 1 if ins.soft and ws else 0
-        return 2 + adam(ws) + fused + adam(bs)
+        bias, weights = adam_passes(cfg, p, ins)
+        return 2 + bias + (0 if ins.overlap else weights)
     if isinstance(ins, Soft):
+        ws = sum(p.tensors[w].rows for w, _, _ in p.nets[ins.net])
+        bs = sum(p.tensors[b].rows for _, b, _ in p.nets[ins.net])
         return 2 + stream1(ws if ins.weights else 0) + stream(bs)
     raise TypeError(f"unknown instruction {ins!r}")
+
+
+def adam_passes(cfg: FixarConfig, p: Program, ins: Adam) -> tuple[int, int]:
+    """Cycles of an ADAM's bias pass (first) and weight pass: n + 2 + the
+    Adam lanes' latency each, and a fused soft update's SOFT (the vector
+    unit's latency + 1 hold) after the weight pass."""
+    t = timing(cfg)
+    ws = sum(p.tensors[w].rows for w, _, _ in p.nets[ins.net])
+    bs = sum(p.tensors[b].rows for _, b, _ in p.nets[ins.net])
+    adam = lambda n: n + 2 + t.adam if n else 1
+    return adam(bs), adam(ws) + (t.vector + 1 if ins.soft and ws else 0)
+
+
+def timeline(cfg: FixarConfig, p: Program, instrs: list, S: int, array_latency: int | None = None) -> list[int]:
+    """Each instruction's cycles from its fetch to the next fetch in a run of
+    ``instrs`` and the HALT after them (the last entry). An ADAM with
+    ``overlap`` takes its bias pass; its weight pass runs on beside the
+    ARRAY instructions that follow. Every other instruction waits in decode
+    until that pass's last cycle (an ADAM: the cycle after it)."""
+    out, now, adam_end = [], 0, None     # now: the cycle of this instruction's fetch
+    for ins in [*instrs, None]:
+        cycles = 2 if ins is None else instr_cycles(cfg, p, ins, S, array_latency)
+        if adam_end is not None and not isinstance(ins, (Matmul, Grad)):
+            cycles += max(0, adam_end + isinstance(ins, Adam) - (now + 1))
+            adam_end = None
+        if isinstance(ins, Adam) and ins.overlap:
+            bias, weights = adam_passes(cfg, p, ins)
+            adam_end = now + 1 + bias + weights          # decode, then the passes' cycles
+        out.append(cycles)
+        now += cycles
+    return out
 
 
 def step_cycles(cfg: FixarConfig, p: Program, batch: int, array_latency: int | None = None,
@@ -624,7 +703,7 @@ def step_cycles(cfg: FixarConfig, p: Program, batch: int, array_latency: int | N
     takes ``start`` to the cycle of ``done``: the instructions, then the HALT's
     fetch and decode."""
     S = 1 if acting else batch // cfg.array.cores
-    return sum(instr_cycles(cfg, p, ins, S, array_latency) for ins in (p.act_instrs if acting else p.instrs)) + 2
+    return sum(timeline(cfg, p, p.act_instrs if acting else p.instrs, S, array_latency))
 
 
 def projected(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int,

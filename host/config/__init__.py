@@ -346,14 +346,27 @@ def mask_no_limit(cfg: FixarConfig) -> int:
     return 1 << (cfg.pe.act32.bits - 1)
 
 
+def weight_groups(cfg: FixarConfig) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The weight memory's two groups of rows, (first row, rows) each: rows
+    [0, H) and [H, rows) with H half its rows. Each group is its own set of
+    RAMs (gen/units/array.py), so the Adam pass of a network in one group
+    can stream through every port of that group while the array reads the
+    other network from the other group (docs/program.md, "Adam beside the
+    array"). The compiler keeps a network and its target in one group."""
+    rows = cfg.memory.weight_words // cfg.array.cols
+    half = rows // 2
+    return (0, half), (half, rows - half)
+
+
 class Opcode(enum.IntEnum):
     """Instructions of the training controller (docs/program.md)."""
 
     HALT = 0
     ARRAY = 1   # one array operation: the fields are fixar.compiler.array_ops.Descriptor's
     VEC = 2     # rows of every core's activation memory through the vector unit
-    ADAM = 3    # weight and bias rows through the Adam lanes (gradients, moments at the same rows)
+    ADAM = 3    # bias rows, then weight rows through the Adam lanes (their gradients and moments)
     SOFT = 4    # target rows <- SOFT(online rows, target rows), weights and biases
+    SYNC = 5    # wait until an ADAM pass running beside the array has finished
 
 
 class Scalar(enum.IntEnum):
@@ -391,8 +404,11 @@ ISA_FIELDS: dict[Opcode, tuple[str, ...]] = {
                    "track", "fq", "qidx", "mask", "m_base", "limit"),
     Opcode.VEC: ("op", "coef", "a_row", "b_row", "y_row", "flag_row", "use_flag", "rows", "count", "cores",
                  "limit"),
-    Opcode.ADAM: ("w_row", "w_rows", "b_row", "b_rows", "lr", "t_row", "soft"),
+    # g_row: the weight gradients' (and moments') first row; overlap: the weight pass runs beside
+    # the following ARRAY instructions (the controller goes on after the bias pass) until a SYNC
+    Opcode.ADAM: ("w_row", "w_rows", "b_row", "b_rows", "lr", "t_row", "soft", "g_row", "overlap"),
     Opcode.SOFT: ("w_src", "w_dst", "w_rows", "b_src", "b_dst", "b_rows"),
+    Opcode.SYNC: (),
 }
 ISA_WORDS = 1 + max(len(f) for f in ISA_FIELDS.values())   # 32-bit slots per instruction
 

@@ -261,7 +261,7 @@ class EngineHost:
             else:
                 rows = zip(bias_image(cfg, m, ad.m.bits), bias_image(cfg, v, ad.v.bits))
                 we = 2
-            out.append(Write("st", T[name].base, tuple(rows), we=we, data=("m_data", "v_data")))
+            out.append(Write("st", T[name].grad, tuple(rows), we=we, data=("m_data", "v_data")))
         return out
 
     def prng_seed(self) -> int:
@@ -354,11 +354,11 @@ class EngineHost:
             if t.space == "W":
                 out[name] = Read("wm_addr", ("wm_rdata",), t.base, t.rows, re="wm_re")
                 if not net.endswith("_t"):
-                    out[name + ".mom"] = Read("st_addr", ("st_m_rdata", "st_v_rdata"), t.base, t.rows)
+                    out[name + ".mom"] = Read("st_addr", ("st_m_rdata", "st_v_rdata"), t.grad, t.rows)
             else:
                 out[name] = Read("bm_addr", ("bm_rdata",), t.base, t.rows)
                 if not net.endswith("_t"):
-                    out[name + ".mom"] = Read("st_addr", ("st_bm_rdata", "st_bv_rdata"), t.base, t.rows)
+                    out[name + ".mom"] = Read("st_addr", ("st_bm_rdata", "st_bv_rdata"), t.grad, t.rows)
         return out
 
     def decode_params(self, got: dict[str, list]) -> tuple[dict, dict]:
