@@ -191,6 +191,7 @@ def test_bench_catches_a_target_row_read_from_the_wrong_half():
     assert res.tests == 1 and res.failed == 1, "the bench did not notice targets read from the wrong half"
 
 
+@pytest.mark.slow   # the 20-step bench checks the fused path's bits on every run; this shows it notices
 def test_bench_catches_a_fused_target_read_a_cycle_early():
     """ADAM's fused soft update reads each target row a fixed number of
     cycles after its online row (so that it meets the lanes' output, from

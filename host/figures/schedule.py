@@ -4,13 +4,16 @@ asserts it): for HalfCheetah's 400-300 networks on the default config, each
 instruction kind's share of the step, and the whole step's utilization,
 useful MACs / (PEs x step cycles), where the useful MACs are every array
 product's M x K x batch (forward, transposed, weight and bias gradients;
-padding excluded) and a PE counts one MAC per cycle (FXP32)."""
+padding excluded) and a PE counts one MAC per cycle (FXP32). The shares
+are of the controller's time (fixar.compiler.program.timeline): an ADAM
+that overlaps the array counts its bias pass, a SYNC its wait; they add
+up to the step."""
 from __future__ import annotations
 
 from collections import Counter
 
 from fixar.compiler.array_ops import useful_macs
-from fixar.compiler.program import Grad, Matmul, compile_ddpg, instr_cycles, step_cycles
+from fixar.compiler.program import Grad, Matmul, compile_ddpg, timeline
 from fixar.config import FixarConfig
 
 BATCHES = (64, 128, 256, 512)
@@ -33,10 +36,11 @@ def step_breakdown(cfg: FixarConfig, batch: int, nets=NETS) -> tuple[int, dict, 
     p = compile_ddpg(cfg, obs, act, hidden, batch)
     S = batch // cfg.array.cores
     kinds: Counter = Counter(bias_grad=0)     # 0 where every bias gradient rides in its weight gradient
-    for ins in p.instrs:
-        kinds[_kind(ins)] += instr_cycles(cfg, p, ins, S)
+    cycles = timeline(cfg, p, p.instrs, S)
+    for ins, n in zip(p.instrs, cycles):
+        kinds[_kind(ins)] += n
     macs = sum(useful_macs(i.op) for i in p.instrs if isinstance(i, (Matmul, Grad)))
-    return step_cycles(cfg, p, batch), dict(kinds), macs
+    return sum(cycles), dict(kinds), macs
 
 
 def schedule_figures(cfg: FixarConfig, batches=BATCHES) -> dict:
