@@ -16,9 +16,14 @@ Instructions:
 * VEC: for every core, ``rows`` rows from ``a_row``/``b_row``/``flag_row`` of
   its activation memory through the vector unit into ``y_row``: read a, read
   b, read the flags (non-zero words), compute, write: one row at a time.
-* ADAM: weight rows then bias rows, streamed one row per cycle: W (port A),
+* ADAM: bias rows then weight rows, streamed one row per cycle: W (port A),
   its gradient and moments read at one row, the C lanes update them, W and
-  the moments written back (port B) the lanes' latency later.
+  the moments written back (port B) the lanes' latency later. The pass has
+  its own state machine; with ``overlap`` the controller goes on after the
+  bias rows, and only ARRAY instructions run beside the weight rows (the
+  compiler gives them the other group of the weight memory's RAMs).
+* SYNC: wait for that pass's last cycle (any instruction but ARRAY waits
+  in decode the same way).
 * SOFT: target rows <- SOFT(online rows, target rows) through the vector
   unit, weights then biases: weight rows one per cycle (the weight memory's
   even and odd rows are separate RAMs, and targets sit an odd number of rows
