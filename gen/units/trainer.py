@@ -336,8 +336,9 @@ class Trainer(wiring.Component):
             m.d.sync += [instr.eq(pr.data), row.eq(0), core.eq(0), bias_pass.eq(0)]
             m.next = "DECODE"
         with m.State("DECODE"):
-            # everything but ARRAY waits for an ADAM pass running beside the array (a SYNC only
-            # waits; it may go on in the pass's last cycle, which uses no port; a new ADAM after it)
+            # everything but ARRAY waits for an ADAM pass running beside the array: until the
+            # pass's last cycle, which uses no port (a SYNC does nothing else), or for a new ADAM
+            # until the cycle after, when the pass's state machine is idle again
             waits = Mux(opcode == Opcode.ADAM, c.a_busy, c.a_busy & ~c.a_last)
             with m.If(~waits | (opcode == Opcode.ARRAY)):
                 with m.Switch(opcode):
