@@ -46,7 +46,7 @@ def designs(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> dict
         "fixar_prng": (lambda: Xorshift32(cfg.prng), {"latency": 0}),
         "fixar_act": (lambda: ActivationUnit(cfg), {"latency": ActivationUnit.LATENCY}),
         "fixar_adam": (lambda: AdamUnit(cfg), {"latency": AdamUnit.latency(cfg)}),
-        "fixar_vector": (lambda: VectorUnit(cfg), {"latency": VectorUnit.LATENCY}),
+        "fixar_vector": (lambda: VectorUnit(cfg), {"latency": VectorUnit.latency(cfg)}),
     }
     if array:
         found["fixar_array"] = (lambda: Array(cfg), {"latency": Array.LATENCY, "pipe": Array.PIPE,

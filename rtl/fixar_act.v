@@ -5,16 +5,16 @@
 module fixar_act(x, clk, rst, y, func);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  wire [31:0] \$10 ;
-  wire \$11 ;
-  wire [22:0] \$12 ;
-  wire [22:0] \$13 ;
+  wire [30:0] \$10 ;
+  wire [31:0] \$11 ;
+  wire \$12 ;
+  wire [31:0] \$13 ;
   wire \$14 ;
-  wire [30:0] \$15 ;
-  wire [30:0] \$16 ;
-  wire [30:0] \$17 ;
+  wire [22:0] \$15 ;
+  wire [22:0] \$16 ;
+  wire \$17 ;
   wire [30:0] \$18 ;
-  wire [31:0] \$19 ;
+  wire [30:0] \$19 ;
   wire \$2 ;
   reg [31:0] \$20 ;
   reg [1:0] \$21 ;
@@ -31,13 +31,16 @@ module fixar_act(x, clk, rst, y, func);
   reg [20:0] \$31 ;
   reg [31:0] \$32 ;
   reg [1:0] \$33 ;
-  reg [31:0] \$34 ;
+  reg [21:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [1:0] \$36 ;
+  reg [31:0] \$37 ;
   wire [32:0] \$4 ;
   wire [32:0] \$5 ;
   wire \$6 ;
   wire [14:0] \$7 ;
   wire [29:0] \$8 ;
-  wire \$9 ;
+  wire [29:0] \$9 ;
   reg [30:0] abs_s2 = 31'h00000000;
   input clk;
   wire clk;
@@ -47,7 +50,8 @@ module fixar_act(x, clk, rst, y, func);
   reg [1:0] func_s2 = 2'h0;
   reg [1:0] func_s3 = 2'h0;
   reg [1:0] func_s4 = 2'h0;
-  wire [21:0] mag;
+  reg [1:0] func_s5 = 2'h0;
+  reg [21:0] mag_s5 = 22'h000000;
   reg [20:0] point_s3 = 21'h000000;
   reg [20:0] point_s4 = 21'h000000;
   reg [29:0] product_s4 = 30'h00000000;
@@ -63,6 +67,7 @@ module fixar_act(x, clk, rst, y, func);
   reg [31:0] x_s2 = 32'd0;
   reg [31:0] x_s3 = 32'd0;
   reg [31:0] x_s4 = 32'd0;
+  reg [31:0] x_s5 = 32'd0;
   output [31:0] y;
   reg [31:0] y = 32'd0;
   reg [35:0] tanh_rom [256:0];
@@ -325,7 +330,7 @@ module fixar_act(x, clk, rst, y, func);
     tanh_rom[255] = 36'h000100000;
     tanh_rom[256] = 36'h000100000;
   end
-  assign rd__data = tanh_rom[\$16 [8:0]];
+  assign rd__data = tanh_rom[\$19 [8:0]];
   assign \$1  = x_s1 == 32'd2147483648;
   assign \$2  = $signed(x_s1) < $signed(1'h0);
   assign \$3  = - $signed(x_s1);
@@ -334,15 +339,15 @@ module fixar_act(x, clk, rst, y, func);
   assign \$6  = abs_s2 < 24'h800000;
   assign \$7  = \$6  ? abs_s2[14:0] : 15'h0000;
   assign \$8  = step_s3 * within_s3;
-  assign \$9  = $signed(x_s4) < $signed(1'h0);
-  assign \$10  = \$9  ? 32'd0 : x_s4;
-  assign \$11  = $signed(x_s4) < $signed(1'h0);
-  assign \$12  = - \$19 [21:0];
-  assign \$13  = \$11  ? \$12  : { 1'h0, \$19 [21:0] };
-  assign \$14  = abs_s2 < 24'h800000;
-  assign \$16  = \$14  ? \$15  : 31'h00000100;
-  assign \$17  = product_s4 + 15'h4000;
-  assign \$19  = point_s4 + \$18 ;
+  assign \$10  = point_s4 + \$9 ;
+  assign \$11  = \$10  + product_s4[14];
+  assign \$12  = $signed(x_s5) < $signed(1'h0);
+  assign \$13  = \$12  ? 32'd0 : x_s5;
+  assign \$14  = $signed(x_s5) < $signed(1'h0);
+  assign \$15  = - mag_s5;
+  assign \$16  = \$14  ? \$15  : { 1'h0, mag_s5 };
+  assign \$17  = abs_s2 < 24'h800000;
+  assign \$19  = \$17  ? \$18  : 31'h00000100;
   always @(posedge clk)
     x_s1 <= \$20 ;
   always @(posedge clk)
@@ -372,7 +377,13 @@ module fixar_act(x, clk, rst, y, func);
   always @(posedge clk)
     func_s4 <= \$33 ;
   always @(posedge clk)
-    y <= \$34 ;
+    mag_s5 <= \$34 ;
+  always @(posedge clk)
+    x_s5 <= \$35 ;
+  always @(posedge clk)
+    func_s5 <= \$36 ;
+  always @(posedge clk)
+    y <= \$37 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$20  = x;
@@ -473,21 +484,41 @@ module fixar_act(x, clk, rst, y, func);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (func_s4)
-      2'h1:
-          \$34  = \$10 ;
-      2'h2:
-          \$34  = { \$13 [22], \$13 [22], \$13 [22], \$13 [22], \$13 [22], \$13 [22], \$13 [22], \$13 [22], \$13 [22], \$13  };
-      default:
-          \$34  = x_s4;
-    endcase
+    \$34  = \$11 [21:0];
     if (rst) begin
-      \$34  = 32'd0;
+      \$34  = 22'h000000;
     end
   end
-  assign mag = \$19 [21:0];
-  assign rd__addr = \$16 [8:0];
-  assign \$18  = { 15'h0000, \$17 [30:15] };
-  assign \$15  = { 15'h0000, abs_s2[30:15] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$35  = x_s4;
+    if (rst) begin
+      \$35  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$36  = func_s4;
+    if (rst) begin
+      \$36  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (func_s5)
+      2'h1:
+          \$37  = \$13 ;
+      2'h2:
+          \$37  = { \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16  };
+      default:
+          \$37  = x_s5;
+    endcase
+    if (rst) begin
+      \$37  = 32'd0;
+    end
+  end
+  assign rd__addr = \$19 [8:0];
+  assign \$9  = { 15'h0000, product_s4[29:15] };
+  assign \$18  = { 15'h0000, abs_s2[30:15] };
 endmodule

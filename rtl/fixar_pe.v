@@ -6,122 +6,99 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [48:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg \$101 ;
-  reg \$102 ;
-  reg [31:0] \$103 ;
-  reg [31:0] \$104 ;
-  reg [47:0] \$105 ;
-  reg [47:0] \$106 ;
-  reg \$107 ;
-  reg \$108 ;
-  reg \$109 ;
-  wire \$11 ;
-  reg [57:0] \$110 ;
-  reg [57:0] \$111 ;
-  reg \$112 ;
-  reg [74:0] \$113 ;
-  reg [57:0] \$114 ;
-  reg [57:0] \$115 ;
-  reg \$116 ;
-  reg [31:0] \$117 ;
-  reg [31:0] \$118 ;
+  wire [74:0] \$11 ;
   wire \$12 ;
-  wire [31:0] \$13 ;
-  wire [31:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [31:0] \$19 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire [74:0] \$15 ;
+  wire [74:0] \$16 ;
+  wire [33:0] \$17 ;
+  wire [33:0] \$18 ;
+  wire [57:0] \$19 ;
   wire [47:0] \$2 ;
-  wire [31:0] \$20 ;
-  wire [31:0] \$21 ;
+  wire \$20 ;
+  wire [57:0] \$21 ;
   wire \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
-  wire [31:0] \$26 ;
-  wire [31:0] \$27 ;
-  wire [31:0] \$28 ;
-  wire [88:0] \$29 ;
+  wire [57:0] \$25 ;
+  wire [57:0] \$26 ;
+  wire [33:0] \$27 ;
+  wire [33:0] \$28 ;
+  wire [57:0] \$29 ;
   wire [57:0] \$3 ;
-  wire [89:0] \$30 ;
-  wire [20:0] \$31 ;
-  wire [21:0] \$32 ;
-  wire [74:0] \$33 ;
+  wire \$30 ;
+  wire [57:0] \$31 ;
+  wire \$32 ;
+  wire \$33 ;
   wire \$34 ;
-  wire [74:0] \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [74:0] \$39 ;
+  wire [57:0] \$35 ;
+  wire [57:0] \$36 ;
+  wire [33:0] \$37 ;
+  wire [33:0] \$38 ;
+  wire \$39 ;
   wire [47:0] \$4 ;
-  wire [74:0] \$40 ;
-  wire [33:0] \$41 ;
-  wire [33:0] \$42 ;
-  wire [34:0] \$43 ;
-  wire [74:0] \$44 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [31:0] \$43 ;
+  wire [31:0] \$44 ;
   wire \$45 ;
-  wire [74:0] \$46 ;
+  wire \$46 ;
   wire \$47 ;
   wire \$48 ;
-  wire \$49 ;
+  wire [31:0] \$49 ;
   wire [58:0] \$5 ;
-  wire [74:0] \$50 ;
-  wire [74:0] \$51 ;
-  wire [33:0] \$52 ;
-  wire [33:0] \$53 ;
-  wire [15:0] \$54 ;
-  wire [16:0] \$55 ;
-  wire [57:0] \$56 ;
-  wire \$57 ;
-  wire [57:0] \$58 ;
-  wire \$59 ;
+  wire [31:0] \$50 ;
+  wire [31:0] \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire [31:0] \$56 ;
+  wire [31:0] \$57 ;
+  wire [31:0] \$58 ;
+  wire [88:0] \$59 ;
   wire [57:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire [57:0] \$62 ;
-  wire [57:0] \$63 ;
-  wire [33:0] \$64 ;
-  wire [33:0] \$65 ;
-  wire [34:0] \$66 ;
-  wire [57:0] \$67 ;
-  wire \$68 ;
-  wire [57:0] \$69 ;
+  wire [89:0] \$60 ;
+  wire [20:0] \$61 ;
+  wire [21:0] \$62 ;
+  wire [15:0] \$63 ;
+  wire [16:0] \$64 ;
+  wire [15:0] \$65 ;
+  wire [16:0] \$66 ;
+  wire [34:0] \$67 ;
+  wire [34:0] \$68 ;
+  wire [34:0] \$69 ;
   wire [47:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire [57:0] \$73 ;
-  wire [57:0] \$74 ;
-  wire [33:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [15:0] \$77 ;
-  wire [16:0] \$78 ;
-  wire [57:0] \$79 ;
+  reg \$70 ;
+  reg \$71 ;
+  reg \$72 ;
+  reg [31:0] \$73 ;
+  reg [31:0] \$74 ;
+  reg [47:0] \$75 ;
+  reg [47:0] \$76 ;
+  reg \$77 ;
+  reg \$78 ;
+  reg \$79 ;
   wire [58:0] \$8 ;
-  wire \$80 ;
-  wire [57:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [57:0] \$85 ;
-  wire [57:0] \$86 ;
-  wire [33:0] \$87 ;
-  wire [33:0] \$88 ;
-  wire [34:0] \$89 ;
-  wire \$9 ;
-  wire [57:0] \$90 ;
-  wire \$91 ;
-  wire [57:0] \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire [57:0] \$96 ;
-  wire [57:0] \$97 ;
-  wire [33:0] \$98 ;
-  wire [33:0] \$99 ;
+  reg [57:0] \$80 ;
+  reg [57:0] \$81 ;
+  reg \$82 ;
+  reg [74:0] \$83 ;
+  reg [57:0] \$84 ;
+  reg [57:0] \$85 ;
+  reg \$86 ;
+  reg [33:0] \$87 ;
+  reg \$88 ;
+  reg [33:0] \$89 ;
+  wire [74:0] \$9 ;
+  reg \$90 ;
+  reg [33:0] \$91 ;
+  reg \$92 ;
+  reg \$93 ;
+  reg [31:0] \$94 ;
+  reg [31:0] \$95 ;
   input [31:0] a;
   wire [31:0] a;
   reg [31:0] a1 = 32'd0;
@@ -146,6 +123,13 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg mode2 = 1'h0;
   reg mode3 = 1'h0;
   reg mode4 = 1'h0;
+  reg mode5 = 1'h0;
+  reg out5_fxp16_hi_carry = 1'h0;
+  reg [33:0] out5_fxp16_hi_kept = 34'h000000000;
+  reg out5_fxp16_lo_carry = 1'h0;
+  reg [33:0] out5_fxp16_lo_kept = 34'h000000000;
+  reg out5_fxp32_carry = 1'h0;
+  reg [33:0] out5_fxp32_kept = 34'h000000000;
   wire [15:0] out_fxp16_hi_low;
   wire [34:0] out_fxp16_hi_narrow;
   wire [35:0] out_fxp16_hi_q;
@@ -168,285 +152,318 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg [31:0] y_hi = 32'd0;
   output [31:0] y_lo;
   reg [31:0] y_lo = 32'd0;
-  assign \$1  = $signed(w1) * $signed(a1_lo);
-  assign \$2  = $signed(w1) * $signed(a1[31:16]);
-  assign \$3  = clr2 ? 58'h000000000000000 : acc_lo;
-  assign \$4  = en2 ? p_lo : 48'h000000000000;
   assign \$5  = $signed(\$3 ) + $signed(\$4 );
   assign \$6  = clr2 ? 58'h000000000000000 : acc_hi;
   assign \$7  = en2 ? p_hi : 48'h000000000000;
   assign \$8  = $signed(\$6 ) + $signed(\$7 );
-  assign \$9  = & { out_fxp16_lo_narrow[34], out_fxp16_lo_narrow[34:31] };
-  assign \$10  = | { out_fxp16_lo_narrow[34], out_fxp16_lo_narrow[34:31] };
-  assign \$11  = ~ \$10 ;
-  assign \$12  = \$9  | \$11 ;
-  assign \$13  = out_fxp16_lo_narrow[34] ? 32'd2147483648 : 32'd2147483647;
-  assign \$14  = \$12  ? out_fxp16_lo_narrow[31:0] : \$13 ;
-  assign \$15  = & { out_fxp32_narrow[34], out_fxp32_narrow[34:31] };
-  assign \$16  = | { out_fxp32_narrow[34], out_fxp32_narrow[34:31] };
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$15  | \$17 ;
-  assign \$19  = out_fxp32_narrow[34] ? 32'd2147483648 : 32'd2147483647;
-  assign \$20  = \$18  ? out_fxp32_narrow[31:0] : \$19 ;
-  assign \$21  = mode4 ? \$14  : \$20 ;
-  assign \$22  = & { out_fxp16_hi_narrow[34], out_fxp16_hi_narrow[34:31] };
-  assign \$23  = | { out_fxp16_hi_narrow[34], out_fxp16_hi_narrow[34:31] };
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  | \$24 ;
-  assign \$26  = out_fxp16_hi_narrow[34] ? 32'd2147483648 : 32'd2147483647;
-  assign \$27  = \$25  ? out_fxp16_hi_narrow[31:0] : \$26 ;
-  assign \$28  = mode4 ? \$27  : 32'd0;
+  assign \$10  = & \$9 [74:33];
+  assign \$12  = | \$11 [74:33];
+  assign \$13  = ~ \$12 ;
+  assign \$14  = \$10  | \$13 ;
+  assign \$17  = \$16 [74] ? 34'h200000000 : 34'h1ffffffff;
+  assign \$18  = \$14  ? \$15 [33:0] : \$17 ;
+  assign \$20  = & \$19 [57:33];
+  assign \$22  = | \$21 [57:33];
+  assign \$23  = ~ \$22 ;
+  assign \$24  = \$20  | \$23 ;
+  assign \$27  = \$26 [57] ? 34'h200000000 : 34'h1ffffffff;
+  assign \$28  = \$24  ? \$25 [33:0] : \$27 ;
+  assign \$30  = & \$29 [57:33];
+  assign \$32  = | \$31 [57:33];
+  assign \$33  = ~ \$32 ;
+  assign \$34  = \$30  | \$33 ;
+  assign \$37  = \$36 [57] ? 34'h200000000 : 34'h1ffffffff;
+  assign \$38  = \$34  ? \$35 [33:0] : \$37 ;
+  assign \$39  = & { out_fxp16_lo_narrow[34], out_fxp16_lo_narrow[34:31] };
+  assign \$40  = | { out_fxp16_lo_narrow[34], out_fxp16_lo_narrow[34:31] };
+  assign \$41  = ~ \$40 ;
+  assign \$42  = \$39  | \$41 ;
+  assign \$43  = out_fxp16_lo_narrow[34] ? 32'd2147483648 : 32'd2147483647;
+  assign \$44  = \$42  ? out_fxp16_lo_narrow[31:0] : \$43 ;
+  assign \$45  = & { out_fxp32_narrow[34], out_fxp32_narrow[34:31] };
+  assign \$46  = | { out_fxp32_narrow[34], out_fxp32_narrow[34:31] };
+  assign \$47  = ~ \$46 ;
+  assign \$48  = \$45  | \$47 ;
+  assign \$49  = out_fxp32_narrow[34] ? 32'd2147483648 : 32'd2147483647;
+  assign \$50  = \$48  ? out_fxp32_narrow[31:0] : \$49 ;
+  assign \$51  = mode5 ? \$44  : \$50 ;
+  assign \$52  = & { out_fxp16_hi_narrow[34], out_fxp16_hi_narrow[34:31] };
+  assign \$53  = | { out_fxp16_hi_narrow[34], out_fxp16_hi_narrow[34:31] };
+  assign \$54  = ~ \$53 ;
+  assign \$55  = \$52  | \$54 ;
+  assign \$56  = out_fxp16_hi_narrow[34] ? 32'd2147483648 : 32'd2147483647;
+  assign \$57  = \$55  ? out_fxp16_hi_narrow[31:0] : \$56 ;
+  assign \$58  = mode5 ? \$57  : 32'd0;
   assign a1_lo = mode1 ? { a1[15], a1[15:0] } : { 1'h0, a1[15:0] };
-  assign \$30  = $signed(\$29 ) + $signed(acc_lo);
-  assign \$31  = 19'h7ffff + total4[20];
-  assign \$32  = total4[19:0] + \$31 ;
-  assign \$34  = & \$33 [74:33];
-  assign \$36  = | \$35 [74:33];
-  assign \$37  = ~ \$36 ;
-  assign \$38  = \$34  | \$37 ;
-  assign \$41  = \$40 [74] ? 34'h200000000 : 34'h1ffffffff;
-  assign \$42  = \$38  ? \$39 [33:0] : \$41 ;
-  assign \$43  = $signed(\$42 ) + $signed(2'h1);
-  assign \$45  = & \$44 [74:33];
-  assign \$47  = | \$46 [74:33];
-  assign \$48  = ~ \$47 ;
-  assign \$49  = \$45  | \$48 ;
-  assign \$52  = \$51 [74] ? 34'h200000000 : 34'h1ffffffff;
-  assign \$53  = \$49  ? \$50 [33:0] : \$52 ;
-  assign out_fxp32_narrow = \$32 [20] ? \$43  : { \$53 [33], \$53  };
-  assign \$54  = 14'h3fff + acc_lo4[15];
-  assign \$55  = acc_lo4[14:0] + \$54 ;
-  assign \$57  = & \$56 [57:33];
-  assign \$59  = | \$58 [57:33];
-  assign \$60  = ~ \$59 ;
-  assign \$61  = \$57  | \$60 ;
-  assign \$64  = \$63 [57] ? 34'h200000000 : 34'h1ffffffff;
-  assign \$65  = \$61  ? \$62 [33:0] : \$64 ;
-  assign \$66  = $signed(\$65 ) + $signed(2'h1);
-  assign \$68  = & \$67 [57:33];
-  assign \$70  = | \$69 [57:33];
-  assign \$71  = ~ \$70 ;
-  assign \$72  = \$68  | \$71 ;
-  assign \$75  = \$74 [57] ? 34'h200000000 : 34'h1ffffffff;
-  assign \$76  = \$72  ? \$73 [33:0] : \$75 ;
-  assign out_fxp16_lo_narrow = \$55 [15] ? \$66  : { \$76 [33], \$76  };
-  assign \$77  = 14'h3fff + acc_hi4[15];
-  assign \$78  = acc_hi4[14:0] + \$77 ;
-  assign \$80  = & \$79 [57:33];
-  assign \$82  = | \$81 [57:33];
-  assign \$83  = ~ \$82 ;
-  assign \$84  = \$80  | \$83 ;
-  assign \$87  = \$86 [57] ? 34'h200000000 : 34'h1ffffffff;
-  assign \$88  = \$84  ? \$85 [33:0] : \$87 ;
-  assign \$89  = $signed(\$88 ) + $signed(2'h1);
-  assign \$91  = & \$90 [57:33];
-  assign \$93  = | \$92 [57:33];
-  assign \$94  = ~ \$93 ;
-  assign \$95  = \$91  | \$94 ;
-  assign \$98  = \$97 [57] ? 34'h200000000 : 34'h1ffffffff;
-  assign \$99  = \$95  ? \$96 [33:0] : \$98 ;
-  assign out_fxp16_hi_narrow = \$78 [15] ? \$89  : { \$99 [33], \$99  };
+  assign \$60  = $signed(\$59 ) + $signed(acc_lo);
+  assign \$61  = 19'h7ffff + total4[20];
+  assign \$62  = total4[19:0] + \$61 ;
+  assign \$63  = 14'h3fff + acc_lo4[15];
+  assign \$64  = acc_lo4[14:0] + \$63 ;
+  assign \$65  = 14'h3fff + acc_hi4[15];
+  assign \$66  = acc_hi4[14:0] + \$65 ;
+  assign \$67  = $signed(out5_fxp32_kept) + $signed(2'h1);
+  assign out_fxp32_narrow = out5_fxp32_carry ? \$67  : { out5_fxp32_kept[33], out5_fxp32_kept };
+  assign \$68  = $signed(out5_fxp16_lo_kept) + $signed(2'h1);
+  assign out_fxp16_lo_narrow = out5_fxp16_lo_carry ? \$68  : { out5_fxp16_lo_kept[33], out5_fxp16_lo_kept };
+  assign \$69  = $signed(out5_fxp16_hi_kept) + $signed(2'h1);
+  assign out_fxp16_hi_narrow = out5_fxp16_hi_carry ? \$69  : { out5_fxp16_hi_kept[33], out5_fxp16_hi_kept };
   always @(posedge clk)
-    mode1 <= \$100 ;
+    mode1 <= \$70 ;
   always @(posedge clk)
-    en1 <= \$101 ;
+    en1 <= \$71 ;
   always @(posedge clk)
-    clr1 <= \$102 ;
+    clr1 <= \$72 ;
   always @(posedge clk)
-    a1 <= \$103 ;
+    a1 <= \$73 ;
   always @(posedge clk)
-    w1 <= \$104 ;
+    w1 <= \$74 ;
   always @(posedge clk)
-    p_lo <= \$105 ;
+    p_lo <= \$75 ;
   always @(posedge clk)
-    p_hi <= \$106 ;
+    p_hi <= \$76 ;
   always @(posedge clk)
-    mode2 <= \$107 ;
+    mode2 <= \$77 ;
   always @(posedge clk)
-    en2 <= \$108 ;
+    en2 <= \$78 ;
   always @(posedge clk)
-    clr2 <= \$109 ;
+    clr2 <= \$79 ;
   always @(posedge clk)
-    acc_lo <= \$110 ;
+    acc_lo <= \$80 ;
   always @(posedge clk)
-    acc_hi <= \$111 ;
+    acc_hi <= \$81 ;
   always @(posedge clk)
-    mode3 <= \$112 ;
+    mode3 <= \$82 ;
   always @(posedge clk)
-    total4 <= \$113 ;
+    total4 <= \$83 ;
   always @(posedge clk)
-    acc_lo4 <= \$114 ;
+    acc_lo4 <= \$84 ;
   always @(posedge clk)
-    acc_hi4 <= \$115 ;
+    acc_hi4 <= \$85 ;
   always @(posedge clk)
-    mode4 <= \$116 ;
+    mode4 <= \$86 ;
   always @(posedge clk)
-    y_lo <= \$117 ;
+    out5_fxp32_kept <= \$87 ;
   always @(posedge clk)
-    y_hi <= \$118 ;
+    out5_fxp32_carry <= \$88 ;
+  always @(posedge clk)
+    out5_fxp16_lo_kept <= \$89 ;
+  always @(posedge clk)
+    out5_fxp16_lo_carry <= \$90 ;
+  always @(posedge clk)
+    out5_fxp16_hi_kept <= \$91 ;
+  always @(posedge clk)
+    out5_fxp16_hi_carry <= \$92 ;
+  always @(posedge clk)
+    mode5 <= \$93 ;
+  always @(posedge clk)
+    y_lo <= \$94 ;
+  always @(posedge clk)
+    y_hi <= \$95 ;
+  assign \$1  = $signed(w1) * $signed(a1_lo);
+  assign \$2  = $signed(w1) * $signed(a1[31:16]);
+  assign \$3  = clr2 ? 58'h000000000000000 : acc_lo;
+  assign \$4  = en2 ? p_lo : 48'h000000000000;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = mode;
+    \$70  = mode;
     if (rst) begin
-      \$100  = 1'h0;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = acc_en;
+    \$71  = acc_en;
     if (rst) begin
-      \$101  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = clear;
+    \$72  = clear;
     if (rst) begin
-      \$102  = 1'h0;
+      \$72  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = a;
+    \$73  = a;
     if (rst) begin
-      \$103  = 32'd0;
+      \$73  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = w;
+    \$74  = w;
     if (rst) begin
-      \$104  = 32'd0;
+      \$74  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = \$1 [47:0];
+    \$75  = \$1 [47:0];
     if (rst) begin
-      \$105  = 48'h000000000000;
+      \$75  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = \$2 ;
+    \$76  = \$2 ;
     if (rst) begin
-      \$106  = 48'h000000000000;
+      \$76  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = mode1;
+    \$77  = mode1;
     if (rst) begin
-      \$107  = 1'h0;
+      \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = en1;
+    \$78  = en1;
     if (rst) begin
-      \$108  = 1'h0;
+      \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = clr1;
+    \$79  = clr1;
     if (rst) begin
-      \$109  = 1'h0;
+      \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = \$5 [57:0];
+    \$80  = \$5 [57:0];
     if (rst) begin
-      \$110  = 58'h000000000000000;
+      \$80  = 58'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = \$8 [57:0];
+    \$81  = \$8 [57:0];
     if (rst) begin
-      \$111  = 58'h000000000000000;
+      \$81  = 58'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = mode2;
+    \$82  = mode2;
     if (rst) begin
-      \$112  = 1'h0;
+      \$82  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = \$30 [74:0];
+    \$83  = \$60 [74:0];
     if (rst) begin
-      \$113  = 75'h0000000000000000000;
+      \$83  = 75'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = acc_lo;
+    \$84  = acc_lo;
     if (rst) begin
-      \$114  = 58'h000000000000000;
+      \$84  = 58'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = acc_hi;
+    \$85  = acc_hi;
     if (rst) begin
-      \$115  = 58'h000000000000000;
+      \$85  = 58'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = mode3;
+    \$86  = mode3;
     if (rst) begin
-      \$116  = 1'h0;
+      \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = \$21 ;
+    \$87  = \$18 ;
     if (rst) begin
-      \$117  = 32'd0;
+      \$87  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = \$28 ;
+    \$88  = \$62 [20];
     if (rst) begin
-      \$118  = 32'd0;
+      \$88  = 1'h0;
     end
   end
-  assign sum_total = \$30 [74:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$89  = \$28 ;
+    if (rst) begin
+      \$89  = 34'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$90  = \$64 [15];
+    if (rst) begin
+      \$90  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$91  = \$38 ;
+    if (rst) begin
+      \$91  = 34'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$92  = \$66 [15];
+    if (rst) begin
+      \$92  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$93  = mode4;
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$94  = \$51 ;
+    if (rst) begin
+      \$94  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$95  = \$58 ;
+    if (rst) begin
+      \$95  = 32'd0;
+    end
+  end
+  assign sum_total = \$60 [74:0];
+  assign out_fxp32_low = \$62 [20:0];
+  assign out_fxp16_lo_low = \$64 [15:0];
+  assign out_fxp16_hi_low = \$66 [15:0];
   assign out_fxp32_q = { out_fxp32_narrow[34], out_fxp32_narrow };
   assign out_fxp16_lo_q = { out_fxp16_lo_narrow[34], out_fxp16_lo_narrow };
   assign out_fxp16_hi_q = { out_fxp16_hi_narrow[34], out_fxp16_hi_narrow };
-  assign out_fxp32_low = \$32 [20:0];
-  assign out_fxp16_lo_low = \$55 [15:0];
-  assign out_fxp16_hi_low = \$78 [15:0];
-  assign \$56  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
-  assign \$58  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
-  assign \$62  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
-  assign \$63  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
-  assign \$67  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
-  assign \$69  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
-  assign \$73  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
-  assign \$74  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
-  assign \$33  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
-  assign \$35  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
-  assign \$39  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
-  assign \$40  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
-  assign \$44  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
-  assign \$46  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
-  assign \$50  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
-  assign \$51  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
-  assign \$79  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
-  assign \$81  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
-  assign \$85  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
-  assign \$86  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
-  assign \$90  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
-  assign \$92  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
-  assign \$96  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
-  assign \$97  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
-  assign \$29  = { acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi, 16'h0000 };
+  assign \$9  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
+  assign \$11  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
+  assign \$15  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
+  assign \$16  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
+  assign \$19  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
+  assign \$21  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
+  assign \$25  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
+  assign \$26  = { acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57], acc_lo4[57:15] };
+  assign \$29  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
+  assign \$31  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
+  assign \$35  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
+  assign \$36  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
+  assign \$59  = { acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi, 16'h0000 };
 endmodule

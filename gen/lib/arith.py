@@ -97,6 +97,14 @@ def _floor_and_carry(m: Module, value, shift: int, rounding: str, name: str, rnd
     return value.as_signed() >> shift, low[shift]
 
 
+def floor_and_carry(m: Module, value, shift: int, rounding: str, name: str, rnd=None):
+    """``value`` rounded right by ``shift`` >= 1 as floor + carry, apart, for
+    a caller that folds the carry into an add of its own (a - rounded(v) is
+    a + ~floor + !carry: one carry chain)."""
+    _check_rounding(rounding, name)
+    return _floor_and_carry(m, value, shift, rounding, name, rnd)
+
+
 def round_shift(m: Module, value, shift: int, rounding: str, name: str, rnd=None):
     """``value`` (taken as signed) shifted right by ``shift`` bits with
     ``rounding``; a shift of 0 or less leaves it as it is."""
@@ -165,11 +173,29 @@ def requantize(m: Module, value, shift: int, fmt: FixedFormat, name: str, rnd=No
     _check_rounding(fmt.rounding, name)
     if shift <= 0:
         return fit(m, value, fmt, name)
+    kept, carry = requantize_parts(m, value, shift, fmt, name, rnd)
+    return requantize_finish(m, kept, carry, fmt, name)
+
+
+def requantize_parts(m: Module, value, shift: int, fmt: FixedFormat, name: str, rnd=None):
+    """:func:`requantize`'s first half, for a pipeline to register between
+    the halves: the floor narrowed for the overflow (fmt.bits + 2 bits) and
+    the rounding's carry (0 or 1; 0 for a shift of 0 or less, which leaves
+    the value as it is)."""
+    _check_rounding(fmt.rounding, name)
     if fmt.overflow not in NARROWERS:
         raise ConfigError(f"{name}: overflow {fmt.overflow!r} has no generator entry (known: {sorted(NARROWERS)})")
+    if shift <= 0:
+        q = Signal(signed(max(len(value), fmt.bits) + 1), name=f"{name}_q")
+        m.d.comb += q.eq(value)
+        return NARROWERS[fmt.overflow](q, fmt), Const(0, 1)
     floor, carry = _floor_and_carry(m, value, shift, fmt.rounding, name, rnd)
+    return NARROWERS[fmt.overflow](floor, fmt), carry
+
+
+def requantize_finish(m: Module, kept, carry, fmt: FixedFormat, name: str):
+    """:func:`requantize`'s second half: the carry added, the sum fitted."""
     narrow = Signal(signed(fmt.bits + 3), name=f"{name}_narrow")
-    kept = NARROWERS[fmt.overflow](floor, fmt)
     m.d.comb += narrow.eq(Mux(carry, kept + 1, kept))    # the increment beside the carry, not after it
     return fit(m, narrow, fmt, name)
 

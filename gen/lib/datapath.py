@@ -14,7 +14,8 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal, signed
 
 from fixar.config import PEConfig
-from fixar.gen.lib.arith import requantize
+from fixar.gen.lib.arith import requantize_finish, requantize_parts
+from fixar.gen.lib.pipe import reg
 
 
 def lane_operands(m: Module, word, fp16, L: int, name: str):
@@ -34,14 +35,26 @@ def recombined(m: Module, acc_lo, acc_hi, cfg: PEConfig, name: str):
 
 
 def output_stage(m: Module, total, acc_lo, acc_hi, cfg: PEConfig, name: str, rnd_lo=None, rnd_hi=None) -> dict:
-    """The conversions of the sums into ``cfg.out``: ``fxp32`` (of the
-    recombined ``total``), ``fxp16_lo`` and ``fxp16_hi`` (each lane alone),
-    and ``total`` itself for other formats (the array's gradients). Random
-    words (stochastic rounding) travel with the sums."""
-    return {"total": total,
-            "fxp32": requantize(m, total, cfg.shift32, cfg.out, f"{name}_fxp32", rnd_lo),
-            "fxp16_lo": requantize(m, acc_lo, cfg.shift16, cfg.out, f"{name}_fxp16_lo", rnd_lo),
-            "fxp16_hi": requantize(m, acc_hi, cfg.shift16, cfg.out, f"{name}_fxp16_hi", rnd_hi)}
+    """The conversions of the sums into ``cfg.out``, first halves: for
+    ``fxp32`` (of the recombined ``total``), ``fxp16_lo`` and ``fxp16_hi``
+    (each lane alone) the floor narrowed and the rounding's carry
+    (:func:`fixar.gen.lib.arith.requantize_parts`), for the caller to
+    register before :func:`output_finish`. Random words (stochastic
+    rounding) travel with the sums."""
+    return {"fxp32": requantize_parts(m, total, cfg.shift32, cfg.out, f"{name}_fxp32", rnd_lo),
+            "fxp16_lo": requantize_parts(m, acc_lo, cfg.shift16, cfg.out, f"{name}_fxp16_lo", rnd_lo),
+            "fxp16_hi": requantize_parts(m, acc_hi, cfg.shift16, cfg.out, f"{name}_fxp16_hi", rnd_hi)}
+
+
+def registered_parts(m: Module, parts: dict, name: str) -> dict:
+    """Each (kept, carry) of ``parts`` registered."""
+    return {k: (reg(m, kept, f"{name}_{k}_kept", kept.shape()), reg(m, carry, f"{name}_{k}_carry", 1))
+            for k, (kept, carry) in parts.items()}
+
+
+def output_finish(m: Module, parts: dict, formats: dict, name: str) -> dict:
+    """The conversions' second halves: each carry added, the sum fitted into its format."""
+    return {k: requantize_finish(m, kept, carry, formats[k], f"{name}_{k}") for k, (kept, carry) in parts.items()}
 
 
 def select_mode(out: dict, fp16, lo32=None):

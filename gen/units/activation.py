@@ -2,9 +2,9 @@
 
 The tanh table (config.activation.tanh_table) sits in a small ROM holding,
 per point k, T[k] and the step T[k+1] - T[k]; the unit interpolates with one
-multiply. Pipeline (``LATENCY`` = 5): input register; |x|; the table read;
-the interpolation's product; point + rounded product, sign and function into
-the output register. The rules are written in docs/numerics.md
+multiply. Pipeline (``LATENCY`` = fixar.config.timing's ACTIVATION_STAGES):
+input register; |x|; the table read; the interpolation's product; point +
+rounded product; sign and function into the output register. The rules are written in docs/numerics.md
 and independently in the golden model (fixar.golden.activation).
 """
 from __future__ import annotations
@@ -72,12 +72,16 @@ class ActivationUnit(wiring.Component):
         prod = reg(m, step * r, "product_s4")
         y0, x, func = carry(y0, x, func, stage=4)
         stages.stage()
-        # ---- the point plus the rounded product, the sign, the function
-        mag = Signal(unsigned(y_bits + 1))
+        # ---- the point plus the rounded product: (p + 2^(s-1)) >> s is
+        # floor(p / 2^s) + bit s-1 of p, so the rounding rides in the point's add
+        mag = Signal(unsigned(y_bits + 1), name="mag_s5")
         if s > 0:
-            m.d.comb += mag.eq(y0 + ((prod + (1 << (s - 1))) >> s))
+            m.d.sync += mag.eq(y0 + (prod >> s) + prod[s - 1])
         else:
-            m.d.comb += mag.eq(y0)
+            m.d.sync += mag.eq(y0)
+        x, func = carry(x, func, stage=5)
+        stages.stage()
+        # ---- the sign, the function
         tanh_y = Mux(x < 0, -mag, mag)
         relu_y = Mux(x < 0, 0, x)
         with m.Switch(func):

@@ -26,11 +26,11 @@ chains or a product into an adder:
   inputs (g clipped on its way in)
   moments: the four products; B1 m + C1 g and g^2 into v's format; m rounded
   and C2 g^2; B2 v + C2 g^2; v rounded
-  rsqrt: x = v + E2; leading one and normalised mantissa; the seed table
+  rsqrt: x = v + E2; its leading one; the normalised mantissa; the seed table
   each Newton step: y^2; times the mantissa; 3 minus it; times y
   P = m y; P rounded; q = P L
-  the shift keeping the guard bit, and the sticky bit; the rounded update;
-  w minus it, saturated, into the output registers
+  the shift keeping the guard bit, and the sticky bit; the clamp; the
+  rounding increment; w minus it, saturated, into the output registers
 This module knows nothing of the golden model (fixar.golden.adam); both
 follow the config and docs/adam.md.
 """
@@ -43,6 +43,7 @@ from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixarConfig
 from fixar.config.timing import timing
+from fixar.gen.lib import products
 from fixar.gen.lib.arith import requantize
 from fixar.gen.lib.arith import saturate as _saturate
 from fixar.gen.lib.pipe import Stages, reg
@@ -110,37 +111,70 @@ class AdamUnit(wiring.Component):
             self._newton(ride, step, i)
 
         # ---- P = rne(m y / 2^rf) in m's format; q = P L (lr is unsigned)
-        step("py", py=(signed(ad.m.bits + rf + 2), ride["m"] * ride["y"].as_signed()), drop=("y", "mant"))
+        self._products(ride, step, "py", {"py": (ride["m"], ride["y"].as_signed())}, drop=("y", "mant"))
         step("p", p=(signed(ad.m.bits), requantize(m, ride["py"], rf, ad.m, "p")),
              shift=(signed(9), ad.m.frac + ad.lr_frac - wf.frac - ride["s"]), drop=("py", "s"))
         q_bits = ad.m.bits + ad.lr_frac + 2
         sh = ride["shift"]
         # sh < 1: an update beyond any weight; else the shift, at most q's width
-        step("q", q=(signed(q_bits), ride["p"] * self.lr), beyond=(1, sh < 1),
-             shift=(range(q_bits + 1), Mux(sh < 1, 1, Mux(sh > q_bits, q_bits, sh))), drop=("p", "shift"))
+        self._products(ride, step, "q", {"q": (ride["p"], self.lr)}, drop=("p", "shift"), beyond=(1, sh < 1),
+                       shift=(range(q_bits + 1), Mux(sh < 1, 1, Mux(sh > q_bits, q_bits, sh))))
         self._update(m, ride, step, stages)
         stages.check()
         return m
+
+    @staticmethod
+    def _products(ride: dict, step, tag: str, prods: dict, drop: tuple[str, ...] = (), **new) -> None:
+        """Step ``tag``: the products ``prods`` (name -> (a, b)) as DSP-sized
+        partial products (fixar.gen.lib.products), registered beside the
+        ``new`` values, then one adder-tree level per step until each sum is
+        whole; ride[name] is then a * b (unsigned when both operands are)."""
+        trees = {}
+        for name, (a, b) in prods.items():
+            terms = []
+            for i, (x, y, k) in enumerate(products.partial_terms(a, b)):
+                new[f"{name}_pp{i}"] = (signed(len(x) + len(y) + 1), x * y)
+                terms.append((f"{name}_pp{i}", k))
+            trees[name] = (terms, len(a) + len(b), a.shape().signed or b.shape().signed)
+        step(tag, drop=drop, **new)
+        level = 0
+        while any(len(terms) > 1 for terms, _, _ in trees.values()):
+            new, used = {}, []
+            for name, (terms, width, sgn) in trees.items():
+                nxt = []
+                for k in range(0, len(terms) - 1, 2):
+                    (x, xs), (y, ys) = terms[k], terms[k + 1]
+                    s, key = min(xs, ys), f"{name}_s{level}_{k // 2}"
+                    new[key] = (signed(width + 1 - s), (ride[x] << (xs - s)) + (ride[y] << (ys - s)))
+                    used += [x, y]
+                    nxt.append((key, s))
+                if len(terms) % 2:
+                    nxt.append(terms[-1])
+                trees[name] = (nxt, width, sgn)
+            level += 1
+            step(f"{tag}_l{level}", drop=tuple(used), **new)
+        for name, (((key, s),), width, sgn) in trees.items():
+            whole = (ride.pop(key) << s)[:width]
+            ride[name] = whole.as_signed() if sgn else whole
 
     def _moments(self, m: Module, ride: dict, step) -> None:
         """m <- rnd_m((B1 m + C1 g) / 2^cf), v <- rnd_v((B2 v + C2 g^2) / 2^cf):
         products, then sums, then each rounding in a stage of its own."""
         ad, cf = self.cfg.adam, self.cfg.adam.coef_frac
         g_m = ride["g"] << (ad.m.frac - ad.grad.frac)
-        step("prod", mb=(signed(ad.m.bits + cf + 2), self.b1 * ride["m"]),
-             mc=(signed(ad.m.bits + cf + 2), self.c1 * g_m),
-             vb=(unsigned(ad.v.bits + cf + 1), self.b2 * ride["v"]),
-             g2=(unsigned(2 * ad.grad.bits), ride["g"] * ride["g"]), drop=("m", "v", "g"))
+        self._products(ride, step, "prod", {"mb": (self.b1, ride["m"]), "mc": (self.c1, g_m),
+                                            "vb": (self.b2, ride["v"]), "g2": (ride["g"], ride["g"])},
+                       drop=("m", "v", "g"))
         d = ad.v.frac - 2 * ad.grad.frac
-        g2 = ride["g2"]
+        g2 = ride["g2"] = ride["g2"][:2 * ad.grad.bits]       # g^2 >= 0: unsigned
         if d >= 0:
             g2v = Mux(g2 > (ad.v.max_int >> d), ad.v.max_int, g2 << d)
         else:
             g2v = requantize(m, g2.as_signed(), -d, ad.v, "g2_sat")
         step("msum", m_sum=(signed(ad.m.bits + cf + 3), ride["mb"] + ride["mc"]),
              g2v=(unsigned(ad.v.bits), g2v), drop=("mb", "mc", "g2"))
-        step("mnew", m=(signed(ad.m.bits), requantize(m, ride["m_sum"], cf, ad.m, "m_new")),
-             vc=(unsigned(ad.v.bits + cf + 1), self.c2 * ride["g2v"]), drop=("m_sum", "g2v"))
+        self._products(ride, step, "mnew", {"vc": (self.c2, ride["g2v"])}, drop=("m_sum", "g2v"),
+                       m=(signed(ad.m.bits), requantize(m, ride["m_sum"], cf, ad.m, "m_new")))
         step("vsum", v_sum=(unsigned(ad.v.bits + cf + 2), ride["vb"] + ride["vc"]), drop=("vb", "vc"))
         step("vnew", v=(unsigned(ad.v.bits), requantize(m, ride["v_sum"].as_signed(), cf, ad.v, "v_new")),
              drop=("v_sum",))
@@ -148,7 +182,7 @@ class AdamUnit(wiring.Component):
     def _rsqrt_seed(self, m: Module, ride: dict, step) -> None:
         """x = v + E2 normalised to a mantissa in [1, 4) with rf fraction bits
         and an even exponent, and the seed of its segment: the add, the
-        leading one and shift, the table read, a stage each."""
+        leading one, the shift, the table read, a stage each."""
         ad, rf = self.cfg.adam, self.cfg.adam.rsqrt_frac
         xb = ad.v.bits + 1
         step("x", x=(unsigned(xb), ride["v"] + self.e2))
@@ -157,10 +191,13 @@ class AdamUnit(wiring.Component):
         for i in range(xb):
             with m.If(x[i]):
                 m.d.comb += e.eq(i)
+        # the leading one's position, then the shift by it: a stage each
+        step("lead", e=(range(xb), e))
+        x, e = ride["x"], ride["e"]
         k = Signal(signed(8), name="rsqrt_k")          # value = 2^k (1 + f)
         m.d.comb += k.eq(e - ad.v.frac)
         mn = Mux(e >= rf, x >> (e - rf).as_unsigned(), x << (rf - e).as_unsigned())
-        step("norm", mn=(unsigned(rf + 1), mn), k=(signed(8), k), drop=("x",))
+        step("norm", mn=(unsigned(rf + 1), mn), k=(signed(8), k), drop=("x", "e"))
         half = ad.rsqrt_table_bits - 1
         table = ad.rsqrt_table()
         m.submodules.rsqrt_seeds = rom = Memory(shape=unsigned(rf + 1), depth=len(table), init=table)
@@ -176,13 +213,14 @@ class AdamUnit(wiring.Component):
         each product and the subtraction in a stage of its own."""
         rf = self.cfg.adam.rsqrt_frac
         y = ride["y"]
-        step(f"n{i}_t1", t1=(unsigned(2 * (rf + 1)), (y * y) >> rf))
-        t2 = (ride["mant"] * ride["t1"]) >> rf
-        step(f"n{i}_t2", t2=(unsigned(rf + 2 + 2 * (rf + 1)), t2), drop=("t1",))
-        corr = Const(3 << rf, unsigned(rf + 2)) - ride["t2"]
-        step(f"n{i}_corr", corr=(signed(rf + 2 + 2 * (rf + 1) + 2), corr), drop=("t2",))
-        prod = ride["y"].as_signed() * ride["corr"]
-        step(f"n{i}_y", y=(unsigned(rf + 1), (prod >> (rf + 1))[:rf + 1]), drop=("corr",))
+        # y < 2^(rf+1) and mant < 2^(rf+2), so t1 < 2^(rf+2), t2 < 2^(rf+4) and |3 - t2| < 2^(rf+5)
+        self._products(ride, step, f"n{i}_t1", {"yy": (y, y)})
+        t1 = (ride.pop("yy") >> rf)[:rf + 2]
+        self._products(ride, step, f"n{i}_t2", {"mt": (ride["mant"], t1)})
+        t2 = (ride.pop("mt") >> rf)[:rf + 4]
+        step(f"n{i}_corr", corr=(signed(rf + 6), Const(3 << rf, unsigned(rf + 2)) - t2))
+        self._products(ride, step, f"n{i}_y", {"yc": (ride["y"].as_signed(), ride["corr"])}, drop=("corr", "y"))
+        ride["y"] = (ride.pop("yc") >> (rf + 1))[:rf + 1]
 
     def _update(self, m: Module, ride: dict, step, stages: Stages) -> None:
         """d = rne(q / 2^s) and w - d saturated: the shift (keeping the guard
@@ -196,14 +234,19 @@ class AdamUnit(wiring.Component):
         q = ride["q"]
         s1 = Signal(range(len(q)), name="shift_minus_1")      # the guard bit's position
         m.d.comb += s1.eq(ride["shift"] - 1)
-        sticky = (q & ((Const(1, unsigned(len(q))) << s1) - 1)).any()
+        # the bits below the guard: q masked by ~(ones << s1), a shifter of
+        # constants, where 2^s1 - 1 would put a subtraction on the path
+        ones = Const((1 << len(q)) - 1, unsigned(len(q)))
+        sticky = (q & ~(ones << s1)[:len(q)]).any()
         step("guard", t=(signed(len(q)), q >> s1), sticky=(1, sticky), drop=("q", "shift"))
         t = ride["t"]
         floor_d, top = t >> 1, 1 << (wf.bits + 1)
         clamped = Mux(floor_d >= top, top, Mux(floor_d < -top, -top, floor_d))
-        d = clamped + (t[0] & (ride["sticky"] | t[1]))
         big = Mux(t < 0, -wf.max_int, Mux(t > 0, wf.max_int, 0))
-        step("update", d=(signed(wf.bits + 3), Mux(ride["beyond"], big, d)), drop=("t", "sticky", "beyond"))
+        # the clamp's compares, then the increment: a carry chain each, a stage each
+        step("clamp", clamped=(signed(wf.bits + 3), Mux(ride["beyond"], big, clamped)),
+             inc=(1, ~ride["beyond"] & t[0] & (ride["sticky"] | t[1])), drop=("t", "sticky", "beyond"))
+        step("update", d=(signed(wf.bits + 3), ride["clamped"] + ride["inc"]), drop=("clamped", "inc"))
         w_new = ride["w"] - ride["d"]
         m.d.sync += [
             self.out_valid.eq(ride["valid"]),

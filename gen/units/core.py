@@ -54,12 +54,19 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, quantizer_widths
-from fixar.config.timing import CORE_STAGES, QUANTIZER_STAGES
-from fixar.gen.lib.arith import QUANTIZER_ADDENDS, requantize
-from fixar.gen.lib.datapath import lane_operands, output_stage, recombined, select_mode
+from fixar.config.timing import (
+    CORE_STAGES,
+    QUANTIZER_DELTA_LEVELS,
+    QUANTIZER_MAGIC_LEVELS,
+    QUANTIZER_STAGES,
+    product_levels,
+)
+from fixar.gen.lib import products
+from fixar.gen.lib.arith import QUANTIZER_ADDENDS, requantize, requantize_parts
+from fixar.gen.lib.datapath import lane_operands, output_finish, output_stage, recombined, registered_parts, select_mode
 from fixar.gen.lib.multipliers import multiply
 from fixar.gen.lib.noise import hash_rounds
-from fixar.gen.lib.pipe import Stages, reg
+from fixar.gen.lib.pipe import Schedule, Stages, Timed, reg
 from fixar.gen.units.activation import ActivationUnit
 
 COORD_BITS = 16   # output feature and batch index enter the noise hash modulo 2^16 (gen/lib/noise.py)
@@ -87,6 +94,14 @@ class ArrayCore(wiring.Component):
         if pe.out.needs_random and pe.rnd_bits > 32:
             raise ConfigError(f"pe.out: stochastic rounding in the array takes {pe.rnd_bits}-bit words from a "
                               "32-bit hash; at most 32 bits")
+        qw = quantizer_widths(cfg)
+        for what, (a, b), most in (
+                ("n / Delta's magic-number product", (qw["nb"], qw["magic"]), QUANTIZER_MAGIC_LEVELS),
+                ("(q - z) Delta", (pe.act16.bits + 2, qw["delta"]), QUANTIZER_DELTA_LEVELS)):
+            if product_levels(a, b) > most:
+                raise ConfigError(f"pe.out / pe.act16: the QAT quantizer's {what} ({a} x {b} bits) needs "
+                                  f"{product_levels(a, b)} adder levels after its DSPs; the core's pipeline has "
+                                  f"{most} (fixar.config.timing)")
         if gf.bits != pe.out.bits or not 0 < pe.weight.frac + pe.act32.frac - gf.frac:
             raise ConfigError(f"adam.grad: weight gradients leave the array on its {pe.out.bits}-bit output "
                               f"lanes: the format needs {pe.out.bits} bits and fewer than "
@@ -162,12 +177,24 @@ class ArrayCore(wiring.Component):
         s4 = follow(s3, 4)
         tot_lo, tot_hi = self._cross_core_add(m, fin_lo, fin_hi)
 
-        # Stages 5 .. 4 + A: round once into pe.out, then the activation
+        # Stage 5: FXP32's recombined sum hi * 2^L + lo (an add as wide as
+        # both lanes) beside the lane sums, as the PE's stage 4.
+        s5 = follow(s4, 5)
+        total5 = [reg(m, recombined(m, lo, hi, self.cfg.pe, f"col{c}"), f"total5_{c}")
+                  for c, (lo, hi) in enumerate(zip(tot_lo, tot_hi))]
+        lo5 = [reg(m, x, f"tot5_lo_{c}") for c, x in enumerate(tot_lo)]
+        hi5 = [reg(m, x, f"tot5_hi_{c}") for c, x in enumerate(tot_hi)]
+
+        # Stage 6: each rounding's first half (the floor narrowed, the carry), registered.
+        s6 = follow(s5, 6)
+        parts = self._round_parts(m, total5, lo5, hi5, rnd)
+
+        # Stages 7 .. 6 + A: the roundings finished, then the activation
         # units (A = their latency, input register to output register).
-        out_lo, out_hi = self._round_and_activate(m, s4, tot_lo, tot_hi, rnd)
-        act_done = 4 + ActivationUnit.LATENCY
-        stages = [s4]
-        for k in range(5, act_done + 1):
+        out_lo, out_hi = self._finish_and_activate(m, s6, parts)
+        act_done = 6 + ActivationUnit.LATENCY
+        stages = [s6]
+        for k in range(7, act_done + 1):
             stages.append(follow(stages[-1], k))
         s_act = stages[-1]
 
@@ -272,71 +299,85 @@ class ArrayCore(wiring.Component):
                          tot_hi[c].eq(fin_hi[c] + self.xin_hi[c * A:(c + 1) * A].as_signed())]
         return tot_lo, tot_hi
 
-    def _round_and_activate(self, m: Module, s4: dict, tot_lo: list, tot_hi: list, rnd) -> tuple[list, list]:
-        """Stage 5 on: each column's sums rounded once, then its activation units."""
+    def _round_parts(self, m: Module, totals: list, tot_lo: list, tot_hi: list, rnd) -> list:
+        """Stage 6: each column's roundings, first halves, registered: the PE's
+        output stage (gen/lib/datapath), and the weight gradient's rounding of
+        the same recombined sum into its own format."""
         cfg = self.cfg
         pe = cfg.pe
+        parts = []
+        for c in range(cfg.array.cols):
+            p = output_stage(m, totals[c], tot_lo[c], tot_hi[c], pe, f"col{c}", *(rnd[c] if rnd else (None, None)))
+            p["grad"] = requantize_parts(m, totals[c], pe.weight.frac + pe.act32.frac - cfg.adam.grad.frac,
+                                         cfg.adam.grad, f"grad_{c}")
+            parts.append(registered_parts(m, p, f"col{c}_r6"))
+        return parts
+
+    def _finish_and_activate(self, m: Module, s6: dict, parts: list) -> tuple[list, list]:
+        """Stage 7 on: each column's roundings finished, then its activation units."""
+        cfg = self.cfg
+        pe = cfg.pe
+        formats = {"fxp32": pe.out, "fxp16_lo": pe.out, "fxp16_hi": pe.out, "grad": cfg.adam.grad}
         out_lo, out_hi = [], []
         for c in range(cfg.array.cols):
-            # the PE's output stage (gen/lib/datapath), and weight gradients
-            # rounded from the same recombined sum into their own format
-            total = recombined(m, tot_lo[c], tot_hi[c], pe, f"col{c}")
-            out = output_stage(m, total, tot_lo[c], tot_hi[c], pe, f"col{c}", *(rnd[c] if rnd else (None, None)))
-            yg = requantize(m, out["total"], pe.weight.frac + pe.act32.frac - cfg.adam.grad.frac, cfg.adam.grad,
-                            f"grad_{c}")
-            y_lo, y_hi = select_mode(out, s4["mode"], Mux(s4["grad"], yg, out["fxp32"]))
+            out = output_finish(m, parts[c], formats, f"col{c}")
+            y_lo, y_hi = select_mode(out, s6["mode"], Mux(s6["grad"], out["grad"], out["fxp32"]))
             for lane, x in (("lo", y_lo), ("hi", y_hi)):
                 unit = ActivationUnit(cfg)
                 m.submodules[f"act_{lane}_{c}"] = unit
-                m.d.comb += [unit.x.eq(x), unit.func.eq(s4["func"])]
+                m.d.comb += [unit.x.eq(x), unit.func.eq(s6["func"])]
                 (out_lo if lane == "lo" else out_hi).append(unit.y)
         return out_lo, out_hi
 
     def _quantizer(self, m: Module, out_lo: list) -> list:
         """The QAT quantizer of each low-lane result (see the module docstring), in
         the QUANTIZER_STAGES stages after the activation units' output, its
-        registers numbered from 1: n's sign and magnitude; times the magic
-        number; shifted and clamped; plus the zero point; clipped minus the
-        zero point; times Delta; rounded into pe.act32."""
+        stages as fixar.config.timing lists them: n's sign and magnitude; times
+        the magic number (DSP-sized partial products and an adder tree,
+        fixar.gen.lib.products); shifted and clamped; plus the zero point;
+        clipped minus the zero point; times Delta (likewise); rounded into
+        pe.act32."""
         cfg = self.cfg
         pe = cfg.pe
-        ob = pe.out.bits
-        qw = quantizer_widths(cfg)
-        qb, nb = pe.act16.bits, qw["nb"]
+        ob, qb = pe.out.bits, pe.act16.bits
         # Rounding to nearest adds floor(Delta / 2) to the dividend (y 2^16 + Delta // 2) // Delta.
         half = QUANTIZER_ADDENDS[cfg.array.quantizer_rounding](self.q_delta)
+        sched = Schedule(m)
         fq_lo = []
         for c, y in enumerate(out_lo):
             n = Signal(signed(ob + qb + 1), name=f"q_n_{c}")
             m.d.comb += n.eq((y << qb) + half)
-            neg = reg(m, n[-1], f"q_neg1_{c}")
-            u = reg(m, Mux(n[-1], ~n, n)[:nb], f"q_u1_{c}")      # the dividend n if n >= 0, else ~n = -n - 1
-            p = Signal(unsigned(nb + qw["magic"]), name=f"q_p2_{c}")
-            m.d.sync += p.eq(u * self.q_magic)
-            neg = reg(m, neg, f"q_neg2_{c}")
-            f = Signal(unsigned(nb + qw["magic"]), name=f"q_f_{c}")
-            m.d.comb += f.eq(p >> self.q_shift)                   # floor(u / Delta)
-            top = 1 << (qb + 1)                                    # beyond it q clips either way
-            fs = Signal(unsigned(qb + 2), name=f"q_fs3_{c}")
-            m.d.sync += fs.eq(Mux(f > top, top, f))
-            neg = reg(m, neg, f"q_neg3_{c}")
-            zero = self.q_zero
-            qv = Signal(signed(qb + 4), name=f"q_v4_{c}")
-            m.d.sync += qv.eq(Mux(neg, zero - fs - 1, zero + fs))     # floor(n / Delta) + z
-            q = Signal(unsigned(qb), name=f"q_{c}")
-            m.d.comb += q.eq(Mux(qv < 0, 0, Mux(qv > (1 << qb) - 1, (1 << qb) - 1, qv)))
-            d = Signal(signed(qb + 2), name=f"q_d5_{c}")
-            m.d.sync += d.eq(q - zero)
-            v = Signal(signed(qb + 2 + qw["delta"]), name=f"q_v6_{c}")
-            m.d.sync += v.eq(d * self.q_delta)
-            x = Signal(signed(pe.act32.bits), name=f"q_x7_{c}")
-            m.d.sync += x.eq(requantize(m, v, qb, pe.act32, f"q_dq_{c}"))
-            fq_lo.append(x)
+            fq_lo.append(self._quantize(m, sched, Timed(n, 0), f"q{c}").value)
         return fq_lo
+
+    def _quantize(self, m: Module, sched: Schedule, n: Timed, name: str) -> Timed:
+        """One dividend's way through the quantizer (q_* hold for the operation,
+        so they enter each stage as they are)."""
+        pe, qw = self.cfg.pe, quantizer_widths(self.cfg)
+        qb, nb, mb = pe.act16.bits, qw["nb"], qw["magic"]
+        magic_at = 2 + QUANTIZER_MAGIC_LEVELS          # the product n * magic, whole (padded to it)
+        delta_at = magic_at + 4 + QUANTIZER_DELTA_LEVELS
+        top, zero = 1 << (qb + 1), self.q_zero         # beyond top q clips either way
+        neg = sched.reg(f"{name}_neg", 1, lambda v: v[-1], n)
+        # the dividend n if n >= 0, else ~n = -n - 1
+        u = sched.reg(f"{name}_u", unsigned(nb), lambda v: Mux(v[-1], ~v, v)[:nb], n)
+        p = products.product(sched, f"{name}_p", u, Timed(self.q_magic, u.at))
+
+        def shifted_clamped(p):
+            f = Signal(unsigned(nb + mb), name=f"{name}_f")
+            m.d.comb += f.eq(p[:nb + mb] >> self.q_shift)     # floor(u / Delta)
+            return Mux(f > top, top, f)
+        fs = sched.reg(f"{name}_fs", unsigned(qb + 2), shifted_clamped, Timed(sched.at(p, magic_at), magic_at))
+        qv = sched.reg(f"{name}_v", signed(qb + 4), lambda s, f: Mux(s, zero - f - 1, zero + f), neg, fs)
+        d = sched.reg(f"{name}_d", signed(qb + 2),            # clip(floor(n / Delta) + z) - z
+                      lambda v: Mux(v < 0, 0, Mux(v > (1 << qb) - 1, (1 << qb) - 1, v)) - zero, qv)
+        v = products.product(sched, f"{name}_dd", d, Timed(self.q_delta, d.at))
+        return sched.reg(f"{name}_x", signed(pe.act32.bits), lambda v: requantize(m, v, qb, pe.act32, f"{name}_dq"),
+                         Timed(sched.at(v, delta_at), delta_at))
 
     def _random_words(self, m: Module, s0: dict) -> list:
         """Stochastic rounding's words for each column and lane, ready in
-        stage 4 beside the sums they round: the noise hash of (seed, feature
+        stage 5 beside the sums they round: the noise hash of (seed, feature
         i0 + c, batch b0 + slot * vectors per slot + lane), two rounds per
         stage over stages 1-3 (gen/lib/noise.py)."""
         pe = self.cfg.pe
@@ -351,7 +392,7 @@ class ArrayCore(wiring.Component):
                 h = self.rnd_seed ^ Cat(b, i)
                 for k, stage in ((0, 1), (2, 2), (4, 3)):
                     h = reg(m, hash_rounds(m, h, k, 2, f"rnd_{c}_{lane}_s{stage}"), f"rnd_{c}_{lane}_{stage}")
-                h = reg(m, h, f"rnd_{c}_{lane}_4")
+                h = reg(m, reg(m, h, f"rnd_{c}_{lane}_4"), f"rnd_{c}_{lane}_5")
                 lanes.append(h[32 - pe.rnd_bits:])
             words.append(tuple(lanes))
         return words

@@ -16,7 +16,8 @@ Pipeline (one input per cycle, ``LATENCY`` clock edges from input to output):
   2. register the two products       (M registers)
   3. accumulate: acc = (clear ? 0 : acc) + (acc_en ? p : 0), modulo 2**acc_bits
   4. register FXP32's recombined sum hi * 2**L + lo beside the two lane sums
-  5. register the output: round, shift, saturate or wrap into ``cfg.out``
+  5. register each rounding's first half: the floor narrowed, the carry
+  6. register the output: the carry added, saturated or wrapped into ``cfg.out``
 ``acc_en = 0`` holds the sums; ``clear`` with ``acc_en`` starts a new sum.
 
 This module knows nothing of the golden model; both follow the config and
@@ -30,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from fixar.config import PEConfig, PEMode, enum_bits
 from fixar.config.timing import PE_STAGES
-from fixar.gen.lib.datapath import lane_operands, output_stage, recombined, select_mode
+from fixar.gen.lib.datapath import lane_operands, output_finish, output_stage, recombined, registered_parts, select_mode
 from fixar.gen.lib.multipliers import multiply
 from fixar.gen.lib.pipe import Stages, delay
 
@@ -121,8 +122,15 @@ class PE(wiring.Component):
         if stochastic:
             rnd_lo4, rnd_hi4 = delay(m, self.rnd_lo, 4), delay(m, self.rnd_hi, 4)
 
-        # Stage 5: output.
-        y_lo, y_hi = select_mode(output_stage(m, total4, lo4, hi4, cfg, "out", rnd_lo4, rnd_hi4), mode4)
+        # Stage 5: the roundings' first halves (each floor narrowed, its carry).
+        parts = registered_parts(m, output_stage(m, total4, lo4, hi4, cfg, "out", rnd_lo4, rnd_hi4), "out5")
+        mode5 = Signal(name="mode5")
+        m.d.sync += mode5.eq(mode4)
+        stages.stage()
+
+        # Stage 6: the carries added, saturated or wrapped, into the output.
+        out = output_finish(m, parts, dict.fromkeys(parts, cfg.out), "out")
+        y_lo, y_hi = select_mode(out, mode5)
         m.d.sync += [self.y_lo.eq(y_lo), self.y_hi.eq(y_hi)]
         stages.stage()
         stages.check()

@@ -11,9 +11,13 @@ b through RELU_MASK and changes nothing in DTANH); the result
 row ``y`` with ``out_valid`` ``LATENCY`` cycles later. ``seed_we``/``seed``
 load the xorshift32 state (reset: ``prng.seed``); ``prng_state`` shows it.
 
-Pipeline: 0 input registers; 1 the products (x c, b^2), the lanes' noise and
-the ReLU masks (0 < b < limit); 2 rounding, saturation and the final add into
-the output register.
+Pipeline (``latency(cfg)`` = fixar.config.timing's vector_stages): the input
+registers; then each operation's path as deep as its own arithmetic needs,
+one carry chain or one DSP product per stage (wide products as registered
+partial products and an adder tree: fixar.gen.lib.products), the shorter
+paths delayed to the longest (DTANH: the clip, b^2, 1 - b^2 rounded,
+a (1 - b^2), its rounding in two halves); then the choice by operation into
+the output register. :class:`fixar.gen.lib.pipe.Schedule` does the delaying.
 This module knows nothing of the golden model (fixar.golden.vector).
 """
 from __future__ import annotations
@@ -23,14 +27,16 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixarConfig, VecOp, enum_bits
-from fixar.config.timing import VECTOR_STAGES
-from fixar.gen.lib import xorshift
-from fixar.gen.lib.arith import rne, saturate
-from fixar.gen.lib.pipe import Stages
+from fixar.config.timing import timing
+from fixar.gen.lib import products, xorshift
+from fixar.gen.lib.arith import floor_and_carry, requantize_finish, requantize_parts, saturate
+from fixar.gen.lib.pipe import Schedule, Timed
 
 
 class VectorUnit(wiring.Component):
-    LATENCY = VECTOR_STAGES
+    @staticmethod
+    def latency(cfg: FixarConfig) -> int:
+        return timing(cfg).vector
 
     @staticmethod
     def check(cfg: FixarConfig) -> None:
@@ -56,9 +62,7 @@ class VectorUnit(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         L, fmt, cf = cfg.array.rows, cfg.pe.act32, cfg.vector.coef_frac
-        bits, F = fmt.bits, fmt.frac
-        one = 1 << F
-        H = cfg.prng.width // 2
+        bits = fmt.bits
         m = Module()
 
         def reg(shape, name, value):
@@ -92,63 +96,94 @@ class VectorUnit(wiring.Component):
                 advanced = Mux(count0 == n, chain[2 * n], advanced)
             m.d.sync += state.eq(advanced)
 
-        # ---- stage 1 per lane
-        valid1 = reg(1, "valid1", valid0)
-        op1 = reg(enum_bits(VecOp), "op1", op0)
-        a1 = reg(unsigned(L * bits), "a1", a0)
-        b1 = reg(unsigned(L * bits), "b1", b0)
-        flag1 = reg(L, "flag1", flag0)
-        prods, dtanhs, noises, passes = [], [], [], []
-        shift = cf + H - F
-        for j in range(L):
-            a = a0.word_select(j, bits).as_signed()
-            b = b0.word_select(j, bits).as_signed()
-            # signed b against the unsigned limit: Amaranth compares both in signed(bits + 1)
-            passes.append(reg(1, f"lane{j}_relu_pass", (b > 0) & (b < limit0)))
-            x = Signal(signed(bits + 1), name=f"lane{j}_x")
-            m.d.comb += x.eq(Mux(op0 == VecOp.SCALE, a, Mux(op0 == VecOp.TD, b, a - b)))
-            prods.append(reg(signed(bits + cf + 3), f"lane{j}_prod", x * c0))
-            # DTANH: b at or beyond +-limit is a saturated tanh seen through a
-            # quantizer (its grid rarely holds +-one): tanh' = 0 there, as at +-one
-            bc = Signal(signed(F + 2), name=f"lane{j}_bclip")
-            m.d.comb += bc.eq(Mux((b >= limit0) | (b <= -limit0), one, Mux(b > one, one, Mux(b < -one, -one, b))))
-            sq = Signal(signed(2 * F + 4), name=f"lane{j}_bsq")
-            m.d.comb += sq.eq(bc * bc)
-            dtanhs.append(reg(signed(F + 3), f"lane{j}_dtanh", one - rne(m, sq, F, f"lane{j}_bsq")))
-            w1, w2 = chain[2 * j + 1], chain[2 * j + 2]
-            u = Signal(signed(H + 4), name=f"lane{j}_u")
-            m.d.comb += u.eq(w1[:H] + w1[H:] + w2[:H] + w2[H:] - (2 << H))
-            nsum = Signal(signed(H + 4 + cf + 2), name=f"lane{j}_noise_full")
-            m.d.comb += nsum.eq(u * c0 + (1 << (shift - 1)))
-            noises.append(reg(signed(len(nsum) - shift + 1), f"lane{j}_noise", nsum >> shift))
-
-        # ---- stage 2 per lane
-        ys = []
-        for j in range(L):
-            a = a1.word_select(j, bits).as_signed()
-            b = b1.word_select(j, bits).as_signed()
-            scaled = saturate(m, rne(m, prods[j], cf, f"lane{j}_scaled"), fmt, f"lane{j}_scaled")
-            dprod = Signal(signed(bits + F + 3), name=f"lane{j}_dprod")
-            m.d.comb += dprod.eq(a * dtanhs[j])
-            y = Signal(signed(bits), name=f"lane{j}_y")
-            noisy = Signal(signed(bits + len(noises[j]) + 1), name=f"lane{j}_noisy")
-            m.d.comb += noisy.eq(a + noises[j])
-            # every candidate built outside the switch: their helper signals stay unconditional
-            add = saturate(m, a + b, fmt, f"lane{j}_add")
-            sub = saturate(m, a - b, fmt, f"lane{j}_sub")
-            td = saturate(m, a + Mux(flag1[j], 0, scaled), fmt, f"lane{j}_td")
-            soft = saturate(m, b + scaled, fmt, f"lane{j}_soft")
-            dtanh = saturate(m, rne(m, dprod, F, f"lane{j}_dtanh"), fmt, f"lane{j}_dtanh")
-            with m.Switch(op1):
-                for code, value in ((VecOp.ADD, add), (VecOp.SUB, sub), (VecOp.SCALE, scaled), (VecOp.TD, td),
-                                    (VecOp.SOFT, soft), (VecOp.RELU_MASK, Mux(passes[j], a, 0)),
-                                    (VecOp.DTANH, dtanh),
-                                    (VecOp.NOISE, Mux(noisy > one, one, Mux(noisy < -one, -one, noisy)))):
-                    with m.Case(code):
-                        m.d.comb += y.eq(value)
-            ys.append(y)
-        m.d.sync += [self.out_valid.eq(valid1), self.y.eq(Cat(*ys))]
-        stages = Stages("vector unit", self.LATENCY)
-        stages.stage(3)  # valid0, valid1, out_valid
-        stages.check()
+        sched = Schedule(m)
+        ins = {"op": Timed(op0, 1), "c": Timed(c0, 1), "limit": Timed(limit0, 1)}
+        ys = [self._lane(m, sched, j, ins, Timed(a0.word_select(j, bits).as_signed(), 1),
+                         Timed(b0.word_select(j, bits).as_signed(), 1), Timed(flag0[j], 1),
+                         (Timed(chain[2 * j + 1], 1), Timed(chain[2 * j + 2], 1))) for j in range(L)]
+        choice = self.latency(cfg) - 1     # the stage whose register is the output
+        ready = max(y.at for y in ys)
+        if ready > choice or ready < choice - 1:    # one stage of padding makes the latency odd
+            raise AssertionError(f"vector unit: the lanes are ready in stage {ready} but fixar.config.timing "
+                                 f"says {choice}; change one to match the other")
+        m.d.sync += [self.out_valid.eq(sched.at(Timed(valid0, 1), choice)),
+                     self.y.eq(Cat(*(sched.at(y, choice) for y in ys)))]
         return m
+
+    def _lane(self, m: Module, sched: Schedule, j: int, ins: dict, a: Timed, b: Timed, flag: Timed,
+              words: tuple[Timed, Timed]) -> Timed:
+        """Lane ``j``'s result of the operation in flight, combinational in
+        the stage its longest path is ready in."""
+        cfg = self.cfg
+        fmt, cf = cfg.pe.act32, cfg.vector.coef_frac
+        bits, F = fmt.bits, fmt.frac
+        one = 1 << F
+        op, c, limit = ins["op"], ins["c"], ins["limit"]
+        name = f"lane{j}"
+        # signed b against the unsigned limit: Amaranth compares both in signed(bits + 1)
+        relu_pass = sched.reg(f"{name}_relu_pass", 1, lambda b, lim: (b > 0) & (b < lim), b, limit)
+        # x c / 2^cf rounded and saturated: SCALE, and the scaled term of TD and SOFT
+        x = sched.reg(f"{name}_x", signed(bits + 1),
+                      lambda o, a, b: Mux(o == VecOp.SCALE, a, Mux(o == VecOp.TD, b, a - b)), op, a, b)
+        scaled = self._requantize(m, sched, f"{name}_scaled", products.product(sched, f"{name}_xc", x, c), cf)
+        # DTANH: b at or beyond +-limit is a saturated tanh seen through a
+        # quantizer (its grid rarely holds +-one): tanh' = 0 there, as at +-one
+        bc = sched.reg(f"{name}_bclip", signed(F + 2), lambda b, lim: Mux(
+            (b >= lim) | (b <= -lim), one, Mux(b > one, one, Mux(b < -one, -one, b))), b, limit)
+        bsq = products.product(sched, f"{name}_bsq", bc, bc)
+        # one - rne(b^2): one + ~floor + !carry, a single carry chain
+        dt = sched.reg(f"{name}_dtanh_coef", signed(F + 3), lambda v: self._one_minus_rne(m, v, f"{name}_bsq"), bsq)
+        dtanh = self._requantize(m, sched, f"{name}_dtanh", products.product(sched, f"{name}_dprod", a, dt), F)
+        noise = self._noise(sched, name, a, c, words)
+        # the sums of ADD, SUB, TD and SOFT, saturated in the choice's stage
+        sums = {
+            VecOp.ADD: sched.reg(f"{name}_add", signed(bits + 1), lambda a, b: a + b, a, b),
+            VecOp.SUB: sched.reg(f"{name}_sub", signed(bits + 1), lambda a, b: a - b, a, b),
+            VecOp.TD: sched.reg(f"{name}_td", signed(bits + 1), lambda a, f, s: a + Mux(f, 0, s), a, flag, scaled),
+            VecOp.SOFT: sched.reg(f"{name}_soft", signed(bits + 1), lambda b, s: b + s, b, scaled),
+        }
+        stage = max(t.at for t in (*sums.values(), scaled, dtanh, noise, relu_pass))
+        at = lambda t: sched.at(t, stage)
+        choices = {code: saturate(m, at(t), fmt, f"{name}_{code.name.lower()}") for code, t in sums.items()}
+        choices.update({VecOp.SCALE: at(scaled), VecOp.RELU_MASK: Mux(at(relu_pass), at(a), 0),
+                        VecOp.DTANH: at(dtanh), VecOp.NOISE: at(noise)})
+        y = Signal(signed(bits), name=f"{name}_y")
+        with m.Switch(at(op)):
+            for code, value in choices.items():
+                with m.Case(code):
+                    m.d.comb += y.eq(value)
+        return Timed(y, stage)
+
+    def _noise(self, sched: Schedule, name: str, a: Timed, c: Timed, words: tuple[Timed, Timed]) -> Timed:
+        """a + c u rounded, clamped to +-one: u the centred sum of the lane's
+        four 16-bit PRNG halves."""
+        cfg = self.cfg
+        F, cf, H = cfg.pe.act32.frac, cfg.vector.coef_frac, cfg.prng.width // 2
+        one, bits = 1 << F, cfg.pe.act32.bits
+        halves = [sched.reg(f"{name}_w{i}_halves", unsigned(H + 1), lambda w: w[:H] + w[H:], word)
+                  for i, word in enumerate(words)]
+        u = sched.reg(f"{name}_u", signed(H + 4), lambda p, q: p + q - (2 << H), *halves)
+        shift = cf + H - F
+        cu = sched.at(c, u.at)
+        terms = [(sched.reg(f"{name}_uc{i}", signed(len(u.value) + len(part) + 1), lambda v, w: v * w, u,
+                            Timed(part, u.at)), k)
+                 for i, (part, k) in enumerate(products.dsp_chunks(cu, products.DSP_B))]
+        nsum = products.tree_sum(sched, f"{name}_noise_full", terms, len(u.value) + len(c.value) + 1,
+                                 1 << (shift - 1))
+        noisy = sched.reg(f"{name}_noisy", signed(bits + 2), lambda a, n: a + (n >> shift), a, nsum)
+        return sched.reg(f"{name}_noise", signed(F + 2), lambda v: Mux(v > one, one, Mux(v < -one, -one, v)), noisy)
+
+    def _one_minus_rne(self, m: Module, value, name: str):
+        F = self.cfg.pe.act32.frac
+        floor, carry = floor_and_carry(m, value, F, "rne", name)
+        return (1 << F) + ~floor + ~carry
+
+    def _requantize(self, m: Module, sched: Schedule, name: str, value: Timed, shift: int) -> Timed:
+        """``value`` rounded right by ``shift`` and saturated into pe.act32:
+        the floor and the rounding's carry in one stage, the increment and
+        the saturation in the next."""
+        fmt = self.cfg.pe.act32
+        kept, carry = requantize_parts(m, value.value, shift, fmt, name)
+        kept = sched.reg(f"{name}_kept", kept.shape(), lambda v: v, Timed(kept, value.at))
+        carry = sched.reg(f"{name}_carry", 1, lambda v: v, Timed(carry, value.at))
+        return sched.reg(name, signed(fmt.bits), lambda k, cy: requantize_finish(m, k, cy, fmt, name), kept, carry)

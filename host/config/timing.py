@@ -14,20 +14,91 @@ from dataclasses import dataclass
 from fixar.config import FixarConfig
 
 # Register stages of each unit, named as the generator's docstrings name them.
-PE_STAGES = 5            # input, products, accumulate, recombine, output (gen/units/pe.py)
-ACTIVATION_STAGES = 5    # input, |x|, table read, product, point + product and sign into the output
-CORE_FRONT_STAGES = 5    # input, products, column sums, finished sums, cross-core add
-QUANTIZER_STAGES = 7     # the QAT quantizer at the core's output (passed through when off)
+PE_STAGES = 6            # input, products, accumulate, recombine, rounding halves (2) (gen/units/pe.py)
+ACTIVATION_STAGES = 6    # input, |x|, table read, product, point + product, sign and function into the output
+# input, products, column sums, finished sums, cross-core add, recombined sum, the roundings' first halves
+CORE_FRONT_STAGES = 7
+# The QAT quantizer at the core's output (passed through when off): n's sign
+# and magnitude; times the magic number (partial products, then
+# QUANTIZER_MAGIC_LEVELS adder levels); shifted and clamped; plus the zero
+# point; clipped minus the zero point; times Delta (partial products, then
+# QUANTIZER_DELTA_LEVELS levels); rounded into pe.act32. Fixed, so that the
+# array's latency is one number: a config whose products need more levels is
+# rejected (gen/units/core.py), fewer are padded.
+QUANTIZER_MAGIC_LEVELS = 3
+QUANTIZER_DELTA_LEVELS = 1
+QUANTIZER_STAGES = 5 + (1 + QUANTIZER_MAGIC_LEVELS) + (1 + QUANTIZER_DELTA_LEVELS)
 ARRAY_PIPE_STAGES = 2    # controller -> cores: the request, then the memories' read
-VECTOR_STAGES = 3        # inputs, products and masks, rounding into the output register
-# Adam: inputs; products, sums, m rounded, v sum, v rounded; v + E2, normalise,
-# seed; P, P rounded, q; the guard shift, the rounded update, w - update; ADAM_NEWTON_STAGES per Newton
-# step (y^2, times the mantissa, 3 minus it, times y)
-ADAM_FIXED_STAGES = 15
+# Adam: inputs; the moments' products, their sums, m rounded and C2 g^2's
+# product, v's sum, v rounded; v + E2, the leading one, normalise, seed; P's product, P rounded,
+# q's product; the guard shift, the clamp, the increment, w - update (ADAM_FIXED_STAGES
+# counts each product step as one: its adder tree's levels come on top, from
+# the operand widths, in adam_stages). Each Newton step: y^2, times the
+# mantissa, 3 minus it, times y (ADAM_NEWTON_STAGES, likewise).
+ADAM_FIXED_STAGES = 17
 ADAM_NEWTON_STAGES = 4
 PRNG_STAGES = 0          # the xorshift state is the output
 CORE_STAGES = CORE_FRONT_STAGES + ACTIVATION_STAGES + QUANTIZER_STAGES
 ARRAY_STAGES = ARRAY_PIPE_STAGES + CORE_STAGES
+
+
+# A wide product is built as partial products that each fit one DSP48E2
+# multiplier (27 x 18 signed ports: unsigned chunks of 26 and 17 bits, the
+# top chunk signed), registered, then summed by a tree of two-input adds, one
+# level per stage (fixar.gen.lib.products).
+DSP_PORTS = (27, 18)
+
+
+def dsp_chunks(bits: int, port: int) -> int:
+    return -(-bits // (port - 1))
+
+
+def product_orientation(a_bits: int, b_bits: int) -> bool:
+    """True when ``a`` goes on the wide port (fewer partial products)."""
+    wide, narrow = DSP_PORTS
+    here = dsp_chunks(a_bits, wide) * dsp_chunks(b_bits, narrow)
+    return here <= dsp_chunks(b_bits, wide) * dsp_chunks(a_bits, narrow)
+
+
+def partial_products(a_bits: int, b_bits: int) -> int:
+    wide, narrow = DSP_PORTS
+    if not product_orientation(a_bits, b_bits):
+        a_bits, b_bits = b_bits, a_bits
+    return dsp_chunks(a_bits, wide) * dsp_chunks(b_bits, narrow)
+
+
+def product_levels(a_bits: int, b_bits: int, addend: bool = False) -> int:
+    """Adder-tree levels after the partial products' register (an addend,
+    when given, rides in the first add, or takes one of its own)."""
+    n, levels = partial_products(a_bits, b_bits), 0
+    while n > 1:
+        n, levels = -(-n // 2), levels + 1
+    return levels + (1 if addend and levels == 0 else 0)
+
+
+def vector_stages(cfg: FixarConfig) -> int:
+    """The vector unit's latency: its longest path, DTANH's (inputs; b
+    clipped; b^2; 1 - rne(b^2); a (1 - b^2); its rounding in two halves; the
+    choice by operation into the output register), made odd with a register
+    more when it is even (the Adam pass's fused soft update needs SOFT's
+    latency, this plus one, even: gen/units/trainer.py)."""
+    fmt = cfg.pe.act32
+    n = 1 + 1 + (1 + product_levels(fmt.frac + 2, fmt.frac + 2)) + 1 \
+        + (1 + product_levels(fmt.bits, fmt.frac + 3)) + 2 + 1
+    return n if n % 2 else n + 1
+
+
+def adam_stages(cfg: FixarConfig) -> int:
+    """The Adam unit's latency (gen/units/adam.py builds the operands at these widths)."""
+    ad = cfg.adam
+    rf, coef = ad.rsqrt_frac, ad.coef_frac + 1
+    g_m = ad.grad.bits + ad.m.frac - ad.grad.frac
+    lv = lambda *pairs: max(product_levels(a, b) for a, b in pairs)
+    moments = lv((coef, ad.m.bits), (coef, g_m), (coef, ad.v.bits), (ad.grad.bits, ad.grad.bits)) \
+        + lv((coef, ad.v.bits))
+    newton = ADAM_NEWTON_STAGES + lv((rf + 1, rf + 1)) + lv((rf + 2, rf + 2)) + lv((rf + 1, rf + 6))
+    update = lv((ad.m.bits, rf + 1)) + lv((ad.m.bits, ad.lr_frac + 1))
+    return ADAM_FIXED_STAGES + moments + ad.rsqrt_newton * newton + update
 
 
 @dataclass(frozen=True)
@@ -47,6 +118,5 @@ class Timing:
 
 def timing(cfg: FixarConfig) -> Timing:
     return Timing(pe=PE_STAGES, activation=ACTIVATION_STAGES, core=CORE_STAGES, array_pipe=ARRAY_PIPE_STAGES,
-                  array=ARRAY_STAGES, vector=VECTOR_STAGES,
-                  adam=ADAM_FIXED_STAGES + ADAM_NEWTON_STAGES * cfg.adam.rsqrt_newton, prng=PRNG_STAGES,
+                  array=ARRAY_STAGES, vector=vector_stages(cfg), adam=adam_stages(cfg), prng=PRNG_STAGES,
                   clock_hz=cfg.target.clock_mhz * 1e6)
