@@ -104,3 +104,16 @@ def test_partial_product_counts_follow_the_dsp_ports():
     for a, b in ((33, 31), (48, 50), (5, 7), (64, 64)):
         n = len(products.partial_terms(Signal(a), Signal(b)))
         assert n == partial_products(a, b), (a, b)
+
+
+def test_a_quantizer_too_wide_for_the_cores_pipeline_is_a_config_error():
+    """pe.out of 40 bits makes n / Delta's magic-number product need 4 adder
+    levels after its DSPs; the core's quantizer has QUANTIZER_MAGIC_LEVELS (3)."""
+    import dataclasses
+
+    from fixar.config import ConfigError, load
+    from fixar.gen.units.core import ArrayCore
+    cfg = load("default")
+    wide = cfg.variant(name="wide_out", pe=dataclasses.replace(cfg.pe, out=dataclasses.replace(cfg.pe.out, bits=40)))
+    with pytest.raises(ConfigError, match="QAT quantizer's n / Delta's magic-number product"):
+        ArrayCore.check(wide)
