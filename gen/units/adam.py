@@ -36,7 +36,7 @@ follow the config and docs/adam.md.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -175,7 +175,14 @@ class AdamUnit(wiring.Component):
              g2v=(unsigned(ad.v.bits), g2v), drop=("mb", "mc", "g2"))
         self._products(ride, step, "mnew", {"vc": (self.c2, ride["g2v"])}, drop=("m_sum", "g2v"),
                        m=(signed(ad.m.bits), requantize(m, ride["m_sum"], cf, ad.m, "m_new")))
-        step("vsum", v_sum=(unsigned(ad.v.bits + cf + 2), ride["vb"] + ride["vc"]), drop=("vb", "vc"))
+        # v's sum is as wide as both products: its carry chain in two halves, a stage each
+        vb, vc = ride["vb"], ride["vc"]
+        half = len(vc) // 2
+        step("vsum_lo", v_lo=(unsigned(half + 1), vb[:half] + vc[:half]),
+             vb_hi=(unsigned(len(vb) - half), vb[half:]), vc_hi=(unsigned(len(vc) - half), vc[half:]), drop=("vb", "vc"))
+        lo = ride["v_lo"]
+        step("vsum", v_sum=(unsigned(ad.v.bits + cf + 2), Cat(lo[:half], ride["vb_hi"] + ride["vc_hi"] + lo[half])),
+             drop=("v_lo", "vb_hi", "vc_hi"))
         step("vnew", v=(unsigned(ad.v.bits), requantize(m, ride["v_sum"].as_signed(), cf, ad.v, "v_new")),
              drop=("v_sum",))
 

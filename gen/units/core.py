@@ -42,9 +42,9 @@ half_up: rounding to nearest), and out = delta (q - z) = round((q - z) Delta
 on n or, if n < 0, its one's complement (floor(n / D) = -floor(~n / D) - 1).
 ``q_delta``, ``q_zero``, ``q_magic``, ``q_shift`` hold for the whole operation.
 
-The partial-sum buffer is read one stage before it is written and its read
-port is transparent to the write, so one slot may be updated on consecutive
-cycles (batch 1) without stalls.
+The partial-sum buffer is read two stages before it is written, its read port
+transparent to the write, and the item just ahead's sums forwarded, so one
+slot may be updated on consecutive cycles (batch 1) without stalls.
 """
 from __future__ import annotations
 
@@ -167,11 +167,12 @@ class ArrayCore(wiring.Component):
         bias2 = Signal.like(bias0)
         m.d.sync += bias2.eq(bias1)
         cs_lo, cs_hi = self._column_sums(m, p_lo, p_hi)
-        new_lo, new_hi = self._accumulate(m, s1, s2, bias2, cs_lo, cs_hi)
+        fin_lo, fin_hi = self._finished_sums(m)
+        new_lo, new_hi = self._accumulate(m, [s0, s1, s2], bias2, cs_lo, cs_hi, fin_lo, fin_hi)
 
         # Stage 3: the finished sums of last k-tiles.
         s3 = follow(s2, 3)
-        fin_lo, fin_hi = self._finished_sums(m, new_lo, new_hi)
+        m.d.sync += [f.eq(n) for f, n in zip(fin_lo + fin_hi, new_lo + new_hi)]
 
         # Stage 4: add the other cores' sums (intra-layer mode; zero otherwise).
         s4 = follow(s3, 4)
@@ -254,15 +255,25 @@ class ArrayCore(wiring.Component):
                          cs_hi[c].eq(sum(p_hi[r][c] for r in range(R)))]
         return cs_lo, cs_hi
 
-    def _accumulate(self, m: Module, s1: dict, s2: dict, bias2: Signal, cs_lo: list, cs_hi: list) -> tuple[list, list]:
-        """Partial-sum buffer: read addressed in stage 1, written from stage 2 with
-        the column sums added to the slot's partial sums (or the bias, first k-tile)."""
+    def _accumulate(self, m: Module, s: list, bias2: Signal, cs_lo: list, cs_hi: list,
+                    fin_lo: list, fin_hi: list) -> tuple[list, list]:
+        """Partial-sum buffer: read addressed in stage 0 and registered (the block
+        RAM's output register: its clock-to-out is then off the add's path),
+        written from stage 2 with the column sums added to the slot's partial
+        sums (or the bias, first k-tile). The read sees every write up to the
+        one in its own cycle (transparent); the one write it misses, the item
+        just ahead's, is forwarded from the registered sums ``fin`` when that
+        item had the same slot."""
         pe, ar = self.cfg.pe, self.cfg.array
         C, ob, A = ar.cols, pe.out.bits, pe.acc_bits
+        s0, s1, s2 = s
         m.submodules.psum = psum = Memory(shape=unsigned(2 * C * A), depth=ar.psum_slots, init=[])
         wp = psum.write_port()
         rp = psum.read_port(transparent_for=(wp,))
-        m.d.comb += rp.addr.eq(s1["slot"])
+        m.d.comb += rp.addr.eq(s0["slot"])
+        stored = reg(m, rp.data, "psum_read")
+        ahead = Signal(name="psum_forward")   # the item ahead wrote this item's slot
+        m.d.sync += ahead.eq(s2["valid"] & (s2["slot"] == s1["slot"]))
 
         new_lo = [Signal(signed(A), name=f"acc_lo_{c}") for c in range(C)]
         new_hi = [Signal(signed(A), name=f"acc_hi_{c}") for c in range(C)]
@@ -270,21 +281,20 @@ class ArrayCore(wiring.Component):
             b = Mux(s2["bias_en"], bias2[c * ob:(c + 1) * ob].as_signed(), 0)
             start_lo = Mux(s2["mode"], b << pe.shift16, b << pe.shift32)
             start_hi = Mux(s2["mode"], b << pe.shift16, 0)
-            old_lo = rp.data[(2 * c) * A:(2 * c + 1) * A].as_signed()
-            old_hi = rp.data[(2 * c + 1) * A:(2 * c + 2) * A].as_signed()
+            old_lo = Mux(ahead, fin_lo[c], stored[(2 * c) * A:(2 * c + 1) * A].as_signed())
+            old_hi = Mux(ahead, fin_hi[c], stored[(2 * c + 1) * A:(2 * c + 2) * A].as_signed())
             m.d.comb += [new_lo[c].eq(Mux(s2["first"], start_lo, old_lo) + cs_lo[c]),
                          new_hi[c].eq(Mux(s2["first"], start_hi, old_hi) + cs_hi[c])]
         m.d.comb += [wp.addr.eq(s2["slot"]), wp.en.eq(s2["valid"]),
                      wp.data.eq(Cat(*[x for c in range(C) for x in (new_lo[c], new_hi[c])]))]
         return new_lo, new_hi
 
-    def _finished_sums(self, m: Module, new_lo: list, new_hi: list) -> tuple[list, list]:
-        """Stage 3: the sums registered, and out as this core's part of a cross-core sum."""
+    def _finished_sums(self, m: Module) -> tuple[list, list]:
+        """Stage 3: the sums registered (the accumulation writes them), and out
+        as this core's part of a cross-core sum."""
         C, A = self.cfg.array.cols, self.cfg.pe.acc_bits
         fin_lo = [Signal(signed(A), name=f"fin_lo_{c}") for c in range(C)]
         fin_hi = [Signal(signed(A), name=f"fin_hi_{c}") for c in range(C)]
-        m.d.sync += [fin_lo[c].eq(new_lo[c]) for c in range(C)] + [fin_hi[c].eq(new_hi[c]) for c in range(C)]
-
         m.d.comb += [self.sum_lo.eq(Cat(*fin_lo)), self.sum_hi.eq(Cat(*fin_hi))]
         return fin_lo, fin_hi
 

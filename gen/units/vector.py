@@ -79,6 +79,8 @@ class VectorUnit(wiring.Component):
         flag0 = reg(L, "flag0", self.flag)
         c0 = reg(unsigned(cf + 1), "c0", self.c)
         limit0 = reg(unsigned(bits), "limit0", self.limit)
+        # -limit registered beside it: DTANH's clip then compares b with both in parallel
+        neg_limit0 = reg(signed(bits + 1), "neg_limit0", -self.limit)
 
         # ---- PRNG: lane j draws words 2j+1 and 2j+2 after the current state
         state = Signal(32, init=cfg.prng.seed, name="prng")
@@ -97,7 +99,7 @@ class VectorUnit(wiring.Component):
             m.d.sync += state.eq(advanced)
 
         sched = Schedule(m)
-        ins = {"op": Timed(op0, 1), "c": Timed(c0, 1), "limit": Timed(limit0, 1)}
+        ins = {"op": Timed(op0, 1), "c": Timed(c0, 1), "limit": Timed(limit0, 1), "neg_limit": Timed(neg_limit0, 1)}
         ys = [self._lane(m, sched, j, ins, Timed(a0.word_select(j, bits).as_signed(), 1),
                          Timed(b0.word_select(j, bits).as_signed(), 1), Timed(flag0[j], 1),
                          (Timed(chain[2 * j + 1], 1), Timed(chain[2 * j + 2], 1))) for j in range(L)]
@@ -128,8 +130,8 @@ class VectorUnit(wiring.Component):
         scaled = self._requantize(m, sched, f"{name}_scaled", products.product(sched, f"{name}_xc", x, c), cf)
         # DTANH: b at or beyond +-limit is a saturated tanh seen through a
         # quantizer (its grid rarely holds +-one): tanh' = 0 there, as at +-one
-        bc = sched.reg(f"{name}_bclip", signed(F + 2), lambda b, lim: Mux(
-            (b >= lim) | (b <= -lim), one, Mux(b > one, one, Mux(b < -one, -one, b))), b, limit)
+        bc = sched.reg(f"{name}_bclip", signed(F + 2), lambda b, lim, neg: Mux(
+            (b >= lim) | (b <= neg), one, Mux(b > one, one, Mux(b < -one, -one, b))), b, limit, ins["neg_limit"])
         bsq = products.product(sched, f"{name}_bsq", bc, bc)
         # one - rne(b^2): one + ~floor + !carry, a single carry chain
         dt = sched.reg(f"{name}_dtanh_coef", signed(F + 3), lambda v: self._one_minus_rne(m, v, f"{name}_bsq"), bsq)

@@ -30,12 +30,12 @@ QUANTIZER_DELTA_LEVELS = 1
 QUANTIZER_STAGES = 5 + (1 + QUANTIZER_MAGIC_LEVELS) + (1 + QUANTIZER_DELTA_LEVELS)
 ARRAY_PIPE_STAGES = 2    # controller -> cores: the request, then the memories' read
 # Adam: inputs; the moments' products, their sums, m rounded and C2 g^2's
-# product, v's sum, v rounded; v + E2, the leading one, normalise, seed; P's product, P rounded,
+# product, v's sum (two halves), v rounded; v + E2, the leading one, normalise, seed; P's product, P rounded,
 # q's product; the guard shift, the clamp, the increment, w - update (ADAM_FIXED_STAGES
 # counts each product step as one: its adder tree's levels come on top, from
 # the operand widths, in adam_stages). Each Newton step: y^2, times the
 # mantissa, 3 minus it, times y (ADAM_NEWTON_STAGES, likewise).
-ADAM_FIXED_STAGES = 17
+ADAM_FIXED_STAGES = 18
 ADAM_NEWTON_STAGES = 4
 PRNG_STAGES = 0          # the xorshift state is the output
 CORE_STAGES = CORE_FRONT_STAGES + ACTIVATION_STAGES + QUANTIZER_STAGES
