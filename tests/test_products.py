@@ -117,3 +117,23 @@ def test_a_quantizer_too_wide_for_the_cores_pipeline_is_a_config_error():
     wide = cfg.variant(name="wide_out", pe=dataclasses.replace(cfg.pe, out=dataclasses.replace(cfg.pe.out, bits=40)))
     with pytest.raises(ConfigError, match="QAT quantizer's n / Delta's magic-number product"):
         ArrayCore.check(wide)
+
+
+def test_an_array_too_short_for_the_partial_sum_write_back_is_a_config_error():
+    """The core writes a partial sum back PSUM_WRITE_BEHIND cycles after it
+    read it, and a slot's items come every max(batch, rows) cycles: rows at
+    or below that distance would read a stale sum, so the generator refuses."""
+    import dataclasses
+
+    from fixar.config import ConfigError, load
+    from fixar.config.timing import PSUM_WRITE_BEHIND
+    from fixar.gen.units.core import ArrayCore
+    cfg = load("small")
+    ArrayCore.check(cfg)                  # small's rows are enough
+    n = PSUM_WRITE_BEHIND
+    mem = cfg.memory
+    short = cfg.variant(name="short", array=dataclasses.replace(cfg.array, rows=n, cols=n), memory=dataclasses.replace(
+        mem, **{f: getattr(mem, f) // 4 * n for f in ("weight_words", "grad_words", "bias_words",
+                                                     "act_words_per_core", "xt_words_per_core")}))
+    with pytest.raises(ConfigError, match=f"rows must be at least {n + 1}"):
+        ArrayCore.check(short)

@@ -192,7 +192,8 @@ def test_cycle_model_matches_the_measured_engine():
     default = load("default")
     big = compile_ddpg(default, 17, 6, (400, 300), 64)
     # make bench trainer measures it on the default engine (summary.json's train_step_cycles_b64):
-    # 186 990 with Adam's v sum in two stages; 186 987 with the units pipelined to the logic estimate's 3.5 ns; 186 135 with the critic's
+    # 186 990 with Adam's v sum in two stages; 186 987 with the units pipelined to the logic
+    # estimate's 3.5 ns; 186 135 with the critic's
     # Adam weight pass beside the actor's forward pass; 195 266 with the
     # bias gradients folded into the weight gradients; 198 104 with the units
     # pipelined for the clock; 197 870 before, with the targets' weights

@@ -179,7 +179,8 @@ class AdamUnit(wiring.Component):
         vb, vc = ride["vb"], ride["vc"]
         half = len(vc) // 2
         step("vsum_lo", v_lo=(unsigned(half + 1), vb[:half] + vc[:half]),
-             vb_hi=(unsigned(len(vb) - half), vb[half:]), vc_hi=(unsigned(len(vc) - half), vc[half:]), drop=("vb", "vc"))
+             vb_hi=(unsigned(len(vb) - half), vb[half:]), vc_hi=(unsigned(len(vc) - half), vc[half:]),
+             drop=("vb", "vc"))
         lo = ride["v_lo"]
         step("vsum", v_sum=(unsigned(ad.v.bits + cf + 2), Cat(lo[:half], ride["vb_hi"] + ride["vc_hi"] + lo[half])),
              drop=("v_lo", "vb_hi", "vc_hi"))

@@ -42,9 +42,10 @@ half_up: rounding to nearest), and out = delta (q - z) = round((q - z) Delta
 on n or, if n < 0, its one's complement (floor(n / D) = -floor(~n / D) - 1).
 ``q_delta``, ``q_zero``, ``q_magic``, ``q_shift`` hold for the whole operation.
 
-The partial-sum buffer is read two stages before it is written, its read port
-transparent to the write, and the item just ahead's sums forwarded, so one
-slot may be updated on consecutive cycles (batch 1) without stalls.
+The partial-sum buffer is read two stages before the add and written one
+stage after it: a slot's next item must come at least PSUM_WRITE_BEHIND + 1
+cycles later (fixar.config.timing), which the array's schedule gives when
+R > PSUM_WRITE_BEHIND (a slot's items are max(S, R) cycles apart).
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ from amaranth.lib.wiring import In, Out
 from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, quantizer_widths
 from fixar.config.timing import (
     CORE_STAGES,
+    PSUM_WRITE_BEHIND,
     QUANTIZER_DELTA_LEVELS,
     QUANTIZER_MAGIC_LEVELS,
     QUANTIZER_STAGES,
@@ -94,6 +96,10 @@ class ArrayCore(wiring.Component):
         if pe.out.needs_random and pe.rnd_bits > 32:
             raise ConfigError(f"pe.out: stochastic rounding in the array takes {pe.rnd_bits}-bit words from a "
                               "32-bit hash; at most 32 bits")
+        if cfg.array.rows <= PSUM_WRITE_BEHIND:
+            raise ConfigError(f"array.rows: {cfg.array.rows} rows; the core's partial-sum buffer writes a slot "
+                              f"back {PSUM_WRITE_BEHIND} cycles after reading it, and a slot's items come every "
+                              f"max(batch, rows) cycles, so rows must be at least {PSUM_WRITE_BEHIND + 1}")
         qw = quantizer_widths(cfg)
         for what, (a, b), most in (
                 ("n / Delta's magic-number product", (qw["nb"], qw["magic"]), QUANTIZER_MAGIC_LEVELS),
@@ -168,14 +174,13 @@ class ArrayCore(wiring.Component):
         m.d.sync += bias2.eq(bias1)
         cs_lo, cs_hi = self._column_sums(m, p_lo, p_hi)
         fin_lo, fin_hi = self._finished_sums(m)
-        new_lo, new_hi = self._accumulate(m, [s0, s1, s2], bias2, cs_lo, cs_hi, fin_lo, fin_hi)
 
-        # Stage 3: the finished sums of last k-tiles.
+        # Stage 3: the sums registered (written back; the finished sums of last k-tiles).
         s3 = follow(s2, 3)
-        m.d.sync += [f.eq(n) for f, n in zip(fin_lo + fin_hi, new_lo + new_hi)]
-
         # Stage 4: add the other cores' sums (intra-layer mode; zero otherwise).
         s4 = follow(s3, 4)
+        new_lo, new_hi = self._accumulate(m, [s0, s2, s3], bias2, cs_lo, cs_hi, fin_lo, fin_hi)
+        m.d.sync += [f.eq(n) for f, n in zip(fin_lo + fin_hi, new_lo + new_hi)]
         tot_lo, tot_hi = self._cross_core_add(m, fin_lo, fin_hi)
 
         # Stage 5: FXP32's recombined sum hi * 2^L + lo (an add as wide as
@@ -257,23 +262,24 @@ class ArrayCore(wiring.Component):
 
     def _accumulate(self, m: Module, s: list, bias2: Signal, cs_lo: list, cs_hi: list,
                     fin_lo: list, fin_hi: list) -> tuple[list, list]:
-        """Partial-sum buffer: read addressed in stage 0 and registered (the block
-        RAM's output register: its clock-to-out is then off the add's path),
-        written from stage 2 with the column sums added to the slot's partial
-        sums (or the bias, first k-tile). The read sees every write up to the
-        one in its own cycle (transparent); the one write it misses, the item
-        just ahead's, is forwarded from the registered sums ``fin`` when that
-        item had the same slot."""
+        """Partial-sum buffer: read addressed in stage 0 and registered, the
+        column sums added in stage 2 to the slot's partial sums (or to the
+        bias, first k-tile), written back from the registered sums ``fin`` in
+        stage 3. So the add runs from a flip-flop to a flip-flop: neither the
+        block RAM's clock-to-out nor its write setup is on it. A read misses
+        the writes of the PSUM_WRITE_BEHIND items ahead of it; none of them has
+        its slot, because a slot's items are max(S, R) >= R cycles apart (the
+        array's tile steps) and check() asks for R above that."""
         pe, ar = self.cfg.pe, self.cfg.array
         C, ob, A = ar.cols, pe.out.bits, pe.acc_bits
-        s0, s1, s2 = s
+        s0, s2, s3 = s
         m.submodules.psum = psum = Memory(shape=unsigned(2 * C * A), depth=ar.psum_slots, init=[])
         wp = psum.write_port()
-        rp = psum.read_port(transparent_for=(wp,))
+        rp = psum.read_port()
         m.d.comb += rp.addr.eq(s0["slot"])
+        m.d.comb += [wp.addr.eq(s3["slot"]), wp.en.eq(s3["valid"]),
+                     wp.data.eq(Cat(*[x for c in range(C) for x in (fin_lo[c], fin_hi[c])]))]
         stored = reg(m, rp.data, "psum_read")
-        ahead = Signal(name="psum_forward")   # the item ahead wrote this item's slot
-        m.d.sync += ahead.eq(s2["valid"] & (s2["slot"] == s1["slot"]))
 
         new_lo = [Signal(signed(A), name=f"acc_lo_{c}") for c in range(C)]
         new_hi = [Signal(signed(A), name=f"acc_hi_{c}") for c in range(C)]
@@ -281,12 +287,10 @@ class ArrayCore(wiring.Component):
             b = Mux(s2["bias_en"], bias2[c * ob:(c + 1) * ob].as_signed(), 0)
             start_lo = Mux(s2["mode"], b << pe.shift16, b << pe.shift32)
             start_hi = Mux(s2["mode"], b << pe.shift16, 0)
-            old_lo = Mux(ahead, fin_lo[c], stored[(2 * c) * A:(2 * c + 1) * A].as_signed())
-            old_hi = Mux(ahead, fin_hi[c], stored[(2 * c + 1) * A:(2 * c + 2) * A].as_signed())
+            old_lo = stored[(2 * c) * A:(2 * c + 1) * A].as_signed()
+            old_hi = stored[(2 * c + 1) * A:(2 * c + 2) * A].as_signed()
             m.d.comb += [new_lo[c].eq(Mux(s2["first"], start_lo, old_lo) + cs_lo[c]),
                          new_hi[c].eq(Mux(s2["first"], start_hi, old_hi) + cs_hi[c])]
-        m.d.comb += [wp.addr.eq(s2["slot"]), wp.en.eq(s2["valid"]),
-                     wp.data.eq(Cat(*[x for c in range(C) for x in (new_lo[c], new_hi[c])]))]
         return new_lo, new_hi
 
     def _finished_sums(self, m: Module) -> tuple[list, list]:

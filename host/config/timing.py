@@ -18,6 +18,10 @@ PE_STAGES = 6            # input, products, accumulate, recombine, rounding halv
 ACTIVATION_STAGES = 6    # input, |x|, table read, product, point + product, sign and function into the output
 # input, products, column sums, finished sums, cross-core add, recombined sum, the roundings' first halves
 CORE_FRONT_STAGES = 7
+# The core's partial-sum buffer: read with the item's stage 0, registered,
+# added in stage 2, written back from stage 3's register, so a read misses
+# the writes of the 3 items ahead (a slot's items must be further apart).
+PSUM_WRITE_BEHIND = 3
 # The QAT quantizer at the core's output (passed through when off): n's sign
 # and magnitude; times the magic number (partial products, then
 # QUANTIZER_MAGIC_LEVELS adder levels); shifted and clamped; plus the zero
