@@ -53,9 +53,9 @@ def chain(stages: int, register_after: int | None = None) -> str:
 
 
 def ram_read(registered: bool) -> str:
-    """A block RAM (512 x 64) read, optionally registered once more (Yosys
-    then moves that register into the RAM's output register), into a 64-bit
-    add and a register: the read's clock-to-out starts the critical path."""
+    """A block RAM (512 x 64) read, optionally registered once more (a
+    flip-flop after the RAM: the test below checks Yosys keeps it one), into
+    a 64-bit add and a register."""
     read = ("  reg [63:0] q, d; always @(posedge clk) begin d <= mem[ra]; q <= d; end" if registered
             else "  reg [63:0] q; always @(posedge clk) q <= mem[ra];")
     return "\n".join([
