@@ -6,7 +6,21 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [48:0] \$1 ;
   wire \$10 ;
+  reg \$100 ;
+  reg [74:0] \$101 ;
+  reg [57:0] \$102 ;
+  reg [57:0] \$103 ;
+  reg \$104 ;
+  reg [33:0] \$105 ;
+  reg \$106 ;
+  reg [33:0] \$107 ;
+  reg \$108 ;
+  reg [33:0] \$109 ;
   wire [74:0] \$11 ;
+  reg \$110 ;
+  reg \$111 ;
+  reg [31:0] \$112 ;
+  reg [31:0] \$113 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -36,69 +50,73 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   wire [57:0] \$36 ;
   wire [33:0] \$37 ;
   wire [33:0] \$38 ;
-  wire \$39 ;
+  wire [31:0] \$39 ;
   wire [47:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [31:0] \$43 ;
-  wire [31:0] \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire [31:0] \$49 ;
+  wire [31:0] \$40 ;
+  wire [88:0] \$41 ;
+  wire [89:0] \$42 ;
+  wire [20:0] \$43 ;
+  wire [21:0] \$44 ;
+  wire [15:0] \$45 ;
+  wire [16:0] \$46 ;
+  wire [15:0] \$47 ;
+  wire [16:0] \$48 ;
+  wire \$49 ;
   wire [58:0] \$5 ;
-  wire [31:0] \$50 ;
-  wire [31:0] \$51 ;
+  wire \$50 ;
+  wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  wire [31:0] \$56 ;
-  wire [31:0] \$57 ;
-  wire [31:0] \$58 ;
-  wire [88:0] \$59 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire [32:0] \$59 ;
   wire [57:0] \$6 ;
-  wire [89:0] \$60 ;
-  wire [20:0] \$61 ;
-  wire [21:0] \$62 ;
-  wire [15:0] \$63 ;
-  wire [16:0] \$64 ;
-  wire [15:0] \$65 ;
-  wire [16:0] \$66 ;
-  wire [34:0] \$67 ;
-  wire [34:0] \$68 ;
-  wire [34:0] \$69 ;
+  wire [32:0] \$60 ;
+  wire [31:0] \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire [47:0] \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg \$72 ;
-  reg [31:0] \$73 ;
-  reg [31:0] \$74 ;
-  reg [47:0] \$75 ;
-  reg [47:0] \$76 ;
-  reg \$77 ;
-  reg \$78 ;
-  reg \$79 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire [32:0] \$72 ;
+  wire [32:0] \$73 ;
+  wire [31:0] \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire [58:0] \$8 ;
-  reg [57:0] \$80 ;
-  reg [57:0] \$81 ;
-  reg \$82 ;
-  reg [74:0] \$83 ;
-  reg [57:0] \$84 ;
-  reg [57:0] \$85 ;
-  reg \$86 ;
-  reg [33:0] \$87 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [32:0] \$85 ;
+  wire [32:0] \$86 ;
+  wire [31:0] \$87 ;
   reg \$88 ;
-  reg [33:0] \$89 ;
+  reg \$89 ;
   wire [74:0] \$9 ;
   reg \$90 ;
-  reg [33:0] \$91 ;
-  reg \$92 ;
-  reg \$93 ;
-  reg [31:0] \$94 ;
-  reg [31:0] \$95 ;
+  reg [31:0] \$91 ;
+  reg [31:0] \$92 ;
+  reg [47:0] \$93 ;
+  reg [47:0] \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg [57:0] \$98 ;
+  reg [57:0] \$99 ;
   input [31:0] a;
   wire [31:0] a;
   reg [31:0] a1 = 32'd0;
@@ -130,15 +148,24 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg [33:0] out5_fxp16_lo_kept = 34'h000000000;
   reg out5_fxp32_carry = 1'h0;
   reg [33:0] out5_fxp32_kept = 34'h000000000;
+  wire out_fxp16_hi_fits;
+  wire [31:0] out_fxp16_hi_inc;
+  (* init = 34'h000000000 *)
+  wire [33:0] out_fxp16_hi_k;
   wire [15:0] out_fxp16_hi_low;
-  wire [34:0] out_fxp16_hi_narrow;
-  wire [35:0] out_fxp16_hi_q;
+  wire [31:0] out_fxp16_hi_sat;
+  wire out_fxp16_lo_fits;
+  wire [31:0] out_fxp16_lo_inc;
+  (* init = 34'h000000000 *)
+  wire [33:0] out_fxp16_lo_k;
   wire [15:0] out_fxp16_lo_low;
-  wire [34:0] out_fxp16_lo_narrow;
-  wire [35:0] out_fxp16_lo_q;
+  wire [31:0] out_fxp16_lo_sat;
+  wire out_fxp32_fits;
+  wire [31:0] out_fxp32_inc;
+  (* init = 34'h000000000 *)
+  wire [33:0] out_fxp32_k;
   wire [20:0] out_fxp32_low;
-  wire [34:0] out_fxp32_narrow;
-  wire [35:0] out_fxp32_q;
+  wire [31:0] out_fxp32_sat;
   reg [47:0] p_hi = 48'h000000000000;
   reg [47:0] p_lo = 48'h000000000000;
   input rst;
@@ -152,6 +179,10 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg [31:0] y_hi = 32'd0;
   output [31:0] y_lo;
   reg [31:0] y_lo = 32'd0;
+  assign \$1  = $signed(w1) * $signed(a1_lo);
+  assign \$2  = $signed(w1) * $signed(a1[31:16]);
+  assign \$3  = clr2 ? 58'h000000000000000 : acc_lo;
+  assign \$4  = en2 ? p_lo : 48'h000000000000;
   assign \$5  = $signed(\$3 ) + $signed(\$4 );
   assign \$6  = clr2 ? 58'h000000000000000 : acc_hi;
   assign \$7  = en2 ? p_hi : 48'h000000000000;
@@ -174,285 +205,305 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   assign \$34  = \$30  | \$33 ;
   assign \$37  = \$36 [57] ? 34'h200000000 : 34'h1ffffffff;
   assign \$38  = \$34  ? \$35 [33:0] : \$37 ;
-  assign \$39  = & { out_fxp16_lo_narrow[34], out_fxp16_lo_narrow[34:31] };
-  assign \$40  = | { out_fxp16_lo_narrow[34], out_fxp16_lo_narrow[34:31] };
-  assign \$41  = ~ \$40 ;
-  assign \$42  = \$39  | \$41 ;
-  assign \$43  = out_fxp16_lo_narrow[34] ? 32'd2147483648 : 32'd2147483647;
-  assign \$44  = \$42  ? out_fxp16_lo_narrow[31:0] : \$43 ;
-  assign \$45  = & { out_fxp32_narrow[34], out_fxp32_narrow[34:31] };
-  assign \$46  = | { out_fxp32_narrow[34], out_fxp32_narrow[34:31] };
-  assign \$47  = ~ \$46 ;
-  assign \$48  = \$45  | \$47 ;
-  assign \$49  = out_fxp32_narrow[34] ? 32'd2147483648 : 32'd2147483647;
-  assign \$50  = \$48  ? out_fxp32_narrow[31:0] : \$49 ;
-  assign \$51  = mode5 ? \$44  : \$50 ;
-  assign \$52  = & { out_fxp16_hi_narrow[34], out_fxp16_hi_narrow[34:31] };
-  assign \$53  = | { out_fxp16_hi_narrow[34], out_fxp16_hi_narrow[34:31] };
-  assign \$54  = ~ \$53 ;
-  assign \$55  = \$52  | \$54 ;
-  assign \$56  = out_fxp16_hi_narrow[34] ? 32'd2147483648 : 32'd2147483647;
-  assign \$57  = \$55  ? out_fxp16_hi_narrow[31:0] : \$56 ;
-  assign \$58  = mode5 ? \$57  : 32'd0;
+  assign \$39  = mode5 ? out_fxp16_lo_sat : out_fxp32_sat;
+  assign \$40  = mode5 ? out_fxp16_hi_sat : 32'd0;
   assign a1_lo = mode1 ? { a1[15], a1[15:0] } : { 1'h0, a1[15:0] };
-  assign \$60  = $signed(\$59 ) + $signed(acc_lo);
-  assign \$61  = 19'h7ffff + total4[20];
-  assign \$62  = total4[19:0] + \$61 ;
-  assign \$63  = 14'h3fff + acc_lo4[15];
-  assign \$64  = acc_lo4[14:0] + \$63 ;
-  assign \$65  = 14'h3fff + acc_hi4[15];
-  assign \$66  = acc_hi4[14:0] + \$65 ;
-  assign \$67  = $signed(out5_fxp32_kept) + $signed(2'h1);
-  assign out_fxp32_narrow = out5_fxp32_carry ? \$67  : { out5_fxp32_kept[33], out5_fxp32_kept };
-  assign \$68  = $signed(out5_fxp16_lo_kept) + $signed(2'h1);
-  assign out_fxp16_lo_narrow = out5_fxp16_lo_carry ? \$68  : { out5_fxp16_lo_kept[33], out5_fxp16_lo_kept };
-  assign \$69  = $signed(out5_fxp16_hi_kept) + $signed(2'h1);
-  assign out_fxp16_hi_narrow = out5_fxp16_hi_carry ? \$69  : { out5_fxp16_hi_kept[33], out5_fxp16_hi_kept };
+  assign \$42  = $signed(\$41 ) + $signed(acc_lo);
+  assign \$43  = 19'h7ffff + total4[20];
+  assign \$44  = total4[19:0] + \$43 ;
+  assign \$45  = 14'h3fff + acc_lo4[15];
+  assign \$46  = acc_lo4[14:0] + \$45 ;
+  assign \$47  = 14'h3fff + acc_hi4[15];
+  assign \$48  = acc_hi4[14:0] + \$47 ;
+  assign \$49  = & out5_fxp32_kept[33:31];
+  assign \$50  = | out5_fxp32_kept[33:31];
+  assign \$51  = ~ \$50 ;
+  assign \$52  = \$49  | \$51 ;
+  assign \$53  = | out5_fxp32_kept[33:31];
+  assign \$54  = ~ \$53 ;
+  assign \$55  = & out5_fxp32_kept[30:0];
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = out5_fxp32_carry & \$56 ;
+  assign \$58  = ~ \$57 ;
+  assign out_fxp32_fits = \$52  & \$58 ;
+  assign \$59  = out5_fxp32_kept[31:0] + 1'h1;
+  assign \$60  = out5_fxp32_carry ? \$59  : { 1'h0, out5_fxp32_kept[31:0] };
+  assign \$61  = out5_fxp32_kept[33] ? 32'd2147483648 : 32'd2147483647;
+  assign out_fxp32_sat = out_fxp32_fits ? \$60 [31:0] : \$61 ;
+  assign \$62  = & out5_fxp16_lo_kept[33:31];
+  assign \$63  = | out5_fxp16_lo_kept[33:31];
+  assign \$64  = ~ \$63 ;
+  assign \$65  = \$62  | \$64 ;
+  assign \$66  = | out5_fxp16_lo_kept[33:31];
+  assign \$67  = ~ \$66 ;
+  assign \$68  = & out5_fxp16_lo_kept[30:0];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = out5_fxp16_lo_carry & \$69 ;
+  assign \$71  = ~ \$70 ;
+  assign out_fxp16_lo_fits = \$65  & \$71 ;
+  assign \$72  = out5_fxp16_lo_kept[31:0] + 1'h1;
+  assign \$73  = out5_fxp16_lo_carry ? \$72  : { 1'h0, out5_fxp16_lo_kept[31:0] };
+  assign \$74  = out5_fxp16_lo_kept[33] ? 32'd2147483648 : 32'd2147483647;
+  assign out_fxp16_lo_sat = out_fxp16_lo_fits ? \$73 [31:0] : \$74 ;
+  assign \$75  = & out5_fxp16_hi_kept[33:31];
+  assign \$76  = | out5_fxp16_hi_kept[33:31];
+  assign \$77  = ~ \$76 ;
+  assign \$78  = \$75  | \$77 ;
+  assign \$79  = | out5_fxp16_hi_kept[33:31];
+  assign \$80  = ~ \$79 ;
+  assign \$81  = & out5_fxp16_hi_kept[30:0];
+  assign \$82  = \$80  & \$81 ;
+  assign \$83  = out5_fxp16_hi_carry & \$82 ;
+  assign \$84  = ~ \$83 ;
+  assign out_fxp16_hi_fits = \$78  & \$84 ;
+  assign \$85  = out5_fxp16_hi_kept[31:0] + 1'h1;
+  assign \$86  = out5_fxp16_hi_carry ? \$85  : { 1'h0, out5_fxp16_hi_kept[31:0] };
+  assign \$87  = out5_fxp16_hi_kept[33] ? 32'd2147483648 : 32'd2147483647;
+  assign out_fxp16_hi_sat = out_fxp16_hi_fits ? \$86 [31:0] : \$87 ;
   always @(posedge clk)
-    mode1 <= \$70 ;
+    mode1 <= \$88 ;
   always @(posedge clk)
-    en1 <= \$71 ;
+    en1 <= \$89 ;
   always @(posedge clk)
-    clr1 <= \$72 ;
+    clr1 <= \$90 ;
   always @(posedge clk)
-    a1 <= \$73 ;
+    a1 <= \$91 ;
   always @(posedge clk)
-    w1 <= \$74 ;
+    w1 <= \$92 ;
   always @(posedge clk)
-    p_lo <= \$75 ;
+    p_lo <= \$93 ;
   always @(posedge clk)
-    p_hi <= \$76 ;
+    p_hi <= \$94 ;
   always @(posedge clk)
-    mode2 <= \$77 ;
+    mode2 <= \$95 ;
   always @(posedge clk)
-    en2 <= \$78 ;
+    en2 <= \$96 ;
   always @(posedge clk)
-    clr2 <= \$79 ;
+    clr2 <= \$97 ;
   always @(posedge clk)
-    acc_lo <= \$80 ;
+    acc_lo <= \$98 ;
   always @(posedge clk)
-    acc_hi <= \$81 ;
+    acc_hi <= \$99 ;
   always @(posedge clk)
-    mode3 <= \$82 ;
+    mode3 <= \$100 ;
   always @(posedge clk)
-    total4 <= \$83 ;
+    total4 <= \$101 ;
   always @(posedge clk)
-    acc_lo4 <= \$84 ;
+    acc_lo4 <= \$102 ;
   always @(posedge clk)
-    acc_hi4 <= \$85 ;
+    acc_hi4 <= \$103 ;
   always @(posedge clk)
-    mode4 <= \$86 ;
+    mode4 <= \$104 ;
   always @(posedge clk)
-    out5_fxp32_kept <= \$87 ;
+    out5_fxp32_kept <= \$105 ;
   always @(posedge clk)
-    out5_fxp32_carry <= \$88 ;
+    out5_fxp32_carry <= \$106 ;
   always @(posedge clk)
-    out5_fxp16_lo_kept <= \$89 ;
+    out5_fxp16_lo_kept <= \$107 ;
   always @(posedge clk)
-    out5_fxp16_lo_carry <= \$90 ;
+    out5_fxp16_lo_carry <= \$108 ;
   always @(posedge clk)
-    out5_fxp16_hi_kept <= \$91 ;
+    out5_fxp16_hi_kept <= \$109 ;
   always @(posedge clk)
-    out5_fxp16_hi_carry <= \$92 ;
+    out5_fxp16_hi_carry <= \$110 ;
   always @(posedge clk)
-    mode5 <= \$93 ;
+    mode5 <= \$111 ;
   always @(posedge clk)
-    y_lo <= \$94 ;
+    y_lo <= \$112 ;
   always @(posedge clk)
-    y_hi <= \$95 ;
-  assign \$1  = $signed(w1) * $signed(a1_lo);
-  assign \$2  = $signed(w1) * $signed(a1[31:16]);
-  assign \$3  = clr2 ? 58'h000000000000000 : acc_lo;
-  assign \$4  = en2 ? p_lo : 48'h000000000000;
+    y_hi <= \$113 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$70  = mode;
-    if (rst) begin
-      \$70  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$71  = acc_en;
-    if (rst) begin
-      \$71  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$72  = clear;
-    if (rst) begin
-      \$72  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$73  = a;
-    if (rst) begin
-      \$73  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$74  = w;
-    if (rst) begin
-      \$74  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$75  = \$1 [47:0];
-    if (rst) begin
-      \$75  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$76  = \$2 ;
-    if (rst) begin
-      \$76  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$77  = mode1;
-    if (rst) begin
-      \$77  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$78  = en1;
-    if (rst) begin
-      \$78  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = clr1;
-    if (rst) begin
-      \$79  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = \$5 [57:0];
-    if (rst) begin
-      \$80  = 58'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$81  = \$8 [57:0];
-    if (rst) begin
-      \$81  = 58'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$82  = mode2;
-    if (rst) begin
-      \$82  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$83  = \$60 [74:0];
-    if (rst) begin
-      \$83  = 75'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$84  = acc_lo;
-    if (rst) begin
-      \$84  = 58'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$85  = acc_hi;
-    if (rst) begin
-      \$85  = 58'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$86  = mode3;
-    if (rst) begin
-      \$86  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$87  = \$18 ;
-    if (rst) begin
-      \$87  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = \$62 [20];
+    \$88  = mode;
     if (rst) begin
       \$88  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = \$28 ;
+    \$89  = acc_en;
     if (rst) begin
-      \$89  = 34'h000000000;
+      \$89  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = \$64 [15];
+    \$90  = clear;
     if (rst) begin
       \$90  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = \$38 ;
+    \$91  = a;
     if (rst) begin
-      \$91  = 34'h000000000;
+      \$91  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = \$66 [15];
+    \$92  = w;
     if (rst) begin
-      \$92  = 1'h0;
+      \$92  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = mode4;
+    \$93  = \$1 [47:0];
     if (rst) begin
-      \$93  = 1'h0;
+      \$93  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = \$51 ;
+    \$94  = \$2 ;
     if (rst) begin
-      \$94  = 32'd0;
+      \$94  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = \$58 ;
+    \$95  = mode1;
     if (rst) begin
-      \$95  = 32'd0;
+      \$95  = 1'h0;
     end
   end
-  assign sum_total = \$60 [74:0];
-  assign out_fxp32_low = \$62 [20:0];
-  assign out_fxp16_lo_low = \$64 [15:0];
-  assign out_fxp16_hi_low = \$66 [15:0];
-  assign out_fxp32_q = { out_fxp32_narrow[34], out_fxp32_narrow };
-  assign out_fxp16_lo_q = { out_fxp16_lo_narrow[34], out_fxp16_lo_narrow };
-  assign out_fxp16_hi_q = { out_fxp16_hi_narrow[34], out_fxp16_hi_narrow };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$96  = en1;
+    if (rst) begin
+      \$96  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$97  = clr1;
+    if (rst) begin
+      \$97  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$98  = \$5 [57:0];
+    if (rst) begin
+      \$98  = 58'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$99  = \$8 [57:0];
+    if (rst) begin
+      \$99  = 58'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$100  = mode2;
+    if (rst) begin
+      \$100  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$101  = \$42 [74:0];
+    if (rst) begin
+      \$101  = 75'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$102  = acc_lo;
+    if (rst) begin
+      \$102  = 58'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$103  = acc_hi;
+    if (rst) begin
+      \$103  = 58'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$104  = mode3;
+    if (rst) begin
+      \$104  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$105  = \$18 ;
+    if (rst) begin
+      \$105  = 34'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$106  = \$44 [20];
+    if (rst) begin
+      \$106  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$107  = \$28 ;
+    if (rst) begin
+      \$107  = 34'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$108  = \$46 [15];
+    if (rst) begin
+      \$108  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$109  = \$38 ;
+    if (rst) begin
+      \$109  = 34'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$110  = \$48 [15];
+    if (rst) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$111  = mode4;
+    if (rst) begin
+      \$111  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$112  = \$39 ;
+    if (rst) begin
+      \$112  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$113  = \$40 ;
+    if (rst) begin
+      \$113  = 32'd0;
+    end
+  end
+  assign sum_total = \$42 [74:0];
+  assign out_fxp32_low = \$44 [20:0];
+  assign out_fxp16_lo_low = \$46 [15:0];
+  assign out_fxp16_hi_low = \$48 [15:0];
+  assign out_fxp32_k = out5_fxp32_kept;
+  assign out_fxp32_inc = \$60 [31:0];
+  assign out_fxp16_lo_k = out5_fxp16_lo_kept;
+  assign out_fxp16_lo_inc = \$73 [31:0];
+  assign out_fxp16_hi_k = out5_fxp16_hi_kept;
+  assign out_fxp16_hi_inc = \$86 [31:0];
   assign \$9  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
   assign \$11  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
   assign \$15  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
@@ -465,5 +516,5 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   assign \$31  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
   assign \$35  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
   assign \$36  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
-  assign \$59  = { acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi, 16'h0000 };
+  assign \$41  = { acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi, 16'h0000 };
 endmodule

@@ -255,10 +255,12 @@ def test_bench_catches_a_broken_quantizer():
     cfg = load("small")
     src_dir = generated(cfg, array=True)
     text = (src_dir / "fixar_trainer.v").read_text()
-    found = re.search(r"assign q0_f = (\S+) >> q_shift;", text)
+    # q0_f is the low bits of the shift (fixar.gen.lib.shift): the wire it takes them from
+    wire = re.search(r"assign q0_f = (\S+ )\[\d+:0\];", text)
+    found = wire and re.search(rf"assign {re.escape(wire.group(1))} = (\S+) >> q_shift;", text)
     assert found, "the quantizer's quotient q0_f was not found in fixar_trainer.v"
     res = run_mutated(cfg, "fixar_trainer", BENCH, found.group(0),
-                      f"assign q0_f = {found.group(1)} >> (q_shift + 7'd1);",
+                      found.group(0).replace(">> q_shift;", ">> (q_shift + 7'd1);"),
                       src_dir=src_dir, env={"FIXAR_STEPS": "2", "FIXAR_QAT_SWITCH": "1", "FIXAR_NETS": NETS_JSON})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a broken quantizer"
 

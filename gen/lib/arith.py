@@ -195,9 +195,35 @@ def requantize_parts(m: Module, value, shift: int, fmt: FixedFormat, name: str, 
 
 def requantize_finish(m: Module, kept, carry, fmt: FixedFormat, name: str):
     """:func:`requantize`'s second half: the carry added, the sum fitted."""
+    if fmt.overflow == "saturate" and fmt.signed and len(kept) <= fmt.bits + 2:
+        return _saturating_increment(m, kept, carry, fmt, name)
     narrow = Signal(signed(fmt.bits + 3), name=f"{name}_narrow")
     m.d.comb += narrow.eq(Mux(carry, kept + 1, kept))    # the increment beside the carry, not after it
     return fit(m, narrow, fmt, name)
+
+
+def _saturating_increment(m: Module, kept, carry, fmt: FixedFormat, name: str):
+    """saturate(kept + carry) for a signed ``kept`` of at most fmt.bits + 2
+    bits, with whether it fits read off kept and carry, beside the
+    increment's carry chain rather than after it: kept + carry fits when kept
+    does and is not the maximum with a carry (min - 1 with a carry gives the
+    minimum, which is also the limit kept's sign picks). Only the kept bits
+    are incremented."""
+    n = fmt.bits
+    k = Signal(signed(n + 2), name=f"{name}_k")
+    m.d.comb += k.eq(kept)
+    top = k[n - 1:]                        # the output's sign bit and the two above it
+    low_ones = k[:n - 1].all()
+    in_range = top.all() | ~top.any()
+    at_max = ~top.any() & low_ones
+    fits = Signal(name=f"{name}_fits")
+    m.d.comb += fits.eq(in_range & ~(carry & at_max))
+    value = Signal(n, name=f"{name}_inc")
+    m.d.comb += value.eq(Mux(carry, k[:n] + 1, k[:n]))
+    limit = Mux(k[-1], Const(fmt.min_int, signed(n)), Const(fmt.max_int, signed(n)))
+    out = Signal(signed(n), name=f"{name}_sat")
+    m.d.comb += out.eq(Mux(fits, value.as_signed(), limit))
+    return out
 
 
 def rne(m: Module, value, shift: int, name: str):

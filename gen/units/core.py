@@ -65,10 +65,12 @@ from fixar.config.timing import (
 )
 from fixar.gen.lib import products
 from fixar.gen.lib.arith import QUANTIZER_ADDENDS, requantize, requantize_parts
+from fixar.gen.lib.compress import carry_save
 from fixar.gen.lib.datapath import lane_operands, output_finish, output_stage, recombined, registered_parts, select_mode
 from fixar.gen.lib.multipliers import multiply
 from fixar.gen.lib.noise import hash_rounds
 from fixar.gen.lib.pipe import Schedule, Stages, Timed, reg
+from fixar.gen.lib.shift import shift_right_clamped
 from fixar.gen.units.activation import ActivationUnit
 
 COORD_BITS = 16   # output feature and batch index enter the noise hash modulo 2^16 (gen/lib/noise.py)
@@ -168,19 +170,21 @@ class ArrayCore(wiring.Component):
         m.d.sync += bias1.eq(bias0)
         p_lo, p_hi = self._products(m, active, a0, s0)
 
-        # Stage 2: column sums (wide; no rounding anywhere before the output).
+        # Stage 2: column sums as carry-save pairs (wide; no rounding anywhere before the output).
         s2 = follow(s1, 2)
         bias2 = Signal.like(bias0)
         m.d.sync += bias2.eq(bias1)
         cs_lo, cs_hi = self._column_sums(m, p_lo, p_hi)
         fin_lo, fin_hi = self._finished_sums(m)
 
-        # Stage 3: the sums registered (written back; the finished sums of last k-tiles).
+        # Stage 3: the pairs added to the partial sums, registered (written
+        # back; the finished sums of last k-tiles).
         s3 = follow(s2, 3)
-        # Stage 4: add the other cores' sums (intra-layer mode; zero otherwise).
-        s4 = follow(s3, 4)
         new_lo, new_hi = self._accumulate(m, [s0, s2, s3], bias2, cs_lo, cs_hi, fin_lo, fin_hi)
         m.d.sync += [f.eq(n) for f, n in zip(fin_lo + fin_hi, new_lo + new_hi)]
+
+        # Stage 4: add the other cores' sums (intra-layer mode; zero otherwise).
+        s4 = follow(s3, 4)
         tot_lo, tot_hi = self._cross_core_add(m, fin_lo, fin_hi)
 
         # Stage 5: FXP32's recombined sum hi * 2^L + lo (an add as wide as
@@ -251,19 +255,22 @@ class ArrayCore(wiring.Component):
         return p_lo, p_hi
 
     def _column_sums(self, m: Module, p_lo: list, p_hi: list) -> tuple[list, list]:
-        """Stage 2: each column's wide sums of its R products."""
+        """Stage 2: each column's R products per lane reduced to a carry-save
+        pair (fixar.gen.lib.compress: LUT levels, no carry chain), registered;
+        the pair is added in stage 3 with the partial sum (a 48-bit add after
+        a 16-operand tree in one stage was the core's longest path)."""
         R, C, A = self.cfg.array.rows, self.cfg.array.cols, self.cfg.pe.acc_bits
-        cs_lo = [Signal(signed(A), name=f"colsum_lo_{c}") for c in range(C)]
-        cs_hi = [Signal(signed(A), name=f"colsum_hi_{c}") for c in range(C)]
+        pairs = {"lo": [], "hi": []}
         for c in range(C):
-            m.d.sync += [cs_lo[c].eq(sum(p_lo[r][c] for r in range(R))),
-                         cs_hi[c].eq(sum(p_hi[r][c] for r in range(R)))]
-        return cs_lo, cs_hi
+            for lane, p in (("lo", p_lo), ("hi", p_hi)):
+                s, k = carry_save(m, [p[r][c] for r in range(R)], A, f"colsum_{lane}_{c}")
+                pairs[lane].append((reg(m, s, f"colsum_{lane}_{c}_s"), reg(m, k, f"colsum_{lane}_{c}_k")))
+        return pairs["lo"], pairs["hi"]
 
     def _accumulate(self, m: Module, s: list, bias2: Signal, cs_lo: list, cs_hi: list,
                     fin_lo: list, fin_hi: list) -> tuple[list, list]:
         """Partial-sum buffer: read addressed in stage 0 and registered, the
-        column sums added in stage 2 to the slot's partial sums (or to the
+        column sums' carry-save pairs added in stage 2 to the slot's partial sums (or to the
         bias, first k-tile), written back from the registered sums ``fin`` in
         stage 3. So the add runs from a flip-flop to a flip-flop: neither the
         block RAM's clock-to-out nor its write setup is on it. A read misses
@@ -289,8 +296,11 @@ class ArrayCore(wiring.Component):
             start_hi = Mux(s2["mode"], b << pe.shift16, 0)
             old_lo = stored[(2 * c) * A:(2 * c + 1) * A].as_signed()
             old_hi = stored[(2 * c + 1) * A:(2 * c + 2) * A].as_signed()
-            m.d.comb += [new_lo[c].eq(Mux(s2["first"], start_lo, old_lo) + cs_lo[c]),
-                         new_hi[c].eq(Mux(s2["first"], start_hi, old_hi) + cs_hi[c])]
+            for new, base, pair, lane in ((new_lo, Mux(s2["first"], start_lo, old_lo), cs_lo[c], "lo"),
+                                          (new_hi, Mux(s2["first"], start_hi, old_hi), cs_hi[c], "hi")):
+                # one 3:2 level, then the one carry chain
+                s, k = carry_save(m, [base, *pair], A, f"acc_{lane}_{c}")
+                m.d.comb += new[c].eq(s + k)
         return new_lo, new_hi
 
     def _finished_sums(self, m: Module) -> tuple[list, list]:
@@ -371,16 +381,14 @@ class ArrayCore(wiring.Component):
         qb, nb, mb = pe.act16.bits, qw["nb"], qw["magic"]
         magic_at = 2 + QUANTIZER_MAGIC_LEVELS          # the product n * magic, whole (padded to it)
         delta_at = magic_at + 4 + QUANTIZER_DELTA_LEVELS
-        top, zero = 1 << (qb + 1), self.q_zero         # beyond top q clips either way
+        zero = self.q_zero
         neg = sched.reg(f"{name}_neg", 1, lambda v: v[-1], n)
         # the dividend n if n >= 0, else ~n = -n - 1
         u = sched.reg(f"{name}_u", unsigned(nb), lambda v: Mux(v[-1], ~v, v)[:nb], n)
         p = products.product(sched, f"{name}_p", u, Timed(self.q_magic, u.at))
 
-        def shifted_clamped(p):
-            f = Signal(unsigned(nb + mb), name=f"{name}_f")
-            m.d.comb += f.eq(p[:nb + mb] >> self.q_shift)     # floor(u / Delta)
-            return Mux(f > top, top, f)
+        def shifted_clamped(p):          # floor(u / Delta), clamped at 2^(qb + 1): beyond it q clips either way
+            return shift_right_clamped(m, p[:nb + mb], self.q_shift, qb + 1, name)
         fs = sched.reg(f"{name}_fs", unsigned(qb + 2), shifted_clamped, Timed(sched.at(p, magic_at), magic_at))
         qv = sched.reg(f"{name}_v", signed(qb + 4), lambda s, f: Mux(s, zero - f - 1, zero + f), neg, fs)
         d = sched.reg(f"{name}_d", signed(qb + 2),            # clip(floor(n / Delta) + z) - z

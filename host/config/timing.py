@@ -16,7 +16,8 @@ from fixar.config import FixarConfig
 # Register stages of each unit, named as the generator's docstrings name them.
 PE_STAGES = 6            # input, products, accumulate, recombine, rounding halves (2) (gen/units/pe.py)
 ACTIVATION_STAGES = 6    # input, |x|, table read, product, point + product, sign and function into the output
-# input, products, column sums, finished sums, cross-core add, recombined sum, the roundings' first halves
+# input, products, column sums (carry-save pairs), finished sums (the pairs added to the partial sums),
+# cross-core add, recombined sum, the roundings' first halves
 CORE_FRONT_STAGES = 7
 # The core's partial-sum buffer: read with the item's stage 0, registered,
 # added in stage 2, written back from stage 3's register, so a read misses
