@@ -691,14 +691,19 @@ def column0_fxp32_limit(verilog: str, bits: int, max_int: int) -> re.Match | Non
     the first in the file), not the QAT quantizer's: the mux on the sign of
     the column's requantized value (``fxp32_0_q``; ``col0_fxp32_q`` in newer
     generators, ``col0_fxp32_narrow`` since the rounding's carry is added to
-    a narrowed value). Yosys may write that sign as the top bit of the wire
-    the value is sign-extended from, so that wire's bit is looked for too."""
+    a narrowed value; ``col0_fxp32_k`` since the fit is decided beside the
+    increment). Yosys may write that sign as the top bit of the wire the value
+    is sign-extended from, or of the register it is a copy of, so that wire's
+    bit is looked for too."""
     signs = []
-    for name in ("fxp32_0_q", "col0_fxp32_q", "col0_fxp32_narrow"):
+    for name in ("fxp32_0_q", "col0_fxp32_q", "col0_fxp32_narrow", "col0_fxp32_k"):
         signs.append(rf"{name}\[\d+\]")
         ext = re.search(rf"assign {name} = \{{ (\\\S+) \[(\d+)\], \1\s*\}};", verilog)
         if ext:
             signs.append(rf"{re.escape(ext.group(1))} \[{ext.group(2)}\]")
+        alias = re.search(rf"assign {name} = (\w+);", verilog)
+        if alias:
+            signs.append(rf"{alias.group(1)}\[\d+\]")
     return re.search(rf"(?:{'|'.join(signs)}) \? {bits}'d\d+ : {bits}'d{max_int};", verilog)
 
 
