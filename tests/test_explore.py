@@ -10,7 +10,7 @@ from fixar.compiler.program import compile_ddpg, step_cycles
 from fixar.config import ConfigError, load
 from fixar.explore import cost, resources, synthfit
 from fixar.explore.cli import main
-from fixar.explore.evaluate import Evaluator
+from fixar.explore.evaluate import TIE, Evaluator, memory_share
 from fixar.explore.policy import Policy
 from fixar.explore.search import METHODS
 from fixar.explore.space import DIMS, Dim, Space
@@ -58,6 +58,35 @@ def test_the_budget_check_catches_a_planted_over_budget_design():
     assert ok.ok and 0.9 < ok.fitness <= 1.0
     cap = resources.budget()
     assert all(t[k] <= cap[k] for t in ok.place["total"] for k in resources.KINDS)
+
+
+def test_ips_per_dsp_divides_each_designs_ips_by_its_own_dsps():
+    """The second objective against the first on two feasible designs of
+    different shapes: the fitnesses before the memory term differ by exactly
+    the ratio of the default's DSP48E2 to the design's (from the placement)."""
+    by_ips, by_dsp = Evaluator(Space()), Evaluator(Space(), objective="ips_per_dsp")
+    dsp = lambda e: sum(t["dsp48e2"] for t in e.place["total"])
+    ref = by_ips.evaluate(by_ips.space.index(FITS))
+    for values in (FITS, FITS | {"rows": 8, "uram_min_rows": 32768}):
+        a, b = by_ips.evaluate(Space().index(values)), by_dsp.evaluate(Space().index(values))
+        assert a.ok and b.ok and a.place == b.place
+        mem = TIE * memory_share(a.place)
+        assert b.fitness + mem == pytest.approx((a.fitness + mem) * dsp(ref) / dsp(a))
+    with pytest.raises(ValueError, match="unknown objective 'area'"):
+        Evaluator(Space(), objective="area")
+
+
+def test_the_second_workload_sets_its_own_memory_levels_and_cycles():
+    """Hopper's 64-64 networks: level 0 is a smaller memory than HalfCheetah's
+    400-300 need, and the evaluator's cycles are the compiler's for that shape."""
+    hop = Space(workload=cost.HOPPER64)
+    small, big = hop.resolve(hop.index(FITS)), Space().resolve(Space().index(FITS))
+    assert all(small[k] < big[k] for k in ("weight_rows", "grad_rows", "act_rows", "xt_rows"))
+    e = Evaluator(hop).evaluate(hop.index(FITS))
+    cfg = hop.build(hop.index(FITS))
+    p = compile_ddpg(cfg, 11, 3, (64, 64), 64)
+    assert e.ok and e.cycles[64]["train_cycles"] == step_cycles(cfg, p, 64)
+    assert e.ips[64] > 10 * Evaluator(Space()).evaluate(Space().index(FITS)).ips[64]
 
 
 def test_the_core_model_reproduces_its_fit_points():

@@ -2,11 +2,14 @@
 
     search (the default): every method over --seeds search seeds at --budget
         evaluations, IPS at B = 64 under the U50 budget, then ConfuciuX at
-        B = 512; writes docs/explore/results.json, runs_b64.json and
-        convergence_b64.png (a few minutes with the defaults)
+        B = 512; every method again for IPS per DSP48E2; ConfuciuX on the
+        second workload (64-64 networks on Hopper); writes
+        docs/explore/results.json, runs_b64.json, runs_ips_per_dsp_b64.json
+        and convergence_b64.png (a few minutes with the defaults)
     fit: the Yosys runs of small cores the LUT / FF / DSP model is fitted to
         (about ten minutes; their results are kept in docs/explore/core_synth.json)
-    show: evaluate one design (--cores, --rows, --psum, --uram, --level) and print it
+    show: evaluate one design (--cores, --rows, --psum, --uram, --level) for
+        an --objective and a --workload, and print it
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from fixar.explore.cost import WORKLOADS
+from fixar.explore.evaluate import OBJECTIVES
 from fixar.explore.search import METHODS
 
 
@@ -52,6 +57,10 @@ def parser() -> _Parser:
     ap.add_argument("--psum", type=int, default=512, help="show: array.psum_slots (default 512)")
     ap.add_argument("--uram", type=int, default=20480, help="show: memory.uram_min_rows (default 20480)")
     ap.add_argument("--level", type=int, default=0, help="show: every memory's depth level (default 0)")
+    ap.add_argument("--objective", default="ips", choices=tuple(OBJECTIVES),
+                    help="show: the fitness's objective (default ips)")
+    ap.add_argument("--workload", default="halfcheetah", choices=tuple(WORKLOADS),
+                    help="show: DDPG 400-300 on HalfCheetah (default) or 64-64 on Hopper")
     return ap
 
 
@@ -89,10 +98,11 @@ def _run(args, methods) -> int:
 
 
 def _show(args) -> int:
-    from fixar.explore.evaluate import Evaluator
-    from fixar.explore.space import MEMORIES, Space
+    from fixar.explore.space import MEMORIES
+    from fixar.explore.study import evaluator
 
-    space = Space()
+    ev = evaluator(64, args.objective, args.workload)
+    space = ev.space
     v = dict(cores=args.cores, rows=args.rows, psum_slots=args.psum, uram_min_rows=args.uram) | dict.fromkeys(
         MEMORIES, args.level)
     for d in space.dims:
@@ -100,8 +110,9 @@ def _show(args) -> int:
             print(f"error: {d.name} = {v[d.name]} is not on its menu {list(d.values)}", file=sys.stderr)
             return 2
     cand = space.index(v)
-    e = Evaluator(space, 64).evaluate(cand)
+    e = ev.evaluate(cand)
     print(json.dumps({"values": v, "status": e.status, "message": e.message, "fitness": e.fitness, "ips": e.ips,
+                      "ips_per_dsp": e.place and OBJECTIVES["ips_per_dsp"](e.ips[64], e.place),
                       "cycles": e.cycles, "slr_total": e.place and e.place["total"],
                       "slr_of": e.place and e.place["slr"]}, indent=1))
     return 0 if e.ok else 1

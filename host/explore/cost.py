@@ -17,14 +17,20 @@ from fixar.config.timing import timing
 
 @dataclass(frozen=True)
 class Workload:
-    """FIXAR's: DDPG with 400-300 actor and critic on HalfCheetah (17 observations, 6 actions)."""
+    """DDPG's actor and critic for one task; the default is FIXAR's: 400-300
+    networks on HalfCheetah (17 observations, 6 actions)."""
     obs: int = 17
     act: int = 6
     hidden: tuple[int, ...] = (400, 300)
     batches: tuple[int, ...] = (64, 512)
+    name: str = "halfcheetah"
 
 
 HALFCHEETAH = Workload()
+# The second shape: the 64-64 networks of the project's reward studies on
+# Hopper (docs/study), a workload far smaller than the array's tiles expect.
+HOPPER64 = Workload(obs=11, act=3, hidden=(64, 64), name="hopper64")
+WORKLOADS = {w.name: w for w in (HALFCHEETAH, HOPPER64)}
 
 
 def step(cfg: FixarConfig, batch: int, w: Workload = HALFCHEETAH) -> dict:

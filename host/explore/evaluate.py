@@ -3,13 +3,16 @@ compile the workload at every batch (the compiler's checks), count the
 cycles (the cycle model) and the resources per SLR against the U50 budget.
 
 The search sees one number, the fitness:
-* IPS at the objective's batch / the default config's (about 1 for the default),
-  less TIE x the design's largest per-SLR share of the UltraRAM or block
-  RAM budget, when everything holds. IPS depends on the array's shape
-  only (deeper memories add no cycle), so many designs tie on IPS; the
-  small memory term (at most TIE = 0.05) ranks them by the memory they
-  leave free and never outweighs a difference in shape (the shapes' IPS
-  differ by far more than 5 %);
+* the objective at the evaluator's batch / the default config's (about 1
+  for the default), less TIE x the design's largest per-SLR share of the
+  UltraRAM or block RAM budget, when everything holds. The objectives
+  (OBJECTIVES): ``ips``, FIXAR's figure of merit; ``ips_per_dsp``, IPS
+  per DSP48E2 of the whole kernel (what a DSP buys: the resource FIXAR's
+  PEs are made of and the U50's scarcest for this design). Both depend on
+  the array's shape only (deeper memories add no cycle and no DSP), so
+  many designs tie; the small memory term (at most TIE = 0.05) ranks them
+  by the memory they leave free and never outweighs a difference in shape
+  (the shapes differ by far more than 5 % in either objective);
 * -u / (1 + u) for a design over the U50 budget, u the sum over SLRs and
   resources of the fractions over budget: ConfuciuX's penalty for
   overshooting the budget, graded (in (-1, 0)) so that a search can tell
@@ -32,6 +35,10 @@ from fixar.config import ConfigError
 from fixar.explore import cost, resources
 from fixar.explore.space import MEMORIES, Space, smallest_fit
 
+OBJECTIVES = {
+    "ips": lambda ips, placed: ips,
+    "ips_per_dsp": lambda ips, placed: ips / sum(t["dsp48e2"] for t in placed["total"]),
+}
 REJECTED = -2.0
 TIE = 0.05
 STEPS_TO_REJECTED = 10     # a candidate this many menu steps short scores as badly as a rejected one
@@ -53,21 +60,28 @@ class Evaluation:
 
 
 class Evaluator:
-    """Evaluates candidates of ``space`` for the objective IPS at ``batch``;
-    caches by candidate (every call still counts as one evaluation: ``calls``)."""
+    """Evaluates candidates of ``space`` (and its workload) for ``objective``
+    (a key of OBJECTIVES) at ``batch``; caches by candidate (every call
+    still counts as one evaluation: ``calls``)."""
 
-    def __init__(self, space: Space | None = None, batch: int = 64, workload: cost.Workload = cost.HALFCHEETAH):
+    def __init__(self, space: Space | None = None, batch: int = 64, objective: str = "ips"):
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
         self.space = space or Space()
         self.batch = batch
-        self.workload = workload
+        self.objective = objective
         self.cache: dict[tuple, Evaluation] = {}
         self.calls = 0
         self._ref: float | None = None
 
+    @property
+    def workload(self) -> cost.Workload:
+        return self.space.workload
+
     def _short(self, cand: tuple[int, ...]) -> float:
         """-1 less a tenth per menu step the memories (and psum_slots) are short of fitting; -2 at worst."""
         v = self.space.values(cand)
-        need = smallest_fit(self.space, v.get("cores", 2), v.get("rows", 16), self.workload)
+        need = smallest_fit(self.space, v.get("cores", 2), v.get("rows", 16))
         if need is None:
             return REJECTED
         got = self.space.resolve(cand)
@@ -78,11 +92,21 @@ class Evaluator:
 
     @property
     def reference_ips(self) -> float:
-        """The default config's IPS at the objective's batch: the fitness's unit."""
+        """The base config's IPS at the evaluator's batch."""
+        from fixar.config import load
+        return cost.step(load(self.space.base), self.batch, self.workload)["ips"]
+
+    @property
+    def reference(self) -> float:
+        """The base config's objective: the fitness's unit."""
         if self._ref is None:
             from fixar.config import load
-            self._ref = cost.step(load(self.space.base), self.batch, self.workload)["ips"]
+            self._ref = self.value(self.reference_ips, resources.place(load(self.space.base)))
         return self._ref
+
+    def value(self, ips: float, placed: dict) -> float:
+        """The objective of a design of this IPS and placement."""
+        return OBJECTIVES[self.objective](ips, placed)
 
     def __call__(self, cand) -> float:
         return self.evaluate(cand).fitness
@@ -115,8 +139,8 @@ class Evaluator:
             u = placed["excess"]
             return Evaluation(cand, "over", -u / (1.0 + u),
                               f"SLR{slr} {kind} {placed['overuse']:.1%} over budget", ips, cycles, placed)
-        return Evaluation(cand, "ok", ips[self.batch] / self.reference_ips - TIE * memory_share(placed), "",
-                          ips, cycles, placed)
+        fitness = self.value(ips[self.batch], placed) / self.reference - TIE * memory_share(placed)
+        return Evaluation(cand, "ok", fitness, "", ips, cycles, placed)
 
 
 def memory_share(placed: dict) -> float:

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from fixar.config import FixarConfig, load
+from fixar.explore import cost
+from fixar.explore.cost import HALFCHEETAH, Workload
 
 # Depth menus in rows: 2K, then whole UltraRAM columns (4 096 rows; a depth
 # in between pays for the whole block anyway) up to 64K, then steps of 8K
@@ -74,9 +76,11 @@ DIMS = (
 
 @dataclass(frozen=True)
 class Space:
-    """Dimensions in the order the policy picks them (the LSTM sees the earlier picks)."""
+    """Dimensions in the order the policy picks them (the LSTM sees the earlier
+    picks), on the base config, for the workload whose needs set the memory levels."""
     dims: tuple[Dim, ...] = DIMS
     base: str = "default"
+    workload: Workload = HALFCHEETAH
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -147,7 +151,6 @@ def _fits(base: str, cores: int, rows: int, items: tuple, workload) -> bool:
     from fixar.compiler.array_ops import ArrayOpError
     from fixar.compiler.program import ProgramError
     from fixar.config import ConfigError
-    from fixar.explore import cost
     try:
         cfg = config_from(dict(cores=cores, rows=rows, **dict(items)), load(base))
         return all(cost.step(cfg, b, workload) for b in workload.batches)
@@ -156,13 +159,12 @@ def _fits(base: str, cores: int, rows: int, items: tuple, workload) -> bool:
 
 
 @lru_cache(maxsize=64)
-def smallest_fit(space: Space, cores: int, rows: int, workload=None) -> dict | None:
+def smallest_fit(space: Space, cores: int, rows: int) -> dict | None:
     """The smallest menu depth of each memory (and psum_slots, if searched)
     with which the workload compiles at every batch, the others at their
     largest; None when even the largest do not fit. Fitting is monotone in
     each depth, so each is a bisection over its menu (a few compiles)."""
-    from fixar.explore import cost
-    workload = workload or cost.HALFCHEETAH
+    workload = space.workload
     menus = {name: menu for name, menu in MEMORIES.values()}
     psum = next((d.values for d in space.dims if d.name == "psum_slots"), None)
     if psum:

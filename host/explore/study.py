@@ -19,7 +19,7 @@ import numpy as np
 
 from fixar.config import load
 from fixar.explore import cost, resources, synthfit
-from fixar.explore.evaluate import Evaluator
+from fixar.explore.evaluate import OBJECTIVES, Evaluator
 from fixar.explore.search import METHODS
 from fixar.explore.space import MEMORIES, Space
 
@@ -27,8 +27,13 @@ WITHIN = 0.01                 # "reached the best": within 1 % of the best any m
 OUT = Path(__file__).resolve().parents[2] / "docs" / "explore"
 
 
-def run_one(method: str, seed: int, budget: int, batch: int, ev: Evaluator | None = None) -> dict:
-    ev = ev or Evaluator(Space(), batch)
+def evaluator(batch: int, objective: str = "ips", workload: str = "halfcheetah") -> Evaluator:
+    return Evaluator(Space(workload=cost.WORKLOADS[workload]), batch, objective)
+
+
+def run_one(method: str, seed: int, budget: int, batch: int, objective: str = "ips", workload: str = "halfcheetah",
+            ev: Evaluator | None = None) -> dict:
+    ev = ev or evaluator(batch, objective, workload)
     t = time.perf_counter()
     hist = METHODS[method](ev, ev.space.sizes, budget, seed)
     best_c, best_y = max(hist, key=lambda cy: cy[1])
@@ -55,11 +60,12 @@ def _run_ray(jobs: list[tuple], address: str) -> list[dict]:
 SEED0 = 10     # search seeds 10, 11, ...: seeds 0-4 were used to choose ConfuciuX's step size and batch
 
 
-def run_all(methods, seeds: int, budget: int, batch: int, address: str | None = None, log=print) -> list[dict]:
-    jobs = [(m, s, budget, batch) for m in methods for s in range(SEED0, SEED0 + seeds)]
+def run_all(methods, seeds: int, budget: int, batch: int, address: str | None = None, log=print,
+            objective: str = "ips", workload: str = "halfcheetah") -> list[dict]:
+    jobs = [(m, s, budget, batch, objective, workload) for m in methods for s in range(SEED0, SEED0 + seeds)]
     if address:
         return _run_ray(jobs, address)
-    ev, runs = Evaluator(Space(), batch), []
+    ev, runs = evaluator(batch, objective, workload), []
     for job in jobs:
         runs.append(run_one(*job, ev=ev))
         r = runs[-1]
@@ -84,12 +90,13 @@ def median_evals(values: list[int | None]) -> float | None:
     return None if math.isinf(med) else float(med)
 
 
-def sweep(batch: int) -> dict:
+def sweep(batch: int, objective: str = "ips", workload: str = "halfcheetah") -> dict:
     """Every cores x rows x psum x URAM threshold with every memory at level 0
-    (the smallest depth that fits): deeper memories add no cycle, so this is
-    the space's optimum up to the memories' URAM / block RAM mix (a deeper
-    memory can move from block RAM to UltraRAM)."""
-    space, ev = Space(), Evaluator(Space(), batch)
+    (the smallest depth that fits): deeper memories add no cycle and no
+    DSP, so this is the space's optimum up to the memories' URAM / block
+    RAM mix (a deeper memory can move from block RAM to UltraRAM)."""
+    ev = evaluator(batch, objective, workload)
+    space = ev.space
     vals = {d.name: d.values for d in space.dims}
     best = None
     for cores in vals["cores"]:
@@ -118,43 +125,56 @@ def describe(ev: Evaluator, cand) -> dict:
     out = {"config": values, "status": e.status,
            **{f"ips_b{b}": round(v, 1) for b, v in e.ips.items()}}
     if e.place:
+        out["ips_per_dsp"] = round(OBJECTIVES["ips_per_dsp"](e.ips[ev.batch], e.place), 3)
         for s, tot in enumerate(e.place["total"]):
             out |= {f"slr{s}_{k}": round(tot[k], 1) for k in resources.KINDS}
         out["slr_of"] = e.place["slr"]
     return out
 
 
+def compare(runs: list[dict], methods, prefix: str = "") -> dict:
+    """Per method over its seeds: how many reached within WITHIN of the best
+    any method found, the median evaluations that took, the median best."""
+    top = max(r["best_fitness"] for r in runs)
+    top_ips = max(r["best_ips"] for r in runs)
+    figs = {f"{prefix}best_fitness_any_method": round(top, 5)}
+    for m in methods:
+        mine = [r for r in runs if r["method"] == m]
+        reach = [evals_to(r["fitness"], top - WITHIN * abs(top)) for r in mine]
+        figs[f"{prefix}{m}_evals_to_best"] = median_evals(reach)
+        figs[f"{prefix}{m}_seeds_reaching_best"] = sum(v is not None for v in reach)
+        if not prefix:       # the IPS curve is the objective's only when the objective is IPS
+            figs[f"{m}_evals_to_best_ips"] = median_evals([evals_to(r["ips"], top_ips * (1 - WITHIN)) for r in mine])
+        figs[f"{prefix}{m}_median_best_fitness"] = round(statistics.median(r["best_fitness"] for r in mine), 5)
+    return figs
+
+
+def _confuciux_best(runs: list[dict], ev: Evaluator) -> dict:
+    return describe(ev, max((r for r in runs if r["method"] == "confuciux"), key=lambda r: r["best_fitness"])["best"])
+
+
 def figures(methods=tuple(METHODS), seeds: int = 5, budget: int = 400, address: str | None = None,
             out: Path = OUT, log=print) -> dict:
-    """Runs the comparison at B = 64 (every method) and ConfuciuX at B = 512; writes the plot and results.json."""
+    """Runs the comparison at B = 64 (every method) and ConfuciuX at B = 512;
+    then every method for the second objective (IPS per DSP48E2) and
+    ConfuciuX on the second workload (the studies' 64-64 Hopper networks);
+    writes the plots and results.json."""
     t0 = time.perf_counter()
     figs: dict = {}
-    ev64, ev512 = Evaluator(Space(), 64), Evaluator(Space(), 512)
+    ev64, ev512 = evaluator(64), evaluator(512)
     default = load("default")
     default_steps = {b: cost.step(default, b) for b in (64, 512)}
     figs["default_config_ips_b64"] = round(default_steps[64]["ips"], 1)
     figs["default_config_ips_b512"] = round(default_steps[512]["ips"], 1)
     log(f"search at B = 64: {', '.join(methods)} x {seeds} seeds x {budget} evaluations")
     runs = run_all(methods, seeds, budget, 64, address, log)
-    top = max(r["best_fitness"] for r in runs)
-    top_ips = max(r["best_ips"] for r in runs)
-    figs["best_fitness_any_method"] = round(top, 5)
-    for m in methods:
-        mine = [r for r in runs if r["method"] == m]
-        reach = [evals_to(r["fitness"], top - WITHIN * abs(top)) for r in mine]
-        figs[f"{m}_evals_to_best"] = median_evals(reach)
-        figs[f"{m}_seeds_reaching_best"] = sum(v is not None for v in reach)
-        figs[f"{m}_evals_to_best_ips"] = median_evals([evals_to(r["ips"], top_ips * (1 - WITHIN)) for r in mine])
-        figs[f"{m}_median_best_fitness"] = round(statistics.median(r["best_fitness"] for r in mine), 5)
-    cx = max((r for r in runs if r["method"] == "confuciux"), key=lambda r: r["best_fitness"], default=None)
-    if cx:
-        win = describe(ev64, cx["best"])
-        figs["confuciux_best_ips_b64"] = win.get("ips_b64") if win["status"] == "ok" else None
-        figs["confuciux_best_b64_design"] = win
+    figs |= compare(runs, methods)
+    win = _confuciux_best(runs, ev64)
+    figs["confuciux_best_ips_b64"] = win.get("ips_b64") if win["status"] == "ok" else None
+    figs["confuciux_best_b64_design"] = win
     log(f"search at B = 512: confuciux x {seeds} seeds x {budget} evaluations")
     runs512 = run_all(("confuciux",), seeds, budget, 512, address, log)
-    best512 = max(runs512, key=lambda r: r["best_fitness"])
-    win512 = describe(ev512, best512["best"])
+    win512 = _confuciux_best(runs512, ev512)
     figs["confuciux_best_ips_b512"] = win512.get("ips_b512") if win512["status"] == "ok" else None
     figs["confuciux_best_b512_design"] = win512
     log("structured sweep (the optimum to compare with)")
@@ -162,6 +182,8 @@ def figures(methods=tuple(METHODS), seeds: int = 5, budget: int = 400, address: 
         sw = sweep(b)
         figs[f"sweep_best_ips_b{b}"] = round(sw["best"].ips[b], 1)
         figs[f"sweep_evaluations_b{b}"] = sw["evaluations"]
+    figs |= _second_objective(methods, seeds, budget, address, log, out)
+    figs |= _second_workload(methods, seeds, budget, address, log, out)
     err = model_error()
     figs["resource_model_rel_err"] = round(max(err["max"].values()), 4)
     figs["resource_model_rel_err_by_kind"] = {k: round(v, 4) for k, v in err["max"].items()}
@@ -172,6 +194,44 @@ def figures(methods=tuple(METHODS), seeds: int = 5, budget: int = 400, address: 
     (out / "results.json").write_text(json.dumps(figs, indent=1, default=str) + "\n")
     (out / "runs_b64.json").write_text(json.dumps(runs) + "\n")
     return figs
+
+
+def _second_objective(methods, seeds: int, budget: int, address, log, out: Path) -> dict:
+    """Every method for IPS per DSP48E2 at B = 64, and the sweep's optimum for it."""
+    ev = evaluator(64, "ips_per_dsp")
+    log(f"search for IPS per DSP48E2 at B = 64: {', '.join(methods)} x {seeds} seeds x {budget} evaluations")
+    runs = run_all(methods, seeds, budget, 64, address, log, objective="ips_per_dsp")
+    figs = compare(runs, methods, "ips_per_dsp_")
+    figs["ips_per_dsp_default_config_b64"] = round(ev.reference, 3)
+    win = _confuciux_best(runs, ev)
+    figs["confuciux_best_ips_per_dsp_b64"] = win.get("ips_per_dsp") if win["status"] == "ok" else None
+    figs["confuciux_best_ips_per_dsp_b64_design"] = win
+    sw = sweep(64, "ips_per_dsp")
+    figs["ips_per_dsp_sweep_best_b64"] = round(ev.value(sw["best"].ips[64], sw["best"].place), 3)
+    figs["ips_per_dsp_sweep_best_b64_design"] = describe(ev, sw["best"].cand)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs_ips_per_dsp_b64.json").write_text(json.dumps(runs) + "\n")
+    return figs
+
+
+def _second_workload(methods, seeds: int, budget: int, address, log, out: Path) -> dict:
+    """Every method for IPS at B = 64 on the 64-64 Hopper networks, and the
+    sweep's optimum: a workload that most designs' memories hold, so the
+    searches are compared on a landscape with a wide feasible region too."""
+    name = cost.HOPPER64.name
+    ev = evaluator(64, workload=name)
+    log(f"search on {name} at B = 64: {', '.join(methods)} x {seeds} seeds x {budget} evaluations")
+    runs = run_all(methods, seeds, budget, 64, address, log, workload=name)
+    win = _confuciux_best(runs, ev)
+    sw = sweep(64, workload=name)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"runs_b64_{name}.json").write_text(json.dumps(runs) + "\n")
+    return compare(runs, methods, f"{name}_") | {
+        f"default_config_ips_b64_{name}": round(ev.reference_ips, 1),
+        f"confuciux_best_ips_b64_{name}": win.get("ips_b64") if win["status"] == "ok" else None,
+        f"confuciux_best_b64_{name}_design": win,
+        f"sweep_best_ips_b64_{name}": round(sw["best"].ips[64], 1),
+        f"sweep_best_b64_{name}_design": describe(ev, sw["best"].cand)}
 
 
 def plot(runs: list[dict], ref_ips: float, path: Path, budget: int, seeds: int) -> None:
