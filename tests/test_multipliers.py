@@ -22,6 +22,7 @@ from fixar.config import multipliers as models
 from fixar.config.multipliers import KINDS, REGISTRY, Multiplier
 from fixar.gen.lib import multipliers as gen
 from fixar.golden import multipliers as golden
+from fixar.golden.fixed import numba_kernels
 
 # Instances whose truncation, appended bits, carries and corrections all
 # occur within 6-bit operands (the registry's m = 7 needs 9-bit ones).
@@ -156,6 +157,27 @@ def test_golden_matmul_equals_model_on_random_layers(spec, widths, route):
     Xu = np.array([rng.randrange(-(1 << (widths[1] - 1)), 1 << (widths[1] - 1)) for _ in range(20 * 3)])
     Wu, Xu = Wu.reshape(8, 20), Xu.reshape(20, 3)
     assert (golden.approx_matmul(Wu, Xu, spec, widths).astype(object) == _model_matmul(spec, Wu, Xu)).all()
+
+
+def test_the_table_route_split_across_threads_gives_the_numpy_routes_bits(monkeypatch):
+    """A product above the threads' threshold (33 rows: an uneven split) on
+    two threads, against the numpy route (which the tests above tie to the
+    model); the split must have run."""
+    from fixar.golden import adam
+    if numba_kernels() is None:
+        pytest.skip("numba is not available: the numpy route is the only one")
+    rng = np.random.default_rng(5)
+    W = rng.integers(-(1 << 31), 1 << 31, (33, 500)) >> rng.integers(0, 31, (33, 500))
+    X = rng.integers(-(1 << 16), 1 << 16, (500, 64)) >> rng.integers(0, 16, (500, 64))
+    assert W.size * X.shape[1] >= golden._PARALLEL_LOOKUPS
+    splits = []
+    real = adam.run_parallel
+    monkeypatch.setattr(adam, "run_parallel", lambda n, tasks, fn: splits.append(tasks) or real(n, tasks, fn))
+    monkeypatch.setenv("FIXAR_THREADS", "2")
+    threaded = golden.approx_matmul(W, X, "mitchell", (32, 17))
+    assert splits == [[(0, 16), (16, 33)]]
+    monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
+    assert (threaded == golden.approx_matmul(W, X, "mitchell", (32, 17))).all()
 
 
 def test_golden_rejects_out_of_range_codes():

@@ -392,6 +392,12 @@ def adam_update_flat(cfg: FixarConfig, codes: AdamCodes, lr_code: int, w, g, m, 
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
+def run_parallel(workers: int, tasks: list, fn) -> list:
+    """fn(task) for each task on the golden model's pool of ``workers``
+    threads (for kernels that release the GIL); results in task order."""
+    return list(_pool(workers).map(fn, tasks))
+
+
 def _pool(workers: int) -> ThreadPoolExecutor:
     global _POOL, _POOL_PID
     if _POOL is None or _POOL_PID != os.getpid():

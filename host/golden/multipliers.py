@@ -163,7 +163,7 @@ def _table_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
         col, ex = np.empty(X.shape, np.uint32), np.empty(X.shape, I64)
         split_kernel(W.reshape(-1), T, T + 1, -1, row.reshape(-1), ew.reshape(-1))
         split_kernel(X.reshape(-1), T, 0, 0, col.reshape(-1), ex.reshape(-1))
-        table_kernel(tab, row, ew, col, ex, out)
+        _by_rows(lambda a, b: table_kernel(tab, row[a:b], ew[a:b], col, ex, out[a:b]), W.shape[0], W.size * X.shape[1])
         return out
     # Index fields: the sign above the two windows; XOR of a weight's and a
     # lane's fields is then the signed table's index of their product.
@@ -179,6 +179,25 @@ def _table_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
         prod = tab[row[:, k0:k1, None] ^ col[None, k0:k1, :]].astype(I64) << (ew[:, k0:k1, None] + ex[None, k0:k1, :])
         out += prod.sum(axis=1)
     return out
+
+
+# Products below this many table lookups run on one thread (a thread's start costs more).
+_PARALLEL_LOOKUPS = 1 << 20
+
+
+def _by_rows(run, rows: int, lookups: int) -> None:
+    """run(a, b) for row ranges that split 0..rows across the golden model's
+    threads (fixar.golden.adam's pool; the numba kernel releases the GIL).
+    Each output row is one row's sums, in the same order whichever thread
+    makes it, so the bits are those of one call."""
+    from fixar.golden.adam import golden_threads, run_parallel
+
+    workers = min(golden_threads(), rows)
+    if workers < 2 or lookups < _PARALLEL_LOOKUPS:
+        run(0, rows)
+        return
+    cuts = np.linspace(0, rows, workers + 1).astype(int)
+    run_parallel(workers, [(a, b) for a, b in zip(cuts[:-1], cuts[1:])], lambda ab: run(*ab))
 
 
 @functools.cache
