@@ -24,7 +24,10 @@ operands and the golden model's speed with them.
   multiplier over the same step with the exact one (median of
   ``reps``, interleaved); ``approx_golden_step_ms_b64_<name>`` its time.
 * ``pe_<name>_lut`` / ``_dsp48e2`` / ``_ff``: Yosys (make bench's
-  synth_xilinx script) of the PE generated with the multiplier.
+  synth_xilinx script) of the PE generated with the multiplier;
+  ``pe_<name>_logic_ns`` its logic-only critical path (make bench timing's
+  estimate: 7-series cell delays, no routing, DSP48E2 as 0 ns) and
+  ``pe_<name>_clock_mhz_estimate`` the clock that leaves routing its share.
 * ``approx_pes_on_u50_<name>``: PEs the U50 would hold with that PE, at
   the budget the floorplan allows (90 % of the XCU50's LUTs and DSP48E2s)
   less the rest of the kernel (make bench's ``kernel_lut`` /
@@ -154,6 +157,24 @@ def pe_resources(cfg: FixarConfig = DEFAULT) -> dict:
     return figs
 
 
+def pe_timing(cfg: FixarConfig = DEFAULT) -> dict:
+    """Logic-only critical path of the PE generated with each multiplier
+    (fixar.figures.timing's Yosys estimate, DSP48E2 as 0 ns) and the clock
+    it supports: an approximate product is LUT logic in front of the
+    product register, where the exact one is a DSP48E2."""
+    from fixar.figures.timing import clock_mhz, logic_ns
+    from fixar.sim.rtl import generated
+    figs = {}
+    for m in MULTIPLIERS:
+        folder = generated(cfg.with_multiplier(m))
+        print(f"  yosys sta: PE with {m}", flush=True)
+        r = logic_ns(folder / "fixar_pe.v", "fixar_pe", extra=(folder / "fixar_ram.v",))
+        figs[f"pe_{m}_logic_ns"] = r["ns"]
+        figs[f"pe_{m}_clock_mhz_estimate"] = clock_mhz(r["ns"])
+        figs[f"pe_{m}_logic_path"] = f"{r['start']} -> {r['end']}"
+    return figs
+
+
 def _shape(cfg: FixarConfig, cores: int, rows: int) -> FixarConfig:
     """``cfg`` with a cores x rows x rows array and memories four times as
     deep as the default's rows (depth adds no cycle; the workload must fit)."""
@@ -197,7 +218,7 @@ def multiplier_figures(cfg: FixarConfig = DEFAULT, samples: int = 200_000, shape
     ``kernel``: the figures of make bench's synth-kernel part (kernel_lut,
     kernel_dsp48e2), without which the U50 capacity figures are left out."""
     figs = {**error_figures(cfg, samples), **speed_figures(cfg, shape, repeats), **step_figures(cfg),
-            **digits_figures(cfg), **pe_resources(cfg)}
+            **digits_figures(cfg), **pe_resources(cfg), **pe_timing(cfg)}
     if kernel and {"kernel_lut", "kernel_dsp48e2"} <= kernel.keys():
         figs.update(u50_capacity(cfg, figs, kernel))
     else:
