@@ -2,10 +2,10 @@
 
     search (the default): every method over --seeds search seeds at --budget
         evaluations, IPS at B = 64 under the U50 budget, then ConfuciuX at
-        B = 512; every method again for IPS per DSP48E2; ConfuciuX on the
-        second workload (64-64 networks on Hopper); writes
-        docs/explore/results.json, runs_b64.json, runs_ips_per_dsp_b64.json
-        and convergence_b64.png (a few minutes with the defaults)
+        B = 512; every method again for IPS per DSP48E2 and on the second
+        workload (64-64 networks on Hopper); writes docs/explore/results.json,
+        runs_b64.json, runs_ips_per_dsp_b64.json, runs_b64_hopper64.json and
+        convergence_b64.png (about eight minutes with the defaults)
     fit: the Yosys runs of small cores the LUT / FF / DSP model is fitted to
         (about ten minutes; their results are kept in docs/explore/core_synth.json)
     show: evaluate one design (--cores, --rows, --psum, --uram, --level) for
