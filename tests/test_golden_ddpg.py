@@ -177,3 +177,43 @@ def test_saturated_tanh_passes_no_error_through_the_critics_grid(precision):
     assert np.any(vector_op(cfg, VecOp.DTANH, np.full_like(seen, one), seen) != 0)
     grads = ddpg.actor_gradients(S)
     assert not grads[-2].any() and not grads[-1].any(), "the saturated output layer still got gradient"
+
+
+def _scaled_critic(k: int):
+    cfg = load("default")
+    return cfg.variant(adam=dataclasses.replace(cfg.adam, critic_grad_scale_log2=k))
+
+
+def test_critic_gradient_scale_scales_the_critic_alone():
+    """adam.critic_grad_scale_log2 = -4: the critic's gradients are 2^-4 of
+    the unscaled ones (to the rounding of the smaller codes), with fewer
+    entries beyond Adam's grad_limit on a batch of large TD errors; the
+    actor's gradients do not change by a bit."""
+    import numpy as np
+
+    from fixar.golden.fixed import quantize
+    obs, act, batch = 11, 3, 64
+    hp = dataclasses.replace(Hyper(), hidden=(64, 64), batch=batch)
+    runs = {}
+    for k in (0, -4):
+        cfg = _scaled_critic(k)
+        d = GoldenBackend(obs, act, hp, 0, cfg).ddpg
+        rng = np.random.default_rng(5)
+        q = lambda x, cfg=cfg: quantize(x, cfg.pe.act32)
+        S, S2 = q(rng.normal(0, 3, (obs, batch))), q(rng.normal(0, 3, (obs, batch)))
+        A, R = q(rng.uniform(-1, 1, (act, batch))), q(rng.normal(60, 20, batch))[None, :]
+        c_grads, _, _ = d.critic_gradients(S, A, R, S2, np.zeros((1, batch), dtype=bool))
+        runs[k] = (np.concatenate([g.ravel() for g in c_grads]), d.actor_gradients(S), cfg.adam.grad_limit)
+    g0, a0, limit = runs[0]
+    g4, a4, _ = runs[-4]
+    top = load("default").adam.grad.max_int
+    held = np.abs(g0) < top                     # unscaled, some saturate the gradient format itself
+    assert not held.all()
+    assert np.linalg.norm(g4[held] * 16.0 - g0[held]) < 1e-4 * np.linalg.norm(g0[held])
+    assert np.sum(np.abs(g4) > limit) < np.sum(np.abs(g0) > limit) / 2
+    assert all(np.array_equal(x, y) for x, y in zip(a0, a4))
+
+
+def test_critic_gradient_scale_is_checked():
+    with pytest.raises(ConfigError, match="critic_grad_scale_log2: -17 is below the minimum -16"):
+        _scaled_critic(-17)

@@ -52,7 +52,9 @@ def gradient_errors(cfg: FixarConfig, obs: int = 17, act: int = 6, batch: int = 
         w = np.concatenate([x.ravel() for x in want])
         return float(np.linalg.norm(g - w) / np.linalg.norm(w))
 
-    return {"critic": rel(c_grads, want_c), "actor": rel(a_grads, want_a, cfg.adam.actor_grad_scale_log2)}
+    ad = cfg.adam
+    return {"critic": rel(c_grads, want_c, ad.critic_grad_scale_log2),
+            "actor": rel(a_grads, want_a, ad.actor_grad_scale_log2)}
 
 
 def _interleaved_ms(steps: dict, reps: int) -> dict:

@@ -111,7 +111,10 @@ class FixedDDPG:
         coef = lambda name, value: scalar_code("ddpg", name, value, cf, 1e-3)
         self.gamma = coef("gamma", gamma)
         self.tau = coef("tau", tau)
-        self.loss_scale = coef("2 / batch", 2.0 / batch)
+        # the actor's error starts from 2/B; the critic's loss scale carries its gradient scale 2^k
+        self.two_over_batch = coef("2 / batch", 2.0 / batch)
+        self.loss_scale = coef("2^adam.critic_grad_scale_log2 * 2 / batch",
+                               2.0 ** cfg.adam.critic_grad_scale_log2 * 2.0 / batch)
         self.noise_scale = coef("noise * sqrt(3)", noise * np.sqrt(3.0)) if noise > 0 else 0
         self.adam = AdamCodes.build(cfg, beta1, beta2, eps)
         self.steps = {"actor": StepSize(cfg, actor_lr, beta1, beta2), "critic": StepSize(cfg, critic_lr, beta1, beta2)}
@@ -195,13 +198,14 @@ class FixedDDPG:
                                                 grads, m, v, self._params(target), self.tau)
 
     def critic_gradients(self, S, A, R, S2, done):
-        """Critic parameter gradients for the TD loss; returns (grads, q, y)."""
+        """Critic parameter gradients for the TD loss, times 2^adam.critic_grad_scale_log2;
+        returns (grads, q, y)."""
         cfg, ops = self.cfg, Operands()
         # TD target y = r + gamma (1 - done) Q'(s', mu'(s'))
         mu2 = self.actor_t.forward(cfg, S2, self._q("actor"), ops=ops)[-1]
         q2 = self.critic_t.forward(cfg, np.vstack([S2, mu2]), self._q("critic"), ops=ops)[-1]
         y = vector_op(cfg, VecOp.TD, np.broadcast_to(R, q2.shape), q2, np.broadcast_to(done, q2.shape), self.gamma)
-        # d loss / dQ = 2 (Q - y) / B
+        # d loss / dQ = 2 (Q - y) / B, times 2^k
         c_acts = self.critic.forward(cfg, np.vstack([S, A]), self._q("critic"), track=True, ops=ops)
         q = c_acts[-1]
         dq = vector_op(cfg, VecOp.SCALE, vector_op(cfg, VecOp.SUB, q, y), c=self.loss_scale)
@@ -213,7 +217,7 @@ class FixedDDPG:
         the critic's output (k = adam.actor_grad_scale_log2)."""
         cfg, fmt = self.cfg, self.cfg.pe.act32
         k = cfg.adam.actor_grad_scale_log2
-        return -int(requantize(I64(0), I64(self.loss_scale), 0, cfg.vector.coef_frac - fmt.frac + 1 - k, fmt))
+        return -int(requantize(I64(0), I64(self.two_over_batch), 0, cfg.vector.coef_frac - fmt.frac + 1 - k, fmt))
 
     def actor_gradients(self, S):
         """Actor parameter gradients of -mean Q(s, mu(s)), times 2^adam.actor_grad_scale_log2:
