@@ -20,6 +20,7 @@ from fixar.gen.lib import ram
 from fixar.gen.units.activation import ActivationUnit
 from fixar.gen.units.adam import AdamUnit
 from fixar.gen.units.array import Array
+from fixar.gen.units.bfp_column import BfpColumn
 from fixar.gen.units.pe import PE
 from fixar.gen.units.prng import Xorshift32
 from fixar.gen.units.trainer import Trainer
@@ -47,6 +48,7 @@ def designs(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> dict
         "fixar_act": (lambda: ActivationUnit(cfg), {"latency": ActivationUnit.LATENCY}),
         "fixar_adam": (lambda: AdamUnit(cfg), {"latency": AdamUnit.latency(cfg)}),
         "fixar_vector": (lambda: VectorUnit(cfg), {"latency": VectorUnit.latency(cfg)}),
+        "fixar_bfp_column": (lambda: BfpColumn(cfg), {"latency": BfpColumn.LATENCY}),
     }
     if array:
         found["fixar_array"] = (lambda: Array(cfg), {"latency": Array.LATENCY, "pipe": Array.PIPE,

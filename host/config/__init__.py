@@ -54,6 +54,10 @@ class ConfigError(ValueError):
     """An impossible or unsupported configuration. The message names the field."""
 
 
+# imports ConfigError from here, so it comes after it
+from fixar.config.bfp import BfpConfig  # noqa: E402
+
+
 def enum_bits(codes: type[enum.IntEnum]) -> int:
     """Width of a port or field that carries ``codes`` (derived, never typed)."""
     return max(1, max(int(c) for c in codes).bit_length())
@@ -610,6 +614,7 @@ class FixarConfig:
     adam: AdamConfig = AdamConfig()
     vector: VectorConfig = VectorConfig()
     target: TargetConfig = TargetConfig()
+    bfp: BfpConfig = BfpConfig()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -653,6 +658,9 @@ class FixarConfig:
         for section, key, default in DIGEST_NEUTRAL_DEFAULTS:
             if d[section][key] == default:
                 del d[section][key]
+        for section, default in DIGEST_NEUTRAL_SECTIONS:
+            if d[section] == dataclasses.asdict(default):
+                del d[section]
         return d
 
     def to_json(self) -> str:
@@ -712,6 +720,9 @@ def _build(cls, data, where: str):
         # Messages of leaf formats name only their own field; prefix the path.
         raise ConfigError(msg if not where or msg.startswith(where) else f"{where}.{msg}") from None
 
+
+# Sections that to_dict() omits when they equal their default, likewise.
+DIGEST_NEUTRAL_SECTIONS = (("bfp", BfpConfig()),)
 
 DEFAULT = FixarConfig()
 

@@ -8,20 +8,28 @@ format rounds by ``rounding`` (stochastic with ``rnd_bits``-bit random
 words, or to nearest). The exact rules are in docs/bfp.md; the golden half
 is fixar.golden.bfp.
 
-Not wired into FixarConfig yet: ``BfpConfig`` is the ``[bfp]`` section it
-is meant to become (docs/bfp.md, "Config").
+``BfpConfig`` is FixarConfig's ``[bfp]`` section; :func:`fmac_shape`
+derives the widths of the fMAC column (gen/units/bfp_column.py, docs/bfp.md
+"The fMAC") from it and the PE's formats.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fixar.config import ConfigError
+
+if TYPE_CHECKING:
+    from fixar.config import FixarConfig
 
 # FAST grows mantissas in 2-bit steps because its multiplier works in 2-bit chunks
 MANTISSA_WIDTHS = (2, 4, 6, 8)
 BFP_ROUNDINGS = ("stochastic", "nearest")
 MAX_GROUP = 4096      # a group lies within one reduction, and no product here reduces over more
 MAX_EXP_BITS = 16
+# FAST's fMAC multiplies mantissas in 2-bit chunks: a wider mantissa costs
+# more passes over the same multipliers, not wider ones
+CHUNK_BITS = 2
 
 
 def _int(where: str, value, lo: int, hi: int) -> None:
@@ -106,3 +114,50 @@ class BfpConfig:
         """The format at ``mantissa_bits`` (default: the starting width)."""
         m = self.mantissa_bits if mantissa_bits is None else mantissa_bits
         return BfpFormat(m, self.group, self.exp_bits, self.rounding, self.rnd_bits)
+
+
+@dataclass(frozen=True)
+class FmacShape:
+    """The fMAC column's widths, all derived from the config (docs/bfp.md, "The fMAC").
+
+    One column sums the products of one group (``rows`` = ``bfp.group``
+    values) per pass; a pass multiplies chunk p of every weight mantissa by
+    chunk q of every activation mantissa. Mantissas arrive sign-extended to
+    ``mant_bits`` (the widest of ``bfp.widths``). The group's integer sum G
+    (``group_bits``, signed) collects the passes at 4^(p + q); at the last
+    pass G << scale enters the wide sum (``acc_bits``, wrapping like the
+    PE's). The wide sum's LSB is 2^-frac_extra of one code x code product,
+    so that scale = s_w + s_a + frac_extra is never negative (s >= -(m - 2)
+    for a non-zero group, docs/bfp.md step 4) and at most ``scale_max``.
+    """
+
+    rows: int
+    mant_bits: int
+    chunks: int
+    group_bits: int
+    frac_extra: int
+    scale_max: int
+    scale_bits: int
+    acc_bits: int
+
+
+def fmac_shape(cfg: FixarConfig) -> FmacShape:
+    """The fMAC column of ``cfg``: groups of ``bfp.group`` products of
+    ``pe.weight`` by ``pe.act32`` codes in BFP, accumulated with ``pe``'s guard bits."""
+    bfp, pe = cfg.bfp, cfg.pe
+    mant = max(bfp.widths)
+    chunks = mant // CHUNK_BITS
+    # a mantissa's largest |partial sum over its chunks|: unsigned chunks up
+    # to 3, the signed top one down to -2 (any prefix of the passes stays below the product of two)
+    top = 1 << (CHUNK_BITS * (chunks - 1))
+    largest = (top - 1) + 2 * top
+    group_bits = (bfp.group * largest * largest).bit_length() + 1
+    frac_extra = 2 * (mant - 2)
+    # s = E_g + frac - (m - 2) <= (bits - 2) - (m - 2): the top group's largest code is below 2^(bits - 1)
+    narrowest = min(bfp.widths)
+    scale_max = (pe.weight.bits - narrowest) + (pe.act32.bits - narrowest) + frac_extra
+    # |code x code| < 2^(bits_w - 1 + bits_a - 1), 2^frac_extra finer, 2^guard of them, a sign
+    acc_bits = (pe.weight.bits - 1) + (pe.act32.bits - 1) + frac_extra + pe.guard_bits + 1
+    return FmacShape(rows=bfp.group, mant_bits=mant, chunks=chunks, group_bits=group_bits,
+                     frac_extra=frac_extra, scale_max=scale_max, scale_bits=scale_max.bit_length(),
+                     acc_bits=acc_bits)

@@ -43,6 +43,10 @@ ARRAY_PIPE_STAGES = 2    # controller -> cores: the request, then the memories' 
 ADAM_FIXED_STAGES = 18
 ADAM_NEWTON_STAGES = 4
 PRNG_STAGES = 0          # the xorshift state is the output
+# The BFP fMAC column (gen/units/bfp_column.py): input, chunk products, the
+# column's sum, the group sum G, G shifted by the scale, the wide sum's low
+# half, its high half (with the low half's carry).
+BFP_COLUMN_STAGES = 7
 CORE_STAGES = CORE_FRONT_STAGES + ACTIVATION_STAGES + QUANTIZER_STAGES
 ARRAY_STAGES = ARRAY_PIPE_STAGES + CORE_STAGES
 

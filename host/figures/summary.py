@@ -161,8 +161,11 @@ def measure(what: str, vectors: int) -> dict:
         figs.update(multiplier_figures(cfg, kernel=known))
     if what in ("all", "formats"):
         from fixar.figures.digits import figures as format_figures
-        print("formats: BFP conversion error, the digits MLP in fp32 / fxp32 / bfp (3 seeds) ...", flush=True)
+        from fixar.figures.fmac import fmac_figures
+        print("formats: BFP conversion error, the digits MLP in fp32 / fxp32 / bfp (3 seeds), "
+              "the fMAC column in Yosys ...", flush=True)
         figs.update(format_figures())
+        figs.update(fmac_figures(cfg))
     if what in ("all", "pe"):
         from fixar.figures.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)
