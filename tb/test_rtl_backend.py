@@ -76,6 +76,7 @@ def test_rtl_backend_refuses_fxp16_from_scratch(tmp_path):
         Trainer(RunSettings(backend="rtl", out=str(tmp_path), precision="fxp16", **SMALL), log=lambda *_: None)
 
 
+@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
 def test_rtl_and_golden_backends_agree_with_an_approximate_multiplier(tmp_path):
     """`fixar train --multiplier mbm` (issue 24, item 4): the engine generated
     with MBM's LUT multipliers in every PE and the golden model with MBM's

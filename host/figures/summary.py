@@ -46,7 +46,7 @@ BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
 PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel",
-         "floorplan", "schedule", "explore", "timing", "multipliers", "formats")
+         "floorplan", "schedule", "explore", "timing", "multipliers", "formats", "haq")
 
 
 def machine() -> str:
@@ -114,6 +114,21 @@ def explore_figures(root: Path = ROOT) -> dict:
     return {keep(k): v for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def haq_figures(root: Path = ROOT) -> dict:
+    """HAQ's search and its baselines run afresh (3 seeds x 40 evaluations
+    per method, about 10 minutes here) into docs/haq: results.json, the plots."""
+    import shutil
+    import subprocess
+    import sys
+    out = root / "docs" / "haq"
+    shutil.rmtree(out / "runs", ignore_errors=True)      # the figures are this commit's, not a resumed run's
+    print("haq: HAQ, random and TPE on the digits MLP, 3 seeds x 40 evaluations (Ray, local) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "fixar.haq", "--seeds", "3", "--budget", "40", "--out", str(out)],
+                   check=True)
+    data = json.loads((out / "results.json").read_text())
+    return {k: v for k, v in data.items() if v is not None}
+
+
 def measure(what: str, vectors: int) -> dict:
     cfg = load("default")
     figs: dict = {}
@@ -166,6 +181,8 @@ def measure(what: str, vectors: int) -> dict:
               "the fMAC column in Yosys ...", flush=True)
         figs.update(format_figures())
         figs.update(fmac_figures(cfg))
+    if what in ("all", "haq"):
+        figs.update(haq_figures())
     if what in ("all", "pe"):
         from fixar.figures.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)

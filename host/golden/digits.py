@@ -125,10 +125,22 @@ class Fp32Mlp:
             self.b[i] -= self.lr * db
 
 
-class FixedMlp:
-    """The golden fixed-point MLP; with ``bfp`` a format, the BFP variant."""
+@dataclass(frozen=True)
+class LayerBfp:
+    """One layer's BFP formats in a mixed-precision policy (HAQ, fixar.haq):
+    its weights' and its input activations' (None: that operand stays FXP32).
+    The backward errors stay FXP32; the weight gradient takes the layer's
+    input in the activation format, as the forward product does."""
 
-    def __init__(self, cfg: FixarConfig, params, lr_log2: int, bfp: BfpFormat | None = None):
+    weight: BfpFormat | None
+    act: BfpFormat | None
+
+
+class FixedMlp:
+    """The golden fixed-point MLP; with ``bfp`` a format, the BFP variant, and
+    with a list of :class:`LayerBfp` (one per layer), mixed precision."""
+
+    def __init__(self, cfg: FixarConfig, params, lr_log2: int, bfp: BfpFormat | list[LayerBfp] | None = None):
         pe = cfg.pe
         if pe.act32 != pe.out:
             raise ValueError("the MLP feeds each layer's output to the next: pe.act32 must equal pe.out")
@@ -142,13 +154,20 @@ class FixedMlp:
 
     def _bfp(self, q: np.ndarray, frac: int, axis: int, layer: int, role: str, step: int | None = None) -> np.ndarray:
         """q converted to BFP along ``axis`` (identity for fxp32), its own seed."""
-        if self.bfp is None:
+        fmt = self._format(layer, role)
+        if fmt is None:
             return q
         s = self.step_no if step is None else step
         # a counter hashed into the seed: counters XORed straight into the small
         # element keys would share words between conversions (docs/bfp.md, "Seeds")
         counter = (s * 64 + layer * len(ROLES) + ROLES.index(role)) & 0xFFFFFFFF
-        return bfp_quantize(q, frac, self.bfp, int(jenkins32(counter)), axis)
+        return bfp_quantize(q, frac, fmt, int(jenkins32(counter)), axis)
+
+    def _format(self, layer: int, role: str) -> BfpFormat | None:
+        if self.bfp is None or isinstance(self.bfp, BfpFormat):
+            return self.bfp
+        policy = self.bfp[layer]
+        return policy.weight if role.startswith("w_") else policy.act if role.startswith("x_") else None
 
     def forward(self, x_codes: np.ndarray, step: int | None = None) -> list[np.ndarray]:
         """Activations (features, B) of every layer, input first, logits last."""

@@ -1,0 +1,5 @@
+import sys
+
+from fixar.haq.cli import main
+
+sys.exit(main())

@@ -1,0 +1,177 @@
+"""Runs of every method over several seeds at one budget, resumable, on Ray
+or in this process; the figures and plots (docs/haq.md).
+
+A run is (method, seed): ``budget`` evaluations of HaqEnv. Each finished run
+is written to ``<out>/runs/<method>_s<seed>.json`` and not redone when the
+command is repeated; an interrupted run starts over (a run is minutes).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fixar.config import DEFAULT
+from fixar.haq import cost
+from fixar.haq.env import HaqEnv
+from fixar.haq.quality import Quality, reference, score
+from fixar.haq.search import METHODS
+from fixar.haq.space import DIGITS, Policy, flat, uniform
+
+
+@dataclass(frozen=True)
+class Plan:
+    methods: tuple[str, ...] = tuple(METHODS)
+    seeds: int = 1
+    budget: int = 40                # evaluations per run
+    latency_fraction: float = 0.125  # the budget: this share of uniform 8-bit's latency
+    quality: Quality = Quality()
+
+    def max_cycles(self) -> int:
+        top = max(DEFAULT.bfp.widths)
+        return int(cost.latency(DEFAULT, self.quality.workload, uniform(self.quality.workload, top))
+                   * self.latency_fraction)
+
+
+def make_env(plan: Plan) -> HaqEnv:
+    cache: dict[Policy, float] = {}
+
+    def cached_score(policy: Policy) -> float:
+        # one policy always scores the same (seeded), so repeats are looked up; each still counts
+        if policy not in cache:
+            cache[policy] = score(policy, plan.quality)
+        return cache[policy]
+
+    return HaqEnv(plan.quality.workload, cached_score, reference(plan.quality), plan.max_cycles())
+
+
+def run_one(method: str, seed: int, plan: Plan) -> dict:
+    env = make_env(plan)
+
+    def progress(records):
+        r = records[-1]
+        best = max(x["accuracy"] for x in records)
+        print(f"  {method} seed {seed}: {len(records)}/{plan.budget} accuracy {r['accuracy']:.4f} "
+              f"latency {r['latency']} best {best:.4f}", flush=True)
+
+    return {"method": method, "seed": seed, "records": METHODS[method](env, plan.budget, seed, progress)}
+
+
+def _path(out: Path, method: str, seed: int) -> Path:
+    return out / "runs" / f"{method}_s{seed}.json"
+
+
+def run_all(plan: Plan, out: Path, address: str | None = None, use_ray: bool = True) -> list[dict]:
+    """Every (method, seed) of ``plan``; finished ones are read back, the rest run."""
+    jobs = [(m, s) for m in plan.methods for s in range(plan.seeds)]
+    todo = [j for j in jobs if not _path(out, *j).exists()]
+    if todo:
+        print(f"haq: {len(todo)} of {len(jobs)} runs to do ({len(jobs) - len(todo)} done before)", flush=True)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    if todo and use_ray:
+        import ray
+        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        try:
+            task = ray.remote(num_cpus=1)(run_one)
+            pending = {task.remote(m, s, plan): (m, s) for m, s in todo}
+            while pending:
+                done, _ = ray.wait(list(pending))
+                for ref in done:
+                    _save(out, ray.get(ref))
+                    pending.pop(ref)
+        finally:
+            ray.shutdown()
+    else:
+        for m, s in todo:
+            _save(out, run_one(m, s, plan))
+    return [json.loads(_path(out, m, s).read_text()) for m, s in jobs]
+
+
+def _save(out: Path, run: dict) -> None:
+    path = _path(out, run["method"], run["seed"])
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(run) + "\n")
+    tmp.replace(path)      # a run file is whole or absent
+
+
+def first_reaching(accuracies: list[float], target: float) -> int | None:
+    """1-based evaluation at which the best-so-far first reaches ``target``."""
+    hits = np.flatnonzero(np.maximum.accumulate(accuracies) >= target - 1e-12)
+    return int(hits[0]) + 1 if hits.size else None
+
+
+def policy_text(bits: list[int]) -> str:
+    return ",".join(f"w{bits[i]}a{bits[i + 1]}" for i in range(0, len(bits), 2))
+
+
+def figures(runs: list[dict], plan: Plan) -> dict:
+    wl, ref = plan.quality.workload, reference(plan.quality)
+    figs = {"haq_reference_accuracy": round(ref, 4), "haq_max_cycles": plan.max_cycles(),
+            "haq_budget_evals": plan.budget, "haq_seeds": plan.seeds}
+    for w in DEFAULT.bfp.widths:
+        p = uniform(wl, w)
+        figs[f"haq_uniform{w}_accuracy"] = round(score(p, plan.quality), 4)
+        figs[f"haq_uniform{w}_latency"] = cost.latency(DEFAULT, wl, p)
+    by = {m: [r for r in runs if r["method"] == m] for m in plan.methods}
+    for m, rs in by.items():
+        accs = [[x["accuracy"] for x in r["records"]] for r in rs]
+        figs[f"haq_{m}_best_accuracy"] = round(statistics.median(max(a) for a in accs), 4)
+        figs[f"haq_{m}_evals_to_own_best"] = statistics.median(first_reaching(a, max(a)) for a in accs)
+    baselines = [m for m in plan.methods if m != "haq"]
+    if "haq" in by and baselines:
+        reached = []
+        for seed in range(plan.seeds):
+            target = max(max(x["accuracy"] for x in r["records"]) for m in baselines for r in by[m]
+                         if r["seed"] == seed)
+            (h,) = [r for r in by["haq"] if r["seed"] == seed]
+            reached.append(first_reaching([x["accuracy"] for x in h["records"]], target))
+        figs["haq_seeds_reaching_baselines_best"] = sum(x is not None for x in reached)
+        got = [x for x in reached if x is not None]
+        figs["haq_evals_to_baselines_best"] = statistics.median(got) if got else None
+        best = max((x for r in by["haq"] for x in r["records"]), key=lambda x: (x["accuracy"], -x["latency"]))
+        u8 = figs[f"haq_uniform{max(DEFAULT.bfp.widths)}_latency"]
+        figs["haq_latency_speedup_vs_uniform8"] = round(u8 / best["latency"], 2)
+        figs["haq_quality_drop"] = round(ref - best["accuracy"], 4)
+        figs["haq_policy"] = policy_text(best["policy"])
+        figs["haq_model_bits_vs_uniform8"] = round(
+            best["model_bits"] / cost.model_bits(DEFAULT, wl, uniform(wl, max(DEFAULT.bfp.widths))), 3)
+    return figs
+
+
+def plots(runs: list[dict], figs: dict, plan: Plan, out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    paths = [out / "convergence.png", out / "policy.png"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in plan.methods:
+        curves = np.array([np.maximum.accumulate([x["accuracy"] for x in r["records"]])
+                           for r in runs if r["method"] == m])
+        ax.plot(np.arange(1, plan.budget + 1), np.median(curves, axis=0), label=m)
+    ax.axhline(figs["haq_reference_accuracy"], color="gray", ls="--", label="FXP32")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("best test accuracy so far (median over seeds)")
+    ax.set_title(f"digits MLP, latency <= {plan.latency_fraction:g} x uniform 8-bit")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=120)
+    if "haq_policy" in figs:
+        pairs = [p[1:].split("a") for p in figs["haq_policy"].split(",")]
+        x = np.arange(len(pairs))
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.bar(x - 0.2, [int(w) for w, _ in pairs], 0.4, label="weights")
+        ax.bar(x + 0.2, [int(a) for _, a in pairs], 0.4, label="activations")
+        ax.set_xticks(x, [f"layer {i}" for i in x])
+        ax.set_ylabel("mantissa bits")
+        ax.set_title("HAQ's best policy")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(paths[1], dpi=120)
+    plt.close("all")
+    return paths
+
+
+__all__ = ["DIGITS", "Plan", "figures", "flat", "plots", "run_all"]

@@ -1,0 +1,142 @@
+"""HAQ after CVPR 2019 (fixar.haq): the action map and state, the fMAC cost
+model and HAQ's budget rule, the environment's episode, the quality score
+on the real digits MLP, and the command end to end (small)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fixar.config import DEFAULT
+from fixar.haq import cost
+from fixar.haq.env import REWARD_SCALE, HaqEnv
+from fixar.haq.quality import Quality, reference, score
+from fixar.haq.search import METHODS
+from fixar.haq.space import (
+    DIGITS,
+    Workload,
+    action_to_width,
+    flat,
+    from_widths,
+    normalised_features,
+    uniform,
+    width_to_action,
+)
+
+pytest.importorskip("sklearn")
+WIDTHS = tuple(DEFAULT.bfp.widths)
+SMALL = Workload("small", (64, 32, 10))
+QUICK = Quality(workload=SMALL, pretrain_epochs=4, finetune_epochs=1)
+
+
+def test_actions_cover_the_widths_in_equal_shares():
+    a = np.linspace(0, 1, 4001)
+    picks = [action_to_width(x, WIDTHS) for x in a]
+    counts = [picks.count(w) for w in WIDTHS]
+    assert max(counts) - min(counts) <= 2 and picks[0] == WIDTHS[0] and picks[-1] == WIDTHS[-1]
+    assert all(action_to_width(width_to_action(w, WIDTHS), WIDTHS) == w for w in WIDTHS)
+    assert action_to_width(-3.0, WIDTHS) == WIDTHS[0] and action_to_width(7.0, WIDTHS) == WIDTHS[-1]
+
+
+def test_state_is_normalised_and_alternates_weights_and_activations():
+    f = normalised_features(DIGITS)
+    assert f.shape == (2 * len(DIGITS.layers), 6) and f.min() >= 0 and f.max() <= 1
+    assert f[:, 4].tolist() == [1, 0] * len(DIGITS.layers)
+    assert f[0, 0] == 0 and f[-1, 0] == 1          # the layer index spans [0, 1]
+
+
+def test_latency_counts_fmac_passes():
+    # 64 -> 128 on 32 columns of 16 rows: 4 output tiles x 4 groups, (8/2)(4/2) passes, 3 vectors
+    assert cost.layer_cycles(DEFAULT, DIGITS.layers[0], 8, 4, 3) == 4 * 4 * 8 * 3
+    lat = [cost.latency(DEFAULT, DIGITS, uniform(DIGITS, w)) for w in WIDTHS]
+    assert lat == sorted(lat) and lat[-1] == 16 * lat[0]       # 8 x 8 bits: 16 passes of 2 x 2
+    bits = [cost.model_bits(DEFAULT, DIGITS, uniform(DIGITS, w)) for w in WIDTHS]
+    assert bits == sorted(bits)
+
+
+def test_budget_rule_lowers_until_it_holds():
+    top = cost.latency(DEFAULT, DIGITS, uniform(DIGITS, 8))
+    rng = np.random.default_rng(0)
+    for frac in (0.1, 0.2, 0.5, 1.0):
+        budget = int(top * frac)
+        for _ in range(20):
+            asked = from_widths(DIGITS, list(rng.choice(WIDTHS, 6)))
+            got = cost.enforce(DEFAULT, DIGITS, asked, budget, WIDTHS)
+            assert cost.latency(DEFAULT, DIGITS, got) <= budget
+            assert all(g <= a for g, a in zip(flat(got), flat(asked)))
+            if cost.latency(DEFAULT, DIGITS, asked) <= budget:
+                assert got == asked
+    with pytest.raises(ValueError, match="not met even at 2-bit"):
+        cost.enforce(DEFAULT, DIGITS, uniform(DIGITS, 8), cost.latency(DEFAULT, DIGITS, uniform(DIGITS, 2)) - 1,
+                     WIDTHS)
+
+
+def test_score_is_deterministic_and_falls_with_width():
+    ref = reference(QUICK)
+    p8, p2 = uniform(SMALL, 8), uniform(SMALL, 2)
+    a8 = score(p8, QUICK)
+    assert a8 == score(p8, QUICK)
+    assert abs(a8 - ref) < 0.03 and ref > 0.9
+    assert score(p2, QUICK) < a8 - 0.1
+
+
+def test_episode_walks_every_decision_and_pays_at_the_end():
+    budget = cost.latency(DEFAULT, SMALL, uniform(SMALL, 4))
+    seen = []
+
+    def fake_score(policy):          # the environment only calls it; the real one is tested above
+        seen.append(policy)
+        return 0.5
+    env = HaqEnv(SMALL, fake_score, 0.9, budget)
+    obs, _ = env.reset()
+    rewards = []
+    for i in range(len(SMALL.steps)):
+        assert obs[-1] == (0.0 if i == 0 else 1.0)
+        obs, r, done, _, info = env.step([1.0])
+        rewards.append(r)
+        assert done == (i == len(SMALL.steps) - 1)
+    assert rewards[:-1] == [0.0] * (len(rewards) - 1)
+    assert rewards[-1] == pytest.approx(REWARD_SCALE * 100 * (0.5 - 0.9))
+    assert info["asked"] == uniform(SMALL, 8) and cost.latency(DEFAULT, SMALL, info["policy"]) <= budget
+    assert seen == [info["policy"]]
+    with pytest.raises(ValueError, match="not a finite number"):
+        env.reset()
+        env.step([float("nan")])
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_returns_one_record_per_evaluation(method):
+    budget = cost.latency(DEFAULT, SMALL, uniform(SMALL, 4))
+    env = HaqEnv(SMALL, lambda p: float(np.mean(flat(p))) / 8, 1.0, budget)
+    recs = METHODS[method](env, 6, seed=0)
+    assert len(recs) == 6 and all(r["latency"] <= budget for r in recs)
+    assert all(len(r["policy"]) == len(SMALL.steps) for r in recs)
+
+
+def test_command_end_to_end_and_resume(tmp_path):
+    args = [sys.executable, "-m", "fixar.haq", "--no-ray", "--budget", "3", "--latency", "0.25",
+            "--out", str(tmp_path)]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    figs = json.loads((tmp_path / "results.json").read_text())
+    for key in ("haq_latency_speedup_vs_uniform8", "haq_quality_drop", "haq_policy", "haq_evals_to_baselines_best"):
+        assert key in figs
+    assert figs["haq_latency_speedup_vs_uniform8"] >= 4.0      # the budget: a quarter of uniform 8-bit's latency
+    assert (tmp_path / "convergence.png").stat().st_size > 0 and (tmp_path / "policy.png").stat().st_size > 0
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "runs to do" not in again.stdout      # every run was kept
+    assert json.loads((tmp_path / "results.json").read_text()) == figs
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--methods", "haq,bogus"], "unknown ['bogus']"), (["--latency", "0.01"], "not met even at 2-bit"),
+    (["--budget", "0"], "--budget must be at least 1"), (["--latency", "1.5"], "must be in (0, 1]"),
+])
+def test_command_errors_are_one_line(args, message, tmp_path):
+    p = subprocess.run([sys.executable, "-m", "fixar.haq", "--no-ray", "--out", str(tmp_path), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and message in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
