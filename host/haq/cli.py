@@ -60,8 +60,11 @@ def main(argv=None) -> int:
     print(f"haq: digits MLP {plan.quality.workload.sizes}, latency <= {plan.max_cycles()} cycles "
           f"({args.latency:g} x uniform 8-bit), {plan.budget} evaluations x {plan.seeds} seed(s) "
           f"x {list(plan.methods)}", flush=True)
+    from fixar.rl.study_ray import StudyError
     try:
         runs = run_all(plan, out, args.address, use_ray=not args.no_ray)
+    except StudyError as exc:
+        raise SystemExit(f"haq: {exc}") from None
     except KeyboardInterrupt:
         print("haq: interrupted; finished runs are kept, run the same command to go on", file=sys.stderr)
         return 130

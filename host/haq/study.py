@@ -8,6 +8,7 @@ command is repeated; an interrupted run starts over (a run is minutes).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,15 +74,22 @@ def run_all(plan: Plan, out: Path, address: str | None = None, use_ray: bool = T
     (out / "runs").mkdir(parents=True, exist_ok=True)
     if todo and use_ray:
         import ray
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+
+        from fixar.rl.study_ray import start_ray
+        print(f"haq: runs on {start_ray(address, min(len(todo), os.cpu_count() or 1))} "
+              "(a Ray task's own progress lines stay in its worker; each run is reported when it ends)", flush=True)
         try:
             task = ray.remote(num_cpus=1)(run_one)
             pending = {task.remote(m, s, plan): (m, s) for m, s in todo}
             while pending:
                 done, _ = ray.wait(list(pending))
                 for ref in done:
-                    _save(out, ray.get(ref))
+                    run = ray.get(ref)
+                    _save(out, run)
                     pending.pop(ref)
+                    best = max(r["accuracy"] for r in run["records"])
+                    print(f"haq: {run['method']} seed {run['seed']} done, best accuracy {best:.4f}; "
+                          f"{len(todo) - len(pending)}/{len(todo)} runs", flush=True)
         finally:
             ray.shutdown()
     else:
@@ -145,7 +153,7 @@ def plots(runs: list[dict], figs: dict, plan: Plan, out: Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    paths = [out / "convergence.png", out / "policy.png"]
+    paths = [out / "convergence.png"]
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in plan.methods:
         curves = np.array([np.maximum.accumulate([x["accuracy"] for x in r["records"]])
@@ -169,6 +177,7 @@ def plots(runs: list[dict], figs: dict, plan: Plan, out: Path) -> list[Path]:
         ax.set_title("HAQ's best policy")
         ax.legend()
         fig.tight_layout()
+        paths.append(out / "policy.png")
         fig.savefig(paths[1], dpi=120)
     plt.close("all")
     return paths

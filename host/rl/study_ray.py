@@ -139,7 +139,10 @@ def _reachable(address: str) -> None:
         raise StudyError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
-def _start(address: str | None, jobs: int) -> str:
+def start_ray(address: str | None, jobs: int) -> str:
+    """Ray for a set of runs: the cluster at ``address`` (or RAY_ADDRESS), else
+    a new local one with ``jobs`` CPUs; a one-line StudyError when it cannot
+    be reached or started. Returns where the runs go, for the progress line."""
     ray = _ray()
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
@@ -184,7 +187,7 @@ def run_all(jobs: list[dict], address: str | None = None, cpus_per_run: int = 1,
     print(f"study: {total} runs, {total - len(todo)} already done", flush=True)
     if not todo:
         return results
-    where = _start(address, local_cpus)
+    where = start_ray(address, local_cpus)
     # SIGTERM (a batch system, `kill`) stops the study as Ctrl-C does, every run saving first; set after
     # ray.init, which installs a SIGTERM handler of its own in the driver
     signal.signal(signal.SIGTERM, signal.default_int_handler)
