@@ -13,7 +13,7 @@ import pytest
 from fixar.config import DEFAULT
 from fixar.haq import cost
 from fixar.haq.env import REWARD_SCALE, HaqEnv
-from fixar.haq.quality import Quality, reference, score
+from fixar.haq.quality import Quality
 from fixar.haq.search import METHODS
 from fixar.haq.space import (
     DIGITS,
@@ -75,12 +75,12 @@ def test_budget_rule_lowers_until_it_holds():
 
 
 def test_score_is_deterministic_and_falls_with_width():
-    ref = reference(QUICK)
+    ref = QUICK.reference()
     p8, p2 = uniform(SMALL, 8), uniform(SMALL, 2)
-    a8 = score(p8, QUICK)
-    assert a8 == score(p8, QUICK)
+    a8 = QUICK.score(p8)
+    assert a8 == QUICK.score(p8)
     assert abs(a8 - ref) < 0.03 and ref > 0.9
-    assert score(p2, QUICK) < a8 - 0.1
+    assert QUICK.score(p2) < a8 - 0.1
 
 
 def test_episode_walks_every_decision_and_pays_at_the_end():
@@ -140,3 +140,32 @@ def test_command_errors_are_one_line(args, message, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and message in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_bfp_actor_follows_the_golden_actor_and_degrades_with_width():
+    """The deployed actor in uniform 8-bit BFP acts as the FXP32 golden
+    actor does, within BFP's rounding; at 2 bits it strays much further."""
+    from fixar.haq.actor import PENDULUM, BfpActor
+    from fixar.rl.backends.golden import GoldenBackend
+    from fixar.rl.hyper import Hyper
+    backend = GoldenBackend(3, 1, Hyper(hidden=(64, 64)), seed=3)
+    states = np.random.default_rng(0).uniform(-1, 1, (50, 3)) * [1, 1, 8]
+    want = np.array([backend.act(s, False) for s in states])
+    err = {}
+    for w in (8, 2):
+        actor = BfpActor(DEFAULT, backend.ddpg.actor, uniform(PENDULUM, w))
+        got = np.array([actor.act(s) for s in states])
+        assert got.shape == want.shape and np.all(np.abs(got) <= 1)
+        err[w] = float(np.abs(got - want).mean())
+    assert err[8] < 0.02 * np.abs(want).mean() + 1e-3 and err[2] > 5 * err[8]
+
+
+@pytest.mark.slow      # trains the Pendulum actor first (about a minute)
+def test_pendulum_task_end_to_end(tmp_path):
+    args = [sys.executable, "-m", "fixar.haq", "--no-ray", "--task", "pendulum", "--budget", "2",
+            "--episodes", "2", "--actor-dir", str(tmp_path / "actor"), "--out", str(tmp_path / "out")]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, p.stderr[-2000:]
+    figs = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert figs["haq_pendulum_uniform8_return"] > figs["haq_pendulum_uniform2_return"]
+    assert figs["haq_pendulum_latency_speedup_vs_uniform8"] >= 2.0

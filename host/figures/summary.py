@@ -115,18 +115,26 @@ def explore_figures(root: Path = ROOT) -> dict:
 
 
 def haq_figures(root: Path = ROOT) -> dict:
-    """HAQ's search and its baselines run afresh (3 seeds x 40 evaluations
-    per method, about 10 minutes here) into docs/haq: results.json, the plots."""
+    """HAQ's search and its baselines run afresh into docs/haq (results.json and
+    the plots): the digits MLP, 3 seeds x 40 evaluations per method, then the
+    Pendulum actor (trained first), 1 seed x 40 (about 15 minutes here)."""
     import shutil
     import subprocess
     import sys
     out = root / "docs" / "haq"
-    shutil.rmtree(out / "runs", ignore_errors=True)      # the figures are this commit's, not a resumed run's
-    print("haq: HAQ, random and TPE on the digits MLP, 3 seeds x 40 evaluations (Ray, local) ...", flush=True)
-    subprocess.run([sys.executable, "-m", "fixar.haq", "--seeds", "3", "--budget", "40", "--out", str(out)],
-                   check=True)
-    data = json.loads((out / "results.json").read_text())
-    return {k: v for k, v in data.items() if v is not None}
+    figs = {}
+    for task, extra in (("digits", ["--seeds", "3"]),
+                        ("pendulum", ["--seeds", "1", "--actor-dir", str(root / "runs" / "haq-pendulum-actor")])):
+        folder = out if task == "digits" else out / "pendulum"
+        shutil.rmtree(folder / "runs", ignore_errors=True)     # this commit's figures, not a resumed run's
+        if task == "pendulum":
+            shutil.rmtree(root / "runs" / "haq-pendulum-actor", ignore_errors=True)
+        print(f"haq: HAQ, random and TPE on {task}, 40 evaluations per run (Ray, local) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "fixar.haq", "--task", task, "--budget", "40", "--out", str(folder),
+                        *extra], check=True)
+        data = json.loads((folder / "results.json").read_text())
+        figs.update({k: v for k, v in data.items() if v is not None})
+    return figs
 
 
 def measure(what: str, vectors: int) -> dict:

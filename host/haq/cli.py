@@ -1,6 +1,7 @@
 """``python -m fixar.haq``: HAQ's search and its baselines on the digits MLP
-(docs/haq.md). The default is small (1 seed, 40 evaluations per method:
-a few minutes here); the figures go to ``<out>/results.json`` and the plots beside it."""
+or a Pendulum actor (docs/haq.md). The default is small (1 seed, 40
+evaluations per method: a few minutes here); the figures go to
+``<out>/results.json`` and the plots beside it."""
 from __future__ import annotations
 
 import argparse
@@ -14,12 +15,19 @@ from fixar.haq.search import METHODS
 def parse(argv) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m fixar.haq", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--task", default="digits", choices=["digits", "pendulum"],
+                    help="digits: the digits MLP's test accuracy after a fine-tune; pendulum: the mean return "
+                         "of a golden-trained Pendulum actor deployed in the policy")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {list(METHODS)}")
     ap.add_argument("--seeds", type=int, default=1, help="search seeds per method")
     ap.add_argument("--budget", type=int, default=40, help="evaluations (episodes) per run")
-    ap.add_argument("--latency", type=float, default=0.125,
-                    help="latency budget as a share of uniform 8-bit's (projected fMAC cycles)")
-    ap.add_argument("--finetune-epochs", type=int, default=1, help="fine-tune epochs before each score")
+    ap.add_argument("--latency", type=float, default=None,
+                    help="latency budget as a share of uniform 8-bit's (projected fMAC cycles; "
+                         "default 0.125 for digits, 0.5 for pendulum)")
+    ap.add_argument("--finetune-epochs", type=int, default=1, help="digits: fine-tune epochs before each score")
+    ap.add_argument("--actor-dir", default="runs/haq-pendulum-actor",
+                    help="pendulum: the actor's training run (trained here first if it has not finished)")
+    ap.add_argument("--episodes", type=int, default=5, help="pendulum: evaluation episodes per score")
     ap.add_argument("--out", default="runs/haq", help="folder of runs/, results.json and the plots")
     ap.add_argument("--address", default=None, help="a Ray cluster's address (default: a local Ray)")
     ap.add_argument("--no-ray", action="store_true", help="run in this process instead of Ray tasks")
@@ -34,6 +42,10 @@ def check(args) -> None:
     for name in ("seeds", "budget"):
         if getattr(args, name) < 1:
             raise SystemExit(f"haq: --{name} must be at least 1, got {getattr(args, name)}")
+    if args.latency is None:
+        args.latency = 0.125 if args.task == "digits" else 0.5
+    if args.episodes < 1:
+        raise SystemExit(f"haq: --episodes must be at least 1, got {args.episodes}")
     if not 0 < args.latency <= 1:
         raise SystemExit(f"haq: --latency must be in (0, 1], got {args.latency}")
     if args.finetune_epochs < 0:
@@ -44,10 +56,13 @@ def main(argv=None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     check(args)
     from fixar.haq import cost
+    from fixar.haq.actor import ActorQuality
     from fixar.haq.quality import Quality
     from fixar.haq.study import Plan, figures, plots, run_all
+    quality = Quality(finetune_epochs=args.finetune_epochs) if args.task == "digits" else \
+        ActorQuality(folder=str(Path(args.actor_dir).resolve()), episodes=args.episodes)
     plan = Plan(methods=tuple(m for m in args.methods.split(",") if m), seeds=args.seeds, budget=args.budget,
-                latency_fraction=args.latency, quality=Quality(finetune_epochs=args.finetune_epochs))
+                latency_fraction=args.latency, quality=quality)
     out = Path(args.out)
     try:
         # a budget even the narrowest widths miss fails here, before any run
@@ -57,7 +72,7 @@ def main(argv=None) -> int:
                      plan.max_cycles(), tuple(DEFAULT.bfp.widths))
     except ValueError as exc:
         raise SystemExit(f"haq: --latency {args.latency}: {exc}") from None
-    print(f"haq: digits MLP {plan.quality.workload.sizes}, latency <= {plan.max_cycles()} cycles "
+    print(f"haq: {plan.quality.workload.name} {plan.quality.workload.sizes}, latency <= {plan.max_cycles()} cycles "
           f"({args.latency:g} x uniform 8-bit), {plan.budget} evaluations x {plan.seeds} seed(s) "
           f"x {list(plan.methods)}", flush=True)
     from fixar.rl.study_ray import StudyError

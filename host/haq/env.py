@@ -3,10 +3,10 @@ decisions (each layer's weights, then its activations); an action in [0, 1]
 picks a width; after the last one the policy is held to the latency budget
 by HAQ's rule (fixar.haq.cost.enforce) and scored.
 
-Reward (HAQ's): lambda x (accuracy - the FXP32 model's accuracy), in
-percentage points, lambda = 0.1, given at the last step; 0 before.
-``info`` of the last step carries the policy as enforced, its accuracy,
-latency and model size.
+Reward (HAQ's): lambda x (quality - the FXP32 model's quality) in
+percentage points (``relative``: in percent of |the reference|, for a
+return), lambda = 0.1, given at the last step; 0 before. ``info`` of the
+last step carries the policy as enforced, its quality, latency and model size.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ class HaqEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, workload: Workload, score: Callable[[Policy], float], reference: float,
-                 max_cycles: int, cfg: FixarConfig = DEFAULT):
-        self.workload, self.score, self.reference = workload, score, reference
+                 max_cycles: int, cfg: FixarConfig = DEFAULT, relative: bool = False):
+        self.workload, self.score, self.reference, self.relative = workload, score, reference, relative
         self.max_cycles, self.cfg = max_cycles, cfg
         self.widths = tuple(cfg.bfp.widths)
         self.features = normalised_features(workload)
@@ -56,9 +56,10 @@ class HaqEnv(gym.Env):
             return self._obs(), 0.0, False, False, {}
         asked = from_widths(self.workload, self._bits)
         policy = cost.enforce(self.cfg, self.workload, asked, self.max_cycles, self.widths)
-        acc = self.score(policy)
-        info = {"asked": asked, "policy": policy, "accuracy": acc,
+        q = self.score(policy)
+        info = {"asked": asked, "policy": policy, "quality": q,
                 "latency": cost.latency(self.cfg, self.workload, policy),
                 "model_bits": cost.model_bits(self.cfg, self.workload, policy)}
         self._t -= 1         # the last observation again: the episode is over
-        return self._obs(), REWARD_SCALE * 100.0 * (acc - self.reference), True, False, info
+        points = 100.0 * (q - self.reference) / (abs(self.reference) if self.relative else 1.0)
+        return self._obs(), REWARD_SCALE * points, True, False, info

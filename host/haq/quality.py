@@ -20,15 +20,22 @@ from fixar.haq.space import DIGITS, Policy, Workload
 
 @dataclass(frozen=True)
 class Quality:
-    """How a policy is scored: pre-training and fine-tuning epochs, the split's seed."""
+    """How a digits policy is scored: pre-training and fine-tuning epochs, the split's seed."""
 
     workload: Workload = DIGITS
     pretrain_epochs: int = 20
     finetune_epochs: int = 1
     seed: int = 0
+    relative: bool = False       # the reward's points are accuracy points
 
     def setup(self, epochs: int) -> Setup:
         return Setup(hidden=0, epochs=epochs, seed=self.seed)
+
+    def score(self, policy: Policy, cfg: FixarConfig = DEFAULT) -> float:
+        return score(policy, self, cfg)
+
+    def reference(self, cfg: FixarConfig = DEFAULT) -> float:
+        return reference(self, cfg)
 
 
 @functools.lru_cache(maxsize=8)

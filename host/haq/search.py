@@ -10,7 +10,7 @@
 * ``random``: uniformly random actions.
 * ``tpe``: Optuna's TPE sampler, one categorical choice per decision.
 
-Each returns one record per evaluation: the policy as enforced, accuracy,
+Each returns one record per evaluation: the policy as enforced, quality (accuracy or return),
 latency, model size.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ UPDATES_PER_EPISODE = 16
 
 
 def _record(info: dict, reward: float) -> dict:
-    return {"policy": flat(info["policy"]), "accuracy": info["accuracy"], "latency": info["latency"],
+    return {"policy": flat(info["policy"]), "quality": info["quality"], "latency": info["latency"],
             "model_bits": info["model_bits"], "reward": reward}
 
 

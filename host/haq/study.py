@@ -17,10 +17,13 @@ import numpy as np
 
 from fixar.config import DEFAULT
 from fixar.haq import cost
+from fixar.haq.actor import ActorQuality
 from fixar.haq.env import HaqEnv
-from fixar.haq.quality import Quality, reference, score
+from fixar.haq.quality import Quality
 from fixar.haq.search import METHODS
 from fixar.haq.space import DIGITS, Policy, flat, uniform
+
+TASKS = ("digits", "pendulum")
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,20 @@ class Plan:
     seeds: int = 1
     budget: int = 40                # evaluations per run
     latency_fraction: float = 0.125  # the budget: this share of uniform 8-bit's latency
-    quality: Quality = Quality()
+    quality: Quality | ActorQuality = Quality()
+
+    @property
+    def task(self) -> str:
+        return "pendulum" if isinstance(self.quality, ActorQuality) else "digits"
+
+    @property
+    def prefix(self) -> str:
+        """Figure keys: haq_* for the digits MLP, haq_pendulum_* for the actor."""
+        return "haq_" if self.task == "digits" else "haq_pendulum_"
+
+    @property
+    def metric(self) -> str:
+        return "accuracy" if self.task == "digits" else "return"
 
     def max_cycles(self) -> int:
         top = max(DEFAULT.bfp.widths)
@@ -43,10 +59,11 @@ def make_env(plan: Plan) -> HaqEnv:
     def cached_score(policy: Policy) -> float:
         # one policy always scores the same (seeded), so repeats are looked up; each still counts
         if policy not in cache:
-            cache[policy] = score(policy, plan.quality)
+            cache[policy] = plan.quality.score(policy)
         return cache[policy]
 
-    return HaqEnv(plan.quality.workload, cached_score, reference(plan.quality), plan.max_cycles())
+    return HaqEnv(plan.quality.workload, cached_score, plan.quality.reference(), plan.max_cycles(),
+                  relative=plan.quality.relative)
 
 
 def run_one(method: str, seed: int, plan: Plan) -> dict:
@@ -54,8 +71,8 @@ def run_one(method: str, seed: int, plan: Plan) -> dict:
 
     def progress(records):
         r = records[-1]
-        best = max(x["accuracy"] for x in records)
-        print(f"  {method} seed {seed}: {len(records)}/{plan.budget} accuracy {r['accuracy']:.4f} "
+        best = max(x["quality"] for x in records)
+        print(f"  {method} seed {seed}: {len(records)}/{plan.budget} {plan.metric} {r['quality']:.4f} "
               f"latency {r['latency']} best {best:.4f}", flush=True)
 
     return {"method": method, "seed": seed, "records": METHODS[method](env, plan.budget, seed, progress)}
@@ -87,8 +104,8 @@ def run_all(plan: Plan, out: Path, address: str | None = None, use_ray: bool = T
                     run = ray.get(ref)
                     _save(out, run)
                     pending.pop(ref)
-                    best = max(r["accuracy"] for r in run["records"])
-                    print(f"haq: {run['method']} seed {run['seed']} done, best accuracy {best:.4f}; "
+                    best = max(r["quality"] for r in run["records"])
+                    print(f"haq: {run['method']} seed {run['seed']} done, best {best:.4f}; "
                           f"{len(todo) - len(pending)}/{len(todo)} runs", flush=True)
         finally:
             ray.shutdown()
@@ -116,36 +133,39 @@ def policy_text(bits: list[int]) -> str:
 
 
 def figures(runs: list[dict], plan: Plan) -> dict:
-    wl, ref = plan.quality.workload, reference(plan.quality)
-    figs = {"haq_reference_accuracy": round(ref, 4), "haq_max_cycles": plan.max_cycles(),
-            "haq_budget_evals": plan.budget, "haq_seeds": plan.seeds}
+    wl, ref, P, q = plan.quality.workload, plan.quality.reference(), plan.prefix, plan.metric
+    top = max(DEFAULT.bfp.widths)
+    figs = {f"{P}reference_{q}": round(ref, 4), f"{P}max_cycles": plan.max_cycles(),
+            f"{P}budget_evals": plan.budget, f"{P}seeds": plan.seeds}
     for w in DEFAULT.bfp.widths:
         p = uniform(wl, w)
-        figs[f"haq_uniform{w}_accuracy"] = round(score(p, plan.quality), 4)
-        figs[f"haq_uniform{w}_latency"] = cost.latency(DEFAULT, wl, p)
+        figs[f"{P}uniform{w}_{q}"] = round(plan.quality.score(p), 4)
+        figs[f"{P}uniform{w}_latency"] = cost.latency(DEFAULT, wl, p)
     by = {m: [r for r in runs if r["method"] == m] for m in plan.methods}
     for m, rs in by.items():
-        accs = [[x["accuracy"] for x in r["records"]] for r in rs]
-        figs[f"haq_{m}_best_accuracy"] = round(statistics.median(max(a) for a in accs), 4)
-        figs[f"haq_{m}_evals_to_own_best"] = statistics.median(first_reaching(a, max(a)) for a in accs)
+        qs = [[x["quality"] for x in r["records"]] for r in rs]
+        figs[f"{P}{m}_best_{q}"] = round(statistics.median(max(a) for a in qs), 4)
+        figs[f"{P}{m}_evals_to_own_best"] = statistics.median(first_reaching(a, max(a)) for a in qs)
     baselines = [m for m in plan.methods if m != "haq"]
     if "haq" in by and baselines:
         reached = []
         for seed in range(plan.seeds):
-            target = max(max(x["accuracy"] for x in r["records"]) for m in baselines for r in by[m]
+            target = max(max(x["quality"] for x in r["records"]) for m in baselines for r in by[m]
                          if r["seed"] == seed)
             (h,) = [r for r in by["haq"] if r["seed"] == seed]
-            reached.append(first_reaching([x["accuracy"] for x in h["records"]], target))
-        figs["haq_seeds_reaching_baselines_best"] = sum(x is not None for x in reached)
+            reached.append(first_reaching([x["quality"] for x in h["records"]], target))
+        figs[f"{P}seeds_reaching_baselines_best"] = sum(x is not None for x in reached)
         got = [x for x in reached if x is not None]
-        figs["haq_evals_to_baselines_best"] = statistics.median(got) if got else None
-        best = max((x for r in by["haq"] for x in r["records"]), key=lambda x: (x["accuracy"], -x["latency"]))
-        u8 = figs[f"haq_uniform{max(DEFAULT.bfp.widths)}_latency"]
-        figs["haq_latency_speedup_vs_uniform8"] = round(u8 / best["latency"], 2)
-        figs["haq_quality_drop"] = round(ref - best["accuracy"], 4)
-        figs["haq_policy"] = policy_text(best["policy"])
-        figs["haq_model_bits_vs_uniform8"] = round(
-            best["model_bits"] / cost.model_bits(DEFAULT, wl, uniform(wl, max(DEFAULT.bfp.widths))), 3)
+        figs[f"{P}evals_to_baselines_best"] = statistics.median(got) if got else None
+    if "haq" in by:
+        best = max((x for r in by["haq"] for x in r["records"]), key=lambda x: (x["quality"], -x["latency"]))
+        figs[f"{P}latency_speedup_vs_uniform8"] = round(figs[f"{P}uniform{top}_latency"] / best["latency"], 2)
+        # digits: accuracy points lost (a fraction); the actor: the return's loss as a fraction of |reference|
+        drop = ref - best["quality"]
+        figs[f"{P}quality_drop"] = round(drop / abs(ref) if plan.quality.relative else drop, 4)
+        figs[f"{P}policy"] = policy_text(best["policy"])
+        figs[f"{P}model_bits_vs_uniform8"] = round(
+            best["model_bits"] / cost.model_bits(DEFAULT, wl, uniform(wl, top)), 3)
     return figs
 
 
@@ -156,18 +176,20 @@ def plots(runs: list[dict], figs: dict, plan: Plan, out: Path) -> list[Path]:
     paths = [out / "convergence.png"]
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in plan.methods:
-        curves = np.array([np.maximum.accumulate([x["accuracy"] for x in r["records"]])
+        curves = np.array([np.maximum.accumulate([x["quality"] for x in r["records"]])
                            for r in runs if r["method"] == m])
         ax.plot(np.arange(1, plan.budget + 1), np.median(curves, axis=0), label=m)
-    ax.axhline(figs["haq_reference_accuracy"], color="gray", ls="--", label="FXP32")
+    ax.axhline(figs[f"{plan.prefix}reference_{plan.metric}"], color="gray", ls="--", label="FXP32")
     ax.set_xlabel("evaluations")
-    ax.set_ylabel("best test accuracy so far (median over seeds)")
-    ax.set_title(f"digits MLP, latency <= {plan.latency_fraction:g} x uniform 8-bit")
+    what = "test accuracy" if plan.task == "digits" else "mean return"
+    ax.set_ylabel(f"best {what} so far (median over seeds)")
+    ax.set_title(f"{plan.quality.workload.name} {plan.quality.workload.sizes}, "
+                 f"latency <= {plan.latency_fraction:g} x uniform 8-bit", fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(paths[0], dpi=120)
-    if "haq_policy" in figs:
-        pairs = [p[1:].split("a") for p in figs["haq_policy"].split(",")]
+    if f"{plan.prefix}policy" in figs:
+        pairs = [p[1:].split("a") for p in figs[f"{plan.prefix}policy"].split(",")]
         x = np.arange(len(pairs))
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.bar(x - 0.2, [int(w) for w, _ in pairs], 0.4, label="weights")
@@ -183,4 +205,4 @@ def plots(runs: list[dict], figs: dict, plan: Plan, out: Path) -> list[Path]:
     return paths
 
 
-__all__ = ["DIGITS", "Plan", "figures", "flat", "plots", "run_all"]
+__all__ = ["DIGITS", "TASKS", "Plan", "figures", "flat", "plots", "run_all"]
