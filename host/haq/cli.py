@@ -23,7 +23,7 @@ def parse(argv) -> argparse.Namespace:
     ap.add_argument("--budget", type=int, default=40, help="evaluations (episodes) per run")
     ap.add_argument("--latency", type=float, default=None,
                     help="latency budget as a share of uniform 8-bit's (projected fMAC cycles; "
-                         "default 0.125 for digits, 0.5 for pendulum)")
+                         "default 0.25 for digits, 0.5 for pendulum)")
     ap.add_argument("--finetune-epochs", type=int, default=1, help="digits: fine-tune epochs before each score")
     ap.add_argument("--actor-dir", default="runs/haq-pendulum-actor",
                     help="pendulum: the actor's training run (trained here first if it has not finished)")
@@ -43,7 +43,7 @@ def check(args) -> None:
         if getattr(args, name) < 1:
             raise SystemExit(f"haq: --{name} must be at least 1, got {getattr(args, name)}")
     if args.latency is None:
-        args.latency = 0.125 if args.task == "digits" else 0.5
+        args.latency = 0.25 if args.task == "digits" else 0.5
     if args.episodes < 1:
         raise SystemExit(f"haq: --episodes must be at least 1, got {args.episodes}")
     if not 0 < args.latency <= 1:

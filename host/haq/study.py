@@ -31,7 +31,7 @@ class Plan:
     methods: tuple[str, ...] = tuple(METHODS)
     seeds: int = 1
     budget: int = 40                # evaluations per run
-    latency_fraction: float = 0.125  # the budget: this share of uniform 8-bit's latency
+    latency_fraction: float = 0.25   # the budget: this share of uniform 8-bit's latency
     quality: Quality | ActorQuality = Quality()
 
     @property
