@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fixar.haq.env import HaqEnv
-from fixar.haq.space import flat
+from fixar.haq.space import flat, width_to_action
 
 WARMUP = 0.25              # share of the budget spent on random episodes first (HAQ: 20 of 600)
 SIGMA0, SIGMA_DECAY = 0.5, 0.99
@@ -65,7 +65,7 @@ def tpe(env: HaqEnv, budget: int, seed: int, progress=None) -> list[dict]:
     for _ in range(budget):
         trial = study.ask()
         picks = [trial.suggest_categorical(f"d{i}", list(widths)) for i in range(n)]
-        actions = iter([(widths.index(b) + 0.5) / len(widths) for b in picks])
+        actions = iter([width_to_action(b, widths) for b in picks])
         _, info, r = episode(env, lambda obs, it=actions: next(it))
         study.tell(trial, r)
         out.append(_record(info, r))

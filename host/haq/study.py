@@ -21,9 +21,7 @@ from fixar.haq.actor import ActorQuality
 from fixar.haq.env import HaqEnv
 from fixar.haq.quality import Quality
 from fixar.haq.search import METHODS
-from fixar.haq.space import DIGITS, Policy, flat, uniform
-
-TASKS = ("digits", "pendulum")
+from fixar.haq.space import Policy, uniform
 
 
 @dataclass(frozen=True)
@@ -204,5 +202,3 @@ def plots(runs: list[dict], figs: dict, plan: Plan, out: Path) -> list[Path]:
     plt.close("all")
     return paths
 
-
-__all__ = ["DIGITS", "TASKS", "Plan", "figures", "flat", "plots", "run_all"]
