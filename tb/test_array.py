@@ -639,6 +639,7 @@ def test_array_stochastic_rounding(sim):
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
 
 
+@pytest.mark.slow      # CI time (make test-slow runs it); the array bench's main planted bug stays in CI
 def test_stochastic_bench_catches_a_wrong_hash_constant():
     """The noise hash's first constant changed in the generated array: the words
     differ from the golden model's and the bench must fail."""

@@ -23,6 +23,7 @@ def _run(backend: str, out) -> Trainer:
     return trainer
 
 
+@pytest.mark.slow      # CI time: the QAT test below runs phase 1 (FXP32) and phase 2 and loads a state too
 def test_rtl_and_golden_backends_train_to_identical_weights(tmp_path):
     golden = _run("golden", tmp_path / "golden")
     rtl = _run("rtl", tmp_path / "rtl")
@@ -52,6 +53,24 @@ def test_rtl_and_golden_backends_train_to_identical_weights(tmp_path):
         rtl.close()
 
 
+def _load_and_train_on(rtl, out) -> None:
+    """A fresh golden agent's state (QAT phase 1) loaded into the engine, then
+    two training steps and acting on both: still identical."""
+    other = Trainer(RunSettings(backend="golden", out=str(out), seed=5, precision="qat", qat_delay=45,
+                                **SMALL),
+                    log=lambda *_: None).backend
+    rtl.load_state_dict(other.state_dict())
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        batch = (rng.normal(size=(16, 3)), rng.uniform(-1, 1, (16, 1)), rng.normal(size=16),
+                 rng.normal(size=(16, 3)), rng.random(16) < 0.1)
+        assert rtl.train(*batch) == other.train(*batch)
+        s = rng.normal(size=3)
+        assert np.array_equal(rtl.act(s, explore=True), other.act(s, explore=True))
+    want, got = other.state_dict(), rtl.state_dict()
+    assert not [k for k in want if not np.array_equal(want[k], got[k])]
+
+
 def test_rtl_and_golden_backends_agree_through_the_qat_switch(tmp_path):
     """QAT in the loop: the switch half way; same weights, quantizers and returns."""
     qat = dict(SMALL, steps=60, eval_every=60, checkpoint_every=60)
@@ -67,6 +86,7 @@ def test_rtl_and_golden_backends_agree_through_the_qat_switch(tmp_path):
         assert not differ, f"rtl and golden backends differ after a QAT run in {differ}"
         assert runs["rtl"].backend.host.quantized
         assert runs["rtl"].evals == runs["golden"].evals
+        _load_and_train_on(runs["rtl"].backend, tmp_path / "other")
     finally:
         runs["rtl"].close()
 
