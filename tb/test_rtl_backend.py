@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from fixar.config import CONFIG_DIR
 from fixar.rl.hyper import Hyper
 from fixar.rl.loop import RunSettings, Trainer
 
@@ -87,6 +88,30 @@ def test_rtl_and_golden_backends_agree_through_the_qat_switch(tmp_path):
         assert runs["rtl"].backend.host.quantized
         assert runs["rtl"].evals == runs["golden"].evals
         _load_and_train_on(runs["rtl"].backend, tmp_path / "other")
+    finally:
+        runs["rtl"].close()
+
+
+@pytest.mark.slow      # a second build of the small engine; the RTL is the same, only the host's delta differs
+def test_rtl_and_golden_backends_agree_with_power_of_two_quantizer_steps(tmp_path):
+    """array.quantizer_scale = "pow2" on the small engine: the host sends
+    power-of-two deltas at the switch and the output stage's division by
+    them still gives the golden model's codes."""
+    small = (CONFIG_DIR / "small.toml").read_text()
+    toml = tmp_path / "small_pow2.toml"
+    toml.write_text(small.replace('name = "small"', 'name = "small_pow2"')
+                    .replace("[array]\n", '[array]\nquantizer_scale = "pow2"\n'))
+    qat = dict(SMALL, steps=60, eval_every=60, checkpoint_every=60, config=str(toml))
+    runs = {b: Trainer(RunSettings(backend=b, out=str(tmp_path / b), precision="qat", qat_delay=45, **qat),
+                       log=lambda *_: None) for b in ("golden", "rtl")}
+    try:
+        for t in runs.values():
+            t.train(progress=False)
+        deltas = [d for q in runs["golden"].backend.ddpg.qat.values() for d in q.delta]
+        assert deltas and all(d & (d - 1) == 0 for d in deltas)
+        want, got = runs["golden"].backend.state_dict(), runs["rtl"].backend.state_dict()
+        assert not [k for k in want if not np.array_equal(want[k], got[k])]
+        assert runs["rtl"].evals == runs["golden"].evals
     finally:
         runs["rtl"].close()
 

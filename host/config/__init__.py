@@ -33,6 +33,12 @@ RANDOM_ROUNDINGS = ("stochastic",)
 # how the QAT quantizer at the array's output stage turns a / delta into a
 # code: FIXAR's floor, or to nearest with ties upward (docs/training.md)
 QUANTIZER_ROUNDINGS = ("half_up", "floor")
+# how the QAT quantizer's step delta follows a layer's range: FIXAR's affine
+# step (|a_min| + |a_max|) / 2^16, or that span rounded up to a power of two
+# (and at least one act32 LSB), so that delta (q - z) is an exact act32 code:
+# the array's product on it is then the packed FXP16 product of q - z shifted
+# by log2(delta) (docs/training.md, "The power-of-two quantizer step")
+QUANTIZER_SCALES = ("affine", "pow2")
 OVERFLOWS = ("saturate", "wrap")
 # The PE's multipliers by name: each is one functional model on integers in
 # fixar.config.multipliers (exact, Mitchell, MBM, DRUM, truncated array), from
@@ -47,7 +53,7 @@ GOLDEN_MAX_ACC_BITS = 62
 
 # (section, key, default) of fields that to_dict() omits at their default, so
 # that adding them did not change any existing config's digest.
-DIGEST_NEUTRAL_DEFAULTS = (("pe", "multiplier", "exact"),)
+DIGEST_NEUTRAL_DEFAULTS = (("pe", "multiplier", "exact"), ("array", "quantizer_scale", "affine"))
 
 
 class ConfigError(ValueError):
@@ -273,12 +279,17 @@ class ArrayConfig:
     # paper's formula, whose half-step bias on every 16-bit input made the
     # critic unstable after the switch (docs/training.md, "Rounding").
     quantizer_rounding: str = "half_up"
+    # delta: FIXAR's affine span / 2^16, or "pow2" (see QUANTIZER_SCALES). The
+    # host sets delta at the switch, so the RTL is the same for both.
+    quantizer_scale: str = "affine"
 
     def __post_init__(self) -> None:
         _check_int("array.quantizers", self.quantizers, 1, 256)
         if self.quantizer_rounding not in QUANTIZER_ROUNDINGS:
             raise ConfigError(f"array.quantizer_rounding: {self.quantizer_rounding!r} is not one of "
                               f"{QUANTIZER_ROUNDINGS}")
+        if self.quantizer_scale not in QUANTIZER_SCALES:
+            raise ConfigError(f"array.quantizer_scale: {self.quantizer_scale!r} is not one of {QUANTIZER_SCALES}")
         _check_int("array.cores", self.cores, 1, 64)
         _check_int("array.rows", self.rows, 1, 256)
         _check_int("array.cols", self.cols, 1, 256)

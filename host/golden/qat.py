@@ -149,9 +149,14 @@ def dequantize16(cfg: FixarConfig, delta: int, zero: int, q) -> np.ndarray:
 
 
 def quantizer(cfg: FixarConfig, lo: int, hi: int) -> tuple[int, int]:
-    """(Delta, z) of a layer input that ranged over [lo, hi] (codes, lo <= 0 <= hi)."""
+    """(Delta, z) of a layer input that ranged over [lo, hi] (codes, lo <= 0 <= hi).
+    With ``array.quantizer_scale = "pow2"`` Delta is the span rounded up to a
+    power of two and at least 2^16 (a step of one act32 LSB or more): then
+    delta (q - z) = (q - z) 2^(log2 Delta - 16) exactly, with no rounding."""
     bits = cfg.pe.act16.bits
     d = max(abs(lo) + abs(hi), 1)   # a layer that only ever saw zeros gets the finest step
+    if cfg.array.quantizer_scale == "pow2":
+        d = max(1 << (d - 1).bit_length(), 1 << bits)
     return d, (-lo << bits) // d
 
 
