@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fixar.config.multipliers import MULTIPLIERS  # plain Python: the parser's choices cost nothing
 
-PRECISIONS = ("fp32", "fxp32", "qat", "fxp16")
+PRECISIONS = ("fp32", "fxp32", "qat", "fxp16", "bfp")
 
 TRAIN_EPILOG = """\
 The defaults are FIXAR's workload: 400-300 networks, Adam 1e-4, batch 64,
@@ -218,7 +218,8 @@ def _train_parser(sub) -> None:
                         f"({', '.join(preset_names())}) or a TOML file (default: default)")
     t.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="fp32 (the float backend), fxp32, qat (16-bit activations after --qat-delay) or fxp16 "
-                        "(golden: 16-bit Q0.15 activations from the start, the paper's failing baseline) "
+                        "(golden: 16-bit Q0.15 activations from the start, the paper's failing baseline) or bfp "
+                        "(golden: block floating point with FAST's precision schedule, docs/bfp.md) "
                         "(default: fxp32; fp32 with --backend float)")
     t.add_argument("--multiplier", default=None, choices=MULTIPLIERS,
                    help="the PE's weight x lane multiplier in place of the config's: exact (DSP48E2s) or an "

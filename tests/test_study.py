@@ -56,7 +56,7 @@ def test_tiny_study_on_local_ray_gathers_the_table(tmp_path, capsys):
             assert 0 < len(late) < len(res["evals"]) and cell["second_half"] == [pytest.approx(np.mean(late))]
             assert f"| {env} | {p} |" in md
         assert (tmp_path / f"curves_{env}.png").stat().st_size > 0
-    assert "Engine config of fxp32, qat and fxp16: `adam_rne`" in md
+    assert "Engine config of the fixed-point runs: `adam_rne`" in md
     with np.load(_run_dir(tmp_path, envs[0], "fxp32") / "checkpoint.npz") as z:
         assert json.loads(z["__header__"].tobytes())["settings"]["config"] == "adam_rne"
     result = _run_dir(tmp_path, envs[1], "fxp32") / "result.json"

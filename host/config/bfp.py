@@ -94,9 +94,23 @@ class BfpConfig:
     rounding: str = "stochastic"
     rnd_bits: int = 16
     widths: tuple[int, ...] = MANTISSA_WIDTHS
+    # FAST's precision schedule in DDPG training (fixar.golden.bfp_train): every
+    # ``schedule_every`` steps (0: the width stays fixed) a layer widens to the next
+    # of ``widths`` when r(X) of its input exceeds
+    # threshold * 2^-(step / threshold_halving_steps) * 2^-(layer * threshold_depth_halvings)
+    schedule_every: int = 250
+    threshold: float = 0.5
+    threshold_halving_steps: int = 5000
+    threshold_depth_halvings: float = 1.0
 
     def __post_init__(self) -> None:
         self.format()           # validates the shared fields, with the messages of BfpFormat
+        _int("bfp.schedule_every", self.schedule_every, 0, 1 << 30)
+        _int("bfp.threshold_halving_steps", self.threshold_halving_steps, 1, 1 << 40)
+        for name in ("threshold", "threshold_depth_halvings"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+                raise ConfigError(f"bfp.{name}: expected a finite number >= 0, got {v!r}")
         widths = self.widths
         if isinstance(widths, list):        # TOML and JSON give lists; keep the frozen value hashable
             widths = tuple(widths)
@@ -109,6 +123,11 @@ class BfpConfig:
             raise ConfigError(f"bfp.widths: {list(widths)} must be strictly increasing")
         if self.mantissa_bits not in widths:
             raise ConfigError(f"bfp.mantissa_bits: {self.mantissa_bits} is not one of bfp.widths {list(widths)}")
+
+    def schedule_threshold(self, step: int, layer: int) -> float:
+        """The r(X) above which layer ``layer`` widens at training step ``step``:
+        it falls with the iteration and with depth, as in FAST."""
+        return self.threshold * 2.0 ** (-step / self.threshold_halving_steps - layer * self.threshold_depth_halvings)
 
     def format(self, mantissa_bits: int | None = None) -> BfpFormat:
         """The format at ``mantissa_bits`` (default: the starting width)."""

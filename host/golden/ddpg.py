@@ -21,6 +21,7 @@ import numpy as np
 
 from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, VecOp
 from fixar.golden.adam import AdamCodes, StepSize, adam_update_params, scalar_code
+from fixar.golden.bfp_train import BfpLayers
 from fixar.golden.fixed import I64, quantize, requantize, saturate
 from fixar.golden.layer import linear, transposed
 from fixar.golden.matmul import Operands, approx_lane_sums, fxp32_sums, operand, rounded_product
@@ -134,6 +135,15 @@ class FixedDDPG:
         """Every layer input in the fixed 16-bit format pe.act16 from now on (no QAT)."""
         self.qat = {"actor": Fixed16(self.cfg), "critic": Fixed16(self.cfg)}
 
+    def use_bfp(self, fixed: int | None = None) -> None:
+        """Every product in block floating point from now on (docs/bfp.md): the
+        layers start at bfp.mantissa_bits and widen by FAST's schedule, or stay
+        at ``fixed`` bits. The rounding seeds come from the exploration PRNG's
+        state, so a run's seed fixes them."""
+        seed = int(self.prng)
+        self.qat = {"actor": BfpLayers(self.cfg, len(self.actor.W), seed, fixed),
+                    "critic": BfpLayers(self.cfg, len(self.critic.W), seed ^ 0x5BD1E995, fixed)}
+
     def switch_to_fxp16(self) -> None:
         """The QAT switch: freeze the quantizers; activations are 16-bit from now on."""
         self.enable_qat()
@@ -145,6 +155,8 @@ class FixedDDPG:
     def phase(self) -> str:
         if self.qat is None:
             return "fxp32"
+        if isinstance(self.qat["actor"], BfpLayers):
+            return "bfp"
         return "fxp16" if self.qat["actor"].frozen else "qat-tracking"
 
     def _q(self, name: str):
@@ -163,7 +175,11 @@ class FixedDDPG:
         """The actor's action; with ``explore``, plus the vector unit's NOISE
         (Irwin-Hall noise from the xorshift32 stream, standard deviation
         ``noise``), clipped to the action bounds."""
-        a = self.actor.forward(self.cfg, np.asarray(s_codes, dtype=I64).reshape(-1, 1), self._q("actor"))[-1][:, 0]
+        q = self._q("actor")
+        mark = q.conversions if isinstance(q, BfpLayers) else None
+        a = self.actor.forward(self.cfg, np.asarray(s_codes, dtype=I64).reshape(-1, 1), q)[-1][:, 0]
+        if mark is not None:
+            q.rewind(mark)          # acting and evaluation leave training's BFP roundings unchanged
         if explore and self.noise_scale:
             a, state = noise_add(self.cfg, a, int(self.prng), self.noise_scale)
             self.prng = np.uint32(state)
@@ -180,10 +196,17 @@ class FixedDDPG:
         cfg = self.cfg
         grads = []
         for i in range(len(net.W) - 1, -1, -1):
+            bfp = qat if isinstance(qat, BfpLayers) else None
             if want_grads:
-                grads.append((weight_grad(cfg, D, acts[i], ops), bias_grad(cfg, D)))
+                if bfp is None:
+                    grads.append((weight_grad(cfg, D, acts[i], ops), bias_grad(cfg, D)))
+                else:
+                    grads.append((weight_grad(cfg, *bfp.gradient_operands(i, D, acts[i])), bias_grad(cfg, D)))
             if i > 0 or want_input:
-                D = transposed(cfg, net.W[i], D, Wop=None if ops is None else ops(net.W[i]))
+                if bfp is None:
+                    D = transposed(cfg, net.W[i], D, Wop=None if ops is None else ops(net.W[i]))
+                else:
+                    D = transposed(cfg, *bfp.transposed_operands(i, net.W[i], D))
                 if i > 0:
                     top = None if qat is None else qat.top(i)          # None until the quantizers freeze
                     D = vector_op(cfg, VecOp.RELU_MASK, D, acts[i], limit=top)   # ReLU of the layer below
@@ -243,6 +266,9 @@ class FixedDDPG:
         fmt = self.cfg.pe.act32
         S, A, S2 = (np.asarray(x, dtype=I64) for x in (s, a, s2))
         R, Dn = np.asarray(r, dtype=I64)[None, :], np.asarray(done, dtype=bool)[None, :]
+        for q in (self.qat or {}).values():
+            if isinstance(q, BfpLayers):
+                q.begin_step()
         c_grads, q, y = self.critic_gradients(S, A, R, S2, Dn)
         # the critic's target moves before the actor's update, which does not read it
         self._update("critic", self.critic, c_grads, self.critic_t)

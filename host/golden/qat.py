@@ -122,7 +122,7 @@ def tanh_limit(q: LayerQuantizers | Fixed16 | None, i: int) -> int | None:
     further with no effect on the output, and they grew without bound
     (docs/training.md). None while the input is the exact tanh output
     (FXP32, QAT phase 1)."""
-    if q is None or not q.frozen:
+    if q is None or not q.frozen or q.top(i) is None:     # no 16-bit grid (BFP keeps FXP32 inputs)
         return None
     one = 1 << q.cfg.pe.act32.frac
     seen = q.fake_quantize(i, np.array([one, -one], dtype=I64))

@@ -52,7 +52,7 @@ class RunSettings:
     checkpoint_every: int = 5_000
     replay_size: int = 1_000_000
     out: str = "runs/latest"
-    precision: str = "auto"       # fp32 (float backend), fxp32, qat or fxp16 (golden); auto: the backend's own
+    precision: str = "auto"       # fp32 (float backend), fxp32, qat, fxp16 or bfp (golden); auto: the backend's own
     qat_delay: int | None = None  # qat: the step at which activations switch to 16 bits
     config: str = "default"       # the engine's config (golden, rtl, xrt): a shipped name or a TOML file
     xclbin: str | None = None     # xrt: the board image
@@ -331,6 +331,14 @@ class Trainer:
         plot_curve(log_path, self.out / "learning_curve.png", f"{run.env}, {run.backend} backend, seed {run.seed}")
         return result
 
+    def _note_precision(self) -> None:
+        """Say when the backend's precision changes on its own (BFP's schedule
+        widening a layer)."""
+        note = getattr(self.backend, "precision_note", lambda: None)()
+        if note is not None and note != getattr(self, "_last_note", None):
+            self._say(f"step {self.step}: {note}")
+        self._last_note = note
+
     def _one_step(self, stats: dict, writer, logf, tb) -> dict:
         """One environment step, the update, and the evaluation, log rows and
         checkpoint that fall on it. Returns the latest update's statistics."""
@@ -354,6 +362,7 @@ class Trainer:
         t3 = time.perf_counter()
         if self.step >= run.warmup and self.replay.n >= run.hyper.batch:
             stats = self.backend.train(*self.replay.sample(self.rng, run.hyper.batch))
+            self._note_precision()
         t4 = time.perf_counter()
         self.timers["accel"] += (t1 - t) + (t4 - t3)
         self.timers["env"] += t2 - t1

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 # precision -> backend that runs it
-PRECISIONS = {"fp32": "float", "fxp32": "golden", "qat": "golden", "fxp16": "golden"}
+PRECISIONS = {"fp32": "float", "fxp32": "golden", "qat": "golden", "fxp16": "golden", "bfp": "golden"}
 # FIXAR's reported HalfCheetah returns (docs: ../shared/spec/fixar.md, Headline figures)
 FIXAR_HALFCHEETAH = {"fp32": "about 2 000 - 2 100", "fxp32": "about 1 800 - 1 900", "qat": "about 1 800 - 1 900",
                      "fxp16": "about -580"}
@@ -127,12 +127,13 @@ def write_report(table: dict, jobs: list[dict], out: Path) -> Path:
              f"{jobs[0]['eval_episodes']} noise-free episodes every {jobs[0]['eval_every']} steps; QAT switches at "
              f"step {steps // 2}; \"second half\" averages the evaluations after it (QAT's 16-bit phase; the "
              "last evaluation alone swings widely between neighbouring evaluations). "
-             "fp32: float32 numpy backend; fxp32, qat, fxp16: the bit-exact golden model; a column such as "
+             "fp32: float32 numpy backend; fxp32, qat, fxp16, bfp: the bit-exact golden model (bfp: block floating "
+             "point with FAST's precision schedule, docs/bfp.md); a column such as "
              "qat_mbm: that precision with the PE's approximate multiplier (docs/multipliers.md). "
              "qat (after the switch) and fxp16 stop the error where a 16-bit layer input is clipped (the clipped "
              "straight-through estimator, docs/training.md). "
              f"qat's 16-bit quantizer {QAT_ROUNDING_TEXT[_qat_rounding(jobs[0]['config'])]} "
-             f"(array.quantizer_rounding). Engine config of fxp32, qat and fxp16: `{jobs[0]['config']}`. "
+             f"(array.quantizer_rounding). Engine config of the fixed-point runs: `{jobs[0]['config']}`. "
              "Written by `make study` (`python -m fixar.rl.study`).", "",
              "| env | precision | final return (mean +- std over seeds) | second half: mean evaluation "
              "(mean over seeds) | best evaluation (mean) | FIXAR (HalfCheetah, 1M steps) |",

@@ -81,7 +81,7 @@ class EngineBackend(GoldenBackend):
     def set_precision_phase(self, phase: str) -> None:
         if phase not in ("fxp32", "qat"):
             raise ValueError(f"precision {phase!r}: the {self.name} backend runs fxp32 and qat (FXP16 from scratch "
-                             "is the golden backend's only)")
+                             "and BFP are the golden backend's only: the engine has no array of fMAC columns yet)")
         if phase == "qat":
             self.ddpg.enable_qat()      # the host tracks the networks' inputs, the engine the hidden layers'
             self.host.phase_writes()

@@ -73,16 +73,27 @@ class GoldenBackend:
     def set_precision_phase(self, phase: str) -> None:
         """fxp32: 32-bit throughout; qat: 32-bit while tracking activation
         ranges, 16-bit after :meth:`switch_to_fxp16`; fxp16: 16-bit layer
-        inputs in the fixed format pe.act16 from the start (no ranges)."""
+        inputs in the fixed format pe.act16 from the start (no ranges); bfp:
+        every product in block floating point with FAST's precision schedule
+        (fixar.golden.bfp_train)."""
         if phase == "qat":
             self.ddpg.enable_qat()
         elif phase == "fxp16":
             self.ddpg.use_fxp16_from_scratch()
+        elif phase == "bfp":
+            self.ddpg.use_bfp()
         elif phase != "fxp32":
-            raise ValueError(f"precision {phase!r}: the golden backend runs fxp32, qat and fxp16")
+            raise ValueError(f"precision {phase!r}: the golden backend runs fxp32, qat, fxp16 and bfp")
 
     def switch_to_fxp16(self) -> None:
         self.ddpg.switch_to_fxp16()
+
+    def precision_note(self) -> str | None:
+        """The BFP layers' mantissa widths (None in the other precisions)."""
+        if self.ddpg.phase != "bfp":
+            return None
+        return "BFP mantissa widths " + ", ".join(f"{name} {','.join(map(str, q.widths))}"
+                                                  for name, q in self.ddpg.qat.items())
 
     # ------------------------------------------------------------- checkpoint
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -122,6 +133,10 @@ class GoldenBackend:
         dd.qat = None
         if qat is not None and all(st.get("kind") == "fxp16" for st in qat.values()):
             dd.use_fxp16_from_scratch()
+        elif qat is not None and all(st.get("kind") == "bfp" for st in qat.values()):
+            dd.use_bfp()
+            for k, st in qat.items():
+                dd.qat[k].load(st)
         elif qat is not None:
             dd.enable_qat()
             for k, st in qat.items():

@@ -1,0 +1,127 @@
+"""DDPG in block floating point with FAST's precision schedule, bit-exact
+(docs/bfp.md, "Training DDPG in BFP").
+
+One :class:`BfpLayers` per network (its target network shares it, as QAT's
+quantizers are shared) presents the interface ``Net.forward`` and
+``FixedDDPG._backward`` use. Every product of a layer takes its operands in
+BFP at the layer's current mantissa width, grouped along that product's
+reduction: the forward product W X groups W's rows and X's columns along the
+inputs; the transposed product W^T D groups along the outputs; the weight
+gradient D X^T along the batch. A BFP value of a code is a code of the same
+format (fixar.golden.bfp.bfp_quantize), so each product is then the exact
+FXP32 product of the converted codes with the layer's one rounding at the
+output stage, as the fMAC computes it (docs/bfp.md, "The fMAC"). The ReLU
+masks read the stored FXP32 inputs; bias gradients, Adam, the master weights
+and the vector unit's work stay FXP32, as FIXAR keeps them.
+
+Stochastic rounding draws from fixar.golden.noise: conversion n of the run
+(counted in program order, so reproducible from the run's seed) uses
+jenkins32(seed + n); acting converts with the seeds the next training
+conversions will use, without using them up. The schedule (``cfg.bfp``): every ``schedule_every``
+steps, the first forward product of each layer measures FAST's
+r(X) = sum |BFP_{m+2}(X) - BFP_m(X)| / |sum BFP_m(X)| on the layer's input
+and widens the layer to the next width when r exceeds
+``BfpConfig.schedule_threshold(step, layer)``; widths never narrow.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fixar.config import ActFunc, FixarConfig
+from fixar.golden.bfp import bfp_quantize, fast_r
+from fixar.golden.fixed import I64
+from fixar.golden.layer import linear
+from fixar.golden.noise import jenkins32
+
+
+class BfpLayers:
+    """The BFP widths, schedule and rounding seeds of one network's layers."""
+
+    frozen = True          # every layer takes its BFP route from the first step
+
+    def __init__(self, cfg: FixarConfig, n_layers: int, seed: int, fixed: int | None = None):
+        self.cfg = cfg
+        start = cfg.bfp.mantissa_bits if fixed is None else fixed
+        cfg.bfp.format(start)                   # a width outside bfp.widths' formats is a ConfigError
+        self.widths = [start] * n_layers
+        self.fixed = fixed is not None or cfg.bfp.schedule_every == 0
+        self.seed, self.conversions, self.step = seed & 0xFFFFFFFF, 0, 0
+        self.pending: set[int] = set()          # layers whose r(X) the next forward measures
+        self.history: list[tuple[int, int, float, int]] = []    # (step, layer, r, width after)
+
+    # ---------------------------------------------------------------- schedule
+    def begin_step(self) -> None:
+        """Called once per training step, before it: a check step marks every layer."""
+        every = self.cfg.bfp.schedule_every
+        if not self.fixed and every and self.step % every == 0:
+            self.pending = set(range(len(self.widths)))
+        self.step += 1
+
+    def _check(self, i: int, X: np.ndarray) -> None:
+        self.pending.discard(i)
+        widths, m = self.cfg.bfp.widths, self.widths[i]
+        if m == widths[-1]:
+            return
+        wider = widths[widths.index(m) + 1]
+        r = fast_r(X, self.cfg.pe.act32.frac, self._format(m), self._format(wider), self._next_seed(), axis=0)
+        if r > self.cfg.bfp.schedule_threshold(self.step - 1, i):
+            self.widths[i] = wider
+        self.history.append((self.step - 1, i, r, self.widths[i]))
+
+    # ---------------------------------------------------------------- operands
+    def _format(self, m: int):
+        return self.cfg.bfp.format(m)
+
+    def rewind(self, conversions: int) -> None:
+        """Back to an earlier count of conversions: acting converts with the
+        next training conversions' seeds but does not use them up, so that
+        evaluations and a resumed run leave training's roundings unchanged."""
+        self.conversions = conversions
+
+    def _next_seed(self) -> int:
+        s = int(jenkins32(np.uint32((self.seed + self.conversions) & 0xFFFFFFFF)))
+        self.conversions += 1
+        return s
+
+    def _bfp(self, q: np.ndarray, frac: int, i: int, axis: int) -> np.ndarray:
+        return bfp_quantize(q, frac, self._format(self.widths[i]), self._next_seed(), axis)
+
+    def layer(self, i: int, W, b, X, func: ActFunc, ops=None) -> tuple[np.ndarray, np.ndarray]:
+        """Forward product of layer ``i`` with W and X in BFP along the inputs:
+        (output codes, the layer's stored FXP32 input). ``ops`` is not used:
+        the converted operands are new arrays."""
+        pe, X = self.cfg.pe, np.asarray(X, dtype=I64)
+        if i in self.pending:
+            self._check(i, X)
+        Wb = self._bfp(np.asarray(W, dtype=I64), pe.weight.frac, i, 1)
+        Xb = self._bfp(X, pe.act32.frac, i, 0)
+        return linear(self.cfg, Wb, Xb, b, func), X
+
+    def transposed_operands(self, i: int, W, D) -> tuple[np.ndarray, np.ndarray]:
+        """W and D of W^T D in BFP along the outputs (W's columns, D's columns)."""
+        pe = self.cfg.pe
+        return self._bfp(W, pe.weight.frac, i, 0), self._bfp(D, pe.act32.frac, i, 0)
+
+    def gradient_operands(self, i: int, D, X) -> tuple[np.ndarray, np.ndarray]:
+        """D and X of D X^T in BFP along the batch."""
+        af = self.cfg.pe.act32.frac
+        return self._bfp(D, af, i, 1), self._bfp(X, af, i, 1)
+
+    # ------------------------------------------- the quantizer interface's rest
+    def top(self, i: int) -> None:
+        return None            # nothing clips: the error passes wherever ReLU passes it
+
+    def track(self, i: int, X) -> None:
+        pass
+
+    def fake_quantize(self, i: int, X) -> np.ndarray:
+        return np.asarray(X, dtype=I64)
+
+    def state(self) -> dict:
+        return {"kind": "bfp", "widths": list(self.widths), "fixed": self.fixed, "seed": self.seed,
+                "conversions": self.conversions, "step": self.step}
+
+    def load(self, st: dict) -> None:
+        self.widths, self.fixed = [int(w) for w in st["widths"]], bool(st["fixed"])
+        self.seed, self.conversions, self.step = int(st["seed"]), int(st["conversions"]), int(st["step"])
+        self.pending = set()
