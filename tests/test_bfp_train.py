@@ -148,3 +148,6 @@ def test_a_bfp_run_resumes_exactly(tmp_path):
     for k, v in want.items():
         assert np.array_equal(v, got[k]), k
     assert any(w > 2 for q in straight.backend.ddpg.qat.values() for w in q.widths)
+    # the schedule's history came through the checkpoint whole: the plot of both runs is the same data
+    assert (tmp_path / "s" / "precision.json").read_text() == (tmp_path / "r" / "precision.json").read_text()
+    assert (tmp_path / "r" / "precision.png").stat().st_size > 1000

@@ -47,7 +47,7 @@ class BfpLayers:
         self.fixed = fixed is not None or cfg.bfp.schedule_every == 0
         self.seed, self.conversions, self.step = seed & 0xFFFFFFFF, 0, 0
         self.pending: set[int] = set()          # layers whose r(X) the next forward measures
-        self.history: list[tuple[int, int, float, int]] = []    # (step, layer, r, width after)
+        self.history: list[tuple] = []      # (step, layer, r or None at the widest, width after)
 
     # ---------------------------------------------------------------- schedule
     def begin_step(self) -> None:
@@ -61,6 +61,7 @@ class BfpLayers:
         self.pending.discard(i)
         widths, m = self.cfg.bfp.widths, self.widths[i]
         if m == widths[-1]:
+            self.history.append((self.step - 1, i, None, m))      # nothing wider: no r to measure
             return
         wider = widths[widths.index(m) + 1]
         r = fast_r(X, self.cfg.pe.act32.frac, self._format(m), self._format(wider), self._next_seed(), axis=0)
@@ -119,9 +120,10 @@ class BfpLayers:
 
     def state(self) -> dict:
         return {"kind": "bfp", "widths": list(self.widths), "fixed": self.fixed, "seed": self.seed,
-                "conversions": self.conversions, "step": self.step}
+                "conversions": self.conversions, "step": self.step, "history": [list(h) for h in self.history]}
 
     def load(self, st: dict) -> None:
         self.widths, self.fixed = [int(w) for w in st["widths"]], bool(st["fixed"])
         self.seed, self.conversions, self.step = int(st["seed"]), int(st["conversions"]), int(st["step"])
+        self.history = [(int(t), int(i), None if r is None else float(r), int(w)) for t, i, r, w in st["history"]]
         self.pending = set()

@@ -33,6 +33,7 @@ from fixar.rl.checkpoint import CheckpointError, load_checkpoint, read_header, s
 from fixar.rl.envs import make_env, to_env_action
 from fixar.rl.hyper import Hyper
 from fixar.rl.inputs import engine_config
+from fixar.rl.precision_plot import write_precision
 from fixar.rl.progress import Progress
 from fixar.rl.replay import Replay
 
@@ -329,6 +330,9 @@ class Trainer:
         result = self.summary()
         (self.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
         plot_curve(log_path, self.out / "learning_curve.png", f"{run.env}, {run.backend} backend, seed {run.seed}")
+        history = getattr(self.backend, "precision_history", lambda: None)()
+        if history:
+            write_precision(history, self.out, f"BFP mantissa widths, {run.env}, seed {run.seed}")
         return result
 
     def _note_precision(self) -> None:

@@ -88,6 +88,13 @@ class GoldenBackend:
     def switch_to_fxp16(self) -> None:
         self.ddpg.switch_to_fxp16()
 
+    def precision_history(self) -> dict[str, list] | None:
+        """BFP's schedule so far per network: (training step, layer, r(X),
+        width after) of every check (None in the other precisions)."""
+        if self.ddpg.phase != "bfp":
+            return None
+        return {name: list(q.history) for name, q in self.ddpg.qat.items()}
+
     def precision_note(self) -> str | None:
         """The BFP layers' mantissa widths (None in the other precisions)."""
         if self.ddpg.phase != "bfp":
