@@ -301,6 +301,7 @@ def test_planted_bias_fails_the_unbiasedness_test(monkeypatch):
         r = np.minimum(s, R)
         return ((q >> np.minimum(s - r, 63)) + (w >> (R - r + 1))) >> r
     monkeypatch.setattr(bfp, "_stochastic", half_noise)
+    monkeypatch.setenv("FIXAR_NO_NUMBA", "1")       # the numpy route, where the bug is planted
     z_all, worst = mean_error_test(200)
     assert abs(z_all) > 4 or worst > 5
 
@@ -337,3 +338,27 @@ def test_conversion_error_figures():
     assert f["bfp_conversion_rel_err_m8"] < 0.02
     assert all(f[f"bfp_conversion_rel_err_nearest_m{m}"] < f[f"bfp_conversion_rel_err_m{m}"]
                for m in MANTISSA_WIDTHS)
+
+
+@pytest.mark.skipif(bfp._kernels() is None, reason="numba is not available here")
+def test_the_numba_route_gives_the_numpy_routes_codes(monkeypatch):
+    """bfp_quantize's numba pass against its numpy code (FIXAR_NO_NUMBA=1) on
+    random tensors: 1-3 axes, any reduction axis, magnitudes up to 2^61,
+    all-zero tensors, every width and both roundings, odd group sizes, 2-8
+    exponent bits, 1-32 random bits, seeds over all 32 bits."""
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        shape = tuple(int(x) for x in rng.integers(1, 40, rng.integers(1, 4)))
+        mag = int(rng.integers(1, 62))
+        q = rng.integers(-(1 << mag) + 1, 1 << mag, shape) >> rng.integers(0, mag, shape)
+        if trial % 7 == 0:
+            q[...] = 0
+        fmt = BfpFormat(int(rng.choice(MANTISSA_WIDTHS)), int(rng.choice([1, 3, 5, 7, 16])), int(rng.integers(2, 9)),
+                        str(rng.choice(["stochastic", "nearest"])), int(rng.integers(1, 33)))
+        frac, seed = int(rng.integers(0, 40)), int(rng.integers(0, 1 << 32))
+        axis = int(rng.integers(-len(shape), len(shape)))
+        got = bfp_quantize(q, frac, fmt, seed, axis)
+        monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
+        want = bfp_quantize(q, frac, fmt, seed, axis)
+        monkeypatch.delenv("FIXAR_NO_NUMBA")
+        assert np.array_equal(got, want), (trial, shape, fmt, frac, axis)

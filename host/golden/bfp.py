@@ -40,7 +40,7 @@ import numpy as np
 
 from fixar.config import FixedFormat
 from fixar.config.bfp import MANTISSA_WIDTHS, BfpFormat
-from fixar.golden.fixed import I64, quantize
+from fixar.golden.fixed import I64, numba_kernels, quantize
 from fixar.golden.noise import U32, jenkins32
 
 MAX_CODE = (1 << 62) - 1    # headroom: a code plus a rounding addend stays inside int64
@@ -204,9 +204,29 @@ def to_bfp(q, frac: int, fmt: BfpFormat, seed: int = 0, axis: int = -1, base: in
 
 def bfp_quantize(q, frac: int, fmt: BfpFormat, seed: int = 0, axis: int = -1) -> np.ndarray:
     """Codes -> BFP -> codes of the same format: the BFP value of every code,
-    exact (with the per-tensor base a BFP value is always such a code)."""
+    exact (with the per-tensor base a BFP value is always such a code). One
+    numba pass (fixar.golden.bfp_kernels) where numba runs, with the same bits."""
     q = np.asarray(q, dtype=I64)
+    k = _kernels()
+    if k is not None and q.size and q.ndim:
+        if int(q.max()) > MAX_CODE or int(q.min()) < -MAX_CODE or not 0 <= seed < 1 << 32:
+            return to_bfp(q, frac, fmt, seed, axis).codes().reshape(q.shape)     # its error message
+        moved = np.moveaxis(q, axis % q.ndim, -1)
+        q2 = np.ascontiguousarray(moved.reshape(-1, moved.shape[-1]))
+        out = np.empty_like(q2)
+        if k.bfp_codes(q2, frac, fmt.group, fmt.min_offset, fmt.max_offset, fmt.mantissa_bits,
+                       fmt.rounding == "stochastic", fmt.rnd_bits, seed, out):
+            return np.moveaxis(out.reshape(moved.shape), -1, axis % q.ndim)
     return to_bfp(q, frac, fmt, seed, axis).codes().reshape(q.shape)
+
+
+def _kernels():
+    """fixar.golden.bfp_kernels, or None where fixar.golden.fixed.numba_kernels
+    says numba is off or missing."""
+    if numba_kernels() is None:
+        return None
+    from fixar.golden import bfp_kernels
+    return bfp_kernels
 
 
 def fast_r(q, frac: int, lo: BfpFormat, hi: BfpFormat, seed: int = 0, axis: int = -1) -> float:
