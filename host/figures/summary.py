@@ -46,7 +46,7 @@ BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
 PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel",
-         "floorplan", "schedule", "explore", "timing", "multipliers", "formats", "haq")
+         "floorplan", "schedule", "explore", "explore-verify", "timing", "multipliers", "formats", "haq")
 
 
 def machine() -> str:
@@ -177,6 +177,9 @@ def measure(what: str, vectors: int) -> dict:
         figs.update(timing_figures(cfg))
     if what in ("all", "explore"):
         figs.update(explore_figures())
+    if what in ("all", "explore-verify"):
+        from fixar.figures.explore_verify import explore_verify
+        figs.update(explore_verify())
     if what in ("all", "multipliers"):
         from fixar.figures.multipliers import multiplier_figures
         print("multipliers: error, golden speed, digits, Yosys PE and U50 capacity of each multiplier ...", flush=True)
