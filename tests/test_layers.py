@@ -21,7 +21,7 @@ FOLDERS = {"fixar": ROOT / "host", "fixar.gen": ROOT / "gen", "fixar.tb": ROOT /
 
 # (package prefix, layer); the longest matching prefix wins
 LAYERS = [("fixar.config", 0), ("fixar.golden", 1), ("fixar.gen", 1), ("fixar.compiler", 2),
-          ("fixar.driver", 3), ("fixar.sim", 4), ("fixar.rl", 5), ("fixar.figures", 6), ("fixar.explore", 6),
+          ("fixar.driver", 3), ("fixar.sim", 4), ("fixar.rl", 5), ("fixar.explore", 5), ("fixar.figures", 6),
           ("fixar.haq", 6),
           ("fixar.cli", 7), ("fixar.tb", 8), ("tests", 9)]
 # imports forbidden although the layers allow them
