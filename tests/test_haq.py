@@ -4,6 +4,7 @@ on the real digits MLP, and the command end to end (small)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -121,6 +122,8 @@ def test_command_end_to_end_and_resume(tmp_path):
             "--out", str(tmp_path)]
     first = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
+    # progress names the best policy so far, one w<bits>a<bits> per layer
+    assert re.search(r"best \d\.\d{4} \(w\da\d(,w\da\d)+\)", first.stdout), first.stdout[-1000:]
     figs = json.loads((tmp_path / "results.json").read_text())
     for key in ("haq_latency_speedup_vs_uniform8", "haq_quality_drop", "haq_policy", "haq_evals_to_baselines_best"):
         assert key in figs

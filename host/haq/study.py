@@ -69,9 +69,9 @@ def run_one(method: str, seed: int, plan: Plan) -> dict:
 
     def progress(records):
         r = records[-1]
-        best = max(x["quality"] for x in records)
+        best = max(records, key=lambda x: x["quality"])
         print(f"  {method} seed {seed}: {len(records)}/{plan.budget} {plan.metric} {r['quality']:.4f} "
-              f"latency {r['latency']} best {best:.4f}", flush=True)
+              f"latency {r['latency']} best {best['quality']:.4f} ({policy_text(best['policy'])})", flush=True)
 
     return {"method": method, "seed": seed, "records": METHODS[method](env, plan.budget, seed, progress)}
 
@@ -102,9 +102,9 @@ def run_all(plan: Plan, out: Path, address: str | None = None, use_ray: bool = T
                     run = ray.get(ref)
                     _save(out, run)
                     pending.pop(ref)
-                    best = max(r["quality"] for r in run["records"])
-                    print(f"haq: {run['method']} seed {run['seed']} done, best {best:.4f}; "
-                          f"{len(todo) - len(pending)}/{len(todo)} runs", flush=True)
+                    best = max(run["records"], key=lambda r: r["quality"])
+                    print(f"haq: {run['method']} seed {run['seed']} done, best {best['quality']:.4f} "
+                          f"({policy_text(best['policy'])}); {len(todo) - len(pending)}/{len(todo)} runs", flush=True)
         finally:
             ray.shutdown()
     else:
