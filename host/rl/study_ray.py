@@ -60,11 +60,22 @@ class _Board:
     def __init__(self):
         self.lines: dict[str, str] = {}
         self.stop = False
+        self.active: set[str] = set()      # runs that reported and have not been collected
+        self.peak = 0                      # the most runs that were ever active at once
 
     def report(self, rid: str, text: str) -> bool:
         """Keeps the run's line; answers whether the study is stopping."""
+        if rid not in self.lines:
+            self.active.add(rid)
+            self.peak = max(self.peak, len(self.active))
         self.lines[rid] = text
         return self.stop
+
+    def finished(self, rid: str) -> None:
+        self.active.discard(rid)
+
+    def most_at_once(self) -> int:
+        return self.peak
 
     def latest(self) -> dict:
         return dict(self.lines)
@@ -162,14 +173,15 @@ def start_ray(address: str | None, jobs: int) -> str:
     return where
 
 
-def _print_progress(board, done: int, total: int, t0: float, pending: list[str]) -> None:
+def _print_progress(board, done: int, total: int, t0: float, pending: list[str], waiting: int = 0) -> None:
     """One overall line, then each started run's latest progress line (a
-    run that has reported nothing yet is still queued)."""
+    run that has reported nothing yet is still queued, as are the ``waiting``
+    runs not yet handed to Ray)."""
     ray = _ray()
     lines = ray.get(board.latest.remote())
     running = [rid for rid in pending if rid in lines]
     elapsed = int(time.monotonic() - t0)
-    print(f"study: {done}/{total} runs done, {len(running)} running, {len(pending) - len(running)} queued, "
+    print(f"study: {done}/{total} runs done, {len(running)} running, {len(pending) - len(running) + waiting} queued, "
           f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d} elapsed", flush=True)
     for rid in running:
         print(f"  {rid}: {lines[rid]}", flush=True)
@@ -203,7 +215,14 @@ def _drive(ray, jobs, results, todo, cpus_per_run):
     threads = {k: str(cpus_per_run) for k in THREAD_ENV}
     board = ray.remote(num_cpus=0)(_Board).remote()
     task = ray.remote(num_cpus=cpus_per_run, max_retries=2)(_task)
-    pending = {task.options(runtime_env={"env_vars": threads}).remote(jobs[i], board): i for i in todo}
+    # Runs are handed to Ray no faster than its CPUs take them: Ray lends a task's CPU to the
+    # next queued task whenever the task waits on Ray, even for a moment (seen: three runs on two
+    # CPUs, each a third slower), so queueing them all at once oversubscribes the machine.
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_run)
+    queue = list(todo)
+    submit = lambda i: task.options(runtime_env={"env_vars": threads}).remote(jobs[i], board)  # noqa: E731
+    pending = {submit(i): i for i in queue[:slots]}
+    del queue[:slots]
     t0 = last = time.monotonic()
     failures, interrupted = [], []
     stopping = False
@@ -212,11 +231,15 @@ def _drive(ray, jobs, results, todo, cpus_per_run):
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
                 i = pending.pop(ref)
+                board.finished.remote(run_id(jobs[i]))
                 _collect(ray, ref, i, jobs, results, failures, interrupted)
+                if queue and not stopping:
+                    j = queue.pop(0)
+                    pending[submit(j)] = j
             if time.monotonic() - last >= PRINT_EVERY_S:
                 last = time.monotonic()
                 running = [run_id(jobs[i]) for i in pending.values()]
-                _print_progress(board, sum(r is not None for r in results), len(jobs), t0, running)
+                _print_progress(board, sum(r is not None for r in results), len(jobs), t0, running, len(queue))
         except KeyboardInterrupt:
             if stopping:       # the second Ctrl-C: do not wait for the saves
                 for ref in pending:
@@ -226,7 +249,12 @@ def _drive(ray, jobs, results, todo, cpus_per_run):
             print("\nstopping: every running run saves its checkpoint at its next step boundary "
                   "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
             board.request_stop.remote()
+            for i in queue:
+                print(f"  {run_id(jobs[i])}: not started (the study is stopping)", flush=True)
+            queue.clear()
             _cancel_queued(ray, board, pending, jobs)
+    print(f"study: at most {ray.get(board.most_at_once.remote())} run(s) at once ({slots} slot(s) of "
+          f"{cpus_per_run} CPU(s))", flush=True)
     if failures:
         raise StudyError(f"{len(failures)} run(s) failed: " + "; ".join(failures))
     if stopping or interrupted:
