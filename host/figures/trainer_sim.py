@@ -50,16 +50,24 @@ def trainer_sim(cfg: FixarConfig, batches=BATCHES) -> dict:
     return figs
 
 
+def engine_bench(cfg: FixarConfig, nets: list, steps: int, qat_switch: int):
+    """The training-engine bench on ``cfg``'s generated engine: ``steps``
+    DDPG steps of ``nets`` ([obs, act, [h1, h2], batch]) with the QAT switch
+    at ``qat_switch``, every step bit- and cycle-exact against the golden
+    model (the bench asserts both). (the run, its training_steps record or None)."""
+    res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", "fixar.tb.test_engine",
+                     env={"FIXAR_STEPS": str(steps), "FIXAR_QAT_SWITCH": str(qat_switch),
+                          "FIXAR_NETS": json.dumps(nets)})
+    recs = [r for r in res.figures() if r["test"] == "training_steps"]
+    return res, recs[0] if recs else None
+
+
 def identical_steps(steps: int = 50) -> dict:
     """Consecutive full QAT steps, the switch half way (8-32-32-2 networks,
     B = 16, small config), whose every weight, bias, target, moment, range
     and action matched the golden model."""
     from fixar.config import load
 
-    small = load("small")
-    res = run_module("verilator", small, generated(small, array=True), "fixar_trainer", "fixar.tb.test_engine",
-                     env={"FIXAR_STEPS": str(steps), "FIXAR_QAT_SWITCH": str(steps // 2),
-                          "FIXAR_NETS": json.dumps([8, 2, [32, 32], 16])})
-    recs = [r for r in res.figures() if r["test"] == "training_steps"]
-    return {"rtl_golden_identical_steps": recs[0]["identical_steps"] if recs else 0,
-            "train_step_cycles_small_8x32x32x2_b16": recs[0]["cycles_per_step"] if recs else None}
+    _, rec = engine_bench(load("small"), [8, 2, [32, 32], 16], steps, steps // 2)
+    return {"rtl_golden_identical_steps": rec["identical_steps"] if rec else 0,
+            "train_step_cycles_small_8x32x32x2_b16": rec["cycles_per_step"] if rec else None}

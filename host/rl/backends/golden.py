@@ -140,11 +140,10 @@ class GoldenBackend:
         dd.qat = None
         if qat is not None and all(st.get("kind") == "fxp16" for st in qat.values()):
             dd.use_fxp16_from_scratch()
-        elif qat is not None and all(st.get("kind") == "bfp" for st in qat.values()):
-            dd.use_bfp()
-            for k, st in qat.items():
-                dd.qat[k].load(st)
         elif qat is not None:
-            dd.enable_qat()
+            if all(st.get("kind") == "bfp" for st in qat.values()):
+                dd.use_bfp()
+            else:
+                dd.enable_qat()
             for k, st in qat.items():
                 dd.qat[k].load(st)
