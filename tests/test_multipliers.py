@@ -159,25 +159,88 @@ def test_golden_matmul_equals_model_on_random_layers(spec, widths, route):
     assert (golden.approx_matmul(Wu, Xu, spec, widths).astype(object) == _model_matmul(spec, Wu, Xu)).all()
 
 
-def test_the_table_route_split_across_threads_gives_the_numpy_routes_bits(monkeypatch):
+@pytest.mark.parametrize("name,route_of", [("mitchell", "log_matmul"), ("drum6", "table_matmul")])
+def test_a_threaded_route_gives_the_numpy_routes_bits(name, route_of, monkeypatch):
     """A product above the threads' threshold (33 rows: an uneven split) on
     two threads, against the numpy route (which the tests above tie to the
-    model); the split must have run."""
-    from fixar.golden import adam
+    model); the split must have run. The log route and the table route
+    (which no registry entry takes any more: called directly) both."""
+    from fixar.golden import adam, multiplier_routes
     if numba_kernels() is None:
         pytest.skip("numba is not available: the numpy route is the only one")
     rng = np.random.default_rng(5)
-    W = rng.integers(-(1 << 31), 1 << 31, (33, 500)) >> rng.integers(0, 31, (33, 500))
-    X = rng.integers(-(1 << 16), 1 << 16, (500, 64)) >> rng.integers(0, 16, (500, 64))
-    assert W.size * X.shape[1] >= golden._PARALLEL_LOOKUPS
+    W = rng.integers(-(1 << 31), 1 << 31, (33, 900)) >> rng.integers(0, 31, (33, 900))
+    X = rng.integers(-(1 << 16), 1 << 16, (900, 64)) >> rng.integers(0, 16, (900, 64))
+    assert np.count_nonzero(W) * X.shape[1] >= golden._PARALLEL_LOOKUPS
+    assert np.count_nonzero(W) < np.count_nonzero(X)          # W stays the outer operand
+    route = getattr(multiplier_routes if route_of == "log_matmul" else golden, route_of)
+    spec = REGISTRY[name]
     splits = []
     real = adam.run_parallel
     monkeypatch.setattr(adam, "run_parallel", lambda n, tasks, fn: splits.append(tasks) or real(n, tasks, fn))
     monkeypatch.setenv("FIXAR_THREADS", "2")
-    threaded = golden.approx_matmul(W, X, "mitchell", (32, 17))
+    threaded = route(W, X, spec)
     assert splits == [[(0, 16), (16, 33)]]
     monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
-    assert (threaded == golden.approx_matmul(W, X, "mitchell", (32, 17))).all()
+    assert (threaded == route(W, X, spec)).all()
+
+
+@pytest.mark.parametrize("widths", LANES)
+@pytest.mark.parametrize("name", ["mitchell", "mbm", "drum6"])
+def test_the_table_route_still_equals_the_model(name, widths, route):
+    """The table route (ApproxTrain's, any model with table_bits) is what a
+    new multiplier without a declared structure takes: kept exact."""
+    spec, rng = REGISTRY[name], random.Random(f"table{name}{widths}")
+    W = np.array(_log_uniform(rng, widths[0], 10 * 24)).reshape(10, 24)
+    X = np.array(_log_uniform(rng, widths[1], 24 * 4)).reshape(24, 4)
+    assert (golden.table_matmul(W, X, spec).astype(object) == _model_matmul(spec, W, X)).all()
+
+
+def test_declared_structures_hold_for_every_pair_of_8_bit_magnitudes():
+    """What the fast routes rely on (fixar.config.multipliers.Kind): a
+    separable model is operand(a) operand(b); a log-sum one is log_product
+    of its form (by definition: checked against a hand-worked value)."""
+    for spec in ALL:
+        if spec.operand is not None:
+            op = spec.operand
+            assert all(spec.magnitude(a, b) == op(a) * op(b) for a in range(256) for b in range(256)), spec.name
+    assert models.log_product(7, 7, models.mitchell_form(3)) == 48
+    assert REGISTRY["drum6"].operand is not None and REGISTRY["mbm"].log.corr == models.MBM_CORRECTION
+    assert REGISTRY["trunc16"].operand is None and REGISTRY["trunc16"].log is None
+
+
+@pytest.mark.parametrize("name", ["mitchell", "mbm", "drum6"])
+def test_fast_routes_on_relu_like_layers_equal_the_model(name, route):
+    """Half-zero operands as the training step has them (ReLU outputs and
+    their gradients): the log route puts the sparser operand outside and
+    takes back the products its loop formed with the inner operand's zeros,
+    few of them (one row each) or many (one exact product); both
+    orientations, both take-back paths, against the per-product model."""
+    spec, rng = REGISTRY[name], np.random.default_rng(len(name))
+    W = rng.integers(-(1 << 20), 1 << 20, (24, 40)) >> rng.integers(0, 20, (24, 40))
+    X = rng.integers(0, 1 << 16, (40, 20))
+    W[0, :3] = 0                                   # a few zeros in the dense operand
+    dense_zeros = np.where(rng.random(X.shape) < 0.5, 0, X)
+    sparse_w = np.where(rng.random(W.shape) < 0.6, 0, W)
+    for A, B, widths in ((W, dense_zeros, (32, 17)), (dense_zeros.T, W.T, (17, 32)), (sparse_w, dense_zeros, (32, 17))):
+        got = golden.approx_matmul(A, B, spec, widths)
+        assert (got.astype(object) == _model_matmul(spec, A, B)).all()
+
+
+def test_the_log_route_leaves_operands_too_wide_for_its_int64_to_the_table_route(monkeypatch):
+    """33 x 24-bit codes: MBM's mantissa << (ta + tb) could pass 2^63, so the
+    table route (exact for any width it accepts) takes the product."""
+    from fixar.golden import multiplier_routes
+    spec = REGISTRY["mbm"]
+    W = np.array([[-(1 << 32), (1 << 32) - 1], [12345, -7]])
+    X = np.array([[(1 << 23) - 1], [-(1 << 23)]])
+    assert not multiplier_routes.log_route_fits(W, X, spec)
+    assert multiplier_routes.log_route_fits(W >> 3, X, spec)
+    calls = []
+    real = golden.table_matmul
+    monkeypatch.setattr(golden, "table_matmul", lambda *a: calls.append(1) or real(*a))
+    assert (golden.approx_matmul(W, X, spec, (33, 24)).astype(object) == _model_matmul(spec, W, X)).all()
+    assert calls
 
 
 def test_golden_rejects_out_of_range_codes():

@@ -25,8 +25,10 @@ The Amaranth half needs a generator for the model's kind.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 def leading_one(a: int) -> int:
@@ -45,6 +47,46 @@ def exact(a: int, b: int) -> int:
     return a * b
 
 
+class LogSum(NamedTuple):
+    """A logarithmic multiplier's form: each operand a > 0 with leading one
+    at t gives an F-bit fraction code ``fraction(a, t)``; the product is
+    ``(mant << (ta + tb + carry)) >> F`` of ``log_mantissa(fa + fb, F, corr)``. Mitchell and MBM
+    are defined through it (:func:`log_product`), so a route or circuit that
+    uses the form computes the model itself."""
+
+    bits: int                                # F
+    corr: int                                # the mantissa's added constant, in 64ths (0: none)
+    fraction: Callable[[int, int], int]
+
+
+def log_mantissa(s: int, F: int, corr: int) -> tuple[int, int]:
+    """The antilog of an F-bit fraction sum s: its mantissa 1 + frac(s) + C,
+    in F fraction bits, with C = corr/64 halved when the sum carries, and
+    the carry, which goes to the exponent. Plain integer arithmetic (the
+    golden model compiles this very function for its fast route, and runs
+    it on numpy arrays in the other)."""
+    carry = s >> F
+    mant = (1 << F) | (s & ((1 << F) - 1))
+    if corr:
+        mant += corr << (F - 6 - carry)
+    return mant, carry
+
+
+def log_product(a: int, b: int, form: LogSum) -> int:
+    """2^(ta+tb) (1 + fa + fb + C) without a carry out of the fraction sum,
+    2^(ta+tb+1) (fa + fb + C/2) with one, floored once."""
+    if not a or not b:
+        return 0
+    ta, tb = leading_one(a), leading_one(b)
+    mant, carry = log_mantissa(form.fraction(a, ta) + form.fraction(b, tb), form.bits, form.corr)
+    return (mant << (ta + tb + carry)) >> form.bits
+
+
+@functools.cache
+def mitchell_form(m: int) -> LogSum:
+    return LogSum(m, 0, lambda a, t: fraction(a, t, m))
+
+
 def mitchell(a: int, b: int, m: int) -> int:
     """Mitchell (1962): log2(x) ~ t + f with f the fraction below the leading
     one, truncated to m bits; the logs are added and the antilog taken the
@@ -52,13 +94,7 @@ def mitchell(a: int, b: int, m: int) -> int:
     sum, 2^(ta+tb+1) (fa + fb) with one; never above the exact product. The
     result is an integer (each fraction has at most t bits), so ``>> m``
     drops only zeros."""
-    if not a or not b:
-        return 0
-    ta, tb = leading_one(a), leading_one(b)
-    s = fraction(a, ta, m) + fraction(b, tb, m)
-    carry = s >> m
-    mant = (1 << m) | (s & ((1 << m) - 1))     # 1 + frac(fa + fb): both cases
-    return (mant << (ta + tb + carry)) >> m
+    return log_product(a, b, mitchell_form(m))
 
 
 # MBM's correction C = 2^-4 + 2^-6 = 5/64, in 64ths: the cheap constant near
@@ -79,6 +115,12 @@ def mbm_fraction(a: int, t: int, m: int) -> int:
     return (fraction(a, t, m) << 1) | (t > m)
 
 
+@functools.cache
+def mbm_form(m: int, corr: int = MBM_CORRECTION) -> LogSum:
+    F = mbm_frac_bits(m)
+    return LogSum(F, corr, lambda a, t: mbm_fraction(a, t, m) << (F - m - 1))
+
+
 def mbm(a: int, b: int, m: int, corr: int = MBM_CORRECTION) -> int:
     """Minimally-biased multiplier (Saadat, Bokhari, Parameswaran, IEEE TCAD
     2018; ApproxTrain's FPmultMBM): Mitchell plus C 2^(ta+tb), C = corr/64,
@@ -86,14 +128,7 @@ def mbm(a: int, b: int, m: int, corr: int = MBM_CORRECTION) -> int:
     halved, so C/2 is added to it; the sum is floored once (C 2^(ta+tb) has
     fraction bits only when ta + tb < 6). Unlike ApproxTrain's float code,
     a corrected mantissa that reaches 2 is kept, not replaced by Mitchell's."""
-    if not a or not b:
-        return 0
-    F = mbm_frac_bits(m)
-    ta, tb = leading_one(a), leading_one(b)
-    s = (mbm_fraction(a, ta, m) + mbm_fraction(b, tb, m)) << (F - m - 1)
-    carry = s >> F
-    mant = ((1 << F) | (s & ((1 << F) - 1))) + (corr << (F - 6 - carry))
-    return (mant << (ta + tb + carry)) >> F
+    return log_product(a, b, mbm_form(m, corr))
 
 
 def drum_operand(a: int, k: int) -> int:
@@ -125,16 +160,32 @@ def truncated(a: int, b: int, p: int) -> int:
     return total
 
 
-# kind -> (model, table_bits(**params) or None). table_bits: the golden
-# model's table route applies (docs/multipliers.md): with T = table_bits,
-# an operand whose leading one is above T gives the model's result of its
-# top T + 1 bits, shifted back by the bits dropped.
-KINDS: dict[str, tuple[Callable[..., int], Callable[..., int] | None]] = {
-    "exact": (exact, None),
-    "mitchell": (mitchell, lambda m: m),
-    "mbm": (mbm, lambda m, corr=MBM_CORRECTION: max(m + 1, 6)),
-    "drum": (drum, lambda k: k),
-    "truncated": (truncated, None),
+@dataclass(frozen=True)
+class Kind:
+    """A multiplier kind: its model and what the golden model may derive from
+    it (docs/multipliers.md, "Fast routes"). Each is a function of the
+    kind's parameters.
+
+    ``table_bits``: the table route applies with T = table_bits: an operand
+    whose leading one is above T gives the model's result of its top T + 1
+    bits, shifted back by the bits dropped. ``operand``: the model is
+    separable, model(a, b) = operand(a) * operand(b) (a matrix product is
+    then an exact one of the mapped operands). ``log``: the model is
+    ``log_product`` of this form. tests/test_multipliers.py checks every
+    declared structure against the model."""
+
+    model: Callable[..., int]
+    table_bits: Callable[..., int] | None = None
+    operand: Callable[..., Callable[[int], int]] | None = None
+    log: Callable[..., LogSum] | None = None
+
+
+KINDS: dict[str, Kind] = {
+    "exact": Kind(exact),
+    "mitchell": Kind(mitchell, table_bits=lambda m: m, log=mitchell_form),
+    "mbm": Kind(mbm, table_bits=lambda m, corr=MBM_CORRECTION: max(m + 1, 6), log=mbm_form),
+    "drum": Kind(drum, table_bits=lambda k: k, operand=lambda k: functools.partial(drum_operand, k=k)),
+    "truncated": Kind(truncated),
 }
 
 
@@ -167,13 +218,26 @@ class Multiplier:
 
     @property
     def model(self) -> Callable[..., int]:
-        return KINDS[self.kind][0]
+        return KINDS[self.kind].model
+
+    def _derived(self, field: str):
+        fn = getattr(KINDS[self.kind], field)
+        return None if fn is None else fn(**self.kwargs)
 
     @property
     def table_bits(self) -> int | None:
         """T of the golden model's table route, or None when it does not apply."""
-        fn = KINDS[self.kind][1]
-        return None if fn is None else fn(**self.kwargs)
+        return self._derived("table_bits")
+
+    @property
+    def operand(self) -> Callable[[int], int] | None:
+        """The operand map of a separable model (model(a, b) = operand(a) operand(b)), or None."""
+        return self._derived("operand")
+
+    @property
+    def log(self) -> LogSum | None:
+        """The log-sum form of a logarithmic model, or None."""
+        return self._derived("log")
 
     def magnitude(self, a: int, b: int) -> int:
         """The model on two magnitudes a, b >= 0."""

@@ -188,12 +188,16 @@ def approx_lane_sums(cfg: PEConfig, W, X, mode: PEMode, start=None) -> tuple[np.
     L = cfg.lane_bits
     widths = (cfg.weight.bits, L + 1)       # the PE's multiplier ports: weight x lane (one extra bit)
     st = 0 if start is None else np.asarray(start, dtype=I64)[:, None]
+    # every approximate product fits the exact one's width (tests/test_multipliers.py), so the
+    # exact route's no-wrap bound holds: at most 2^guard_bits of them, plus the start, cannot wrap
+    top = (W.shape[1] << (cfg.product_bits - 1)) + (0 if start is None else int(np.abs(st).max(initial=0)))
+    reduce = (lambda v: v) if top < 1 << (cfg.acc_bits - 1) else (lambda v: wrap(v, cfg.acc_bits))
     if mode == PEMode.FXP16:
-        return np.zeros((W.shape[0], X.shape[1]), dtype=I64), wrap(approx_matmul(W, X, cfg.multiplier, widths) + st,
-                                                                   cfg.acc_bits)
-    lo = approx_matmul(W, X & I64((1 << L) - 1), cfg.multiplier, widths)
-    hi = approx_matmul(W, X >> I64(L), cfg.multiplier, widths)
-    return wrap(hi, cfg.acc_bits), wrap(lo + st, cfg.acc_bits)
+        return np.zeros((W.shape[0], X.shape[1]), dtype=I64), reduce(approx_matmul(W, X, cfg.multiplier, widths) + st)
+    # both lanes in one product (side by side): each weight is prepared once for the two
+    lanes = approx_matmul(W, np.concatenate([X & I64((1 << L) - 1), X >> I64(L)], axis=1), cfg.multiplier, widths)
+    lo, hi = lanes[:, :X.shape[1]], lanes[:, X.shape[1]:]
+    return reduce(hi), reduce(lo + st)
 
 
 class Operand(NamedTuple):

@@ -124,8 +124,13 @@ def approx_matmul(W, X, multiplier, widths: tuple[int, int]) -> np.ndarray:
     _check(W, X, widths)
     if spec.kind == "exact":
         return _exact(W, X)
+    from fixar.golden import multiplier_routes as fast  # it imports this module
+    if spec.operand is not None and spec.table_bits is not None:
+        return fast.separable_matmul(W, X, spec)
+    if spec.log is not None and spec.table_bits is not None and fast.log_route_fits(W, X, spec):
+        return fast.log_matmul(W, X, spec)
     if spec.table_bits is not None:
-        return _table_matmul(W, X, spec)
+        return table_matmul(W, X, spec)
     if spec.kind == "truncated":
         return _truncated_matmul(W, X, spec.kwargs["p"])
     raise ValueError(f"{spec.name}: no golden route for a {spec.kind} multiplier")
@@ -149,7 +154,7 @@ def signed_table(spec: Multiplier) -> np.ndarray:
     return both.astype(np.int32) if np.abs(tab).max(initial=0) < 1 << 31 else both
 
 
-def _table_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
+def table_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
     T = spec.table_bits
     out = np.zeros((W.shape[0], X.shape[1]), dtype=I64)
     if not W.size or not X.size:
@@ -163,7 +168,7 @@ def _table_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
         col, ex = np.empty(X.shape, np.uint32), np.empty(X.shape, I64)
         split_kernel(W.reshape(-1), T, T + 1, -1, row.reshape(-1), ew.reshape(-1))
         split_kernel(X.reshape(-1), T, 0, 0, col.reshape(-1), ex.reshape(-1))
-        _by_rows(lambda a, b: table_kernel(tab, row[a:b], ew[a:b], col, ex, out[a:b]), W.shape[0], W.size * X.shape[1])
+        by_rows(lambda a, b: table_kernel(tab, row[a:b], ew[a:b], col, ex, out[a:b]), W.shape[0], W.size * X.shape[1])
         return out
     # Index fields: the sign above the two windows; XOR of a weight's and a
     # lane's fields is then the signed table's index of their product.
@@ -185,7 +190,7 @@ def _table_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
 _PARALLEL_LOOKUPS = 1 << 20
 
 
-def _by_rows(run, rows: int, lookups: int) -> None:
+def by_rows(run, rows: int, lookups: int) -> None:
     """run(a, b) for row ranges that split 0..rows across the golden model's
     threads (fixar.golden.adam's pool; the numba kernel releases the GIL).
     Each output row is one row's sums, in the same order whichever thread

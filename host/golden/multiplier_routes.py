@@ -1,0 +1,187 @@
+"""Fast golden routes for multipliers whose model declares a structure
+(``fixar.config.multipliers.Kind``): the same bits as the model, a few
+times faster than the table route (docs/multipliers.md, "Fast routes").
+
+Separable (DRUM): model(a, b) = operand(a) operand(b), so a matrix of
+approximate products is an exact product of the mapped matrices, which the
+golden model's exact BLAS route computes. The operand map is vectorized the
+table route's way: operand(a) = operand(M) << E for a's window M and shift E
+(the map is built by calling the model's own ``operand`` on every window).
+
+Log-sum (Mitchell, MBM): the product of a and b is
+``(mant << (ta + tb + carry)) >> F`` with (mant, carry) = ``log_mantissa(fa + fb)`` (``fixar.config.multipliers.
+log_product``), so the route needs each operand's fraction code and leading
+one once (per matrix, not per product) and then, per product, an add, the
+model's own ``log_mantissa`` (compiled by numba from the config's source)
+and two shifts: no table gathers, which cost more than the arithmetic on
+this machine's cores. The loop skips the zero entries of its outer operand,
+and the operand with more zeros is made the outer one (ReLU outputs are
+half zeros); log-sum models are symmetric, so out^T = X^T (x) W^T gives the
+same bits.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from fixar.config.multipliers import Multiplier, leading_one, log_mantissa
+from fixar.golden.fixed import I64, numba_kernels
+from fixar.golden.matmul import MAX_REDUCTION, exact_matmul_lanes
+from fixar.golden.multipliers import by_rows, split
+
+# float64 holds integers below 2^53 exactly: the limb route's bound
+_EXACT_BITS = 53
+# Entries of the (M, K, N) block of products the numpy log route forms at once.
+_BLOCK = 1 << 18
+
+
+# --- separable ---------------------------------------------------------------
+
+@functools.lru_cache(maxsize=16)
+def _operand_table(spec: Multiplier) -> np.ndarray:
+    op = spec.operand
+    return np.array([op(m) for m in range(1 << (spec.table_bits + 1))], dtype=I64)
+
+
+def mapped(V: np.ndarray, spec: Multiplier) -> np.ndarray:
+    """sign(v) operand(|v|) of each entry, through the window table."""
+    kernels = _numba_kernels()
+    if kernels is not None:
+        V = np.ascontiguousarray(V, dtype=I64)
+        out = np.empty(V.shape, I64)
+        kernels.mapped(V.reshape(-1), spec.table_bits, _operand_table(spec), out.reshape(-1))
+        return out
+    s, M, E = split(V, spec.table_bits)
+    return s * (_operand_table(spec)[M] << E)
+
+
+def separable_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
+    A, B = mapped(W, spec), mapped(X, spec)
+    return _exact_product(A, B)
+
+
+def _exact_product(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Exact int64 A @ B (modulo 2^64): the limb route of exact_matmul_lanes
+    when its float64 sums stay below 2^53 (A's 16-bit limbs times B), else
+    numpy's int64 product."""
+    K = A.shape[1]
+    limb = max((int(np.abs(A).max(initial=0)) >> 16) + 1, 1 << 16)
+    if K <= MAX_REDUCTION and limb * int(np.abs(B).max(initial=0)) * max(K, 1) < 1 << _EXACT_BITS:
+        (out,) = exact_matmul_lanes(A, [B])
+        return out
+    return A @ B
+
+
+# --- log-sum -----------------------------------------------------------------
+
+# An operand's fields packed in one int64, so that adding two packed words
+# adds the fractions (bits 0-23: F <= 17, so no carry out), adds the leading
+# ones (bits 24-31) and XORs the signs (bit 63: the carry out of it is
+# dropped): one load and one add per product. A zero entry: ``ZERO_OUTER``
+# (bit 40, otherwise unused) when it is the outer operand (skipped), 0 when
+# it is the inner one (read as the operand 1; taken back afterwards, see
+# _take_back_zero_products).
+_LEAD, _SIGN = 24, 63
+ZERO_OUTER = 1 << 40
+_FRAC_MASK = (1 << _LEAD) - 1
+
+
+@functools.lru_cache(maxsize=16)
+def _fraction_table(spec: Multiplier) -> np.ndarray:
+    form = spec.log
+    return np.array([0] + [form.fraction(m, leading_one(m)) for m in range(1, 1 << (spec.table_bits + 1))],
+                    dtype=I64)
+
+
+def packed_fields(V: np.ndarray, spec: Multiplier, zero: int) -> np.ndarray:
+    """Each entry's packed fields (fraction | leading one << 24 | negative << 63), ``zero`` for 0."""
+    ftab = _fraction_table(spec)
+    kernels = _numba_kernels()
+    if kernels is not None:
+        V = np.ascontiguousarray(V, dtype=I64)
+        out = np.empty(V.shape, I64)
+        kernels.pack(V.reshape(-1), spec.table_bits, ftab, zero, out.reshape(-1))
+        return out
+    s, M, E = split(V, spec.table_bits)
+    lead = np.frexp(M.astype(np.float64))[1].astype(I64) - 1 + E
+    return np.where(s != 0, ftab[M] | (lead << _LEAD) | ((s < 0).astype(I64) << I64(_SIGN)), zero)
+
+
+def _unpacked_products(w: np.ndarray, spec: Multiplier) -> np.ndarray:
+    """Signed products of summed packed words, the model's own mantissa on arrays (the numpy route)."""
+    F, corr = spec.log.bits, spec.log.corr
+    mant, carry = log_mantissa(w & _FRAC_MASK, F, corr)
+    mag = (mant << (((w >> _LEAD) & 0xFF) + carry)) >> F
+    return np.where(w < 0, -mag, mag)
+
+
+def log_route_fits(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> bool:
+    """The route's int64 intermediate, mantissa << (ta + tb) with a mantissa
+    below 2^(F + 3), stays below 2^63 for these operands' widths, and the
+    fraction sum fits its field."""
+    top = int(np.abs(W).max(initial=1)).bit_length() + int(np.abs(X).max(initial=1)).bit_length() - 2
+    return top + spec.log.bits + 3 <= 63 and spec.log.bits < _LEAD - 1
+
+
+def log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
+    if not W.size or not X.size:
+        return np.zeros((W.shape[0], X.shape[1]), dtype=I64)
+    if np.count_nonzero(X) < np.count_nonzero(W):     # the sparser operand outside: its zeros are skipped
+        return log_matmul(np.ascontiguousarray(X.T), np.ascontiguousarray(W.T), spec).T
+    outer, inner = packed_fields(W, spec, ZERO_OUTER), packed_fields(X, spec, 0)
+    kernels = _numba_kernels()
+    if kernels is None:
+        return _numpy_log_matmul(outer, inner, X != 0, spec)
+    out = np.empty((W.shape[0], X.shape[1]), dtype=I64)
+    F, corr = spec.log.bits, spec.log.corr
+    by_rows(lambda a, b: kernels.log(F, corr, ZERO_OUTER, outer[a:b], inner, out[a:b]), W.shape[0],
+            np.count_nonzero(W) * X.shape[1])
+    _take_back_zero_products(out, outer, X == 0, spec)
+    return out
+
+
+def _take_back_zero_products(out: np.ndarray, outer: np.ndarray, zeros: np.ndarray, spec: Multiplier) -> None:
+    """The loop read each zero inner entry as the operand 1: subtract those
+    products, each |w| x 1 by the model (below 2^(top of W + 2)). Few zeros
+    (weights have almost none): one row of out per zero; many (ReLU
+    outputs): one exact float64 product with the zeros' 0/1 matrix."""
+    count = zeros.size - np.count_nonzero(~zeros)
+    if not count:
+        return
+    if count * 16 < zeros.size:
+        ks, ns = np.nonzero(zeros)
+        cols, at = np.unique(ks, return_inverse=True)
+        np.subtract.at(out.T, ns, _products_with_one(outer[:, cols], spec)[:, at].T)
+        return
+    out -= _exact_product(_products_with_one(outer, spec), zeros.astype(I64))
+
+
+def _products_with_one(outer: np.ndarray, spec: Multiplier) -> np.ndarray:
+    """sign(w) model(|w|, 1) of each outer entry (0 for a zero one)."""
+    kernels = _numba_kernels()
+    if kernels is not None:
+        outer = np.ascontiguousarray(outer)
+        out = np.empty(outer.shape, I64)
+        kernels.with_one(spec.log.bits, spec.log.corr, ZERO_OUTER, outer.reshape(-1), out.reshape(-1))
+        return out
+    return np.where(outer != ZERO_OUTER, _unpacked_products(outer, spec), 0)
+
+
+def _numpy_log_matmul(outer: np.ndarray, inner: np.ndarray, nonzero: np.ndarray, spec: Multiplier) -> np.ndarray:
+    out = np.zeros((outer.shape[0], inner.shape[1]), dtype=I64)
+    kb = max(1, _BLOCK // (outer.shape[0] * inner.shape[1]))
+    for k0 in range(0, outer.shape[1], kb):
+        k = slice(k0, min(k0 + kb, outer.shape[1]))
+        u = outer[:, k, None]
+        p = _unpacked_products(u + inner[None, k, :], spec)
+        out += np.where((u != ZERO_OUTER) & nonzero[None, k, :], p, 0).sum(axis=1)
+    return out
+
+
+def _numba_kernels():
+    """:mod:`fixar.golden.multiplier_kernels`, or None where the golden model runs numpy."""
+    if numba_kernels() is None:
+        return None
+    from fixar.golden import multiplier_kernels
+    return multiplier_kernels
