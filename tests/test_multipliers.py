@@ -213,9 +213,9 @@ def test_declared_structures_hold_for_every_pair_of_8_bit_magnitudes():
 def test_fast_routes_on_relu_like_layers_equal_the_model(name, route):
     """Half-zero operands as the training step has them (ReLU outputs and
     their gradients): the log route puts the sparser operand outside and
-    takes back the products its loop formed with the inner operand's zeros,
-    few of them (one row each) or many (one exact product); both
-    orientations, both take-back paths, against the per-product model."""
+    skips its zeros; the inner operand's zeros, few (read as the operand 1,
+    the products taken back) or many (masked in the loop); both
+    orientations, against the per-product model."""
     spec, rng = REGISTRY[name], np.random.default_rng(len(name))
     W = rng.integers(-(1 << 20), 1 << 20, (24, 40)) >> rng.integers(0, 20, (24, 40))
     X = rng.integers(0, 1 << 16, (40, 20))

@@ -29,7 +29,7 @@ _SIGN_BIT = np.int64(-(1 << 63))     # packed words' sign: adding two XORs them 
 
 
 @numba.njit(inline="always")
-def _log_loop(F, corr, zero, outer, inner, out):
+def _log_loop(F, corr, masked, zero, outer, inner, out):
     M, K = outer.shape
     N = inner.shape[1]
     acc = np.zeros(N, np.int64)
@@ -44,19 +44,28 @@ def _log_loop(F, corr, zero, outer, inner, out):
                 w = u + row[n]
                 mant, carry = _mantissa(w & 0xFF_FFFF, F, corr)
                 p = ((mant << (((w >> 24) & 0xFF) + carry)) & _POSITIVE) >> F
+                if masked:                      # a constant: no branch in the loop
+                    p &= ((w >> 40) & 1) - 1    # 0 for a zero inner entry (its flag, bit 40)
                 g = w >> 63                     # -1 for a negative product: one compare in AVX2
                 acc[n] += (p ^ g) - g
         out[i, :] = acc
 
 
 @_jit
-def log(F, corr, zero, outer, inner, out):
+def log(F, corr, masked, zero, outer, inner, out):
     """out[i, n] = sum_k of the product of packed words outer[i, k] (skipped
-    when ``zero``: a zero entry) and inner[k, n]."""
-    if corr == 0:       # Mitchell: the constant takes the correction's shift and add out of the loop
-        _log_loop(F, 0, zero, outer, inner, out)
+    when ``zero``: a zero entry) and inner[k, n] (0 for a flagged zero inner
+    entry when ``masked``). The branches make the constants the loop sees:
+    corr = 0 (Mitchell) takes the correction's shift and add out of it."""
+    if corr == 0:
+        if masked:
+            _log_loop(F, 0, True, zero, outer, inner, out)
+        else:
+            _log_loop(F, 0, False, zero, outer, inner, out)
+    elif masked:
+        _log_loop(F, corr, True, zero, outer, inner, out)
     else:
-        _log_loop(F, corr, zero, outer, inner, out)
+        _log_loop(F, corr, False, zero, outer, inner, out)
 
 
 @_jit

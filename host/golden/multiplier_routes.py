@@ -79,11 +79,13 @@ def _exact_product(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 # adds the fractions (bits 0-23: F <= 17, so no carry out), adds the leading
 # ones (bits 24-31) and XORs the signs (bit 63: the carry out of it is
 # dropped): one load and one add per product. A zero entry: ``ZERO_OUTER``
-# (bit 40, otherwise unused) when it is the outer operand (skipped), 0 when
-# it is the inner one (read as the operand 1; taken back afterwards, see
-# _take_back_zero_products).
+# (bit 40, otherwise unused) when it is the outer operand (skipped); when it
+# is the inner one, 0 (read as the operand 1; taken back afterwards, see
+# _take_back_zero_products) or, where zeros are many, ``ZERO_INNER`` (the
+# same with bit 40 set, which the loop turns into a mask).
 _LEAD, _SIGN = 24, 63
 ZERO_OUTER = 1 << 40
+ZERO_INNER = 1 << 40        # a zero inner entry, flagged: the operand 1 with bit 40 set
 _FRAC_MASK = (1 << _LEAD) - 1
 
 
@@ -129,32 +131,30 @@ def log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
         return np.zeros((W.shape[0], X.shape[1]), dtype=I64)
     if np.count_nonzero(X) < np.count_nonzero(W):     # the sparser operand outside: its zeros are skipped
         return log_matmul(np.ascontiguousarray(X.T), np.ascontiguousarray(W.T), spec).T
-    outer, inner = packed_fields(W, spec, ZERO_OUTER), packed_fields(X, spec, 0)
+    zeros = X.size - np.count_nonzero(X)
+    # Many zeros inside (ReLU outputs on both sides of a weight gradient): flag
+    # them, and the loop masks their products; few: the loop reads them as
+    # the operand 1 and those products are taken back afterwards.
+    masked = zeros * 16 >= X.size
+    outer, inner = packed_fields(W, spec, ZERO_OUTER), packed_fields(X, spec, ZERO_INNER if masked else 0)
     kernels = _numba_kernels()
     if kernels is None:
         return _numpy_log_matmul(outer, inner, X != 0, spec)
     out = np.empty((W.shape[0], X.shape[1]), dtype=I64)
     F, corr = spec.log.bits, spec.log.corr
-    by_rows(lambda a, b: kernels.log(F, corr, ZERO_OUTER, outer[a:b], inner, out[a:b]), W.shape[0],
+    by_rows(lambda a, b: kernels.log(F, corr, masked, ZERO_OUTER, outer[a:b], inner, out[a:b]), W.shape[0],
             np.count_nonzero(W) * X.shape[1])
-    _take_back_zero_products(out, outer, X == 0, spec)
+    if zeros and not masked:
+        _take_back_zero_products(out, outer, X == 0, spec)
     return out
 
 
 def _take_back_zero_products(out: np.ndarray, outer: np.ndarray, zeros: np.ndarray, spec: Multiplier) -> None:
-    """The loop read each zero inner entry as the operand 1: subtract those
-    products, each |w| x 1 by the model (below 2^(top of W + 2)). Few zeros
-    (weights have almost none): one row of out per zero; many (ReLU
-    outputs): one exact float64 product with the zeros' 0/1 matrix."""
-    count = zeros.size - np.count_nonzero(~zeros)
-    if not count:
-        return
-    if count * 16 < zeros.size:
-        ks, ns = np.nonzero(zeros)
-        cols, at = np.unique(ks, return_inverse=True)
-        np.subtract.at(out.T, ns, _products_with_one(outer[:, cols], spec)[:, at].T)
-        return
-    out -= _exact_product(_products_with_one(outer, spec), zeros.astype(I64))
+    """The loop read each of the (few) zero inner entries as the operand 1:
+    subtract those products, each |w| x 1 by the model, one row of out per zero."""
+    ks, ns = np.nonzero(zeros)
+    cols, at = np.unique(ks, return_inverse=True)
+    np.subtract.at(out.T, ns, _products_with_one(outer[:, cols], spec)[:, at].T)
 
 
 def _products_with_one(outer: np.ndarray, spec: Multiplier) -> np.ndarray:
