@@ -18,10 +18,12 @@ golden model and the generator must both reach them and may not import each
 other (tests/test_layers.py); ``fixar.config`` is the one base they share.
 docs/multipliers.md has the definitions, sources and error figures.
 
-Adding a multiplier: write its model (and, if the table route applies, its
-``table_bits``) and add a :class:`Multiplier` to ``REGISTRY``; the golden
-path then works with no other change (the table is built from the model).
-The Amaranth half needs a generator for the model's kind.
+Adding a multiplier: write its model, register its :class:`Kind` (with
+``table_bits`` if the table route applies) and add a :class:`Multiplier` to
+``REGISTRY``; the golden path then works with no other change (the table is
+built from the model). A kind may also declare a structure its model has
+(separable, or a log-sum form), for a faster golden route derived from the
+same definitions. The Amaranth half needs a generator for the model's kind.
 """
 from __future__ import annotations
 
