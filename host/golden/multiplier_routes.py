@@ -9,11 +9,12 @@ table route's way: operand(a) = operand(M) << E for a's window M and shift E
 (the map is built by calling the model's own ``operand`` on every window).
 
 Log-sum (Mitchell, MBM): the product of a and b is
-``(mant << (ta + tb + carry)) >> F`` with (mant, carry) = ``log_mantissa(fa + fb)`` (``fixar.config.multipliers.
-log_product``), so the route needs each operand's fraction code and leading
-one once (per matrix, not per product) and then, per product, an add, the
-model's own ``log_mantissa`` (compiled by numba from the config's source)
-and two shifts: no table gathers, which cost more than the arithmetic on
+``(mant << (ta + tb + carry)) >> F`` with (mant, carry) =
+``log_mantissa(fa + fb, F, corr)`` (``fixar.config.multipliers.log_product``),
+so the route needs each operand's fraction code and leading one once (per
+matrix, not per product) and then, per product, an add, the model's own
+``log_mantissa`` (compiled by numba from the config's source) and two
+shifts: no table gathers, which cost more than the arithmetic on
 this machine's cores. The loop skips the zero entries of its outer operand,
 and the operand with more zeros is made the outer one (ReLU outputs are
 half zeros); log-sum models are symmetric, so out^T = X^T (x) W^T gives the
