@@ -2,7 +2,9 @@
 table adapted to integers, derived from the functional models of
 :mod:`fixar.config.multipliers` (the one definition of each multiplier).
 
-The table route (Mitchell, MBM, DRUM): with T = the model's ``table_bits``,
+The table route (any model with ``table_bits``; the registry's Mitchell,
+MBM and DRUM declare a structure and take the faster routes of
+:mod:`fixar.golden.multiplier_routes` instead): with T = ``table_bits``,
 an operand magnitude v with leading one at t is split into a window
 M = v >> E and a shift E = max(t - T, 0): M is v itself when v has at most
 T + 1 bits (so small operands stay exact) and otherwise its top T + 1 bits
