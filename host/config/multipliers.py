@@ -52,9 +52,10 @@ def exact(a: int, b: int) -> int:
 class LogSum(NamedTuple):
     """A logarithmic multiplier's form: each operand a > 0 with leading one
     at t gives an F-bit fraction code ``fraction(a, t)``; the product is
-    ``(mant << (ta + tb + carry)) >> F`` of ``log_mantissa(fa + fb, F, corr)``. Mitchell and MBM
-    are defined through it (:func:`log_product`), so a route or circuit that
-    uses the form computes the model itself."""
+    ``(mant << (ta + tb + carry)) >> F`` with ``(mant, carry) =
+    log_mantissa(fa + fb, F, corr)``. Mitchell and MBM are defined through
+    it (:func:`log_product`), so a route that uses the form computes the
+    model itself."""
 
     bits: int                                # F
     corr: int                                # the mantissa's added constant, in 64ths (0: none)
