@@ -68,6 +68,12 @@ def log(F, corr, masked, zero, outer, inner, out):
         _log_loop(F, corr, False, zero, outer, inner, out)
 
 
+@numba.njit(inline="always")
+def _lead(mag):
+    """Position of the leading one of 0 < mag < 2^53 (float64's exponent is exact there)."""
+    return (np.float64(mag).view(np.int64) >> 52) - 1023
+
+
 @_jit
 def with_one(F, corr, zero, outer, out):
     """The product of each packed outer word with the operand 1 (0 for ``zero``)."""
@@ -90,7 +96,7 @@ def pack(V, T, ftab, zero, out):
         if mag == 0:
             out[j] = zero
             continue
-        lead = (np.float64(mag).view(np.int64) >> 52) - 1023     # exact below 2^53
+        lead = _lead(mag)
         out[j] = ftab[mag >> max(lead - T, 0)] | (lead << 24) | (_SIGN_BIT if v < 0 else 0)
 
 
@@ -103,6 +109,6 @@ def mapped(V, T, optab, out):
         if mag == 0:
             out[j] = 0
             continue
-        e = max((np.float64(mag).view(np.int64) >> 52) - 1023 - T, 0)
+        e = max(_lead(mag) - T, 0)
         m = optab[mag >> e] << e
         out[j] = -m if v < 0 else m

@@ -28,11 +28,8 @@ import numpy as np
 
 from fixar.config.multipliers import Multiplier, leading_one, log_mantissa
 from fixar.golden.fixed import I64, numba_kernels
-from fixar.golden.matmul import MAX_REDUCTION, exact_matmul_lanes
-from fixar.golden.multipliers import by_rows, split
+from fixar.golden.multipliers import by_rows, exact_product, split
 
-# float64 holds integers below 2^53 exactly: the limb route's bound
-_EXACT_BITS = 53
 # Entries of the (M, K, N) block of products the numpy log route forms at once.
 _BLOCK = 1 << 18
 
@@ -59,19 +56,7 @@ def mapped(V: np.ndarray, spec: Multiplier) -> np.ndarray:
 
 def separable_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
     A, B = mapped(W, spec), mapped(X, spec)
-    return _exact_product(A, B)
-
-
-def _exact_product(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Exact int64 A @ B (modulo 2^64): the limb route of exact_matmul_lanes
-    when its float64 sums stay below 2^53 (A's 16-bit limbs times B), else
-    numpy's int64 product."""
-    K = A.shape[1]
-    limb = max((int(np.abs(A).max(initial=0)) >> 16) + 1, 1 << 16)
-    if K <= MAX_REDUCTION and limb * int(np.abs(B).max(initial=0)) * max(K, 1) < 1 << _EXACT_BITS:
-        (out,) = exact_matmul_lanes(A, [B])
-        return out
-    return A @ B
+    return exact_product(A, B)
 
 
 # --- log-sum -----------------------------------------------------------------

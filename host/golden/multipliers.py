@@ -125,7 +125,7 @@ def approx_matmul(W, X, multiplier, widths: tuple[int, int]) -> np.ndarray:
     W, X = np.asarray(W, dtype=I64), np.asarray(X, dtype=I64)
     _check(W, X, widths)
     if spec.kind == "exact":
-        return _exact(W, X)
+        return exact_product(W, X)
     from fixar.golden import multiplier_routes as fast  # it imports this module
     if spec.operand is not None and spec.table_bits is not None:
         return fast.separable_matmul(W, X, spec)
@@ -138,11 +138,16 @@ def approx_matmul(W, X, multiplier, widths: tuple[int, int]) -> np.ndarray:
     raise ValueError(f"{spec.name}: no golden route for a {spec.kind} multiplier")
 
 
-def _exact(W: np.ndarray, X: np.ndarray) -> np.ndarray:
-    if not X.size or np.abs(X).max() <= 1 << 16:
-        (out,) = exact_matmul_lanes(W, [X])     # BLAS, exact (fixar.golden.matmul)
+def exact_product(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Exact int64 A @ B (modulo 2^64): the limb route of exact_matmul_lanes
+    (BLAS) when its float64 sums stay below 2^53 (A's 16-bit limbs times B),
+    else numpy's int64 product."""
+    K = A.shape[1]
+    limb = max((int(np.abs(A).max(initial=0)) >> 16) + 1, 1 << 16)
+    if K <= MAX_REDUCTION and limb * int(np.abs(B).max(initial=0)) * max(K, 1) < 1 << 53:
+        (out,) = exact_matmul_lanes(A, [B])
         return out
-    return W @ X                                # int64, wraps modulo 2^64
+    return A @ B
 
 
 @functools.lru_cache(maxsize=16)
