@@ -15,6 +15,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 
 from fixar.config import ConfigError, FixarConfig
+from fixar.config.timing import array_stages, pe_stages
 from fixar.gen.kernel.top import Kernel
 from fixar.gen.lib import ram
 from fixar.gen.units.activation import ActivationUnit
@@ -43,7 +44,7 @@ def designs(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> dict
     blocks and the benches generate the array into sim_build/ (docs/array.md).
     """
     found = {
-        "fixar_pe": (lambda: PE(cfg.pe), {"latency": PE.LATENCY}),
+        "fixar_pe": (lambda: PE(cfg.pe), {"latency": pe_stages(cfg.pe)}),
         "fixar_prng": (lambda: Xorshift32(cfg.prng), {"latency": 0}),
         "fixar_act": (lambda: ActivationUnit(cfg), {"latency": ActivationUnit.LATENCY}),
         "fixar_adam": (lambda: AdamUnit(cfg), {"latency": AdamUnit.latency(cfg)}),
@@ -51,21 +52,21 @@ def designs(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> dict
         "fixar_bfp_column": (lambda: BfpColumn(cfg), {"latency": BfpColumn.LATENCY}),
     }
     if array:
-        found["fixar_array"] = (lambda: Array(cfg), {"latency": Array.LATENCY, "pipe": Array.PIPE,
+        found["fixar_array"] = (lambda: Array(cfg), {"latency": array_stages(cfg.pe), "pipe": Array.PIPE,
                                                      "sources": [ram.VERILOG.name]})
         # the training engine's "latency" is its array's: the program cycle model's parameter.
         # A config the array builds but training cannot use (stochastic pe.out)
         # gets the array alone; asking for the kernel still fails with the reason.
         try:
             Trainer.check(cfg)
-            found["fixar_trainer"] = (lambda: Trainer(cfg), {"latency": Array.LATENCY,
+            found["fixar_trainer"] = (lambda: Trainer(cfg), {"latency": array_stages(cfg.pe),
                                                              "sources": [ram.VERILOG.name]})
         except ConfigError:
             if kernel:
                 raise
     if kernel:
         # the U50 kernel: the engine behind AXI; its arguments for kernel.xml and the host
-        found["fixar_kernel"] = (lambda: Kernel(cfg), {"latency": Array.LATENCY, "sources": [ram.VERILOG.name],
+        found["fixar_kernel"] = (lambda: Kernel(cfg), {"latency": array_stages(cfg.pe), "sources": [ram.VERILOG.name],
                                                        "args": [list(a) for a in Kernel.ARGS]})
     return found
 

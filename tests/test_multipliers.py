@@ -31,6 +31,7 @@ NARROW = [Multiplier("mitchell3", "mitchell", (("m", 3),)), Multiplier("mbm2", "
           Multiplier("trunc4", "truncated", (("p", 4),))]
 MBM3 = NARROW[2]
 ALL = list(REGISTRY.values()) + NARROW
+APPROX = [s for s in REGISTRY.values() if s.kind != "exact"] + NARROW
 PLANTED = Multiplier("mbm3_bad", "mbm", (("m", 3), ("corr", 4)))     # C = 4/64 instead of 5/64
 PLANTED_WIDE = Multiplier("mbm_bad", "mbm", (("m", 7), ("corr", 4)))
 SIX = [(a, b) for a in range(-32, 32) for b in range(-32, 32)]
@@ -265,17 +266,25 @@ def test_a_planted_wrong_mbm_constant_is_caught_by_the_golden_check(route):
 
 # --- the generator half ------------------------------------------------------
 
-def _simulate(spec: Multiplier, wa: int, wb: int, pairs: list[tuple[int, int]]) -> list[int]:
-    dut = gen.ApproxMultiplier(spec, wa, wb)
-    got = []
+def _simulate(spec: Multiplier, wa: int, wb: int, pairs: list[tuple[int, int]], pipelined: bool = False) -> list[int]:
+    """The circuit's products of ``pairs``; ``pipelined``: a new pair every
+    cycle, each product read the multiplier's latency later."""
+    dut = gen.ApproxMultiplier(spec, wa, wb, pipelined)
+    lat, got = dut.LATENCY, []
 
     async def bench(ctx):
-        for a, b in pairs:
-            ctx.set(dut.a, a)
-            ctx.set(dut.b, b)
-            got.append(ctx.get(dut.p))
+        for i in range(len(pairs) + lat):
+            if i < len(pairs):
+                ctx.set(dut.a, pairs[i][0])
+                ctx.set(dut.b, pairs[i][1])
+            if i >= lat:
+                got.append(ctx.get(dut.p))
+            if pipelined:
+                await ctx.tick()
 
     sim = Simulator(dut)
+    if pipelined and lat:
+        sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
     return got
@@ -294,6 +303,33 @@ def test_generator_equals_model_on_the_lanes(name):
         pairs += [(rng.randrange(-(1 << (wa - 1)), 1 << (wa - 1)), rng.randrange(-(1 << (wb - 1)), 1 << (wb - 1)))
                   for _ in range(100)]
         assert _simulate(spec, wa, wb, pairs) == [spec.product(a, b) for a, b in pairs], (wa, wb)
+
+
+@pytest.mark.parametrize("spec", APPROX, ids=lambda s: s.name)
+def test_pipelined_generator_equals_model_with_a_new_pair_every_cycle(spec):
+    """The registered multiplier (the PE's and the core's) against the model,
+    a different pair each cycle: a value that skipped a cut would meet the
+    next pair's and give a wrong product."""
+    rng = random.Random(3)
+    for wa, wb in ((6, 6), *LANES):
+        pairs = list(zip(_log_uniform(rng, wa, 120), _log_uniform(rng, wb, 120)))
+        got = _simulate(spec, wa, wb, pairs, pipelined=True)
+        assert got == [spec.product(a, b) for a, b in pairs], (spec.name, wa, wb)
+
+
+def test_a_planted_sign_that_skips_a_cut_is_caught(monkeypatch):
+    """Planted: the product's sign passes the multiplier's second register
+    unregistered, so it meets the next pair's magnitude."""
+    real = gen.Cuts.__call__
+
+    def leaky(self, *values):
+        out = real(self, *values)
+        return out[:-1] + [values[-1]] if self.count == 2 else out
+    monkeypatch.setattr(gen.Cuts, "__call__", leaky)
+    rng = random.Random(4)
+    pairs = list(zip(_log_uniform(rng, 32, 200), _log_uniform(rng, 17, 200)))
+    got = _simulate(REGISTRY["mbm"], 32, 17, pairs, pipelined=True)
+    assert sum(g != REGISTRY["mbm"].product(a, b) for g, (a, b) in zip(got, pairs)) > 20
 
 
 def test_a_planted_wrong_mbm_constant_is_caught_by_the_generator_check():
@@ -322,22 +358,27 @@ def test_figures_run_on_a_small_sample():
 
 def test_u50_capacity_counts_pes_by_the_scarcer_resource_and_builds_the_largest_array():
     """The figure's arithmetic on made-up PE costs: a DSP-free PE is bounded by
-    LUTs alone; the IPS is the cycle model's for the largest R x R array
-    (1 or 2 cores, R a power of two) within that many PEs."""
+    LUTs or flip-flops, whichever is scarcer; the IPS is the cycle model's for
+    the largest R x R array (1 or 2 cores, R a power of two) within that many
+    PEs, with the multiplier's own latency."""
     from fixar.compiler.program import projected
     from fixar.figures.multipliers import _shape, u50_capacity
     pe = {f"pe_{m}_{r}": 0 for m in MULTIPLIERS for r in ("lut", "dsp48e2")}
-    pe.update(pe_exact_lut=500, pe_exact_dsp48e2=4)
+    pe.update({f"pe_{m}_ff": 600 for m in MULTIPLIERS})
+    pe.update(pe_exact_lut=500, pe_exact_dsp48e2=4, pe_drum6_ff=5_000)
     for m in MULTIPLIERS[1:]:
         pe[f"pe_{m}_lut"] = 2_000
     pe["pe_trunc16_lut"] = 4_000
-    kernel = {"kernel_lut": 300_000, "kernel_dsp48e2": 3_000}
+    kernel = {"kernel_lut": 300_000, "kernel_ff": 400_000, "kernel_dsp48e2": 3_000}
     figs = u50_capacity(DEFAULT, pe, kernel)
     rest_lut, rest_dsp = 300_000 - 512 * 500, 3_000 - 512 * 4
     assert figs["approx_pes_on_u50_exact"] == min((872_000 * 0.9 - rest_lut) // 500, (5_952 * 0.9 - rest_dsp) // 4)
     assert figs["approx_pes_on_u50_mbm"] == (872_000 * 0.9 - rest_lut) // 2_000 == 370
+    assert figs["approx_pes_on_u50_drum6"] == (1_743_000 * 0.9 - (400_000 - 512 * 600)) // 5_000 == 295
     assert figs["approx_pes_on_u50_trunc16"] == 185
-    assert figs["approx_ips_b512_mbm"] == projected(_shape(DEFAULT, 1, 16), 17, 6, (400, 300), 512)["accel_ips"]
-    assert figs["approx_ips_b512_trunc16"] == projected(_shape(DEFAULT, 2, 8), 17, 6, (400, 300), 512)["accel_ips"]
+    mbm = projected(_shape(DEFAULT.with_multiplier("mbm"), 1, 16), 17, 6, (400, 300), 512)["accel_ips"]
+    assert figs["approx_ips_b512_mbm"] == mbm < projected(_shape(DEFAULT, 1, 16), 17, 6, (400, 300), 512)["accel_ips"]
+    assert figs["approx_ips_b512_trunc16"] == projected(_shape(DEFAULT.with_multiplier("trunc16"), 2, 8), 17, 6,
+                                                        (400, 300), 512)["accel_ips"]
     assert figs["approx_pes_on_u50_exact"] == 1_101       # DSP-bound: one 32 x 32 core fits
     assert figs["approx_ips_b512_exact"] == projected(_shape(DEFAULT, 1, 32), 17, 6, (400, 300), 512)["accel_ips"]

@@ -153,3 +153,30 @@ def test_clock_rule_leaves_the_issue_budget_for_routing():
     assert clock_mhz(3.5) == 163
     assert clock_mhz(7.0) == 81
     assert clock_mhz(2.0) == 286
+
+
+@needs_yosys
+def test_an_approximate_pe_meets_the_configs_clock_and_an_unregistered_one_does_not(tmp_path, monkeypatch):
+    """MBM's PE (LUT logic; the other multipliers' figures are make bench's
+    pe_<name>_logic_ns) leaves routing its share of the config's clock
+    period. Planted: the same PE with its multiplier's registers left out
+    (the cuts pass their values through), whose 8 ns of product logic did
+    not fit before the multiplier was pipelined."""
+    from amaranth.back import verilog
+
+    from fixar.config import DEFAULT
+    from fixar.gen.lib import multipliers
+    from fixar.gen.units.pe import PE
+
+    cfg = DEFAULT.with_multiplier("mbm")
+    texts = {"pipelined": verilog.convert(PE(cfg.pe), name="fixar_pe", emit_src=False)}
+    real_init = multipliers.Cuts.__init__
+    monkeypatch.setattr(multipliers.Cuts, "__init__", lambda self, m, name, pipelined: real_init(self, m, name, False))
+    texts["unregistered"] = verilog.convert(PE(cfg.pe), name="fixar_pe", emit_src=False)
+    for tag, text in texts.items():
+        (tmp_path / f"{tag}.v").write_text(text)
+    with ThreadPoolExecutor(2) as pool:
+        ns = dict(zip(texts, pool.map(lambda tag: logic_ns(tmp_path / f"{tag}.v", "fixar_pe")["ns"], texts)))
+    target = cfg.target.clock_mhz
+    assert clock_mhz(ns["pipelined"]) >= target, ns
+    assert clock_mhz(ns["unregistered"]) < target, ns

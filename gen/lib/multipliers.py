@@ -4,9 +4,14 @@ Amaranth circuit per kind of functional model in
 plain Python; ``tests/test_multipliers.py`` simulates every circuit against
 its model, exhaustively on narrow operands and randomly on the PE's lanes).
 
-Combinational, latency 0: the PE's product stage registers the output, as
-it registers the DSP product today; how many stages a 32 x 17 approximate
-product needs at 164 MHz is the PE integration's question (issue 24, item 3).
+Each approximate kind is cut by registers (``cut(...)`` below; how many
+is fixar.config.timing's MULTIPLIER_STAGES) so that the PE's or core's
+product register ends a last part that is only the sign's negation: in one
+stage these products were LUT logic of 7-9 ns. A cut passes
+every value the later logic reads, and the product's sign rides along, so
+no value can arrive a cycle early; built without registers
+(``pipelined=False``: the multiplier as a design of its own, and the
+exhaustive tests) the same code is combinational.
 
 Only ``exact`` uses ``*`` (mapped to DSP48E2s). The approximate ones are
 leading-one detectors, barrel shifters, adders and, for DRUM and the
@@ -26,9 +31,27 @@ from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed
 
 from fixar.config import multipliers as models
 from fixar.config.multipliers import Multiplier, get
+from fixar.config.timing import MULTIPLIER_STAGES
+from fixar.gen.lib.compress import carry_save
+from fixar.gen.lib.pipe import reg
 
-# kind -> build(m, a, b, name, **params): the magnitude product of unsigned a, b
+# kind -> build(m, a, b, name, cut, **params): the magnitude product of unsigned a, b
 GENERATORS: dict[str, Callable] = {}
+
+
+class Cuts:
+    """The registers inside one multiplier: ``cut(*values)`` returns the
+    values registered (pipelined) or as they are (combinational), and
+    counts the cuts, which must equal fixar.config.timing's number."""
+
+    def __init__(self, m: Module, name: str, pipelined: bool):
+        self.m, self.name, self.pipelined, self.count = m, name, pipelined, 0
+
+    def __call__(self, *values) -> list:
+        self.count += 1
+        if not self.pipelined:
+            return list(values)
+        return [reg(self.m, v, f"{self.name}_c{self.count}_{i}") for i, v in enumerate(values)]
 
 
 def _kind(name: str):
@@ -72,41 +95,48 @@ def _exact(m: Module, a, b, name: str):
 
 
 @_kind("mitchell")
-def _mitchell(m: Module, a, b, name: str, m_bits: int):
-    ta, tb = leading_one(m, a, f"{name}_a"), leading_one(m, b, f"{name}_b")
+def _mitchell(m: Module, a, b, name: str, cut, m_bits: int):
+    width = len(a) + len(b)
+    a, b, ta, tb = cut(a, b, leading_one(m, a, f"{name}_a"), leading_one(m, b, f"{name}_b"))
     s = Signal(m_bits + 1, name=f"{name}_fsum")
     m.d.comb += s.eq(fraction(a, ta, m_bits) + fraction(b, tb, m_bits))
-    mant = Cat(s[:m_bits], Const(1, 1))                 # 1 + frac(fa + fb); the carry goes to the shift
-    out = Signal(len(a) + len(b), name=f"{name}_mitchell")
-    m.d.comb += out.eq(Mux(a.any() & b.any(), (mant << (ta + tb + s[m_bits]))[m_bits:], 0))
+    s, ta, tb, nonzero = cut(s, ta, tb, a.any() & b.any())
+    s, shift, nonzero = cut(s, ta + tb + s[m_bits], nonzero)   # the carry goes to the shift
+    mant = Cat(s[:m_bits], Const(1, 1))                 # 1 + frac(fa + fb)
+    out = Signal(width, name=f"{name}_mitchell")
+    m.d.comb += out.eq(Mux(nonzero, (mant << shift)[m_bits:], 0))
     return out
 
 
 @_kind("mbm")
-def _mbm(m: Module, a, b, name: str, m_bits: int, corr: int = models.MBM_CORRECTION):
+def _mbm(m: Module, a, b, name: str, cut, m_bits: int, corr: int = models.MBM_CORRECTION):
     F = models.mbm_frac_bits(m_bits)
+    width = len(a) + len(b)
 
-    def frac(v, which):
-        t = leading_one(m, v, f"{name}_{which}")
+    def frac(v, t):
         # the top m bits, then a 1 where bits were dropped, then zeros to F bits
         parts = [Const(0, F - m_bits - 1)] if F > m_bits + 1 else []
-        return t, Cat(*parts, t > m_bits, fraction(v, t, m_bits))
+        return Cat(*parts, t > m_bits, fraction(v, t, m_bits))
 
-    (ta, fa), (tb, fb) = frac(a, "a"), frac(b, "b")
+    a, b, ta, tb = cut(a, b, leading_one(m, a, f"{name}_a"), leading_one(m, b, f"{name}_b"))
     s = Signal(F + 1, name=f"{name}_fsum")
-    m.d.comb += s.eq(fa + fb)
+    m.d.comb += s.eq(frac(a, ta) + frac(b, tb))
+    s, ta, tb, nonzero = cut(s, ta, tb, a.any() & b.any())
     carry = s[F]
     mant = Signal(F + 2, name=f"{name}_mant")           # 1 + frac + C (halved with a carry); may reach 2
     m.d.comb += mant.eq(Cat(s[:F], Const(1, 1)) + Mux(carry, corr << (F - 7), corr << (F - 6)))
-    out = Signal(len(a) + len(b), name=f"{name}_mbm")
-    m.d.comb += out.eq(Mux(a.any() & b.any(), (mant << (ta + tb + carry))[F:], 0))
+    mant, shift, nonzero = cut(mant, ta + tb + carry, nonzero)
+    out = Signal(width, name=f"{name}_mbm")
+    m.d.comb += out.eq(Mux(nonzero, (mant << shift)[F:], 0))
     return out
 
 
 @_kind("drum")
-def _drum(m: Module, a, b, name: str, k: int):
-    def operand(v, which):
-        t = leading_one(m, v, f"{name}_{which}")
+def _drum(m: Module, a, b, name: str, cut, k: int):
+    width = len(a) + len(b)
+    a, b, ta, tb = cut(a, b, leading_one(m, a, f"{name}_a"), leading_one(m, b, f"{name}_b"))
+
+    def operand(v, t, which):
         big = t >= k
         s = Signal(range(max(len(v), 2)), name=f"{name}_{which}_drop")
         field = Signal(k, name=f"{name}_{which}_field")
@@ -114,23 +144,30 @@ def _drum(m: Module, a, b, name: str, k: int):
                      field.eq(Mux(big, (v >> s)[:k] | 1, v[:k]))]
         return field, s
 
-    (fa, sa), (fb, sb) = operand(a, "a"), operand(b, "b")
+    (fa, sa), (fb, sb) = operand(a, ta, "a"), operand(b, tb, "b")
+    fa, fb, sa, sb = cut(fa, fb, sa, sb)
     prod = Signal(2 * k, name=f"{name}_kxk")
     m.d.comb += prod.eq(array_multiply(fa, fb))
-    out = Signal(len(a) + len(b), name=f"{name}_drum")
-    m.d.comb += out.eq(prod << (sa + sb))
+    prod, shift = cut(prod, sa + sb)
+    out = Signal(width, name=f"{name}_drum")
+    m.d.comb += out.eq(prod << shift)
     return out
 
 
 @_kind("truncated")
-def _truncated(m: Module, a, b, name: str, p: int):
+def _truncated(m: Module, a, b, name: str, cut, p: int):
+    width = len(a) + len(b)
+    a, b = cut(a, b)
     rows = []
     for j in range(len(b)):
-        cut = max(p - j, 0)                             # columns i + j < p of this row are not built
-        if cut < len(a):
-            rows.append(Mux(b[j], Cat(Const(0, cut), a[cut:]) << j, 0))
-    out = Signal(len(a) + len(b), name=f"{name}_trunc")
-    m.d.comb += out.eq(sum(rows) if rows else 0)
+        low = max(p - j, 0)                             # columns i + j < p of this row are not built
+        if low < len(a):
+            rows.append(Mux(b[j], Cat(Const(0, low), a[low:]) << j, 0))
+    # the rows to a carry-save pair (no carry chain), the pair added after the
+    # cut; modulo 2^width, which the sum of the rows never reaches
+    s, k = cut(*carry_save(m, rows, width, f"{name}_rows"))
+    out = Signal(width, name=f"{name}_trunc")
+    m.d.comb += out.eq((s + k)[:width])
     return out
 
 
@@ -139,32 +176,47 @@ def _params(spec: Multiplier) -> dict:
     return {("m_bits" if k == "m" else k): v for k, v in spec.params}
 
 
-def multiply(m: Module, a, b, multiplier: str | Multiplier, name: str) -> Signal:
+def multiply(m: Module, a, b, multiplier: str | Multiplier, name: str, pipelined: bool = False) -> Signal:
     """The product of signed a and b by the named multiplier, signed, len(a) + len(b) bits
-    (a signal; for the exact multiplier the plain ``a * b``, which synthesis maps to DSP48E2s)."""
+    (a signal; for the exact multiplier the plain ``a * b``, which synthesis maps to DSP48E2s).
+    ``pipelined``: with the multiplier's registers (fixar.config.timing's
+    MULTIPLIER_STAGES; the product is then that many cycles behind a and b),
+    else combinational."""
     spec = get(multiplier)
     if spec.kind not in GENERATORS:
         raise ValueError(f"{spec.name}: no generator for a {spec.kind} multiplier (known: {sorted(GENERATORS)})")
     if spec.kind == "exact":
         return a * b        # an expression, not a signal: the exact PE's Verilog stays what it was
+    cuts, negative = Cuts(m, name, pipelined), [a[-1] ^ b[-1]]
+
+    def cut(*values) -> list:           # the product's sign rides along every cut
+        *values, negative[0] = cuts(*values, negative[0])
+        return values
+
     out = Signal(signed(len(a) + len(b)), name=f"{name}_p")
-    mag = GENERATORS[spec.kind](m, magnitude(m, a, f"{name}_a"), magnitude(m, b, f"{name}_b"), name,
+    mag = GENERATORS[spec.kind](m, magnitude(m, a, f"{name}_a"), magnitude(m, b, f"{name}_b"), name, cut,
                                 **_params(spec))
-    m.d.comb += out.eq(Mux(a[-1] ^ b[-1], -mag, mag))
+    mag, = cut(mag)                     # the sign's negation alone in front of the product register
+    if cuts.count != MULTIPLIER_STAGES[spec.kind]:
+        raise AssertionError(f"{spec.kind} multiplier: built {cuts.count} cuts but fixar.config.timing says "
+                             f"{MULTIPLIER_STAGES[spec.kind]}; change one to match the other")
+    m.d.comb += out.eq(Mux(negative[0], -mag, mag))
     return out
 
 
 class ApproxMultiplier(Elaboratable):
     """One multiplier as a design of its own: signed ``a`` (wa bits) and ``b``
-    (wb bits) in, signed product ``p`` (wa + wb bits) out, combinational."""
+    (wb bits) in, signed product ``p`` (wa + wb bits) out, combinational, or
+    with ``pipelined`` its product ``LATENCY`` cycles behind a and b."""
 
-    def __init__(self, multiplier: str | Multiplier, wa: int, wb: int):
-        self.spec = get(multiplier)
+    def __init__(self, multiplier: str | Multiplier, wa: int, wb: int, pipelined: bool = False):
+        self.spec, self.pipelined = get(multiplier), pipelined
+        self.LATENCY = MULTIPLIER_STAGES[self.spec.kind] if pipelined else 0
         self.a = Signal(signed(wa))
         self.b = Signal(signed(wb))
         self.p = Signal(signed(wa + wb))
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.d.comb += self.p.eq(multiply(m, self.a, self.b, self.spec, "mul"))
+        m.d.comb += self.p.eq(multiply(m, self.a, self.b, self.spec, "mul", self.pipelined))
         return m

@@ -46,7 +46,7 @@ from fixar.config import (
     quantizer_widths,
     weight_groups,
 )
-from fixar.config.timing import ARRAY_PIPE_STAGES, ARRAY_STAGES
+from fixar.config.timing import ARRAY_PIPE_STAGES, array_stages
 from fixar.gen.lib.pipe import delay as _delay
 from fixar.gen.lib.ram import InterleavedRAM, TwoPortRAM
 from fixar.gen.units.core import COORD_BITS, ArrayCore
@@ -85,11 +85,11 @@ def _tree(m: Module, values: list, pick, name: str):
 
 class Array(wiring.Component):
     PIPE = ARRAY_PIPE_STAGES
-    LATENCY = ARRAY_STAGES
 
     def __init__(self, cfg: FixarConfig):
         ArrayCore.check(cfg)
         self.cfg = cfg
+        self.LATENCY = array_stages(cfg.pe)
         ar, mem, pe = cfg.array, cfg.memory, cfg.pe
         R, C, N = ar.rows, ar.cols, ar.cores
         self.w_rows, self.a_rows, self.b_rows = mem.weight_words // C, mem.act_words_per_core // R, \

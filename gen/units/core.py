@@ -42,6 +42,11 @@ half_up: rounding to nearest), and out = delta (q - z) = round((q - z) Delta
 on n or, if n < 0, its one's complement (floor(n / D) = -floor(~n / D) - 1).
 ``q_delta``, ``q_zero``, ``q_magic``, ``q_shift`` hold for the whole operation.
 
+Stage numbers in this file are the exact multiplier's: an approximate
+one's own registers (M of them, fixar.config.timing's MULTIPLIER_STAGES)
+follow stage 0, and every later stage, the partial-sum buffer's read
+included, comes M cycles later.
+
 The partial-sum buffer is read two stages before the add and written one
 stage after it: a slot's next item must come at least PSUM_WRITE_BEHIND + 1
 cycles later (fixar.config.timing), which the array's schedule gives when
@@ -56,11 +61,12 @@ from amaranth.lib.wiring import In, Out
 
 from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, quantizer_widths
 from fixar.config.timing import (
-    CORE_STAGES,
     PSUM_WRITE_BEHIND,
     QUANTIZER_DELTA_LEVELS,
     QUANTIZER_MAGIC_LEVELS,
     QUANTIZER_STAGES,
+    core_stages,
+    multiplier_stages,
     product_levels,
 )
 from fixar.gen.lib import products
@@ -85,8 +91,8 @@ def quantizer_ports(cfg: FixarConfig) -> dict:
 class ArrayCore(wiring.Component):
     # input register, products, column sums, accumulate, cross-core add,
     # rounding into the activation unit's input register, activation output,
-    # then the QAT quantizer's stages (passed through when fq is off)
-    LATENCY = CORE_STAGES
+    # then the QAT quantizer's stages (passed through when fq is off); an
+    # approximate multiplier's own registers come after the input register
 
     @staticmethod
     def check(cfg: FixarConfig) -> None:
@@ -118,6 +124,7 @@ class ArrayCore(wiring.Component):
     def __init__(self, cfg: FixarConfig):
         self.check(cfg)
         self.cfg = cfg
+        self.LATENCY = core_stages(cfg.pe)
         pe, ar = cfg.pe, cfg.array
         R, C, ob = ar.rows, ar.cols, pe.out.bits
         slot_bits = max((ar.psum_slots - 1).bit_length(), 1)
@@ -162,16 +169,23 @@ class ArrayCore(wiring.Component):
             m.d.sync += [nxt[n].eq(prev[n]) for n, _ in meta]
             return nxt
 
-        rnd = self._random_words(m, s0) if pe.out.needs_random else None
+        # Stages 1 .. M: an approximate multiplier's own registers (M = 0 for
+        # the exact one); the item waits beside them, and every stage below is M later.
+        M = multiplier_stages(pe)
+        sm, bias_m = s0, bias0
+        for k in range(1, M + 1):
+            sm = follow(sm, k)
+            bias_m = reg(m, bias_m, f"bias{k}")
+        rnd = self._random_words(m, sm) if pe.out.needs_random else None
 
         # Stage 1: products, both lanes (low lane unsigned in FXP32, signed in FXP16).
-        s1 = follow(s0, 1)
+        s1 = follow(sm, M + 1)
         bias1 = Signal.like(bias0)
-        m.d.sync += bias1.eq(bias0)
+        m.d.sync += bias1.eq(bias_m)
         p_lo, p_hi = self._products(m, active, a0, s0)
 
         # Stage 2: column sums as carry-save pairs (wide; no rounding anywhere before the output).
-        s2 = follow(s1, 2)
+        s2 = follow(s1, M + 2)
         bias2 = Signal.like(bias0)
         m.d.sync += bias2.eq(bias1)
         cs_lo, cs_hi = self._column_sums(m, p_lo, p_hi)
@@ -179,32 +193,32 @@ class ArrayCore(wiring.Component):
 
         # Stage 3: the pairs added to the partial sums, registered (written
         # back; the finished sums of last k-tiles).
-        s3 = follow(s2, 3)
-        new_lo, new_hi = self._accumulate(m, [s0, s2, s3], bias2, cs_lo, cs_hi, fin_lo, fin_hi)
+        s3 = follow(s2, M + 3)
+        new_lo, new_hi = self._accumulate(m, [sm, s2, s3], bias2, cs_lo, cs_hi, fin_lo, fin_hi)
         m.d.sync += [f.eq(n) for f, n in zip(fin_lo + fin_hi, new_lo + new_hi)]
 
         # Stage 4: add the other cores' sums (intra-layer mode; zero otherwise).
-        s4 = follow(s3, 4)
+        s4 = follow(s3, M + 4)
         tot_lo, tot_hi = self._cross_core_add(m, fin_lo, fin_hi)
 
         # Stage 5: FXP32's recombined sum hi * 2^L + lo (an add as wide as
         # both lanes) beside the lane sums, as the PE's stage 4.
-        s5 = follow(s4, 5)
+        s5 = follow(s4, M + 5)
         total5 = [reg(m, recombined(m, lo, hi, self.cfg.pe, f"col{c}"), f"total5_{c}")
                   for c, (lo, hi) in enumerate(zip(tot_lo, tot_hi))]
         lo5 = [reg(m, x, f"tot5_lo_{c}") for c, x in enumerate(tot_lo)]
         hi5 = [reg(m, x, f"tot5_hi_{c}") for c, x in enumerate(tot_hi)]
 
         # Stage 6: each rounding's first half (the floor narrowed, the carry), registered.
-        s6 = follow(s5, 6)
+        s6 = follow(s5, M + 6)
         parts = self._round_parts(m, total5, lo5, hi5, rnd)
 
         # Stages 7 .. 6 + A: the roundings finished, then the activation
         # units (A = their latency, input register to output register).
         out_lo, out_hi = self._finish_and_activate(m, s6, parts)
-        act_done = 6 + ActivationUnit.LATENCY
+        act_done = M + 6 + ActivationUnit.LATENCY
         stages = [s6]
-        for k in range(7, act_done + 1):
+        for k in range(M + 7, act_done + 1):
             stages.append(follow(stages[-1], k))
         s_act = stages[-1]
 
@@ -241,7 +255,7 @@ class ArrayCore(wiring.Component):
         return active
 
     def _products(self, m: Module, active: list, a0: Signal, s0: dict) -> tuple[list, list]:
-        """Stage 1: every PE's products of both lanes."""
+        """Stage 1 (M + 1 with an approximate multiplier's M registers): every PE's products of both lanes."""
         pe = self.cfg.pe
         R, C, L = self.cfg.array.rows, self.cfg.array.cols, pe.lane_bits
         p_lo = [[Signal(signed(pe.product_bits), name=f"p_lo_{r}_{c}") for c in range(C)] for r in range(R)]
@@ -250,8 +264,8 @@ class ArrayCore(wiring.Component):
             word = a0[r * 2 * L:(r + 1) * 2 * L]
             lo, hi = lane_operands(m, word, s0["mode"], L, f"a_{r}")
             for c in range(C):      # by the config's multiplier (fixar.gen.lib.multipliers)
-                m.d.sync += [p_lo[r][c].eq(multiply(m, active[r][c], lo, pe.multiplier, f"mul_lo_{r}_{c}")),
-                             p_hi[r][c].eq(multiply(m, active[r][c], hi, pe.multiplier, f"mul_hi_{r}_{c}"))]
+                m.d.sync += [p_lo[r][c].eq(multiply(m, active[r][c], lo, pe.multiplier, f"mul_lo_{r}_{c}", True)),
+                             p_hi[r][c].eq(multiply(m, active[r][c], hi, pe.multiplier, f"mul_hi_{r}_{c}", True))]
         return p_lo, p_hi
 
     def _column_sums(self, m: Module, p_lo: list, p_hi: list) -> tuple[list, list]:

@@ -13,7 +13,9 @@ Two signed multipliers, weight x lane, share one activation word:
 
 Pipeline (one input per cycle, ``LATENCY`` clock edges from input to output):
   1. register the inputs             (maps onto DSP48E2 A/B registers)
-  2. register the two products       (M registers)
+  2. register the two products       (M registers; an approximate
+     multiplier's own registers come before this one, MULTIPLIER_STAGES in
+     fixar.config.timing, and every later stage moves by as many)
   3. accumulate: acc = (clear ? 0 : acc) + (acc_en ? p : 0), modulo 2**acc_bits
   4. register FXP32's recombined sum hi * 2**L + lo beside the two lane sums
   5. register each rounding's first half: the floor narrowed, the carry
@@ -30,10 +32,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import PEConfig, PEMode, enum_bits
-from fixar.config.timing import PE_STAGES
+from fixar.config.timing import multiplier_stages, pe_stages
 from fixar.gen.lib.datapath import lane_operands, output_finish, output_stage, recombined, registered_parts, select_mode
 from fixar.gen.lib.multipliers import multiply
-from fixar.gen.lib.pipe import Stages, delay
+from fixar.gen.lib.pipe import Stages, delay, reg
 
 
 class PE(wiring.Component):
@@ -50,10 +52,9 @@ class PE(wiring.Component):
              low lane's, y_hi the high lane's (zero in FXP32 mode)
     """
 
-    LATENCY = PE_STAGES
-
     def __init__(self, cfg: PEConfig):
         self.cfg = cfg
+        self.LATENCY = pe_stages(cfg)
         members = {
             "mode": In(enum_bits(PEMode)),
             "acc_en": In(1),
@@ -88,10 +89,15 @@ class PE(wiring.Component):
         lo_ext, hi = lane_operands(m, a1, mode1, L, "a1")
         p_lo = Signal(signed(cfg.product_bits))
         p_hi = Signal(signed(cfg.product_bits))
+        # by the config's multiplier: DSP48E2s for the exact one, LUTs for an
+        # approximate one, with its own registers (the controls wait beside them)
+        cuts = multiplier_stages(cfg)
+        for k in range(cuts):
+            mode1, en1, clr1 = (reg(m, x, f"{n}1_c{k + 1}") for x, n in ((mode1, "mode"), (en1, "en"), (clr1, "clr")))
+        stages.stage(cuts)
         mode2, en2, clr2 = Signal(name="mode2"), Signal(name="en2"), Signal(name="clr2")
-        # by the config's multiplier: DSP48E2s for the exact one, LUTs for an approximate one
-        m.d.sync += [p_lo.eq(multiply(m, w1, lo_ext, cfg.multiplier, "mul_lo")),
-                     p_hi.eq(multiply(m, w1, hi, cfg.multiplier, "mul_hi")),
+        m.d.sync += [p_lo.eq(multiply(m, w1, lo_ext, cfg.multiplier, "mul_lo", pipelined=True)),
+                     p_hi.eq(multiply(m, w1, hi, cfg.multiplier, "mul_hi", pipelined=True)),
                      mode2.eq(mode1), en2.eq(en1), clr2.eq(clr1)]
         stages.stage()
 
@@ -120,7 +126,7 @@ class PE(wiring.Component):
         # with the word that was presented alongside its last operand.
         rnd_lo4 = rnd_hi4 = None
         if stochastic:
-            rnd_lo4, rnd_hi4 = delay(m, self.rnd_lo, 4), delay(m, self.rnd_hi, 4)
+            rnd_lo4, rnd_hi4 = delay(m, self.rnd_lo, 4 + cuts), delay(m, self.rnd_hi, 4 + cuts)
 
         # Stage 5: the roundings' first halves (each floor narrowed, its carry).
         parts = registered_parts(m, output_stage(m, total4, lo4, hi4, cfg, "out", rnd_lo4, rnd_hi4), "out5")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fixar.config import FixarConfig
+from fixar.config import FixarConfig, PEConfig
+from fixar.config.multipliers import get as multiplier
 
 # Register stages of each unit, named as the generator's docstrings name them.
 PE_STAGES = 6            # input, products, accumulate, recombine, rounding halves (2) (gen/units/pe.py)
@@ -49,6 +50,33 @@ PRNG_STAGES = 0          # the xorshift state is the output
 BFP_COLUMN_STAGES = 7
 CORE_STAGES = CORE_FRONT_STAGES + ACTIVATION_STAGES + QUANTIZER_STAGES
 ARRAY_STAGES = ARRAY_PIPE_STAGES + CORE_STAGES
+# Registers inside an approximate multiplier, by kind, ahead of the product's
+# own register (the PE's stage 2, the core's stage 1), which every multiplier
+# has; the exact one is the DSP48E2 product, one stage as FIXAR built it. In
+# one stage the approximate products were LUT logic of 7-9 ns (pe_<name>_logic_ns
+# before the cuts), so each is cut where gen/lib/multipliers.py says: the
+# operands' magnitudes and leading ones | the fractions and their sum (or
+# DRUM's fields) | the shift (or DRUM's k x k product) | the shift back |
+# the sign; the truncated array: magnitudes | its rows to a carry-save pair
+# | the pair added | the sign.
+MULTIPLIER_STAGES = {"exact": 0, "mitchell": 4, "mbm": 4, "drum": 4, "truncated": 3}
+
+
+def multiplier_stages(pe: PEConfig) -> int:
+    """The registers inside the PE's multiplier (MULTIPLIER_STAGES)."""
+    return MULTIPLIER_STAGES[multiplier(pe.multiplier).kind]
+
+
+def pe_stages(pe: PEConfig) -> int:
+    return PE_STAGES + multiplier_stages(pe)
+
+
+def core_stages(pe: PEConfig) -> int:
+    return CORE_STAGES + multiplier_stages(pe)
+
+
+def array_stages(pe: PEConfig) -> int:
+    return ARRAY_STAGES + multiplier_stages(pe)
 
 
 # A wide product is built as partial products that each fit one DSP48E2
@@ -126,6 +154,6 @@ class Timing:
 
 
 def timing(cfg: FixarConfig) -> Timing:
-    return Timing(pe=PE_STAGES, activation=ACTIVATION_STAGES, core=CORE_STAGES, array_pipe=ARRAY_PIPE_STAGES,
-                  array=ARRAY_STAGES, vector=vector_stages(cfg), adam=adam_stages(cfg), prng=PRNG_STAGES,
-                  clock_hz=cfg.target.clock_mhz * 1e6)
+    return Timing(pe=pe_stages(cfg.pe), activation=ACTIVATION_STAGES, core=core_stages(cfg.pe),
+                  array_pipe=ARRAY_PIPE_STAGES, array=array_stages(cfg.pe), vector=vector_stages(cfg),
+                  adam=adam_stages(cfg), prng=PRNG_STAGES, clock_hz=cfg.target.clock_mhz * 1e6)

@@ -29,9 +29,9 @@ operands and the golden model's speed with them.
   estimate: 7-series cell delays, no routing, DSP48E2 as 0 ns) and
   ``pe_<name>_clock_mhz_estimate`` the clock that leaves routing its share.
 * ``approx_pes_on_u50_<name>``: PEs the U50 would hold with that PE, at
-  the budget the floorplan allows (90 % of the XCU50's LUTs and DSP48E2s)
-  less the rest of the kernel (make bench's ``kernel_lut`` /
-  ``kernel_dsp48e2`` less 512 exact PEs, each counted as the stand-alone
+  the budget the floorplan allows (90 % of the XCU50's LUTs, flip-flops and
+  DSP48E2s) less the rest of the kernel (make bench's ``kernel_lut`` /
+  ``kernel_ff`` / ``kernel_dsp48e2`` less 512 exact PEs, each counted as the stand-alone
   PE: the array shares some of a PE's output logic, so this rest is a
   lower bound); ``approx_ips_b512_<name>``: IPS by the cycle model (B =
   512, HalfCheetah 400-300, at the config's clock) of the largest array
@@ -199,7 +199,10 @@ def u50_capacity(cfg: FixarConfig, pe: dict, kernel: dict) -> dict:
     figs = {}
     for m in MULTIPLIERS:
         room = []
-        for r, key in (("lut", "kernel_lut"), ("dsp48e2", "kernel_dsp48e2")):
+        for r in ("lut", "ff", "dsp48e2"):       # flip-flops: a pipelined LUT product has a few hundred
+            key = f"kernel_{r}"
+            if key not in kernel:
+                continue
             rest = kernel[key] - n_pes * pe[f"pe_exact_{r}"]
             if pe[f"pe_{m}_{r}"]:
                 room.append((U50_CAPACITY[r] * (1 - MARGIN) - rest) // pe[f"pe_{m}_{r}"])
@@ -208,7 +211,8 @@ def u50_capacity(cfg: FixarConfig, pe: dict, kernel: dict) -> dict:
         figs[f"approx_pes_on_u50_{m}"] = pes
         if fits:
             c, rows = max(fits, key=lambda f: f[0] * f[1] ** 2)
-            figs[f"approx_ips_b512_{m}"] = projected(_shape(cfg, c, rows), 17, 6, (400, 300), 512)["accel_ips"]
+            figs[f"approx_ips_b512_{m}"] = projected(_shape(cfg.with_multiplier(m), c, rows), 17, 6, (400, 300),
+                                                     512)["accel_ips"]
     return figs
 
 
