@@ -2,9 +2,10 @@
 ``pe.multiplier`` reaches every array product the golden model computes
 (forward, transposed, weight gradient, the PE trace), and each equals the
 PE's definition worked out here from the functional model alone, per
-product in Python ints: the activation split into its two lanes (low
-unsigned in FXP32, signed in FXP16), every weight x lane product by the
-model, each lane summed modulo 2^acc_bits, one rounding."""
+product in Python ints: the activation split into its two lanes (in FXP32
+|x|'s two halves, each with x's sign; in FXP16 the two signed values),
+every weight x lane product by the model, each lane summed modulo
+2^acc_bits, one rounding."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,9 +37,10 @@ def _lane_sums(pe, W, X, mode):
                 w, x = int(W[i, k]), int(X[k, n])
                 if mode == PEMode.FXP16:
                     s_lo += prod(w, x)
-                else:
-                    s_lo += prod(w, x & ((1 << L) - 1))
-                    s_hi += prod(w, x >> L)
+                else:               # |x|'s halves, each with x's sign
+                    sign, mag = (-1 if x < 0 else 1), abs(x)
+                    s_lo += prod(w, sign * (mag & ((1 << L) - 1)))
+                    s_hi += prod(w, sign * (mag >> L))
             hi[i, n], lo[i, n] = s_hi, s_lo
     return wrap(hi, pe.acc_bits), lo
 
@@ -97,7 +99,8 @@ def test_pe_trace_multiplies_by_the_model():
     prod, L = REGISTRY["drum6"].product, pe.lane_bits
     for t in range(n):
         x = int(a[t]) - ((int(a[t]) >> (pe.act32.bits - 1)) << pe.act32.bits)       # the signed word
-        hi, lo = prod(int(w[t]), x >> L), prod(int(w[t]), x & ((1 << L) - 1))
+        sign, mag = (-1 if x < 0 else 1), abs(x)
+        hi, lo = prod(int(w[t]), sign * (mag >> L)), prod(int(w[t]), sign * (mag & ((1 << L) - 1)))
         assert y_lo[t] == requantize(np.int64(hi), np.int64(lo), L, pe.shift32, pe.out)
 
 
@@ -118,3 +121,28 @@ def test_bias_gradient_is_the_product_with_a_row_of_ones(name):
     else:
         want = requantize(hi, wrap(lo, pe.acc_bits), pe.lane_bits, pe.weight.frac + pe.act32.frac - gf.frac, gf)
         assert (got == want[:, 0]).all() and (got != bias_grad(load("small"), D)).any()
+
+
+def _twos_complement_lanes(X, lane_bits):
+    """Planted: the exact PE's split (low lane unsigned, high lane signed) fed to an approximate multiplier."""
+    X = np.asarray(X, dtype=np.int64)
+    return X & np.int64((1 << lane_bits) - 1), X >> np.int64(lane_bits)
+
+
+@pytest.mark.parametrize("name", ["drum6", "mbm"])
+def test_ddpg_gradients_stay_near_float64_and_a_twos_complement_split_does_not(name, monkeypatch):
+    """The golden DDPG gradients (HalfCheetah's 17 x 6, fixar.figures.golden_ddpg)
+    with an approximate multiplier against float64: within a few times the
+    multiplier's own error. Planted: the two's-complement lanes, with which
+    every small negative operand became two large products that cancel; the
+    actor's gradient then came out several times off and HalfCheetah's
+    agents never learned (docs/multipliers.md)."""
+    from fixar.figures.golden_ddpg import gradient_errors
+    from fixar.golden import matmul
+
+    cfg = load("default").with_multiplier(name)
+    good = gradient_errors(cfg, obs=17, act=6)
+    assert good["critic"] < 0.05 and good["actor"] < 0.15, good
+    monkeypatch.setattr(matmul, "magnitude_lanes", _twos_complement_lanes)
+    bad = gradient_errors(cfg, obs=17, act=6)
+    assert bad["actor"] > 1.0, bad

@@ -26,6 +26,24 @@ def lane_operands(m: Module, word, fp16, L: int, name: str):
     return lo, word[L:2 * L].as_signed()
 
 
+def magnitude_lanes(m: Module, word, fp16, L: int, name: str):
+    """The lanes an approximate multiplier takes: magnitudes (L + 1 bits,
+    unsigned) and signs. FXP32: |a| split in its low and high L bits, both
+    with a's sign (the two's-complement split makes a small negative a two
+    large products that cancel, each with the multiplier's error; the
+    golden model's magnitude_lanes says the same); FXP16: each lane's own."""
+    a = word[:2 * L].as_signed()
+    mag = Signal(2 * L, name=f"{name}_mag")
+    m.d.comb += mag.eq(Mux(a < 0, -a, a))
+    lanes = []
+    for i, part in enumerate((mag[:L], mag[L:])):
+        own = word[i * L:(i + 1) * L].as_signed()
+        lane = Signal(L + 1, name=f"{name}_{'lo' if i == 0 else 'hi'}_mag")
+        m.d.comb += lane.eq(Mux(fp16, Mux(own < 0, -own, own), part))
+        lanes.append((lane, Mux(fp16, own[-1], a[-1])))
+    return lanes
+
+
 def recombined(m: Module, acc_lo, acc_hi, cfg: PEConfig, name: str):
     """FXP32's one sum from the two lane sums: ``hi * 2**L + lo``."""
     L = cfg.lane_bits

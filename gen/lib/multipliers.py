@@ -33,6 +33,7 @@ from fixar.config import multipliers as models
 from fixar.config.multipliers import Multiplier, get
 from fixar.config.timing import MULTIPLIER_STAGES
 from fixar.gen.lib.compress import carry_save
+from fixar.gen.lib.datapath import lane_operands, magnitude_lanes
 from fixar.gen.lib.pipe import reg
 
 # kind -> build(m, a, b, name, cut, **params): the magnitude product of unsigned a, b
@@ -176,32 +177,53 @@ def _params(spec: Multiplier) -> dict:
     return {("m_bits" if k == "m" else k): v for k, v in spec.params}
 
 
-def multiply(m: Module, a, b, multiplier: str | Multiplier, name: str, pipelined: bool = False) -> Signal:
+def multiply(m: Module, a, b, multiplier: str | Multiplier, name: str, pipelined: bool = False,
+             b_sign=None) -> Signal:
     """The product of signed a and b by the named multiplier, signed, len(a) + len(b) bits
     (a signal; for the exact multiplier the plain ``a * b``, which synthesis maps to DSP48E2s).
     ``pipelined``: with the multiplier's registers (fixar.config.timing's
     MULTIPLIER_STAGES; the product is then that many cycles behind a and b),
-    else combinational."""
+    else combinational. ``b_sign``: b is then a magnitude (unsigned) and
+    this bit its sign (an approximate multiplier only)."""
     spec = get(multiplier)
     if spec.kind not in GENERATORS:
         raise ValueError(f"{spec.name}: no generator for a {spec.kind} multiplier (known: {sorted(GENERATORS)})")
     if spec.kind == "exact":
         return a * b        # an expression, not a signal: the exact PE's Verilog stays what it was
-    cuts, negative = Cuts(m, name, pipelined), [a[-1] ^ b[-1]]
+    cuts = Cuts(m, name, pipelined)
+    negative = [a[-1] ^ (b[-1] if b_sign is None else b_sign)]
 
     def cut(*values) -> list:           # the product's sign rides along every cut
         *values, negative[0] = cuts(*values, negative[0])
         return values
 
     out = Signal(signed(len(a) + len(b)), name=f"{name}_p")
-    mag = GENERATORS[spec.kind](m, magnitude(m, a, f"{name}_a"), magnitude(m, b, f"{name}_b"), name, cut,
-                                **_params(spec))
+    b_mag = magnitude(m, b, f"{name}_b") if b_sign is None else b
+    mag = GENERATORS[spec.kind](m, magnitude(m, a, f"{name}_a"), b_mag, name, cut, **_params(spec))
     mag, = cut(mag)                     # the sign's negation alone in front of the product register
     if cuts.count != MULTIPLIER_STAGES[spec.kind]:
         raise AssertionError(f"{spec.kind} multiplier: built {cuts.count} cuts but fixar.config.timing says "
                              f"{MULTIPLIER_STAGES[spec.kind]}; change one to match the other")
     m.d.comb += out.eq(Mux(negative[0], -mag, mag))
     return out
+
+
+def pe_lanes(m: Module, word, fp16, pe, name: str) -> list:
+    """The two lane operands of an activation word as the PE's multiplier
+    takes them, each (operand, sign): for the exact multiplier the
+    two's-complement lanes (low lane unsigned in FXP32) and no sign (None),
+    for an approximate one sign-magnitude lanes (gen.lib.datapath.magnitude_lanes)."""
+    if get(pe.multiplier).kind == "exact":
+        return [(lane, None) for lane in lane_operands(m, word, fp16, pe.lane_bits, name)]
+    return magnitude_lanes(m, word, fp16, pe.lane_bits, name)
+
+
+def lane_product(m: Module, w, lane: tuple, pe, name: str):
+    """Weight ``w`` times one of :func:`pe_lanes`' operands, by the PE's
+    multiplier (pipelined: the caller's product register comes after its
+    registers)."""
+    operand, sign = lane
+    return multiply(m, w, operand, pe.multiplier, name, pipelined=True, b_sign=sign)
 
 
 class ApproxMultiplier(Elaboratable):

@@ -72,8 +72,8 @@ from fixar.config.timing import (
 from fixar.gen.lib import products
 from fixar.gen.lib.arith import QUANTIZER_ADDENDS, requantize, requantize_parts
 from fixar.gen.lib.compress import carry_save
-from fixar.gen.lib.datapath import lane_operands, output_finish, output_stage, recombined, registered_parts, select_mode
-from fixar.gen.lib.multipliers import multiply
+from fixar.gen.lib.datapath import output_finish, output_stage, recombined, registered_parts, select_mode
+from fixar.gen.lib.multipliers import lane_product, pe_lanes
 from fixar.gen.lib.noise import hash_rounds
 from fixar.gen.lib.pipe import Schedule, Stages, Timed, reg
 from fixar.gen.lib.shift import shift_right_clamped
@@ -262,10 +262,10 @@ class ArrayCore(wiring.Component):
         p_hi = [[Signal(signed(pe.product_bits), name=f"p_hi_{r}_{c}") for c in range(C)] for r in range(R)]
         for r in range(R):
             word = a0[r * 2 * L:(r + 1) * 2 * L]
-            lo, hi = lane_operands(m, word, s0["mode"], L, f"a_{r}")
+            lo, hi = pe_lanes(m, word, s0["mode"], pe, f"a_{r}")
             for c in range(C):      # by the config's multiplier (fixar.gen.lib.multipliers)
-                m.d.sync += [p_lo[r][c].eq(multiply(m, active[r][c], lo, pe.multiplier, f"mul_lo_{r}_{c}", True)),
-                             p_hi[r][c].eq(multiply(m, active[r][c], hi, pe.multiplier, f"mul_hi_{r}_{c}", True))]
+                m.d.sync += [p_lo[r][c].eq(lane_product(m, active[r][c], lo, pe, f"mul_lo_{r}_{c}")),
+                             p_hi[r][c].eq(lane_product(m, active[r][c], hi, pe, f"mul_hi_{r}_{c}"))]
         return p_lo, p_hi
 
     def _column_sums(self, m: Module, p_lo: list, p_hi: list) -> tuple[list, list]:

@@ -33,8 +33,8 @@ from amaranth.lib.wiring import In, Out
 
 from fixar.config import PEConfig, PEMode, enum_bits
 from fixar.config.timing import multiplier_stages, pe_stages
-from fixar.gen.lib.datapath import lane_operands, output_finish, output_stage, recombined, registered_parts, select_mode
-from fixar.gen.lib.multipliers import multiply
+from fixar.gen.lib.datapath import output_finish, output_stage, recombined, registered_parts, select_mode
+from fixar.gen.lib.multipliers import lane_product, pe_lanes
 from fixar.gen.lib.pipe import Stages, delay, reg
 
 
@@ -86,19 +86,19 @@ class PE(wiring.Component):
 
         # Stage 2: products. The low lane is unsigned in FXP32 (the lower half
         # of a two's-complement word) and signed in FXP16; one extra bit holds both.
-        lo_ext, hi = lane_operands(m, a1, mode1, L, "a1")
         p_lo = Signal(signed(cfg.product_bits))
         p_hi = Signal(signed(cfg.product_bits))
         # by the config's multiplier: DSP48E2s for the exact one, LUTs for an
-        # approximate one, with its own registers (the controls wait beside them)
+        # approximate one (on sign-magnitude lanes), with its own registers
+        # (the controls wait beside them)
+        products = [lane_product(m, w1, lane, cfg, f"mul_{n}")
+                    for lane, n in zip(pe_lanes(m, a1, mode1, cfg, "a1"), ("lo", "hi"))]
         cuts = multiplier_stages(cfg)
         for k in range(cuts):
             mode1, en1, clr1 = (reg(m, x, f"{n}1_c{k + 1}") for x, n in ((mode1, "mode"), (en1, "en"), (clr1, "clr")))
         stages.stage(cuts)
         mode2, en2, clr2 = Signal(name="mode2"), Signal(name="en2"), Signal(name="clr2")
-        m.d.sync += [p_lo.eq(multiply(m, w1, lo_ext, cfg.multiplier, "mul_lo", pipelined=True)),
-                     p_hi.eq(multiply(m, w1, hi, cfg.multiplier, "mul_hi", pipelined=True)),
-                     mode2.eq(mode1), en2.eq(en1), clr2.eq(clr1)]
+        m.d.sync += [p_lo.eq(products[0]), p_hi.eq(products[1]), mode2.eq(mode1), en2.eq(en1), clr2.eq(clr1)]
         stages.stage()
 
         # Stage 3: accumulators, wrapping modulo 2**acc_bits (associative, so

@@ -172,14 +172,31 @@ def pe_matmul(cfg: PEConfig, W, X, mode: PEMode = PEMode.FXP32, rnd=None) -> np.
     raise ValueError(f"unknown PE mode {mode!r}")
 
 
+def magnitude_lanes(X, lane_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """An FXP32 activation's lanes for an approximate multiplier: |x| split
+    into its low and high ``lane_bits``, each carrying x's sign, so that
+    x = hi * 2**lane_bits + lo with lo and hi of x's sign. The exact PE's
+    two's-complement split (low lane unsigned, high lane signed) gives a
+    small negative x as -2**lane_bits plus a large low lane: two products
+    that cancel, and an approximate multiplier's error on each (relative
+    to w 2**lane_bits) swamped the small product (the DDPG actor's gradient
+    came out 4-14 times off; docs/multipliers.md). Sign-magnitude products
+    (every model is) keep each lane's error relative to its own part of |x|."""
+    X = np.asarray(X, dtype=I64)
+    mag, neg = np.abs(X), X < 0
+    lo, hi = mag & I64((1 << lane_bits) - 1), mag >> I64(lane_bits)
+    return np.where(neg, -lo, lo), np.where(neg, -hi, hi)
+
+
 def approx_lane_sums(cfg: PEConfig, W, X, mode: PEMode, start=None) -> tuple[np.ndarray, np.ndarray]:
     """The accumulators (hi, lo) of a product whose PE multiplies with the
     approximate ``cfg.multiplier`` (docs/multipliers.md): each lane's
     products by the multiplier's functional model (through
     :func:`fixar.golden.multipliers.approx_matmul`), the lanes kept apart as
-    the PE keeps them, each sum modulo 2**acc_bits. FXP32: the low lane
-    unsigned, the high lane signed, recombined by the output stage; FXP16:
-    X's act16 values in the low lane (hi is 0). ``start``: per-row start
+    the PE keeps them, each sum modulo 2**acc_bits. FXP32: the lanes
+    recombined by the output stage; FXP16:
+    X's act16 values in the low lane (hi is 0). FXP32 splits |x|, not x's
+    two's complement (:func:`magnitude_lanes`). ``start``: per-row start
     value of the low lane (the bias), or None. None of the exact routes'
     shortcuts apply: an approximate w x hi and w x lo are not one product."""
     from fixar.golden.multipliers import approx_matmul  # it imports this module
@@ -195,7 +212,7 @@ def approx_lane_sums(cfg: PEConfig, W, X, mode: PEMode, start=None) -> tuple[np.
     if mode == PEMode.FXP16:
         return np.zeros((W.shape[0], X.shape[1]), dtype=I64), reduce(approx_matmul(W, X, cfg.multiplier, widths) + st)
     # both lanes in one product (side by side): each weight is prepared once for the two
-    lanes = approx_matmul(W, np.concatenate([X & I64((1 << L) - 1), X >> I64(L)], axis=1), cfg.multiplier, widths)
+    lanes = approx_matmul(W, np.concatenate(magnitude_lanes(X, L), axis=1), cfg.multiplier, widths)
     lo, hi = lanes[:, :X.shape[1]], lanes[:, X.shape[1]:]
     return reduce(hi), reduce(lo + st)
 

@@ -3,6 +3,7 @@
 Per input cycle t (the hardware shows the result LATENCY cycles later):
   lanes    lo = a[lane_bits-1:0]   (unsigned in FXP32 mode, signed in FXP16 mode)
            hi = a[2*lane_bits-1:lane_bits] (signed)
+           (an approximate multiplier in FXP32: |a|'s two halves, each with a's sign)
   products p_lo = w * lo,  p_hi = w * hi            (by pe.multiplier: exact or approximate)
   accums   acc = (clear ? 0 : acc) + (acc_en ? p : 0), each lane modulo 2**acc_bits
   output   FXP32: y_lo = requantize(acc_hi * 2**lane_bits + acc_lo, shift32), y_hi = 0
@@ -17,6 +18,7 @@ import numpy as np
 
 from fixar.config import PEConfig, PEMode
 from fixar.golden.fixed import I64, requantize, wrap
+from fixar.golden.matmul import magnitude_lanes
 from fixar.golden.multipliers import approx_multiply
 
 
@@ -60,6 +62,10 @@ def pe_trace(cfg: PEConfig, mode, acc_en, clear, a, w, rnd_lo=None, rnd_hi=None)
     clear = np.asarray(clear, dtype=bool)
     w = np.asarray(w, dtype=I64)
     lo, hi = split_lanes(a, mode, cfg.lane_bits)
+    if cfg.multiplier != "exact":           # FXP32: |a| in the lanes, with a's sign (magnitude_lanes)
+        m_lo, m_hi = magnitude_lanes(wrap(np.asarray(a, dtype=I64), 2 * cfg.lane_bits, signed=True), cfg.lane_bits)
+        fxp32 = mode != PEMode.FXP16
+        lo, hi = np.where(fxp32, m_lo, lo), np.where(fxp32, m_hi, hi)
     p_lo, p_hi = _products(cfg, w, lo), _products(cfg, w, hi)
     acc_lo = wrap(_segment_sums(np.where(acc_en, p_lo, 0), clear), cfg.acc_bits)
     acc_hi = wrap(_segment_sums(np.where(acc_en, p_hi, 0), clear), cfg.acc_bits)
