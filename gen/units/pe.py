@@ -84,8 +84,9 @@ class PE(wiring.Component):
                      a1.eq(self.a), w1.eq(self.w)]
         stages.stage()
 
-        # Stage 2: products. The low lane is unsigned in FXP32 (the lower half
-        # of a two's-complement word) and signed in FXP16; one extra bit holds both.
+        # Stage 2: products. Exact multiplier: the low lane is unsigned in FXP32
+        # (the lower half of a two's-complement word) and signed in FXP16; one
+        # extra bit holds both. Approximate: sign-magnitude lanes (pe_lanes).
         p_lo = Signal(signed(cfg.product_bits))
         p_hi = Signal(signed(cfg.product_bits))
         # by the config's multiplier: DSP48E2s for the exact one, LUTs for an

@@ -193,10 +193,9 @@ def approx_lane_sums(cfg: PEConfig, W, X, mode: PEMode, start=None) -> tuple[np.
     approximate ``cfg.multiplier`` (docs/multipliers.md): each lane's
     products by the multiplier's functional model (through
     :func:`fixar.golden.multipliers.approx_matmul`), the lanes kept apart as
-    the PE keeps them, each sum modulo 2**acc_bits. FXP32: the lanes
-    recombined by the output stage; FXP16:
-    X's act16 values in the low lane (hi is 0). FXP32 splits |x|, not x's
-    two's complement (:func:`magnitude_lanes`). ``start``: per-row start
+    the PE keeps them, each sum modulo 2**acc_bits. FXP32: |x|'s two halves
+    with x's sign (:func:`magnitude_lanes`), recombined by the output stage;
+    FXP16: X's act16 values in the low lane (hi is 0). ``start``: per-row start
     value of the low lane (the bias), or None. None of the exact routes'
     shortcuts apply: an approximate w x hi and w x lo are not one product."""
     from fixar.golden.multipliers import approx_matmul  # it imports this module
