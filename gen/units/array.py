@@ -48,6 +48,7 @@ from fixar.config import (
 )
 from fixar.config.timing import ARRAY_PIPE_STAGES, array_stages
 from fixar.gen.lib.pipe import delay as _delay
+from fixar.gen.lib.pipe import reg
 from fixar.gen.lib.ram import InterleavedRAM, TwoPortRAM
 from fixar.gen.units.core import COORD_BITS, ArrayCore
 
@@ -534,7 +535,9 @@ class Array(wiring.Component):
 
     def _range_trackers(self, m: Module, d: dict, cores: list) -> None:
         """QAT phase 1: range trackers widened by every valid output of a
-        tracking operation (one beat's min and max per core, then the register)."""
+        tracking operation: one beat's min and max per core, registered beside
+        the core and again where they meet (core n sits in SLR n: a register
+        on each side of the crossing), then the trackers."""
         C, N, Q, ob = self.cfg.array.cols, self.cfg.array.cores, self.cfg.array.quantizers, self.cfg.pe.out.bits
         rg_lo = [Signal(signed(ob), name=f"rg_lo_{i}") for i in range(Q)]
         rg_hi = [Signal(signed(ob), name=f"rg_hi_{i}") for i in range(Q)]
@@ -546,12 +549,13 @@ class Array(wiring.Component):
             lo_r, hi_r = Signal(signed(ob), name=f"beat_lo_r_{n}"), Signal(signed(ob), name=f"beat_hi_r_{n}")
             m.d.sync += [v.eq(d["track"] & cores[n].out_valid & (Const(n == 0) | ~(d["intra"] | d["grad"]))),
                          lo_r.eq(lo_n), hi_r.eq(hi_n)]
-            beat_lo.append(Mux(v, lo_r, 0))
-            beat_hi.append(Mux(v, hi_r, 0))
+            v2, lo_2, hi_2 = reg(m, v, f"beat_valid2_{n}"), reg(m, lo_r, f"beat_lo2_{n}"), reg(m, hi_r, f"beat_hi2_{n}")
+            beat_lo.append(Mux(v2, lo_2, 0))
+            beat_hi.append(Mux(v2, hi_2, 0))
         new_lo = _tree(m, beat_lo, min, "beat_lo_all")
         new_hi = _tree(m, beat_hi, max, "beat_hi_all")
-        beat_q = Signal.like(d["qidx"], name="beat_qidx")     # travels with the beat: the next
-        m.d.sync += beat_q.eq(d["qidx"])                        # operation may latch its own meanwhile
+        # the quantizer index travels with the beat: the next operation may latch its own meanwhile
+        beat_q = reg(m, reg(m, d["qidx"], "beat_qidx1"), "beat_qidx")
         for i in range(Q):
             with m.If(self.rg_clear):
                 m.d.sync += [rg_lo[i].eq(0), rg_hi[i].eq(0)]

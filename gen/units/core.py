@@ -89,7 +89,8 @@ def quantizer_ports(cfg: FixarConfig) -> dict:
 
 
 class ArrayCore(wiring.Component):
-    # input register, products, column sums, accumulate, cross-core add,
+    # input register, products, column sums, accumulate, the other cores'
+    # sums registered as they arrive, cross-core add, recombined sum,
     # rounding into the activation unit's input register, activation output,
     # then the QAT quantizer's stages (passed through when fq is off); an
     # approximate multiplier's own registers come after the input register
@@ -197,28 +198,33 @@ class ArrayCore(wiring.Component):
         new_lo, new_hi = self._accumulate(m, [sm, s2, s3], bias2, cs_lo, cs_hi, fin_lo, fin_hi)
         m.d.sync += [f.eq(n) for f, n in zip(fin_lo + fin_hi, new_lo + new_hi)]
 
-        # Stage 4: add the other cores' sums (intra-layer mode; zero otherwise).
+        # Stage 4: the other cores' sums registered where they arrive, this
+        # core's own beside them (the crossing: core n sits in SLR n).
         s4 = follow(s3, M + 4)
-        tot_lo, tot_hi = self._cross_core_add(m, fin_lo, fin_hi)
+        own_lo, own_hi, xin_lo, xin_hi = self._cross_core_inputs(m, fin_lo, fin_hi)
 
-        # Stage 5: FXP32's recombined sum hi * 2^L + lo (an add as wide as
-        # both lanes) beside the lane sums, as the PE's stage 4.
+        # Stage 5: add them (intra-layer mode; zero otherwise).
         s5 = follow(s4, M + 5)
-        total5 = [reg(m, recombined(m, lo, hi, self.cfg.pe, f"col{c}"), f"total5_{c}")
-                  for c, (lo, hi) in enumerate(zip(tot_lo, tot_hi))]
-        lo5 = [reg(m, x, f"tot5_lo_{c}") for c, x in enumerate(tot_lo)]
-        hi5 = [reg(m, x, f"tot5_hi_{c}") for c, x in enumerate(tot_hi)]
+        tot_lo, tot_hi = self._cross_core_add(m, own_lo, own_hi, xin_lo, xin_hi)
 
-        # Stage 6: each rounding's first half (the floor narrowed, the carry), registered.
+        # Stage 6: FXP32's recombined sum hi * 2^L + lo (an add as wide as
+        # both lanes) beside the lane sums, as the PE's stage 4.
         s6 = follow(s5, M + 6)
-        parts = self._round_parts(m, total5, lo5, hi5, rnd)
+        total6 = [reg(m, recombined(m, lo, hi, self.cfg.pe, f"col{c}"), f"total6_{c}")
+                  for c, (lo, hi) in enumerate(zip(tot_lo, tot_hi))]
+        lo6 = [reg(m, x, f"tot6_lo_{c}") for c, x in enumerate(tot_lo)]
+        hi6 = [reg(m, x, f"tot6_hi_{c}") for c, x in enumerate(tot_hi)]
 
-        # Stages 7 .. 6 + A: the roundings finished, then the activation
+        # Stage 7: each rounding's first half (the floor narrowed, the carry), registered.
+        s7 = follow(s6, M + 7)
+        parts = self._round_parts(m, total6, lo6, hi6, rnd)
+
+        # Stages 8 .. 7 + A: the roundings finished, then the activation
         # units (A = their latency, input register to output register).
-        out_lo, out_hi = self._finish_and_activate(m, s6, parts)
-        act_done = M + 6 + ActivationUnit.LATENCY
-        stages = [s6]
-        for k in range(M + 7, act_done + 1):
+        out_lo, out_hi = self._finish_and_activate(m, s7, parts)
+        act_done = M + 7 + ActivationUnit.LATENCY
+        stages = [s7]
+        for k in range(M + 8, act_done + 1):
             stages.append(follow(stages[-1], k))
         s_act = stages[-1]
 
@@ -326,19 +332,32 @@ class ArrayCore(wiring.Component):
         m.d.comb += [self.sum_lo.eq(Cat(*fin_lo)), self.sum_hi.eq(Cat(*fin_hi))]
         return fin_lo, fin_hi
 
-    def _cross_core_add(self, m: Module, fin_lo: list, fin_hi: list) -> tuple[list, list]:
-        """Stage 4: the other cores' sums added. Each lane wraps modulo
+    def _cross_core_inputs(self, m: Module, fin_lo: list, fin_hi: list) -> tuple[list, list, list, list]:
+        """Stage 4: the other cores' sums (``xin_*``) registered as they enter,
+        and this core's own sums delayed to meet them. The sums come from
+        registers in the other cores, which a U50 places in the other SLR: with
+        a register on each side and no logic between, the crossing is a whole
+        cycle's path, not the front of the add."""
+        C, A = self.cfg.array.cols, self.cfg.pe.acc_bits
+        own_lo = [reg(m, x, f"own_lo_{c}") for c, x in enumerate(fin_lo)]
+        own_hi = [reg(m, x, f"own_hi_{c}") for c, x in enumerate(fin_hi)]
+        xin_lo = [reg(m, self.xin_lo[c * A:(c + 1) * A].as_signed(), f"xin_lo_{c}") for c in range(C)]
+        xin_hi = [reg(m, self.xin_hi[c * A:(c + 1) * A].as_signed(), f"xin_hi_{c}") for c in range(C)]
+        return own_lo, own_hi, xin_lo, xin_hi
+
+    def _cross_core_add(self, m: Module, own_lo: list, own_hi: list, xin_lo: list,
+                        xin_hi: list) -> tuple[list, list]:
+        """Stage 5: the other cores' sums added. Each lane wraps modulo
         2**acc_bits like every other sum, so the order of cores does not matter."""
         C, A = self.cfg.array.cols, self.cfg.pe.acc_bits
         tot_lo = [Signal(signed(A), name=f"tot_lo_{c}") for c in range(C)]
         tot_hi = [Signal(signed(A), name=f"tot_hi_{c}") for c in range(C)]
         for c in range(C):
-            m.d.sync += [tot_lo[c].eq(fin_lo[c] + self.xin_lo[c * A:(c + 1) * A].as_signed()),
-                         tot_hi[c].eq(fin_hi[c] + self.xin_hi[c * A:(c + 1) * A].as_signed())]
+            m.d.sync += [tot_lo[c].eq(own_lo[c] + xin_lo[c]), tot_hi[c].eq(own_hi[c] + xin_hi[c])]
         return tot_lo, tot_hi
 
     def _round_parts(self, m: Module, totals: list, tot_lo: list, tot_hi: list, rnd) -> list:
-        """Stage 6: each column's roundings, first halves, registered: the PE's
+        """Stage 7: each column's roundings, first halves, registered: the PE's
         output stage (gen/lib/datapath), and the weight gradient's rounding of
         the same recombined sum into its own format."""
         cfg = self.cfg
@@ -351,19 +370,19 @@ class ArrayCore(wiring.Component):
             parts.append(registered_parts(m, p, f"col{c}_r6"))
         return parts
 
-    def _finish_and_activate(self, m: Module, s6: dict, parts: list) -> tuple[list, list]:
-        """Stage 7 on: each column's roundings finished, then its activation units."""
+    def _finish_and_activate(self, m: Module, s7: dict, parts: list) -> tuple[list, list]:
+        """Stage 8 on: each column's roundings finished, then its activation units."""
         cfg = self.cfg
         pe = cfg.pe
         formats = {"fxp32": pe.out, "fxp16_lo": pe.out, "fxp16_hi": pe.out, "grad": cfg.adam.grad}
         out_lo, out_hi = [], []
         for c in range(cfg.array.cols):
             out = output_finish(m, parts[c], formats, f"col{c}")
-            y_lo, y_hi = select_mode(out, s6["mode"], Mux(s6["grad"], out["grad"], out["fxp32"]))
+            y_lo, y_hi = select_mode(out, s7["mode"], Mux(s7["grad"], out["grad"], out["fxp32"]))
             for lane, x in (("lo", y_lo), ("hi", y_hi)):
                 unit = ActivationUnit(cfg)
                 m.submodules[f"act_{lane}_{c}"] = unit
-                m.d.comb += [unit.x.eq(x), unit.func.eq(s6["func"])]
+                m.d.comb += [unit.x.eq(x), unit.func.eq(s7["func"])]
                 (out_lo if lane == "lo" else out_hi).append(unit.y)
         return out_lo, out_hi
 
@@ -413,9 +432,9 @@ class ArrayCore(wiring.Component):
 
     def _random_words(self, m: Module, s0: dict) -> list:
         """Stochastic rounding's words for each column and lane, ready in
-        stage 5 beside the sums they round: the noise hash of (seed, feature
+        stage 6 beside the sums they round: the noise hash of (seed, feature
         i0 + c, batch b0 + slot * vectors per slot + lane), two rounds per
-        stage over stages 1-3 (gen/lib/noise.py)."""
+        stage over stages 1-3, then waiting (gen/lib/noise.py)."""
         pe = self.cfg.pe
         C = self.cfg.array.cols
         per_slot = Mux(s0["mode"] == PEMode.FXP16, s0["slot"] << 1, s0["slot"])
@@ -428,7 +447,8 @@ class ArrayCore(wiring.Component):
                 h = self.rnd_seed ^ Cat(b, i)
                 for k, stage in ((0, 1), (2, 2), (4, 3)):
                     h = reg(m, hash_rounds(m, h, k, 2, f"rnd_{c}_{lane}_s{stage}"), f"rnd_{c}_{lane}_{stage}")
-                h = reg(m, reg(m, h, f"rnd_{c}_{lane}_4"), f"rnd_{c}_{lane}_5")
+                for stage in (4, 5, 6):
+                    h = reg(m, h, f"rnd_{c}_{lane}_{stage}")
                 lanes.append(h[32 - pe.rnd_bits:])
             words.append(tuple(lanes))
         return words

@@ -18,8 +18,9 @@ from fixar.config.multipliers import get as multiplier
 PE_STAGES = 6            # input, products, accumulate, recombine, rounding halves (2) (gen/units/pe.py)
 ACTIVATION_STAGES = 6    # input, |x|, table read, product, point + product, sign and function into the output
 # input, products, column sums (carry-save pairs), finished sums (the pairs added to the partial sums),
-# cross-core add, recombined sum, the roundings' first halves
-CORE_FRONT_STAGES = 7
+# the other cores' sums registered where they arrive (an SLR crossing on the U50), cross-core add,
+# recombined sum, the roundings' first halves
+CORE_FRONT_STAGES = 8
 # The core's partial-sum buffer: read with the item's stage 0, registered,
 # added in stage 2, written back from stage 3's register, so a read misses
 # the writes of the 3 items ahead (a slot's items must be further apart).
