@@ -76,7 +76,8 @@ def commit() -> str:
 
 
 # the studies `make study` wrote (hours each; not re-run here): folder -> key prefix
-STUDIES = {"": "study", "40k": "study40k", "100k": "study100k", "400": "study400", "multipliers": "studymult"}
+STUDIES = {"": "study", "40k": "study40k", "100k": "study100k", "400": "study400", "multipliers": "studymult",
+           "multipliers_log": "studymultlog"}
 
 
 def study_figures(root: Path = ROOT) -> dict:
