@@ -29,6 +29,8 @@ at row T*C + (b - r) mod C); the transposed product needs the tile's row r
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array as MuxArray
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
@@ -183,10 +185,11 @@ class Array(wiring.Component):
         q_sel = self._quantizer_table(m, d)
         cores = self._cores(m, d, ctl_d, w_data, a_data, keep, bias, q_sel, rnd_seed)
         reduce_all = self._cross_core_sums(m, d, cores)
-        self._range_trackers(m, d, cores)
-        self._outputs_and_store(m, d, cores, amem, mmem, reduce_all, g_addr, out_y_addr)
-        self._transposing_store(m, d, cores, tmem, out_tile)
-        self._gradient_memories(m, d, cores, out_tile, grad_fold)
+        outs, from0 = self._core_outputs(m, cores)
+        self._range_trackers(m, d, outs)
+        self._outputs_and_store(m, d, outs, from0, amem, mmem, reduce_all, g_addr, out_y_addr)
+        self._transposing_store(m, d, outs, tmem, out_tile)
+        self._gradient_memories(m, d, outs, out_tile, grad_fold)
 
         # ---- host-side reads (port B; the array must be idle)
         m.d.comb += [self.am_rdata.eq(Cat(*[a.b_data for a in amem])), self.bm_rdata.eq(bmem.b_data),
@@ -524,16 +527,33 @@ class Array(wiring.Component):
         C, N, A = self.cfg.array.cols, self.cfg.array.cores, self.cfg.pe.acc_bits
         reduce_all = Signal()
         m.d.comb += reduce_all.eq(d["intra"] | d["grad"])
+        # Two cores (the U50: one per SLR): core 1's sums go to core 0 as
+        # they are, register to register; more cores are summed on the way.
+        m.d.comb += cores[0].xin_en.eq(reduce_all)
         for lane in ("lo", "hi"):
             for c in range(C):
                 others = [getattr(cores[n], f"sum_{lane}")[c * A:(c + 1) * A].as_signed() for n in range(1, N)]
-                total = sum(others) if others else 0
-                m.d.comb += getattr(cores[0], f"xin_{lane}")[c * A:(c + 1) * A].eq(Mux(reduce_all, total, 0))
+                total = others[0] if len(others) == 1 else sum(others) if others else 0
+                m.d.comb += getattr(cores[0], f"xin_{lane}")[c * A:(c + 1) * A].eq(total)
             for n in range(1, N):
-                m.d.comb += getattr(cores[n], f"xin_{lane}").eq(0)
+                m.d.comb += [getattr(cores[n], f"xin_{lane}").eq(0), cores[n].xin_en.eq(0)]
         return reduce_all
 
-    def _range_trackers(self, m: Module, d: dict, cores: list) -> None:
+    def _core_outputs(self, m: Module, cores: list) -> tuple[list, list]:
+        """Each core's outputs registered once where they are used (the
+        ARRAY_OUT_STAGES of fixar.config.timing): every store, the trackers
+        and the out_* ports take ``outs[n]`` (core n's outputs, registered in
+        its SLR); core n > 0 stores an intra-layer result from ``from0[n]``,
+        its own register of core 0's outputs, so the crossing from core 0's
+        SLR has no logic on it (the mux between the two comes after)."""
+        def registered(core, name: str, fields: tuple[str, ...]) -> SimpleNamespace:
+            return SimpleNamespace(**{f: reg(m, getattr(core, f"out_{f}"), f"{name}_{f}") for f in fields})
+
+        outs = [registered(core, f"core{n}_out", ("valid", "slot", "lo", "hi")) for n, core in enumerate(cores)]
+        from0 = [None] + [registered(cores[0], f"core0_out_at{n}", ("valid", "lo")) for n in range(1, len(cores))]
+        return outs, from0
+
+    def _range_trackers(self, m: Module, d: dict, outs: list) -> None:
         """QAT phase 1: range trackers widened by every valid output of a
         tracking operation: one beat's min and max per core, registered beside
         the core and again where they meet (core n sits in SLR n: a register
@@ -543,11 +563,11 @@ class Array(wiring.Component):
         rg_hi = [Signal(signed(ob), name=f"rg_hi_{i}") for i in range(Q)]
         beat_lo, beat_hi = [], []
         for n in range(N):
-            words = [cores[n].out_lo[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
+            words = [outs[n].lo[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
             lo_n, hi_n = _tree(m, words, min, f"beat_lo_{n}"), _tree(m, words, max, f"beat_hi_{n}")
             v = Signal(name=f"beat_valid_{n}")
             lo_r, hi_r = Signal(signed(ob), name=f"beat_lo_r_{n}"), Signal(signed(ob), name=f"beat_hi_r_{n}")
-            m.d.sync += [v.eq(d["track"] & cores[n].out_valid & (Const(n == 0) | ~(d["intra"] | d["grad"]))),
+            m.d.sync += [v.eq(d["track"] & outs[n].valid & (Const(n == 0) | ~(d["intra"] | d["grad"]))),
                          lo_r.eq(lo_n), hi_r.eq(hi_n)]
             v2, lo_2, hi_2 = reg(m, v, f"beat_valid2_{n}"), reg(m, lo_r, f"beat_lo2_{n}"), reg(m, hi_r, f"beat_hi2_{n}")
             beat_lo.append(Mux(v2, lo_2, 0))
@@ -564,23 +584,23 @@ class Array(wiring.Component):
                              rg_hi[i].eq(Mux(new_hi > rg_hi[i], new_hi, rg_hi[i]))]
         m.d.sync += [self.rg_lo.eq(MuxArray(rg_lo)[self.rg_addr]), self.rg_hi.eq(MuxArray(rg_hi)[self.rg_addr])]
 
-    def _outputs_and_store(self, m: Module, d: dict, cores: list, amem: list, mmem: list, reduce_all, g_addr,
-                           out_y_addr) -> None:
+    def _outputs_and_store(self, m: Module, d: dict, outs: list, from0: list, amem: list, mmem: list, reduce_all,
+                           g_addr, out_y_addr) -> None:
         """The outputs, and results stored back as the next layer's activations (FXP32)
         through each activation memory's port B, which the host and gradient loads share.
         Each stored row also leaves its mask bits, 0 < y < limit, in the mask memory one
         cycle later (registered: the compare stays off the output path; the next
         operation reads masks R cycles after its start at the earliest)."""
         N, C, ob = self.cfg.array.cores, self.cfg.array.cols, self.cfg.pe.out.bits
-        valid = [cores[n].out_valid & (Const(n == 0) | ~reduce_all) for n in range(N)]
-        m.d.comb += [self.out_valid.eq(Cat(*valid)), self.out_slot.eq(cores[0].out_slot),
-                     self.out_lo.eq(Cat(*[c.out_lo for c in cores])),
-                     self.out_hi.eq(Cat(*[c.out_hi for c in cores]))]
+        valid = [outs[n].valid & (Const(n == 0) | ~reduce_all) for n in range(N)]
+        m.d.comb += [self.out_valid.eq(Cat(*valid)), self.out_slot.eq(outs[0].slot),
+                     self.out_lo.eq(Cat(*[o.lo for o in outs])),
+                     self.out_hi.eq(Cat(*[o.hi for o in outs]))]
         store = d["store"] & (d["mode"] == 0) & ~d["grad"]
         for n in range(N):
-            src = cores[0] if N > 1 else cores[n]
-            result = Mux(d["intra"], src.out_lo, cores[n].out_lo)
-            we = store & Mux(d["intra"], cores[0].out_valid, cores[n].out_valid)
+            src = from0[n] if n else outs[0]
+            result = Mux(d["intra"], src.lo, outs[n].lo)
+            we = store & Mux(d["intra"], src.valid, outs[n].valid)
             with m.If(self.am_we[n]):
                 m.d.comb += [amem[n].b_addr.eq(self.am_addr), amem[n].b_we.eq(1), amem[n].b_wdata.eq(self.am_data)]
             with m.Elif(self.am_re[n]):
@@ -593,14 +613,14 @@ class Array(wiring.Component):
             bits = Cat(*[mask_bit(w, d["limit"]) for w in words])
             m.d.sync += [mmem[n].b_we.eq(we), mmem[n].b_addr.eq(out_y_addr), mmem[n].b_wdata.eq(bits)]
 
-    def _transposing_store(self, m: Module, d: dict, cores: list, tmem: list, out_tile) -> None:
+    def _transposing_store(self, m: Module, d: dict, outs: list, tmem: list, out_tile) -> None:
         """Transposing store into the feature-major memory (see _feature_major_memories)."""
         ar = self.cfg.array
         R, C, N, ab, ob = ar.rows, ar.cols, ar.cores, self.cfg.pe.act32.bits, self.cfg.pe.out.bits
         rb = max((R - 1).bit_length(), 1)
         for n in range(N):
-            beat = d["store_t"] & cores[n].out_valid & ~d["intra"] & (d["mode"] == 0) & ~d["grad"] & ~d["transpose"]
-            slot = cores[n].out_slot
+            beat = d["store_t"] & outs[n].valid & ~d["intra"] & (d["mode"] == 0) & ~d["grad"] & ~d["transpose"]
+            slot = outs[n].slot
             r = slot[:rb]
             jb = slot >> rb
             row0 = Signal(range(self.t_rows * 2 + ar.psum_slots * (self.w_rows // C + 1)), name=f"t_row_{n}")
@@ -614,9 +634,9 @@ class Array(wiring.Component):
                                  ram.b_wdata.eq(self.tm_data[b * ab:(b + 1) * ab])]
                 with m.Else():
                     m.d.comb += [ram.b_addr.eq(row0 + c), ram.b_we.eq(beat),
-                                 ram.b_wdata.eq(MuxArray([cores[n].out_lo[k * ob:(k + 1) * ob] for k in range(C)])[c])]
+                                 ram.b_wdata.eq(MuxArray([outs[n].lo[k * ob:(k + 1) * ob] for k in range(C)])[c])]
 
-    def _gradient_memories(self, m: Module, d: dict, cores: list, out_tile, grad_fold: tuple) -> None:
+    def _gradient_memories(self, m: Module, d: dict, outs: list, out_tile, grad_fold: tuple) -> None:
         """Gradient memories: a gradient product's beat (C outputs o of one
         input k) goes to the weight gradients in the weight layout (gstore 1:
         word (o, k) of tile (ot, k div C) in bank (o + k) mod C, so the beat is
@@ -631,8 +651,8 @@ class Array(wiring.Component):
         gmem = [TwoPortRAM(cfg.memory, gb_bits, self.g_rows, f"gmem_b{b}") for b in range(C)]
         gbmem = TwoPortRAM(cfg.memory, C * gb_bits, self.b_rows, "gbmem")
         m.submodules.gbmem = gbmem.instance
-        g_beat = d["grad"] & cores[0].out_valid
-        k = cores[0].out_slot
+        g_beat = d["grad"] & outs[0].valid
+        k = outs[0].slot
         kj = k[:cb]
         fold, stride = grad_fold
         ones = fold & (k == stride)           # the folded bias gradient's beat
@@ -648,10 +668,10 @@ class Array(wiring.Component):
             c = Signal(range(C), name=f"grad_word_{b}")          # (b - j) mod C
             m.d.comb += c.eq(Mux(kj <= b, b - kj, b + C - kj))
             m.d.comb += [gmem[b].b_addr.eq(g_row0 + c), gmem[b].b_we.eq(w_beat),
-                         gmem[b].b_wdata.eq(MuxArray([cores[0].out_lo[q * ob:(q + 1) * ob] for q in range(C)])[c]),
+                         gmem[b].b_wdata.eq(MuxArray([outs[0].lo[q * ob:(q + 1) * ob] for q in range(C)])[c]),
                          gmem[b].a_addr.eq(self.gm_raddr)]
         m.d.comb += [self.gm_rdata.eq(Cat(*[g.a_data for g in gmem])),
                      gbmem.b_addr.eq(Mux(d["gstore"] == GStore.BOTH, d["b_base"], d["g_base"]) + out_tile),
                      gbmem.b_we.eq(b_beat),
-                     gbmem.b_wdata.eq(cores[0].out_lo), gbmem.a_addr.eq(self.gbm_raddr),
+                     gbmem.b_wdata.eq(outs[0].lo), gbmem.a_addr.eq(self.gbm_raddr),
                      self.gbm_rdata.eq(gbmem.a_data)]

@@ -22,9 +22,12 @@ Stream interface, one item per cycle (``valid``):
              results enter the quantizer's bypass registers, after rounding and
              saturation, so it costs no stage and equals zeroing the stored value
 Cross-core accumulation (intra-layer mode): ``sum_lo``/``sum_hi`` are this
-core's finished wide column sums (both lanes, ``acc_bits`` each), valid one
-stage before rounding; ``xin_lo``/``xin_hi`` are added to them before the
-rounding (the other cores' sums, or zero).
+core's finished wide column sums (both lanes, ``acc_bits`` each), straight
+from their registers; ``xin_lo``/``xin_hi`` (the other cores' sums, as they
+come) are registered on entry and added to them before the rounding where
+``xin_en`` is set (held for the operation), zero otherwise: the zeroing
+comes after the entry register, so nothing but wire lies between the two
+cores' registers.
 Weights: ``w_ld`` writes row ``w_row`` of the shadow weights from ``w_data``
 (C words); ``w_swap`` makes the shadow weights active for the item presented
 in the same cycle and all later ones (a load in the same cycle still goes to
@@ -135,7 +138,7 @@ class ArrayCore(wiring.Component):
             "first": In(1), "last": In(1), "bias": In(unsigned(C * ob)), "bias_en": In(1),
             "func": In(enum_bits(ActFunc)), "mode": In(enum_bits(PEMode)), "grad": In(1), "keep": In(C),
             "sum_lo": Out(unsigned(C * pe.acc_bits)), "sum_hi": Out(unsigned(C * pe.acc_bits)),
-            "xin_lo": In(unsigned(C * pe.acc_bits)), "xin_hi": In(unsigned(C * pe.acc_bits)),
+            "xin_lo": In(unsigned(C * pe.acc_bits)), "xin_hi": In(unsigned(C * pe.acc_bits)), "xin_en": In(1),
             "out_valid": Out(1), "out_slot": Out(unsigned(slot_bits)),
             "out_lo": Out(unsigned(C * ob)), "out_hi": Out(unsigned(C * ob)),
             **quantizer_ports(cfg),
@@ -353,7 +356,8 @@ class ArrayCore(wiring.Component):
         tot_lo = [Signal(signed(A), name=f"tot_lo_{c}") for c in range(C)]
         tot_hi = [Signal(signed(A), name=f"tot_hi_{c}") for c in range(C)]
         for c in range(C):
-            m.d.sync += [tot_lo[c].eq(own_lo[c] + xin_lo[c]), tot_hi[c].eq(own_hi[c] + xin_hi[c])]
+            m.d.sync += [tot_lo[c].eq(own_lo[c] + Mux(self.xin_en, xin_lo[c], 0)),
+                         tot_hi[c].eq(own_hi[c] + Mux(self.xin_en, xin_hi[c], 0))]
         return tot_lo, tot_hi
 
     def _round_parts(self, m: Module, totals: list, tot_lo: list, tot_hi: list, rnd) -> list:

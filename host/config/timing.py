@@ -36,6 +36,9 @@ QUANTIZER_MAGIC_LEVELS = 3
 QUANTIZER_DELTA_LEVELS = 1
 QUANTIZER_STAGES = 5 + (1 + QUANTIZER_MAGIC_LEVELS) + (1 + QUANTIZER_DELTA_LEVELS)
 ARRAY_PIPE_STAGES = 2    # controller -> cores: the request, then the memories' read
+# cores -> stores: each core's outputs registered where they are used (in its
+# own SLR, and core 0's again in each other core's for intra-layer stores)
+ARRAY_OUT_STAGES = 1
 # Adam: inputs; the moments' products, their sums, m rounded and C2 g^2's
 # product, v's sum (two halves), v rounded; v + E2, the leading one, normalise, seed; P's product, P rounded,
 # q's product; the guard shift, the clamp, the increment, w - update (ADAM_FIXED_STAGES
@@ -50,7 +53,7 @@ PRNG_STAGES = 0          # the xorshift state is the output
 # half, its high half (with the low half's carry).
 BFP_COLUMN_STAGES = 7
 CORE_STAGES = CORE_FRONT_STAGES + ACTIVATION_STAGES + QUANTIZER_STAGES
-ARRAY_STAGES = ARRAY_PIPE_STAGES + CORE_STAGES
+ARRAY_STAGES = ARRAY_PIPE_STAGES + CORE_STAGES + ARRAY_OUT_STAGES
 # Registers inside an approximate multiplier, by kind, ahead of the product's
 # own register (the PE's stage 2, the core's stage 1), which every multiplier
 # has; the exact one is the DSP48E2 product, one stage as FIXAR built it. In
