@@ -533,7 +533,7 @@ class Array(wiring.Component):
         for lane in ("lo", "hi"):
             for c in range(C):
                 others = [getattr(cores[n], f"sum_{lane}")[c * A:(c + 1) * A].as_signed() for n in range(1, N)]
-                total = others[0] if len(others) == 1 else sum(others) if others else 0
+                total = sum(others[1:], others[0]) if others else 0
                 m.d.comb += getattr(cores[0], f"xin_{lane}")[c * A:(c + 1) * A].eq(total)
             for n in range(1, N):
                 m.d.comb += [getattr(cores[n], f"xin_{lane}").eq(0), cores[n].xin_en.eq(0)]
