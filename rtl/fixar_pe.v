@@ -4,32 +4,97 @@
 (* generator = "Amaranth" *)
 module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [48:0] \$1 ;
+  wire [43:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [74:0] \$101 ;
-  reg [57:0] \$102 ;
-  reg [57:0] \$103 ;
-  reg \$104 ;
-  reg [33:0] \$105 ;
-  reg \$106 ;
-  reg [33:0] \$107 ;
-  reg \$108 ;
-  reg [33:0] \$109 ;
+  wire [89:0] \$100 ;
+  wire [20:0] \$101 ;
+  wire [21:0] \$102 ;
+  wire [15:0] \$103 ;
+  wire [16:0] \$104 ;
+  wire [15:0] \$105 ;
+  wire [16:0] \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire [74:0] \$11 ;
-  reg \$110 ;
-  reg \$111 ;
-  reg [31:0] \$112 ;
-  reg [31:0] \$113 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire [32:0] \$117 ;
+  wire [32:0] \$118 ;
+  wire [31:0] \$119 ;
   wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
+  wire [32:0] \$130 ;
+  wire [32:0] \$131 ;
+  wire [31:0] \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire [32:0] \$143 ;
+  wire [32:0] \$144 ;
+  wire [31:0] \$145 ;
+  reg \$146 ;
+  reg \$147 ;
+  reg \$148 ;
+  reg [31:0] \$149 ;
   wire [74:0] \$15 ;
+  reg [31:0] \$150 ;
+  reg [43:0] \$151 ;
+  reg [21:0] \$152 ;
+  reg [42:0] \$153 ;
+  reg [20:0] \$154 ;
+  reg \$155 ;
+  reg \$156 ;
+  reg \$157 ;
+  reg [47:0] \$158 ;
+  reg [47:0] \$159 ;
   wire [74:0] \$16 ;
+  reg \$160 ;
+  reg \$161 ;
+  reg \$162 ;
+  reg [57:0] \$163 ;
+  reg [57:0] \$164 ;
+  reg \$165 ;
+  reg [74:0] \$166 ;
+  reg [57:0] \$167 ;
+  reg [57:0] \$168 ;
+  reg \$169 ;
   wire [33:0] \$17 ;
+  reg [33:0] \$170 ;
+  reg \$171 ;
+  reg [33:0] \$172 ;
+  reg \$173 ;
+  reg [33:0] \$174 ;
+  reg \$175 ;
+  reg \$176 ;
+  reg [31:0] \$177 ;
+  reg [31:0] \$178 ;
   wire [33:0] \$18 ;
   wire [57:0] \$19 ;
-  wire [47:0] \$2 ;
+  wire [42:0] \$2 ;
   wire \$20 ;
   wire [57:0] \$21 ;
   wire \$22 ;
@@ -53,70 +118,70 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   wire [31:0] \$39 ;
   wire [47:0] \$4 ;
   wire [31:0] \$40 ;
-  wire [88:0] \$41 ;
-  wire [89:0] \$42 ;
-  wire [20:0] \$43 ;
-  wire [21:0] \$44 ;
-  wire [15:0] \$45 ;
-  wire [16:0] \$46 ;
-  wire [15:0] \$47 ;
-  wire [16:0] \$48 ;
-  wire \$49 ;
+  wire [17:0] \$41 ;
+  wire [17:0] \$42 ;
+  wire [19:0] \$43 ;
+  wire [19:0] \$44 ;
+  wire [23:0] \$45 ;
+  wire [21:0] \$46 ;
+  wire [21:0] \$47 ;
+  wire [21:0] \$48 ;
+  wire [21:0] \$49 ;
   wire [58:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire [32:0] \$59 ;
+  wire [21:0] \$50 ;
+  wire [21:0] \$51 ;
+  wire [22:0] \$52 ;
+  wire [21:0] \$53 ;
+  wire [21:0] \$54 ;
+  wire [21:0] \$55 ;
+  wire [21:0] \$56 ;
+  wire [21:0] \$57 ;
+  wire [21:0] \$58 ;
+  wire [22:0] \$59 ;
   wire [57:0] \$6 ;
-  wire [32:0] \$60 ;
-  wire [31:0] \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire [21:0] \$60 ;
+  wire [21:0] \$61 ;
+  wire [21:0] \$62 ;
+  wire [21:0] \$63 ;
+  wire [21:0] \$64 ;
+  wire [21:0] \$65 ;
+  wire [22:0] \$66 ;
+  wire [22:0] \$67 ;
+  wire [50:0] \$68 ;
+  wire [51:0] \$69 ;
   wire [47:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire [32:0] \$72 ;
-  wire [32:0] \$73 ;
-  wire [31:0] \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire [16:0] \$70 ;
+  wire [16:0] \$71 ;
+  wire [18:0] \$72 ;
+  wire [18:0] \$73 ;
+  wire [22:0] \$74 ;
+  wire [20:0] \$75 ;
+  wire [20:0] \$76 ;
+  wire [20:0] \$77 ;
+  wire [20:0] \$78 ;
+  wire [20:0] \$79 ;
   wire [58:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [32:0] \$85 ;
-  wire [32:0] \$86 ;
-  wire [31:0] \$87 ;
-  reg \$88 ;
-  reg \$89 ;
+  wire [20:0] \$80 ;
+  wire [21:0] \$81 ;
+  wire [20:0] \$82 ;
+  wire [20:0] \$83 ;
+  wire [20:0] \$84 ;
+  wire [20:0] \$85 ;
+  wire [20:0] \$86 ;
+  wire [20:0] \$87 ;
+  wire [21:0] \$88 ;
+  wire [20:0] \$89 ;
   wire [74:0] \$9 ;
-  reg \$90 ;
-  reg [31:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [47:0] \$93 ;
-  reg [47:0] \$94 ;
-  reg \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg [57:0] \$98 ;
-  reg [57:0] \$99 ;
+  wire [20:0] \$90 ;
+  wire [20:0] \$91 ;
+  wire [20:0] \$92 ;
+  wire [20:0] \$93 ;
+  wire [20:0] \$94 ;
+  wire [21:0] \$95 ;
+  wire [21:0] \$96 ;
+  wire [49:0] \$97 ;
+  wire [50:0] \$98 ;
+  wire [88:0] \$99 ;
   input [31:0] a;
   wire [31:0] a;
   reg [31:0] a1 = 32'd0;
@@ -132,16 +197,59 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   input clk;
   wire clk;
   reg clr1 = 1'h0;
+  reg clr1_c1 = 1'h0;
   reg clr2 = 1'h0;
   reg en1 = 1'h0;
+  reg en1_c1 = 1'h0;
   reg en2 = 1'h0;
   input mode;
   wire mode;
   reg mode1 = 1'h0;
+  reg mode1_c1 = 1'h0;
   reg mode2 = 1'h0;
   reg mode3 = 1'h0;
   reg mode4 = 1'h0;
   reg mode5 = 1'h0;
+  reg [42:0] mul_hi_c1_0 = 43'h00000000000;
+  reg [20:0] mul_hi_c1_1 = 21'h000000;
+  wire [20:0] mul_hi_low_row0;
+  wire [20:0] mul_hi_low_row1;
+  wire [20:0] mul_hi_low_row2;
+  wire [20:0] mul_hi_low_row3;
+  wire [20:0] mul_hi_low_row4;
+  wire [20:0] mul_hi_low_rows_l0_0_k;
+  wire [20:0] mul_hi_low_rows_l0_0_s;
+  wire [20:0] mul_hi_low_rows_l1_0_k;
+  wire [20:0] mul_hi_low_rows_l1_0_s;
+  wire [20:0] mul_hi_low_rows_l2_0_k;
+  wire [20:0] mul_hi_low_rows_l2_0_s;
+  wire [20:0] mul_hi_low_rows_t0;
+  wire [20:0] mul_hi_low_rows_t1;
+  wire [20:0] mul_hi_low_rows_t2;
+  wire [20:0] mul_hi_low_rows_t3;
+  wire [20:0] mul_hi_low_rows_t4;
+  wire [20:0] mul_hi_low_rp;
+  wire [47:0] mul_hi_x;
+  reg [43:0] mul_lo_c1_0 = 44'h00000000000;
+  reg [21:0] mul_lo_c1_1 = 22'h000000;
+  wire [21:0] mul_lo_low_row0;
+  wire [21:0] mul_lo_low_row1;
+  wire [21:0] mul_lo_low_row2;
+  wire [21:0] mul_lo_low_row3;
+  wire [21:0] mul_lo_low_row4;
+  wire [21:0] mul_lo_low_rows_l0_0_k;
+  wire [21:0] mul_lo_low_rows_l0_0_s;
+  wire [21:0] mul_lo_low_rows_l1_0_k;
+  wire [21:0] mul_lo_low_rows_l1_0_s;
+  wire [21:0] mul_lo_low_rows_l2_0_k;
+  wire [21:0] mul_lo_low_rows_l2_0_s;
+  wire [21:0] mul_lo_low_rows_t0;
+  wire [21:0] mul_lo_low_rows_t1;
+  wire [21:0] mul_lo_low_rows_t2;
+  wire [21:0] mul_lo_low_rows_t3;
+  wire [21:0] mul_lo_low_rows_t4;
+  wire [21:0] mul_lo_low_rp;
+  wire [48:0] mul_lo_x;
   reg out5_fxp16_hi_carry = 1'h0;
   reg [33:0] out5_fxp16_hi_kept = 34'h000000000;
   reg out5_fxp16_lo_carry = 1'h0;
@@ -179,8 +287,8 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   reg [31:0] y_hi = 32'd0;
   output [31:0] y_lo;
   reg [31:0] y_lo = 32'd0;
-  assign \$1  = $signed(w1) * $signed(a1_lo);
-  assign \$2  = $signed(w1) * $signed(a1[31:16]);
+  assign \$1  = $signed(w1[31:5]) * $signed(a1_lo);
+  assign \$2  = $signed(w1[31:5]) * $signed(a1[31:16]);
   assign \$3  = clr2 ? 58'h000000000000000 : acc_lo;
   assign \$4  = en2 ? p_lo : 48'h000000000000;
   assign \$5  = $signed(\$3 ) + $signed(\$4 );
@@ -208,302 +316,441 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   assign \$39  = mode5 ? out_fxp16_lo_sat : out_fxp32_sat;
   assign \$40  = mode5 ? out_fxp16_hi_sat : 32'd0;
   assign a1_lo = mode1 ? { a1[15], a1[15:0] } : { 1'h0, a1[15:0] };
-  assign \$42  = $signed(\$41 ) + $signed(acc_lo);
-  assign \$43  = 19'h7ffff + total4[20];
-  assign \$44  = total4[19:0] + \$43 ;
-  assign \$45  = 14'h3fff + acc_lo4[15];
-  assign \$46  = acc_lo4[14:0] + \$45 ;
-  assign \$47  = 14'h3fff + acc_hi4[15];
-  assign \$48  = acc_hi4[14:0] + \$47 ;
-  assign \$49  = & out5_fxp32_kept[33:31];
-  assign \$50  = | out5_fxp32_kept[33:31];
-  assign \$51  = ~ \$50 ;
-  assign \$52  = \$49  | \$51 ;
-  assign \$53  = | out5_fxp32_kept[33:31];
-  assign \$54  = ~ \$53 ;
-  assign \$55  = & out5_fxp32_kept[30:0];
-  assign \$56  = \$54  & \$55 ;
-  assign \$57  = out5_fxp32_carry & \$56 ;
-  assign \$58  = ~ \$57 ;
-  assign out_fxp32_fits = \$52  & \$58 ;
-  assign \$59  = out5_fxp32_kept[31:0] + 1'h1;
-  assign \$60  = out5_fxp32_carry ? \$59  : { 1'h0, out5_fxp32_kept[31:0] };
-  assign \$61  = out5_fxp32_kept[33] ? 32'd2147483648 : 32'd2147483647;
-  assign out_fxp32_sat = out_fxp32_fits ? \$60 [31:0] : \$61 ;
-  assign \$62  = & out5_fxp16_lo_kept[33:31];
-  assign \$63  = | out5_fxp16_lo_kept[33:31];
-  assign \$64  = ~ \$63 ;
-  assign \$65  = \$62  | \$64 ;
-  assign \$66  = | out5_fxp16_lo_kept[33:31];
-  assign \$67  = ~ \$66 ;
-  assign \$68  = & out5_fxp16_lo_kept[30:0];
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = out5_fxp16_lo_carry & \$69 ;
-  assign \$71  = ~ \$70 ;
-  assign out_fxp16_lo_fits = \$65  & \$71 ;
-  assign \$72  = out5_fxp16_lo_kept[31:0] + 1'h1;
-  assign \$73  = out5_fxp16_lo_carry ? \$72  : { 1'h0, out5_fxp16_lo_kept[31:0] };
-  assign \$74  = out5_fxp16_lo_kept[33] ? 32'd2147483648 : 32'd2147483647;
-  assign out_fxp16_lo_sat = out_fxp16_lo_fits ? \$73 [31:0] : \$74 ;
-  assign \$75  = & out5_fxp16_hi_kept[33:31];
-  assign \$76  = | out5_fxp16_hi_kept[33:31];
-  assign \$77  = ~ \$76 ;
-  assign \$78  = \$75  | \$77 ;
-  assign \$79  = | out5_fxp16_hi_kept[33:31];
-  assign \$80  = ~ \$79 ;
-  assign \$81  = & out5_fxp16_hi_kept[30:0];
-  assign \$82  = \$80  & \$81 ;
-  assign \$83  = out5_fxp16_hi_carry & \$82 ;
-  assign \$84  = ~ \$83 ;
-  assign out_fxp16_hi_fits = \$78  & \$84 ;
-  assign \$85  = out5_fxp16_hi_kept[31:0] + 1'h1;
-  assign \$86  = out5_fxp16_hi_carry ? \$85  : { 1'h0, out5_fxp16_hi_kept[31:0] };
-  assign \$87  = out5_fxp16_hi_kept[33] ? 32'd2147483648 : 32'd2147483647;
-  assign out_fxp16_hi_sat = out_fxp16_hi_fits ? \$86 [31:0] : \$87 ;
+  assign mul_lo_low_rows_t0 = w1[0] ? { \$41 [17], \$41 [17], \$41 [17], \$41 [17], \$41  } : 22'h000000;
+  assign mul_lo_low_rows_t1 = w1[1] ? { \$42 [17], \$42 [17], \$42 [17], \$42 [17], \$42  } : 22'h000000;
+  assign mul_lo_low_rows_t2 = w1[2] ? { \$43 [19], \$43 [19], \$43  } : 22'h000000;
+  assign mul_lo_low_rows_t3 = w1[3] ? { \$44 [19], \$44 [19], \$44  } : 22'h000000;
+  assign mul_lo_low_rows_t4 = w1[4] ? \$45 [21:0] : 22'h000000;
+  assign \$46  = mul_lo_low_rows_t0 ^ mul_lo_low_rows_t1;
+  assign mul_lo_low_rows_l0_0_s = \$46  ^ mul_lo_low_rows_t2;
+  assign \$47  = mul_lo_low_rows_t0 & mul_lo_low_rows_t1;
+  assign \$48  = mul_lo_low_rows_t0 & mul_lo_low_rows_t2;
+  assign \$49  = \$47  | \$48 ;
+  assign \$50  = mul_lo_low_rows_t1 & mul_lo_low_rows_t2;
+  assign \$51  = \$49  | \$50 ;
+  assign \$53  = mul_lo_low_rows_l0_0_s ^ \$52 [21:0];
+  assign mul_lo_low_rows_l1_0_s = \$53  ^ mul_lo_low_rows_t3;
+  assign \$54  = mul_lo_low_rows_l0_0_s & \$52 [21:0];
+  assign \$55  = mul_lo_low_rows_l0_0_s & mul_lo_low_rows_t3;
+  assign \$56  = \$54  | \$55 ;
+  assign \$57  = \$52 [21:0] & mul_lo_low_rows_t3;
+  assign \$58  = \$56  | \$57 ;
+  assign \$60  = mul_lo_low_rows_l1_0_s ^ \$59 [21:0];
+  assign mul_lo_low_rows_l2_0_s = \$60  ^ mul_lo_low_rows_t4;
+  assign \$61  = mul_lo_low_rows_l1_0_s & \$59 [21:0];
+  assign \$62  = mul_lo_low_rows_l1_0_s & mul_lo_low_rows_t4;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = \$59 [21:0] & mul_lo_low_rows_t4;
+  assign \$65  = \$63  | \$64 ;
+  assign \$67  = mul_lo_low_rows_l2_0_s + \$66 [21:0];
+  assign \$69  = $signed(\$68 ) + $signed(mul_lo_c1_1);
+  assign mul_hi_low_rows_t0 = w1[0] ? { \$70 [16], \$70 [16], \$70 [16], \$70 [16], \$70  } : 21'h000000;
+  assign mul_hi_low_rows_t1 = w1[1] ? { \$71 [16], \$71 [16], \$71 [16], \$71 [16], \$71  } : 21'h000000;
+  assign mul_hi_low_rows_t2 = w1[2] ? { \$72 [18], \$72 [18], \$72  } : 21'h000000;
+  assign mul_hi_low_rows_t3 = w1[3] ? { \$73 [18], \$73 [18], \$73  } : 21'h000000;
+  assign mul_hi_low_rows_t4 = w1[4] ? \$74 [20:0] : 21'h000000;
+  assign \$75  = mul_hi_low_rows_t0 ^ mul_hi_low_rows_t1;
+  assign mul_hi_low_rows_l0_0_s = \$75  ^ mul_hi_low_rows_t2;
+  assign \$76  = mul_hi_low_rows_t0 & mul_hi_low_rows_t1;
+  assign \$77  = mul_hi_low_rows_t0 & mul_hi_low_rows_t2;
+  assign \$78  = \$76  | \$77 ;
+  assign \$79  = mul_hi_low_rows_t1 & mul_hi_low_rows_t2;
+  assign \$80  = \$78  | \$79 ;
+  assign \$82  = mul_hi_low_rows_l0_0_s ^ \$81 [20:0];
+  assign mul_hi_low_rows_l1_0_s = \$82  ^ mul_hi_low_rows_t3;
+  assign \$83  = mul_hi_low_rows_l0_0_s & \$81 [20:0];
+  assign \$84  = mul_hi_low_rows_l0_0_s & mul_hi_low_rows_t3;
+  assign \$85  = \$83  | \$84 ;
+  assign \$86  = \$81 [20:0] & mul_hi_low_rows_t3;
+  assign \$87  = \$85  | \$86 ;
+  assign \$89  = mul_hi_low_rows_l1_0_s ^ \$88 [20:0];
+  assign mul_hi_low_rows_l2_0_s = \$89  ^ mul_hi_low_rows_t4;
+  assign \$90  = mul_hi_low_rows_l1_0_s & \$88 [20:0];
+  assign \$91  = mul_hi_low_rows_l1_0_s & mul_hi_low_rows_t4;
+  assign \$92  = \$90  | \$91 ;
+  assign \$93  = \$88 [20:0] & mul_hi_low_rows_t4;
+  assign \$94  = \$92  | \$93 ;
+  assign \$96  = mul_hi_low_rows_l2_0_s + \$95 [20:0];
+  assign \$98  = $signed(\$97 ) + $signed(mul_hi_c1_1);
+  assign \$100  = $signed(\$99 ) + $signed(acc_lo);
+  assign \$101  = 19'h7ffff + total4[20];
+  assign \$102  = total4[19:0] + \$101 ;
+  assign \$103  = 14'h3fff + acc_lo4[15];
+  assign \$104  = acc_lo4[14:0] + \$103 ;
+  assign \$105  = 14'h3fff + acc_hi4[15];
+  assign \$106  = acc_hi4[14:0] + \$105 ;
+  assign \$107  = & out5_fxp32_kept[33:31];
+  assign \$108  = | out5_fxp32_kept[33:31];
+  assign \$109  = ~ \$108 ;
+  assign \$110  = \$107  | \$109 ;
+  assign \$111  = | out5_fxp32_kept[33:31];
+  assign \$112  = ~ \$111 ;
+  assign \$113  = & out5_fxp32_kept[30:0];
+  assign \$114  = \$112  & \$113 ;
+  assign \$115  = out5_fxp32_carry & \$114 ;
+  assign \$116  = ~ \$115 ;
+  assign out_fxp32_fits = \$110  & \$116 ;
+  assign \$117  = out5_fxp32_kept[31:0] + 1'h1;
+  assign \$118  = out5_fxp32_carry ? \$117  : { 1'h0, out5_fxp32_kept[31:0] };
+  assign \$119  = out5_fxp32_kept[33] ? 32'd2147483648 : 32'd2147483647;
+  assign out_fxp32_sat = out_fxp32_fits ? \$118 [31:0] : \$119 ;
+  assign \$120  = & out5_fxp16_lo_kept[33:31];
+  assign \$121  = | out5_fxp16_lo_kept[33:31];
+  assign \$122  = ~ \$121 ;
+  assign \$123  = \$120  | \$122 ;
+  assign \$124  = | out5_fxp16_lo_kept[33:31];
+  assign \$125  = ~ \$124 ;
+  assign \$126  = & out5_fxp16_lo_kept[30:0];
+  assign \$127  = \$125  & \$126 ;
+  assign \$128  = out5_fxp16_lo_carry & \$127 ;
+  assign \$129  = ~ \$128 ;
+  assign out_fxp16_lo_fits = \$123  & \$129 ;
+  assign \$130  = out5_fxp16_lo_kept[31:0] + 1'h1;
+  assign \$131  = out5_fxp16_lo_carry ? \$130  : { 1'h0, out5_fxp16_lo_kept[31:0] };
+  assign \$132  = out5_fxp16_lo_kept[33] ? 32'd2147483648 : 32'd2147483647;
+  assign out_fxp16_lo_sat = out_fxp16_lo_fits ? \$131 [31:0] : \$132 ;
+  assign \$133  = & out5_fxp16_hi_kept[33:31];
+  assign \$134  = | out5_fxp16_hi_kept[33:31];
+  assign \$135  = ~ \$134 ;
+  assign \$136  = \$133  | \$135 ;
+  assign \$137  = | out5_fxp16_hi_kept[33:31];
+  assign \$138  = ~ \$137 ;
+  assign \$139  = & out5_fxp16_hi_kept[30:0];
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = out5_fxp16_hi_carry & \$140 ;
+  assign \$142  = ~ \$141 ;
+  assign out_fxp16_hi_fits = \$136  & \$142 ;
+  assign \$143  = out5_fxp16_hi_kept[31:0] + 1'h1;
+  assign \$144  = out5_fxp16_hi_carry ? \$143  : { 1'h0, out5_fxp16_hi_kept[31:0] };
+  assign \$145  = out5_fxp16_hi_kept[33] ? 32'd2147483648 : 32'd2147483647;
+  assign out_fxp16_hi_sat = out_fxp16_hi_fits ? \$144 [31:0] : \$145 ;
   always @(posedge clk)
-    mode1 <= \$88 ;
+    mode1 <= \$146 ;
   always @(posedge clk)
-    en1 <= \$89 ;
+    en1 <= \$147 ;
   always @(posedge clk)
-    clr1 <= \$90 ;
+    clr1 <= \$148 ;
   always @(posedge clk)
-    a1 <= \$91 ;
+    a1 <= \$149 ;
   always @(posedge clk)
-    w1 <= \$92 ;
+    w1 <= \$150 ;
   always @(posedge clk)
-    p_lo <= \$93 ;
+    mul_lo_c1_0 <= \$151 ;
   always @(posedge clk)
-    p_hi <= \$94 ;
+    mul_lo_c1_1 <= \$152 ;
   always @(posedge clk)
-    mode2 <= \$95 ;
+    mul_hi_c1_0 <= \$153 ;
   always @(posedge clk)
-    en2 <= \$96 ;
+    mul_hi_c1_1 <= \$154 ;
   always @(posedge clk)
-    clr2 <= \$97 ;
+    mode1_c1 <= \$155 ;
   always @(posedge clk)
-    acc_lo <= \$98 ;
+    en1_c1 <= \$156 ;
   always @(posedge clk)
-    acc_hi <= \$99 ;
+    clr1_c1 <= \$157 ;
   always @(posedge clk)
-    mode3 <= \$100 ;
+    p_lo <= \$158 ;
   always @(posedge clk)
-    total4 <= \$101 ;
+    p_hi <= \$159 ;
   always @(posedge clk)
-    acc_lo4 <= \$102 ;
+    mode2 <= \$160 ;
   always @(posedge clk)
-    acc_hi4 <= \$103 ;
+    en2 <= \$161 ;
   always @(posedge clk)
-    mode4 <= \$104 ;
+    clr2 <= \$162 ;
   always @(posedge clk)
-    out5_fxp32_kept <= \$105 ;
+    acc_lo <= \$163 ;
   always @(posedge clk)
-    out5_fxp32_carry <= \$106 ;
+    acc_hi <= \$164 ;
   always @(posedge clk)
-    out5_fxp16_lo_kept <= \$107 ;
+    mode3 <= \$165 ;
   always @(posedge clk)
-    out5_fxp16_lo_carry <= \$108 ;
+    total4 <= \$166 ;
   always @(posedge clk)
-    out5_fxp16_hi_kept <= \$109 ;
+    acc_lo4 <= \$167 ;
   always @(posedge clk)
-    out5_fxp16_hi_carry <= \$110 ;
+    acc_hi4 <= \$168 ;
   always @(posedge clk)
-    mode5 <= \$111 ;
+    mode4 <= \$169 ;
   always @(posedge clk)
-    y_lo <= \$112 ;
+    out5_fxp32_kept <= \$170 ;
   always @(posedge clk)
-    y_hi <= \$113 ;
+    out5_fxp32_carry <= \$171 ;
+  always @(posedge clk)
+    out5_fxp16_lo_kept <= \$172 ;
+  always @(posedge clk)
+    out5_fxp16_lo_carry <= \$173 ;
+  always @(posedge clk)
+    out5_fxp16_hi_kept <= \$174 ;
+  always @(posedge clk)
+    out5_fxp16_hi_carry <= \$175 ;
+  always @(posedge clk)
+    mode5 <= \$176 ;
+  always @(posedge clk)
+    y_lo <= \$177 ;
+  always @(posedge clk)
+    y_hi <= \$178 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = mode;
+    \$146  = mode;
     if (rst) begin
-      \$88  = 1'h0;
+      \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = acc_en;
+    \$147  = acc_en;
     if (rst) begin
-      \$89  = 1'h0;
+      \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = clear;
+    \$148  = clear;
     if (rst) begin
-      \$90  = 1'h0;
+      \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = a;
+    \$149  = a;
     if (rst) begin
-      \$91  = 32'd0;
+      \$149  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = w;
+    \$150  = w;
     if (rst) begin
-      \$92  = 32'd0;
+      \$150  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = \$1 [47:0];
+    \$151  = \$1 ;
     if (rst) begin
-      \$93  = 48'h000000000000;
+      \$151  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = \$2 ;
+    \$152  = \$67 [21:0];
     if (rst) begin
-      \$94  = 48'h000000000000;
+      \$152  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = mode1;
+    \$153  = \$2 ;
     if (rst) begin
-      \$95  = 1'h0;
+      \$153  = 43'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = en1;
+    \$154  = \$96 [20:0];
     if (rst) begin
-      \$96  = 1'h0;
+      \$154  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = clr1;
+    \$155  = mode1;
     if (rst) begin
-      \$97  = 1'h0;
+      \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = \$5 [57:0];
+    \$156  = en1;
     if (rst) begin
-      \$98  = 58'h000000000000000;
+      \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = \$8 [57:0];
+    \$157  = clr1;
     if (rst) begin
-      \$99  = 58'h000000000000000;
+      \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = mode2;
+    \$158  = \$69 [47:0];
     if (rst) begin
-      \$100  = 1'h0;
+      \$158  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = \$42 [74:0];
+    \$159  = \$98 [47:0];
     if (rst) begin
-      \$101  = 75'h0000000000000000000;
+      \$159  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = acc_lo;
+    \$160  = mode1_c1;
     if (rst) begin
-      \$102  = 58'h000000000000000;
+      \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = acc_hi;
+    \$161  = en1_c1;
     if (rst) begin
-      \$103  = 58'h000000000000000;
+      \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = mode3;
+    \$162  = clr1_c1;
     if (rst) begin
-      \$104  = 1'h0;
+      \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = \$18 ;
+    \$163  = \$5 [57:0];
     if (rst) begin
-      \$105  = 34'h000000000;
+      \$163  = 58'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = \$44 [20];
+    \$164  = \$8 [57:0];
     if (rst) begin
-      \$106  = 1'h0;
+      \$164  = 58'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = \$28 ;
+    \$165  = mode2;
     if (rst) begin
-      \$107  = 34'h000000000;
+      \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = \$46 [15];
+    \$166  = \$100 [74:0];
     if (rst) begin
-      \$108  = 1'h0;
+      \$166  = 75'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = \$38 ;
+    \$167  = acc_lo;
     if (rst) begin
-      \$109  = 34'h000000000;
+      \$167  = 58'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = \$48 [15];
+    \$168  = acc_hi;
     if (rst) begin
-      \$110  = 1'h0;
+      \$168  = 58'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = mode4;
+    \$169  = mode3;
     if (rst) begin
-      \$111  = 1'h0;
+      \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = \$39 ;
+    \$170  = \$18 ;
     if (rst) begin
-      \$112  = 32'd0;
+      \$170  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = \$40 ;
+    \$171  = \$102 [20];
     if (rst) begin
-      \$113  = 32'd0;
+      \$171  = 1'h0;
     end
   end
-  assign sum_total = \$42 [74:0];
-  assign out_fxp32_low = \$44 [20:0];
-  assign out_fxp16_lo_low = \$46 [15:0];
-  assign out_fxp16_hi_low = \$48 [15:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$172  = \$28 ;
+    if (rst) begin
+      \$172  = 34'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$173  = \$104 [15];
+    if (rst) begin
+      \$173  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$174  = \$38 ;
+    if (rst) begin
+      \$174  = 34'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$175  = \$106 [15];
+    if (rst) begin
+      \$175  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$176  = mode4;
+    if (rst) begin
+      \$176  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$177  = \$39 ;
+    if (rst) begin
+      \$177  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$178  = \$40 ;
+    if (rst) begin
+      \$178  = 32'd0;
+    end
+  end
+  assign mul_lo_low_rp = \$67 [21:0];
+  assign mul_hi_low_rp = \$96 [20:0];
+  assign mul_lo_x = \$69 [48:0];
+  assign mul_hi_x = \$98 [47:0];
+  assign sum_total = \$100 [74:0];
+  assign out_fxp32_low = \$102 [20:0];
+  assign out_fxp16_lo_low = \$104 [15:0];
+  assign out_fxp16_hi_low = \$106 [15:0];
+  assign mul_lo_low_row0 = { \$41 [17], \$41 [17], \$41 [17], \$41 [17], \$41  };
+  assign mul_lo_low_row1 = { \$42 [17], \$42 [17], \$42 [17], \$42 [17], \$42  };
+  assign mul_lo_low_row2 = { \$43 [19], \$43 [19], \$43  };
+  assign mul_lo_low_row3 = { \$44 [19], \$44 [19], \$44  };
+  assign mul_lo_low_row4 = \$45 [21:0];
+  assign mul_lo_low_rows_l0_0_k = \$52 [21:0];
+  assign mul_lo_low_rows_l1_0_k = \$59 [21:0];
+  assign mul_lo_low_rows_l2_0_k = \$66 [21:0];
+  assign mul_hi_low_row0 = { \$70 [16], \$70 [16], \$70 [16], \$70 [16], \$70  };
+  assign mul_hi_low_row1 = { \$71 [16], \$71 [16], \$71 [16], \$71 [16], \$71  };
+  assign mul_hi_low_row2 = { \$72 [18], \$72 [18], \$72  };
+  assign mul_hi_low_row3 = { \$73 [18], \$73 [18], \$73  };
+  assign mul_hi_low_row4 = \$74 [20:0];
+  assign mul_hi_low_rows_l0_0_k = \$81 [20:0];
+  assign mul_hi_low_rows_l1_0_k = \$88 [20:0];
+  assign mul_hi_low_rows_l2_0_k = \$95 [20:0];
   assign out_fxp32_k = out5_fxp32_kept;
-  assign out_fxp32_inc = \$60 [31:0];
+  assign out_fxp32_inc = \$118 [31:0];
   assign out_fxp16_lo_k = out5_fxp16_lo_kept;
-  assign out_fxp16_lo_inc = \$73 [31:0];
+  assign out_fxp16_lo_inc = \$131 [31:0];
   assign out_fxp16_hi_k = out5_fxp16_hi_kept;
-  assign out_fxp16_hi_inc = \$86 [31:0];
+  assign out_fxp16_hi_inc = \$144 [31:0];
   assign \$9  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
   assign \$11  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
   assign \$15  = { total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74], total4[74:20] };
@@ -516,5 +763,23 @@ module fixar_pe(acc_en, clear, a, w, clk, rst, y_lo, y_hi, mode);
   assign \$31  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
   assign \$35  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
   assign \$36  = { acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57], acc_hi4[57:15] };
-  assign \$41  = { acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi, 16'h0000 };
+  assign \$41  = { a1_lo[16], a1_lo };
+  assign \$42  = { a1_lo, 1'h0 };
+  assign \$43  = { a1_lo[16], a1_lo, 2'h0 };
+  assign \$44  = { a1_lo, 3'h0 };
+  assign \$45  = { a1_lo[16], a1_lo[16], a1_lo[16], a1_lo, 4'h0 };
+  assign \$52  = { \$51 , 1'h0 };
+  assign \$59  = { \$58 , 1'h0 };
+  assign \$66  = { \$65 , 1'h0 };
+  assign \$68  = { mul_lo_c1_0[43], mul_lo_c1_0[43], mul_lo_c1_0, 5'h00 };
+  assign \$70  = { a1[31], a1[31:16] };
+  assign \$71  = { a1[31:16], 1'h0 };
+  assign \$72  = { a1[31], a1[31:16], 2'h0 };
+  assign \$73  = { a1[31:16], 3'h0 };
+  assign \$74  = { a1[31], a1[31], a1[31], a1[31:16], 4'h0 };
+  assign \$81  = { \$80 , 1'h0 };
+  assign \$88  = { \$87 , 1'h0 };
+  assign \$95  = { \$94 , 1'h0 };
+  assign \$97  = { mul_hi_c1_0[42], mul_hi_c1_0[42], mul_hi_c1_0, 5'h00 };
+  assign \$99  = { acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi[57], acc_hi, 16'h0000 };
 endmodule

@@ -305,7 +305,7 @@ def test_generator_equals_model_on_the_lanes(name):
         assert _simulate(spec, wa, wb, pairs) == [spec.product(a, b) for a, b in pairs], (wa, wb)
 
 
-@pytest.mark.parametrize("spec", APPROX, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", ALL, ids=lambda s: s.name)
 def test_pipelined_generator_equals_model_with_a_new_pair_every_cycle(spec):
     """The registered multiplier (the PE's and the core's) against the model,
     a different pair each cycle: a value that skipped a cut would meet the
@@ -337,13 +337,34 @@ def test_a_planted_wrong_mbm_constant_is_caught_by_the_generator_check():
     assert sum(g != MBM3.product(a, b) for g, (a, b) in zip(got, SIX)) > 100
 
 
+def _mul_cells(dut) -> list[tuple[int, int]]:
+    """The (A, B) operand widths of every ``$mul`` cell in the circuit's RTLIL."""
+    text = rtlil.convert(dut, name="mul", ports=[dut.a, dut.b, dut.p])
+    cells = text.split("cell $mul ")[1:]
+    return [tuple(int(c.split(f"parameter \\{k}_WIDTH ")[1].split()[0]) for k in "AB") for c in cells]
+
+
 def test_only_the_exact_multiplier_builds_a_multiply_cell():
     """No ``$mul`` cell in an approximate circuit: synthesis has nothing to
-    put in a DSP48E2 (the exact one keeps its single ``$mul``)."""
+    put in a DSP48E2. The exact one keeps one, as wide as one DSP48E2's
+    ports (27 x 18 signed: the weight's top 27 bits, a 17-bit lane), the
+    weight's 5 low bits multiplied in LUTs; a product that one DSP takes
+    whole stays one ``$mul``."""
     for spec in REGISTRY.values():
-        dut = gen.ApproxMultiplier(spec, 32, 17)
-        text = rtlil.convert(dut, name="mul", ports=[dut.a, dut.b, dut.p])
-        assert ("$mul" in text) == (spec.kind == "exact"), spec.name
+        cells = _mul_cells(gen.ApproxMultiplier(spec, 32, 17))
+        assert cells == ([(27, 17)] if spec.kind == "exact" else []), spec.name
+    assert _mul_cells(gen.ApproxMultiplier("exact", 16, 16)) == [(16, 16)]
+    assert len(_mul_cells(gen.ApproxMultiplier("exact", 48, 17))) == 1     # 21 low bits: too wide for LUTs
+
+
+def test_a_planted_lut_part_of_the_exact_product_is_caught(monkeypatch):
+    """Planted: the LUT part of the weight's low bits drops its top row."""
+    real = gen.rows_product
+    monkeypatch.setattr(gen, "rows_product", lambda m, a, b, name: real(m, a[:-1], b, name))
+    rng = random.Random(6)
+    pairs = list(zip(_log_uniform(rng, 32, 200), _log_uniform(rng, 17, 200)))
+    got = _simulate(REGISTRY["exact"], 32, 17, pairs, pipelined=True)
+    assert sum(g != a * b for g, (a, b) in zip(got, pairs)) > 20
 
 
 def test_figures_run_on_a_small_sample():

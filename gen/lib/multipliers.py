@@ -13,7 +13,10 @@ no value can arrive a cycle early; built without registers
 (``pipelined=False``: the multiplier as a design of its own, and the
 exhaustive tests) the same code is combinational.
 
-Only ``exact`` uses ``*`` (mapped to DSP48E2s). The approximate ones are
+Only ``exact`` uses ``*`` (mapped to DSP48E2s), for as much of the product
+as one DSP's ports take: a wide operand's few low bits multiply in LUTs
+(``rows_product``; fixar.config.timing's exact_split), registered beside
+the DSP's M register and added after it. The approximate ones are
 leading-one detectors, barrel shifters, adders and, for DRUM and the
 truncated array, explicit AND-and-add partial-product arrays, so synthesis
 builds them from LUTs and carry chains. Signs are sign-magnitude around
@@ -27,11 +30,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
 
 from fixar.config import multipliers as models
 from fixar.config.multipliers import Multiplier, get
-from fixar.config.timing import MULTIPLIER_STAGES
+from fixar.config.timing import MULTIPLIER_STAGES, exact_split
 from fixar.gen.lib.compress import carry_save
 from fixar.gen.lib.datapath import lane_operands, magnitude_lanes
 from fixar.gen.lib.pipe import reg
@@ -93,6 +96,44 @@ def array_multiply(x, y):
 @_kind("exact")
 def _exact(m: Module, a, b, name: str):
     return a * b
+
+
+def rows_product(m: Module, a, b, name: str) -> Signal:
+    """a * b of an unsigned a and a signed b from rows of b (one per bit of
+    a) reduced by a carry-save tree and one add: no ``*``, so synthesis
+    builds LUTs and a carry chain."""
+    width = len(a) + len(b)
+    rows = []
+    for i in range(len(a)):
+        row = Signal(unsigned(width), name=f"{name}_row{i}")
+        m.d.comb += row.eq(b << i)                      # sign-extended, modulo 2^width
+        rows.append(Mux(a[i], row, 0))
+    s, k = carry_save(m, rows, width, f"{name}_rows")
+    out = Signal(signed(width), name=f"{name}_rp")
+    m.d.comb += out.eq(s + k)                           # modulo 2^width, where the product fits
+    return out
+
+
+def exact_product(m: Module, a, b, name: str, cuts: Cuts) -> Signal:
+    """Signed a * b through the exact multiplier's one cut (the DSP's M
+    register). When exact_split says so, the wider operand's top bits (signed)
+    times the other go to a DSP48E2 and its few low bits (unsigned) times the
+    other to LUTs; each part is registered and their sum, the DSP's part
+    shifted up, is the product (for the caller's product register, the DSP's P)."""
+    if len(b) > len(a):
+        a, b = b, a
+    low = exact_split(len(a), len(b))
+    out = Signal(signed(len(a) + len(b)), name=f"{name}_x")
+    if low is None:
+        p, = cuts(a * b)
+        m.d.comb += out.eq(p)
+    else:
+        dsp, lut = cuts(a[low:].as_signed() * b, rows_product(m, a[:low], b, f"{name}_low"))
+        m.d.comb += out.eq((dsp << low) + lut)
+    if cuts.count != MULTIPLIER_STAGES["exact"]:
+        raise AssertionError(f"exact multiplier: built {cuts.count} cuts but fixar.config.timing says "
+                             f"{MULTIPLIER_STAGES['exact']}")
+    return out
 
 
 @_kind("mitchell")
@@ -180,7 +221,7 @@ def _params(spec: Multiplier) -> dict:
 def multiply(m: Module, a, b, multiplier: str | Multiplier, name: str, pipelined: bool = False,
              b_sign=None) -> Signal:
     """The product of signed a and b by the named multiplier, signed, len(a) + len(b) bits
-    (a signal; for the exact multiplier the plain ``a * b``, which synthesis maps to DSP48E2s).
+    (a signal; the exact multiplier's DSP48E2 part is a plain ``*``: exact_product).
     ``pipelined``: with the multiplier's registers (fixar.config.timing's
     MULTIPLIER_STAGES; the product is then that many cycles behind a and b),
     else combinational. ``b_sign``: b is then a magnitude (unsigned) and
@@ -188,9 +229,9 @@ def multiply(m: Module, a, b, multiplier: str | Multiplier, name: str, pipelined
     spec = get(multiplier)
     if spec.kind not in GENERATORS:
         raise ValueError(f"{spec.name}: no generator for a {spec.kind} multiplier (known: {sorted(GENERATORS)})")
-    if spec.kind == "exact":
-        return a * b        # an expression, not a signal: the exact PE's Verilog stays what it was
     cuts = Cuts(m, name, pipelined)
+    if spec.kind == "exact":
+        return exact_product(m, a, b, name, cuts)
     negative = [a[-1] ^ (b[-1] if b_sign is None else b_sign)]
 
     def cut(*values) -> list:           # the product's sign rides along every cut

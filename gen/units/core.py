@@ -45,10 +45,11 @@ half_up: rounding to nearest), and out = delta (q - z) = round((q - z) Delta
 on n or, if n < 0, its one's complement (floor(n / D) = -floor(~n / D) - 1).
 ``q_delta``, ``q_zero``, ``q_magic``, ``q_shift`` hold for the whole operation.
 
-Stage numbers in this file are the exact multiplier's: an approximate
-one's own registers (M of them, fixar.config.timing's MULTIPLIER_STAGES)
-follow stage 0, and every later stage, the partial-sum buffer's read
-included, comes M cycles later.
+Stage numbers in this file are without a multiplier's own registers (M of
+them, fixar.config.timing's MULTIPLIER_STAGES: one for the exact one, the
+DSP48E2's M register, more for an approximate one): they follow stage 0,
+and every later stage, the partial-sum buffer's read included, comes M
+cycles later.
 
 The partial-sum buffer is read two stages before the add and written one
 stage after it: a slot's next item must come at least PSUM_WRITE_BEHIND + 1

@@ -13,9 +13,10 @@ Two signed multipliers, weight x lane, share one activation word:
 
 Pipeline (one input per cycle, ``LATENCY`` clock edges from input to output):
   1. register the inputs             (maps onto DSP48E2 A/B registers)
-  2. register the two products       (M registers; an approximate
-     multiplier's own registers come before this one, MULTIPLIER_STAGES in
-     fixar.config.timing, and every later stage moves by as many)
+  2. register the two products       (a multiplier's own registers come
+     before this one, MULTIPLIER_STAGES in fixar.config.timing, and every
+     later stage moves by as many: the exact one's is a DSP48E2's M register
+     beside its LUT part's, gen/lib/multipliers.py, so this is the DSP's P)
   3. accumulate: acc = (clear ? 0 : acc) + (acc_en ? p : 0), modulo 2**acc_bits
   4. register FXP32's recombined sum hi * 2**L + lo beside the two lane sums
   5. register each rounding's first half: the floor narrowed, the carry

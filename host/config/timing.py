@@ -54,16 +54,18 @@ PRNG_STAGES = 0          # the xorshift state is the output
 BFP_COLUMN_STAGES = 7
 CORE_STAGES = CORE_FRONT_STAGES + ACTIVATION_STAGES + QUANTIZER_STAGES
 ARRAY_STAGES = ARRAY_PIPE_STAGES + CORE_STAGES + ARRAY_OUT_STAGES
-# Registers inside an approximate multiplier, by kind, ahead of the product's
-# own register (the PE's stage 2, the core's stage 1), which every multiplier
-# has; the exact one is the DSP48E2 product, one stage as FIXAR built it. In
+# Registers inside a multiplier, by kind, ahead of the product's own register
+# (the PE's stage 2, the core's stage 1), which every multiplier has. The
+# exact one has one: a DSP48E2's M register (beside the register of the part
+# multiplied in LUTs, exact_split below), the sum of the parts then going into
+# the product register, the DSP's P. In
 # one stage the approximate products were LUT logic of 7-9 ns (pe_<name>_logic_ns
 # before the cuts), so each is cut where gen/lib/multipliers.py says: the
 # operands' magnitudes and leading ones | the fractions and their sum (or
 # DRUM's fields) | the shift (or DRUM's k x k product) | the shift back |
 # the sign; the truncated array: magnitudes | its rows to a carry-save pair
 # | the pair added | the sign.
-MULTIPLIER_STAGES = {"exact": 0, "mitchell": 4, "mbm": 4, "drum": 4, "truncated": 3}
+MULTIPLIER_STAGES = {"exact": 1, "mitchell": 4, "mbm": 4, "drum": 4, "truncated": 3}
 
 
 def multiplier_stages(pe: PEConfig) -> int:
@@ -99,6 +101,25 @@ def product_orientation(a_bits: int, b_bits: int) -> bool:
     wide, narrow = DSP_PORTS
     here = dsp_chunks(a_bits, wide) * dsp_chunks(b_bits, narrow)
     return here <= dsp_chunks(b_bits, wide) * dsp_chunks(a_bits, narrow)
+
+
+# An exact product whose wide operand is at most this many bits wider than
+# the DSP's wide port (27 bits signed) multiplies its low bits in LUTs
+# instead of taking a second DSP48E2: the PE's 32-bit weight times a 17-bit
+# lane is one DSP (the weight's top 27 bits x 17) and a 5 x 17 LUT product
+# (gen/lib/multipliers.py), so a PE is two DSPs, not four.
+LUT_PRODUCT_BITS = 8
+
+
+def exact_split(a_bits: int, b_bits: int) -> int | None:
+    """How many low bits of the wide operand ``a`` (a_bits >= b_bits)
+    multiply in LUTs, its top bits going to one DSP; None when the product
+    is left to synthesis whole (it fits one DSP, the narrow operand needs
+    more than one, or the low part is too wide for LUTs)."""
+    wide, narrow = DSP_PORTS
+    if b_bits > narrow or a_bits <= wide or a_bits - wide > LUT_PRODUCT_BITS:
+        return None
+    return a_bits - wide
 
 
 def partial_products(a_bits: int, b_bits: int) -> int:
