@@ -197,7 +197,8 @@ def test_cycle_model_matches_the_measured_engine():
     default = load("default")
     big = compile_ddpg(default, 17, 6, (400, 300), 64)
     # make bench trainer measures it on the default engine (summary.json's train_step_cycles_b64):
-    # 187 074 with the exact multiplier's M register; 187 046 with the cores' sums and outputs registered at the SLR crossings (187 018 with the sums alone);
+    # 187 074 with the exact multiplier's M register;
+    # 187 046 with the cores' sums and outputs registered at the SLR crossings (187 018 with the sums alone);
     # 186 990 with Adam's v sum in two stages; 186 987 with the units pipelined to the logic
     # estimate's 3.5 ns; 186 135 with the critic's
     # Adam weight pass beside the actor's forward pass; 195 266 with the
