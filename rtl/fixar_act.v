@@ -27,15 +27,20 @@ module fixar_act(x, clk, rst, y, func);
   reg [31:0] \$28 ;
   reg [1:0] \$29 ;
   wire [32:0] \$3 ;
-  reg [29:0] \$30 ;
-  reg [20:0] \$31 ;
-  reg [31:0] \$32 ;
-  reg [1:0] \$33 ;
-  reg [21:0] \$34 ;
-  reg [31:0] \$35 ;
-  reg [1:0] \$36 ;
+  reg [20:0] \$30 ;
+  reg [14:0] \$31 ;
+  reg [14:0] \$32 ;
+  reg [31:0] \$33 ;
+  reg [1:0] \$34 ;
+  reg [29:0] \$35 ;
+  reg [20:0] \$36 ;
   reg [31:0] \$37 ;
+  reg [1:0] \$38 ;
+  reg [21:0] \$39 ;
   wire [32:0] \$4 ;
+  reg [31:0] \$40 ;
+  reg [1:0] \$41 ;
+  reg [31:0] \$42 ;
   wire [32:0] \$5 ;
   wire \$6 ;
   wire [14:0] \$7 ;
@@ -51,16 +56,20 @@ module fixar_act(x, clk, rst, y, func);
   reg [1:0] func_s3 = 2'h0;
   reg [1:0] func_s4 = 2'h0;
   reg [1:0] func_s5 = 2'h0;
-  reg [21:0] mag_s5 = 22'h000000;
+  reg [1:0] func_s6 = 2'h0;
+  reg [21:0] mag_s6 = 22'h000000;
   reg [20:0] point_s3 = 21'h000000;
   reg [20:0] point_s4 = 21'h000000;
-  reg [29:0] product_s4 = 30'h00000000;
+  reg [20:0] point_s5 = 21'h000000;
+  reg [29:0] product_s5 = 30'h00000000;
   wire [8:0] rd__addr;
   wire [35:0] rd__data;
   input rst;
   wire rst;
   reg [14:0] step_s3 = 15'h0000;
+  reg [14:0] step_s4 = 15'h0000;
   reg [14:0] within_s3 = 15'h0000;
+  reg [14:0] within_s4 = 15'h0000;
   input [31:0] x;
   wire [31:0] x;
   reg [31:0] x_s1 = 32'd0;
@@ -68,6 +77,7 @@ module fixar_act(x, clk, rst, y, func);
   reg [31:0] x_s3 = 32'd0;
   reg [31:0] x_s4 = 32'd0;
   reg [31:0] x_s5 = 32'd0;
+  reg [31:0] x_s6 = 32'd0;
   output [31:0] y;
   reg [31:0] y = 32'd0;
   reg [35:0] tanh_rom [256:0];
@@ -331,6 +341,16 @@ module fixar_act(x, clk, rst, y, func);
     tanh_rom[256] = 36'h000100000;
   end
   assign rd__data = tanh_rom[\$19 [8:0]];
+  always @(posedge clk)
+    func_s5 <= \$38 ;
+  always @(posedge clk)
+    mag_s6 <= \$39 ;
+  always @(posedge clk)
+    x_s6 <= \$40 ;
+  always @(posedge clk)
+    func_s6 <= \$41 ;
+  always @(posedge clk)
+    y <= \$42 ;
   assign \$1  = x_s1 == 32'd2147483648;
   assign \$2  = $signed(x_s1) < $signed(1'h0);
   assign \$3  = - $signed(x_s1);
@@ -338,14 +358,14 @@ module fixar_act(x, clk, rst, y, func);
   assign \$5  = \$1  ? 33'h07fffffff : \$4 ;
   assign \$6  = abs_s2 < 24'h800000;
   assign \$7  = \$6  ? abs_s2[14:0] : 15'h0000;
-  assign \$8  = step_s3 * within_s3;
-  assign \$10  = point_s4 + \$9 ;
-  assign \$11  = \$10  + product_s4[14];
-  assign \$12  = $signed(x_s5) < $signed(1'h0);
-  assign \$13  = \$12  ? 32'd0 : x_s5;
-  assign \$14  = $signed(x_s5) < $signed(1'h0);
-  assign \$15  = - mag_s5;
-  assign \$16  = \$14  ? \$15  : { 1'h0, mag_s5 };
+  assign \$8  = step_s4 * within_s4;
+  assign \$10  = point_s5 + \$9 ;
+  assign \$11  = \$10  + product_s5[14];
+  assign \$12  = $signed(x_s6) < $signed(1'h0);
+  assign \$13  = \$12  ? 32'd0 : x_s6;
+  assign \$14  = $signed(x_s6) < $signed(1'h0);
+  assign \$15  = - mag_s6;
+  assign \$16  = \$14  ? \$15  : { 1'h0, mag_s6 };
   assign \$17  = abs_s2 < 24'h800000;
   assign \$19  = \$17  ? \$18  : 31'h00000100;
   always @(posedge clk)
@@ -369,21 +389,64 @@ module fixar_act(x, clk, rst, y, func);
   always @(posedge clk)
     func_s3 <= \$29 ;
   always @(posedge clk)
-    product_s4 <= \$30 ;
+    point_s4 <= \$30 ;
   always @(posedge clk)
-    point_s4 <= \$31 ;
+    step_s4 <= \$31 ;
   always @(posedge clk)
-    x_s4 <= \$32 ;
+    within_s4 <= \$32 ;
   always @(posedge clk)
-    func_s4 <= \$33 ;
+    x_s4 <= \$33 ;
   always @(posedge clk)
-    mag_s5 <= \$34 ;
+    func_s4 <= \$34 ;
   always @(posedge clk)
-    x_s5 <= \$35 ;
+    product_s5 <= \$35 ;
   always @(posedge clk)
-    func_s5 <= \$36 ;
+    point_s5 <= \$36 ;
   always @(posedge clk)
-    y <= \$37 ;
+    x_s5 <= \$37 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = func_s4;
+    if (rst) begin
+      \$38  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$39  = \$11 [21:0];
+    if (rst) begin
+      \$39  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = x_s5;
+    if (rst) begin
+      \$40  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$41  = func_s5;
+    if (rst) begin
+      \$41  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (func_s6)
+      2'h1:
+          \$42  = \$13 ;
+      2'h2:
+          \$42  = { \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16  };
+      default:
+          \$42  = x_s6;
+    endcase
+    if (rst) begin
+      \$42  = 32'd0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$20  = x;
@@ -456,69 +519,61 @@ module fixar_act(x, clk, rst, y, func);
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$30  = \$8 ;
+    \$30  = point_s3;
     if (rst) begin
-      \$30  = 30'h00000000;
+      \$30  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$31  = point_s3;
+    \$31  = step_s3;
     if (rst) begin
-      \$31  = 21'h000000;
+      \$31  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$32  = x_s3;
+    \$32  = within_s3;
     if (rst) begin
-      \$32  = 32'd0;
+      \$32  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$33  = func_s3;
+    \$33  = x_s3;
     if (rst) begin
-      \$33  = 2'h0;
+      \$33  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$34  = \$11 [21:0];
+    \$34  = func_s3;
     if (rst) begin
-      \$34  = 22'h000000;
+      \$34  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$35  = x_s4;
+    \$35  = \$8 ;
     if (rst) begin
-      \$35  = 32'd0;
+      \$35  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$36  = func_s4;
+    \$36  = point_s4;
     if (rst) begin
-      \$36  = 2'h0;
+      \$36  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (func_s5)
-      2'h1:
-          \$37  = \$13 ;
-      2'h2:
-          \$37  = { \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16 [22], \$16  };
-      default:
-          \$37  = x_s5;
-    endcase
+    \$37  = x_s4;
     if (rst) begin
       \$37  = 32'd0;
     end
   end
   assign rd__addr = \$19 [8:0];
-  assign \$9  = { 15'h0000, product_s4[29:15] };
+  assign \$9  = { 15'h0000, product_s5[29:15] };
   assign \$18  = { 15'h0000, abs_s2[30:15] };
 endmodule

@@ -3,7 +3,8 @@
 The tanh table (config.activation.tanh_table) sits in a small ROM holding,
 per point k, T[k] and the step T[k+1] - T[k]; the unit interpolates with one
 multiply. Pipeline (``LATENCY`` = fixar.config.timing's ACTIVATION_STAGES):
-input register; |x|; the table read; the interpolation's product; point +
+input register; |x|; the table read; its words registered again; the
+interpolation's product; point +
 rounded product; sign and function into the output register. The rules are written in docs/numerics.md
 and independently in the golden model (fixar.golden.activation).
 """
@@ -68,18 +69,24 @@ class ActivationUnit(wiring.Component):
         r = reg(m, Mux(inside, t[:s], 0), "within_s3", unsigned(max(s, 1)))
         x, func = carry(x, func, stage=3)
         stages.stage()
+        # ---- the table's words registered again: the block RAM's read
+        # register is slow to its output (2.5 ns), so the product's operands
+        # come from registers of their own (the RAM's output register, the
+        # DSP48E2's A and B registers)
+        y0, step, r, x, func = carry(y0, step, r, x, func, stage=4)
+        stages.stage()
         # ---- the interpolation's product
-        prod = reg(m, step * r, "product_s4")
-        y0, x, func = carry(y0, x, func, stage=4)
+        prod = reg(m, step * r, "product_s5")
+        y0, x, func = carry(y0, x, func, stage=5)
         stages.stage()
         # ---- the point plus the rounded product: (p + 2^(s-1)) >> s is
         # floor(p / 2^s) + bit s-1 of p, so the rounding rides in the point's add
-        mag = Signal(unsigned(y_bits + 1), name="mag_s5")
+        mag = Signal(unsigned(y_bits + 1), name="mag_s6")
         if s > 0:
             m.d.sync += mag.eq(y0 + (prod >> s) + prod[s - 1])
         else:
             m.d.sync += mag.eq(y0)
-        x, func = carry(x, func, stage=5)
+        x, func = carry(x, func, stage=6)
         stages.stage()
         # ---- the sign, the function
         tanh_y = Mux(x < 0, -mag, mag)

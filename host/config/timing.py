@@ -16,7 +16,7 @@ from fixar.config.multipliers import get as multiplier
 
 # Register stages of each unit, named as the generator's docstrings name them.
 PE_STAGES = 6            # input, products, accumulate, recombine, rounding halves (2) (gen/units/pe.py)
-ACTIVATION_STAGES = 6    # input, |x|, table read, product, point + product, sign and function into the output
+ACTIVATION_STAGES = 7    # input, |x|, table read, its words again, product, point + product, sign and function
 # input, products, column sums (carry-save pairs), finished sums (the pairs added to the partial sums),
 # the other cores' sums registered where they arrive (an SLR crossing on the U50), cross-core add,
 # recombined sum, the roundings' first halves
