@@ -8,6 +8,7 @@ FIXAR_VECTORS (random vectors per mode, default 100 000), FIXAR_BENCH_JSON
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -162,6 +163,16 @@ def test_pe_variant_bit_exact(name):
     cfg = load(name)
     res = _pe("verilator", cfg, generated(cfg), cfg.digest, 20_000)
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def test_pe_with_the_whole_product_in_dsps_bit_exact():
+    """pe.lut_product_bits = 0: the exact product left whole to the DSPs
+    (four a PE) instead of one DSP and a LUT product per lane; same bits."""
+    base = load("default")
+    cfg = base.variant(name="default_dsp_only", pe=dataclasses.replace(base.pe, lut_product_bits=0))
+    res = _pe("verilator", cfg, generated(cfg), cfg.digest, 4_000)
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+    assert res.tests == 4
 
 
 # MBM (the table kind with a correction) in CI; the other kinds' circuits are checked against their

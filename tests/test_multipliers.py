@@ -73,6 +73,11 @@ def test_config_field_is_validated_and_keeps_the_digests():
     assert FixarConfig.from_dict({"pe": {"multiplier": "drum6"}}).pe.multiplier == "drum6"
     with pytest.raises(ConfigError, match="pe.multiplier: 'booth' is not one of"):
         PEConfig(multiplier="booth")
+    assert "lut_product_bits" not in DEFAULT.to_dict()["pe"]       # the exact split's field, likewise
+    whole = DEFAULT.variant(pe=dataclasses.replace(DEFAULT.pe, lut_product_bits=0))
+    assert whole.to_dict()["pe"]["lut_product_bits"] == 0 and whole.digest != DEFAULT.digest
+    with pytest.raises(ConfigError, match="pe.lut_product_bits"):
+        PEConfig(lut_product_bits=-1)
     with pytest.raises(ValueError, match="k = 2 is outside"):
         Multiplier("drum2", "drum", (("k", 2),))
 
@@ -354,6 +359,7 @@ def test_only_the_exact_multiplier_builds_a_multiply_cell():
         cells = _mul_cells(gen.ApproxMultiplier(spec, 32, 17))
         assert cells == ([(27, 17)] if spec.kind == "exact" else []), spec.name
     assert _mul_cells(gen.ApproxMultiplier("exact", 16, 16)) == [(16, 16)]
+    assert _mul_cells(gen.ApproxMultiplier("exact", 32, 17, lut_bits=0)) == [(32, 17)]   # pe.lut_product_bits = 0
     assert len(_mul_cells(gen.ApproxMultiplier("exact", 48, 17))) == 1     # 21 low bits: too wide for LUTs
 
 

@@ -26,6 +26,23 @@ def test_pe_maps_multipliers_to_dsp_slices():
     assert s["lut"] > 0, s
 
 
+def test_the_exact_split_halves_the_pes_dsps(tmp_path):
+    """One DSP48E2 per lane with the weight's low bits in LUTs (the shipped
+    PE), two per lane with the whole product left to the DSPs
+    (pe.lut_product_bits = 0): synthesis, not the generator's word for it."""
+    import dataclasses
+
+    from amaranth.back import verilog
+
+    from fixar.gen.units.pe import PE
+
+    whole = dataclasses.replace(DEFAULT.pe, lut_product_bits=0)
+    src = tmp_path / "fixar_pe.v"
+    src.write_text(verilog.convert(PE(whole), name="fixar_pe", emit_src=False))
+    split, full = (summarize(synth(p, "fixar_pe"))["dsp48e2"] for p in (RTL / "fixar_pe.v", src))
+    assert (split, full) == (2, 4)
+
+
 def test_ram_template_is_inferred_as_block_ram():
     """The hand-written RAM every array memory instantiates must become block
     RAM, not thousands of flip-flops (default parameters: 1024 x 32)."""

@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
 
+from fixar.config import PEConfig
 from fixar.config import multipliers as models
 from fixar.config.multipliers import Multiplier, get
 from fixar.config.timing import MULTIPLIER_STAGES, exact_split
@@ -114,7 +115,7 @@ def rows_product(m: Module, a, b, name: str) -> Signal:
     return out
 
 
-def exact_product(m: Module, a, b, name: str, cuts: Cuts) -> Signal:
+def exact_product(m: Module, a, b, name: str, cuts: Cuts, lut_bits: int) -> Signal:
     """Signed a * b through the exact multiplier's one cut (the DSP's M
     register). When exact_split says so, the wider operand's top bits (signed)
     times the other go to a DSP48E2 and its few low bits (unsigned) times the
@@ -122,7 +123,7 @@ def exact_product(m: Module, a, b, name: str, cuts: Cuts) -> Signal:
     shifted up, is the product (for the caller's product register, the DSP's P)."""
     if len(b) > len(a):
         a, b = b, a
-    low = exact_split(len(a), len(b))
+    low = exact_split(len(a), len(b), lut_bits)
     out = Signal(signed(len(a) + len(b)), name=f"{name}_x")
     if low is None:
         p, = cuts(a * b)
@@ -219,19 +220,20 @@ def _params(spec: Multiplier) -> dict:
 
 
 def multiply(m: Module, a, b, multiplier: str | Multiplier, name: str, pipelined: bool = False,
-             b_sign=None) -> Signal:
+             b_sign=None, lut_bits: int = PEConfig.lut_product_bits) -> Signal:
     """The product of signed a and b by the named multiplier, signed, len(a) + len(b) bits
     (a signal; the exact multiplier's DSP48E2 part is a plain ``*``: exact_product).
     ``pipelined``: with the multiplier's registers (fixar.config.timing's
     MULTIPLIER_STAGES; the product is then that many cycles behind a and b),
     else combinational. ``b_sign``: b is then a magnitude (unsigned) and
-    this bit its sign (an approximate multiplier only)."""
+    this bit its sign (an approximate multiplier only). ``lut_bits``: the
+    exact multiplier's split (``pe.lut_product_bits``)."""
     spec = get(multiplier)
     if spec.kind not in GENERATORS:
         raise ValueError(f"{spec.name}: no generator for a {spec.kind} multiplier (known: {sorted(GENERATORS)})")
     cuts = Cuts(m, name, pipelined)
     if spec.kind == "exact":
-        return exact_product(m, a, b, name, cuts)
+        return exact_product(m, a, b, name, cuts, lut_bits)
     negative = [a[-1] ^ (b[-1] if b_sign is None else b_sign)]
 
     def cut(*values) -> list:           # the product's sign rides along every cut
@@ -264,7 +266,7 @@ def lane_product(m: Module, w, lane: tuple, pe, name: str):
     multiplier (pipelined: the caller's product register comes after its
     registers)."""
     operand, sign = lane
-    return multiply(m, w, operand, pe.multiplier, name, pipelined=True, b_sign=sign)
+    return multiply(m, w, operand, pe.multiplier, name, pipelined=True, b_sign=sign, lut_bits=pe.lut_product_bits)
 
 
 class ApproxMultiplier(Elaboratable):
@@ -272,8 +274,9 @@ class ApproxMultiplier(Elaboratable):
     (wb bits) in, signed product ``p`` (wa + wb bits) out, combinational, or
     with ``pipelined`` its product ``LATENCY`` cycles behind a and b."""
 
-    def __init__(self, multiplier: str | Multiplier, wa: int, wb: int, pipelined: bool = False):
-        self.spec, self.pipelined = get(multiplier), pipelined
+    def __init__(self, multiplier: str | Multiplier, wa: int, wb: int, pipelined: bool = False,
+                 lut_bits: int = PEConfig.lut_product_bits):
+        self.spec, self.pipelined, self.lut_bits = get(multiplier), pipelined, lut_bits
         self.LATENCY = MULTIPLIER_STAGES[self.spec.kind] if pipelined else 0
         self.a = Signal(signed(wa))
         self.b = Signal(signed(wb))
@@ -281,5 +284,5 @@ class ApproxMultiplier(Elaboratable):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.d.comb += self.p.eq(multiply(m, self.a, self.b, self.spec, "mul", self.pipelined))
+        m.d.comb += self.p.eq(multiply(m, self.a, self.b, self.spec, "mul", self.pipelined, lut_bits=self.lut_bits))
         return m

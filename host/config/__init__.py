@@ -53,7 +53,8 @@ GOLDEN_MAX_ACC_BITS = 62
 
 # (section, key, default) of fields that to_dict() omits at their default, so
 # that adding them did not change any existing config's digest.
-DIGEST_NEUTRAL_DEFAULTS = (("pe", "multiplier", "exact"), ("array", "quantizer_scale", "affine"))
+DIGEST_NEUTRAL_DEFAULTS = (("pe", "multiplier", "exact"), ("array", "quantizer_scale", "affine"),
+                           ("pe", "lut_product_bits", 8))
 
 
 class ConfigError(ValueError):
@@ -192,9 +193,17 @@ class PEConfig:
     # DSP48E2 product. Left out of to_dict() while "exact", so the digests of
     # configs made before the field (rtl/, checkpoints) do not change.
     multiplier: str = "exact"
+    # The exact multiplier's split (fixar.config.timing.exact_split): a weight
+    # at most this many bits wider than a DSP48E2's 27-bit port multiplies its
+    # low bits in LUTs beside one DSP per lane (the default 32-bit weight: 5
+    # bits, 2 DSPs a PE for ~300 more Yosys LUTs and ~160 FFs in the array);
+    # 0 leaves the whole product to DSPs (4 a PE). Hardware only: the bits
+    # are the same either way.
+    lut_product_bits: int = 8
 
     def __post_init__(self) -> None:
         _check_int("pe.lane_bits", self.lane_bits, 1, 16)
+        _check_int("pe.lut_product_bits", self.lut_product_bits, 0, 16)
         if self.multiplier not in MULTIPLIERS:
             raise ConfigError(f"pe.multiplier: {self.multiplier!r} is not one of {MULTIPLIERS}")
         for name in ("weight", "act32", "act16", "out"):

@@ -103,21 +103,16 @@ def product_orientation(a_bits: int, b_bits: int) -> bool:
     return here <= dsp_chunks(b_bits, wide) * dsp_chunks(a_bits, narrow)
 
 
-# An exact product whose wide operand is at most this many bits wider than
-# the DSP's wide port (27 bits signed) multiplies its low bits in LUTs
-# instead of taking a second DSP48E2: the PE's 32-bit weight times a 17-bit
-# lane is one DSP (the weight's top 27 bits x 17) and a 5 x 17 LUT product
-# (gen/lib/multipliers.py), so a PE is two DSPs, not four.
-LUT_PRODUCT_BITS = 8
-
-
-def exact_split(a_bits: int, b_bits: int) -> int | None:
+def exact_split(a_bits: int, b_bits: int, lut_bits: int) -> int | None:
     """How many low bits of the wide operand ``a`` (a_bits >= b_bits)
-    multiply in LUTs, its top bits going to one DSP; None when the product
-    is left to synthesis whole (it fits one DSP, the narrow operand needs
-    more than one, or the low part is too wide for LUTs)."""
+    multiply in LUTs, its top bits going to one DSP48E2 (27 x 18 signed
+    ports); None when the product is left to synthesis whole: it fits one
+    DSP, the narrow operand needs more than one, or the low part is wider
+    than ``lut_bits`` (``pe.lut_product_bits``; 0: never split). The PE's
+    32-bit weight times a 17-bit lane is one DSP and a 5 x 17 LUT product
+    (gen/lib/multipliers.py), so a PE is two DSPs, not four."""
     wide, narrow = DSP_PORTS
-    if b_bits > narrow or a_bits <= wide or a_bits - wide > LUT_PRODUCT_BITS:
+    if b_bits > narrow or a_bits <= wide or a_bits - wide > lut_bits:
         return None
     return a_bits - wide
 
