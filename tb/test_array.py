@@ -13,6 +13,7 @@ FIXAR_BENCH_JSON (figures).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -37,9 +38,11 @@ from fixar.compiler.array_ops import (
     weight_image,
     weight_rows,
 )
-from fixar.config import ActFunc, GStore, PEMode, load, mask_no_limit, weight_groups
+from fixar.config import ActFunc, GStore, PEMode, load, mask_no_limit, packed_shift_max, weight_groups
+from fixar.driver.engine import quantizer_words
 from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.layer import linear, transposed
+from fixar.golden.qat import dequantize16, quantize16, quantizer
 from fixar.sim.rtl import generated, run_module, run_mutated
 from fixar.tb.base import BenchTB
 from fixar.tb.figures import record
@@ -391,6 +394,99 @@ async def test_random_ops(dut):
     tb.record("random_ops", n)
 
 
+def packed_qat_operands(tb: TB):
+    """A random packed QAT product (docs/array.md, "Packed QAT products") and
+    its golden result: a power-of-two quantizer (zero point z, step 2^e),
+    codes q for which (q - z) 2^e is an act32 code, the array given the
+    offset codes q - 2^15; the golden model's FXP32 product of (q - z) 2^e is
+    the answer. Returns (op, W, offset codes, b, want)."""
+    cfg, rng = tb.cfg, tb.rng
+    pe, R, C, N = cfg.pe, cfg.array.rows, cfg.array.cols, cfg.array.cores
+    half, act = 1 << (pe.act16.bits - 1), pe.act32
+    while True:     # a zero point and step whose code 2^15 (the correction's input) is an act32 code
+        e, z = int(rng.integers(0, packed_shift_max(cfg) + 1)), int(rng.integers(0, 2 * half + 1))
+        if rng.random() < 0.3:
+            z = int(rng.choice([0, half, 2 * half]))
+        if act.min_int <= (half - z) << e <= act.max_int:
+            break
+    lo_q = max(0, z + -(-act.min_int >> e))
+    hi_q = min(2 * half - 1, z + (act.max_int >> e))
+    M = int(rng.choice(PRIMES)) if rng.random() < 0.5 else int(rng.integers(1, 3 * C + 1))
+    K = int(rng.choice(PRIMES)) if rng.random() < 0.5 else int(rng.integers(1, 3 * R + 1))
+    batch = int(rng.integers(1, 4)) if rng.random() < 0.3 else int(rng.integers(1, 4 * R * N + 1))
+    op = LayerOp(M=M, K=K, batch=batch, mode=PEMode.FXP16, func=ActFunc(int(rng.integers(3))),
+                 bias=bool(rng.random() < 0.8), packed=True, pq_zero=z, pq_e=e)
+    d = describe(cfg, op)
+    x_free = cfg.memory.act_words_per_core // R - d.n_kt * (d.slots - 1)
+    op = LayerOp(**{**op.__dict__, "x_base": int(rng.integers(0, min(x_free, 1000) + 1)),
+                    "b_base": int(rng.integers(0, cfg.memory.bias_words // C - d.n_ot + 1))})
+    W = tb.codes(pe.weight, (M, K), pe.weight.frac - 2)
+    q = rng.integers(lo_q, hi_q + 1, (K, batch))
+    q = np.where(rng.random((K, batch)) < 0.1, rng.choice([lo_q, hi_q, min(max(z, lo_q), hi_q)]), q)
+    b = tb.codes(pe.out, (M,), pe.out.frac) if op.bias else None
+    want = linear(cfg, W, (q - z) << e, b, op.func, PEMode.FXP32)
+    return op, W, q - half, b, want
+
+
+@cocotb.test()
+async def test_packed_qat_products(dut):
+    """Packed QAT products (two vectors per word in FXP16, the zero point's
+    correction slot, the lanes shifted by e) equal the FXP32 product of the
+    dequantized inputs, bit for bit, at the cycles the model counts."""
+    tb = TB(dut)
+    await tb.reset()
+    n = int(os.environ.get("FIXAR_PACKED_CASES", "60"))
+    for case in range(n):
+        op, W, X, b, want = packed_qat_operands(tb)
+        await tb.load(op, W, X, b)
+        await tb.check(op, W, X, b, f"packed case {case} ({op.M}x{op.K}, B={op.batch}, z={op.pq_zero}, "
+                                    f"e={op.pq_e}, {op.func.name})", want=want)
+    for case in range(n // 4):
+        await packed_chain(tb, f"packed chain {case}")
+    tb.record("packed_qat_products", n)
+
+
+async def write_quantizer(tb: TB, i: int, delta: int, zero: int) -> None:
+    """Entry ``i`` of the array's quantizer table, as the host writes it at the switch."""
+    dut = tb.dut
+    words = quantizer_words(tb.cfg, delta, zero)
+    dut.qt_we.value, dut.qt_addr.value = 1, i
+    dut.qt_delta.value, dut.qt_zero.value, dut.qt_magic.value, dut.qt_shift.value = words
+    await tb.edge
+    dut.qt_we.value = 0
+
+
+async def packed_chain(tb: TB, label: str) -> None:
+    """Two chained packed QAT products, as QAT's phase 2 runs a network's
+    layers: the first's outputs leave through a power-of-two quantizer (its
+    range from the golden outputs, as phase 1 would have tracked it) and are
+    stored as packed 16-bit codes, which the second reads with that
+    quantizer's zero point and step. Both compared with the golden model's
+    FXP32 products of the dequantized inputs and its quantizer."""
+    cfg, rng = tb.cfg, tb.rng
+    pow2 = cfg.variant(array=dataclasses.replace(cfg.array, quantizer_scale="pow2"))
+    op1, W1, X1, b1, y1 = packed_qat_operands(tb)
+    delta, zero = quantizer(pow2, min(int(y1.min()), 0), max(int(y1.max()), 0))
+    qidx = int(rng.integers(cfg.array.quantizers))
+    await write_quantizer(tb, qidx, delta, zero)
+    d1 = describe(cfg, op1)
+    y_base = op1.x_base + d1.n_kt * (d1.slots - 1)
+    op1 = dataclasses.replace(op1, fq=True, qidx=qidx, store=True, y_base=y_base)
+    q1 = quantize16(cfg, delta, zero, y1)
+    await tb.load(op1, W1, X1, b1)
+    await tb.check(op1, W1, X1, b1, f"{label} layer 1 ({op1.M}x{op1.K}, B={op1.batch}, fq)",
+                   want=dequantize16(cfg, delta, zero, q1))
+    e = delta.bit_length() - 1 - cfg.pe.act16.bits
+    M2 = int(rng.integers(1, 3 * cfg.array.cols + 1))
+    op2 = LayerOp(M=M2, K=op1.M, batch=op1.batch, mode=PEMode.FXP16, func=ActFunc(int(rng.integers(3))),
+                  packed=True, pq_zero=zero, pq_e=e, x_base=y_base, w_base=weight_rows(cfg, op1.M, op1.K))
+    W2 = tb.codes(cfg.pe.weight, (M2, op1.M), cfg.pe.weight.frac - 2)
+    b2 = tb.codes(cfg.pe.out, (M2,), cfg.pe.out.frac)
+    await tb.load(op2, W2, None, b2)
+    await tb.check(op2, W2, None, b2, f"{label} layer 2 ({M2}x{op1.M}, z={zero}, e={e}) on the stored codes",
+                   want=linear(cfg, W2, (q1 - zero) << e, b2, op2.func, PEMode.FXP32))
+
+
 def corner_operands(tb: TB, mode: PEMode, transpose: bool, intra: bool):
     """An operation whose outputs are mostly exact rounding ties (even and odd
     kept LSBs, through both lanes of FXP32's recombination) and, in two rows,
@@ -561,8 +657,10 @@ def test_array_bit_exact_and_cycle_exact(sim):
     # stage's corners, not the DDPG networks (CI time; FIXAR_CASES for more).
     cases = os.environ.get("FIXAR_CASES", "500" if sim == "verilator" else "120")
     res = run_module(sim, cfg, generated(cfg, array=True), "fixar_array", BENCH,
-                     testcase=None if sim == "verilator" else ["test_random_ops", "test_output_stage_corners"],
-                     env={"FIXAR_CASES": cases, "FIXAR_DDPG_BATCH": "8"})
+                     testcase=None if sim == "verilator" else ["test_random_ops", "test_output_stage_corners",
+                                                               "test_packed_qat_products"],
+                     env={"FIXAR_CASES": cases, "FIXAR_DDPG_BATCH": "8",
+                          "FIXAR_PACKED_CASES": "60" if sim == "verilator" else "10"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
 
 
@@ -625,6 +723,23 @@ def test_bench_catches_a_folded_bias_gradient_on_the_wrong_stride(monkeypatch):
     res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-fold-stride",
                      testcase="test_ddpg_networks", env={"FIXAR_DDPG_BATCH": "8"})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice the folded bias gradient's stride"
+
+
+@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
+def test_bench_catches_packed_lanes_left_unshifted(monkeypatch):
+    """The cores' packed lanes planted unshifted: every packed QAT product
+    with e > 0 then sums its lanes at the wrong scale against the correction.
+    The packed test must fail."""
+    from fixar.gen.emit import emit
+    from fixar.gen.units import core
+    from fixar.sim.runner import BUILD_ROOT
+    cfg = load("small")
+    monkeypatch.setattr(core, "packed_lane", lambda lane_sum, e: lane_sum)
+    out = BUILD_ROOT / "planted_bug" / "array_packed_unshifted"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-packed-unshifted",
+                     testcase="test_packed_qat_products", env={"FIXAR_PACKED_CASES": "20"})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice packed lanes left unshifted"
 
 
 # CI time: Icarus runs the array's main bench in CI; its stochastic-rounding run is -m slow

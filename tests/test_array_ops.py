@@ -93,6 +93,48 @@ def test_operations_that_do_not_fit_are_rejected_when_built(op, message):
         describe(load("small"), op)
 
 
+def _packed(**kw) -> LayerOp:
+    return LayerOp(**{"M": 3, "K": 5, "batch": 7, "mode": PEMode.FXP16, "packed": True, **kw})
+
+
+def test_a_packed_qat_product_has_its_correction_slot_first():
+    """One more slot per core (the correction item, cycles included); the
+    input rows hold only the data slots; the correction's word is
+    (2^15 - z) 2^e in two's complement; no output beat comes from slot 0."""
+    cfg = load("small")
+    plain = describe(cfg, LayerOp(M=3, K=5, batch=7, mode=PEMode.FXP16))
+    d = describe(cfg, _packed(pq_zero=40000, pq_e=3))
+    assert (d.slots, d.pq, d.pq_e) == (plain.slots + 1, 1, 3)
+    assert d.pq_c == ((1 << 15) - 40000) * 8 + (1 << 32)
+    wide, wide_plain = describe(cfg, _packed(batch=32)), describe(cfg, LayerOp(M=3, K=5, batch=32, mode=PEMode.FXP16))
+    assert wide_plain.slots >= cfg.array.rows       # one more cycle per tile step where the slots set the pace
+    assert cycles(cfg, wide, 30) == cycles(cfg, wide_plain, 30) + wide.n_ot * wide.n_kt
+    X = np.arange(35).reshape(5, 7) - 17
+    assert activation_image(cfg, _packed(), describe(cfg, _packed()), X, 1) == \
+        activation_image(cfg, LayerOp(M=3, K=5, batch=7, mode=PEMode.FXP16), plain, X, 1)
+    with pytest.raises(AssertionError, match="correction slot"):
+        unpack_outputs(cfg, _packed(), d, [(0, 0, 0, 0, 0)])
+    beats = [(c, 0, s, 0, 0) for c in range(2) for s in (1, 2)]
+    assert unpack_outputs(cfg, _packed(), d, beats).shape == (3, 7)
+
+
+@pytest.mark.parametrize("op, message", [
+    (_packed(mode=PEMode.FXP32), "mode must be FXP16"),
+    (_packed(transpose=True, bias=False), "transpose is not built yet"),
+    (_packed(store_t=True), "store_t is not built yet"),
+    (_packed(store=True), "store needs fq"),
+    (_packed(pq_e=17), "0 <= e <= 16"),
+    (_packed(pq_zero=65537), "zero point is in"),
+    (_packed(pq_zero=0, pq_e=16), "is not a 32-bit code"),
+    (_packed(K=1024), "K <= 1023"),
+    # every slot a pair of vectors: the correction slot is one too many
+    (_packed(batch=2 * load("small").array.cores * load("small").array.psum_slots), "partial-sum slots"),
+])
+def test_packed_qat_products_that_cannot_run_are_rejected(op, message):
+    with pytest.raises(ArrayOpError, match=message):
+        describe(load("small"), op)
+
+
 def test_outputs_missing_or_duplicated_are_errors():
     cfg = load("small")
     op = LayerOp(M=5, K=3, batch=2)

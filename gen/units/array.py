@@ -45,6 +45,7 @@ from fixar.config import (
     Opcode,
     PEMode,
     enum_bits,
+    packed_shift_max,
     quantizer_widths,
     weight_groups,
 )
@@ -120,6 +121,10 @@ class Array(wiring.Component):
             # ReLU masks: every store keeps 0 < y < limit per word; a masked transposed
             # product zeroes the outputs whose bit at mask row m_base + (its row) is 0
             "op_mask": In(1), "op_m_base": In(range(self.a_rows)), "op_limit": In(unsigned(pe.act32.bits)),
+            # a packed QAT product: slot 0 of each k-tile is its correction, an FXP32
+            # item whose every input is the word pq_c; the others' lanes shift by pq_e
+            "op_pq": In(1), "op_pq_e": In(range(packed_shift_max(cfg) + 1)),
+            "op_pq_c": In(unsigned(pe.act32.bits)),
             # QAT: the quantizer table (host-written at the switch) and the range
             # trackers (phase 1: lo <= 0 <= hi; registered read; clear sets zeros)
             "qt_we": In(1), "qt_addr": In(range(ar.quantizers)),
@@ -180,7 +185,7 @@ class Array(wiring.Component):
         a_data = self._activation_items(m, d, amem, tmem, t, j, grad_fold)
         mmem, keep = self._mask_memories(m, d, it, t)
 
-        ctl_d = self._core_control(m, item, t, j, it, last_round, load, row, swap)
+        ctl_d = self._core_control(m, d, item, t, j, it, last_round, load, row, swap)
         out_y_addr, out_tile = self._output_bookkeeping(m, d, item, t, it, last_step, final_out, finished)
         q_sel = self._quantizer_table(m, d)
         cores = self._cores(m, d, ctl_d, w_data, a_data, keep, bias, q_sel, rnd_seed)
@@ -419,6 +424,13 @@ class Array(wiring.Component):
         fold, stride = grad_fold
         ones1 = _delay(m, fold & (t == stride), 1, "item_ones")
         ones = Const(sum((1 << self.cfg.pe.act32.frac) << (r * ab) for r in range(R)), R * ab)
+        # a packed QAT product: slot 0 streams the correction's word, the others
+        # the packed rows (S - 1 of them per k-tile)
+        correction = d["pq"] & (t == 0)
+        corr1 = _delay(m, correction, 1, "item_correction")
+        corr_word = Cat(*[d["pq_c"]] * R)
+        data_slot = Mux(d["pq"], Mux(correction, 0, t - 1), t)[:len(t)]
+        data_slots = d["slots"] - d["pq"]
         a_data = []
         for n in range(N):
             m.submodules[f"amem_{n}"] = amem[n].instance
@@ -426,7 +438,7 @@ class Array(wiring.Component):
             m.d.comb += kt.eq(_k_tile(d, j, n, N))
             zero = Signal(name=f"item_zero_{n}")
             m.d.comb += zero.eq(kt >= d["n_kt"])
-            item_row = d["x_base"] + Mux(zero, 0, kt) * d["slots"] + t
+            item_row = d["x_base"] + Mux(zero, 0, kt) * data_slots + data_slot
             m.d.comb += amem[n].a_addr.eq(Mux(self.am_rea[n], self.am_aaddr, item_row))
             for b in range(R):
                 m.d.comb += tmem[n][b].a_addr.eq(d["x_base"] + Mux(zero, 0, kt) * stride + t)
@@ -436,7 +448,8 @@ class Array(wiring.Component):
             a = Signal(R * ab, name=f"a_{n}")
             # a gradient product streams X^T from the feature-major memory; a folded
             # bias gradient's last slot streams ones (the X^T row it addresses is unused)
-            m.d.sync += a.eq(Mux(z1, 0, Mux(ones1, ones, Mux(d["grad"], xt, amem[n].a_data))))
+            m.d.sync += a.eq(Mux(z1, 0, Mux(ones1, ones, Mux(corr1, corr_word,
+                                                             Mux(d["grad"], xt, amem[n].a_data)))))
             a_data.append(a)
         return a_data
 
@@ -459,10 +472,10 @@ class Array(wiring.Component):
             keep.append(k)
         return mmem, keep
 
-    def _core_control(self, m: Module, item, t, j, it, last_round, load, row, swap) -> dict:
+    def _core_control(self, m: Module, d: dict, item, t, j, it, last_round, load, row, swap) -> dict:
         """Control to the cores, PIPE cycles after the request."""
         ctl = {"valid": item, "slot": t, "first": j == 0, "last": last_round, "w_ld": load, "w_row": row,
-               "w_swap": swap}
+               "w_swap": swap, "correction": d["pq"] & (t == 0)}
         if self.cfg.pe.out.needs_random:
             ctl["rnd_i0"] = (it * self.cfg.array.cols)[:COORD_BITS]     # the feature of the item's column 0
         return {k: _delay(m, v, self.PIPE, f"ctl_{k}") for k, v in ctl.items()}
@@ -471,7 +484,8 @@ class Array(wiring.Component):
         """Output bookkeeping, LATENCY cycles after the request: the store row,
         the tile, and the operation's end."""
         y_addr = Signal(range(self.a_rows * 2 + self.cfg.array.psum_slots), name="y_addr")
-        m.d.comb += y_addr.eq(d["y_base"] + it * d["slots"] + t)
+        # a packed QAT product's stored rows skip its correction slot (slot 0, never output)
+        m.d.comb += y_addr.eq(d["y_base"] + it * (d["slots"] - d["pq"]) + t - d["pq"])
         out_y_addr = _delay(m, y_addr, self.LATENCY, "y_addr")
         out_tile = _delay(m, it, self.LATENCY, "tile")
         m.d.comb += final_out.eq(_delay(m, item & last_step & (t == d["slots"] - 1), self.LATENCY, "final"))
@@ -509,8 +523,11 @@ class Array(wiring.Component):
                 core.w_data.eq(w_data[n]),
                 core.valid.eq(ctl_d["valid"]), core.slot.eq(ctl_d["slot"]), core.first.eq(ctl_d["first"]),
                 core.last.eq(ctl_d["last"]), core.a.eq(a_data[n]), core.keep.eq(keep[n]), core.bias.eq(bias),
-                core.bias_en.eq(d["bias"] & (Const(n == 0) | ~d["intra"])),
-                core.func.eq(d["func"]), core.mode.eq(d["mode"]), core.grad.eq(d["grad"]),
+                # a packed QAT product: the bias and FXP32 for its correction item only
+                core.bias_en.eq(d["bias"] & (Const(n == 0) | ~d["intra"]) & (~d["pq"] | ctl_d["correction"])),
+                core.func.eq(d["func"]), core.grad.eq(d["grad"]),
+                core.mode.eq(Mux(ctl_d["correction"], PEMode.FXP32, d["mode"])),
+                core.pq.eq(d["pq"]), core.pq_e.eq(d["pq_e"]),
                 core.fq.eq(d["fq"]), core.q_magic.eq(q_sel["magic"]), core.q_shift.eq(q_sel["shift"]),
                 core.q_delta.eq(q_sel["delta"]), core.q_zero.eq(q_sel["zero"]),
             ]
@@ -549,7 +566,7 @@ class Array(wiring.Component):
         def registered(core, name: str, fields: tuple[str, ...]) -> SimpleNamespace:
             return SimpleNamespace(**{f: reg(m, getattr(core, f"out_{f}"), f"{name}_{f}") for f in fields})
 
-        outs = [registered(core, f"core{n}_out", ("valid", "slot", "lo", "hi")) for n, core in enumerate(cores)]
+        outs = [registered(core, f"core{n}_out", ("valid", "slot", "lo", "hi", "code")) for n, core in enumerate(cores)]
         from0 = [None] + [registered(cores[0], f"core0_out_at{n}", ("valid", "lo")) for n in range(1, len(cores))]
         return outs, from0
 
@@ -596,10 +613,11 @@ class Array(wiring.Component):
         m.d.comb += [self.out_valid.eq(Cat(*valid)), self.out_slot.eq(outs[0].slot),
                      self.out_lo.eq(Cat(*[o.lo for o in outs])),
                      self.out_hi.eq(Cat(*[o.hi for o in outs]))]
-        store = d["store"] & (d["mode"] == 0) & ~d["grad"]
+        # a packed QAT product stores its two vectors' 16-bit codes as one packed word
+        store = d["store"] & ((d["mode"] == 0) | d["pq"]) & ~d["grad"]
         for n in range(N):
             src = from0[n] if n else outs[0]
-            result = Mux(d["intra"], src.lo, outs[n].lo)
+            result = Mux(d["pq"], outs[n].code, Mux(d["intra"], src.lo, outs[n].lo))
             we = store & Mux(d["intra"], src.valid, outs[n].valid)
             with m.If(self.am_we[n]):
                 m.d.comb += [amem[n].b_addr.eq(self.am_addr), amem[n].b_we.eq(1), amem[n].b_wdata.eq(self.am_data)]
@@ -611,7 +629,8 @@ class Array(wiring.Component):
                 m.d.comb += [amem[n].b_addr.eq(out_y_addr), amem[n].b_we.eq(we), amem[n].b_wdata.eq(result)]
             words = [result[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
             bits = Cat(*[mask_bit(w, d["limit"]) for w in words])
-            m.d.sync += [mmem[n].b_we.eq(we), mmem[n].b_addr.eq(out_y_addr), mmem[n].b_wdata.eq(bits)]
+            # (a packed store leaves no mask bits: a row holds two vectors, a mask row one)
+            m.d.sync += [mmem[n].b_we.eq(we & ~d["pq"]), mmem[n].b_addr.eq(out_y_addr), mmem[n].b_wdata.eq(bits)]
 
     def _transposing_store(self, m: Module, d: dict, outs: list, tmem: list, out_tile) -> None:
         """Transposing store into the feature-major memory (see _feature_major_memories)."""

@@ -63,7 +63,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, quantizer_widths
+from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, packed_shift_max, quantizer_widths
 from fixar.config.timing import (
     PSUM_WRITE_BEHIND,
     QUANTIZER_DELTA_LEVELS,
@@ -76,7 +76,7 @@ from fixar.config.timing import (
 from fixar.gen.lib import products
 from fixar.gen.lib.arith import QUANTIZER_ADDENDS, requantize, requantize_parts
 from fixar.gen.lib.compress import carry_save
-from fixar.gen.lib.datapath import output_finish, output_stage, recombined, registered_parts, select_mode
+from fixar.gen.lib.datapath import output_finish, output_stage, registered_parts, select_mode
 from fixar.gen.lib.multipliers import lane_product, pe_lanes
 from fixar.gen.lib.noise import hash_rounds
 from fixar.gen.lib.pipe import Schedule, Stages, Timed, reg
@@ -84,6 +84,12 @@ from fixar.gen.lib.shift import shift_right_clamped
 from fixar.gen.units.activation import ActivationUnit
 
 COORD_BITS = 16   # output feature and batch index enter the noise hash modulo 2^16 (gen/lib/noise.py)
+
+
+def packed_lane(lane_sum, e):
+    """A packed QAT item's lane sum at the FXP32 product's scale: its inputs
+    were the codes q - 2^15 of steps of 2^e act32 codes."""
+    return lane_sum << e
 
 
 def quantizer_ports(cfg: FixarConfig) -> dict:
@@ -142,7 +148,13 @@ class ArrayCore(wiring.Component):
             "xin_lo": In(unsigned(C * pe.acc_bits)), "xin_hi": In(unsigned(C * pe.acc_bits)), "xin_en": In(1),
             "out_valid": Out(1), "out_slot": Out(unsigned(slot_bits)),
             "out_lo": Out(unsigned(C * ob)), "out_hi": Out(unsigned(C * ob)),
+            # with fq: each column's 16-bit codes q - 2^15 (low lane, then high lane;
+            # the high lane's in a packed QAT product): one packed activation word
+            "out_code": Out(unsigned(C * 2 * pe.act16.bits)),
             **quantizer_ports(cfg),
+            # a packed QAT product (held for the operation): its FXP16 items' lane
+            # sums, shifted by pq_e, plus the correction item's FXP32 total (below)
+            "pq": In(1), "pq_e": In(range(packed_shift_max(cfg) + 1)),
             # stochastic pe.out: the operation's seed, the batch index of this
             # core's slot 0 and, with each item, the feature of its column 0
             **({"rnd_seed": In(32), "rnd_b0": In(COORD_BITS), "rnd_i0": In(COORD_BITS)}
@@ -207,21 +219,23 @@ class ArrayCore(wiring.Component):
         s4 = follow(s3, M + 4)
         own_lo, own_hi, xin_lo, xin_hi = self._cross_core_inputs(m, fin_lo, fin_hi)
 
-        # Stage 5: add them (intra-layer mode; zero otherwise).
+        # Stage 5: add them (intra-layer mode; zero otherwise); a packed QAT
+        # item's lanes shifted by pq_e instead.
         s5 = follow(s4, M + 5)
-        tot_lo, tot_hi = self._cross_core_add(m, own_lo, own_hi, xin_lo, xin_hi)
+        tot_lo, tot_hi = self._cross_core_add(m, s4, own_lo, own_hi, xin_lo, xin_hi)
 
         # Stage 6: FXP32's recombined sum hi * 2^L + lo (an add as wide as
-        # both lanes) beside the lane sums, as the PE's stage 4.
+        # both lanes) beside the lane sums, as the PE's stage 4; a packed item's
+        # two totals, each lane plus the correction.
         s6 = follow(s5, M + 6)
-        total6 = [reg(m, recombined(m, lo, hi, self.cfg.pe, f"col{c}"), f"total6_{c}")
-                  for c, (lo, hi) in enumerate(zip(tot_lo, tot_hi))]
-        lo6 = [reg(m, x, f"tot6_lo_{c}") for c, x in enumerate(tot_lo)]
-        hi6 = [reg(m, x, f"tot6_hi_{c}") for c, x in enumerate(tot_hi)]
+        total6, total6_hi = self._totals(m, s5, tot_lo, tot_hi)
+        A = pe.acc_bits      # FXP16's lane roundings: the unshifted lanes, A bits as they were summed
+        lo6 = [reg(m, x[:A].as_signed(), f"tot6_lo_{c}") for c, x in enumerate(tot_lo)]
+        hi6 = [reg(m, x[:A].as_signed(), f"tot6_hi_{c}") for c, x in enumerate(tot_hi)]
 
         # Stage 7: each rounding's first half (the floor narrowed, the carry), registered.
         s7 = follow(s6, M + 7)
-        parts = self._round_parts(m, total6, lo6, hi6, rnd)
+        parts = self._round_parts(m, total6, total6_hi, lo6, hi6, rnd)
 
         # Stages 8 .. 7 + A: the roundings finished, then the activation
         # units (A = their latency, input register to output register).
@@ -243,12 +257,17 @@ class ArrayCore(wiring.Component):
         for k in q_stages:              # the results as they are, when fq is off
             y_lo = [reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
             y_hi = [reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]
-        fq_lo = self._quantizer(m, out_lo)
+        fq_lo, code_lo = self._quantizer(m, out_lo)
+        fq_hi, code_hi = self._quantizer_pow2(m, out_hi)
         built.check()
         last = stages[-1]
         fq = self.fq              # like the quantizer's numbers: constant for the operation
         lo = [Mux(fq, x, y) for x, y in zip(fq_lo, y_lo)]
-        m.d.comb += [self.out_valid.eq(last["valid"] & last["last"]), self.out_slot.eq(last["slot"]),
+        y_hi = [Mux(fq & self.pq, x, y) for x, y in zip(fq_hi, y_hi)]
+        m.d.comb += self.out_code.eq(Cat(*[Cat(a, b) for a, b in zip(code_lo, code_hi)]))
+        # a packed product's correction item leaves no output (its total is held in stage 6)
+        correction = self.pq & (last["mode"] == PEMode.FXP32)
+        m.d.comb += [self.out_valid.eq(last["valid"] & last["last"] & ~correction), self.out_slot.eq(last["slot"]),
                      self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*y_hi))]
         return m
 
@@ -349,27 +368,68 @@ class ArrayCore(wiring.Component):
         xin_hi = [reg(m, self.xin_hi[c * A:(c + 1) * A].as_signed(), f"xin_hi_{c}") for c in range(C)]
         return own_lo, own_hi, xin_lo, xin_hi
 
-    def _cross_core_add(self, m: Module, own_lo: list, own_hi: list, xin_lo: list,
+    def _cross_core_add(self, m: Module, s4: dict, own_lo: list, own_hi: list, xin_lo: list,
                         xin_hi: list) -> tuple[list, list]:
         """Stage 5: the other cores' sums added. Each lane wraps modulo
-        2**acc_bits like every other sum, so the order of cores does not matter."""
+        2**acc_bits like every other sum, so the order of cores does not matter.
+        A packed QAT item (FXP16 in a ``pq`` operation, which is intra-batch:
+        no other core's sums) has its lanes shifted left by ``pq_e`` instead,
+        to the FXP32 product's scale (beside the add, then a 2:1 choice)."""
         C, A = self.cfg.array.cols, self.cfg.pe.acc_bits
-        tot_lo = [Signal(signed(A), name=f"tot_lo_{c}") for c in range(C)]
-        tot_hi = [Signal(signed(A), name=f"tot_hi_{c}") for c in range(C)]
+        E = packed_shift_max(self.cfg)
+        packed = self.pq & (s4["mode"] == PEMode.FXP16)
+        tot_lo = [Signal(signed(A + E), name=f"tot_lo_{c}") for c in range(C)]
+        tot_hi = [Signal(signed(A + E), name=f"tot_hi_{c}") for c in range(C)]
         for c in range(C):
-            m.d.sync += [tot_lo[c].eq(own_lo[c] + Mux(self.xin_en, xin_lo[c], 0)),
-                         tot_hi[c].eq(own_hi[c] + Mux(self.xin_en, xin_hi[c], 0))]
+            for tot, own, xin, lane in ((tot_lo, own_lo, xin_lo, "lo"), (tot_hi, own_hi, xin_hi, "hi")):
+                wrapped = Signal(signed(A), name=f"sum5_{lane}_{c}")
+                m.d.comb += wrapped.eq(own[c] + Mux(self.xin_en, xin[c], 0))
+                m.d.sync += tot[c].eq(Mux(packed, packed_lane(own[c], self.pq_e), wrapped))
         return tot_lo, tot_hi
 
-    def _round_parts(self, m: Module, totals: list, tot_lo: list, tot_hi: list, rnd) -> list:
+    def _totals(self, m: Module, s5: dict, tot_lo: list, tot_hi: list) -> tuple[list, list]:
+        """Stage 6: each column's FXP32 total, registered. FXP32: the lanes
+        recombined, hi * 2^L + lo. A packed QAT operation: its first item per
+        output tile and k-tile is the zero point's correction, an FXP32 item
+        whose input is (2^15 - z) 2^e and whose start is the bias: its total
+        (on the last k-tile) is held, and each later item's lanes (their sums
+        of W (q - 2^15), shifted by e in stage 5) become two totals, each lane
+        plus the held one: the FXP32 products of the vectors (q - z) 2^e
+        (docs/array.md, "Packed QAT products"). The correction's last item
+        comes right before its tile's packed items, and the held total is
+        loaded in the same edge as its stage-6 register, so the next item
+        already sees it."""
+        pe = self.cfg.pe
+        L = pe.lane_bits
+        packed = self.pq & (s5["mode"] == PEMode.FXP16)
+        hold = self.pq & (s5["mode"] == PEMode.FXP32) & s5["valid"] & s5["last"]
+        total6, total6_hi = [], []
+        A = pe.acc_bits
+        for c, (lo, hi) in enumerate(zip(tot_lo, tot_hi)):
+            # an FXP32 total's lanes are A bits (their sums wrap there); a packed
+            # lane A + E: the sum is as wide as the larger, plus a carry
+            held = Signal(signed(A + L + 1), name=f"held_{c}")
+            width = max(A + L + 1, len(lo)) + 1
+            total = Signal(signed(width), name=f"total_{c}")
+            m.d.comb += total.eq(Mux(packed, held, hi[:A].as_signed() << L) + lo)     # one add either way
+            with m.If(hold):
+                m.d.sync += held.eq(total)
+            total6.append(reg(m, total, f"total6_{c}"))
+            total6_hi.append(reg(m, held + hi, f"total6_hi_{c}", signed(width)))
+        return total6, total6_hi
+
+    def _round_parts(self, m: Module, totals: list, totals_hi: list, tot_lo: list, tot_hi: list, rnd) -> list:
         """Stage 7: each column's roundings, first halves, registered: the PE's
-        output stage (gen/lib/datapath), and the weight gradient's rounding of
-        the same recombined sum into its own format."""
+        output stage (gen/lib/datapath), the weight gradient's rounding of
+        the same recombined sum into its own format, and a packed QAT item's
+        second total rounded as FXP32's (its high-lane vector)."""
         cfg = self.cfg
         pe = cfg.pe
         parts = []
         for c in range(cfg.array.cols):
             p = output_stage(m, totals[c], tot_lo[c], tot_hi[c], pe, f"col{c}", *(rnd[c] if rnd else (None, None)))
+            p["fxp32_hi"] = requantize_parts(m, totals_hi[c], pe.shift32, pe.out, f"col{c}_fxp32_hi",
+                                             rnd[c][1] if rnd else None)
             p["grad"] = requantize_parts(m, totals[c], pe.weight.frac + pe.act32.frac - cfg.adam.grad.frac,
                                          cfg.adam.grad, f"grad_{c}")
             parts.append(registered_parts(m, p, f"col{c}_r6"))
@@ -379,11 +439,14 @@ class ArrayCore(wiring.Component):
         """Stage 8 on: each column's roundings finished, then its activation units."""
         cfg = self.cfg
         pe = cfg.pe
-        formats = {"fxp32": pe.out, "fxp16_lo": pe.out, "fxp16_hi": pe.out, "grad": cfg.adam.grad}
+        formats = {"fxp32": pe.out, "fxp16_lo": pe.out, "fxp16_hi": pe.out, "fxp32_hi": pe.out, "grad": cfg.adam.grad}
         out_lo, out_hi = [], []
+        fp16 = s7["mode"] == PEMode.FXP16
+        lanes16 = fp16 & ~self.pq       # a packed QAT item's lanes were rounded as FXP32 totals
         for c in range(cfg.array.cols):
             out = output_finish(m, parts[c], formats, f"col{c}")
-            y_lo, y_hi = select_mode(out, s7["mode"], Mux(s7["grad"], out["grad"], out["fxp32"]))
+            y_lo, y_hi = select_mode(out, lanes16, Mux(s7["grad"], out["grad"], out["fxp32"]))
+            y_hi = Mux(fp16 & self.pq, out["fxp32_hi"], y_hi)
             for lane, x in (("lo", y_lo), ("hi", y_hi)):
                 unit = ActivationUnit(cfg)
                 m.submodules[f"act_{lane}_{c}"] = unit
@@ -405,21 +468,73 @@ class ArrayCore(wiring.Component):
         # Rounding to nearest adds floor(Delta / 2) to the dividend (y 2^16 + Delta // 2) // Delta.
         half = QUANTIZER_ADDENDS[cfg.array.quantizer_rounding](self.q_delta)
         sched = Schedule(m)
-        fq_lo = []
+        fq_lo, codes = [], []
         for c, y in enumerate(out_lo):
             n = Signal(signed(ob + qb + 1), name=f"q_n_{c}")
             m.d.comb += n.eq((y << qb) + half)
-            fq_lo.append(self._quantize(m, sched, Timed(n, 0), f"q{c}").value)
-        return fq_lo
+            x, code = self._quantize(m, sched, Timed(n, 0), f"q{c}")
+            fq_lo.append(x.value)
+            codes.append(sched.at(code, QUANTIZER_STAGES))
+        return fq_lo, codes
 
-    def _quantize(self, m: Module, sched: Schedule, n: Timed, name: str) -> Timed:
+    def _quantizer_pow2(self, m: Module, out_hi: list) -> tuple[list, list]:
+        """The high lane's quantizer, for a packed QAT product's second vector:
+        the low lane's function where Delta is a power of two 2^d (the packed
+        route needs array.quantizer_scale = "pow2"), so the division and the
+        product by Delta are shifts by d (no DSP48E2): floor(n / 2^d) clamped
+        like the low lane's, then the same zero point, clip and rounding into
+        pe.act32, padded to the same stages. d is read off q_delta's leading
+        one once per operation (q_delta holds for it)."""
+        cfg = self.cfg
+        pe = cfg.pe
+        ob, qb = pe.out.bits, pe.act16.bits
+        qw = quantizer_widths(cfg)
+        log2 = Signal(range(qw["delta"]), name="q_log2_delta")
+        for i in range(qw["delta"]):        # the last assignment wins: the highest set bit
+            with m.If(self.q_delta[i]):
+                m.d.sync += log2.eq(i)
+        half = QUANTIZER_ADDENDS[cfg.array.quantizer_rounding](self.q_delta)
+        sched = Schedule(m)
+        fq_hi, codes = [], []
+        for c, y in enumerate(out_hi):
+            n = Signal(signed(ob + qb + 1), name=f"qh{c}_n")
+            m.d.comb += n.eq((y << qb) + half)
+            x, code = self._quantize_pow2(m, sched, Timed(n, 0), log2, f"qh{c}")
+            fq_hi.append(sched.at(x, QUANTIZER_STAGES))
+            codes.append(sched.at(code, QUANTIZER_STAGES))
+        return fq_hi, codes
+
+    def _quantize_pow2(self, m: Module, sched: Schedule, n: Timed, log2: Signal, name: str) -> tuple[Timed, Timed]:
+        """One dividend through the power-of-two quantizer: the act32 value and the code."""
+        pe, qw = self.cfg.pe, quantizer_widths(self.cfg)
+        qb = pe.act16.bits
+        neg = sched.reg(f"{name}_neg", 1, lambda v: v[-1], n)
+        u = sched.reg(f"{name}_u", unsigned(qw["nb"]), lambda v: Mux(v[-1], ~v, v)[:qw["nb"]], n)
+        fs = sched.reg(f"{name}_fs", unsigned(qb + 2), lambda v: shift_right_clamped(m, v, log2, qb + 1, name), u)
+        d, code = self._clip_to_code(sched, name, neg, fs)
+        v = sched.reg(f"{name}_dd", signed(qb + 2 + qw["delta"]), lambda v: v << log2, d)
+        x = sched.reg(f"{name}_x", signed(pe.act32.bits), lambda v: requantize(m, v, qb, pe.act32, f"{name}_dq"), v)
+        return x, code
+
+    def _clip_to_code(self, sched: Schedule, name: str, neg: Timed, fs: Timed) -> tuple[Timed, Timed]:
+        """q = clip(floor(n / Delta) + z) from floor(|n| / Delta) (clamped) and
+        n's sign: (q - z, the code q - 2^15 a packed activation word holds)."""
+        qb, zero = self.cfg.pe.act16.bits, self.q_zero
+        qv = sched.reg(f"{name}_v", signed(qb + 4), lambda s, f: Mux(s, zero - f - 1, zero + f), neg, fs)
+
+        def clipped(v):
+            return Mux(v < 0, 0, Mux(v > (1 << qb) - 1, (1 << qb) - 1, v))
+        d = sched.reg(f"{name}_d", signed(qb + 2), lambda v: clipped(v) - zero, qv)
+        code = sched.reg(f"{name}_code", signed(qb), lambda v: clipped(v) - (1 << (qb - 1)), qv)
+        return d, code
+
+    def _quantize(self, m: Module, sched: Schedule, n: Timed, name: str) -> tuple[Timed, Timed]:
         """One dividend's way through the quantizer (q_* hold for the operation,
-        so they enter each stage as they are)."""
+        so they enter each stage as they are): the act32 value and the code."""
         pe, qw = self.cfg.pe, quantizer_widths(self.cfg)
         qb, nb, mb = pe.act16.bits, qw["nb"], qw["magic"]
         magic_at = 2 + QUANTIZER_MAGIC_LEVELS          # the product n * magic, whole (padded to it)
         delta_at = magic_at + 4 + QUANTIZER_DELTA_LEVELS
-        zero = self.q_zero
         neg = sched.reg(f"{name}_neg", 1, lambda v: v[-1], n)
         # the dividend n if n >= 0, else ~n = -n - 1
         u = sched.reg(f"{name}_u", unsigned(nb), lambda v: Mux(v[-1], ~v, v)[:nb], n)
@@ -428,12 +543,11 @@ class ArrayCore(wiring.Component):
         def shifted_clamped(p):          # floor(u / Delta), clamped at 2^(qb + 1): beyond it q clips either way
             return shift_right_clamped(m, p[:nb + mb], self.q_shift, qb + 1, name)
         fs = sched.reg(f"{name}_fs", unsigned(qb + 2), shifted_clamped, Timed(sched.at(p, magic_at), magic_at))
-        qv = sched.reg(f"{name}_v", signed(qb + 4), lambda s, f: Mux(s, zero - f - 1, zero + f), neg, fs)
-        d = sched.reg(f"{name}_d", signed(qb + 2),            # clip(floor(n / Delta) + z) - z
-                      lambda v: Mux(v < 0, 0, Mux(v > (1 << qb) - 1, (1 << qb) - 1, v)) - zero, qv)
+        d, code = self._clip_to_code(sched, name, neg, fs)
         v = products.product(sched, f"{name}_dd", d, Timed(self.q_delta, d.at))
-        return sched.reg(f"{name}_x", signed(pe.act32.bits), lambda v: requantize(m, v, qb, pe.act32, f"{name}_dq"),
-                         Timed(sched.at(v, delta_at), delta_at))
+        x = sched.reg(f"{name}_x", signed(pe.act32.bits), lambda v: requantize(m, v, qb, pe.act32, f"{name}_dq"),
+                      Timed(sched.at(v, delta_at), delta_at))
+        return x, code
 
     def _random_words(self, m: Module, s0: dict) -> list:
         """Stochastic rounding's words for each column and lane, ready in

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixar.config import ActFunc, FixarConfig, GStore, PEMode, mask_no_limit, weight_groups
+from fixar.config import ActFunc, FixarConfig, GStore, PEMode, mask_no_limit, packed_shift_max, weight_groups
 
 
 class ArrayOpError(ValueError):
@@ -101,6 +101,13 @@ class LayerOp:
     limit: int | None = None
     mask: bool = False
     m_base: int = 0             # mask memory row of the masking tensor (per core, the activation rows)
+    # A packed QAT product (docs/array.md, "Packed QAT products"): X holds the
+    # offset codes q - 2^15 of a power-of-two quantizer (zero point ``pq_zero``,
+    # step 2^pq_e act32 codes), two vectors per word in FXP16; the result is the
+    # FXP32 product of the inputs (q - z) 2^e, bit for bit.
+    packed: bool = False
+    pq_zero: int = 0
+    pq_e: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,9 @@ class Descriptor:
     mask: int = 0
     m_base: int = 0
     limit: int = 0  # describe() writes mask_no_limit(cfg) when the op gives none
+    pq: int = 0     # packed QAT product: slot 0 is the zero point's correction (the other slots hold X)
+    pq_e: int = 0   # the lanes' shift to the FXP32 product's scale
+    pq_c: int = 0   # the correction's input word: (2^15 - z) 2^e, an act32 code (its bits, unsigned)
 
     def ports(self) -> dict[str, int]:
         return {f"op_{k}": int(v) for k, v in self.__dict__.items()}
@@ -140,6 +150,11 @@ class Descriptor:
 
 def vectors_per_slot(mode: PEMode) -> int:
     return 2 if mode == PEMode.FXP16 else 1
+
+
+def data_slots(d: Descriptor) -> int:
+    """Slots per core that carry batch vectors (a packed QAT product's first slot is its correction)."""
+    return d.slots - d.pq
 
 
 def out_dims(op: LayerOp) -> tuple[int, int]:
@@ -172,13 +187,15 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
         S, n_kr = 1, math.ceil(n_kt / N)
     else:
         S, n_kr = math.ceil(math.ceil(op.batch / per) / N), n_kt
-    if S > ar.psum_slots:
-        raise ArrayOpError(f"batch {op.batch} needs {S} partial-sum slots per core in {mode.name}; "
-                           f"array.psum_slots = {ar.psum_slots} (largest batch {ar.psum_slots * per * N})")
+    extra = int(op.packed)     # the packed product's correction slot
+    if S + extra > ar.psum_slots:
+        raise ArrayOpError(f"batch {op.batch} needs {S + extra} partial-sum slots per core in {mode.name}; "
+                           f"array.psum_slots = {ar.psum_slots} (largest batch {(ar.psum_slots - extra) * per * N})")
+    pq_c = _check_packed(cfg, op, mode, n_red) if op.packed else 0
     if op.transpose and op.bias:
         raise ArrayOpError("the transposed product takes no bias (set bias=False)")
     if op.track or op.fq:
-        if mode != PEMode.FXP32 or op.transpose:
+        if (mode != PEMode.FXP32 and not op.packed) or op.transpose:
             raise ArrayOpError("track and fq (the QAT quantizers at the output stage) need an FXP32 forward product")
         if not 0 <= op.qidx < ar.quantizers:
             raise ArrayOpError(f"qidx = {op.qidx}: the array has array.quantizers = {ar.quantizers} quantizers")
@@ -192,7 +209,9 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
             raise ArrayOpError(f"Y^T needs X^T-memory rows {op.t_base}..{op.t_base + need - 1} per core; "
                                f"it has {t_rows} rows of {R} words")
     _check_mask(cfg, op, mode, n_ot, S)
-    if op.store and (mode != PEMode.FXP32 or cfg.pe.out != cfg.pe.act32):
+    if op.store and op.packed and not op.fq:
+        raise ArrayOpError("a packed QAT product stores the 16-bit codes of its outputs' quantizer: store needs fq")
+    if op.store and not op.packed and (mode != PEMode.FXP32 or cfg.pe.out != cfg.pe.act32):
         raise ArrayOpError("store needs FXP32 mode and pe.out == pe.act32: FXP16 results need the "
                            "QAT quantizer before they can feed a layer")
     w_rows = mem.weight_words // C
@@ -214,12 +233,46 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
         raise ArrayOpError(f"the bias needs bias rows {op.b_base}..{op.b_base + n_ot - 1}; "
                            f"the bias memory has {mem.bias_words // C} rows of {C} words")
     return Descriptor(transpose=int(op.transpose), intra=int(op.intra_layer), mode=int(mode), func=int(op.func),
-                      bias=int(op.bias), store=int(op.store), n_ot=n_ot, n_kt=n_kt, n_kr=n_kr, slots=S,
+                      bias=int(op.bias), store=int(op.store), n_ot=n_ot, n_kt=n_kt, n_kr=n_kr, slots=S + extra,
                       w_base=op.w_base, x_base=op.x_base, y_base=op.y_base, b_base=op.b_base,
                       store_t=int(op.store_t), t_base=op.t_base, track=int(op.track), fq=int(op.fq),
                       qidx=op.qidx if (op.track or op.fq) else 0, mask=int(op.mask),
                       m_base=op.m_base if op.mask else 0,
-                      limit=mask_no_limit(cfg) if op.limit is None else op.limit)
+                      limit=mask_no_limit(cfg) if op.limit is None else op.limit,
+                      pq=extra, pq_e=op.pq_e if op.packed else 0, pq_c=pq_c)
+
+
+def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
+    """A packed QAT product's limits; returns its correction's input word (2^15 - z) 2^e (two's complement).
+
+    The lanes sum W (q - 2^15) in pe.acc_bits each and the result must equal
+    the FXP32 product on (q - z) 2^e, whose own lanes hold sums of K products
+    of a weight and 16 bits: both stay exact while K 2^(weight bits + 16 - 1)
+    is below 2^(acc_bits - 1)."""
+    pe = cfg.pe
+    if mode != PEMode.FXP16:
+        raise ArrayOpError("a packed QAT product takes its inputs two per word: mode must be FXP16")
+    unsupported = [n for n in ("transpose", "intra_layer", "store_t", "track", "mask") if getattr(op, n)]
+    if unsupported:
+        raise ArrayOpError(f"a packed QAT product with {', '.join(unsupported)} is not built yet "
+                           "(docs/program.md, \"Not built yet\")")
+    if pe.out.needs_random:
+        raise ArrayOpError("a packed QAT product with stochastic pe.out rounding is not built yet")
+    if not 0 <= op.pq_e <= packed_shift_max(cfg):
+        raise ArrayOpError(f"pq_e = {op.pq_e}: a packed input's step is 2^e act32 codes, "
+                           f"0 <= e <= {packed_shift_max(cfg)}")
+    half = 1 << (pe.act16.bits - 1)
+    if not 0 <= op.pq_zero <= 2 * half:
+        raise ArrayOpError(f"pq_zero = {op.pq_zero}: a quantizer's zero point is in [0, {2 * half}]")
+    c = (half - op.pq_zero) << op.pq_e
+    if not pe.act32.min_int <= c <= pe.act32.max_int:
+        raise ArrayOpError(f"the correction's input (2^15 - z) 2^e = {c} (z = {op.pq_zero}, e = {op.pq_e}) "
+                           f"is not a {pe.act32.bits}-bit code: no quantizer has that zero point and step")
+    most = (1 << (pe.acc_bits - pe.weight.bits - pe.lane_bits)) - 1
+    if K > most:
+        raise ArrayOpError(f"a packed QAT product over K = {K} inputs: its lanes equal the FXP32 product "
+                           f"for K <= {most} (pe.acc_bits = {pe.acc_bits})")
+    return c & ((1 << pe.act32.bits) - 1)      # the word's bits, as the instruction slot carries them
 
 
 def _check_mask(cfg: FixarConfig, op: LayerOp, mode: PEMode, n_ot: int, S: int) -> None:
@@ -363,8 +416,9 @@ def core_vectors(cfg: FixarConfig, op: LayerOp, d: Descriptor, core: int) -> ran
     per = vectors_per_slot(PEMode(op.mode))
     if op.intra_layer:
         return range(op.batch)
-    lo = core * d.slots * per
-    return range(min(lo, op.batch), min(lo + d.slots * per, op.batch))
+    S = data_slots(d)
+    lo = core * S * per
+    return range(min(lo, op.batch), min(lo + S * per, op.batch))
 
 
 def activation_image(cfg: FixarConfig, op: LayerOp, d: Descriptor, X: np.ndarray, core: int) -> list[int]:
@@ -372,7 +426,8 @@ def activation_image(cfg: FixarConfig, op: LayerOp, d: Descriptor, X: np.ndarray
     R, L = cfg.array.rows, cfg.pe.lane_bits
     per = vectors_per_slot(PEMode(op.mode))
     vecs = core_vectors(cfg, op, d, core)
-    Xp = np.zeros((d.n_kt * R, d.slots * per), dtype=np.int64)
+    S = data_slots(d)
+    Xp = np.zeros((d.n_kt * R, S * per), dtype=np.int64)
     Xp[:X.shape[0], :len(vecs)] = X[:, vecs.start:vecs.stop]
     if per == 2:
         mask = (1 << L) - 1
@@ -380,7 +435,7 @@ def activation_image(cfg: FixarConfig, op: LayerOp, d: Descriptor, X: np.ndarray
     else:
         words = Xp
     # rows ordered (kt, slot): R words each
-    rows = words.reshape(d.n_kt, R, d.slots).transpose(0, 2, 1).reshape(-1, R)
+    rows = words.reshape(d.n_kt, R, S).transpose(0, 2, 1).reshape(-1, R)
     return _pack(rows, cfg.pe.act32.bits)
 
 
@@ -406,13 +461,15 @@ def unpack_outputs(cfg: FixarConfig, op: LayerOp, d: Descriptor,
         if key in seen:
             raise AssertionError(f"output (core {core}, tile {tile}, slot {slot}) arrived twice")
         seen.add(key)
-        base = core_vectors(cfg, op, d, core).start + slot * per
+        if slot < d.pq:
+            raise AssertionError(f"the correction slot of a packed product left the array (core {core}, tile {tile})")
+        base = core_vectors(cfg, op, d, core).start + (slot - d.pq) * per
         for lane, word in enumerate((lo, hi)[:per]):
             if base + lane < op.batch:
                 Y[tile * C:(tile + 1) * C, base + lane] = lanes(word)
     cores = 1 if op.intra_layer else cfg.array.cores
-    want = {(c, t, s) for c in range(cores) for t in range(d.n_ot) for s in range(d.slots)
-            if base_in_batch(cfg, op, d, c, s)}
+    want = {(c, t, s) for c in range(cores) for t in range(d.n_ot) for s in range(d.pq, d.slots)
+            if base_in_batch(cfg, op, d, c, s - d.pq)}
     missing = want - seen
     if missing:
         raise AssertionError(f"{len(missing)} output beats never arrived, e.g. (core, tile, slot) = "
@@ -421,7 +478,7 @@ def unpack_outputs(cfg: FixarConfig, op: LayerOp, d: Descriptor,
 
 
 def base_in_batch(cfg: FixarConfig, op: LayerOp, d: Descriptor, core: int, slot: int) -> bool:
-    """Whether (core, slot) carries at least one real batch vector."""
+    """Whether (core, data slot) carries at least one real batch vector."""
     per = vectors_per_slot(PEMode(op.mode))
     vecs = core_vectors(cfg, op, d, core)
     return vecs.start + slot * per < vecs.stop

@@ -425,7 +425,7 @@ ISA_FIELDS: dict[Opcode, tuple[str, ...]] = {
     Opcode.HALT: (),
     Opcode.ARRAY: ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
                    "gstore", "g_base", "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base",
-                   "track", "fq", "qidx", "mask", "m_base", "limit"),
+                   "track", "fq", "qidx", "mask", "m_base", "limit", "pq", "pq_e", "pq_c"),
     Opcode.VEC: ("op", "coef", "a_row", "b_row", "y_row", "flag_row", "use_flag", "rows", "count", "cores",
                  "limit"),
     # g_row: the weight gradients' (and moments') first row; overlap: the weight pass runs beside
@@ -462,6 +462,13 @@ KERNEL_READ_PATHS: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("st_addr", ("st_m_rdata", "st_v_rdata"), None), ("st_addr", ("st_bm_rdata", "st_bv_rdata"), None),
     ("rg_addr", ("rg_lo", "rg_hi"), None))
 KERNEL_BEAT_BITS = 512      # the AXI4 masters' data width (HBM pseudo-channel width on the U50)
+
+
+def packed_shift_max(cfg: FixarConfig) -> int:
+    """The largest exponent e of a packed QAT product's inputs (q - z) 2^e in
+    ``pe.act32`` codes: the power-of-two step 2^(e + 16) is at most the
+    format's whole span (docs/training.md, "The power-of-two quantizer step")."""
+    return cfg.pe.act32.bits - cfg.pe.act16.bits
 
 
 def quantizer_widths(cfg: FixarConfig) -> dict[str, int]:
