@@ -87,3 +87,95 @@ module fixar_uram #(
     end
 endmodule
 /* verilator lint_on DECLFILENAME */
+
+
+// The same RAMs with both ports writable (true dual port, two writes a
+// cycle): the feature-major and mask memories, where a packed QAT product's
+// store writes two batch vectors per beat, the second through port A, which
+// otherwise only reads (a gradient product's or a masked product's rows;
+// never in the same operation as such a store). The two ports never write
+// one address in one cycle (the store's two words of a bank are different
+// features, so different rows).
+/* verilator lint_off DECLFILENAME */
+/* verilator lint_off MULTIDRIVEN */
+module fixar_ram_tdp #(
+    parameter WIDTH = 32,
+    parameter DEPTH = 1024,
+    parameter ABITS = 10
+) (
+    input  wire             clk,
+    input  wire [ABITS-1:0] a_addr,
+    input  wire             a_we,
+    input  wire [WIDTH-1:0] a_wdata,
+    output reg  [WIDTH-1:0] a_data,
+    input  wire [ABITS-1:0] b_addr,
+    input  wire             b_we,
+    input  wire [WIDTH-1:0] b_wdata,
+    output reg  [WIDTH-1:0] b_data
+);
+    (* ram_style = "block" *)
+    reg [WIDTH-1:0] mem [0:DEPTH-1];
+
+`ifndef SYNTHESIS
+    integer i;
+    initial
+        for (i = 0; i < DEPTH; i = i + 1)
+            mem[i] = {WIDTH{1'b0}};
+`endif
+
+    always @(posedge clk) begin
+        if (a_we)
+            mem[a_addr] <= a_wdata;
+        a_data <= mem[a_addr];
+    end
+
+    always @(posedge clk) begin
+        if (b_we)
+            mem[b_addr] <= b_wdata;
+        b_data <= mem[b_addr];
+    end
+endmodule
+
+
+module fixar_uram_tdp #(
+    parameter WIDTH = 32,
+    parameter DEPTH = 1024,
+    parameter ABITS = 10
+) (
+    input  wire             clk,
+    input  wire [ABITS-1:0] a_addr,
+    input  wire             a_we,
+    input  wire [WIDTH-1:0] a_wdata,
+    output reg  [WIDTH-1:0] a_data,
+    input  wire [ABITS-1:0] b_addr,
+    input  wire             b_we,
+    input  wire [WIDTH-1:0] b_wdata,
+    output reg  [WIDTH-1:0] b_data
+);
+    (* ram_style = "ultra" *)
+    reg [WIDTH-1:0] mem [0:DEPTH-1];
+
+`ifndef SYNTHESIS
+    integer i;
+    initial
+        for (i = 0; i < DEPTH; i = i + 1)
+            mem[i] = {WIDTH{1'b0}};
+`endif
+
+    // One block, in the order UltraRAM defines (Yosys maps nothing else to
+    // it): port A's write wins over B's, B's read sees A's write of the same
+    // cycle, A's read B's old word, and neither port reads while it writes.
+    // The design never gives both ports one address in one cycle.
+    always @(posedge clk) begin
+        if (b_we)
+            mem[b_addr] <= b_wdata;
+        if (a_we)
+            mem[a_addr] <= a_wdata;
+        if (!a_we)
+            a_data <= mem[a_addr];
+        if (!b_we)
+            b_data <= (a_we && a_addr == b_addr) ? a_wdata : mem[b_addr];
+    end
+endmodule
+/* verilator lint_on MULTIDRIVEN */
+/* verilator lint_on DECLFILENAME */

@@ -394,7 +394,7 @@ async def test_random_ops(dut):
     tb.record("random_ops", n)
 
 
-def packed_qat_operands(tb: TB):
+def packed_qat_operands(tb: TB, batch: int | None = None):
     """A random packed QAT product (docs/array.md, "Packed QAT products") and
     its golden result: a power-of-two quantizer (zero point z, step 2^e),
     codes q for which (q - z) 2^e is an act32 code, the array given the
@@ -413,7 +413,8 @@ def packed_qat_operands(tb: TB):
     hi_q = min(2 * half - 1, z + (act.max_int >> e))
     M = int(rng.choice(PRIMES)) if rng.random() < 0.5 else int(rng.integers(1, 3 * C + 1))
     K = int(rng.choice(PRIMES)) if rng.random() < 0.5 else int(rng.integers(1, 3 * R + 1))
-    batch = int(rng.integers(1, 4)) if rng.random() < 0.3 else int(rng.integers(1, 4 * R * N + 1))
+    if batch is None:
+        batch = int(rng.integers(1, 4)) if rng.random() < 0.3 else int(rng.integers(1, 4 * R * N + 1))
     op = LayerOp(M=M, K=K, batch=batch, mode=PEMode.FXP16, func=ActFunc(int(rng.integers(3))),
                  bias=bool(rng.random() < 0.8), packed=True, pq_zero=z, pq_e=e)
     d = describe(cfg, op)
@@ -432,7 +433,9 @@ def packed_qat_operands(tb: TB):
 async def test_packed_qat_products(dut):
     """Packed QAT products (two vectors per word in FXP16, the zero point's
     correction slot, the lanes shifted by e) equal the FXP32 product of the
-    dequantized inputs, bit for bit, at the cycles the model counts."""
+    dequantized inputs, bit for bit, at the cycles the model counts; then
+    chains through the quantizers, the packed store and the backward's reads
+    of its mask bits and feature-major copy."""
     tb = TB(dut)
     await tb.reset()
     n = int(os.environ.get("FIXAR_PACKED_CASES", "60"))
@@ -441,9 +444,12 @@ async def test_packed_qat_products(dut):
         await tb.load(op, W, X, b)
         await tb.check(op, W, X, b, f"packed case {case} ({op.M}x{op.K}, B={op.batch}, z={op.pq_zero}, "
                                     f"e={op.pq_e}, {op.func.name})", want=want)
-    for case in range(n // 4):
-        await packed_chain(tb, f"packed chain {case}")
-    tb.record("packed_qat_products", n)
+    by_limit = by_relu = 0
+    for case in range(max(n // 4, 2)):
+        a, b = await packed_chain(tb, f"packed chain {case}", limited=case % 2 == 1)
+        by_limit, by_relu = by_limit + a, by_relu + b
+    assert by_limit and by_relu, f"the chains' masks zeroed {by_limit} outputs at a limit and {by_relu} at y <= 0"
+    tb.record("packed_qat_products", n, masked_by_limit=by_limit, masked_by_relu=by_relu)
 
 
 async def write_quantizer(tb: TB, i: int, delta: int, zero: int) -> None:
@@ -456,26 +462,36 @@ async def write_quantizer(tb: TB, i: int, delta: int, zero: int) -> None:
     dut.qt_we.value = 0
 
 
-async def packed_chain(tb: TB, label: str) -> None:
+async def packed_chain(tb: TB, label: str, limited: bool) -> tuple[int, int]:
     """Two chained packed QAT products, as QAT's phase 2 runs a network's
     layers: the first's outputs leave through a power-of-two quantizer (its
     range from the golden outputs, as phase 1 would have tracked it) and are
     stored as packed 16-bit codes, which the second reads with that
-    quantizer's zero point and step. Both compared with the golden model's
-    FXP32 products of the dequantized inputs and its quantizer."""
+    quantizer's zero point and step; the first also keeps its outputs'
+    feature-major copy and mask bits (two vectors a beat), which an FXP32
+    masked transposed product and weight gradient then read, as the
+    backward pass does. Every result compared with the golden model: the
+    FXP32 products of the dequantized inputs, its quantizer, its masks.
+    ``limited``: the mask bits with a limit (one of the outputs), as in QAT's
+    phase 2. Returns (outputs zeroed by the limit, outputs zeroed as y <= 0)."""
     cfg, rng = tb.cfg, tb.rng
+    R, N = cfg.array.rows, cfg.array.cores
     pow2 = cfg.variant(array=dataclasses.replace(cfg.array, quantizer_scale="pow2"))
-    op1, W1, X1, b1, y1 = packed_qat_operands(tb)
+    op1, W1, X1, b1, y1 = packed_qat_operands(tb, batch=2 * N * int(rng.integers(1, 2 * R + 1)))
     delta, zero = quantizer(pow2, min(int(y1.min()), 0), max(int(y1.max()), 0))
     qidx = int(rng.integers(cfg.array.quantizers))
     await write_quantizer(tb, qidx, delta, zero)
     d1 = describe(cfg, op1)
     y_base = op1.x_base + d1.n_kt * (d1.slots - 1)
-    op1 = dataclasses.replace(op1, fq=True, qidx=qidx, store=True, y_base=y_base)
+    m_base = y_base + d1.n_ot * (d1.slots - 1)            # mask rows: 2 per stored row
     q1 = quantize16(cfg, delta, zero, y1)
+    Y1 = dequantize16(cfg, delta, zero, q1)
+    limit = int(rng.choice(Y1[Y1 > 0])) if limited and (Y1 > 0).any() else None
+    op1 = dataclasses.replace(op1, fq=True, qidx=qidx, store=True, y_base=y_base, store_t=True, t_base=0,
+                              mask=True, m_base=m_base, limit=limit)
     await tb.load(op1, W1, X1, b1)
-    await tb.check(op1, W1, X1, b1, f"{label} layer 1 ({op1.M}x{op1.K}, B={op1.batch}, fq)",
-                   want=dequantize16(cfg, delta, zero, q1))
+    await tb.check(op1, W1, X1, b1, f"{label} layer 1 ({op1.M}x{op1.K}, B={op1.batch}, fq)", want=Y1)
+    return await packed_backward(tb, op1, Y1, m_base + 2 * d1.n_ot * (d1.slots - 1), label)
     e = delta.bit_length() - 1 - cfg.pe.act16.bits
     M2 = int(rng.integers(1, 3 * cfg.array.cols + 1))
     op2 = LayerOp(M=M2, K=op1.M, batch=op1.batch, mode=PEMode.FXP16, func=ActFunc(int(rng.integers(3))),
@@ -485,6 +501,37 @@ async def packed_chain(tb: TB, label: str) -> None:
     await tb.load(op2, W2, None, b2)
     await tb.check(op2, W2, None, b2, f"{label} layer 2 ({M2}x{op1.M}, z={zero}, e={e}) on the stored codes",
                    want=linear(cfg, W2, (q1 - zero) << e, b2, op2.func, PEMode.FXP32))
+
+
+async def packed_backward(tb: TB, fwd: LayerOp, Y: np.ndarray, free_row: int, label: str) -> tuple[int, int]:
+    """What the backward pass reads of a packed forward product's outputs Y:
+    its mask bits (a masked FXP32 transposed product whose outputs are Y's
+    features) and its feature-major copy (a weight gradient with the bias
+    gradient folded in, its input padded to whole tiles). Returns the
+    masked outputs' counts, as packed_chain."""
+    cfg, rng = tb.cfg, tb.rng
+    C, F, B = cfg.array.cols, fwd.M, fwd.batch
+    w_base = weight_rows(cfg, fwd.M, fwd.K)
+    M2 = int(rng.integers(1, 3 * C + 1))
+    back = LayerOp(M=M2, K=F, batch=B, transpose=True, bias=False, mask=True, m_base=fwd.m_base,
+                   w_base=w_base, x_base=free_row)
+    W2 = tb.codes(cfg.pe.weight, (M2, F), cfg.pe.weight.frac - 2)
+    D = tb.codes(cfg.pe.act32, (M2, B), cfg.pe.act32.frac)
+    await tb.load(back, W2, D)
+    top = mask_no_limit(cfg) if fwd.limit is None else fwd.limit
+    raw = transposed(cfg, W2, D)
+    await tb.check(back, W2, D, None, f"{label} masked W^T D on the packed store's mask bits ({M2}x{F}, B={B})",
+                   want=raw * ((Y > 0) & (Y < top)))
+    Kp = -(-F // C) * C
+    grad = LayerOp(M=M2, K=Kp, batch=B, grad=True, bias=False, x_base=fwd.t_base, gstore=GStore.BOTH,
+                   w_base=free_row, g_base=0, b_base=0)
+    X = np.zeros((Kp, B), dtype=np.int64)
+    X[:F] = Y
+    D2 = tb.random_operands(grad)[0]
+    await tb.load(grad, D2, None)
+    await tb.check(grad, D2, X, None, f"{label} D X^T on the packed store's feature-major copy ({M2}x{F})",
+                   want=np.hstack([weight_grad(cfg, D2, X), bias_grad(cfg, D2)[:, None]]))
+    return int(np.count_nonzero((Y >= top) & (raw != 0))), int(np.count_nonzero((Y <= 0) & (raw != 0)))
 
 
 def corner_operands(tb: TB, mode: PEMode, transpose: bool, intra: bool):

@@ -121,7 +121,10 @@ def test_a_packed_qat_product_has_its_correction_slot_first():
 @pytest.mark.parametrize("op, message", [
     (_packed(mode=PEMode.FXP32), "mode must be FXP16"),
     (_packed(transpose=True, bias=False), "transpose is not built yet"),
-    (_packed(store_t=True), "store_t is not built yet"),
+    (_packed(track=True), "track is not built yet"),
+    (_packed(batch=6, store_t=True), "multiple of 2 x 2 cores"),
+    (_packed(batch=8, mask=True), "it needs store"),
+    (_packed(batch=8, mask=True, store=True, fq=True, m_base=16383), "mask bits need mask rows"),
     (_packed(store=True), "store needs fq"),
     (_packed(pq_e=17), "0 <= e <= 16"),
     (_packed(pq_zero=65537), "zero point is in"),

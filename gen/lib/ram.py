@@ -3,7 +3,9 @@
 ``TwoPortRAM`` gives an Amaranth-side handle on one instance: port A reads,
 port B writes (or reads when not writing). Reads are registered (one cycle).
 The module is block RAM (fixar_ram) or UltraRAM (fixar_uram) by the
-memory's row count and the config's ``memory.uram_min_rows``.
+memory's row count and the config's ``memory.uram_min_rows``; with
+``a_writable`` port A writes too (fixar_ram_tdp / fixar_uram_tdp: the same
+RAMs, so the floorplan counts them alike).
 """
 from __future__ import annotations
 
@@ -28,15 +30,24 @@ def _two_ports(ram, name: str, abits: int, width: int) -> None:
 
 
 class TwoPortRAM:
-    def __init__(self, mem: MemoryConfig, width: int, depth: int, name: str, ultra: bool | None = None):
+    """One RAM instance. ``a_writable``: port A writes too (``a_we``,
+    ``a_wdata``; the *_tdp modules), for a store of two words a cycle."""
+
+    def __init__(self, mem: MemoryConfig, width: int, depth: int, name: str, ultra: bool | None = None,
+                 a_writable: bool = False):
         abits = max((depth - 1).bit_length(), 1)
         self.width, self.depth, self.abits = width, depth, abits
         self.ultra = mem.ultra(depth) if ultra is None else ultra
         _two_ports(self, name, abits, width)
         self.instance_name = name
+        ports = {}
+        if a_writable:
+            self.a_we = Signal(name=f"{name}_a_we")
+            self.a_wdata = Signal(width, name=f"{name}_a_wdata")
+            ports = {"i_a_we": self.a_we, "i_a_wdata": self.a_wdata}
         self.instance = Instance(
-            MODULES[self.ultra], p_WIDTH=width, p_DEPTH=depth, p_ABITS=abits, i_clk=ClockSignal(),
-            i_a_addr=self.a_addr, o_a_data=self.a_data,
+            MODULES[self.ultra] + ("_tdp" if a_writable else ""), p_WIDTH=width, p_DEPTH=depth, p_ABITS=abits,
+            i_clk=ClockSignal(), i_a_addr=self.a_addr, o_a_data=self.a_data, **ports,
             i_b_addr=self.b_addr, i_b_we=self.b_we, i_b_wdata=self.b_wdata, o_b_data=self.b_data)
 
 

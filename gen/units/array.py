@@ -186,13 +186,14 @@ class Array(wiring.Component):
         mmem, keep = self._mask_memories(m, d, it, t)
 
         ctl_d = self._core_control(m, d, item, t, j, it, last_round, load, row, swap)
-        out_y_addr, out_tile = self._output_bookkeeping(m, d, item, t, it, last_step, final_out, finished)
+        out_y_addr, out_m_addr, out_tile = self._output_bookkeeping(m, d, item, t, it, last_step, final_out, finished)
         q_sel = self._quantizer_table(m, d)
         cores = self._cores(m, d, ctl_d, w_data, a_data, keep, bias, q_sel, rnd_seed)
         reduce_all = self._cross_core_sums(m, d, cores)
         outs, from0 = self._core_outputs(m, cores)
         self._range_trackers(m, d, outs)
         self._outputs_and_store(m, d, outs, from0, amem, mmem, reduce_all, g_addr, out_y_addr)
+        self._packed_mask_store(m, d, outs, mmem, out_m_addr)
         self._transposing_store(m, d, outs, tmem, out_tile)
         self._gradient_memories(m, d, outs, out_tile, grad_fold)
 
@@ -294,7 +295,8 @@ class Array(wiring.Component):
         and a gradient product reads a row from all banks at one address."""
         cfg = self.cfg
         R, N, ab = cfg.array.rows, cfg.array.cores, cfg.pe.act32.bits
-        tmem = [[TwoPortRAM(cfg.memory, ab, self.t_rows, f"tmem_{n}_b{b}") for b in range(R)] for n in range(N)]
+        tmem = [[TwoPortRAM(cfg.memory, ab, self.t_rows, f"tmem_{n}_b{b}", a_writable=True) for b in range(R)]
+                for n in range(N)]
         for n in range(N):
             for b in range(R):
                 m.submodules[f"tmem_{n}_b{b}"] = tmem[n][b].instance
@@ -462,13 +464,14 @@ class Array(wiring.Component):
         travel down its pipeline: no extra cycle. Returns the memories and
         each core's registered keep bits (all ones when not masking)."""
         R, N = self.cfg.array.rows, self.cfg.array.cores
-        mmem = [TwoPortRAM(self.cfg.memory, R, self.a_rows, f"mmem_{n}") for n in range(N)]
+        mmem = [TwoPortRAM(self.cfg.memory, R, self.a_rows, f"mmem_{n}", a_writable=True) for n in range(N)]
         keep = []
         for n in range(N):
             m.submodules[f"mmem_{n}"] = mmem[n].instance
             m.d.comb += mmem[n].a_addr.eq(d["m_base"] + it * d["slots"] + t)
             k = Signal(R, name=f"keep_{n}")
-            m.d.sync += k.eq(Mux(d["mask"], mmem[n].a_data, Const((1 << R) - 1, R)))
+            # (a packed product's mask flag means its store keeps mask bits: it reads none)
+            m.d.sync += k.eq(Mux(d["mask"] & ~d["pq"], mmem[n].a_data, Const((1 << R) - 1, R)))
             keep.append(k)
         return mmem, keep
 
@@ -487,11 +490,16 @@ class Array(wiring.Component):
         # a packed QAT product's stored rows skip its correction slot (slot 0, never output)
         m.d.comb += y_addr.eq(d["y_base"] + it * (d["slots"] - d["pq"]) + t - d["pq"])
         out_y_addr = _delay(m, y_addr, self.LATENCY, "y_addr")
+        # a packed store's mask rows: its two vectors' rows as an FXP32 product of
+        # the same batch has them (2 S' per tile), from m_base
+        m_addr = Signal(range(self.a_rows * 2 + 2 * self.cfg.array.psum_slots), name="m_addr")
+        m.d.comb += m_addr.eq(d["m_base"] + ((it * (d["slots"] - 1) + t - 1) << 1))
+        out_m_addr = _delay(m, m_addr, self.LATENCY, "m_addr")
         out_tile = _delay(m, it, self.LATENCY, "tile")
         m.d.comb += final_out.eq(_delay(m, item & last_step & (t == d["slots"] - 1), self.LATENCY, "final"))
         m.d.comb += finished.eq(final_out)
         m.d.comb += self.out_tile.eq(out_tile)
-        return out_y_addr, out_tile
+        return out_y_addr, out_m_addr, out_tile
 
     def _quantizer_table(self, m: Module, d: dict) -> dict:
         """QAT quantizer table: the operation's entry goes to every core's output stage."""
@@ -630,7 +638,31 @@ class Array(wiring.Component):
             words = [result[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
             bits = Cat(*[mask_bit(w, d["limit"]) for w in words])
             # (a packed store leaves no mask bits: a row holds two vectors, a mask row one)
-            m.d.sync += [mmem[n].b_we.eq(we & ~d["pq"]), mmem[n].b_addr.eq(out_y_addr), mmem[n].b_wdata.eq(bits)]
+            mask_we, mask_row = Signal(name=f"mask_we_{n}"), Signal.like(out_y_addr, name=f"mask_row_{n}")
+            mask_bits = Signal(C, name=f"mask_bits_{n}")
+            m.d.sync += [mask_we.eq(we & ~d["pq"]), mask_row.eq(out_y_addr), mask_bits.eq(bits)]
+            m.d.comb += [mmem[n].b_we.eq(mask_we), mmem[n].b_addr.eq(mask_row), mmem[n].b_wdata.eq(mask_bits)]
+
+    def _packed_mask_store(self, m: Module, d: dict, outs: list, mmem: list, out_m_addr) -> None:
+        """A packed QAT product with ``mask`` keeps its two vectors' mask bits at
+        their FXP32 rows (m_base + 2 (tile S' + slot) and the next), the first
+        through port B, the second through port A (a packed product reads no
+        mask), registered like the other stores' mask bits. The assignments
+        override port A's read address, set in _mask_memories, while they write."""
+        C, ob = self.cfg.array.cols, self.cfg.pe.out.bits
+        for n, mem in enumerate(mmem):
+            we = Signal(name=f"pmask_we_{n}")
+            row = Signal.like(out_m_addr, name=f"pmask_row_{n}")
+            lanes = []
+            for lane in ("lo", "hi"):
+                words = [getattr(outs[n], lane)[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
+                bits = Signal(C, name=f"pmask_{lane}_{n}")
+                m.d.sync += bits.eq(Cat(*[mask_bit(w, d["limit"]) for w in words]))
+                lanes.append(bits)
+            m.d.sync += [we.eq(d["pq"] & d["mask"] & d["store"] & outs[n].valid), row.eq(out_m_addr)]
+            with m.If(we):
+                m.d.comb += [mem.b_addr.eq(row), mem.b_we.eq(1), mem.b_wdata.eq(lanes[0]),
+                             mem.a_addr.eq(row + 1), mem.a_we.eq(1), mem.a_wdata.eq(lanes[1])]
 
     def _transposing_store(self, m: Module, d: dict, outs: list, tmem: list, out_tile) -> None:
         """Transposing store into the feature-major memory (see _feature_major_memories)."""
@@ -638,8 +670,12 @@ class Array(wiring.Component):
         R, C, N, ab, ob = ar.rows, ar.cols, ar.cores, self.cfg.pe.act32.bits, self.cfg.pe.out.bits
         rb = max((R - 1).bit_length(), 1)
         for n in range(N):
-            beat = d["store_t"] & outs[n].valid & ~d["intra"] & (d["mode"] == 0) & ~d["grad"] & ~d["transpose"]
-            slot = outs[n].slot
+            beat = d["store_t"] & outs[n].valid & ~d["intra"] & ((d["mode"] == 0) | d["pq"]) & ~d["grad"] \
+                & ~d["transpose"]
+            # the batch entry of the beat's (first) vector: its slot, or in a packed
+            # product 2 (slot - 1), its second vector the next entry (port A)
+            slot = Signal.like(outs[n].slot, name=f"t_entry_{n}")
+            m.d.comb += slot.eq(Mux(d["pq"], (outs[n].slot - 1) << 1, outs[n].slot))
             r = slot[:rb]
             jb = slot >> rb
             row0 = Signal(range(self.t_rows * 2 + ar.psum_slots * (self.w_rows // C + 1)), name=f"t_row_{n}")
@@ -654,6 +690,14 @@ class Array(wiring.Component):
                 with m.Else():
                     m.d.comb += [ram.b_addr.eq(row0 + c), ram.b_we.eq(beat),
                                  ram.b_wdata.eq(MuxArray([outs[n].lo[k * ob:(k + 1) * ob] for k in range(C)])[c])]
+                # a packed beat's second vector (entry + 1) through port A, which
+                # reads only in gradient products (the assignment overrides its
+                # read address, set in _activation_items, while it writes)
+                c1 = Signal(range(C), name=f"t_feature1_{n}_{b}")     # (b - r - 1) mod C
+                m.d.comb += c1.eq((b + C - 1 - r)[:max((C - 1).bit_length(), 1)])     # C is a power of two
+                with m.If(beat & d["pq"]):
+                    m.d.comb += [ram.a_addr.eq(row0 + c1), ram.a_we.eq(1),
+                                 ram.a_wdata.eq(MuxArray([outs[n].hi[k * ob:(k + 1) * ob] for k in range(C)])[c1])]
 
     def _gradient_memories(self, m: Module, d: dict, outs: list, out_tile, grad_fold: tuple) -> None:
         """Gradient memories: a gradient product's beat (C outputs o of one

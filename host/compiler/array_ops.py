@@ -200,11 +200,12 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
         if not 0 <= op.qidx < ar.quantizers:
             raise ArrayOpError(f"qidx = {op.qidx}: the array has array.quantizers = {ar.quantizers} quantizers")
     if op.store_t:
-        if mode != PEMode.FXP32 or op.transpose or op.intra_layer or cfg.pe.out != cfg.pe.act32:
+        if (mode != PEMode.FXP32 and not op.packed) or op.transpose or op.intra_layer \
+                or cfg.pe.out != cfg.pe.act32:
             raise ArrayOpError("store_t (the feature-major copy a weight gradient reads) needs an intra-batch "
                                "FXP32 forward product and pe.out == pe.act32")
         t_rows = mem.xt_words_per_core // R
-        need = math.ceil(S / R) * n_ot * C
+        need = math.ceil(S * per / R) * n_ot * C      # a packed beat's two vectors are two batch entries
         if op.t_base < 0 or op.t_base + need > t_rows:
             raise ArrayOpError(f"Y^T needs X^T-memory rows {op.t_base}..{op.t_base + need - 1} per core; "
                                f"it has {t_rows} rows of {R} words")
@@ -237,7 +238,7 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                       w_base=op.w_base, x_base=op.x_base, y_base=op.y_base, b_base=op.b_base,
                       store_t=int(op.store_t), t_base=op.t_base, track=int(op.track), fq=int(op.fq),
                       qidx=op.qidx if (op.track or op.fq) else 0, mask=int(op.mask),
-                      m_base=op.m_base if op.mask else 0,
+                      m_base=op.m_base if op.mask else 0,     # a packed store's mask rows, or a masked read's
                       limit=mask_no_limit(cfg) if op.limit is None else op.limit,
                       pq=extra, pq_e=op.pq_e if op.packed else 0, pq_c=pq_c)
 
@@ -252,10 +253,15 @@ def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
     pe = cfg.pe
     if mode != PEMode.FXP16:
         raise ArrayOpError("a packed QAT product takes its inputs two per word: mode must be FXP16")
-    unsupported = [n for n in ("transpose", "intra_layer", "store_t", "track", "mask") if getattr(op, n)]
+    unsupported = [n for n in ("transpose", "intra_layer", "track") if getattr(op, n)]
     if unsupported:
         raise ArrayOpError(f"a packed QAT product with {', '.join(unsupported)} is not built yet "
                            "(docs/program.md, \"Not built yet\")")
+    N = cfg.array.cores
+    if (op.store_t or op.mask) and op.batch % (2 * N):
+        raise ArrayOpError(f"a packed QAT product's feature-major copy and mask bits are the FXP32 layout's, "
+                           f"whose cores split the batch as the packed one only when it is a multiple of "
+                           f"2 x {N} cores; batch {op.batch}")
     if pe.out.needs_random:
         raise ArrayOpError("a packed QAT product with stochastic pe.out rounding is not built yet")
     if not 0 <= op.pq_e <= packed_shift_max(cfg):
@@ -277,10 +283,19 @@ def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
 
 def _check_mask(cfg: FixarConfig, op: LayerOp, mode: PEMode, n_ot: int, S: int) -> None:
     """The mask bits' limit, and a masked product: FXP32 transposed (one bit per
-    word), reading mask rows that exist."""
+    word), reading mask rows that exist; or a packed store's mask rows (two
+    vectors per beat, at their FXP32 rows from m_base)."""
     if op.limit is not None and not 0 <= op.limit <= mask_no_limit(cfg):
         raise ArrayOpError(f"limit = {op.limit}: must be in [0, 2^{cfg.pe.act32.bits - 1}]")
     if not op.mask:
+        return
+    if op.packed:
+        if not op.store:
+            raise ArrayOpError("a packed QAT product's mask keeps its stored outputs' mask bits: it needs store")
+        a_rows = cfg.memory.act_words_per_core // cfg.array.rows
+        if op.m_base < 0 or op.m_base + n_ot * 2 * S > a_rows:
+            raise ArrayOpError(f"the mask bits need mask rows {op.m_base}..{op.m_base + n_ot * 2 * S - 1} per core; "
+                               f"a core's mask memory has {a_rows} rows")
         return
     if not op.transpose or mode != PEMode.FXP32:
         raise ArrayOpError("mask (the ReLU mask at the output stage) needs an FXP32 transposed product")
