@@ -789,6 +789,22 @@ def test_bench_catches_packed_lanes_left_unshifted(monkeypatch):
     assert res.tests == 1 and res.failed == 1, "the bench did not notice packed lanes left unshifted"
 
 
+@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
+def test_bench_catches_a_packed_store_without_mask_bits(monkeypatch):
+    """The packed store's mask writes planted away: the masked transposed
+    products of the packed chains then read stale bits. The packed test must fail."""
+    from fixar.gen.emit import emit
+    from fixar.gen.units import array
+    from fixar.sim.runner import BUILD_ROOT
+    cfg = load("small")
+    monkeypatch.setattr(array.Array, "_packed_mask_store", lambda self, m, d, outs, mmem, out_m_addr: None)
+    out = BUILD_ROOT / "planted_bug" / "array_packed_no_masks"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-packed-no-masks",
+                     testcase="test_packed_qat_products", env={"FIXAR_PACKED_CASES": "8"})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a packed store without mask bits"
+
+
 # CI time: Icarus runs the array's main bench in CI; its stochastic-rounding run is -m slow
 @pytest.mark.parametrize("sim", ["verilator", pytest.param("icarus", marks=pytest.mark.slow)])
 def test_array_stochastic_rounding(sim):

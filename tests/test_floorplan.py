@@ -35,7 +35,7 @@ def small_kernel(tmp_path_factory):
 def instantiated_memories(modules: dict) -> dict:
     """path -> (width, depth, kind) of every RAM instance and Amaranth memory."""
     found = {}
-    ram = re.compile(r"^\s*(fixar_u?ram) #\(\s*\.ABITS\(32'd\d+\),\s*\.DEPTH\(32'd(\d+)\),\s*"
+    ram = re.compile(r"^\s*(fixar_u?ram)(?:_tdp)? #\(\s*\.ABITS\(32'd\d+\),\s*\.DEPTH\(32'd(\d+)\),\s*"
                      r"\.WIDTH\(32'd(\d+)\)\s*\)\s*(\w+) \(", re.M)
     mem = re.compile(r"^\s*reg \[(\d+):0\] \\?(\w+)\s*\[(\d+):0\];", re.M)
     for path, body in modules.items():
