@@ -14,7 +14,7 @@ partial sums do, see gen/units/core.py).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 
 
 def full_adders(m: Module, a, b, c, width: int, name: str) -> tuple[Signal, Signal]:
@@ -51,3 +51,23 @@ def carry_save(m: Module, terms: list, width: int, name: str) -> tuple:
         depth += 1
     return level[0], level[1]
 
+
+
+def carry_select_add(m: Module, a, b, width: int, name: str) -> Signal:
+    """a + b as a signed ``width``-bit sum, its carry chain cut in two: the
+    upper half added twice beside the lower half (carry in 0 and 1), then
+    picked by the lower half's carry out. The core's packed QAT total is a
+    76-bit add where FXP32's recombination has 59 bits of carry chain; one
+    chain of that length was the core's longest path (docs/array.md)."""
+    k = width // 2
+    ax, bx = Signal(signed(width), name=f"{name}_a"), Signal(signed(width), name=f"{name}_b")
+    m.d.comb += [ax.eq(a), bx.eq(b)]
+    low = Signal(k + 1, name=f"{name}_low")
+    m.d.comb += low.eq(ax[:k] + bx[:k])
+    high0 = Signal(width - k, name=f"{name}_high0")
+    high1 = Signal(width - k + 1, name=f"{name}_high1")
+    m.d.comb += [high0.eq(ax[k:] + bx[k:]),
+                 high1.eq(Cat(Const(1, 1), ax[k:]) + Cat(Const(1, 1), bx[k:]))]   # 2a + 1 + 2b + 1: carry in 1
+    out = Signal(signed(width), name=f"{name}_sum")
+    m.d.comb += out.eq(Cat(low[:k], Mux(low[k], high1[1:], high0)))
+    return out

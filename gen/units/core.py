@@ -75,7 +75,7 @@ from fixar.config.timing import (
 )
 from fixar.gen.lib import products
 from fixar.gen.lib.arith import QUANTIZER_ADDENDS, requantize, requantize_parts
-from fixar.gen.lib.compress import carry_save
+from fixar.gen.lib.compress import carry_save, carry_select_add
 from fixar.gen.lib.datapath import output_finish, output_stage, registered_parts, select_mode
 from fixar.gen.lib.multipliers import lane_product, pe_lanes
 from fixar.gen.lib.noise import hash_rounds
@@ -410,12 +410,13 @@ class ArrayCore(wiring.Component):
             # lane A + E: the sum is as wide as the larger, plus a carry
             held = Signal(signed(A + L + 1), name=f"held_{c}")
             width = max(A + L + 1, len(lo)) + 1
-            total = Signal(signed(width), name=f"total_{c}")
-            m.d.comb += total.eq(Mux(packed, held, hi[:A].as_signed() << L) + lo)     # one add either way
+            first = Signal(signed(A + L + 1), name=f"total_first_{c}")
+            m.d.comb += first.eq(Mux(packed, held, hi[:A].as_signed() << L))
+            total = carry_select_add(m, first, lo, width, f"total_{c}")     # one add either way
             with m.If(hold):
                 m.d.sync += held.eq(total)
             total6.append(reg(m, total, f"total6_{c}"))
-            total6_hi.append(reg(m, held + hi, f"total6_hi_{c}", signed(width)))
+            total6_hi.append(reg(m, carry_select_add(m, held, hi, width, f"total_hi_{c}"), f"total6_hi_{c}"))
         return total6, total6_hi
 
     def _round_parts(self, m: Module, totals: list, totals_hi: list, tot_lo: list, tot_hi: list, rnd) -> list:
