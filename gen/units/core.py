@@ -482,8 +482,8 @@ class ArrayCore(wiring.Component):
         """The high lane's quantizer, for a packed QAT product's second vector:
         the low lane's function where Delta is a power of two 2^d (the packed
         route needs array.quantizer_scale = "pow2"), so the division and the
-        product by Delta are shifts by d (no DSP48E2): floor(n / 2^d) clamped
-        like the low lane's, then the same zero point, clip and rounding into
+        product by Delta are shifts by d (no DSP48E2): floor(n / 2^d), then
+        clamped like the low lane's, then the same zero point, clip and rounding into
         pe.act32, padded to the same stages. d is read off q_delta's leading
         one once per operation (q_delta holds for it)."""
         cfg = self.cfg
@@ -511,7 +511,11 @@ class ArrayCore(wiring.Component):
         qb = pe.act16.bits
         neg = sched.reg(f"{name}_neg", 1, lambda v: v[-1], n)
         u = sched.reg(f"{name}_u", unsigned(qw["nb"]), lambda v: Mux(v[-1], ~v, v)[:qw["nb"]], n)
-        fs = sched.reg(f"{name}_fs", unsigned(qb + 2), lambda v: shift_right_clamped(m, v, log2, qb + 1, name), u)
+        # the shift, then the clamp at 2^(qb + 1) in the next stage (the two in one
+        # stage were the core's longest path; this quantizer has stages to spare)
+        sh = sched.reg(f"{name}_sh", unsigned(qw["nb"]), lambda v: v >> log2, u)
+        top = 1 << (qb + 1)
+        fs = sched.reg(f"{name}_fs", unsigned(qb + 2), lambda v: Mux(v > top, top, v), sh)
         d, code = self._clip_to_code(sched, name, neg, fs)
         v = sched.reg(f"{name}_dd", signed(qb + 2 + qw["delta"]), lambda v: v << log2, d)
         x = sched.reg(f"{name}_x", signed(pe.act32.bits), lambda v: requantize(m, v, qb, pe.act32, f"{name}_dq"), v)
