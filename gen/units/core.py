@@ -463,17 +463,10 @@ class ArrayCore(wiring.Component):
         fixar.gen.lib.products); shifted and clamped; plus the zero point;
         clipped minus the zero point; times Delta (likewise); rounded into
         pe.act32."""
-        cfg = self.cfg
-        pe = cfg.pe
-        ob, qb = pe.out.bits, pe.act16.bits
-        # Rounding to nearest adds floor(Delta / 2) to the dividend (y 2^16 + Delta // 2) // Delta.
-        half = QUANTIZER_ADDENDS[cfg.array.quantizer_rounding](self.q_delta)
         sched = Schedule(m)
         fq_lo, codes = [], []
         for c, y in enumerate(out_lo):
-            n = Signal(signed(ob + qb + 1), name=f"q_n_{c}")
-            m.d.comb += n.eq((y << qb) + half)
-            x, code = self._quantize(m, sched, Timed(n, 0), f"q{c}")
+            x, code = self._quantize(m, sched, self._dividend(m, y, f"q_n_{c}"), f"q{c}")
             fq_lo.append(x.value)
             codes.append(sched.at(code, QUANTIZER_STAGES))
         return fq_lo, codes
@@ -486,24 +479,27 @@ class ArrayCore(wiring.Component):
         clamped like the low lane's, then the same zero point, clip and rounding into
         pe.act32, padded to the same stages. d is read off q_delta's leading
         one once per operation (q_delta holds for it)."""
-        cfg = self.cfg
-        pe = cfg.pe
-        ob, qb = pe.out.bits, pe.act16.bits
-        qw = quantizer_widths(cfg)
+        qw = quantizer_widths(self.cfg)
         log2 = Signal(range(qw["delta"]), name="q_log2_delta")
         for i in range(qw["delta"]):        # the last assignment wins: the highest set bit
             with m.If(self.q_delta[i]):
                 m.d.sync += log2.eq(i)
-        half = QUANTIZER_ADDENDS[cfg.array.quantizer_rounding](self.q_delta)
         sched = Schedule(m)
         fq_hi, codes = [], []
         for c, y in enumerate(out_hi):
-            n = Signal(signed(ob + qb + 1), name=f"qh{c}_n")
-            m.d.comb += n.eq((y << qb) + half)
-            x, code = self._quantize_pow2(m, sched, Timed(n, 0), log2, f"qh{c}")
+            x, code = self._quantize_pow2(m, sched, self._dividend(m, y, f"qh{c}_n"), log2, f"qh{c}")
             fq_hi.append(sched.at(x, QUANTIZER_STAGES))
             codes.append(sched.at(code, QUANTIZER_STAGES))
         return fq_hi, codes
+
+    def _dividend(self, m: Module, y, name: str) -> Timed:
+        """A result's quantizer dividend n = y 2^16, plus floor(Delta / 2) when
+        rounding to nearest ((y 2^16 + Delta // 2) // Delta), both lanes alike."""
+        pe = self.cfg.pe
+        half = QUANTIZER_ADDENDS[self.cfg.array.quantizer_rounding](self.q_delta)
+        n = Signal(signed(pe.out.bits + pe.act16.bits + 1), name=name)
+        m.d.comb += n.eq((y << pe.act16.bits) + half)
+        return Timed(n, 0)
 
     def _quantize_pow2(self, m: Module, sched: Schedule, n: Timed, log2: Signal, name: str) -> tuple[Timed, Timed]:
         """One dividend through the power-of-two quantizer: the act32 value and the code."""
