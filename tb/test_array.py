@@ -75,6 +75,21 @@ class TB(BenchTB):
             await self.edge
         we_h.value = 0
 
+    async def read_activation_rows(self, base: int, n: int) -> list[list[int]]:
+        """Rows base.. base + n - 1 of every core's activation memory (port B, registered)."""
+        dut, N, width = self.dut, self.cfg.array.cores, self.cfg.array.rows * self.cfg.pe.act32.bits
+        out: list[list[int]] = [[] for _ in range(N)]
+        await self.edge    # an operation's last results reach memory at the edge after its done
+        dut.am_re.value, dut.am_addr.value = (1 << N) - 1, base
+        for i in range(n):                       # as read_rows
+            await self.edge
+            word = dut.am_rdata.value.to_unsigned()
+            for core in range(N):
+                out[core].append((word >> (core * width)) & ((1 << width) - 1))
+            dut.am_addr.value = base + i + 1
+        dut.am_re.value = 0
+        return out
+
     async def read_rows(self, prefix: str, base: int, n: int) -> list[int]:
         """Rows of a memory with a read port (``<prefix>_raddr``/``_rdata``, registered)."""
         addr, data = getattr(self.dut, f"{prefix}_raddr"), getattr(self.dut, f"{prefix}_rdata")
@@ -491,16 +506,43 @@ async def packed_chain(tb: TB, label: str, limited: bool) -> tuple[int, int]:
                               mask=True, m_base=m_base, limit=limit)
     await tb.load(op1, W1, X1, b1)
     await tb.check(op1, W1, X1, b1, f"{label} layer 1 ({op1.M}x{op1.K}, B={op1.batch}, fq)", want=Y1)
-    return await packed_backward(tb, op1, Y1, m_base + 2 * d1.n_ot * (d1.slots - 1), label)
-    e = delta.bit_length() - 1 - cfg.pe.act16.bits
+    free_row = m_base + 2 * d1.n_ot * (d1.slots - 1)
+    free_row = await packed_last_layer(tb, op1, q1, zero, delta.bit_length() - 1 - cfg.pe.act16.bits, y_base,
+                                       free_row, label)
+    return await packed_backward(tb, op1, Y1, free_row, label)
+
+
+async def packed_last_layer(tb: TB, op1: LayerOp, q1: np.ndarray, zero: int, e: int, x_base: int, y_base: int,
+                            label: str) -> int:
+    """A packed product on layer 1's stored codes q1 (zero point ``zero``,
+    step 2^e), as a network's last layer: once with its outputs only on the
+    output beats, then once per lane storing that lane's FXP32 values
+    (pq_lane), after which the activation memory must hold the outputs in
+    the FXP32 slot-major layout an FXP32 product reads. Returns the first
+    activation row it left free."""
+    cfg, rng = tb.cfg, tb.rng
     M2 = int(rng.integers(1, 3 * cfg.array.cols + 1))
     op2 = LayerOp(M=M2, K=op1.M, batch=op1.batch, mode=PEMode.FXP16, func=ActFunc(int(rng.integers(3))),
-                  packed=True, pq_zero=zero, pq_e=e, x_base=y_base, w_base=weight_rows(cfg, op1.M, op1.K))
+                  packed=True, pq_zero=zero, pq_e=e, x_base=x_base, w_base=weight_rows(cfg, op1.M, op1.K))
     W2 = tb.codes(cfg.pe.weight, (M2, op1.M), cfg.pe.weight.frac - 2)
     b2 = tb.codes(cfg.pe.out, (M2,), cfg.pe.out.frac)
+    want = linear(cfg, W2, (q1 - zero) << e, b2, op2.func, PEMode.FXP32)
     await tb.load(op2, W2, None, b2)
-    await tb.check(op2, W2, None, b2, f"{label} layer 2 ({M2}x{op1.M}, z={zero}, e={e}) on the stored codes",
-                   want=linear(cfg, W2, (q1 - zero) << e, b2, op2.func, PEMode.FXP32))
+    shape = f"{M2}x{op1.M}, z={zero}, e={e}"
+    await tb.check(op2, W2, None, b2, f"{label} layer 2 ({shape}) on the stored codes", want=want)
+    for lane in (1, 2):
+        stored = dataclasses.replace(op2, store=True, y_base=y_base, pq_lane=lane)
+        await tb.check(stored, W2, None, b2, f"{label} layer 2 ({shape}) storing lane {lane}", want=want)
+    # the rows an FXP32 product reading the outputs as its input expects (R == C: the tiles agree)
+    assert cfg.array.rows == cfg.array.cols
+    reader = LayerOp(M=1, K=M2, batch=op1.batch, x_base=y_base)
+    d = describe(cfg, reader)
+    rows = await tb.read_activation_rows(y_base, d.n_kt * d.slots)
+    for n, got in enumerate(rows):
+        expect = activation_image(cfg, reader, d, want, n)
+        bad = [i for i, (a, b) in enumerate(zip(got, expect)) if a != b]
+        assert not bad, f"{label}: the lane stores left core {n}'s activation rows {bad[:6]} unlike the FXP32 layout"
+    return y_base + d.n_kt * d.slots
 
 
 async def packed_backward(tb: TB, fwd: LayerOp, Y: np.ndarray, free_row: int, label: str) -> tuple[int, int]:
@@ -803,6 +845,22 @@ def test_bench_catches_a_packed_store_without_mask_bits(monkeypatch):
     res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-packed-no-masks",
                      testcase="test_packed_qat_products", env={"FIXAR_PACKED_CASES": "8"})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a packed store without mask bits"
+
+
+@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
+def test_bench_catches_a_lane_store_of_the_wrong_lane(monkeypatch):
+    """Lane stores planted to write the low lane's values for both lanes: the
+    rows of every odd batch entry are then wrong. The packed test must fail."""
+    from fixar.gen.emit import emit
+    from fixar.gen.units import array
+    from fixar.sim.runner import BUILD_ROOT
+    cfg = load("small")
+    monkeypatch.setattr(array, "lane_values", lambda out, lane: out.lo)
+    out = BUILD_ROOT / "planted_bug" / "array_lane_store_low_only"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-lane-low-only",
+                     testcase="test_packed_qat_products", env={"FIXAR_PACKED_CASES": "8"})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a lane store of the wrong lane"
 
 
 # CI time: Icarus runs the array's main bench in CI; its stochastic-rounding run is -m slow

@@ -118,6 +118,22 @@ def test_a_packed_qat_product_has_its_correction_slot_first():
     assert unpack_outputs(cfg, _packed(), d, beats).shape == (3, 7)
 
 
+def test_a_lane_store_writes_the_fxp32_rows_of_its_outputs():
+    """A lane store (pq_lane 1 or 2) stores without fq, at the cycles of the
+    packed product, and its rows are the FXP32 layout's: two per packed item."""
+    cfg = load("small")
+    lane = describe(cfg, _packed(batch=8, store=True, pq_lane=2))
+    assert (lane.pq_lane, lane.store, lane.fq) == (2, 1, 0)
+    assert cycles(cfg, lane, 30) == cycles(cfg, describe(cfg, _packed(batch=8)), 30)
+    rows = cfg.memory.act_words_per_core // cfg.array.rows
+    fxp32 = describe(cfg, LayerOp(M=3, K=5, batch=8, store=True))
+    # the last row a lane store may start from is the last an FXP32 store of the same outputs may
+    last = rows - fxp32.n_ot * fxp32.slots
+    describe(cfg, _packed(batch=8, store=True, pq_lane=1, y_base=last))
+    with pytest.raises(ArrayOpError, match="Y needs activation rows"):
+        describe(cfg, _packed(batch=8, store=True, pq_lane=1, y_base=last + 1))
+
+
 @pytest.mark.parametrize("op, message", [
     (_packed(mode=PEMode.FXP32), "mode must be FXP16"),
     (_packed(transpose=True, bias=False), "transpose is not built yet"),
@@ -130,6 +146,11 @@ def test_a_packed_qat_product_has_its_correction_slot_first():
     (_packed(pq_zero=65537), "zero point is in"),
     (_packed(pq_zero=0, pq_e=16), "is not a 32-bit code"),
     (_packed(K=1024), "K <= 1023"),
+    (LayerOp(M=3, K=5, batch=8, mode=PEMode.FXP16, store=True, pq_lane=1), "it needs packed"),
+    (_packed(batch=8, pq_lane=3, store=True), "pq_lane = 3"),
+    (_packed(batch=8, pq_lane=1), "it needs store"),
+    (_packed(batch=8, pq_lane=2, store=True, store_t=True), "takes no store_t or mask"),
+    (_packed(batch=6, pq_lane=1, store=True), "multiple of 2 x 2 cores"),
     # every slot a pair of vectors: the correction slot is one too many
     (_packed(batch=2 * load("small").array.cores * load("small").array.psum_slots), "partial-sum slots"),
 ])

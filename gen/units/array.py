@@ -64,6 +64,13 @@ def _k_tile(d: dict, jj, n: int, N: int):
     return Mux(d["intra"], jj * N + n, jj)
 
 
+def lane_values(out, lane):
+    """What a packed product's lane store (pq_lane 1 or 2) writes: one lane's
+    FXP32 values (the other lane's come from a second product); the low lane's
+    is also every other product's result."""
+    return Mux(lane[1], out.hi, out.lo)
+
+
 def mask_bit(word, limit):
     """A stored word's ReLU mask bit: the error passes where the layer input is
     positive and below its quantizer's top (VEC RELU_MASK's rule; a module
@@ -125,6 +132,9 @@ class Array(wiring.Component):
             # item whose every input is the word pq_c; the others' lanes shift by pq_e
             "op_pq": In(1), "op_pq_e": In(range(packed_shift_max(cfg) + 1)),
             "op_pq_c": In(unsigned(pe.act32.bits)),
+            # its store: 0 the codes (one packed word per item), 1 / 2 the low / high
+            # lane's FXP32 values at their FXP32 rows (y_base + 2 (tile S' + slot) + lane - 1)
+            "op_pq_lane": In(range(3)),
             # QAT: the quantizer table (host-written at the switch) and the range
             # trackers (phase 1: lo <= 0 <= hi; registered read; clear sets zeros)
             "qt_we": In(1), "qt_addr": In(range(ar.quantizers)),
@@ -486,9 +496,12 @@ class Array(wiring.Component):
     def _output_bookkeeping(self, m: Module, d: dict, item, t, it, last_step, final_out, finished) -> tuple:
         """Output bookkeeping, LATENCY cycles after the request: the store row,
         the tile, and the operation's end."""
-        y_addr = Signal(range(self.a_rows * 2 + self.cfg.array.psum_slots), name="y_addr")
-        # a packed QAT product's stored rows skip its correction slot (slot 0, never output)
-        m.d.comb += y_addr.eq(d["y_base"] + it * (d["slots"] - d["pq"]) + t - d["pq"])
+        y_addr = Signal(range(self.a_rows * 2 + 2 * self.cfg.array.psum_slots), name="y_addr")
+        # a packed QAT product's stored rows skip its correction slot (slot 0, never
+        # output); a lane store's rows are the FXP32 layout's, two per packed item
+        item_row = it * (d["slots"] - d["pq"]) + t - d["pq"]
+        lane = d["pq_lane"]
+        m.d.comb += y_addr.eq(d["y_base"] + Mux(lane != 0, (item_row << 1) + lane[1], item_row))
         out_y_addr = _delay(m, y_addr, self.LATENCY, "y_addr")
         # a packed store's mask rows: its two vectors' rows as an FXP32 product of
         # the same batch has them (2 S' per tile), from m_base
@@ -625,7 +638,8 @@ class Array(wiring.Component):
         store = d["store"] & ((d["mode"] == 0) | d["pq"]) & ~d["grad"]
         for n in range(N):
             src = from0[n] if n else outs[0]
-            result = Mux(d["pq"], outs[n].code, Mux(d["intra"], src.lo, outs[n].lo))
+            lanes = lane_values(outs[n], d["pq_lane"])
+            result = Mux(d["pq"] & (d["pq_lane"] == 0), outs[n].code, Mux(d["intra"], src.lo, lanes))
             we = store & Mux(d["intra"], src.valid, outs[n].valid)
             with m.If(self.am_we[n]):
                 m.d.comb += [amem[n].b_addr.eq(self.am_addr), amem[n].b_we.eq(1), amem[n].b_wdata.eq(self.am_data)]

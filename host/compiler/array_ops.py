@@ -108,6 +108,12 @@ class LayerOp:
     packed: bool = False
     pq_zero: int = 0
     pq_e: int = 0
+    # what a packed product's store writes: 0 the two vectors' codes, one packed
+    # word per item (needs fq); 1 or 2 the low or high lane's FXP32 values, at
+    # their rows in the FXP32 slot-major layout (2 (tile S' + slot) + lane - 1):
+    # two products, one per lane, give a layer's FXP32 outputs (the networks'
+    # last layers, whose outputs feed no packed product)
+    pq_lane: int = 0
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,7 @@ class Descriptor:
     pq: int = 0     # packed QAT product: slot 0 is the zero point's correction (the other slots hold X)
     pq_e: int = 0   # the lanes' shift to the FXP32 product's scale
     pq_c: int = 0   # the correction's input word: (2^15 - z) 2^e, an act32 code (its bits, unsigned)
+    pq_lane: int = 0  # a packed store's words: 0 the codes, 1 / 2 the low / high lane's FXP32 values
 
     def ports(self) -> dict[str, int]:
         return {f"op_{k}": int(v) for k, v in self.__dict__.items()}
@@ -191,6 +198,8 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
     if S + extra > ar.psum_slots:
         raise ArrayOpError(f"batch {op.batch} needs {S + extra} partial-sum slots per core in {mode.name}; "
                            f"array.psum_slots = {ar.psum_slots} (largest batch {(ar.psum_slots - extra) * per * N})")
+    if op.pq_lane and not op.packed:
+        raise ArrayOpError("pq_lane picks a packed QAT product's stored lane: it needs packed")
     pq_c = _check_packed(cfg, op, mode, n_red) if op.packed else 0
     if op.transpose and op.bias:
         raise ArrayOpError("the transposed product takes no bias (set bias=False)")
@@ -210,7 +219,7 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
             raise ArrayOpError(f"Y^T needs X^T-memory rows {op.t_base}..{op.t_base + need - 1} per core; "
                                f"it has {t_rows} rows of {R} words")
     _check_mask(cfg, op, mode, n_ot, S)
-    if op.store and op.packed and not op.fq:
+    if op.store and op.packed and not op.fq and not op.pq_lane:
         raise ArrayOpError("a packed QAT product stores the 16-bit codes of its outputs' quantizer: store needs fq")
     if op.store and not op.packed and (mode != PEMode.FXP32 or cfg.pe.out != cfg.pe.act32):
         raise ArrayOpError("store needs FXP32 mode and pe.out == pe.act32: FXP16 results need the "
@@ -226,9 +235,10 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                            f"row {half}, where the weight memory's second group of RAMs starts "
                            "(fixar.config.weight_groups)")
     a_rows = mem.act_words_per_core // R
-    for name, base, tiles in (("X", op.x_base, n_kt), ("Y", op.y_base, n_ot if op.store else 0)):
-        if base < 0 or base + tiles * S > a_rows:
-            raise ArrayOpError(f"{name} needs activation rows {base}..{base + tiles * S - 1} per core; "
+    y_slots = 2 * S if op.pq_lane else S       # a lane store writes FXP32 rows: two per packed item
+    for name, base, rows in (("X", op.x_base, n_kt * S), ("Y", op.y_base, n_ot * y_slots if op.store else 0)):
+        if base < 0 or base + rows > a_rows:
+            raise ArrayOpError(f"{name} needs activation rows {base}..{base + rows - 1} per core; "
                                f"a core's activation memory has {a_rows} rows of {R} words")
     if op.bias and (op.b_base < 0 or op.b_base + n_ot > mem.bias_words // C):
         raise ArrayOpError(f"the bias needs bias rows {op.b_base}..{op.b_base + n_ot - 1}; "
@@ -240,7 +250,7 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                       qidx=op.qidx if (op.track or op.fq) else 0, mask=int(op.mask),
                       m_base=op.m_base if op.mask else 0,     # a packed store's mask rows, or a masked read's
                       limit=mask_no_limit(cfg) if op.limit is None else op.limit,
-                      pq=extra, pq_e=op.pq_e if op.packed else 0, pq_c=pq_c)
+                      pq=extra, pq_e=op.pq_e if op.packed else 0, pq_c=pq_c, pq_lane=op.pq_lane)
 
 
 def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
@@ -258,10 +268,15 @@ def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
         raise ArrayOpError(f"a packed QAT product with {', '.join(unsupported)} is not built yet "
                            "(docs/program.md, \"Not built yet\")")
     N = cfg.array.cores
-    if (op.store_t or op.mask) and op.batch % (2 * N):
-        raise ArrayOpError(f"a packed QAT product's feature-major copy and mask bits are the FXP32 layout's, "
-                           f"whose cores split the batch as the packed one only when it is a multiple of "
-                           f"2 x {N} cores; batch {op.batch}")
+    if (op.store_t or op.mask or op.pq_lane) and op.batch % (2 * N):
+        raise ArrayOpError(f"a packed QAT product's feature-major copy, mask bits and lane stores are the FXP32 "
+                           f"layout's, whose cores split the batch as the packed one only when it is a multiple "
+                           f"of 2 x {N} cores; batch {op.batch}")
+    if op.pq_lane not in (0, 1, 2):
+        raise ArrayOpError(f"pq_lane = {op.pq_lane}: 0 (store the codes), 1 or 2 (the low or high lane's values)")
+    if op.pq_lane and (not op.store or op.store_t or op.mask):
+        raise ArrayOpError("a lane store (pq_lane) writes one lane's values and nothing else: it needs store, "
+                           "and takes no store_t or mask (the codes' store keeps those)")
     if pe.out.needs_random:
         raise ArrayOpError("a packed QAT product with stochastic pe.out rounding is not built yet")
     if not 0 <= op.pq_e <= packed_shift_max(cfg):
