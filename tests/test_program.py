@@ -35,17 +35,18 @@ def _compare(st, ddpg, p, obs, obs_p, step):
         assert np.array_equal(got_m, m) and np.array_equal(got_v, v), f"step {step}: {net} moments differ"
 
 
-def _run_steps(ddpg, twin, host, st, rng, steps, obs, act, batch, first=0):
+def _run_steps(ddpg, twin, host, st, rng, steps, obs, act, batch, first=0, scale=1.0):
     """``steps`` training steps: the program (golden executor, fed by the
-    host's packing code ``host`` of the agent ``twin``) against FixedDDPG."""
+    host's packing code ``host`` of the agent ``twin``) against FixedDDPG
+    (states drawn with standard deviation ``scale``)."""
     fmt = CFG.pe.act32
     R = CFG.array.rows
     obs_p = -(-obs // R) * R
     for step in range(first, first + steps):
-        S = quantize(rng.normal(size=(obs, batch)), fmt)
+        S = quantize(rng.normal(size=(obs, batch)) * scale, fmt)
         A = quantize(rng.uniform(-1, 1, (act, batch)), fmt)
         Rw = quantize(rng.normal(size=batch), fmt)
-        S2 = quantize(rng.normal(size=(obs, batch)), fmt)
+        S2 = quantize(rng.normal(size=(obs, batch)) * scale, fmt)
         done = rng.random(batch) < 0.2
         lr = host.step_sizes()
         for name, X in host.batch_tensors(S, A, Rw, S2, done).items():
@@ -56,12 +57,12 @@ def _run_steps(ddpg, twin, host, st, rng, steps, obs, act, batch, first=0):
         _compare(st, ddpg, host.prog, obs, obs_p, step)
 
 
-def _setup(obs, act, hidden, batch, seed=3, fuse_soft=True):
+def _setup(obs, act, hidden, batch, seed=3, fuse_soft=True, cfg=CFG, packed=False):
     hp = dataclasses.replace(Hyper(), hidden=hidden, batch=batch)
-    ddpg = GoldenBackend(obs, act, hp, seed=seed, cfg=CFG).ddpg
-    twin = GoldenBackend(obs, act, hp, seed=seed, cfg=CFG).ddpg     # the host's copy, as the rtl backend keeps
-    host = EngineHost(CFG, twin, act, hidden, batch, fuse_soft)
-    st = ProgramState(CFG, host.prog, batch)
+    ddpg = GoldenBackend(obs, act, hp, seed=seed, cfg=cfg).ddpg
+    twin = GoldenBackend(obs, act, hp, seed=seed, cfg=cfg).ddpg     # the host's copy, as the rtl backend keeps
+    host = EngineHost(cfg, twin, act, hidden, batch, fuse_soft, packed=packed)
+    st = ProgramState(cfg, host.prog, batch)
     for name, v in host.params().items():
         st.t[name] = v
     return ddpg, twin, host, st
@@ -82,13 +83,18 @@ def test_soft_passes_instead_of_fused_give_the_same_step():
     _run_steps(ddpg, twin, host, st, np.random.default_rng(7), 3, 5, 6, 12)
 
 
-@pytest.mark.parametrize("obs, act, hidden, batch", [(3, 1, (8, 8), 16), (5, 6, (6, 9), 12)])
-def test_program_through_the_qat_switch_equals_fixed_ddpg(obs, act, hidden, batch):
+@pytest.mark.parametrize("obs, act, hidden, batch, packed", [(3, 1, (8, 8), 16, False), (5, 6, (6, 9), 12, False),
+                                                              (3, 1, (8, 8), 16, True), (5, 6, (6, 9), 12, True),
+                                                              (17, 6, (40, 30), 8, True)])
+def test_program_through_the_qat_switch_equals_fixed_ddpg(obs, act, hidden, batch, packed):
     """QAT: phase-1 steps (the engine tracks the hidden layers' ranges, the
     host the networks' inputs), the switch (ranges -> quantizers -> table and
     phase-2 program), phase-2 steps with the quantizers at the output stage:
-    FixedDDPG's QAT step bit for bit, ranges and quantizers included."""
-    ddpg, twin, host, st = _setup(obs, act, hidden, batch)
+    FixedDDPG's QAT step bit for bit, ranges and quantizers included. With
+    ``packed`` (power-of-two steps) phase 2 runs its forward products packed:
+    the same bits."""
+    cfg = CFG.variant(array=dataclasses.replace(CFG.array, quantizer_scale="pow2")) if packed else CFG
+    ddpg, twin, host, st = _setup(obs, act, hidden, batch, cfg=cfg, packed=packed)
     ddpg.enable_qat()
     twin.enable_qat()
     rng = np.random.default_rng(11)
@@ -100,12 +106,16 @@ def test_program_through_the_qat_switch_equals_fixed_ddpg(obs, act, hidden, batc
         assert ddpg.qat[net].lo == twin.qat[net].lo and ddpg.qat[net].hi == twin.qat[net].hi, net
         assert ddpg.qat[net].delta == twin.qat[net].delta and ddpg.qat[net].zero == twin.qat[net].zero, net
     assert host.quantized and any(ins.op.fq for ins in host.prog.instrs if isinstance(ins, Matmul))
+    forward = [ins.op for ins in host.prog.instrs if isinstance(ins, Matmul) and not ins.op.transpose]
+    assert all(op.packed for op in forward) == packed and any(op.packed for op in forward) == packed
     params = {name: st.t[name] for name in host.params()}
-    st2 = ProgramState(CFG, host.prog, batch)      # the phase-2 program; parameters and moments carry over
+    st2 = ProgramState(cfg, host.prog, batch)      # the phase-2 program; parameters and moments carry over
     st2.t.update(params)
     st2.m, st2.v, st2.prng = st.m, st.v, st.prng
     st2.quant = host.quantizer_table()
-    _run_steps(ddpg, twin, host, st2, rng, 3, obs, act, batch, first=3)
+    # power-of-two steps round each range up (up to twice its span): states wider than
+    # phase 1's make the hidden layers reach their quantizers' tops all the same
+    _run_steps(ddpg, twin, host, st2, rng, 3, obs, act, batch, first=3, scale=8.0 if packed else 1.0)
     assert st2.clipped_errors > 0, "no error met a quantizer's top in phase 2: the masks' limits went untested"
     # acting after the switch: the 16-bit state through the quantized actor
     s = quantize(rng.normal(size=obs), CFG.pe.act32)
@@ -146,6 +156,41 @@ def test_networks_that_do_not_fit_are_rejected_clearly():
     with pytest.raises(ProgramError, match="batch = 7: must be a multiple of array.cores = 2"):
         compile_ddpg(CFG, 17, 6, (8, 8), 7)
     compile_ddpg(default, 17, 6, (400, 300), 512)   # FIXAR's workload fits the default config
+
+
+def _packed_phase2(cfg, batch, **kw):
+    tops = {(net, i): 1 << 20 for net in ("actor", "critic") for i in range(3)}
+    return compile_ddpg(cfg, 17, 6, (400, 300), batch, quantized=True, tops=tops, tanh_limit=1 << 20,
+                        packed=True, **{"quantizers": [(1 << 20, 1 << 15)] * cfg.array.quantizers, **kw})
+
+
+def test_packed_phase_2_needs_its_quantizers_and_whole_pairs():
+    pow2 = load("qat_pow2")
+    with pytest.raises(ProgramError, match="power-of-two quantizer steps"):
+        _packed_phase2(load("default"), 64)
+    with pytest.raises(ProgramError, match="batch = 66: packed products need a multiple of 2 x array.cores = 4"):
+        _packed_phase2(pow2, 66)
+    with pytest.raises(ProgramError, match="the quantizer table"):
+        _packed_phase2(pow2, 64, quantizers=None)
+    with pytest.raises(ProgramError, match="phase 1 runs FXP32"):
+        compile_ddpg(pow2, 17, 6, (400, 300), 64, packed=True, quantizers=[(1 << 20, 0)] * 8)
+
+
+def test_packed_phase_2_fits_fixars_workload_with_its_mask_rows_apart():
+    """At B = 512 the packed stores' mask rows (the FXP32 layout's) live in the
+    mask memory beside the codes, not in activation rows of their own; no
+    FXP32 store's mask bits land on them while they are live."""
+    p = _packed_phase2(load("qat_pow2"), 512)
+    masks = [t for t in p.tensors.values() if t.space == "M"]
+    assert masks and all(t.rows == 2 * p.tensors[t.name.removesuffix(".mask")].rows for t in masks)
+    writers = [ins for ins in p.instrs if isinstance(ins, Matmul) and ins.y and not ins.op.packed]
+    for ins in writers:
+        y = p.tensors[ins.y]
+        for t in masks:
+            overlap = y.base < t.base + t.rows and t.base < y.base + y.rows
+            live = any(getattr(j, "ym", None) == t.name for j in p.instrs[:p.instrs.index(ins)]) and \
+                any(getattr(j, "m", None) == t.name for j in p.instrs[p.instrs.index(ins):])
+            assert not (overlap and live), f"{ins.y}'s mask bits land on {t.name} while it is live"
 
 
 def test_acting_program_equals_fixed_ddpg_act():

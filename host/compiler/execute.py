@@ -29,7 +29,7 @@ class ProgramState:
         R = cfg.array.rows
         self.t: dict[str, np.ndarray] = {}
         for name, t in program.tensors.items():
-            if t.space in ("A", "T"):
+            if t.space in ("A", "T", "M"):
                 self.t[name] = np.zeros((math.ceil(t.shape[0] / R) * R, t.shape[1]), dtype=I64)
             else:
                 self.t[name] = np.zeros(t.shape, dtype=I64)
@@ -77,15 +77,21 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
             if op.transpose:
                 Y = transposed(cfg, W, T[ins.x][:op.M], op.func)
             else:
-                Y = linear(cfg, W, T[ins.x][:op.K], T[ins.b], op.func)
+                X = T[ins.x][:op.K]
+                Y = linear(cfg, W, _dequantized(cfg, op, X) if op.packed else X, T[ins.b], op.func)
             if op.track:
                 q = op.qidx
                 st.lo[q], st.hi[q] = min(st.lo[q], int(Y.min())), max(st.hi[q], int(Y.max()))
+            q16 = None          # the quantizer's 16-bit codes of the outputs
             if op.fq:
                 if st.quant[op.qidx] is None:
                     raise ValueError(f"{ins.w}: quantizer {op.qidx} is used before it was set")
                 D, z = st.quant[op.qidx]
-                Y = dequantize16(cfg, D, z, quantize16(cfg, D, z, Y))
+                q16 = quantize16(cfg, D, z, Y)
+                Y = dequantize16(cfg, D, z, q16)
+            if op.packed:
+                _packed_stores(st, ins, Y, q16)
+                continue
             if op.mask:
                 Y = _masked(st, ins.m, Y)
             if ins.y is not None:
@@ -128,6 +134,30 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
                     T[tgt] = vector_op(cfg, VecOp.SOFT, T[name], T[tgt], c=scalars["tau"])
         elif not isinstance(ins, Sync):     # Sync: timing only (one instruction at a time here)
             raise TypeError(f"unknown instruction {ins!r}")
+
+
+def _dequantized(cfg: FixarConfig, op, X: np.ndarray) -> np.ndarray:
+    """A packed product's inputs, the codes q - 2^15, as the values (q - z) 2^e they stand for."""
+    half = 1 << (cfg.pe.act16.bits - 1)
+    return (X + (half - op.pq_zero)) << op.pq_e
+
+
+def _packed_stores(st: ProgramState, ins: Matmul, Y: np.ndarray, codes: np.ndarray | None) -> None:
+    """A packed product's stores (docs/array.md, "Packed QAT products"): its
+    outputs' codes q - 2^15 (``y``), or with a lane store one lane's FXP32
+    values (each core's even or odd batch entries: a core's slice is
+    contiguous and holds whole pairs); their mask bits in rows of their own
+    (``ym``); their FXP32 feature-major copy (``yt``)."""
+    op, R = ins.op, st.cfg.array.rows
+    if ins.y is not None and op.pq_lane:
+        lane = op.pq_lane - 1
+        st.t[ins.y][:Y.shape[0], lane::2] = Y[:, lane::2]
+    elif ins.y is not None:
+        st.write(ins.y, codes - (1 << (st.cfg.pe.act16.bits - 1)), ins.y_tile * R)
+    if ins.ym is not None:
+        st.store(ins.ym, Y, mask_no_limit(st.cfg) if op.limit is None else op.limit)
+    if ins.yt is not None:
+        st.write(ins.yt, Y)
 
 
 def _masked(st: ProgramState, src: str, Y: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fixar.compiler.array_ops import ArrayOpError, LayerOp, describe, weight_rows
@@ -32,6 +32,7 @@ from fixar.config import (
     FixarConfig,
     GStore,
     Opcode,
+    PEMode,
     Scalar,
     VecOp,
     mask_no_limit,
@@ -52,11 +53,12 @@ class Tensor:
     same rows of the mirrored memories)."""
 
     name: str
-    space: str      # W, B, A, T
+    space: str      # W, B, A, T, M (mask rows)
     base: int       # first row
     rows: int
     shape: tuple[int, int]
     grad: int = -1  # an online network's parameter: its gradient's (and moments') first row
+    packed: bool = False    # A space: QAT phase 2's 16-bit codes q - 2^15, two batch vectors per word
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Matmul:
     yt: str | None = None   # feature-major copy of the output (T space)
     y_tile: int = 0         # first feature tile of y the output goes to
     m: str | None = None    # masked transposed product: the tensor whose mask bits zero the output (A space)
+    ym: str | None = None   # a packed store's mask bits: rows (A space, FXP32 layout) that hold no data
 
 
 @dataclass(frozen=True)
@@ -134,13 +137,14 @@ class Program:
 
 
 _WHAT = {"W": "weight memory", "G": "gradient (and Adam moment) memory", "B": "bias memory",
-         "A": "activation memory (per core)", "T": "feature-major memory (per core)"}
+         "A": "activation memory (per core)", "T": "feature-major memory (per core)",
+         "M": "mask memory (per core)"}
 
 
 def _limits(cfg: FixarConfig) -> dict[str, int]:
     R, C, mem = cfg.array.rows, cfg.array.cols, cfg.memory
     return {"W": mem.weight_words // C, "G": mem.grad_words // C, "B": mem.bias_words // C,
-            "A": mem.act_words_per_core // R, "T": mem.xt_words_per_core // R}
+            "A": mem.act_words_per_core // R, "T": mem.xt_words_per_core // R, "M": mem.act_words_per_core // R}
 
 
 def _too_big(name: str, space: str, rows: int, base: int, limit: int) -> ProgramError:
@@ -151,7 +155,7 @@ def _too_big(name: str, space: str, rows: int, base: int, limit: int) -> Program
 def _uses(ins) -> tuple[list[str], list[str]]:
     """(tensors read, tensors written) of one instruction."""
     if isinstance(ins, Matmul):
-        return [t for t in (ins.x, ins.m) if t], [t for t in (ins.y, ins.yt) if t]
+        return [t for t in (ins.x, ins.m) if t], [t for t in (ins.y, ins.yt, ins.ym) if t]
     if isinstance(ins, Grad):
         return [ins.d, ins.x or ins.ones], []
     if isinstance(ins, Vec):
@@ -179,11 +183,16 @@ def _allocate(cfg: FixarConfig, p: Program, instrs: list, inputs: dict[str, str]
             life[t][1] = max(life[t][1], i)
     for t in (outputs or {}).values():
         life[t][1] = n
-    placed: dict[str, list[tuple[int, int, int, int]]] = {"A": [], "T": []}   # (base, rows, start, end)
+    # M (a packed store's mask bits) is the mask memory's rows, which mirror the
+    # activation memory's: an FXP32 array store writes mask bits at its own rows,
+    # so the A tensors such stores write are in the way of M tensors too
+    bits = {ins.y for ins in instrs if isinstance(ins, Matmul) and ins.y and not ins.op.packed}
+    placed: dict[str, list[tuple[int, int, int, int]]] = {"A": [], "T": [], "M": [], "A+bits": []}
     for name in sorted(life, key=lambda t: (life[t][0], t)):
         t = p.tensors[name]
         start, end = life[name]
-        busy = sorted((b, b + r) for b, r, s0, e0 in placed[t.space] if not (e0 < start or end < s0))
+        spaces = {"A": ["A", "M"] if name in bits else ["A"], "M": ["M", "A+bits"]}.get(t.space, [t.space])
+        busy = sorted((b, b + r) for sp in spaces for b, r, s0, e0 in placed[sp] if not (e0 < start or end < s0))
         base = 0
         for lo, hi in busy:
             if base + t.rows <= lo:
@@ -192,7 +201,9 @@ def _allocate(cfg: FixarConfig, p: Program, instrs: list, inputs: dict[str, str]
         if base + t.rows > limits[t.space]:
             raise _too_big(name, t.space, t.rows, base, limits[t.space])
         placed[t.space].append((base, t.rows, start, end))
-        p.tensors[name] = Tensor(name, t.space, base, t.rows, t.shape)
+        if name in bits:
+            placed["A+bits"].append((base, t.rows, start, end))
+        p.tensors[name] = dataclasses.replace(t, base=base)
 
 
 def quantizer_index(p: Program, net: str, layer: int) -> int:
@@ -203,7 +214,8 @@ def quantizer_index(p: Program, net: str, layer: int) -> int:
 
 def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int,
                  quantized: bool = False, tops: Mapping[tuple[str, int], int] | None = None,
-                 tanh_limit: int | None = None, fuse_soft: bool = True) -> Program:
+                 tanh_limit: int | None = None, fuse_soft: bool = True, packed: bool = False,
+                 quantizers: Sequence[tuple[int, int] | None] | None = None) -> Program:
     """The DDPG training step of docs/training.md for actor obs -> hidden ->
     act (ReLU, tanh) and critic obs+act -> hidden -> 1. Without ``quantized``
     (FXP32, and QAT phase 1) the forward passes of the updates track the
@@ -215,9 +227,13 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     ``tanh_limit``, where mu on the critic's input grid counts as a saturated
     tanh (DTANH passes no error there; :func:`fixar.golden.qat.tanh_limit`).
     ``fuse_soft``: the targets' weights soft-updated inside the ADAM passes
-    (the default), else by SOFT passes after them (the same bits, more cycles)."""
+    (the default), else by SOFT passes after them (the same bits, more cycles).
+    ``packed`` (phase 2 with ``array.quantizer_scale = "pow2"``): the forward
+    products run packed FXP16 (docs/program.md, "Packed phase 2") with
+    ``quantizers``, each table entry's (Delta, z)."""
     _check_shape(cfg, obs_dim, act_dim, hidden, batch)
-    b = _Builder(cfg, batch, quantized, tops)
+    _check_packed(cfg, batch, quantized, packed, quantizers)
+    b = _Builder(cfg, batch, quantized, tops, quantizers if packed else None)
     obs_p = b.tiles(obs_dim) * b.R             # s padded to whole tiles; a starts at a tile
     _declare_nets(b, obs_dim, act_dim, hidden, obs_p)
     _check_quantizers(cfg, hidden, quantized, tops, tanh_limit)
@@ -233,6 +249,24 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     return p
 
 
+def _check_packed(cfg: FixarConfig, batch: int, quantized: bool, packed: bool,
+                  quantizers: Sequence[tuple[int, int] | None] | None) -> None:
+    """What the packed phase 2 needs: the phase, power-of-two steps, whole pairs per core, the table."""
+    if not packed:
+        return
+    if not quantized:
+        raise ProgramError("packed products are QAT phase 2's (quantized=True): phase 1 runs FXP32")
+    if cfg.array.quantizer_scale != "pow2":
+        raise ProgramError("packed products need power-of-two quantizer steps (array.quantizer_scale = "
+                           f"\"pow2\", config qat_pow2); this config's is {cfg.array.quantizer_scale!r}")
+    N = cfg.array.cores
+    if batch % (2 * N):
+        raise ProgramError(f"batch = {batch}: packed products need a multiple of 2 x array.cores = {2 * N} "
+                           "(two vectors per word on every core)")
+    if quantizers is None:
+        raise ProgramError("packed products need the quantizer table (each entry's Delta and z)")
+
+
 def _check_masks(instrs: list) -> None:
     """Every masked product's mask bits were left by an array store of that
     whole tensor (the host and the vector unit write no mask bits); liveness
@@ -243,7 +277,9 @@ def _check_masks(instrs: list) -> None:
             if ins.m not in stored:
                 raise AssertionError(f"compiler bug: the mask of {ins.y} comes from {ins.m}, which no array "
                                      "product stored whole")
-        if isinstance(ins, Matmul) and ins.y is not None:
+        if isinstance(ins, Matmul) and ins.ym is not None:
+            stored[ins.ym] = ins.op
+        elif isinstance(ins, Matmul) and ins.y is not None and not ins.op.packed:
             stored[ins.y] = ins.op
             if ins.y_tile:
                 stored.pop(ins.y)                # partly written: its other rows keep no bits
@@ -286,13 +322,16 @@ class _Builder:
     forward and backward passes."""
 
     def __init__(self, cfg: FixarConfig, batch: int, quantized: bool,
-                 tops: Mapping[tuple[str, int], int] | None):
+                 tops: Mapping[tuple[str, int], int] | None,
+                 quantizers: Sequence[tuple[int, int] | None] | None = None):
         self.cfg = cfg
         self.R = cfg.array.rows
         self.batch = batch
         self.S = batch // cfg.array.cores
         self.quantized = quantized
         self.tops = tops
+        self.quantizers = quantizers           # packed phase 2: (Delta, z) per table entry
+        self.packed = quantizers is not None
         self.p = Program()
         self.limits = _limits(cfg)
         self.bump = {"W": 0, "B": 0, "G": 0}
@@ -301,7 +340,7 @@ class _Builder:
     def tiles(self, n):
         return math.ceil(n / self.R)
 
-    def tensor(self, name, space, shape, rows):
+    def tensor(self, name, space, shape, rows, packed=False):
         p, bump, limits = self.p, self.bump, self.limits
         assert name not in p.tensors, f"compiler bug: tensor {name} allocated twice"
         base = -1                              # activation-like tensors: placed by liveness at the end
@@ -319,11 +358,15 @@ class _Builder:
             bump["G"] = grad + rows
         elif space == "B" and online:        # the bias gradients' memory mirrors the bias rows
             grad = base
-        p.tensors[name] = Tensor(name, space, base, rows, shape, grad)
+        p.tensors[name] = Tensor(name, space, base, rows, shape, grad, packed)
         return name
 
-    def act(self, name, features):      # slot-major, per core: one row per (feature tile, slot)
-        return self.tensor(name, "A", (features, self.batch), self.tiles(features) * self.S)
+    def act(self, name, features, packed=False):   # slot-major, per core: one row per (feature tile, slot)
+        slots = self.S // 2 if packed else self.S      # packed: one per pair of slots
+        return self.tensor(name, "A", (features, self.batch), self.tiles(features) * slots, packed)
+
+    def mask_rows(self, name, features):   # a packed store's mask bits: the FXP32 layout's rows
+        return self.tensor(name, "M", (features, self.batch), self.tiles(features) * self.S)
 
     def act_t(self, name, features):    # feature-major, per core: row j*K + k, K = features padded to tiles
         tiles, R = self.tiles, self.R
@@ -342,10 +385,14 @@ class _Builder:
             return {"fq": True, "qidx": q}
         return {"track": True, "qidx": q} if (track and not last) else {}
 
-    def forward(self, net, x, out=None, out_tile=0, keep_t=False, tag="", track=False):
+    def forward(self, net, x, out=None, out_tile=0, keep_t=False, tag="", track=False, masks=False):
         """Chained forward pass from x (its first feature tiles); the last layer's
         output goes to ``out`` from feature tile ``out_tile`` when given. Returns
-        the stored outputs and their feature-major copies (``keep_t``)."""
+        the stored outputs and their feature-major copies (``keep_t``). In the
+        packed phase 2 see :meth:`forward_packed` (``masks``: a backward pass
+        will read the hidden layers' mask bits; FXP32 stores always keep them)."""
+        if self.packed:
+            return self.forward_packed(net, x, out, out_tile, keep_t, tag, masks or keep_t)
         p = self.p
         outs, outs_t = [], []
         for i, (w, b, f) in enumerate(p.nets[net]):
@@ -360,6 +407,51 @@ class _Builder:
             outs.append(y)
             outs_t.append(yt)
             x = y
+        return outs, outs_t
+
+    def forward_packed(self, net, x, out, out_tile, keep_t, tag, masks):
+        """The forward pass of QAT's phase 2 in packed products (docs/program.md,
+        "Packed phase 2"): each layer's input is its quantizer's codes, two
+        vectors a word; a hidden layer stores its outputs' codes for the next,
+        with ``keep_t`` their FXP32 feature-major copy and with ``masks`` their
+        mask bits in rows of their own (the FXP32 layout's); the last layer's
+        FXP32 outputs come from two lane stores, the actor's also as codes in
+        ``out``. Returns the outputs as the backward pass reads them (the mask
+        rows of hidden layers; the last layer's FXP32 tensor, or with ``out``
+        and no backward to feed, ``out``) and the feature-major copies."""
+        p, cfg = self.p, self.cfg
+        outs, outs_t = [], []
+        layers = p.nets[net]
+        for i, (w, b, f) in enumerate(layers):
+            mm, k = p.tensors[w].shape
+            delta, zero = self.quantizers[quantizer_index(p, net, i)]
+            op = LayerOp(M=mm, K=k, batch=self.batch, func=f, mode=PEMode.FXP16, packed=True, pq_zero=zero,
+                         pq_e=delta.bit_length() - 1 - cfg.pe.act16.bits)
+            if i < len(layers) - 1:
+                y = self.act(f"{net}{tag}.y{i}", mm, packed=True)
+                yt = self.act_t(f"{net}{tag}.y{i}^T", mm) if keep_t else None
+                ym = self.mask_rows(f"{net}{tag}.y{i}.mask", mm) if masks else None
+                fq = self.quant_fields(net, i, False, None, False)
+                op = dataclasses.replace(op, store=True, store_t=yt is not None, mask=ym is not None,
+                                         limit=self.mask_limit(net, i + 1), **fq)
+                p.instrs.append(Matmul(op, w, b, x, y, yt, ym=ym))
+                outs.append(ym)
+                outs_t.append(yt)
+                x = y
+                continue
+            fq = self.quant_fields(net, i, True, out, False)
+            if out:              # the actor's mu, as the critic's codes
+                p.instrs.append(Matmul(dataclasses.replace(op, store=True, **fq), w, b, x, out, y_tile=out_tile))
+            if out and not masks:          # the target actor's mu': only its codes are read
+                outs.append(out)
+            elif not out and tag:          # the critic on (s, mu): nothing reads its Q
+                outs.append(None)
+            else:                          # Q, or the actor's mu for DTANH: FXP32, one lane per product
+                y = self.act(f"{net}{tag}.{'mu' if out else f'y{i}'}", mm)
+                for lane in (1, 2):
+                    p.instrs.append(Matmul(dataclasses.replace(op, store=True, pq_lane=lane, **fq), w, b, x, y))
+                outs.append(y)
+            outs_t.append(None)
         return outs, outs_t
 
     def mask_limit(self, net, i):
@@ -437,14 +529,14 @@ def _declare_nets(b: _Builder, obs_dim: int, act_dim: int, hidden: tuple[int, ..
 def _declare_batch_inputs(b: _Builder, obs_dim: int, act_dim: int, obs_p: int) -> None:
     """The host-written batch tensors (the actor's inputs apart from the critic's:
     after the QAT switch each goes through its own network's quantizer)."""
-    act, act_t, p = b.act, b.act_t, b.p
-    s_in = act("s", obs_dim)
-    s2_in = act("s2", obs_dim)
-    smu = act("[s;mu]", obs_p + act_dim)        # the host writes s; the actor adds mu
+    act, act_t, p, pk = b.act, b.act_t, b.p, b.packed     # packed: the networks' inputs as codes
+    s_in = act("s", obs_dim, pk)
+    s2_in = act("s2", obs_dim, pk)
+    smu = act("[s;mu]", obs_p + act_dim, pk)        # the host writes s; the actor adds mu
     s_t = act_t("s^T", obs_dim)
-    sa = act("[s;a]", obs_p + act_dim)
+    sa = act("[s;a]", obs_p + act_dim, pk)
     sa_t = act_t("[s;a]^T", obs_p + act_dim)
-    s2mu = act("[s2;mu']", obs_p + act_dim)
+    s2mu = act("[s2;mu']", obs_p + act_dim, pk)
     r = act("r", 1)
     done = act("done", 1)
     ones = act_t("ones^T", 1)                   # a bias gradient's one input: row stride 1
@@ -482,10 +574,12 @@ def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | No
     # 3. actor update through the updated critic: mu into the action tile of [s; mu]
     a_outs, a_outs_t = forward("actor", s_in, out=smu, out_tile=a_tile, keep_t=True, track=True)
     p.instrs.append(Sync())
-    qa_outs, _ = forward("critic", smu, tag="(s,mu)")
+    qa_outs, _ = forward("critic", smu, tag="(s,mu)", masks=True)
     dx = backward("critic", d_actor, [smu] + qa_outs[:-1], None, want_input=True, grads=False, tag="(s,mu)")
     d_mu = act("dmu", act_dim)
-    p.instrs.append(Vec(VecOp.DTANH, dx, smu, d_mu, a_tile=a_tile, b_tile=a_tile,
+    # mu as the critic saw it: [s; mu]'s action tile, or packed, the actor's FXP32 lane stores
+    mu, mu_tile = (a_outs[-1], 0) if b.packed else (smu, a_tile)
+    p.instrs.append(Vec(VecOp.DTANH, dx, mu, d_mu, a_tile=a_tile, b_tile=mu_tile,
                         limit=tanh_limit if b.quantized else None))
     backward("actor", d_mu, [s_in] + a_outs[:-1], [s_t] + a_outs_t[:-1])
     p.instrs.append(Adam("actor", "actor_lr", soft=fuse_soft))
@@ -517,10 +611,11 @@ def _addressed(cfg: FixarConfig, p: Program, ins, S: int):
     """The instruction with its array descriptor's memory rows filled in, checked."""
     T = p.tensors
     if isinstance(ins, Matmul):
+        m = ins.m or ins.ym          # the rows of the bits a masked product reads, or a packed store writes
         rows = {"w_base": T[ins.w].base, "x_base": T[ins.x].base,
-                "y_base": T[ins.y].base + ins.y_tile * S if ins.y else 0,
+                "y_base": T[ins.y].base + ins.y_tile * (S // 2 if T[ins.y].packed else S) if ins.y else 0,
                 "b_base": T[ins.b].base if ins.b else 0, "t_base": T[ins.yt].base if ins.yt else 0,
-                "m_base": T[ins.m].base if ins.m else 0}
+                "m_base": T[m].base if m else 0}
         what = f"{ins.w}{'^T' if ins.op.transpose else ''} product"
     elif isinstance(ins, Grad):
         rows = {"w_base": T[ins.d].base, "x_base": T[ins.x or ins.ones].base, "g_base": T[ins.param].grad,

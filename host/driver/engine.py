@@ -91,8 +91,10 @@ class EngineHost:
     PARAM_NETS = ("actor", "critic", "actor_t", "critic_t")
 
     def __init__(self, cfg: FixarConfig, ddpg, act_dim: int, hidden: tuple[int, ...], batch: int,
-                 fuse_soft: bool = True):
-        self.cfg, self.ddpg, self.batch, self.fuse_soft = cfg, ddpg, batch, fuse_soft
+                 fuse_soft: bool = True, packed: bool = False):
+        # packed: QAT's phase 2 in packed products (config qat_pow2); the golden
+        # program executor runs it, the engine's host writes do not yet
+        self.cfg, self.ddpg, self.batch, self.fuse_soft, self.packed = cfg, ddpg, batch, fuse_soft, packed
         self.obs_dim, self.act_dim, self.hidden = ddpg.obs_dim, act_dim, tuple(hidden)
         self._compile()
 
@@ -102,7 +104,9 @@ class EngineHost:
         self.prog: Program = compile_ddpg(self.cfg, self.obs_dim, self.act_dim, self.hidden, self.batch,
                                           quantized=self.quantized, tops=self.quantizer_tops(),
                                           tanh_limit=tanh_limit(self.quantizers["critic"], 0) if self.quantized
-                                          else None, fuse_soft=self.fuse_soft)
+                                          else None, fuse_soft=self.fuse_soft,
+                                          packed=self.packed and self.quantized,
+                                          quantizers=self.quantizer_table() if self.quantized else None)
         self.words, self.act_pc = encode(self.cfg, self.prog, self.batch)
 
     # ------------------------------------------------------------ QAT
@@ -124,6 +128,10 @@ class EngineHost:
         """Layer 0's input of ``net`` as that network sees it (16-bit after the switch)."""
         q = self.quantizers
         return np.asarray(X, dtype=I64) if not self.quantized else q[net].fake_quantize(0, X)
+
+    def packed_codes(self, net: str, X) -> np.ndarray:
+        """Layer 0's input of ``net`` as a packed product reads it: its quantizer's codes q - 2^15."""
+        return self.quantizers[net].quantize(0, X) - (1 << (self.cfg.pe.act16.bits - 1))
 
     def range_read(self) -> Read:
         return Read("rg_addr", ("rg_lo", "rg_hi"), 0, self.cfg.array.quantizers)
@@ -280,9 +288,11 @@ class EngineHost:
             # QAT phase 1: the host sees the networks' inputs, the engine the hidden layers'
             q["actor"].track(0, S)
             q["critic"].track(0, np.vstack([S, A]))
-        s_a, sa = self.seen_input("actor", S), self.seen_input("critic", sa)
-        roles = {"s": s_a, "s^T": s_a, "[s;mu]": self.seen_input("critic", S), "[s;a]": sa, "[s;a]^T": sa,
-                 "s2": self.seen_input("actor", S2), "[s2;mu']": self.seen_input("critic", S2),
+        s_a, sa_seen = self.seen_input("actor", S), self.seen_input("critic", sa)
+        # a packed program's inputs are the codes q - 2^15 of the networks' quantizers
+        seen = self.packed_codes if any(t.packed for t in p.tensors.values()) else self.seen_input
+        roles = {"s": seen("actor", S), "s^T": s_a, "[s;mu]": seen("critic", S), "[s;a]": seen("critic", sa),
+                 "[s;a]^T": sa_seen, "s2": seen("actor", S2), "[s2;mu']": seen("critic", S2),
                  "r": np.asarray(R, dtype=I64).reshape(1, B),
                  "done": np.where(np.asarray(done, dtype=bool), one, 0).reshape(1, B).astype(I64),
                  "ones": np.full((1, B), one, dtype=I64), "actor_error": np.full((1, B), d.actor_error_code(), I64)}
@@ -294,6 +304,9 @@ class EngineHost:
         out = []
         for name, X in tensors.items():
             t = T[name]
+            if t.packed:
+                raise ValueError(f"{name}: the engine's host does not write packed tensors yet (QAT's packed "
+                                 "phase 2 runs on the golden program executor only; docs/program.md)")
             for n in range(cfg.array.cores):
                 if t.space == "T":
                     rows = feature_major_image(cfg, X, batch, n, t.shape[0])
