@@ -37,6 +37,7 @@ class GoldenTwin:
         self.st.prng = self.host.prng_seed()
         self.rng = np.random.default_rng(seed)
         self.fmt = cfg.pe.act32
+        self.state_scale = 1.0     # the states' standard deviation (a bench may widen phase 2's)
 
     def switch_writes(self, ranges) -> list[Write]:
         """The QAT switch from the engine's range trackers: the host's writes
@@ -53,10 +54,10 @@ class GoldenTwin:
         """A random batch: the golden step runs on it; returns the writes that
         give the engine the same batch and step sizes."""
         obs, act, batch, fmt, rng = self.obs, self.act, self.batch, self.fmt, self.rng
-        S = quantize(rng.normal(size=(obs, batch)), fmt)
+        S = quantize(rng.normal(size=(obs, batch)) * self.state_scale, fmt)
         A = quantize(rng.uniform(-1, 1, (act, batch)), fmt)
         R = quantize(rng.normal(size=(batch,)), fmt)
-        S2 = quantize(rng.normal(size=(obs, batch)), fmt)
+        S2 = quantize(rng.normal(size=(obs, batch)) * self.state_scale, fmt)
         done = rng.random(batch) < 0.2
         lr = self.host.step_sizes()
         inputs = self.host.batch_tensors(S, A, R, S2, done)

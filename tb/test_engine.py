@@ -12,7 +12,8 @@ program) and phase 2 with the quantizers at the array's output stage.
 
 Environment: FIXAR_NETS (JSON [obs, act, [h1, h2], batch]), FIXAR_STEPS
 (training steps), FIXAR_QAT_SWITCH, FIXAR_FUSE_SOFT (0: the targets' weights
-by SOFT passes instead of inside ADAM), FIXAR_BENCH_JSON (figures).
+by SOFT passes instead of inside ADAM), FIXAR_PHASE2_STATE_SCALE (the states'
+standard deviation after the switch; 1 before), FIXAR_BENCH_JSON (figures).
 """
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ async def test_training_steps(dut):
     for step in range(steps):
         if step == qat_switch:
             await tb.apply(twin.switch_writes(await tb.read(host.range_read())))
+            twin.state_scale = float(os.environ.get("FIXAR_PHASE2_STATE_SCALE", "1"))
             dut._log.info("step %d: QAT switch; quantizers (Delta, z) %s", step, twin.st.quant)
         prog = host.prog
         await tb.apply(twin.train_writes())
@@ -116,6 +118,8 @@ async def test_training_steps(dut):
                  "act_cycles": act_cycles, "qat_switch": qat_switch,
                  "cycles_fxp32": phase_cycles.get(False), "cycles_qat_phase2": phase_cycles.get(True),
                  "clipped_errors": twin.st.clipped_errors,
+                 "packed_products": sum(1 for ins in host.prog.instrs if getattr(getattr(ins, "op", None), "packed",
+                                                                                 False)),
                  "wall_s": round(time.perf_counter() - start_wall, 1)})
 
 
@@ -138,6 +142,26 @@ def test_twenty_training_steps_through_the_qat_switch_bit_exact():
     (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
     assert fig["identical_steps"] == 20 and fig["cycles_qat_phase2"] is not None
     assert fig["clipped_errors"] > 0, "no error met a quantizer's top: the masks' limits went unchecked"
+
+
+def test_twenty_steps_with_a_packed_phase_2_bit_exact():
+    """QAT with power-of-two quantizer steps (config qat_pow2's quantizer on
+    the small engine): after the switch every forward product runs packed,
+    two vectors per PE (docs/program.md, "Packed phase 2"); 20 steps through
+    the switch bit-exact, at the cycles the model counts, and phase 2 in
+    fewer cycles than phase 1's FXP32 step. Power-of-two steps round each
+    range up (up to twice its span), so phase 2's states are drawn four times
+    wider than phase 1's: errors then meet the quantizers' tops too."""
+    small = load("small")
+    cfg = small.variant(name="small_pow2", array=dataclasses.replace(small.array, quantizer_scale="pow2"))
+    res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", BENCH,
+                     env={"FIXAR_STEPS": "20", "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": "10",
+                          "FIXAR_PHASE2_STATE_SCALE": "4"})
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+    (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
+    assert fig["identical_steps"] == 20 and fig["packed_products"] > 0
+    assert fig["clipped_errors"] > 0, "no error met a quantizer's top: the packed masks' limits went unchecked"
+    assert fig["cycles_qat_phase2"] < fig["cycles_fxp32"], fig
 
 
 @pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
@@ -250,6 +274,26 @@ def test_bench_catches_a_mask_that_passes_zeros(monkeypatch):
     res = run_module("verilator", cfg, out, "fixar_trainer", BENCH, tag=f"{cfg.digest}-mask-ge0",
                      env={"FIXAR_STEPS": "1", "FIXAR_NETS": NETS_JSON})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a mask that passes zeros"
+
+
+@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
+def test_bench_catches_packed_products_storing_one_lane_twice(monkeypatch):
+    """The array's lane stores planted to write the low lane's values for
+    both lanes: in a packed phase 2 the critic's Q and the actor's mu of
+    every odd batch entry are then wrong, so the first packed step must differ."""
+    from fixar.gen.emit import emit
+    from fixar.gen.units import array
+    from fixar.sim.runner import BUILD_ROOT
+    small = load("small")
+    cfg = small.variant(name="small_pow2", array=dataclasses.replace(small.array, quantizer_scale="pow2"))
+    monkeypatch.setattr(array, "lane_values", lambda out, lane: out.lo)
+    out = BUILD_ROOT / "planted_bug" / "trainer_lane_low_only"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_trainer", BENCH, tag=f"{cfg.digest}-lane-low-only",
+                     env={"FIXAR_STEPS": "3", "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": "2"})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice lane stores of one lane"
+    (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
+    assert fig["identical_steps"] == 2, "the planted lane stores broke a step before the packed phase"
 
 
 @pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI

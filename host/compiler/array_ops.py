@@ -561,6 +561,15 @@ def slot_major_image(cfg: FixarConfig, X: np.ndarray, batch: int, core: int) -> 
     return activation_image(cfg, op, describe(cfg, op), np.asarray(X), core)
 
 
+def packed_slot_major_image(cfg: FixarConfig, codes: np.ndarray, batch: int, core: int) -> list[int]:
+    """The activation memory rows of core ``core`` for packed QAT codes q - 2^15
+    (features x batch), as a packed product reads them: row kt*S' + s', each
+    word two consecutive batch entries (the first in the low half)."""
+    half = 1 << (cfg.pe.act16.bits - 1)
+    op = LayerOp(M=1, K=codes.shape[0], batch=batch, bias=False, mode=PEMode.FXP16, packed=True, pq_zero=half)
+    return activation_image(cfg, op, describe(cfg, op), np.asarray(codes), core)
+
+
 def xt_banks(cfg: FixarConfig, rows: np.ndarray, K: int) -> np.ndarray:
     """Feature-major rows (j, k) -> the X^T memory's bank words: word r of
     feature k sits in bank (r + k) mod R (so a forward beat, one batch entry of

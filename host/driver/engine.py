@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixar.compiler.array_ops import bias_image, feature_major_image, slot_major_image, weight_from_image, weight_image
+from fixar.compiler.array_ops import (
+    bias_image,
+    feature_major_image,
+    packed_slot_major_image,
+    slot_major_image,
+    weight_from_image,
+    weight_image,
+)
 from fixar.compiler.program import Program, compile_ddpg, encode, quantizer_index
 from fixar.config import FixarConfig, Scalar, quantizer_widths
 from fixar.golden.fixed import I64
@@ -91,9 +98,12 @@ class EngineHost:
     PARAM_NETS = ("actor", "critic", "actor_t", "critic_t")
 
     def __init__(self, cfg: FixarConfig, ddpg, act_dim: int, hidden: tuple[int, ...], batch: int,
-                 fuse_soft: bool = True, packed: bool = False):
-        # packed: QAT's phase 2 in packed products (config qat_pow2); the golden
-        # program executor runs it, the engine's host writes do not yet
+                 fuse_soft: bool = True, packed: bool | None = None):
+        # packed: QAT's phase 2 in packed products (docs/program.md, "Packed phase 2");
+        # None: where the config's quantizer steps are powers of two (config qat_pow2)
+        # and the batch splits into whole pairs on every core
+        if packed is None:
+            packed = cfg.array.quantizer_scale == "pow2" and batch % (2 * cfg.array.cores) == 0
         self.cfg, self.ddpg, self.batch, self.fuse_soft, self.packed = cfg, ddpg, batch, fuse_soft, packed
         self.obs_dim, self.act_dim, self.hidden = ddpg.obs_dim, act_dim, tuple(hidden)
         self._compile()
@@ -304,11 +314,10 @@ class EngineHost:
         out = []
         for name, X in tensors.items():
             t = T[name]
-            if t.packed:
-                raise ValueError(f"{name}: the engine's host does not write packed tensors yet (QAT's packed "
-                                 "phase 2 runs on the golden program executor only; docs/program.md)")
             for n in range(cfg.array.cores):
-                if t.space == "T":
+                if t.packed:     # QAT's packed phase 2: codes, two batch entries a word
+                    out.append(Write("am", t.base, tuple(packed_slot_major_image(cfg, X, batch, n)), we=1 << n))
+                elif t.space == "T":
                     rows = feature_major_image(cfg, X, batch, n, t.shape[0])
                     out.append(Write("tm", t.base, tuple(rows), we=1 << n))
                 elif batch == 1:     # a single vector: every core holds it (intra-layer mode)

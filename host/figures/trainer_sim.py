@@ -5,9 +5,13 @@ cycles per step and the accelerator's IPS at FIXAR's 164 MHz (accel_ips_164mhz_*
 the training step alone; accel_ips_fixar_* and accel_ips_qat2_*: per
 environment step, the acting pass included, as FIXAR counts), for a step of
 QAT's phase 1 (FXP32, ranges tracked) and, after the switch, of phase 2
-(the 16-bit quantizers at the output stage; suffix _fxp16)."""
+(the 16-bit quantizers at the output stage; suffix _fxp16). The engine's
+config is the given one with power-of-two quantizer steps (config
+qat_pow2's quantizer; the same RTL), so phase 2 runs packed, two vectors
+per PE (docs/program.md, "Packed phase 2"); phase 1 is FXP32 either way."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from fixar.config import FixarConfig
@@ -20,6 +24,7 @@ BATCHES = (64, 128, 256, 512)
 
 def trainer_sim(cfg: FixarConfig, batches=BATCHES) -> dict:
     figs: dict = {}
+    cfg = cfg.variant(name=f"{cfg.name}_pow2", array=dataclasses.replace(cfg.array, quantizer_scale="pow2"))
     clock_hz = timing(cfg).clock_hz
     if clock_hz != 164e6:
         raise ValueError(f"the accel_ips_164mhz_* figures are at FIXAR's 164 MHz; "
