@@ -144,22 +144,25 @@ def test_twenty_training_steps_through_the_qat_switch_bit_exact():
     assert fig["clipped_errors"] > 0, "no error met a quantizer's top: the masks' limits went unchecked"
 
 
-def test_twenty_steps_with_a_packed_phase_2_bit_exact():
+@pytest.mark.parametrize("steps, switch", [pytest.param(10, 4, id="ci"),
+                                           pytest.param(20, 10, id="twenty", marks=pytest.mark.slow)])
+def test_steps_with_a_packed_phase_2_bit_exact(steps, switch):
     """QAT with power-of-two quantizer steps (config qat_pow2's quantizer on
     the small engine): after the switch every forward product runs packed,
-    two vectors per PE (docs/program.md, "Packed phase 2"); 20 steps through
-    the switch bit-exact, at the cycles the model counts, and phase 2 in
-    fewer cycles than phase 1's FXP32 step. Power-of-two steps round each
+    two vectors per PE (docs/program.md, "Packed phase 2"); every step through
+    the switch bit-exact (CI: 10 steps, 6 packed; make test-slow: 20), at the
+    cycles the model counts, and phase 2 in fewer cycles than phase 1's FXP32
+    step. Power-of-two steps round each
     range up (up to twice its span), so phase 2's states are drawn four times
     wider than phase 1's: errors then meet the quantizers' tops too."""
     small = load("small")
     cfg = small.variant(name="small_pow2", array=dataclasses.replace(small.array, quantizer_scale="pow2"))
     res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", BENCH,
-                     env={"FIXAR_STEPS": "20", "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": "10",
+                     env={"FIXAR_STEPS": str(steps), "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": str(switch),
                           "FIXAR_PHASE2_STATE_SCALE": "4"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
-    assert fig["identical_steps"] == 20 and fig["packed_products"] > 0
+    assert fig["identical_steps"] == steps and fig["packed_products"] > 0
     assert fig["clipped_errors"] > 0, "no error met a quantizer's top: the packed masks' limits went unchecked"
     assert fig["cycles_qat_phase2"] < fig["cycles_fxp32"], fig
 

@@ -95,8 +95,9 @@ def test_rtl_and_golden_backends_agree_through_the_qat_switch(tmp_path):
 @pytest.mark.slow      # a second build of the small engine; the RTL is the same, only the host's delta differs
 def test_rtl_and_golden_backends_agree_with_power_of_two_quantizer_steps(tmp_path):
     """array.quantizer_scale = "pow2" on the small engine: the host sends
-    power-of-two deltas at the switch and the output stage's division by
-    them still gives the golden model's codes."""
+    power-of-two deltas at the switch, and phase 2 runs packed (two vectors
+    per PE, the zero point's correction after the array): the same weights
+    and evaluations as the golden model's."""
     small = (CONFIG_DIR / "small.toml").read_text()
     toml = tmp_path / "small_pow2.toml"
     toml.write_text(small.replace('name = "small"', 'name = "small_pow2"')
@@ -109,6 +110,8 @@ def test_rtl_and_golden_backends_agree_with_power_of_two_quantizer_steps(tmp_pat
             t.train(progress=False)
         deltas = [d for q in runs["golden"].backend.ddpg.qat.values() for d in q.delta]
         assert deltas and all(d & (d - 1) == 0 for d in deltas)
+        # the engine's phase 2 ran packed (docs/program.md, "Packed phase 2")
+        assert any(getattr(getattr(i, "op", None), "packed", False) for i in runs["rtl"].backend.host.prog.instrs)
         want, got = runs["golden"].backend.state_dict(), runs["rtl"].backend.state_dict()
         assert not [k for k in want if not np.array_equal(want[k], got[k])]
         assert runs["rtl"].evals == runs["golden"].evals
