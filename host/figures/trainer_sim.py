@@ -13,35 +13,39 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 from fixar.config import FixarConfig
 from fixar.config.timing import timing
 from fixar.figures.cold import run_cold
+from fixar.figures.part_cache import PartCache
 from fixar.sim.rtl import generated, run_module
+from fixar.sim.runner import BUILD_ROOT
 
 BATCHES = (64, 128, 256, 512)
 
 
-def trainer_sim(cfg: FixarConfig, batches=BATCHES) -> dict:
+def trainer_sim(cfg: FixarConfig, batches=BATCHES, cache_dir: Path | None = None) -> dict:
+    """The figures above; each batch size's bench record is kept in
+    ``cache_dir`` (default bench/results) for this commit and config, so that
+    an interrupted run resumes at the next batch size."""
     figs: dict = {}
     cfg = cfg.variant(name=f"{cfg.name}_pow2", array=dataclasses.replace(cfg.array, quantizer_scale="pow2"))
     clock_hz = timing(cfg).clock_hz
     if clock_hz != 164e6:
         raise ValueError(f"the accel_ips_164mhz_* figures are at FIXAR's 164 MHz; "
                          f"{cfg.name} targets {clock_hz / 1e6:g} MHz")
-    rtl = generated(cfg, array=True)
-    build_s = None
-    for i, batch in enumerate(batches):
-        env = {"FIXAR_STEPS": "2", "FIXAR_QAT_SWITCH": "1", "FIXAR_NETS": json.dumps([17, 6, [400, 300], batch])}
-        if i == 0:
-            res = run_cold(cfg, rtl, "fixar_trainer", "fixar.tb.test_engine", env=env)
-            build_s = res.build_s
-        else:   # same design: reuse the build
-            res = run_module("verilator", cfg, rtl, "fixar_trainer", "fixar.tb.test_engine",
-                             tag=f"{cfg.digest}-cold", env=env)
-        if not res.passed:
-            raise RuntimeError(f"training-engine bench failed at B = {batch}; see {res.results_xml}")
-        (rec,) = [r for r in res.figures() if r["test"] == "training_steps"]
+    from fixar.figures.summary import ROOT, commit
+
+    measured = commit()
+    cache = PartCache((cache_dir or ROOT / "bench" / "results") / "trainer_records.json", f"{measured} {cfg.digest}",
+                      reuse=not measured.endswith("-dirty"))
+    for batch in batches:
+        rec = cache.get(str(batch))
+        if rec is None:
+            rec = _bench_step(cfg, batch, cache)
+        else:
+            print(f"  B = {batch}: kept from an earlier run at this commit ({cache.path.name})", flush=True)
         figs[f"act_cycles_b{batch}"] = rec["act_cycles"]
         for suffix, key, per_env in (("", "cycles_fxp32", "fixar"), ("_fxp16", "cycles_qat_phase2", "qat2")):
             cycles = rec[key]
@@ -51,8 +55,27 @@ def trainer_sim(cfg: FixarConfig, batches=BATCHES) -> dict:
             figs[f"accel_ips_{per_env}_b{batch}"] = round(batch * clock_hz / (cycles + rec["act_cycles"]))
             print(f"  B = {batch}{suffix or ' (FXP32)'}: {cycles} cycles per step, "
                   f"{batch * clock_hz / cycles:.0f} IPS at 164 MHz (bit-exact against the golden program)", flush=True)
-    figs["trainer_verilator_build_s"] = round(build_s, 1)
+    figs["trainer_verilator_build_s"] = round(cache.get("build_s"), 1)
     return figs
+
+
+def _bench_step(cfg: FixarConfig, batch: int, cache: PartCache) -> dict:
+    """One phase-1 step, the switch and one phase-2 step at ``batch`` on the
+    generated engine (cold-built the first time, for its build time)."""
+    rtl = generated(cfg, array=True)
+    env = {"FIXAR_STEPS": "2", "FIXAR_QAT_SWITCH": "1", "FIXAR_NETS": json.dumps([17, 6, [400, 300], batch])}
+    built = BUILD_ROOT / "verilator" / f"fixar_trainer-{cfg.digest}-cold"
+    if cache.get("build_s") is None or not built.exists():
+        res = run_cold(cfg, rtl, "fixar_trainer", "fixar.tb.test_engine", env=env)
+        cache.put("build_s", res.build_s)
+    else:   # same design: reuse the build
+        res = run_module("verilator", cfg, rtl, "fixar_trainer", "fixar.tb.test_engine",
+                         tag=f"{cfg.digest}-cold", env=env)
+    if not res.passed:
+        raise RuntimeError(f"training-engine bench failed at B = {batch}; see {res.results_xml}")
+    (rec,) = [r for r in res.figures() if r["test"] == "training_steps"]
+    cache.put(str(batch), rec)
+    return rec
 
 
 def engine_bench(cfg: FixarConfig, nets: list, steps: int, qat_switch: int):
