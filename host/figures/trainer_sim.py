@@ -40,10 +40,11 @@ def trainer_sim(cfg: FixarConfig, batches=BATCHES, cache_dir: Path | None = None
     measured = commit()
     cache = PartCache((cache_dir or ROOT / "bench" / "results") / "trainer_records.json", f"{measured} {cfg.digest}",
                       reuse=not measured.endswith("-dirty"))
+    rtl = generated(cfg, array=True)
     for batch in batches:
         rec = cache.get(str(batch))
         if rec is None:
-            rec = _bench_step(cfg, batch, cache)
+            rec = _bench_step(cfg, rtl, batch, cache)
         else:
             print(f"  B = {batch}: kept from an earlier run at this commit ({cache.path.name})", flush=True)
         figs[f"act_cycles_b{batch}"] = rec["act_cycles"]
@@ -59,10 +60,9 @@ def trainer_sim(cfg: FixarConfig, batches=BATCHES, cache_dir: Path | None = None
     return figs
 
 
-def _bench_step(cfg: FixarConfig, batch: int, cache: PartCache) -> dict:
+def _bench_step(cfg: FixarConfig, rtl: Path, batch: int, cache: PartCache) -> dict:
     """One phase-1 step, the switch and one phase-2 step at ``batch`` on the
-    generated engine (cold-built the first time, for its build time)."""
-    rtl = generated(cfg, array=True)
+    generated engine in ``rtl`` (cold-built the first time, for its build time)."""
     env = {"FIXAR_STEPS": "2", "FIXAR_QAT_SWITCH": "1", "FIXAR_NETS": json.dumps([17, 6, [400, 300], batch])}
     built = BUILD_ROOT / "verilator" / f"fixar_trainer-{cfg.digest}-cold"
     if cache.get("build_s") is None or not built.exists():
