@@ -57,7 +57,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixar.config import ActFunc, FixarConfig, GStore, PEMode, mask_no_limit, packed_shift_max, weight_groups
+from fixar.config import (
+    ActFunc,
+    FixarConfig,
+    GStore,
+    PEMode,
+    mask_no_limit,
+    packed_code_offset,
+    packed_shift_max,
+    weight_groups,
+)
 
 
 class ArrayOpError(ValueError):
@@ -282,7 +291,7 @@ def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
     if not 0 <= op.pq_e <= packed_shift_max(cfg):
         raise ArrayOpError(f"pq_e = {op.pq_e}: a packed input's step is 2^e act32 codes, "
                            f"0 <= e <= {packed_shift_max(cfg)}")
-    half = 1 << (pe.act16.bits - 1)
+    half = packed_code_offset(cfg)
     if not 0 <= op.pq_zero <= 2 * half:
         raise ArrayOpError(f"pq_zero = {op.pq_zero}: a quantizer's zero point is in [0, {2 * half}]")
     c = (half - op.pq_zero) << op.pq_e
@@ -565,7 +574,7 @@ def packed_slot_major_image(cfg: FixarConfig, codes: np.ndarray, batch: int, cor
     """The activation memory rows of core ``core`` for packed QAT codes q - 2^15
     (features x batch), as a packed product reads them: row kt*S' + s', each
     word two consecutive batch entries (the first in the low half)."""
-    half = 1 << (cfg.pe.act16.bits - 1)
+    half = packed_code_offset(cfg)
     op = LayerOp(M=1, K=codes.shape[0], batch=batch, bias=False, mode=PEMode.FXP16, packed=True, pq_zero=half)
     return activation_image(cfg, op, describe(cfg, op), np.asarray(codes), core)
 

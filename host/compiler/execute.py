@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from fixar.compiler.program import Adam, Grad, Matmul, Program, Soft, Sync, Vec
-from fixar.config import FixarConfig, VecOp, mask_no_limit
+from fixar.config import FixarConfig, VecOp, mask_no_limit, packed_code_offset
 from fixar.golden.adam import AdamCodes, adam_update
 from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.fixed import I64
@@ -138,7 +138,7 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
 
 def _dequantized(cfg: FixarConfig, op, X: np.ndarray) -> np.ndarray:
     """A packed product's inputs, the codes q - 2^15, as the values (q - z) 2^e they stand for."""
-    half = 1 << (cfg.pe.act16.bits - 1)
+    half = packed_code_offset(cfg)
     return (X + (half - op.pq_zero)) << op.pq_e
 
 
@@ -153,7 +153,7 @@ def _packed_stores(st: ProgramState, ins: Matmul, Y: np.ndarray, codes: np.ndarr
         lane = op.pq_lane - 1
         st.t[ins.y][:Y.shape[0], lane::2] = Y[:, lane::2]
     elif ins.y is not None:
-        st.write(ins.y, codes - (1 << (st.cfg.pe.act16.bits - 1)), ins.y_tile * R)
+        st.write(ins.y, codes - packed_code_offset(st.cfg), ins.y_tile * R)
     if ins.ym is not None:
         st.store(ins.ym, Y, mask_no_limit(st.cfg) if op.limit is None else op.limit)
     if ins.yt is not None:

@@ -471,6 +471,12 @@ def packed_shift_max(cfg: FixarConfig) -> int:
     return cfg.pe.act32.bits - cfg.pe.act16.bits
 
 
+def packed_code_offset(cfg: FixarConfig) -> int:
+    """2^15: a packed QAT input word holds the quantizer's code q less this
+    (q's top bit inverted: a signed 16-bit lane)."""
+    return 1 << (cfg.pe.act16.bits - 1)
+
+
 def quantizer_widths(cfg: FixarConfig) -> dict[str, int]:
     """Bit widths of the QAT quantizer's numbers at the array's output stage
     (docs/array.md; fixar.driver.engine.quantizer_words computes them)."""

@@ -25,7 +25,7 @@ from fixar.compiler.array_ops import (
     weight_image,
 )
 from fixar.compiler.program import Program, compile_ddpg, encode, quantizer_index
-from fixar.config import FixarConfig, Scalar, quantizer_widths
+from fixar.config import FixarConfig, Scalar, packed_code_offset, quantizer_widths
 from fixar.golden.fixed import I64
 from fixar.golden.qat import LayerQuantizers, tanh_limit
 
@@ -141,7 +141,7 @@ class EngineHost:
 
     def packed_codes(self, net: str, X) -> np.ndarray:
         """Layer 0's input of ``net`` as a packed product reads it: its quantizer's codes q - 2^15."""
-        return self.quantizers[net].quantize(0, X) - (1 << (self.cfg.pe.act16.bits - 1))
+        return self.quantizers[net].quantize(0, X) - packed_code_offset(self.cfg)
 
     def range_read(self) -> Read:
         return Read("rg_addr", ("rg_lo", "rg_hi"), 0, self.cfg.array.quantizers)
