@@ -507,9 +507,11 @@ async def packed_chain(tb: TB, label: str, limited: bool) -> tuple[int, int]:
     await tb.load(op1, W1, X1, b1)
     await tb.check(op1, W1, X1, b1, f"{label} layer 1 ({op1.M}x{op1.K}, B={op1.batch}, fq)", want=Y1)
     free_row = m_base + 2 * d1.n_ot * (d1.slots - 1)
-    free_row = await packed_last_layer(tb, op1, q1, zero, delta.bit_length() - 1 - cfg.pe.act16.bits, y_base,
-                                       free_row, label)
-    return await packed_backward(tb, op1, Y1, free_row, label)
+    e = delta.bit_length() - 1 - cfg.pe.act16.bits
+    free_row = await packed_last_layer(tb, op1, q1, zero, e, y_base, free_row, label)
+    masked = await packed_backward(tb, op1, Y1, free_row, label)
+    await packed_gradient_on_pairs(tb, op1, (W1, X1, b1, Y1), q1, zero, e, free_row, label)
+    return masked
 
 
 async def packed_last_layer(tb: TB, op1: LayerOp, q1: np.ndarray, zero: int, e: int, x_base: int, y_base: int,
@@ -574,6 +576,100 @@ async def packed_backward(tb: TB, fwd: LayerOp, Y: np.ndarray, free_row: int, la
     await tb.check(grad, D2, X, None, f"{label} D X^T on the packed store's feature-major copy ({M2}x{F})",
                    want=np.hstack([weight_grad(cfg, D2, X), bias_grad(cfg, D2)[:, None]]))
     return int(np.count_nonzero((Y >= top) & (raw != 0))), int(np.count_nonzero((Y <= 0) & (raw != 0)))
+
+
+async def packed_gradient_on_pairs(tb: TB, fwd: LayerOp, operands: tuple, q: np.ndarray, zero: int, e: int,
+                                   free_row: int, label: str) -> None:
+    """The packed weight gradient's chain: the forward product again, its
+    codes stored in feature pairs (pq_t, over the FXP32 copy's rows, which
+    packed_backward has read), then a packed gradient on them with the
+    bias gradient folded in; dW must equal the FXP32 gradient on the
+    dequantized inputs (q - z) 2^e, on the output beats and in the gradient
+    memory, where the high lane's words arrive through its second port."""
+    cfg, rng = tb.cfg, tb.rng
+    C, F, B = cfg.array.cols, fwd.M, fwd.batch
+    W, X, b, Y = operands
+    pairs = dataclasses.replace(fwd, store=False, mask=False, pq_t=True, t_base=0)
+    await tb.check(pairs, W, X, b, f"{label} layer 1 again, its codes stored in feature pairs", want=Y)
+    Kp = -(-F // C) * C
+    M2 = int(rng.integers(1, 3 * C + 1))
+    g_base = int(rng.integers(0, 50))
+    grad = LayerOp(M=M2, K=Kp, batch=B, grad=True, bias=False, mode=PEMode.FXP16, packed=True, pq_zero=zero,
+                   pq_e=e, x_base=0, gstore=GStore.BOTH, w_base=free_row, g_base=g_base, b_base=0)
+    Xf = np.zeros((Kp, B), dtype=np.int64)
+    Xf[:F] = (q - zero) << e
+    D = tb.random_operands(grad)[0]
+    await tb.load(grad, D, None)
+    dW, _ = await tb.check(grad, D, Xf, None, f"{label} packed D X^T on the stored pairs ({M2}x{F}, B={B})",
+                           want=np.hstack([weight_grad(cfg, D, Xf), bias_grad(cfg, D)[:, None]]))
+    await expect_gradient_memory(tb, grad, dW[:, :Kp], label)
+
+
+async def expect_gradient_memory(tb: TB, op: LayerOp, dW: np.ndarray, label: str) -> None:
+    """The gradient memory holds dW in the weight layout, where Adam reads it."""
+    cfg = tb.cfg
+    rows = await tb.read_rows("gm", op.g_base, weight_rows(cfg, op.M, op.K))
+    kept = weight_from_image(cfg, rows, op.M, op.K, cfg.adam.grad.bits)
+    bad = np.argwhere(kept != dW)
+    assert len(bad) == 0, (f"{label}: the gradient memory does not hold dW ({op.M}x{op.K}): {len(bad)} words "
+                           f"differ, e.g. dW[{bad[0][0]}, {bad[0][1]}] = {dW[tuple(bad[0])]}, "
+                           f"kept {kept[tuple(bad[0])]}" if len(bad) else "")
+
+
+def packed_grad_operands(tb: TB):
+    """A random packed weight gradient (docs/array.md, "Packed weight
+    gradients"): errors D, inputs as a power-of-two quantizer's offset codes
+    q - 2^15 (any zero point and step whose correction is an act32 code),
+    any shape and batch, the bias gradient folded or not. Returns (op, D,
+    offset codes, want): want is the FXP32 gradient on (q - z) 2^e."""
+    cfg, rng = tb.cfg, tb.rng
+    R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
+    half, act = 1 << (cfg.pe.act16.bits - 1), cfg.pe.act32
+    while True:
+        e, z = int(rng.integers(0, packed_shift_max(cfg) + 1)), int(rng.integers(0, 2 * half + 1))
+        if act.min_int <= (half - z) << e <= act.max_int:
+            break
+    lo_q, hi_q = max(0, z + -(-act.min_int >> e)), min(2 * half - 1, z + (act.max_int >> e))
+    M = int(rng.choice(PRIMES)) if rng.random() < 0.5 else int(rng.integers(1, 3 * C + 1))
+    K = int(rng.choice(PRIMES)) if rng.random() < 0.5 else int(rng.integers(1, 3 * R + 1))
+    batch = int(rng.integers(1, 4)) if rng.random() < 0.3 else int(rng.integers(1, 4 * R * N + 1))
+    fold = bool(rng.random() < 0.5)
+    op = LayerOp(M=M, K=K, batch=batch, grad=True, bias=False, mode=PEMode.FXP16, packed=True, pq_zero=z, pq_e=e,
+                 gstore=GStore.BOTH if fold else GStore.WEIGHT)
+    d = describe(cfg, op)
+    a_rows, t_rows = cfg.memory.act_words_per_core // R, cfg.memory.xt_words_per_core // R
+    op = dataclasses.replace(op, w_base=int(rng.integers(0, min(a_rows - d.n_ot * d.batch, 500) + 1)),
+                             x_base=int(rng.integers(0, min(t_rows - d.n_kr * ((K + 1) // 2), 500) + 1)),
+                             b_base=int(rng.integers(0, cfg.memory.bias_words // C - d.n_ot + 1)) if fold else 0)
+    D = tb.codes(act, (M, batch), act.frac - 4)
+    q = rng.integers(lo_q, hi_q + 1, (K, batch))
+    q = np.where(rng.random((K, batch)) < 0.1, rng.choice([lo_q, hi_q, min(max(z, lo_q), hi_q)]), q)
+    X = (q - z) << e
+    want = weight_grad(cfg, D, X)
+    if fold:
+        want = np.hstack([want, bias_grad(cfg, D)[:, None]])
+    return op, D, q - half, want
+
+
+@cocotb.test()
+async def test_packed_weight_gradients(dut):
+    """Packed weight gradients (two input features a word in FXP16, D the PE
+    weights, the correction slot, the cores' lane sums added then shifted by
+    e) equal the FXP32 gradient of the dequantized inputs, bit for bit, at
+    the cycles the model counts, and the gradient memory holds them (the high
+    lane's words through its second port)."""
+    tb = TB(dut)
+    await tb.reset()
+    n = int(os.environ.get("FIXAR_PACKED_CASES", "60"))
+    for case in range(n):
+        op, D, X, want = packed_grad_operands(tb)
+        await tb.load(op, D, X)
+        label = (f"packed gradient {case} ({op.M}x{op.K}, B={op.batch}, z={op.pq_zero}, e={op.pq_e}"
+                 f"{', db' if op.gstore == GStore.BOTH else ''})")
+        dW, _ = await tb.check(op, D, X, None, label, want=want)
+        if op.K % 2 == 0:       # an odd K's last pair writes its padding feature's (unchecked) column too
+            await expect_gradient_memory(tb, op, dW[:, :op.K], label)
+    tb.record("packed_weight_gradients", n)
 
 
 def corner_operands(tb: TB, mode: PEMode, transpose: bool, intra: bool):
@@ -747,7 +843,8 @@ def test_array_bit_exact_and_cycle_exact(sim):
     cases = os.environ.get("FIXAR_CASES", "500" if sim == "verilator" else "120")
     res = run_module(sim, cfg, generated(cfg, array=True), "fixar_array", BENCH,
                      testcase=None if sim == "verilator" else ["test_random_ops", "test_output_stage_corners",
-                                                               "test_packed_qat_products"],
+                                                               "test_packed_qat_products",
+                                                               "test_packed_weight_gradients"],
                      env={"FIXAR_CASES": cases, "FIXAR_DDPG_BATCH": "8",
                           "FIXAR_PACKED_CASES": "60" if sim == "verilator" else "10"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
@@ -861,6 +958,41 @@ def test_bench_catches_a_lane_store_of_the_wrong_lane(monkeypatch):
     res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-lane-low-only",
                      testcase="test_packed_qat_products", env={"FIXAR_PACKED_CASES": "8"})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a lane store of the wrong lane"
+
+
+@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
+def test_bench_catches_a_packed_gradient_without_its_high_words(monkeypatch):
+    """The packed weight gradient's high-lane writes (port A of the gradient
+    memory) planted away: every odd input's gradient is then missing where
+    Adam reads it, though the output beats are right. The packed gradient
+    test must fail."""
+    from fixar.gen.emit import emit
+    from fixar.gen.units import array
+    from fixar.sim.runner import BUILD_ROOT
+    cfg = load("small")
+    monkeypatch.setattr(array.Array, "_packed_grad_high_word", lambda self, *args: None)
+    out = BUILD_ROOT / "planted_bug" / "array_packed_grad_no_high"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-packed-grad-no-high",
+                     testcase="test_packed_weight_gradients", env={"FIXAR_PACKED_CASES": "20"})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a packed gradient without its high words"
+
+
+@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
+def test_bench_catches_packed_gradient_lanes_left_unshifted(monkeypatch):
+    """The cores' packed lanes planted unshifted, run on the packed weight
+    gradients alone: their lane sums (the cores' added) then meet the
+    correction at the wrong scale. The packed gradient test must fail."""
+    from fixar.gen.emit import emit
+    from fixar.gen.units import core
+    from fixar.sim.runner import BUILD_ROOT
+    cfg = load("small")
+    monkeypatch.setattr(core, "packed_lane", lambda lane_sum, e: lane_sum)
+    out = BUILD_ROOT / "planted_bug" / "array_packed_unshifted"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-packed-unshifted",
+                     testcase="test_packed_weight_gradients", env={"FIXAR_PACKED_CASES": "20"})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice packed gradient lanes left unshifted"
 
 
 # CI time: Icarus runs the array's main bench in CI; its stochastic-rounding run is -m slow

@@ -145,7 +145,7 @@ def test_a_lane_store_writes_the_fxp32_rows_of_its_outputs():
     (_packed(pq_e=17), "0 <= e <= 16"),
     (_packed(pq_zero=65537), "zero point is in"),
     (_packed(pq_zero=0, pq_e=16), "is not a 32-bit code"),
-    (_packed(K=1024), "K <= 1023"),
+    (_packed(K=1024), "for at most 1023"),
     (LayerOp(M=3, K=5, batch=8, mode=PEMode.FXP16, store=True, pq_lane=1), "it needs packed"),
     (_packed(batch=8, pq_lane=3, store=True), "pq_lane = 3"),
     (_packed(batch=8, pq_lane=1), "it needs store"),
@@ -251,13 +251,93 @@ def test_gradient_products_that_do_not_fit_are_rejected():
     cfg = load("small")
     with pytest.raises(ArrayOpError, match="partial-sum slots"):
         describe(cfg, LayerOp(M=4, K=cfg.array.psum_slots + 1, batch=8, grad=True, bias=False))
-    with pytest.raises(ArrayOpError, match="FXP32, intra-batch"):
+    with pytest.raises(ArrayOpError, match=r"FXP32 \(FXP16 when packed\), intra-batch"):
         describe(cfg, LayerOp(M=4, K=4, batch=8, grad=True, bias=False, mode=PEMode.FXP16))
-    with pytest.raises(ArrayOpError, match="FXP32, intra-batch"):
+    with pytest.raises(ArrayOpError, match=r"FXP32 \(FXP16 when packed\), intra-batch"):
         describe(cfg, LayerOp(M=4, K=4, batch=8, grad=True))          # a bias
     rows = cfg.memory.xt_words_per_core // cfg.array.rows
     with pytest.raises(ArrayOpError, match=r"X\^T needs X\^T memory rows"):
         describe(cfg, LayerOp(M=4, K=300, batch=512, grad=True, bias=False, x_base=rows - 10))
+
+
+def _packed_grad(**kw) -> LayerOp:
+    return LayerOp(**{"M": 5, "K": 7, "batch": 9, "grad": True, "bias": False, "mode": PEMode.FXP16,
+                      "packed": True, "pq_zero": 1 << 15, "pq_e": 3, "gstore": 1, **kw})
+
+
+@pytest.mark.parametrize("M, K, batch, fold", [(1, 1, 1, False), (5, 7, 9, True), (13, 8, 40, False),
+                                               (4, 4, 8, True)])
+def test_packed_gradient_layout_pairs_features_in_a_word(M, K, batch, fold):
+    """A packed weight gradient: its correction slot first, one slot per
+    feature pair (and the folded bias gradient's last), X^T rows of pairs
+    with entry r of pair k' in bank (r + 2k') mod R; reading the documented
+    rows and adding the lanes' sums, shifted by e, to the correction's is
+    the FXP32 gradient of the dequantized inputs (q - z) 2^e."""
+    from fixar.compiler.array_ops import grad_images
+
+    cfg = load("small")
+    R, N, bits, L = cfg.array.rows, cfg.array.cores, cfg.pe.act32.bits, cfg.pe.act16.bits
+    rng = np.random.default_rng(M * 100 + K)
+    z, e = int(rng.integers(0, 1 << 16)), 3
+    D, q = rng.integers(-50, 50, (M, batch)), rng.integers(0, 1 << 16, (K, batch))
+    op = _packed_grad(M=M, K=K, batch=batch, pq_zero=z, pq_e=e, gstore=3 if fold else 1)
+    d = describe(cfg, op)
+    pairs = (K + 1) // 2
+    assert (d.pq, d.mode, d.slots) == (1, int(PEMode.FXP16), 1 + pairs + fold)
+    assert ref.signed(d.pq_c, bits) == ((1 << 15) - z) << e
+    total = np.zeros((d.n_ot * R, 2 * pairs), dtype=np.int64)
+    for n in range(N):
+        d_img, x_img = grad_images(cfg, d, D, q - (1 << 15), n)
+        for ot in range(d.n_ot):
+            for j in range(d.n_kr):
+                tile = np.array([words(d_img[ot * d.batch + j * R + r], R, bits) if j * R + r < d.batch
+                                 else [0] * R for r in range(R)])             # [r (batch), c (output)]
+                banks = [words(x_img[j * pairs + k], R, bits) for k in range(pairs)]
+                w = np.array([[banks[k][(r + 2 * k) % R] for r in range(R)] for k in range(pairs)])
+                lanes = [ref.signed(v & 0xFFFF, L) for v in w.ravel()], [ref.signed(v >> L, L) for v in w.ravel()]
+                lo, hi = (np.array(x).reshape(pairs, R) for x in lanes)
+                corr = tile.sum(axis=0)[:, None] * (((1 << 15) - z) << e)
+                total[ot * R:(ot + 1) * R, 0::2] += (tile.T @ lo.T << e) + corr
+                total[ot * R:(ot + 1) * R, 1::2] += (tile.T @ hi.T << e) + corr
+    X = (q - z) << e
+    assert np.array_equal(total[:M, :K], D @ X.T)
+    assert cycles(cfg, d, 30) < cycles(cfg, describe(cfg, LayerOp(M=M, K=K, batch=batch, grad=True, bias=False,
+                                                                  gstore=3 if fold else 1)), 30) or K < 4
+
+
+@pytest.mark.parametrize("op, message", [
+    (_packed_grad(mode=PEMode.FXP32), "FXP16 when packed"),
+    (_packed_grad(gstore=0), "gstore 1 or 3"),
+    (_packed_grad(gstore=2, K=1), "gstore 1 or 3"),
+    (_packed_grad(pq_t=True), "FXP16 when packed"),
+    (_packed_grad(pq_e=17), "0 <= e <= 16"),
+    (_packed_grad(pq_zero=0, pq_e=16), "is not a 32-bit code"),
+    (_packed_grad(batch=1024), "for at most 1023"),
+    (_packed_grad(K=2 * load("small").array.psum_slots), "partial-sum slots"),
+    (_packed(pq_t=True), "pq_t"),
+    (_packed(batch=8, store_t=True, pq_t=True), "pq_t"),            # the pairs are the quantizer's codes: fq
+])
+def test_packed_gradients_that_cannot_run_are_rejected(op, message):
+    with pytest.raises(ArrayOpError, match=message):
+        describe(load("small"), op)
+
+
+def test_packed_gradient_beats_unpack_two_inputs_each():
+    """A packed gradient's beat carries inputs 2(s - 1) and 2s - 1; an odd K's
+    padding input is dropped; the ones slot is the bias gradient's column."""
+    from fixar.compiler.array_ops import unpack_grad
+
+    cfg = load("small")
+    C, gb = cfg.array.cols, cfg.adam.grad.bits
+    op = _packed_grad(M=3, K=3, gstore=3)
+    d = describe(cfg, op)
+    pack = lambda vals: sum((v & ((1 << gb) - 1)) << (c * gb) for c, v in enumerate(vals))
+    beats = [(0, 0, s, pack([10 * s + c for c in range(C)]), pack([-(10 * s + c) for c in range(C)]))
+             for s in range(1, d.slots)]
+    got = unpack_grad(cfg, op, d, beats)
+    assert got.tolist() == [[10 + c, -(10 + c), 20 + c, 30 + c] for c in range(3)]
+    with pytest.raises(AssertionError, match="unexpected gradient beat"):
+        unpack_grad(cfg, op, d, beats + [(0, 0, 0, 0, 0)])        # the correction slot never leaves
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (13, 29)])

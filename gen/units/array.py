@@ -135,6 +135,9 @@ class Array(wiring.Component):
             # its store: 0 the codes (one packed word per item), 1 / 2 the low / high
             # lane's FXP32 values at their FXP32 rows (y_base + 2 (tile S' + slot) + lane - 1)
             "op_pq_lane": In(range(3)),
+            # its store_t: 0 both vectors' FXP32 values, 1 the codes in feature pairs
+            # (the packed weight gradient's X^T, read by a gradient product with pq)
+            "op_pq_t": In(1),
             # QAT: the quantizer table (host-written at the switch) and the range
             # trackers (phase 1: lo <= 0 <= hi; registered read; clear sets zeros)
             "qt_we": In(1), "qt_addr": In(range(ar.quantizers)),
@@ -420,12 +423,13 @@ class Array(wiring.Component):
     @staticmethod
     def _grad_stride(m: Module, d: dict) -> tuple:
         """(fold, stride): whether a gradient product carries its bias gradient
-        in one more slot (GStore.BOTH), and its X^T row stride K (the slots,
-        less that ones slot; the ones slot's index is then K)."""
+        in its last slot (GStore.BOTH), and its X^T row stride: K, or in a
+        packed gradient K / 2 feature pairs (the slots less the ones slot and
+        the correction slot)."""
         fold = Signal(name="grad_fold_bias")
         m.d.comb += fold.eq(d["grad"] & (d["gstore"] == GStore.BOTH))
         stride = Signal.like(d["slots"], name="grad_stride")
-        m.d.comb += stride.eq(d["slots"] - fold)
+        m.d.comb += stride.eq(d["slots"] - fold - d["pq"])
         return fold, stride
 
     def _activation_items(self, m: Module, d: dict, amem: list, tmem: list, t, j, grad_fold: tuple) -> list:
@@ -434,7 +438,7 @@ class Array(wiring.Component):
         R, N, ab = self.cfg.array.rows, self.cfg.array.cores, self.cfg.pe.act32.bits
         rb = max((R - 1).bit_length(), 1)
         fold, stride = grad_fold
-        ones1 = _delay(m, fold & (t == stride), 1, "item_ones")
+        ones1 = _delay(m, fold & (t == d["slots"] - 1), 1, "item_ones")
         ones = Const(sum((1 << self.cfg.pe.act32.frac) << (r * ab) for r in range(R)), R * ab)
         # a packed QAT product: slot 0 streams the correction's word, the others
         # the packed rows (S - 1 of them per k-tile)
@@ -453,9 +457,10 @@ class Array(wiring.Component):
             item_row = d["x_base"] + Mux(zero, 0, kt) * data_slots + data_slot
             m.d.comb += amem[n].a_addr.eq(Mux(self.am_rea[n], self.am_aaddr, item_row))
             for b in range(R):
-                m.d.comb += tmem[n][b].a_addr.eq(d["x_base"] + Mux(zero, 0, kt) * stride + t)
+                m.d.comb += tmem[n][b].a_addr.eq(d["x_base"] + Mux(zero, 0, kt) * stride + data_slot)
             z1 = _delay(m, zero, 1, f"item_zero_{n}")
-            k1 = _delay(m, t[:rb], 1, f"item_feature_{n}")      # word r of feature k is in bank (r + k) mod R
+            # word r of feature k is in bank (r + k) mod R; of feature pair k', in bank (r + 2k') mod R
+            k1 = _delay(m, Mux(d["pq"], data_slot << 1, data_slot)[:rb], 1, f"item_feature_{n}")
             xt = Cat(*[MuxArray([tmem[n][(r + q) % R].a_data for q in range(R)])[k1] for r in range(R)])
             a = Signal(R * ab, name=f"a_{n}")
             # a gradient product streams X^T from the feature-major memory; a folded
@@ -487,8 +492,10 @@ class Array(wiring.Component):
 
     def _core_control(self, m: Module, d: dict, item, t, j, it, last_round, load, row, swap) -> dict:
         """Control to the cores, PIPE cycles after the request."""
+        # a packed gradient's bias slot (ones) is an FXP32 item like its correction
+        ones = d["pq"] & d["grad"] & (d["gstore"] == GStore.BOTH) & (t == d["slots"] - 1)
         ctl = {"valid": item, "slot": t, "first": j == 0, "last": last_round, "w_ld": load, "w_row": row,
-               "w_swap": swap, "correction": d["pq"] & (t == 0)}
+               "w_swap": swap, "correction": d["pq"] & (t == 0), "ones": ones}
         if self.cfg.pe.out.needs_random:
             ctl["rnd_i0"] = (it * self.cfg.array.cols)[:COORD_BITS]     # the feature of the item's column 0
         return {k: _delay(m, v, self.PIPE, f"ctl_{k}") for k, v in ctl.items()}
@@ -547,8 +554,8 @@ class Array(wiring.Component):
                 # a packed QAT product: the bias and FXP32 for its correction item only
                 core.bias_en.eq(d["bias"] & (Const(n == 0) | ~d["intra"]) & (~d["pq"] | ctl_d["correction"])),
                 core.func.eq(d["func"]), core.grad.eq(d["grad"]),
-                core.mode.eq(Mux(ctl_d["correction"], PEMode.FXP32, d["mode"])),
-                core.pq.eq(d["pq"]), core.pq_e.eq(d["pq_e"]),
+                core.mode.eq(Mux(ctl_d["correction"] | ctl_d["ones"], PEMode.FXP32, d["mode"])),
+                core.pq.eq(d["pq"]), core.pq_e.eq(d["pq_e"]), core.corr.eq(ctl_d["correction"]),
                 core.fq.eq(d["fq"]), core.q_magic.eq(q_sel["magic"]), core.q_shift.eq(q_sel["shift"]),
                 core.q_delta.eq(q_sel["delta"]), core.q_zero.eq(q_sel["zero"]),
             ]
@@ -694,6 +701,7 @@ class Array(wiring.Component):
             jb = slot >> rb
             row0 = Signal(range(self.t_rows * 2 + ar.psum_slots * (self.w_rows // C + 1)), name=f"t_row_{n}")
             m.d.comb += row0.eq(d["t_base"] + jb * (d["n_ot"] * C) + out_tile * C)
+            pairs = self._pair_words(m, d, outs[n], r, jb, out_tile, n)
             for b in range(R):
                 c = Signal(range(C), name=f"t_feature_{n}_{b}")     # (b - r) mod C
                 m.d.comb += c.eq(Mux(r <= b, b - r, b + C - r))
@@ -701,6 +709,8 @@ class Array(wiring.Component):
                 with m.If(self.tm_we[n]):
                     m.d.comb += [ram.b_addr.eq(self.tm_addr), ram.b_we.eq(1),
                                  ram.b_wdata.eq(self.tm_data[b * ab:(b + 1) * ab])]
+                with m.Elif(d["pq_t"]):
+                    m.d.comb += [ram.b_addr.eq(pairs[b][0]), ram.b_we.eq(beat), ram.b_wdata.eq(pairs[b][1])]
                 with m.Else():
                     m.d.comb += [ram.b_addr.eq(row0 + c), ram.b_we.eq(beat),
                                  ram.b_wdata.eq(MuxArray([outs[n].lo[k * ob:(k + 1) * ob] for k in range(C)])[c])]
@@ -709,9 +719,47 @@ class Array(wiring.Component):
                 # read address, set in _activation_items, while it writes)
                 c1 = Signal(range(C), name=f"t_feature1_{n}_{b}")     # (b - r - 1) mod C
                 m.d.comb += c1.eq((b + C - 1 - r)[:max((C - 1).bit_length(), 1)])     # C is a power of two
-                with m.If(beat & d["pq"]):
+                with m.If(beat & d["pq"] & ~d["pq_t"]):
                     m.d.comb += [ram.a_addr.eq(row0 + c1), ram.a_we.eq(1),
                                  ram.a_wdata.eq(MuxArray([outs[n].hi[k * ob:(k + 1) * ob] for k in range(C)])[c1])]
+
+    def _pair_words(self, m: Module, d: dict, out, r, jb, out_tile, n: int) -> list:
+        """A packed beat's codes in feature pairs (``pq_t``), the packed weight
+        gradient's X^T: word (features 2k', 2k' + 1) of batch entry e in bank
+        (e + 2k') mod R at row t_base + (e div R) (n_ot C / 2) + k'. The beat's
+        entries are r and r + 1 (r even, as two vectors a slot), so the even
+        banks take entry r's pairs (the low lane's codes) and the odd banks
+        entry r + 1's (the high lane's): one word per bank. Returns each bank's
+        (row, word)."""
+        R, C = self.cfg.array.rows, self.cfg.array.cols
+        cb16 = self.cfg.pe.act16.bits
+        half = C // 2
+        codes = [(out.code[2 * cb16 * c:2 * cb16 * c + cb16], out.code[2 * cb16 * c + cb16:2 * cb16 * (c + 1)])
+                 for c in range(C)]      # per output feature: (entry r's code, entry r + 1's)
+        row0 = Signal(range(self.t_rows * 2 + self.cfg.array.psum_slots * (self.w_rows // C + 1)),
+                      name=f"t_pair_row_{n}")
+        m.d.comb += row0.eq(d["t_base"] + (jb * d["n_ot"] + out_tile) * half)
+        hb = max((half - 1).bit_length(), 1)
+        words = []
+        for b in range(R):
+            lane = b % 2
+            k = Signal(hb, name=f"t_pair_{n}_{b}")       # ((b - lane - r) mod R) / 2: the pair in bank b
+            m.d.comb += k.eq(((b - lane + R - r) >> 1)[:hb] if half > 1 else 0)
+            word = MuxArray([Cat(codes[2 * q][lane], codes[2 * q + 1][lane]) for q in range(half)])[k]
+            words.append((row0 + k, word))
+        return words
+
+    def _packed_grad_high_word(self, m: Module, d: dict, ram, b: int, hi, kj, g_row0, w_beat) -> None:
+        """Bank b's word of a packed gradient beat's high lane (input k + 1,
+        output (b - k - 1) mod C, the row before the low lane's) through port
+        A; the assignments override its read address while they write."""
+        C, ob = self.cfg.array.cols, self.cfg.pe.out.bits
+        cb = (C - 1).bit_length()
+        c1 = Signal(range(C), name=f"grad_word_hi_{b}")
+        m.d.comb += c1.eq((b + C - 1 - kj)[:cb])
+        with m.If(w_beat & d["pq"]):
+            m.d.comb += [ram.a_addr.eq(g_row0 + c1), ram.a_we.eq(1),
+                         ram.a_wdata.eq(MuxArray([hi[q * ob:(q + 1) * ob] for q in range(C)])[c1])]
 
     def _gradient_memories(self, m: Module, d: dict, outs: list, out_tile, grad_fold: tuple) -> None:
         """Gradient memories: a gradient product's beat (C outputs o of one
@@ -719,25 +767,32 @@ class Array(wiring.Component):
         word (o, k) of tile (ot, k div C) in bank (o + k) mod C, so the beat is
         one word per bank) or, for a bias gradient (one ones-feature slot), to
         a bias-layout row (gstore 2: row g_base + ot); gstore 3 does both, the
-        ones slot (k = K) to bias row b_base + ot. Port A reads them (host, Adam)."""
+        ones slot (the last) to bias row b_base + ot. Port A reads them (host,
+        Adam). A packed gradient's beat is two inputs, k = 2k' and k + 1 (its
+        slot less the correction's): the low lane's C words go through port
+        B as above, the high lane's, one row before in each bank, through
+        port A (no pass may read the gradient memory meanwhile: the
+        compiler keeps Adam passes off packed gradients)."""
         cfg = self.cfg
         ar, ob = cfg.array, cfg.pe.out.bits
         C = ar.cols
         gb_bits = cfg.adam.grad.bits
         cb = (C - 1).bit_length()
-        gmem = [TwoPortRAM(cfg.memory, gb_bits, self.g_rows, f"gmem_b{b}") for b in range(C)]
+        gmem = [TwoPortRAM(cfg.memory, gb_bits, self.g_rows, f"gmem_b{b}", a_writable=True) for b in range(C)]
         gbmem = TwoPortRAM(cfg.memory, C * gb_bits, self.b_rows, "gbmem")
         m.submodules.gbmem = gbmem.instance
         g_beat = d["grad"] & outs[0].valid
-        k = outs[0].slot
+        slot = outs[0].slot
+        k = Signal.like(slot, name="grad_k")            # the (first) input of the beat
+        m.d.comb += k.eq(Mux(d["pq"], (slot - 1) << 1, slot))
         kj = k[:cb]
         fold, stride = grad_fold
-        ones = fold & (k == stride)           # the folded bias gradient's beat
+        ones = fold & (slot == d["slots"] - 1)           # the folded bias gradient's beat
         w_beat, b_beat = Signal(name="grad_w_beat"), Signal(name="grad_b_beat")
         m.d.comb += [w_beat.eq(g_beat & ((d["gstore"] == GStore.WEIGHT) | fold & ~ones)),
                      b_beat.eq(g_beat & ((d["gstore"] == GStore.BIAS) | ones))]
         n_kc = Signal(range(ar.psum_slots + C), name="grad_n_kc")
-        m.d.comb += n_kc.eq((stride + C - 1) >> cb)
+        m.d.comb += n_kc.eq(((stride << d["pq"]) + C - 1) >> cb)
         g_row0 = Signal(range(self.g_rows * 2 + (self.w_rows // C + 1) * ar.psum_slots * C), name="grad_row0")
         m.d.comb += g_row0.eq(d["g_base"] + (out_tile * n_kc + (k >> cb)) * C)
         for b in range(C):
@@ -747,6 +802,7 @@ class Array(wiring.Component):
             m.d.comb += [gmem[b].b_addr.eq(g_row0 + c), gmem[b].b_we.eq(w_beat),
                          gmem[b].b_wdata.eq(MuxArray([outs[0].lo[q * ob:(q + 1) * ob] for q in range(C)])[c]),
                          gmem[b].a_addr.eq(self.gm_raddr)]
+            self._packed_grad_high_word(m, d, gmem[b], b, outs[0].hi, kj, g_row0, w_beat)
         m.d.comb += [self.gm_rdata.eq(Cat(*[g.a_data for g in gmem])),
                      gbmem.b_addr.eq(Mux(d["gstore"] == GStore.BOTH, d["b_base"], d["g_base"]) + out_tile),
                      gbmem.b_we.eq(b_beat),

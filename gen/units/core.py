@@ -16,7 +16,8 @@ Stream interface, one item per cycle (``valid``):
   bias_en    start the first k-tile from the bias (else from zero)
   func, mode activation function and PE mode of this item
   grad       round into the gradient format ``adam.grad`` instead of ``pe.out``
-             (a weight-gradient product; FXP32, identity function)
+             (a weight-gradient product; FXP32 or packed, identity function)
+  corr       a packed operation's correction item (held in stage 6, not output)
   keep       C bits: column c's result leaves as 0 where bit c is 0 (the ReLU
              mask of a transposed product, all ones otherwise); applied where the
              results enter the quantizer's bypass registers, after rounding and
@@ -155,6 +156,10 @@ class ArrayCore(wiring.Component):
             # a packed QAT product (held for the operation): its FXP16 items' lane
             # sums, shifted by pq_e, plus the correction item's FXP32 total (below)
             "pq": In(1), "pq_e": In(range(packed_shift_max(cfg) + 1)),
+            # with each item of a packed operation: it is the correction (an FXP32
+            # item whose total is held, not output); the other FXP32 items of one
+            # (a packed gradient's bias slot) are plain FXP32 items
+            "corr": In(1),
             # stochastic pe.out: the operation's seed, the batch index of this
             # core's slot 0 and, with each item, the feature of its column 0
             **({"rnd_seed": In(32), "rnd_b0": In(COORD_BITS), "rnd_i0": In(COORD_BITS)}
@@ -169,7 +174,8 @@ class ArrayCore(wiring.Component):
 
         # Stage 0: input register (the item meets the weights made active with it).
         meta = [("valid", 1), ("slot", len(self.slot)), ("first", 1), ("last", 1), ("bias_en", 1),
-                ("func", enum_bits(ActFunc)), ("mode", enum_bits(PEMode)), ("grad", 1), ("keep", cfg.array.cols)]
+                ("func", enum_bits(ActFunc)), ("mode", enum_bits(PEMode)), ("grad", 1), ("keep", cfg.array.cols),
+                ("corr", 1)]
         if pe.out.needs_random:
             meta.append(("rnd_i0", COORD_BITS))
         s0 = {n: Signal(w, name=f"{n}0") for n, w in meta}
@@ -266,8 +272,8 @@ class ArrayCore(wiring.Component):
         y_hi = [Mux(fq & self.pq, x, y) for x, y in zip(fq_hi, y_hi)]
         m.d.comb += self.out_code.eq(Cat(*[Cat(a, b) for a, b in zip(code_lo, code_hi)]))
         # a packed product's correction item leaves no output (its total is held in stage 6)
-        correction = self.pq & (last["mode"] == PEMode.FXP32)
-        m.d.comb += [self.out_valid.eq(last["valid"] & last["last"] & ~correction), self.out_slot.eq(last["slot"]),
+        leaves = last["valid"] & last["last"] & ~(self.pq & last["corr"])
+        m.d.comb += [self.out_valid.eq(leaves), self.out_slot.eq(last["slot"]),
                      self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*y_hi))]
         return m
 
@@ -372,9 +378,9 @@ class ArrayCore(wiring.Component):
                         xin_hi: list) -> tuple[list, list]:
         """Stage 5: the other cores' sums added. Each lane wraps modulo
         2**acc_bits like every other sum, so the order of cores does not matter.
-        A packed QAT item (FXP16 in a ``pq`` operation, which is intra-batch:
-        no other core's sums) has its lanes shifted left by ``pq_e`` instead,
-        to the FXP32 product's scale (beside the add, then a 2:1 choice)."""
+        A packed QAT item (FXP16 in a ``pq`` operation) has its lanes, with
+        the other cores' sums added in a packed weight gradient, shifted left
+        by ``pq_e`` to the FXP32 product's scale (then a 2:1 choice)."""
         C, A = self.cfg.array.cols, self.cfg.pe.acc_bits
         E = packed_shift_max(self.cfg)
         packed = self.pq & (s4["mode"] == PEMode.FXP16)
@@ -384,7 +390,7 @@ class ArrayCore(wiring.Component):
             for tot, own, xin, lane in ((tot_lo, own_lo, xin_lo, "lo"), (tot_hi, own_hi, xin_hi, "hi")):
                 wrapped = Signal(signed(A), name=f"sum5_{lane}_{c}")
                 m.d.comb += wrapped.eq(own[c] + Mux(self.xin_en, xin[c], 0))
-                m.d.sync += tot[c].eq(Mux(packed, packed_lane(own[c], self.pq_e), wrapped))
+                m.d.sync += tot[c].eq(Mux(packed, packed_lane(wrapped, self.pq_e), wrapped))
         return tot_lo, tot_hi
 
     def _totals(self, m: Module, s5: dict, tot_lo: list, tot_hi: list) -> tuple[list, list]:
@@ -402,7 +408,7 @@ class ArrayCore(wiring.Component):
         pe = self.cfg.pe
         L = pe.lane_bits
         packed = self.pq & (s5["mode"] == PEMode.FXP16)
-        hold = self.pq & (s5["mode"] == PEMode.FXP32) & s5["valid"] & s5["last"]
+        hold = self.pq & s5["corr"] & s5["valid"] & s5["last"]
         total6, total6_hi = [], []
         A = pe.acc_bits
         for c, (lo, hi) in enumerate(zip(tot_lo, tot_hi)):
@@ -431,8 +437,10 @@ class ArrayCore(wiring.Component):
             p = output_stage(m, totals[c], tot_lo[c], tot_hi[c], pe, f"col{c}", *(rnd[c] if rnd else (None, None)))
             p["fxp32_hi"] = requantize_parts(m, totals_hi[c], pe.shift32, pe.out, f"col{c}_fxp32_hi",
                                              rnd[c][1] if rnd else None)
-            p["grad"] = requantize_parts(m, totals[c], pe.weight.frac + pe.act32.frac - cfg.adam.grad.frac,
-                                         cfg.adam.grad, f"grad_{c}")
+            grad_shift = pe.weight.frac + pe.act32.frac - cfg.adam.grad.frac
+            p["grad"] = requantize_parts(m, totals[c], grad_shift, cfg.adam.grad, f"grad_{c}")
+            # a packed weight gradient's second feature (its high lane's total)
+            p["grad_hi"] = requantize_parts(m, totals_hi[c], grad_shift, cfg.adam.grad, f"grad_hi_{c}")
             parts.append(registered_parts(m, p, f"col{c}_r6"))
         return parts
 
@@ -440,14 +448,15 @@ class ArrayCore(wiring.Component):
         """Stage 8 on: each column's roundings finished, then its activation units."""
         cfg = self.cfg
         pe = cfg.pe
-        formats = {"fxp32": pe.out, "fxp16_lo": pe.out, "fxp16_hi": pe.out, "fxp32_hi": pe.out, "grad": cfg.adam.grad}
+        formats = {"fxp32": pe.out, "fxp16_lo": pe.out, "fxp16_hi": pe.out, "fxp32_hi": pe.out, "grad": cfg.adam.grad,
+                   "grad_hi": cfg.adam.grad}
         out_lo, out_hi = [], []
         fp16 = s7["mode"] == PEMode.FXP16
         lanes16 = fp16 & ~self.pq       # a packed QAT item's lanes were rounded as FXP32 totals
         for c in range(cfg.array.cols):
             out = output_finish(m, parts[c], formats, f"col{c}")
             y_lo, y_hi = select_mode(out, lanes16, Mux(s7["grad"], out["grad"], out["fxp32"]))
-            y_hi = Mux(fp16 & self.pq, out["fxp32_hi"], y_hi)
+            y_hi = Mux(fp16 & self.pq, Mux(s7["grad"], out["grad_hi"], out["fxp32_hi"]), y_hi)
             for lane, x in (("lo", y_lo), ("hi", y_hi)):
                 unit = ActivationUnit(cfg)
                 m.submodules[f"act_{lane}_{c}"] = unit

@@ -123,6 +123,12 @@ class LayerOp:
     # two products, one per lane, give a layer's FXP32 outputs (the networks'
     # last layers, whose outputs feed no packed product)
     pq_lane: int = 0
+    # the packed weight gradient's operand (docs/array.md, "Packed weight
+    # gradients"): a packed product's store_t writes its outputs' codes in
+    # feature pairs, word (features 2k', 2k' + 1) of batch entry b in bank
+    # (b + 2k') mod R at X^T row t_base + (b div R) (n_ot C / 2) + k'; a
+    # packed gradient product (grad, packed) reads X^T in that layout
+    pq_t: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,7 @@ class Descriptor:
     pq_e: int = 0   # the lanes' shift to the FXP32 product's scale
     pq_c: int = 0   # the correction's input word: (2^15 - z) 2^e, an act32 code (its bits, unsigned)
     pq_lane: int = 0  # a packed store's words: 0 the codes, 1 / 2 the low / high lane's FXP32 values
+    pq_t: int = 0   # a packed store_t's layout: 1 the codes in feature pairs (a packed gradient's X^T)
 
     def ports(self) -> dict[str, int]:
         return {f"op_{k}": int(v) for k, v in self.__dict__.items()}
@@ -217,13 +224,17 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
             raise ArrayOpError("track and fq (the QAT quantizers at the output stage) need an FXP32 forward product")
         if not 0 <= op.qidx < ar.quantizers:
             raise ArrayOpError(f"qidx = {op.qidx}: the array has array.quantizers = {ar.quantizers} quantizers")
+    if op.pq_t and not (op.packed and op.store_t and op.fq):
+        raise ArrayOpError("pq_t (the codes in feature pairs, a packed weight gradient's X^T) is a packed "
+                           "product's store_t of its quantizer's codes: it needs packed, store_t and fq")
     if op.store_t:
         if (mode != PEMode.FXP32 and not op.packed) or op.transpose or op.intra_layer \
                 or cfg.pe.out != cfg.pe.act32:
             raise ArrayOpError("store_t (the feature-major copy a weight gradient reads) needs an intra-batch "
                                "FXP32 forward product and pe.out == pe.act32")
         t_rows = mem.xt_words_per_core // R
-        need = math.ceil(S * per / R) * n_ot * C      # a packed beat's two vectors are two batch entries
+        # a packed beat's two vectors are two batch entries; the pair layout holds two features a word
+        need = math.ceil(S * per / R) * n_ot * (C // 2 if op.pq_t else C)
         if op.t_base < 0 or op.t_base + need > t_rows:
             raise ArrayOpError(f"Y^T needs X^T-memory rows {op.t_base}..{op.t_base + need - 1} per core; "
                                f"it has {t_rows} rows of {R} words")
@@ -259,7 +270,8 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                       qidx=op.qidx if (op.track or op.fq) else 0, mask=int(op.mask),
                       m_base=op.m_base if op.mask else 0,     # a packed store's mask rows, or a masked read's
                       limit=mask_no_limit(cfg) if op.limit is None else op.limit,
-                      pq=extra, pq_e=op.pq_e if op.packed else 0, pq_c=pq_c, pq_lane=op.pq_lane)
+                      pq=extra, pq_e=op.pq_e if op.packed else 0, pq_c=pq_c, pq_lane=op.pq_lane,
+                      pq_t=int(op.pq_t))
 
 
 def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
@@ -288,6 +300,13 @@ def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
                            "and takes no store_t or mask (the codes' store keeps those)")
     if pe.out.needs_random:
         raise ArrayOpError("a packed QAT product with stochastic pe.out rounding is not built yet")
+    return _packed_correction(cfg, op, K)
+
+
+def _packed_correction(cfg: FixarConfig, op: LayerOp, K: int) -> int:
+    """The packed input's step and zero point, the reduction's length (K
+    inputs: the lanes stay exact), and the correction's input word."""
+    pe = cfg.pe
     if not 0 <= op.pq_e <= packed_shift_max(cfg):
         raise ArrayOpError(f"pq_e = {op.pq_e}: a packed input's step is 2^e act32 codes, "
                            f"0 <= e <= {packed_shift_max(cfg)}")
@@ -300,8 +319,8 @@ def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
                            f"is not a {pe.act32.bits}-bit code: no quantizer has that zero point and step")
     most = (1 << (pe.acc_bits - pe.weight.bits - pe.lane_bits)) - 1
     if K > most:
-        raise ArrayOpError(f"a packed QAT product over K = {K} inputs: its lanes equal the FXP32 product "
-                           f"for K <= {most} (pe.acc_bits = {pe.acc_bits})")
+        raise ArrayOpError(f"a packed QAT product over {K} inputs: its lanes equal the FXP32 product "
+                           f"for at most {most} (pe.acc_bits = {pe.acc_bits})")
     return c & ((1 << pe.act32.bits) - 1)      # the word's bits, as the instruction slot carries them
 
 
@@ -332,14 +351,18 @@ def _check_mask(cfg: FixarConfig, op: LayerOp, mode: PEMode, n_ot: int, S: int) 
 def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
     ar, mem = cfg.array, cfg.memory
     R, C, N = ar.rows, ar.cols, ar.cores
-    if op.mode != PEMode.FXP32 or op.transpose or op.intra_layer or op.bias or op.store or op.store_t \
-            or op.mask or op.func != ActFunc.IDENTITY:
-        raise ArrayOpError("a weight-gradient product is FXP32, intra-batch, with no bias, store, transpose, "
-                           "mask or activation function")
-    slots = op.K + (op.gstore == GStore.BOTH)      # the folded bias gradient's ones slot
+    if op.mode != (PEMode.FXP16 if op.packed else PEMode.FXP32) or op.transpose or op.intra_layer or op.bias \
+            or op.store or op.store_t or op.mask or op.pq_lane or op.pq_t or op.func != ActFunc.IDENTITY:
+        raise ArrayOpError("a weight-gradient product is FXP32 (FXP16 when packed), intra-batch, with no bias, "
+                           "store, transpose, mask, lane or activation function")
+    # a packed gradient: its correction slot first, then one slot per feature pair
+    pq_c = _check_packed_grad(cfg, op) if op.packed else 0
+    inputs = math.ceil(op.K / 2) if op.packed else op.K      # X^T rows per round
+    slots = int(op.packed) + inputs + (op.gstore == GStore.BOTH)      # the folded bias gradient's ones slot
     if slots > ar.psum_slots:
-        raise ArrayOpError(f"a weight gradient with K = {op.K} inputs{' and the bias' if slots > op.K else ''} "
-                           f"needs {slots} partial-sum slots; array.psum_slots = {ar.psum_slots}")
+        bias = " and the bias" if op.gstore == GStore.BOTH else ""
+        raise ArrayOpError(f"a weight gradient with K = {op.K} inputs{bias} needs {slots} partial-sum slots; "
+                           f"array.psum_slots = {ar.psum_slots}")
     S = math.ceil(op.batch / N)
     n_ot, n_kr = math.ceil(op.M / C), math.ceil(S / R)
     if op.gstore == GStore.BOTH and (op.b_base < 0 or op.b_base + n_ot > mem.bias_words // C):
@@ -360,14 +383,27 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
         raise ArrayOpError(f"gstore = {op.gstore}: 0 (none), 1 (weight gradient), 2 (bias gradient) or 3 (both)")
     for name, base, rows, have, where in (
             ("D", op.w_base, n_ot * S, mem.act_words_per_core // R, "activation memory"),
-            ("X^T", op.x_base, n_kr * op.K, mem.xt_words_per_core // R, "X^T memory")):
+            ("X^T", op.x_base, n_kr * inputs, mem.xt_words_per_core // R, "X^T memory")):
         if base < 0 or base + rows > have:
             raise ArrayOpError(f"{name} needs {where} rows {base}..{base + rows - 1} per core; "
                                f"a core's {where} has {have} rows of {R} words")
-    return Descriptor(transpose=0, intra=0, mode=0, func=int(ActFunc.IDENTITY), bias=0, store=0, n_ot=n_ot,
-                      n_kt=n_kr, n_kr=n_kr, slots=slots, w_base=op.w_base, x_base=op.x_base, y_base=0,
+    return Descriptor(transpose=0, intra=0, mode=int(op.mode), func=int(ActFunc.IDENTITY), bias=0, store=0,
+                      n_ot=n_ot, n_kt=n_kr, n_kr=n_kr, slots=slots, w_base=op.w_base, x_base=op.x_base, y_base=0,
                       b_base=op.b_base if op.gstore == GStore.BOTH else 0, grad=1, batch=S, gstore=op.gstore,
-                      g_base=op.g_base, limit=mask_no_limit(cfg))
+                      g_base=op.g_base, limit=mask_no_limit(cfg), pq=int(op.packed),
+                      pq_e=op.pq_e if op.packed else 0, pq_c=pq_c)
+
+
+def _check_packed_grad(cfg: FixarConfig, op: LayerOp) -> int:
+    """A packed weight gradient's limits (docs/array.md, "Packed weight
+    gradients"); returns its correction's input word. Each lane sums D (q -
+    2^15) over the batch, the cores' sums added: the same bound as a packed
+    forward product's, with the batch as the reduction."""
+    if cfg.array.rows % 2 or cfg.array.cols % 2:
+        raise ArrayOpError("a packed weight gradient pairs features in a word: array.rows and cols must be even")
+    if op.gstore not in (GStore.WEIGHT, GStore.BOTH):
+        raise ArrayOpError("a packed weight gradient keeps dW in the gradient memory: gstore 1 or 3")
+    return _packed_correction(cfg, op, op.batch)
 
 
 def cycles(cfg: FixarConfig, d: Descriptor, latency: int) -> int:
@@ -541,7 +577,10 @@ def grad_images(cfg: FixarConfig, d: Descriptor, D: np.ndarray, X: np.ndarray, c
     Dp = np.zeros((d.n_ot * R, d.batch), dtype=np.int64)
     Dp[:D.shape[0]] = _slice(cfg, d, D, core)
     d_rows = Dp.reshape(d.n_ot, R, d.batch).transpose(0, 2, 1).reshape(-1, R)
-    stride = d.slots - (d.gstore == GStore.BOTH)       # a folded bias gradient's ones slot has no X^T row
+    # a folded bias gradient's ones slot and a packed one's correction slot have no X^T row
+    stride = d.slots - (d.gstore == GStore.BOTH) - d.pq
+    if d.pq:    # X: the offset codes q - 2^15, in feature pairs
+        return _pack(d_rows, bits), pair_image(cfg, X, op_batch_total(cfg, d), core, stride)
     return _pack(d_rows, bits), feature_major_image(cfg, X, op_batch_total(cfg, d), core, stride)
 
 
@@ -563,6 +602,27 @@ def feature_major_image(cfg: FixarConfig, X: np.ndarray, batch: int, core: int, 
     return _pack(xt_banks(cfg, rows, K), cfg.pe.act32.bits)
 
 
+def pair_image(cfg: FixarConfig, codes: np.ndarray, batch: int, core: int, pairs: int | None = None,
+               pad: int = 0) -> list[int]:
+    """The X^T memory rows of core ``core`` for packed QAT codes q - 2^15
+    (features x batch) in feature pairs, as a packed weight gradient reads
+    them and a packed store with ``pq_t`` writes them: row j*pairs + k' holds
+    features 2k' (low half) and 2k' + 1 of batch entries j*R .. j*R + R - 1,
+    entry r's word in bank (r + 2k') mod R. ``pad``: the code of a feature
+    past the last (an odd count's pair, and whole pairs up to ``pairs``)."""
+    R, N, L = cfg.array.rows, cfg.array.cores, cfg.pe.act16.bits
+    S = math.ceil(batch / N)
+    pairs = math.ceil(codes.shape[0] / 2) if pairs is None else pairs
+    n_kr = math.ceil(S / R)
+    Xp = np.full((2 * pairs, n_kr * R), pad, dtype=np.int64)
+    part = np.asarray(codes)[:, core * S:(core + 1) * S]
+    Xp[:part.shape[0], :part.shape[1]] = part
+    mask = (1 << L) - 1
+    words = (Xp[0::2] & mask) | ((Xp[1::2] & mask) << L)         # pairs x entries
+    rows = words.reshape(pairs, n_kr, R).transpose(1, 0, 2).reshape(-1, R)
+    return _pack(xt_banks(cfg, rows, pairs, step=2), cfg.pe.act32.bits)
+
+
 def slot_major_image(cfg: FixarConfig, X: np.ndarray, batch: int, core: int) -> list[int]:
     """The activation memory rows of core ``core`` for X (features x batch), as
     an intra-batch FXP32 product reads and stores them: row kt*S + s."""
@@ -579,12 +639,14 @@ def packed_slot_major_image(cfg: FixarConfig, codes: np.ndarray, batch: int, cor
     return activation_image(cfg, op, describe(cfg, op), np.asarray(codes), core)
 
 
-def xt_banks(cfg: FixarConfig, rows: np.ndarray, K: int) -> np.ndarray:
+def xt_banks(cfg: FixarConfig, rows: np.ndarray, K: int, step: int = 1) -> np.ndarray:
     """Feature-major rows (j, k) -> the X^T memory's bank words: word r of
     feature k sits in bank (r + k) mod R (so a forward beat, one batch entry of
-    R features, writes one word per bank)."""
+    R features, writes one word per bank); of feature pair k (``step`` 2), in
+    bank (r + 2k) mod R (a packed beat's two entries fill the even and the
+    odd banks)."""
     R = cfg.array.rows
-    k = (np.arange(len(rows)) % K)[:, None]
+    k = (np.arange(len(rows)) % K)[:, None] * step
     b = np.arange(R)[None, :]
     return rows[np.arange(len(rows))[:, None], (b - k) % R]
 
@@ -592,16 +654,32 @@ def xt_banks(cfg: FixarConfig, rows: np.ndarray, K: int) -> np.ndarray:
 def unpack_grad(cfg: FixarConfig, op: LayerOp, d: Descriptor,
                 outputs: list[tuple[int, int, int, int, int]]) -> np.ndarray:
     """Output beats (core, tile, slot, lo, hi) of a gradient product -> dW (M x K) codes;
-    with a folded bias gradient (gstore 3) M x (K + 1), the bias gradient last."""
+    with a folded bias gradient (gstore 3) M x (K + 1), the bias gradient last.
+    A packed gradient's beat (slot s > 0, not the ones slot) is inputs 2(s - 1)
+    (low lane) and 2(s - 1) + 1 (high lane); its correction slot never leaves."""
     C, gb = cfg.array.cols, cfg.adam.grad.bits
-    dW = np.zeros((d.n_ot * C, d.slots), dtype=np.int64)
+    fold = d.gstore == GStore.BOTH
+    inputs = d.slots - fold - d.pq
+    cols = 2 * inputs if d.pq else inputs
+    dW = np.zeros((d.n_ot * C, cols + fold), dtype=np.int64)
     seen = set()
-    for core, tile, slot, lo, _ in outputs:
-        if core != 0 or (tile, slot) in seen:
+
+    def words(x: int) -> np.ndarray:
+        v = np.array([(x >> (c * gb)) & ((1 << gb) - 1) for c in range(C)], dtype=np.int64)
+        return np.where(v >> (gb - 1), v - (1 << gb), v)
+
+    for core, tile, slot, lo, hi in outputs:
+        if core != 0 or (tile, slot) in seen or slot < d.pq:
             raise AssertionError(f"unexpected gradient beat (core {core}, tile {tile}, slot {slot})")
         seen.add((tile, slot))
-        v = np.array([(lo >> (c * gb)) & ((1 << gb) - 1) for c in range(C)], dtype=np.int64)
-        dW[tile * C:(tile + 1) * C, slot] = np.where(v >> (gb - 1), v - (1 << gb), v)
-    if len(seen) != d.n_ot * d.slots:
-        raise AssertionError(f"{d.n_ot * d.slots - len(seen)} gradient beats never arrived")
-    return dW[:op.M]
+        rows = slice(tile * C, (tile + 1) * C)
+        if fold and slot == d.slots - 1:
+            dW[rows, cols] = words(lo)
+        elif d.pq:
+            dW[rows, 2 * (slot - 1)], dW[rows, 2 * slot - 1] = words(lo), words(hi)
+        else:
+            dW[rows, slot] = words(lo)
+    if len(seen) != d.n_ot * (d.slots - d.pq):
+        raise AssertionError(f"{d.n_ot * (d.slots - d.pq) - len(seen)} gradient beats never arrived")
+    keep = list(range(op.K)) + ([cols] if fold else [])
+    return dW[:op.M][:, keep]
