@@ -27,7 +27,7 @@ import cocotb
 import numpy as np
 import pytest
 
-from fixar.compiler.program import step_cycles
+from fixar.compiler.program import Grad, step_cycles
 from fixar.config import load
 from fixar.sim import engine_tb
 from fixar.sim.rtl import generated, run_module, run_mutated
@@ -120,6 +120,7 @@ async def test_training_steps(dut):
                  "clipped_errors": twin.st.clipped_errors,
                  "packed_products": sum(1 for ins in host.prog.instrs if getattr(getattr(ins, "op", None), "packed",
                                                                                  False)),
+                 "packed_gradients": sum(1 for ins in host.prog.instrs if isinstance(ins, Grad) and ins.op.packed),
                  "wall_s": round(time.perf_counter() - start_wall, 1)})
 
 
@@ -163,6 +164,8 @@ def test_steps_with_a_packed_phase_2_bit_exact(steps, switch):
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
     assert fig["identical_steps"] == steps and fig["packed_products"] > 0
+    # every weight gradient packed: each layer's input is a quantizer's codes (s^T, [s;a]^T, hidden pairs)
+    assert fig["packed_gradients"] == 2 * len(json.loads(NETS_JSON)[2]) + 2, fig
     assert fig["clipped_errors"] > 0, "no error met a quantizer's top: the packed masks' limits went unchecked"
     assert fig["cycles_qat_phase2"] < fig["cycles_fxp32"], fig
 

@@ -21,7 +21,8 @@ Instructions:
   the moments written back (port B) the lanes' latency later. The pass has
   its own state machine; with ``overlap`` the controller goes on after the
   bias rows, and only ARRAY instructions run beside the weight rows (the
-  compiler gives them the other group of the weight memory's RAMs).
+  compiler gives them the other group of the weight memory's RAMs), but for
+  a packed weight gradient, which writes the gradient memory's read port.
 * SYNC: wait for that pass's last cycle (any instruction but ARRAY waits
   in decode the same way).
 * SOFT: target rows <- SOFT(online rows, target rows) through the vector
@@ -340,7 +341,11 @@ class Trainer(wiring.Component):
             # pass's last cycle, which uses no port (a SYNC does nothing else), or for a new ADAM
             # until the cycle after, when the pass's state machine is idle again
             waits = Mux(opcode == Opcode.ADAM, c.a_busy, c.a_busy & ~c.a_last)
-            with m.If(~waits | (opcode == Opcode.ARRAY)):
+            # ... and so does a packed weight gradient: it writes the gradient memory
+            # through port A, which the pass reads
+            packed_grad = _field(instr, Opcode.ARRAY, "grad")[0] & _field(instr, Opcode.ARRAY, "pq")[0]
+            beside = (opcode == Opcode.ARRAY) & ~packed_grad
+            with m.If(~waits | beside):
                 with m.Switch(opcode):
                     with m.Case(Opcode.ARRAY):
                         m.d.comb += arr.start.eq(1)

@@ -90,7 +90,7 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
                 q16 = quantize16(cfg, D, z, Y)
                 Y = dequantize16(cfg, D, z, q16)
             if op.packed:
-                _packed_stores(st, ins, Y, q16)
+                _packed_stores(st, ins, Y, q16, st.quant[op.qidx] if op.fq else None)
                 continue
             if op.mask:
                 Y = _masked(st, ins.m, Y)
@@ -105,7 +105,8 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
                 st.grad[ins.param] = bias_grad(cfg, D)
             else:
                 K = p.tensors[ins.param].shape[1]
-                st.grad[ins.param] = weight_grad(cfg, D, T[ins.x][:ins.op.K])[:, :K]
+                X = T[ins.x][:ins.op.K]         # a packed gradient's: the codes, in feature pairs on chip
+                st.grad[ins.param] = weight_grad(cfg, D, _dequantized(cfg, ins.op, X) if ins.op.packed else X)[:, :K]
                 if ins.bias is not None:    # the same product's ones slot (GStore.BOTH)
                     st.grad[ins.bias] = bias_grad(cfg, D)
         elif isinstance(ins, Vec) and ins.op == VecOp.NOISE:
@@ -142,12 +143,13 @@ def _dequantized(cfg: FixarConfig, op, X: np.ndarray) -> np.ndarray:
     return (X + (half - op.pq_zero)) << op.pq_e
 
 
-def _packed_stores(st: ProgramState, ins: Matmul, Y: np.ndarray, codes: np.ndarray | None) -> None:
+def _packed_stores(st: ProgramState, ins: Matmul, Y: np.ndarray, codes: np.ndarray | None, quant) -> None:
     """A packed product's stores (docs/array.md, "Packed QAT products"): its
     outputs' codes q - 2^15 (``y``), or with a lane store one lane's FXP32
     values (each core's even or odd batch entries: a core's slice is
     contiguous and holds whole pairs); their mask bits in rows of their own
-    (``ym``); their FXP32 feature-major copy (``yt``)."""
+    (``ym``); their codes again in feature pairs (``yt`` with pq_t), every
+    feature of the output tiles: the padding outputs' are 0's code."""
     op, R = ins.op, st.cfg.array.rows
     if ins.y is not None and op.pq_lane:
         lane = op.pq_lane - 1
@@ -156,7 +158,11 @@ def _packed_stores(st: ProgramState, ins: Matmul, Y: np.ndarray, codes: np.ndarr
         st.write(ins.y, codes - packed_code_offset(st.cfg), ins.y_tile * R)
     if ins.ym is not None:
         st.store(ins.ym, Y, mask_no_limit(st.cfg) if op.limit is None else op.limit)
-    if ins.yt is not None:
+    if ins.yt is not None and op.pq_t:
+        full = np.zeros((st.t[ins.yt].shape[0], Y.shape[1]), dtype=I64)
+        full[:Y.shape[0]] = Y
+        st.write(ins.yt, quantize16(st.cfg, *quant, full) - packed_code_offset(st.cfg))
+    elif ins.yt is not None:
         st.write(ins.yt, Y)
 
 

@@ -58,7 +58,9 @@ class Tensor:
     rows: int
     shape: tuple[int, int]
     grad: int = -1  # an online network's parameter: its gradient's (and moments') first row
-    packed: bool = False    # A space: QAT phase 2's 16-bit codes q - 2^15, two batch vectors per word
+    # QAT phase 2's 16-bit codes q - 2^15: two batch vectors per word (A space), or
+    # two features per word (T space: the packed weight gradient's X^T, in feature pairs)
+    packed: bool = False
 
 
 @dataclass(frozen=True)
@@ -368,9 +370,12 @@ class _Builder:
     def mask_rows(self, name, features):   # a packed store's mask bits: the FXP32 layout's rows
         return self.tensor(name, "M", (features, self.batch), self.tiles(features) * self.S)
 
-    def act_t(self, name, features):    # feature-major, per core: row j*K + k, K = features padded to tiles
+    def act_t(self, name, features, packed=False):
+        """Feature-major, per core: row j*K + k, K = features padded to tiles;
+        packed (the codes in feature pairs): row j*K/2 + k'."""
         tiles, R = self.tiles, self.R
-        return self.tensor(name, "T", (tiles(features) * R, self.batch), tiles(self.S) * tiles(features) * R)
+        rows = tiles(self.S) * tiles(features) * R
+        return self.tensor(name, "T", (tiles(features) * R, self.batch), rows // 2 if packed else rows, packed)
 
     def vec1(self, name, features):     # acting: one vector, one row per feature tile
         return self.tensor(name, "A", (features, 1), self.tiles(features))
@@ -413,7 +418,8 @@ class _Builder:
         """The forward pass of QAT's phase 2 in packed products (docs/program.md,
         "Packed phase 2"): each layer's input is its quantizer's codes, two
         vectors a word; a hidden layer stores its outputs' codes for the next,
-        with ``keep_t`` their FXP32 feature-major copy and with ``masks`` their
+        with ``keep_t`` the codes again in feature pairs (the packed weight
+        gradient's X^T) and with ``masks`` their
         mask bits in rows of their own (the FXP32 layout's); the last layer's
         FXP32 outputs come from two lane stores, the actor's also as codes in
         ``out``. Returns the outputs as the backward pass reads them (the mask
@@ -429,10 +435,11 @@ class _Builder:
                          pq_e=delta.bit_length() - 1 - cfg.pe.act16.bits)
             if i < len(layers) - 1:
                 y = self.act(f"{net}{tag}.y{i}", mm, packed=True)
-                yt = self.act_t(f"{net}{tag}.y{i}^T", mm) if keep_t else None
+                yt = self.act_t(f"{net}{tag}.y{i}^T", mm, packed=True) if keep_t else None
                 ym = self.mask_rows(f"{net}{tag}.y{i}.mask", mm) if masks else None
                 fq = self.quant_fields(net, i, False, None, False)
-                op = dataclasses.replace(op, store=True, store_t=yt is not None, mask=ym is not None,
+                op = dataclasses.replace(op, store=True, store_t=yt is not None, pq_t=yt is not None,
+                                         mask=ym is not None,
                                          limit=self.mask_limit(net, i + 1), **fq)
                 p.instrs.append(Matmul(op, w, b, x, y, yt, ym=ym))
                 outs.append(ym)
@@ -473,12 +480,17 @@ class _Builder:
             mm, k = p.tensors[w].shape
             if grads:
                 K = self.tiles(k) * self.R
-                if K < self.cfg.array.psum_slots:     # the bias gradient in one more slot of the same product
-                    op = LayerOp(M=mm, K=K, batch=batch, grad=True, bias=False, gstore=GStore.BOTH)
-                    p.instrs.append(Grad(op, d, xs_t[i], w, bias=b))
+                op = LayerOp(M=mm, K=K, batch=batch, grad=True, bias=False)
+                slots = K
+                if p.tensors[xs_t[i]].packed:     # the packed weight gradient: X^T in feature pairs
+                    delta, zero = self.quantizers[quantizer_index(p, net, i)]
+                    op = dataclasses.replace(op, mode=PEMode.FXP16, packed=True, pq_zero=zero,
+                                             pq_e=delta.bit_length() - 1 - self.cfg.pe.act16.bits)
+                    slots = 1 + K // 2            # the correction slot, then the pairs
+                if slots < self.cfg.array.psum_slots:     # the bias gradient in one more slot of the same product
+                    p.instrs.append(Grad(dataclasses.replace(op, gstore=GStore.BOTH), d, xs_t[i], w, bias=b))
                 else:
-                    op = LayerOp(M=mm, K=K, batch=batch, grad=True, bias=False, gstore=GStore.WEIGHT)
-                    p.instrs.append(Grad(op, d, xs_t[i], w))
+                    p.instrs.append(Grad(dataclasses.replace(op, gstore=GStore.WEIGHT), d, xs_t[i], w))
                     op = LayerOp(M=mm, K=1, batch=batch, grad=True, bias=False, gstore=GStore.BIAS)
                     p.instrs.append(Grad(op, d, None, b, ones=self.ones))
             if i == 0 and not want_input:
@@ -533,9 +545,9 @@ def _declare_batch_inputs(b: _Builder, obs_dim: int, act_dim: int, obs_p: int) -
     s_in = act("s", obs_dim, pk)
     s2_in = act("s2", obs_dim, pk)
     smu = act("[s;mu]", obs_p + act_dim, pk)        # the host writes s; the actor adds mu
-    s_t = act_t("s^T", obs_dim)
+    s_t = act_t("s^T", obs_dim, pk)
     sa = act("[s;a]", obs_p + act_dim, pk)
-    sa_t = act_t("[s;a]^T", obs_p + act_dim)
+    sa_t = act_t("[s;a]^T", obs_p + act_dim, pk)
     s2mu = act("[s2;mu']", obs_p + act_dim, pk)
     r = act("r", 1)
     done = act("done", 1)
@@ -776,12 +788,15 @@ def timeline(cfg: FixarConfig, p: Program, instrs: list, S: int, array_latency: 
     """Each instruction's cycles from its fetch to the next fetch in a run of
     ``instrs`` and the HALT after them (the last entry). An ADAM with
     ``overlap`` takes its bias pass; its weight pass runs on beside the
-    ARRAY instructions that follow. Every other instruction waits in decode
-    until that pass's last cycle (an ADAM: the cycle after it)."""
+    ARRAY instructions that follow, but for a packed weight gradient (it
+    writes the gradient memory through the port the pass reads). Every other
+    instruction waits in decode until that pass's last cycle (an ADAM: the
+    cycle after it)."""
     out, now, adam_end = [], 0, None     # now: the cycle of this instruction's fetch
     for ins in [*instrs, None]:
         cycles = 2 if ins is None else instr_cycles(cfg, p, ins, S, array_latency)
-        if adam_end is not None and not isinstance(ins, (Matmul, Grad)):
+        beside = isinstance(ins, Matmul) or (isinstance(ins, Grad) and not ins.op.packed)
+        if adam_end is not None and not beside:
             cycles += max(0, adam_end + isinstance(ins, Adam) - (now + 1))
             adam_end = None
         if isinstance(ins, Adam) and ins.overlap:

@@ -20,6 +20,7 @@ from fixar.compiler.array_ops import (
     bias_image,
     feature_major_image,
     packed_slot_major_image,
+    pair_image,
     slot_major_image,
     weight_from_image,
     weight_image,
@@ -300,7 +301,11 @@ class EngineHost:
             q["critic"].track(0, np.vstack([S, A]))
         s_a, sa_seen = self.seen_input("actor", S), self.seen_input("critic", sa)
         # a packed program's inputs are the codes q - 2^15 of the networks' quantizers
-        seen = self.packed_codes if any(t.packed for t in p.tensors.values()) else self.seen_input
+        packed = any(t.packed for t in p.tensors.values())
+        seen = self.packed_codes if packed else self.seen_input
+        if packed:      # and its gradients' X^T the same codes of every feature (padding: 0's code)
+            s_a = self.packed_codes("actor", _padded(S, p.tensors[p.inputs["s^T"]].shape[0]))
+            sa_seen = self.packed_codes("critic", _padded(sa, p.tensors[p.inputs["[s;a]^T"]].shape[0]))
         roles = {"s": seen("actor", S), "s^T": s_a, "[s;mu]": seen("critic", S), "[s;a]": seen("critic", sa),
                  "[s;a]^T": sa_seen, "s2": seen("actor", S2), "[s2;mu']": seen("critic", S2),
                  "r": np.asarray(R, dtype=I64).reshape(1, B),
@@ -315,7 +320,10 @@ class EngineHost:
         for name, X in tensors.items():
             t = T[name]
             for n in range(cfg.array.cores):
-                if t.packed:     # QAT's packed phase 2: codes, two batch entries a word
+                if t.packed and t.space == "T":     # the packed weight gradient's X^T: feature pairs
+                    rows = pair_image(cfg, X, batch, n, t.shape[0] // 2)
+                    out.append(Write("tm", t.base, tuple(rows), we=1 << n))
+                elif t.packed:     # QAT's packed phase 2: codes, two batch entries a word
                     out.append(Write("am", t.base, tuple(packed_slot_major_image(cfg, X, batch, n)), we=1 << n))
                 elif t.space == "T":
                     rows = feature_major_image(cfg, X, batch, n, t.shape[0])
@@ -404,3 +412,11 @@ class EngineHost:
                     v = unpack_words([r[1] for r in mrows], C, ad.v.bits, signed=False)[:t.shape[0]]
                 moments[name] = (m, v)
         return params, moments
+
+
+def _padded(X, rows: int) -> np.ndarray:
+    """X (features x batch) with zero features appended up to ``rows``."""
+    X = np.asarray(X, dtype=I64)
+    out = np.zeros((rows, X.shape[1]), dtype=I64)
+    out[:X.shape[0]] = X
+    return out
