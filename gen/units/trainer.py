@@ -32,8 +32,9 @@ Instructions:
   does not), bias rows one per two cycles (port B alternates between
   reading targets and writing them).
 VEC streams like SOFT (a through port A, b through port B, per core);
-with flags (TD's done) it reads three operands a row, about eight cycles
-per row, on tensors one feature tile wide.
+with flags (TD's done) each row's flag row follows through port A on the
+odd cycle, so it streams too, two cycles behind (it took eight a row as
+three reads, compute and write in turn: 8,194 of a B = 512 step's cycles).
 """
 from __future__ import annotations
 
@@ -143,12 +144,10 @@ class Trainer(wiring.Component):
         c.a_instr = a_instr = Signal.like(instr, name="adam_instr")
         adam_out = self._adam_lanes(m, arr, lanes, st_mems, a_instr, scal, c)
 
-        R, N, wb = cfg.array.rows, cfg.array.cores, cfg.pe.weight.bits
+        N = cfg.array.cores
         core_mask = Signal(N)
         m.d.comb += core_mask.eq(Const(1, N) << c.core)
-        core_row = Signal(R * wb)
-        m.d.comb += core_row.eq(arr.am_rdata.word_select(c.core, R * wb))
-        c.core_mask, c.core_row = core_mask, core_row
+        c.core_mask = core_mask
 
         F = {op: {n: _field(instr, op, n) for n in ISA_FIELDS[op]} for op in (Opcode.VEC, Opcode.SOFT)}
         fv, fs = F[Opcode.VEC], F[Opcode.SOFT]
@@ -156,7 +155,6 @@ class Trainer(wiring.Component):
 
         with m.FSM(name="ctl"):
             self._dispatch_states(m, arr, pr, instr, opcode, c)
-            self._vec_states(m, vec, scal, fv, c)
             self._vec_stream_state(m, fv, c)
             self._soft_state(m, fs, c)
         with m.FSM(name="adam"):
@@ -257,18 +255,18 @@ class Trainer(wiring.Component):
         c.ctl, c.st_addr, c.st_we, c.st_waddr, c.st_m, c.st_v = ctl, st_addr, st_we, st_waddr, st_m, st_v
 
     def _vector_inputs(self, m: Module, arr, vec, instr, scal: list, c: SimpleNamespace) -> None:
-        """The vector unit's inputs: held in registers by the FSM (VEC with flags),
-        or straight from memory (SOFT and flag-less VEC streaming)."""
+        """The vector unit's inputs: straight from memory (SOFT and flag-less
+        VEC streaming), or for a VEC with flags from registers that hold a
+        row's a and b until its flags arrive (see _vec_stream_state)."""
         R, wb = self.cfg.array.rows, self.cfg.pe.weight.bits
         core, bias_pass, busy = c.core, c.bias_pass, c.busy
-        vec_valid = Signal()
-        vec_op = Signal(enum_bits(VecOp))
-        vec_c = Signal(64)
+        vec_valid = Signal()            # a VEC with flags: its row's a, b and flags are in reg_*
         fv_op = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("op"), ISA_FIELD_BITS)[:enum_bits(VecOp)]
         fv_coef = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("coef"), ISA_FIELD_BITS)[:4]
         fv_count = instr.word_select(1 + ISA_FIELDS[Opcode.VEC].index("count"), ISA_FIELD_BITS)[:len(vec.count)]
         fv_limit = _field(instr, Opcode.VEC, "limit")[:len(vec.limit)]   # held by instr while the VEC runs
-        streaming = Signal()            # SOFT and flag-less VEC feed the vector unit straight from memory
+        streaming = Signal()            # SOFT and VEC stream; flag-less, straight from memory
+        flagged = Signal()              # a streamed VEC with flags
         soft = Signal()                 # ... from the weight/bias memories (else a core's activations)
         core_a = Signal(R * wb)
         core_b = Signal(R * wb)
@@ -280,21 +278,23 @@ class Trainer(wiring.Component):
         fused_a, fused_b = Signal(R * wb), Signal(R * wb)
         with_soft = Signal()            # SOFT's coefficient and operation (a SOFT pass, or ADAM's fused one)
         m.d.comb += with_soft.eq(soft | fused)
-        m.d.comb += [vec.valid.eq(Mux(fused, fused_valid, Mux(streaming, c.soft_issue, vec_valid))),
-                     vec.op.eq(Mux(with_soft, VecOp.SOFT, Mux(streaming, fv_op, vec_op))),
-                     vec.c.eq(Mux(with_soft, tau, Mux(streaming, coef, vec_c))[:len(vec.c)]),
-                     vec.count.eq(Mux(streaming, fv_count, R)), vec.limit.eq(fv_limit),
+        plain = streaming & ~flagged
+        m.d.comb += [vec.valid.eq(Mux(fused, fused_valid, Mux(plain, c.soft_issue, vec_valid))),
+                     vec.op.eq(Mux(with_soft, VecOp.SOFT, fv_op)),
+                     vec.c.eq(Mux(with_soft, tau, coef)[:len(vec.c)]),
+                     vec.count.eq(Mux(plain, fv_count, R)), vec.limit.eq(fv_limit),
                      vec.a.eq(Mux(fused, fused_a, Mux(soft, Mux(bias_pass, arr.bm_adata, arr.wm_adata),
-                                                      Mux(streaming, core_a, c.reg_a)))),
+                                                      Mux(plain, core_a, c.reg_a)))),
                      vec.b.eq(Mux(fused, fused_b, Mux(soft, Mux(bias_pass, arr.bm_rdata, arr.wm_tdata),
-                                                      Mux(streaming, core_b, c.reg_b)))),
-                     vec.flag.eq(Mux(streaming, 0, c.reg_f)),
+                                                      Mux(plain, core_b, c.reg_b)))),
+                     vec.flag.eq(Mux(plain, 0, c.reg_f)),
                      vec.seed_we.eq(self.prng_we & ~busy), vec.seed.eq(self.prng_seed),
                      self.prng_state.eq(vec.prng_state)]
         soft_out_valid = Signal()
         soft_out = Signal(R * wb)
         m.d.sync += [soft_out_valid.eq(vec.out_valid & (streaming | fused)), soft_out.eq(vec.y)]
-        c.vec_valid, c.vec_op, c.vec_c, c.streaming, c.soft = vec_valid, vec_op, vec_c, streaming, soft
+        c.vec_valid, c.streaming, c.flagged, c.soft, c.core_a, c.core_b = vec_valid, streaming, flagged, soft, \
+            core_a, core_b
         c.fused, c.fused_valid, c.fused_a, c.fused_b = fused, fused_valid, fused_a, fused_b
         c.soft_out_valid, c.soft_out = soft_out_valid, soft_out
 
@@ -352,10 +352,7 @@ class Trainer(wiring.Component):
                         m.next = "ARRAY_WAIT"
                     with m.Case(Opcode.VEC):
                         m.d.sync += [rd.eq(0), tick.eq(0), c.soft_issue.eq(0)]
-                        with m.If(_field(instr, Opcode.VEC, "use_flag")[0]):
-                            m.next = "VEC_RA"
-                        with m.Else():
-                            m.next = "VEC_RUN"
+                        m.next = "VEC_RUN"
                     with m.Case(Opcode.ADAM):
                         m.d.comb += c.a_start.eq(1)
                         m.next = "ADAM_WAIT"
@@ -377,43 +374,21 @@ class Trainer(wiring.Component):
         with m.State("ARRAY_SETTLE"):   # the last stored results reach memory
             _next_instr(m, pc)
 
-    def _vec_states(self, m: Module, vec, scal: list, fv: dict, c: SimpleNamespace) -> None:
-        """VEC with flags: per core, per row: read a, b, flags; compute; write y."""
-        R, wb = self.cfg.array.rows, self.cfg.pe.weight.bits
-        ctl, row, core, core_mask, core_row = c.ctl, c.row, c.core, c.core_mask, c.core_row
-        for state, src in (("VEC_RA", "a_row"), ("VEC_RB", "b_row"), ("VEC_RF", "flag_row")):
-            with m.State(state):
-                m.d.comb += [ctl["am_re"].eq(core_mask), ctl["am_addr"].eq(fv[src] + row)]
-                if state == "VEC_RB":
-                    m.d.sync += c.reg_a.eq(core_row)
-                if state == "VEC_RF":
-                    m.d.sync += c.reg_b.eq(core_row)
-                m.next = {"VEC_RA": "VEC_RB", "VEC_RB": "VEC_RF", "VEC_RF": "VEC_GO"}[state]
-        with m.State("VEC_GO"):
-            flags = [core_row.word_select(j, wb).any() & fv["use_flag"][0] for j in range(R)]
-            m.d.sync += [c.reg_f.eq(Cat(*flags)), c.vec_valid.eq(1), c.vec_op.eq(fv["op"][:enum_bits(VecOp)]),
-                         c.vec_c.eq(_scalar(scal, fv["coef"][:4]))]
-            m.next = "VEC_WAIT"
-        with m.State("VEC_WAIT"):
-            m.d.sync += c.vec_valid.eq(0)
-            with m.If(vec.out_valid):
-                m.d.comb += [ctl["am_we"].eq(core_mask), ctl["am_addr"].eq(fv["y_row"] + row),
-                             ctl["am_data"].eq(vec.y)]
-                with m.If(row + 1 < fv["rows"]):
-                    m.d.sync += row.eq(row + 1)
-                    m.next = "VEC_RA"
-                with m.Elif(core + 1 < fv["cores"]):
-                    m.d.sync += [row.eq(0), core.eq(core + 1)]
-                    m.next = "VEC_RA"
-                with m.Else():
-                    _next_instr(m, c.pc)
-
     def _vec_stream_state(self, m: Module, fv: dict, c: SimpleNamespace) -> None:
-        """VEC without flags, streamed like SOFT: per core, a (port A) and b
-        (port B) read on even cycles, y written through port B on odd ones."""
+        """VEC, streamed like SOFT: per core, a (port A) and b (port B) read on
+        even cycles, y written through port B on odd ones. With flags (TD's
+        done) the row's flag row is read through port A on the odd cycle
+        after, and a and b wait for it in registers: the row enters the
+        vector unit two cycles later than a flag-less one, on a cycle of the
+        same parity, so its y is written on an odd cycle too."""
         ctl, ctl_a, row, rd, tick, core, core_mask = c.ctl, c.ctl_a, c.row, c.rd, c.tick, c.core, c.core_mask
+        R, wb = self.cfg.array.rows, self.cfg.pe.weight.bits
+        flagged = fv["use_flag"][0]
+        flag_data = Signal(name="vec_flag_data")     # this cycle, port A's data is a flag row
         with m.State("VEC_RUN"):
-            m.d.comb += c.streaming.eq(1)
+            m.d.comb += [c.streaming.eq(1), c.flagged.eq(flagged)]
+            m.d.sync += [flag_data.eq(0), c.vec_valid.eq(flag_data),
+                         c.reg_f.eq(Cat(*[c.core_a.word_select(j, wb).any() for j in range(R)]))]
             m.d.sync += tick.eq(~tick)
             with m.If((rd == fv["rows"]) & (row == fv["rows"])):
                 m.d.sync += tick.eq(0)
@@ -423,8 +398,12 @@ class Trainer(wiring.Component):
                     _next_instr(m, c.pc)
             with m.Else():
                 issue = (rd < fv["rows"]) & ~tick
-                m.d.comb += [ctl_a["am_rea"].eq(Mux(issue, core_mask, 0)), ctl_a["am_aaddr"].eq(fv["a_row"] + rd),
-                             ctl["am_re"].eq(Mux(issue, core_mask, 0)), ctl["am_addr"].eq(fv["b_row"] + rd)]
+                m.d.comb += [ctl["am_re"].eq(Mux(issue, core_mask, 0)), ctl["am_addr"].eq(fv["b_row"] + rd)]
+                with m.If(issue):
+                    m.d.comb += [ctl_a["am_rea"].eq(core_mask), ctl_a["am_aaddr"].eq(fv["a_row"] + rd)]
+                with m.Elif(flagged & c.soft_issue):      # the row's a and b arrived: read its flags
+                    m.d.comb += [ctl_a["am_rea"].eq(core_mask), ctl_a["am_aaddr"].eq(fv["flag_row"] + rd - 1)]
+                    m.d.sync += [c.reg_a.eq(c.core_a), c.reg_b.eq(c.core_b), flag_data.eq(1)]
                 m.d.sync += [c.soft_issue.eq(issue), rd.eq(Mux(issue, rd + 1, rd))]
                 with m.If(c.soft_out_valid):
                     m.d.comb += [ctl["am_we"].eq(core_mask), ctl["am_addr"].eq(fv["y_row"] + row),

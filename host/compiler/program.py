@@ -744,7 +744,8 @@ def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int |
     fetch and decode: 2; ARRAY: the array's cycles (fixar.compiler.array_ops.cycles)
     and one settling cycle; streamed VEC and SOFT's bias rows: per core or pass
     2n + 2 + (vector latency + 1 hold + 1 final check) for n rows; SOFT's
-    weight rows n + 3 + the vector latency; VEC with flags: 8 per row; ADAM:
+    weight rows n + 3 + the vector latency; VEC with flags: the same stream
+    and 2 (each row's flags read after its a and b); ADAM:
     per pass n + 2 + the Adam latency (with ``overlap``, the bias pass only:
     :func:`adam_passes`); SYNC: 2."""
     from fixar.compiler.array_ops import cycles as array_cycles
@@ -760,8 +761,8 @@ def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int |
     if isinstance(ins, Vec):
         n_tiles = ins.n_tiles if ins.n_tiles is not None else math.ceil(p.tensors[ins.y].shape[0] / R)
         rows, cores = n_tiles * S, 1 if ins.one_core else N
-        if ins.flag is not None:
-            return 2 + cores * rows * (4 + t.vector + 1)
+        if ins.flag is not None:        # each row waits two cycles for its flags: the same stream, 2 later
+            return 2 + cores * (stream(rows) + 2 if rows else 1)
         return 2 + cores * stream(rows)
     if isinstance(ins, Adam):
         bias, weights = adam_passes(cfg, p, ins)
