@@ -912,10 +912,12 @@ def test_bench_catches_a_folded_bias_gradient_on_the_wrong_stride(monkeypatch):
 
 
 @pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
-def test_bench_catches_packed_lanes_left_unshifted(monkeypatch):
+@pytest.mark.parametrize("testcase", ["test_packed_qat_products", "test_packed_weight_gradients"])
+def test_bench_catches_packed_lanes_left_unshifted(monkeypatch, testcase):
     """The cores' packed lanes planted unshifted: every packed QAT product
-    with e > 0 then sums its lanes at the wrong scale against the correction.
-    The packed test must fail."""
+    with e > 0 then sums its lanes at the wrong scale against the correction,
+    and so does every packed weight gradient (its lane sums, the cores'
+    added). Both packed tests must fail."""
     from fixar.gen.emit import emit
     from fixar.gen.units import core
     from fixar.sim.runner import BUILD_ROOT
@@ -924,8 +926,8 @@ def test_bench_catches_packed_lanes_left_unshifted(monkeypatch):
     out = BUILD_ROOT / "planted_bug" / "array_packed_unshifted"
     emit(cfg, out, array=True)
     res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-packed-unshifted",
-                     testcase="test_packed_qat_products", env={"FIXAR_PACKED_CASES": "20"})
-    assert res.tests == 1 and res.failed == 1, "the bench did not notice packed lanes left unshifted"
+                     testcase=testcase, env={"FIXAR_PACKED_CASES": "20"})
+    assert res.tests == 1 and res.failed == 1, f"{testcase} did not notice packed lanes left unshifted"
 
 
 @pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
@@ -976,23 +978,6 @@ def test_bench_catches_a_packed_gradient_without_its_high_words(monkeypatch):
     res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-packed-grad-no-high",
                      testcase="test_packed_weight_gradients", env={"FIXAR_PACKED_CASES": "20"})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a packed gradient without its high words"
-
-
-@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
-def test_bench_catches_packed_gradient_lanes_left_unshifted(monkeypatch):
-    """The cores' packed lanes planted unshifted, run on the packed weight
-    gradients alone: their lane sums (the cores' added) then meet the
-    correction at the wrong scale. The packed gradient test must fail."""
-    from fixar.gen.emit import emit
-    from fixar.gen.units import core
-    from fixar.sim.runner import BUILD_ROOT
-    cfg = load("small")
-    monkeypatch.setattr(core, "packed_lane", lambda lane_sum, e: lane_sum)
-    out = BUILD_ROOT / "planted_bug" / "array_packed_unshifted"
-    emit(cfg, out, array=True)
-    res = run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-packed-unshifted",
-                     testcase="test_packed_weight_gradients", env={"FIXAR_PACKED_CASES": "20"})
-    assert res.tests == 1 and res.failed == 1, "the bench did not notice packed gradient lanes left unshifted"
 
 
 # CI time: Icarus runs the array's main bench in CI; its stochastic-rounding run is -m slow

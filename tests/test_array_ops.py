@@ -355,3 +355,15 @@ def test_descriptor_fields_are_the_array_instructions():
     from fixar.compiler.array_ops import Descriptor
     from fixar.config import ISA_FIELDS, Opcode
     assert {f.name for f in dataclasses.fields(Descriptor)} == set(ISA_FIELDS[Opcode.ARRAY])
+
+
+def test_a_packed_gradient_needs_an_even_array_side():
+    """Feature pairs fill a beat's even and odd banks: an odd side cannot hold them."""
+    small = load("small")
+    m = small.memory
+    mem = dataclasses.replace(m, **{k: getattr(m, k) // 12 * 12 for k in
+                                    ("weight_words", "grad_words", "act_words_per_core", "bias_words",
+                                     "xt_words_per_core")})
+    odd = small.variant(name="odd_side", array=dataclasses.replace(small.array, rows=3, cols=3), memory=mem)
+    with pytest.raises(ArrayOpError, match="array.rows and cols must be even"):
+        describe(odd, _packed_grad())
