@@ -87,7 +87,9 @@ def _recording(monkeypatch) -> list[tuple[str, np.ndarray]]:
     return seen
 
 
-def test_after_the_switch_every_hidden_error_is_16_bit(monkeypatch):
+@pytest.mark.parametrize("numba", [True, False], ids=["numba", "numpy"])
+def test_after_the_switch_every_hidden_error_is_16_bit(monkeypatch, numba):
+    monkeypatch.setenv("FIXAR_NO_NUMBA", "0" if numba else "1")     # both routes of the quantizer
     backend = _run(Q16E, 4, 0)
     backend.switch_to_fxp16()
     grids = {}      # rows of an error -> the (e, z) of the quantizers of that height
