@@ -77,7 +77,7 @@ def commit() -> str:
 
 # the studies `make study` wrote (hours each; not re-run here): folder -> key prefix
 STUDIES = {"": "study", "40k": "study40k", "100k": "study100k", "400": "study400", "multipliers": "studymult",
-           "multipliers_log": "studymultlog", "qat_pow2": "studypow2"}
+           "multipliers_log": "studymultlog", "qat_pow2": "studypow2", "qat16e": "studyq16e"}
 
 
 def study_figures(root: Path = ROOT) -> dict:
