@@ -204,3 +204,18 @@ def test_bad_study_arguments_are_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert code in (1, 2) and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_a_ray_that_cannot_start_is_one_line(tmp_path, capsys, monkeypatch):
+    """ray.init on an overloaded machine raises a bare Exception ("The current
+    node timed out during startup ..."): said in one line, no traceback."""
+    def timed_out(*args, **kwargs):
+        raise Exception("The current node timed out during startup. This could happen because ...")
+
+    monkeypatch.setattr(ray, "init", timed_out)
+    base = ["--envs", "Pendulum-v1", "--precisions", "fp32", "--out", str(tmp_path), *TINY, "--steps", "10"]
+    code = study(base)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code in (1, 2) and len(err) == 1, err
+    assert err[0].startswith("error: cannot start Ray (local): The current node timed out during startup"), err
+    assert not (tmp_path / "results.json").exists()

@@ -234,6 +234,9 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     products run packed FXP16 (docs/program.md, "Packed phase 2") with
     ``quantizers``, each table entry's (Delta, z)."""
     _check_shape(cfg, obs_dim, act_dim, hidden, batch)
+    if quantized and cfg.array.qat_errors != "fxp32":
+        raise ProgramError(f"config {cfg.name}: 16-bit backward errors (array.qat_errors = {cfg.array.qat_errors!r}) "
+                           "are not compiled yet (no packed transposed products): run it on the golden backend")
     _check_packed(cfg, batch, quantized, packed, quantizers)
     b = _Builder(cfg, batch, quantized, tops, quantizers if packed else None)
     obs_p = b.tiles(obs_dim) * b.R             # s padded to whole tiles; a starts at a tile

@@ -39,6 +39,11 @@ QUANTIZER_ROUNDINGS = ("half_up", "floor")
 # the array's product on it is then the packed FXP16 product of q - z shifted
 # by log2(delta) (docs/training.md, "The power-of-two quantizer step")
 QUANTIZER_SCALES = ("affine", "pow2")
+# the backward errors in QAT's phase 2: FXP32 as FIXAR keeps them, or, opt-in,
+# 16-bit codes from power-of-two quantizers of their own (frozen at the switch
+# like the activations'), so the transposed products can run packed
+# (issue 19 item 3; docs/training.md, "16-bit errors")
+QAT_ERRORS = ("fxp32", "fxp16")
 OVERFLOWS = ("saturate", "wrap")
 # The PE's multipliers by name: each is one functional model on integers in
 # fixar.config.multipliers (exact, Mitchell, MBM, DRUM, truncated array), from
@@ -54,6 +59,7 @@ GOLDEN_MAX_ACC_BITS = 62
 # (section, key, default) of fields that to_dict() omits at their default, so
 # that adding them did not change any existing config's digest.
 DIGEST_NEUTRAL_DEFAULTS = (("pe", "multiplier", "exact"), ("array", "quantizer_scale", "affine"),
+                           ("array", "qat_errors", "fxp32"),
                            ("pe", "lut_product_bits", 8))
 
 
@@ -291,6 +297,8 @@ class ArrayConfig:
     # delta: FIXAR's affine span / 2^16, or "pow2" (see QUANTIZER_SCALES). The
     # host sets delta at the switch, so the RTL is the same for both.
     quantizer_scale: str = "affine"
+    # QAT phase 2's backward errors (see QAT_ERRORS); "fxp16" needs pow2 steps
+    qat_errors: str = "fxp32"
 
     def __post_init__(self) -> None:
         _check_int("array.quantizers", self.quantizers, 1, 256)
@@ -299,6 +307,11 @@ class ArrayConfig:
                               f"{QUANTIZER_ROUNDINGS}")
         if self.quantizer_scale not in QUANTIZER_SCALES:
             raise ConfigError(f"array.quantizer_scale: {self.quantizer_scale!r} is not one of {QUANTIZER_SCALES}")
+        if self.qat_errors not in QAT_ERRORS:
+            raise ConfigError(f"array.qat_errors: {self.qat_errors!r} is not one of {QAT_ERRORS}")
+        if self.qat_errors == "fxp16" and self.quantizer_scale != "pow2":
+            raise ConfigError('array.qat_errors = "fxp16" needs array.quantizer_scale = "pow2" (a 16-bit error is '
+                              "then an exact act32 code, the form a packed product takes)")
         _check_int("array.cores", self.cores, 1, 64)
         _check_int("array.rows", self.rows, 1, 256)
         _check_int("array.cols", self.cols, 1, 256)

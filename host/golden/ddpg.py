@@ -125,11 +125,21 @@ class FixedDDPG:
         # QAT: None (plain FXP32), or per-network quantizers tracking ranges until the switch
         self.qat: dict[str, LayerQuantizers] | None = None
 
+    # With array.qat_errors = "fxp16": the quantizers of the backward errors, one
+    # set per backward pass (the critic's errors from the TD loss and from -Q in
+    # the actor update have different scales). Index i: the error of layer i's
+    # input, which feeds layer i's transposed product and layer i-1's gradients.
+    ERROR_QUANTIZERS = {"actor.errors": "actor", "critic.errors": "critic", "critic.errors_from_q": "critic"}
+
     def enable_qat(self) -> None:
-        """Start tracking layer-input ranges (QAT phase 1)."""
+        """Start tracking layer-input ranges (QAT phase 1), and the hidden
+        layers' error ranges where the config keeps errors in 16 bits."""
         if self.qat is None:
-            self.qat = {"actor": LayerQuantizers(self.cfg, len(self.actor.W)),
-                        "critic": LayerQuantizers(self.cfg, len(self.critic.W))}
+            nets = {"actor": self.actor, "critic": self.critic}
+            self.qat = {name: LayerQuantizers(self.cfg, len(net.W)) for name, net in nets.items()}
+            if self.cfg.array.qat_errors == "fxp16":
+                self.qat.update({key: LayerQuantizers(self.cfg, len(nets[net].W))
+                                 for key, net in self.ERROR_QUANTIZERS.items()})
 
     def use_fxp16_from_scratch(self) -> None:
         """Every layer input in the fixed 16-bit format pe.act16 from now on (no QAT)."""
@@ -187,12 +197,16 @@ class FixedDDPG:
 
     # ------------------------------------------------------------ training
     def _backward(self, net: Net, acts: list[np.ndarray], D: np.ndarray, qat=None, want_input: bool = False,
-                  want_grads: bool = True, ops: Operands | None = None):
+                  want_grads: bool = True, ops: Operands | None = None, errors: str | None = None):
         """Gradients of net for output error D (pre-activation of the last layer).
         ``qat``: the network's quantizers; once frozen, the ReLU masks also stop
         the error where a layer's input sits at its quantizer's top. Without
         ``want_grads`` only the error is propagated (the parameter gradients
-        come back empty)."""
+        come back empty). ``errors``: the key of this pass's error quantizers
+        (with array.qat_errors = "fxp16"): each hidden layer's masked error is
+        tracked in phase 1 and is its 16-bit value after the switch, which the
+        layer's transposed product and the gradients below it use."""
+        eq = None if errors is None or self.qat is None else self.qat.get(errors)
         cfg = self.cfg
         grads = []
         for i in range(len(net.W) - 1, -1, -1):
@@ -210,6 +224,10 @@ class FixedDDPG:
                 if i > 0:
                     top = None if qat is None else qat.top(i)          # None until the quantizers freeze
                     D = vector_op(cfg, VecOp.RELU_MASK, D, acts[i], limit=top)   # ReLU of the layer below
+                    if eq is not None and eq.frozen:
+                        D = eq.fake_quantize(i, D)
+                    elif eq is not None:
+                        eq.track(i, D)
         flat = [g for pair in reversed(grads) for g in pair]
         return flat, D
 
@@ -232,7 +250,7 @@ class FixedDDPG:
         c_acts = self.critic.forward(cfg, np.vstack([S, A]), self._q("critic"), track=True, ops=ops)
         q = c_acts[-1]
         dq = vector_op(cfg, VecOp.SCALE, vector_op(cfg, VecOp.SUB, q, y), c=self.loss_scale)
-        grads, _ = self._backward(self.critic, c_acts, dq, self._q("critic"), ops=ops)
+        grads, _ = self._backward(self.critic, c_acts, dq, self._q("critic"), ops=ops, errors="critic.errors")
         return grads, q, y
 
     def actor_error_code(self) -> int:
@@ -252,12 +270,12 @@ class FixedDDPG:
         d_out = np.full((1, S.shape[1]), self.actor_error_code(), dtype=I64)
         # the critic is not updated here: only its input's error is needed
         _, dx = self._backward(self.critic, qa_acts, d_out, self._q("critic"), want_input=True, want_grads=False,
-                               ops=ops)
+                               ops=ops, errors="critic.errors_from_q")
         da = dx[self.obs_dim:]
         # tanh' from mu as the critic saw it (its 16-bit value after the QAT switch:
         # the engine keeps only that copy of mu), zero where that is a saturated tanh
         d_mu = vector_op(cfg, VecOp.DTANH, da, qa_acts[0][self.obs_dim:], limit=tanh_limit(self._q("critic"), 0))
-        grads, _ = self._backward(self.actor, a_acts, d_mu, self._q("actor"), ops=ops)
+        grads, _ = self._backward(self.actor, a_acts, d_mu, self._q("actor"), ops=ops, errors="actor.errors")
         return grads
 
     def train(self, s, a, r, s2, done) -> dict:

@@ -168,8 +168,11 @@ def start_ray(address: str | None, jobs: int) -> str:
             ray.init(address="local", num_cpus=jobs, include_dashboard=False, logging_level="WARNING",
                      log_to_driver=False)
             where = f"a local Ray with {jobs} CPU(s)"
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise StudyError(f"cannot start Ray ({address or 'local'}): {str(exc).splitlines()[0]}") from None
+    except Exception as exc:    # noqa: BLE001 - Ray raises bare Exception too (a node that timed out starting)
+        ray.shutdown()          # what it started of itself, if anything
+        raise StudyError(f"cannot start Ray ({address or 'local'}): {(str(exc) or type(exc).__name__).splitlines()[0]}"
+                         + ("" if address else " (a machine this loaded can time Ray's start out: run again, "
+                                               "or lower the load)")) from None
     return where
 
 

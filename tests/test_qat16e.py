@@ -1,0 +1,129 @@
+"""QAT with 16-bit backward errors (config qat16e, array.qat_errors = "fxp16";
+issue 19 item 3): each hidden layer's masked error has a power-of-two
+quantizer of its own, one set per backward pass, its range tracked in phase 1
+and frozen at the switch; after it every error a transposed product or a
+gradient reads is on its quantizer's grid. Golden backend only so far."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import fixar.golden.ddpg as golden_ddpg
+from fixar.compiler.program import ProgramError, compile_ddpg
+from fixar.config import ConfigError, load
+from fixar.golden.ddpg import FixedDDPG
+from fixar.rl.backends.golden import GoldenBackend
+from fixar.rl.hyper import Hyper
+
+POW2, Q16E = load("qat_pow2"), load("qat16e")
+BITS = Q16E.pe.act16.bits
+OBS, ACT, HYPER = 5, 2, Hyper(batch=16, hidden=(24, 16))
+
+
+def test_the_field_is_checked_and_left_out_of_older_digests():
+    assert "qat_errors" not in load("default").to_dict()["array"]
+    assert "qat_errors" not in POW2.to_dict()["array"]
+    assert Q16E.to_dict()["array"]["qat_errors"] == "fxp16" and Q16E.digest != POW2.digest
+    with pytest.raises(ConfigError, match="array.qat_errors"):
+        POW2.variant(array=dataclasses.replace(POW2.array, qat_errors="fxp8"))
+    affine = load("default").array
+    with pytest.raises(ConfigError, match='qat_errors = "fxp16" needs array.quantizer_scale = "pow2"'):
+        dataclasses.replace(affine, qat_errors="fxp16")
+
+
+def _batches(n: int, seed: int = 3):
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        # states 8x and rewards 1000x unit scale: the errors span more than 2^16 act32 steps
+        yield (rng.normal(0, 8, (HYPER.batch, OBS)), rng.uniform(-1, 1, (HYPER.batch, ACT)),
+               rng.normal(0, 1000, HYPER.batch), rng.normal(0, 8, (HYPER.batch, OBS)), np.zeros(HYPER.batch))
+
+
+def _run(cfg, phase1: int, phase2: int, backend: GoldenBackend | None = None) -> GoldenBackend:
+    if backend is None:
+        backend = GoldenBackend(OBS, ACT, HYPER, 7, cfg)
+        backend.set_precision_phase("qat")
+    batches = list(_batches(phase1 + phase2))
+    for b in batches[:phase1]:
+        backend.train(*b)
+    if phase2:
+        backend.switch_to_fxp16()
+        for b in batches[phase1:]:
+            backend.train(*b)
+    return backend
+
+
+def _params(backend: GoldenBackend) -> list[np.ndarray]:
+    return [p.copy() for p in backend.state_dict().values() if isinstance(p, np.ndarray)]
+
+
+def test_phase_1_tracks_the_errors_and_computes_qat_pow2s_bits():
+    pow2, q16e = _run(POW2, 4, 0), _run(Q16E, 4, 0)
+    assert all(np.array_equal(a, b) for a, b in zip(_params(pow2)[:-1], _params(q16e)[:-1]))
+    for key in FixedDDPG.ERROR_QUANTIZERS:
+        q = q16e.ddpg.qat[key]
+        assert q.seen == [False, True, True], key          # the hidden layers' errors, not the input's
+        assert all(q.hi[i] > 0 > q.lo[i] for i in (1, 2)), key
+    assert set(pow2.ddpg.qat) == {"actor", "critic"}
+
+
+def _recording(monkeypatch) -> list[tuple[str, np.ndarray]]:
+    """Every error the backward pass hands to a transposed product or a weight gradient."""
+    seen = []
+    real_t, real_g = golden_ddpg.transposed, golden_ddpg.weight_grad
+
+    def transposed(cfg, W, D, **kw):
+        seen.append((W.shape, np.array(D)))
+        return real_t(cfg, W, D, **kw)
+
+    def weight_grad(cfg, D, X, ops=None):
+        seen.append(("grad", np.array(D)))
+        return real_g(cfg, D, X, ops)
+
+    monkeypatch.setattr(golden_ddpg, "transposed", transposed)
+    monkeypatch.setattr(golden_ddpg, "weight_grad", weight_grad)
+    return seen
+
+
+@pytest.mark.parametrize("numba", [True, False], ids=["numba", "numpy"])
+def test_after_the_switch_every_hidden_error_is_16_bit(monkeypatch, numba):
+    monkeypatch.setenv("FIXAR_NO_NUMBA", "0" if numba else "1")     # both routes of the quantizer
+    backend = _run(Q16E, 4, 0)
+    backend.switch_to_fxp16()
+    grids = {}      # rows of an error -> the (e, z) of the quantizers of that height
+    for key, net in FixedDDPG.ERROR_QUANTIZERS.items():
+        q, W = backend.ddpg.qat[key], getattr(backend.ddpg, net).W
+        for i in (1, 2):
+            grids.setdefault(W[i].shape[1], set()).add((q.delta[i].bit_length() - 1 - BITS, q.zero[i]))
+    assert any(e > 0 for g in grids.values() for e, _ in g), grids        # else every code is on every grid
+    seen = _recording(monkeypatch)
+    backend.train(*next(_batches(1, seed=9)))
+    hidden = [D for _, D in seen if D.shape[0] in grids]
+    # critic (TD): a product and two gradients; critic (-Q): two products; actor: a product and two gradients
+    assert len(hidden) == 3 + 2 + 3
+    for D in hidden:
+        assert any(np.all(D % (1 << e) == 0) and np.all((D >> e) + z >= 0) and np.all((D >> e) + z < 1 << BITS)
+                   for e, z in grids[D.shape[0]]), D.shape
+    pow2 = _run(POW2, 4, 1)
+    q16e = _run(Q16E, 4, 1)
+    assert not all(np.array_equal(a, b) for a, b in zip(_params(pow2), _params(q16e)))
+
+
+def test_a_checkpoint_after_the_switch_resumes_exactly():
+    a = _run(Q16E, 3, 2)
+    b = GoldenBackend(OBS, ACT, HYPER, 7, Q16E)
+    b.load_state_dict(a.state_dict())
+    assert b.ddpg.qat["critic.errors"].delta == a.ddpg.qat["critic.errors"].delta
+    more = list(_batches(2, seed=11))
+    for batch in more:
+        a.train(*batch)
+        b.train(*batch)
+    assert all(np.array_equal(x, y) for x, y in zip(_params(a), _params(b)))
+
+
+def test_the_engine_refuses_it_in_one_line():
+    with pytest.raises(ProgramError, match="16-bit backward errors .* golden backend"):
+        compile_ddpg(Q16E, OBS, ACT, HYPER.hidden, HYPER.batch, quantized=True)
+    compile_ddpg(Q16E, OBS, ACT, HYPER.hidden, HYPER.batch)      # FXP32 compiles as qat_pow2's
