@@ -86,6 +86,9 @@ CASES = {
     "xclbin_to_float": (["train", "--backend", "float", "--xclbin", "x.xclbin"], ["--xclbin", "xrt backend"]),
     "fp32_on_golden": (["train", "--backend", "golden", "--precision", "fp32"], ["--precision fp32", "float"]),
     "unknown_config": (["train", "--config", "nosuch"], ["--config", "neither a shipped config"]),
+    "errors_16_bit_on_rtl": (["train", "--backend", "rtl", "--config", "qat16e", "--precision", "qat", "--hidden",
+                              "32,32", "--batch", "16", "--warmup", "100", "--steps", "400"],
+                             ["config qat16e", "16-bit backward errors", "golden backend only"]),
     "resume_and_force": (["train", "--resume", "--force"], ["--resume and --force"]),
     "resume_nothing": (["train", "--resume"], ["no checkpoint to resume from"]),
 }
