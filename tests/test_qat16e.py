@@ -41,10 +41,9 @@ def _batches(n: int, seed: int = 3):
                rng.normal(0, 1000, HYPER.batch), rng.normal(0, 8, (HYPER.batch, OBS)), np.zeros(HYPER.batch))
 
 
-def _run(cfg, phase1: int, phase2: int, backend: GoldenBackend | None = None) -> GoldenBackend:
-    if backend is None:
-        backend = GoldenBackend(OBS, ACT, HYPER, 7, cfg)
-        backend.set_precision_phase("qat")
+def _run(cfg, phase1: int, phase2: int) -> GoldenBackend:
+    backend = GoldenBackend(OBS, ACT, HYPER, 7, cfg)
+    backend.set_precision_phase("qat")
     batches = list(_batches(phase1 + phase2))
     for b in batches[:phase1]:
         backend.train(*b)
