@@ -1,8 +1,11 @@
-"""QAT with 16-bit backward errors (config qat16e, array.qat_errors = "fxp16";
-issue 19 item 3): each hidden layer's masked error has a power-of-two
-quantizer of its own, one set per backward pass, its range tracked in phase 1
-and frozen at the switch; after it every error a transposed product or a
-gradient reads is on its quantizer's grid. Golden backend only so far."""
+"""QAT with 16-bit backward errors (issue 19 item 3). Config qat16e
+(array.qat_errors = "fxp16"): each hidden layer's masked error has a
+power-of-two quantizer of its own, one set per backward pass, its range
+tracked in phase 1 and frozen at the switch; after it every error a
+transposed product or a gradient reads is on its quantizer's grid. Config
+qat16s ("fxp16_step"): each such error is signed 16-bit codes times the
+power of two its own largest magnitude needs, that step. Golden backend only
+so far."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +20,7 @@ from fixar.golden.ddpg import FixedDDPG
 from fixar.rl.backends.golden import GoldenBackend
 from fixar.rl.hyper import Hyper
 
-POW2, Q16E = load("qat_pow2"), load("qat16e")
+POW2, Q16E, Q16S = load("qat_pow2"), load("qat16e"), load("qat16s")
 BITS = Q16E.pe.act16.bits
 OBS, ACT, HYPER = 5, 2, Hyper(batch=16, hidden=(24, 16))
 
@@ -126,3 +129,59 @@ def test_the_engine_refuses_it_in_one_line():
     with pytest.raises(ProgramError, match="16-bit backward errors .* golden backend"):
         compile_ddpg(Q16E, OBS, ACT, HYPER.hidden, HYPER.batch, quantized=True)
     compile_ddpg(Q16E, OBS, ACT, HYPER.hidden, HYPER.batch)      # FXP32 compiles as qat_pow2's
+
+
+# ------------------------------------------------------------ qat16s: each error's own scale, every step
+def test_the_step_scale_keeps_each_errors_top_16_bits():
+    q = golden_ddpg.StepScaledErrors(Q16S, 3)
+    half = 1 << (BITS - 1)
+    small = np.array([[half - 1, 1 - half, 0, 5]])
+    assert q.shift(small) == 0 and np.array_equal(q.fake_quantize(1, small), small)    # fits: exact
+    big = np.array([[(half << 4) - 1, 1 - (half << 4), 23, -24, 8, -8, 7]])
+    assert q.shift(big) == 4 and q.shift(np.array([-half])) == 1     # by magnitude: -2^15 takes a step of 2
+    # half up on the 2^4 grid, the positive top clipped to 2^15 - 1 steps
+    assert q.fake_quantize(1, big).tolist() == [[(half - 1) << 4, -(half << 4), 16, -16, 16, 0, 0]]
+    assert q.fake_quantize(1, np.zeros((2, 3), dtype=np.int64)).tolist() == [[0] * 3] * 2
+
+
+def test_qat16s_phase_1_is_qat_pow2s_and_tracks_nothing():
+    pow2, q16s = _run(POW2, 4, 0), _run(Q16S, 4, 0)
+    assert all(np.array_equal(a, b) for a, b in zip(_params(pow2)[:-1], _params(q16s)[:-1]))
+    assert all(not q16s.ddpg.qat[key].frozen for key in FixedDDPG.ERROR_QUANTIZERS)
+
+
+def test_after_the_switch_every_hidden_error_has_its_own_16_bit_grid(monkeypatch):
+    backend = _run(Q16S, 4, 0)
+    backend.switch_to_fxp16()
+    rows = {getattr(backend.ddpg, net).W[i].shape[1] for net in ("actor", "critic") for i in (1, 2)}
+    seen = _recording(monkeypatch)
+    backend.train(*next(_batches(1, seed=9)))
+    hidden = [D for _, D in seen if D.shape[0] in rows]
+    assert len(hidden) == 3 + 2 + 3
+    steps = []
+    for D in hidden:
+        top = int(np.abs(D).max())
+        s = max(0, top.bit_length() - (BITS - 1))
+        steps.append(s)
+        # on the 2^s grid, and 2^s is the finest step at which the largest error fits 16 signed bits
+        assert np.all(D % (1 << s) == 0) and np.all(np.abs(D >> s) <= 1 << (BITS - 1)), D.shape
+    assert max(steps) > 0, steps                      # else every error was exact and nothing was tested
+    pow2 = _run(POW2, 4, 1)
+    q16s = _run(Q16S, 4, 1)
+    assert not all(np.array_equal(a, b) for a, b in zip(_params(pow2), _params(q16s)))
+
+
+def test_a_qat16s_checkpoint_after_the_switch_resumes_exactly():
+    a = _run(Q16S, 3, 2)
+    b = GoldenBackend(OBS, ACT, HYPER, 7, Q16S)
+    b.load_state_dict(a.state_dict())
+    assert b.ddpg.qat["critic.errors"].frozen
+    for batch in _batches(2, seed=11):
+        a.train(*batch)
+        b.train(*batch)
+    assert all(np.array_equal(x, y) for x, y in zip(_params(a), _params(b)))
+
+
+def test_the_engine_refuses_qat16s_in_one_line():
+    with pytest.raises(ProgramError, match="16-bit backward errors .* golden backend"):
+        compile_ddpg(Q16S, OBS, ACT, HYPER.hidden, HYPER.batch, quantized=True)

@@ -25,7 +25,7 @@ from fixar.golden.bfp_train import BfpLayers
 from fixar.golden.fixed import I64, quantize, requantize, saturate
 from fixar.golden.layer import linear, transposed
 from fixar.golden.matmul import Operands, approx_lane_sums, fxp32_sums, operand, rounded_product
-from fixar.golden.qat import Fixed16, LayerQuantizers, tanh_limit
+from fixar.golden.qat import Fixed16, LayerQuantizers, StepScaledErrors, tanh_limit
 from fixar.golden.vector import noise_add, vector_op
 
 
@@ -125,7 +125,7 @@ class FixedDDPG:
         # QAT: None (plain FXP32), or per-network quantizers tracking ranges until the switch
         self.qat: dict[str, LayerQuantizers] | None = None
 
-    # With array.qat_errors = "fxp16": the quantizers of the backward errors, one
+    # With array.qat_errors "fxp16" or "fxp16_step": the quantizers of the backward errors, one
     # set per backward pass (the critic's errors from the TD loss and from -Q in
     # the actor update have different scales). Index i: the error of layer i's
     # input, which feeds layer i's transposed product and layer i-1's gradients.
@@ -137,9 +137,9 @@ class FixedDDPG:
         if self.qat is None:
             nets = {"actor": self.actor, "critic": self.critic}
             self.qat = {name: LayerQuantizers(self.cfg, len(net.W)) for name, net in nets.items()}
-            if self.cfg.array.qat_errors == "fxp16":
-                self.qat.update({key: LayerQuantizers(self.cfg, len(nets[net].W))
-                                 for key, net in self.ERROR_QUANTIZERS.items()})
+            kind = {"fxp16": LayerQuantizers, "fxp16_step": StepScaledErrors}.get(self.cfg.array.qat_errors)
+            if kind is not None:
+                self.qat.update({key: kind(self.cfg, len(nets[net].W)) for key, net in self.ERROR_QUANTIZERS.items()})
 
     def use_fxp16_from_scratch(self) -> None:
         """Every layer input in the fixed 16-bit format pe.act16 from now on (no QAT)."""
@@ -203,9 +203,10 @@ class FixedDDPG:
         the error where a layer's input sits at its quantizer's top. Without
         ``want_grads`` only the error is propagated (the parameter gradients
         come back empty). ``errors``: the key of this pass's error quantizers
-        (with array.qat_errors = "fxp16"): each hidden layer's masked error is
-        tracked in phase 1 and is its 16-bit value after the switch, which the
-        layer's transposed product and the gradients below it use."""
+        (with array.qat_errors "fxp16" or "fxp16_step"): each hidden layer's
+        masked error is tracked in phase 1 (fxp16) and is its 16-bit value
+        after the switch, which the layer's transposed product and the
+        gradients below it use."""
         eq = None if errors is None or self.qat is None else self.qat.get(errors)
         cfg = self.cfg
         grads = []

@@ -114,6 +114,49 @@ class LayerQuantizers:
         self.zero = None if st["zero"] is None else list(st["zero"])
 
 
+class StepScaledErrors:
+    """16-bit backward errors scaled step by step (``array.qat_errors =
+    "fxp16_step"``), one object per backward pass: after the switch each
+    hidden layer's masked error E becomes signed 16-bit codes
+    q = floor(E 2^-s + 1/2), clipped to [-2^15, 2^15 - 1], times 2^s, with
+    s = max(0, bit_length(max |E|) - 15): the step is the smallest power of
+    two (at least one act32 LSB) at which this error's largest magnitude
+    fits. Nothing is tracked before the switch, so phase 1 is qat_pow2's.
+    The scale needs the whole error before any of it is read, which the
+    engine has: the output stage writes the error (and could take its
+    largest magnitude on the way), the next products read it."""
+
+    def __init__(self, cfg: FixarConfig, n_layers: int):
+        self.cfg = cfg
+        self.frozen = False
+
+    def track(self, i: int, X) -> None:
+        pass
+
+    def freeze(self) -> None:
+        self.frozen = True
+
+    def shift(self, X) -> int:
+        """s of the error X: the exponent of its step."""
+        top = int(np.abs(np.asarray(X, dtype=I64)).max(initial=0))
+        return max(0, top.bit_length() - (self.cfg.pe.act16.bits - 1))
+
+    def fake_quantize(self, i: int, X) -> np.ndarray:
+        X = np.asarray(X, dtype=I64)
+        s = self.shift(X)
+        if s == 0:
+            return X.copy()
+        half = (1 << (self.cfg.pe.act16.bits - 1))
+        q = np.clip((X + I64(1 << (s - 1))) >> I64(s), -half, half - 1)
+        return q << I64(s)
+
+    def state(self) -> dict:
+        return {"kind": "step16", "frozen": self.frozen}
+
+    def load(self, st: dict) -> None:
+        self.frozen = bool(st["frozen"])
+
+
 def tanh_limit(q: LayerQuantizers | Fixed16 | None, i: int) -> int | None:
     """DTANH's limit for a tanh output that is layer ``i``'s input: the smaller
     |value| that +-1 (tanh saturated) takes on that input's 16-bit grid (and
