@@ -4,8 +4,9 @@ power-of-two quantizer of its own, one set per backward pass, its range
 tracked in phase 1 and frozen at the switch; after it every error a
 transposed product or a gradient reads is on its quantizer's grid. Config
 qat16s ("fxp16_step"): each such error is signed 16-bit codes times the
-power of two its own largest magnitude needs, that step. Golden backend only
-so far."""
+power of two its own largest magnitude needs, that step; qat16d
+("fxp16_delayed"): the same with the magnitude of one step earlier. Golden
+backend only so far."""
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,7 @@ from fixar.golden.ddpg import FixedDDPG
 from fixar.rl.backends.golden import GoldenBackend
 from fixar.rl.hyper import Hyper
 
-POW2, Q16E, Q16S = load("qat_pow2"), load("qat16e"), load("qat16s")
+POW2, Q16E, Q16S, Q16D = load("qat_pow2"), load("qat16e"), load("qat16s"), load("qat16d")
 BITS = Q16E.pe.act16.bits
 OBS, ACT, HYPER = 5, 2, Hyper(batch=16, hidden=(24, 16))
 
@@ -131,23 +132,38 @@ def test_the_engine_refuses_it_in_one_line():
     compile_ddpg(Q16E, OBS, ACT, HYPER.hidden, HYPER.batch)      # FXP32 compiles as qat_pow2's
 
 
-# ------------------------------------------------------------ qat16s: each error's own scale, every step
+# ------------------------------------------ qat16s / qat16d: each error's own scale, this step's or the last
 def test_the_step_scale_keeps_each_errors_top_16_bits():
     q = golden_ddpg.StepScaledErrors(Q16S, 3)
     half = 1 << (BITS - 1)
     small = np.array([[half - 1, 1 - half, 0, 5]])
-    assert q.shift(small) == 0 and np.array_equal(q.fake_quantize(1, small), small)    # fits: exact
+    assert q.shift(half - 1) == 0 and np.array_equal(q.fake_quantize(1, small), small)    # fits: exact
     big = np.array([[(half << 4) - 1, 1 - (half << 4), 23, -24, 8, -8, 7]])
-    assert q.shift(big) == 4 and q.shift(np.array([-half])) == 1     # by magnitude: -2^15 takes a step of 2
+    assert q.shift((half << 4) - 1) == 4 and q.shift(half) == 1     # by magnitude: -2^15 takes a step of 2
     # half up on the 2^4 grid, the positive top clipped to 2^15 - 1 steps
     assert q.fake_quantize(1, big).tolist() == [[(half - 1) << 4, -(half << 4), 16, -16, 16, 0, 0]]
     assert q.fake_quantize(1, np.zeros((2, 3), dtype=np.int64)).tolist() == [[0] * 3] * 2
 
 
-def test_qat16s_phase_1_is_qat_pow2s_and_tracks_nothing():
-    pow2, q16s = _run(POW2, 4, 0), _run(Q16S, 4, 0)
-    assert all(np.array_equal(a, b) for a, b in zip(_params(pow2)[:-1], _params(q16s)[:-1]))
-    assert all(not q16s.ddpg.qat[key].frozen for key in FixedDDPG.ERROR_QUANTIZERS)
+def test_delayed_scaling_takes_the_last_steps_magnitude_and_clips_growth():
+    q = golden_ddpg.StepScaledErrors(Q16D, 3)
+    half = 1 << (BITS - 1)
+    q.track(2, np.array([[3, -(half << 2) + 1]]))          # phase 1: the last step's max |E| -> s = 2
+    q.freeze()
+    grown = np.array([[half << 3, -(half << 3), 6, -5]])   # 2^3 larger now: clips at 2^15 steps of 4
+    assert q.fake_quantize(2, grown).tolist() == [[(half - 1) << 2, -(half << 2), 8, -4]]
+    assert q.amax[2] == half << 3 and q.amax[1] == 0        # this step's max |E|, for the next
+    assert q.fake_quantize(2, grown).tolist() == [[half << 3, -(half << 3), 0, 0]]     # now s = 4: fits
+    assert q.fake_quantize(1, np.array([[-7, 9]])).tolist() == [[-7, 9]]    # never seen: step 1, exact
+
+
+@pytest.mark.parametrize("cfg", [Q16S, Q16D], ids=["qat16s", "qat16d"])
+def test_step_scaled_phase_1_is_qat_pow2s(cfg):
+    pow2, run = _run(POW2, 4, 0), _run(cfg, 4, 0)
+    assert all(np.array_equal(a, b) for a, b in zip(_params(pow2)[:-1], _params(run)[:-1]))
+    for key in FixedDDPG.ERROR_QUANTIZERS:
+        q = run.ddpg.qat[key]
+        assert not q.frozen and q.amax[0] == 0 and q.amax[1] > 0 and q.amax[2] > 0, key
 
 
 def test_after_the_switch_every_hidden_error_has_its_own_16_bit_grid(monkeypatch):
@@ -171,17 +187,19 @@ def test_after_the_switch_every_hidden_error_has_its_own_16_bit_grid(monkeypatch
     assert not all(np.array_equal(a, b) for a, b in zip(_params(pow2), _params(q16s)))
 
 
-def test_a_qat16s_checkpoint_after_the_switch_resumes_exactly():
-    a = _run(Q16S, 3, 2)
-    b = GoldenBackend(OBS, ACT, HYPER, 7, Q16S)
+@pytest.mark.parametrize("cfg", [Q16S, Q16D], ids=["qat16s", "qat16d"])
+def test_a_step_scaled_checkpoint_after_the_switch_resumes_exactly(cfg):
+    a = _run(cfg, 3, 2)
+    b = GoldenBackend(OBS, ACT, HYPER, 7, cfg)
     b.load_state_dict(a.state_dict())
-    assert b.ddpg.qat["critic.errors"].frozen
+    assert b.ddpg.qat["critic.errors"].frozen and b.ddpg.qat["critic.errors"].amax == a.ddpg.qat["critic.errors"].amax
     for batch in _batches(2, seed=11):
         a.train(*batch)
         b.train(*batch)
     assert all(np.array_equal(x, y) for x, y in zip(_params(a), _params(b)))
 
 
-def test_the_engine_refuses_qat16s_in_one_line():
+@pytest.mark.parametrize("cfg", [Q16S, Q16D], ids=["qat16s", "qat16d"])
+def test_the_engine_refuses_step_scaled_errors_in_one_line(cfg):
     with pytest.raises(ProgramError, match="16-bit backward errors .* golden backend"):
-        compile_ddpg(Q16S, OBS, ACT, HYPER.hidden, HYPER.batch, quantized=True)
+        compile_ddpg(cfg, OBS, ACT, HYPER.hidden, HYPER.batch, quantized=True)

@@ -41,11 +41,11 @@ QUANTIZER_ROUNDINGS = ("half_up", "floor")
 QUANTIZER_SCALES = ("affine", "pow2")
 # the backward errors in QAT's phase 2: FXP32 as FIXAR keeps them, or, opt-in,
 # 16-bit codes from power-of-two quantizers of their own (frozen at the switch
-# like the activations'), or, "fxp16_step", signed 16-bit codes with a
-# power-of-two step taken from each error's own largest magnitude in every
-# step, so the transposed products can run packed (issue 19 item 3;
-# docs/training.md, "16-bit errors")
-QAT_ERRORS = ("fxp32", "fxp16", "fxp16_step")
+# like the activations'), or signed 16-bit codes with a power-of-two step
+# from each error's largest magnitude, this step's ("fxp16_step") or the
+# step before's ("fxp16_delayed"), so the transposed products can run packed
+# (issue 19 item 3; docs/training.md, "16-bit errors")
+QAT_ERRORS = ("fxp32", "fxp16", "fxp16_step", "fxp16_delayed")
 OVERFLOWS = ("saturate", "wrap")
 # The PE's multipliers by name: each is one functional model on integers in
 # fixar.config.multipliers (exact, Mitchell, MBM, DRUM, truncated array), from

@@ -125,7 +125,7 @@ class FixedDDPG:
         # QAT: None (plain FXP32), or per-network quantizers tracking ranges until the switch
         self.qat: dict[str, LayerQuantizers] | None = None
 
-    # With array.qat_errors "fxp16" or "fxp16_step": the quantizers of the backward errors, one
+    # With array.qat_errors other than "fxp32": the quantizers of the backward errors, one
     # set per backward pass (the critic's errors from the TD loss and from -Q in
     # the actor update have different scales). Index i: the error of layer i's
     # input, which feeds layer i's transposed product and layer i-1's gradients.
@@ -137,7 +137,8 @@ class FixedDDPG:
         if self.qat is None:
             nets = {"actor": self.actor, "critic": self.critic}
             self.qat = {name: LayerQuantizers(self.cfg, len(net.W)) for name, net in nets.items()}
-            kind = {"fxp16": LayerQuantizers, "fxp16_step": StepScaledErrors}.get(self.cfg.array.qat_errors)
+            kind = {"fxp16": LayerQuantizers, "fxp16_step": StepScaledErrors,
+                    "fxp16_delayed": StepScaledErrors}.get(self.cfg.array.qat_errors)
             if kind is not None:
                 self.qat.update({key: kind(self.cfg, len(nets[net].W)) for key, net in self.ERROR_QUANTIZERS.items()})
 
@@ -203,8 +204,8 @@ class FixedDDPG:
         the error where a layer's input sits at its quantizer's top. Without
         ``want_grads`` only the error is propagated (the parameter gradients
         come back empty). ``errors``: the key of this pass's error quantizers
-        (with array.qat_errors "fxp16" or "fxp16_step"): each hidden layer's
-        masked error is tracked in phase 1 (fxp16) and is its 16-bit value
+        (with array.qat_errors other than "fxp32"): each hidden layer's
+        masked error is tracked in phase 1 and is its 16-bit value
         after the switch, which the layer's transposed product and the
         gradients below it use."""
         eq = None if errors is None or self.qat is None else self.qat.get(errors)

@@ -115,46 +115,57 @@ class LayerQuantizers:
 
 
 class StepScaledErrors:
-    """16-bit backward errors scaled step by step (``array.qat_errors =
-    "fxp16_step"``), one object per backward pass: after the switch each
-    hidden layer's masked error E becomes signed 16-bit codes
-    q = floor(E 2^-s + 1/2), clipped to [-2^15, 2^15 - 1], times 2^s, with
-    s = max(0, bit_length(max |E|) - 15): the step is the smallest power of
-    two (at least one act32 LSB) at which this error's largest magnitude
-    fits. Nothing is tracked before the switch, so phase 1 is qat_pow2's.
-    The scale needs the whole error before any of it is read, which the
-    engine has: the output stage writes the error (and could take its
-    largest magnitude on the way), the next products read it."""
+    """16-bit backward errors scaled step by step, one object per backward
+    pass: after the switch each hidden layer's masked error E becomes signed
+    16-bit codes q = floor(E 2^-s + 1/2), clipped to [-2^15, 2^15 - 1],
+    times 2^s, where s = max(0, bit_length(A) - 15) is the smallest power of
+    two (at least one act32 LSB) at which a magnitude A fits.
+
+    ``array.qat_errors = "fxp16_step"``: A = max |E| of this error itself,
+    so nothing clips; the scale needs the whole error before any of it is
+    quantized (an extra pass over it in the engine).
+    ``"fxp16_delayed"``: A = max |E| of the same error one step earlier
+    (delayed scaling, as FP8 training does it): the output stage can then
+    quantize as it writes, and its range tracker takes this step's A on the
+    way for the next; an error that grew since clips. Phase 1 only takes
+    each step's A (qat_pow2's bits are unchanged)."""
 
     def __init__(self, cfg: FixarConfig, n_layers: int):
         self.cfg = cfg
+        self.delayed = cfg.array.qat_errors == "fxp16_delayed"
         self.frozen = False
+        self.amax = [0] * n_layers         # the last step's max |E| per layer (delayed scaling)
+
+    @staticmethod
+    def _amax(X) -> int:
+        return int(np.abs(np.asarray(X, dtype=I64)).max(initial=0))
 
     def track(self, i: int, X) -> None:
-        pass
+        self.amax[i] = self._amax(X)
 
     def freeze(self) -> None:
         self.frozen = True
 
-    def shift(self, X) -> int:
-        """s of the error X: the exponent of its step."""
-        top = int(np.abs(np.asarray(X, dtype=I64)).max(initial=0))
-        return max(0, top.bit_length() - (self.cfg.pe.act16.bits - 1))
+    def shift(self, amax: int) -> int:
+        """s for a largest magnitude ``amax``: the exponent of the step."""
+        return max(0, amax.bit_length() - (self.cfg.pe.act16.bits - 1))
 
     def fake_quantize(self, i: int, X) -> np.ndarray:
         X = np.asarray(X, dtype=I64)
-        s = self.shift(X)
+        now = self._amax(X)
+        s = self.shift(self.amax[i] if self.delayed else now)
+        self.amax[i] = now
+        half = 1 << (self.cfg.pe.act16.bits - 1)
         if s == 0:
-            return X.copy()
-        half = (1 << (self.cfg.pe.act16.bits - 1))
+            return np.clip(X, -half, half - 1)
         q = np.clip((X + I64(1 << (s - 1))) >> I64(s), -half, half - 1)
         return q << I64(s)
 
     def state(self) -> dict:
-        return {"kind": "step16", "frozen": self.frozen}
+        return {"kind": "step16", "frozen": self.frozen, "amax": list(self.amax)}
 
     def load(self, st: dict) -> None:
-        self.frozen = bool(st["frozen"])
+        self.frozen, self.amax = bool(st["frozen"]), [int(a) for a in st["amax"]]
 
 
 def tanh_limit(q: LayerQuantizers | Fixed16 | None, i: int) -> int | None:
