@@ -77,8 +77,9 @@ def commit() -> str:
 
 # the studies `make study` wrote (hours each; not re-run here): folder -> key prefix
 STUDIES = {"": "study", "40k": "study40k", "100k": "study100k", "400": "study400", "multipliers": "studymult",
-           "multipliers_log": "studymultlog", "qat_pow2": "studypow2", "qat16e": "studyq16e",
-           "100k_qat_pow2": "study100kpow2", "100k_qat16e": "study100kq16e"}
+           "multipliers_log": "studymultlog", "multipliers_trunc": "studymulttrunc", "qat_pow2": "studypow2",
+           "qat16e": "studyq16e", "100k_qat_pow2": "study100kpow2", "100k_qat16e": "study100kq16e",
+           "100k_qat16s": "study100kq16s", "100k_qat16d": "study100kq16d"}
 
 
 def study_figures(root: Path = ROOT) -> dict:
