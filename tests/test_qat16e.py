@@ -143,6 +143,9 @@ def test_the_step_scale_keeps_each_errors_top_16_bits():
     # half up on the 2^4 grid, the positive top clipped to 2^15 - 1 steps
     assert q.fake_quantize(1, big).tolist() == [[(half - 1) << 4, -(half << 4), 16, -16, 16, 0, 0]]
     assert q.fake_quantize(1, np.zeros((2, 3), dtype=np.int64)).tolist() == [[0] * 3] * 2
+    floor = golden_ddpg.StepScaledErrors(Q16S.variant(array=dataclasses.replace(Q16S.array,
+                                                                             quantizer_rounding="floor")), 3)
+    assert floor.fake_quantize(1, big).tolist() == [[(half - 1) << 4, -(half << 4), 16, -32, 0, -16, 0]]
 
 
 def test_delayed_scaling_takes_the_last_steps_magnitude_and_clips_growth():

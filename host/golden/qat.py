@@ -117,7 +117,8 @@ class LayerQuantizers:
 class StepScaledErrors:
     """16-bit backward errors scaled step by step, one object per backward
     pass: after the switch each hidden layer's masked error E becomes signed
-    16-bit codes q = floor(E 2^-s + 1/2), clipped to [-2^15, 2^15 - 1],
+    16-bit codes q = floor(E 2^-s + 1/2) (``array.quantizer_rounding``'s
+    half up; floor(E 2^-s) with "floor"), clipped to [-2^15, 2^15 - 1],
     times 2^s, where s = max(0, bit_length(A) - 15) is the smallest power of
     two (at least one act32 LSB) at which a magnitude A fits.
 
@@ -155,10 +156,12 @@ class StepScaledErrors:
         now = self._amax(X)
         s = self.shift(self.amax[i] if self.delayed else now)
         self.amax[i] = now
-        half = 1 << (self.cfg.pe.act16.bits - 1)
-        if s == 0:
-            return np.clip(X, -half, half - 1)
-        q = np.clip((X + I64(1 << (s - 1))) >> I64(s), -half, half - 1)
+        bits = self.cfg.pe.act16.bits
+        half = 1 << (bits - 1)
+        # the activations' quantizer with Delta = 2^(s + 16) and z = 2^15 is this very function
+        # (q - 2^15 the signed code), so its rounding rule is theirs: half up by default
+        add = QUANTIZER_ADDENDS[self.cfg.array.quantizer_rounding](1 << (s + bits)) >> bits
+        q = np.clip((X + I64(add)) >> I64(s), -half, half - 1)
         return q << I64(s)
 
     def state(self) -> dict:
