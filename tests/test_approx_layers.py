@@ -16,6 +16,7 @@ from fixar.config.multipliers import REGISTRY
 from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.fixed import requantize, wrap
 from fixar.golden.layer import linear, transposed
+from fixar.golden.multiplier_routes import separable_rounded
 from fixar.golden.pe import pe_trace
 
 APPROXIMATE = [name for name in REGISTRY if name != "exact"]
@@ -73,6 +74,33 @@ def test_forward_and_transposed_products_follow_the_model(name, mode):
     want_t = requantize(hi_t, wrap(lo_t, pe.acc_bits), pe.lane_bits, shift, pe.out) if mode == PEMode.FXP32 else \
         requantize(0, wrap(lo_t, pe.acc_bits), 0, shift, pe.out)
     assert (transposed(cfg, W, D, ActFunc.IDENTITY, mode) == want_t).all()
+
+
+@pytest.mark.parametrize("mode", [PEMode.FXP32, PEMode.FXP16])
+def test_a_separable_multiplier_rounds_one_product_where_its_bounds_hold(mode):
+    """DRUM's products are op(w) op(x): within rounded_product's bounds the
+    layer is one float64 product of op(W) and the lanes' mapped values
+    recombined; beyond them (full-range codes) the lane route runs. Both
+    follow the model product by product; MBM (not separable) has no such route."""
+    cfg = _cfg("drum6")
+    pe, rng = cfg.pe, np.random.default_rng(13)
+    act = pe.act32 if mode == PEMode.FXP32 else pe.act16
+    shift = pe.shift32 if mode == PEMode.FXP32 else pe.shift16
+
+    def want(W, X):
+        hi, lo = _lane_sums(pe, W, X, mode)
+        if mode == PEMode.FXP32:
+            return requantize(hi, wrap(lo, pe.acc_bits), pe.lane_bits, shift, pe.out)
+        return requantize(0, wrap(lo, pe.acc_bits), 0, shift, pe.out)
+
+    W, X = _operands(pe, rng, 6, 11, 5, mode)
+    fast = separable_rounded(pe, W, X, mode == PEMode.FXP16, None, 0, shift, pe.out)
+    assert fast is not None and (fast[0] == want(W, X)).all()
+    assert separable_rounded(_cfg("mbm").pe, W, X, mode == PEMode.FXP16, None, 0, shift, pe.out) is None
+    W = rng.integers(pe.weight.min_int, pe.weight.max_int, (3, 200))      # sums past float64's 2^53
+    X = rng.integers(act.min_int, act.max_int, (200, 4))
+    assert separable_rounded(pe, W, X, mode == PEMode.FXP16, None, 0, shift, pe.out) is None
+    assert (linear(cfg, W, X, None, ActFunc.IDENTITY, mode) == want(W, X)).all()
 
 
 @pytest.mark.parametrize("name", APPROXIMATE)

@@ -25,6 +25,7 @@ from fixar.golden.bfp_train import BfpLayers
 from fixar.golden.fixed import I64, quantize, requantize, saturate
 from fixar.golden.layer import linear, transposed
 from fixar.golden.matmul import Operands, approx_lane_sums, fxp32_sums, operand, rounded_product
+from fixar.golden.multiplier_routes import separable_rounded
 from fixar.golden.qat import Fixed16, LayerQuantizers, StepScaledErrors, tanh_limit
 from fixar.golden.vector import noise_add, vector_op
 
@@ -41,6 +42,9 @@ def weight_grad(cfg: FixarConfig, D, X, ops: Operands | None = None) -> np.ndarr
     # sum modulo 2^acc_bits (a no-op at sane batch sizes), one rounding; one
     # float64 product where that is exact (fixar.golden.matmul.rounded_product)
     if pe.multiplier != "exact":        # D in the weight port, X's lanes: each product approximate
+        fast = separable_rounded(pe, D, X.T, False, None, 0, shift, gf)
+        if fast is not None:
+            return fast[0]
         s_hi, s_lo = approx_lane_sums(pe, D, X.T, PEMode.FXP32)
         return requantize(s_hi, s_lo, L, shift, gf)
     Xop = operand(X.T, sums=False) if ops is None else ops(X, sums=False).T

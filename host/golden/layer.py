@@ -24,6 +24,7 @@ from fixar.golden.matmul import (
     operand,
     rounded_product,
 )
+from fixar.golden.multiplier_routes import separable_rounded
 from fixar.golden.noise import rounding_words
 
 
@@ -63,15 +64,19 @@ def linear(cfg: FixarConfig, W, X, bias=None, func: ActFunc = ActFunc.IDENTITY,
         if rnd_seed is None:
             raise ValueError(f"pe.out rounds {pe.out.rounding}: the layer needs its operation's rounding seed")
         rnd = rounding_words(rnd_seed, W.shape[0], X.shape[1], pe.rnd_bits)
-    if pe.multiplier != "exact":
-        s_hi, s_lo = approx_lane_sums(pe, W, X, mode, start)
-        if mode == PEMode.FXP32:
-            return activate(cfg, func, requantize(s_hi, s_lo, L, shift, pe.out, rnd, pe.rnd_bits))
-        return activate(cfg, func, requantize(0, s_lo, 0, shift, pe.out, rnd, pe.rnd_bits))
     # the float route applies ReLU itself and, for the next product, gives its output's operand
-    fast = rounded_product(Wop, Xop, start, max(-blo, bhi) << shift, shift, pe.out, pe.acc_bits,
-                           L if mode == PEMode.FXP32 else None, relu=func == ActFunc.RELU,
-                           keep=ops is not None and func != ActFunc.TANH)
+    relu, keep = func == ActFunc.RELU, ops is not None and func != ActFunc.TANH
+    if pe.multiplier != "exact":
+        fast = separable_rounded(pe, W, X, mode == PEMode.FXP16, start, max(-blo, bhi) << shift, shift, pe.out,
+                                 relu, keep)
+        if fast is None:
+            s_hi, s_lo = approx_lane_sums(pe, W, X, mode, start)
+            if mode == PEMode.FXP32:
+                return activate(cfg, func, requantize(s_hi, s_lo, L, shift, pe.out, rnd, pe.rnd_bits))
+            return activate(cfg, func, requantize(0, s_lo, 0, shift, pe.out, rnd, pe.rnd_bits))
+    else:
+        fast = rounded_product(Wop, Xop, start, max(-blo, bhi) << shift, shift, pe.out, pe.acc_bits,
+                               L if mode == PEMode.FXP32 else None, relu=relu, keep=keep)
     if fast is None and mode == PEMode.FXP32:
         s_hi, s_lo = fxp32_sums(W, X, L, pe.acc_bits, start=start)
         return activate(cfg, func, requantize(s_hi, s_lo, L, shift, pe.out, rnd, pe.rnd_bits))

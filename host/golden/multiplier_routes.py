@@ -26,8 +26,11 @@ import functools
 
 import numpy as np
 
-from fixar.config.multipliers import Multiplier, leading_one, log_mantissa
+from fixar.config import PEConfig
+from fixar.config.multipliers import Multiplier, get, leading_one, log_mantissa
 from fixar.golden.fixed import I64, numba_kernels
+from fixar.golden import matmul
+from fixar.golden.matmul import operand, rounded_product
 from fixar.golden.multipliers import by_rows, exact_product, split
 
 # Entries of the (M, K, N) block of products the numpy log route forms at once.
@@ -57,6 +60,33 @@ def mapped(V: np.ndarray, spec: Multiplier) -> np.ndarray:
 def separable_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
     A, B = mapped(W, spec), mapped(X, spec)
     return exact_product(A, B)
+
+
+def separable_rounded(pe: PEConfig, W: np.ndarray, X: np.ndarray, packed: bool, start, smax: int, shift: int,
+                      fmt, relu: bool = False, keep: bool = False):
+    """A whole product of the PE with a separable multiplier, rounded into
+    ``fmt``, as :func:`fixar.golden.matmul.rounded_product` gives it (y and,
+    with ``keep``, y's operand), or None where its bounds do not hold or
+    the multiplier is not separable (then the caller's lane route runs).
+    ``packed``: X is FXP16 codes (one lane); else FXP32 codes whose
+    sign-magnitude lanes the PE multiplies apart.
+
+    Why one product serves both lanes: with op(a) op(b) per product, the
+    lanes' sums are A op(hi) and A op(lo) for A = op(W), and when neither
+    lane's accumulator can wrap (rounded_product's own bound, op(lane) being
+    below 2^lane_bits) the rounding sees only hi 2^L + lo = A (op(hi) 2^L +
+    op(lo)): one exact product of A and the recombined mapped lanes."""
+    spec = get(pe.multiplier)
+    if spec.operand is None or spec.table_bits is None:
+        return None
+    A = mapped(W, spec)
+    if packed:
+        B, lane_bits = mapped(X, spec), None
+    else:
+        lo, hi = matmul.magnitude_lanes(X, pe.lane_bits)     # the lane split's one definition
+        B, lane_bits = (mapped(hi, spec) << I64(pe.lane_bits)) + mapped(lo, spec), pe.lane_bits
+    return rounded_product(operand(A), operand(B, sums=False), start, smax, shift, fmt, pe.acc_bits, lane_bits,
+                           relu=relu, keep=keep)
 
 
 # --- log-sum -----------------------------------------------------------------
