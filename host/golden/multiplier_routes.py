@@ -28,8 +28,8 @@ import numpy as np
 
 from fixar.config import PEConfig
 from fixar.config.multipliers import Multiplier, get, leading_one, log_mantissa
-from fixar.golden.fixed import I64, numba_kernels
 from fixar.golden import matmul
+from fixar.golden.fixed import I64, numba_kernels
 from fixar.golden.matmul import operand, rounded_product
 from fixar.golden.multipliers import by_rows, exact_product, split
 
