@@ -128,14 +128,11 @@ def step_time_ratio(cfg: FixarConfig, processes: int = 5, **kw) -> dict:
                              capture_output=True, text=True, check=True).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
     figs = {key: round(float(np.median([r[key] for r in runs])), 2) for key in runs[0]}
-    for key in [k for k in runs[0] if k.startswith("golden_step_ms_b")]:
-        batch = key.removeprefix("golden_step_ms_b")
-        for name, top in (("golden_vs_float", f"golden_step_ms_b{batch}"),
-                          ("golden_numpy_only", f"golden_numpy_only_step_ms_b{batch}")):
-            ratios = [r[top] / r[f"float_step_ms_b{batch}"] for r in runs]
-            figs[f"{name}_{'step_' if name == 'golden_vs_float' else ''}ratio_b{batch}"] = round(
-                float(np.median(ratios)), 2)
-            if name == "golden_vs_float":
-                figs[f"golden_vs_float_step_ratio_b{batch}_min"] = round(min(ratios), 2)
-                figs[f"golden_vs_float_step_ratio_b{batch}_max"] = round(max(ratios), 2)
+    for batch in [k.removeprefix("golden_step_ms_b") for k in runs[0] if k.startswith("golden_step_ms_b")]:
+        golden = [r[f"golden_step_ms_b{batch}"] / r[f"float_step_ms_b{batch}"] for r in runs]
+        numpy_only = [r[f"golden_numpy_only_step_ms_b{batch}"] / r[f"float_step_ms_b{batch}"] for r in runs]
+        figs.update({f"golden_vs_float_step_ratio_b{batch}": round(float(np.median(golden)), 2),
+                     f"golden_vs_float_step_ratio_b{batch}_min": round(min(golden), 2),
+                     f"golden_vs_float_step_ratio_b{batch}_max": round(max(golden), 2),
+                     f"golden_numpy_only_ratio_b{batch}": round(float(np.median(numpy_only)), 2)})
     return figs
