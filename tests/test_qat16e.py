@@ -151,17 +151,18 @@ def test_the_step_scale_keeps_each_errors_top_16_bits():
 @pytest.mark.parametrize("rounding", ["half_up", "floor"])
 def test_the_step_scale_is_the_activations_quantizer_with_zero_point_2_15(rounding):
     """What lets the engine use its quantizer for the errors (docs/program.md,
-    "Not built yet"): with Delta = 2^(s + 16) and z = 2^15, quantize16 then
-    dequantize16 give the step-scaled error bit for bit, for every s."""
-    from fixar.golden.qat import dequantize16, quantize16
+    "Not built yet"): fake_quantize is quantize16 then dequantize16 with
+    Delta = 2^(s + 16) and z = 2^15; here it must equal the signed 16-bit code
+    times 2^s of the docstring, written out with Python ints, for every s."""
     cfg = Q16S.variant(array=dataclasses.replace(Q16S.array, quantizer_rounding=rounding))
     q, half, rng = golden_ddpg.StepScaledErrors(cfg, 2), 1 << (BITS - 1), np.random.default_rng(5)
     for top in (half - 1, half, 3 << 20, Q16S.pe.act32.max_int):       # errors are act32 codes
         E = rng.integers(-top, top + 1, 500)
         E[:2] = top, -top
         s = q.shift(int(np.abs(E).max()))
-        delta, zero = 1 << (s + BITS), half
-        assert np.array_equal(q.fake_quantize(1, E), dequantize16(cfg, delta, zero, quantize16(cfg, delta, zero, E)))
+        add = (1 << s) >> 1 if rounding == "half_up" else 0
+        want = [min(max((int(e) + add) >> s, -half), half - 1) << s for e in E]
+        assert q.fake_quantize(1, E).tolist() == want
 
 
 def test_delayed_scaling_takes_the_last_steps_magnitude_and_clips_growth():

@@ -156,13 +156,11 @@ class StepScaledErrors:
         now = self._amax(X)
         s = self.shift(self.amax[i] if self.delayed else now)
         self.amax[i] = now
+        # the activations' quantizer with Delta = 2^(s + 16) and z = 2^15 (q - 2^15 is the signed
+        # code), so the hardware's quantizer computes these bits and its rounding rule is theirs
         bits = self.cfg.pe.act16.bits
-        half = 1 << (bits - 1)
-        # the activations' quantizer with Delta = 2^(s + 16) and z = 2^15 is this very function
-        # (q - 2^15 the signed code), so its rounding rule is theirs: half up by default
-        add = QUANTIZER_ADDENDS[self.cfg.array.quantizer_rounding](1 << (s + bits)) >> bits
-        q = np.clip((X + I64(add)) >> I64(s), -half, half - 1)
-        return q << I64(s)
+        delta, zero = 1 << (s + bits), 1 << (bits - 1)
+        return dequantize16(self.cfg, delta, zero, quantize16(self.cfg, delta, zero, X))
 
     def state(self) -> dict:
         return {"kind": "step16", "frozen": self.frozen, "amax": list(self.amax)}
