@@ -50,13 +50,15 @@ def test_cost_model_cycles_are_the_compilers():
 
 
 def test_the_budget_check_catches_a_planted_over_budget_design():
-    """2 x 32 x 32 PEs (four times the default's) cannot fit the DSP48E2 of an SLR; the default shape does."""
+    """2 x 32 x 32 PEs (four times the default's) fit neither the LUTs nor the DSP48E2 of an SLR
+    (the message names the worst resource, here the block RAM); the default shape fits."""
     space, ev = Space(), Evaluator(Space())
     big = ev.evaluate(space.index(FITS | {"rows": 32}))
-    assert big.status == "over" and "dsp48e2" in big.message and -1 <= big.fitness < 0
+    cap = resources.budget()
+    assert big.status == "over" and "over budget" in big.message and -1 <= big.fitness < 0
+    assert all(t[k] > cap[k] for t in big.place["total"] for k in ("dsp48e2", "lut"))
     ok = ev.evaluate(space.index(FITS))
     assert ok.ok and 0.9 < ok.fitness <= 1.0
-    cap = resources.budget()
     assert all(t[k] <= cap[k] for t in ok.place["total"] for k in resources.KINDS)
 
 
@@ -168,3 +170,16 @@ def test_bad_arguments_are_one_line_errors_with_exit_2(argv, msg, capsys):
         rc = exc.code
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error:") and msg in err and err.count("\n") == 1
+
+
+def test_the_shape_table_finds_a_faster_shape_once_the_budget_holds_it(monkeypatch):
+    """study.shapes: the default shape fits at 1 x its own IPS; with every
+    budget ten times larger a shape at GOAL x the default's IPS or more
+    fits too and the table says so."""
+    from fixar.explore import study
+    real = study.shapes(64)
+    assert real["table"]["2x16x16"]["status"] == "ok" and real["table"]["2x16x16"]["ips_ratio"] == 1.0
+    budget = resources.budget()
+    monkeypatch.setattr(resources, "budget", lambda: {k: 10 * v for k, v in budget.items()})
+    roomy = study.shapes(64)
+    assert "1x32x32" in roomy["faster_feasible"] and roomy["least_over"][1]["overuse"] < 0

@@ -90,24 +90,62 @@ def median_evals(values: list[int | None]) -> float | None:
     return None if math.isinf(med) else float(med)
 
 
-def sweep(batch: int, objective: str = "ips", workload: str = "halfcheetah") -> dict:
-    """Every cores x rows x psum x URAM threshold with every memory at level 0
-    (the smallest depth that fits): deeper memories add no cycle and no
-    DSP, so this is the space's optimum up to the memories' URAM / block
-    RAM mix (a deeper memory can move from block RAM to UltraRAM)."""
-    ev = evaluator(batch, objective, workload)
-    space = ev.space
+def level0_variants(space: Space):
+    """(cores, rows, candidate) for every cores x rows x psum x URAM threshold
+    of the space with every memory at level 0 (the smallest depth that fits)."""
     vals = {d.name: d.values for d in space.dims}
-    best = None
     for cores in vals["cores"]:
         for rows in vals["rows"]:
             for psum in vals["psum_slots"]:
                 for th in vals["uram_min_rows"]:
                     v = dict(cores=cores, rows=rows, psum_slots=psum, uram_min_rows=th) | dict.fromkeys(MEMORIES, 0)
-                    e = ev.evaluate(space.index(v))
-                    if best is None or e.fitness > best.fitness:
-                        best = e
+                    yield cores, rows, space.index(v)
+
+
+def sweep(batch: int, objective: str = "ips", workload: str = "halfcheetah") -> dict:
+    """Every level-0 variant (level0_variants): deeper memories add no cycle
+    and no DSP, so this is the space's optimum up to the memories' URAM /
+    block RAM mix (a deeper memory can move from block RAM to UltraRAM)."""
+    ev = evaluator(batch, objective, workload)
+    best = None
+    for _, _, cand in level0_variants(ev.space):
+        e = ev.evaluate(cand)
+        if best is None or e.fitness > best.fitness:
+            best = e
     return {"evaluations": ev.calls, "best": best}
+
+
+GOAL = 1.2     # issue 26: a design with 1.2 x the default config's IPS at B = 64
+
+
+def shapes(batch: int = 64) -> dict:
+    """Every cores x rows of the space, its best variant (the sweep's menus:
+    psum slots x URAM threshold, memories at level 0), its IPS over the
+    default config's, and how far over the U50 budget it is. A core's logic
+    (LUT, FF, DSP48E2) does not depend on the memories, so a shape whose
+    best variant is over budget has no variant that fits; the shapes at
+    GOAL x the default's IPS or more, and the least any of them is over,
+    say whether the goal is reachable in this space at all."""
+    ev = evaluator(batch)
+    best: dict = {}
+    for cores, rows, cand in level0_variants(ev.space):
+        e, name = ev.evaluate(cand), f"{cores}x{rows}x{rows}"
+        cur = best.get(name)
+        if e.place and (cur is None or e.place["overuse"] < cur.place["overuse"]):
+            best[name] = e
+        best.setdefault(name, None)
+    table = {}
+    for name, e in best.items():
+        if e is None:
+            table[name] = {"status": "rejected"}
+            continue
+        slr, kind = e.place["worst"]
+        table[name] = {"ips_ratio": round(e.ips[batch] / ev.reference_ips, 3), "status": e.status,
+                       "overuse": round(e.place["overuse"], 4), "worst": f"SLR{slr} {kind}"}
+    faster = {k: r for k, r in table.items() if r.get("ips_ratio", 0) >= GOAL}
+    least = min(faster.items(), key=lambda kv: kv[1]["overuse"], default=None)
+    return {"table": table, "faster_feasible": sorted(k for k, r in faster.items() if r["status"] == "ok"),
+            "least_over": least}
 
 
 def model_error() -> dict:
@@ -183,6 +221,15 @@ def figures(methods=tuple(METHODS), seeds: int = 5, budget: int = 400, address: 
         sw = sweep(b)
         figs[f"sweep_best_ips_b{b}"] = round(sw["best"].ips[b], 1)
         figs[f"sweep_evaluations_b{b}"] = sw["evaluations"]
+    sh = shapes(64)
+    figs["shapes_b64"] = sh["table"]
+    figs["goal_shapes_feasible_b64"] = len(sh["faster_feasible"])
+    if sh["least_over"]:
+        name, row = sh["least_over"]
+        figs["goal_shape_least_over_b64"] = name
+        figs["goal_shape_least_overuse_b64"] = row["overuse"]
+        figs["goal_shape_least_over_ips_ratio_b64"] = row["ips_ratio"]
+        figs["goal_shape_least_over_resource_b64"] = row["worst"]
     figs |= _second_objective(methods, seeds, budget, address, log, out)
     figs |= _second_workload(methods, seeds, budget, address, log, out)
     err = model_error()

@@ -24,8 +24,8 @@ from fixar.sim.yosys import SYNTH_SCRIPT
 
 ROOT = Path(__file__).resolve().parents[2]
 MEASURED = ROOT / "docs" / "explore" / "core_synth.json"
-FIT_ROWS = (2, 4, 6)          # the fit: three shapes determine a R^2 + b R + c exactly
-HELD_OUT_ROWS = (3, 8)        # checked, never fitted
+FIT_ROWS = (4, 8, 16)         # the fit: three shapes determine a R^2 + b R + c exactly; 16 is the default
+HELD_OUT_ROWS = (5, 6, 10)    # checked, never fitted (a core needs rows >= 4: fixar.gen.units.core)
 CORE_MODULE = "fixar_core"
 KINDS = ("lut", "ff", "dsp48e2")
 
