@@ -148,6 +148,15 @@ def test_the_step_scale_keeps_each_errors_top_16_bits():
     assert floor.fake_quantize(1, big).tolist() == [[(half - 1) << 4, -(half << 4), 16, -32, 0, -16, 0]]
 
 
+def test_an_error_saturated_at_minus_2_31_takes_the_largest_packed_shift():
+    """-2^31 has 32 magnitude bits, so s would be 17; Delta = 2^33 fits neither the
+    quantizer's table nor a packed product's shift: s stops at 16, which holds -2^31."""
+    q = golden_ddpg.StepScaledErrors(Q16S, 2)
+    lo, hi = Q16S.pe.act32.min_int, Q16S.pe.act32.max_int
+    assert q.shift(-lo) == 16 and q.shift(hi) == 16 and q.shift(hi >> 1) == 15
+    assert q.fake_quantize(1, np.array([lo, hi, 3 << 14])).tolist() == [lo, hi - ((1 << 16) - 1), 1 << 16]
+
+
 @pytest.mark.parametrize("rounding", ["half_up", "floor"])
 def test_the_step_scale_is_the_activations_quantizer_with_zero_point_2_15(rounding):
     """What lets the engine use its quantizer for the errors (docs/program.md,

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixar.config import ActFunc, FixarConfig, PEMode
+from fixar.config import ActFunc, FixarConfig, PEMode, packed_shift_max
 from fixar.golden.fixed import I64, numba_kernels, requantize
 from fixar.golden.layer import linear
 
@@ -120,7 +120,8 @@ class StepScaledErrors:
     16-bit codes q = floor(E 2^-s + 1/2) (``array.quantizer_rounding``'s
     half up; floor(E 2^-s) with "floor"), clipped to [-2^15, 2^15 - 1],
     times 2^s, where s = max(0, bit_length(A) - 15) is the smallest power of
-    two (at least one act32 LSB) at which a magnitude A fits.
+    two (at least one act32 LSB) at which a magnitude A fits, at most 16
+    (``shift``).
 
     ``array.qat_errors = "fxp16_step"``: A = max |E| of this error itself,
     so nothing clips; the scale needs the whole error before any of it is
@@ -148,8 +149,11 @@ class StepScaledErrors:
         self.frozen = True
 
     def shift(self, amax: int) -> int:
-        """s for a largest magnitude ``amax``: the exponent of the step."""
-        return max(0, amax.bit_length() - (self.cfg.pe.act16.bits - 1))
+        """s for a largest magnitude ``amax``: the exponent of the step. At most
+        the packed product's largest input shift (16: Delta = 2^(s + 16) must
+        fit the quantizer's table), which only an error saturated at -2^31
+        reaches: s = 16 holds it exactly, and +(2^31 - 1) clips by 2^16 - 1."""
+        return min(max(0, amax.bit_length() - (self.cfg.pe.act16.bits - 1)), packed_shift_max(self.cfg))
 
     def fake_quantize(self, i: int, X) -> np.ndarray:
         X = np.asarray(X, dtype=I64)
