@@ -183,3 +183,13 @@ def test_the_shape_table_finds_a_faster_shape_once_the_budget_holds_it(monkeypat
     monkeypatch.setattr(resources, "budget", lambda: {k: 10 * v for k, v in budget.items()})
     roomy = study.shapes(64)
     assert "1x32x32" in roomy["faster_feasible"] and roomy["least_over"][1]["overuse"] < 0
+
+
+def test_the_design_to_verify_is_the_winner_unless_it_has_the_defaults_shape():
+    from fixar.explore import study
+    space, ev = Space(), Evaluator(Space())
+    small = space.index(FITS | {"rows": 8, "uram_min_rows": 32768})
+    assert study.verify_target(ev, small) == (small, "ConfuciuX's best at B = 64")
+    other, why = study.verify_target(ev, space.index(FITS))
+    v = space.values(other)
+    assert (v["cores"], v["rows"]) != (2, 16) and ev.evaluate(other).ok and "another shape" in why

@@ -1,5 +1,6 @@
 """Issue 26, item 4: a design the search found, built for real. The design
-(default: ConfuciuX's best at B = 64 in docs/explore/results.json) becomes a
+(default: docs/explore/results.json's verify_b64_design, ConfuciuX's best at
+B = 64 unless that is the default config's shape: fixar.explore.study.verify_target) becomes a
 config through the search's own fixar.explore.space.config_from; its training
 engine is generated and simulated (Verilator, the training-engine bench: two
 DDPG steps of 64-64 networks at B = 64 through the QAT switch, every weight,
@@ -27,7 +28,7 @@ NETS = (17, 6, (64, 64), 64)          # HalfCheetah's sizes, the studies' 64-64 
 KINDS = {"dsp48e2": "dsp48e2", "lut": "lut", "ff": "ff", "bram36": "bram", "uram": "uram"}
 
 
-def design_config(key: str = "confuciux_best_b64_design", root: Path = ROOT):
+def design_config(key: str = "verify_b64_design", root: Path = ROOT):
     data = json.loads((root / "docs" / "explore" / "results.json").read_text())
     if key not in data:
         raise KeyError(f"docs/explore/results.json has no {key!r} (run `python -m fixar.explore`)")
@@ -47,7 +48,7 @@ def simulate(cfg) -> dict:
             "model_cycles": model, "act_cycles": rec["act_cycles"]}
 
 
-def explore_verify(key: str = "confuciux_best_b64_design") -> dict:
+def explore_verify(key: str = "verify_b64_design") -> dict:
     cfg, values = design_config(key)
     t = time.perf_counter()
     print(f"explore-verify: {key} = {values}: Verilator, two 64-64 training steps at B = 64 ...", flush=True)
@@ -55,7 +56,8 @@ def explore_verify(key: str = "confuciux_best_b64_design") -> dict:
     print("explore-verify: Yosys, the whole kernel (cores one by one) ...", flush=True)
     synth = kernel_resources(cfg)
     placed = place(cfg)["total"]
-    figs = {"explore_verified_design": f"{values['cores']} x {values['rows']} x {values['rows']} ({key})",
+    why = json.loads((ROOT / "docs" / "explore" / "results.json").read_text())[key].get("why", key)
+    figs = {"explore_verified_design": f"{values['cores']} x {values['rows']} x {values['rows']} ({why})",
             "explore_verified_identical_steps": sim["identical_steps"],
             "explore_verified_train_step_cycles_64x64_b64": sim["train_step_cycles"],
             "explore_verified_cycles_equal_model": int(sim["train_step_cycles"] == sim["model_cycles"])}
