@@ -68,3 +68,12 @@ def test_step_breakdown_accounts_for_every_cycle():
         assert sum(kinds.values()) == cycles - 2
         assert {"forward", "transposed", "weight_grad", "adam", "soft"} <= set(kinds)
         assert 0 < macs <= cfg.array.pes * cycles
+
+
+def test_a_new_explore_run_drops_its_own_stale_keys_but_not_explore_verifys():
+    from fixar.figures.summary import stale_keys
+    summary = {"explore_ga_evals_to_best": 3, "confuciux_best_ips_b64": 1.0, "explore_seconds": 9,
+               "explore_verified_lut_yosys": 5, "explore_verify_s": 7, "golden_step_ms_b64": 8}
+    figs = {"explore_seconds": 10}
+    assert sorted(stale_keys(summary, figs, "explore")) == ["confuciux_best_ips_b64", "explore_ga_evals_to_best"]
+    assert stale_keys(summary, figs, "explore-verify") == [] and stale_keys(summary, figs, "golden") == []

@@ -250,8 +250,18 @@ def measure(what: str, vectors: int) -> dict:
 
 
 # Parts whose keys come and go with the run (the search's evals-to-best exists only for a method
-# that reached the best): a new run of the part drops the keys under these prefixes it did not write.
+# that reached the best): a new run of the part drops the keys under these prefixes it did not write,
+# but not those of another part that share a prefix (explore-verify's explore_verified_*).
 OWNED_PREFIXES = {"explore": ("explore_", "confuciux_")}
+NOT_OWNED = {"explore": ("explore_verified_", "explore_verify_")}
+
+
+def stale_keys(summary: dict, figs: dict, part: str) -> list[str]:
+    """The keys a new run of ``part`` that wrote ``figs`` drops from ``summary``."""
+    mine, others = OWNED_PREFIXES.get(part, ()), NOT_OWNED.get(part, ())
+    if not mine:
+        return []
+    return [k for k in summary if k.startswith(mine) and not k.startswith(others) and k not in figs]
 
 
 def write_summary(figs: dict, part: str = "all") -> dict:
@@ -260,8 +270,7 @@ def write_summary(figs: dict, part: str = "all") -> dict:
     for key in RETIRED:
         summary.pop(key, None)
     for p in PARTS if part == "all" else (part,):
-        prefixes = OWNED_PREFIXES.get(p, ())
-        for key in [k for k in summary if k.startswith(prefixes) and k not in figs] if prefixes else []:
+        for key in stale_keys(summary, figs, p):
             summary.pop(key)
     summary.update(figs)
     stamp = {
