@@ -15,6 +15,7 @@ from fixar.compiler.array_ops import (
     activation_image,
     cycles,
     describe,
+    not_in_rtl,
     unpack_outputs,
     weight_image,
 )
@@ -136,7 +137,7 @@ def test_a_lane_store_writes_the_fxp32_rows_of_its_outputs():
 
 @pytest.mark.parametrize("op, message", [
     (_packed(mode=PEMode.FXP32), "mode must be FXP16"),
-    (_packed(transpose=True, bias=False), "transpose is not built yet"),
+    (_packed(intra_layer=True, batch=2), "intra_layer is not built yet"),
     (_packed(track=True), "track is not built yet"),
     (_packed(batch=6, store_t=True), "multiple of 2 x 2 cores"),
     (_packed(batch=8, mask=True), "it needs store"),
@@ -147,7 +148,8 @@ def test_a_lane_store_writes_the_fxp32_rows_of_its_outputs():
     (_packed(pq_zero=0, pq_e=16), "is not a 32-bit code"),
     (_packed(K=1024), "for at most 1023"),
     (LayerOp(M=3, K=5, batch=8, mode=PEMode.FXP16, store=True, pq_lane=1), "it needs packed"),
-    (_packed(batch=8, pq_lane=3, store=True), "pq_lane = 3"),
+    (_packed(batch=8, pq_lane=3, store=True), "stores its codes with pq_lane 0"),
+    (_packed(batch=8, pq_lane=4, store=True, fq=True), "pq_lane = 4"),
     (_packed(batch=8, pq_lane=1), "it needs store"),
     (_packed(batch=8, pq_lane=2, store=True, store_t=True), "takes no store_t or mask"),
     (_packed(batch=6, pq_lane=1, store=True), "multiple of 2 x 2 cores"),
@@ -258,6 +260,61 @@ def test_gradient_products_that_do_not_fit_are_rejected():
     rows = cfg.memory.xt_words_per_core // cfg.array.rows
     with pytest.raises(ArrayOpError, match=r"X\^T needs X\^T memory rows"):
         describe(cfg, LayerOp(M=4, K=300, batch=512, grad=True, bias=False, x_base=rows - 10))
+
+
+def _error_t(**kw) -> LayerOp:
+    """A hidden error's masked transposed product (QAT's 16-bit errors)."""
+    return LayerOp(**{"M": 5, "K": 3, "batch": 8, "transpose": True, "bias": False, "store": True, "mask": True,
+                      "track": True, "fq": True, "qidx": 7, **kw})
+
+
+def _on_codes(**kw) -> dict:
+    return {"mode": PEMode.FXP16, "packed": True, "pq_zero": 1 << 15, "pq_q": 3, **kw}
+
+
+def test_the_16_bit_errors_products_are_described_and_left_to_the_golden_executor():
+    """A pair store (pq_lane 3) writes half the rows of the FXP32 store at the
+    same cycles; a packed transposed product on codes with its step from the
+    table (pq_q) has the packed product's slots and a zero correction; a
+    gradient reads D as codes in half the rows. None of them is in the RTL
+    yet: not_in_rtl names each, and nothing else."""
+    cfg = load("small")
+    rows = cfg.memory.act_words_per_core // cfg.array.rows
+    fxp32 = describe(cfg, _error_t(fq=False, track=False))
+    pair = describe(cfg, _error_t(pq_lane=3))
+    assert (pair.pq_lane, pair.fq, pair.track, pair.mask) == (3, 1, 1, 1)
+    assert cycles(cfg, pair, 30) == cycles(cfg, fxp32, 30)
+    half = rows - fxp32.n_ot * fxp32.slots // 2          # the last first row a pair store's half rows allow
+    describe(cfg, _error_t(pq_lane=3, y_base=half))
+    with pytest.raises(ArrayOpError, match="Y needs activation rows"):
+        describe(cfg, _error_t(pq_lane=3, y_base=half + 1))
+    packed = describe(cfg, _error_t(**_on_codes()))
+    assert (packed.pq, packed.pq_c, packed.pq_e, packed.slots) == (1, 0, 0, 8 // 2 // cfg.array.cores + 1)
+    assert cycles(cfg, packed, 30) == cycles(cfg, describe(cfg, _packed(M=3, K=5, batch=8)), 30)
+    grad = LayerOp(M=5, K=7, batch=8, grad=True, bias=False, gstore=1, pq_q=2)
+    d_rows = describe(cfg, grad).n_ot * 8 // cfg.array.cores // 2
+    describe(cfg, dataclasses.replace(grad, w_base=rows - d_rows))
+    with pytest.raises(ArrayOpError, match="D needs activation memory rows"):
+        describe(cfg, dataclasses.replace(grad, w_base=rows - d_rows + 1))
+    assert not_in_rtl(_error_t(pq_lane=3)) and not_in_rtl(_error_t(**_on_codes(pq_lane=0)))
+    assert not_in_rtl(_error_t(fq=False)) and not_in_rtl(grad)
+    for built in (_error_t(fq=False, track=False), _packed(store=True, fq=True)):
+        assert not_in_rtl(built) is None, built
+
+
+@pytest.mark.parametrize("op, message", [
+    (_error_t(mask=False), "a masked transposed one"),
+    (_error_t(pq_lane=3, fq=False), "it needs store and fq"),
+    (_error_t(pq_lane=3, batch=6), "batch 6 is not a multiple of 2 x 2 cores"),
+    (_error_t(**_on_codes(pq_q=13)), "at most array.quantizers = 8"),
+    (_error_t(**_on_codes(pq_zero=0)), "it needs packed, pq_zero = 32768 and pq_e = 0"),
+    (_error_t(**_on_codes(pq_e=2)), "it needs packed, pq_zero = 32768 and pq_e = 0"),
+    (_error_t(pq_q=1), "it needs packed"),
+    (LayerOp(M=5, K=7, batch=6, grad=True, bias=False, gstore=1, pq_q=2), "batch 6 is not a multiple of 2 x 2"),
+])
+def test_16_bit_errors_products_that_cannot_run_are_rejected(op, message):
+    with pytest.raises(ArrayOpError, match=message):
+        describe(load("small"), op)
 
 
 def _packed_grad(**kw) -> LayerOp:

@@ -7,8 +7,19 @@ import dataclasses
 import numpy as np
 import pytest
 
+from fixar.compiler.array_ops import LayerOp, cycles, describe
 from fixar.compiler.execute import ProgramState, execute, program_params
-from fixar.compiler.program import Adam, Grad, Matmul, ProgramError, Soft, Vec, compile_ddpg
+from fixar.compiler.program import (
+    ERROR_KEYS,
+    Adam,
+    Grad,
+    Matmul,
+    ProgramError,
+    Soft,
+    Vec,
+    compile_ddpg,
+    step_cycles,
+)
 from fixar.config import GStore, load
 from fixar.driver.engine import EngineHost
 from fixar.golden.fixed import quantize
@@ -35,17 +46,17 @@ def _compare(st, ddpg, p, obs, obs_p, step):
         assert np.array_equal(got_m, m) and np.array_equal(got_v, v), f"step {step}: {net} moments differ"
 
 
-def _run_steps(ddpg, twin, host, st, rng, steps, obs, act, batch, first=0, scale=1.0):
+def _run_steps(ddpg, twin, host, st, rng, steps, obs, act, batch, first=0, scale=1.0, reward=1.0):
     """``steps`` training steps: the program (golden executor, fed by the
     host's packing code ``host`` of the agent ``twin``) against FixedDDPG
-    (states drawn with standard deviation ``scale``)."""
+    (states and rewards drawn with standard deviations ``scale`` and ``reward``)."""
     fmt = CFG.pe.act32
     R = CFG.array.rows
     obs_p = -(-obs // R) * R
     for step in range(first, first + steps):
         S = quantize(rng.normal(size=(obs, batch)) * scale, fmt)
         A = quantize(rng.uniform(-1, 1, (act, batch)), fmt)
-        Rw = quantize(rng.normal(size=batch), fmt)
+        Rw = quantize(rng.normal(size=batch) * reward, fmt)
         S2 = quantize(rng.normal(size=(obs, batch)) * scale, fmt)
         done = rng.random(batch) < 0.2
         lr = host.step_sizes()
@@ -124,6 +135,87 @@ def test_program_through_the_qat_switch_equals_fixed_ddpg(obs, act, hidden, batc
     st2.prng = int(ddpg.prng)
     execute(st2, {"noise": ddpg.noise_scale}, None, acting=True)
     assert np.array_equal(st2.t["action"][:act, 0], ddpg.act(s, explore=True))
+
+
+def _ranges(st):
+    return [(lo & 0xFFFFFFFF, hi & 0xFFFFFFFF) for lo, hi in zip(st.lo, st.hi)]   # as the engine's port reads
+
+
+def _clipped(cfg, quant, ranges, entries):
+    """Hidden errors whose range went past their quantizer's codes (half-up:
+    q = floor(E 2^-s + 1/2) outside [-2^15, 2^15 - 1])."""
+    out = 0
+    for index, _, _ in entries:
+        s = quant[index][0].bit_length() - 1 - cfg.pe.act16.bits
+        lo, hi = (v - (1 << 32) if v >> 31 else v for v in ranges[index])
+        out += 2 * hi >= ((1 << 16) - 1) << s or 2 * lo < -(((1 << 16) + 1) << s)
+    return out
+
+
+def test_16_bit_errors_through_the_qat_switch_equal_fixed_ddpg():
+    """qat16d's numerics compiled (docs/program.md, "16-bit errors"): phase 1
+    tracks each hidden error's range per step; at the switch and after every
+    phase-2 step the host sets each error's step from its tracker; phase 2
+    quantizes the errors at the output stage into codes that the next
+    transposed product reads packed and the gradients read as D. FixedDDPG's
+    step bit for bit, through errors that grew past their step and clipped
+    and steps that changed between training steps."""
+    cfg = CFG.variant(array=dataclasses.replace(CFG.array, quantizer_scale="pow2", qat_errors="fxp16_delayed",
+                                                quantizers=12))
+    obs, act, hidden, batch = 5, 2, (8, 9), 8
+    ddpg, twin, host, st = _setup(obs, act, hidden, batch, cfg=cfg, packed=True)
+    ddpg.enable_qat()
+    twin.enable_qat()
+    rng = np.random.default_rng(5)
+    _run_steps(ddpg, twin, host, st, rng, 3, obs, act, batch)
+    host.switch(_ranges(st))
+    ddpg.switch_to_fxp16()
+    same_amax = lambda: all(twin.qat[k].amax == ddpg.qat[k].amax for k in ERROR_KEYS)
+    assert same_amax() and all(a > 0 for k in ERROR_KEYS for a in ddpg.qat[k].amax[1:])
+    ops = [ins.op for ins in host.prog.instrs if isinstance(ins, (Matmul, Grad))]
+    assert sum(op.pq_lane == 3 for op in ops) == 3          # each pass's top error: a pair store
+    assert sum(op.transpose and op.packed and op.fq for op in ops) == 3   # the next error from its codes, packed
+    assert sum(op.grad and op.pq_q > 0 for op in ops) == 4  # two passes: the gradients below the top read codes
+    with pytest.raises(ProgramError, match="is not in the RTL yet"):
+        host.setup_writes()
+    st2 = ProgramState(cfg, host.prog, batch)
+    st2.t.update({name: st.t[name] for name in host.params()})
+    st2.m, st2.v, st2.prng = st.m, st.v, st.prng
+    st2.quant = host.quantizer_table()
+    entries = list(host.error_entries())
+    steps, clipped = [], 0
+    # a TD error 300 times the last step's (the rewards), then back
+    for n, reward in enumerate((1.0, 1.0, 300.0, 300.0, 1.0, 1.0)):
+        steps.append([st2.quant[index][0] for index, _, _ in entries])
+        _run_steps(ddpg, twin, host, st2, rng, 1, obs, act, batch, first=3 + n, reward=reward)
+        clipped += _clipped(cfg, st2.quant, _ranges(st2), entries)
+        assert len(host.take_error_ranges(_ranges(st2))) == len(entries) and same_amax()
+        st2.quant = host.quantizer_table()
+    assert clipped > 0, "no error outgrew its step: the delayed scale's clipping went untested"
+    assert any(a != b for a, b in zip(steps, steps[1:])), "no error's step changed between steps"
+
+
+def test_16_bit_errors_cost_packed_transposed_products_at_fixars_scale():
+    """qat16d's phase 2 at 400-300, B = 512, by the cycle model: each
+    transposed product on codes costs what a packed forward product of its
+    shape costs (half the slots, plus the correction's), the pair stores
+    what the FXP32 product costs, and the step at least 15 % fewer cycles
+    than qat_pow2's (packed forward products only)."""
+    steps = {}
+    for name in ("qat_pow2", "qat16d"):
+        cfg = load(name)
+        tops = {(n, i): 1 << 20 for n in ("actor", "critic") for i in range(1, 3)}
+        p = compile_ddpg(cfg, 17, 6, (400, 300), 512, quantized=True, tops=tops, tanh_limit=1 << 16, packed=True,
+                         quantizers=[(1 << 20, 1 << 15)] * cfg.array.quantizers)
+        steps[name] = step_cycles(cfg, p, 512)
+        for ins in p.instrs:
+            op = ins.op if isinstance(ins, Matmul) else None
+            if op is None or not op.transpose:
+                continue
+            forward = LayerOp(M=op.K, K=op.M, batch=512, mode=op.mode, packed=op.packed, bias=False)
+            assert cycles(cfg, describe(cfg, op), 9) == cycles(cfg, describe(cfg, forward), 9), ins.y
+            assert op.packed == (name == "qat16d" and op.pq_lane != 3)
+    assert steps["qat16d"] < 0.85 * steps["qat_pow2"], steps
 
 
 def test_program_uses_every_unit_once_per_layer():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fixar.golden.ddpg as golden_ddpg
-from fixar.compiler.program import ProgramError, compile_ddpg
+from fixar.compiler.program import ProgramError, compile_ddpg, encode
 from fixar.config import ConfigError, load
 from fixar.golden.ddpg import FixedDDPG
 from fixar.rl.backends.golden import GoldenBackend
@@ -228,7 +228,16 @@ def test_a_step_scaled_checkpoint_after_the_switch_resumes_exactly(cfg):
     assert all(np.array_equal(x, y) for x, y in zip(_params(a), _params(b)))
 
 
-@pytest.mark.parametrize("cfg", [Q16S, Q16D], ids=["qat16s", "qat16d"])
-def test_the_engine_refuses_step_scaled_errors_in_one_line(cfg):
+def test_the_compiler_refuses_errors_it_cannot_scale_and_qat16d_off_the_packed_route():
+    """qat16s needs each error whole before it is quantized (no engine does
+    that); qat16d compiles only packed (its errors are codes), and its packed
+    program is refused only where it would go to the RTL (encode)."""
     with pytest.raises(ProgramError, match="16-bit backward errors .* golden backend"):
-        compile_ddpg(cfg, OBS, ACT, HYPER.hidden, HYPER.batch, quantized=True)
+        compile_ddpg(Q16S, OBS, ACT, HYPER.hidden, HYPER.batch, quantized=True)
+    with pytest.raises(ProgramError, match="16-bit backward errors run in packed products"):
+        compile_ddpg(Q16D, OBS, ACT, HYPER.hidden, HYPER.batch, quantized=True)
+    tops = {(n, i): 1 << 20 for n in ("actor", "critic") for i in range(1, len(HYPER.hidden) + 1)}
+    p = compile_ddpg(Q16D, OBS, ACT, HYPER.hidden, HYPER.batch, quantized=True, tops=tops, tanh_limit=1 << 16,
+                     packed=True, quantizers=[(1 << 20, 1 << 15)] * Q16D.array.quantizers)
+    with pytest.raises(ProgramError, match="config qat16d: .* is not in the RTL yet"):
+        encode(Q16D, p, HYPER.batch)

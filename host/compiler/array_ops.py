@@ -121,8 +121,17 @@ class LayerOp:
     # word per item (needs fq); 1 or 2 the low or high lane's FXP32 values, at
     # their rows in the FXP32 slot-major layout (2 (tile S' + slot) + lane - 1):
     # two products, one per lane, give a layer's FXP32 outputs (the networks'
-    # last layers, whose outputs feed no packed product)
+    # last layers, whose outputs feed no packed product); 3 (a pair store: an
+    # FXP32 product with fq) its quantizer's codes, slots 2s' and 2s' + 1 in
+    # one word, the packed layout a packed product reads (the top error of
+    # QAT's 16-bit backward errors)
     pq_lane: int = 0
+    # a packed product's input step from the quantizer table instead of pq_e:
+    # entry pq_q - 1, e = log2(Delta) - 16 (QAT's 16-bit backward errors, whose
+    # step changes every step: docs/program.md, "16-bit errors"); the codes are
+    # signed (pq_zero 2^15). On a weight gradient: D is that entry's codes,
+    # two batch entries a word, read as (q - 2^15) 2^e. 0: not used
+    pq_q: int = 0
     # the packed weight gradient's operand (docs/array.md, "Packed weight
     # gradients"): a packed product's store_t writes its outputs' codes in
     # feature pairs, word (features 2k', 2k' + 1) of batch entry b in bank
@@ -214,14 +223,19 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
     if S + extra > ar.psum_slots:
         raise ArrayOpError(f"batch {op.batch} needs {S + extra} partial-sum slots per core in {mode.name}; "
                            f"array.psum_slots = {ar.psum_slots} (largest batch {(ar.psum_slots - extra) * per * N})")
-    if op.pq_lane and not op.packed:
+    if op.pq_lane == 3:
+        _check_pair_store(cfg, op, mode)
+    elif op.pq_lane and not op.packed:
         raise ArrayOpError("pq_lane picks a packed QAT product's stored lane: it needs packed")
+    _check_table_step(cfg, op)
     pq_c = _check_packed(cfg, op, mode, n_red) if op.packed else 0
     if op.transpose and op.bias:
         raise ArrayOpError("the transposed product takes no bias (set bias=False)")
     if op.track or op.fq:
-        if (mode != PEMode.FXP32 and not op.packed) or op.transpose:
-            raise ArrayOpError("track and fq (the QAT quantizers at the output stage) need an FXP32 forward product")
+        if (mode != PEMode.FXP32 and not op.packed) or (op.transpose and not op.mask):
+            raise ArrayOpError("track and fq (the QAT quantizers at the output stage) need an FXP32 or packed "
+                               "forward product, or a masked transposed one (a hidden layer's error: the mask "
+                               "comes first, then the range tracker, restarted per operation, and the quantizer)")
         if not 0 <= op.qidx < ar.quantizers:
             raise ArrayOpError(f"qidx = {op.qidx}: the array has array.quantizers = {ar.quantizers} quantizers")
     if op.pq_t and not (op.packed and op.store_t and op.fq):
@@ -255,7 +269,8 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                            f"row {half}, where the weight memory's second group of RAMs starts "
                            "(fixar.config.weight_groups)")
     a_rows = mem.act_words_per_core // R
-    y_slots = 2 * S if op.pq_lane else S       # a lane store writes FXP32 rows: two per packed item
+    # a lane store writes FXP32 rows, two per packed item; a pair store one row per two items
+    y_slots = {1: 2 * S, 2: 2 * S, 3: S // 2}.get(op.pq_lane, S)
     for name, base, rows in (("X", op.x_base, n_kt * S), ("Y", op.y_base, n_ot * y_slots if op.store else 0)):
         if base < 0 or base + rows > a_rows:
             raise ArrayOpError(f"{name} needs activation rows {base}..{base + rows - 1} per core; "
@@ -284,7 +299,8 @@ def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
     pe = cfg.pe
     if mode != PEMode.FXP16:
         raise ArrayOpError("a packed QAT product takes its inputs two per word: mode must be FXP16")
-    unsupported = [n for n in ("transpose", "intra_layer", "track") if getattr(op, n)]
+    unsupported = [n for n in ("intra_layer",) if getattr(op, n)] + (["track"] if op.track and not op.transpose
+                                                                     else [])
     if unsupported:
         raise ArrayOpError(f"a packed QAT product with {', '.join(unsupported)} is not built yet "
                            "(docs/program.md, \"Not built yet\")")
@@ -301,6 +317,52 @@ def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
     if pe.out.needs_random:
         raise ArrayOpError("a packed QAT product with stochastic pe.out rounding is not built yet")
     return _packed_correction(cfg, op, K)
+
+
+def not_in_rtl(op: LayerOp) -> str | None:
+    """What of ``op`` the generated array does not build yet, or None. The
+    descriptor rules above are the contract the RTL will meet; the golden
+    executor (fixar.compiler.execute) runs these already."""
+    if op.pq_q:
+        return "an input step from the quantizer table (pq_q)"
+    if op.pq_lane == 3:
+        return "a pair store of codes (pq_lane 3)"
+    if op.transpose and (op.track or op.fq or op.packed):
+        return "a transposed product with a range tracker, a quantizer or packed inputs"
+    return None
+
+
+def _check_pair_store(cfg: FixarConfig, op: LayerOp, mode: PEMode) -> None:
+    """A pair store (pq_lane 3): an intra-batch FXP32 product's quantizer codes,
+    two batch entries a word, as a packed product reads them."""
+    N = cfg.array.cores
+    if op.packed or mode != PEMode.FXP32 or op.intra_layer:
+        raise ArrayOpError("a pair store (pq_lane 3) pairs an intra-batch FXP32 product's codes; a packed "
+                           "product stores its codes with pq_lane 0")
+    if not (op.store and op.fq) or op.store_t:
+        raise ArrayOpError("a pair store (pq_lane 3) writes its quantizer's codes: it needs store and fq, "
+                           "and takes no store_t")
+    if op.batch % (2 * N):
+        raise ArrayOpError(f"a pair store puts two batch entries in a word on every core: batch {op.batch} "
+                           f"is not a multiple of 2 x {N} cores")
+
+
+def _check_table_step(cfg: FixarConfig, op: LayerOp) -> None:
+    """pq_q: a packed product's input step read from the quantizer table (its
+    codes signed: pq_zero 2^15, no static pq_e), or a gradient's D as codes."""
+    if op.pq_q == 0:
+        return
+    if not 0 < op.pq_q <= cfg.array.quantizers:
+        raise ArrayOpError(f"pq_q = {op.pq_q}: a quantizer table entry + 1, at most array.quantizers = "
+                           f"{cfg.array.quantizers}")
+    if op.grad:
+        if op.batch % (2 * cfg.array.cores):
+            raise ArrayOpError(f"a weight gradient on codes (pq_q) reads two batch entries a word on every core: "
+                               f"batch {op.batch} is not a multiple of 2 x {cfg.array.cores} cores")
+        return
+    if not op.packed or op.pq_zero != packed_code_offset(cfg) or op.pq_e:
+        raise ArrayOpError("pq_q (the input step from the quantizer table) is a packed product's on signed codes: "
+                           f"it needs packed, pq_zero = {packed_code_offset(cfg)} and pq_e = 0")
 
 
 def _packed_correction(cfg: FixarConfig, op: LayerOp, K: int) -> int:
@@ -357,6 +419,7 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                            "store, transpose, mask, lane or activation function")
     # a packed gradient: its correction slot first, then one slot per feature pair
     pq_c = _check_packed_grad(cfg, op) if op.packed else 0
+    _check_table_step(cfg, op)
     inputs = math.ceil(op.K / 2) if op.packed else op.K      # X^T rows per round
     slots = int(op.packed) + inputs + (op.gstore == GStore.BOTH)      # the folded bias gradient's ones slot
     if slots > ar.psum_slots:
@@ -382,7 +445,7 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
     elif op.gstore != GStore.NONE:
         raise ArrayOpError(f"gstore = {op.gstore}: 0 (none), 1 (weight gradient), 2 (bias gradient) or 3 (both)")
     for name, base, rows, have, where in (
-            ("D", op.w_base, n_ot * S, mem.act_words_per_core // R, "activation memory"),
+            ("D", op.w_base, n_ot * (S // 2 if op.pq_q else S), mem.act_words_per_core // R, "activation memory"),
             ("X^T", op.x_base, n_kr * inputs, mem.xt_words_per_core // R, "X^T memory")):
         if base < 0 or base + rows > have:
             raise ArrayOpError(f"{name} needs {where} rows {base}..{base + rows - 1} per core; "

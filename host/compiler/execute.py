@@ -72,41 +72,18 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
     R = cfg.array.rows
     for ins in (p.act_instrs if acting else p.instrs):
         if isinstance(ins, Matmul):
-            op = ins.op
-            W = T[ins.w]
-            if op.transpose:
-                Y = transposed(cfg, W, T[ins.x][:op.M], op.func)
-            else:
-                X = T[ins.x][:op.K]
-                Y = linear(cfg, W, _dequantized(cfg, op, X) if op.packed else X, T[ins.b], op.func)
-            if op.track:
-                q = op.qidx
-                st.lo[q], st.hi[q] = min(st.lo[q], int(Y.min())), max(st.hi[q], int(Y.max()))
-            q16 = None          # the quantizer's 16-bit codes of the outputs
-            if op.fq:
-                if st.quant[op.qidx] is None:
-                    raise ValueError(f"{ins.w}: quantizer {op.qidx} is used before it was set")
-                D, z = st.quant[op.qidx]
-                q16 = quantize16(cfg, D, z, Y)
-                Y = dequantize16(cfg, D, z, q16)
-            if op.packed:
-                _packed_stores(st, ins, Y, q16, st.quant[op.qidx] if op.fq else None)
-                continue
-            if op.mask:
-                Y = _masked(st, ins.m, Y)
-            if ins.y is not None:
-                st.store(ins.y, Y, mask_no_limit(cfg) if op.limit is None else op.limit, ins.y_tile * R)
-            if ins.yt is not None:
-                st.write(ins.yt, Y)
+            _matmul(st, ins)
         elif isinstance(ins, Grad):
             M = ins.op.M
             D = T[ins.d][:M]
+            if ins.op.pq_q:                 # the error's codes, as the load path dequantizes them
+                D = D << _table_shift(st, ins.op.pq_q)
             if ins.x is None:
                 st.grad[ins.param] = bias_grad(cfg, D)
             else:
                 K = p.tensors[ins.param].shape[1]
                 X = T[ins.x][:ins.op.K]         # a packed gradient's: the codes, in feature pairs on chip
-                st.grad[ins.param] = weight_grad(cfg, D, _dequantized(cfg, ins.op, X) if ins.op.packed else X)[:, :K]
+                st.grad[ins.param] = weight_grad(cfg, D, _dequantized(st, ins.op, X) if ins.op.packed else X)[:, :K]
                 if ins.bias is not None:    # the same product's ones slot (GStore.BOTH)
                     st.grad[ins.bias] = bias_grad(cfg, D)
         elif isinstance(ins, Vec) and ins.op == VecOp.NOISE:
@@ -137,10 +114,56 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
             raise TypeError(f"unknown instruction {ins!r}")
 
 
-def _dequantized(cfg: FixarConfig, op, X: np.ndarray) -> np.ndarray:
-    """A packed product's inputs, the codes q - 2^15, as the values (q - z) 2^e they stand for."""
-    half = packed_code_offset(cfg)
-    return (X + (half - op.pq_zero)) << op.pq_e
+def _matmul(st: ProgramState, ins: Matmul) -> None:
+    """An array product, its output stage in the hardware's order: a
+    transposed product's mask, then the range tracker (a forward product
+    widens its entry's range; a transposed one, a hidden error's, restarts
+    it: the last step's range), then the quantizer, then the stores."""
+    cfg, op, T, R = st.cfg, ins.op, st.t, st.cfg.array.rows
+    W = T[ins.w]
+    if op.transpose:
+        X = T[ins.x][:op.M]
+        Y = transposed(cfg, W, _dequantized(st, op, X) if op.packed else X, op.func)
+        if op.mask:
+            Y = _masked(st, ins.m, Y)
+    else:
+        X = T[ins.x][:op.K]
+        Y = linear(cfg, W, _dequantized(st, op, X) if op.packed else X, T[ins.b], op.func)
+    if op.track:
+        q = op.qidx
+        lo, hi = (0, 0) if op.transpose else (st.lo[q], st.hi[q])
+        st.lo[q], st.hi[q] = min(lo, int(Y.min())), max(hi, int(Y.max()))
+    q16 = None          # the quantizer's 16-bit codes of the outputs
+    if op.fq:
+        if st.quant[op.qidx] is None:
+            raise ValueError(f"{ins.w}: quantizer {op.qidx} is used before it was set")
+        D, z = st.quant[op.qidx]
+        q16 = quantize16(cfg, D, z, Y)
+        Y = dequantize16(cfg, D, z, q16)
+    if op.packed or op.pq_lane == 3:
+        _packed_stores(st, ins, Y, q16, st.quant[op.qidx] if op.fq else None)
+        return
+    if ins.y is not None:
+        st.store(ins.y, Y, mask_no_limit(cfg) if op.limit is None else op.limit, ins.y_tile * R)
+    if ins.yt is not None:
+        st.write(ins.yt, Y)
+
+
+def _table_shift(st: ProgramState, pq_q: int) -> int:
+    """e of quantizer table entry pq_q - 1, whose Delta is 2^(e + 16) (16-bit errors)."""
+    entry = st.quant[pq_q - 1]
+    if entry is None:
+        raise ValueError(f"quantizer {pq_q - 1} is read before it was set")
+    return entry[0].bit_length() - 1 - st.cfg.pe.act16.bits
+
+
+def _dequantized(st: ProgramState, op, X: np.ndarray) -> np.ndarray:
+    """A packed product's inputs, the codes q - 2^15, as the values (q - z) 2^e
+    they stand for (e from the quantizer table with pq_q, which on a gradient
+    names D's entry: X's step is pq_e)."""
+    half = packed_code_offset(st.cfg)
+    e = _table_shift(st, op.pq_q) if op.pq_q and not op.grad else op.pq_e
+    return (X + (half - op.pq_zero)) << e
 
 
 def _packed_stores(st: ProgramState, ins: Matmul, Y: np.ndarray, codes: np.ndarray | None, quant) -> None:
@@ -151,7 +174,7 @@ def _packed_stores(st: ProgramState, ins: Matmul, Y: np.ndarray, codes: np.ndarr
     (``ym``); their codes again in feature pairs (``yt`` with pq_t), every
     feature of the output tiles: the padding outputs' are 0's code."""
     op, R = ins.op, st.cfg.array.rows
-    if ins.y is not None and op.pq_lane:
+    if ins.y is not None and op.pq_lane in (1, 2):
         lane = op.pq_lane - 1
         st.t[ins.y][:Y.shape[0], lane::2] = Y[:, lane::2]
     elif ins.y is not None:

@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fixar.compiler.array_ops import ArrayOpError, LayerOp, describe, weight_rows
+from fixar.compiler.array_ops import ArrayOpError, LayerOp, describe, not_in_rtl, weight_rows
 from fixar.config import (
     ISA_FIELD_BITS,
     ISA_FIELDS,
@@ -36,6 +36,7 @@ from fixar.config import (
     Scalar,
     VecOp,
     mask_no_limit,
+    packed_code_offset,
     weight_groups,
 )
 from fixar.config.timing import timing
@@ -188,7 +189,8 @@ def _allocate(cfg: FixarConfig, p: Program, instrs: list, inputs: dict[str, str]
     # M (a packed store's mask bits) is the mask memory's rows, which mirror the
     # activation memory's: an FXP32 array store writes mask bits at its own rows,
     # so the A tensors such stores write are in the way of M tensors too
-    bits = {ins.y for ins in instrs if isinstance(ins, Matmul) and ins.y and not ins.op.packed}
+    bits = {ins.y for ins in instrs if isinstance(ins, Matmul) and ins.y and not ins.op.packed
+            and ins.op.pq_lane != 3}          # a pair store writes codes, and no mask bits
     placed: dict[str, list[tuple[int, int, int, int]]] = {"A": [], "T": [], "M": [], "A+bits": []}
     for name in sorted(life, key=lambda t: (life[t][0], t)):
         t = p.tensors[name]
@@ -214,6 +216,28 @@ def quantizer_index(p: Program, net: str, layer: int) -> int:
     return layer if base == "actor" else len(p.nets["actor"]) + layer
 
 
+# The passes whose hidden errors QAT's 16-bit backward errors quantize, in
+# table order (fixar.golden.ddpg.FixedDDPG.ERROR_QUANTIZERS: the critic's TD
+# pass, its -Q pass in the actor update, the actor's pass)
+ERROR_KEYS = ("actor.errors", "critic.errors", "critic.errors_from_q")
+
+
+def step_scaled_errors(cfg: FixarConfig) -> bool:
+    """Whether the engine quantizes the hidden errors (``array.qat_errors =
+    "fxp16_delayed"``: each with the power-of-two step its range tracker
+    took one step earlier; docs/program.md, "16-bit errors")."""
+    return cfg.array.qat_errors == "fxp16_delayed"
+
+
+def error_index(p: Program, key: str, layer: int) -> int:
+    """The table entry of the error of layer ``layer``'s input (1 <= layer < L)
+    in pass ``key``: after the 2 L layer inputs' entries."""
+    L = len(p.nets["actor"])
+    if not 1 <= layer < L:
+        raise AssertionError(f"compiler bug: layer {layer}'s input has no error quantizer (1 <= layer < {L})")
+    return 2 * L + ERROR_KEYS.index(key) * (L - 1) + layer - 1
+
+
 def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int,
                  quantized: bool = False, tops: Mapping[tuple[str, int], int] | None = None,
                  tanh_limit: int | None = None, fuse_soft: bool = True, packed: bool = False,
@@ -234,9 +258,14 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     products run packed FXP16 (docs/program.md, "Packed phase 2") with
     ``quantizers``, each table entry's (Delta, z)."""
     _check_shape(cfg, obs_dim, act_dim, hidden, batch)
-    if quantized and cfg.array.qat_errors != "fxp32":
-        raise ProgramError(f"config {cfg.name}: 16-bit backward errors (array.qat_errors = {cfg.array.qat_errors!r}) "
-                           "are not compiled yet (no packed transposed products): run it on the golden backend")
+    if quantized and cfg.array.qat_errors not in ("fxp32", "fxp16_delayed"):
+        raise ProgramError(f"config {cfg.name}: 16-bit backward errors scaled as array.qat_errors = "
+                           f"{cfg.array.qat_errors!r} says are not compiled (the engine quantizes an error as it "
+                           "writes it, with the step of one step earlier: \"fxp16_delayed\", config qat16d); "
+                           "run it on the golden backend")
+    if quantized and step_scaled_errors(cfg) and not packed:
+        raise ProgramError(f"config {cfg.name}: 16-bit backward errors run in packed products: phase 2 needs "
+                           f"packed=True (a batch that is a multiple of 2 x array.cores = {2 * cfg.array.cores})")
     _check_packed(cfg, batch, quantized, packed, quantizers)
     b = _Builder(cfg, batch, quantized, tops, quantizers if packed else None)
     obs_p = b.tiles(obs_dim) * b.R             # s padded to whole tiles; a starts at a tile
@@ -284,7 +313,7 @@ def _check_masks(instrs: list) -> None:
                                      "product stored whole")
         if isinstance(ins, Matmul) and ins.ym is not None:
             stored[ins.ym] = ins.op
-        elif isinstance(ins, Matmul) and ins.y is not None and not ins.op.packed:
+        elif isinstance(ins, Matmul) and ins.y is not None and not ins.op.packed and ins.op.pq_lane != 3:
             stored[ins.y] = ins.op
             if ins.y_tile:
                 stored.pop(ins.y)                # partly written: its other rows keep no bits
@@ -309,8 +338,12 @@ def _check_quantizers(cfg: FixarConfig, hidden: tuple[int, ...], quantized: bool
                       tops: Mapping[tuple[str, int], int] | None, tanh_limit: int | None) -> None:
     """Enough QAT quantizers for the layer inputs, and phase 2's tops and tanh limit given."""
     n_quant = len(hidden) * 2 + 2
+    what = "layer inputs"
+    if step_scaled_errors(cfg):      # and the hidden errors of three backward passes
+        n_quant += len(ERROR_KEYS) * len(hidden)
+        what = "layer inputs and hidden errors"
     if n_quant > cfg.array.quantizers:
-        raise ProgramError(f"the networks have {n_quant} layer inputs to quantize; array.quantizers = "
+        raise ProgramError(f"the networks have {n_quant} {what} to quantize; array.quantizers = "
                            f"{cfg.array.quantizers}")
     if quantized:
         missing = [(net, i) for net in ("actor", "critic") for i in range(1, len(hidden) + 1)
@@ -470,44 +503,82 @@ class _Builder:
         else none (a plain ReLU mask)."""
         return self.tops[(net.removesuffix("_t"), i)] if self.quantized else None
 
-    def backward(self, net, d, xs, xs_t, want_input=False, grads=True, tag=""):
+    def backward(self, net, d, xs, xs_t, want_input=False, grads=True, tag="", errors=None):
         """Backward from error d at the last layer's output (pre-activation);
         returns the stored input error when ``want_input``. Each hidden layer's
         ReLU (and, in QAT phase 2, its quantizer's top) is applied by the
         transposed product's output stage, from the mask bits its forward
-        product stored with xs[i] (docs/array.md): no vector pass."""
+        product stored with xs[i] (docs/array.md): no vector pass.
+        ``errors``: the pass's key in ERROR_KEYS; with 16-bit backward errors
+        (:func:`step_scaled_errors`) each hidden error is tracked in phase 1
+        and leaves as its quantizer's codes in phase 2 (:meth:`error_product`)."""
         p, batch = self.p, self.batch
         layers = p.nets[net]
+        d_entry = 0             # d as codes: its quantizer's entry + 1 (0: FXP32 values)
         for i in range(len(layers) - 1, -1, -1):
             w, b, _ = layers[i]
             mm, k = p.tensors[w].shape
             if grads:
-                K = self.tiles(k) * self.R
-                op = LayerOp(M=mm, K=K, batch=batch, grad=True, bias=False)
-                slots = K
-                if p.tensors[xs_t[i]].packed:     # the packed weight gradient: X^T in feature pairs
-                    delta, zero = self.quantizers[quantizer_index(p, net, i)]
-                    op = dataclasses.replace(op, mode=PEMode.FXP16, packed=True, pq_zero=zero,
-                                             pq_e=delta.bit_length() - 1 - self.cfg.pe.act16.bits)
-                    slots = 1 + K // 2            # the correction slot, then the pairs
-                if slots < self.cfg.array.psum_slots:     # the bias gradient in one more slot of the same product
-                    p.instrs.append(Grad(dataclasses.replace(op, gstore=GStore.BOTH), d, xs_t[i], w, bias=b))
-                else:
-                    p.instrs.append(Grad(dataclasses.replace(op, gstore=GStore.WEIGHT), d, xs_t[i], w))
-                    op = LayerOp(M=mm, K=1, batch=batch, grad=True, bias=False, gstore=GStore.BIAS)
-                    p.instrs.append(Grad(op, d, None, b, ones=self.ones))
+                self.gradients(net, i, d, xs_t, d_entry)
             if i == 0 and not want_input:
                 return None
             if i == 0:
                 raw = self.act(f"{net}{tag}.e{i}", k)
                 op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True)
-                p.instrs.append(Matmul(op, w, None, d, raw))
+                if d_entry:          # codes in, FXP32 out: one product per lane
+                    op = dataclasses.replace(op, **self.table_input(d_entry))
+                    p.instrs += [Matmul(dataclasses.replace(op, pq_lane=lane), w, None, d, raw) for lane in (1, 2)]
+                else:
+                    p.instrs.append(Matmul(op, w, None, d, raw))
                 return raw
-            masked = self.act(f"{net}{tag}.d{i - 1}", k)
             op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True, mask=True)
+            if errors is not None and step_scaled_errors(self.cfg):
+                op, d_entry, packed = self.error_product(op, error_index(p, errors, i), d_entry)
+            else:
+                packed = False
+            masked = self.act(f"{net}{tag}.d{i - 1}", k, packed=packed)
             p.instrs.append(Matmul(op, w, None, d, masked, m=xs[i]))
             d = masked
         return None
+
+    def gradients(self, net, i, d, xs_t, d_entry):
+        """Layer i's weight and bias gradients from error d (codes of table
+        entry d_entry - 1 when d_entry) and its input's feature-major copy."""
+        p, batch = self.p, self.batch
+        w, b, _ = p.nets[net][i]
+        mm, k = p.tensors[w].shape
+        K = self.tiles(k) * self.R
+        op = LayerOp(M=mm, K=K, batch=batch, grad=True, bias=False, pq_q=d_entry)
+        slots = K
+        if p.tensors[xs_t[i]].packed:     # the packed weight gradient: X^T in feature pairs
+            delta, zero = self.quantizers[quantizer_index(p, net, i)]
+            op = dataclasses.replace(op, mode=PEMode.FXP16, packed=True, pq_zero=zero,
+                                     pq_e=delta.bit_length() - 1 - self.cfg.pe.act16.bits)
+            slots = 1 + K // 2            # the correction slot, then the pairs
+        if slots < self.cfg.array.psum_slots:     # the bias gradient in one more slot of the same product
+            p.instrs.append(Grad(dataclasses.replace(op, gstore=GStore.BOTH), d, xs_t[i], w, bias=b))
+        else:
+            p.instrs.append(Grad(dataclasses.replace(op, gstore=GStore.WEIGHT), d, xs_t[i], w))
+            op = LayerOp(M=mm, K=1, batch=batch, grad=True, bias=False, gstore=GStore.BIAS, pq_q=d_entry)
+            p.instrs.append(Grad(op, d, None, b, ones=self.ones))
+
+    def table_input(self, entry):
+        """The fields of a packed product on signed codes whose step is table entry ``entry`` - 1's."""
+        return {"mode": PEMode.FXP16, "packed": True, "pq_zero": packed_code_offset(self.cfg), "pq_q": entry}
+
+    def error_product(self, op, q, d_entry):
+        """A hidden error's masked transposed product with 16-bit errors: in
+        phase 1 it tracks the error's range (restarted per operation: the
+        last step's); in phase 2 also its quantizer (entry q, the host sets
+        its step from that range) at the output stage, storing codes: a
+        pair store from FXP32 inputs, or a packed product on the codes of
+        the error above. Returns (op, the output's entry + 1 or 0, packed)."""
+        if not self.quantized:
+            return dataclasses.replace(op, track=True, qidx=q), 0, False
+        op = dataclasses.replace(op, track=True, fq=True, qidx=q)
+        if d_entry:
+            return dataclasses.replace(op, **self.table_input(d_entry)), q + 1, True
+        return dataclasses.replace(op, pq_lane=3), q + 1, True
 
 
 def _declare_nets(b: _Builder, obs_dim: int, act_dim: int, hidden: tuple[int, ...], obs_p: int) -> None:
@@ -579,7 +650,7 @@ def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | No
     dq0, dq = act("q-y", 1), act("dq", 1)
     p.instrs.append(Vec(VecOp.SUB, c_outs[-1], y, dq0))
     p.instrs.append(Vec(VecOp.SCALE, dq0, None, dq, coef="loss_scale"))
-    backward("critic", dq, [sa] + c_outs[:-1], [sa_t] + c_outs_t[:-1])
+    backward("critic", dq, [sa] + c_outs[:-1], [sa_t] + c_outs_t[:-1], errors="critic.errors")
     # each target's weights are soft-updated inside its network's Adam pass (one row per cycle, after
     # the update: the same bits as a SOFT after both ADAMs, since nothing in between reads a target)
     # its weight rows stream beside the actor's forward pass (the critic's group of the weight
@@ -590,13 +661,14 @@ def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | No
     a_outs, a_outs_t = forward("actor", s_in, out=smu, out_tile=a_tile, keep_t=True, track=True)
     p.instrs.append(Sync())
     qa_outs, _ = forward("critic", smu, tag="(s,mu)", masks=True)
-    dx = backward("critic", d_actor, [smu] + qa_outs[:-1], None, want_input=True, grads=False, tag="(s,mu)")
+    dx = backward("critic", d_actor, [smu] + qa_outs[:-1], None, want_input=True, grads=False, tag="(s,mu)",
+                  errors="critic.errors_from_q")
     d_mu = act("dmu", act_dim)
     # mu as the critic saw it: [s; mu]'s action tile, or packed, the actor's FXP32 lane stores
     mu, mu_tile = (a_outs[-1], 0) if b.packed else (smu, a_tile)
     p.instrs.append(Vec(VecOp.DTANH, dx, mu, d_mu, a_tile=a_tile, b_tile=mu_tile,
                         limit=tanh_limit if b.quantized else None))
-    backward("actor", d_mu, [s_in] + a_outs[:-1], [s_t] + a_outs_t[:-1])
+    backward("actor", d_mu, [s_in] + a_outs[:-1], [s_t] + a_outs_t[:-1], errors="actor.errors")
     p.instrs.append(Adam("actor", "actor_lr", soft=fuse_soft))
     # 4. the targets' biases (the bias memory has two ports: not fused), and their weights unless fused
     p.instrs.append(Soft("actor", weights=not fuse_soft))
@@ -696,6 +768,9 @@ def _encode(cfg: FixarConfig, p: Program, instrs: list, S: int) -> list[int]:
     R = cfg.array.rows
     words = []
     for ins in instrs:
+        if isinstance(ins, (Matmul, Grad)) and not_in_rtl(ins.op):
+            raise ProgramError(f"config {cfg.name}: {not_in_rtl(ins.op)} is not in the RTL yet (docs/program.md, "
+                               "\"Not built yet\"): its program runs on the golden backend only")
         if isinstance(ins, (Matmul, Grad)):
             d = describe(cfg, ins.op)
             words.append(_word(Opcode.ARRAY, {n: getattr(d, n) for n in ISA_FIELDS[Opcode.ARRAY]}))

@@ -25,10 +25,18 @@ from fixar.compiler.array_ops import (
     weight_from_image,
     weight_image,
 )
-from fixar.compiler.program import Program, compile_ddpg, encode, quantizer_index
+from fixar.compiler.program import (
+    ERROR_KEYS,
+    Program,
+    compile_ddpg,
+    encode,
+    error_index,
+    quantizer_index,
+    step_scaled_errors,
+)
 from fixar.config import FixarConfig, Scalar, packed_code_offset, quantizer_widths
 from fixar.golden.fixed import I64
-from fixar.golden.qat import LayerQuantizers, tanh_limit
+from fixar.golden.qat import LayerQuantizers, StepScaledErrors, tanh_limit
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,23 @@ class EngineHost:
                                           else None, fuse_soft=self.fuse_soft,
                                           packed=self.packed and self.quantized,
                                           quantizers=self.quantizer_table() if self.quantized else None)
-        self.words, self.act_pc = encode(self.cfg, self.prog, self.batch)
+        self._words: tuple[list[int], int] | None = None
+
+    def _encoded(self) -> tuple[list[int], int]:
+        """The program's instruction words and the acting program's first,
+        encoded when first asked for: a program with parts the RTL lacks
+        compiles, runs on the golden executor, and is refused only here."""
+        if self._words is None:
+            self._words = encode(self.cfg, self.prog, self.batch)
+        return self._words
+
+    @property
+    def words(self) -> list[int]:
+        return self._encoded()[0]
+
+    @property
+    def act_pc(self) -> int:
+        return self._encoded()[1]
 
     # ------------------------------------------------------------ QAT
     @property
@@ -126,8 +150,13 @@ class EngineHost:
         qat = self.ddpg.qat
         if qat is None:
             return None
-        if not all(isinstance(q, LayerQuantizers) for q in qat.values()):
-            raise ValueError("the training engine runs FXP32 and QAT; FXP16 from scratch is golden-only")
+        if not all(isinstance(qat.get(net), LayerQuantizers) for net in ("actor", "critic")):
+            raise ValueError("the training engine runs FXP32 and QAT; FXP16 from scratch and BFP are golden-only")
+        errors = [q for key, q in qat.items() if key not in ("actor", "critic")]
+        if errors and not (step_scaled_errors(self.cfg) and all(isinstance(q, StepScaledErrors) for q in errors)):
+            raise ValueError(f"config {self.cfg.name}: 16-bit backward errors scaled as array.qat_errors = "
+                             f"{self.cfg.array.qat_errors!r} run on the golden backend only (the engine's are "
+                             "\"fxp16_delayed\": config qat16d)")
         return qat
 
     @property
@@ -166,13 +195,52 @@ class EngineHost:
         """The QAT switch: the engine's ranges of the hidden layers' inputs
         join the host's of the networks' inputs; the quantizers freeze; their
         table and the phase-2 program go to the engine."""
+        self.switch(ranges)
+        return [Write("prog", 0, tuple(self.words))] + self.table_writes()
+
+    def switch(self, ranges: list[tuple[int, ...]]) -> None:
+        """The QAT switch on the host's side (:meth:`switch_writes` without the writes)."""
         q = self.quantizers
         if q is None or self.quantized:
             raise ValueError("the QAT switch needs an agent tracking ranges (phase 1)")
         self.merge_ranges(ranges)
+        self.take_error_ranges(ranges)
         self.ddpg.switch_to_fxp16()
         self._compile()
-        return [Write("prog", 0, tuple(self.words))] + self.table_writes()
+
+    def error_entries(self):
+        """(table entry, the error quantizer, layer) of every hidden error the
+        engine quantizes (none unless :func:`step_scaled_errors`)."""
+        q = self.quantizers
+        if q is None or not step_scaled_errors(self.cfg):
+            return
+        for key in ERROR_KEYS:
+            for i in range(1, len(self.prog.nets["actor"])):
+                yield error_index(self.prog, key, i), q[key], i
+
+    def take_error_ranges(self, ranges: list[tuple[int, ...]]) -> list[Write]:
+        """After a step: each hidden error's largest magnitude from its range
+        tracker (rows as :meth:`range_read` reads them; the tracker restarts
+        with every product, so it holds this step's), which sets the step
+        of that error's quantizer for the next step (delayed scaling,
+        :class:`fixar.golden.qat.StepScaledErrors`). Returns the table
+        writes of those entries (none before the switch)."""
+        bits = self.cfg.pe.out.bits
+        signed = lambda v: v - (1 << bits) if v >> (bits - 1) else v
+        entries = list(self.error_entries())
+        for index, eq, i in entries:
+            lo, hi = (signed(v) for v in ranges[index])
+            eq.amax[i] = max(-lo, hi)
+        return self._error_table_writes(entries) if self.quantized else []
+
+    def _error_table_writes(self, entries) -> list[Write]:
+        return [Write("qt", index, (quantizer_words(self.cfg, *self._error_quantizer(eq, i)),),
+                      data=("delta", "zero", "magic", "shift")) for index, eq, i in entries]
+
+    def _error_quantizer(self, eq: StepScaledErrors, i: int) -> tuple[int, int]:
+        """(Delta, z) of hidden error i's quantizer for the next step: 2^(s + 16), 2^15."""
+        bits = self.cfg.pe.act16.bits
+        return 1 << (eq.shift(eq.amax[i]) + bits), 1 << (bits - 1)
 
     def phase_writes(self) -> list[Write]:
         """The program of the agent's current phase, and its quantizer table
@@ -188,7 +256,7 @@ class EngineHost:
                 words = quantizer_words(self.cfg, q[net].delta[i], q[net].zero[i])
                 out.append(Write("qt", quantizer_index(self.prog, net, i), (words,),
                                  data=("delta", "zero", "magic", "shift")))
-        return out
+        return out + self._error_table_writes(list(self.error_entries()))
 
     def quantizer_tops(self) -> dict[tuple[str, int], int] | None:
         """Each frozen quantizer's largest value by (network, layer) (the
@@ -205,6 +273,8 @@ class EngineHost:
         for net in ("actor", "critic"):
             for i in range(len(self.prog.nets[net])):
                 out[quantizer_index(self.prog, net, i)] = (q[net].delta[i], q[net].zero[i])
+        for index, eq, i in self.error_entries():
+            out[index] = self._error_quantizer(eq, i)
         return out
 
     # ------------------------------------------------------------ parameters

@@ -83,9 +83,11 @@ class EngineBackend(GoldenBackend):
             raise ValueError(f"precision {phase!r}: the {self.name} backend runs fxp32 and qat (FXP16 from scratch "
                              "and BFP are the golden backend's only: the engine has no array of fMAC columns yet)")
         if phase == "qat" and self.cfg.array.qat_errors != "fxp32":
+            why = ("the compiler builds its packed transposed products; the RTL does not have them yet"
+                   if self.cfg.array.qat_errors == "fxp16_delayed" else
+                   "the engine could only scale them as \"fxp16_delayed\" does, config qat16d")
             raise ValueError(f"config {self.cfg.name}: 16-bit backward errors (array.qat_errors = "
-                             f"{self.cfg.array.qat_errors!r}) run on the golden backend only so far (the compiler "
-                             "has no packed transposed products)")
+                             f"{self.cfg.array.qat_errors!r}) run on the golden backend only so far ({why})")
         if phase == "qat":
             self.ddpg.enable_qat()      # the host tracks the networks' inputs, the engine the hidden layers'
             self.host.phase_writes()
