@@ -101,11 +101,15 @@ class GoldenTwin:
         return [f"statistic {key}" for key, rows in got.items()
                 if not np.array_equal(self.host.decode_batch_row(rows), self.st.t[prog.outputs[key]][0])]
 
+    def ranges(self) -> list[tuple[int, int]]:
+        """The golden program's range trackers, (lo, hi) per table entry."""
+        return list(zip(self.st.lo, self.st.hi))
+
     def range_mismatch(self, rows) -> bool:
         """Whether the engine's range trackers (QAT phase 1) differ from golden's."""
         bits = self.cfg.pe.out.bits
         got = [tuple(v - (1 << bits) if v >> (bits - 1) else v for v in row) for row in rows]
-        return got != list(zip(self.st.lo, self.st.hi))
+        return got != self.ranges()
 
     def action(self, explore: bool) -> np.ndarray:
         key = "action" if explore else "mu"

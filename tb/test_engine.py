@@ -77,6 +77,7 @@ async def test_training_steps(dut):
     total_cycles, matched = 0, 0
     start_wall = time.perf_counter()
     phase_cycles = {}
+    ranges, narrowed = twin.ranges(), 0      # trackers that restarted with their product and came out narrower
     for step in range(steps):
         if step == qat_switch:
             await tb.apply(twin.switch_writes(await tb.read(host.range_read())))
@@ -93,6 +94,8 @@ async def test_training_steps(dut):
         bad = twin.param_mismatches({k: await tb.read(r) for k, r in host.param_reads().items()}, dut._log)
         if not host.quantized and twin.range_mismatch(await tb.read(host.range_read())):   # QAT phase 1
             bad.append("ranges")
+        narrowed += sum(lo > lo0 or hi < hi0 for (lo0, hi0), (lo, hi) in zip(ranges, twin.ranges()))
+        ranges = twin.ranges()
         bad += twin.stat_mismatches({k: await tb.read(r) for k, r in host.stats_reads().items()})
         # acting: one state through the actor in intra-layer mode, plus noise
         await tb.apply(twin.act_writes())
@@ -117,7 +120,7 @@ async def test_training_steps(dut):
                  "steps": steps, "identical_steps": matched, "cycles_per_step": total_cycles // max(steps, 1),
                  "act_cycles": act_cycles, "qat_switch": qat_switch,
                  "cycles_fxp32": phase_cycles.get(False), "cycles_qat_phase2": phase_cycles.get(True),
-                 "clipped_errors": twin.st.clipped_errors,
+                 "clipped_errors": twin.st.clipped_errors, "narrowed_ranges": narrowed,
                  "packed_products": sum(1 for ins in host.prog.instrs if getattr(getattr(ins, "op", None), "packed",
                                                                                  False)),
                  "packed_gradients": sum(1 for ins in host.prog.instrs if isinstance(ins, Grad) and ins.op.packed),
@@ -168,6 +171,44 @@ def test_steps_with_a_packed_phase_2_bit_exact(steps, switch):
     assert fig["packed_gradients"] == 2 * len(json.loads(NETS_JSON)[2]) + 2, fig
     assert fig["clipped_errors"] > 0, "no error met a quantizer's top: the packed masks' limits went unchecked"
     assert fig["cycles_qat_phase2"] < fig["cycles_fxp32"], fig
+
+
+def _q16d(cfg):
+    """``cfg`` with config qat16d's array: 16-bit errors at the last step's scale, their 12 table entries."""
+    return cfg.variant(name=f"{cfg.name}_q16d", array=dataclasses.replace(
+        cfg.array, quantizer_scale="pow2", qat_errors="fxp16_delayed", quantizers=12))
+
+
+def test_16_bit_errors_phase_1_tracks_each_error_per_step():
+    """QAT phase 1 with config qat16d's 16-bit errors (docs/program.md,
+    "16-bit errors"): the masked transposed product of every hidden error
+    tracks its range, restarting with the product, so its tracker holds
+    that step's range; after every one of 4 steps all 12 trackers equal the
+    golden program's, and some came out narrower than the step before
+    (trackers that only widened would not)."""
+    cfg = _q16d(load("small"))
+    res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", BENCH,
+                     env={"FIXAR_STEPS": "4", "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": "99"})
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+    (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
+    assert fig["identical_steps"] == 4 and fig["narrowed_ranges"] > 0, fig
+
+
+@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
+def test_bench_catches_error_trackers_that_never_restart(monkeypatch):
+    """The hidden errors' trackers planted to widen like the layer inputs'
+    (no restart): a later step's narrower range is missed, and the bench
+    must fail on the ranges."""
+    from fixar.gen.emit import emit
+    from fixar.gen.units import array
+    from fixar.sim.runner import BUILD_ROOT
+    cfg = _q16d(load("small"))
+    monkeypatch.setattr(array, "tracker_restarts", lambda track, transpose: track & 0)
+    out = BUILD_ROOT / "planted_bug" / "trainer_no_restart"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_trainer", BENCH, tag=f"{cfg.digest}-no-restart",
+                     env={"FIXAR_STEPS": "4", "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": "99"})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice trackers that never restart"
 
 
 @pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI

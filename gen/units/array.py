@@ -71,6 +71,13 @@ def lane_values(out, lane):
     return Mux(lane[1], out.hi, out.lo)
 
 
+def tracker_restarts(track, transpose):
+    """Whether an operation's range tracker restarts with its first beat
+    instead of widening: a tracking transposed product's (a hidden error's,
+    QAT's 16-bit errors: each step's range, not the run's)."""
+    return track & transpose
+
+
 def mask_bit(word, limit):
     """A stored word's ReLU mask bit: the error passes where the layer input is
     positive and below its quantizer's top (VEC RELU_MASK's rule; a module
@@ -602,18 +609,22 @@ class Array(wiring.Component):
         """QAT phase 1: range trackers widened by every valid output of a
         tracking operation: one beat's min and max per core, registered beside
         the core and again where they meet (core n sits in SLR n: a register
-        on each side of the crossing), then the trackers."""
+        on each side of the crossing), then the trackers. A transposed
+        product's tracker (a hidden error's, QAT's 16-bit errors) restarts
+        with the operation's first beat: it holds the last step's range.
+        The restart rides with that beat rather than happening at start, so
+        a previous operation's beats still on their way cannot land in it."""
         C, N, Q, ob = self.cfg.array.cols, self.cfg.array.cores, self.cfg.array.quantizers, self.cfg.pe.out.bits
         rg_lo = [Signal(signed(ob), name=f"rg_lo_{i}") for i in range(Q)]
         rg_hi = [Signal(signed(ob), name=f"rg_hi_{i}") for i in range(Q)]
-        beat_lo, beat_hi = [], []
+        beat_lo, beat_hi, valid = [], [], []
         for n in range(N):
             words = [outs[n].lo[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
             lo_n, hi_n = _tree(m, words, min, f"beat_lo_{n}"), _tree(m, words, max, f"beat_hi_{n}")
             v = Signal(name=f"beat_valid_{n}")
+            valid.append(d["track"] & outs[n].valid & (Const(n == 0) | ~(d["intra"] | d["grad"])))
             lo_r, hi_r = Signal(signed(ob), name=f"beat_lo_r_{n}"), Signal(signed(ob), name=f"beat_hi_r_{n}")
-            m.d.sync += [v.eq(d["track"] & outs[n].valid & (Const(n == 0) | ~(d["intra"] | d["grad"]))),
-                         lo_r.eq(lo_n), hi_r.eq(hi_n)]
+            m.d.sync += [v.eq(valid[-1]), lo_r.eq(lo_n), hi_r.eq(hi_n)]
             v2, lo_2, hi_2 = reg(m, v, f"beat_valid2_{n}"), reg(m, lo_r, f"beat_lo2_{n}"), reg(m, hi_r, f"beat_hi2_{n}")
             beat_lo.append(Mux(v2, lo_2, 0))
             beat_hi.append(Mux(v2, hi_2, 0))
@@ -621,9 +632,19 @@ class Array(wiring.Component):
         new_hi = _tree(m, beat_hi, max, "beat_hi_all")
         # the quantizer index travels with the beat: the next operation may latch its own meanwhile
         beat_q = reg(m, reg(m, d["qidx"], "beat_qidx1"), "beat_qidx")
+        # armed when a tracking transposed product starts, spent by its first beat
+        fresh, any_valid = Signal(name="rg_fresh"), Signal(name="beat_any_valid")
+        m.d.comb += any_valid.eq(Cat(*valid).any())
+        with m.If(self.start & ~self.busy):
+            m.d.sync += fresh.eq(tracker_restarts(self.op_track, self.op_transpose))
+        with m.Elif(any_valid):
+            m.d.sync += fresh.eq(0)
+        restart = reg(m, reg(m, fresh & any_valid, "beat_first1"), "beat_first")
         for i in range(Q):
             with m.If(self.rg_clear):
                 m.d.sync += [rg_lo[i].eq(0), rg_hi[i].eq(0)]
+            with m.Elif((beat_q == i) & restart):        # the range always holds zero
+                m.d.sync += [rg_lo[i].eq(Mux(new_lo < 0, new_lo, 0)), rg_hi[i].eq(Mux(new_hi > 0, new_hi, 0))]
             with m.Elif(beat_q == i):
                 m.d.sync += [rg_lo[i].eq(Mux(new_lo < rg_lo[i], new_lo, rg_lo[i])),
                              rg_hi[i].eq(Mux(new_hi > rg_hi[i], new_hi, rg_hi[i]))]
