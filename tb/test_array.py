@@ -31,6 +31,7 @@ from fixar.compiler.array_ops import (
     describe,
     grad_images,
     out_dims,
+    packed_slot_major_image,
     unpack_outputs,
     useful_macs,
     utilization,
@@ -745,6 +746,86 @@ async def masked_pair(tb: TB, label: str) -> tuple[int, int]:
     return int(np.count_nonzero((Y >= top) & (raw != 0))), int(np.count_nonzero((Y <= 0) & (raw != 0)))
 
 
+async def read_range(tb: TB, i: int) -> tuple[int, int]:
+    """Range tracker ``i`` (its registered read port), once the last beats have landed."""
+    for _ in range(4):
+        await tb.edge
+    tb.dut.rg_addr.value = i
+    await tb.edge
+    await tb.edge
+    return tb.dut.rg_lo.value.to_signed(), tb.dut.rg_hi.value.to_signed()
+
+
+async def error_pair_store(tb: TB, label: str) -> tuple[int, int]:
+    """The top of a backward pass with QAT's 16-bit errors (docs/program.md,
+    "16-bit errors"): a stored forward product (its mask bits, with a limit
+    half the time), then a masked transposed product that masks, tracks
+    (its tracker restarting), quantizes with a hidden error's quantizer
+    (Delta = 2^(s + 16), z = 2^15, s at, below or above what the error
+    needs) and pair-stores the codes. Checked: the output beats (the 16-bit
+    values), the stored rows (codes, two batch entries a word, as a packed
+    product reads them) and the tracker (the masked error's range before
+    the quantizer). Returns (codes clipped, errors masked out)."""
+    cfg, rng = tb.cfg, tb.rng
+    R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
+    batch = 2 * N * int(rng.integers(1, min(cfg.array.psum_slots // 2, 2 * R) + 1))
+    F, K, M2 = (int(rng.integers(1, 3 * C + 1)) for _ in range(3))
+    fwd = LayerOp(M=F, K=K, batch=batch, func=ActFunc.RELU, store=True)
+    W, X, b = tb.random_operands(fwd)
+    Y = tb.golden(fwd, W, X, b)
+    limit = int(rng.choice(Y[Y > 0])) if (Y > 0).any() and rng.random() < 0.5 else None
+    d = describe(cfg, fwd)
+    fwd = dataclasses.replace(fwd, y_base=d.n_kt * d.slots, limit=limit)
+    W2 = tb.codes(cfg.pe.weight, (M2, F), cfg.pe.weight.frac - 2)
+    D = tb.codes(cfg.pe.act32, (M2, batch), cfg.pe.act32.frac)
+    top = mask_no_limit(cfg) if limit is None else limit
+    E = transposed(cfg, W2, D) * ((Y > 0) & (Y < top))
+    need = max(0, int(np.abs(E).max()).bit_length() - (cfg.pe.act16.bits - 1))
+    s = min(max(need + int(rng.integers(-2, 2)), 0), packed_shift_max(cfg))
+    delta, zero = 1 << (s + cfg.pe.act16.bits), 1 << (cfg.pe.act16.bits - 1)
+    qidx = int(rng.integers(cfg.array.quantizers))
+    await write_quantizer(tb, qidx, delta, zero)
+    x_base = fwd.y_base + d.n_ot * d.slots
+    back = LayerOp(M=M2, K=F, batch=batch, transpose=True, bias=False, mask=True, m_base=fwd.y_base,
+                   w_base=weight_rows(cfg, F, K), x_base=x_base, store=True, track=True, fq=True, qidx=qidx,
+                   pq_lane=3)
+    db = describe(cfg, back)
+    back = dataclasses.replace(back, y_base=x_base + db.n_kt * db.slots)
+    q = quantize16(cfg, delta, zero, E)
+    await tb.load(fwd, W, X, b)
+    await tb.load(back, W2, D)
+    await tb.check(fwd, W, X, b, f"{label} forward ({F}x{K}, B={batch}, limit {limit})", want=Y)
+    shape = f"{M2}x{F}, B={batch}, s={s} for {need}"
+    await tb.check(back, W2, D, None, f"{label} masked W^T D, quantized ({shape})",
+                   want=dequantize16(cfg, delta, zero, q))
+    rows = await tb.read_activation_rows(back.y_base, db.n_ot * db.slots // 2)
+    for n, got in enumerate(rows):
+        want = packed_slot_major_image(cfg, q - zero, batch, n)
+        bad = [i for i, (a, w) in enumerate(zip(got, want)) if a != w]
+        assert not bad, f"{label}: core {n}'s pair-stored rows {bad[:6]} differ from the codes' packed image"
+    got = await read_range(tb, qidx)
+    want = (min(int(E.min()), 0), max(int(E.max()), 0))
+    assert got == want, f"{label}: tracker {qidx} holds {got}, the masked error's range is {want}"
+    return int(np.count_nonzero((q == 0) | (q == (1 << cfg.pe.act16.bits) - 1))), \
+        int(np.count_nonzero((E == 0) & (transposed(cfg, W2, D) != 0)))
+
+
+@cocotb.test()
+async def test_error_pair_stores(dut):
+    """Hidden errors quantized at the output stage and pair-stored (QAT's
+    16-bit errors), after the mask and with their trackers restarted; the
+    cases must include codes that clipped and errors the mask cut."""
+    tb = TB(dut)
+    await tb.reset()
+    n = int(os.environ.get("FIXAR_PAIR_CASES", "24"))
+    clipped = masked = 0
+    for case in range(n):
+        c, z = await error_pair_store(tb, f"pair case {case}")
+        clipped, masked = clipped + c, masked + z
+    assert clipped > 0 and masked > 0, f"{clipped} codes clipped, {masked} errors masked"
+    tb.record("error_pair_stores", n, clipped=clipped, masked=masked)
+
+
 @cocotb.test()
 async def test_relu_masks(dut):
     """Masked transposed products (the backward's ReLU mask and, in QAT phase 2,
@@ -844,10 +925,51 @@ def test_array_bit_exact_and_cycle_exact(sim):
     res = run_module(sim, cfg, generated(cfg, array=True), "fixar_array", BENCH,
                      testcase=None if sim == "verilator" else ["test_random_ops", "test_output_stage_corners",
                                                                "test_packed_qat_products",
-                                                               "test_packed_weight_gradients"],
+                                                               "test_packed_weight_gradients",
+                                                               "test_error_pair_stores"],
                      env={"FIXAR_CASES": cases, "FIXAR_DDPG_BATCH": "8",
                           "FIXAR_PACKED_CASES": "60" if sim == "verilator" else "10"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def _pair_bench(tag: str):
+    """The array bench's pair-store test on an array generated now (with whatever a test planted)."""
+    from fixar.gen.emit import emit
+    from fixar.sim.runner import BUILD_ROOT
+    cfg = load("small")
+    out = BUILD_ROOT / "planted_bug" / f"array_{tag}"
+    emit(cfg, out, array=True)
+    return run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-{tag}",
+                      testcase="test_error_pair_stores", env={"FIXAR_PAIR_CASES": "8"})
+
+
+@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
+def test_bench_catches_pair_stores_with_their_halves_swapped(monkeypatch):
+    """A pair store planted to put the odd slot's codes in the low half: the
+    stored rows must differ from the codes' packed image."""
+    def swapped(self, m, out, n):
+        qb, C = self.cfg.pe.act16.bits, self.cfg.array.cols
+        from amaranth.hdl import Cat, Signal
+        codes = [out.code[2 * qb * c:2 * qb * c + qb] for c in range(C)]
+        held = [Signal(qb, name=f"pair_held_{n}_{c}") for c in range(C)]
+        with m.If(out.valid & ~out.slot[0]):
+            m.d.sync += [h.eq(code) for h, code in zip(held, codes)]
+        return Cat(*[Cat(code, h) for h, code in zip(held, codes)])
+    from fixar.gen.units.array import Array
+    monkeypatch.setattr(Array, "_pair_word", swapped)
+    res = _pair_bench("pair-swapped")
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a pair store's halves swapped"
+
+
+@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
+def test_bench_catches_a_quantizer_ahead_of_the_mask(monkeypatch):
+    """The output stage planted in its old order, the quantizer on the
+    unmasked results (the mask on the bypass only): a masked-out error then
+    leaves as its quantized value, and the pair-store test must fail."""
+    from fixar.gen.units import core
+    monkeypatch.setattr(core, "quantizer_input", lambda masked, unmasked: unmasked)
+    res = _pair_bench("quantizer-before-mask")
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a quantizer ahead of the mask"
 
 
 @pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI

@@ -515,7 +515,9 @@ class Array(wiring.Component):
         # output); a lane store's rows are the FXP32 layout's, two per packed item
         item_row = it * (d["slots"] - d["pq"]) + t - d["pq"]
         lane = d["pq_lane"]
-        m.d.comb += y_addr.eq(d["y_base"] + Mux(lane != 0, (item_row << 1) + lane[1], item_row))
+        # (a pair store, pq_lane 3: one row per two items, written with the second)
+        m.d.comb += y_addr.eq(d["y_base"] + Mux(lane == 3, item_row >> 1,
+                                                Mux(lane != 0, (item_row << 1) + lane[1], item_row)))
         out_y_addr = _delay(m, y_addr, self.LATENCY, "y_addr")
         # a packed store's mask rows: its two vectors' rows as an FXP32 product of
         # the same batch has them (2 S' per tile), from m_base
@@ -601,7 +603,8 @@ class Array(wiring.Component):
         def registered(core, name: str, fields: tuple[str, ...]) -> SimpleNamespace:
             return SimpleNamespace(**{f: reg(m, getattr(core, f"out_{f}"), f"{name}_{f}") for f in fields})
 
-        outs = [registered(core, f"core{n}_out", ("valid", "slot", "lo", "hi", "code")) for n, core in enumerate(cores)]
+        outs = [registered(core, f"core{n}_out", ("valid", "slot", "lo", "hi", "code", "pre"))
+                for n, core in enumerate(cores)]
         from0 = [None] + [registered(cores[0], f"core0_out_at{n}", ("valid", "lo")) for n in range(1, len(cores))]
         return outs, from0
 
@@ -619,7 +622,8 @@ class Array(wiring.Component):
         rg_hi = [Signal(signed(ob), name=f"rg_hi_{i}") for i in range(Q)]
         beat_lo, beat_hi, valid = [], [], []
         for n in range(N):
-            words = [outs[n].lo[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
+            # the masked results before the quantizer (a hidden error's, quantized as it leaves)
+            words = [outs[n].pre[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
             lo_n, hi_n = _tree(m, words, min, f"beat_lo_{n}"), _tree(m, words, max, f"beat_hi_{n}")
             v = Signal(name=f"beat_valid_{n}")
             valid.append(d["track"] & outs[n].valid & (Const(n == 0) | ~(d["intra"] | d["grad"])))
@@ -664,11 +668,14 @@ class Array(wiring.Component):
                      self.out_hi.eq(Cat(*[o.hi for o in outs]))]
         # a packed QAT product stores its two vectors' 16-bit codes as one packed word
         store = d["store"] & ((d["mode"] == 0) | d["pq"]) & ~d["grad"]
+        pair = d["pq_lane"] == 3
         for n in range(N):
             src = from0[n] if n else outs[0]
             lanes = lane_values(outs[n], d["pq_lane"])
-            result = Mux(d["pq"] & (d["pq_lane"] == 0), outs[n].code, Mux(d["intra"], src.lo, lanes))
-            we = store & Mux(d["intra"], src.valid, outs[n].valid)
+            result = Mux(d["pq"] & (d["pq_lane"] == 0), outs[n].code,
+                         Mux(pair, self._pair_word(m, outs[n], n), Mux(d["intra"], src.lo, lanes)))
+            # a pair store writes once per two slots, with the odd one
+            we = store & Mux(d["intra"], src.valid, outs[n].valid) & ~(pair & ~outs[n].slot[0])
             with m.If(self.am_we[n]):
                 m.d.comb += [amem[n].b_addr.eq(self.am_addr), amem[n].b_we.eq(1), amem[n].b_wdata.eq(self.am_data)]
             with m.Elif(self.am_re[n]):
@@ -682,8 +689,20 @@ class Array(wiring.Component):
             # (a packed store leaves no mask bits: a row holds two vectors, a mask row one)
             mask_we, mask_row = Signal(name=f"mask_we_{n}"), Signal.like(out_y_addr, name=f"mask_row_{n}")
             mask_bits = Signal(C, name=f"mask_bits_{n}")
-            m.d.sync += [mask_we.eq(we & ~d["pq"]), mask_row.eq(out_y_addr), mask_bits.eq(bits)]
+            m.d.sync += [mask_we.eq(we & ~d["pq"] & ~pair), mask_row.eq(out_y_addr), mask_bits.eq(bits)]
             m.d.comb += [mmem[n].b_we.eq(mask_we), mmem[n].b_addr.eq(mask_row), mmem[n].b_wdata.eq(mask_bits)]
+
+    def _pair_word(self, m: Module, out, n: int):
+        """A pair store's word (pq_lane 3): each column's low 16-bit code of the
+        even slot, held a cycle, beside the odd slot's (the packed layout:
+        batch entries 2s' and 2s' + 1 in one word). Intra-batch slots leave
+        in order, one a cycle, so the pair's two beats are back to back."""
+        C, qb = self.cfg.array.cols, self.cfg.pe.act16.bits
+        codes = [out.code[2 * qb * c:2 * qb * c + qb] for c in range(C)]      # each column's low lane
+        held = [Signal(qb, name=f"pair_held_{n}_{c}") for c in range(C)]
+        with m.If(out.valid & ~out.slot[0]):
+            m.d.sync += [h.eq(code) for h, code in zip(held, codes)]
+        return Cat(*[Cat(h, code) for h, code in zip(held, codes)])
 
     def _packed_mask_store(self, m: Module, d: dict, outs: list, mmem: list, out_m_addr) -> None:
         """A packed QAT product with ``mask`` keeps its two vectors' mask bits at

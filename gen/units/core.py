@@ -20,8 +20,9 @@ Stream interface, one item per cycle (``valid``):
   corr       a packed operation's correction item (held in stage 6, not output)
   keep       C bits: column c's result leaves as 0 where bit c is 0 (the ReLU
              mask of a transposed product, all ones otherwise); applied where the
-             results enter the quantizer's bypass registers, after rounding and
-             saturation, so it costs no stage and equals zeroing the stored value
+             results enter the quantizer and its bypass registers, after rounding
+             and saturation, so it costs no stage and equals zeroing the value
+             (a hidden error's quantizer, QAT's 16-bit errors, sees it masked)
 Cross-core accumulation (intra-layer mode): ``sum_lo``/``sum_hi`` are this
 core's finished wide column sums (both lanes, ``acc_bits`` each), straight
 from their registers; ``xin_lo``/``xin_hi`` (the other cores' sums, as they
@@ -33,8 +34,9 @@ Weights: ``w_ld`` writes row ``w_row`` of the shadow weights from ``w_data``
 (C words); ``w_swap`` makes the shadow weights active for the item presented
 in the same cycle and all later ones (a load in the same cycle still goes to
 the shadow). Outputs appear ``LATENCY`` cycles after the item with ``last``:
-``out_valid``, ``out_slot``, ``out_lo`` (C results: FXP32, or the low lane's
-vector) and ``out_hi`` (the high lane's vector in FXP16, zero in FXP32).
+``out_valid``, ``out_slot``, ``out_pre`` (the low lane's masked results
+before the quantizer, what a range tracker takes), ``out_lo`` (C results:
+FXP32, or the low lane's vector) and ``out_hi`` (the high lane's vector in FXP16, zero in FXP32).
 
 QAT quantizer (``fq``, FXP32 outputs): each result y leaves as its 16-bit
 value for the layer it feeds, q = clip(floor(n / Delta) + z, 0, 2^16 - 1)
@@ -99,6 +101,13 @@ def quantizer_ports(cfg: FixarConfig) -> dict:
             "q_delta": In(unsigned(w["delta"])), "q_zero": In(unsigned(w["zero"]))}
 
 
+def quantizer_input(masked, unmasked):
+    """What the output stage's quantizer takes: the masked results (a hidden
+    error is masked, then quantized; QAT's 16-bit errors). A module function
+    so that a bench can plant the other order."""
+    return masked
+
+
 class ArrayCore(wiring.Component):
     # input register, products, column sums, accumulate, the other cores'
     # sums registered as they arrive, cross-core add, recombined sum,
@@ -148,7 +157,7 @@ class ArrayCore(wiring.Component):
             "sum_lo": Out(unsigned(C * pe.acc_bits)), "sum_hi": Out(unsigned(C * pe.acc_bits)),
             "xin_lo": In(unsigned(C * pe.acc_bits)), "xin_hi": In(unsigned(C * pe.acc_bits)), "xin_en": In(1),
             "out_valid": Out(1), "out_slot": Out(unsigned(slot_bits)),
-            "out_lo": Out(unsigned(C * ob)), "out_hi": Out(unsigned(C * ob)),
+            "out_lo": Out(unsigned(C * ob)), "out_hi": Out(unsigned(C * ob)), "out_pre": Out(unsigned(C * ob)),
             # with fq: each column's 16-bit codes q - 2^15 (low lane, then high lane;
             # the high lane's in a packed QAT product): one packed activation word
             "out_code": Out(unsigned(C * 2 * pe.act16.bits)),
@@ -256,14 +265,16 @@ class ArrayCore(wiring.Component):
         q_stages = range(act_done + 1, act_done + 1 + QUANTIZER_STAGES)
         for k in q_stages:
             stages.append(follow(stages[-1], k))
-        # the ReLU mask: a masked transposed product never uses fq (describe()
-        # rejects it), so zeroing the bypass lane is enough
-        y_lo = [Mux(s_act["keep"][c], y, 0) for c, y in enumerate(out_lo)]
-        y_hi = out_hi
-        for k in q_stages:              # the results as they are, when fq is off
+        # the ReLU mask, ahead of the quantizer: a hidden error is masked, then
+        # quantized (QAT's 16-bit errors); the masked values also travel on
+        # past the quantizer, as the results when fq is off and as what the
+        # range trackers see (out_pre)
+        masked_lo = [Mux(s_act["keep"][c], y, 0) for c, y in enumerate(out_lo)]
+        y_lo, y_hi = masked_lo, out_hi
+        for k in q_stages:
             y_lo = [reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
             y_hi = [reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]
-        fq_lo, code_lo = self._quantizer(m, out_lo)
+        fq_lo, code_lo = self._quantizer(m, quantizer_input(masked_lo, out_lo))
         fq_hi, code_hi = self._quantizer_pow2(m, out_hi)
         built.check()
         last = stages[-1]
@@ -274,7 +285,7 @@ class ArrayCore(wiring.Component):
         # a packed product's correction item leaves no output (its total is held in stage 6)
         leaves = last["valid"] & last["last"] & ~(self.pq & last["corr"])
         m.d.comb += [self.out_valid.eq(leaves), self.out_slot.eq(last["slot"]),
-                     self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*y_hi))]
+                     self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*y_hi)), self.out_pre.eq(Cat(*y_lo))]
         return m
 
     def _weights(self, m: Module) -> list:

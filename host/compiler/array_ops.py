@@ -325,10 +325,8 @@ def not_in_rtl(op: LayerOp) -> str | None:
     executor (fixar.compiler.execute) runs these already."""
     if op.pq_q:
         return "an input step from the quantizer table (pq_q)"
-    if op.pq_lane == 3:
-        return "a pair store of codes (pq_lane 3)"
-    if op.transpose and (op.fq or op.packed):
-        return "a transposed product with a quantizer or packed inputs"
+    if op.transpose and op.packed:
+        return "a packed transposed product"
     return None
 
 
