@@ -101,6 +101,22 @@ class GoldenTwin:
         return [f"statistic {key}" for key, rows in got.items()
                 if not np.array_equal(self.host.decode_batch_row(rows), self.st.t[prog.outputs[key]][0])]
 
+    def error_writes(self, rows) -> list[Write]:
+        """After a step with 16-bit errors: the host takes each hidden error's
+        range from the engine's trackers (rows as host.range_read() reads
+        them) for the next step's steps, and so does the golden program."""
+        writes = self.host.take_error_ranges(rows)
+        if self.host.quantized:
+            self.st.quant = self.host.quantizer_table()
+        return writes
+
+    def error_range_mismatch(self, rows) -> bool:
+        """Whether the engine's hidden-error trackers differ from golden's."""
+        bits = self.cfg.pe.out.bits
+        got = [tuple(v - (1 << bits) if v >> (bits - 1) else v for v in row) for row in rows]
+        mine = self.ranges()
+        return any(got[i] != mine[i] for i, _, _ in self.host.error_entries())
+
     def ranges(self) -> list[tuple[int, int]]:
         """The golden program's range trackers, (lo, hi) per table entry."""
         return list(zip(self.st.lo, self.st.hi))

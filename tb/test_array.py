@@ -29,9 +29,11 @@ from fixar.compiler.array_ops import (
     bias_image,
     cycles,
     describe,
+    feature_major_image,
     grad_images,
     out_dims,
     packed_slot_major_image,
+    pair_image,
     unpack_outputs,
     useful_macs,
     utilization,
@@ -756,7 +758,7 @@ async def read_range(tb: TB, i: int) -> tuple[int, int]:
     return tb.dut.rg_lo.value.to_signed(), tb.dut.rg_hi.value.to_signed()
 
 
-async def error_pair_store(tb: TB, label: str) -> tuple[int, int]:
+async def error_pair_store(tb: TB, label: str) -> dict:
     """The top of a backward pass with QAT's 16-bit errors (docs/program.md,
     "16-bit errors"): a stored forward product (its mask bits, with a limit
     half the time), then a masked transposed product that masks, tracks
@@ -765,7 +767,10 @@ async def error_pair_store(tb: TB, label: str) -> tuple[int, int]:
     needs) and pair-stores the codes. Checked: the output beats (the 16-bit
     values), the stored rows (codes, two batch entries a word, as a packed
     product reads them) and the tracker (the masked error's range before
-    the quantizer). Returns (codes clipped, errors masked out)."""
+    the quantizer). Returns what a chain goes on from: the codes ``q``, their
+    table entry ``qidx`` and step ``s``, the error's features ``F``, the
+    batch, the first free weight and activation rows, and the counts of
+    codes clipped and errors masked out."""
     cfg, rng = tb.cfg, tb.rng
     R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
     batch = 2 * N * int(rng.integers(1, min(cfg.array.psum_slots // 2, 2 * R) + 1))
@@ -806,8 +811,103 @@ async def error_pair_store(tb: TB, label: str) -> tuple[int, int]:
     got = await read_range(tb, qidx)
     want = (min(int(E.min()), 0), max(int(E.max()), 0))
     assert got == want, f"{label}: tracker {qidx} holds {got}, the masked error's range is {want}"
-    return int(np.count_nonzero((q == 0) | (q == (1 << cfg.pe.act16.bits) - 1))), \
-        int(np.count_nonzero((E == 0) & (transposed(cfg, W2, D) != 0)))
+    return {"q": q, "qidx": qidx, "s": s, "F": F, "batch": batch, "x_base": back.y_base,
+            "w_free": back.w_base + weight_rows(cfg, M2, F), "a_free": back.y_base + db.n_ot * db.slots // 2,
+            "clipped": int(np.count_nonzero((q == 0) | (q == (1 << cfg.pe.act16.bits) - 1))),
+            "masked": int(np.count_nonzero((E == 0) & (transposed(cfg, W2, D) != 0)))}
+
+
+async def gradient_on_error_codes(tb: TB, top: dict, label: str) -> None:
+    """A weight gradient whose D is the pair-stored error codes (pq_q: each
+    word's half picked, sign-extended and shifted by the entry's step as
+    the PEs load it), X^T an FXP32 feature-major copy or, half the time,
+    a packed gradient's codes in feature pairs; the bias gradient folded in.
+    dW and db must equal the gradient on the dequantized error, on the
+    output beats and in the gradient memory."""
+    cfg, rng = tb.cfg, tb.rng
+    C, N, qb = cfg.array.cols, cfg.array.cores, cfg.pe.act16.bits
+    F, batch, half = top["F"], top["batch"], 1 << (qb - 1)
+    D = (top["q"] - half) << top["s"]
+    K = int(rng.integers(1, 3 * C + 1))
+    Kp = -(-K // C) * C
+    grad = LayerOp(M=F, K=Kp, batch=batch, grad=True, bias=False, gstore=GStore.BOTH, pq_q=top["qidx"] + 1,
+                   w_base=top["x_base"], x_base=0, g_base=int(rng.integers(0, 50)), b_base=0)
+    X = np.zeros((Kp, batch), dtype=np.int64)
+    if rng.random() < 0.5:
+        zero, e = int(rng.integers(0, 1 << qb)), int(rng.integers(0, 8))
+        q = rng.integers(0, 1 << qb, (K, batch))
+        X[:K] = (q - zero) << e
+        grad = dataclasses.replace(grad, mode=PEMode.FXP16, packed=True, pq_zero=zero, pq_e=e)
+        images = [pair_image(cfg, q - half, batch, n, Kp // 2, pad=zero - half) for n in range(N)]
+    else:
+        X[:K] = tb.codes(cfg.pe.act32, (K, batch), cfg.pe.act32.frac)
+        images = [feature_major_image(cfg, X, batch, n, Kp) for n in range(N)]
+    for n, rows in enumerate(images):
+        await tb.write_rows("tm", 0, rows, we=1 << n)
+    dW, _ = await tb.check(grad, None, None, None, f"{label} D X^T, D the error's codes ({F}x{K}, B={batch}, "
+                           f"{'packed' if grad.packed else 'FXP32'} X)",
+                           want=np.hstack([weight_grad(cfg, D, X), bias_grad(cfg, D)[:, None]]))
+    await expect_gradient_memory(tb, grad, dW[:, :Kp], label)
+
+
+async def packed_error_products(tb: TB, top: dict, label: str) -> int:
+    """Below the top of the backward pass: a masked packed transposed
+    product on the pair-stored codes (their step from the table, pq_q), its
+    mask bits two rows an item from a forward store, its error tracked and
+    quantized into another entry and stored as codes; then, as the -Q pass's
+    W0^T, a packed transposed product on those codes whose two lane stores
+    leave FXP32 values in the FXP32 layout. Returns the errors masked out."""
+    cfg, rng = tb.cfg, tb.rng
+    C, qb = cfg.array.cols, cfg.pe.act16.bits
+    F, batch, q1, e1 = top["F"], top["batch"], top["q"], top["s"]
+    zero = 1 << (qb - 1)
+    F3, K3, F5 = (int(rng.integers(1, 3 * C + 1)) for _ in range(3))
+    fwd = LayerOp(M=F3, K=K3, batch=batch, func=ActFunc.RELU, store=True, w_base=top["w_free"],
+                  x_base=top["a_free"])
+    W3, X3, b3 = tb.random_operands(fwd)
+    Y3 = tb.golden(fwd, W3, X3, b3)
+    d3 = describe(cfg, fwd)
+    fwd = dataclasses.replace(fwd, y_base=fwd.x_base + d3.n_kt * d3.slots)
+    await tb.load(fwd, W3, X3, b3)
+    await tb.check(fwd, W3, X3, b3, f"{label} forward below ({F3}x{K3})", want=Y3)
+    W4 = tb.codes(cfg.pe.weight, (F, F3), cfg.pe.weight.frac - 2)
+    raw = transposed(cfg, W4, (q1 - zero) << e1)
+    E2 = raw * (Y3 > 0)
+    s2 = min(max(0, int(np.abs(E2).max()).bit_length() - (qb - 1) + int(rng.integers(-1, 2))),
+             packed_shift_max(cfg))
+    qidx2 = int(rng.choice([i for i in range(cfg.array.quantizers) if i != top["qidx"]]))
+    await write_quantizer(tb, qidx2, 1 << (s2 + qb), zero)
+    w4 = fwd.w_base + weight_rows(cfg, F3, K3)
+    op = LayerOp(M=F, K=F3, batch=batch, transpose=True, bias=False, mode=PEMode.FXP16, packed=True, pq_zero=zero,
+                 pq_q=top["qidx"] + 1, mask=True, m_base=fwd.y_base, store=True, fq=True, track=True, qidx=qidx2,
+                 w_base=w4, x_base=top["x_base"], y_base=fwd.y_base + d3.n_ot * d3.slots)
+    await tb.load(op, W4)
+    q2 = quantize16(cfg, 1 << (s2 + qb), zero, E2)
+    d = describe(cfg, op)
+    await tb.check(op, W4, None, None, f"{label} packed masked W^T on codes ({F}x{F3}, B={batch}, e={e1}, s={s2})",
+                   want=dequantize16(cfg, 1 << (s2 + qb), zero, q2))
+    rows = await tb.read_activation_rows(op.y_base, d.n_ot * (d.slots - 1))
+    for n, got in enumerate(rows):
+        bad = [i for i, (a, w) in enumerate(zip(got, packed_slot_major_image(cfg, q2 - zero, batch, n))) if a != w]
+        assert not bad, f"{label}: core {n}'s stored codes {bad[:6]} differ from the golden codes' packed image"
+    got, want = await read_range(tb, qidx2), (min(int(E2.min()), 0), max(int(E2.max()), 0))
+    assert got == want, f"{label}: tracker {qidx2} holds {got}, the masked error's range is {want}"
+    W5 = tb.codes(cfg.pe.weight, (F3, F5), cfg.pe.weight.frac - 2)
+    dx = transposed(cfg, W5, (q2 - zero) << s2)
+    lanes = LayerOp(M=F3, K=F5, batch=batch, transpose=True, bias=False, mode=PEMode.FXP16, packed=True,
+                    pq_zero=zero, pq_q=qidx2 + 1, store=True, pq_lane=1, w_base=w4 + weight_rows(cfg, F, F3),
+                    x_base=op.y_base, y_base=op.y_base + d.n_ot * (d.slots - 1))
+    await tb.load(lanes, W5)
+    for lane in (1, 2):
+        await tb.check(dataclasses.replace(lanes, pq_lane=lane), W5, None, None,
+                       f"{label} W0^T on codes ({F3}x{F5}) storing lane {lane}", want=dx)
+    reader = LayerOp(M=1, K=F5, batch=batch, x_base=lanes.y_base)
+    dr = describe(cfg, reader)
+    rows = await tb.read_activation_rows(lanes.y_base, dr.n_kt * dr.slots)
+    for n, got in enumerate(rows):
+        bad = [i for i, (a, w) in enumerate(zip(got, activation_image(cfg, reader, dr, dx, n))) if a != w]
+        assert not bad, f"{label}: the lane stores left core {n}'s rows {bad[:6]} unlike the FXP32 layout"
+    return int(np.count_nonzero((E2 == 0) & (raw != 0)))
 
 
 @cocotb.test()
@@ -820,10 +920,28 @@ async def test_error_pair_stores(dut):
     n = int(os.environ.get("FIXAR_PAIR_CASES", "24"))
     clipped = masked = 0
     for case in range(n):
-        c, z = await error_pair_store(tb, f"pair case {case}")
-        clipped, masked = clipped + c, masked + z
+        top = await error_pair_store(tb, f"pair case {case}")
+        clipped, masked = clipped + top["clipped"], masked + top["masked"]
     assert clipped > 0 and masked > 0, f"{clipped} codes clipped, {masked} errors masked"
     tb.record("error_pair_stores", n, clipped=clipped, masked=masked)
+
+
+@cocotb.test()
+async def test_packed_error_products(dut):
+    """The backward pass below its top with QAT's 16-bit errors: each case a
+    pair store, a weight gradient on its codes, then packed transposed
+    products on them (one masked, quantized and stored as codes, one storing
+    FXP32 lanes); the masks must cut errors of the packed products' both lanes."""
+    tb = TB(dut)
+    await tb.reset()
+    n = int(os.environ.get("FIXAR_PAIR_CASES", "24")) // 2
+    masked = 0
+    for case in range(n):
+        top = await error_pair_store(tb, f"chain case {case}")
+        await gradient_on_error_codes(tb, top, f"chain case {case}")
+        masked += await packed_error_products(tb, top, f"chain case {case}")
+    assert masked > 0, "no error of a packed transposed product was masked"
+    tb.record("packed_error_products", n, masked=masked)
 
 
 @cocotb.test()
@@ -926,21 +1044,33 @@ def test_array_bit_exact_and_cycle_exact(sim):
                      testcase=None if sim == "verilator" else ["test_random_ops", "test_output_stage_corners",
                                                                "test_packed_qat_products",
                                                                "test_packed_weight_gradients",
-                                                               "test_error_pair_stores"],
+                                                               "test_error_pair_stores",
+                                                               "test_packed_error_products"],
                      env={"FIXAR_CASES": cases, "FIXAR_DDPG_BATCH": "8",
                           "FIXAR_PACKED_CASES": "60" if sim == "verilator" else "10"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
 
 
-def _pair_bench(tag: str):
-    """The array bench's pair-store test on an array generated now (with whatever a test planted)."""
+def _pair_bench(tag: str, testcase: str = "test_error_pair_stores"):
+    """An array bench test of the 16-bit errors on an array generated now (with whatever a test planted)."""
     from fixar.gen.emit import emit
     from fixar.sim.runner import BUILD_ROOT
     cfg = load("small")
     out = BUILD_ROOT / "planted_bug" / f"array_{tag}"
     emit(cfg, out, array=True)
     return run_module("verilator", cfg, out, "fixar_array", BENCH, tag=f"{cfg.digest}-{tag}",
-                      testcase="test_error_pair_stores", env={"FIXAR_PAIR_CASES": "8"})
+                      testcase=testcase, env={"FIXAR_PAIR_CASES": "8"})
+
+
+@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
+def test_bench_catches_a_high_lane_masked_by_the_low_lanes_row(monkeypatch):
+    """A packed transposed product's high lane planted to take its mask bits
+    from the low lane's row: its odd batch entries are masked by the even
+    ones' bits, and the packed error products' test must fail."""
+    from fixar.gen.units import array
+    monkeypatch.setattr(array, "high_lane_mask", lambda row, next_row: row)
+    res = _pair_bench("high-mask-low-row", "test_packed_error_products")
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice a high lane masked by the low lane's row"
 
 
 @pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI

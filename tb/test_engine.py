@@ -27,7 +27,7 @@ import cocotb
 import numpy as np
 import pytest
 
-from fixar.compiler.program import Grad, step_cycles
+from fixar.compiler.program import Grad, step_cycles, step_scaled_errors
 from fixar.config import load
 from fixar.sim import engine_tb
 from fixar.sim.rtl import generated, run_module, run_mutated
@@ -82,6 +82,7 @@ async def test_training_steps(dut):
         if step == qat_switch:
             await tb.apply(twin.switch_writes(await tb.read(host.range_read())))
             twin.state_scale = float(os.environ.get("FIXAR_PHASE2_STATE_SCALE", "1"))
+            ranges = twin.ranges()      # the phase-2 program's golden trackers start from zero
             dut._log.info("step %d: QAT switch; quantizers (Delta, z) %s", step, twin.st.quant)
         prog = host.prog
         await tb.apply(twin.train_writes())
@@ -97,6 +98,11 @@ async def test_training_steps(dut):
         narrowed += sum(lo > lo0 or hi < hi0 for (lo0, hi0), (lo, hi) in zip(ranges, twin.ranges()))
         ranges = twin.ranges()
         bad += twin.stat_mismatches({k: await tb.read(r) for k, r in host.stats_reads().items()})
+        if step_scaled_errors(cfg) and host.quantizers is not None:     # 16-bit errors: each step's ranges
+            rows = await tb.read(host.range_read())
+            if twin.error_range_mismatch(rows):
+                bad.append("error ranges")
+            await tb.apply(twin.error_writes(rows))
         # acting: one state through the actor in intra-layer mode, plus noise
         await tb.apply(twin.act_writes())
         act_cycles = await run(host.act_pc)
@@ -179,19 +185,27 @@ def _q16d(cfg):
         cfg.array, quantizer_scale="pow2", qat_errors="fxp16_delayed", quantizers=12))
 
 
-def test_16_bit_errors_phase_1_tracks_each_error_per_step():
-    """QAT phase 1 with config qat16d's 16-bit errors (docs/program.md,
-    "16-bit errors"): the masked transposed product of every hidden error
-    tracks its range, restarting with the product, so its tracker holds
-    that step's range; after every one of 4 steps all 12 trackers equal the
-    golden program's, and some came out narrower than the step before
-    (trackers that only widened would not)."""
+@pytest.mark.parametrize("steps, switch", [pytest.param(8, 3, id="ci"),
+                                           pytest.param(24, 10, id="long", marks=pytest.mark.slow)])
+def test_16_bit_errors_through_the_qat_switch_bit_exact(steps, switch):
+    """QAT with config qat16d's 16-bit errors (docs/program.md, "16-bit
+    errors") on the small engine: in phase 1 each hidden error's masked
+    transposed product tracks its range, restarting with the product; after
+    the switch the errors leave the output stage as codes (pair stores,
+    packed transposed products on codes, gradients on codes) and the host
+    sets each error's step from the trackers after every step. Every step
+    bit-exact and at the model's cycles, all trackers equal the golden
+    program's (phase 1) and the errors' after every step, some narrower
+    than the step before (trackers that only widened would not), errors
+    at the masks' limits, and phase 2 in fewer cycles than phase 1."""
     cfg = _q16d(load("small"))
     res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", BENCH,
-                     env={"FIXAR_STEPS": "4", "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": "99"})
+                     env={"FIXAR_STEPS": str(steps), "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": str(switch),
+                          "FIXAR_PHASE2_STATE_SCALE": "4"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
-    assert fig["identical_steps"] == 4 and fig["narrowed_ranges"] > 0, fig
+    assert fig["identical_steps"] == steps and fig["narrowed_ranges"] > 0, fig
+    assert fig["clipped_errors"] > 0 and fig["cycles_qat_phase2"] < fig["cycles_fxp32"], fig
 
 
 @pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
@@ -207,7 +221,7 @@ def test_bench_catches_error_trackers_that_never_restart(monkeypatch):
     out = BUILD_ROOT / "planted_bug" / "trainer_no_restart"
     emit(cfg, out, array=True)
     res = run_module("verilator", cfg, out, "fixar_trainer", BENCH, tag=f"{cfg.digest}-no-restart",
-                     env={"FIXAR_STEPS": "4", "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": "99"})
+                     env={"FIXAR_STEPS": "4", "FIXAR_NETS": NETS_JSON, "FIXAR_QAT_SWITCH": "3"})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice trackers that never restart"
 
 

@@ -78,6 +78,13 @@ def tracker_restarts(track, transpose):
     return track & transpose
 
 
+def high_lane_mask(row, next_row):
+    """A packed transposed product's high-lane mask bits: its item's second
+    vector's row, the next one (a module function so that a bench can plant
+    the first row instead)."""
+    return next_row
+
+
 def mask_bit(word, limit):
     """A stored word's ReLU mask bit: the error passes where the layer input is
     positive and below its quantizer's top (VEC RELU_MASK's rule; a module
@@ -140,8 +147,12 @@ class Array(wiring.Component):
             "op_pq": In(1), "op_pq_e": In(range(packed_shift_max(cfg) + 1)),
             "op_pq_c": In(unsigned(pe.act32.bits)),
             # its store: 0 the codes (one packed word per item), 1 / 2 the low / high
-            # lane's FXP32 values at their FXP32 rows (y_base + 2 (tile S' + slot) + lane - 1)
-            "op_pq_lane": In(range(3)),
+            # lane's FXP32 values at their FXP32 rows (y_base + 2 (tile S' + slot) + lane - 1);
+            # 3 (an FXP32 product with fq) two slots' codes in one word (a pair store)
+            "op_pq_lane": In(range(4)),
+            # the lanes' shift from quantizer table entry pq_q - 1 (log2 Delta - 16) instead
+            # of pq_e (QAT's 16-bit errors: signed codes whose step changes every step)
+            "op_pq_q": In(range(ar.quantizers + 1)),
             # its store_t: 0 both vectors' FXP32 values, 1 the codes in feature pairs
             # (the packed weight gradient's X^T, read by a gradient product with pq)
             "op_pq_t": In(1),
@@ -193,26 +204,26 @@ class Array(wiring.Component):
         phase, t, it, j, last_round, last_step, final_out, finished = self._sequencer(m, d, rnd_seed)
         item, load, swap, l_it, l_j, row = self._requests(m, d, phase, t, it, j, last_round, last_step)
         g_addr, g_zero = self._grad_load(m, d, load, l_it, l_j, row)
+        q_sel = self._quantizer_table(m, d)
 
         amem = [TwoPortRAM(cfg.memory, R * cfg.pe.act32.bits, self.a_rows, f"amem_{n}") for n in range(cfg.array.cores)]
         tmem = self._feature_major_memories(m)
         words, w_zero = self._weight_memory(m, d, l_it, l_j, row)
-        w_data = self._weight_words(m, d, words, w_zero, row, amem, g_zero)
+        w_data = self._weight_words(m, d, words, w_zero, row, amem, g_zero, q_sel["step"])
 
         # ---- activation memories (one per core) and the bias memory
         bmem, bias = self._bias_memory(m, d, it)
         grad_fold = self._grad_stride(m, d)     # a folded bias gradient: (fold, X^T row stride)
         a_data = self._activation_items(m, d, amem, tmem, t, j, grad_fold)
-        mmem, keep = self._mask_memories(m, d, it, t)
+        mmem, keep, mask_read = self._mask_memories(m, d, it, t)
 
         ctl_d = self._core_control(m, d, item, t, j, it, last_round, load, row, swap)
         out_y_addr, out_m_addr, out_tile = self._output_bookkeeping(m, d, item, t, it, last_step, final_out, finished)
-        q_sel = self._quantizer_table(m, d)
         cores = self._cores(m, d, ctl_d, w_data, a_data, keep, bias, q_sel, rnd_seed)
         reduce_all = self._cross_core_sums(m, d, cores)
         outs, from0 = self._core_outputs(m, cores)
         self._range_trackers(m, d, outs)
-        self._outputs_and_store(m, d, outs, from0, amem, mmem, reduce_all, g_addr, out_y_addr)
+        self._outputs_and_store(m, d, outs, from0, amem, (mmem, mask_read), reduce_all, g_addr, out_y_addr)
         self._packed_mask_store(m, d, outs, mmem, out_m_addr)
         self._transposing_store(m, d, outs, tmem, out_tile)
         self._gradient_memories(m, d, outs, out_tile, grad_fold)
@@ -295,14 +306,18 @@ class Array(wiring.Component):
         """Gradient product dW = D X^T: each core reduces over its own batch
         rows; the "weights" are D, read from the core's activation memory
         (port B, one slot-major row = one PE row of the tile: D[ot*C + c, b]),
-        rows of batch entries beyond op_batch read as zero. Returns the row
-        address and the delayed zero flag."""
+        rows of batch entries beyond op_batch read as zero. D as codes (pq_q,
+        QAT's 16-bit errors) has two batch entries a word: half the rows, and
+        the entry's half picked from the word. Returns the row address and the
+        delayed zero flag and half."""
         ar, R = self.cfg.array, self.cfg.array.rows
         g_rowb = Signal(range(ar.psum_slots + 2 * R), name="grad_load_b")
         m.d.comb += g_rowb.eq(l_j * R + row)
+        codes = d["pq_q"] != 0
         g_addr = Signal(range(self.a_rows * 2 + ar.psum_slots * (self.w_rows // ar.cols + 1)), name="grad_load_addr")
-        m.d.comb += g_addr.eq(d["w_base"] + l_it * d["batch"] + g_rowb)
-        g_zero = _delay(m, g_rowb >= d["batch"], 1, "grad_load_zero")
+        m.d.comb += g_addr.eq(d["w_base"] + Mux(codes, l_it * (d["batch"] >> 1) + (g_rowb >> 1),
+                                                l_it * d["batch"] + g_rowb))
+        g_zero = (_delay(m, g_rowb >= d["batch"], 1, "grad_load_zero"), _delay(m, g_rowb[0], 1, "grad_load_half"))
         grad_load = Signal(name="grad_load")
         m.d.comb += grad_load.eq(d["grad"] & load)
         return g_addr, g_zero
@@ -395,11 +410,17 @@ class Array(wiring.Component):
         m.d.comb += [grp.eq(addr >= half), local.eq(addr - Mux(grp, half, 0))]
         return grp, local
 
-    def _weight_words(self, m: Module, d: dict, words: list, w_zero: list, row, amem: list, g_zero) -> list:
-        """Each core's registered weight row: the banks' words rotated to PE
-        columns (zero past the last k-tile), or in a gradient product D's row."""
+    def _weight_words(self, m: Module, d: dict, words: list, w_zero: list, row, amem: list, g_zero,
+                      step) -> list:
+        """Each core's weight row: the banks' words rotated to PE columns (zero
+        past the last k-tile), registered, or in a gradient product D's row;
+        D as codes (pq_q): each word's half of this batch entry, sign-extended,
+        registered, then shifted by the entry's step e (after the register: off
+        the RAM's output path)."""
         R, C, N = self.cfg.array.rows, self.cfg.array.cols, self.cfg.array.cores
-        wb = self.cfg.pe.weight.bits
+        wb, qb = self.cfg.pe.weight.bits, self.cfg.pe.act16.bits
+        g_zero, g_half = g_zero
+        codes = (d["pq_q"] != 0) & d["grad"]
         row1 = _delay(m, row, 1, "load_row")
         w_data = []
         for n in range(N):
@@ -411,8 +432,16 @@ class Array(wiring.Component):
                 rotated.append(word)
             wd = Signal(C * wb, name=f"w_data_{n}")
             from_weights = Mux(w_zero[n], 0, Cat(*rotated))
-            m.d.sync += wd.eq(Mux(d["grad"], Mux(g_zero, 0, amem[n].b_data), from_weights))
-            w_data.append(wd)
+            d_row = amem[n].b_data
+            halves = []
+            for c in range(C):       # this entry's code of column c, sign-extended to a weight word
+                h = Signal(signed(wb), name=f"d_code_{n}_{c}")
+                m.d.comb += h.eq(Mux(g_half, d_row[c * wb + qb:c * wb + 2 * qb], d_row[c * wb:c * wb + qb]).as_signed())
+                halves.append(h)
+            halves = Cat(*halves)
+            m.d.sync += wd.eq(Mux(d["grad"], Mux(g_zero, 0, Mux(codes, halves, d_row)), from_weights))
+            shifted = Cat(*[(wd[c * wb:(c + 1) * wb].as_signed() << step)[:wb] for c in range(C)])
+            w_data.append(Mux(codes, shifted, wd))
         return w_data
 
     def _bias_memory(self, m: Module, d: dict, it) -> tuple:
@@ -484,18 +513,27 @@ class Array(wiring.Component):
         output tile it is feature tile it, as R == C) with the item's request,
         so the bits reach the core beside the item's activations (PIPE) and
         travel down its pipeline: no extra cycle. Returns the memories and
-        each core's registered keep bits (all ones when not masking)."""
+        each core's registered keep bits (2R: the low lane's, then the high
+        lane's; all ones when not masking) and port B's read of the high
+        lane's rows (its enable and row), which the stores share."""
         R, N = self.cfg.array.rows, self.cfg.array.cores
         mmem = [TwoPortRAM(self.cfg.memory, R, self.a_rows, f"mmem_{n}", a_writable=True) for n in range(N)]
+        ones = Const((1 << R) - 1, R)
+        # (a packed forward product's mask flag means its store keeps mask bits: it reads none;
+        # a packed transposed product reads its item's two vectors' rows, the FXP32 layout's
+        # m_base + 2 (tile S' + slot) and the next, through ports A and B)
+        packed_read = d["mask"] & d["pq"] & d["transpose"]
+        pair_row = Signal(range(self.a_rows * 2 + 2 * self.cfg.array.psum_slots), name="mask_pair_row")
+        m.d.comb += pair_row.eq(d["m_base"] + ((it * (d["slots"] - 1) + t - (t != 0)) << 1))
         keep = []
         for n in range(N):
             m.submodules[f"mmem_{n}"] = mmem[n].instance
-            m.d.comb += mmem[n].a_addr.eq(d["m_base"] + it * d["slots"] + t)
-            k = Signal(R, name=f"keep_{n}")
-            # (a packed product's mask flag means its store keeps mask bits: it reads none)
-            m.d.sync += k.eq(Mux(d["mask"] & ~d["pq"], mmem[n].a_data, Const((1 << R) - 1, R)))
+            m.d.comb += mmem[n].a_addr.eq(Mux(packed_read, pair_row, d["m_base"] + it * d["slots"] + t))
+            k = Signal(2 * R, name=f"keep_{n}")
+            m.d.sync += k.eq(Cat(Mux(d["mask"] & (~d["pq"] | d["transpose"]), mmem[n].a_data, ones),
+                                 Mux(packed_read, high_lane_mask(mmem[n].a_data, mmem[n].b_data), ones)))
             keep.append(k)
-        return mmem, keep
+        return mmem, keep, (packed_read, pair_row + 1)
 
     def _core_control(self, m: Module, d: dict, item, t, j, it, last_round, load, row, swap) -> dict:
         """Control to the cores, PIPE cycles after the request."""
@@ -544,7 +582,24 @@ class Array(wiring.Component):
                         m.d.sync += regs[i].eq(getattr(self, f"qt_{k}"))
             q_sel[k] = Signal(unsigned(qw[k]), name=f"q_sel_{k}")
             m.d.sync += q_sel[k].eq(MuxArray(regs)[d["qidx"]])   # settles long before any output
+        q_sel["step"] = self._table_step(m, d, table["delta"])
         return q_sel
+
+    def _table_step(self, m: Module, d: dict, deltas: list):
+        """e of table entry pq_q - 1, whose Delta is 2^(e + 16) (QAT's 16-bit
+        errors), from Delta's leading one: two registers after the descriptor
+        latches, long before an item reaches the lanes' shift (stage 5) or a
+        gradient's first D row loads."""
+        qb, top = self.cfg.pe.act16.bits, packed_shift_max(self.cfg)
+        delta = Signal.like(deltas[0], name="pq_q_delta")
+        for i, reg_i in enumerate(deltas):
+            with m.If(d["pq_q"] == i + 1):
+                m.d.sync += delta.eq(reg_i)
+        e = Signal(range(top + 1), name="pq_q_e")
+        for i in range(qb, min(len(delta), qb + top + 1)):     # the last assignment wins: the leading one
+            with m.If(delta[i]):
+                m.d.sync += e.eq(i - qb)
+        return e
 
     def _cores(self, m: Module, d: dict, ctl_d: dict, w_data: list, a_data: list, keep: list, bias, q_sel: dict,
                rnd_seed: Signal) -> list:
@@ -564,7 +619,9 @@ class Array(wiring.Component):
                 core.bias_en.eq(d["bias"] & (Const(n == 0) | ~d["intra"]) & (~d["pq"] | ctl_d["correction"])),
                 core.func.eq(d["func"]), core.grad.eq(d["grad"]),
                 core.mode.eq(Mux(ctl_d["correction"] | ctl_d["ones"], PEMode.FXP32, d["mode"])),
-                core.pq.eq(d["pq"]), core.pq_e.eq(d["pq_e"]), core.corr.eq(ctl_d["correction"]),
+                core.pq.eq(d["pq"]), core.corr.eq(ctl_d["correction"]),
+                # (a gradient's pq_q is D's step, which the weight-load path applies: its lanes keep pq_e)
+                core.pq_e.eq(Mux((d["pq_q"] != 0) & ~d["grad"], q_sel["step"], d["pq_e"])),
                 core.fq.eq(d["fq"]), core.q_magic.eq(q_sel["magic"]), core.q_shift.eq(q_sel["shift"]),
                 core.q_delta.eq(q_sel["delta"]), core.q_zero.eq(q_sel["zero"]),
             ]
@@ -622,14 +679,21 @@ class Array(wiring.Component):
         rg_hi = [Signal(signed(ob), name=f"rg_hi_{i}") for i in range(Q)]
         beat_lo, beat_hi, valid = [], [], []
         for n in range(N):
-            # the masked results before the quantizer (a hidden error's, quantized as it leaves)
-            words = [outs[n].pre[c * ob:(c + 1) * ob].as_signed() for c in range(C)]
-            lo_n, hi_n = _tree(m, words, min, f"beat_lo_{n}"), _tree(m, words, max, f"beat_hi_{n}")
+            # the masked results before the quantizer (a hidden error's, quantized as it
+            # leaves), both lanes (a packed product's high lane; 0 in FXP32), each lane's
+            # tree in the first register stage, the two lanes met in the second
+            lanes = []
+            for lane in range(2):
+                words = [outs[n].pre[(lane * C + c) * ob:(lane * C + c + 1) * ob].as_signed() for c in range(C)]
+                lanes.append([reg(m, _tree(m, words, pick, f"beat_{lane}_{pick.__name__}_{n}"),
+                                  f"beat_{lane}_{pick.__name__}_r_{n}") for pick in (min, max)])
             v = Signal(name=f"beat_valid_{n}")
             valid.append(d["track"] & outs[n].valid & (Const(n == 0) | ~(d["intra"] | d["grad"])))
-            lo_r, hi_r = Signal(signed(ob), name=f"beat_lo_r_{n}"), Signal(signed(ob), name=f"beat_hi_r_{n}")
-            m.d.sync += [v.eq(valid[-1]), lo_r.eq(lo_n), hi_r.eq(hi_n)]
-            v2, lo_2, hi_2 = reg(m, v, f"beat_valid2_{n}"), reg(m, lo_r, f"beat_lo2_{n}"), reg(m, hi_r, f"beat_hi2_{n}")
+            m.d.sync += v.eq(valid[-1])
+            (lo_a, hi_a), (lo_b, hi_b) = lanes
+            v2 = reg(m, v, f"beat_valid2_{n}")
+            lo_2 = reg(m, Mux(lo_a < lo_b, lo_a, lo_b), f"beat_lo2_{n}")
+            hi_2 = reg(m, Mux(hi_a > hi_b, hi_a, hi_b), f"beat_hi2_{n}")
             beat_lo.append(Mux(v2, lo_2, 0))
             beat_hi.append(Mux(v2, hi_2, 0))
         new_lo = _tree(m, beat_lo, min, "beat_lo_all")
@@ -654,7 +718,7 @@ class Array(wiring.Component):
                              rg_hi[i].eq(Mux(new_hi > rg_hi[i], new_hi, rg_hi[i]))]
         m.d.sync += [self.rg_lo.eq(MuxArray(rg_lo)[self.rg_addr]), self.rg_hi.eq(MuxArray(rg_hi)[self.rg_addr])]
 
-    def _outputs_and_store(self, m: Module, d: dict, outs: list, from0: list, amem: list, mmem: list, reduce_all,
+    def _outputs_and_store(self, m: Module, d: dict, outs: list, from0: list, amem: list, masks: tuple, reduce_all,
                            g_addr, out_y_addr) -> None:
         """The outputs, and results stored back as the next layer's activations (FXP32)
         through each activation memory's port B, which the host and gradient loads share.
@@ -662,6 +726,7 @@ class Array(wiring.Component):
         cycle later (registered: the compare stays off the output path; the next
         operation reads masks R cycles after its start at the earliest)."""
         N, C, ob = self.cfg.array.cores, self.cfg.array.cols, self.cfg.pe.out.bits
+        mmem, mask_read = masks
         valid = [outs[n].valid & (Const(n == 0) | ~reduce_all) for n in range(N)]
         m.d.comb += [self.out_valid.eq(Cat(*valid)), self.out_slot.eq(outs[0].slot),
                      self.out_lo.eq(Cat(*[o.lo for o in outs])),
@@ -690,7 +755,10 @@ class Array(wiring.Component):
             mask_we, mask_row = Signal(name=f"mask_we_{n}"), Signal.like(out_y_addr, name=f"mask_row_{n}")
             mask_bits = Signal(C, name=f"mask_bits_{n}")
             m.d.sync += [mask_we.eq(we & ~d["pq"] & ~pair), mask_row.eq(out_y_addr), mask_bits.eq(bits)]
-            m.d.comb += [mmem[n].b_we.eq(mask_we), mmem[n].b_addr.eq(mask_row), mmem[n].b_wdata.eq(mask_bits)]
+            # port B reads a packed transposed product's high-lane mask rows when no store writes
+            packed_read, read_row = mask_read
+            m.d.comb += [mmem[n].b_we.eq(mask_we), mmem[n].b_wdata.eq(mask_bits),
+                         mmem[n].b_addr.eq(Mux(packed_read & ~mask_we, read_row, mask_row))]
 
     def _pair_word(self, m: Module, out, n: int):
         """A pair store's word (pq_lane 3): each column's low 16-bit code of the
@@ -720,7 +788,8 @@ class Array(wiring.Component):
                 bits = Signal(C, name=f"pmask_{lane}_{n}")
                 m.d.sync += bits.eq(Cat(*[mask_bit(w, d["limit"]) for w in words]))
                 lanes.append(bits)
-            m.d.sync += [we.eq(d["pq"] & d["mask"] & d["store"] & outs[n].valid), row.eq(out_m_addr)]
+            m.d.sync += [we.eq(d["pq"] & d["mask"] & d["store"] & ~d["transpose"] & outs[n].valid),
+                         row.eq(out_m_addr)]
             with m.If(we):
                 m.d.comb += [mem.b_addr.eq(row), mem.b_we.eq(1), mem.b_wdata.eq(lanes[0]),
                              mem.a_addr.eq(row + 1), mem.a_we.eq(1), mem.a_wdata.eq(lanes[1])]

@@ -18,8 +18,10 @@ Stream interface, one item per cycle (``valid``):
   grad       round into the gradient format ``adam.grad`` instead of ``pe.out``
              (a weight-gradient product; FXP32 or packed, identity function)
   corr       a packed operation's correction item (held in stage 6, not output)
-  keep       C bits: column c's result leaves as 0 where bit c is 0 (the ReLU
-             mask of a transposed product, all ones otherwise); applied where the
+  keep       2C bits, the low lane's C then the high lane's: column c's result
+             in that lane leaves as 0 where its bit is 0 (the ReLU mask of a
+             transposed product, both lanes' in a packed one; all ones
+             otherwise); applied where the
              results enter the quantizer and its bypass registers, after rounding
              and saturation, so it costs no stage and equals zeroing the value
              (a hidden error's quantizer, QAT's 16-bit errors, sees it masked)
@@ -34,8 +36,8 @@ Weights: ``w_ld`` writes row ``w_row`` of the shadow weights from ``w_data``
 (C words); ``w_swap`` makes the shadow weights active for the item presented
 in the same cycle and all later ones (a load in the same cycle still goes to
 the shadow). Outputs appear ``LATENCY`` cycles after the item with ``last``:
-``out_valid``, ``out_slot``, ``out_pre`` (the low lane's masked results
-before the quantizer, what a range tracker takes), ``out_lo`` (C results:
+``out_valid``, ``out_slot``, ``out_pre`` (both lanes' masked results
+before the quantizer, low lane first: what a range tracker takes), ``out_lo`` (C results:
 FXP32, or the low lane's vector) and ``out_hi`` (the high lane's vector in FXP16, zero in FXP32).
 
 QAT quantizer (``fq``, FXP32 outputs): each result y leaves as its 16-bit
@@ -153,11 +155,11 @@ class ArrayCore(wiring.Component):
             "w_ld": In(1), "w_row": In(range(R)), "w_data": In(unsigned(C * pe.weight.bits)), "w_swap": In(1),
             "valid": In(1), "a": In(unsigned(R * pe.act32.bits)), "slot": In(unsigned(slot_bits)),
             "first": In(1), "last": In(1), "bias": In(unsigned(C * ob)), "bias_en": In(1),
-            "func": In(enum_bits(ActFunc)), "mode": In(enum_bits(PEMode)), "grad": In(1), "keep": In(C),
+            "func": In(enum_bits(ActFunc)), "mode": In(enum_bits(PEMode)), "grad": In(1), "keep": In(2 * C),
             "sum_lo": Out(unsigned(C * pe.acc_bits)), "sum_hi": Out(unsigned(C * pe.acc_bits)),
             "xin_lo": In(unsigned(C * pe.acc_bits)), "xin_hi": In(unsigned(C * pe.acc_bits)), "xin_en": In(1),
             "out_valid": Out(1), "out_slot": Out(unsigned(slot_bits)),
-            "out_lo": Out(unsigned(C * ob)), "out_hi": Out(unsigned(C * ob)), "out_pre": Out(unsigned(C * ob)),
+            "out_lo": Out(unsigned(C * ob)), "out_hi": Out(unsigned(C * ob)), "out_pre": Out(unsigned(2 * C * ob)),
             # with fq: each column's 16-bit codes q - 2^15 (low lane, then high lane;
             # the high lane's in a packed QAT product): one packed activation word
             "out_code": Out(unsigned(C * 2 * pe.act16.bits)),
@@ -183,7 +185,7 @@ class ArrayCore(wiring.Component):
 
         # Stage 0: input register (the item meets the weights made active with it).
         meta = [("valid", 1), ("slot", len(self.slot)), ("first", 1), ("last", 1), ("bias_en", 1),
-                ("func", enum_bits(ActFunc)), ("mode", enum_bits(PEMode)), ("grad", 1), ("keep", cfg.array.cols),
+                ("func", enum_bits(ActFunc)), ("mode", enum_bits(PEMode)), ("grad", 1), ("keep", 2 * cfg.array.cols),
                 ("corr", 1)]
         if pe.out.needs_random:
             meta.append(("rnd_i0", COORD_BITS))
@@ -270,22 +272,23 @@ class ArrayCore(wiring.Component):
         # past the quantizer, as the results when fq is off and as what the
         # range trackers see (out_pre)
         masked_lo = [Mux(s_act["keep"][c], y, 0) for c, y in enumerate(out_lo)]
-        y_lo, y_hi = masked_lo, out_hi
+        masked_hi = [Mux(s_act["keep"][len(out_lo) + c], y, 0) for c, y in enumerate(out_hi)]
+        y_lo, y_hi = masked_lo, masked_hi
         for k in q_stages:
             y_lo = [reg(m, y, f"y_lo{k}_{c}") for c, y in enumerate(y_lo)]
             y_hi = [reg(m, y, f"y_hi{k}_{c}") for c, y in enumerate(y_hi)]
         fq_lo, code_lo = self._quantizer(m, quantizer_input(masked_lo, out_lo))
-        fq_hi, code_hi = self._quantizer_pow2(m, out_hi)
+        fq_hi, code_hi = self._quantizer_pow2(m, quantizer_input(masked_hi, out_hi))
         built.check()
         last = stages[-1]
         fq = self.fq              # like the quantizer's numbers: constant for the operation
         lo = [Mux(fq, x, y) for x, y in zip(fq_lo, y_lo)]
-        y_hi = [Mux(fq & self.pq, x, y) for x, y in zip(fq_hi, y_hi)]
+        out_hi = [Mux(fq & self.pq, x, y) for x, y in zip(fq_hi, y_hi)]
         m.d.comb += self.out_code.eq(Cat(*[Cat(a, b) for a, b in zip(code_lo, code_hi)]))
         # a packed product's correction item leaves no output (its total is held in stage 6)
         leaves = last["valid"] & last["last"] & ~(self.pq & last["corr"])
         m.d.comb += [self.out_valid.eq(leaves), self.out_slot.eq(last["slot"]),
-                     self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*y_hi)), self.out_pre.eq(Cat(*y_lo))]
+                     self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*out_hi)), self.out_pre.eq(Cat(*y_lo, *y_hi))]
         return m
 
     def _weights(self, m: Module) -> list:

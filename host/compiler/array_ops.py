@@ -175,6 +175,7 @@ class Descriptor:
     pq_c: int = 0   # the correction's input word: (2^15 - z) 2^e, an act32 code (its bits, unsigned)
     pq_lane: int = 0  # a packed store's words: 0 the codes, 1 / 2 the low / high lane's FXP32 values
     pq_t: int = 0   # a packed store_t's layout: 1 the codes in feature pairs (a packed gradient's X^T)
+    pq_q: int = 0   # the input step from quantizer table entry pq_q - 1 (a gradient's: D's codes); 0 none
 
     def ports(self) -> dict[str, int]:
         return {f"op_{k}": int(v) for k, v in self.__dict__.items()}
@@ -286,7 +287,7 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                       m_base=op.m_base if op.mask else 0,     # a packed store's mask rows, or a masked read's
                       limit=mask_no_limit(cfg) if op.limit is None else op.limit,
                       pq=extra, pq_e=op.pq_e if op.packed else 0, pq_c=pq_c, pq_lane=op.pq_lane,
-                      pq_t=int(op.pq_t))
+                      pq_t=int(op.pq_t), pq_q=op.pq_q)
 
 
 def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
@@ -317,17 +318,6 @@ def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
     if pe.out.needs_random:
         raise ArrayOpError("a packed QAT product with stochastic pe.out rounding is not built yet")
     return _packed_correction(cfg, op, K)
-
-
-def not_in_rtl(op: LayerOp) -> str | None:
-    """What of ``op`` the generated array does not build yet, or None. The
-    descriptor rules above are the contract the RTL will meet; the golden
-    executor (fixar.compiler.execute) runs these already."""
-    if op.pq_q:
-        return "an input step from the quantizer table (pq_q)"
-    if op.transpose and op.packed:
-        return "a packed transposed product"
-    return None
 
 
 def _check_pair_store(cfg: FixarConfig, op: LayerOp, mode: PEMode) -> None:
@@ -452,7 +442,7 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                       n_ot=n_ot, n_kt=n_kr, n_kr=n_kr, slots=slots, w_base=op.w_base, x_base=op.x_base, y_base=0,
                       b_base=op.b_base if op.gstore == GStore.BOTH else 0, grad=1, batch=S, gstore=op.gstore,
                       g_base=op.g_base, limit=mask_no_limit(cfg), pq=int(op.packed),
-                      pq_e=op.pq_e if op.packed else 0, pq_c=pq_c)
+                      pq_e=op.pq_e if op.packed else 0, pq_c=pq_c, pq_q=op.pq_q)
 
 
 def _check_packed_grad(cfg: FixarConfig, op: LayerOp) -> int:

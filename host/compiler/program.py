@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fixar.compiler.array_ops import ArrayOpError, LayerOp, describe, not_in_rtl, weight_rows
+from fixar.compiler.array_ops import ArrayOpError, LayerOp, describe, weight_rows
 from fixar.config import (
     ISA_FIELD_BITS,
     ISA_FIELDS,
@@ -768,9 +768,6 @@ def _encode(cfg: FixarConfig, p: Program, instrs: list, S: int) -> list[int]:
     R = cfg.array.rows
     words = []
     for ins in instrs:
-        if isinstance(ins, (Matmul, Grad)) and not_in_rtl(ins.op):
-            raise ProgramError(f"config {cfg.name}: {not_in_rtl(ins.op)} is not in the RTL yet (docs/program.md, "
-                               "\"Not built yet\"): its program runs on the golden backend only")
         if isinstance(ins, (Matmul, Grad)):
             d = describe(cfg, ins.op)
             words.append(_word(Opcode.ARRAY, {n: getattr(d, n) for n in ISA_FIELDS[Opcode.ARRAY]}))

@@ -440,7 +440,8 @@ ISA_FIELDS: dict[Opcode, tuple[str, ...]] = {
     Opcode.HALT: (),
     Opcode.ARRAY: ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
                    "gstore", "g_base", "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base",
-                   "track", "fq", "qidx", "mask", "m_base", "limit", "pq", "pq_e", "pq_c", "pq_lane", "pq_t"),
+                   "track", "fq", "qidx", "mask", "m_base", "limit", "pq", "pq_e", "pq_c", "pq_lane", "pq_t",
+                   "pq_q"),
     Opcode.VEC: ("op", "coef", "a_row", "b_row", "y_row", "flag_row", "use_flag", "rows", "count", "cores",
                  "limit"),
     # g_row: the weight gradients' (and moments') first row; overlap: the weight pass runs beside

@@ -126,23 +126,7 @@ class EngineHost:
                                           else None, fuse_soft=self.fuse_soft,
                                           packed=self.packed and self.quantized,
                                           quantizers=self.quantizer_table() if self.quantized else None)
-        self._words: tuple[list[int], int] | None = None
-
-    def _encoded(self) -> tuple[list[int], int]:
-        """The program's instruction words and the acting program's first,
-        encoded when first asked for: a program with parts the RTL lacks
-        compiles, runs on the golden executor, and is refused only here."""
-        if self._words is None:
-            self._words = encode(self.cfg, self.prog, self.batch)
-        return self._words
-
-    @property
-    def words(self) -> list[int]:
-        return self._encoded()[0]
-
-    @property
-    def act_pc(self) -> int:
-        return self._encoded()[1]
+        self.words, self.act_pc = encode(self.cfg, self.prog, self.batch)
 
     # ------------------------------------------------------------ QAT
     @property
@@ -204,7 +188,6 @@ class EngineHost:
         if q is None or self.quantized:
             raise ValueError("the QAT switch needs an agent tracking ranges (phase 1)")
         self.merge_ranges(ranges)
-        self.take_error_ranges(ranges)
         self.ddpg.switch_to_fxp16()
         self._compile()
 
@@ -219,12 +202,15 @@ class EngineHost:
                 yield error_index(self.prog, key, i), q[key], i
 
     def take_error_ranges(self, ranges: list[tuple[int, ...]]) -> list[Write]:
-        """After a step: each hidden error's largest magnitude from its range
-        tracker (rows as :meth:`range_read` reads them; the tracker restarts
-        with every product, so it holds this step's), which sets the step
-        of that error's quantizer for the next step (delayed scaling,
-        :class:`fixar.golden.qat.StepScaledErrors`). Returns the table
-        writes of those entries (none before the switch)."""
+        """After every step (QAT phase 1 and 2, with 16-bit errors): each
+        hidden error's largest magnitude from its range tracker (rows as
+        :meth:`range_read` reads them; the tracker restarts with every
+        product, so it holds this step's), which sets the step of that
+        error's quantizer for the next step (delayed scaling,
+        :class:`fixar.golden.qat.StepScaledErrors`). Returns the table writes
+        of those entries (none before the switch, whose table writes take
+        them). Kept in the agent every step, so a checkpoint holds them: the
+        engine's trackers need not survive a resume."""
         bits = self.cfg.pe.out.bits
         signed = lambda v: v - (1 << bits) if v >> (bits - 1) else v
         entries = list(self.error_entries())
