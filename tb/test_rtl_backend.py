@@ -119,6 +119,46 @@ def test_rtl_and_golden_backends_agree_with_power_of_two_quantizer_steps(tmp_pat
         runs["rtl"].close()
 
 
+@pytest.mark.slow      # CI time: the trainer bench runs qat16d's engine through the switch in CI
+def test_rtl_and_golden_backends_agree_with_16_bit_errors(tmp_path):
+    """Config qat16d's 16-bit errors on the small engine (docs/program.md,
+    "16-bit errors"): the host reads the errors' trackers with every step's
+    statistics and writes their steps with the next batch; the same
+    weights, error scales and evaluations as the golden model's, and a
+    checkpoint of the rtl run, loaded into a fresh rtl backend, trains on
+    as the golden backend does from it."""
+    small = (CONFIG_DIR / "small.toml").read_text()
+    toml = tmp_path / "small_q16d.toml"
+    toml.write_text(small.replace('name = "small"', 'name = "small_q16d"').replace(
+        "[array]\n", '[array]\nquantizer_scale = "pow2"\nqat_errors = "fxp16_delayed"\nquantizers = 12\n'))
+    qat = dict(SMALL, steps=60, eval_every=60, checkpoint_every=60, config=str(toml))
+    runs = {b: Trainer(RunSettings(backend=b, out=str(tmp_path / b), precision="qat", qat_delay=45, **qat),
+                       log=lambda *_: None) for b in ("golden", "rtl")}
+    try:
+        for t in runs.values():
+            t.train(progress=False)
+        errors = runs["golden"].backend.ddpg.qat["critic.errors"]
+        assert errors.frozen and any(errors.amax)
+        want, got = runs["golden"].backend.state_dict(), runs["rtl"].backend.state_dict()
+        assert not [k for k in want if not np.array_equal(want[k], got[k])]
+        assert runs["rtl"].evals == runs["golden"].evals
+        state = runs["rtl"].backend.state_dict()
+        again = {b: Trainer(RunSettings(backend=b, out=str(tmp_path / f"again_{b}"), precision="qat", qat_delay=45,
+                                        **qat), log=lambda *_: None).backend for b in ("golden", "rtl")}
+        rng = np.random.default_rng(3)
+        for backend in again.values():
+            backend.load_state_dict(state)
+        for _ in range(3):
+            batch = (rng.normal(size=(16, 3)), rng.uniform(-1, 1, (16, 1)), rng.normal(size=16),
+                     rng.normal(size=(16, 3)), rng.random(16) < 0.1)
+            assert again["rtl"].train(*batch) == again["golden"].train(*batch)
+        want, got = again["golden"].state_dict(), again["rtl"].state_dict()
+        assert not [k for k in want if not np.array_equal(want[k], got[k])]
+        again["rtl"].close()
+    finally:
+        runs["rtl"].close()
+
+
 def test_rtl_backend_refuses_fxp16_from_scratch(tmp_path):
     with pytest.raises(ValueError, match="rtl backend runs fxp32 and qat"):
         Trainer(RunSettings(backend="rtl", out=str(tmp_path), precision="fxp16", **SMALL), log=lambda *_: None)

@@ -9,13 +9,14 @@ engine in order and returns what they read:
     | ("prng_set", seed) | ("prng_get", key) | ("clear_ranges",)
 
 The weights live in the engine while it trains and are read back only for
-checkpoints. Runs FXP32 and QAT; FXP16 from scratch is the golden backend's.
+checkpoints. Runs FXP32 and QAT (with config qat16d's 16-bit errors too);
+FXP16 from scratch and BFP are the golden backend's.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from fixar.compiler.program import ProgramError
+from fixar.compiler.program import ProgramError, step_scaled_errors
 from fixar.config import FixarConfig
 from fixar.driver.engine import EngineHost
 from fixar.golden.fixed import dequantize
@@ -36,6 +37,7 @@ class EngineBackend(GoldenBackend):
         self.train_steps = 0
         self._params_stale = False     # the host's copy of the parameters is behind the engine's
         self._loaded = False           # the engine holds the host's agent
+        self._error_steps: list = []   # 16-bit errors: table writes for the next step
 
     # ------------------------------------------------------------ transport
     def _transact(self, ops: list[tuple]) -> dict:
@@ -68,10 +70,15 @@ class EngineBackend(GoldenBackend):
     def train(self, s, a, r, s2, done) -> dict:
         h = self.host
         inputs = h.batch_tensors(self._q(s).T, self._q(a).T, self._q(r), self._q(s2).T, np.asarray(done) > 0.5)
-        ops = [("write", h.tensor_writes(inputs, self.hp.batch) + h.step_writes(h.step_sizes())),
+        ops = [("write", self._error_steps + h.tensor_writes(inputs, self.hp.batch) + h.step_writes(h.step_sizes())),
                ("run", "train", 0)]
         ops += [("read", f"stat.{k}", r) for k, r in h.stats_reads().items()]
+        errors = step_scaled_errors(self.cfg) and h.quantizers is not None
+        if errors:      # 16-bit errors: each step's error ranges, read with the statistics
+            ops.append(("read", "ranges", h.range_read()))
         res = self._do(ops)
+        # the errors' steps for the next step, written with its batch (no round trip of their own)
+        self._error_steps = h.take_error_ranges(res["ranges"]) if errors else []
         self.cycles["train"] += res["train"]
         self.train_steps += 1
         self._params_stale = True
@@ -82,12 +89,10 @@ class EngineBackend(GoldenBackend):
         if phase not in ("fxp32", "qat"):
             raise ValueError(f"precision {phase!r}: the {self.name} backend runs fxp32 and qat (FXP16 from scratch "
                              "and BFP are the golden backend's only: the engine has no array of fMAC columns yet)")
-        if phase == "qat" and self.cfg.array.qat_errors != "fxp32":
-            why = ("the compiler builds its packed transposed products; the RTL does not have them yet"
-                   if self.cfg.array.qat_errors == "fxp16_delayed" else
-                   "the engine could only scale them as \"fxp16_delayed\" does, config qat16d")
+        if phase == "qat" and self.cfg.array.qat_errors not in ("fxp32", "fxp16_delayed"):
             raise ValueError(f"config {self.cfg.name}: 16-bit backward errors (array.qat_errors = "
-                             f"{self.cfg.array.qat_errors!r}) run on the golden backend only so far ({why})")
+                             f"{self.cfg.array.qat_errors!r}) run on the golden backend only (the engine scales "
+                             "them as \"fxp16_delayed\" does, config qat16d)")
         if phase == "qat":
             self.ddpg.enable_qat()      # the host tracks the networks' inputs, the engine the hidden layers'
             self.host.phase_writes()
@@ -117,6 +122,7 @@ class EngineBackend(GoldenBackend):
 
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
         super().load_state_dict(d)
+        self._error_steps = []         # the checkpoint's errors' steps are in phase_writes' table
         try:
             writes = self.host.phase_writes()
         except ValueError as exc:
