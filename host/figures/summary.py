@@ -1,7 +1,7 @@
 """python -m fixar.figures [PART]: measure figures into bench/results/summary.json.
 
-PART is all (the default) or one of golden, host, kernel, study, pe, array,
-trainer, synth, synth-array, synth-kernel.
+PART is all (the default) or one of PARTS below (golden, host, kernel,
+study, pe, array, trainer, trainer16, synth, ...).
 
 summary.json is one flat object of named figures. Each run updates the keys
 it measured and keeps the others (later issues add their own), and stamps
@@ -45,7 +45,8 @@ RETIRED = ("core_util_400x300_b64_fxp32", "core_util_400x300_b64_fxp16", "core_f
 BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
-PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "synth", "synth-array", "synth-kernel",
+PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "trainer16", "synth", "synth-array",
+         "synth-kernel",
          "floorplan", "schedule", "explore", "explore-verify", "timing", "multipliers", "formats", "haq")
 
 
@@ -213,6 +214,11 @@ def measure(what: str, vectors: int) -> dict:
         from fixar.figures.trainer_sim import identical_steps
         print("trainer: 50 consecutive small steps against the golden model ...", flush=True)
         figs.update(identical_steps())
+    if what in ("all", "trainer16"):
+        from fixar.figures.trainer_sim import trainer_sim_16_bit_errors
+        print("trainer16: config qat16d (16-bit errors) on the 2 x 16 x 16 engine, a HalfCheetah step each side "
+              "of the QAT switch at B = 64 and 512 in RTL, bit for bit (an hour) ...", flush=True)
+        figs.update(trainer_sim_16_bit_errors())
     if what in ("all", "synth"):
         from fixar.figures.synth import summarize, synth
         for module, prefix in (("fixar_pe", "pe"), ("fixar_act", "act"), ("fixar_adam", "adam"),

@@ -31,22 +31,9 @@ def trainer_sim(cfg: FixarConfig, batches=BATCHES, cache_dir: Path | None = None
     an interrupted run resumes at the next batch size."""
     figs: dict = {}
     cfg = cfg.variant(name=f"{cfg.name}_pow2", array=dataclasses.replace(cfg.array, quantizer_scale="pow2"))
-    clock_hz = timing(cfg).clock_hz
-    if clock_hz != 164e6:
-        raise ValueError(f"the accel_ips_164mhz_* figures are at FIXAR's 164 MHz; "
-                         f"{cfg.name} targets {clock_hz / 1e6:g} MHz")
-    from fixar.figures.summary import ROOT, commit
-
-    measured = commit()
-    cache = PartCache((cache_dir or ROOT / "bench" / "results") / "trainer_records.json", f"{measured} {cfg.digest}",
-                      reuse=not measured.endswith("-dirty"))
-    rtl = generated(cfg, array=True)
-    for batch in batches:
-        rec = cache.get(str(batch))
-        if rec is None:
-            rec = _bench_step(cfg, rtl, batch, cache)
-        else:
-            print(f"  B = {batch}: kept from an earlier run at this commit ({cache.path.name})", flush=True)
+    clock_hz = _fixars_clock(cfg)
+    records, build_s = _records(cfg, batches, "trainer_records.json", cache_dir)
+    for batch, rec in records.items():
         figs[f"act_cycles_b{batch}"] = rec["act_cycles"]
         for suffix, key, per_env in (("", "cycles_fxp32", "fixar"), ("_fxp16", "cycles_qat_phase2", "qat2")):
             cycles = rec[key]
@@ -56,8 +43,57 @@ def trainer_sim(cfg: FixarConfig, batches=BATCHES, cache_dir: Path | None = None
             figs[f"accel_ips_{per_env}_b{batch}"] = round(batch * clock_hz / (cycles + rec["act_cycles"]))
             print(f"  B = {batch}{suffix or ' (FXP32)'}: {cycles} cycles per step, "
                   f"{batch * clock_hz / cycles:.0f} IPS at 164 MHz (bit-exact against the golden program)", flush=True)
-    figs["trainer_verilator_build_s"] = round(cache.get("build_s"), 1)
+    figs["trainer_verilator_build_s"] = round(build_s, 1)
     return figs
+
+
+def trainer_sim_16_bit_errors(batches=(64, 512), cache_dir: Path | None = None) -> dict:
+    """Config qat16d (QAT whose hidden errors are 16-bit too, docs/program.md
+    "16-bit errors") on the default engine: one step each side of the switch
+    per batch size in RTL, bit-exact; accel_ips_qat16d_* per environment step
+    (the acting pass included) at 164 MHz, train_step_cycles_b*_qat16d the
+    phase-2 step's cycles."""
+    from fixar.config import load
+
+    cfg = load("qat16d")
+    clock_hz = _fixars_clock(cfg)
+    records, build_s = _records(cfg, batches, "trainer16_records.json", cache_dir)
+    figs: dict = {}
+    for batch, rec in records.items():
+        cycles = rec["cycles_qat_phase2"]
+        figs[f"train_step_cycles_b{batch}_qat16d"] = cycles
+        figs[f"accel_ips_qat16d_b{batch}"] = round(batch * clock_hz / (cycles + rec["act_cycles"]))
+        print(f"  B = {batch}: phase 2 {cycles} cycles per step (phase 1 {rec['cycles_fxp32']}), "
+              f"{figs[f'accel_ips_qat16d_b{batch}']} environment steps/s at 164 MHz (bit-exact)", flush=True)
+    figs["trainer16_verilator_build_s"] = round(build_s, 1)
+    return figs
+
+
+def _fixars_clock(cfg: FixarConfig) -> float:
+    clock_hz = timing(cfg).clock_hz
+    if clock_hz != 164e6:
+        raise ValueError(f"the accel_ips_* figures are at FIXAR's 164 MHz; {cfg.name} targets {clock_hz / 1e6:g} MHz")
+    return clock_hz
+
+
+def _records(cfg: FixarConfig, batches, cache_name: str, cache_dir: Path | None) -> tuple[dict, float]:
+    """Each batch size's bench record, from the cache (this commit and
+    config) or a run, and the engine's cold build time."""
+    from fixar.figures.summary import ROOT, commit
+
+    measured = commit()
+    cache = PartCache((cache_dir or ROOT / "bench" / "results") / cache_name, f"{measured} {cfg.digest}",
+                      reuse=not measured.endswith("-dirty"))
+    rtl = generated(cfg, array=True)
+    records = {}
+    for batch in batches:
+        rec = cache.get(str(batch))
+        if rec is None:
+            rec = _bench_step(cfg, rtl, batch, cache)
+        else:
+            print(f"  B = {batch}: kept from an earlier run at this commit ({cache.path.name})", flush=True)
+        records[batch] = rec
+    return records, cache.get("build_s")
 
 
 def _bench_step(cfg: FixarConfig, rtl: Path, batch: int, cache: PartCache) -> dict:
