@@ -36,6 +36,7 @@ Environment: FIXAR_NETS (JSON [obs, act, [h1, h2], batch]).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -47,7 +48,7 @@ import numpy as np
 import pytest
 from cocotb.triggers import RisingEdge, SimTimeoutError, with_timeout
 
-from fixar.compiler.program import step_cycles
+from fixar.compiler.program import step_cycles, step_scaled_errors
 from fixar.config import load
 from fixar.driver import kernel_io
 from fixar.driver.engine import Read, Write
@@ -307,10 +308,15 @@ class TB(BenchTB):
 # moments and ranges the first left on the board). CI time: the free slave's
 # second phase-1 step (about 20 s) added nothing the others do not check.
 STEPS = {"free": 2, "pause": 2, "w_first": 2}
+# FIXAR_KERNEL_STEPS = "slave:steps:switch" runs that one case instead (more steps after the switch)
+RUNS = [(s, n, n - 1) for s, n in STEPS.items()]
+if os.environ.get("FIXAR_KERNEL_STEPS"):
+    _slave, _steps, _switch = os.environ["FIXAR_KERNEL_STEPS"].split(":")
+    RUNS = [(_slave, int(_steps), int(_switch))]
 
 
 @cocotb.test()
-@cocotb.parametrize((("slave", "steps", "qat_switch"), [(s, n, n - 1) for s, n in STEPS.items()]))
+@cocotb.parametrize((("slave", "steps", "qat_switch"), RUNS))
 async def test_training_steps_through_the_kernel(dut, slave: str, steps: int, qat_switch: int):
     tb = TB(dut, slave)
     cfg = tb.cfg
@@ -327,7 +333,7 @@ async def test_training_steps_through_the_kernel(dut, slave: str, steps: int, qa
     cb.prng_set(host.prng_seed())
     await tb.run(cb)
 
-    matched = 0
+    matched, error_steps = 0, []      # 16-bit errors: their steps for the next step, from the trackers
     for step in range(steps):
         if step == qat_switch:
             cb = CommandBuffer(cfg)
@@ -339,7 +345,7 @@ async def test_training_steps_through_the_kernel(dut, slave: str, steps: int, qa
 
         # one kernel run: batch in, the step, every parameter out, one exploring action
         cb = CommandBuffer(cfg)
-        cb.writes(twin.train_writes())
+        cb.writes(error_steps + twin.train_writes())
         cb.run(0, "train_cycles")
         reads = host.param_reads()
         for key, r in reads.items():
@@ -350,9 +356,16 @@ async def test_training_steps_through_the_kernel(dut, slave: str, steps: int, qa
         cb.run(host.act_pc, "act_cycles")
         cb.read(host.action_read(True), "action")
         cb.prng_get()
+        errors = step_scaled_errors(cfg) and host.quantizers is not None
+        if errors:
+            cb.read(host.range_read(), "ranges")
         res = await tb.run(cb)
 
         bad = []
+        if errors:
+            if twin.error_range_mismatch(res["ranges"]):
+                bad.append("error ranges")
+            error_steps = twin.error_writes(res["ranges"])
         model = step_cycles(cfg, host.prog, batch, tb.latency)
         if res["train_cycles"] != model:
             bad.append(f"step cycles {res['train_cycles']} (model {model})")
@@ -615,6 +628,23 @@ def test_kernel_runs_training_steps_through_the_qat_switch_bit_exact():
     assert len(w_first) == 2 and min(w_first.values()) > 0, f"write bursts with data before address: {w_first}"
     errors = {f["slave"] for f in figs if f["test"] == "kernel_error_responses"}
     assert errors == set(SLAVES), f"error-response tests run with {errors}"
+
+
+@pytest.mark.slow      # CI time: the trainer bench runs qat16d through the switch in CI
+def test_kernel_runs_16_bit_errors_through_the_qat_switch_bit_exact():
+    """Config qat16d's 16-bit errors on the small kernel: one phase-1 step,
+    the switch, three phase-2 steps, each error's range read with the
+    step's results and its step written with the next batch; every step
+    bit-exact at the model's cycles."""
+    small = load("small")
+    cfg = small.variant(name="small_q16d", array=dataclasses.replace(
+        small.array, quantizer_scale="pow2", qat_errors="fxp16_delayed", quantizers=12))
+    res = run_module("verilator", cfg, generated(cfg, kernel=True), "fixar_kernel", BENCH,
+                     testcase="test_training_steps_through_the_kernel/slave=free/steps=4/qat_switch=1",
+                     env={"FIXAR_NETS": json.dumps(NETS), "FIXAR_KERNEL_STEPS": "free:4:1"})
+    assert res.passed and res.tests == 1, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+    steps = [f["identical_steps"] for f in res.figures() if f["test"] == "kernel_steps"]
+    assert steps == [4], steps
 
 
 # The page limits of the output's and the command fetch's bursts, as Yosys

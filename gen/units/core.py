@@ -21,10 +21,10 @@ Stream interface, one item per cycle (``valid``):
   keep       2C bits, the low lane's C then the high lane's: column c's result
              in that lane leaves as 0 where its bit is 0 (the ReLU mask of a
              transposed product, both lanes' in a packed one; all ones
-             otherwise); applied where the
-             results enter the quantizer and its bypass registers, after rounding
-             and saturation, so it costs no stage and equals zeroing the value
-             (a hidden error's quantizer, QAT's 16-bit errors, sees it masked)
+             otherwise); applied where the results enter the quantizer and
+             its bypass registers, after rounding and saturation, so it
+             costs no stage and equals zeroing the value (a hidden error's
+             quantizer, QAT's 16-bit errors, sees it masked)
 Cross-core accumulation (intra-layer mode): ``sum_lo``/``sum_hi`` are this
 core's finished wide column sums (both lanes, ``acc_bits`` each), straight
 from their registers; ``xin_lo``/``xin_hi`` (the other cores' sums, as they
@@ -37,8 +37,9 @@ Weights: ``w_ld`` writes row ``w_row`` of the shadow weights from ``w_data``
 in the same cycle and all later ones (a load in the same cycle still goes to
 the shadow). Outputs appear ``LATENCY`` cycles after the item with ``last``:
 ``out_valid``, ``out_slot``, ``out_pre`` (both lanes' masked results
-before the quantizer, low lane first: what a range tracker takes), ``out_lo`` (C results:
-FXP32, or the low lane's vector) and ``out_hi`` (the high lane's vector in FXP16, zero in FXP32).
+before the quantizer, low lane first: what a range tracker takes),
+``out_lo`` (C results: FXP32, or the low lane's vector) and ``out_hi`` (the
+high lane's vector in FXP16, zero in FXP32).
 
 QAT quantizer (``fq``, FXP32 outputs): each result y leaves as its 16-bit
 value for the layer it feeds, q = clip(floor(n / Delta) + z, 0, 2^16 - 1)
@@ -283,12 +284,12 @@ class ArrayCore(wiring.Component):
         last = stages[-1]
         fq = self.fq              # like the quantizer's numbers: constant for the operation
         lo = [Mux(fq, x, y) for x, y in zip(fq_lo, y_lo)]
-        out_hi = [Mux(fq & self.pq, x, y) for x, y in zip(fq_hi, y_hi)]
+        hi = [Mux(fq & self.pq, x, y) for x, y in zip(fq_hi, y_hi)]
         m.d.comb += self.out_code.eq(Cat(*[Cat(a, b) for a, b in zip(code_lo, code_hi)]))
         # a packed product's correction item leaves no output (its total is held in stage 6)
         leaves = last["valid"] & last["last"] & ~(self.pq & last["corr"])
         m.d.comb += [self.out_valid.eq(leaves), self.out_slot.eq(last["slot"]),
-                     self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*out_hi)), self.out_pre.eq(Cat(*y_lo, *y_hi))]
+                     self.out_lo.eq(Cat(*lo)), self.out_hi.eq(Cat(*hi)), self.out_pre.eq(Cat(*y_lo, *y_hi))]
         return m
 
     def _weights(self, m: Module) -> list:
