@@ -165,30 +165,77 @@ def test_golden_matmul_equals_model_on_random_layers(spec, widths, route):
     assert (golden.approx_matmul(Wu, Xu, spec, widths).astype(object) == _model_matmul(spec, Wu, Xu)).all()
 
 
-@pytest.mark.parametrize("name,route_of", [("mitchell", "log_matmul"), ("drum6", "table_matmul")])
-def test_a_threaded_route_gives_the_numpy_routes_bits(name, route_of, monkeypatch):
-    """A product above the threads' threshold (33 rows: an uneven split) on
-    two threads, against the numpy route (which the tests above tie to the
-    model); the split must have run. The log route and the table route
-    (which no registry entry takes any more: called directly) both."""
-    from fixar.golden import adam, multiplier_routes
-    if numba_kernels() is None:
-        pytest.skip("numba is not available: the numpy route is the only one")
+def _threaded_operands():
+    """A product above the threads' thresholds, 33 rows (an uneven split), W
+    the sparser (so it stays the outer operand)."""
     rng = np.random.default_rng(5)
     W = rng.integers(-(1 << 31), 1 << 31, (33, 900)) >> rng.integers(0, 31, (33, 900))
     X = rng.integers(-(1 << 16), 1 << 16, (900, 64)) >> rng.integers(0, 16, (900, 64))
+    assert np.count_nonzero(W) < np.count_nonzero(X)
+    return W, X
+
+
+def test_the_threaded_table_route_gives_the_numpy_routes_bits(monkeypatch):
+    """The table route (which no registry entry takes any more: called
+    directly) split over two threads against the numpy route (which the
+    tests above tie to the model); the split must have run."""
+    from fixar.golden import adam
+    if numba_kernels() is None:
+        pytest.skip("numba is not available: the numpy route is the only one")
+    W, X = _threaded_operands()
     assert np.count_nonzero(W) * X.shape[1] >= golden._PARALLEL_LOOKUPS
-    assert np.count_nonzero(W) < np.count_nonzero(X)          # W stays the outer operand
-    route = getattr(multiplier_routes if route_of == "log_matmul" else golden, route_of)
-    spec = REGISTRY[name]
     splits = []
     real = adam.run_parallel
     monkeypatch.setattr(adam, "run_parallel", lambda n, tasks, fn: splits.append(tasks) or real(n, tasks, fn))
     monkeypatch.setenv("FIXAR_THREADS", "2")
-    threaded = route(W, X, spec)
+    threaded = golden.table_matmul(W, X, REGISTRY["drum6"])
     assert splits == [[(0, 16), (16, 33)]]
     monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
-    assert (threaded == route(W, X, spec)).all()
+    assert (threaded == golden.table_matmul(W, X, REGISTRY["drum6"])).all()
+
+
+@pytest.mark.parametrize("name", ["mitchell", "mbm"])
+def test_the_parallel_log_loop_gives_the_one_thread_bits(name, monkeypatch):
+    """The log route's rows interleaved over prange iterations: every row
+    written, with the one-thread loop's bits, for splits of 2, 3 and 5 (more
+    than this machine's threads too: prange still runs them all), the inner
+    zeros masked or not; through the route on FIXAR_THREADS=2 (the parallel
+    loop asked for two threads) against the numpy route; and FIXAR_THREADS=1
+    (or the user's OMP_NUM_THREADS=1) runs the one-thread loop, no pool."""
+    if numba_kernels() is None:
+        pytest.skip("numba is not available: the numpy route is the only one")
+    import numba
+
+    from fixar.golden import multiplier_kernels as kernels
+    from fixar.golden import multiplier_routes as routes
+    spec = REGISTRY[name]
+    W, X = _threaded_operands()
+    assert np.count_nonzero(W) * X.shape[1] >= routes._PARALLEL_PRODUCTS
+    outer = routes.packed_fields(W, spec, routes.ZERO_OUTER)
+    for masked in (False, True):
+        inner = routes.packed_fields(X, spec, routes.ZERO_INNER if masked else 0)
+        want = np.empty((W.shape[0], X.shape[1]), dtype=np.int64)
+        kernels.log(spec.log.bits, spec.log.corr, masked, routes.ZERO_OUTER, outer, inner, want)
+        for parts in (2, 3, 5):
+            got = np.full_like(want, -1)
+            kernels.log_parallel(spec.log.bits, spec.log.corr, masked, routes.ZERO_OUTER, outer, inner, got, parts)
+            assert np.array_equal(got, want), (masked, parts)
+    asked, launched = [], []
+    real_run, real_parallel = kernels.run_log, kernels.log_parallel
+    monkeypatch.setattr(kernels, "run_log", lambda *a: asked.append(a[-1]) or real_run(*a))
+    monkeypatch.setattr(kernels, "log_parallel", lambda *a: launched.append(a[-1]) or real_parallel(*a))
+    monkeypatch.setenv("FIXAR_THREADS", "2")
+    threaded = routes.log_matmul(W, X, spec)
+    assert asked == [2] and launched == ([2] if numba.config.NUMBA_NUM_THREADS >= 2 else [])
+    for var in ("FIXAR_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv("FIXAR_THREADS")
+        monkeypatch.setenv(var, "1")
+        asked.clear(), launched.clear()
+        assert np.array_equal(routes.log_matmul(W, X, spec), threaded)
+        assert asked == [1] and launched == [], var
+        monkeypatch.setenv("FIXAR_THREADS", "2")
+    monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
+    assert np.array_equal(routes.log_matmul(W, X, spec), threaded)
 
 
 @pytest.mark.parametrize("widths", LANES)

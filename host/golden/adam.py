@@ -34,6 +34,7 @@ import numpy as np
 from fixar.config import ConfigError, FixarConfig
 from fixar.golden.fixed import I64, numba_kernels, requantize, requantize_into, saturate, wrap
 from fixar.golden.vector import soft_update
+from fixar.rl.threads import USER_THREAD_ENV
 
 
 def scalar_code(where: str, name: str, value: float, frac: int, rel: float) -> int:
@@ -378,6 +379,21 @@ def golden_threads() -> int:
     if not env.isdigit() or int(env) < 1:
         raise ValueError(f"FIXAR_THREADS = {env!r}: must be a positive integer")
     return int(env)
+
+
+def loop_threads() -> int:
+    """Threads for the golden model's parallel numba loops (the log-sum
+    multipliers' products, fixar.golden.multiplier_kernels): $FIXAR_THREADS
+    when set, else the user's OPENBLAS_NUM_THREADS / OMP_NUM_THREADS /
+    MKL_NUM_THREADS (the smallest; the Ray study sets all of them to a run's
+    CPUs), else :func:`golden_threads`. fixar.rl.threads says why a user's
+    BLAS setting counts here too."""
+    if os.environ.get("FIXAR_THREADS") is None:
+        user = [os.environ.get(name, "") for name in USER_THREAD_ENV]
+        counts = [int(v) for v in user if v.isdigit() and int(v) > 0]
+        if counts:
+            return min(counts)
+    return golden_threads()
 
 
 def adam_update_flat(cfg: FixarConfig, codes: AdamCodes, lr_code: int, w, g, m, v):

@@ -12,28 +12,47 @@ by xor-and-subtract keeps the loop free of branches, so it is vectorized.
 One packed stream instead of four field arrays: the loop was bound by
 loading them (2.5 ms instead of 3.0 for a 64 x 400 @ 400 x 300 product with
 half the outer entries zero, one thread).
+
+``log_parallel``: the same rows split over threads with numba's prange,
+thread t taking rows t, t + parts, ... (interleaved: the training step's
+outer operand is the two lanes side by side, the low lanes' rows denser
+than the high ones', so halves would not be even). Each row is one row's
+sums in the same order whichever thread makes it: the bits of ``log``.
+The threading layer is numba's own ``workqueue`` unless the user chose one
+(NUMBA_THREADING_LAYER): it needs neither TBB nor an OpenMP runtime, works
+in forked processes (the study's workers), and its threads sleep between
+products where GNU OpenMP's spin and take the core that the step's other
+work runs on (as OpenBLAS's do: fixar.rl.threads). It is not thread-safe:
+:func:`run_log` takes a lock, so Python threads calling it wait in turn.
 """
 from __future__ import annotations
+
+import os
+import threading
 
 import numba
 import numpy as np
 
 from fixar.config.multipliers import log_mantissa
 
+if not os.environ.get("NUMBA_THREADING_LAYER"):
+    numba.config.THREADING_LAYER = "workqueue"
 _jit = numba.njit(cache=True, nogil=True)
 # A module-level global, not a closure variable: numba's disk cache keys a
 # function by its closure too, and a dispatcher made per process never matches.
 _mantissa = numba.njit(inline="always")(log_mantissa)
 _POSITIVE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
 _SIGN_BIT = np.int64(-(1 << 63))     # packed words' sign: adding two XORs them (the carry leaves)
+_LAUNCH = threading.Lock()           # the workqueue layer takes one launch at a time
 
 
 @numba.njit(inline="always")
-def _log_loop(F, corr, masked, zero, outer, inner, out):
-    M, K = outer.shape
+def _log_rows(F, corr, masked, zero, outer, inner, out, first, step):
+    """Rows first, first + step, ... of ``log``'s product."""
+    K = outer.shape[1]
     N = inner.shape[1]
-    acc = np.zeros(N, np.int64)
-    for i in range(M):
+    acc = np.empty(N, np.int64)
+    for i in range(first, outer.shape[0], step):
         acc[:] = 0
         for k in range(K):
             u = outer[i, k]
@@ -51,21 +70,46 @@ def _log_loop(F, corr, masked, zero, outer, inner, out):
         out[i, :] = acc
 
 
+@numba.njit(inline="always")
+def _log_variants(F, corr, masked, zero, outer, inner, out, first, step):
+    # The branches make the constants the loop sees: corr = 0 (Mitchell)
+    # takes the correction's shift and add out of it.
+    if corr == 0:
+        if masked:
+            _log_rows(F, 0, True, zero, outer, inner, out, first, step)
+        else:
+            _log_rows(F, 0, False, zero, outer, inner, out, first, step)
+    elif masked:
+        _log_rows(F, corr, True, zero, outer, inner, out, first, step)
+    else:
+        _log_rows(F, corr, False, zero, outer, inner, out, first, step)
+
+
 @_jit
 def log(F, corr, masked, zero, outer, inner, out):
     """out[i, n] = sum_k of the product of packed words outer[i, k] (skipped
     when ``zero``: a zero entry) and inner[k, n] (0 for a flagged zero inner
-    entry when ``masked``). The branches make the constants the loop sees:
-    corr = 0 (Mitchell) takes the correction's shift and add out of it."""
-    if corr == 0:
-        if masked:
-            _log_loop(F, 0, True, zero, outer, inner, out)
-        else:
-            _log_loop(F, 0, False, zero, outer, inner, out)
-    elif masked:
-        _log_loop(F, corr, True, zero, outer, inner, out)
-    else:
-        _log_loop(F, corr, False, zero, outer, inner, out)
+    entry when ``masked``), on the calling thread."""
+    _log_variants(F, corr, masked, zero, outer, inner, out, 0, 1)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def log_parallel(F, corr, masked, zero, outer, inner, out, parts):
+    """``log`` with its rows interleaved over ``parts`` prange iterations."""
+    for t in numba.prange(parts):
+        _log_variants(F, corr, masked, zero, outer, inner, out, t, parts)
+
+
+def run_log(F, corr, masked, zero, outer, inner, out, threads: int) -> None:
+    """``log`` on ``threads`` threads (at most numba's pool, NUMBA_NUM_THREADS);
+    one thread runs ``log`` itself, without the pool."""
+    threads = min(threads, numba.config.NUMBA_NUM_THREADS, outer.shape[0])
+    if threads < 2:
+        log(F, corr, masked, zero, outer, inner, out)
+        return
+    with _LAUNCH:
+        numba.set_num_threads(threads)
+        log_parallel(F, corr, masked, zero, outer, inner, out, threads)
 
 
 @numba.njit(inline="always")

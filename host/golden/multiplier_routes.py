@@ -29,12 +29,16 @@ import numpy as np
 from fixar.config import PEConfig
 from fixar.config.multipliers import Multiplier, get, leading_one, log_mantissa
 from fixar.golden import matmul
+from fixar.golden.adam import loop_threads
 from fixar.golden.fixed import I64, numba_kernels
 from fixar.golden.matmul import operand, rounded_product
-from fixar.golden.multipliers import by_rows, exact_product, split
+from fixar.golden.multipliers import exact_product, split
 
 # Entries of the (M, K, N) block of products the numpy log route forms at once.
 _BLOCK = 1 << 18
+# Products below this many run on one thread: waking numba's pool costs about
+# 0.07 ms on this project's machine, what the loop takes for ~0.3 M products.
+_PARALLEL_PRODUCTS = 1 << 20
 
 
 # --- separable ---------------------------------------------------------------
@@ -157,9 +161,9 @@ def log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
     if kernels is None:
         return _numpy_log_matmul(outer, inner, X != 0, spec)
     out = np.empty((W.shape[0], X.shape[1]), dtype=I64)
-    F, corr = spec.log.bits, spec.log.corr
-    by_rows(lambda a, b: kernels.log(F, corr, masked, ZERO_OUTER, outer[a:b], inner, out[a:b]), W.shape[0],
-            np.count_nonzero(W) * X.shape[1])
+    products = np.count_nonzero(W) * X.shape[1]
+    kernels.run_log(spec.log.bits, spec.log.corr, masked, ZERO_OUTER, outer, inner, out,
+                    loop_threads() if products >= _PARALLEL_PRODUCTS else 1)
     if zeros and not masked:
         _take_back_zero_products(out, outer, X == 0, spec)
     return out
