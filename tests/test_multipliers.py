@@ -238,6 +238,23 @@ def test_the_parallel_log_loop_gives_the_one_thread_bits(name, monkeypatch):
     assert np.array_equal(routes.log_matmul(W, X, spec), threaded)
 
 
+@pytest.mark.parametrize("name", ["mitchell", "mbm"])
+def test_packed_fields_are_the_same_from_numba_and_numpy(name, monkeypatch):
+    """The log route's packed words (numba's two passes, numpy's one) on
+    every leading-one position, both signs, zeros and the width's extremes,
+    with each of the route's zero words."""
+    from fixar.golden import multiplier_routes as routes
+    if numba_kernels() is None:
+        pytest.skip("numba is not available: the numpy route is the only one")
+    rng = random.Random(name)
+    V = np.array(_log_uniform(rng, 32, 4000)).reshape(40, 100)
+    for zero in (routes.ZERO_OUTER, routes.ZERO_INNER, 0):
+        fast = routes.packed_fields(V, REGISTRY[name], zero)
+        monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
+        assert np.array_equal(fast, routes.packed_fields(V, REGISTRY[name], zero)), zero
+        monkeypatch.delenv("FIXAR_NO_NUMBA")
+
+
 @pytest.mark.parametrize("widths", LANES)
 @pytest.mark.parametrize("name", ["mitchell", "mbm", "drum6"])
 def test_the_table_route_still_equals_the_model(name, widths, route):

@@ -43,6 +43,7 @@ _jit = numba.njit(cache=True, nogil=True)
 _mantissa = numba.njit(inline="always")(log_mantissa)
 _POSITIVE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
 _SIGN_BIT = np.int64(-(1 << 63))     # packed words' sign: adding two XORs them (the carry leaves)
+_FRACTION = np.int64(0xFF_FFFF)      # packed words' fraction field
 _LAUNCH = threading.Lock()           # the workqueue layer takes one launch at a time
 
 
@@ -133,15 +134,23 @@ def with_one(F, corr, zero, outer, out):
 
 @_jit
 def pack(V, T, ftab, zero, out):
-    """packed_fields in one pass (the window split of fixar.golden.multipliers.split)."""
+    """packed_fields (the window split of fixar.golden.multipliers.split), in
+    two passes: the first, branch-free, is vectorized and leaves each entry's
+    window in the fraction field; the second replaces it by its fraction
+    code. LLVM keeps a table lookup out of a vectorized loop on this
+    project's CPU (gathers cost it more than scalar loads), so one fused
+    loop ran scalar: 0.21 ms for 120 000 weights, 0.07 in two. ``zero``
+    has nothing in the fraction field and ftab[0] is 0, so the second pass
+    leaves it as it is."""
     for j in range(V.shape[0]):
         v = V[j]
         mag = abs(v)
-        if mag == 0:
-            out[j] = zero
-            continue
-        lead = _lead(mag)
-        out[j] = ftab[mag >> max(lead - T, 0)] | (lead << 24) | (_SIGN_BIT if v < 0 else 0)
+        lead = _lead(mag)                       # -1023 for mag = 0, whose word is not used
+        word = (mag >> max(lead - T, 0)) | (lead << 24) | (_SIGN_BIT if v < 0 else 0)
+        out[j] = zero if mag == 0 else word
+    for j in range(V.shape[0]):
+        w = out[j]
+        out[j] = (w & ~_FRACTION) | ftab[w & _FRACTION]
 
 
 @_jit
