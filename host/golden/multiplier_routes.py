@@ -101,7 +101,7 @@ def separable_rounded(pe: PEConfig, W: np.ndarray, X: np.ndarray, packed: bool, 
 # dropped): one load and one add per product. A zero entry: ``ZERO_OUTER``
 # (bit 40, otherwise unused) when it is the outer operand (skipped); when it
 # is the inner one, 0 (read as the operand 1; taken back afterwards, see
-# _take_back_zero_products) or, where zeros are many, ``ZERO_INNER`` (the
+# fixar.golden.multiplier_kernels.take_back) or, where zeros are many, ``ZERO_INNER`` (the
 # same with bit 40 set, which the loop turns into a mask).
 _LEAD, _SIGN = 24, 63
 ZERO_OUTER = 1 << 40
@@ -165,27 +165,8 @@ def log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
     kernels.run_log(spec.log.bits, spec.log.corr, masked, ZERO_OUTER, outer, inner, out,
                     loop_threads() if products >= _PARALLEL_PRODUCTS else 1)
     if zeros and not masked:
-        _take_back_zero_products(out, outer, X == 0, spec)
+        kernels.take_back(spec.log.bits, spec.log.corr, ZERO_OUTER, outer, X, out)
     return out
-
-
-def _take_back_zero_products(out: np.ndarray, outer: np.ndarray, zeros: np.ndarray, spec: Multiplier) -> None:
-    """The loop read each of the (few) zero inner entries as the operand 1:
-    subtract those products, each |w| x 1 by the model, one row of out per zero."""
-    ks, ns = np.nonzero(zeros)
-    cols, at = np.unique(ks, return_inverse=True)
-    np.subtract.at(out.T, ns, _products_with_one(outer[:, cols], spec)[:, at].T)
-
-
-def _products_with_one(outer: np.ndarray, spec: Multiplier) -> np.ndarray:
-    """sign(w) model(|w|, 1) of each outer entry (0 for a zero one)."""
-    kernels = _numba_kernels()
-    if kernels is not None:
-        outer = np.ascontiguousarray(outer)
-        out = np.empty(outer.shape, I64)
-        kernels.with_one(spec.log.bits, spec.log.corr, ZERO_OUTER, outer.reshape(-1), out.reshape(-1))
-        return out
-    return np.where(outer != ZERO_OUTER, _unpacked_products(outer, spec), 0)
 
 
 def _numpy_log_matmul(outer: np.ndarray, inner: np.ndarray, nonzero: np.ndarray, spec: Multiplier) -> np.ndarray:
