@@ -142,16 +142,26 @@ def log_route_fits(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> bool:
     """The route's int64 intermediate, mantissa << (ta + tb) with a mantissa
     below 2^(F + 3), stays below 2^63 for these operands' widths, and the
     fraction sum fits its field."""
-    top = int(np.abs(W).max(initial=1)).bit_length() + int(np.abs(X).max(initial=1)).bit_length() - 2
+    top = _largest(W).bit_length() + _largest(X).bit_length() - 2
     return top + spec.log.bits + 3 <= 63 and spec.log.bits < _LEAD - 1
+
+
+def _largest(V: np.ndarray) -> int:
+    """max |v|, at least 1 (min and max: no temporary |V|)."""
+    return max(-int(V.min()), int(V.max()), 1) if V.size else 1
 
 
 def log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
     if not W.size or not X.size:
         return np.zeros((W.shape[0], X.shape[1]), dtype=I64)
-    if np.count_nonzero(X) < np.count_nonzero(W):     # the sparser operand outside: its zeros are skipped
-        return log_matmul(np.ascontiguousarray(X.T), np.ascontiguousarray(W.T), spec).T
-    zeros = X.size - np.count_nonzero(X)
+    nonzero_w, nonzero_x = np.count_nonzero(W), np.count_nonzero(X)
+    if nonzero_x < nonzero_w:     # the sparser operand outside: its zeros are skipped
+        return _log_matmul(np.ascontiguousarray(X.T), np.ascontiguousarray(W.T), spec, nonzero_x, nonzero_w).T
+    return _log_matmul(W, X, spec, nonzero_w, nonzero_x)
+
+
+def _log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier, nonzero_w: int, nonzero_x: int) -> np.ndarray:
+    zeros = X.size - nonzero_x
     # Many zeros inside (ReLU outputs on both sides of a weight gradient): flag
     # them, and the loop masks their products; few: the loop reads them as
     # the operand 1 and those products are taken back afterwards.
@@ -161,7 +171,7 @@ def log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
     if kernels is None:
         return _numpy_log_matmul(outer, inner, X != 0, spec)
     out = np.empty((W.shape[0], X.shape[1]), dtype=I64)
-    products = np.count_nonzero(W) * X.shape[1]
+    products = nonzero_w * X.shape[1]
     kernels.run_log(spec.log.bits, spec.log.corr, masked, ZERO_OUTER, outer, inner, out,
                     loop_threads() if products >= _PARALLEL_PRODUCTS else 1)
     if zeros and not masked:
