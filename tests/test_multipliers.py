@@ -238,6 +238,31 @@ def test_the_parallel_log_loop_gives_the_one_thread_bits(name, monkeypatch):
     assert np.array_equal(routes.log_matmul(W, X, spec), threaded)
 
 
+@pytest.mark.parametrize("spec", [REGISTRY["mitchell"], REGISTRY["mbm"], *NARROW[:3],
+                                  Multiplier("mitchell11", "mitchell", (("m", 11),)),
+                                  Multiplier("mbm11", "mbm", (("m", 11),))], ids=lambda s: s.name)
+def test_the_log_loops_products_are_the_models_on_every_fraction_sum(spec):
+    """The numba loop's product (its shifted mantissa, not log_mantissa)
+    against the numpy route's (the model's log_mantissa on arrays) for every
+    fraction sum below 2^(F+1), leading-one sums around F and up to the
+    route's bound, both signs: a packed outer word times the packed operand
+    1 (inner word 0) is that word's product; a flagged zero inner word's is 0."""
+    from fixar.golden import multiplier_kernels as kernels
+    from fixar.golden import multiplier_routes as routes
+    if numba_kernels() is None:
+        pytest.skip("numba is not available: the numpy route is the only one")
+    F, corr = spec.log.bits, spec.log.corr
+    leads = np.array(sorted({t for t in (0, 1, 2, F - 1, F, F + 1, 60 - F) if 0 <= t <= 60 - F}))
+    s, t, neg = np.meshgrid(np.arange(1 << (F + 1)), leads, [0, 1], indexing="ij")
+    words = (s | (t << 24) | (neg << 63)).reshape(-1, 1).astype(np.int64)
+    out = np.empty((len(words), 2), dtype=np.int64)
+    for masked in (False, True):
+        inner = np.array([[0, routes.ZERO_INNER if masked else 0]], dtype=np.int64)
+        kernels.log(F, corr, masked, routes.ZERO_OUTER, words, inner, out)
+        assert np.array_equal(out[:, 0], routes._unpacked_products(words[:, 0], spec))
+        assert np.array_equal(out[:, 1], np.zeros(len(words), np.int64) if masked else out[:, 0])
+
+
 @pytest.mark.parametrize("name", ["mitchell", "mbm"])
 def test_packed_fields_are_the_same_from_numba_and_numpy(name, monkeypatch):
     """The log route's packed words (numba's two passes, numpy's one) on

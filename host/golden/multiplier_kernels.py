@@ -4,14 +4,18 @@ the golden model's numba kernels are on; its numpy code computes the same
 bits and the tests run both). Compiled on first use, cached on disk.
 
 ``log``: i, k, n with n innermost, one outer word in a register while an
-inner row streams. ``_mantissa`` is the config's ``log_mantissa`` itself,
-compiled and inlined. The masks (the fraction sum's, and the sign bit
-cleared before ``>> F``) let LLVM see non-negative values and use logical
-shifts, which AVX2 has for 64-bit lanes (arithmetic ones it lacks); the sign
-by xor-and-subtract keeps the loop free of branches, so it is vectorized.
-One packed stream instead of four field arrays: the loop was bound by
-loading them (2.5 ms instead of 3.0 for a 64 x 400 @ 400 x 300 product with
-half the outer entries zero, one thread).
+inner row streams. Each product is the model's: ``_mantissa`` (in
+``take_back``) is the config's ``log_mantissa`` itself, compiled and
+inlined, and the loop's ``_shifted_mantissa`` is the same value shifted by
+the carry, with fewer operations (tests/test_multipliers.py checks it
+against ``log_mantissa`` on every fraction sum). The sign and the zero flag
+are selects, which LLVM turns into masked vector operations (AVX-512) or
+blends (AVX2, tried with NUMBA_CPU_NAME=haswell): both ran faster than the
+earlier xor-and-subtract and the masks that kept shifts logical (a 128 x
+400 @ 400 x 300 product with half the outer entries zero, one thread:
+Mitchell 2.23 -> 1.65 ms, MBM 2.66 -> 1.77). One packed stream instead of
+four field arrays: the loop was bound by loading them (2.5 ms instead of
+3.0 for a 64 x 400 @ 400 x 300 product, one thread).
 
 ``log_parallel``: the same rows split over threads with numba's prange,
 thread t taking rows t, t + parts, ... (interleaved: the training step's
@@ -44,7 +48,20 @@ _mantissa = numba.njit(inline="always")(log_mantissa)
 _POSITIVE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
 _SIGN_BIT = np.int64(-(1 << 63))     # packed words' sign: adding two XORs them (the carry leaves)
 _FRACTION = np.int64(0xFF_FFFF)      # packed words' fraction field
+_ZERO_FLAG = np.int64(1 << 40)       # a zero inner entry (multiplier_routes.ZERO_INNER)
 _LAUNCH = threading.Lock()           # the workqueue layer takes one launch at a time
+
+
+@numba.njit(inline="always")
+def _shifted_mantissa(s, one, correction):
+    """mant << carry for (mant, carry) = log_mantissa(s, F, corr), s < 2^(F+1)
+    a fraction sum, one = 2^F, correction = corr << (F - 6) (0 for corr = 0).
+    Without a carry (s < 2^F) mant = 2^F + s + correction; with one,
+    s = 2^F + r and mant = 2^F + r + correction / 2 (log_mantissa's halved
+    correction: exact for F >= 7, which log_route_fits asks), so
+    mant << 1 = 2 s + correction. No variable shift by the carry: that shift
+    and the correction's were a third of the loop's time."""
+    return s + (s if s >= one else one) + correction
 
 
 @numba.njit(inline="always")
@@ -52,6 +69,8 @@ def _log_rows(F, corr, masked, zero, outer, inner, out, first, step):
     """Rows first, first + step, ... of ``log``'s product."""
     K = outer.shape[1]
     N = inner.shape[1]
+    one = np.int64(1) << F
+    correction = (corr << (F - 6)) if corr else 0
     acc = np.empty(N, np.int64)
     for i in range(first, outer.shape[0], step):
         acc[:] = 0
@@ -62,12 +81,11 @@ def _log_rows(F, corr, masked, zero, outer, inner, out, first, step):
             row = inner[k]
             for n in range(N):
                 w = u + row[n]
-                mant, carry = _mantissa(w & 0xFF_FFFF, F, corr)
-                p = ((mant << (((w >> 24) & 0xFF) + carry)) & _POSITIVE) >> F
+                # log_route_fits keeps mant << (ta + tb + carry) below 2^63
+                p = (_shifted_mantissa(w & 0xFF_FFFF, one, correction) << ((w >> 24) & 0xFF)) >> F
                 if masked:                      # a constant: no branch in the loop
-                    p &= ((w >> 40) & 1) - 1    # 0 for a zero inner entry (its flag, bit 40)
-                g = w >> 63                     # -1 for a negative product: one compare in AVX2
-                acc[n] += (p ^ g) - g
+                    p = 0 if w & _ZERO_FLAG else p
+                acc[n] += -p if w < 0 else p
         out[i, :] = acc
 
 
