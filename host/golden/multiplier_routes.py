@@ -138,13 +138,15 @@ def _unpacked_products(w: np.ndarray, spec: Multiplier) -> np.ndarray:
     return np.where(w < 0, -mag, mag)
 
 
-def log_route_fits(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> bool:
+def log_route_fits(W: np.ndarray, X: np.ndarray, spec: Multiplier, largest: tuple[int, int] | None = None) -> bool:
     """The route's int64 intermediate, mantissa << (ta + tb) with a mantissa
     below 2^(F + 3), stays below 2^63 for these operands' widths, the
     fraction sum fits its field, and a correction has the F >= 7 fraction
     bits that halve it exactly (the numba loop's shifted mantissa relies on
-    it, as the model's log_mantissa does)."""
-    top = _largest(W).bit_length() + _largest(X).bit_length() - 2
+    it, as the model's log_mantissa does). ``largest``: max |W| and max |X|
+    where the caller has them."""
+    lw, lx = (_largest(W), _largest(X)) if largest is None else largest
+    top = lw.bit_length() + lx.bit_length() - 2
     form = spec.log
     return top + form.bits + 3 <= 63 and form.bits < _LEAD - 1 and (form.corr == 0 or form.bits >= 7)
 
