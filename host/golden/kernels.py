@@ -197,6 +197,21 @@ def relu_mask(a, b, top, out):
 
 
 @_jit
+def magnitude_lanes(X, L, out):
+    """out = [lo | hi] of fixar.golden.matmul.magnitude_lanes: |x|'s low and
+    high L bits side by side, each with x's sign (one pass for numpy's eight)."""
+    B = X.shape[1]
+    mask = (1 << L) - 1
+    for i in range(X.shape[0]):
+        for j in range(B):
+            x = X[i, j]
+            mag = abs(x)
+            lo, hi = mag & mask, mag >> L
+            out[i, j] = -lo if x < 0 else lo
+            out[i, B + j] = -hi if x < 0 else hi
+
+
+@_jit
 def fake_quantize(X, bits, half, delta, zero, rnd, lo, hi, fbits, signed, wrap, out):
     """qat.dequantize16(quantize16(X)) of a flat X into out, in one pass.
     The floor division n // delta runs in float64 with one correction step,
