@@ -34,7 +34,6 @@ import numpy as np
 from fixar.config import ConfigError, FixarConfig
 from fixar.golden.fixed import I64, numba_kernels, requantize, requantize_into, saturate, wrap
 from fixar.golden.vector import soft_update
-from fixar.rl.threads import USER_THREAD_ENV
 
 
 def scalar_code(where: str, name: str, value: float, frac: int, rel: float) -> int:
@@ -367,6 +366,8 @@ def _rsqrt_fast(cfg: FixarConfig, x: np.ndarray, e: np.ndarray, scratch: np.ndar
 # separate threads (numpy and the numba kernel release the GIL) with the same bits.
 _PARALLEL_MIN = 1 << 16
 _POOL, _POOL_PID = None, None    # a forked child (the study's workers) makes its own pool
+# The user's thread settings for BLAS and OpenMP (fixar.rl.threads leaves BLAS alone when one is set).
+USER_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def golden_threads() -> int:

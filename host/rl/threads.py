@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import os
 
+from fixar.golden.adam import USER_THREAD_ENV
+
 SMALL_PRODUCT_MACS = 1 << 24
-USER_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _controller = None
 _start_threads: int | None = None     # BLAS's own pool size before any change
 
