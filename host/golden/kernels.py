@@ -102,6 +102,13 @@ def _rq2(hi, lo, hs, shift, rnd, fmin, fmax, bits, signed, wrap):
 
 
 @_jit
+def requantize2(hi, lo, hs, shift, rnd, fmin, fmax, bits, signed, wrap, out):
+    """fixed.requantize(hi, lo, hs, shift, fmt) of flat arrays, shift >= 1."""
+    for j in range(out.shape[0]):
+        out[j] = _rq2(hi[j], lo[j], hs, shift, rnd, fmin, fmax, bits, signed, wrap)
+
+
+@_jit
 def _soft1(a, b, Q):
     """vector_op(SOFT, a, b, c) of one element; Q: (c, coef_frac, *fmt_params(pe.act32))."""
     lo, hi = Q[3], Q[4]
