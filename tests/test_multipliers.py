@@ -238,6 +238,35 @@ def test_the_parallel_log_loop_gives_the_one_thread_bits(name, monkeypatch):
     assert np.array_equal(routes.log_matmul(W, X, spec), threaded)
 
 
+def test_the_parallel_log_loop_takes_python_threads_in_turn():
+    """numba's workqueue layer aborts the process when two threads launch
+    at once: run_log's lock makes concurrent callers (the Adam pool, a
+    user's threads) wait, with the bits of one thread."""
+    import threading
+    if numba_kernels() is None:
+        pytest.skip("numba is not available: the numpy route is the only one")
+    from fixar.golden import multiplier_kernels as kernels
+    from fixar.golden import multiplier_routes as routes
+    spec = REGISTRY["mbm"]
+    W, X = _threaded_operands()
+    outer, inner = routes.packed_fields(W, spec, routes.ZERO_OUTER), routes.packed_fields(X, spec, 0)
+    want = np.empty((W.shape[0], X.shape[1]), dtype=np.int64)
+    kernels.log(spec.log.bits, spec.log.corr, False, routes.ZERO_OUTER, outer, inner, want)
+    same = []
+
+    def run():
+        got = np.empty_like(want)
+        for _ in range(20):
+            kernels.run_log(spec.log.bits, spec.log.corr, False, routes.ZERO_OUTER, outer, inner, got, 2)
+        same.append(np.array_equal(got, want))
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert same == [True] * 3
+
+
 @pytest.mark.parametrize("spec", [REGISTRY["mitchell"], REGISTRY["mbm"], *NARROW[:3],
                                   Multiplier("mitchell11", "mitchell", (("m", 11),)),
                                   Multiplier("mbm11", "mbm", (("m", 11),))], ids=lambda s: s.name)
