@@ -36,8 +36,9 @@ from fixar.golden.multipliers import exact_product, split
 
 # Entries of the (M, K, N) block of products the numpy log route forms at once.
 _BLOCK = 1 << 18
-# Products below this many run on one thread: waking numba's pool costs about
-# 0.07 ms on this project's machine, what the loop takes for ~0.3 M products.
+# Products below this many run on one thread: waking numba's pool costs 0.07 to
+# 0.1 ms on this project's machine, what the loop takes for 0.3-0.45 M products
+# (measured with both cores free: two threads even at 1.25 M, ahead from 1.9 M).
 _PARALLEL_PRODUCTS = 1 << 20
 
 
