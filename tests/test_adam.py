@@ -174,6 +174,21 @@ def test_golden_threads_come_from_the_environment(monkeypatch):
             golden_threads()
 
 
+def test_loop_threads_take_the_users_setting(monkeypatch):
+    """The golden model's parallel numba loops: FIXAR_THREADS first, else the
+    smallest of the user's BLAS / OpenMP thread counts (the Ray study sets
+    them all), else golden_threads (the machine's cores)."""
+    from fixar.golden.adam import golden_threads, loop_threads
+    for name in ("FIXAR_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    assert loop_threads() == golden_threads()
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert loop_threads() == 1
+    monkeypatch.setenv("FIXAR_THREADS", "2")
+    assert loop_threads() == 2
+
+
 def test_gradient_is_clipped_where_its_square_would_saturate_v():
     """g^2 of the largest gradients does not fit adam.v: were only the square to
     saturate, v would stop at its top while m kept growing, and m / sqrt(v)

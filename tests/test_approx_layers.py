@@ -151,10 +151,11 @@ def test_bias_gradient_is_the_product_with_a_row_of_ones(name):
         assert (got == want[:, 0]).all() and (got != bias_grad(load("small"), D)).any()
 
 
-def _twos_complement_lanes(X, lane_bits):
+def _twos_complement_lanes(X, lane_bits, side_by_side=False):
     """Planted: the exact PE's split (low lane unsigned, high lane signed) fed to an approximate multiplier."""
     X = np.asarray(X, dtype=np.int64)
-    return X & np.int64((1 << lane_bits) - 1), X >> np.int64(lane_bits)
+    lanes = X & np.int64((1 << lane_bits) - 1), X >> np.int64(lane_bits)
+    return np.concatenate(lanes, axis=1) if side_by_side else lanes
 
 
 @pytest.mark.parametrize("name", ["drum6", "mbm"])

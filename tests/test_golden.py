@@ -20,7 +20,9 @@ FORMATS = [FixedFormat(32, 20, rounding=r, overflow=o)
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=str)
 @pytest.mark.parametrize("hi_shift,shift", [(16, 20), (0, 15), (16, 4), (8, 10), (0, 0)])
-def test_requantize_matches_python_ints(fmt, hi_shift, shift):
+def test_requantize_matches_python_ints(fmt, hi_shift, shift, route):
+    """Both routes (a two-part value takes one numba pass where numba runs),
+    flat and as a 2-D view that is not contiguous (the lane sums' case)."""
     rng = np.random.default_rng(1)
     n = 4000
     big = 1 << 57
@@ -34,6 +36,9 @@ def test_requantize_matches_python_ints(fmt, hi_shift, shift):
     want = [ref.round_shift(int(h) * (1 << hi_shift) + int(low), shift, fmt, int(r), 20)
             for h, low, r in zip(hi, lo, rnd)]
     assert got.tolist() == want
+    cut = len(hi) // 2 * 2
+    hi2, lo2, rnd2 = (a[:cut].reshape(-1, 2).T for a in (hi, lo, rnd))      # (2, n/2) views, F-ordered
+    assert requantize(hi2, lo2, hi_shift, shift, fmt, rnd2, 20).T.ravel().tolist() == want[:cut]
     if hi_shift == 0:     # a one-part value given as hi = 0 (the fast path for floor and rne)
         assert requantize(0, lo, 0, shift, fmt, rnd, 20).tolist() == want
 

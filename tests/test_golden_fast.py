@@ -235,6 +235,25 @@ def test_operand_is_the_same_from_numba_and_numpy(monkeypatch):
         assert fast[1:] == slow[1:] == (int(np.abs(M).sum(1).max()), int(np.abs(M).sum(0).max()), M.min(), M.max())
 
 
+
+def test_magnitude_lanes_side_by_side_are_the_same_from_numba_and_numpy(monkeypatch):
+    """The one-pass kernel's [lo | hi] is numpy's two lanes concatenated, on
+    act32 codes with zeros and both extremes, C- and F-ordered and strided."""
+    from fixar.golden.matmul import magnitude_lanes
+    monkeypatch.delenv("FIXAR_NO_NUMBA", raising=False)
+    if numba_kernels() is None:
+        pytest.skip("numba cannot be imported here")
+    rng = np.random.default_rng(7)
+    fmt, L = DEFAULT.pe.act32, DEFAULT.pe.lane_bits
+    A = rng.integers(fmt.min_int, fmt.max_int + 1, (37, 23)) >> rng.integers(0, 31, (37, 23))
+    A[0, :3] = 0, fmt.min_int, fmt.max_int
+    for M in (A, A.T, A[::2, 1:]):
+        monkeypatch.delenv("FIXAR_NO_NUMBA", raising=False)
+        fast = magnitude_lanes(M, L, side_by_side=True)
+        monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
+        assert np.array_equal(fast, np.concatenate(magnitude_lanes(M, L), axis=1))
+        assert np.array_equal(fast, magnitude_lanes(M, L, side_by_side=True))
+
 # -------------------------------------------------------------------- Adam
 def _adam_operands(cfg, rng, n):
     """Codes of every format, log-uniform, with zeros and extremes (as tests/test_adam.py)."""

@@ -165,30 +165,148 @@ def test_golden_matmul_equals_model_on_random_layers(spec, widths, route):
     assert (golden.approx_matmul(Wu, Xu, spec, widths).astype(object) == _model_matmul(spec, Wu, Xu)).all()
 
 
-@pytest.mark.parametrize("name,route_of", [("mitchell", "log_matmul"), ("drum6", "table_matmul")])
-def test_a_threaded_route_gives_the_numpy_routes_bits(name, route_of, monkeypatch):
-    """A product above the threads' threshold (33 rows: an uneven split) on
-    two threads, against the numpy route (which the tests above tie to the
-    model); the split must have run. The log route and the table route
-    (which no registry entry takes any more: called directly) both."""
-    from fixar.golden import adam, multiplier_routes
-    if numba_kernels() is None:
-        pytest.skip("numba is not available: the numpy route is the only one")
+def _threaded_operands():
+    """A product above the threads' thresholds, 33 rows (an uneven split), W
+    the sparser (so it stays the outer operand)."""
     rng = np.random.default_rng(5)
     W = rng.integers(-(1 << 31), 1 << 31, (33, 900)) >> rng.integers(0, 31, (33, 900))
     X = rng.integers(-(1 << 16), 1 << 16, (900, 64)) >> rng.integers(0, 16, (900, 64))
+    assert np.count_nonzero(W) < np.count_nonzero(X)
+    return W, X
+
+
+def test_the_threaded_table_route_gives_the_numpy_routes_bits(monkeypatch):
+    """The table route (which no registry entry takes any more: called
+    directly) split over two threads against the numpy route (which the
+    tests above tie to the model); the split must have run."""
+    from fixar.golden import adam
+    if numba_kernels() is None:
+        pytest.skip("numba is not available: the numpy route is the only one")
+    W, X = _threaded_operands()
     assert np.count_nonzero(W) * X.shape[1] >= golden._PARALLEL_LOOKUPS
-    assert np.count_nonzero(W) < np.count_nonzero(X)          # W stays the outer operand
-    route = getattr(multiplier_routes if route_of == "log_matmul" else golden, route_of)
-    spec = REGISTRY[name]
     splits = []
     real = adam.run_parallel
     monkeypatch.setattr(adam, "run_parallel", lambda n, tasks, fn: splits.append(tasks) or real(n, tasks, fn))
     monkeypatch.setenv("FIXAR_THREADS", "2")
-    threaded = route(W, X, spec)
+    threaded = golden.table_matmul(W, X, REGISTRY["drum6"])
     assert splits == [[(0, 16), (16, 33)]]
     monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
-    assert (threaded == route(W, X, spec)).all()
+    assert (threaded == golden.table_matmul(W, X, REGISTRY["drum6"])).all()
+
+
+@pytest.mark.parametrize("name", ["mitchell", "mbm"])
+def test_the_parallel_log_loop_gives_the_one_thread_bits(name, monkeypatch):
+    """The log route's rows interleaved over prange iterations: every row
+    written, with the one-thread loop's bits, for splits of 2, 3 and 5 (more
+    than this machine's threads too: prange still runs them all), the inner
+    zeros masked or not; through the route on FIXAR_THREADS=2 (the parallel
+    loop asked for two threads) against the numpy route; and FIXAR_THREADS=1
+    (or the user's OMP_NUM_THREADS=1) runs the one-thread loop, no pool."""
+    if numba_kernels() is None:
+        pytest.skip("numba is not available: the numpy route is the only one")
+    import numba
+
+    from fixar.golden import multiplier_kernels as kernels
+    from fixar.golden import multiplier_routes as routes
+    spec = REGISTRY[name]
+    W, X = _threaded_operands()
+    assert np.count_nonzero(W) * X.shape[1] >= routes._PARALLEL_PRODUCTS
+    outer = routes.packed_fields(W, spec, routes.ZERO_OUTER)
+    for masked in (False, True):
+        inner = routes.packed_fields(X, spec, routes.ZERO_INNER if masked else 0)
+        want = np.empty((W.shape[0], X.shape[1]), dtype=np.int64)
+        kernels.log(spec.log.bits, spec.log.corr, masked, routes.ZERO_OUTER, outer, inner, want)
+        for parts in (2, 3, 5):
+            got = np.full_like(want, -1)
+            kernels.log_parallel(spec.log.bits, spec.log.corr, masked, routes.ZERO_OUTER, outer, inner, got, parts)
+            assert np.array_equal(got, want), (masked, parts)
+    asked, launched = [], []
+    real_run, real_parallel = kernels.run_log, kernels.log_parallel
+    monkeypatch.setattr(kernels, "run_log", lambda *a: asked.append(a[-1]) or real_run(*a))
+    monkeypatch.setattr(kernels, "log_parallel", lambda *a: launched.append(a[-1]) or real_parallel(*a))
+    monkeypatch.setenv("FIXAR_THREADS", "2")
+    threaded = routes.log_matmul(W, X, spec)
+    assert asked == [2] and launched == ([2] if numba.config.NUMBA_NUM_THREADS >= 2 else [])
+    for var in ("FIXAR_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv("FIXAR_THREADS")
+        monkeypatch.setenv(var, "1")
+        asked.clear(), launched.clear()
+        assert np.array_equal(routes.log_matmul(W, X, spec), threaded)
+        assert asked == [1] and launched == [], var
+        monkeypatch.setenv("FIXAR_THREADS", "2")
+    monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
+    assert np.array_equal(routes.log_matmul(W, X, spec), threaded)
+
+
+def test_the_parallel_log_loop_takes_python_threads_in_turn():
+    """numba's workqueue layer aborts the process when two threads launch
+    at once: run_log's lock makes concurrent callers (the Adam pool, a
+    user's threads) wait, with the bits of one thread."""
+    import threading
+    if numba_kernels() is None:
+        pytest.skip("numba is not available: the numpy route is the only one")
+    from fixar.golden import multiplier_kernels as kernels
+    from fixar.golden import multiplier_routes as routes
+    spec = REGISTRY["mbm"]
+    W, X = _threaded_operands()
+    outer, inner = routes.packed_fields(W, spec, routes.ZERO_OUTER), routes.packed_fields(X, spec, 0)
+    want = np.empty((W.shape[0], X.shape[1]), dtype=np.int64)
+    kernels.log(spec.log.bits, spec.log.corr, False, routes.ZERO_OUTER, outer, inner, want)
+    same = []
+
+    def run():
+        got = np.empty_like(want)
+        for _ in range(20):
+            kernels.run_log(spec.log.bits, spec.log.corr, False, routes.ZERO_OUTER, outer, inner, got, 2)
+        same.append(np.array_equal(got, want))
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert same == [True] * 3
+
+
+@pytest.mark.parametrize("spec", [REGISTRY["mitchell"], REGISTRY["mbm"], *NARROW[:3],
+                                  Multiplier("mitchell11", "mitchell", (("m", 11),)),
+                                  Multiplier("mbm11", "mbm", (("m", 11),))], ids=lambda s: s.name)
+def test_the_log_loops_products_are_the_models_on_every_fraction_sum(spec):
+    """The numba loop's product (its shifted mantissa, not log_mantissa)
+    against the numpy route's (the model's log_mantissa on arrays) for every
+    fraction sum below 2^(F+1), leading-one sums around F and up to the
+    route's bound, both signs: a packed outer word times the packed operand
+    1 (inner word 0) is that word's product; a flagged zero inner word's is 0."""
+    from fixar.golden import multiplier_kernels as kernels
+    from fixar.golden import multiplier_routes as routes
+    if numba_kernels() is None:
+        pytest.skip("numba is not available: the numpy route is the only one")
+    F, corr = spec.log.bits, spec.log.corr
+    leads = np.array(sorted({t for t in (0, 1, 2, F - 1, F, F + 1, 60 - F) if 0 <= t <= 60 - F}))
+    s, t, neg = np.meshgrid(np.arange(1 << (F + 1)), leads, [0, 1], indexing="ij")
+    words = (s | (t << 24) | (neg << 63)).reshape(-1, 1).astype(np.int64)
+    out = np.empty((len(words), 2), dtype=np.int64)
+    for masked in (False, True):
+        inner = np.array([[0, routes.ZERO_INNER if masked else 0]], dtype=np.int64)
+        kernels.log(F, corr, masked, routes.ZERO_OUTER, words, inner, out)
+        assert np.array_equal(out[:, 0], routes._unpacked_products(words[:, 0], spec))
+        assert np.array_equal(out[:, 1], np.zeros(len(words), np.int64) if masked else out[:, 0])
+
+
+@pytest.mark.parametrize("name", ["mitchell", "mbm"])
+def test_packed_fields_are_the_same_from_numba_and_numpy(name, monkeypatch):
+    """The log route's packed words (numba's two passes, numpy's one) on
+    every leading-one position, both signs, zeros and the width's extremes,
+    with each of the route's zero words."""
+    from fixar.golden import multiplier_routes as routes
+    if numba_kernels() is None:
+        pytest.skip("numba is not available: the numpy route is the only one")
+    rng = random.Random(name)
+    V = np.array(_log_uniform(rng, 32, 4000)).reshape(40, 100)
+    for zero in (routes.ZERO_OUTER, routes.ZERO_INNER, 0):
+        fast = routes.packed_fields(V, REGISTRY[name], zero)
+        monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
+        assert np.array_equal(fast, routes.packed_fields(V, REGISTRY[name], zero)), zero
+        monkeypatch.delenv("FIXAR_NO_NUMBA")
 
 
 @pytest.mark.parametrize("widths", LANES)

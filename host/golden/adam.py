@@ -366,6 +366,8 @@ def _rsqrt_fast(cfg: FixarConfig, x: np.ndarray, e: np.ndarray, scratch: np.ndar
 # separate threads (numpy and the numba kernel release the GIL) with the same bits.
 _PARALLEL_MIN = 1 << 16
 _POOL, _POOL_PID = None, None    # a forked child (the study's workers) makes its own pool
+# The user's thread settings for BLAS and OpenMP (fixar.rl.threads leaves BLAS alone when one is set).
+USER_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def golden_threads() -> int:
@@ -378,6 +380,21 @@ def golden_threads() -> int:
     if not env.isdigit() or int(env) < 1:
         raise ValueError(f"FIXAR_THREADS = {env!r}: must be a positive integer")
     return int(env)
+
+
+def loop_threads() -> int:
+    """Threads for the golden model's parallel numba loops (the log-sum
+    multipliers' products, fixar.golden.multiplier_kernels): $FIXAR_THREADS
+    when set, else the user's OPENBLAS_NUM_THREADS / OMP_NUM_THREADS /
+    MKL_NUM_THREADS (the smallest; the Ray study sets all of them to a run's
+    CPUs), else :func:`golden_threads`. fixar.rl.threads says why a user's
+    BLAS setting counts here too."""
+    if os.environ.get("FIXAR_THREADS") is None:
+        user = [os.environ.get(name, "") for name in USER_THREAD_ENV]
+        counts = [int(v) for v in user if v.isdigit() and int(v) > 0]
+        if counts:
+            return min(counts)
+    return golden_threads()
 
 
 def adam_update_flat(cfg: FixarConfig, codes: AdamCodes, lr_code: int, w, g, m, v):

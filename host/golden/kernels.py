@@ -102,6 +102,13 @@ def _rq2(hi, lo, hs, shift, rnd, fmin, fmax, bits, signed, wrap):
 
 
 @_jit
+def requantize2(hi, lo, hs, shift, rnd, fmin, fmax, bits, signed, wrap, out):
+    """fixed.requantize(hi, lo, hs, shift, fmt) of flat arrays, shift >= 1."""
+    for j in range(out.shape[0]):
+        out[j] = _rq2(hi[j], lo[j], hs, shift, rnd, fmin, fmax, bits, signed, wrap)
+
+
+@_jit
 def _soft1(a, b, Q):
     """vector_op(SOFT, a, b, c) of one element; Q: (c, coef_frac, *fmt_params(pe.act32))."""
     lo, hi = Q[3], Q[4]
@@ -194,6 +201,21 @@ def relu_mask(a, b, top, out):
     """vector_op(RELU_MASK, a, b, limit=top) of flat arrays: a where 0 < b < top, else 0."""
     for i in range(a.shape[0]):
         out[i] = a[i] if 0 < b[i] < top else 0
+
+
+@_jit
+def magnitude_lanes(X, L, out):
+    """out = [lo | hi] of fixar.golden.matmul.magnitude_lanes: |x|'s low and
+    high L bits side by side, each with x's sign (one pass for numpy's eight)."""
+    B = X.shape[1]
+    mask = (1 << L) - 1
+    for i in range(X.shape[0]):
+        for j in range(B):
+            x = X[i, j]
+            mag = abs(x)
+            lo, hi = mag & mask, mag >> L
+            out[i, j] = -lo if x < 0 else lo
+            out[i, B + j] = -hi if x < 0 else hi
 
 
 @_jit

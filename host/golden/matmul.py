@@ -172,7 +172,7 @@ def pe_matmul(cfg: PEConfig, W, X, mode: PEMode = PEMode.FXP32, rnd=None) -> np.
     raise ValueError(f"unknown PE mode {mode!r}")
 
 
-def magnitude_lanes(X, lane_bits: int) -> tuple[np.ndarray, np.ndarray]:
+def magnitude_lanes(X, lane_bits: int, side_by_side: bool = False):
     """An FXP32 activation's lanes for an approximate multiplier: |x| split
     into its low and high ``lane_bits``, each carrying x's sign, so that
     x = hi * 2**lane_bits + lo with lo and hi of x's sign. The exact PE's
@@ -181,11 +181,20 @@ def magnitude_lanes(X, lane_bits: int) -> tuple[np.ndarray, np.ndarray]:
     that cancel, and an approximate multiplier's error on each (relative
     to w 2**lane_bits) swamped the small product (the DDPG actor's gradient
     came out 4-14 times off; docs/multipliers.md). Sign-magnitude products
-    (every model is) keep each lane's error relative to its own part of |x|."""
+    (every model is) keep each lane's error relative to its own part of |x|.
+    Returns (lo, hi), or with ``side_by_side`` one array [lo | hi] (one
+    product takes both lanes: approx_lane_sums), in one numba pass where
+    numba runs."""
     X = np.asarray(X, dtype=I64)
+    k = numba_kernels()
+    if side_by_side and k is not None and X.ndim == 2:
+        out = np.empty((X.shape[0], 2 * X.shape[1]), dtype=I64)
+        k.magnitude_lanes(X, lane_bits, out)
+        return out
     mag, neg = np.abs(X), X < 0
     lo, hi = mag & I64((1 << lane_bits) - 1), mag >> I64(lane_bits)
-    return np.where(neg, -lo, lo), np.where(neg, -hi, hi)
+    lanes = np.where(neg, -lo, lo), np.where(neg, -hi, hi)
+    return np.concatenate(lanes, axis=1) if side_by_side else lanes
 
 
 def approx_lane_sums(cfg: PEConfig, W, X, mode: PEMode, start=None) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +220,7 @@ def approx_lane_sums(cfg: PEConfig, W, X, mode: PEMode, start=None) -> tuple[np.
     if mode == PEMode.FXP16:
         return np.zeros((W.shape[0], X.shape[1]), dtype=I64), reduce(approx_matmul(W, X, cfg.multiplier, widths) + st)
     # both lanes in one product (side by side): each weight is prepared once for the two
-    lanes = approx_matmul(W, np.concatenate(magnitude_lanes(X, L), axis=1), cfg.multiplier, widths)
+    lanes = approx_matmul(W, magnitude_lanes(X, L, side_by_side=True), cfg.multiplier, widths)
     lo, hi = lanes[:, :X.shape[1]], lanes[:, X.shape[1]:]
     return reduce(hi), reduce(lo + st)
 

@@ -29,12 +29,17 @@ import numpy as np
 from fixar.config import PEConfig
 from fixar.config.multipliers import Multiplier, get, leading_one, log_mantissa
 from fixar.golden import matmul
+from fixar.golden.adam import loop_threads
 from fixar.golden.fixed import I64, numba_kernels
 from fixar.golden.matmul import operand, rounded_product
-from fixar.golden.multipliers import by_rows, exact_product, split
+from fixar.golden.multipliers import exact_product, split
 
 # Entries of the (M, K, N) block of products the numpy log route forms at once.
 _BLOCK = 1 << 18
+# Products below this many run on one thread: waking numba's pool costs 0.07 to
+# 0.1 ms on this project's machine, what the loop takes for 0.3-0.45 M products
+# (measured with both cores free: two threads even at 1.25 M, ahead from 1.9 M).
+_PARALLEL_PRODUCTS = 1 << 20
 
 
 # --- separable ---------------------------------------------------------------
@@ -97,7 +102,7 @@ def separable_rounded(pe: PEConfig, W: np.ndarray, X: np.ndarray, packed: bool, 
 # dropped): one load and one add per product. A zero entry: ``ZERO_OUTER``
 # (bit 40, otherwise unused) when it is the outer operand (skipped); when it
 # is the inner one, 0 (read as the operand 1; taken back afterwards, see
-# _take_back_zero_products) or, where zeros are many, ``ZERO_INNER`` (the
+# fixar.golden.multiplier_kernels.take_back) or, where zeros are many, ``ZERO_INNER`` (the
 # same with bit 40 set, which the loop turns into a mask).
 _LEAD, _SIGN = 24, 63
 ZERO_OUTER = 1 << 40
@@ -134,20 +139,35 @@ def _unpacked_products(w: np.ndarray, spec: Multiplier) -> np.ndarray:
     return np.where(w < 0, -mag, mag)
 
 
-def log_route_fits(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> bool:
+def log_route_fits(W: np.ndarray, X: np.ndarray, spec: Multiplier, largest: tuple[int, int] | None = None) -> bool:
     """The route's int64 intermediate, mantissa << (ta + tb) with a mantissa
-    below 2^(F + 3), stays below 2^63 for these operands' widths, and the
-    fraction sum fits its field."""
-    top = int(np.abs(W).max(initial=1)).bit_length() + int(np.abs(X).max(initial=1)).bit_length() - 2
-    return top + spec.log.bits + 3 <= 63 and spec.log.bits < _LEAD - 1
+    below 2^(F + 3), stays below 2^63 for these operands' widths, the
+    fraction sum fits its field, and a correction has the F >= 7 fraction
+    bits that halve it exactly (the numba loop's shifted mantissa relies on
+    it, as the model's log_mantissa does). ``largest``: max |W| and max |X|
+    where the caller has them."""
+    lw, lx = (_largest(W), _largest(X)) if largest is None else largest
+    top = lw.bit_length() + lx.bit_length() - 2
+    form = spec.log
+    return top + form.bits + 3 <= 63 and form.bits < _LEAD - 1 and (form.corr == 0 or form.bits >= 7)
+
+
+def _largest(V: np.ndarray) -> int:
+    """max |v|, at least 1 (min and max: no temporary |V|)."""
+    return max(-int(V.min()), int(V.max()), 1) if V.size else 1
 
 
 def log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
     if not W.size or not X.size:
         return np.zeros((W.shape[0], X.shape[1]), dtype=I64)
-    if np.count_nonzero(X) < np.count_nonzero(W):     # the sparser operand outside: its zeros are skipped
-        return log_matmul(np.ascontiguousarray(X.T), np.ascontiguousarray(W.T), spec).T
-    zeros = X.size - np.count_nonzero(X)
+    nonzero_w, nonzero_x = np.count_nonzero(W), np.count_nonzero(X)
+    if nonzero_x < nonzero_w:     # the sparser operand outside: its zeros are skipped
+        return _log_matmul(np.ascontiguousarray(X.T), np.ascontiguousarray(W.T), spec, nonzero_x, nonzero_w).T
+    return _log_matmul(W, X, spec, nonzero_w, nonzero_x)
+
+
+def _log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier, nonzero_w: int, nonzero_x: int) -> np.ndarray:
+    zeros = X.size - nonzero_x
     # Many zeros inside (ReLU outputs on both sides of a weight gradient): flag
     # them, and the loop masks their products; few: the loop reads them as
     # the operand 1 and those products are taken back afterwards.
@@ -157,31 +177,12 @@ def log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
     if kernels is None:
         return _numpy_log_matmul(outer, inner, X != 0, spec)
     out = np.empty((W.shape[0], X.shape[1]), dtype=I64)
-    F, corr = spec.log.bits, spec.log.corr
-    by_rows(lambda a, b: kernels.log(F, corr, masked, ZERO_OUTER, outer[a:b], inner, out[a:b]), W.shape[0],
-            np.count_nonzero(W) * X.shape[1])
+    products = nonzero_w * X.shape[1]
+    kernels.run_log(spec.log.bits, spec.log.corr, masked, ZERO_OUTER, outer, inner, out,
+                    loop_threads() if products >= _PARALLEL_PRODUCTS else 1)
     if zeros and not masked:
-        _take_back_zero_products(out, outer, X == 0, spec)
+        kernels.take_back(spec.log.bits, spec.log.corr, ZERO_OUTER, outer, X, out)
     return out
-
-
-def _take_back_zero_products(out: np.ndarray, outer: np.ndarray, zeros: np.ndarray, spec: Multiplier) -> None:
-    """The loop read each of the (few) zero inner entries as the operand 1:
-    subtract those products, each |w| x 1 by the model, one row of out per zero."""
-    ks, ns = np.nonzero(zeros)
-    cols, at = np.unique(ks, return_inverse=True)
-    np.subtract.at(out.T, ns, _products_with_one(outer[:, cols], spec)[:, at].T)
-
-
-def _products_with_one(outer: np.ndarray, spec: Multiplier) -> np.ndarray:
-    """sign(w) model(|w|, 1) of each outer entry (0 for a zero one)."""
-    kernels = _numba_kernels()
-    if kernels is not None:
-        outer = np.ascontiguousarray(outer)
-        out = np.empty(outer.shape, I64)
-        kernels.with_one(spec.log.bits, spec.log.corr, ZERO_OUTER, outer.reshape(-1), out.reshape(-1))
-        return out
-    return np.where(outer != ZERO_OUTER, _unpacked_products(outer, spec), 0)
 
 
 def _numpy_log_matmul(outer: np.ndarray, inner: np.ndarray, nonzero: np.ndarray, spec: Multiplier) -> np.ndarray:

@@ -18,13 +18,26 @@ the pool for its own products when it is made, so the float and golden
 backends of one process (make bench's speed ratio) run with the same
 threads. A user's OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS
 wins: nothing is changed then (the Ray study sets them for its workers).
+
+The golden model's loops for the log-sum multipliers (Mitchell, MBM:
+fixar.golden.multiplier_kernels) take their threads apart, from
+fixar.golden.adam.loop_threads: the machine's cores unless the user says
+otherwise (FIXAR_THREADS, or one of the variables above; a Ray run with one
+CPU sets them all to 1). So at B=64 the exact step's products run on one
+thread while an approximate step's loops take both cores. That is the fair
+comparison for the step-time ratio (fixar.figures.multipliers): each route
+runs at its own fastest setting (one BLAS thread is the exact step's, as
+measured above; the loops do far more arithmetic per product than BLAS and
+gain from a second thread), and the matmul figure's CPU-time ratio still
+reports what the approximate product costs summed over all its threads.
 """
 from __future__ import annotations
 
 import os
 
+from fixar.golden.adam import USER_THREAD_ENV
+
 SMALL_PRODUCT_MACS = 1 << 24
-USER_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _controller = None
 _start_threads: int | None = None     # BLAS's own pool size before any change
 
