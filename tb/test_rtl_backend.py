@@ -92,22 +92,37 @@ def test_rtl_and_golden_backends_agree_through_the_qat_switch(tmp_path):
         runs["rtl"].close()
 
 
+def _small_variant(tmp_path, name: str, array_lines: str) -> str:
+    """A TOML file of the small config named ``name`` with ``array_lines`` added to its [array] table."""
+    toml = tmp_path / f"{name}.toml"
+    toml.write_text((CONFIG_DIR / "small.toml").read_text().replace('name = "small"', f'name = "{name}"')
+                    .replace("[array]\n", f"[array]\n{array_lines}\n"))
+    return str(toml)
+
+
+def _qat_runs(tmp_path, qat: dict) -> dict[str, Trainer]:
+    """The same QAT run (switch at step 45) on the golden and rtl backends, trained."""
+    runs = {b: Trainer(RunSettings(backend=b, out=str(tmp_path / b), precision="qat", qat_delay=45, **qat),
+                       log=lambda *_: None) for b in ("golden", "rtl")}
+    try:
+        for t in runs.values():
+            t.train(progress=False)
+    except BaseException:
+        runs["rtl"].close()
+        raise
+    return runs
+
+
 @pytest.mark.slow      # a second build of the small engine; the RTL is the same, only the host's delta differs
 def test_rtl_and_golden_backends_agree_with_power_of_two_quantizer_steps(tmp_path):
     """array.quantizer_scale = "pow2" on the small engine: the host sends
     power-of-two deltas at the switch, and phase 2 runs packed (two vectors
     per PE, the zero point's correction after the array): the same weights
     and evaluations as the golden model's."""
-    small = (CONFIG_DIR / "small.toml").read_text()
-    toml = tmp_path / "small_pow2.toml"
-    toml.write_text(small.replace('name = "small"', 'name = "small_pow2"')
-                    .replace("[array]\n", '[array]\nquantizer_scale = "pow2"\n'))
-    qat = dict(SMALL, steps=60, eval_every=60, checkpoint_every=60, config=str(toml))
-    runs = {b: Trainer(RunSettings(backend=b, out=str(tmp_path / b), precision="qat", qat_delay=45, **qat),
-                       log=lambda *_: None) for b in ("golden", "rtl")}
+    qat = dict(SMALL, steps=60, eval_every=60, checkpoint_every=60,
+               config=_small_variant(tmp_path, "small_pow2", 'quantizer_scale = "pow2"'))
+    runs = _qat_runs(tmp_path, qat)
     try:
-        for t in runs.values():
-            t.train(progress=False)
         deltas = [d for q in runs["golden"].backend.ddpg.qat.values() for d in q.delta]
         assert deltas and all(d & (d - 1) == 0 for d in deltas)
         # the engine's phase 2 ran packed (docs/program.md, "Packed phase 2")
@@ -127,16 +142,10 @@ def test_rtl_and_golden_backends_agree_with_16_bit_errors(tmp_path):
     weights, error scales and evaluations as the golden model's, and a
     checkpoint of the rtl run, loaded into a fresh rtl backend, trains on
     as the golden backend does from it."""
-    small = (CONFIG_DIR / "small.toml").read_text()
-    toml = tmp_path / "small_q16d.toml"
-    toml.write_text(small.replace('name = "small"', 'name = "small_q16d"').replace(
-        "[array]\n", '[array]\nquantizer_scale = "pow2"\nqat_errors = "fxp16_delayed"\nquantizers = 12\n'))
-    qat = dict(SMALL, steps=60, eval_every=60, checkpoint_every=60, config=str(toml))
-    runs = {b: Trainer(RunSettings(backend=b, out=str(tmp_path / b), precision="qat", qat_delay=45, **qat),
-                       log=lambda *_: None) for b in ("golden", "rtl")}
+    qat = dict(SMALL, steps=60, eval_every=60, checkpoint_every=60, config=_small_variant(
+        tmp_path, "small_q16d", 'quantizer_scale = "pow2"\nqat_errors = "fxp16_delayed"\nquantizers = 12'))
+    runs = _qat_runs(tmp_path, qat)
     try:
-        for t in runs.values():
-            t.train(progress=False)
         errors = runs["golden"].backend.ddpg.qat["critic.errors"]
         assert errors.frozen and any(errors.amax)
         want, got = runs["golden"].backend.state_dict(), runs["rtl"].backend.state_dict()
