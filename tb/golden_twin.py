@@ -112,9 +112,7 @@ class GoldenTwin:
 
     def error_range_mismatch(self, rows) -> bool:
         """Whether the engine's hidden-error trackers differ from golden's."""
-        bits = self.cfg.pe.out.bits
-        got = [tuple(v - (1 << bits) if v >> (bits - 1) else v for v in row) for row in rows]
-        mine = self.ranges()
+        got, mine = self.host.decode_ranges(rows), self.ranges()
         return any(got[i] != mine[i] for i, _, _ in self.host.error_entries())
 
     def ranges(self) -> list[tuple[int, int]]:
@@ -123,9 +121,7 @@ class GoldenTwin:
 
     def range_mismatch(self, rows) -> bool:
         """Whether the engine's range trackers (QAT phase 1) differ from golden's."""
-        bits = self.cfg.pe.out.bits
-        got = [tuple(v - (1 << bits) if v >> (bits - 1) else v for v in row) for row in rows]
-        return got != self.ranges()
+        return self.host.decode_ranges(rows) != self.ranges()
 
     def action(self, explore: bool) -> np.ndarray:
         key = "action" if explore else "mu"

@@ -160,14 +160,18 @@ class EngineHost:
     def range_read(self) -> Read:
         return Read("rg_addr", ("rg_lo", "rg_hi"), 0, self.cfg.array.quantizers)
 
+    def decode_ranges(self, rows: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+        """Tracker rows as :meth:`range_read` reads them (pe.out bits) -> signed (lo, hi) per entry."""
+        bits = self.cfg.pe.out.bits
+        return [tuple(v - (1 << bits) if v >> (bits - 1) else v for v in row) for row in rows]
+
     def merge_ranges(self, ranges: list[tuple[int, ...]]) -> None:
         """Widen the agent's ranges of the hidden layers' inputs by the engine's
         trackers (rows read by :meth:`range_read`). Ranges only grow, so
         merging is idempotent: a checkpoint taken in phase 1 keeps what the
         engine saw, and the engine may restart its trackers from zero."""
         q = self.quantizers
-        bits = self.cfg.pe.out.bits
-        signed = [tuple(v - (1 << bits) if v >> (bits - 1) else v for v in row) for row in ranges]
+        signed = self.decode_ranges(ranges)
         for net in ("actor", "critic"):
             for i in range(1, len(self.prog.nets[net])):
                 lo, hi = signed[quantizer_index(self.prog, net, i)]
@@ -211,22 +215,17 @@ class EngineHost:
         of those entries (none before the switch, whose table writes take
         them). Kept in the agent every step, so a checkpoint holds them: the
         engine's trackers need not survive a resume."""
-        bits = self.cfg.pe.out.bits
-        signed = lambda v: v - (1 << bits) if v >> (bits - 1) else v
+        signed = self.decode_ranges(ranges)
         entries = list(self.error_entries())
         for index, eq, i in entries:
-            lo, hi = (signed(v) for v in ranges[index])
+            lo, hi = signed[index]
             eq.amax[i] = max(-lo, hi)
         return self._error_table_writes(entries) if self.quantized else []
 
     def _error_table_writes(self, entries) -> list[Write]:
-        return [Write("qt", index, (quantizer_words(self.cfg, *self._error_quantizer(eq, i)),),
+        return [Write("qt", index, (quantizer_words(self.cfg, *eq.quantizer(eq.amax[i])),),
                       data=("delta", "zero", "magic", "shift")) for index, eq, i in entries]
 
-    def _error_quantizer(self, eq: StepScaledErrors, i: int) -> tuple[int, int]:
-        """(Delta, z) of hidden error i's quantizer for the next step: 2^(s + 16), 2^15."""
-        bits = self.cfg.pe.act16.bits
-        return 1 << (eq.shift(eq.amax[i]) + bits), 1 << (bits - 1)
 
     def phase_writes(self) -> list[Write]:
         """The program of the agent's current phase, and its quantizer table
@@ -260,7 +259,7 @@ class EngineHost:
             for i in range(len(self.prog.nets[net])):
                 out[quantizer_index(self.prog, net, i)] = (q[net].delta[i], q[net].zero[i])
         for index, eq, i in self.error_entries():
-            out[index] = self._error_quantizer(eq, i)
+            out[index] = eq.quantizer(eq.amax[i])
         return out
 
     # ------------------------------------------------------------ parameters

@@ -155,15 +155,19 @@ class StepScaledErrors:
         reaches: s = 16 holds it exactly, and +(2^31 - 1) clips by 2^16 - 1."""
         return min(max(0, amax.bit_length() - (self.cfg.pe.act16.bits - 1)), packed_shift_max(self.cfg))
 
+    def quantizer(self, amax: int) -> tuple[int, int]:
+        """(Delta, z) for a largest magnitude ``amax``: the activations'
+        quantizer with Delta = 2^(s + 16) and z = 2^15 (q - 2^15 is the signed
+        code), so the hardware's quantizer computes these bits and its
+        rounding rule is theirs (the engine's host writes this entry)."""
+        bits = self.cfg.pe.act16.bits
+        return 1 << (self.shift(amax) + bits), 1 << (bits - 1)
+
     def fake_quantize(self, i: int, X) -> np.ndarray:
         X = np.asarray(X, dtype=I64)
         now = self._amax(X)
-        s = self.shift(self.amax[i] if self.delayed else now)
+        delta, zero = self.quantizer(self.amax[i] if self.delayed else now)
         self.amax[i] = now
-        # the activations' quantizer with Delta = 2^(s + 16) and z = 2^15 (q - 2^15 is the signed
-        # code), so the hardware's quantizer computes these bits and its rounding rule is theirs
-        bits = self.cfg.pe.act16.bits
-        delta, zero = 1 << (s + bits), 1 << (bits - 1)
         return dequantize16(self.cfg, delta, zero, quantize16(self.cfg, delta, zero, X))
 
     def state(self) -> dict:
