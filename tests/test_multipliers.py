@@ -194,14 +194,22 @@ def test_the_threaded_table_route_gives_the_numpy_routes_bits(monkeypatch):
     assert (threaded == golden.table_matmul(W, X, REGISTRY["drum6"])).all()
 
 
+def _log_operands(spec, W, X):
+    """The numba loop's arguments for W (outer) and X (inner)."""
+    from fixar.golden import multiplier_routes as routes
+    return (routes.correction_word(spec), routes.float_words(W, spec, outer=True),
+            routes.float_words(X, spec, outer=False))
+
+
 @pytest.mark.parametrize("name", ["mitchell", "mbm"])
 def test_the_parallel_log_loop_gives_the_one_thread_bits(name, monkeypatch):
     """The log route's rows interleaved over prange iterations: every row
     written, with the one-thread loop's bits, for splits of 2, 3 and 5 (more
-    than this machine's threads too: prange still runs them all), the inner
-    zeros masked or not; through the route on FIXAR_THREADS=2 (the parallel
-    loop asked for two threads) against the numpy route; and FIXAR_THREADS=1
-    (or the user's OMP_NUM_THREADS=1) runs the one-thread loop, no pool."""
+    than this machine's threads too: prange still runs them all); through
+    the route on FIXAR_THREADS=2 (the parallel loop asked for two threads,
+    the threshold lowered to this product) against the numpy route; and
+    FIXAR_THREADS=1 (or the user's OMP_NUM_THREADS=1) runs the one-thread
+    loop, no pool."""
     if numba_kernels() is None:
         pytest.skip("numba is not available: the numpy route is the only one")
     import numba
@@ -210,20 +218,18 @@ def test_the_parallel_log_loop_gives_the_one_thread_bits(name, monkeypatch):
     from fixar.golden import multiplier_routes as routes
     spec = REGISTRY[name]
     W, X = _threaded_operands()
-    assert np.count_nonzero(W) * X.shape[1] >= routes._PARALLEL_PRODUCTS
-    outer = routes.packed_fields(W, spec, routes.ZERO_OUTER)
-    for masked in (False, True):
-        inner = routes.packed_fields(X, spec, routes.ZERO_INNER if masked else 0)
-        want = np.empty((W.shape[0], X.shape[1]), dtype=np.int64)
-        kernels.log(spec.log.bits, spec.log.corr, masked, routes.ZERO_OUTER, outer, inner, want)
-        for parts in (2, 3, 5):
-            got = np.full_like(want, -1)
-            kernels.log_parallel(spec.log.bits, spec.log.corr, masked, routes.ZERO_OUTER, outer, inner, got, parts)
-            assert np.array_equal(got, want), (masked, parts)
+    cw, outer, inner = _log_operands(spec, W, X)
+    want = np.empty((W.shape[0], X.shape[1]), dtype=np.int64)
+    kernels.log(cw, outer, inner, want)
+    for parts in (2, 3, 5):
+        got = np.full_like(want, -1)
+        kernels.log_parallel(cw, outer, inner, got, parts)
+        assert np.array_equal(got, want), parts
     asked, launched = [], []
     real_run, real_parallel = kernels.run_log, kernels.log_parallel
     monkeypatch.setattr(kernels, "run_log", lambda *a: asked.append(a[-1]) or real_run(*a))
     monkeypatch.setattr(kernels, "log_parallel", lambda *a: launched.append(a[-1]) or real_parallel(*a))
+    monkeypatch.setattr(routes, "_PARALLEL_PRODUCTS", np.count_nonzero(W) * X.shape[1])
     monkeypatch.setenv("FIXAR_THREADS", "2")
     threaded = routes.log_matmul(W, X, spec)
     assert asked == [2] and launched == ([2] if numba.config.NUMBA_NUM_THREADS >= 2 else [])
@@ -246,18 +252,16 @@ def test_the_parallel_log_loop_takes_python_threads_in_turn():
     if numba_kernels() is None:
         pytest.skip("numba is not available: the numpy route is the only one")
     from fixar.golden import multiplier_kernels as kernels
-    from fixar.golden import multiplier_routes as routes
-    spec = REGISTRY["mbm"]
     W, X = _threaded_operands()
-    outer, inner = routes.packed_fields(W, spec, routes.ZERO_OUTER), routes.packed_fields(X, spec, 0)
+    cw, outer, inner = _log_operands(REGISTRY["mbm"], W, X)
     want = np.empty((W.shape[0], X.shape[1]), dtype=np.int64)
-    kernels.log(spec.log.bits, spec.log.corr, False, routes.ZERO_OUTER, outer, inner, want)
+    kernels.log(cw, outer, inner, want)
     same = []
 
     def run():
         got = np.empty_like(want)
         for _ in range(20):
-            kernels.run_log(spec.log.bits, spec.log.corr, False, routes.ZERO_OUTER, outer, inner, got, 2)
+            kernels.run_log(cw, outer, inner, got, 2)
         same.append(np.array_equal(got, want))
     threads = [threading.Thread(target=run) for _ in range(3)]
     for t in threads:
@@ -267,46 +271,70 @@ def test_the_parallel_log_loop_takes_python_threads_in_turn():
     assert same == [True] * 3
 
 
+def _fields(fraction, lead, negative):
+    """Packed words of the numpy route (fraction | lead << 24 | negative << 63)."""
+    return (np.asarray(fraction, np.int64) | (np.asarray(lead, np.int64) << 24)
+            | (np.asarray(negative, np.int64) << 63))
+
+
+def _float_words(fraction, lead, negative, F, bias):
+    """The same fields as the numba route's float words (fixar.golden.multiplier_kernels)."""
+    return (np.asarray(fraction, np.int64) << (52 - F)) | ((np.asarray(lead, np.int64) + bias) << 52) \
+        | (np.asarray(negative, np.int64) << 63)
+
+
 @pytest.mark.parametrize("spec", [REGISTRY["mitchell"], REGISTRY["mbm"], *NARROW[:3],
                                   Multiplier("mitchell11", "mitchell", (("m", 11),)),
                                   Multiplier("mbm11", "mbm", (("m", 11),))], ids=lambda s: s.name)
 def test_the_log_loops_products_are_the_models_on_every_fraction_sum(spec):
-    """The numba loop's product (its shifted mantissa, not log_mantissa)
-    against the numpy route's (the model's log_mantissa on arrays) for every
-    fraction sum below 2^(F+1), leading-one sums around F and up to the
-    route's bound, both signs: a packed outer word times the packed operand
-    1 (inner word 0) is that word's product; a flagged zero inner word's is 0."""
+    """The numba loop's product (an add of float words and a truncation, not
+    log_mantissa) against the numpy route's (the model's log_mantissa on
+    arrays) for every pair of fraction codes (every fraction sum below
+    2^(F+1), with and without the carry; a sample of them at F = 11),
+    leading-one sums from 0 to the route's bound (around F too, where the
+    truncation drops bits), all four sign pairs: an outer column of words
+    times an inner row, one product per output (K = 1). The zero inner word
+    gives 0 with every outer word."""
     from fixar.golden import multiplier_kernels as kernels
     from fixar.golden import multiplier_routes as routes
     if numba_kernels() is None:
         pytest.skip("numba is not available: the numpy route is the only one")
-    F, corr = spec.log.bits, spec.log.corr
-    leads = np.array(sorted({t for t in (0, 1, 2, F - 1, F, F + 1, 60 - F) if 0 <= t <= 60 - F}))
-    s, t, neg = np.meshgrid(np.arange(1 << (F + 1)), leads, [0, 1], indexing="ij")
-    words = (s | (t << 24) | (neg << 63)).reshape(-1, 1).astype(np.int64)
-    out = np.empty((len(words), 2), dtype=np.int64)
-    for masked in (False, True):
-        inner = np.array([[0, routes.ZERO_INNER if masked else 0]], dtype=np.int64)
-        kernels.log(F, corr, masked, routes.ZERO_OUTER, words, inner, out)
-        assert np.array_equal(out[:, 0], routes._unpacked_products(words[:, 0], spec))
-        assert np.array_equal(out[:, 1], np.zeros(len(words), np.int64) if masked else out[:, 0])
+    F = spec.log.bits
+    fractions = np.arange(1 << F) if F <= 8 else np.unique(np.r_[np.arange(64), (1 << F) - 1 - np.arange(64),
+                                                                    np.random.default_rng(F).integers(0, 1 << F, 256)])
+    top = 60 - F                    # log_route_fits: lead sums up to 60 - F
+    a_leads, b_leads = [0, 1, F, top // 2], [0, 2, F - 1, top - top // 2]
+    fa, ta, sa = (g.reshape(-1) for g in np.meshgrid(fractions, a_leads, [0, 1], indexing="ij"))
+    fb, tb, sb = (g.reshape(-1) for g in np.meshgrid(fractions, b_leads, [0, 1], indexing="ij"))
+    outer = _float_words(fa, ta, sa, F, kernels.OUTER_BIAS)[:, None]
+    inner = np.r_[_float_words(fb, tb, sb, F, 0), kernels.ZERO_INNER][None, :]
+    out = np.empty((outer.shape[0], inner.shape[1]), np.int64)
+    kernels.log(routes.correction_word(spec), outer, inner, out)
+    want = routes._unpacked_products(_fields(fa, ta, sa)[:, None] + _fields(fb, tb, sb)[None, :], spec)
+    assert np.array_equal(out[:, :-1], want)
+    assert not out[:, -1].any()
 
 
 @pytest.mark.parametrize("name", ["mitchell", "mbm"])
-def test_packed_fields_are_the_same_from_numba_and_numpy(name, monkeypatch):
-    """The log route's packed words (numba's two passes, numpy's one) on
-    every leading-one position, both signs, zeros and the width's extremes,
-    with each of the route's zero words."""
+def test_float_words_carry_the_numpy_routes_fields(name):
+    """The numba route's words (its two passes) hold the numpy route's
+    fields (fixar.golden.multiplier_routes.packed_fields) on every
+    leading-one position, both signs, zeros and the width's extremes, as
+    outer and as inner words, from a C-ordered matrix and from a transposed
+    view."""
+    from fixar.golden import multiplier_kernels as kernels
     from fixar.golden import multiplier_routes as routes
     if numba_kernels() is None:
         pytest.skip("numba is not available: the numpy route is the only one")
-    rng = random.Random(name)
-    V = np.array(_log_uniform(rng, 32, 4000)).reshape(40, 100)
-    for zero in (routes.ZERO_OUTER, routes.ZERO_INNER, 0):
-        fast = routes.packed_fields(V, REGISTRY[name], zero)
-        monkeypatch.setenv("FIXAR_NO_NUMBA", "1")
-        assert np.array_equal(fast, routes.packed_fields(V, REGISTRY[name], zero)), zero
-        monkeypatch.delenv("FIXAR_NO_NUMBA")
+    spec, rng = REGISTRY[name], random.Random(name)
+    F = spec.log.bits
+    V = np.array(_log_uniform(rng, 32, 4030) + [0, 1, -1, (1 << 31) - 1, -(1 << 31)] * 2).reshape(40, 101)
+    fields = routes.packed_fields(V, spec, 0)
+    frac, lead, negative = fields & ((1 << 24) - 1), (fields >> 24) & 0xFF, (fields < 0).astype(np.int64)
+    for outer, bias, zero in ((True, kernels.OUTER_BIAS, kernels.ZERO_OUTER), (False, 0, kernels.ZERO_INNER)):
+        want = np.where(V != 0, _float_words(frac, lead, negative, F, bias), zero)
+        assert np.array_equal(routes.float_words(V, spec, outer), want), outer
+        assert np.array_equal(routes.float_words(np.ascontiguousarray(V.T).T, spec, outer), want), outer
 
 
 @pytest.mark.parametrize("widths", LANES)

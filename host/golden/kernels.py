@@ -238,6 +238,21 @@ def fake_quantize(X, bits, half, delta, zero, rnd, lo, hi, fbits, signed, wrap, 
 
 
 @_jit
+def code_stats(V):
+    """(min, max, number of nonzero entries) of an int64 array in one pass
+    (numpy takes three: the approximate products' operand checks and their
+    choice of outer operand)."""
+    flat = V.reshape(-1)
+    lo, hi, nonzero = flat[0], flat[0], 0
+    for j in range(flat.shape[0]):
+        v = flat[j]
+        lo = min(lo, v)
+        hi = max(hi, v)
+        nonzero += v != 0
+    return lo, hi, nonzero
+
+
+@_jit
 def operand(W):
     """A non-empty C-contiguous int64 matrix as float64, with the largest row
     and the largest column sum of |w| (int64: exact) and its smallest and

@@ -12,13 +12,16 @@ Log-sum (Mitchell, MBM): the product of a and b is
 ``(mant << (ta + tb + carry)) >> F`` with (mant, carry) =
 ``log_mantissa(fa + fb, F, corr)`` (``fixar.config.multipliers.log_product``),
 so the route needs each operand's fraction code and leading one once (per
-matrix, not per product) and then, per product, an add, the model's own
-``log_mantissa`` (compiled by numba from the config's source) and two
-shifts: no table gathers, which cost more than the arithmetic on
-this machine's cores. The loop skips the zero entries of its outer operand,
-and the operand with more zeros is made the outer one (ReLU outputs are
-half zeros); log-sum models are symmetric, so out^T = X^T (x) W^T gives the
-same bits.
+matrix, not per product). The numba route packs them as floats' bit
+patterns, whose integer sum is the product before its truncation
+(fixar.golden.multiplier_kernels says why that is the model's value):
+per product an add and a conversion, no table gathers. The numpy route
+(no numba) packs the fields plainly and runs the model's own
+``log_mantissa`` on arrays; the tests tie the two together. The loop skips
+the zero entries of its outer operand, and the operand with more zeros is
+made the outer one (ReLU outputs are half zeros), read in place through
+its transpose; log-sum models are symmetric, so out^T = X^T (x) W^T gives
+the same bits.
 """
 from __future__ import annotations
 
@@ -36,10 +39,14 @@ from fixar.golden.multipliers import exact_product, split
 
 # Entries of the (M, K, N) block of products the numpy log route forms at once.
 _BLOCK = 1 << 18
-# Products below this many run on one thread: waking numba's pool costs 0.07 to
-# 0.1 ms on this project's machine, what the loop takes for 0.3-0.45 M products
-# (measured with both cores free: two threads even at 1.25 M, ahead from 1.9 M).
-_PARALLEL_PRODUCTS = 1 << 20
+# Products below this many run on one thread. With the float-word loop a
+# training step at B = 64 (400-300: products up to 7.7 M) ran faster with its
+# loops on one thread than on two on this project's 2-core VM (Mitchell
+# 19.7-21.8 ms against 21.6-25.8, MBM 22.6-24.8 against 24.6-30.3; the two
+# vCPUs share more than a core's worth: two busy processes each ran 15-40 %
+# slower than one alone), where the older loop, with four times the
+# arithmetic per product, had gained from the second thread.
+_PARALLEL_PRODUCTS = 1 << 24
 
 
 # --- separable ---------------------------------------------------------------
@@ -96,17 +103,15 @@ def separable_rounded(pe: PEConfig, W: np.ndarray, X: np.ndarray, packed: bool, 
 
 # --- log-sum -----------------------------------------------------------------
 
-# An operand's fields packed in one int64, so that adding two packed words
-# adds the fractions (bits 0-23: F <= 17, so no carry out), adds the leading
-# ones (bits 24-31) and XORs the signs (bit 63: the carry out of it is
-# dropped): one load and one add per product. A zero entry: ``ZERO_OUTER``
-# (bit 40, otherwise unused) when it is the outer operand (skipped); when it
-# is the inner one, 0 (read as the operand 1; taken back afterwards, see
-# fixar.golden.multiplier_kernels.take_back) or, where zeros are many, ``ZERO_INNER`` (the
-# same with bit 40 set, which the loop turns into a mask).
+# The numpy route's packed operand: its fields in one int64, so that adding
+# two packed words adds the fractions (bits 0-23: F <= 17, so no carry
+# out), adds the leading ones (bits 24-31) and XORs the signs (bit 63: the
+# carry out of it is dropped). A zero outer entry is ``_NUMPY_ZERO`` (bit
+# 40, otherwise unused), a zero inner entry 0, whose products the route
+# masks. (The numba route packs floats' bit patterns instead:
+# fixar.golden.multiplier_kernels.)
 _LEAD, _SIGN = 24, 63
-ZERO_OUTER = 1 << 40
-ZERO_INNER = 1 << 40        # a zero inner entry, flagged: the operand 1 with bit 40 set
+_NUMPY_ZERO = 1 << 40
 _FRAC_MASK = (1 << _LEAD) - 1
 
 
@@ -118,17 +123,28 @@ def _fraction_table(spec: Multiplier) -> np.ndarray:
 
 
 def packed_fields(V: np.ndarray, spec: Multiplier, zero: int) -> np.ndarray:
-    """Each entry's packed fields (fraction | leading one << 24 | negative << 63), ``zero`` for 0."""
-    ftab = _fraction_table(spec)
-    kernels = _numba_kernels()
-    if kernels is not None:
-        V = np.ascontiguousarray(V, dtype=I64)
-        out = np.empty(V.shape, I64)
-        kernels.pack(V.reshape(-1), spec.table_bits, ftab, zero, out.reshape(-1))
-        return out
+    """The numpy route's packed words of V (fraction | leading one << 24 | negative << 63), ``zero`` for 0."""
     s, M, E = split(V, spec.table_bits)
     lead = np.frexp(M.astype(np.float64))[1].astype(I64) - 1 + E
-    return np.where(s != 0, ftab[M] | (lead << _LEAD) | ((s < 0).astype(I64) << I64(_SIGN)), zero)
+    return np.where(s != 0, _fraction_table(spec)[M] | (lead << _LEAD) | ((s < 0).astype(I64) << I64(_SIGN)), zero)
+
+
+def float_words(V: np.ndarray, spec: Multiplier, outer: bool) -> np.ndarray:
+    """The numba route's float words of a 2-D V (fixar.golden.multiplier_kernels).
+    A transposed V is copied first: numpy's transposing copy and packing the
+    copy took 0.17 ms for a 400 x 300 view, packing through the strides
+    0.32 (and 0.36 in tiles that stay in the L1 cache, which do not vectorize)."""
+    kernels = _numba_kernels()
+    V = np.ascontiguousarray(V)
+    out = np.empty(V.shape, I64)
+    bias, zero = (kernels.OUTER_BIAS, kernels.ZERO_OUTER) if outer else (0, kernels.ZERO_INNER)
+    kernels.pack(V, spec.table_bits, _fraction_table(spec), spec.log.bits, bias, zero, out)
+    return out
+
+
+def correction_word(spec: Multiplier) -> int:
+    """The numba loop's word for the model's correction C / 2^F = corr / 64 (MBM's; 0 for none)."""
+    return _numba_kernels().correction_word(spec.log.corr / 64)
 
 
 def _unpacked_products(w: np.ndarray, spec: Multiplier) -> np.ndarray:
@@ -157,32 +173,24 @@ def _largest(V: np.ndarray) -> int:
     return max(-int(V.min()), int(V.max()), 1) if V.size else 1
 
 
-def log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier) -> np.ndarray:
+def log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier,
+               nonzero: tuple[int | None, int | None] = (None, None)) -> np.ndarray:
+    """sum_k model(W[i, k], X[k, n]) for a log-sum model; ``nonzero``: the
+    operands' numbers of nonzero entries where the caller has counted them."""
+    out = np.empty((W.shape[0], X.shape[1]), dtype=I64)
     if not W.size or not X.size:
-        return np.zeros((W.shape[0], X.shape[1]), dtype=I64)
-    nonzero_w, nonzero_x = np.count_nonzero(W), np.count_nonzero(X)
-    if nonzero_x < nonzero_w:     # the sparser operand outside: its zeros are skipped
-        return _log_matmul(np.ascontiguousarray(X.T), np.ascontiguousarray(W.T), spec, nonzero_x, nonzero_w).T
-    return _log_matmul(W, X, spec, nonzero_w, nonzero_x)
-
-
-def _log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier, nonzero_w: int, nonzero_x: int) -> np.ndarray:
-    zeros = X.size - nonzero_x
-    # Many zeros inside (ReLU outputs on both sides of a weight gradient): flag
-    # them, and the loop masks their products; few: the loop reads them as
-    # the operand 1 and those products are taken back afterwards.
-    masked = zeros * 16 >= X.size
-    outer, inner = packed_fields(W, spec, ZERO_OUTER), packed_fields(X, spec, ZERO_INNER if masked else 0)
+        return np.zeros_like(out)
+    nonzero_w, nonzero_x = (np.count_nonzero(V) if n is None else n for V, n in zip((W, X), nonzero))
+    transposed = nonzero_x < nonzero_w
+    if transposed:   # the sparser operand outside: its zeros are skipped (read in place, out written so)
+        W, X, out, nonzero_w = X.T, W.T, out.T, nonzero_x
     kernels = _numba_kernels()
     if kernels is None:
-        return _numpy_log_matmul(outer, inner, X != 0, spec)
-    out = np.empty((W.shape[0], X.shape[1]), dtype=I64)
-    products = nonzero_w * X.shape[1]
-    kernels.run_log(spec.log.bits, spec.log.corr, masked, ZERO_OUTER, outer, inner, out,
-                    loop_threads() if products >= _PARALLEL_PRODUCTS else 1)
-    if zeros and not masked:
-        kernels.take_back(spec.log.bits, spec.log.corr, ZERO_OUTER, outer, X, out)
-    return out
+        out[...] = _numpy_log_matmul(packed_fields(W, spec, _NUMPY_ZERO), packed_fields(X, spec, 0), X != 0, spec)
+    else:
+        kernels.run_log(correction_word(spec), float_words(W, spec, outer=True), float_words(X, spec, outer=False), out,
+                        loop_threads() if nonzero_w * X.shape[1] >= _PARALLEL_PRODUCTS else 1)
+    return out.T if transposed else out
 
 
 def _numpy_log_matmul(outer: np.ndarray, inner: np.ndarray, nonzero: np.ndarray, spec: Multiplier) -> np.ndarray:
@@ -192,7 +200,7 @@ def _numpy_log_matmul(outer: np.ndarray, inner: np.ndarray, nonzero: np.ndarray,
         k = slice(k0, min(k0 + kb, outer.shape[1]))
         u = outer[:, k, None]
         p = _unpacked_products(u + inner[None, k, :], spec)
-        out += np.where((u != ZERO_OUTER) & nonzero[None, k, :], p, 0).sum(axis=1)
+        out += np.where((u != _NUMPY_ZERO) & nonzero[None, k, :], p, 0).sum(axis=1)
     return out
 
 

@@ -75,8 +75,8 @@ def split(V: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.sign(V), mag >> E, E
 
 
-def _check(W: np.ndarray, X: np.ndarray, widths: tuple[int, int]) -> tuple[int, int]:
-    """The operands checked; returns their largest magnitudes (at least 1)."""
+def _check(W: np.ndarray, X: np.ndarray, widths: tuple[int, int]) -> tuple[tuple[int, int | None], ...]:
+    """The operands checked; returns each one's :func:`_check_codes`."""
     if W.ndim != 2 or X.ndim != 2 or W.shape[1] != X.shape[0]:
         raise ValueError(f"expected (M, K) @ (K, N) operands, got {W.shape} and {X.shape}")
     if W.shape[1] > MAX_REDUCTION:      # the exact BLAS routes' bound (fixar.golden.matmul)
@@ -84,16 +84,20 @@ def _check(W: np.ndarray, X: np.ndarray, widths: tuple[int, int]) -> tuple[int, 
     return _check_codes("W", W, widths[0]), _check_codes("X", X, widths[1])
 
 
-def _check_codes(name: str, V: np.ndarray, w: int) -> int:
+def _check_codes(name: str, V: np.ndarray, w: int) -> tuple[int, int | None]:
+    """V checked as ``w``-bit signed codes; returns its largest magnitude (at
+    least 1) and its number of nonzero entries where one numba pass gave
+    both (None otherwise)."""
     # 33 bits at most: magnitudes stay below 2^32 (the bit-plane route's bound)
     if not 2 <= w <= 33:
         raise ValueError(f"{name}: operand width {w} is outside 2..33")
     if not V.size:
-        return 1
-    lo, hi = int(V.min()), int(V.max())
+        return 1, 0
+    kernels = numba_kernels() if V.flags.c_contiguous else None
+    lo, hi, nonzero = kernels.code_stats(V) if kernels is not None else (V.min(), V.max(), None)
     if lo < -(1 << (w - 1)) or hi >= 1 << (w - 1):
         raise ValueError(f"{name} holds values outside {w}-bit signed codes")
-    return max(-lo, hi, 1)
+    return max(-int(lo), int(hi), 1), nonzero
 
 
 def approx_multiply(A, B, multiplier, widths: tuple[int, int]) -> np.ndarray:
@@ -127,14 +131,15 @@ def approx_matmul(W, X, multiplier, widths: tuple[int, int]) -> np.ndarray:
     weight and lane), modulo 2^64. Bit-exact with the functional model."""
     spec = get(multiplier)
     W, X = np.asarray(W, dtype=I64), np.asarray(X, dtype=I64)
-    largest = _check(W, X, widths)
+    (largest_w, nonzero_w), (largest_x, nonzero_x) = _check(W, X, widths)
     if spec.kind == "exact":
         return exact_product(W, X)
     from fixar.golden import multiplier_routes as fast  # it imports this module
     if spec.operand is not None and spec.table_bits is not None:
         return fast.separable_matmul(W, X, spec)
-    if spec.log is not None and spec.table_bits is not None and fast.log_route_fits(W, X, spec, largest):
-        return fast.log_matmul(W, X, spec)
+    if spec.log is not None and spec.table_bits is not None and fast.log_route_fits(W, X, spec,
+                                                                                    (largest_w, largest_x)):
+        return fast.log_matmul(W, X, spec, (nonzero_w, nonzero_x))
     if spec.table_bits is not None:
         return table_matmul(W, X, spec)
     if spec.kind == "truncated":

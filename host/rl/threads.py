@@ -23,13 +23,12 @@ The golden model's loops for the log-sum multipliers (Mitchell, MBM:
 fixar.golden.multiplier_kernels) take their threads apart, from
 fixar.golden.adam.loop_threads: the machine's cores unless the user says
 otherwise (FIXAR_THREADS, or one of the variables above; a Ray run with one
-CPU sets them all to 1). So at B=64 the exact step's products run on one
-thread while an approximate step's loops take both cores. That is the fair
-comparison for the step-time ratio (fixar.figures.multipliers): each route
-runs at its own fastest setting (one BLAS thread is the exact step's, as
-measured above; the loops do far more arithmetic per product than BLAS and
-gain from a second thread), and the matmul figure's CPU-time ratio still
-reports what the approximate product costs summed over all its threads.
+CPU sets them all to 1), and only for products of 2^24 multiplications or
+more (fixar.golden.multiplier_routes says why: at B=64 one thread was
+faster on this project's machine). The step-time ratio
+(fixar.figures.multipliers) thus compares each route at its own fastest
+setting, and the matmul figure's CPU-time ratio still reports what an
+approximate product costs summed over all its threads.
 """
 from __future__ import annotations
 
