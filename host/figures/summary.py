@@ -80,7 +80,8 @@ def commit() -> str:
 STUDIES = {"": "study", "40k": "study40k", "100k": "study100k", "400": "study400", "multipliers": "studymult",
            "multipliers_log": "studymultlog", "multipliers_trunc": "studymulttrunc", "qat_pow2": "studypow2",
            "qat16e": "studyq16e", "100k_qat_pow2": "study100kpow2", "100k_qat16e": "study100kq16e",
-           "100k_qat16s": "study100kq16s", "100k_qat16d": "study100kq16d", "400_hopper_k6": "study400k6"}
+           "100k_qat16s": "study100kq16s", "100k_qat16d": "study100kq16d", "400_hopper_k6": "study400k6",
+           "bfp": "studybfp"}
 
 
 def study_figures(root: Path = ROOT) -> dict:
