@@ -19,9 +19,8 @@ per product an add and a conversion, no table gathers. The numpy route
 (no numba) packs the fields plainly and runs the model's own
 ``log_mantissa`` on arrays; the tests tie the two together. The loop skips
 the zero entries of its outer operand, and the operand with more zeros is
-made the outer one (ReLU outputs are half zeros), read in place through
-its transpose; log-sum models are symmetric, so out^T = X^T (x) W^T gives
-the same bits.
+made the outer one (ReLU outputs are half zeros); log-sum models are
+symmetric, so out^T = X^T (x) W^T gives the same bits.
 """
 from __future__ import annotations
 
@@ -182,7 +181,7 @@ def log_matmul(W: np.ndarray, X: np.ndarray, spec: Multiplier,
         return np.zeros_like(out)
     nonzero_w, nonzero_x = (np.count_nonzero(V) if n is None else n for V, n in zip((W, X), nonzero))
     transposed = nonzero_x < nonzero_w
-    if transposed:   # the sparser operand outside: its zeros are skipped (read in place, out written so)
+    if transposed:   # the sparser operand outside: its zeros are skipped (out written through its transpose)
         W, X, out, nonzero_w = X.T, W.T, out.T, nonzero_x
     kernels = _numba_kernels()
     if kernels is None:
