@@ -129,7 +129,7 @@ def test_config_rejects(kwargs, field):
 def test_config_section():
     c = BfpConfig(widths=[2, 4, 8], mantissa_bits=4)     # a TOML list becomes a tuple
     assert c.widths == (2, 4, 8) and hash(c)
-    assert c.format() == BfpFormat(4, 16, 4, "stochastic", 16)
+    assert c.format() == BfpFormat(4, 16, 5, "stochastic", 16)
     assert c.format(8).mantissa_bits == 8 and c.format().with_mantissa(2) == c.format(2)
     f = BfpFormat(6, exp_bits=3)
     assert (f.min_mantissa, f.max_mantissa, f.min_offset, f.max_offset) == (-32, 31, -4, 3)
@@ -185,11 +185,11 @@ def test_all_zero_groups(m):
     q = np.zeros((2, 40), dtype=np.int64)
     q[1, 20] = 12345
     for rounding in ("stochastic", "nearest"):
-        t = check_against_reference(q, 20, BfpFormat(m, rounding=rounding), seed=1)
+        t = check_against_reference(q, 20, BfpFormat(m, exp_bits=4, rounding=rounding), seed=1)
         assert t.offset[0].tolist() == [-8, -8, -8] and t.offset[1].tolist() == [-8, 7, -8]
         assert not t.mant[0].any() and np.count_nonzero(t.mant[1]) == 1
     t = to_bfp(np.zeros(5, dtype=np.int64), 20, BfpFormat(m), seed=2)
-    assert t.base == 0 and t.offset.tolist() == [[-8]] and not t.codes().any()
+    assert t.base == 0 and t.offset.tolist() == [[-16]] and not t.codes().any()      # e = 5: the lowest is -16
 
 
 @pytest.mark.parametrize("m", MANTISSA_WIDTHS)
@@ -225,13 +225,13 @@ def test_saturating_mantissas(m):
 
 def test_offset_saturation_bottom_flushes_and_top_saturates():
     q = np.array([[1 << 40] + [0] * 15 + [1 << 20] + [0] * 15 + [3] + [0] * 15], dtype=np.int64)
-    t = check_against_reference(q, 20, BfpFormat(8, rounding="nearest"), 0)
+    t = check_against_reference(q, 20, BfpFormat(8, exp_bits=4, rounding="nearest"), 0)
     assert t.offset.tolist() == [[7, -8, -8]]                  # 20 binades below: clamped to the lowest
     assert t.lsb_exp[0, 1] == 5 - 6                             # the clamped exponent 2**5: LSB 2**-1
     assert t.codes()[0, 16] == 1 << 20                          # 1.0 is still 2 LSBs, exact...
     assert t.codes()[0, 32] == 0                                # ...but 3 LSBs of Q12.20 flush to 0
     # an explicit base below the data: the offset saturates at the top and the mantissa saturates
-    t = check_against_reference(q, 20, BfpFormat(4, rounding="nearest"), 0, base=0)
+    t = check_against_reference(q, 20, BfpFormat(4, exp_bits=4, rounding="nearest"), 0, base=0)
     assert t.offset[0, 0] == 7 and t.mant[0, 0, 0] == 7
     with pytest.raises(ValueError, match="below the LSB"):
         to_bfp(np.array([3]), 1, BfpFormat(8, rounding="nearest")).codes(frac=0)     # 1.5 is no integer
@@ -362,3 +362,21 @@ def test_the_numba_route_gives_the_numpy_routes_codes(monkeypatch):
         want = bfp_quantize(q, frac, fmt, seed, axis)
         monkeypatch.delenv("FIXAR_NO_NUMBA")
         assert np.array_equal(got, want), (trial, shape, fmt, frac, axis)
+
+
+def test_with_enough_exponent_bits_a_group_converts_alone():
+    """With 2^e >= the codes' bits the per-tensor base never clips an offset,
+    so a group's BFP value depends on the group and its words' keys alone:
+    what lets the engine convert groups as they stream past. At e = 4 the
+    largest Q12.20 code elsewhere in the tensor coarsens groups of one LSB."""
+    rng = np.random.default_rng(7)
+    tiny = rng.integers(-8, 8, (4, 32))
+    tiny[:, 0] = 1                                          # E = -20, the lowest exponent a code has
+    both = np.vstack([tiny, np.full((1, 32), -(1 << 31))])   # E = 11, the highest: a span of 31 binades
+    for e, local in ((5, True), (4, False)):
+        assert BfpConfig(exp_bits=e).group_local(32) == local
+        for rounding in ("stochastic", "nearest"):
+            fmt = BfpFormat(4, exp_bits=e, rounding=rounding)
+            alone = bfp_quantize(tiny, 20, fmt, 9)
+            assert np.array_equal(bfp_quantize(both, 20, fmt, 9)[:4], alone) == local, (e, rounding)
+    assert not BfpConfig(exp_bits=5).group_local(33)

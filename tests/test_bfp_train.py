@@ -71,18 +71,75 @@ def _is_bfp(q, m, axis, g=16) -> bool:
     return bool(((mant >= -(1 << (m - 1))) & (mant < 1 << (m - 1))).all())
 
 
+def _split(q, features, obs=3, act=1, g=16):
+    """The critic's first-layer operand (``features`` long obs + act) with s
+    padded by zeros to a whole group, as it is grouped; any other as it is."""
+    if features is None or q.shape[features] != obs + act:
+        return q
+    return np.insert(q, [obs] * (-obs % g), 0, axis=features)
+
+
 def test_every_product_takes_bfp_operands_grouped_along_its_reduction(monkeypatch):
     cfg = _cfg(schedule_every=0, mantissa_bits=2)          # every layer at 2 bits throughout
     seen = _recorded_products(monkeypatch, cfg)
-    # the reduction axis of operands A and B per product: W X, W^T D, D X^T
+    # the reduction axis of operands A and B per product: W X, W^T D, D X^T,
+    # and the axis of each operand's input features (the critic's [s; a])
     axes = {"linear": (1, 0), "transposed": (0, 0), "weight_grad": (1, 1)}
+    features = {"linear": (1, 0), "transposed": (1, None), "weight_grad": (None, 0)}
     for name, (ax_a, ax_b) in axes.items():
         assert seen[name], name
         wrong_axis = 0
+        f_a, f_b = features[name]
         for A, B in seen[name]:
+            A, B = _split(A, f_a), _split(B, f_b)
             assert _is_bfp(A, 2, ax_a) and _is_bfp(B, 2, ax_b), name
             wrong_axis += not _is_bfp(A, 2, 1 - ax_a)
         assert wrong_axis, f"{name}: grouped along the other axis too? the check cannot tell them apart"
+
+
+def test_the_critics_input_groups_s_and_a_apart():
+    """s is padded to a whole group before conversion, as the program stores
+    [s; a]: a large action does not flush the small observations, which a
+    group holding both would (at 2 bits its LSB is the action's binade)."""
+    X = np.array([[1 << 10] * 4] * 3 + [[1 << 30] * 4], dtype=np.int64)     # s = 2^-10, a = 2^10
+    W = np.full((1, 4), 1 << 20, dtype=np.int64)                               # ones: the output sums X
+    bias = np.zeros(1, dtype=np.int64)
+    exact = linear(CFG, W, X, bias, ActFunc.IDENTITY)
+    for split, same in ((3, True), (None, False)):
+        layers = bfp_train.BfpLayers(_cfg(rounding="nearest"), 1, seed=0, fixed=2, split=split)
+        got, _ = layers.layer(0, W, bias, X, ActFunc.IDENTITY)
+        assert np.array_equal(got, exact) == same, split
+
+
+def test_a_check_measures_after_its_step_with_seeds_of_its_own():
+    """Checks that never widen leave a run's bits as a run without checks (their
+    conversions draw from a stream of their own), and a check that widens
+    takes effect from the next step: the check step itself ran at the old width."""
+    rng = np.random.default_rng(5)
+    batches = [_batch(rng) for _ in range(3)]
+    runs = {}
+    for name, kw in (("none", dict(schedule_every=0)), ("never", dict(schedule_every=1, threshold=1e9)),
+                     ("always", dict(schedule_every=2, threshold=0.0))):
+        b = _backend(_cfg(**kw))
+        runs[name] = [(b.train(*batch), {k: v.copy() for k, v in b.state_dict().items() if k != "qat"},
+                       [list(q.widths) for q in b.ddpg.qat.values()]) for batch in batches]
+        runs[name + "_history"] = [q.history for q in b.ddpg.qat.values()]
+    same = [all(np.array_equal(v, runs["none"][t][1][k]) for k, v in runs[name][t][1].items())
+            for name in ("never", "always") for t in range(3)]
+    assert same == [True, True, True, True, False, False]
+    assert [w for *_, w in runs["always"]] == [[[4] * 3] * 2, [[4] * 3] * 2, [[6] * 3] * 2]
+    assert all(len(h) == 3 * 3 for h in runs["never_history"])                 # every layer, every step
+    assert [t for t, *_ in runs["always_history"][0]] == [0, 0, 0, 2, 2, 2]
+
+
+def test_a_checkpoint_of_other_bfp_rules_is_refused():
+    layers = bfp_train.BfpLayers(CFG, 3, seed=1)
+    st = layers.state()
+    layers.load(dict(st))
+    with pytest.raises(ValueError, match="exponent bits"):
+        layers.load(dict(st, exp_bits=4))
+    with pytest.raises(ValueError, match="start a new run"):
+        layers.load({k: v for k, v in st.items() if k != "checks"})
 
 
 def test_a_layer_on_values_already_on_the_bfp_grid_is_the_fxp32_layer():

@@ -45,7 +45,7 @@ class BfpFormat:
 
     mantissa_bits: int = 8
     group: int = 16
-    exp_bits: int = 4
+    exp_bits: int = 5
     rounding: str = "stochastic"
     rnd_bits: int = 16
 
@@ -89,7 +89,7 @@ class BfpConfig:
     starts at, and the widths a precision schedule may step through."""
 
     group: int = 16
-    exp_bits: int = 4
+    exp_bits: int = 5
     mantissa_bits: int = 2          # FAST starts every layer at its narrowest mantissa
     rounding: str = "stochastic"
     rnd_bits: int = 16
@@ -123,6 +123,14 @@ class BfpConfig:
             raise ConfigError(f"bfp.widths: {list(widths)} must be strictly increasing")
         if self.mantissa_bits not in widths:
             raise ConfigError(f"bfp.mantissa_bits: {self.mantissa_bits} is not one of bfp.widths {list(widths)}")
+
+    def group_local(self, code_bits: int) -> bool:
+        """Whether converting codes of ``code_bits`` bits depends on each group
+        alone: the offsets span every exponent such codes have (2^e - 1 >=
+        code_bits - 1), so the per-tensor base never clips one. The engine
+        converts a group as it streams past and needs this; the default e = 5
+        holds it for 32-bit codes."""
+        return (1 << self.exp_bits) >= code_bits
 
     def schedule_threshold(self, step: int, layer: int) -> float:
         """The r(X) above which layer ``layer`` widens at training step ``step``:

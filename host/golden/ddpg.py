@@ -87,6 +87,8 @@ class Net:
         acts = [np.asarray(X, dtype=I64)]
         for i, (W, b, f) in enumerate(zip(self.W, self.b, self.funcs)):
             if qat is not None and qat.frozen:
+                if track and isinstance(qat, BfpLayers):
+                    qat.watch(i, acts[i])           # what the precision schedule measures (after the step)
                 y, acts[i] = qat.layer(i, W, b, acts[i], f, ops)
             else:
                 if track and qat is not None:
@@ -157,7 +159,7 @@ class FixedDDPG:
         state, so a run's seed fixes them."""
         seed = int(self.prng)
         self.qat = {"actor": BfpLayers(self.cfg, len(self.actor.W), seed, fixed),
-                    "critic": BfpLayers(self.cfg, len(self.critic.W), seed ^ 0x5BD1E995, fixed)}
+                    "critic": BfpLayers(self.cfg, len(self.critic.W), seed ^ 0x5BD1E995, fixed, split=self.obs_dim)}
 
     def switch_to_fxp16(self) -> None:
         """The QAT switch: freeze the quantizers; activations are 16-bit from now on."""
@@ -297,6 +299,9 @@ class FixedDDPG:
         # the critic's target moves before the actor's update, which does not read it
         self._update("critic", self.critic, c_grads, self.critic_t)
         self._update("actor", self.actor, self.actor_gradients(S), self.actor_t)
+        for layers in (self.qat or {}).values():
+            if isinstance(layers, BfpLayers):
+                layers.end_step()
         qf = q.astype(np.float64) * fmt.lsb
         yf = y.astype(np.float64) * fmt.lsb
         return {"critic_loss": float(np.mean((qf - yf) ** 2)), "q_mean": float(np.mean(qf))}
