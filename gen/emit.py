@@ -15,6 +15,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 
 from fixar.config import ConfigError, FixarConfig
+from fixar.config.bfp import code_bits
 from fixar.config.timing import array_stages, pe_stages
 from fixar.gen.kernel.top import Kernel
 from fixar.gen.lib import ram
@@ -22,6 +23,7 @@ from fixar.gen.units.activation import ActivationUnit
 from fixar.gen.units.adam import AdamUnit
 from fixar.gen.units.array import Array
 from fixar.gen.units.bfp_column import BfpColumn
+from fixar.gen.units.bfp_convert import BfpConvert
 from fixar.gen.units.pe import PE
 from fixar.gen.units.prng import Xorshift32
 from fixar.gen.units.trainer import Trainer
@@ -51,6 +53,8 @@ def designs(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> dict
         "fixar_vector": (lambda: VectorUnit(cfg), {"latency": VectorUnit.latency(cfg)}),
         "fixar_bfp_column": (lambda: BfpColumn(cfg), {"latency": BfpColumn.LATENCY}),
     }
+    if cfg.bfp.group_local(code_bits(cfg)):        # else the converter cannot be exact (docs/bfp.md)
+        found["fixar_bfp_convert"] = (lambda: BfpConvert(cfg), {"latency": BfpConvert.LATENCY})
     if array:
         found["fixar_array"] = (lambda: Array(cfg), {"latency": array_stages(cfg.pe), "pipe": Array.PIPE,
                                                      "sources": [ram.VERILOG.name]})

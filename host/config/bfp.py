@@ -143,6 +143,11 @@ class BfpConfig:
         return BfpFormat(m, self.group, self.exp_bits, self.rounding, self.rnd_bits)
 
 
+def code_bits(cfg: FixarConfig) -> int:
+    """The widest codes a product converts into BFP: weights, activations and errors."""
+    return max(cfg.pe.weight.bits, cfg.pe.act32.bits)
+
+
 @dataclass(frozen=True)
 class FmacShape:
     """The fMAC column's widths, all derived from the config (docs/bfp.md, "The fMAC").

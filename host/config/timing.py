@@ -52,6 +52,10 @@ PRNG_STAGES = 0          # the xorshift state is the output
 # column's sum, the group sum G, G shifted by the scale, the wide sum's low
 # half, its high half (with the low half's carry).
 BFP_COLUMN_STAGES = 7
+# The BFP converter (gen/units/bfp_convert.py): input, magnitudes and the
+# hash's first rounds, the group's shift and the last rounds, the rounding
+# addend, the shift to the mantissa and its saturation.
+BFP_CONVERT_STAGES = 5
 CORE_STAGES = CORE_FRONT_STAGES + ACTIVATION_STAGES + QUANTIZER_STAGES
 ARRAY_STAGES = ARRAY_PIPE_STAGES + CORE_STAGES + ARRAY_OUT_STAGES
 # Registers inside a multiplier, by kind, ahead of the product's own register
