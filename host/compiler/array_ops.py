@@ -67,6 +67,7 @@ from fixar.config import (
     packed_shift_max,
     weight_groups,
 )
+from fixar.config.bfp import code_bits
 
 
 class ArrayOpError(ValueError):
@@ -138,6 +139,21 @@ class LayerOp:
     # (b + 2k') mod R at X^T row t_base + (b div R) (n_ot C / 2) + k'; a
     # packed gradient product (grad, packed) reads X^T in that layout
     pq_t: bool = False
+    # A BFP product (docs/bfp.md, "BFP in the compiler"): both operands converted
+    # into block floating point as they enter the cores, grouped along the
+    # product's reduction (W, or a gradient's D, at bfp_w mantissa bits; X at
+    # bfp_x), then the FXP32 product of the converted codes with its one
+    # rounding. Their rounding seeds are jenkins32(base + bfp_conv) and
+    # jenkins32(base + bfp_conv + 1), base the seed stream bfp_stream's per-step
+    # scalar (0 the actor's, 1 the critic's). bfp_w = bfp_x = 0: not BFP.
+    bfp_w: int = 0
+    bfp_x: int = 0
+    bfp_stream: int = 0
+    bfp_conv: int = 0
+
+    @property
+    def bfp(self) -> bool:
+        return bool(self.bfp_w or self.bfp_x)
 
 
 @dataclass(frozen=True)
@@ -207,6 +223,8 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
     for name in ("M", "K", "batch"):
         if getattr(op, name) < 1:
             raise ArrayOpError(f"{name} = {getattr(op, name)}: must be at least 1")
+    if op.bfp:
+        _check_bfp(cfg, op)
     if op.grad:
         return _describe_grad(cfg, op)
     mode = PEMode(op.mode)
@@ -288,6 +306,36 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                       limit=mask_no_limit(cfg) if op.limit is None else op.limit,
                       pq=extra, pq_e=op.pq_e if op.packed else 0, pq_c=pq_c, pq_lane=op.pq_lane,
                       pq_t=int(op.pq_t), pq_q=op.pq_q)
+
+
+BFP_STREAMS = 2        # the actor's and the critic's rounding seeds
+
+
+def _check_bfp(cfg: FixarConfig, op: LayerOp) -> None:
+    """A BFP product's limits. Its descriptor is the FXP32 product's for now:
+    the array's BFP front is not built, and encoding refuses BFP products
+    (program.encode); the golden executor runs them."""
+    bfp, R = cfg.bfp, cfg.array.rows
+    for name in ("bfp_w", "bfp_x"):
+        if getattr(op, name) not in bfp.widths:
+            raise ArrayOpError(f"{name} = {getattr(op, name)}: a BFP product's mantissa widths are both among "
+                               f"bfp.widths {list(bfp.widths)}")
+    if bfp.group != R:
+        raise ArrayOpError(f"a BFP group is one PE column's reduction: bfp.group = {bfp.group} must equal "
+                           f"array.rows = {R}")
+    if not bfp.group_local(code_bits(cfg)):
+        raise ArrayOpError(f"BFP products convert each group alone, which needs 2^bfp.exp_bits >= "
+                           f"{code_bits(cfg)} (the codes' bits); bfp.exp_bits = {bfp.exp_bits}")
+    if op.mode != PEMode.FXP32 or op.packed or op.track or op.fq or op.pq_lane or op.pq_q:
+        raise ArrayOpError("a BFP product converts FXP32 operands and has no QAT quantizer, packing or lane")
+    if op.grad and op.gstore == GStore.BOTH:
+        raise ArrayOpError("a BFP weight gradient converts D, and the bias gradient needs D unconverted: "
+                           "gstore 1 with a separate bias-gradient product")
+    if op.grad and math.ceil(op.batch / cfg.array.cores) % bfp.group:
+        raise ArrayOpError(f"a BFP weight gradient groups the batch by {bfp.group}, and no group may straddle "
+                           f"two cores: batch {op.batch} on {cfg.array.cores} cores is not whole groups per core")
+    if not 0 <= op.bfp_stream < BFP_STREAMS or not 0 <= op.bfp_conv < 1 << 16:
+        raise ArrayOpError(f"bfp_stream = {op.bfp_stream} (0 or 1), bfp_conv = {op.bfp_conv} (0..65535)")
 
 
 def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:

@@ -11,12 +11,15 @@ import math
 
 import numpy as np
 
-from fixar.compiler.program import Adam, Grad, Matmul, Program, Soft, Sync, Vec
+from fixar.compiler.array_ops import LayerOp
+from fixar.compiler.program import BFP_NETS, Adam, Grad, Matmul, Program, Soft, Sync, Vec
 from fixar.config import FixarConfig, VecOp, mask_no_limit, packed_code_offset
 from fixar.golden.adam import AdamCodes, adam_update
+from fixar.golden.bfp import bfp_quantize
 from fixar.golden.ddpg import bias_grad, weight_grad
 from fixar.golden.fixed import I64
 from fixar.golden.layer import linear, transposed
+from fixar.golden.noise import jenkins32
 from fixar.golden.qat import dequantize16, quantize16
 from fixar.golden.vector import noise_add, vector_op
 
@@ -67,12 +70,13 @@ class ProgramState:
 def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, acting: bool = False) -> None:
     """One pass over the training program (or, with ``acting``, the acting
     program). ``scalars``: gamma, tau, loss_scale, noise and the step-size
-    codes the Adam instructions name (critic_lr, actor_lr)."""
+    codes the Adam instructions name (critic_lr, actor_lr); a BFP program's
+    seed bases too (:func:`bfp_seed_key`)."""
     cfg, p, T = st.cfg, st.program, st.t
     R = cfg.array.rows
     for ins in (p.act_instrs if acting else p.instrs):
         if isinstance(ins, Matmul):
-            _matmul(st, ins)
+            _matmul(st, ins, scalars)
         elif isinstance(ins, Grad):
             M = ins.op.M
             D = T[ins.d][:M]
@@ -83,7 +87,10 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
             else:
                 K = p.tensors[ins.param].shape[1]
                 X = T[ins.x][:ins.op.K]         # a packed gradient's: the codes, in feature pairs on chip
-                st.grad[ins.param] = weight_grad(cfg, D, _dequantized(st, ins.op, X) if ins.op.packed else X)[:, :K]
+                if ins.op.packed:
+                    X = _dequantized(st, ins.op, X)
+                Dw, X = _bfp_operands(st, ins.op, scalars, D, X, 1, 1) if ins.op.bfp else (D, X)
+                st.grad[ins.param] = weight_grad(cfg, Dw, X)[:, :K]
                 if ins.bias is not None:    # the same product's ones slot (GStore.BOTH)
                     st.grad[ins.bias] = bias_grad(cfg, D)
         elif isinstance(ins, Vec) and ins.op == VecOp.NOISE:
@@ -114,7 +121,25 @@ def execute(st: ProgramState, scalars: dict[str, int], codes: AdamCodes | None, 
             raise TypeError(f"unknown instruction {ins!r}")
 
 
-def _matmul(st: ProgramState, ins: Matmul) -> None:
+def bfp_seed_key(stream: int) -> str:
+    """The scalar that holds seed stream ``stream``'s base for this step: the
+    network's seed plus its conversions so far (fixar.golden.bfp_train)."""
+    return f"bfp_base_{BFP_NETS[stream]}"
+
+
+def _bfp_operands(st: ProgramState, op: LayerOp, scalars: dict[str, int], A: np.ndarray, X: np.ndarray,
+                  axis_a: int, axis_x: int) -> tuple[np.ndarray, np.ndarray]:
+    """A BFP product's operands as its cores convert them: A (W, or a
+    gradient's D) at bfp_w bits along ``axis_a``, then X at bfp_x along ``axis_x``."""
+    cfg = st.cfg
+    base = scalars[bfp_seed_key(op.bfp_stream)]
+    seeds = [int(jenkins32(np.uint32((base + op.bfp_conv + n) & 0xFFFFFFFF))) for n in (0, 1)]
+    frac_a = cfg.pe.act32.frac if op.grad else cfg.pe.weight.frac
+    return (bfp_quantize(A, frac_a, cfg.bfp.format(op.bfp_w), seeds[0], axis_a),
+            bfp_quantize(X, cfg.pe.act32.frac, cfg.bfp.format(op.bfp_x), seeds[1], axis_x))
+
+
+def _matmul(st: ProgramState, ins: Matmul, scalars: dict[str, int]) -> None:
     """An array product, its output stage in the hardware's order: a
     transposed product's mask, then the range tracker (a forward product
     widens its entry's range; a transposed one, a hidden error's, restarts
@@ -123,12 +148,16 @@ def _matmul(st: ProgramState, ins: Matmul) -> None:
     W = T[ins.w]
     if op.transpose:
         X = T[ins.x][:op.M]
-        Y = transposed(cfg, W, _dequantized(st, op, X) if op.packed else X, op.func)
+        X = _dequantized(st, op, X) if op.packed else X
+        Wc, X = _bfp_operands(st, op, scalars, W, X, 0, 0) if op.bfp else (W, X)
+        Y = transposed(cfg, Wc, X, op.func)
         if op.mask:
             Y = _masked(st, ins.m, Y)
     else:
         X = T[ins.x][:op.K]
-        Y = linear(cfg, W, _dequantized(st, op, X) if op.packed else X, T[ins.b], op.func)
+        X = _dequantized(st, op, X) if op.packed else X
+        Wc, X = _bfp_operands(st, op, scalars, W, X, 1, 0) if op.bfp else (W, X)
+        Y = linear(cfg, Wc, X, T[ins.b], op.func)
     if op.track:
         q = op.qidx
         lo, hi = (0, 0) if op.transpose else (st.lo[q], st.hi[q])

@@ -137,6 +137,11 @@ class Program:
     act_instrs: list = field(default_factory=list)          # acting: one state -> action with noise
     act_inputs: dict[str, str] = field(default_factory=dict)
     act_outputs: dict[str, str] = field(default_factory=dict)
+    # BFP programs (compile_ddpg's ``bfp``): the conversions a training step
+    # makes per network's seed stream, and each network's layer inputs in its
+    # training forward pass, which FAST's schedule measures after the step
+    bfp_conversions: dict[str, int] = field(default_factory=dict)
+    bfp_inputs: dict[str, list[str]] = field(default_factory=dict)
 
 
 _WHAT = {"W": "weight memory", "G": "gradient (and Adam moment) memory", "B": "bias memory",
@@ -220,6 +225,8 @@ def quantizer_index(p: Program, net: str, layer: int) -> int:
 # table order (fixar.golden.ddpg.FixedDDPG.ERROR_QUANTIZERS: the critic's TD
 # pass, its -Q pass in the actor update, the actor's pass)
 ERROR_KEYS = ("actor.errors", "critic.errors", "critic.errors_from_q")
+# the BFP rounding seed streams (LayerOp.bfp_stream): one per network, shared with its target
+BFP_NETS = ("actor", "critic")
 
 
 def step_scaled_errors(cfg: FixarConfig) -> bool:
@@ -241,7 +248,8 @@ def error_index(p: Program, key: str, layer: int) -> int:
 def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int,
                  quantized: bool = False, tops: Mapping[tuple[str, int], int] | None = None,
                  tanh_limit: int | None = None, fuse_soft: bool = True, packed: bool = False,
-                 quantizers: Sequence[tuple[int, int] | None] | None = None) -> Program:
+                 quantizers: Sequence[tuple[int, int] | None] | None = None,
+                 bfp: Mapping[str, Sequence[tuple[int, int]]] | None = None) -> Program:
     """The DDPG training step of docs/training.md for actor obs -> hidden ->
     act (ReLU, tanh) and critic obs+act -> hidden -> 1. Without ``quantized``
     (FXP32, and QAT phase 1) the forward passes of the updates track the
@@ -256,8 +264,12 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     (the default), else by SOFT passes after them (the same bits, more cycles).
     ``packed`` (phase 2 with ``array.quantizer_scale = "pow2"``): the forward
     products run packed FXP16 (docs/program.md, "Packed phase 2") with
-    ``quantizers``, each table entry's (Delta, z)."""
+    ``quantizers``, each table entry's (Delta, z). ``bfp``: every product
+    in block floating point (docs/bfp.md, "BFP in the compiler"), each
+    layer's (weight, input) mantissa widths by network ("actor", "critic"):
+    no QAT, no 16-bit errors; the golden executor runs it, the engine not yet."""
     _check_shape(cfg, obs_dim, act_dim, hidden, batch)
+    _check_bfp_widths(bfp, hidden, quantized or packed)
     if quantized and cfg.array.qat_errors not in ("fxp32", "fxp16_delayed"):
         raise ProgramError(f"config {cfg.name}: 16-bit backward errors scaled as array.qat_errors = "
                            f"{cfg.array.qat_errors!r} says are not compiled (the engine quantizes an error as it "
@@ -267,13 +279,15 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
         raise ProgramError(f"config {cfg.name}: 16-bit backward errors run in packed products: phase 2 needs "
                            f"packed=True (a batch that is a multiple of 2 x array.cores = {2 * cfg.array.cores})")
     _check_packed(cfg, batch, quantized, packed, quantizers)
-    b = _Builder(cfg, batch, quantized, tops, quantizers if packed else None)
+    b = _Builder(cfg, batch, quantized, tops, quantizers if packed else None, bfp)
     obs_p = b.tiles(obs_dim) * b.R             # s padded to whole tiles; a starts at a tile
     _declare_nets(b, obs_dim, act_dim, hidden, obs_p)
     _check_quantizers(cfg, hidden, quantized, tops, tanh_limit)
     _declare_batch_inputs(b, obs_dim, act_dim, obs_p)
     _training_step(b, obs_dim, act_dim, tanh_limit, fuse_soft)
     p = b.p
+    if bfp is not None:
+        p.bfp_conversions = dict(b.conv)
     _check_masks(p.instrs)
     _allocate(cfg, p, p.instrs, p.inputs, p.outputs)
     p.instrs = [_addressed(cfg, p, ins, b.S) for ins in p.instrs]
@@ -281,6 +295,20 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     _allocate(cfg, p, p.act_instrs, p.act_inputs, p.act_outputs)
     p.act_instrs = [_addressed(cfg, p, ins, 1) for ins in p.act_instrs]
     return p
+
+
+def _check_bfp_widths(bfp: Mapping[str, Sequence[tuple[int, int]]] | None, hidden: tuple[int, ...],
+                      quantized: bool) -> None:
+    """A (weight, input) width pair for every layer of both networks, and no QAT beside it."""
+    if bfp is None:
+        return
+    if quantized:
+        raise ProgramError("a BFP program has no QAT phase 2 (quantized, packed): BFP replaces QAT")
+    for net in BFP_NETS:
+        widths = bfp.get(net)
+        if widths is None or len(widths) != len(hidden) + 1 or any(len(tuple(w)) != 2 for w in widths):
+            raise ProgramError(f"bfp[{net!r}]: one (weight, input) mantissa width pair per layer "
+                               f"({len(hidden) + 1}), got {widths!r}")
 
 
 def _check_packed(cfg: FixarConfig, batch: int, quantized: bool, packed: bool,
@@ -361,7 +389,8 @@ class _Builder:
 
     def __init__(self, cfg: FixarConfig, batch: int, quantized: bool,
                  tops: Mapping[tuple[str, int], int] | None,
-                 quantizers: Sequence[tuple[int, int] | None] | None = None):
+                 quantizers: Sequence[tuple[int, int] | None] | None = None,
+                 bfp: Mapping[str, Sequence[tuple[int, int]]] | None = None):
         self.cfg = cfg
         self.R = cfg.array.rows
         self.batch = batch
@@ -374,6 +403,22 @@ class _Builder:
         self.limits = _limits(cfg)
         self.bump = {"W": 0, "B": 0, "G": 0}
         self.ones: str | None = None           # the bias gradients' input, once declared
+        self.bfp = bfp
+        self.conv = {net: 0 for net in BFP_NETS}   # conversions so far per seed stream, in the golden's order
+
+    def bfp_fields(self, net, i):
+        """A BFP product's fields for layer i of ``net`` (or its target): the
+        layer's widths and its two conversions' places in the network's seed
+        stream. Called in emission order, which is the golden model's order
+        of conversions (fixar.golden.bfp_train: forward W then X; a gradient's
+        D then X before the same layer's transposed W then D)."""
+        if self.bfp is None:
+            return {}
+        base = net.removesuffix("_t")
+        m_w, m_x = self.bfp[base][i]
+        conv = self.conv[base]
+        self.conv[base] = conv + 2
+        return {"bfp_w": m_w, "bfp_x": m_x, "bfp_stream": BFP_NETS.index(base), "bfp_conv": conv}
 
     def tiles(self, n):
         return math.ceil(n / self.R)
@@ -441,9 +486,10 @@ class _Builder:
             last = i == len(p.nets[net]) - 1
             y = out if (last and out) else self.act(f"{net}{tag}.y{i}", mm)
             yt = self.act_t(f"{net}{tag}.y{i}^T", mm) if keep_t and not last else None
+            quant = {} if self.bfp else self.quant_fields(net, i, last, out, track)
             op = LayerOp(M=mm, K=k, batch=self.batch, func=f, store=True, store_t=yt is not None,
                          limit=self.mask_limit(net, i + 1) if not last else None,
-                         **self.quant_fields(net, i, last, out, track))
+                         **quant, **self.bfp_fields(net, i))
             p.instrs.append(Matmul(op, w, b, x, y, yt, out_tile if (last and out) else 0))
             outs.append(y)
             outs_t.append(yt)
@@ -524,15 +570,17 @@ class _Builder:
                 return None
             if i == 0:
                 raw = self.act(f"{net}{tag}.e{i}", k)
-                op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True)
+                op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True,
+                             **self.bfp_fields(net, i))
                 if d_entry:          # codes in, FXP32 out: one product per lane
                     op = dataclasses.replace(op, **self.table_input(d_entry))
                     p.instrs += [Matmul(dataclasses.replace(op, pq_lane=lane), w, None, d, raw) for lane in (1, 2)]
                 else:
                     p.instrs.append(Matmul(op, w, None, d, raw))
                 return raw
-            op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True, mask=True)
-            if errors is not None and step_scaled_errors(self.cfg):
+            op = LayerOp(M=mm, K=k, batch=batch, transpose=True, bias=False, store=True, mask=True,
+                         **self.bfp_fields(net, i))
+            if errors is not None and step_scaled_errors(self.cfg) and not self.bfp:
                 op, d_entry, packed = self.error_product(op, error_index(p, errors, i), d_entry)
             else:
                 packed = False
@@ -548,14 +596,15 @@ class _Builder:
         w, b, _ = p.nets[net][i]
         mm, k = p.tensors[w].shape
         K = self.tiles(k) * self.R
-        op = LayerOp(M=mm, K=K, batch=batch, grad=True, bias=False, pq_q=d_entry)
+        op = LayerOp(M=mm, K=K, batch=batch, grad=True, bias=False, pq_q=d_entry, **self.bfp_fields(net, i))
         slots = K
         if p.tensors[xs_t[i]].packed:     # the packed weight gradient: X^T in feature pairs
             delta, zero = self.quantizers[quantizer_index(p, net, i)]
             op = dataclasses.replace(op, mode=PEMode.FXP16, packed=True, pq_zero=zero,
                                      pq_e=delta.bit_length() - 1 - self.cfg.pe.act16.bits)
             slots = 1 + K // 2            # the correction slot, then the pairs
-        if slots < self.cfg.array.psum_slots:     # the bias gradient in one more slot of the same product
+        # the bias gradient in one more slot of the same product (not in BFP: it needs D unconverted)
+        if slots < self.cfg.array.psum_slots and not op.bfp:
             p.instrs.append(Grad(dataclasses.replace(op, gstore=GStore.BOTH), d, xs_t[i], w, bias=b))
         else:
             p.instrs.append(Grad(dataclasses.replace(op, gstore=GStore.WEIGHT), d, xs_t[i], w))
@@ -674,20 +723,25 @@ def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | No
     p.instrs.append(Soft("actor", weights=not fuse_soft))
     p.instrs.append(Soft("critic", weights=not fuse_soft))
     p.outputs = {"q": c_outs[-1], "y": y}       # the host's training statistics
+    if b.bfp is not None:      # the training forward passes' layer inputs, read after the step
+        p.bfp_inputs = {"actor": [s_in] + a_outs[:-1], "critic": [sa] + c_outs[:-1]}
+        for net, names in p.bfp_inputs.items():
+            p.outputs.update({f"bfp {net} x{i}": name for i, name in enumerate(names)})
 
 
 def _acting_program(b: _Builder, obs_dim: int, act_dim: int) -> None:
     """Acting: the actor on one state in intra-layer mode (every core holds the
     vector and takes a share of each layer's k-tiles), then the noise."""
     p = b.p
+    b.conv = {net: 0 for net in BFP_NETS}        # acting converts with the next training step's seeds
     state = b.vec1("state", obs_dim)
     x = state
     for i, (w, bias, f) in enumerate(p.nets["actor"]):
         mm, k = p.tensors[w].shape
         y1 = b.vec1(f"act.y{i}", mm)
-        q = b.quant_fields("actor", i, i == len(p.nets["actor"]) - 1, None, False)
-        p.act_instrs.append(Matmul(LayerOp(M=mm, K=k, batch=1, func=f, intra_layer=True, store=True, **q),
-                                   w, bias, x, y1))
+        q = {} if b.bfp else b.quant_fields("actor", i, i == len(p.nets["actor"]) - 1, None, False)
+        p.act_instrs.append(Matmul(LayerOp(M=mm, K=k, batch=1, func=f, intra_layer=True, store=True, **q,
+                                           **b.bfp_fields("actor", i)), w, bias, x, y1))
         x = y1
     action = b.vec1("action", act_dim)
     p.act_instrs.append(Vec(VecOp.NOISE, x, None, action, coef="noise", lanes=act_dim, one_core=True))
@@ -768,6 +822,9 @@ def _encode(cfg: FixarConfig, p: Program, instrs: list, S: int) -> list[int]:
     R = cfg.array.rows
     words = []
     for ins in instrs:
+        if isinstance(ins, (Matmul, Grad)) and ins.op.bfp:
+            raise ProgramError("BFP products are not built in the training engine yet (issue 23): "
+                               "run BFP on the golden backend")
         if isinstance(ins, (Matmul, Grad)):
             d = describe(cfg, ins.op)
             words.append(_word(Opcode.ARRAY, {n: getattr(d, n) for n in ISA_FIELDS[Opcode.ARRAY]}))
@@ -827,6 +884,8 @@ def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int |
 
     R, N = cfg.array.rows, cfg.array.cores
     t = timing(cfg)
+    if isinstance(ins, (Matmul, Grad)) and ins.op.bfp:
+        raise ProgramError("no cycle model for BFP products yet: the array's BFP front is not built (issue 23)")
     if isinstance(ins, (Matmul, Grad)):
         return 2 + array_cycles(cfg, describe(cfg, ins.op), t.array if array_latency is None else array_latency) + 1
     if isinstance(ins, Sync):
