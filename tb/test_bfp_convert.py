@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import cocotb
 import numpy as np
@@ -155,13 +156,18 @@ def test_bfp_convert_round_to_nearest():
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
 
 
+def _key_plant() -> tuple[str, str]:
+    """Element 1's key, group * g + 1, as Amaranth wrote it in rtl/ (found
+    through the key1 wire that names it), and the same with + 2."""
+    src = (shipped_rtl() / f"{MODULE}.v").read_text()
+    name = re.search(r"assign key1 = (\\\$\d+) \[31:0\];", src).group(1)
+    line = re.search(rf"assign {re.escape(name)}  = (\\\$\d+)  \+ 1'h1;", src).group(0)
+    return line, line.replace("+ 1'h1;", "+ 2'h2;")
+
+
 def test_bench_catches_planted_bug():
     """Element r's random word keyed by group * g + r + 1 (one off): the random tensors must fail."""
     cfg = load("default")
-    res = run_mutated(cfg, MODULE, BENCH, KEY_OLD, KEY_NEW, testcase="test_random_tensors",
-                      env={"FIXAR_GROUPS": "100"})
+    old, new = _key_plant()
+    res = run_mutated(cfg, MODULE, BENCH, old, new, testcase="test_random_tensors", env={"FIXAR_GROUPS": "100"})
     assert res.tests == 1 and res.failed == 1, "the bench did not notice a wrong random-word key"
-
-
-# element 1's key, group * g + 1, as Amaranth writes it; made group * g + 2
-KEY_OLD, KEY_NEW = "\\$159  + 1'h1;", "\\$159  + 2'h2;"

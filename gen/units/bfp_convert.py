@@ -31,13 +31,23 @@ follow the config and docs/bfp.md.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ConfigError, FixarConfig
 from fixar.config.bfp import code_bits
 from fixar.config.timing import BFP_CONVERT_STAGES
+from fixar.gen.lib.bfp_round import (
+    bit_length,
+    magnitude,
+    mantissa,
+    rounding_sum,
+    shift_controls,
+    shift_shape,
+    sum_shape,
+    width_limits,
+)
 from fixar.gen.lib.noise import hash_rounds
 from fixar.gen.lib.pipe import Stages, reg
 
@@ -64,9 +74,7 @@ class BfpConvert(wiring.Component):
             raise ConfigError(f"bfp.exp_bits = {bfp.exp_bits}: the converter needs 2^exp_bits >= {self.bits} "
                               f"(the codes' bits), so that a group converts alone (docs/bfp.md)")
         self.mant_bits = max(bfp.widths)
-        # s = bitlen - m + 1: from 1 - (widest m) (an all-zero group) to bits - (narrowest m) + 1
-        lo, hi = 1 - max(bfp.widths), self.bits - min(bfp.widths) + 1
-        self.shift_shape = signed(max(-lo, hi).bit_length() + 1)
+        self.shift_shape = shift_shape(cfg, self.bits)
         super().__init__({
             "valid": In(1),
             "q": In(data.ArrayLayout(signed(self.bits), bfp.group)),
@@ -81,7 +89,6 @@ class BfpConvert(wiring.Component):
     def elaborate(self, platform):
         bfp, bits = self.cfg.bfp, self.bits
         g, R = bfp.group, bfp.rnd_bits
-        stochastic = bfp.rounding == "stochastic"
         m = Module()
         stages = Stages("BfpConvert", self.LATENCY)
 
@@ -91,8 +98,8 @@ class BfpConvert(wiring.Component):
         q1 = [reg(m, self.q[r], f"q{r}_1") for r in range(g)]
         stages.stage()
 
-        # Stage 2: each magnitude (-2^(bits-1) has bit length bits); the hash's first rounds.
-        mag2 = [reg(m, Mux(q[-1], -q, q)[:bits], f"mag{r}_2", unsigned(bits)) for r, q in enumerate(q1)]
+        # Stage 2: each magnitude; the hash's first rounds.
+        mag2 = [reg(m, magnitude(q, bits), f"mag{r}_2", unsigned(bits)) for r, q in enumerate(q1)]
         hashes2 = []
         for r in range(g):
             key = Signal(32, name=f"key{r}")
@@ -103,15 +110,12 @@ class BfpConvert(wiring.Component):
         stages.stage()
 
         # Stage 3: the group's shift from the bit length of its largest magnitude; the hash's last rounds.
-        top = Signal(bits, name="top")
         ored = mag2[0]
         for v in mag2[1:]:
             ored = ored | v
+        top = Signal(bits, name="top")
         m.d.comb += top.eq(ored)
-        bitlen = Signal(range(bits + 1), name="bitlen")
-        for i in range(bits):           # the last assignment wins: the highest set bit
-            with m.If(top[i]):
-                m.d.comb += bitlen.eq(i + 1)
+        bitlen = bit_length(m, top, bits, "bitlen")
         s3 = reg(m, bitlen - m2 + 1, "s3", self.shift_shape)
         words3 = [reg(m, hash_rounds(m, h, 3, 3, f"w{r}b")[32 - R:], f"word{r}_3", unsigned(R))
                   for r, h in enumerate(hashes2)]
@@ -119,49 +123,19 @@ class BfpConvert(wiring.Component):
         valid3, m3 = reg(m, valid2, "valid3"), reg(m, m2, "m3")
         stages.stage()
 
-        # Stage 4: each element's rounding addend, at the LSB's place less the bits the shift keeps.
-        # Stochastic: floor(q / 2^s + w / 2^R) = ((q >> k) + (w >> (R - r))) >> r, r = min(s, R), k = s - r.
-        # Nearest (s >= 1): (q + 2^(s-1) - 1 + bit s of q) >> s, ties to even.
-        pos3 = Signal(name="pos3")
-        m.d.comb += pos3.eq(s3 > 0)
-        s_pos = Signal(range(bits + 1), name="s_pos")
-        m.d.comb += s_pos.eq(Mux(pos3, s3, 0))
-        if stochastic:
-            kept, down3, noise_drop = (Signal(range(bits + 1), name=n) for n in ("kept", "down3", "noise_drop"))
-            m.d.comb += [kept.eq(Mux(s_pos > R, R, s_pos)), down3.eq(s_pos - kept), noise_drop.eq(R - kept)]
-        else:
-            kept = s_pos
-            half_less = Signal(bits, name="half_less")         # 2^(s-1) - 1 for s >= 1
-            m.d.comb += half_less.eq(Mux(pos3, ((1 << s_pos) >> 1) - 1, 0))
-        sums4 = []
-        for r, q in enumerate(q3):
-            if stochastic:
-                total = (q >> down3) + (words3[r] >> noise_drop)
-            else:
-                total = q + half_less + Mux(pos3, (q >> s_pos)[0], 0)
-            sums4.append(reg(m, total, f"sum{r}_4", signed(bits + 2)))
-        kept4 = reg(m, kept, "kept4")
+        # Stage 4: each element's rounding addend added.
+        ctl = shift_controls(m, self.cfg, s3, bits, "round")
+        sums4 = [reg(m, rounding_sum(self.cfg, q, words3[r], ctl), f"sum{r}_4", sum_shape(bits))
+                 for r, q in enumerate(q3)]
+        kept4 = reg(m, ctl["kept"], "kept4")
         s4, m4, valid4 = reg(m, s3, "s4"), reg(m, m3, "m4"), reg(m, valid3, "valid4")
         q4 = [reg(m, q, f"q{r}_4") for r, q in enumerate(q3)]
         stages.stage()
 
         # Stage 5: down by the kept bits (or up, for a group whose codes fit unrounded), saturated to m bits.
-        up = Signal(range(self.mant_bits + 1), name="up")
-        m.d.comb += up.eq(Mux(s4 < 0, -s4, 0))
-        lo, hi = Signal(signed(self.mant_bits + 1), name="lo"), Signal(signed(self.mant_bits + 1), name="hi")
-        with m.Switch(m4):
-            for w in bfp.widths[:-1]:
-                with m.Case(w):
-                    m.d.comb += [lo.eq(-(1 << (w - 1))), hi.eq((1 << (w - 1)) - 1)]
-            with m.Default():           # the widest (m is one of bfp.widths)
-                w = bfp.widths[-1]
-                m.d.comb += [lo.eq(-(1 << (w - 1))), hi.eq((1 << (w - 1)) - 1)]
+        lo, hi = width_limits(m, self.cfg, m4, "sat")
         for r in range(g):
-            # a group kept exactly has |q| < 2^(m - 1 - up): the low mant_bits + 1 bits shifted up hold it
-            exact = (q4[r][:self.mant_bits + 1].as_signed() << up)[:self.mant_bits + 1].as_signed()
-            value = Signal(signed(bits + 2), name=f"value{r}")
-            m.d.comb += value.eq(Mux(s4 > 0, sums4[r] >> kept4, exact))
-            m.d.sync += self.mant[r].eq(Mux(value < lo, lo, Mux(value > hi, hi, value)))
+            m.d.sync += self.mant[r].eq(mantissa(m, self.cfg, sums4[r], kept4, q4[r], s4, lo, hi, f"mant{r}"))
         m.d.sync += [self.shift.eq(s4), self.out_valid.eq(valid4)]
         stages.stage()
         stages.check()
