@@ -49,10 +49,12 @@ from fixar.config import (
     quantizer_widths,
     weight_groups,
 )
+from fixar.config.bfp import BFP_STREAMS
 from fixar.config.timing import ARRAY_PIPE_STAGES, array_stages
 from fixar.gen.lib.pipe import delay as _delay
 from fixar.gen.lib.pipe import reg
 from fixar.gen.lib.ram import InterleavedRAM, TwoPortRAM
+from fixar.gen.units import array_bfp
 from fixar.gen.units.core import COORD_BITS, ArrayCore
 
 _IDLE, _PRO, _RUN = 0, 1, 2     # the sequencer's phases: idle, prologue (first weights), tile steps
@@ -186,6 +188,9 @@ class Array(wiring.Component):
             "out_lo": Out(unsigned(N * C * ob)), "out_hi": Out(unsigned(N * C * ob)),
             # stochastic pe.out: the seed of an operation's rounding words, taken at start
             **({"rnd_seed": In(32)} if pe.out.needs_random else {}),
+            # a BFP product (gen/units/array_bfp.py): its widths and seeds' place, and
+            # with bfp.in_array the seed streams' bases for this step, taken at start
+            **array_bfp.op_ports(cfg), **array_bfp.host_ports(cfg),
         })
         ports = {name[3:] for name in self.signature.members if name.startswith("op_")}
         fields = set(ISA_FIELDS[Opcode.ARRAY])
@@ -201,8 +206,9 @@ class Array(wiring.Component):
         d = {n: Signal.like(getattr(self, f"op_{n}"), name=f"d_{n}") for n in names}
 
         rnd_seed = Signal(32, name="d_rnd_seed")
-        phase, t, it, j, last_round, last_step, final_out, finished = self._sequencer(m, d, rnd_seed)
-        item, load, swap, l_it, l_j, row = self._requests(m, d, phase, t, it, j, last_round, last_step)
+        bases = Signal(32 * BFP_STREAMS, name="d_bfp_bases")
+        phase, t, it, j, last_round, last_step, final_out, finished = self._sequencer(m, d, rnd_seed, bases)
+        item, load, swap, l_it, l_j, row, conv = self._requests(m, d, phase, t, it, j, last_round, last_step)
         g_addr, g_zero = self._grad_load(m, d, load, l_it, l_j, row)
         q_sel = self._quantizer_table(m, d)
 
@@ -217,9 +223,18 @@ class Array(wiring.Component):
         a_data = self._activation_items(m, d, amem, tmem, t, j, grad_fold)
         mmem, keep, mask_read = self._mask_memories(m, d, it, t)
 
-        ctl_d = self._core_control(m, d, item, t, j, it, last_round, load, row, swap)
+        ctl_d = self._core_control(m, d, item, t, j, it, last_round, load, row, swap, conv)
         out_y_addr, out_m_addr, out_tile = self._output_bookkeeping(m, d, item, t, it, last_step, final_out, finished)
-        cores = self._cores(m, d, ctl_d, w_data, a_data, keep, bias, q_sel, rnd_seed)
+        seed_w = None
+        if cfg.bfp.in_array:     # a BFP operation's converted items, and the rest as late as they are
+            seed_w, seed_x = array_bfp.seeds(m, d, bases)
+            groups = array_bfp.item_groups(m, cfg, d, t, j, _k_tile, self.PIPE)
+            a_data = array_bfp.item_converters(m, cfg, d, a_data, _delay(m, item, self.PIPE, "bfp_item_valid"),
+                                               groups, seed_x)
+            w_data = [array_bfp.late(m, d, w, f"w_data_{n}") for n, w in enumerate(w_data)]
+            keep = [array_bfp.late(m, d, k, f"keep_{n}") for n, k in enumerate(keep)]
+            bias = array_bfp.late(m, d, bias, "bias")
+        cores = self._cores(m, d, ctl_d, w_data, a_data, keep, bias, q_sel, rnd_seed, seed_w)
         reduce_all = self._cross_core_sums(m, d, cores)
         outs, from0 = self._core_outputs(m, cores)
         self._range_trackers(m, d, outs)
@@ -234,18 +249,24 @@ class Array(wiring.Component):
                      self.am_adata.eq(Cat(*[a.a_data for a in amem]))]
         return m
 
-    def _sequencer(self, m: Module, d: dict, rnd_seed: Signal) -> tuple:
+    def _sequencer(self, m: Module, d: dict, rnd_seed: Signal, bases: Signal) -> tuple:
         """The sequencer: latches the descriptor at start, then steps through the
         prologue and the tile steps (tile it, round j, cycle t of the period)."""
         ar, pe = self.cfg.array, self.cfg.pe
         R = ar.rows
         names = ISA_FIELDS[Opcode.ARRAY]
         phase = Signal(2)
-        t = Signal(range(max(ar.psum_slots, R) + 1))
+        # a BFP product's steps and prologue are longer (gen/units/array_bfp.py)
+        in_array = self.cfg.bfp.in_array
+        floor = array_bfp.period_floor(self.cfg) if in_array else R
+        bfp = d["bfp_w"] != 0
+        t = Signal(range(max(ar.psum_slots, R + floor) + 1))
         it = Signal.like(d["n_ot"], name="it")
         j = Signal.like(d["n_kr"], name="j")
         P = Signal.like(t, name="period")
-        m.d.comb += P.eq(Mux(d["slots"] > R, d["slots"], R))
+        step_floor = Mux(bfp, floor, R) if in_array else R
+        m.d.comb += P.eq(Mux(d["slots"] > step_floor, d["slots"], step_floor))
+        prologue_end = Mux(bfp, R + floor - 1, R - 1) if in_array else R - 1
         last_round = Signal()
         last_step = Signal()
         m.d.comb += [last_round.eq(j == d["n_kr"] - 1), last_step.eq(last_round & (it == d["n_ot"] - 1))]
@@ -263,10 +284,12 @@ class Array(wiring.Component):
                     m.d.sync += [d[n].eq(getattr(self, f"op_{n}")) for n in names]
                     if pe.out.needs_random:
                         m.d.sync += rnd_seed.eq(self.rnd_seed)
+                    if self.cfg.bfp.in_array:
+                        m.d.sync += bases.eq(self.bfp_bases)
                     m.d.sync += [phase.eq(_PRO), t.eq(0), it.eq(0), j.eq(0), pending.eq(1)]
             with m.Case(_PRO):
                 m.d.sync += t.eq(t + 1)
-                with m.If(t == R - 1):
+                with m.If(t == prologue_end):
                     m.d.sync += [phase.eq(_RUN), t.eq(0)]
             with m.Default():  # RUN
                 m.d.sync += t.eq(t + 1)
@@ -299,8 +322,12 @@ class Array(wiring.Component):
             m.d.comb += [l_it.eq(it + 1), l_j.eq(0)]
         with m.Else():
             m.d.comb += [l_it.eq(it), l_j.eq(j + 1)]
-        row = t[:max((R - 1).bit_length(), 1)]  # the PE row being loaded (t < R while loading)
-        return item, load, swap, l_it, l_j, row
+        row = t[:max((R - 1).bit_length(), 1)]  # the PE row being loaded (t mod R while loading)
+        conv = None
+        if self.cfg.bfp.in_array:
+            load, l_it, l_j, conv = array_bfp.schedule(m, self.cfg, d, phase == _PRO, phase == _RUN, t, it, j,
+                                                       last_step, (load, l_it, l_j))
+        return item, load, swap, l_it, l_j, row, conv
 
     def _grad_load(self, m: Module, d: dict, load, l_it, l_j, row) -> tuple:
         """Gradient product dW = D X^T: each core reduces over its own batch
@@ -535,15 +562,25 @@ class Array(wiring.Component):
             keep.append(k)
         return mmem, keep, (packed_read, pair_row + 1)
 
-    def _core_control(self, m: Module, d: dict, item, t, j, it, last_round, load, row, swap) -> dict:
-        """Control to the cores, PIPE cycles after the request."""
+    def _core_control(self, m: Module, d: dict, item, t, j, it, last_round, load, row, swap, conv) -> dict:
+        """Control to the cores, PIPE cycles after the request (a BFP
+        operation's BFP_ITEM_STAGES more), and the weight conversion's requests
+        with their tile's groups per core (``cv_group0_<n>``)."""
         # a packed gradient's bias slot (ones) is an FXP32 item like its correction
         ones = d["pq"] & d["grad"] & (d["gstore"] == GStore.BOTH) & (t == d["slots"] - 1)
         ctl = {"valid": item, "slot": t, "first": j == 0, "last": last_round, "w_ld": load, "w_row": row,
                "w_swap": swap, "correction": d["pq"] & (t == 0), "ones": ones}
         if self.cfg.pe.out.needs_random:
             ctl["rnd_i0"] = (it * self.cfg.array.cols)[:COORD_BITS]     # the feature of the item's column 0
-        return {k: _delay(m, v, self.PIPE, f"ctl_{k}") for k, v in ctl.items()}
+        if conv is not None:
+            ctl.update({k: conv[k] for k in ("cv", "cv_start", "cv_i")})
+            C, N = self.cfg.array.cols, self.cfg.array.cores
+            for n in range(N):    # column c of the converting tile: group (it C + c) n_kt + kt
+                ctl[f"cv_group0_{n}"] = (conv["it"] * C * d["n_kt"] + _k_tile(d, conv["j"], n, N))[:32]
+        delayed = {k: _delay(m, v, self.PIPE, f"ctl_{k}") for k, v in ctl.items()}
+        if self.cfg.bfp.in_array:
+            delayed = {k: array_bfp.late(m, d, v, f"ctl_{k}") for k, v in delayed.items()}
+        return delayed
 
     def _output_bookkeeping(self, m: Module, d: dict, item, t, it, last_step, final_out, finished) -> tuple:
         """Output bookkeeping, LATENCY cycles after the request: the store row,
@@ -556,17 +593,24 @@ class Array(wiring.Component):
         # (a pair store, pq_lane 3: one row per two items, written with the second)
         m.d.comb += y_addr.eq(d["y_base"] + Mux(lane == 3, item_row >> 1,
                                                 Mux(lane != 0, (item_row << 1) + lane[1], item_row)))
-        out_y_addr = _delay(m, y_addr, self.LATENCY, "y_addr")
+        out_y_addr = self._out_delay(m, d, y_addr, "y_addr")
         # a packed store's mask rows: its two vectors' rows as an FXP32 product of
         # the same batch has them (2 S' per tile), from m_base
         m_addr = Signal(range(self.a_rows * 2 + 2 * self.cfg.array.psum_slots), name="m_addr")
         m.d.comb += m_addr.eq(d["m_base"] + ((it * (d["slots"] - 1) + t - 1) << 1))
-        out_m_addr = _delay(m, m_addr, self.LATENCY, "m_addr")
-        out_tile = _delay(m, it, self.LATENCY, "tile")
-        m.d.comb += final_out.eq(_delay(m, item & last_step & (t == d["slots"] - 1), self.LATENCY, "final"))
+        out_m_addr = self._out_delay(m, d, m_addr, "m_addr")
+        out_tile = self._out_delay(m, d, it, "tile")
+        final = Signal(name="final_req")
+        m.d.comb += final.eq(item & last_step & (t == d["slots"] - 1))
+        m.d.comb += final_out.eq(self._out_delay(m, d, final, "final", pulse=True))
         m.d.comb += finished.eq(final_out)
         m.d.comb += self.out_tile.eq(out_tile)
         return out_y_addr, out_m_addr, out_tile
+
+    def _out_delay(self, m: Module, d: dict, value, name: str, pulse: bool = False):
+        """``value`` LATENCY cycles later, as the outputs of its request (a BFP operation's are later still)."""
+        out = _delay(m, value, self.LATENCY, name)
+        return array_bfp.late(m, d, out, f"out_{name}", pulse) if self.cfg.bfp.in_array else out
 
     def _quantizer_table(self, m: Module, d: dict) -> dict:
         """QAT quantizer table: the operation's entry goes to every core's output stage."""
@@ -602,7 +646,7 @@ class Array(wiring.Component):
         return e
 
     def _cores(self, m: Module, d: dict, ctl_d: dict, w_data: list, a_data: list, keep: list, bias, q_sel: dict,
-               rnd_seed: Signal) -> list:
+               rnd_seed: Signal, seed_w) -> list:
         """The N cores, fed the delayed control, their weight and activation rows and the descriptor."""
         cfg = self.cfg
         cores = []
@@ -625,6 +669,10 @@ class Array(wiring.Component):
                 core.fq.eq(d["fq"]), core.q_magic.eq(q_sel["magic"]), core.q_shift.eq(q_sel["shift"]),
                 core.q_delta.eq(q_sel["delta"]), core.q_zero.eq(q_sel["zero"]),
             ]
+            if cfg.bfp.in_array:
+                m.d.comb += [core.bfp.eq(d["bfp_w"] != 0), core.m_w.eq(d["bfp_w"]), core.w_seed.eq(seed_w),
+                             core.cv.eq(ctl_d["cv"]), core.cv_start.eq(ctl_d["cv_start"]), core.cv_i.eq(ctl_d["cv_i"]),
+                             core.cv_group0.eq(ctl_d[f"cv_group0_{n}"]), core.cv_stride.eq(d["n_kt"])]
             if cfg.pe.out.needs_random:
                 # core n's slot 0 holds batch vector n * slots * (vectors per slot); one vector when intra-layer
                 first_vec = Mux(d["intra"], 0, Mux(d["mode"] == PEMode.FXP16, (n * d["slots"]) << 1, n * d["slots"]))

@@ -64,13 +64,16 @@ R > PSUM_WRITE_BEHIND (a slot's items are max(S, R) cycles apart).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array as MuxArray
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from fixar.config import ActFunc, ConfigError, FixarConfig, PEMode, enum_bits, packed_shift_max, quantizer_widths
+from fixar.config.bfp import code_bits
 from fixar.config.timing import (
+    BFP_WEIGHT_STAGES,
     PSUM_WRITE_BEHIND,
     QUANTIZER_DELTA_LEVELS,
     QUANTIZER_MAGIC_LEVELS,
@@ -81,6 +84,17 @@ from fixar.config.timing import (
 )
 from fixar.gen.lib import products
 from fixar.gen.lib.arith import QUANTIZER_ADDENDS, requantize, requantize_parts
+from fixar.gen.lib.bfp_round import (
+    bit_length,
+    code,
+    magnitude,
+    mantissa,
+    rounding_sum,
+    shift_controls,
+    shift_shape,
+    sum_shape,
+    width_limits,
+)
 from fixar.gen.lib.compress import carry_save, carry_select_add
 from fixar.gen.lib.datapath import output_finish, output_stage, registered_parts, select_mode
 from fixar.gen.lib.multipliers import lane_product, pe_lanes
@@ -140,6 +154,11 @@ class ArrayCore(wiring.Component):
                 raise ConfigError(f"pe.out / pe.act16: the QAT quantizer's {what} ({a} x {b} bits) needs "
                                   f"{product_levels(a, b)} adder levels after its DSPs; the core's pipeline has "
                                   f"{most} (fixar.config.timing)")
+        bfp = cfg.bfp
+        if bfp.in_array and (bfp.group != cfg.array.rows or cfg.array.rows < 4 or not bfp.group_local(code_bits(cfg))):
+            raise ConfigError(f"bfp.in_array: the array's BFP front converts a PE column as a group, so it needs "
+                              f"bfp.group = array.rows >= 4 (got {bfp.group} and {cfg.array.rows}) and "
+                              f"2^bfp.exp_bits >= {code_bits(cfg)} (got e = {bfp.exp_bits})")
         if gf.bits != pe.out.bits or not 0 < pe.weight.frac + pe.act32.frac - gf.frac:
             raise ConfigError(f"adam.grad: weight gradients leave the array on its {pe.out.bits}-bit output "
                               f"lanes: the format needs {pe.out.bits} bits and fewer than "
@@ -176,6 +195,14 @@ class ArrayCore(wiring.Component):
             # core's slot 0 and, with each item, the feature of its column 0
             **({"rnd_seed": In(32), "rnd_b0": In(COORD_BITS), "rnd_i0": In(COORD_BITS)}
                if pe.out.needs_random else {}),
+            # a BFP product (bfp.in_array; docs/bfp.md "BFP in the array"): the weights
+            # convert between the shadow and the active registers. bfp, m_w and w_seed
+            # hold for the operation; cv_start latches the column maxima of the tile just
+            # loaded (and restarts them for the next); cv converts shadow rows 2 cv_i and
+            # 2 cv_i + 1, whose columns c are groups cv_group0 + c cv_stride
+            **({"bfp": In(1), "m_w": In(range(max(cfg.bfp.widths) + 1)), "w_seed": In(32), "cv": In(1),
+                "cv_start": In(1), "cv_i": In(range(max(R // 2, 2))), "cv_group0": In(32), "cv_stride": In(32)}
+               if cfg.bfp.in_array else {}),
         })
 
     def elaborate(self, platform):
@@ -293,16 +320,88 @@ class ArrayCore(wiring.Component):
         return m
 
     def _weights(self, m: Module) -> list:
-        """The active weights, and the shadow rows loaded while they compute."""
+        """The active weights, and the shadow rows loaded while they compute
+        (in a BFP product, the converted tile between them)."""
         R, C, wb = self.cfg.array.rows, self.cfg.array.cols, self.cfg.pe.weight.bits
         shadow = [[Signal(signed(wb), name=f"w_shadow_{r}_{c}") for c in range(C)] for r in range(R)]
         active = [[Signal(signed(wb), name=f"w_{r}_{c}") for c in range(C)] for r in range(R)]
         for r in range(R):
             with m.If(self.w_ld & (self.w_row == r)):
                 m.d.sync += [shadow[r][c].eq(self.w_data[c * wb:(c + 1) * wb].as_signed()) for c in range(C)]
+        source = shadow
+        if self.cfg.bfp.in_array:
+            conv = self._weight_converter(m, shadow)
+            source = [[Mux(self.bfp, conv[r][c], shadow[r][c]) for c in range(C)] for r in range(R)]
         with m.If(self.w_swap):
-            m.d.sync += [active[r][c].eq(shadow[r][c]) for r in range(R) for c in range(C)]
+            m.d.sync += [active[r][c].eq(source[r][c]) for r in range(R) for c in range(C)]
         return active
+
+    def _weight_converter(self, m: Module, shadow: list) -> list:
+        """A BFP product's weight tiles into BFP, a group per PE column
+        (docs/bfp.md, "BFP in the array"): each column's largest magnitude
+        collects while the tile loads; then two shadow rows convert per
+        cycle (cv), their codes written BFP_WEIGHT_STAGES cycles later into
+        the converted tile that the swap makes active. Element (r, c) takes
+        the word of key (group_c << log2 R) | r, group_c = cv_group0 + c cv_stride."""
+        cfg = self.cfg
+        R, C, wb, Rb = cfg.array.rows, cfg.array.cols, cfg.pe.weight.bits, cfg.bfp.rnd_bits
+        conv = [[Signal(signed(wb), name=f"w_conv_{r}_{c}") for c in range(C)] for r in range(R)]
+        # the column maxima (as ORs of magnitudes: the same bit length) of the loading tile
+        or_acc = [Signal(wb, name=f"w_or_{c}") for c in range(C)]
+        or_held = [Signal(wb, name=f"w_or_held_{c}") for c in range(C)]
+        colgroup = [Signal(32, name=f"w_group_{c}") for c in range(C)]
+        for c in range(C):
+            mag = magnitude(self.w_data[c * wb:(c + 1) * wb].as_signed(), wb)
+            m.d.sync += or_acc[c].eq(Mux(self.cv_start | ~self.bfp, 0, or_acc[c]) | Mux(self.w_ld & self.bfp, mag, 0))
+            with m.If(self.cv_start):
+                m.d.sync += [or_held[c].eq(or_acc[c]), colgroup[c].eq((self.cv_group0 + c * self.cv_stride)[:32])]
+        s_col = [reg(m, bit_length(m, or_held[c], wb, f"w_bitlen_{c}") - self.m_w + 1, f"w_shift_{c}",
+                     shift_shape(cfg, wb)) for c in range(C)]
+        built = Stages("weight converter", BFP_WEIGHT_STAGES)
+        # 1: the pair of rows read, and their row numbers
+        pairs = max(R // 2, 1)
+        rows1 = [[reg(m, MuxArray([shadow[2 * p + e][c] for p in range(pairs)])[self.cv_i], f"wc_q{e}_{c}_1")
+                  for c in range(C)] for e in range(2)]
+        i1, v1 = reg(m, self.cv_i, "wc_i1"), reg(m, self.cv & self.bfp, "wc_v1")
+        built.stage()
+        # 2, 3: each element's random word (the hash in two halves)
+        log_r = (R - 1).bit_length()
+        h2 = [[reg(m, hash_rounds(m, self.w_seed ^ Cat(Const(e, 1), i1, colgroup[c])[:32] if log_r else
+                                  self.w_seed ^ colgroup[c], 0, 3, f"wc_h{e}_{c}"), f"wc_h{e}_{c}_2")
+               for c in range(C)] for e in range(2)]
+        rows2, i2, v2 = [[reg(m, q, f"wc_q{e}_{c}_2") for c, q in enumerate(row)] for e, row in enumerate(rows1)], \
+            reg(m, i1, "wc_i2"), reg(m, v1, "wc_v2")
+        built.stage()
+        words3 = [[reg(m, hash_rounds(m, h, 3, 3, f"wc_w{e}_{c}")[32 - Rb:], f"wc_word{e}_{c}_3", unsigned(Rb))
+                   for c, h in enumerate(row)] for e, row in enumerate(h2)]
+        rows3, i3, v3 = [[reg(m, q, f"wc_q{e}_{c}_3") for c, q in enumerate(row)] for e, row in enumerate(rows2)], \
+            reg(m, i2, "wc_i3"), reg(m, v2, "wc_v3")
+        built.stage()
+        # 4: the rounding addends, by each column's shift
+        ctl = [shift_controls(m, cfg, s_col[c], wb, f"wc_round_{c}") for c in range(C)]
+        sums4 = [[reg(m, rounding_sum(cfg, q, words3[e][c], ctl[c]), f"wc_sum{e}_{c}_4", sum_shape(wb))
+                  for c, q in enumerate(row)] for e, row in enumerate(rows3)]
+        kept4 = [reg(m, ctl[c]["kept"], f"wc_kept_{c}_4") for c in range(C)]
+        s4 = [reg(m, x, f"wc_s_{c}_4") for c, x in enumerate(s_col)]
+        rows4, i4, v4 = [[reg(m, q, f"wc_q{e}_{c}_4") for c, q in enumerate(row)] for e, row in enumerate(rows3)], \
+            reg(m, i3, "wc_i4"), reg(m, v3, "wc_v4")
+        built.stage()
+        # 5: the mantissas, saturated to m_w bits
+        lo, hi = width_limits(m, cfg, self.m_w, "wc_sat")
+        mant5 = [[reg(m, mantissa(m, cfg, sums4[e][c], kept4[c], q, s4[c], lo, hi, f"wc_mant{e}_{c}"),
+                      f"wc_mant{e}_{c}_5") for c, q in enumerate(row)] for e, row in enumerate(rows4)]
+        s5 = [reg(m, x, f"wc_s_{c}_5") for c, x in enumerate(s4)]
+        i5, v5 = reg(m, i4, "wc_i5"), reg(m, v4, "wc_v5")
+        built.stage()
+        # 6: their codes into the converted tile
+        with m.If(v5):
+            for p in range(pairs):
+                with m.If(i5 == p):
+                    m.d.sync += [conv[2 * p + e][c].eq(code(mant5[e][c], s5[c], wb))
+                                 for e in range(min(2, R)) for c in range(C)]
+        built.stage()
+        built.check()
+        return conv
 
     def _products(self, m: Module, active: list, a0: Signal, s0: dict) -> tuple[list, list]:
         """Stage 1 (M + 1 with an approximate multiplier's M registers): every PE's products of both lanes."""

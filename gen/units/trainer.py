@@ -132,6 +132,8 @@ class Trainer(wiring.Component):
             port = getattr(arr, f"op_{name}")
             m.d.comb += port.eq(_field(instr, Opcode.ARRAY, name)[:len(port)])
 
+        if self.cfg.bfp.in_array:     # the seed streams of BFP products, for this step
+            m.d.comb += arr.bfp_bases.eq(_scalar(scal, Scalar.BFP_BASES))
         self._vector_inputs(m, arr, vec, instr, scal, c)
         # second read path (port A) and the weight memory's third (targets), the controller's only
         c.ctl_a = ctl_a = {k: Signal.like(getattr(arr, k), name=f"ctl_{k}")

@@ -67,7 +67,8 @@ from fixar.config import (
     packed_shift_max,
     weight_groups,
 )
-from fixar.config.bfp import code_bits
+from fixar.config.bfp import BFP_CONV_BITS, BFP_STREAMS, code_bits
+from fixar.config.timing import BFP_ITEM_STAGES, bfp_tile_period
 
 
 class ArrayOpError(ValueError):
@@ -192,6 +193,10 @@ class Descriptor:
     pq_lane: int = 0  # a packed store's words: 0 the codes, 1 / 2 the low / high lane's FXP32 values
     pq_t: int = 0   # a packed store_t's layout: 1 the codes in feature pairs (a packed gradient's X^T)
     pq_q: int = 0   # the input step from quantizer table entry pq_q - 1 (a gradient's: D's codes); 0 none
+    bfp_w: int = 0  # a BFP product: W's and X's mantissa widths (0: FXP32), the seed stream and
+    bfp_x: int = 0  # the conversions' place in it (LayerOp)
+    bfp_stream: int = 0
+    bfp_conv: int = 0
 
     def ports(self) -> dict[str, int]:
         return {f"op_{k}": int(v) for k, v in self.__dict__.items()}
@@ -305,21 +310,22 @@ def describe(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                       m_base=op.m_base if op.mask else 0,     # a packed store's mask rows, or a masked read's
                       limit=mask_no_limit(cfg) if op.limit is None else op.limit,
                       pq=extra, pq_e=op.pq_e if op.packed else 0, pq_c=pq_c, pq_lane=op.pq_lane,
-                      pq_t=int(op.pq_t), pq_q=op.pq_q)
+                      pq_t=int(op.pq_t), pq_q=op.pq_q, **_bfp_fields(op))
 
 
-BFP_STREAMS = 2        # the actor's and the critic's rounding seeds
+def _bfp_fields(op: LayerOp) -> dict:
+    return {"bfp_w": op.bfp_w, "bfp_x": op.bfp_x, "bfp_stream": op.bfp_stream, "bfp_conv": op.bfp_conv}
 
 
 def _check_bfp(cfg: FixarConfig, op: LayerOp) -> None:
-    """A BFP product's limits. Its descriptor is the FXP32 product's for now:
-    the array's BFP front is not built, and encoding refuses BFP products
-    (program.encode); the golden executor runs them."""
+    """A BFP product's limits (those of every array; whether this config's
+    array has a BFP front, and which products it runs, encoding checks:
+    :func:`bfp_runs_in_array`). The golden executor runs them all."""
     bfp, R = cfg.bfp, cfg.array.rows
     for name in ("bfp_w", "bfp_x"):
-        if getattr(op, name) not in bfp.widths:
-            raise ArrayOpError(f"{name} = {getattr(op, name)}: a BFP product's mantissa widths are both among "
-                               f"bfp.widths {list(bfp.widths)}")
+        if getattr(op, name) not in (0, *bfp.widths):
+            raise ArrayOpError(f"{name} = {getattr(op, name)}: a BFP product's mantissa widths are among "
+                               f"bfp.widths {list(bfp.widths)}, or 0 for an operand used as it is")
     if bfp.group != R:
         raise ArrayOpError(f"a BFP group is one PE column's reduction: bfp.group = {bfp.group} must equal "
                            f"array.rows = {R}")
@@ -334,8 +340,9 @@ def _check_bfp(cfg: FixarConfig, op: LayerOp) -> None:
     if op.grad and math.ceil(op.batch / cfg.array.cores) % bfp.group:
         raise ArrayOpError(f"a BFP weight gradient groups the batch by {bfp.group}, and no group may straddle "
                            f"two cores: batch {op.batch} on {cfg.array.cores} cores is not whole groups per core")
-    if not 0 <= op.bfp_stream < BFP_STREAMS or not 0 <= op.bfp_conv < 1 << 16:
-        raise ArrayOpError(f"bfp_stream = {op.bfp_stream} (0 or 1), bfp_conv = {op.bfp_conv} (0..65535)")
+    if not 0 <= op.bfp_stream < BFP_STREAMS or not 0 <= op.bfp_conv < 1 << BFP_CONV_BITS:
+        raise ArrayOpError(f"bfp_stream = {op.bfp_stream} (0..{BFP_STREAMS - 1}), bfp_conv = {op.bfp_conv} "
+                           f"(0..{(1 << BFP_CONV_BITS) - 1})")
 
 
 def _check_packed(cfg: FixarConfig, op: LayerOp, mode: PEMode, K: int) -> int:
@@ -490,7 +497,7 @@ def _describe_grad(cfg: FixarConfig, op: LayerOp) -> Descriptor:
                       n_ot=n_ot, n_kt=n_kr, n_kr=n_kr, slots=slots, w_base=op.w_base, x_base=op.x_base, y_base=0,
                       b_base=op.b_base if op.gstore == GStore.BOTH else 0, grad=1, batch=S, gstore=op.gstore,
                       g_base=op.g_base, limit=mask_no_limit(cfg), pq=int(op.packed),
-                      pq_e=op.pq_e if op.packed else 0, pq_c=pq_c, pq_q=op.pq_q)
+                      pq_e=op.pq_e if op.packed else 0, pq_c=pq_c, pq_q=op.pq_q, **_bfp_fields(op))
 
 
 def _check_packed_grad(cfg: FixarConfig, op: LayerOp) -> int:
@@ -505,6 +512,16 @@ def _check_packed_grad(cfg: FixarConfig, op: LayerOp) -> int:
     return _packed_correction(cfg, op, op.batch)
 
 
+def bfp_runs_in_array(cfg: FixarConfig, op: LayerOp) -> str | None:
+    """None if this config's array runs the BFP product ``op``, else why not."""
+    if not cfg.bfp.in_array:
+        return (f"config {cfg.name}'s array has no BFP front (bfp.in_array = false; the shipped config "
+                "\"bfp\" has one)")
+    if op.transpose or op.grad:
+        return "the array's BFP front runs forward products; transposed and gradient products are not built yet"
+    return None
+
+
 def cycles(cfg: FixarConfig, d: Descriptor, latency: int) -> int:
     """Cycle model, from the clock edge that takes ``start`` up to and
     including the cycle in which ``done`` (and the last output) is visible.
@@ -512,11 +529,19 @@ def cycles(cfg: FixarConfig, d: Descriptor, latency: int) -> int:
     R cycles load the first tile's weights (one PE row per cycle); each of the
     G = n_ot * n_kr tile steps takes P = max(S, R) cycles (S items, while the
     next tile's R rows load into the shadow weights); the last step's S items
-    leave ``latency`` cycles later.
+    leave ``latency`` cycles later. A BFP product with converted weights
+    loads the second tile while the first converts (P' =
+    fixar.config.timing.bfp_tile_period(R) cycles more before the first
+    step) and its steps take max(S, P'); converted items pass the converter
+    (BFP_ITEM_STAGES more).
     """
     R = cfg.array.rows
     G = d.n_ot * d.n_kr
-    return R + (G - 1) * max(d.slots, R) + d.slots + latency
+    items = BFP_ITEM_STAGES if d.bfp_x else 0
+    if d.bfp_w:     # BFP (docs/bfp.md, "BFP in the array"): two tiles load ahead, each converts before its swap
+        P = bfp_tile_period(R)
+        return R + P + (G - 1) * max(d.slots, P) + d.slots + latency + items
+    return R + (G - 1) * max(d.slots, R) + d.slots + latency + items
 
 
 def useful_macs(op: LayerOp) -> int:

@@ -135,8 +135,9 @@ def _bfp_operands(st: ProgramState, op: LayerOp, scalars: dict[str, int], A: np.
     base = scalars[bfp_seed_key(op.bfp_stream)]
     seeds = [int(jenkins32(np.uint32((base + op.bfp_conv + n) & 0xFFFFFFFF))) for n in (0, 1)]
     frac_a = cfg.pe.act32.frac if op.grad else cfg.pe.weight.frac
-    return (bfp_quantize(A, frac_a, cfg.bfp.format(op.bfp_w), seeds[0], axis_a),
-            bfp_quantize(X, cfg.pe.act32.frac, cfg.bfp.format(op.bfp_x), seeds[1], axis_x))
+    # (a width of 0: that operand is used as it is)
+    return (bfp_quantize(A, frac_a, cfg.bfp.format(op.bfp_w), seeds[0], axis_a) if op.bfp_w else A,
+            bfp_quantize(X, cfg.pe.act32.frac, cfg.bfp.format(op.bfp_x), seeds[1], axis_x) if op.bfp_x else X)
 
 
 def _matmul(st: ProgramState, ins: Matmul, scalars: dict[str, int]) -> None:

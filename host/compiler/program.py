@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fixar.compiler.array_ops import ArrayOpError, LayerOp, describe, weight_rows
+from fixar.compiler.array_ops import ArrayOpError, LayerOp, bfp_runs_in_array, describe, weight_rows
 from fixar.config import (
     ISA_FIELD_BITS,
     ISA_FIELDS,
@@ -822,9 +822,8 @@ def _encode(cfg: FixarConfig, p: Program, instrs: list, S: int) -> list[int]:
     R = cfg.array.rows
     words = []
     for ins in instrs:
-        if isinstance(ins, (Matmul, Grad)) and ins.op.bfp:
-            raise ProgramError("BFP products are not built in the training engine yet (issue 23): "
-                               "run BFP on the golden backend")
+        if isinstance(ins, (Matmul, Grad)) and ins.op.bfp and bfp_runs_in_array(cfg, ins.op):
+            raise ProgramError(f"{bfp_runs_in_array(cfg, ins.op)}: run BFP on the golden backend")
         if isinstance(ins, (Matmul, Grad)):
             d = describe(cfg, ins.op)
             words.append(_word(Opcode.ARRAY, {n: getattr(d, n) for n in ISA_FIELDS[Opcode.ARRAY]}))
@@ -884,8 +883,8 @@ def instr_cycles(cfg: FixarConfig, p: Program, ins, S: int, array_latency: int |
 
     R, N = cfg.array.rows, cfg.array.cores
     t = timing(cfg)
-    if isinstance(ins, (Matmul, Grad)) and ins.op.bfp:
-        raise ProgramError("no cycle model for BFP products yet: the array's BFP front is not built (issue 23)")
+    if isinstance(ins, (Matmul, Grad)) and ins.op.bfp and bfp_runs_in_array(cfg, ins.op):
+        raise ProgramError(f"no cycle model for this BFP product: {bfp_runs_in_array(cfg, ins.op)}")
     if isinstance(ins, (Matmul, Grad)):
         return 2 + array_cycles(cfg, describe(cfg, ins.op), t.array if array_latency is None else array_latency) + 1
     if isinstance(ins, Sync):

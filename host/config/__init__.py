@@ -422,6 +422,9 @@ class Scalar(enum.IntEnum):
     B2 = 8
     C2 = 9
     E2 = 10
+    # a BFP program's seed-stream bases for this step (the actor's in the low 32
+    # bits, the critic's in the high; fixar.compiler.execute.bfp_seed_key)
+    BFP_BASES = 11
 
 
 class GStore(enum.IntEnum):
@@ -441,7 +444,7 @@ ISA_FIELDS: dict[Opcode, tuple[str, ...]] = {
     Opcode.ARRAY: ("transpose", "intra", "mode", "func", "bias", "store", "grad", "batch", "store_t", "t_base",
                    "gstore", "g_base", "n_ot", "n_kt", "n_kr", "slots", "w_base", "x_base", "y_base", "b_base",
                    "track", "fq", "qidx", "mask", "m_base", "limit", "pq", "pq_e", "pq_c", "pq_lane", "pq_t",
-                   "pq_q"),
+                   "pq_q", "bfp_w", "bfp_x", "bfp_stream", "bfp_conv"),
     Opcode.VEC: ("op", "coef", "a_row", "b_row", "y_row", "flag_row", "use_flag", "rows", "count", "cores",
                  "limit"),
     # g_row: the weight gradients' (and moments') first row; overlap: the weight pass runs beside

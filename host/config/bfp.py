@@ -30,6 +30,12 @@ MAX_EXP_BITS = 16
 # FAST's fMAC multiplies mantissas in 2-bit chunks: a wider mantissa costs
 # more passes over the same multipliers, not wider ones
 CHUNK_BITS = 2
+# A BFP product's rounding seeds (compiler LayerOp.bfp_stream / bfp_conv): one
+# stream per network (the actor's and the critic's, each shared with its
+# target); an instruction names its two conversions' place in the stream's
+# step in BFP_CONV_BITS bits
+BFP_STREAMS = 2
+BFP_CONV_BITS = 16
 
 
 def _int(where: str, value, lo: int, hi: int) -> None:
@@ -98,6 +104,10 @@ class BfpConfig:
     # ``schedule_every`` steps (0: the width stays fixed) a layer widens to the next
     # of ``widths`` when r(X) of its input exceeds
     # threshold * 2^-(step / threshold_halving_steps) * 2^-(layer * threshold_depth_halvings)
+    # build the array's BFP front (converters at the cores' inputs, docs/bfp.md
+    # "BFP in the array"): off by default, so the default kernel stays as measured;
+    # config "bfp" turns it on
+    in_array: bool = False
     schedule_every: int = 250
     threshold: float = 0.5
     threshold_halving_steps: int = 5000
@@ -106,6 +116,8 @@ class BfpConfig:
     def __post_init__(self) -> None:
         self.format()           # validates the shared fields, with the messages of BfpFormat
         _int("bfp.schedule_every", self.schedule_every, 0, 1 << 30)
+        if not isinstance(self.in_array, bool):
+            raise ConfigError(f"bfp.in_array: expected true or false, got {self.in_array!r}")
         _int("bfp.threshold_halving_steps", self.threshold_halving_steps, 1, 1 << 40)
         for name in ("threshold", "threshold_depth_halvings"):
             v = getattr(self, name)

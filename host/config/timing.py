@@ -56,6 +56,15 @@ BFP_COLUMN_STAGES = 7
 # hash's first rounds, the group's shift and the last rounds, the rounding
 # addend, the shift to the mantissa and its saturation.
 BFP_CONVERT_STAGES = 5
+# A BFP product in the array (gen/units/array.py, core.py; docs/bfp.md "BFP
+# in the array"): each item passes the converter and one stage that turns
+# the mantissas back into codes, so a BFP operation's outputs come
+# BFP_ITEM_STAGES later; a weight tile converts two PE rows per cycle, each
+# pair's codes written BFP_WEIGHT_STAGES cycles after it was issued (the rows
+# read, the hash's two halves, the rounding addend, the mantissa, the code).
+BFP_CODE_STAGES = 1
+BFP_ITEM_STAGES = BFP_CONVERT_STAGES + BFP_CODE_STAGES
+BFP_WEIGHT_STAGES = 6
 CORE_STAGES = CORE_FRONT_STAGES + ACTIVATION_STAGES + QUANTIZER_STAGES
 ARRAY_STAGES = ARRAY_PIPE_STAGES + CORE_STAGES + ARRAY_OUT_STAGES
 # Registers inside a multiplier, by kind, ahead of the product's own register
@@ -181,3 +190,9 @@ def timing(cfg: FixarConfig) -> Timing:
     return Timing(pe=pe_stages(cfg.pe), activation=ACTIVATION_STAGES, core=core_stages(cfg.pe),
                   array_pipe=ARRAY_PIPE_STAGES, array=array_stages(cfg.pe), vector=vector_stages(cfg),
                   adam=adam_stages(cfg), prng=PRNG_STAGES, clock_hz=cfg.target.clock_mhz * 1e6)
+
+
+def bfp_tile_period(rows: int) -> int:
+    """The shortest tile step of a BFP product: the next tile's rows convert
+    two a cycle from the step's start and must be written before its end."""
+    return max(rows, -(-rows // 2) + BFP_WEIGHT_STAGES)
