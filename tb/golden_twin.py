@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from fixar.compiler.bfp_step import bfp_scalars
 from fixar.compiler.execute import ProgramState, execute
 from fixar.config import FixarConfig
 from fixar.driver.engine import EngineHost, Write
@@ -23,13 +24,16 @@ AGENT_SEED = 11
 
 
 class GoldenTwin:
-    def __init__(self, cfg: FixarConfig, nets, qat: bool, seed: int, fuse_soft: bool = True):
+    def __init__(self, cfg: FixarConfig, nets, qat: bool, seed: int, fuse_soft: bool = True, bfp: bool = False):
         obs, act, hidden, batch = nets
         self.cfg, self.obs, self.act, self.batch = cfg, obs, act, batch
         hp = dataclasses.replace(Hyper(), hidden=tuple(hidden), batch=batch)
         self.ddpg = GoldenBackend(obs, act, hp, seed=AGENT_SEED, cfg=cfg).ddpg
         if qat:
             self.ddpg.enable_qat()
+        if bfp:
+            self.ddpg.use_bfp()        # the schedule's state is the host's, shared with the golden program
+        self.checking = False          # a BFP step that checks the schedule (the host reads the inputs back)
         self.host = EngineHost(cfg, self.ddpg, act, tuple(hidden), batch, fuse_soft)   # the backends' packing
         self.st = ProgramState(cfg, self.host.prog, batch)                  # the golden model, same program
         for name, value in self.host.params().items():
@@ -63,17 +67,33 @@ class GoldenTwin:
         inputs = self.host.batch_tensors(S, A, R, S2, done)
         for name, X in inputs.items():
             self.st.write(name, X)
-        d = self.ddpg
+        d, layers = self.ddpg, self.host.bfp_layers
+        self.checking = self.host.begin_bfp_step() if layers else False
         execute(self.st, {"gamma": d.gamma, "tau": d.tau, "loss_scale": d.loss_scale,
-                          "critic_lr": lr["critic"], "actor_lr": lr["actor"]}, d.adam)
+                          "critic_lr": lr["critic"], "actor_lr": lr["actor"],
+                          **(bfp_scalars(layers) if layers else {})}, d.adam)
         return self.host.tensor_writes(inputs, batch) + self.host.step_writes(lr)
+
+    def bfp_input_mismatches(self, got: dict) -> list[str]:
+        """A BFP check step's training inputs read back (host.bfp_input_reads() keys) against golden's."""
+        return [f"BFP input {name}" for name, rows in got.items()
+                if not np.array_equal(self.host.decode_activations(name, rows), self.st.t[name])]
+
+    def end_bfp_step(self, got: dict | None) -> list[Write]:
+        """After a BFP step: the host's schedule (on the inputs read back, a
+        check step's), and the next step's program for both sides if a layer widened."""
+        writes = self.host.end_bfp_step(got)
+        self.st.program = self.host.prog
+        return writes
 
     def act_writes(self) -> list[Write]:
         """A random state: the golden acting program runs on it; returns the
         engine's state writes."""
         state = quantize(self.rng.normal(size=(self.obs, 1)), self.fmt)
         self.st.write("state", self.host.seen_input("actor", state))
-        execute(self.st, {"noise": self.ddpg.noise_scale}, None, acting=True)
+        layers = self.host.bfp_layers
+        execute(self.st, {"noise": self.ddpg.noise_scale, **(bfp_scalars(layers) if layers else {})}, None,
+                acting=True)
         return self.host.state_writes(state)
 
     def param_mismatches(self, got: dict, log=None) -> list[str]:

@@ -20,13 +20,12 @@ import numpy as np
 import pytest
 
 from fixar.compiler.array_ops import LayerOp, describe, weight_rows
-from fixar.config import ActFunc, load, weight_groups
+from fixar.config import ActFunc, GStore, load, weight_groups
 from fixar.config.bfp import BFP_CONV_BITS, BFP_STREAMS
 from fixar.golden.bfp import bfp_quantize
-from fixar.golden.layer import linear
 from fixar.golden.noise import jenkins32
 from fixar.sim.rtl import generated, run_module
-from fixar.tb.test_array import PRIMES, TB, random_op
+from fixar.tb.test_array import PRIMES, TB, random_grad_op, random_op
 
 BENCH = "fixar.tb.test_array_bfp"
 MASK32 = 0xFFFFFFFF
@@ -54,27 +53,35 @@ class BfpTB(TB):
             return super().golden(op, W, X, b)
         cfg, base = self.cfg, self.bases[op.bfp_stream]
         seed = [int(jenkins32(np.uint32((base + op.bfp_conv + n) & MASK32))) for n in (0, 1)]
-        Wc = bfp_quantize(W, cfg.pe.weight.frac, cfg.bfp.format(op.bfp_w), seed[0], axis=1) if op.bfp_w else W
-        Xc = bfp_quantize(X, cfg.pe.act32.frac, cfg.bfp.format(op.bfp_x), seed[1], axis=0) if op.bfp_x else X
-        return linear(cfg, Wc, Xc, b, op.func, op.mode, rnd_seed=self.rnd_seed)
+        # each operand along its product's reduction: W X, W^T D, D X^T
+        (axis_w, axis_x), frac_w = {(False, False): (1, 0), (True, False): (0, 0)}.get((op.transpose, op.grad),
+                                                                                     (1, 1)), \
+            cfg.pe.act32.frac if op.grad else cfg.pe.weight.frac
+        Wc = bfp_quantize(W, frac_w, cfg.bfp.format(op.bfp_w), seed[0], axis=axis_w) if op.bfp_w else W
+        Xc = bfp_quantize(X, cfg.pe.act32.frac, cfg.bfp.format(op.bfp_x), seed[1], axis=axis_x) if op.bfp_x else X
+        return super().golden(op, Wc, Xc, b)
 
 
 def random_bfp_op(tb: TB) -> LayerOp:
-    """A random BFP forward product: any shape, batch, parallelism mode,
-    function and pair of widths, any seed stream and conversion number."""
+    """A random BFP product: forward (any shape, batch, parallelism mode,
+    function), transposed or a weight gradient, any pair of widths (an
+    operand used as it is too), any seed stream and conversion number."""
     cfg, rng = tb.cfg, tb.rng
     R, C, N = cfg.array.rows, cfg.array.cols, cfg.array.cores
     dim = lambda hi: int(rng.choice(PRIMES)) if rng.random() < 0.5 else int(rng.integers(1, hi + 1))  # noqa: E731
     M, K = dim(3 * C), dim(3 * R)
+    fields = bfp_fields(tb)
+    u = rng.random()
+    if u < 0.2:       # dW = D X^T over whole groups of the batch per core
+        grad = random_grad_op(tb, M, min(K, cfg.array.psum_slots))
+        batch = N * R * int(rng.integers(1, 5))
+        return dataclasses.replace(grad, batch=batch, gstore=GStore.WEIGHT if rng.random() < 0.5 else GStore.NONE,
+                                   b_base=0, **fields)
     intra = bool(rng.random() < 0.25)
+    transpose = u < 0.45
     batch = 1 if intra else int(rng.integers(1, 4)) if rng.random() < 0.3 else int(rng.integers(1, 2 * R * N + 1))
-    # one operand in five used as it is (width 0: a host-converted deployed network's weights)
-    w_x = [int(rng.choice(cfg.bfp.widths)) if rng.random() < 0.8 else 0 for _ in range(2)]
-    if not any(w_x):
-        w_x[int(rng.integers(2))] = int(rng.choice(cfg.bfp.widths))
-    op = LayerOp(M=M, K=K, batch=batch, func=ActFunc(int(rng.integers(3))), intra_layer=intra,
-                 bias=bool(rng.random() < 0.8), bfp_w=w_x[0], bfp_x=w_x[1],
-                 bfp_stream=int(rng.integers(BFP_STREAMS)), bfp_conv=int(rng.integers(1 << BFP_CONV_BITS)))
+    op = LayerOp(M=M, K=K, batch=batch, func=ActFunc(int(rng.integers(3))), intra_layer=intra, transpose=transpose,
+                 bias=not transpose and bool(rng.random() < 0.8), **fields)
     d = describe(cfg, op)
     (_, rows0), (start1, rows1) = weight_groups(cfg)
     pick = lambda free: int(rng.integers(0, min(free, 1000) + 1))  # noqa: E731
@@ -82,6 +89,17 @@ def random_bfp_op(tb: TB) -> LayerOp:
     w_base = (start1 if group else 0) + pick((rows1 if group else rows0) - weight_rows(cfg, M, K))
     x_free = cfg.memory.act_words_per_core // R - d.n_kt * d.slots
     return dataclasses.replace(op, w_base=w_base, x_base=pick(x_free), b_base=pick(cfg.memory.bias_words // C - d.n_ot))
+
+
+def bfp_fields(tb: TB) -> dict:
+    """Random widths (one operand in five used as it is: width 0, e.g. a
+    host-converted deployed network's weights), seed stream and conversion."""
+    cfg, rng = tb.cfg, tb.rng
+    w_x = [int(rng.choice(cfg.bfp.widths)) if rng.random() < 0.8 else 0 for _ in range(2)]
+    if not any(w_x):
+        w_x[int(rng.integers(2))] = int(rng.choice(cfg.bfp.widths))
+    return {"bfp_w": w_x[0], "bfp_x": w_x[1], "bfp_stream": int(rng.integers(BFP_STREAMS)),
+            "bfp_conv": int(rng.integers(1 << BFP_CONV_BITS))}
 
 
 async def run_ops(tb: BfpTB, n: int, fxp_share: float) -> None:

@@ -65,7 +65,8 @@ async def test_training_steps(dut):
     steps = int(os.environ.get("FIXAR_STEPS", "20"))
     qat_switch = int(os.environ.get("FIXAR_QAT_SWITCH", "-1"))
     fuse_soft = os.environ.get("FIXAR_FUSE_SOFT", "1") == "1"
-    twin = GoldenTwin(cfg, nets, qat_switch >= 0, cocotb.RANDOM_SEED, fuse_soft)
+    bfp = os.environ.get("FIXAR_BFP", "0") == "1"
+    twin = GoldenTwin(cfg, nets, qat_switch >= 0, cocotb.RANDOM_SEED, fuse_soft, bfp=bfp)
     host = twin.host
     await tb.reset()
 
@@ -98,6 +99,11 @@ async def test_training_steps(dut):
         narrowed += sum(lo > lo0 or hi < hi0 for (lo0, hi0), (lo, hi) in zip(ranges, twin.ranges()))
         ranges = twin.ranges()
         bad += twin.stat_mismatches({k: await tb.read(r) for k, r in host.stats_reads().items()})
+        if bfp:     # the schedule after the step, on a check step from the inputs read back
+            got = {k: await tb.read(r) for k, r in host.bfp_input_reads().items()} if twin.checking else None
+            bad += twin.bfp_input_mismatches(got) if got else []
+            await tb.apply(twin.end_bfp_step(got))
+            widths = [list(host.bfp_layers[n].widths) for n in ("actor", "critic")]
         if step_scaled_errors(cfg) and host.quantizers is not None:     # 16-bit errors: each step's ranges
             rows = await tb.read(host.range_read())
             if twin.error_range_mismatch(rows):
@@ -115,8 +121,8 @@ async def test_training_steps(dut):
                 dut._log.error("action: expected %s got %s", twin.action(explore), got)
         if tb.prng_state() != twin.st.prng:
             bad.append("noise generator state")
-        dut._log.info("step %d: %d cycles, acting %d cycles; %s", step, cycles, act_cycles,
-                      "all state equal" if not bad else f"differ: {bad}")
+        dut._log.info("step %d: %d cycles, acting %d cycles%s; %s", step, cycles, act_cycles,
+                      f", BFP widths {widths}" if bfp else "", "all state equal" if not bad else f"differ: {bad}")
         if bad:
             record(dut, {"test": "training_steps", "sim": cocotb.SIM_NAME, "nets": [obs, act, hidden, batch],
                          "steps": step + 1, "identical_steps": matched, "cycles_per_step": cycles})
@@ -125,6 +131,7 @@ async def test_training_steps(dut):
     record(dut, {"test": "training_steps", "sim": cocotb.SIM_NAME, "nets": [obs, act, hidden, batch],
                  "steps": steps, "identical_steps": matched, "cycles_per_step": total_cycles // max(steps, 1),
                  "act_cycles": act_cycles, "qat_switch": qat_switch,
+                 "bfp_widths": [list(host.bfp_layers[n].widths) for n in ("actor", "critic")] if bfp else None,
                  "cycles_fxp32": phase_cycles.get(False), "cycles_qat_phase2": phase_cycles.get(True),
                  "clipped_errors": twin.st.clipped_errors, "narrowed_ranges": narrowed,
                  "packed_products": sum(1 for ins in host.prog.instrs if getattr(getattr(ins, "op", None), "packed",
@@ -138,6 +145,36 @@ async def test_training_steps(dut):
 pytestmark = pytest.mark.sim
 
 NETS_JSON = json.dumps(NETS)
+
+
+def test_bfp_training_steps_through_the_schedule_bit_exact():
+    """Config small_bfp (the array's BFP front; checks every 4 steps): every
+    product in BFP, the check steps' inputs read back, the program recompiled
+    as layers widen; each step and each action bit-exact, cycles as modelled."""
+    cfg = load("small_bfp")
+    res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", BENCH,
+                     env={"FIXAR_NETS": NETS_JSON, "FIXAR_STEPS": "14", "FIXAR_BFP": "1"})
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+    (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
+    assert fig["identical_steps"] == 14 and fig["bfp_widths"] != [[2] * 3] * 2, fig
+
+
+@pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI
+def test_bench_catches_bfp_seed_streams_swapped(monkeypatch):
+    """The array given the critic's seed base for the actor's products and
+    the actor's for the critic's: the BFP steps must differ from golden's."""
+    from amaranth.hdl import Cat
+
+    from fixar.gen.emit import emit
+    from fixar.gen.units import trainer
+    from fixar.sim.runner import BUILD_ROOT
+    monkeypatch.setattr(trainer, "array_bfp_bases", lambda word: Cat(word[32:], word[:32]))
+    cfg = load("small_bfp")
+    out = BUILD_ROOT / "planted_bug" / "trainer_bfp_streams"
+    emit(cfg, out, array=True)
+    res = run_module("verilator", cfg, out, "fixar_trainer", BENCH, tag=f"{cfg.digest}-bfp-streams",
+                     env={"FIXAR_NETS": NETS_JSON, "FIXAR_STEPS": "2", "FIXAR_BFP": "1"})
+    assert res.tests == 1 and res.failed == 1, "the bench did not notice the BFP seed streams swapped"
 
 
 def test_twenty_training_steps_through_the_qat_switch_bit_exact():

@@ -169,8 +169,32 @@ def test_rtl_and_golden_backends_agree_with_16_bit_errors(tmp_path):
 
 
 def test_rtl_backend_refuses_fxp16_from_scratch(tmp_path):
-    with pytest.raises(ValueError, match="rtl backend runs fxp32 and qat"):
+    with pytest.raises(ValueError, match="rtl backend runs fxp32, qat and bfp"):
         Trainer(RunSettings(backend="rtl", out=str(tmp_path), precision="fxp16", **SMALL), log=lambda *_: None)
+    with pytest.raises(ValueError, match="needs the array's BFP front"):
+        Trainer(RunSettings(backend="rtl", out=str(tmp_path / "b"), precision="bfp", **SMALL), log=lambda *_: None)
+
+
+def test_rtl_and_golden_backends_agree_in_bfp(tmp_path):
+    """`fixar train --backend rtl --precision bfp --config small_bfp` (the
+    array's BFP front; its schedule checks every 4 steps): the same weights,
+    moments, BFP widths and counters, and greedy returns as the golden backend."""
+    bfp = dict(SMALL, config="small_bfp")
+    runs = {}
+    for backend in ("golden", "rtl"):
+        t = Trainer(RunSettings(backend=backend, out=str(tmp_path / backend), precision="bfp", **bfp),
+                    log=lambda *_: None)
+        t.train(progress=False)
+        runs[backend] = t
+    try:
+        want, got = runs["golden"].backend.state_dict(), runs["rtl"].backend.state_dict()
+        differ = [k for k in want if not np.array_equal(want[k], got[k])]
+        assert not differ, f"rtl and golden backends differ in BFP in {differ}"
+        assert runs["rtl"].evals == runs["golden"].evals
+        widths = [q.widths for q in runs["rtl"].backend.ddpg.qat.values()]
+        assert any(w > 2 for ws in widths for w in ws), widths       # the schedule widened on the way
+    finally:
+        runs["rtl"].close()
 
 
 @pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI

@@ -141,9 +141,11 @@ def test_bfp_programs_keep_bias_gradients_apart_and_are_refused_where_not_built(
         encode(CFG, p, 32)
     with pytest.raises(ProgramError, match="no cycle model for this BFP product"):
         step_cycles(CFG, p, 32)
-    front = CFG.variant(bfp=dataclasses.replace(CFG.bfp, in_array=True))
-    with pytest.raises(ProgramError, match="transposed and gradient products are not built yet"):
-        encode(front, p, 32)
+    front = load("small_bfp")     # the array's BFP front: every product encodes, with its cycles
+    words, act_pc = encode(front, p, 32)
+    assert 0 < act_pc < len(words)
+    plain = compile_ddpg(front, 3, 1, (8, 8), 32)
+    assert step_cycles(front, p, 32) > step_cycles(front, plain, 32)
 
 
 @pytest.mark.parametrize("change, match", [

@@ -574,9 +574,9 @@ class Array(wiring.Component):
             ctl["rnd_i0"] = (it * self.cfg.array.cols)[:COORD_BITS]     # the feature of the item's column 0
         if conv is not None:
             ctl.update({k: conv[k] for k in ("cv", "cv_start", "cv_i")})
-            C, N = self.cfg.array.cols, self.cfg.array.cores
-            for n in range(N):    # column c of the converting tile: group (it C + c) n_kt + kt
-                ctl[f"cv_group0_{n}"] = (conv["it"] * C * d["n_kt"] + _k_tile(d, conv["j"], n, N))[:32]
+            for n in range(self.cfg.array.cores):    # column c of the converting tile: group0 + c stride
+                ctl[f"cv_group0_{n}"], stride = array_bfp.weight_groups(self.cfg, d, conv, n, _k_tile)
+            ctl["cv_stride"] = stride
         delayed = {k: _delay(m, v, self.PIPE, f"ctl_{k}") for k, v in ctl.items()}
         if self.cfg.bfp.in_array:
             delayed = {k: array_bfp.late(m, d, v, f"ctl_{k}") for k, v in delayed.items()}
@@ -672,7 +672,7 @@ class Array(wiring.Component):
             if cfg.bfp.in_array:
                 m.d.comb += [core.bfp.eq(d["bfp_w"] != 0), core.m_w.eq(d["bfp_w"]), core.w_seed.eq(seed_w),
                              core.cv.eq(ctl_d["cv"]), core.cv_start.eq(ctl_d["cv_start"]), core.cv_i.eq(ctl_d["cv_i"]),
-                             core.cv_group0.eq(ctl_d[f"cv_group0_{n}"]), core.cv_stride.eq(d["n_kt"])]
+                             core.cv_group0.eq(ctl_d[f"cv_group0_{n}"]), core.cv_stride.eq(ctl_d["cv_stride"])]
             if cfg.pe.out.needs_random:
                 # core n's slot 0 holds batch vector n * slots * (vectors per slot); one vector when intra-layer
                 first_vec = Mux(d["intra"], 0, Mux(d["mode"] == PEMode.FXP16, (n * d["slots"]) << 1, n * d["slots"]))

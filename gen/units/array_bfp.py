@@ -114,16 +114,40 @@ def seeds(m: Module, d: dict, bases) -> tuple[Signal, Signal]:
     return out[0], out[1]
 
 
+def batch_tiles(d: dict, N: int):
+    """A gradient product's batch tiles over all cores (its reduction: each
+    core's n_kt tiles of its own batch slice, whole groups by the compiler's check)."""
+    return N * d["n_kt"]
+
+
 def item_groups(m: Module, cfg: FixarConfig, d: dict, t, j, k_tile, pipe: int) -> list:
-    """Each core's item group b n_kt + kt, delayed to meet the item's data."""
+    """Each core's item group, delayed to meet the item's data: b n_kt + kt
+    (batch entry b, reduction tile kt), or in a gradient product, whose item
+    is feature k = t's X^T row of batch tile j of the core's slice,
+    k n_bt + (n n_kt + j) (X grouped along the whole batch)."""
+    N = cfg.array.cores
     out = []
-    for n in range(cfg.array.cores):
-        kt = k_tile(d, j, n, cfg.array.cores)
+    for n in range(N):
+        kt = k_tile(d, j, n, N)
         b = Mux(d["intra"], 0, n * d["slots"] + t)
         g = Signal(32, name=f"bfp_item_group_{n}")
-        m.d.comb += g.eq((b * d["n_kt"] + kt)[:32])
+        m.d.comb += g.eq(Mux(d["grad"], t * batch_tiles(d, N) + n * d["n_kt"] + j, b * d["n_kt"] + kt)[:32])
         out.append(delay(m, g, pipe, f"bfp_item_group_{n}"))
     return out
+
+
+def weight_groups(cfg: FixarConfig, d: dict, conv: dict, n: int, k_tile) -> tuple:
+    """(group of column 0, the step between columns) of the tile core ``n``
+    converts: output feature i = it C + c and reduction tile kt give group
+    i n_kt + kt (W along its inputs, forward; along its outputs, transposed:
+    the descriptor's tiles are the product's either way), or in a gradient
+    product, whose "weights" are D's rows of batch tile j of the core's
+    slice, i n_bt + (n n_kt + j) (D grouped along the whole batch)."""
+    C, N = cfg.array.cols, cfg.array.cores
+    nbt = batch_tiles(d, N)
+    i0 = conv["it"] * C
+    group0 = Mux(d["grad"], i0 * nbt + n * d["n_kt"] + conv["j"], i0 * d["n_kt"] + k_tile(d, conv["j"], n, N))
+    return group0[:32], Mux(d["grad"], nbt, d["n_kt"])
 
 
 def item_converters(m: Module, cfg: FixarConfig, d: dict, a_data: list, valid, groups: list, seed_x) -> list:

@@ -133,7 +133,7 @@ class Trainer(wiring.Component):
             m.d.comb += port.eq(_field(instr, Opcode.ARRAY, name)[:len(port)])
 
         if self.cfg.bfp.in_array:     # the seed streams of BFP products, for this step
-            m.d.comb += arr.bfp_bases.eq(_scalar(scal, Scalar.BFP_BASES))
+            m.d.comb += arr.bfp_bases.eq(array_bfp_bases(_scalar(scal, Scalar.BFP_BASES)))
         self._vector_inputs(m, arr, vec, instr, scal, c)
         # second read path (port A) and the weight memory's third (targets), the controller's only
         c.ctl_a = ctl_a = {k: Signal.like(getattr(arr, k), name=f"ctl_{k}")
@@ -517,6 +517,12 @@ def _field(instr, op: Opcode, name: str):
     """Field ``name`` of an ``op`` instruction in the instruction register."""
     i = ISA_FIELDS[op].index(name)
     return instr.word_select(i + 1, ISA_FIELD_BITS)
+
+
+def array_bfp_bases(word):
+    """The array's BFP seed-stream bases from scalar BFP_BASES (a module
+    function so that a bench can plant the two streams swapped)."""
+    return word
 
 
 def _scalar(scal: list, index):

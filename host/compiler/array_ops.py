@@ -517,8 +517,6 @@ def bfp_runs_in_array(cfg: FixarConfig, op: LayerOp) -> str | None:
     if not cfg.bfp.in_array:
         return (f"config {cfg.name}'s array has no BFP front (bfp.in_array = false; the shipped config "
                 "\"bfp\" has one)")
-    if op.transpose or op.grad:
-        return "the array's BFP front runs forward products; transposed and gradient products are not built yet"
     return None
 
 

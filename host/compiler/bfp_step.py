@@ -42,18 +42,35 @@ def begin_bfp_step(layers: dict[str, BfpLayers]) -> None:
         layers[net].begin_step()
 
 
-def end_bfp_step(st: ProgramState, layers: dict[str, BfpLayers], obs_dim: int) -> None:
+def end_bfp_step(st: ProgramState, layers: dict[str, BfpLayers], obs_dim: int) -> bool:
+    """After a training step on the golden executor: :func:`finish_bfp_step` on its tensors."""
+    return finish_bfp_step(st.program, lambda name: st.t[name], layers, obs_dim, st.cfg.array.rows)
+
+
+def finish_bfp_step(p: Program, read, layers: dict[str, BfpLayers], obs_dim: int, rows: int) -> bool:
     """After a training step: count its conversions, and on a check step give
-    the schedule each layer's input from the training forward passes (the
-    critic's [s; a] without its padding: the golden model pads it itself)."""
-    p, R = st.program, st.cfg.array.rows
-    obs_p = -(-obs_dim // R) * R
+    the schedule each layer's input from the training forward passes
+    (``read(tensor name)``: the tensor as the program holds it, rows padded to
+    whole tiles; the critic's [s; a] loses its padding here: the golden model
+    pads it itself). Returns whether a layer widened (the next step's program
+    must be compiled again)."""
+    obs_p = -(-obs_dim // rows) * rows
+    widened = False
     for net in BFP_NETS:
         L = layers[net]
+        before = list(L.widths)
         L.conversions += p.bfp_conversions[net]
-        for i, name in enumerate(p.bfp_inputs[net]):
-            X = st.t[name][:p.tensors[name].shape[0]]
-            if net == "critic" and i == 0:
-                X = np.vstack([X[:obs_dim], X[obs_p:]])
-            L.watch(i, X)
+        if L.checking:
+            for i, name in enumerate(p.bfp_inputs[net]):
+                X = read(name)[:p.tensors[name].shape[0]]
+                if net == "critic" and i == 0:
+                    X = np.vstack([X[:obs_dim], X[obs_p:]])
+                L.watch(i, X)
         L.end_step()
+        widened |= L.widths != before
+    return widened
+
+
+def checking(layers: dict[str, BfpLayers]) -> bool:
+    """Whether this step is a check step (after begin_bfp_step): the host reads the inputs back."""
+    return any(layers[net].checking for net in BFP_NETS)

@@ -289,7 +289,9 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     if bfp is not None:
         p.bfp_conversions = dict(b.conv)
     _check_masks(p.instrs)
-    _allocate(cfg, p, p.instrs, p.inputs, p.outputs)
+    # (a BFP program's training inputs live to the step's end too: the host reads them)
+    kept = {f"bfp {net} x{i}": t for net, names in p.bfp_inputs.items() for i, t in enumerate(names)}
+    _allocate(cfg, p, p.instrs, p.inputs, {**p.outputs, **kept})
     p.instrs = [_addressed(cfg, p, ins, b.S) for ins in p.instrs]
     _acting_program(b, obs_dim, act_dim)
     _allocate(cfg, p, p.act_instrs, p.act_inputs, p.act_outputs)
@@ -725,8 +727,6 @@ def _training_step(b: _Builder, obs_dim: int, act_dim: int, tanh_limit: int | No
     p.outputs = {"q": c_outs[-1], "y": y}       # the host's training statistics
     if b.bfp is not None:      # the training forward passes' layer inputs, read after the step
         p.bfp_inputs = {"actor": [s_in] + a_outs[:-1], "critic": [sa] + c_outs[:-1]}
-        for net, names in p.bfp_inputs.items():
-            p.outputs.update({f"bfp {net} x{i}": name for i, name in enumerate(names)})
 
 
 def _acting_program(b: _Builder, obs_dim: int, act_dim: int) -> None:

@@ -25,7 +25,10 @@ from fixar.compiler.array_ops import (
     weight_from_image,
     weight_image,
 )
+from fixar.compiler.bfp_step import begin_bfp_step, bfp_scalars, bfp_widths, checking, finish_bfp_step
+from fixar.compiler.execute import bfp_seed_key
 from fixar.compiler.program import (
+    BFP_NETS,
     ERROR_KEYS,
     Program,
     compile_ddpg,
@@ -35,6 +38,7 @@ from fixar.compiler.program import (
     step_scaled_errors,
 )
 from fixar.config import FixarConfig, Scalar, packed_code_offset, quantizer_widths
+from fixar.golden.bfp_train import BfpLayers
 from fixar.golden.fixed import I64
 from fixar.golden.qat import LayerQuantizers, StepScaledErrors, tanh_limit
 
@@ -120,28 +124,85 @@ class EngineHost:
     def _compile(self) -> None:
         """The program of the agent's phase: FXP32 (QAT phase 1 tracks ranges
         on the way), or QAT phase 2 (quantizers at the output stage)."""
+        layers = self.bfp_layers
         self.prog: Program = compile_ddpg(self.cfg, self.obs_dim, self.act_dim, self.hidden, self.batch,
                                           quantized=self.quantized, tops=self.quantizer_tops(),
                                           tanh_limit=tanh_limit(self.quantizers["critic"], 0) if self.quantized
                                           else None, fuse_soft=self.fuse_soft,
                                           packed=self.packed and self.quantized,
-                                          quantizers=self.quantizer_table() if self.quantized else None)
+                                          quantizers=self.quantizer_table() if self.quantized else None,
+                                          bfp=bfp_widths(layers) if layers else None)
         self.words, self.act_pc = encode(self.cfg, self.prog, self.batch)
 
     # ------------------------------------------------------------ QAT
     @property
     def quantizers(self) -> dict[str, LayerQuantizers] | None:
         qat = self.ddpg.qat
-        if qat is None:
+        if qat is None or self.bfp_layers is not None:
             return None
         if not all(isinstance(qat.get(net), LayerQuantizers) for net in ("actor", "critic")):
-            raise ValueError("the training engine runs FXP32 and QAT; FXP16 from scratch and BFP are golden-only")
+            raise ValueError("the training engine runs FXP32, QAT and BFP; FXP16 from scratch is golden-only")
         errors = [q for key, q in qat.items() if key not in ("actor", "critic")]
         if errors and not (step_scaled_errors(self.cfg) and all(isinstance(q, StepScaledErrors) for q in errors)):
             raise ValueError(f"config {self.cfg.name}: 16-bit backward errors scaled as array.qat_errors = "
                              f"{self.cfg.array.qat_errors!r} run on the golden backend only (the engine's are "
                              "\"fxp16_delayed\": config qat16d)")
         return qat
+
+    # ------------------------------------------------------------ BFP
+    @property
+    def bfp_layers(self) -> dict[str, BfpLayers] | None:
+        """The networks' BFP state (widths, seeds, the schedule) when the agent trains in BFP."""
+        qat = self.ddpg.qat
+        return qat if qat is not None and isinstance(qat.get("actor"), BfpLayers) else None
+
+    def bfp_base_writes(self) -> list[Write]:
+        """The seed streams' bases of the next step (or of acting, which uses
+        them without using them up): scalar BFP_BASES, the actor's low."""
+        layers = self.bfp_layers
+        if layers is None:
+            return []
+        bases = bfp_scalars(layers)
+        word = sum(bases[bfp_seed_key(i)] << (32 * i) for i in range(len(BFP_NETS)))
+        return [Write("scal", int(Scalar.BFP_BASES), (word,))]
+
+    def begin_bfp_step(self) -> bool:
+        """Before a BFP training step: whether it is a check step (the host
+        then reads the training inputs back after it: :meth:`bfp_input_reads`)."""
+        begin_bfp_step(self.bfp_layers)
+        return checking(self.bfp_layers)
+
+    def bfp_input_reads(self) -> dict[str, Read]:
+        """The training forward passes' layer inputs of a BFP program, every core's rows."""
+        T, every = self.prog.tensors, (1 << self.cfg.array.cores) - 1
+        names = {t for ts in self.prog.bfp_inputs.values() for t in ts}
+        return {t: Read("am_addr", ("am_rdata",), T[t].base, T[t].rows, re="am_re", re_value=every) for t in names}
+
+    def decode_activations(self, name: str, rows) -> np.ndarray:
+        """An FXP32 activation tensor read from every core (slot-major: the row
+        of feature tile kt and slot s holds its R features) -> features x batch."""
+        cfg = self.cfg
+        R, N, bits = cfg.array.rows, cfg.array.cores, cfg.pe.act32.bits
+        S, t = self.batch // N, self.prog.tensors[name]
+        tiles = math.ceil(t.shape[0] / R)
+        out = np.zeros((tiles * R, self.batch), dtype=I64)
+        for n in range(N):
+            for kt in range(tiles):
+                for s in range(S):
+                    word = (rows[kt * S + s][0] >> (n * R * bits)) & ((1 << (R * bits)) - 1)
+                    out[kt * R:(kt + 1) * R, n * S + s] = unpack_words([word], R, bits)
+        return out
+
+    def end_bfp_step(self, got: dict | None) -> list[Write]:
+        """After a BFP training step: count its conversions and, on a check
+        step, measure the schedule on the inputs read back (``got``: rows by
+        :meth:`bfp_input_reads` key). A layer that widened compiles the next
+        step's program: returns its write (none otherwise)."""
+        tensors = {} if got is None else {name: self.decode_activations(name, rows) for name, rows in got.items()}
+        if not finish_bfp_step(self.prog, tensors.__getitem__, self.bfp_layers, self.obs_dim, self.cfg.array.rows):
+            return []
+        self._compile()
+        return [Write("prog", 0, tuple(self.words))]
 
     @property
     def quantized(self) -> bool:
@@ -395,11 +456,11 @@ class EngineHost:
 
     def step_writes(self, lr: dict[str, int]) -> list[Write]:
         return [Write("scal", int(Scalar.CRITIC_LR), (lr["critic"],)),
-                Write("scal", int(Scalar.ACTOR_LR), (lr["actor"],))]
+                Write("scal", int(Scalar.ACTOR_LR), (lr["actor"],))] + self.bfp_base_writes()
 
     def state_writes(self, state) -> list[Write]:
         s = self.seen_input("actor", np.asarray(state, dtype=I64).reshape(-1, 1))
-        return self.tensor_writes({self.prog.act_inputs["state"]: s}, 1)
+        return self.tensor_writes({self.prog.act_inputs["state"]: s}, 1) + self.bfp_base_writes()
 
     # ------------------------------------------------------------ reads
     def action_read(self, explore: bool) -> Read:

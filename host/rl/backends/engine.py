@@ -9,8 +9,9 @@ engine in order and returns what they read:
     | ("prng_set", seed) | ("prng_get", key) | ("clear_ranges",)
 
 The weights live in the engine while it trains and are read back only for
-checkpoints. Runs FXP32 and QAT (with config qat16d's 16-bit errors too);
-FXP16 from scratch and BFP are the golden backend's.
+checkpoints. Runs FXP32 and QAT (with config qat16d's 16-bit errors too), and
+BFP with the array's BFP front (config bfp); FXP16 from scratch is the golden
+backend's.
 """
 from __future__ import annotations
 
@@ -70,15 +71,22 @@ class EngineBackend(GoldenBackend):
     def train(self, s, a, r, s2, done) -> dict:
         h = self.host
         inputs = h.batch_tensors(self._q(s).T, self._q(a).T, self._q(r), self._q(s2).T, np.asarray(done) > 0.5)
+        check = h.begin_bfp_step() if h.bfp_layers else False     # (before the step's seed bases are written)
         ops = [("write", self._error_steps + h.tensor_writes(inputs, self.hp.batch) + h.step_writes(h.step_sizes())),
                ("run", "train", 0)]
         ops += [("read", f"stat.{k}", r) for k, r in h.stats_reads().items()]
+        bfp_reads = h.bfp_input_reads() if check else {}      # a BFP check step's inputs, for the schedule
+        ops += [("read", f"bfp.{k}", r) for k, r in bfp_reads.items()]
         errors = step_scaled_errors(self.cfg) and h.quantizers is not None
         if errors:      # 16-bit errors: each step's error ranges, read with the statistics
             ops.append(("read", "ranges", h.range_read()))
         res = self._do(ops)
         # the errors' steps for the next step, written with its batch (no round trip of their own)
         self._error_steps = h.take_error_ranges(res["ranges"]) if errors else []
+        if h.bfp_layers:      # a widened layer: the next step's (and acting's) program goes in now
+            program = h.end_bfp_step({k: res[f"bfp.{k}"] for k in bfp_reads} if check else None)
+            if program:
+                self._do([("write", program)])
         self.cycles["train"] += res["train"]
         self.train_steps += 1
         self._params_stale = True
@@ -86,9 +94,16 @@ class EngineBackend(GoldenBackend):
         return {"critic_loss": float(np.mean((q - y) ** 2)), "q_mean": float(np.mean(q))}
 
     def set_precision_phase(self, phase: str) -> None:
-        if phase not in ("fxp32", "qat"):
-            raise ValueError(f"precision {phase!r}: the {self.name} backend runs fxp32 and qat (FXP16 from scratch "
-                             "and BFP are the golden backend's only: the engine has no array of fMAC columns yet)")
+        if phase not in ("fxp32", "qat", "bfp"):
+            raise ValueError(f"precision {phase!r}: the {self.name} backend runs fxp32, qat and bfp (FXP16 from "
+                             "scratch is the golden backend's only)")
+        if phase == "bfp" and not self.cfg.bfp.in_array:
+            raise ValueError(f"precision bfp on the {self.name} backend needs the array's BFP front: config "
+                             f"{self.cfg.name} has none (bfp.in_array = false); use --config bfp")
+        if phase == "bfp":
+            self.ddpg.use_bfp()
+            self.host.phase_writes()
+            return
         if phase == "qat" and self.cfg.array.qat_errors not in ("fxp32", "fxp16_delayed"):
             raise ValueError(f"config {self.cfg.name}: 16-bit backward errors (array.qat_errors = "
                              f"{self.cfg.array.qat_errors!r}) run on the golden backend only (the engine scales "
