@@ -75,7 +75,7 @@ async def test_training_steps(dut):
     await tb.set_prng(host.prng_seed())
     run = tb.run
 
-    total_cycles, matched = 0, 0
+    total_cycles, matched, per_step = 0, 0, []
     start_wall = time.perf_counter()
     phase_cycles = {}
     ranges, narrowed = twin.ranges(), 0      # trackers that restarted with their product and came out narrower
@@ -100,10 +100,11 @@ async def test_training_steps(dut):
         ranges = twin.ranges()
         bad += twin.stat_mismatches({k: await tb.read(r) for k, r in host.stats_reads().items()})
         if bfp:     # the schedule after the step, on a check step from the inputs read back
+            widths = [list(host.bfp_layers[n].widths) for n in ("actor", "critic")]     # this step's
+            per_step.append({"cycles": cycles, "widths": widths})
             got = {k: await tb.read(r) for k, r in host.bfp_input_reads().items()} if twin.checking else None
             bad += twin.bfp_input_mismatches(got) if got else []
             await tb.apply(twin.end_bfp_step(got))
-            widths = [list(host.bfp_layers[n].widths) for n in ("actor", "critic")]
         if step_scaled_errors(cfg) and host.quantizers is not None:     # 16-bit errors: each step's ranges
             rows = await tb.read(host.range_read())
             if twin.error_range_mismatch(rows):
@@ -132,6 +133,7 @@ async def test_training_steps(dut):
                  "steps": steps, "identical_steps": matched, "cycles_per_step": total_cycles // max(steps, 1),
                  "act_cycles": act_cycles, "qat_switch": qat_switch,
                  "bfp_widths": [list(host.bfp_layers[n].widths) for n in ("actor", "critic")] if bfp else None,
+                 "bfp_steps": per_step or None,      # each BFP step's cycles and the widths it ran at
                  "cycles_fxp32": phase_cycles.get(False), "cycles_qat_phase2": phase_cycles.get(True),
                  "clipped_errors": twin.st.clipped_errors, "narrowed_ranges": narrowed,
                  "packed_products": sum(1 for ins in host.prog.instrs if getattr(getattr(ins, "op", None), "packed",

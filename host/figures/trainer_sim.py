@@ -69,6 +69,54 @@ def trainer_sim_16_bit_errors(batches=(64, 512), cache_dir: Path | None = None) 
     return figs
 
 
+def trainer_sim_bfp(cache_dir: Path | None = None) -> dict:
+    """Config bfp (the array's BFP front) on the 2 x 16 x 16 engine:
+    HalfCheetah's 400-300 DDPG in BFP, every step bit-exact against the
+    golden program in RTL. Its schedule here widens every layer at every
+    step (threshold 0), so at B = 64 the four steps run at 2, 4, 6 and 8
+    mantissa bits: bfp_train_step_cycles_b64_m{2,4,6,8}; at B = 512 one
+    step at 2 bits (bfp_train_step_cycles_b512_m2). bfp_ips_b<B> per
+    environment step (the acting pass included) at 164 MHz, and
+    bfp_speedup_vs_fxp32_b<B> against FXP32's step of the same program
+    shape on the same engine (the cycle model, which the trainer part
+    measures equal)."""
+    from fixar.compiler.program import compile_ddpg, step_cycles
+    from fixar.config import load
+
+    base = load("bfp")
+    cfg = base.variant(name="bfp_sweep", bfp=dataclasses.replace(base.bfp, schedule_every=1, threshold=0.0))
+    clock_hz = _fixars_clock(cfg)
+    from fixar.figures.summary import ROOT, commit
+
+    measured = commit()
+    cache = PartCache((cache_dir or ROOT / "bench" / "results") / "trainer_bfp_records.json",
+                      f"{measured} {cfg.digest}", reuse=not measured.endswith("-dirty"))
+    rtl = generated(cfg, array=True)
+    figs: dict = {}
+    for batch, steps in ((64, 4), (512, 1)):
+        rec = cache.get(str(batch))
+        if rec is None:
+            env = {"FIXAR_STEPS": str(steps), "FIXAR_BFP": "1", "FIXAR_NETS": json.dumps([17, 6, [400, 300], batch])}
+            res = run_module("verilator", cfg, rtl, "fixar_trainer", "fixar.tb.test_engine", env=env)
+            if not res.passed:
+                raise RuntimeError(f"BFP training-engine bench failed at B = {batch}; see {res.results_xml}")
+            (rec,) = [r for r in res.figures() if r["test"] == "training_steps"]
+            cache.put(str(batch), rec)
+        for step in rec["bfp_steps"]:
+            (m,) = {w for ws in step["widths"] for w in ws}         # every layer at one width
+            figs[f"bfp_train_step_cycles_b{batch}_m{m}"] = step["cycles"]
+        cycles = rec["bfp_steps"][0]["cycles"]
+        figs[f"bfp_act_cycles_b{batch}"] = rec["act_cycles"]
+        figs[f"bfp_ips_b{batch}"] = round(batch * clock_hz / (cycles + rec["act_cycles"]))
+        fxp = compile_ddpg(base, 17, 6, (400, 300), batch)
+        fxp_env = step_cycles(base, fxp, batch) + step_cycles(base, fxp, batch, acting=True)
+        figs[f"bfp_speedup_vs_fxp32_b{batch}"] = round(fxp_env / (cycles + rec["act_cycles"]), 4)
+        print(f"  B = {batch}: BFP steps {[s['cycles'] for s in rec['bfp_steps']]} cycles "
+              f"(widths {[s['widths'][0][0] for s in rec['bfp_steps']]}), {figs[f'bfp_ips_b{batch}']} environment "
+              f"steps/s at 164 MHz, {figs[f'bfp_speedup_vs_fxp32_b{batch}']} x FXP32 (bit-exact)", flush=True)
+    return figs
+
+
 def _fixars_clock(cfg: FixarConfig) -> float:
     clock_hz = timing(cfg).clock_hz
     if clock_hz != 164e6:
