@@ -72,21 +72,29 @@ def _load_and_train_on(rtl, out) -> None:
     assert not [k for k in want if not np.array_equal(want[k], got[k])]
 
 
-def test_rtl_and_golden_backends_agree_through_the_qat_switch(tmp_path):
-    """QAT in the loop: the switch half way; same weights, quantizers and returns."""
-    qat = dict(SMALL, steps=60, eval_every=60, checkpoint_every=60)
+def _paired_runs(tmp_path, what: str, **settings) -> dict[str, Trainer]:
+    """The same run on the golden and the rtl backends, which must end with
+    identical state (weights, moments, precision state) and greedy returns;
+    the caller closes runs["rtl"]."""
     runs = {}
     for backend in ("golden", "rtl"):
-        t = Trainer(RunSettings(backend=backend, out=str(tmp_path / backend), precision="qat", qat_delay=45, **qat),
-                    log=lambda *_: None)
+        t = Trainer(RunSettings(backend=backend, out=str(tmp_path / backend), **settings), log=lambda *_: None)
         t.train(progress=False)
         runs[backend] = t
+    want, got = runs["golden"].backend.state_dict(), runs["rtl"].backend.state_dict()
+    differ = [k for k in want if not np.array_equal(want[k], got[k])]
+    if differ or runs["rtl"].evals != runs["golden"].evals:
+        runs["rtl"].close()
+        raise AssertionError(f"rtl and golden backends differ {what} in {differ or 'their returns'}")
+    return runs
+
+
+def test_rtl_and_golden_backends_agree_through_the_qat_switch(tmp_path):
+    """QAT in the loop: the switch half way; same weights, quantizers and returns."""
+    runs = _paired_runs(tmp_path, "after a QAT run", precision="qat", qat_delay=45,
+                        **dict(SMALL, steps=60, eval_every=60, checkpoint_every=60))
     try:
-        want, got = runs["golden"].backend.state_dict(), runs["rtl"].backend.state_dict()
-        differ = [k for k in want if not np.array_equal(want[k], got[k])]
-        assert not differ, f"rtl and golden backends differ after a QAT run in {differ}"
         assert runs["rtl"].backend.host.quantized
-        assert runs["rtl"].evals == runs["golden"].evals
         _load_and_train_on(runs["rtl"].backend, tmp_path / "other")
     finally:
         runs["rtl"].close()
@@ -179,18 +187,8 @@ def test_rtl_and_golden_backends_agree_in_bfp(tmp_path):
     """`fixar train --backend rtl --precision bfp --config small_bfp` (the
     array's BFP front; its schedule checks every 4 steps): the same weights,
     moments, BFP widths and counters, and greedy returns as the golden backend."""
-    bfp = dict(SMALL, config="small_bfp")
-    runs = {}
-    for backend in ("golden", "rtl"):
-        t = Trainer(RunSettings(backend=backend, out=str(tmp_path / backend), precision="bfp", **bfp),
-                    log=lambda *_: None)
-        t.train(progress=False)
-        runs[backend] = t
+    runs = _paired_runs(tmp_path, "in BFP", precision="bfp", **dict(SMALL, config="small_bfp"))
     try:
-        want, got = runs["golden"].backend.state_dict(), runs["rtl"].backend.state_dict()
-        differ = [k for k in want if not np.array_equal(want[k], got[k])]
-        assert not differ, f"rtl and golden backends differ in BFP in {differ}"
-        assert runs["rtl"].evals == runs["golden"].evals
         widths = [q.widths for q in runs["rtl"].backend.ddpg.qat.values()]
         assert any(w > 2 for ws in widths for w in ws), widths       # the schedule widened on the way
     finally:
@@ -204,21 +202,13 @@ def test_rtl_and_golden_backends_agree_with_an_approximate_multiplier(tmp_path):
     functional model give the same weights, quantizers and returns through
     the QAT switch; and they differ from the exact multiplier's run."""
     qat = dict(SMALL, steps=50, eval_every=50, checkpoint_every=50)
-    runs = {}
-    for backend in ("golden", "rtl"):
-        t = Trainer(RunSettings(backend=backend, out=str(tmp_path / backend), precision="qat", qat_delay=40,
-                                multiplier="mbm", **qat), log=lambda *_: None)
-        t.train(progress=False)
-        runs[backend] = t
+    runs = _paired_runs(tmp_path, "with MBM", precision="qat", qat_delay=40, multiplier="mbm", **qat)
     exact = Trainer(RunSettings(backend="golden", out=str(tmp_path / "exact"), precision="qat", qat_delay=40, **qat),
                     log=lambda *_: None)
     exact.train(progress=False)
     try:
         assert runs["rtl"].cfg.pe.multiplier == "mbm" and runs["rtl"].cfg.name == "small_mbm"
-        want, got = runs["golden"].backend.state_dict(), runs["rtl"].backend.state_dict()
-        differ = [k for k in want if not np.array_equal(want[k], got[k])]
-        assert not differ, f"rtl and golden backends differ with MBM in {differ}"
-        assert runs["rtl"].evals == runs["golden"].evals
+        want = runs["golden"].backend.state_dict()
         ref = exact.backend.state_dict()
         assert [k for k in ref if not np.array_equal(ref[k], want[k])], "MBM trained exactly like exact"
     finally:
