@@ -14,7 +14,9 @@ cycles loads the first tile's weights, one PE row per cycle; then each tile
 step takes P = max(S, R) cycles: a swap to the loaded weights, S batch items,
 and meanwhile the next step's R rows. Every request goes to the memories in
 one cycle, their registered data is rotated/masked and registered in the
-next, and reaches the cores in the cycle after: PIPE = 2 cycles.
+next, and reaches the cores in the cycle after: PIPE = 2 cycles. A BFP
+product (``bfp.in_array`` configs) loads its tiles two steps ahead and
+converts its operands on the way in: gen/units/array_bfp.py.
 
 ReLU masks (docs/array.md): each core's mask memory keeps one bit per
 activation word, 0 < y < limit, written (one cycle after the row) by every
