@@ -155,10 +155,10 @@ def test_bfp_training_steps_through_the_schedule_bit_exact():
     as layers widen; each step and each action bit-exact, cycles as modelled."""
     cfg = load("small_bfp")
     res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", BENCH,
-                     env={"FIXAR_NETS": NETS_JSON, "FIXAR_STEPS": "10", "FIXAR_BFP": "1"})
+                     env={"FIXAR_NETS": NETS_JSON, "FIXAR_STEPS": "8", "FIXAR_BFP": "1"})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
-    assert fig["identical_steps"] == 10 and fig["bfp_widths"] != [[2] * 3] * 2, fig
+    assert fig["identical_steps"] == 8 and fig["bfp_widths"] != [[2] * 3] * 2, fig
 
 
 @pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI

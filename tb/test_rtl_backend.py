@@ -183,6 +183,7 @@ def test_rtl_backend_refuses_fxp16_from_scratch(tmp_path):
         Trainer(RunSettings(backend="rtl", out=str(tmp_path / "b"), precision="bfp", **SMALL), log=lambda *_: None)
 
 
+@pytest.mark.slow      # CI time: tb/test_engine.py's BFP steps check the same engine and host code every step
 def test_rtl_and_golden_backends_agree_in_bfp(tmp_path):
     """`fixar train --backend rtl --precision bfp --config small_bfp` (the
     array's BFP front; its schedule checks every 4 steps): the same weights,

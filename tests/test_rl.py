@@ -136,7 +136,7 @@ def test_rtl_backend_checks_before_it_builds_anything():
     with pytest.raises(ProgramError, match="needs .* rows"):
         make_backend("rtl", 3, 1, big, 0, config="small")
     backend = make_backend("rtl", 3, 1, SMALL, 0, config="small")
-    with pytest.raises(ValueError, match="rtl backend runs fxp32 and qat"):
+    with pytest.raises(ValueError, match="rtl backend runs fxp32, qat and bfp"):
         backend.set_precision_phase("fxp16")
     assert backend._proc is None
 
@@ -147,7 +147,7 @@ def test_cli_reports_errors_with_exit_code_2(tmp_path):
     assert res.returncode == 2 and "needs --xclbin" in res.stderr
     res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--backend", "rtl", "--precision", "fxp16",
                           "--out", str(tmp_path)], capture_output=True, text=True)
-    assert res.returncode == 2 and "rtl backend runs fxp32 and qat" in res.stderr
+    assert res.returncode == 2 and "rtl backend runs fxp32, qat and bfp" in res.stderr
     res = subprocess.run([sys.executable, "-m", "fixar.cli", "train", "--config", "nosuch", "--out", str(tmp_path)],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "neither a shipped config" in res.stderr
