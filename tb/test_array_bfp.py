@@ -9,7 +9,8 @@ fixar.golden.bfp.bfp_quantize of W (along its inputs) and of X (along the
 reduction), the seeds jenkins32(base + conv) and jenkins32(base + conv + 1)
 as the compiler's executor takes them; its cycles the cycle model's.
 FIXAR_CASES sets the number of random operations (default 300; the pytest
-entries 200 under Verilator and 16 under Icarus, CI time).
+entries 150 under Verilator and 16 under Icarus, the latter in make
+test-slow: CI time).
 """
 from __future__ import annotations
 
@@ -139,10 +140,11 @@ async def test_bfp_among_other_products(dut):
 pytestmark = pytest.mark.sim
 
 
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+# (Icarus in make test-slow: CI time)
+@pytest.mark.parametrize("sim", ["verilator", pytest.param("icarus", marks=pytest.mark.slow)])
 def test_array_bfp_bit_exact_and_cycle_exact(sim):
     cfg = bfp_config()
-    cases = os.environ.get("FIXAR_CASES", "200" if sim == "verilator" else "16")
+    cases = os.environ.get("FIXAR_CASES", "150" if sim == "verilator" else "16")
     res = run_module(sim, cfg, generated(cfg, array=True), "fixar_array", BENCH, env={"FIXAR_CASES": cases})
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     assert res.tests == 2
