@@ -94,3 +94,19 @@ def test_a_rounding_a_unit_cannot_build_is_named():
                                                                                           rounding="floor")))
     with pytest.raises(ConfigError, match="pe.weight: .* got rounding 'floor'"):
         AdamUnit(floor_w)
+
+
+def test_the_bfp_front_and_converter_refuse_groups_they_cannot_convert():
+    """bfp.in_array needs a group per PE column and e large enough for a
+    group to convert alone; the converter needs the latter too."""
+    from fixar.gen.units.bfp_convert import BfpConvert
+    from fixar.gen.units.core import ArrayCore
+    front = load("small_bfp")
+    ArrayCore.check(front)
+    for bfp, what in ((dict(group=16), "bfp.group = array.rows"), (dict(exp_bits=4), "got e = 4")):
+        with pytest.raises(ConfigError, match=what):
+            ArrayCore.check(front.variant(bfp=dataclasses.replace(front.bfp, **bfp)))
+    with pytest.raises(ConfigError, match="bfp.exp_bits = 4: the converter needs 2\\^exp_bits >= 32"):
+        BfpConvert(DEFAULT.variant(bfp=dataclasses.replace(DEFAULT.bfp, exp_bits=4)))
+    with pytest.raises(ConfigError, match="bfp.in_array: expected true or false"):
+        FixarConfig.from_dict({**DEFAULT.to_dict(), "bfp": {"in_array": "yes"}})

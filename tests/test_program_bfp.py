@@ -151,6 +151,7 @@ def test_bfp_programs_keep_bias_gradients_apart_and_are_refused_where_not_built(
 @pytest.mark.parametrize("change, match", [
     (dict(bfp_w=5), "bfp_w = 5"),
     (dict(bfp_x=3, bfp_w=4), "bfp_x = 3"),
+    (dict(bfp_stream=2), "bfp_stream = 2"),
     (dict(fq=True), "no QAT quantizer"),
     (dict(grad=True, gstore=GStore.BOTH, bias=False, store=False), "bias gradient needs D unconverted"),
     (dict(grad=True, gstore=GStore.WEIGHT, bias=False, store=False, batch=36), "straddle"),
