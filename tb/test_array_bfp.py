@@ -56,9 +56,8 @@ class BfpTB(TB):
         cfg, base = self.cfg, self.bases[op.bfp_stream]
         seed = [int(jenkins32(np.uint32((base + op.bfp_conv + n) & MASK32))) for n in (0, 1)]
         # each operand along its product's reduction: W X, W^T D, D X^T
-        (axis_w, axis_x), frac_w = {(False, False): (1, 0), (True, False): (0, 0)}.get((op.transpose, op.grad),
-                                                                                     (1, 1)), \
-            cfg.pe.act32.frac if op.grad else cfg.pe.weight.frac
+        axis_w, axis_x = (1, 1) if op.grad else (0, 0) if op.transpose else (1, 0)
+        frac_w = cfg.pe.act32.frac if op.grad else cfg.pe.weight.frac
         Wc = bfp_quantize(W, frac_w, cfg.bfp.format(op.bfp_w), seed[0], axis=axis_w) if op.bfp_w else W
         Xc = bfp_quantize(X, cfg.pe.act32.frac, cfg.bfp.format(op.bfp_x), seed[1], axis=axis_x) if op.bfp_x else X
         return super().golden(op, Wc, Xc, b)

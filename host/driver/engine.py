@@ -179,12 +179,15 @@ class EngineHost:
         return {t: Read("am_addr", ("am_rdata",), T[t].base, T[t].rows, re="am_re", re_value=every) for t in names}
 
     def decode_activations(self, name: str, rows) -> np.ndarray:
-        """An FXP32 activation tensor read from every core (slot-major: the row
-        of feature tile kt and slot s holds its R features) -> features x batch."""
+        """An FXP32 activation tensor read from every core -> features x batch."""
+        return self._slot_major(rows, math.ceil(self.prog.tensors[name].shape[0] / self.cfg.array.rows))
+
+    def _slot_major(self, rows, tiles: int) -> np.ndarray:
+        """Rows read from every core's activation memory, slot-major (the row
+        of feature tile kt and slot s holds its R features) -> (tiles R) x batch."""
         cfg = self.cfg
         R, N, bits = cfg.array.rows, cfg.array.cores, cfg.pe.act32.bits
-        S, t = self.batch // N, self.prog.tensors[name]
-        tiles = math.ceil(t.shape[0] / R)
+        S = self.batch // N
         out = np.zeros((tiles * R, self.batch), dtype=I64)
         for n in range(N):
             for kt in range(tiles):
@@ -481,15 +484,7 @@ class EngineHost:
 
     def decode_batch_row(self, rows) -> np.ndarray:
         """A one-feature tensor (q, y) read from every core: samples in batch order."""
-        cfg = self.cfg
-        R, N, bits = cfg.array.rows, cfg.array.cores, cfg.pe.act32.bits
-        S = self.batch // N
-        out = []
-        for n in range(N):
-            lanes = [unpack_words([(r[0] >> (n * R * bits)) & ((1 << (R * bits)) - 1)], R, bits)[0]
-                     for r in rows[:S]]
-            out.extend(lanes)
-        return np.array(out, dtype=I64)
+        return self._slot_major(rows, 1)[0]
 
     def param_reads(self) -> dict[str, Read | tuple[Read, Read]]:
         """Every parameter, and the online networks' moments."""
