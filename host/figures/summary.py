@@ -310,7 +310,8 @@ HEADLINE = (
     ("The same with 16-bit backward errors too (config qat16d: transposed products packed), B = 512, at 164 MHz",
      "accel_ips_qat16d_b512", "53,826.8"),
     ("Accelerator IPS per environment step in BFP (config bfp: the array's BFP front; the same at every "
-     "mantissa width), B = 64, at 164 MHz", "bfp_ips_b64", "-"),
+     "mantissa width), B = 64, at 164 MHz: a claim, the timing estimate does not cover the front yet", "bfp_ips_b64",
+     "-"),
     ("Whole-step utilization (useful MACs / (PEs x step cycles)), B = 512", "step_util_b512", "0.924"),
     ("Clock the logic supports: Yosys logic-only critical path + 43 % routing allowance (MHz)",
      "clock_mhz_estimate", "164 (after Vivado routing)"),
