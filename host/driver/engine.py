@@ -119,6 +119,8 @@ class EngineHost:
             packed = cfg.array.quantizer_scale == "pow2" and batch % (2 * cfg.array.cores) == 0
         self.cfg, self.ddpg, self.batch, self.fuse_soft, self.packed = cfg, ddpg, batch, fuse_soft, packed
         self.obs_dim, self.act_dim, self.hidden = ddpg.obs_dim, act_dim, tuple(hidden)
+        self.deployed: tuple[int, ...] | None = None     # a deployed BFP actor's input widths (deploy_bfp)
+        self.deployed_acts = 0                            # its acting passes so far: the seed bases
         self._compile()
 
     def _compile(self) -> None:
@@ -131,8 +133,13 @@ class EngineHost:
                                           else None, fuse_soft=self.fuse_soft,
                                           packed=self.packed and self.quantized,
                                           quantizers=self.quantizer_table() if self.quantized else None,
-                                          bfp=bfp_widths(layers) if layers else None)
+                                          bfp=bfp_widths(layers) if layers else self._deployed_widths())
         self.words, self.act_pc = encode(self.cfg, self.prog, self.batch)
+
+    def _deployed_widths(self) -> dict[str, list[tuple[int, int]]] | None:
+        if self.deployed is None:
+            return None
+        return {"actor": [(0, m) for m in self.deployed], "critic": [(0, 0)] * (len(self.hidden) + 1)}
 
     # ------------------------------------------------------------ QAT
     @property
@@ -165,6 +172,32 @@ class EngineHost:
         bases = bfp_scalars(layers)
         word = sum(bases[bfp_seed_key(i)] << (32 * i) for i in range(len(BFP_NETS)))
         return [Write("scal", int(Scalar.BFP_BASES), (word,))]
+
+    def deploy_bfp(self, input_widths) -> None:
+        """Act as a network deployed in mixed BFP (issue 25's policies,
+        fixar.haq.actor.BfpActor): each actor layer's weights are used as the
+        engine holds them (the host converted them to BFP once, as a deployed
+        network is stored) and its input is converted in the array at
+        ``input_widths[i]`` bits. Acting pass c converts layer i's input with
+        seed jenkins32(c x 2L + 2i + 1), L the actor's layers: the program's
+        place 2i + 1 on base c x 2L. For acting only: the training program
+        is compiled beside it but must not run (the critic stays FXP32, and
+        nothing would convert the actor's weights)."""
+        widths = tuple(int(m) for m in input_widths)
+        if len(widths) != len(self.hidden) + 1:
+            raise ValueError(f"a deployed actor needs one input width per layer ({len(self.hidden) + 1}), "
+                             f"got {list(widths)}")
+        if self.bfp_layers is not None or self.quantizers is not None:
+            raise ValueError("deploy_bfp: the agent trains in BFP or QAT; a deployed actor starts from FXP32 "
+                             "parameters")
+        self.deployed, self.deployed_acts = widths, 0
+        self._compile()
+
+    def _deployed_base_writes(self) -> list[Write]:
+        """The next acting pass's seed base (the actor's stream; the critic's is unused)."""
+        base = (self.deployed_acts * 2 * (len(self.hidden) + 1)) & 0xFFFFFFFF
+        self.deployed_acts += 1
+        return [Write("scal", int(Scalar.BFP_BASES), (base,))]
 
     def begin_bfp_step(self) -> bool:
         """Before a BFP training step: whether it is a check step (the host
@@ -462,8 +495,11 @@ class EngineHost:
                 Write("scal", int(Scalar.ACTOR_LR), (lr["actor"],))] + self.bfp_base_writes()
 
     def state_writes(self, state) -> list[Write]:
+        """The state of the next acting pass, and its seed bases in BFP
+        (a deployed actor's count this pass)."""
         s = self.seen_input("actor", np.asarray(state, dtype=I64).reshape(-1, 1))
-        return self.tensor_writes({self.prog.act_inputs["state"]: s}, 1) + self.bfp_base_writes()
+        bases = self._deployed_base_writes() if self.deployed is not None else self.bfp_base_writes()
+        return self.tensor_writes({self.prog.act_inputs["state"]: s}, 1) + bases
 
     # ------------------------------------------------------------ reads
     def action_read(self, explore: bool) -> Read:

@@ -47,7 +47,7 @@ RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
 PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "trainer16", "trainer-bfp", "synth",
          "synth-array", "synth-kernel", "floorplan", "schedule", "explore", "explore-verify", "timing", "multipliers",
-         "formats", "haq")
+         "formats", "haq", "haq-rtl")
 
 
 def machine() -> str:
@@ -64,12 +64,13 @@ def machine() -> str:
 
 def commit() -> str:
     """The commit measured; -dirty when a source differs from it (the bench's own
-    outputs, README.md, docs/figures.md and bench/results/, do not count: a bench run in parts
-    rewrites them between parts)."""
+    outputs, README.md, docs/figures.md, bench/results/ and the haq part's docs/haq/, do not
+    count: a bench run in parts rewrites them between parts)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)README.md", ":(exclude)docs/figures.md", ":(exclude)bench/results"],
+                                ":(exclude)README.md", ":(exclude)docs/figures.md", ":(exclude)bench/results",
+                                ":(exclude)docs/haq"],
                                cwd=ROOT, capture_output=True, text=True)
         return (head.stdout.strip() or "unknown") + ("-dirty" if dirty.stdout.strip() else "")
     except OSError:
@@ -199,6 +200,11 @@ def measure(what: str, vectors: int) -> dict:
         figs.update(fmac_figures(cfg))
     if what in ("all", "haq"):
         figs.update(haq_figures())
+    if what in ("all", "haq-rtl"):
+        from fixar.figures.haq_verify import haq_rtl_figures
+        print("haq-rtl: the Pendulum winner deployed on the 2 x 16 x 16 engine of config bfp in RTL, bit for bit "
+              "(a 20-minute build) ...", flush=True)
+        figs.update(haq_rtl_figures())
     if what in ("all", "pe"):
         from fixar.figures.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)

@@ -8,7 +8,8 @@ networks, Adam 1e-3, 10 000 steps; a few minutes here) and read back from
 its checkpoint. In the deployed forward pass each layer's weights are
 converted to BFP once (a fixed seed per layer, as a deployed network is
 stored) and each input vector at every step (seeds hashed from a counter, so
-an evaluation is reproducible); products, bias, rounding and activation
+an evaluation is reproducible, numbered as the engine's acting program
+numbers them: fixar.haq.verify runs the actor there); products, bias, rounding and activation
 functions are the golden model's (fixar.golden.layer.linear).
 """
 from __future__ import annotations
@@ -44,6 +45,15 @@ def trained_actor(folder: Path, log=print):
     return Trainer(run, resume=True, log=lambda *_: None).backend
 
 
+def input_seed_place(call: int, layer: int, layers: int) -> int:
+    """Where acting pass ``call`` draws layer ``layer``'s input conversion
+    seed from (it is jenkins32 of this): the numbering the engine's acting
+    program uses, each pass a base of 2 x layers places and layer i's input
+    the place 2i + 1 on it (fixar.driver.engine.EngineHost.deploy_bfp), so
+    the deployed actor runs on the RTL bit for bit."""
+    return (call * 2 * layers + 2 * layer + 1) & 0xFFFFFFFF
+
+
 class BfpActor:
     """The actor's noise-free forward pass in a policy's mixed BFP; act() as a backend's."""
 
@@ -57,7 +67,7 @@ class BfpActor:
         cfg = self.cfg
         x = quantize(np.asarray(state, dtype=np.float64), cfg.pe.act32).reshape(-1, 1)
         for i, (W, b, func, (_, a)) in enumerate(zip(self.W, self.net.b, self.net.funcs, self.policy)):
-            seed = int(jenkins32((self.calls * 8 + i) & 0xFFFFFFFF))
+            seed = int(jenkins32(input_seed_place(self.calls, i, len(self.W))))
             x = linear(cfg, W, bfp_quantize(x, cfg.pe.act32.frac, cfg.bfp.format(a), seed, axis=0), b, func)
         self.calls += 1
         return dequantize(x[:, 0], cfg.pe.act32).astype(np.float32)

@@ -68,8 +68,30 @@ class EngineBackend(GoldenBackend):
             self.ddpg.prng = np.uint32(res["prng"])
         return dequantize(h.decode_action(res["action"]), self.cfg.pe.act32).astype(np.float32)
 
+    def deploy_bfp(self, weights, biases, input_widths) -> None:
+        """From now on act only, as the actor deployed in mixed BFP (issue 25):
+        ``weights`` (codes: the host's BFP conversion of the actor's weights,
+        fixar.haq.actor.BfpActor's) and ``biases`` replace the actor's, and each layer's
+        input is converted in the array at ``input_widths[i]`` bits
+        (:meth:`fixar.driver.engine.EngineHost.deploy_bfp`)."""
+        if not self.cfg.bfp.in_array:
+            raise ValueError(f"a deployed BFP actor on the {self.name} backend needs the array's BFP front: "
+                             f"config {self.cfg.name} has none (bfp.in_array = false); use --config bfp")
+        actor = self.ddpg.actor
+        for what, given, own in (("weights", weights, actor.W), ("biases", biases, actor.b)):
+            if [np.shape(x) for x in given] != [x.shape for x in own]:
+                raise ValueError(f"deploy_bfp: {what} of shapes {[np.shape(x) for x in given]}, the actor's are "
+                                 f"{[x.shape for x in own]}")
+        self._sync_from_engine()
+        self.host.deploy_bfp(input_widths)
+        actor.W = [np.asarray(w, dtype=np.int64).copy() for w in weights]
+        actor.b = [np.asarray(b, dtype=np.int64).copy() for b in biases]
+        self._loaded = False     # the next operation loads the new program and weights
+
     def train(self, s, a, r, s2, done) -> dict:
         h = self.host
+        if h.deployed is not None:
+            raise ValueError(f"the {self.name} backend acts as a deployed BFP actor (deploy_bfp): it does not train")
         inputs = h.batch_tensors(self._q(s).T, self._q(a).T, self._q(r), self._q(s2).T, np.asarray(done) > 0.5)
         check = h.begin_bfp_step() if h.bfp_layers else False     # (before the step's seed bases are written)
         ops = [("write", self._error_steps + h.tensor_writes(inputs, self.hp.batch) + h.step_writes(h.step_sizes())),
