@@ -105,6 +105,12 @@ def _unpad_first_layer(Wp: np.ndarray, shape: tuple[int, int], obs: int) -> np.n
     return np.hstack([Wp[:, :obs], Wp[:, Wp.shape[1] - n_act:]])
 
 
+def deployed_bfp_widths(input_widths) -> dict[str, list[tuple[int, int]]]:
+    """compile_ddpg's ``bfp`` for a deployed actor: weights used as stored,
+    inputs at ``input_widths``; the critic (never run) unconverted."""
+    return {"actor": [(0, m) for m in input_widths], "critic": [(0, 0)] * len(input_widths)}
+
+
 class EngineHost:
     """One DDPG agent (``ddpg``: its host-side state) on a training engine of config ``cfg``."""
 
@@ -137,9 +143,7 @@ class EngineHost:
         self.words, self.act_pc = encode(self.cfg, self.prog, self.batch)
 
     def _deployed_widths(self) -> dict[str, list[tuple[int, int]]] | None:
-        if self.deployed is None:
-            return None
-        return {"actor": [(0, m) for m in self.deployed], "critic": [(0, 0)] * (len(self.hidden) + 1)}
+        return None if self.deployed is None else deployed_bfp_widths(self.deployed)
 
     # ------------------------------------------------------------ QAT
     @property

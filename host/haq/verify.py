@@ -25,6 +25,7 @@ import numpy as np
 
 from fixar.compiler.program import compile_ddpg, step_cycles
 from fixar.config import FixarConfig
+from fixar.driver.engine import deployed_bfp_widths
 from fixar.haq.actor import PENDULUM, TRAIN, BfpActor, trained_actor
 from fixar.haq.space import Policy
 
@@ -60,8 +61,7 @@ class Verdict:
 def deployed_act_cycles(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
                         batch: int, input_widths) -> int:
     """The cycle model's acting pass of a deployed actor (what the RTL must match)."""
-    bfp = {"actor": [(0, m) for m in input_widths], "critic": [(0, 0)] * (len(hidden) + 1)}
-    p = compile_ddpg(cfg, obs_dim, act_dim, hidden, batch, bfp=bfp)
+    p = compile_ddpg(cfg, obs_dim, act_dim, hidden, batch, bfp=deployed_bfp_widths(input_widths))
     return step_cycles(cfg, p, batch, acting=True)
 
 
