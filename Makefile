@@ -83,8 +83,14 @@ sim: $(STAMP)
 test-unit: $(STAMP)
 	$(PY) -m pytest tests
 
+# One pytest worker a core (pytest-xdist); the benches' build folders are
+# locked (fixar.sim.runner.folder_lock), so workers that need the same
+# Verilator build take turns. loadfile: a file's tests stay on one worker
+# (they share fixtures and build folders); the benches in tb/ are collected
+# first (pyproject's testpaths), so the long ones start early.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 test: $(STAMP)
-	$(PY) -m pytest --durations=25
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from fixar.config import FixarConfig
-from fixar.sim.runner import BUILD_ROOT, RTL_DIR, SimResult, run_bench
+from fixar.sim.runner import BUILD_ROOT, RTL_DIR, SimResult, folder_lock, run_bench
 
 
 def shipped_rtl() -> Path:
@@ -18,7 +18,8 @@ def generated(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> Pa
 
     suffix = "-kernel" if kernel else "-array" if array else ""
     out = BUILD_ROOT / "gen" / f"{cfg.name}-{cfg.digest}{suffix}"
-    emit(cfg, out, array=array or kernel, kernel=kernel)
+    with folder_lock(out):      # another test worker may be generating the same folder
+        emit(cfg, out, array=array or kernel, kernel=kernel)
     return out
 
 
@@ -46,9 +47,11 @@ def run_mutated(cfg: FixarConfig, module: str, test_module: str, old: str, new: 
     if old not in src:
         raise AssertionError(f"{old!r} not found in rtl/{module}.v: the planted bug needs updating")
     bug_dir = BUILD_ROOT / "planted_bug" / module
-    bug_dir.mkdir(parents=True, exist_ok=True)
-    (bug_dir / "manifest.json").write_text((src_dir / "manifest.json").read_text())
-    (bug_dir / f"{module}.v").write_text(src.replace(old, new, 1))
-    for extra in json.loads((src_dir / "manifest.json").read_text())["modules"][module].get("sources", []):
-        (bug_dir / extra).write_text((src_dir / extra).read_text())
-    return run_module("verilator", cfg, bug_dir, module, test_module, tag=f"{cfg.digest}-planted-bug", **kwargs)
+    with folder_lock(bug_dir):      # the copy is this module's only planted-bug folder: one writer at a time
+        bug_dir.mkdir(parents=True, exist_ok=True)
+        (bug_dir / "manifest.json").write_text((src_dir / "manifest.json").read_text())
+        (bug_dir / f"{module}.v").write_text(src.replace(old, new, 1))
+        for extra in json.loads((src_dir / "manifest.json").read_text())["modules"][module].get("sources", []):
+            (bug_dir / extra).write_text((src_dir / extra).read_text())
+        return run_module("verilator", cfg, bug_dir, module, test_module, tag=f"{cfg.digest}-planted-bug",
+                          **kwargs)

@@ -6,12 +6,16 @@ Toolchain rules kept in one place:
 * Amaranth's Verilog needs ``-Wno-WIDTH`` under Verilator.
 * ccache speeds up Verilator's C++ builds when it is installed.
 * Each (simulator, design, config) gets its own build folder, so variants
-  and planted-bug copies never overwrite each other.
+  and planted-bug copies never overwrite each other; a folder is locked
+  while it is written or run (:func:`folder_lock`), so parallel test
+  workers (pytest-xdist) that need the same build take turns.
 * The config travels to the bench as JSON in the environment; benches read
   widths from it and never from the generator.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
 import json
 import os
@@ -30,6 +34,20 @@ RTL_DIR = ROOT / "rtl"
 BUILD_ROOT = ROOT / "sim_build"
 MIN_VERILATOR = (5, 36)  # cocotb 2.x needs a recent Verilator; Debian ships 5.006
 DEFAULT_SEED = 20210705  # FIXAR appeared at DAC 2021
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path):
+    """Hold an exclusive lock on ``folder`` (a ``.lock`` file beside it) for
+    the block: other processes wanting the same folder wait. The OS drops the
+    lock when its holder dies, so a killed run never leaves a folder locked."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class ToolError(RuntimeError):
@@ -108,12 +126,15 @@ class SimResult:
     results_xml: Path
     bench_json: Path
     build_s: float = 0.0  # wall time of the (possibly incremental) build
+    rows: list[dict] | None = None  # the bench's figure lines, read while the build folder was locked
 
     @property
     def passed(self) -> bool:
         return self.tests > 0 and self.failed == 0
 
     def figures(self) -> list[dict]:
+        if self.rows is not None:
+            return self.rows
         if not self.bench_json.exists():
             return []
         return [json.loads(line) for line in self.bench_json.read_text().splitlines() if line.strip()]
@@ -159,45 +180,48 @@ def run_bench(
         build_args = ["-Wno-WIDTH", "-Wno-CASEINCOMPLETE", "-Wno-CMPCONST", "-Wno-SYMRSVDWORD", "-O3"]
         if waves:
             build_args.append("--trace-fst")
-    build_dir.mkdir(parents=True, exist_ok=True)
-    bench_json = build_dir / f"{test_module.rsplit('.', 1)[-1]}.jsonl"
-    bench_json.unlink(missing_ok=True)
-    print(f"[fixar.tb] {sim}: {version}; seed {seed}; build {build_dir}", file=sys.stderr)
+    with folder_lock(build_dir):   # one build and run of a folder at a time
+        build_dir.mkdir(parents=True, exist_ok=True)
+        bench_json = build_dir / f"{test_module.rsplit('.', 1)[-1]}.jsonl"
+        bench_json.unlink(missing_ok=True)
+        print(f"[fixar.tb] {sim}: {version}; seed {seed}; build {build_dir}", file=sys.stderr)
 
-    runner = get_runner(sim)
-    t_build = time.perf_counter()
-    runner.build(
-        sources=[str(s) for s in sources],
-        hdl_toplevel=top,
-        build_dir=build_dir,
-        build_args=build_args,
-        waves=waves,
-        timescale=("1ns", "1ps"),
-        log_file=build_dir / "build.log",
-    )
-    build_s = time.perf_counter() - t_build
-    bench_env = {
-        "FIXAR_CONFIG_JSON": cfg.to_json(),
-        "FIXAR_BENCH_JSON": str(bench_json),
-        **(env or {}),
-    }
-    xml = build_dir / f"results-{test_module.rsplit('.', 1)[-1]}.xml"
-    try:
-        runner.test(
-            test_module=test_module,
+        runner = get_runner(sim)
+        t_build = time.perf_counter()
+        runner.build(
+            sources=[str(s) for s in sources],
             hdl_toplevel=top,
             build_dir=build_dir,
-            test_dir=build_dir,
-            seed=seed,
-            extra_env=bench_env,
+            build_args=build_args,
             waves=waves,
-            results_xml=str(xml),
-            testcase=testcase,
+            timescale=("1ns", "1ps"),
+            log_file=build_dir / "build.log",
         )
-    except SystemExit:
-        pass  # the runner exits on failure under pytest; the XML says what failed
-    try:
-        tests, failed = get_results(xml)
-    except RuntimeError:
-        tests, failed = 0, 0
-    return SimResult(tests, failed, xml, bench_json, build_s)
+        build_s = time.perf_counter() - t_build
+        bench_env = {
+            "FIXAR_CONFIG_JSON": cfg.to_json(),
+            "FIXAR_BENCH_JSON": str(bench_json),
+            **(env or {}),
+        }
+        xml = build_dir / f"results-{test_module.rsplit('.', 1)[-1]}.xml"
+        try:
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=top,
+                build_dir=build_dir,
+                test_dir=build_dir,
+                seed=seed,
+                extra_env=bench_env,
+                waves=waves,
+                results_xml=str(xml),
+                testcase=testcase,
+            )
+        except SystemExit:
+            pass  # the runner exits on failure under pytest; the XML says what failed
+        try:
+            tests, failed = get_results(xml)
+        except RuntimeError:
+            tests, failed = 0, 0
+        res = SimResult(tests, failed, xml, bench_json, build_s)
+        res.rows = res.figures()
+        return res
