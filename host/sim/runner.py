@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fixar.config import FixarConfig
@@ -126,18 +126,20 @@ class SimResult:
     results_xml: Path
     bench_json: Path
     build_s: float = 0.0  # wall time of the (possibly incremental) build
-    rows: list[dict] | None = None  # the bench's figure lines, read while the build folder was locked
+    rows: list[dict] = field(default_factory=list)  # the bench's figure lines, read while the folder was locked
 
     @property
     def passed(self) -> bool:
         return self.tests > 0 and self.failed == 0
 
     def figures(self) -> list[dict]:
-        if self.rows is not None:
-            return self.rows
-        if not self.bench_json.exists():
-            return []
-        return [json.loads(line) for line in self.bench_json.read_text().splitlines() if line.strip()]
+        return self.rows
+
+
+def bench_rows(bench_json: Path) -> list[dict]:
+    if not bench_json.exists():
+        return []
+    return [json.loads(line) for line in bench_json.read_text().splitlines() if line.strip()]
 
 
 def seed_from_env() -> int:
@@ -222,6 +224,4 @@ def run_bench(
             tests, failed = get_results(xml)
         except RuntimeError:
             tests, failed = 0, 0
-        res = SimResult(tests, failed, xml, bench_json, build_s)
-        res.rows = res.figures()
-        return res
+        return SimResult(tests, failed, xml, bench_json, build_s, bench_rows(bench_json))
