@@ -24,6 +24,7 @@ from fixar.gen.units.adam import AdamUnit
 from fixar.gen.units.array import Array
 from fixar.gen.units.bfp_column import BfpColumn
 from fixar.gen.units.bfp_convert import BfpConvert
+from fixar.gen.units.bfp_lanes import BfpLanes
 from fixar.gen.units.pe import PE
 from fixar.gen.units.prng import Xorshift32
 from fixar.gen.units.trainer import Trainer
@@ -52,6 +53,7 @@ def designs(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> dict
         "fixar_adam": (lambda: AdamUnit(cfg), {"latency": AdamUnit.latency(cfg)}),
         "fixar_vector": (lambda: VectorUnit(cfg), {"latency": VectorUnit.latency(cfg)}),
         "fixar_bfp_column": (lambda: BfpColumn(cfg), {"latency": BfpColumn.LATENCY}),
+        "fixar_bfp_lanes": (lambda: BfpLanes(cfg), {"latency": BfpLanes.LATENCY}),
     }
     if cfg.bfp.group_local(code_bits(cfg)):        # else the converter cannot be exact (docs/bfp.md)
         found["fixar_bfp_convert"] = (lambda: BfpConvert(cfg), {"latency": BfpConvert.LATENCY})

@@ -37,7 +37,7 @@ from fixar.config.timing import BFP_COLUMN_STAGES
 from fixar.gen.lib.pipe import Stages, reg
 
 
-def _chunk(m: Module, mant, sel, top, name: str):
+def mantissa_chunk(m: Module, mant, sel, top, name: str):
     """Chunk ``sel`` of ``mant``: unsigned, or signed when ``top``; one extra bit holds both.
     (A part-select rather than a case statement: an ``always @*`` block would
     stay X in a four-state simulator until ``sel`` first changed.)"""
@@ -100,8 +100,8 @@ class BfpColumn(wiring.Component):
         wv, av = data.View(layout, wm1), data.View(layout, am1)
         prods = []
         for r in range(sh.rows):
-            cw = _chunk(m, wv[r], ctrl["p"], ctrl["w_top"], f"cw{r}")
-            ca = _chunk(m, av[r], ctrl["q"], ctrl["a_top"], f"ca{r}")
+            cw = mantissa_chunk(m, wv[r], ctrl["p"], ctrl["w_top"], f"cw{r}")
+            ca = mantissa_chunk(m, av[r], ctrl["q"], ctrl["a_top"], f"ca{r}")
             prods.append(reg(m, cw * ca, f"prod{r}_2"))
         ctrl2 = {k: reg(m, v, f"{k}2") for k, v in ctrl.items()}
         stages.stage()

@@ -205,3 +205,49 @@ def fmac_shape(cfg: FixarConfig) -> FmacShape:
     return FmacShape(rows=bfp.group, mant_bits=mant, chunks=chunks, group_bits=group_bits,
                      frac_extra=frac_extra, scale_max=scale_max, scale_bits=scale_max.bit_length(),
                      acc_bits=acc_bits)
+
+
+@dataclass(frozen=True)
+class LaneShape:
+    """The lane column's widths (docs/bfp.md, "Lanes: several products per PE").
+
+    An activation word (``word_bits`` = ``pe.act32.bits``, what a PE row
+    receives per cycle) carries ``lanes(m_a)`` mantissas of m_a bits from as
+    many batch vectors, lane l at bits l m_a up. Each row has ``multipliers``
+    chunk multipliers, one per 2-bit chunk of the word, each taking chunk p
+    of the row's weight mantissa, so one pass serves every lane and an
+    m_w-bit weight takes m_w / 2 passes whatever m_a is. Each lane keeps its
+    own group sum (``fmac.group_bits``), scale and wide sum (``fmac.acc_bits``).
+    """
+
+    fmac: FmacShape
+    word_bits: int
+    multipliers: int
+    max_lanes: int
+    sum_bits: int           # one multiplier's column sum over the rows
+
+    def lanes(self, m_a: int) -> int:
+        """Batch vectors a pass serves at activation width m_a."""
+        return self.multipliers // (m_a // CHUNK_BITS)
+
+    @staticmethod
+    def passes(m_w: int) -> int:
+        """Passes per group at weight width m_w: one per weight chunk."""
+        return m_w // CHUNK_BITS
+
+    def products_per_cycle(self, m_w: int, m_a: int) -> float:
+        """Products of one row per cycle, against the FXP32 PE's 1."""
+        return self.lanes(m_a) / self.passes(m_w)
+
+
+def lane_shape(cfg: FixarConfig) -> LaneShape:
+    """The lane column of ``cfg``: the fMAC's groups, the activation word of ``pe.act32``."""
+    sh = fmac_shape(cfg)
+    word = cfg.pe.act32.bits        # the config holds it to two 16-bit lanes: whole chunks
+    multipliers = word // CHUNK_BITS
+    # a chunk product of a 3-bit signed weight chunk (-2..3) and a 2-bit chunk,
+    # signed (-2..1) or not (0..3): -6..9; a column of `rows` of them
+    largest = 3 * 3
+    sum_bits = (sh.rows * largest).bit_length() + 1
+    return LaneShape(fmac=sh, word_bits=word, multipliers=multipliers,
+                     max_lanes=multipliers // (min(cfg.bfp.widths) // CHUNK_BITS), sum_bits=sum_bits)

@@ -52,6 +52,11 @@ PRNG_STAGES = 0          # the xorshift state is the output
 # column's sum, the group sum G, G shifted by the scale, the wide sum's low
 # half, its high half (with the low half's carry).
 BFP_COLUMN_STAGES = 7
+# The BFP lane column (gen/units/bfp_lanes.py): input, the chunk products,
+# each multiplier's column sum, the lanes' sums at the activation width,
+# the lanes' group sums G, G shifted by each lane's scale, the wide sums'
+# low halves, their high halves.
+BFP_LANE_STAGES = 8
 # The BFP converter (gen/units/bfp_convert.py): input, magnitudes and the
 # hash's first rounds, the group's shift and the last rounds, the rounding
 # addend, the shift to the mantissa and its saturation.

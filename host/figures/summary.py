@@ -47,7 +47,7 @@ RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
 PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "trainer16", "trainer-bfp", "synth",
          "synth-array", "synth-kernel", "floorplan", "schedule", "explore", "explore-verify", "timing", "multipliers",
-         "formats", "haq", "haq-rtl")
+         "formats", "lanes", "haq", "haq-rtl")
 
 
 def machine() -> str:
@@ -198,6 +198,10 @@ def measure(what: str, vectors: int) -> dict:
               "the fMAC column in Yosys ...", flush=True)
         figs.update(format_figures())
         figs.update(fmac_figures(cfg))
+    if what in ("all", "lanes"):
+        from fixar.figures.fmac_lanes import lane_figures
+        print("lanes: the BFP lane column in Yosys and its throughput in Verilator ...", flush=True)
+        figs.update(lane_figures(cfg))
     if what in ("all", "haq"):
         figs.update(haq_figures())
     if what in ("all", "haq-rtl"):
