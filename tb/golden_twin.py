@@ -24,7 +24,8 @@ AGENT_SEED = 11
 
 
 class GoldenTwin:
-    def __init__(self, cfg: FixarConfig, nets, qat: bool, seed: int, fuse_soft: bool = True, bfp: bool = False):
+    def __init__(self, cfg: FixarConfig, nets, qat: bool, seed: int, fuse_soft: bool = True, bfp: bool = False,
+                 bfp_fixed: int | None = None):
         obs, act, hidden, batch = nets
         self.cfg, self.obs, self.act, self.batch = cfg, obs, act, batch
         hp = dataclasses.replace(Hyper(), hidden=tuple(hidden), batch=batch)
@@ -32,7 +33,7 @@ class GoldenTwin:
         if qat:
             self.ddpg.enable_qat()
         if bfp:
-            self.ddpg.use_bfp()        # the schedule's state is the host's, shared with the golden program
+            self.ddpg.use_bfp(bfp_fixed)   # the schedule's state is the host's, shared with the golden program
         self.checking = False          # a BFP step that checks the schedule (the host reads the inputs back)
         self.host = EngineHost(cfg, self.ddpg, act, tuple(hidden), batch, fuse_soft)   # the backends' packing
         self.st = ProgramState(cfg, self.host.prog, batch)                  # the golden model, same program

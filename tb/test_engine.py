@@ -13,7 +13,9 @@ program) and phase 2 with the quantizers at the array's output stage.
 Environment: FIXAR_NETS (JSON [obs, act, [h1, h2], batch]), FIXAR_STEPS
 (training steps), FIXAR_QAT_SWITCH, FIXAR_FUSE_SOFT (0: the targets' weights
 by SOFT passes instead of inside ADAM), FIXAR_PHASE2_STATE_SCALE (the states'
-standard deviation after the switch; 1 before), FIXAR_BENCH_JSON (figures).
+standard deviation after the switch; 1 before), FIXAR_BFP (1: every product
+in BFP, FAST's schedule), FIXAR_BFP_FIXED (with it: every layer at that many
+mantissa bits, no schedule, so no inputs read back), FIXAR_BENCH_JSON (figures).
 """
 from __future__ import annotations
 
@@ -66,7 +68,8 @@ async def test_training_steps(dut):
     qat_switch = int(os.environ.get("FIXAR_QAT_SWITCH", "-1"))
     fuse_soft = os.environ.get("FIXAR_FUSE_SOFT", "1") == "1"
     bfp = os.environ.get("FIXAR_BFP", "0") == "1"
-    twin = GoldenTwin(cfg, nets, qat_switch >= 0, cocotb.RANDOM_SEED, fuse_soft, bfp=bfp)
+    fixed = int(os.environ["FIXAR_BFP_FIXED"]) if os.environ.get("FIXAR_BFP_FIXED") else None   # no schedule
+    twin = GoldenTwin(cfg, nets, qat_switch >= 0, cocotb.RANDOM_SEED, fuse_soft, bfp=bfp, bfp_fixed=fixed)
     host = twin.host
     await tb.reset()
 
@@ -159,6 +162,17 @@ def test_bfp_training_steps_through_the_schedule_bit_exact():
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
     assert fig["identical_steps"] == 8 and fig["bfp_widths"] != [[2] * 3] * 2, fig
+
+
+def test_bfp_training_steps_at_fixed_widths_bit_exact():
+    """Config small_bfp with every layer fixed at 4 bits: the program keeps
+    no inputs for a check (the one that fits 400-300 at B = 512), bit-exact."""
+    cfg = load("small_bfp")
+    res = run_module("verilator", cfg, generated(cfg, array=True), "fixar_trainer", BENCH,
+                     env={"FIXAR_NETS": NETS_JSON, "FIXAR_STEPS": "2", "FIXAR_BFP": "1", "FIXAR_BFP_FIXED": "4"})
+    assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+    (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
+    assert fig["identical_steps"] == 2 and fig["bfp_widths"] == [[4] * 3] * 2, fig
 
 
 @pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI

@@ -178,3 +178,19 @@ def test_the_default_array_with_a_group_per_pe_column():
     cfg = default.variant(bfp=dataclasses.replace(default.bfp, schedule_every=1, threshold=0.3))
     *_, widths = _train(cfg, 11, 3, (64, 64), 64, 2)
     assert widths[-1] != [[2] * 3] * 2
+
+
+def test_fixed_widths_keep_no_inputs_and_fit_400_300_at_b512():
+    """A run at fixed widths never checks, so its program keeps no layer
+    inputs to the step's end: HalfCheetah's 400-300 fits at B = 512 in config
+    bfp's activation memory, where a scheduled run's program does not."""
+    cfg = load("bfp")
+    fixed = _agents(cfg, 17, 6, (400, 300), 512, fixed=4)[1].qat
+    p = compile_bfp(cfg, fixed, 17, 6, (400, 300), 512)
+    assert p.bfp_inputs == {}
+    assert step_cycles(cfg, p, 512) > step_cycles(cfg, compile_ddpg(cfg, 17, 6, (400, 300), 512), 512)
+    scheduled = _agents(cfg, 17, 6, (400, 300), 512)[1].qat
+    with pytest.raises(ProgramError, match="activation memory"):
+        compile_bfp(cfg, scheduled, 17, 6, (400, 300), 512)
+    small = compile_bfp(CFG, _agents(CFG, 3, 1, (8, 8), 32)[1].qat, 3, 1, (8, 8), 32)
+    assert set(small.bfp_inputs) == {"actor", "critic"}

@@ -25,8 +25,11 @@ def bfp_widths(layers: dict[str, BfpLayers]) -> dict[str, list[tuple[int, int]]]
 def compile_bfp(cfg: FixarConfig, layers: dict[str, BfpLayers], obs_dim: int, act_dim: int,
                 hidden: tuple[int, ...], batch: int, fuse_soft: bool = True) -> Program:
     """The training (and acting) program at the networks' current widths;
-    compile again when the schedule widens a layer."""
-    return compile_ddpg(cfg, obs_dim, act_dim, hidden, batch, fuse_soft=fuse_soft, bfp=bfp_widths(layers))
+    compile again when the schedule widens a layer. Networks at fixed widths
+    never check, so their program keeps no inputs for the host to read."""
+    check = not all(layers[net].fixed for net in BFP_NETS)
+    return compile_ddpg(cfg, obs_dim, act_dim, hidden, batch, fuse_soft=fuse_soft, bfp=bfp_widths(layers),
+                        bfp_check=check)
 
 
 def bfp_scalars(layers: dict[str, BfpLayers]) -> dict[str, int]:
@@ -61,6 +64,8 @@ def finish_bfp_step(p: Program, read, layers: dict[str, BfpLayers], obs_dim: int
         before = list(L.widths)
         L.conversions += p.bfp_conversions[net]
         if L.checking:
+            if net not in p.bfp_inputs:
+                raise ValueError(f"a check step of the {net}'s schedule on a program compiled without its inputs")
             for i, name in enumerate(p.bfp_inputs[net]):
                 X = read(name)[:p.tensors[name].shape[0]]
                 if net == "critic" and i == 0:

@@ -249,7 +249,7 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
                  quantized: bool = False, tops: Mapping[tuple[str, int], int] | None = None,
                  tanh_limit: int | None = None, fuse_soft: bool = True, packed: bool = False,
                  quantizers: Sequence[tuple[int, int] | None] | None = None,
-                 bfp: Mapping[str, Sequence[tuple[int, int]]] | None = None) -> Program:
+                 bfp: Mapping[str, Sequence[tuple[int, int]]] | None = None, bfp_check: bool = True) -> Program:
     """The DDPG training step of docs/training.md for actor obs -> hidden ->
     act (ReLU, tanh) and critic obs+act -> hidden -> 1. Without ``quantized``
     (FXP32, and QAT phase 1) the forward passes of the updates track the
@@ -267,7 +267,10 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     ``quantizers``, each table entry's (Delta, z). ``bfp``: every product
     in block floating point (docs/bfp.md, "BFP in the compiler"), each
     layer's (weight, input) mantissa widths by network ("actor", "critic"):
-    no QAT, no 16-bit errors; the golden executor runs it, the engine not yet."""
+    no QAT, no 16-bit errors; ``bfp_check``: the training forward passes'
+    layer inputs live to the step's end, for the host to read back for the
+    schedule's check (a run at fixed widths never checks, and at 400-300
+    and B = 512 they do not fit beside the step's other tensors)."""
     _check_shape(cfg, obs_dim, act_dim, hidden, batch)
     _check_bfp_widths(bfp, hidden, quantized or packed)
     if quantized and cfg.array.qat_errors not in ("fxp32", "fxp16_delayed"):
@@ -288,6 +291,8 @@ def compile_ddpg(cfg: FixarConfig, obs_dim: int, act_dim: int, hidden: tuple[int
     p = b.p
     if bfp is not None:
         p.bfp_conversions = dict(b.conv)
+        if not bfp_check:
+            p.bfp_inputs = {}
     _check_masks(p.instrs)
     # (a BFP program's training inputs live to the step's end too: the host reads them)
     kept = {f"bfp {net} x{i}": t for net, names in p.bfp_inputs.items() for i, t in enumerate(names)}

@@ -45,9 +45,9 @@ RETIRED = ("core_util_400x300_b64_fxp32", "core_util_400x300_b64_fxp16", "core_f
 BEGIN, END = "<!-- FIGURES:BEGIN -->", "<!-- FIGURES:END -->"
 RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
-PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "trainer16", "trainer-bfp", "synth",
-         "synth-array", "synth-kernel", "floorplan", "schedule", "explore", "explore-verify", "timing", "multipliers",
-         "formats", "lanes", "haq", "haq-rtl")
+PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "trainer16", "trainer-bfp", "trainer-bfp512",
+         "synth", "synth-array", "synth-kernel", "floorplan", "schedule", "explore", "explore-verify", "timing",
+         "multipliers", "formats", "lanes", "haq", "haq-rtl")
 
 
 def machine() -> str:
@@ -235,6 +235,11 @@ def measure(what: str, vectors: int) -> dict:
         print("trainer-bfp: config bfp (the array's BFP front) on the 2 x 16 x 16 engine, HalfCheetah DDPG steps "
               "in BFP at every mantissa width in RTL, bit for bit (an hour) ...", flush=True)
         figs.update(trainer_sim_bfp())
+    if what in ("all", "trainer-bfp512"):
+        from fixar.figures.trainer_sim import trainer_sim_bfp512
+        print("trainer-bfp512: config bfp on the 2 x 16 x 16 engine, a HalfCheetah DDPG step at B = 512 with every "
+              "layer fixed at each mantissa width in RTL, bit for bit ...", flush=True)
+        figs.update(trainer_sim_bfp512())
     if what in ("all", "synth"):
         from fixar.figures.synth import summarize, synth
         for module, prefix in (("fixar_pe", "pe"), ("fixar_act", "act"), ("fixar_adam", "adam"),

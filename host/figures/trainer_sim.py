@@ -119,6 +119,53 @@ def trainer_sim_bfp(cache_dir: Path | None = None) -> dict:
     return figs
 
 
+def trainer_sim_bfp512(cache_dir: Path | None = None) -> dict:
+    """Config bfp on the 2 x 16 x 16 engine at B = 512: one training step of
+    HalfCheetah's 400-300 DDPG with every layer fixed at each mantissa width
+    (no schedule, so the program keeps no inputs for a check and fits the
+    activation memory), bit-exact against the golden program in RTL:
+    bfp_train_step_cycles_b512_m{2,4,6,8}. bfp_ips_b512 and
+    bfp_speedup_vs_fxp32_b512 at the slowest width's step (acting pass
+    included, 164 MHz): any mix of widths over a run is at least as fast.
+    A scheduled run's check steps at B = 512 still do not fit (docs/bfp.md)."""
+    from fixar.compiler.program import compile_ddpg, step_cycles
+    from fixar.config import load
+    from fixar.figures.summary import ROOT, commit
+
+    cfg, batch = load("bfp"), 512
+    clock_hz = _fixars_clock(cfg)
+    measured = commit()
+    cache = PartCache((cache_dir or ROOT / "bench" / "results") / "trainer_bfp512_records.json",
+                      f"{measured} {cfg.digest}", reuse=not measured.endswith("-dirty"))
+    rtl = generated(cfg, array=True)
+    figs: dict = {}
+    steps = {}
+    for m in cfg.bfp.widths:
+        rec = cache.get(str(m))
+        if rec is None:
+            print(f"  B = {batch}, every layer at {m} bits: one step in RTL ...", flush=True)
+            env = {"FIXAR_STEPS": "1", "FIXAR_BFP": "1", "FIXAR_BFP_FIXED": str(m),
+                   "FIXAR_NETS": json.dumps([17, 6, [400, 300], batch])}
+            res = run_module("verilator", cfg, rtl, "fixar_trainer", "fixar.tb.test_engine", env=env)
+            if not res.passed:
+                raise RuntimeError(f"BFP training-engine bench failed at B = {batch}, m = {m}; see {res.results_xml}")
+            (rec,) = [r for r in res.figures() if r["test"] == "training_steps"]
+            cache.put(str(m), rec)
+        steps[m] = rec
+        figs[f"bfp_train_step_cycles_b{batch}_m{m}"] = rec["bfp_steps"][0]["cycles"]
+    slowest = max(steps.values(), key=lambda r: r["bfp_steps"][0]["cycles"] + r["act_cycles"])
+    env_cycles = slowest["bfp_steps"][0]["cycles"] + slowest["act_cycles"]
+    figs[f"bfp_act_cycles_b{batch}"] = slowest["act_cycles"]
+    figs[f"bfp_ips_b{batch}"] = round(batch * clock_hz / env_cycles)
+    fxp = compile_ddpg(cfg, 17, 6, (400, 300), batch)
+    fxp_env = step_cycles(cfg, fxp, batch) + step_cycles(cfg, fxp, batch, acting=True)
+    figs[f"bfp_speedup_vs_fxp32_b{batch}"] = round(fxp_env / env_cycles, 4)
+    print(f"  B = {batch}: BFP steps {[figs[f'bfp_train_step_cycles_b{batch}_m{m}'] for m in cfg.bfp.widths]} "
+          f"cycles at {list(cfg.bfp.widths)} bits, {figs[f'bfp_ips_b{batch}']} environment steps/s at 164 MHz, "
+          f"{figs[f'bfp_speedup_vs_fxp32_b{batch}']} x FXP32 (bit-exact)", flush=True)
+    return figs
+
+
 def _fixars_clock(cfg: FixarConfig) -> float:
     clock_hz = timing(cfg).clock_hz
     if clock_hz != 164e6:
