@@ -137,6 +137,7 @@ async def test_training_steps(dut):
                  "act_cycles": act_cycles, "qat_switch": qat_switch,
                  "bfp_widths": [list(host.bfp_layers[n].widths) for n in ("actor", "critic")] if bfp else None,
                  "bfp_steps": per_step or None,      # each BFP step's cycles and the widths it ran at
+                 "bfp_kept_inputs": sum(len(v) for v in host.prog.bfp_inputs.values()),   # held for a check
                  "cycles_fxp32": phase_cycles.get(False), "cycles_qat_phase2": phase_cycles.get(True),
                  "clipped_errors": twin.st.clipped_errors, "narrowed_ranges": narrowed,
                  "packed_products": sum(1 for ins in host.prog.instrs if getattr(getattr(ins, "op", None), "packed",
@@ -162,6 +163,7 @@ def test_bfp_training_steps_through_the_schedule_bit_exact():
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
     assert fig["identical_steps"] == 8 and fig["bfp_widths"] != [[2] * 3] * 2, fig
+    assert fig["bfp_kept_inputs"] == 6, fig      # every layer's input of both networks
 
 
 def test_bfp_training_steps_at_fixed_widths_bit_exact():
@@ -173,6 +175,7 @@ def test_bfp_training_steps_at_fixed_widths_bit_exact():
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
     (fig,) = [f for f in res.figures() if f["test"] == "training_steps"]
     assert fig["identical_steps"] == 2 and fig["bfp_widths"] == [[4] * 3] * 2, fig
+    assert fig["bfp_kept_inputs"] == 0, fig
 
 
 @pytest.mark.slow      # CI time (make test-slow runs it); the bench's main planted bug stays in CI

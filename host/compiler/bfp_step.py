@@ -27,9 +27,13 @@ def compile_bfp(cfg: FixarConfig, layers: dict[str, BfpLayers], obs_dim: int, ac
     """The training (and acting) program at the networks' current widths;
     compile again when the schedule widens a layer. Networks at fixed widths
     never check, so their program keeps no inputs for the host to read."""
-    check = not all(layers[net].fixed for net in BFP_NETS)
     return compile_ddpg(cfg, obs_dim, act_dim, hidden, batch, fuse_soft=fuse_soft, bfp=bfp_widths(layers),
-                        bfp_check=check)
+                        bfp_check=may_check(layers))
+
+
+def may_check(layers: dict[str, BfpLayers]) -> bool:
+    """Whether a step of these networks may check the schedule (not every network at fixed widths)."""
+    return not all(layers[net].fixed for net in BFP_NETS)
 
 
 def bfp_scalars(layers: dict[str, BfpLayers]) -> dict[str, int]:

@@ -25,7 +25,7 @@ from fixar.compiler.array_ops import (
     weight_from_image,
     weight_image,
 )
-from fixar.compiler.bfp_step import begin_bfp_step, bfp_scalars, bfp_widths, checking, finish_bfp_step
+from fixar.compiler.bfp_step import begin_bfp_step, bfp_scalars, bfp_widths, checking, finish_bfp_step, may_check
 from fixar.compiler.execute import bfp_seed_key
 from fixar.compiler.program import (
     BFP_NETS,
@@ -139,7 +139,8 @@ class EngineHost:
                                           else None, fuse_soft=self.fuse_soft,
                                           packed=self.packed and self.quantized,
                                           quantizers=self.quantizer_table() if self.quantized else None,
-                                          bfp=bfp_widths(layers) if layers else self._deployed_widths())
+                                          bfp=bfp_widths(layers) if layers else self._deployed_widths(),
+                                          bfp_check=bool(layers) and may_check(layers))
         self.words, self.act_pc = encode(self.cfg, self.prog, self.batch)
 
     def _deployed_widths(self) -> dict[str, list[tuple[int, int]]] | None:
