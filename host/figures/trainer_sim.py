@@ -78,10 +78,10 @@ def trainer_sim_bfp(cache_dir: Path | None = None) -> dict:
     environment step (the acting pass included) at 164 MHz, and
     bfp_speedup_vs_fxp32_b64 against FXP32's step of the same program
     shape on the same engine (the cycle model, which the trainer part
-    measures equal). Not B = 512: a BFP program keeps the training forward
-    passes' inputs to the step's end for the schedule's check, and at 400-300
-    they do not fit the activation memory beside the step's other tensors
-    (the compiler says so)."""
+    measures equal). B = 512 is trainer_sim_bfp512's, at fixed widths: a
+    scheduled step keeps the training forward passes' inputs to its end for
+    the schedule's check, and at 400-300 they do not fit the activation
+    memory beside the step's other tensors (the compiler says so)."""
     from fixar.compiler.program import compile_ddpg, step_cycles
     from fixar.config import load
 
