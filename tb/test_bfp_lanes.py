@@ -24,6 +24,7 @@ from fixar.config import load
 from fixar.config.bfp import BfpFormat, lane_shape
 from fixar.golden.bfp import to_bfp
 from fixar.golden.fixed import to_unsigned
+from fixar.golden.fmac import concat
 from fixar.golden.fmac_lanes import FIELDS, group_passes, lane_dot_passes, lane_trace, pack_word
 from fixar.sim.rtl import run_module, run_mutated, shipped_rtl
 from fixar.tb.base import BenchTB
@@ -31,10 +32,6 @@ from fixar.tb.figures import record
 from fixar.tb.test_bfp_column import with_bubbles
 
 BENCH = "fixar.tb.test_bfp_lanes"
-
-
-def concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([np.asarray(t[k], dtype=np.int64) for t in parts]) for k in parts[0]}
 
 
 def dot_trace(cfg, rng: np.random.Generator, m_w: int, m_a: int, outputs: int, groups: int,

@@ -23,7 +23,7 @@ import numpy as np
 from fixar.config import FixarConfig
 from fixar.config.bfp import CHUNK_BITS, lane_shape
 from fixar.golden.bfp import BfpTensor
-from fixar.golden.fmac import chunk, wrap
+from fixar.golden.fmac import chunk, concat, wrap
 
 FIELDS = ("valid", "p", "w_top", "a_sel", "first", "last", "clear")
 
@@ -93,7 +93,7 @@ def lane_dot_passes(cfg: FixarConfig, w: BfpTensor, a: BfpTensor, i: int, js: li
                 scales[lane] = s
         words = [pack_word([a.mant[j, k, r] for j in js], m_a) for r in range(f.rows)]
         parts.append(group_passes(cfg, wm, words, m_w, m_a, scales, k == 0))
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    return concat(parts)
 
 
 def group_passes(cfg: FixarConfig, wm, words, m_w: int, m_a: int, scales, clear: bool) -> dict[str, np.ndarray]:
