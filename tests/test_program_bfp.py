@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fixar.compiler.array_ops import ArrayOpError, LayerOp, describe
-from fixar.compiler.bfp_step import begin_bfp_step, bfp_scalars, compile_bfp, end_bfp_step
+from fixar.compiler.bfp_step import begin_bfp_step, bfp_scalars, compile_bfp, end_bfp_step, finish_bfp_step
 from fixar.compiler.execute import ProgramState, execute, program_params
 from fixar.compiler.program import Grad, ProgramError, compile_ddpg, encode, step_cycles
 from fixar.config import GStore, load
@@ -194,3 +194,12 @@ def test_fixed_widths_keep_no_inputs_and_fit_400_300_at_b512():
         compile_bfp(cfg, scheduled, 17, 6, (400, 300), 512)
     small = compile_bfp(CFG, _agents(CFG, 3, 1, (8, 8), 32)[1].qat, 3, 1, (8, 8), 32)
     assert set(small.bfp_inputs) == {"actor", "critic"}
+
+
+def test_a_check_step_on_a_program_without_its_inputs_is_refused():
+    """The schedule's check on a program compiled without the inputs it reads: one clear error."""
+    layers = _agents(CFG, 3, 1, (8, 8), 32, fixed=4)[1].qat
+    p = compile_bfp(CFG, layers, 3, 1, (8, 8), 32)
+    layers["actor"].checking = True       # what a scheduled network's check step would be
+    with pytest.raises(ValueError, match="check step of the actor's schedule on a program compiled without"):
+        finish_bfp_step(p, lambda name: None, layers, 3, CFG.array.rows)
