@@ -1,5 +1,5 @@
-"""HAQ after CVPR 2019 (fixar.haq): the action map and state, the fMAC cost
-model and HAQ's budget rule, the environment's episode, the quality score
+"""HAQ after CVPR 2019 (fixar.haq): the action map and state, the lane
+column cost model and HAQ's budget rule, the environment's episode, the quality score
 on the real digits MLP, and the command end to end (small)."""
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from fixar.haq.space import (
 pytest.importorskip("sklearn")
 WIDTHS = tuple(DEFAULT.bfp.widths)
 SMALL = Workload("small", (64, 32, 10))
+SMALL_B1 = Workload("small_b1", (64, 32, 10), batch=1)
 QUICK = Quality(workload=SMALL, pretrain_epochs=4, finetune_epochs=1)
 
 
@@ -49,27 +50,43 @@ def test_state_is_normalised_and_alternates_weights_and_activations():
     assert f[0, 0] == 0 and f[-1, 0] == 1          # the layer index spans [0, 1]
 
 
-def test_latency_counts_fmac_passes():
-    # 64 -> 128 on 32 columns of 16 rows: 4 output tiles x 4 groups, (8/2)(4/2) passes, 3 vectors
-    assert cost.layer_cycles(DEFAULT, DIGITS.layers[0], 8, 4, 3) == 4 * 4 * 8 * 3
+def test_latency_counts_lane_column_passes():
+    # 64 -> 128 on 32 columns of 16 rows: 4 output tiles x 4 groups; 8-bit weights take 4 passes, 4-bit
+    # activations fill 8 lanes of a 32-bit word, so 20 vectors take 3 passes' worth of words
+    assert cost.layer_cycles(DEFAULT, DIGITS.layers[0], 8, 4, 20) == 4 * 4 * 3 * 4
+    assert cost.priced_batch(DEFAULT, DIGITS) == 80 and cost.priced_batch(DEFAULT, SMALL_B1) == 1
     lat = [cost.latency(DEFAULT, DIGITS, uniform(DIGITS, w)) for w in WIDTHS]
-    assert lat == sorted(lat) and lat[-1] == 16 * lat[0]       # 8 x 8 bits: 16 passes of 2 x 2
+    # at 80 vectors (16, 8, 5, 4 lanes): (m_w / 2) / lanes, relative to 2 x 2 bits: 1, 4, 9.6, 16
+    assert [x * 5 / lat[0] for x in lat] == [5, 20, 48, 80]
     bits = [cost.model_bits(DEFAULT, DIGITS, uniform(DIGITS, w)) for w in WIDTHS]
     assert bits == sorted(bits)
 
 
+def test_one_vector_fills_no_lanes_so_activation_widths_cost_nothing():
+    for w in WIDTHS:
+        lat = {cost.latency(DEFAULT, SMALL_B1, tuple((w, a) for _ in SMALL_B1.layers)) for a in WIDTHS}
+        assert len(lat) == 1, f"weights at {w} bits: activation widths changed the latency at B = 1"
+    assert cost.latency(DEFAULT, SMALL_B1, uniform(SMALL_B1, 8)) == 4 * cost.latency(DEFAULT, SMALL_B1,
+                                                                                       uniform(SMALL_B1, 2))
+
+
 def test_budget_rule_lowers_until_it_holds():
-    top = cost.latency(DEFAULT, DIGITS, uniform(DIGITS, 8))
-    rng = np.random.default_rng(0)
-    for frac in (0.1, 0.2, 0.5, 1.0):
-        budget = int(top * frac)
-        for _ in range(20):
-            asked = from_widths(DIGITS, list(rng.choice(WIDTHS, 6)))
-            got = cost.enforce(DEFAULT, DIGITS, asked, budget, WIDTHS)
-            assert cost.latency(DEFAULT, DIGITS, got) <= budget
-            assert all(g <= a for g, a in zip(flat(got), flat(asked)))
-            if cost.latency(DEFAULT, DIGITS, asked) <= budget:
-                assert got == asked
+    for wl in (DIGITS, SMALL_B1):
+        top = cost.latency(DEFAULT, wl, uniform(wl, 8))
+        rng = np.random.default_rng(0)
+        for frac in (0.1, 0.2, 0.25, 0.5, 1.0):
+            budget = int(top * frac)
+            if cost.latency(DEFAULT, wl, uniform(wl, 2)) > budget:
+                continue
+            for _ in range(20):
+                asked = from_widths(wl, list(rng.choice(WIDTHS, len(wl.steps))))
+                got = cost.enforce(DEFAULT, wl, asked, budget, WIDTHS)
+                assert cost.latency(DEFAULT, wl, got) <= budget
+                assert all(g <= a for g, a in zip(flat(got), flat(asked)))
+                if cost.latency(DEFAULT, wl, asked) <= budget:
+                    assert got == asked
+                if wl.batch == 1:       # narrowing an activation buys nothing there, so it is never done
+                    assert [a for _, a in got] == [a for _, a in asked]
     with pytest.raises(ValueError, match="not met even at 2-bit"):
         cost.enforce(DEFAULT, DIGITS, uniform(DIGITS, 8), cost.latency(DEFAULT, DIGITS, uniform(DIGITS, 2)) - 1,
                      WIDTHS)

@@ -79,7 +79,7 @@ def test_a_planted_seed_numbering_is_caught(monkeypatch):
 def test_the_model_prices_every_policy_alike_on_this_array():
     """The array converts a product's operands in its front at every width, so
     a deployed actor's acting pass costs the same at every width (why the
-    haq latency figures are the chunked fMAC's projection, docs/haq.md)."""
+    haq latency figures are the lane columns' projection, docs/haq.md)."""
     cycles = {deployed_act_cycles(CFG, OBS, ACT, HIDDEN, BATCH, [m] * 3) for m in CFG.bfp.widths}
     assert len(cycles) == 1 and cycles.pop() > 0
 

@@ -1,3 +1,3 @@
 """Per-layer mixed precision found by reinforcement learning, after HAQ
-(CVPR 2019), with the fMAC's own pass count as the hardware feedback
+(CVPR 2019), with the lane column's pass count as the hardware feedback
 (docs/haq.md). ``python -m fixar.haq``."""

@@ -27,7 +27,8 @@ from fixar.golden.layer import linear
 from fixar.golden.noise import jenkins32
 from fixar.haq.space import Policy, Workload
 
-PENDULUM = Workload("pendulum_actor", (3, 64, 64, 1))
+# priced at B = 1: acting on one observation, so activation widths pack no lanes
+PENDULUM = Workload("pendulum_actor", (3, 64, 64, 1), batch=1)
 TRAIN = {"env": "Pendulum-v1", "hidden": (64, 64), "lr": 1e-3, "steps": 10_000, "seed": 0}
 
 

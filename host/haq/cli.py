@@ -22,7 +22,7 @@ def parse(argv) -> argparse.Namespace:
     ap.add_argument("--seeds", type=int, default=1, help="search seeds per method")
     ap.add_argument("--budget", type=int, default=40, help="evaluations (episodes) per run")
     ap.add_argument("--latency", type=float, default=None,
-                    help="latency budget as a share of uniform 8-bit's (projected fMAC cycles; "
+                    help="latency budget as a share of uniform 8-bit's (projected lane-column cycles; "
                          "default 0.25 for digits, 0.5 for pendulum)")
     ap.add_argument("--finetune-epochs", type=int, default=1, help="digits: fine-tune epochs before each score")
     ap.add_argument("--actor-dir", default="runs/haq-pendulum-actor",
@@ -72,9 +72,10 @@ def main(argv=None) -> int:
                      plan.max_cycles(), tuple(DEFAULT.bfp.widths))
     except ValueError as exc:
         raise SystemExit(f"haq: --latency {args.latency}: {exc}") from None
+    batch = cost.priced_batch(DEFAULT, plan.quality.workload)
     print(f"haq: {plan.quality.workload.name} {plan.quality.workload.sizes}, latency <= {plan.max_cycles()} cycles "
-          f"({args.latency:g} x uniform 8-bit), {plan.budget} evaluations x {plan.seeds} seed(s) "
-          f"x {list(plan.methods)}", flush=True)
+          f"for {batch} vector(s) ({args.latency:g} x uniform 8-bit), {plan.budget} evaluations x {plan.seeds} "
+          f"seed(s) x {list(plan.methods)}", flush=True)
     from fixar.rl.study_ray import StudyError
     try:
         runs = run_all(plan, out, args.address, use_ray=not args.no_ray)

@@ -1,37 +1,52 @@
 """The hardware feedback: latency and model size of a policy on an array of
-fMAC columns (gen/units/bfp_column.py, docs/bfp.md "The fMAC").
+lane columns (gen/units/bfp_lanes.py, docs/bfp.md "Lanes: several products
+per PE").
 
-A column makes one pass per cycle (the bench holds it to that) and an
-m_w x m_a group takes (m_w / 2)(m_a / 2) passes. Projected onto the array's
-shape (cores x cols columns, groups of bfp.group rows), a layer of M
-outputs and K inputs for B vectors takes
+A lane column makes one pass per cycle (its throughput bench holds it to
+that). A pass multiplies one 2-bit chunk of each row's weight mantissa by a
+whole activation word, which packs the m_a-bit mantissas of lanes(m_a)
+batch vectors. So an m_w-bit weight group takes m_w / 2 passes for lanes(m_a)
+vectors at once, and a layer of M outputs and K inputs for B vectors takes
 
-    ceil(M / (cores x cols)) x ceil(K / group) x B x passes(m_w, m_a)
+    ceil(M / (cores x cols)) x ceil(K / group) x ceil(B / lanes(m_a)) x m_w / 2
 
-cycles: every column works on its own output, a group per pass set. This is
-a projection: the column exists and is bit-exact, the array of them does not
-yet (issue 23), so the figures say "projected". Model size counts every
-weight's mantissa, one exponent per group and FXP32 biases.
+cycles of the columns (the pipeline's fill and the output stage come on
+top). Narrow weights take fewer passes; narrow activations serve more
+vectors a pass, which saves cycles only when there are vectors to pack: at
+B = 1 (an actor choosing one action) the activation width costs nothing.
+This is a projection: the lane column is generated and bit-exact, an array
+of them is not built (issue 23), so the figures say "projected". Model size
+counts every weight's mantissa, one exponent per group and FXP32 biases.
 """
 from __future__ import annotations
 
-from math import ceil
+from math import ceil, lcm
 
 from fixar.config import FixarConfig
-from fixar.config.bfp import CHUNK_BITS, fmac_shape
+from fixar.config.bfp import fmac_shape, lane_shape
 from fixar.haq.space import Layer, Policy, Workload, flat, from_widths
 
 
-def passes(m_w: int, m_a: int) -> int:
-    return (m_w // CHUNK_BITS) * (m_a // CHUNK_BITS)
+def priced_batch(cfg: FixarConfig, workload: Workload) -> int:
+    """The vectors a latency is priced for: the workload's own batch, or by
+    default the least common multiple of the lane counts, so that no width
+    pays for a part-filled pass (80 for 2 to 8 bits in a 32-bit word)."""
+    if workload.batch is not None:
+        return workload.batch
+    lanes = lane_shape(cfg)
+    return lcm(*(lanes.lanes(m) for m in cfg.bfp.widths))
 
 
 def layer_cycles(cfg: FixarConfig, layer: Layer, m_w: int, m_a: int, batch: int) -> int:
+    lanes = lane_shape(cfg)
     columns = cfg.array.cores * cfg.array.cols
-    return ceil(layer.fan_out / columns) * ceil(layer.fan_in / fmac_shape(cfg).rows) * batch * passes(m_w, m_a)
+    return (ceil(layer.fan_out / columns) * ceil(layer.fan_in / lanes.fmac.rows)
+            * ceil(batch / lanes.lanes(m_a)) * lanes.passes(m_w))
 
 
-def latency(cfg: FixarConfig, workload: Workload, policy: Policy, batch: int = 1) -> int:
+def latency(cfg: FixarConfig, workload: Workload, policy: Policy) -> int:
+    """Cycles of the columns for ``priced_batch`` vectors through every layer."""
+    batch = priced_batch(cfg, workload)
     return sum(layer_cycles(cfg, layer, w, a, batch) for layer, (w, a) in zip(workload.layers, policy))
 
 
@@ -45,14 +60,22 @@ def enforce(cfg: FixarConfig, workload: Workload, policy: Policy, max_cycles: in
             widths: tuple[int, ...]) -> Policy:
     """HAQ's budget rule: while the policy is over the latency budget, lower
     the width of each decision in turn, one notch, checking after each.
+    A decision that would not lower the latency even at the narrowest width
+    (an activation at B = 1: one vector fills no lanes) is left alone, so
+    the rule costs quality only where it buys latency.
     Raises ValueError when even the narrowest widths miss the budget."""
     bits = flat(policy)
-    if latency(cfg, workload, from_widths(workload, [widths[0]] * len(bits))) > max_cycles:
+
+    def cycles(b: list[int]) -> int:
+        return latency(cfg, workload, from_widths(workload, b))
+
+    if cycles([widths[0]] * len(bits)) > max_cycles:
         raise ValueError(f"latency budget {max_cycles} cycles: not met even at {widths[0]}-bit mantissas")
-    while latency(cfg, workload, from_widths(workload, bits)) > max_cycles:
+    helps = [cycles(bits[:i] + [widths[0]] + bits[i + 1:]) < cycles(bits) for i in range(len(bits))]
+    while cycles(bits) > max_cycles:
         for i, b in enumerate(bits):
-            if b > widths[0]:
+            if b > widths[0] and helps[i]:
                 bits[i] = widths[widths.index(b) - 1]
-                if latency(cfg, workload, from_widths(workload, bits)) <= max_cycles:
+                if cycles(bits) <= max_cycles:
                     break
     return from_widths(workload, bits)

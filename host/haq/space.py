@@ -30,10 +30,13 @@ class Layer:
 
 @dataclass(frozen=True)
 class Workload:
-    """A multilayer perceptron by its layer sizes, input first."""
+    """A multilayer perceptron by its layer sizes, input first, and the
+    vectors its latency is priced for (None: fixar.haq.cost's default, a
+    batch that fills the lanes at every width)."""
 
     name: str
     sizes: tuple[int, ...]
+    batch: int | None = None
 
     @property
     def layers(self) -> tuple[Layer, ...]:
