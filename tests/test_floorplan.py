@@ -19,13 +19,12 @@ U50_KEYS = {f"slr{s}_{k}" for s in range(2) for k in ("uram", "bram36", "dsp48e2
 
 
 @pytest.fixture(scope="module")
-def small_kernel(tmp_path_factory):
-    """The small config's kernel, generated: {module path: Verilog body}."""
-    from fixar.gen.emit import emit
+def small_kernel():
+    """The small config's kernel, generated (the folder tb/test_kernel.py
+    simulates, emitted once): {module path: Verilog body}."""
+    from fixar.sim.rtl import generated
 
-    out = tmp_path_factory.mktemp("kernel")
-    emit(load("small"), out, kernel=True)
-    text = (out / "fixar_kernel.v").read_text()
+    text = (generated(load("small"), kernel=True) / "fixar_kernel.v").read_text()
     modules = {}
     for m in re.finditer(r"^module \\?(fixar_kernel\S*) \((.*?)^endmodule", text, re.M | re.S):
         modules["/".join(m.group(1).split(".")[1:])] = m.group(2)
