@@ -92,6 +92,25 @@ def test_budget_rule_lowers_until_it_holds():
                      WIDTHS)
 
 
+def test_size_budget_lowers_weights_only_until_both_budgets_hold():
+    top_cycles = cost.latency(DEFAULT, DIGITS, uniform(DIGITS, 8))
+    top_bits = cost.model_bits(DEFAULT, DIGITS, uniform(DIGITS, 8))
+    rng = np.random.default_rng(1)
+    for cycles_frac, bits_frac in ((1.0, 0.35), (1.0, 0.6), (0.25, 0.35), (0.5, 0.9)):   # 2-bit: 0.31
+        budget, max_bits = int(top_cycles * cycles_frac), int(top_bits * bits_frac)
+        for _ in range(20):
+            asked = from_widths(DIGITS, list(rng.choice(WIDTHS, 6)))
+            got = cost.enforce(DEFAULT, DIGITS, asked, budget, WIDTHS, max_bits)
+            assert cost.latency(DEFAULT, DIGITS, got) <= budget
+            assert cost.model_bits(DEFAULT, DIGITS, got) <= max_bits
+            assert all(g <= a for g, a in zip(flat(got), flat(asked)))
+            if cycles_frac == 1.0:      # only the size is over: activations are never lowered for it
+                assert [a for _, a in got] == [a for _, a in asked]
+    with pytest.raises(ValueError, match="model-size budget"):
+        cost.enforce(DEFAULT, DIGITS, uniform(DIGITS, 8), top_cycles, WIDTHS,
+                     cost.model_bits(DEFAULT, DIGITS, uniform(DIGITS, 2)) - 1)
+
+
 def test_score_is_deterministic_and_falls_with_width():
     ref = QUICK.reference()
     p8, p2 = uniform(SMALL, 8), uniform(SMALL, 2)
@@ -154,6 +173,7 @@ def test_command_end_to_end_and_resume(tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["--methods", "haq,bogus"], "unknown ['bogus']"), (["--latency", "0.01"], "not met even at 2-bit"),
     (["--budget", "0"], "--budget must be at least 1"), (["--latency", "1.5"], "must be in (0, 1]"),
+    (["--size", "0.01"], "--size 0.01: model-size budget"), (["--size", "2"], "--size must be in (0, 1]"),
 ])
 def test_command_errors_are_one_line(args, message, tmp_path):
     p = subprocess.run([sys.executable, "-m", "fixar.haq", "--no-ray", "--out", str(tmp_path), *args],

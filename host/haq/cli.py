@@ -24,6 +24,9 @@ def parse(argv) -> argparse.Namespace:
     ap.add_argument("--latency", type=float, default=None,
                     help="latency budget as a share of uniform 8-bit's (projected lane-column cycles; "
                          "default 0.25 for digits, 0.5 for pendulum)")
+    ap.add_argument("--size", type=float, default=None,
+                    help="model-size budget as a share of uniform 8-bit's model bits (mantissas, exponents, "
+                         "biases); none by default")
     ap.add_argument("--finetune-epochs", type=int, default=1, help="digits: fine-tune epochs before each score")
     ap.add_argument("--actor-dir", default="runs/haq-pendulum-actor",
                     help="pendulum: the actor's training run (trained here first if it has not finished)")
@@ -48,6 +51,8 @@ def check(args) -> None:
         raise SystemExit(f"haq: --episodes must be at least 1, got {args.episodes}")
     if not 0 < args.latency <= 1:
         raise SystemExit(f"haq: --latency must be in (0, 1], got {args.latency}")
+    if args.size is not None and not 0 < args.size <= 1:
+        raise SystemExit(f"haq: --size must be in (0, 1], got {args.size}")
     if args.finetune_epochs < 0:
         raise SystemExit(f"haq: --finetune-epochs must be >= 0, got {args.finetune_epochs}")
 
@@ -62,20 +67,22 @@ def main(argv=None) -> int:
     quality = Quality(finetune_epochs=args.finetune_epochs) if args.task == "digits" else \
         ActorQuality(folder=str(Path(args.actor_dir).resolve()), episodes=args.episodes)
     plan = Plan(methods=tuple(m for m in args.methods.split(",") if m), seeds=args.seeds, budget=args.budget,
-                latency_fraction=args.latency, quality=quality)
+                latency_fraction=args.latency, size_fraction=args.size, quality=quality)
     out = Path(args.out)
     try:
         # a budget even the narrowest widths miss fails here, before any run
         from fixar.config import DEFAULT
         from fixar.haq.space import uniform
         cost.enforce(DEFAULT, plan.quality.workload, uniform(plan.quality.workload, max(DEFAULT.bfp.widths)),
-                     plan.max_cycles(), tuple(DEFAULT.bfp.widths))
+                     plan.max_cycles(), tuple(DEFAULT.bfp.widths), plan.max_bits())
     except ValueError as exc:
-        raise SystemExit(f"haq: --latency {args.latency}: {exc}") from None
+        flag = f"--size {args.size}" if str(exc).startswith("model-size") else f"--latency {args.latency}"
+        raise SystemExit(f"haq: {flag}: {exc}") from None
     batch = cost.priced_batch(DEFAULT, plan.quality.workload)
     print(f"haq: {plan.quality.workload.name} {plan.quality.workload.sizes}, latency <= {plan.max_cycles()} cycles "
-          f"for {batch} vector(s) ({args.latency:g} x uniform 8-bit), {plan.budget} evaluations x {plan.seeds} "
-          f"seed(s) x {list(plan.methods)}", flush=True)
+          f"for {batch} vector(s) ({args.latency:g} x uniform 8-bit)"
+          + (f", model <= {plan.max_bits()} bits ({args.size:g} x uniform 8-bit)" if args.size else "")
+          + f", {plan.budget} evaluations x {plan.seeds} seed(s) x {list(plan.methods)}", flush=True)
     from fixar.rl.study_ray import StudyError
     try:
         runs = run_all(plan, out, args.address, use_ray=not args.no_ray)

@@ -57,25 +57,43 @@ def model_bits(cfg: FixarConfig, workload: Workload, policy: Policy) -> int:
 
 
 def enforce(cfg: FixarConfig, workload: Workload, policy: Policy, max_cycles: int,
-            widths: tuple[int, ...]) -> Policy:
-    """HAQ's budget rule: while the policy is over the latency budget, lower
-    the width of each decision in turn, one notch, checking after each.
-    A decision that would not lower the latency even at the narrowest width
-    (an activation at B = 1: one vector fills no lanes) is left alone, so
-    the rule costs quality only where it buys latency.
-    Raises ValueError when even the narrowest widths miss the budget."""
+            widths: tuple[int, ...], max_bits: int | None = None) -> Policy:
+    """HAQ's budget rule: while the policy is over a budget (the latency's,
+    and the model size's when ``max_bits`` is given), lower the width of
+    each decision in turn, one notch, checking after each. Only decisions
+    that would lower an exceeded measure at the narrowest width are lowered
+    (an activation at B = 1 fills no lanes; activations never change the
+    model size), so the rule costs quality only where it buys what is over.
+    Raises ValueError when even the narrowest widths miss a budget."""
     bits = flat(policy)
 
     def cycles(b: list[int]) -> int:
         return latency(cfg, workload, from_widths(workload, b))
 
-    if cycles([widths[0]] * len(bits)) > max_cycles:
+    def size(b: list[int]) -> int:
+        return model_bits(cfg, workload, from_widths(workload, b))
+
+    narrowest = [widths[0]] * len(bits)
+    if cycles(narrowest) > max_cycles:
         raise ValueError(f"latency budget {max_cycles} cycles: not met even at {widths[0]}-bit mantissas")
-    helps = [cycles(bits[:i] + [widths[0]] + bits[i + 1:]) < cycles(bits) for i in range(len(bits))]
-    while cycles(bits) > max_cycles:
+    if max_bits is not None and size(narrowest) > max_bits:
+        raise ValueError(f"model-size budget {max_bits} bits: not met even at {widths[0]}-bit mantissas")
+
+    def saves(measure, i: int) -> bool:
+        # a layer's cycles and bits depend on its own two widths only, so this holds for the whole loop
+        return measure(bits[:i] + [widths[0]] + bits[i + 1:]) < measure(bits)
+
+    helps_latency = [saves(cycles, i) for i in range(len(bits))]
+    helps_size = [saves(size, i) for i in range(len(bits))]
+
+    def over() -> tuple[bool, bool]:
+        return cycles(bits) > max_cycles, max_bits is not None and size(bits) > max_bits
+
+    while any(over()):
         for i, b in enumerate(bits):
-            if b > widths[0] and helps[i]:
+            late, big = over()
+            if b > widths[0] and ((late and helps_latency[i]) or (big and helps_size[i])):
                 bits[i] = widths[widths.index(b) - 1]
-                if cycles(bits) <= max_cycles:
+                if not any(over()):
                     break
     return from_widths(workload, bits)

@@ -1,7 +1,7 @@
 """HAQ's search as a gymnasium environment: one episode walks the workload's
 decisions (each layer's weights, then its activations); an action in [0, 1]
 picks a width; after the last one the policy is held to the latency budget
-by HAQ's rule (fixar.haq.cost.enforce) and scored.
+(and the model-size budget, if one is set) by HAQ's rule (fixar.haq.cost.enforce) and scored.
 
 Reward (HAQ's): lambda x (quality - the FXP32 model's quality) in
 percentage points (``relative``: in percent of |the reference|, for a
@@ -26,9 +26,10 @@ class HaqEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, workload: Workload, score: Callable[[Policy], float], reference: float,
-                 max_cycles: int, cfg: FixarConfig = DEFAULT, relative: bool = False):
+                 max_cycles: int, cfg: FixarConfig = DEFAULT, relative: bool = False,
+                 max_bits: int | None = None):
         self.workload, self.score, self.reference, self.relative = workload, score, reference, relative
-        self.max_cycles, self.cfg = max_cycles, cfg
+        self.max_cycles, self.max_bits, self.cfg = max_cycles, max_bits, cfg
         self.widths = tuple(cfg.bfp.widths)
         self.features = normalised_features(workload)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (len(STATE_FEATURES),), dtype=np.float32)
@@ -55,7 +56,7 @@ class HaqEnv(gym.Env):
         if self._t < len(self.workload.steps):
             return self._obs(), 0.0, False, False, {}
         asked = from_widths(self.workload, self._bits)
-        policy = cost.enforce(self.cfg, self.workload, asked, self.max_cycles, self.widths)
+        policy = cost.enforce(self.cfg, self.workload, asked, self.max_cycles, self.widths, self.max_bits)
         q = self.score(policy)
         info = {"asked": asked, "policy": policy, "quality": q,
                 "latency": cost.latency(self.cfg, self.workload, policy),

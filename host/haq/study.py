@@ -30,6 +30,7 @@ class Plan:
     seeds: int = 1
     budget: int = 40                # evaluations per run
     latency_fraction: float = 0.25   # the budget: this share of uniform 8-bit's latency
+    size_fraction: float | None = None   # and, if set, this share of uniform 8-bit's model bits
     quality: Quality | ActorQuality = Quality()
 
     @property
@@ -50,6 +51,13 @@ class Plan:
         return int(cost.latency(DEFAULT, self.quality.workload, uniform(self.quality.workload, top))
                    * self.latency_fraction)
 
+    def max_bits(self) -> int | None:
+        if self.size_fraction is None:
+            return None
+        top = max(DEFAULT.bfp.widths)
+        return int(cost.model_bits(DEFAULT, self.quality.workload, uniform(self.quality.workload, top))
+                   * self.size_fraction)
+
 
 def make_env(plan: Plan) -> HaqEnv:
     cache: dict[Policy, float] = {}
@@ -61,7 +69,7 @@ def make_env(plan: Plan) -> HaqEnv:
         return cache[policy]
 
     return HaqEnv(plan.quality.workload, cached_score, plan.quality.reference(), plan.max_cycles(),
-                  relative=plan.quality.relative)
+                  relative=plan.quality.relative, max_bits=plan.max_bits())
 
 
 def run_one(method: str, seed: int, plan: Plan) -> dict:
@@ -135,6 +143,8 @@ def figures(runs: list[dict], plan: Plan) -> dict:
     top = max(DEFAULT.bfp.widths)
     figs = {f"{P}reference_{q}": round(ref, 4), f"{P}max_cycles": plan.max_cycles(),
             f"{P}budget_evals": plan.budget, f"{P}seeds": plan.seeds}
+    if plan.max_bits() is not None:
+        figs[f"{P}max_model_bits"] = plan.max_bits()
     for w in DEFAULT.bfp.widths:
         p = uniform(wl, w)
         figs[f"{P}uniform{w}_{q}"] = round(plan.quality.score(p), 4)
