@@ -47,16 +47,14 @@ class Plan:
         return "accuracy" if self.task == "digits" else "return"
 
     def max_cycles(self) -> int:
-        top = max(DEFAULT.bfp.widths)
-        return int(cost.latency(DEFAULT, self.quality.workload, uniform(self.quality.workload, top))
-                   * self.latency_fraction)
+        return self._share_of_uniform8(cost.latency, self.latency_fraction)
 
     def max_bits(self) -> int | None:
-        if self.size_fraction is None:
-            return None
-        top = max(DEFAULT.bfp.widths)
-        return int(cost.model_bits(DEFAULT, self.quality.workload, uniform(self.quality.workload, top))
-                   * self.size_fraction)
+        return None if self.size_fraction is None else self._share_of_uniform8(cost.model_bits, self.size_fraction)
+
+    def _share_of_uniform8(self, measure, fraction: float) -> int:
+        wl = self.quality.workload
+        return int(measure(DEFAULT, wl, uniform(wl, max(DEFAULT.bfp.widths))) * fraction)
 
 
 def make_env(plan: Plan) -> HaqEnv:
