@@ -24,6 +24,7 @@ from fixar.gen.units.adam import AdamUnit
 from fixar.gen.units.array import Array
 from fixar.gen.units.bfp_column import BfpColumn
 from fixar.gen.units.bfp_convert import BfpConvert
+from fixar.gen.units.bfp_lane_array import BfpLaneArray
 from fixar.gen.units.bfp_lanes import BfpLanes
 from fixar.gen.units.pe import PE
 from fixar.gen.units.prng import Xorshift32
@@ -39,12 +40,13 @@ def _ports(component) -> dict:
     return ports
 
 
-def designs(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> dict:
+def designs(cfg: FixarConfig, array: bool = False, kernel: bool = False, lanes: bool = False) -> dict:
     """module name -> (component factory, extra manifest facts).
 
     The array and its core are generated on request only: for the default
     2 x 16 x 16 config their Verilog is large, so rtl/ holds the building
     blocks and the benches generate the array into sim_build/ (docs/array.md).
+    Likewise the lane array (``lanes``), a lane column per array column.
     """
     found = {
         "fixar_pe": (lambda: PE(cfg.pe), {"latency": pe_stages(cfg.pe)}),
@@ -57,6 +59,9 @@ def designs(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> dict
     }
     if cfg.bfp.group_local(code_bits(cfg)):        # else the converter cannot be exact (docs/bfp.md)
         found["fixar_bfp_convert"] = (lambda: BfpConvert(cfg), {"latency": BfpConvert.LATENCY})
+    if lanes:
+        found["fixar_bfp_lane_array"] = (lambda: BfpLaneArray(cfg), {"latency": BfpLanes.LATENCY,
+                                                                    "sources": [ram.VERILOG.name]})
     if array:
         found["fixar_array"] = (lambda: Array(cfg), {"latency": array_stages(cfg.pe), "pipe": Array.PIPE,
                                                      "sources": [ram.VERILOG.name]})
@@ -77,11 +82,12 @@ def designs(cfg: FixarConfig, array: bool = False, kernel: bool = False) -> dict
     return found
 
 
-def emit(cfg: FixarConfig, out_dir: str | Path, array: bool = False, kernel: bool = False) -> dict:
+def emit(cfg: FixarConfig, out_dir: str | Path, array: bool = False, kernel: bool = False,
+         lanes: bool = False) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     modules = {}
-    for name, (factory, facts) in designs(cfg, array, kernel).items():
+    for name, (factory, facts) in designs(cfg, array, kernel, lanes).items():
         component = factory()
         ports = _ports(component)
         text = verilog.convert(component, name=name, emit_src=False)

@@ -50,14 +50,21 @@ def test_state_is_normalised_and_alternates_weights_and_activations():
     assert f[0, 0] == 0 and f[-1, 0] == 1          # the layer index spans [0, 1]
 
 
-def test_latency_counts_lane_column_passes():
-    # 64 -> 128 on 32 columns of 16 rows: 4 output tiles x 4 groups; 8-bit weights take 4 passes, 4-bit
-    # activations fill 8 lanes of a 32-bit word, so 20 vectors take 3 passes' worth of words
-    assert cost.layer_cycles(DEFAULT, DIGITS.layers[0], 8, 4, 20) == 4 * 4 * 3 * 4
+def test_latency_is_the_lane_arrays_cycle_model():
+    # 64 -> 128 on 32 columns of 16 rows: 4 output tiles of 4 groups; 8-bit weights take 4 passes a group
+    # (16 a tile); 4-bit activations fill 8 lanes, so 20 vectors are batch passes of 8, 8 and 4 vectors,
+    # each at least a cycle per vector it hands out (all below 16 here); the last tile's sums leave after
+    # the fill (10) and its 4 lanes
+    assert cost.layer_cycles(DEFAULT, DIGITS.layers[0], 8, 4, 20) == 4 * 3 * 16 + 10 + 4 - 1
+    # 2-bit weights take 4 passes a tile, but 2-bit activations hand out 16 vectors a pass: the outputs
+    # bound it, a cycle per vector: 4 tiles x 80 vectors
+    assert cost.layer_cycles(DEFAULT, DIGITS.layers[0], 2, 2, 80) == 4 * 5 * 16 - 16 + 4 + 10 + 16 - 1
     assert cost.priced_batch(DEFAULT, DIGITS) == 80 and cost.priced_batch(DEFAULT, SMALL_B1) == 1
-    lat = [cost.latency(DEFAULT, DIGITS, uniform(DIGITS, w)) for w in WIDTHS]
-    # at 80 vectors (16, 8, 5, 4 lanes): (m_w / 2) / lanes, relative to 2 x 2 bits: 1, 4, 9.6, 16
-    assert [x * 5 / lat[0] for x in lat] == [5, 20, 48, 80]
+    lat = {(w, a): cost.latency(DEFAULT, DIGITS, tuple((w, a) for _ in DIGITS.layers)) for w in WIDTHS for a in WIDTHS}
+    for w in WIDTHS:            # narrower never costs more, at 80 vectors, in either width
+        for lo, hi in zip(WIDTHS, WIDTHS[1:]):
+            assert lat[(w, lo)] <= lat[(w, hi)] and lat[(lo, w)] <= lat[(hi, w)]
+    assert lat[(8, 8)] > 3.5 * lat[(4, 4)] and lat[(4, 4)] > lat[(2, 2)]
     bits = [cost.model_bits(DEFAULT, DIGITS, uniform(DIGITS, w)) for w in WIDTHS]
     assert bits == sorted(bits)
 
@@ -66,8 +73,10 @@ def test_one_vector_fills_no_lanes_so_activation_widths_cost_nothing():
     for w in WIDTHS:
         lat = {cost.latency(DEFAULT, SMALL_B1, tuple((w, a) for _ in SMALL_B1.layers)) for a in WIDTHS}
         assert len(lat) == 1, f"weights at {w} bits: activation widths changed the latency at B = 1"
-    assert cost.latency(DEFAULT, SMALL_B1, uniform(SMALL_B1, 8)) == 4 * cost.latency(DEFAULT, SMALL_B1,
-                                                                                       uniform(SMALL_B1, 2))
+    # 64 -> 32 and 32 -> 10, one output tile each: 4 and 2 groups, a pass per group at 2 bits, 4 at 8
+    # bits, on top of each layer's fill of 10 cycles
+    assert cost.latency(DEFAULT, SMALL_B1, uniform(SMALL_B1, 2)) == (4 + 10) + (2 + 10)
+    assert cost.latency(DEFAULT, SMALL_B1, uniform(SMALL_B1, 8)) == (16 + 10) + (8 + 10)
 
 
 def test_budget_rule_lowers_until_it_holds():

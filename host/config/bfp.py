@@ -251,3 +251,48 @@ def lane_shape(cfg: FixarConfig) -> LaneShape:
     sum_bits = (sh.rows * largest).bit_length() + 1
     return LaneShape(fmac=sh, word_bits=word, multipliers=multipliers,
                      max_lanes=multipliers // (min(cfg.bfp.widths) // CHUNK_BITS), sum_bits=sum_bits)
+
+
+@dataclass(frozen=True)
+class LaneArrayShape:
+    """The array of lane columns (gen/units/bfp_lane_array.py, docs/bfp.md
+    "The lane array"): one lane column per column of the FXP32 array
+    (``array.cores`` x ``array.cols``), each output feature of a tile on its
+    own column, a tile's batch vectors in its lanes.
+
+    Its weight memory holds, per word, one group of every column's weight
+    mantissas and the group's exponent; its activation memory, per word, the
+    ``rows`` activation words of one group for up to ``max_lanes`` vectors
+    and each lane's exponent. Both hold as many values as the engine's
+    weight and activation memories (``memory.weight_words``, ``cores`` x
+    ``memory.act_words_per_core`` words), so the array takes the layers the
+    engine takes. An exponent field is a signed ``exp_bits``-bit number: the
+    group's s_w, and s_a + ``fmac.frac_extra`` for a lane, whose sum is the
+    lane column's scale."""
+
+    lanes: LaneShape
+    columns: int
+    exp_bits: int
+    w_depth: int
+    a_depth: int
+
+    @property
+    def w_column_bits(self) -> int:
+        return self.lanes.fmac.rows * self.lanes.fmac.mant_bits + self.exp_bits
+
+    @property
+    def w_word_bits(self) -> int:
+        return self.columns * self.w_column_bits
+
+    @property
+    def a_word_bits(self) -> int:
+        return self.lanes.fmac.rows * self.lanes.word_bits + self.lanes.max_lanes * self.exp_bits
+
+
+def lane_array_shape(cfg: FixarConfig) -> LaneArrayShape:
+    sh = lane_shape(cfg)
+    columns = cfg.array.cores * cfg.array.cols
+    rows = sh.fmac.rows
+    return LaneArrayShape(lanes=sh, columns=columns, exp_bits=sh.fmac.scale_bits + 1,
+                          w_depth=cfg.memory.weight_words // (columns * rows),
+                          a_depth=cfg.array.cores * cfg.memory.act_words_per_core // rows)

@@ -10,8 +10,10 @@ here fails a bench too.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import ceil
 
 from fixar.config import FixarConfig, PEConfig
+from fixar.config.bfp import lane_array_shape
 from fixar.config.multipliers import get as multiplier
 
 # Register stages of each unit, named as the generator's docstrings name them.
@@ -57,6 +59,13 @@ BFP_COLUMN_STAGES = 7
 # the lanes' group sums G, G shifted by each lane's scale, the wide sums'
 # low halves, their high halves.
 BFP_LANE_STAGES = 8
+# The lane array (gen/units/bfp_lane_array.py): a pass is issued, its words
+# read from the memories (registered), then the lane columns' stages; the
+# run's parameters are taken the cycle before the first pass, and a tile's
+# sums leave one lane a cycle from the shadow registers, the first the cycle
+# after the tile's last wide sum.
+LANE_ARRAY_START_STAGES = 1
+LANE_ARRAY_READ_STAGES = 1
 # The BFP converter (gen/units/bfp_convert.py): input, magnitudes and the
 # hash's first rounds, the group's shift and the last rounds, the rounding
 # addend, the shift to the mantissa and its saturation.
@@ -201,3 +210,21 @@ def bfp_tile_period(rows: int) -> int:
     """The shortest tile step of a BFP product: the next tile's rows convert
     two a cycle from the step's start and must be written before its end."""
     return max(rows, -(-rows // 2) + BFP_WEIGHT_STAGES)
+
+
+def lane_array_layer_cycles(cfg: FixarConfig, fan_out: int, fan_in: int, batch: int, m_w: int, m_a: int) -> int:
+    """Cycles of one layer on the lane array, from the cycle ``start`` is
+    taken to the last sum out. ceil(M / columns) output tiles, each over
+    ceil(B / lanes(m_a)) batch passes; a tile takes a pass per group and
+    weight chunk, but at least a cycle per lane it hands out (the shadow
+    registers' rate: one output a column a cycle), and the last batch pass
+    hands out only the vectors it holds. The last tile's sums leave as soon
+    as its passes are done; then come the pipeline's fill and its lanes."""
+    sh = lane_array_shape(cfg)
+    lanes = sh.lanes.lanes(m_a)
+    work = ceil(fan_in / sh.lanes.fmac.rows) * sh.lanes.passes(m_w)
+    passes = ceil(batch / lanes)
+    last = batch - (passes - 1) * lanes
+    per_output_tile = (passes - 1) * max(work, lanes) + max(work, last)
+    fill = LANE_ARRAY_START_STAGES + LANE_ARRAY_READ_STAGES + BFP_LANE_STAGES
+    return ceil(fan_out / sh.columns) * per_output_tile - max(work, last) + work + fill + last - 1

@@ -47,7 +47,7 @@ RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
 PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "trainer16", "trainer-bfp", "trainer-bfp512",
          "synth", "synth-array", "synth-kernel", "floorplan", "schedule", "explore", "explore-verify", "timing",
-         "multipliers", "formats", "lanes", "haq", "haq-rtl")
+         "multipliers", "formats", "lanes", "haq", "haq-rtl", "haq-lanes")
 
 
 def machine() -> str:
@@ -210,6 +210,11 @@ def measure(what: str, vectors: int) -> dict:
         print("haq-rtl: the Pendulum winner deployed on the 2 x 16 x 16 engine of config bfp in RTL, bit for bit "
               "(a 20-minute build) ...", flush=True)
         figs.update(haq_rtl_figures())
+    if what in ("all", "haq-lanes"):
+        from fixar.figures.haq_verify import haq_lanes_figures
+        print("haq-lanes: the haq winners and uniform 8-bit on the 2 x 16 x 16 lane array in RTL, sums and "
+              "cycles exact ...", flush=True)
+        figs.update(haq_lanes_figures())
     if what in ("all", "pe"):
         from fixar.figures.pe_sim import pe_sim
         print(f"pe: Verilator bench, {vectors} vectors per mode ...", flush=True)

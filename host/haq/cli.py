@@ -22,7 +22,7 @@ def parse(argv) -> argparse.Namespace:
     ap.add_argument("--seeds", type=int, default=1, help="search seeds per method")
     ap.add_argument("--budget", type=int, default=40, help="evaluations (episodes) per run")
     ap.add_argument("--latency", type=float, default=None,
-                    help="latency budget as a share of uniform 8-bit's (projected lane-column cycles; "
+                    help="latency budget as a share of uniform 8-bit's (the lane array's cycles; "
                          "default 0.25 for digits, 0.5 for pendulum)")
     ap.add_argument("--size", type=float, default=None,
                     help="model-size budget as a share of uniform 8-bit's model bits (mantissas, exponents, "

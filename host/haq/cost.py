@@ -1,22 +1,19 @@
-"""The hardware feedback: latency and model size of a policy on an array of
-lane columns (gen/units/bfp_lanes.py, docs/bfp.md "Lanes: several products
-per PE").
+"""The hardware feedback: latency and model size of a policy on the lane
+array (gen/units/bfp_lane_array.py, docs/bfp.md "The lane array"): a BFP
+lane column per column of the array, bit- and cycle-exact in its bench.
 
-A lane column makes one pass per cycle (its throughput bench holds it to
-that). A pass multiplies one 2-bit chunk of each row's weight mantissa by a
-whole activation word, which packs the m_a-bit mantissas of lanes(m_a)
-batch vectors. So an m_w-bit weight group takes m_w / 2 passes for lanes(m_a)
-vectors at once, and a layer of M outputs and K inputs for B vectors takes
-
-    ceil(M / (cores x cols)) x ceil(K / group) x ceil(B / lanes(m_a)) x m_w / 2
-
-cycles of the columns (the pipeline's fill and the output stage come on
-top). Narrow weights take fewer passes; narrow activations serve more
-vectors a pass, which saves cycles only when there are vectors to pack: at
+A pass multiplies one 2-bit chunk of each row's weight mantissa by a whole
+activation word, which packs the m_a-bit mantissas of lanes(m_a) batch
+vectors, so an m_w-bit weight group takes m_w / 2 passes for lanes(m_a)
+vectors at once. A layer's cycles are the array's cycle model
+(fixar.config.timing.lane_array_layer_cycles): per output tile and batch
+pass, the passes of its groups but at least a cycle per vector it hands
+out (one sum a column a cycle), and the pipeline's fill. Narrow weights
+take fewer passes; narrow activations serve more vectors a pass, which
+saves cycles only while the passes, not the outputs, bound the tile: at
 B = 1 (an actor choosing one action) the activation width costs nothing.
-This is a projection: the lane column is generated and bit-exact, an array
-of them is not built (issue 23), so the figures say "projected". Model size
-counts every weight's mantissa, one exponent per group and FXP32 biases.
+Model size counts every weight's mantissa, one exponent per group and
+FXP32 biases.
 """
 from __future__ import annotations
 
@@ -24,6 +21,7 @@ from math import ceil, lcm
 
 from fixar.config import FixarConfig
 from fixar.config.bfp import fmac_shape, lane_shape
+from fixar.config.timing import lane_array_layer_cycles
 from fixar.haq.space import Layer, Policy, Workload, flat, from_widths
 
 
@@ -38,14 +36,12 @@ def priced_batch(cfg: FixarConfig, workload: Workload) -> int:
 
 
 def layer_cycles(cfg: FixarConfig, layer: Layer, m_w: int, m_a: int, batch: int) -> int:
-    lanes = lane_shape(cfg)
-    columns = cfg.array.cores * cfg.array.cols
-    return (ceil(layer.fan_out / columns) * ceil(layer.fan_in / lanes.fmac.rows)
-            * ceil(batch / lanes.lanes(m_a)) * lanes.passes(m_w))
+    return lane_array_layer_cycles(cfg, layer.fan_out, layer.fan_in, batch, m_w, m_a)
 
 
 def latency(cfg: FixarConfig, workload: Workload, policy: Policy) -> int:
-    """Cycles of the columns for ``priced_batch`` vectors through every layer."""
+    """Cycles of the lane array for ``priced_batch`` vectors through every
+    layer, one layer's run after another (each from its start to its last sum)."""
     batch = priced_batch(cfg, workload)
     return sum(layer_cycles(cfg, layer, w, a, batch) for layer, (w, a) in zip(workload.layers, policy))
 
@@ -80,20 +76,22 @@ def enforce(cfg: FixarConfig, workload: Workload, policy: Policy, max_cycles: in
         raise ValueError(f"model-size budget {max_bits} bits: not met even at {widths[0]}-bit mantissas")
 
     def saves(measure, i: int) -> bool:
-        # a layer's cycles and bits depend on its own two widths only, so this holds for the whole loop
         return measure(bits[:i] + [widths[0]] + bits[i + 1:]) < measure(bits)
-
-    helps_latency = [saves(cycles, i) for i in range(len(bits))]
-    helps_size = [saves(size, i) for i in range(len(bits))]
 
     def over() -> tuple[bool, bool]:
         return cycles(bits) > max_cycles, max_bits is not None and size(bits) > max_bits
 
     while any(over()):
+        lowered = False
         for i, b in enumerate(bits):
             late, big = over()
-            if b > widths[0] and ((late and helps_latency[i]) or (big and helps_size[i])):
+            if not (late or big):
+                break
+            # asked afresh each time: once the outputs bound a tile, narrower activations buy nothing
+            if b > widths[0] and ((late and saves(cycles, i)) or (big and saves(size, i))):
                 bits[i] = widths[widths.index(b) - 1]
-                if not any(over()):
-                    break
+                lowered = True
+        if not lowered:
+            raise ValueError(f"budgets {max_cycles} cycles / {max_bits} bits: no narrower width of "
+                             f"{from_widths(workload, bits)} lowers what is over")
     return from_widths(workload, bits)
