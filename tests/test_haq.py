@@ -218,3 +218,16 @@ def test_pendulum_task_end_to_end(tmp_path):
     figs = json.loads((tmp_path / "out" / "results.json").read_text())
     assert figs["haq_pendulum_uniform8_return"] > figs["haq_pendulum_uniform2_return"]
     assert figs["haq_pendulum_latency_speedup_vs_uniform8"] >= 2.0
+
+
+def test_default_latency_budgets_can_be_met():
+    """Each task's default share of uniform 8-bit's latency is within reach of
+    the narrowest widths (on the lane array each layer's run has a fill the
+    widths do not shorten)."""
+    from fixar.haq.actor import PENDULUM
+    from fixar.haq.cli import DEFAULT_LATENCY
+
+    for task, wl in (("digits", DIGITS), ("pendulum", PENDULUM)):
+        top = cost.latency(DEFAULT, wl, uniform(wl, 8))
+        budget = int(top * DEFAULT_LATENCY[task])
+        assert cost.latency(DEFAULT, wl, uniform(wl, 2)) <= budget < top
