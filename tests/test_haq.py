@@ -225,9 +225,44 @@ def test_default_latency_budgets_can_be_met():
     the narrowest widths (on the lane array each layer's run has a fill the
     widths do not shorten)."""
     from fixar.haq.actor import PENDULUM
-    from fixar.haq.cli import DEFAULT_LATENCY
+    from fixar.haq.space import DEFAULT_LATENCY
 
     for task, wl in (("digits", DIGITS), ("pendulum", PENDULUM)):
         top = cost.latency(DEFAULT, wl, uniform(wl, 8))
         budget = int(top * DEFAULT_LATENCY[task])
         assert cost.latency(DEFAULT, wl, uniform(wl, 2)) <= budget < top
+
+
+def test_runs_share_a_quality_prepared_once_before_they_start(tmp_path, monkeypatch):
+    """run_all makes the quality's shared inputs (the Pendulum actor, trained
+    into one folder) before any run starts: two Ray workers each found the
+    actor missing and trained it into the same files. Here a run that
+    starts before reference() was called fails."""
+    from dataclasses import dataclass, field
+
+    from fixar.haq import study
+    from fixar.haq.study import Plan, run_all
+
+    @dataclass(frozen=True)
+    class Prepared:
+        workload: Workload = DIGITS
+        relative: bool = False
+        made: list = field(default_factory=list, hash=False, compare=False)
+
+        def reference(self) -> float:
+            self.made.append(1)
+            return 0.5
+
+        def score(self, policy) -> float:
+            return 0.5
+
+    quality = Prepared()
+    real = study.run_one
+
+    def starts_prepared(method, seed, plan):
+        assert quality.made, "a run started before the shared quality was prepared"
+        return real(method, seed, plan)
+
+    monkeypatch.setattr(study, "run_one", starts_prepared)
+    runs = run_all(Plan(methods=("random",), seeds=1, budget=2, quality=quality), tmp_path, use_ray=False)
+    assert len(runs) == 1 and len(runs[0]["records"]) == 2 and quality.made

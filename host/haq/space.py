@@ -52,6 +52,13 @@ class Workload:
 # that the layers differ in shape and cost
 DIGITS = Workload("digits", (64, 128, 64, 10))
 
+# The default latency budgets, as shares of uniform 8-bit's. Digits: half,
+# HAQ's kind of budget, which leaves the search room above uniform 4-bit
+# (0.26 on the lane array). The actor: 0.7, since each layer's run on the
+# lane array has a fill the widths do not shorten, so no policy goes below
+# 0.51 (44 of 86 cycles).
+DEFAULT_LATENCY = {"digits": 0.5, "pendulum": 0.7}
+
 # A policy: ((weight bits, activation bits), ...) per layer.
 Policy = tuple[tuple[int, int], ...]
 

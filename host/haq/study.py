@@ -21,7 +21,7 @@ from fixar.haq.actor import ActorQuality
 from fixar.haq.env import HaqEnv
 from fixar.haq.quality import Quality
 from fixar.haq.search import METHODS
-from fixar.haq.space import Policy, uniform
+from fixar.haq.space import DEFAULT_LATENCY, Policy, uniform
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Plan:
     methods: tuple[str, ...] = tuple(METHODS)
     seeds: int = 1
     budget: int = 40                # evaluations per run
-    latency_fraction: float = 0.25   # the budget: this share of uniform 8-bit's latency
+    latency_fraction: float | None = None   # the budget: this share of uniform 8-bit's latency (None: the default)
     size_fraction: float | None = None   # and, if set, this share of uniform 8-bit's model bits
     quality: Quality | ActorQuality = Quality()
 
@@ -47,7 +47,8 @@ class Plan:
         return "accuracy" if self.task == "digits" else "return"
 
     def max_cycles(self) -> int:
-        return self._share_of_uniform8(cost.latency, self.latency_fraction)
+        share = DEFAULT_LATENCY[self.task] if self.latency_fraction is None else self.latency_fraction
+        return self._share_of_uniform8(cost.latency, share)
 
     def max_bits(self) -> int | None:
         return None if self.size_fraction is None else self._share_of_uniform8(cost.model_bits, self.size_fraction)
@@ -92,6 +93,9 @@ def run_all(plan: Plan, out: Path, address: str | None = None, use_ray: bool = T
     todo = [j for j in jobs if not _path(out, *j).exists()]
     if todo:
         print(f"haq: {len(todo)} of {len(jobs)} runs to do ({len(jobs) - len(todo)} done before)", flush=True)
+        # what every run shares (the Pendulum actor, trained into one folder) is made here, once, before
+        # the runs start: runs on two workers each found it missing and trained it into the same files
+        plan.quality.reference()
     (out / "runs").mkdir(parents=True, exist_ok=True)
     if todo and use_ray:
         import ray
