@@ -164,8 +164,7 @@ class BfpLaneArray(wiring.Component):
         e = sh.exp_bits
         a_words = lw.fmac.rows * lw.word_bits
         sa = [aram.a_data[a_words + e * lane:a_words + e * (lane + 1)].as_signed() for lane in range(lw.max_lanes)]
-        accs = []
-        acc_valid = None
+        units = []
         for col in range(sh.columns):
             unit = BfpLanes(self.cfg)
             m.submodules[f"lanes{col}"] = unit
@@ -176,11 +175,13 @@ class BfpLaneArray(wiring.Component):
                          unit.a_sel.eq(run["a_sel"])]
             m.d.comb += [getattr(unit, name).eq(v) for name, v in issue.items()]
             for lane in range(lw.max_lanes):
+                # only the low scale_bits: the golden model defines a group whose G is not zero
+                # only for scales in 0..scale_max, and a zero G shifted anywhere adds 0
                 s = Signal(signed(e + 1), name=f"scale{col}_{lane}")
                 m.d.comb += [s.eq(sw + sa[lane]), unit.scale[lane].eq(s[:f.scale_bits])]
-            accs.append(unit.acc)
-            acc_valid = unit.acc_valid if acc_valid is None else acc_valid
-        return accs, acc_valid
+            units.append(unit)
+        # every column sees the same passes, so column 0's acc_valid times them all
+        return [u.acc for u in units], units[0].acc_valid
 
     def _drain(self, m: Module, run: dict, accs: list, acc_valid) -> None:
         """Every ``groups``-th wide sum is a tile's: copied to the shadow

@@ -21,7 +21,7 @@ def generated(cfg: FixarConfig, array: bool = False, kernel: bool = False, lanes
     written (a full engine takes minutes to emit; every bench asks for it)."""
     from fixar.gen.emit import emit  # the bench harness needs RTL; the golden model never imports gen
 
-    suffix = "-kernel" if kernel else "-array" if array else "-lanes" if lanes else ""
+    suffix = ("-kernel" if kernel else "-array" if array else "") + ("-lanes" if lanes else "")
     out = BUILD_ROOT / "gen" / f"{cfg.name}-{cfg.digest}{suffix}"
     stamp = out / "generator.sha256"
     with folder_lock(out):      # another test worker may be generating the same folder
@@ -29,7 +29,7 @@ def generated(cfg: FixarConfig, array: bool = False, kernel: bool = False, lanes
         if stamp.exists() and stamp.read_text() == sources and _complete(out):
             return out
         stamp.unlink(missing_ok=True)       # an emit cut short must not leave a stamp that vouches for it
-        emit(cfg, out, array=array or kernel, kernel=kernel, lanes=lanes and not (array or kernel))
+        emit(cfg, out, array=array or kernel, kernel=kernel, lanes=lanes)
         stamp.write_text(sources)
     return out
 
