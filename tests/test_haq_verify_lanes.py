@@ -1,5 +1,5 @@
-"""python -m fixar.haq.verify_lanes on the small config's lane array
-(Verilator): policies' layers bit-exact, each policy's RTL cycles equal to
+"""python -m fixar.haq.verify_lanes on the lane array bench's config (two
+lane columns, Verilator): policies' layers bit-exact, each policy's RTL cycles equal to
 the latency the search is fed; a latency that is not the array's is caught;
 a missing results file is one line."""
 from __future__ import annotations
@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from fixar.config import load
 from fixar.haq import cost, verify_lanes
 from fixar.haq.actor import PENDULUM
 from fixar.haq.space import DIGITS, uniform
+from fixar.tb.test_lane_array import bench_config
 
 pytestmark = pytest.mark.sim
 
-SMALL = load("small")
+SMALL = bench_config()
 POLICIES = {"digits": {"haq": ((2, 8), (6, 2), (4, 4)), "uniform8": uniform(DIGITS, 8)},
             "pendulum": {"haq": ((8, 2), (2, 8), (6, 6)), "uniform8": uniform(PENDULUM, 8)}}
 
