@@ -23,6 +23,7 @@ from fixar.compiler.lane_array import LaneLayer, lay_out, read_back
 from fixar.config import load
 from fixar.config.bfp import BfpFormat, lane_array_shape
 from fixar.golden.bfp import to_bfp
+from fixar.golden.fmac import wrap
 from fixar.golden.lane_array import layer_sums
 from fixar.sim.rtl import generated, run_module, run_mutated
 from fixar.tb.base import BenchTB
@@ -73,8 +74,7 @@ class TB(BenchTB):
         while dut.busy.value and cycles < limit:
             if dut.out_valid.value:
                 word = dut.out_sum.value.to_unsigned()
-                vals = ((word >> (c * bits)) & ((1 << bits) - 1) for c in range(self.shape.columns))
-                rows.append([v - (1 << bits) if v >> (bits - 1) else v for v in vals])
+                rows.append([wrap(word >> (c * bits), bits) for c in range(self.shape.columns)])
                 last = cycles
             await self.edge
             cycles += 1

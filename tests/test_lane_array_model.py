@@ -11,27 +11,18 @@ import pytest
 
 from fixar.compiler.lane_array import lay_out, read_back
 from fixar.config import DEFAULT, load
-from fixar.config.bfp import BfpFormat, lane_array_shape
+from fixar.config.bfp import lane_array_shape
 from fixar.config.timing import lane_array_layer_cycles
-from fixar.golden.bfp import to_bfp
 from fixar.golden.lane_array import layer_sums
+from fixar.tb.test_lane_array import random_layer
 
-FRAC = DEFAULT.pe.act32.frac
 SMALL = load("small")
-
-
-def operands(rng, outputs, inputs, batch, m_w, m_a):
-    mag = lambda shape: np.floor(2.0 ** rng.uniform(0, 30, shape))  # noqa: E731
-    W = (mag((outputs, inputs)) * rng.choice([-1, 1], (outputs, inputs))).astype(np.int64)
-    X = (mag((batch, inputs)) * rng.choice([-1, 1], (batch, inputs))).astype(np.int64)
-    W[0, :16] = 0
-    return (to_bfp(W, FRAC, BfpFormat(m_w), seed=1, axis=1), to_bfp(X, FRAC, BfpFormat(m_a), seed=2, axis=1))
 
 
 @pytest.mark.parametrize(("m_w", "m_a"), list(itertools.product((2, 4, 6, 8), repeat=2)))
 def test_sums_are_the_exact_products_of_the_bfp_codes(m_w, m_a):
     rng = np.random.default_rng(m_w * 10 + m_a)
-    w, a = operands(rng, 5, 37, 6, m_w, m_a)
+    w, a = random_layer(DEFAULT, rng, 5, 37, 6, m_w, m_a)
     exact = w.codes().reshape(5, 37).astype(object) @ a.codes().reshape(6, 37).astype(object).T
     f = lane_array_shape(DEFAULT).lanes.fmac
     assert layer_sums(DEFAULT, w, a) == [[v << f.frac_extra for v in row] for row in exact.tolist()]
@@ -42,7 +33,7 @@ def test_layout_hands_every_sum_back_to_its_place():
     only) carry the sums back to (output, vector)."""
     rng = np.random.default_rng(3)
     sh = lane_array_shape(SMALL)
-    w, a = operands(rng, 2 * sh.columns + 3, 40, 11, 4, 4)      # 3 output tiles, passes of 8 and 3 vectors
+    w, a = random_layer(SMALL, rng, 2 * sh.columns + 3, 40, 11, 4, 4)      # 3 output tiles, passes of 8 and 3 vectors
     layer = lay_out(SMALL, w, a)
     assert (layer.tiles, layer.groups, layer.passes, layer.last_lanes) == (3, 3, 2, 3)
     assert len(layer.w_words) == 9 and len(layer.a_words) == 6
@@ -59,7 +50,7 @@ def test_layout_hands_every_sum_back_to_its_place():
 def test_a_layer_too_large_for_the_memories_is_refused_in_one_line():
     sh = lane_array_shape(SMALL)
     rng = np.random.default_rng(4)
-    w, a = operands(rng, 1, 16 * (sh.a_depth + 1), 1, 2, 2)
+    w, a = random_layer(SMALL, rng, 1, 16 * (sh.a_depth + 1), 1, 2, 2)
     with pytest.raises(ValueError, match=r"needs \d+ weight and \d+ activation words; the lane array has"):
         lay_out(SMALL, w, a)
 
