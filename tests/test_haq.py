@@ -266,3 +266,11 @@ def test_runs_share_a_quality_prepared_once_before_they_start(tmp_path, monkeypa
     monkeypatch.setattr(study, "run_one", starts_prepared)
     runs = run_all(Plan(methods=("random",), seeds=1, budget=2, quality=quality), tmp_path, use_ray=False)
     assert len(runs) == 1 and len(runs[0]["records"]) == 2 and quality.made
+
+
+def test_budget_rule_stops_with_one_line_when_no_lowering_helps(monkeypatch):
+    """A latency that only the all-narrowest policy meets and no single
+    lowering reduces: the rule says so instead of looping."""
+    monkeypatch.setattr(cost, "latency", lambda cfg, wl, p: 0 if set(flat(p)) == {WIDTHS[0]} else 100)
+    with pytest.raises(ValueError, match="no narrower width of .* lowers what is over"):
+        cost.enforce(DEFAULT, DIGITS, uniform(DIGITS, 8), 50, WIDTHS)

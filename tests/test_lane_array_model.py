@@ -67,3 +67,14 @@ def test_cycle_model():
     assert lane_array_layer_cycles(DEFAULT, 2 * cols, 16, 32, 2, 2) == 2 * 32 - 16 + 1 + 10 + 16 - 1
     # passes bound: 8-bit weights over 8 groups, 4 vectors a pass: 32 cycles per (output tile, batch pass)
     assert lane_array_layer_cycles(DEFAULT, cols, 128, 8, 8, 8) == 2 * 32 + 10 + 4 - 1
+
+
+def test_an_exponent_outside_its_field_is_refused_in_one_line():
+    from fixar.config.bfp import BfpFormat
+    from fixar.golden.bfp import to_bfp
+
+    ones = np.ones((2, 16), dtype=np.int64)
+    w = to_bfp(ones, 20, BfpFormat(4), axis=1, base=200)      # s_w = 202: past a signed 8-bit field
+    a = to_bfp(ones[:1], 20, BfpFormat(4), axis=1)
+    with pytest.raises(ValueError, match=r"weight group \(0, 0\): exponent 202 does not fit the lane array's 8-bit"):
+        lay_out(SMALL, w, a)
