@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import queue
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from fixar.config import FixarConfig
@@ -119,7 +122,7 @@ def trainer_sim_bfp(cache_dir: Path | None = None) -> dict:
     return figs
 
 
-def trainer_sim_bfp512(cache_dir: Path | None = None) -> dict:
+def trainer_sim_bfp512(cache_dir: Path | None = None, jobs: int | None = None) -> dict:
     """Config bfp on the 2 x 16 x 16 engine at B = 512: one training step of
     HalfCheetah's 400-300 DDPG with every layer fixed at each mantissa width
     (no schedule, so the program keeps no inputs for a check and fits the
@@ -127,7 +130,9 @@ def trainer_sim_bfp512(cache_dir: Path | None = None) -> dict:
     bfp_train_step_cycles_b512_m{2,4,6,8}. bfp_ips_b512 and
     bfp_speedup_vs_fxp32_b512 at the slowest width's step (acting pass
     included, 164 MHz): any mix of widths over a run is at least as fast.
-    A scheduled run's check steps at B = 512 still do not fit (docs/bfp.md)."""
+    A scheduled run's check steps at B = 512 still do not fit (docs/bfp.md).
+    The widths run ``jobs`` at a time (default: one per core), each in a
+    build folder of its own, since a width takes about half an hour."""
     from fixar.compiler.program import compile_ddpg, step_cycles
     from fixar.config import load
     from fixar.figures.summary import ROOT, commit
@@ -137,22 +142,11 @@ def trainer_sim_bfp512(cache_dir: Path | None = None) -> dict:
     measured = commit()
     cache = PartCache((cache_dir or ROOT / "bench" / "results") / "trainer_bfp512_records.json",
                       f"{measured} {cfg.digest}", reuse=not measured.endswith("-dirty"))
-    rtl = generated(cfg, array=True)
-    figs: dict = {}
-    steps = {}
-    for m in cfg.bfp.widths:
-        rec = cache.get(str(m))
-        if rec is None:
-            print(f"  B = {batch}, every layer at {m} bits: one step in RTL ...", flush=True)
-            env = {"FIXAR_STEPS": "1", "FIXAR_BFP": "1", "FIXAR_BFP_FIXED": str(m),
-                   "FIXAR_NETS": json.dumps([17, 6, [400, 300], batch])}
-            res = run_module("verilator", cfg, rtl, "fixar_trainer", "fixar.tb.test_engine", env=env)
-            if not res.passed:
-                raise RuntimeError(f"BFP training-engine bench failed at B = {batch}, m = {m}; see {res.results_xml}")
-            (rec,) = [r for r in res.figures() if r["test"] == "training_steps"]
-            cache.put(str(m), rec)
-        steps[m] = rec
-        figs[f"bfp_train_step_cycles_b{batch}_m{m}"] = rec["bfp_steps"][0]["cycles"]
+    pending = [m for m in cfg.bfp.widths if cache.get(str(m)) is None]
+    for m, rec in _bfp512_records(cfg, batch, pending, jobs or os.cpu_count() or 1):
+        cache.put(str(m), rec)
+    steps = {m: cache.get(str(m)) for m in cfg.bfp.widths}
+    figs: dict = {f"bfp_train_step_cycles_b{batch}_m{m}": rec["bfp_steps"][0]["cycles"] for m, rec in steps.items()}
     slowest = max(steps.values(), key=lambda r: r["bfp_steps"][0]["cycles"] + r["act_cycles"])
     env_cycles = slowest["bfp_steps"][0]["cycles"] + slowest["act_cycles"]
     figs[f"bfp_act_cycles_b{batch}"] = slowest["act_cycles"]
@@ -164,6 +158,44 @@ def trainer_sim_bfp512(cache_dir: Path | None = None) -> dict:
           f"cycles at {list(cfg.bfp.widths)} bits, {figs[f'bfp_ips_b{batch}']} environment steps/s at 164 MHz, "
           f"{figs[f'bfp_speedup_vs_fxp32_b{batch}']} x FXP32 (bit-exact)", flush=True)
     return figs
+
+
+def _bfp512_records(cfg: FixarConfig, batch: int, widths: list[int], jobs: int):
+    """(width, bench record) of a B = ``batch`` step at each of ``widths``, as
+    each finishes. Runs share no build folder (a folder runs one bench at a
+    time): slot 0 is the usual one, slot k its copy with suffix -slot{k}."""
+    rtl = generated(cfg, array=True)
+    slots: queue.Queue = queue.Queue()
+    for k in range(max(1, min(jobs, len(widths)))):
+        slots.put(k)
+
+    def one(m: int) -> tuple[int, dict]:
+        slot = slots.get()
+        try:
+            print(f"  B = {batch}, every layer at {m} bits: one step in RTL (build slot {slot}) ...", flush=True)
+            env = {"FIXAR_STEPS": "1", "FIXAR_BFP": "1", "FIXAR_BFP_FIXED": str(m),
+                   "FIXAR_NETS": json.dumps([17, 6, [400, 300], batch])}
+            res = run_module("verilator", cfg, rtl, "fixar_trainer", "fixar.tb.test_engine", env=env,
+                             tag=f"{cfg.digest}-slot{slot}" if slot else None)
+        finally:
+            slots.put(slot)
+        if not res.passed:
+            raise RuntimeError(f"BFP training-engine bench failed at B = {batch}, m = {m}; see {res.results_xml}")
+        (rec,) = [r for r in res.figures() if r["test"] == "training_steps"]
+        print(f"  B = {batch}, {m} bits: {rec['bfp_steps'][0]['cycles']} cycles, bit-exact", flush=True)
+        return m, rec
+
+    # threads suffice: each run is a simulator process of its own, and the runner keeps its state per call
+    # (a width that fails does not discard the others: they are handed on, then the first failure raised)
+    failed = None
+    with ThreadPoolExecutor(max_workers=slots.qsize()) as pool:
+        for done in as_completed([pool.submit(one, m) for m in widths]):
+            if done.exception() is None:
+                yield done.result()
+            else:
+                failed = failed or done.exception()
+    if failed is not None:
+        raise failed
 
 
 def _fixars_clock(cfg: FixarConfig) -> float:
