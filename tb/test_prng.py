@@ -9,7 +9,7 @@ import pytest
 
 from fixar.config import load
 from fixar.golden.prng import stream
-from fixar.sim.rtl import run_module, shipped_rtl
+from fixar.sim.rtl import run_in_slots, run_module, shipped_rtl
 from fixar.tb.base import BenchTB
 
 BENCH = "fixar.tb.test_prng"
@@ -54,3 +54,16 @@ def test_prng_matches_golden(sim):
     cfg = load("default")
     res = run_module(sim, cfg, shipped_rtl(), "fixar_prng", BENCH)
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
+
+
+def test_runs_share_no_build_folder():
+    """run_in_slots, as the long bench parts use it: two runs at once, each in
+    a build folder of its own (one bench at a time may use a folder), both
+    handed back by name and passing."""
+    cfg = load("default")
+    envs = {"first": {}, "second": {}}
+    got = dict(run_in_slots("verilator", cfg, shipped_rtl(), "fixar_prng", BENCH, envs, jobs=2))
+    assert set(got) == set(envs)
+    assert all(res.passed for res in got.values()), {k: str(r.results_xml) for k, r in got.items()}
+    folders = {res.results_xml.parent.name for res in got.values()}
+    assert folders == {f"fixar_prng-{cfg.digest}", f"fixar_prng-{cfg.digest}-slot1"}, folders

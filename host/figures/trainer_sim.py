@@ -14,15 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import queue
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from fixar.config import FixarConfig
 from fixar.config.timing import timing
 from fixar.figures.cold import run_cold
 from fixar.figures.part_cache import PartCache
-from fixar.sim.rtl import generated, run_module
+from fixar.sim.rtl import generated, run_in_slots, run_module
 from fixar.sim.runner import BUILD_ROOT
 
 BATCHES = (64, 128, 256, 512)
@@ -131,8 +129,8 @@ def trainer_sim_bfp512(cache_dir: Path | None = None, jobs: int | None = None) -
     bfp_speedup_vs_fxp32_b512 at the slowest width's step (acting pass
     included, 164 MHz): any mix of widths over a run is at least as fast.
     A scheduled run's check steps at B = 512 still do not fit (docs/bfp.md).
-    The widths run ``jobs`` at a time (default: one per core), each in a
-    build folder of its own, since a width takes about half an hour."""
+    The widths run ``jobs`` at a time (default: one per core; a width takes
+    about half an hour), each in a build folder of its own (run_in_slots)."""
     from fixar.compiler.program import compile_ddpg, step_cycles
     from fixar.config import load
     from fixar.figures.summary import ROOT, commit
@@ -142,9 +140,24 @@ def trainer_sim_bfp512(cache_dir: Path | None = None, jobs: int | None = None) -
     measured = commit()
     cache = PartCache((cache_dir or ROOT / "bench" / "results") / "trainer_bfp512_records.json",
                       f"{measured} {cfg.digest}", reuse=not measured.endswith("-dirty"))
-    pending = [m for m in cfg.bfp.widths if cache.get(str(m)) is None]
-    for m, rec in _bfp512_records(cfg, batch, pending, jobs or os.cpu_count() or 1):
-        cache.put(str(m), rec)
+    pending = {str(m): {"FIXAR_STEPS": "1", "FIXAR_BFP": "1", "FIXAR_BFP_FIXED": str(m),
+                        "FIXAR_NETS": json.dumps([17, 6, [400, 300], batch])}
+               for m in cfg.bfp.widths if cache.get(str(m)) is None}
+    if pending:
+        print(f"  B = {batch}: one step in RTL with every layer at each of {list(pending)} bits, "
+              f"{min(jobs or os.cpu_count() or 1, len(pending))} at a time ...", flush=True)
+    failed = []
+    for m, res in run_in_slots("verilator", cfg, generated(cfg, array=True), "fixar_trainer",
+                               "fixar.tb.test_engine", pending, jobs=jobs):
+        if not res.passed:     # the other widths still finish and are kept
+            failed.append(f"m = {m}: see {res.results_xml}")
+            continue
+        (rec,) = [r for r in res.figures() if r["test"] == "training_steps"]
+        print(f"  B = {batch}, every layer at {m} bits: {rec['bfp_steps'][0]['cycles']} cycles, bit-exact",
+              flush=True)
+        cache.put(m, rec)
+    if failed:
+        raise RuntimeError(f"BFP training-engine bench failed at B = {batch}: {'; '.join(failed)}")
     steps = {m: cache.get(str(m)) for m in cfg.bfp.widths}
     figs: dict = {f"bfp_train_step_cycles_b{batch}_m{m}": rec["bfp_steps"][0]["cycles"] for m, rec in steps.items()}
     slowest = max(steps.values(), key=lambda r: r["bfp_steps"][0]["cycles"] + r["act_cycles"])
@@ -158,44 +171,6 @@ def trainer_sim_bfp512(cache_dir: Path | None = None, jobs: int | None = None) -
           f"cycles at {list(cfg.bfp.widths)} bits, {figs[f'bfp_ips_b{batch}']} environment steps/s at 164 MHz, "
           f"{figs[f'bfp_speedup_vs_fxp32_b{batch}']} x FXP32 (bit-exact)", flush=True)
     return figs
-
-
-def _bfp512_records(cfg: FixarConfig, batch: int, widths: list[int], jobs: int):
-    """(width, bench record) of a B = ``batch`` step at each of ``widths``, as
-    each finishes. Runs share no build folder (a folder runs one bench at a
-    time): slot 0 is the usual one, slot k its copy with suffix -slot{k}."""
-    rtl = generated(cfg, array=True)
-    slots: queue.Queue = queue.Queue()
-    for k in range(max(1, min(jobs, len(widths)))):
-        slots.put(k)
-
-    def one(m: int) -> tuple[int, dict]:
-        slot = slots.get()
-        try:
-            print(f"  B = {batch}, every layer at {m} bits: one step in RTL (build slot {slot}) ...", flush=True)
-            env = {"FIXAR_STEPS": "1", "FIXAR_BFP": "1", "FIXAR_BFP_FIXED": str(m),
-                   "FIXAR_NETS": json.dumps([17, 6, [400, 300], batch])}
-            res = run_module("verilator", cfg, rtl, "fixar_trainer", "fixar.tb.test_engine", env=env,
-                             tag=f"{cfg.digest}-slot{slot}" if slot else None)
-        finally:
-            slots.put(slot)
-        if not res.passed:
-            raise RuntimeError(f"BFP training-engine bench failed at B = {batch}, m = {m}; see {res.results_xml}")
-        (rec,) = [r for r in res.figures() if r["test"] == "training_steps"]
-        print(f"  B = {batch}, {m} bits: {rec['bfp_steps'][0]['cycles']} cycles, bit-exact", flush=True)
-        return m, rec
-
-    # threads suffice: each run is a simulator process of its own, and the runner keeps its state per call
-    # (a width that fails does not discard the others: they are handed on, then the first failure raised)
-    failed = None
-    with ThreadPoolExecutor(max_workers=slots.qsize()) as pool:
-        for done in as_completed([pool.submit(one, m) for m in widths]):
-            if done.exception() is None:
-                yield done.result()
-            else:
-                failed = failed or done.exception()
-    if failed is not None:
-        raise failed
 
 
 def _fixars_clock(cfg: FixarConfig) -> float:

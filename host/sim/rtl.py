@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import queue
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from importlib import metadata
 from pathlib import Path
 
@@ -74,6 +78,31 @@ def run_module(sim: str, cfg: FixarConfig, rtl_dir: Path, module: str, test_modu
     return run_bench(sim=sim, top=module, sources=sources, test_module=test_module,
                      cfg=cfg, tag=tag or cfg.digest,
                      env={"FIXAR_LATENCY": str(mod["latency"]), **(env or {})}, **kwargs)
+
+
+def run_in_slots(sim: str, cfg: FixarConfig, rtl_dir: Path, module: str, test_module: str,
+                 envs: dict[str, dict[str, str]], *, jobs: int | None = None) -> Iterator[tuple[str, SimResult]]:
+    """Run ``test_module`` once per entry of ``envs`` (a name and its bench
+    environment), up to ``jobs`` at a time (default: one per core), and hand
+    back (name, result) as each run ends. A build folder runs one bench at a
+    time, so slot 0 is the usual folder and slot k its copy with suffix
+    -slot{k}, built once (from ccache: about 2 minutes for the full engine)."""
+    slots: queue.Queue = queue.Queue()
+    for k in range(max(1, min(jobs or os.cpu_count() or 1, len(envs)))):
+        slots.put(k)
+
+    def one(name: str) -> tuple[str, SimResult]:
+        slot = slots.get()
+        try:
+            return name, run_module(sim, cfg, rtl_dir, module, test_module, env=envs[name],
+                                    tag=f"{cfg.digest}-slot{slot}" if slot else None)
+        finally:
+            slots.put(slot)
+
+    # threads suffice: each run is a simulator process of its own, and the runner keeps its state per call
+    with ThreadPoolExecutor(max_workers=slots.qsize()) as pool:
+        for done in as_completed([pool.submit(one, name) for name in envs]):
+            yield done.result()
 
 
 def run_mutated(cfg: FixarConfig, module: str, test_module: str, old: str, new: str,
