@@ -6,8 +6,10 @@ cocotb tests (module ``fixar.tb.test_lane_array``) and the pytest entries.
 Layers of random shapes (outputs, inputs and vectors that fill no whole
 tile, group or pass) at every pair of mantissa widths, with log-uniform
 codes converted to BFP (so that exponents, and scales, spread) and an
-all-zero group; runs back to back; and, with FIXAR_LANE_LAYERS, the given
-layers (the HAQ policies' layers, fixar.haq.verify).
+all-zero group; runs back to back; every product of BFP training steps
+(forward, transposed and weight-gradient, both networks, every width: the
+operands fixar.golden.bfp_train records); and, with FIXAR_LANE_LAYERS, the
+given layers (the HAQ policies' layers, fixar.haq.verify).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import pytest
 from fixar.compiler.lane_array import LaneLayer, lay_out, read_back
 from fixar.config import load
 from fixar.config.bfp import BfpFormat, lane_array_shape
+from fixar.figures.lane_products import step_products
 from fixar.golden.bfp import to_bfp
 from fixar.golden.fmac import wrap
 from fixar.golden.lane_array import layer_sums
@@ -30,6 +33,9 @@ from fixar.tb.base import BenchTB
 from fixar.tb.figures import record
 
 BENCH = "fixar.tb.test_lane_array"
+# the training steps whose products the bench runs: networks obs-5-3-act, batch 5, four sweep steps
+# (2, 4, 6, 8 bits), so that on two columns outputs, vectors and the batch's groups all end mid-tile
+PRODUCT_NETS = {"obs_dim": 3, "act_dim": 1, "hidden": (5, 3), "batch": 5, "steps": 4, "sweep": True}
 
 
 def random_layer(cfg, rng: np.random.Generator, outputs: int, inputs: int, batch: int, m_w: int, m_a: int):
@@ -123,6 +129,15 @@ async def test_back_to_back(dut):
 
 
 @cocotb.test()
+async def test_training_products(dut):
+    """Every product of BFP training steps of small networks, bit- and cycle-exact."""
+    tb = TB(dut)
+    await tb.reset()
+    for p in step_products(tb.cfg, **PRODUCT_NETS):
+        await tb.check(p.w, p.a, "training_product", kind=p.kind, layer=p.layer)
+
+
+@cocotb.test()
 async def test_given_layers(dut):
     """FIXAR_LANE_LAYERS: [[outputs, inputs, batch, m_w, m_a, label], ...], random codes."""
     tb = TB(dut)
@@ -151,12 +166,17 @@ def _run(sim: str, **kwargs):
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
 def test_lane_array_bit_exact(sim):
-    """Two lane columns: every width pair, back to back; sums and cycles exact."""
-    res = _run(sim, testcase=["test_layers", "test_back_to_back"])
+    """Two lane columns: every width pair, back to back, a training step's
+    products at every width; sums and cycles exact."""
+    res = _run(sim, testcase=["test_layers", "test_back_to_back", "test_training_products"])
     assert res.passed, f"{res.failed} of {res.tests} cocotb tests failed; see {res.results_xml}"
-    assert res.tests == 2
+    assert res.tests == 3
     widths = bench_config().bfp.widths
     assert len([r for r in res.rows if r["test"] == "layer"]) == len(widths) ** 2
+    products = [r for r in res.rows if r["test"] == "training_product"]
+    assert len(products) == len(step_products(bench_config(), **PRODUCT_NETS))
+    assert {(r["kind"], r["m_w"]) for r in products} == {(k, m) for k in ("forward", "transposed", "gradient")
+                                                          for m in widths}
 
 
 # each lane's scale is s_w + its own s_a; planted: column 0's lane 0 takes lane 1's s_a

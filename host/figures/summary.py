@@ -47,7 +47,7 @@ RES_BEGIN, RES_END = "<!-- RESOURCES:BEGIN -->", "<!-- RESOURCES:END -->"
 HEAD_BEGIN, HEAD_END = "<!-- HEADLINE:BEGIN -->", "<!-- HEADLINE:END -->"
 PARTS = ("golden", "host", "kernel", "study", "pe", "array", "trainer", "trainer16", "trainer-bfp", "trainer-bfp512",
          "synth", "synth-array", "synth-kernel", "floorplan", "schedule", "explore", "explore-verify", "timing",
-         "multipliers", "formats", "lanes", "haq", "haq-rtl", "haq-lanes")
+         "multipliers", "formats", "lanes", "lanes-step", "haq", "haq-rtl", "haq-lanes")
 
 
 def machine() -> str:
@@ -203,6 +203,11 @@ def measure(what: str, vectors: int) -> dict:
         from fixar.figures.fmac_lanes import lane_figures
         print("lanes: the BFP lane column in Yosys and its throughput in Verilator ...", flush=True)
         figs.update(lane_figures(cfg))
+    if what in ("all", "lanes-step"):
+        from fixar.figures.lane_products import lane_step_figures
+        print("lanes-step: a HalfCheetah BFP step's products on the 32-column lane array at each width, "
+              "against the FXP32 engine's (cycle models) ...", flush=True)
+        figs.update(lane_step_figures(cfg))
     if what in ("all", "haq"):
         figs.update(haq_figures())
     if what in ("all", "haq-rtl"):

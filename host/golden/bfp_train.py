@@ -35,16 +35,34 @@ mixes s and a, and the random words' keys are those of the padded layout.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from fixar.config import ActFunc, FixarConfig
-from fixar.golden.bfp import bfp_quantize, fast_r
+from fixar.golden.bfp import BfpTensor, bfp_quantize, fast_r, to_bfp
 from fixar.golden.fixed import I64
 from fixar.golden.layer import linear
 from fixar.golden.noise import jenkins32
 
 # the schedule check's own seed stream (any odd constant apart from the training streams' seed)
 CHECK_STREAM = 0x9E3779B9
+
+
+@dataclass(frozen=True)
+class LaneProduct:
+    """One product of a step as its two BFP operands, oriented as the lane
+    array takes them (fixar.compiler.lane_array.lay_out): ``w``'s rows are the
+    product's outputs, ``a``'s rows its vectors, both grouped along the
+    reduction, so that entry (i, j) is the dot product of row i of w and row
+    j of a. Forward W X: W (outputs) and X^T (the batch); transposed W^T D:
+    W^T (the layer's inputs) and D^T (the batch); weight gradient D X^T: D
+    (outputs) and X (the layer's input features, as lanes)."""
+
+    kind: str           # forward, transposed or gradient
+    layer: int
+    w: BfpTensor
+    a: BfpTensor
 
 
 class BfpLayers:
@@ -64,6 +82,9 @@ class BfpLayers:
         self.checking = False                   # this step is a check step
         self.watched: dict[int, np.ndarray] = {}    # its training forward's layer inputs
         self.history: list[tuple] = []      # (step, layer, r or None at the widest, width after)
+        # None, or a list that collects each product as a LaneProduct (the lane array's bench and figures)
+        self.products: list | None = None
+        self._operands: list[BfpTensor] = []
 
     # ---------------------------------------------------------------- schedule
     def begin_step(self) -> None:
@@ -131,8 +152,18 @@ class BfpLayers:
         """``q`` in BFP at layer ``i``'s width, grouped along ``axis``; ``features``:
         the axis of layer i's input features, if ``q`` has one."""
         q, keep = (np.asarray(q, dtype=I64), None) if features is None else self._split_padded(q, i, features)
-        out = bfp_quantize(q, frac, self._format(self.widths[i]), self._next_seed(), axis)
+        fmt, seed = self._format(self.widths[i]), self._next_seed()
+        out = bfp_quantize(q, frac, fmt, seed, axis)
+        if self.products is not None:       # the same conversion, kept as mantissas and exponents
+            self._operands.append(to_bfp(q, frac, fmt, seed, axis))
         return out if keep is None else np.take(out, keep, axis=features)
+
+    def _product(self, kind: str, i: int) -> None:
+        """The last two conversions were product ``kind``'s operands (kept when recording)."""
+        if self.products is not None:
+            w, a = self._operands
+            self._operands = []
+            self.products.append(LaneProduct(kind, i, w, a))
 
     def layer(self, i: int, W, b, X, func: ActFunc, ops=None) -> tuple[np.ndarray, np.ndarray]:
         """Forward product of layer ``i`` with W and X in BFP along the inputs:
@@ -141,17 +172,22 @@ class BfpLayers:
         pe, X = self.cfg.pe, np.asarray(X, dtype=I64)
         Wb = self._bfp(W, pe.weight.frac, i, 1, features=1)
         Xb = self._bfp(X, pe.act32.frac, i, 0, features=0)
+        self._product("forward", i)
         return linear(self.cfg, Wb, Xb, b, func), X
 
     def transposed_operands(self, i: int, W, D) -> tuple[np.ndarray, np.ndarray]:
         """W and D of W^T D in BFP along the outputs (W's columns, D's columns)."""
         pe = self.cfg.pe
-        return self._bfp(W, pe.weight.frac, i, 0, features=1), self._bfp(D, pe.act32.frac, i, 0)
+        operands = self._bfp(W, pe.weight.frac, i, 0, features=1), self._bfp(D, pe.act32.frac, i, 0)
+        self._product("transposed", i)
+        return operands
 
     def gradient_operands(self, i: int, D, X) -> tuple[np.ndarray, np.ndarray]:
         """D and X of D X^T in BFP along the batch."""
         af = self.cfg.pe.act32.frac
-        return self._bfp(D, af, i, 1), self._bfp(X, af, i, 1, features=0)
+        operands = self._bfp(D, af, i, 1), self._bfp(X, af, i, 1, features=0)
+        self._product("gradient", i)
+        return operands
 
     # ------------------------------------------- the quantizer interface's rest
     def top(self, i: int) -> None:
