@@ -249,7 +249,7 @@ def measure(what: str, vectors: int) -> dict:
     if what in ("all", "trainer-bfp512"):
         from fixar.figures.trainer_sim import trainer_sim_bfp512
         print("trainer-bfp512: config bfp on the 2 x 16 x 16 engine, a HalfCheetah DDPG step at B = 512 with "
-              "every layer fixed at each mantissa width in RTL, bit for bit (half an hour a width, one per core) ...",
+              "every layer fixed at each mantissa width in RTL, bit for bit (50 minutes a width, one per core) ...",
               flush=True)
         figs.update(trainer_sim_bfp512())
     if what in ("all", "synth"):

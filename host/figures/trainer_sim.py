@@ -129,8 +129,9 @@ def trainer_sim_bfp512(cache_dir: Path | None = None, jobs: int | None = None) -
     bfp_speedup_vs_fxp32_b512 at the slowest width's step (acting pass
     included, 164 MHz): any mix of widths over a run is at least as fast.
     A scheduled run's check steps at B = 512 still do not fit (docs/bfp.md).
-    The widths run ``jobs`` at a time (default: one per core; a width takes
-    about half an hour), each in a build folder of its own (run_in_slots)."""
+    The widths run ``jobs`` at a time (default: one per core; a width took
+    about 50 minutes here with two running), each in a build folder of its
+    own (run_in_slots)."""
     from fixar.compiler.program import compile_ddpg, step_cycles
     from fixar.config import load
     from fixar.figures.summary import ROOT, commit
